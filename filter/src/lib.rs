@@ -1,0 +1,1 @@
+//! JWT verification filter. Placeholder: the core lands next.
