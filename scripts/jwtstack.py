@@ -1,0 +1,370 @@
+"""The demo stack: `harness idp`, `harness upstream` and Envoy with the JWT filter.
+
+Used by `make run` (scripts/run-demo.py, fixed ports from envoy.yaml as written) and by the
+end-to-end tests (tests/e2e/, free loopback ports). envoy.yaml at the repository root is the one
+source of truth: the tests render it with other ports, an absolute .wasm path and their own
+filter configuration (`render_envoy_yaml`).
+
+Every process is started here and stopped here, by its pid (terminate, then kill after a
+bounded wait). Every wait is bounded. Python 3.11 standard library only.
+"""
+
+from __future__ import annotations
+
+import http.client as httpclient
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVOY_YAML = ROOT / "envoy.yaml"
+WASM = Path(os.environ.get("JWT_FILTER_WASM", ROOT / "dist" / "jwt_filter.wasm"))
+HARNESS = Path(os.environ.get("HARNESS", ROOT / "target" / "release" / "harness"))
+ENVOY = Path(os.environ.get("ENVOY", ROOT / ".venv" / "bin" / "envoy"))
+
+# The ports written in envoy.yaml (what `make run` uses).
+DEMO_PORTS = {"admin": 9901, "listener": 10000, "upstream": 10001, "idp": 10002}
+ISSUER = "https://issuer.test/"
+AUDIENCE = "https://api.test"
+
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 5.0
+
+
+class StackError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# envoy.yaml: read the filter configuration, render with other ports / configuration.
+
+_VALUE_RE = re.compile(r"^(?P<indent>[ ]*)value: \|[ ]*$")
+
+
+def _config_block(lines: list[str]) -> tuple[int, int, str]:
+    """(first line of the JSON block, end (exclusive), indentation of the block)."""
+    starts = [i for i, line in enumerate(lines) if _VALUE_RE.match(line)]
+    if len(starts) != 1:
+        raise StackError(f"envoy.yaml: expected exactly one `value: |` block, found {len(starts)}")
+    start = starts[0] + 1
+    key_indent = len(_VALUE_RE.match(lines[starts[0]]).group("indent"))
+    end = start
+    while end < len(lines) and (not lines[end].strip() or
+                                len(lines[end]) - len(lines[end].lstrip(" ")) > key_indent):
+        end += 1
+    while end > start and not lines[end - 1].strip():
+        end -= 1
+    body = lines[start:end]
+    if not body:
+        raise StackError("envoy.yaml: empty filter configuration block")
+    indent = " " * (len(body[0]) - len(body[0].lstrip(" ")))
+    return start, end, indent
+
+
+def demo_filter_config(path: Path = ENVOY_YAML) -> dict:
+    """The filter configuration written in envoy.yaml, parsed."""
+    lines = path.read_text().splitlines()
+    start, end, _ = _config_block(lines)
+    return json.loads("\n".join(lines[start:end]))
+
+
+def render_envoy_yaml(*, admin: int, listener: int, upstream: int, idp: int,
+                      filter_config: dict | str | None = None, wasm: Path = WASM,
+                      path: Path = ENVOY_YAML) -> str:
+    """envoy.yaml with other ports, an absolute .wasm path, another filter configuration."""
+    text = path.read_text()
+    for name, port in (("admin", admin), ("listener", listener),
+                       ("upstream", upstream), ("idp", idp)):
+        pattern = rf"port_value: {DEMO_PORTS[name]}\b"
+        if len(re.findall(pattern, text)) != 1:
+            raise StackError(f"envoy.yaml: expected `port_value: {DEMO_PORTS[name]}` ({name}) once")
+        text = re.sub(pattern, f"port_value: {port}", text)
+    needle = "filename: dist/jwt_filter.wasm"
+    if text.count(needle) != 1:
+        raise StackError(f"envoy.yaml: expected `{needle}` once")
+    text = text.replace(needle, f"filename: {json.dumps(str(wasm))}")
+    if filter_config is not None:
+        lines = text.splitlines()
+        start, end, indent = _config_block(lines)
+        body = filter_config if isinstance(filter_config, str) else json.dumps(filter_config, indent=2)
+        lines[start:end] = [indent + line for line in body.splitlines()]
+        text = "\n".join(lines) + "\n"
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP (loopback only, with timeouts).
+
+class Response:
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes):
+        self.status = status
+        self.header_list = headers
+        self.headers = {k.lower(): v for k, v in headers}
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<{self.status} {self.headers} {self.body[:300]!r}>"
+
+
+def http(port: int, method: str, path: str, headers: dict | None = None,
+         body: bytes | str | None = None, timeout: float = 10.0) -> Response:
+    if isinstance(body, str):
+        body = body.encode()
+    conn = httpclient.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return Response(r.status, r.getheaders(), r.read())
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Processes.
+
+class Proc:
+    """One child process, logging to a file, stopped by pid."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, cwd: Path = ROOT,
+                 ready_line: re.Pattern | None = None):
+        self.name = name
+        self.argv = argv
+        self.log = log
+        self._ready = threading.Event()
+        self._match: re.Match | None = None
+        self._logf = open(log, "wb")
+        self.popen = subprocess.Popen(
+            argv, cwd=cwd, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if ready_line else self._logf,
+            stderr=subprocess.STDOUT)
+        self.pid = self.popen.pid
+        if ready_line:
+            self._reader = threading.Thread(target=self._read, args=(ready_line,), daemon=True)
+            self._reader.start()
+
+    def _read(self, ready_line: re.Pattern):
+        for raw in self.popen.stdout:
+            self._logf.write(raw)
+            self._logf.flush()
+            if not self._ready.is_set():
+                m = ready_line.search(raw.decode(errors="replace"))
+                if m:
+                    self._match = m
+                    self._ready.set()
+        self._ready.set()  # EOF: wake the waiter, which sees the exit
+
+    def wait_ready_line(self, timeout: float = READY_TIMEOUT_S) -> re.Match:
+        if not self._ready.wait(timeout):
+            raise StackError(f"{self.name}: no readiness line within {timeout}s\n{self.tail()}")
+        if self._match is None:
+            raise StackError(f"{self.name}: exited ({self.popen.poll()}) before ready\n{self.tail()}")
+        return self._match
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self):
+        """SIGTERM by pid, bounded wait, then SIGKILL."""
+        if self.popen.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.popen.wait(STOP_TIMEOUT_S)
+        if getattr(self, "_reader", None):
+            self._reader.join(STOP_TIMEOUT_S)
+        self._logf.close()
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def tail(self, n: int = 40) -> str:
+        lines = self.log_text().splitlines()[-n:]
+        return f"--- last lines of {self.log} ---\n" + "\n".join(lines)
+
+
+_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+
+
+class Idp:
+    """`harness idp`: discovery + JWKS, key rotation, failure modes, fetch counts, tokens."""
+
+    def __init__(self, proc: Proc, port: int, issuer: str):
+        self.proc, self.port, self.issuer = proc, port, issuer
+
+    def _admin(self, method: str, path: str, body=None) -> Response:
+        if body is not None and not isinstance(body, (str, bytes)):
+            body = json.dumps(body)
+        r = http(self.port, method, path, {"content-type": "application/json"}, body)
+        if r.status != 200:
+            raise StackError(f"idp {method} {path}: {r}")
+        return r
+
+    def set_keys(self, keys: list[str]):
+        self._admin("POST", "/admin/keys", keys)
+
+    def set_mode(self, mode: str):
+        self._admin("POST", "/admin/mode", mode)
+
+    def stats(self) -> dict:
+        return self._admin("GET", "/admin/stats").json()
+
+    def jwks_fetches(self) -> int:
+        return int(self.stats()["jwks_fetches"])
+
+    def token(self, key: str = "k1", header: dict | None = None, **claims) -> str:
+        """A token signed with `key`; claims default to a valid demo access token."""
+        body = {"iss": self.issuer, "aud": AUDIENCE, "sub": "user-123",
+                "scope": "read:messages", "exp": "+1h"}
+        body.update(claims)
+        body = {k: v for k, v in body.items() if v is not None}
+        req = {"key": key, "claims": body}
+        if header:
+            req["header"] = header
+        text = self._admin("POST", "/admin/token", req).body.decode().strip()
+        if text.startswith("{"):
+            text = json.loads(text)["token"]
+        return text
+
+
+class Envoy:
+    def __init__(self, proc: Proc, admin: int, listener: int, config_path: Path):
+        self.proc, self.admin, self.port, self.config_path = proc, admin, listener, config_path
+
+    def get(self, path: str, token: str | None = None, headers: dict | None = None,
+            method: str = "GET") -> Response:
+        h = dict(headers or {})
+        if token is not None:
+            h["authorization"] = f"Bearer {token}"
+        return http(self.port, method, path, h)
+
+    def stats(self) -> dict[str, int]:
+        """`/stats` as a dict (numeric values only)."""
+        r = http(self.admin, "GET", "/stats")
+        out = {}
+        for line in r.body.decode().splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().lstrip("-").isdigit():
+                out[name] = int(value)
+        return out
+
+    def metric(self, name: str) -> int:
+        """A filter metric, as Envoy names it in /stats (`wasmcustom.<name>`); 0 if absent."""
+        return self.stats().get(f"wasmcustom.{name}", 0)
+
+    def prometheus(self) -> str:
+        return http(self.admin, "GET", "/stats/prometheus").body.decode()
+
+
+class Stack:
+    """Starts the demo processes; `stop()` stops every one of them, by pid."""
+
+    def __init__(self, workdir: Path, envoy_log_level: str = "info"):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.procs: list[Proc] = []
+        self.envoy_log_level = envoy_log_level
+        self._n = 0
+
+    def _log(self, name: str) -> Path:
+        self._n += 1
+        return self.workdir / f"{self._n:02d}-{name}.log"
+
+    def _spawn(self, name, argv, **kw) -> Proc:
+        p = Proc(name, [str(a) for a in argv], self._log(name), **kw)
+        self.procs.append(p)
+        return p
+
+    def start_idp(self, port: int = 0, keys=("k1",), issuer: str = ISSUER) -> Idp:
+        argv = [HARNESS, "idp", "--listen", f"127.0.0.1:{port}", "--issuer", issuer]
+        for k in keys:
+            argv += ["--key", k]
+        p = self._spawn("idp", argv, ready_line=_LISTENING)
+        return Idp(p, int(p.wait_ready_line().group(1)), issuer)
+
+    def start_upstream(self, port: int = 0) -> int:
+        p = self._spawn("upstream", [HARNESS, "upstream", "--listen", f"127.0.0.1:{port}"],
+                        ready_line=_LISTENING)
+        return int(p.wait_ready_line().group(1))
+
+    def envoy_argv(self, config: Path, concurrency: int, admin_path: Path | None) -> list:
+        argv = [ENVOY, "-c", config, "--concurrency", concurrency, "--disable-hot-restart",
+                "-l", self.envoy_log_level, "--component-log-level", "wasm:debug"]
+        if admin_path:
+            argv += ["--admin-address-path", admin_path]
+        return argv
+
+    def start_envoy(self, *, upstream: int, idp: int, filter_config: dict | str | None = None,
+                    concurrency: int = 1, config_text: str | None = None) -> Envoy:
+        """Envoy from envoy.yaml rendered with free ports; waits until /ready is LIVE."""
+        self._n += 1
+        cfg = self.workdir / f"envoy-{self._n:02d}.yaml"
+        admin_path = self.workdir / f"envoy-{self._n:02d}.admin"
+        if config_text is None:
+            config_text = render_envoy_yaml(admin=0, listener=0, upstream=upstream, idp=idp,
+                                            filter_config=filter_config)
+        cfg.write_text(config_text)
+        p = self._spawn("envoy", self.envoy_argv(cfg, concurrency, admin_path))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        admin = None
+        while time.monotonic() < deadline:
+            if not p.alive():
+                raise StackError(f"envoy exited with {p.popen.returncode}\n{p.tail()}")
+            if admin is None and admin_path.exists():
+                text = admin_path.read_text().strip()
+                if text:
+                    admin = int(text.rsplit(":", 1)[1])
+            if admin is not None:
+                try:
+                    r = http(admin, "GET", "/ready", timeout=2)
+                    if r.status == 200:
+                        break
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        else:
+            raise StackError(f"envoy not ready within {READY_TIMEOUT_S}s\n{p.tail()}")
+        listeners = http(admin, "GET", "/listeners?format=json").json()["listener_statuses"]
+        port = listeners[0]["local_address"]["socket_address"]["port_value"]
+        return Envoy(p, admin, port, cfg)
+
+    def run_envoy_to_exit(self, filter_config: dict | str, timeout: float = 30.0) -> tuple[int, str]:
+        """Start Envoy with a configuration expected to be refused; (exit status, log)."""
+        self._n += 1
+        cfg = self.workdir / f"envoy-{self._n:02d}.yaml"
+        cfg.write_text(render_envoy_yaml(admin=0, listener=0, upstream=9, idp=9,
+                                         filter_config=filter_config))
+        p = self._spawn("envoy-refused", self.envoy_argv(cfg, 1, None))
+        try:
+            p.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass  # still running: stop() below kills it, the caller sees None
+        code = p.popen.poll()
+        p.stop()
+        return code, p.log_text()
+
+    def stop(self):
+        errors = []
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except Exception as e:  # keep stopping the others
+                errors.append(f"{p.name} ({p.pid}): {e}")
+        self.procs.clear()
+        if errors:
+            raise StackError("; ".join(errors))
