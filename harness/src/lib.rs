@@ -1,0 +1,7 @@
+//! A native proxy-wasm host (wasmtime) that runs HTTP filters the way Envoy does, a scenario
+//! runner on top of it, named keys and tokens, and two small demo servers.
+
+pub mod keys;
+pub mod servers;
+pub mod time;
+pub mod token;
