@@ -1,1 +1,22 @@
-//! JWT verification filter. Placeholder: the core lands next.
+//! A JWT access-token filter for proxy-wasm hosts (Envoy, Istio, ...).
+//!
+//! The modules below are the core: pure functions of the request, the clock and the key
+//! sets, with no proxy-wasm types, so they build and test natively. The proxy-wasm adapter
+//! (built for wasm32 only) moves bytes between the host and the core.
+
+pub mod authenticator;
+pub mod authz;
+pub mod base64url;
+pub mod claims;
+pub mod config;
+pub mod extract;
+pub mod json;
+pub mod jwks;
+pub mod jws;
+pub mod request;
+pub mod response;
+pub mod rules;
+pub mod verify;
+
+#[cfg(test)]
+mod testkit;

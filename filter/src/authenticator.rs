@@ -1,0 +1,347 @@
+//! The decision for one request: route rule, token, keys, signature, claims,
+//! authorization, and the header changes or the denial that follow.
+
+use crate::authz::{Denied, ProviderRequirement, Requirement};
+use crate::config::{Config, KeySource, Mode, Provider, Unmatched};
+use crate::extract::{self, Extracted};
+use crate::jwks::{KeyError, KeySet};
+use crate::jws;
+use crate::request::{HeaderChanges, Request};
+use crate::response::{Denial, Failure, deny};
+use crate::rules::{self, RouteMatch};
+use crate::verify::SignatureVerifier;
+use serde_json::{Map, Value};
+
+/// What the host side knows about a provider's remote key set.
+pub enum KeyState<'k> {
+    /// A key set is loaded. `refetch_allowed` says whether an unknown `kid` may trigger a
+    /// fetch now (no fetch within the cooldown).
+    Ready {
+        set: &'k KeySet,
+        refetch_allowed: bool,
+    },
+    /// No key set yet; a fetch is under way or can start.
+    Loading,
+    /// No usable key set and the last fetch failed.
+    Unavailable { retry_after_s: u64 },
+}
+
+/// Key sets fetched by the host side, by provider index.
+pub trait KeyStore {
+    fn state(&self, provider: usize) -> KeyState<'_>;
+}
+
+/// The verdict for a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward upstream after applying `changes`. In report mode, `reported` carries the
+    /// denial that enforce mode would have sent.
+    Allow {
+        changes: HeaderChanges,
+        reported: Option<Refusal>,
+    },
+    Deny(Refusal),
+    /// Keys are needed first: pause the request, fetch, then decide again.
+    Pending {
+        provider: usize,
+        unknown_kid: bool,
+    },
+}
+
+/// A denial with the provider it concerns (for the log line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub denial: Denial,
+    pub provider: Option<String>,
+}
+
+/// A token that passed every check for one provider.
+struct Verified<'r> {
+    provider: usize,
+    source: usize,
+    payload_b64: &'r str,
+    claims: Map<String, Value>,
+}
+
+enum Outcome<'r> {
+    /// Passed; empty when it passed anonymously (`allow_missing`).
+    Pass(Vec<Verified<'r>>),
+    Fail(Failure, Option<usize>),
+    Pending {
+        provider: usize,
+        unknown_kid: bool,
+    },
+}
+
+pub struct Authenticator<V> {
+    pub config: Config,
+    verifier: V,
+}
+
+impl<V: SignatureVerifier> Authenticator<V> {
+    pub fn new(config: Config, verifier: V) -> Self {
+        Authenticator { config, verifier }
+    }
+
+    /// Decides `req` at unix time `now` (seconds).
+    pub fn decide(&self, req: &Request, now: u64, keys: &dyn KeyStore) -> Decision {
+        let outcome = match rules::find(&self.config.rules, &req.method, &req.path) {
+            RouteMatch::Rule(rule) => match &rule.requires {
+                None => Outcome::Pass(Vec::new()),
+                Some(requirement) => self.evaluate(requirement, req, now, keys),
+            },
+            RouteMatch::Unmatched if self.config.unmatched == Unmatched::Allow => {
+                Outcome::Pass(Vec::new())
+            }
+            RouteMatch::Unmatched | RouteMatch::BadPath => {
+                Outcome::Fail(Failure::AccessDenied, None)
+            }
+        };
+        match outcome {
+            Outcome::Pass(verified) => Decision::Allow {
+                changes: self.changes(req, &verified),
+                reported: None,
+            },
+            Outcome::Pending {
+                provider,
+                unknown_kid,
+            } => Decision::Pending {
+                provider,
+                unknown_kid,
+            },
+            Outcome::Fail(failure, provider) => {
+                let refusal = Refusal {
+                    denial: deny(&self.config.realm, &failure),
+                    provider: provider.map(|i| self.config.providers[i].name.clone()),
+                };
+                match self.config.mode {
+                    Mode::Enforce => Decision::Deny(refusal),
+                    Mode::Report => Decision::Allow {
+                        changes: self.changes(req, &[]),
+                        reported: Some(refusal),
+                    },
+                }
+            }
+        }
+    }
+
+    fn evaluate<'r>(
+        &self,
+        requirement: &Requirement,
+        req: &'r Request,
+        now: u64,
+        keys: &dyn KeyStore,
+    ) -> Outcome<'r> {
+        match requirement {
+            Requirement::Provider(p) => self.evaluate_provider(p, req, now, keys),
+            Requirement::Any(list) => {
+                let (mut anonymous, mut pending, mut worst) =
+                    (false, None, None::<(Failure, Option<usize>)>);
+                for r in list {
+                    match self.evaluate(r, req, now, keys) {
+                        Outcome::Pass(v) if !v.is_empty() => return Outcome::Pass(v),
+                        Outcome::Pass(_) => anonymous = true,
+                        Outcome::Pending {
+                            provider,
+                            unknown_kid,
+                        } => {
+                            pending.get_or_insert(Outcome::Pending {
+                                provider,
+                                unknown_kid,
+                            });
+                        }
+                        Outcome::Fail(f, p) => {
+                            if worst.as_ref().is_none_or(|(w, _)| f.rank() > w.rank()) {
+                                worst = Some((f, p));
+                            }
+                        }
+                    }
+                }
+                if anonymous {
+                    Outcome::Pass(Vec::new())
+                } else if let Some(pending) = pending {
+                    pending
+                } else {
+                    let (f, p) = worst.unwrap_or((Failure::AccessDenied, None));
+                    Outcome::Fail(f, p)
+                }
+            }
+            Requirement::All(list) => {
+                let (mut passed, mut pending) = (Vec::new(), None);
+                for r in list {
+                    match self.evaluate(r, req, now, keys) {
+                        Outcome::Pass(v) => passed.extend(v),
+                        fail @ Outcome::Fail(..) => return fail,
+                        p @ Outcome::Pending { .. } => {
+                            pending.get_or_insert(p);
+                        }
+                    }
+                }
+                pending.unwrap_or(Outcome::Pass(passed))
+            }
+        }
+    }
+
+    fn evaluate_provider<'r>(
+        &self,
+        requirement: &ProviderRequirement,
+        req: &'r Request,
+        now: u64,
+        keys: &dyn KeyStore,
+    ) -> Outcome<'r> {
+        let index = requirement.provider;
+        let provider = &self.config.providers[index];
+        let fail = |f: Failure| Outcome::Fail(f, Some(index));
+        let invalid = |d: &str| {
+            fail(Failure::InvalidToken {
+                description: d.to_string(),
+                expired: false,
+            })
+        };
+
+        let (token, source) =
+            match extract::extract(req, &provider.token_sources, self.config.max_token_bytes) {
+                Extracted::Found { token, source } => (token, source),
+                Extracted::Missing if requirement.allow_missing => return Outcome::Pass(Vec::new()),
+                Extracted::Missing => return fail(Failure::Missing),
+                Extracted::Invalid(why) => return fail(Failure::InvalidRequest(why.to_string())),
+                Extracted::TooLarge => return invalid("Token too large"),
+            };
+        let jws = match jws::parse(token) {
+            Ok(jws) => jws,
+            Err(e) => return invalid(e.0),
+        };
+        if !provider.algorithms.contains(&jws.alg) {
+            return invalid("Unexpected 'alg' value");
+        }
+        if let Err(e) = provider.claims.check_issuer(&jws.claims) {
+            return invalid(&e.description);
+        }
+        let (set, refetch_allowed) = match key_state(provider, index, keys) {
+            KeyState::Ready {
+                set,
+                refetch_allowed,
+            } => (set, refetch_allowed),
+            KeyState::Loading => {
+                return Outcome::Pending {
+                    provider: index,
+                    unknown_kid: false,
+                };
+            }
+            KeyState::Unavailable { retry_after_s } => {
+                return fail(Failure::Unavailable { retry_after_s });
+            }
+        };
+        let key = match set.select(jws.kid.as_deref(), jws.alg) {
+            Ok(key) => key,
+            Err(KeyError::UnknownKid) if refetch_allowed => {
+                return Outcome::Pending {
+                    provider: index,
+                    unknown_kid: true,
+                };
+            }
+            Err(KeyError::UnknownKid | KeyError::NoMatch) => {
+                return invalid("no applicable key found in the JSON Web Key Set");
+            }
+            Err(KeyError::Ambiguous) => {
+                return invalid("multiple matching keys found in the JSON Web Key Set");
+            }
+        };
+        if !self
+            .verifier
+            .verify(jws.alg, key, jws.signing_input.as_bytes(), &jws.signature)
+        {
+            return invalid("signature verification failed");
+        }
+        if let Err(e) = provider.claims.check(jws.typ.as_deref(), &jws.claims, now) {
+            return fail(Failure::InvalidToken {
+                description: e.description,
+                expired: e.expired,
+            });
+        }
+        if let Err(denied) = requirement.authorization.check(&jws.claims) {
+            return fail(match denied {
+                Denied::Scope(scopes) => Failure::InsufficientScope {
+                    description: "Insufficient Scope".into(),
+                    scopes: Some(scopes),
+                },
+                Denied::Claim(description) => Failure::InsufficientScope {
+                    description,
+                    scopes: None,
+                },
+            });
+        }
+        Outcome::Pass(vec![Verified {
+            provider: index,
+            source,
+            payload_b64: jws.payload_b64,
+            claims: jws.claims,
+        }])
+    }
+
+    /// Header changes for a request that goes upstream: identity headers are always
+    /// stripped first; verified tokens add theirs and are removed unless forwarded.
+    fn changes(&self, req: &Request, verified: &[Verified]) -> HeaderChanges {
+        let mut changes = HeaderChanges {
+            remove: self.config.identity_headers.clone(),
+            set: Vec::new(),
+        };
+        for v in verified {
+            let provider: &Provider = &self.config.providers[v.provider];
+            if !provider.forward {
+                let (remove, set) = extract::removal(req, &provider.token_sources[v.source]);
+                changes.remove.extend(remove);
+                changes.set.extend(set);
+            }
+            if let Some(header) = &provider.forward_payload_header {
+                changes
+                    .set
+                    .push((header.clone(), v.payload_b64.to_string()));
+            }
+            for (path, header) in &provider.claim_to_headers {
+                if let Some(value) = path.lookup(&v.claims).and_then(header_value) {
+                    changes.set.push((header.clone(), value));
+                }
+            }
+        }
+        changes
+    }
+}
+
+fn key_state<'k>(provider: &'k Provider, index: usize, keys: &'k dyn KeyStore) -> KeyState<'k> {
+    match &provider.keys {
+        KeySource::Local(set) => KeyState::Ready {
+            set,
+            refetch_allowed: false,
+        },
+        KeySource::Remote(_) | KeySource::Discovery(_) => keys.state(index),
+    }
+}
+
+/// Most bytes of a claim written into a header.
+const MAX_HEADER_VALUE: usize = 4096;
+
+/// A claim as a header value: strings as they are, numbers and booleans printed, arrays
+/// of those joined with `,`. Objects, and values with control characters or too long,
+/// are not written.
+fn header_value(claim: &Value) -> Option<String> {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let value = match claim {
+        Value::Array(items) => items
+            .iter()
+            .map(scalar)
+            .collect::<Option<Vec<_>>>()?
+            .join(","),
+        other => scalar(other)?,
+    };
+    let safe = value.len() <= MAX_HEADER_VALUE && !value.chars().any(char::is_control);
+    safe.then_some(value)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1002 @@
+//! Decisions end to end through the core: every rule of the core issue and every attack of
+//! the reference list, with real signatures.
+
+use super::*;
+use crate::base64url;
+use crate::jwks::Origin;
+use crate::response::Reason;
+use crate::testkit::{NOW, public_jwk, sign};
+use crate::verify::RustCrypto;
+use serde_json::json;
+
+const ISS: &str = "https://issuer.test/";
+const AUD: &str = "https://api.test";
+
+/// The quickstart, with remote keys for `auth0` and extra providers for the other cases.
+fn config() -> Value {
+    json!({
+        "realm": "api",
+        "providers": {
+            "auth0": {
+                "issuer": ISS, "audiences": [AUD],
+                "remote_jwks": {"cluster": "idp", "uri": "http://idp.test/.well-known/jwks.json"},
+                "claim_to_headers": [{"claim": "sub", "header": "x-user-id"}, {"claim": ["https://example.com/roles"], "header": "x-roles"}],
+                "forward_payload_header": "x-jwt-payload"
+            },
+            "multi": {
+                "issuer": "https://multi.test/", "audiences": ["m"],
+                "algorithms": ["ES256", "EdDSA", "PS256", "RS256"],
+                "local_jwks": {"keys": [public_jwk("ec256", "ec"), public_jwk("ed25519", "ed"), public_jwk("rsa-b", "rsa")]},
+                "token_sources": [{"header": "authorization"}, {"query": "access_token"}, {"cookie": "at"}]
+            },
+            "hmac": {
+                "issuer": "https://hmac.test/", "audiences": ["h"], "algorithms": ["HS256"],
+                "local_jwks": {"keys": [{"kty": "oct", "kid": "s", "k": base64url::encode(SECRET.as_bytes())}]},
+                "token_sources": [{"header": "x-hmac-token"}]
+            }
+        },
+        "rules": [
+            {"match": {"prefix": "/api/public"}},
+            {"match": {"path": "/api/private"}, "requires": {"provider": "auth0"}},
+            {"match": {"path": "/api/private-scoped", "methods": ["GET"]}, "requires": {"provider": "auth0", "scopes": ["read:messages"]}},
+            {"match": {"path": "/api/admin"}, "requires": {"provider": "auth0", "claims": [{"claim": ["https://example.com/roles"], "includes": ["admin"]}]}},
+            {"match": {"path": "/api/optional"}, "requires": {"provider": "auth0", "allow_missing": true}},
+            {"match": {"prefix": "/multi"}, "requires": {"provider": "multi"}},
+            {"match": {"prefix": "/hmac"}, "requires": {"provider": "hmac"}},
+            {"match": {"prefix": "/any"}, "requires": {"any": [{"provider": "multi"}, {"provider": "auth0", "scopes": ["read:messages"]}]}},
+            {"match": {"prefix": "/all"}, "requires": {"all": [{"provider": "auth0"}, {"provider": "hmac"}]}}
+        ]
+    })
+}
+
+const SECRET: &str = "a-32-byte-secret-for-hs256-tests!";
+
+fn authenticator(config: &Value) -> Authenticator<RustCrypto> {
+    Authenticator::new(
+        Config::parse(config.to_string().as_bytes()).unwrap(),
+        RustCrypto,
+    )
+}
+
+/// The remote key sets, as the host side would report them.
+struct Keys {
+    set: Option<KeySet>,
+    refetch_allowed: bool,
+    unavailable: bool,
+}
+
+impl KeyStore for Keys {
+    fn state(&self, _provider: usize) -> KeyState<'_> {
+        match (&self.set, self.unavailable) {
+            (Some(set), _) => KeyState::Ready {
+                set,
+                refetch_allowed: self.refetch_allowed,
+            },
+            (None, true) => KeyState::Unavailable { retry_after_s: 30 },
+            (None, false) => KeyState::Loading,
+        }
+    }
+}
+
+fn remote_keys() -> Keys {
+    let doc = json!({"keys": [public_jwk("rsa-a", "a")]});
+    Keys {
+        set: Some(
+            KeySet::parse(doc.to_string().as_bytes(), Origin::Remote)
+                .unwrap()
+                .set,
+        ),
+        refetch_allowed: false,
+        unavailable: false,
+    }
+}
+
+fn claims() -> Value {
+    json!({"iss": ISS, "aud": AUD, "sub": "user-1", "exp": NOW + 3600, "iat": NOW - 10,
+           "scope": "openid read:messages", "https://example.com/roles": ["admin", "ops"]})
+}
+
+fn with(mut base: Value, changes: Value) -> Value {
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            base.as_object_mut().unwrap().remove(k);
+        } else {
+            base[k] = v.clone();
+        }
+    }
+    base
+}
+
+fn token(claims: &Value) -> String {
+    sign(
+        "rsa-a",
+        &json!({"alg": "RS256", "kid": "a", "typ": "JWT"}),
+        claims,
+    )
+}
+
+fn get(path: &str, headers: &[(&str, &str)]) -> Request {
+    Request::new("GET", path, headers)
+}
+
+fn decide(path: &str, token: &str) -> Decision {
+    let bearer = format!("Bearer {token}");
+    authenticator(&config()).decide(
+        &get(path, &[("authorization", &bearer)]),
+        NOW,
+        &remote_keys(),
+    )
+}
+
+/// Status and description (or 200 with no description) of a decision.
+fn verdict(d: &Decision) -> (u16, String) {
+    match d {
+        Decision::Allow { .. } => (200, String::new()),
+        Decision::Deny(r) => {
+            let body: Value = serde_json::from_str(&r.denial.body).unwrap();
+            (
+                r.denial.status,
+                body["message"].as_str().unwrap().to_string(),
+            )
+        }
+        Decision::Pending { .. } => (0, "pending".into()),
+    }
+}
+
+fn invalid(description: &str) -> (u16, String) {
+    (401, description.to_string())
+}
+
+fn changes(d: &Decision) -> &HeaderChanges {
+    match d {
+        Decision::Allow { changes, .. } => changes,
+        other => panic!("not allowed: {other:?}"),
+    }
+}
+
+fn header<'d>(d: &'d Decision, name: &str) -> Option<&'d str> {
+    match d {
+        Decision::Deny(r) => r
+            .denial
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str()),
+        _ => None,
+    }
+}
+
+// ---- The quickstart ----
+
+#[test]
+fn quickstart_public_private_scoped() {
+    let a = authenticator(&config());
+    let keys = remote_keys();
+    let good = format!("Bearer {}", token(&claims()));
+    let no_scope = format!(
+        "Bearer {}",
+        token(&with(claims(), json!({"scope": "openid"})))
+    );
+    let run = |path: &str, auth: Option<&str>| {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        verdict(&a.decide(&get(path, &headers), NOW, &keys)).0
+    };
+    assert_eq!(run("/api/public", None), 200);
+    assert_eq!(run("/api/private", None), 401);
+    assert_eq!(run("/api/private", Some(&good)), 200);
+    assert_eq!(run("/api/private-scoped", None), 401);
+    assert_eq!(run("/api/private-scoped", Some(&no_scope)), 403);
+    assert_eq!(run("/api/private-scoped", Some(&good)), 200);
+}
+
+#[test]
+fn missing_token_gets_a_bare_challenge() {
+    let d = authenticator(&config()).decide(&get("/api/private", &[]), NOW, &remote_keys());
+    assert_eq!(verdict(&d), (401, "Authentication required".into()));
+    assert_eq!(header(&d, "www-authenticate"), Some("Bearer realm=\"api\""));
+    let Decision::Deny(r) = &d else {
+        unreachable!()
+    };
+    assert_eq!(
+        (r.denial.reason, r.provider.as_deref()),
+        (Reason::Missing, Some("auth0"))
+    );
+}
+
+#[test]
+fn missing_scope_is_403_with_the_scope_attribute() {
+    let d = decide(
+        "/api/private-scoped",
+        &token(&with(claims(), json!({"scope": "read:other"}))),
+    );
+    assert_eq!(verdict(&d), (403, "Insufficient Scope".into()));
+    assert_eq!(
+        header(&d, "www-authenticate"),
+        Some(
+            "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"Insufficient Scope\", scope=\"read:messages\""
+        )
+    );
+}
+
+#[test]
+fn failed_claim_check_is_403_without_scope_attribute() {
+    let d = decide(
+        "/api/admin",
+        &token(&with(
+            claims(),
+            json!({"https://example.com/roles": ["ops"]}),
+        )),
+    );
+    assert_eq!(
+        verdict(&d),
+        (403, "Unexpected 'https://example.com/roles' value".into())
+    );
+    assert!(!header(&d, "www-authenticate").unwrap().contains("scope=\""));
+    assert_eq!(verdict(&decide("/api/admin", &token(&claims()))).0, 200);
+}
+
+#[test]
+fn unmatched_requests_are_refused_unless_configured() {
+    let a = authenticator(&config());
+    for (method, path) in [
+        ("GET", "/other"),
+        ("POST", "/api/private-scoped"),
+        ("GET", "/api/../../x"),
+        ("GET", "/api%2fprivate"),
+    ] {
+        let d = a.decide(&Request::new(method, path, &[]), NOW, &remote_keys());
+        assert_eq!(
+            verdict(&d),
+            (403, "Access denied".into()),
+            "{method} {path}"
+        );
+    }
+    let open = authenticator(&with(config(), json!({"unmatched": "allow"})));
+    assert_eq!(
+        verdict(&open.decide(&get("/other", &[]), NOW, &remote_keys())).0,
+        200
+    );
+    assert_eq!(
+        verdict(&open.decide(&get("/api%2fprivate", &[]), NOW, &remote_keys())).0,
+        403
+    );
+}
+
+#[test]
+fn paths_are_normalised_before_matching() {
+    let a = authenticator(&config());
+    for path in [
+        "/api/public/../private",
+        "/api//private",
+        "/api/./private",
+        "/api/%70rivate",
+        "/api/private?x=/api/public",
+    ] {
+        assert_eq!(
+            verdict(&a.decide(&get(path, &[]), NOW, &remote_keys())).0,
+            401,
+            "{path}"
+        );
+    }
+}
+
+// ---- Claims ----
+
+#[test]
+fn claim_failures_are_401_invalid_token() {
+    let cases = [
+        (
+            json!({"exp": NOW - 10}),
+            "'exp' claim timestamp check failed",
+        ),
+        (json!({"exp": null}), "Missing 'exp' claim"),
+        (
+            json!({"exp": (NOW + 60).to_string()}),
+            "'exp' claim must be a number",
+        ),
+        (json!({"exp": -1}), "'exp' claim timestamp check failed"),
+        (
+            json!({"nbf": NOW + 60}),
+            "'nbf' claim timestamp check failed",
+        ),
+        (
+            json!({"iat": NOW + 60}),
+            "'iat' claim timestamp check failed",
+        ),
+        (
+            json!({"aud": "https://other.test"}),
+            "Unexpected 'aud' value",
+        ),
+        (json!({"aud": []}), "Unexpected 'aud' value"),
+        (json!({"aud": [1]}), "Unexpected 'aud' value"),
+        (json!({"aud": "https://api.tes"}), "Unexpected 'aud' value"),
+        (
+            json!({"aud": "https://api.test "}),
+            "Unexpected 'aud' value",
+        ),
+        (json!({"aud": null}), "Missing 'aud' claim"),
+        (
+            json!({"iss": "https://issuer.test"}),
+            "Unexpected 'iss' value",
+        ),
+        (json!({"iss": null}), "Missing 'iss' claim"),
+        (json!({"sub": 1}), "'sub' claim must be a string"),
+    ];
+    for (change, want) in cases {
+        let d = decide("/api/private", &token(&with(claims(), change.clone())));
+        assert_eq!(verdict(&d), invalid(want), "{change}");
+        assert!(
+            header(&d, "www-authenticate")
+                .unwrap()
+                .contains("error=\"invalid_token\"")
+        );
+    }
+}
+
+#[test]
+fn expiry_is_reported_as_expired() {
+    let d = decide(
+        "/api/private",
+        &token(&with(claims(), json!({"exp": NOW - 10}))),
+    );
+    let Decision::Deny(r) = d else { panic!() };
+    assert_eq!(r.denial.reason, Reason::Expired);
+}
+
+#[test]
+fn huge_times_do_not_overflow() {
+    for exp in [json!(1e308), json!(18446744073709551616.0), json!(u64::MAX)] {
+        assert_eq!(
+            verdict(&decide(
+                "/api/private",
+                &token(&with(claims(), json!({"exp": exp.clone()})))
+            ))
+            .0,
+            200,
+            "{exp}"
+        );
+    }
+}
+
+// ---- Signatures and keys ----
+
+#[test]
+fn tampered_signatures_fail() {
+    let good = token(&claims());
+    let (input, sig) = good.rsplit_once('.').unwrap();
+    let mut bytes = base64url::decode(sig).unwrap();
+    bytes[10] ^= 1;
+    let flipped = format!("{input}.{}", base64url::encode(&bytes));
+    assert_eq!(
+        verdict(&decide("/api/private", &flipped)),
+        invalid("signature verification failed")
+    );
+    let truncated = format!("{input}.{}", base64url::encode(&bytes[..255]));
+    assert_eq!(
+        verdict(&decide("/api/private", &truncated)),
+        invalid("signature verification failed")
+    );
+    assert_eq!(
+        verdict(&decide("/api/private", &format!("{input}."))),
+        invalid("Missing signature")
+    );
+    assert_eq!(
+        verdict(&decide("/api/private", input)).1,
+        "Invalid Compact JWS"
+    );
+    // Another payload under the original signature.
+    let other = token(&with(claims(), json!({"sub": "admin"})));
+    let forged = format!("{}.{sig}", &other[..other.rfind('.').unwrap()]);
+    assert_eq!(
+        verdict(&decide("/api/private", &forged)),
+        invalid("signature verification failed")
+    );
+}
+
+#[test]
+fn alg_none_is_refused_in_every_spelling() {
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let input = format!(
+            "{}.{}",
+            base64url::encode(json!({"alg": alg, "kid": "a"}).to_string().as_bytes()),
+            base64url::encode(claims().to_string().as_bytes())
+        );
+        for t in [format!("{input}."), input.clone(), format!("{input}.c2ln")] {
+            assert_eq!(verdict(&decide("/api/private", &t)).0, 401, "{alg} {t}");
+        }
+    }
+}
+
+#[test]
+fn key_confusion_hmac_with_the_public_key_fails() {
+    use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+    let private = rsa::RsaPrivateKey::from_pkcs8_pem(&crate::testkit::pem("rsa-a")).unwrap();
+    let public = private.to_public_key();
+    let jwk = public_jwk("rsa-a", "a");
+    let secrets = [
+        public
+            .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+            .unwrap(),
+        String::from_utf8_lossy(public.to_public_key_der().unwrap().as_bytes()).into_owned(),
+        jwk["n"].as_str().unwrap().to_string(),
+        jwk.to_string(),
+    ];
+    for secret in secrets {
+        let t = sign(&secret, &json!({"alg": "HS256", "kid": "a"}), &claims());
+        assert_eq!(
+            verdict(&decide("/api/private", &t)),
+            invalid("Unexpected 'alg' value")
+        );
+    }
+    // A provider that does accept HS256 never uses an RSA key for it.
+    let t = sign(
+        "rsa-b",
+        &json!({"alg": "RS256", "kid": "s"}),
+        &with(claims(), json!({"iss": "https://hmac.test/", "aud": "h"})),
+    );
+    let d = authenticator(&config()).decide(
+        &get("/hmac", &[("x-hmac-token", &t)]),
+        NOW,
+        &remote_keys(),
+    );
+    assert_eq!(verdict(&d), invalid("Unexpected 'alg' value"));
+}
+
+#[test]
+fn kid_tricks() {
+    let keys_with_refetch = Keys {
+        refetch_allowed: true,
+        ..remote_keys()
+    };
+    let a = authenticator(&config());
+    for kid in [
+        json!("../../../../etc/passwd"),
+        json!("a' OR '1'='1"),
+        json!("b"),
+    ] {
+        let t = sign("rsa-a", &json!({"alg": "RS256", "kid": kid}), &claims());
+        let bearer = format!("Bearer {t}");
+        let req = get("/api/private", &[("authorization", &bearer)]);
+        assert_eq!(
+            verdict(&a.decide(&req, NOW, &remote_keys())),
+            invalid("no applicable key found in the JSON Web Key Set")
+        );
+        // An unknown kid may trigger one refetch (the host enforces the cooldown).
+        assert_eq!(
+            a.decide(&req, NOW, &keys_with_refetch),
+            Decision::Pending {
+                provider: 0,
+                unknown_kid: true
+            }
+        );
+    }
+    for kid in [json!(1), json!(["a"]), json!({"k": "a"}), json!(null)] {
+        let t = sign("rsa-a", &json!({"alg": "RS256", "kid": kid}), &claims());
+        assert_eq!(
+            verdict(&decide("/api/private", &t)),
+            invalid("Invalid 'kid' header parameter"),
+            "{kid}"
+        );
+    }
+    let long = sign(
+        "rsa-a",
+        &json!({"alg": "RS256", "kid": "k".repeat(10_000)}),
+        &claims(),
+    );
+    assert_eq!(
+        verdict(&decide("/api/private", &long)),
+        invalid("Token too large")
+    );
+    // No kid: fine when the set has exactly one key that fits.
+    let t = sign("rsa-a", &json!({"alg": "RS256"}), &claims());
+    assert_eq!(verdict(&decide("/api/private", &t)).0, 200);
+}
+
+#[test]
+fn keys_named_by_the_token_are_never_used() {
+    // Signed by rsa-b, which the issuer never published, and pointing at it every way.
+    let attacker = public_jwk("rsa-b", "a");
+    let header = json!({"alg": "RS256", "kid": "a", "jku": "http://evil.test/jwks", "x5u": "http://evil.test/cert",
+                        "x5c": ["MIIB"], "jwk": attacker});
+    let t = sign("rsa-b", &header, &claims());
+    let keys_with_refetch = Keys {
+        refetch_allowed: true,
+        ..remote_keys()
+    };
+    let bearer = format!("Bearer {t}");
+    let d = authenticator(&config()).decide(
+        &get("/api/private", &[("authorization", &bearer)]),
+        NOW,
+        &keys_with_refetch,
+    );
+    assert_eq!(verdict(&d), invalid("signature verification failed"));
+}
+
+#[test]
+fn psychic_and_malformed_ecdsa_signatures_fail() {
+    let c = with(claims(), json!({"iss": "https://multi.test/", "aud": "m"}));
+    let good = sign("ec256", &json!({"alg": "ES256", "kid": "ec"}), &c);
+    let input = &good[..good.rfind('.').unwrap()];
+    let n = hex("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
+    let mut n_minus_1 = n.clone();
+    n_minus_1[31] -= 1;
+    let scalar = |b: u8| {
+        let mut v = vec![0u8; 32];
+        v[31] = b;
+        v
+    };
+    let (zero, one) = (scalar(0), scalar(1));
+    let mut sigs: Vec<Vec<u8>> = Vec::new();
+    for r in [&zero, &one, &n_minus_1, &n] {
+        for s in [&zero, &one, &n_minus_1, &n] {
+            sigs.push([r.as_slice(), s.as_slice()].concat());
+        }
+    }
+    // The valid signature in DER instead of JOSE's r || s.
+    let raw = base64url::decode(&good[good.rfind('.').unwrap() + 1..]).unwrap();
+    let der = p256::ecdsa::Signature::from_slice(&raw).unwrap().to_der();
+    sigs.push(der.as_bytes().to_vec());
+    let a = authenticator(&config());
+    for sig in sigs {
+        let t = format!("{input}.{}", base64url::encode(&sig));
+        let bearer = format!("Bearer {t}");
+        let d = a.decide(
+            &get("/multi", &[("authorization", &bearer)]),
+            NOW,
+            &remote_keys(),
+        );
+        assert_eq!(verdict(&d), invalid("signature verification failed"));
+    }
+    let bearer = format!("Bearer {good}");
+    assert_eq!(
+        verdict(&a.decide(
+            &get("/multi", &[("authorization", &bearer)]),
+            NOW,
+            &remote_keys()
+        ))
+        .0,
+        200
+    );
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_supported_algorithm_verifies_with_its_own_key_only() {
+    let c = with(claims(), json!({"iss": "https://multi.test/", "aud": "m"}));
+    let a = authenticator(&config());
+    let run = |t: &str| {
+        let bearer = format!("Bearer {t}");
+        verdict(&a.decide(
+            &get("/multi", &[("authorization", &bearer)]),
+            NOW,
+            &remote_keys(),
+        ))
+    };
+    for (key, alg, kid) in [
+        ("ec256", "ES256", "ec"),
+        ("ed25519", "EdDSA", "ed"),
+        ("rsa-b", "PS256", "rsa"),
+        ("rsa-b", "RS256", "rsa"),
+    ] {
+        assert_eq!(
+            run(&sign(key, &json!({"alg": alg, "kid": kid}), &c)).0,
+            200,
+            "{alg}"
+        );
+        assert_eq!(
+            run(&sign(key, &json!({"alg": alg}), &c)).0,
+            200,
+            "{alg} without kid"
+        );
+    }
+    // Algorithms outside the provider's list, and keys of another type for the kid.
+    assert_eq!(
+        run(&sign("rsa-b", &json!({"alg": "PS384", "kid": "rsa"}), &c)),
+        invalid("Unexpected 'alg' value")
+    );
+    assert_eq!(
+        run(&sign("ec256", &json!({"alg": "ES256", "kid": "rsa"}), &c)),
+        invalid("no applicable key found in the JSON Web Key Set")
+    );
+    let hs = sign(
+        SECRET,
+        &json!({"alg": "HS256", "kid": "s"}),
+        &with(claims(), json!({"iss": "https://hmac.test/", "aud": "h"})),
+    );
+    assert_eq!(
+        verdict(&a.decide(&get("/hmac", &[("x-hmac-token", &hs)]), NOW, &remote_keys())).0,
+        200
+    );
+}
+
+// ---- Header rules and format attacks ----
+
+#[test]
+fn format_attacks_fail_before_crypto() {
+    let b64 = |v: &Value| base64url::encode(v.to_string().as_bytes());
+    let payload = b64(&claims());
+    let good = token(&claims());
+    let (head, sig) = good
+        .split_once('.')
+        .map(|(h, rest)| (h, rest.rsplit_once('.').unwrap().1))
+        .unwrap();
+    let cases = [
+        (
+            format!(
+                "{}.{payload}.{sig}",
+                b64(&json!({"alg": "RS256", "kid": "a", "crit": ["exp"]}))
+            ),
+            "Unsupported 'crit' header parameter",
+        ),
+        (
+            format!(
+                "{}.{payload}.{sig}",
+                b64(&json!({"alg": "RS256", "kid": "a", "b64": false}))
+            ),
+            "Unencoded payloads ('b64') are not accepted",
+        ),
+        (
+            format!(
+                "{}.{payload}.{sig}",
+                b64(&json!({"alg": "RS256", "kid": "a", "cty": "JWT"}))
+            ),
+            "Nested tokens are not accepted",
+        ),
+        (
+            format!(
+                "{}.{payload}.{sig}",
+                base64url::encode(br#"{"alg":"RS256","kid":"a","alg":"RS256"}"#)
+            ),
+            "Invalid Compact JWS",
+        ),
+        (
+            format!(
+                "{head}.{}.{sig}",
+                base64url::encode(br#"{"sub":"a","sub":"b"}"#)
+            ),
+            "Invalid JWT Claims Set",
+        ),
+        (format!("{head}.{payload}.{sig}.x"), "Invalid Compact JWS"),
+        (format!("{head}.{payload}={sig}"), "Invalid Compact JWS"),
+        (format!("{head}=.{payload}.{sig}"), "Invalid Compact JWS"),
+        (format!("{head}.{payload}.{sig}="), "Invalid Compact JWS"),
+    ];
+    for (t, want) in cases {
+        let d = decide("/api/private", &t);
+        // Padding is outside b64token after the first '=' run and is refused as a request.
+        let got = verdict(&d);
+        assert!(got == invalid(want) || got.0 == 400, "{want}: {got:?}");
+    }
+    // A JWE with five parts, and the JSON serialization.
+    let jwe = format!(
+        "{}.a.b.c.d",
+        b64(&json!({"alg": "RSA-OAEP", "enc": "A128GCM"}))
+    );
+    assert_eq!(
+        verdict(&decide("/api/private", &jwe)),
+        invalid("Encrypted tokens (JWE) are not accepted")
+    );
+    let json_serialized = format!("Bearer {{\"payload\":\"{payload}\"}}");
+    let d = authenticator(&config()).decide(
+        &get("/api/private", &[("authorization", &json_serialized)]),
+        NOW,
+        &remote_keys(),
+    );
+    assert_eq!(verdict(&d).0, 400);
+}
+
+#[test]
+fn non_canonical_base64url_is_refused() {
+    let good = token(&claims());
+    let (input, sig) = good.rsplit_once('.').unwrap();
+    let mut last = sig.to_string();
+    // Flip the unused low bits of the final character: same bytes to a lenient decoder.
+    let c = last.pop().unwrap();
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let i = alphabet.find(c).unwrap();
+    last.push(alphabet.as_bytes()[i ^ 1] as char);
+    assert_eq!(
+        verdict(&decide("/api/private", &format!("{input}.{last}"))),
+        invalid("Invalid Compact JWS")
+    );
+    let standard = format!("{input}.{}", sig.replace('-', "+").replace('_', "/"));
+    if standard != good {
+        assert_eq!(
+            verdict(&decide("/api/private", &standard)),
+            invalid("Invalid Compact JWS")
+        );
+    }
+}
+
+#[test]
+fn huge_tokens_are_refused_quickly() {
+    for t in [".".repeat(1 << 20), "a".repeat(64 * 1024)] {
+        assert_eq!(
+            verdict(&decide("/api/private", &t)),
+            invalid("Token too large")
+        );
+    }
+    // Within a larger bound, 10,000 nested brackets are refused by the depth limit.
+    let big = authenticator(&with(config(), json!({"max_token_bytes": 65536})));
+    let header = base64url::encode(json!({"alg": "RS256", "kid": "a"}).to_string().as_bytes());
+    let t = format!(
+        "{header}.{}.c2ln",
+        base64url::encode("[".repeat(10_000).as_bytes())
+    );
+    let bearer = format!("Bearer {t}");
+    assert_eq!(
+        verdict(&big.decide(
+            &get("/api/private", &[("authorization", &bearer)]),
+            NOW,
+            &remote_keys()
+        )),
+        invalid("Invalid JWT Claims Set")
+    );
+}
+
+#[test]
+fn more_than_one_token_is_400() {
+    let t = token(&claims());
+    let bearer = format!("Bearer {t}");
+    let req = Request::new(
+        "GET",
+        &format!("/multi?access_token={t}"),
+        &[("authorization", &bearer)],
+    );
+    let d = authenticator(&config()).decide(&req, NOW, &remote_keys());
+    assert_eq!(
+        verdict(&d),
+        (400, "More than one method used for authentication".into())
+    );
+    assert!(
+        header(&d, "www-authenticate")
+            .unwrap()
+            .contains("error=\"invalid_request\"")
+    );
+}
+
+// ---- Optional authentication, any / all ----
+
+#[test]
+fn allow_missing_lets_anonymous_through_but_not_bad_tokens() {
+    let a = authenticator(&config());
+    assert_eq!(
+        verdict(&a.decide(&get("/api/optional", &[]), NOW, &remote_keys())).0,
+        200
+    );
+    let expired = format!(
+        "Bearer {}",
+        token(&with(claims(), json!({"exp": NOW - 60})))
+    );
+    let d = a.decide(
+        &get("/api/optional", &[("authorization", &expired)]),
+        NOW,
+        &remote_keys(),
+    );
+    assert_eq!(verdict(&d).0, 401);
+}
+
+#[test]
+fn any_passes_on_one_and_reports_the_furthest_failure() {
+    let a = authenticator(&config());
+    let run = |t: &str| {
+        let bearer = format!("Bearer {t}");
+        verdict(&a.decide(
+            &get("/any", &[("authorization", &bearer)]),
+            NOW,
+            &remote_keys(),
+        ))
+    };
+    assert_eq!(run(&token(&claims())).0, 200);
+    let multi = sign(
+        "rsa-b",
+        &json!({"alg": "RS256", "kid": "rsa"}),
+        &with(claims(), json!({"iss": "https://multi.test/", "aud": "m"})),
+    );
+    assert_eq!(run(&multi).0, 200);
+    // Valid for auth0 but without the scope: the scope failure is the answer.
+    assert_eq!(
+        run(&token(&with(claims(), json!({"scope": ""})))),
+        (403, "Insufficient Scope".into())
+    );
+    let d = a.decide(&get("/any", &[]), NOW, &remote_keys());
+    assert_eq!(verdict(&d).0, 401);
+}
+
+#[test]
+fn all_needs_every_provider() {
+    let a = authenticator(&config());
+    let bearer = format!("Bearer {}", token(&claims()));
+    let hs = sign(
+        SECRET,
+        &json!({"alg": "HS256", "kid": "s"}),
+        &with(claims(), json!({"iss": "https://hmac.test/", "aud": "h"})),
+    );
+    let both = get("/all", &[("authorization", &bearer), ("x-hmac-token", &hs)]);
+    assert_eq!(verdict(&a.decide(&both, NOW, &remote_keys())).0, 200);
+    let one = get("/all", &[("authorization", &bearer)]);
+    assert_eq!(verdict(&a.decide(&one, NOW, &remote_keys())).0, 401);
+    // While auth0's keys load, a definite failure of the other still answers at once.
+    let loading = Keys {
+        set: None,
+        refetch_allowed: false,
+        unavailable: false,
+    };
+    assert_eq!(verdict(&a.decide(&one, NOW, &loading)).0, 401);
+    assert_eq!(
+        a.decide(&both, NOW, &loading),
+        Decision::Pending {
+            provider: 0,
+            unknown_kid: false
+        }
+    );
+}
+
+// ---- Key availability ----
+
+#[test]
+fn missing_keys_pause_or_fail_closed_with_503() {
+    let a = authenticator(&config());
+    let bearer = format!("Bearer {}", token(&claims()));
+    let req = get("/api/private", &[("authorization", &bearer)]);
+    let loading = Keys {
+        set: None,
+        refetch_allowed: false,
+        unavailable: false,
+    };
+    assert_eq!(
+        a.decide(&req, NOW, &loading),
+        Decision::Pending {
+            provider: 0,
+            unknown_kid: false
+        }
+    );
+    let down = Keys {
+        set: None,
+        refetch_allowed: false,
+        unavailable: true,
+    };
+    let d = a.decide(&req, NOW, &down);
+    assert_eq!(verdict(&d).0, 503);
+    let Decision::Deny(r) = &d else {
+        unreachable!()
+    };
+    assert!(
+        r.denial
+            .headers
+            .contains(&("retry-after".into(), "30".into()))
+    );
+    assert!(r.denial.body.contains("temporarily_unavailable"));
+    // Public routes and missing tokens never wait for keys.
+    assert_eq!(
+        verdict(&a.decide(&get("/api/public", &[]), NOW, &loading)).0,
+        200
+    );
+    assert_eq!(
+        verdict(&a.decide(&get("/api/private", &[]), NOW, &loading)).0,
+        401
+    );
+    // A token for another issuer triggers no fetch either.
+    let other = format!(
+        "Bearer {}",
+        token(&with(claims(), json!({"iss": "https://evil.test/"})))
+    );
+    assert_eq!(
+        verdict(&a.decide(
+            &get("/api/private", &[("authorization", &other)]),
+            NOW,
+            &loading
+        ))
+        .0,
+        401
+    );
+}
+
+// ---- Header changes ----
+
+#[test]
+fn success_strips_spoofed_identity_and_adds_claims() {
+    let t = token(&claims());
+    let bearer = format!("Bearer {t}");
+    let a = authenticator(&config());
+    let req = get(
+        "/api/private",
+        &[("authorization", &bearer), ("x-user-id", "spoofed")],
+    );
+    let d = a.decide(&req, NOW, &remote_keys());
+    let c = changes(&d);
+    assert_eq!(
+        c.remove,
+        vec!["x-jwt-payload", "x-user-id", "x-roles", "authorization"]
+    );
+    let payload = t.split('.').nth(1).unwrap();
+    assert_eq!(
+        c.set,
+        vec![
+            ("x-jwt-payload".to_string(), payload.to_string()),
+            ("x-user-id".to_string(), "user-1".to_string()),
+            ("x-roles".to_string(), "admin,ops".to_string()),
+        ]
+    );
+    // Public routes strip identity headers too, and leave the rest alone.
+    let d = a.decide(
+        &get("/api/public", &[("x-user-id", "spoofed")]),
+        NOW,
+        &remote_keys(),
+    );
+    assert_eq!(
+        changes(&d),
+        &HeaderChanges {
+            remove: vec!["x-jwt-payload".into(), "x-user-id".into(), "x-roles".into()],
+            set: vec![]
+        }
+    );
+}
+
+#[test]
+fn forward_keeps_the_token_and_other_sources_are_cut_out() {
+    let mut cfg = config();
+    cfg["providers"]["auth0"]["forward"] = json!(true);
+    let bearer = format!("Bearer {}", token(&claims()));
+    let d = authenticator(&cfg).decide(
+        &get("/api/private", &[("authorization", &bearer)]),
+        NOW,
+        &remote_keys(),
+    );
+    assert!(!changes(&d).remove.contains(&"authorization".to_string()));
+
+    let t = sign(
+        "rsa-b",
+        &json!({"alg": "RS256", "kid": "rsa"}),
+        &with(claims(), json!({"iss": "https://multi.test/", "aud": "m"})),
+    );
+    let req = get(&format!("/multi/x?a=1&access_token={t}"), &[]);
+    let d = authenticator(&config()).decide(&req, NOW, &remote_keys());
+    assert!(
+        changes(&d)
+            .set
+            .contains(&(":path".into(), "/multi/x?a=1".into()))
+    );
+}
+
+#[test]
+fn claims_that_cannot_be_header_values_are_not_written() {
+    let c = with(
+        claims(),
+        json!({"sub": "a\r\nx-admin: 1", "https://example.com/roles": {"nested": true}}),
+    );
+    let d = decide("/api/private", &token(&c));
+    assert_eq!(
+        changes(&d).set.len(),
+        1,
+        "only the payload header: {:?}",
+        changes(&d).set
+    );
+}
+
+// ---- Report mode ----
+
+#[test]
+fn report_mode_lets_denials_through_and_reports_them() {
+    let a = authenticator(&with(config(), json!({"mode": "report"})));
+    let d = a.decide(
+        &get("/api/private", &[("x-user-id", "spoofed")]),
+        NOW,
+        &remote_keys(),
+    );
+    let Decision::Allow {
+        changes,
+        reported: Some(r),
+    } = d
+    else {
+        panic!("{d:?}")
+    };
+    assert_eq!(r.denial.reason, Reason::Missing);
+    assert!(changes.remove.contains(&"x-user-id".to_string()));
+}

@@ -1,0 +1,232 @@
+//! Authorization: what a route requires of a verified token (providers combined with
+//! `any` / `all`, scopes, claim checks), and how claims are found by path.
+
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// A route's requirement.
+#[derive(Debug, Clone)]
+pub enum Requirement {
+    Provider(ProviderRequirement),
+    /// At least one must pass.
+    Any(Vec<Requirement>),
+    /// Every one must pass.
+    All(Vec<Requirement>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderRequirement {
+    /// Index into the configuration's providers.
+    pub provider: usize,
+    /// Optional authentication: no token passes anonymously; a bad token still fails.
+    pub allow_missing: bool,
+    pub authorization: Authorization,
+}
+
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    pub scope_claim: ClaimPath,
+    /// Every one of these scopes.
+    pub scopes: Vec<String>,
+    /// At least one of these scopes (when not empty).
+    pub scopes_any: Vec<String>,
+    pub claims: Vec<ClaimCheck>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ClaimCheck {
+    Equals(ClaimPath, Value),
+    Includes(ClaimPath, Vec<Value>),
+    IncludesAny(ClaimPath, Vec<Value>),
+}
+
+/// Why an authenticated token is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// Scopes missing; carries the scopes the route asks for (for the `scope` attribute).
+    Scope(Vec<String>),
+    /// A claim check failed; carries the description.
+    Claim(String),
+}
+
+/// A claim addressed by path: `realm_access.roles` walks into nested objects; a path
+/// given as a list of names takes each name literally, so a claim called
+/// `https://example.com/roles` is `["https://example.com/roles"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath(pub Vec<String>);
+
+impl ClaimPath {
+    pub fn dotted(path: &str) -> Self {
+        ClaimPath(path.split('.').map(str::to_string).collect())
+    }
+
+    pub fn lookup<'c>(&self, claims: &'c Map<String, Value>) -> Option<&'c Value> {
+        let (first, rest) = self.0.split_first()?;
+        rest.iter().try_fold(claims.get(first)?, |value, name| {
+            value.as_object()?.get(name)
+        })
+    }
+}
+
+impl fmt::Display for ClaimPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
+}
+
+impl Authorization {
+    pub fn check(&self, claims: &Map<String, Value>) -> Result<(), Denied> {
+        if !self.scopes.is_empty() || !self.scopes_any.is_empty() {
+            let granted = words(self.scope_claim.lookup(claims));
+            let has = |s: &String| granted.iter().any(|g| *g == Value::String(s.clone()));
+            let all = self.scopes.iter().all(has);
+            let any = self.scopes_any.is_empty() || self.scopes_any.iter().any(has);
+            if !(all && any) {
+                let mut wanted = self.scopes.clone();
+                wanted.extend(self.scopes_any.iter().cloned());
+                return Err(Denied::Scope(wanted));
+            }
+        }
+        self.claims.iter().try_for_each(|check| check.check(claims))
+    }
+}
+
+impl ClaimCheck {
+    fn check(&self, claims: &Map<String, Value>) -> Result<(), Denied> {
+        let path = match self {
+            ClaimCheck::Equals(p, _)
+            | ClaimCheck::Includes(p, _)
+            | ClaimCheck::IncludesAny(p, _) => p,
+        };
+        let Some(actual) = path.lookup(claims) else {
+            return Err(Denied::Claim(format!("Missing '{path}' claim")));
+        };
+        let ok = match self {
+            ClaimCheck::Equals(_, want) => actual == want,
+            ClaimCheck::Includes(_, want) => {
+                let have = words(Some(actual));
+                want.iter().all(|w| have.contains(w))
+            }
+            ClaimCheck::IncludesAny(_, want) => {
+                let have = words(Some(actual));
+                want.iter().any(|w| have.contains(w))
+            }
+        };
+        ok.then_some(())
+            .ok_or_else(|| Denied::Claim(format!("Unexpected '{path}' value")))
+    }
+}
+
+/// The members of a list-like claim: a space-separated string (as `scope` is) or an
+/// array. Anything else has no members.
+fn words(value: Option<&Value>) -> Vec<Value> {
+    match value {
+        Some(Value::String(s)) => s
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .map(|w| Value::String(w.to_string()))
+            .collect(),
+        Some(Value::Array(items)) => items.clone(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn scopes(all: &[&str], any: &[&str], claim: &str) -> Authorization {
+        Authorization {
+            scope_claim: ClaimPath::dotted(claim),
+            scopes: all.iter().map(|s| s.to_string()).collect(),
+            scopes_any: any.iter().map(|s| s.to_string()).collect(),
+            claims: vec![],
+        }
+    }
+
+    #[test]
+    fn scopes_from_a_string_or_an_array() {
+        let a = scopes(&["read:messages"], &[], "scope");
+        assert_eq!(
+            a.check(&claims(json!({"scope": "openid read:messages"}))),
+            Ok(())
+        );
+        assert_eq!(
+            a.check(&claims(json!({"scope": ["read:messages"]}))),
+            Ok(())
+        );
+        let denied = Err(Denied::Scope(vec!["read:messages".into()]));
+        assert_eq!(a.check(&claims(json!({"scope": "read:messagesx"}))), denied);
+        assert_eq!(a.check(&claims(json!({"scope": "read"}))), denied);
+        assert_eq!(a.check(&claims(json!({}))), denied);
+        assert_eq!(a.check(&claims(json!({"scope": 1}))), denied);
+        assert_eq!(
+            a.check(&claims(json!({"permissions": ["read:messages"]}))),
+            denied
+        );
+        let p = scopes(&["read:messages"], &[], "permissions");
+        assert_eq!(
+            p.check(&claims(json!({"permissions": ["read:messages"]}))),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn all_and_any_scopes() {
+        let a = scopes(&["a", "b"], &["x", "y"], "scope");
+        assert_eq!(a.check(&claims(json!({"scope": "a b y"}))), Ok(()));
+        assert!(a.check(&claims(json!({"scope": "a b"}))).is_err());
+        assert!(a.check(&claims(json!({"scope": "a x y"}))).is_err());
+        let none_required = scopes(&[], &[], "scope");
+        assert_eq!(none_required.check(&claims(json!({}))), Ok(()));
+    }
+
+    #[test]
+    fn claim_checks() {
+        let roles = ClaimPath(vec!["https://example.com/roles".into()]);
+        let a = Authorization {
+            claims: vec![
+                ClaimCheck::Equals(ClaimPath::dotted("org.id"), json!(42)),
+                ClaimCheck::Includes(roles.clone(), vec![json!("admin"), json!("ops")]),
+                ClaimCheck::IncludesAny(ClaimPath::dotted("groups"), vec![json!("a"), json!("b")]),
+            ],
+            ..scopes(&[], &[], "scope")
+        };
+        let ok = json!({"org": {"id": 42}, "https://example.com/roles": ["ops", "admin"], "groups": "x b"});
+        assert_eq!(a.check(&claims(ok.clone())), Ok(()));
+        let mut bad = ok.clone();
+        bad["org"]["id"] = json!("42");
+        assert_eq!(
+            a.check(&claims(bad)),
+            Err(Denied::Claim("Unexpected 'org.id' value".into()))
+        );
+        let mut bad = ok.clone();
+        bad["https://example.com/roles"] = json!(["admin"]);
+        assert_eq!(
+            a.check(&claims(bad)),
+            Err(Denied::Claim(
+                "Unexpected 'https://example.com/roles' value".into()
+            ))
+        );
+        let mut bad = ok.clone();
+        bad.as_object_mut().unwrap().remove("groups");
+        assert_eq!(
+            a.check(&claims(bad)),
+            Err(Denied::Claim("Missing 'groups' claim".into()))
+        );
+    }
+
+    #[test]
+    fn dotted_paths_do_not_match_literal_dotted_names() {
+        let c = claims(json!({"a.b": 1, "x": {"y": 2}}));
+        assert_eq!(ClaimPath::dotted("a.b").lookup(&c), None);
+        assert_eq!(ClaimPath(vec!["a.b".into()]).lookup(&c), Some(&json!(1)));
+        assert_eq!(ClaimPath::dotted("x.y").lookup(&c), Some(&json!(2)));
+        assert_eq!(ClaimPath::dotted("x.y.z").lookup(&c), None);
+    }
+}

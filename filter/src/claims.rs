@@ -1,0 +1,314 @@
+//! Validation of the registered claims (RFC 7519, RFC 9068): issuer, audience, times,
+//! type. A claim of the wrong type is an error, never a skipped check; times are compared
+//! as floating-point seconds, so `1e308`, `2^64` or `-1` cannot overflow anything.
+
+use serde_json::{Map, Value};
+
+/// The claim rules of one provider, compiled from its configuration.
+#[derive(Debug, Clone)]
+pub struct ClaimRules {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub clock_skew_s: u64,
+    pub max_token_age_s: Option<u64>,
+    /// Normalised (lower case, no `application/` prefix).
+    pub require_typ: Option<String>,
+}
+
+/// A failed check. `expired` separates the common case for metrics and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimError {
+    pub description: String,
+    pub expired: bool,
+}
+
+fn invalid(description: impl Into<String>) -> ClaimError {
+    ClaimError {
+        description: description.into(),
+        expired: false,
+    }
+}
+
+/// `typ` as compared by RFC 9068 / RFC 8725: case-insensitive, `application/` optional.
+pub fn normalize_typ(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_string(),
+        None => lower,
+    }
+}
+
+impl ClaimRules {
+    /// `iss` must equal the provider's issuer exactly. Checked before the signature, so a
+    /// token meant for another provider costs no crypto and triggers no key fetch.
+    pub fn check_issuer(&self, claims: &Map<String, Value>) -> Result<(), ClaimError> {
+        match claims.get("iss") {
+            None => Err(invalid("Missing 'iss' claim")),
+            Some(Value::String(iss)) if *iss == self.issuer => Ok(()),
+            Some(_) => Err(invalid("Unexpected 'iss' value")),
+        }
+    }
+
+    /// Every other registered-claim rule, for a token whose signature is valid.
+    pub fn check(
+        &self,
+        typ: Option<&str>,
+        claims: &Map<String, Value>,
+        now: u64,
+    ) -> Result<(), ClaimError> {
+        let now = now as f64;
+        let skew = self.clock_skew_s as f64;
+
+        if let Some(required) = &self.require_typ
+            && typ.map(normalize_typ).as_ref() != Some(required)
+        {
+            return Err(invalid("Unexpected 'typ' value"));
+        }
+
+        let exp = number(claims, "exp")?.ok_or_else(|| invalid("Missing 'exp' claim"))?;
+        if now >= exp + skew {
+            return Err(ClaimError {
+                description: "'exp' claim timestamp check failed".into(),
+                expired: true,
+            });
+        }
+        if number(claims, "nbf")?.is_some_and(|nbf| nbf > now + skew) {
+            return Err(invalid("'nbf' claim timestamp check failed"));
+        }
+        let iat = number(claims, "iat")?;
+        if iat.is_some_and(|iat| iat > now + skew) {
+            return Err(invalid("'iat' claim timestamp check failed"));
+        }
+        if let Some(max_age) = self.max_token_age_s {
+            let iat = iat.ok_or_else(|| invalid("Missing 'iat' claim"))?;
+            if now - iat > max_age as f64 + skew {
+                return Err(invalid(
+                    "'iat' claim timestamp check failed (too far in the past)",
+                ));
+            }
+        }
+
+        self.check_audience(claims)?;
+
+        for name in ["sub", "jti", "client_id"] {
+            string(claims, name)?;
+        }
+        // RFC 9068 section 2.2: access tokens carry these; strict mode insists.
+        if self.require_typ.as_deref() == Some("at+jwt") {
+            for name in ["sub", "client_id", "jti"] {
+                string(claims, name)?.ok_or_else(|| invalid(format!("Missing '{name}' claim")))?;
+            }
+            iat.ok_or_else(|| invalid("Missing 'iat' claim"))?;
+        }
+        Ok(())
+    }
+
+    /// `aud` is a string or a non-empty array of strings, and one of them is ours. Exact
+    /// comparison: a prefix, a suffix or a trailing space is another audience.
+    fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), ClaimError> {
+        let ours = |a: &Value| {
+            a.as_str()
+                .is_some_and(|a| self.audiences.iter().any(|x| x == a))
+        };
+        match claims.get("aud") {
+            None => Err(invalid("Missing 'aud' claim")),
+            Some(aud @ Value::String(_)) if ours(aud) => Ok(()),
+            Some(Value::Array(list))
+                if list.iter().all(Value::is_string) && list.iter().any(ours) =>
+            {
+                Ok(())
+            }
+            Some(_) => Err(invalid("Unexpected 'aud' value")),
+        }
+    }
+}
+
+fn number(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, ClaimError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(_) => Err(invalid(format!("'{name}' claim must be a number"))),
+    }
+}
+
+fn string<'c>(claims: &'c Map<String, Value>, name: &str) -> Result<Option<&'c str>, ClaimError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(invalid(format!("'{name}' claim must be a string"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn rules() -> ClaimRules {
+        ClaimRules {
+            issuer: "https://issuer.test/".into(),
+            audiences: vec!["https://api.test".into(), "other".into()],
+            clock_skew_s: 5,
+            max_token_age_s: None,
+            require_typ: None,
+        }
+    }
+
+    fn good() -> Value {
+        json!({"iss": "https://issuer.test/", "aud": "https://api.test", "exp": NOW + 60, "sub": "u"})
+    }
+
+    fn with(changes: Value) -> Map<String, Value> {
+        let mut claims = good().as_object().unwrap().clone();
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                claims.remove(k);
+            } else {
+                claims.insert(k.clone(), v.clone());
+            }
+        }
+        claims
+    }
+
+    fn check(r: &ClaimRules, changes: Value) -> Result<(), String> {
+        r.check(None, &with(changes), NOW)
+            .map_err(|e| e.description)
+    }
+
+    #[test]
+    fn a_good_token_passes() {
+        assert_eq!(check(&rules(), json!({})), Ok(()));
+        assert_eq!(rules().check_issuer(&with(json!({}))), Ok(()));
+    }
+
+    #[test]
+    fn issuer_is_exact() {
+        for iss in [
+            json!("https://issuer.test"),
+            json!("https://issuer.test/ "),
+            json!(["https://issuer.test/"]),
+            json!(null),
+        ] {
+            assert!(
+                rules().check_issuer(&with(json!({"iss": iss}))).is_err(),
+                "{iss}"
+            );
+        }
+    }
+
+    #[test]
+    fn exp_is_required_numeric_and_honours_skew() {
+        assert_eq!(
+            check(&rules(), json!({"exp": null})),
+            Err("Missing 'exp' claim".into())
+        );
+        assert_eq!(
+            check(&rules(), json!({"exp": (NOW + 60).to_string()})),
+            Err("'exp' claim must be a number".into())
+        );
+        let expired = rules()
+            .check(None, &with(json!({"exp": NOW - 5})), NOW)
+            .unwrap_err();
+        assert!(expired.expired);
+        assert_eq!(expired.description, "'exp' claim timestamp check failed");
+        assert_eq!(check(&rules(), json!({"exp": NOW - 4})), Ok(()));
+        assert!(check(&rules(), json!({"exp": -1})).is_err());
+        assert!(check(&rules(), json!({"exp": 0})).is_err());
+        assert_eq!(check(&rules(), json!({"exp": 1e308})), Ok(()));
+        assert_eq!(
+            check(&rules(), json!({"exp": 18446744073709551615u64})),
+            Ok(())
+        );
+        assert_eq!(
+            check(&rules(), json!({"exp": (NOW + 60) as f64 + 0.5})),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn nbf_and_iat_honour_skew_and_types() {
+        assert_eq!(check(&rules(), json!({"nbf": NOW + 5})), Ok(()));
+        assert_eq!(
+            check(&rules(), json!({"nbf": NOW + 6})),
+            Err("'nbf' claim timestamp check failed".into())
+        );
+        assert_eq!(
+            check(&rules(), json!({"nbf": "0"})),
+            Err("'nbf' claim must be a number".into())
+        );
+        assert_eq!(
+            check(&rules(), json!({"iat": NOW + 6})),
+            Err("'iat' claim timestamp check failed".into())
+        );
+        assert_eq!(
+            check(&rules(), json!({"iat": true})),
+            Err("'iat' claim must be a number".into())
+        );
+        assert_eq!(check(&rules(), json!({"nbf": -1e308, "iat": -1})), Ok(()));
+    }
+
+    #[test]
+    fn max_token_age_needs_a_recent_iat() {
+        let r = ClaimRules {
+            max_token_age_s: Some(300),
+            ..rules()
+        };
+        assert_eq!(check(&r, json!({"iat": NOW - 305})), Ok(()));
+        assert!(check(&r, json!({"iat": NOW - 306})).is_err());
+        assert_eq!(check(&r, json!({})), Err("Missing 'iat' claim".into()));
+    }
+
+    #[test]
+    fn audience_tricks_fail() {
+        for aud in [
+            json!([]),
+            json!([1]),
+            json!(["https://api.test", 1]),
+            json!("https://api.tes"),
+            json!("https://api.test "),
+            json!("https://api.test/"),
+            json!({"aud": "https://api.test"}),
+            json!(null),
+        ] {
+            assert!(check(&rules(), json!({"aud": aud})).is_err(), "{aud}");
+        }
+        assert_eq!(check(&rules(), json!({"aud": ["x", "other"]})), Ok(()));
+    }
+
+    #[test]
+    fn registered_string_claims_are_typed() {
+        assert_eq!(
+            check(&rules(), json!({"sub": 5})),
+            Err("'sub' claim must be a string".into())
+        );
+        assert_eq!(
+            check(&rules(), json!({"jti": {}})),
+            Err("'jti' claim must be a string".into())
+        );
+    }
+
+    #[test]
+    fn strict_access_token_profile() {
+        let r = ClaimRules {
+            require_typ: Some("at+jwt".into()),
+            ..rules()
+        };
+        let full = json!({"client_id": "c", "jti": "j", "iat": NOW});
+        for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+            assert_eq!(
+                r.check(Some(typ), &with(full.clone()), NOW)
+                    .map_err(|e| e.description),
+                Ok(())
+            );
+        }
+        assert!(r.check(Some("JWT"), &with(full.clone()), NOW).is_err());
+        assert!(r.check(None, &with(full), NOW).is_err());
+        let missing = r.check(Some("at+jwt"), &with(json!({"jti": "j", "iat": NOW})), NOW);
+        assert_eq!(
+            missing.unwrap_err().description,
+            "Missing 'client_id' claim"
+        );
+    }
+}

@@ -1,0 +1,379 @@
+use super::*;
+use serde_json::json;
+
+/// The configuration of the core issue, verbatim.
+pub const QUICKSTART: &str = r#"{
+  "realm": "api",
+  "providers": {
+    "auth0": {
+      "issuer": "https://issuer.test/",
+      "audiences": ["https://api.test"],
+      "remote_jwks": {
+        "cluster": "idp",
+        "uri": "http://idp.test/.well-known/jwks.json",
+        "timeout_ms": 5000,
+        "cache_duration_s": 600,
+        "cooldown_s": 30
+      },
+      "algorithms": ["RS256"],
+      "clock_skew_s": 5
+    }
+  },
+  "rules": [
+    { "match": { "prefix": "/api/public" } },
+    { "match": { "path": "/api/private" }, "requires": { "provider": "auth0" } },
+    { "match": { "path": "/api/private-scoped", "methods": ["GET"] },
+      "requires": { "provider": "auth0", "scopes": ["read:messages"] } }
+  ]
+}"#;
+
+fn quickstart() -> Value {
+    serde_json::from_str(QUICKSTART).unwrap()
+}
+
+/// The error for the quickstart configuration after `edit`.
+fn error_after(edit: impl FnOnce(&mut Value)) -> String {
+    let mut v = quickstart();
+    edit(&mut v);
+    Config::parse(v.to_string().as_bytes())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn the_quickstart_configuration_is_accepted_as_written() {
+    let c = Config::parse(QUICKSTART.as_bytes()).unwrap();
+    assert_eq!(c.realm, "api");
+    assert_eq!(
+        (c.mode, c.unmatched, c.max_token_bytes),
+        (Mode::Enforce, Unmatched::Deny, 8192)
+    );
+    let p = &c.providers[0];
+    assert_eq!(p.algorithms, vec![Algorithm::RS256]);
+    assert_eq!(p.token_sources, vec![TokenSource::bearer()]);
+    let KeySource::Remote(fetch) = &p.keys else {
+        panic!("remote_jwks compiles to a remote key source");
+    };
+    assert_eq!(
+        fetch,
+        &Fetch {
+            cluster: "idp".into(),
+            authority: "idp.test".into(),
+            path: "/.well-known/jwks.json".into(),
+            timeout_ms: 5000,
+            cache_duration_s: 600,
+            cooldown_s: 30,
+            stale_max_s: 86_400,
+            max_body_bytes: 1 << 20,
+        }
+    );
+    assert_eq!(c.rules.len(), 3);
+    assert!(c.rules[0].requires.is_none());
+}
+
+#[test]
+fn errors_name_the_json_path() {
+    let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+        (
+            Box::new(|v| v["providers"]["auth0"]["audiences"] = json!([])),
+            "providers.auth0.audiences: must not be empty",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["audience"] = json!("x")),
+            "providers.auth0.audience: unknown field `audience`",
+        ),
+        (
+            Box::new(|v| v["rules"][1]["requires"]["provider"] = json!("auth1")),
+            "rules[1].requires.provider: unknown provider 'auth1'",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["algorithms"] = json!(["RS256", "none"])),
+            "providers.auth0.algorithms[1]: 'none' is never accepted",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["algorithms"] = json!(["NONE"])),
+            "providers.auth0.algorithms[0]: 'none' is never accepted",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["algorithms"] = json!(["ES512"])),
+            "providers.auth0.algorithms[0]: unsupported algorithm 'ES512'",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["algorithms"] = json!(["RS256", "HS256"])),
+            "providers.auth0.algorithms: HMAC and public-key",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["algorithms"] = json!(["HS256"])),
+            "providers.auth0.remote_jwks: HMAC algorithms need",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["remote_jwks"]["timeout_ms"] = json!("5000")),
+            "providers.auth0.remote_jwks.timeout_ms: invalid type: string",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["remote_jwks"]["timeout_ms"] = json!(0)),
+            "providers.auth0.remote_jwks.timeout_ms: must be between",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["remote_jwks"]["uri"] = json!("idp.test/jwks")),
+            "providers.auth0.remote_jwks.uri: must be an absolute",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["local_jwks"] = json!({"keys": []})),
+            "providers.auth0: needs exactly one of remote_jwks, local_jwks, discovery",
+        ),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("remote_jwks");
+            }),
+            "providers.auth0: needs exactly one of",
+        ),
+        (
+            Box::new(|v| v["rules"][2]["match"]["methods"] = json!(["get"])),
+            "rules[2].match.methods[0]: methods are upper-case",
+        ),
+        (
+            Box::new(|v| v["rules"][1]["match"]["path"] = json!("/api/x/../private")),
+            "rules[1].match.path: is not normalised",
+        ),
+        (
+            Box::new(|v| v["rules"][1]["match"]["prefix"] = json!("/x")),
+            "rules[1].match: needs exactly one of path, prefix",
+        ),
+        (
+            Box::new(|v| v["rules"][1]["requires"]["scope"] = json!(["a"])),
+            "rules[1].requires.scope: unknown field `scope`",
+        ),
+        (
+            Box::new(|v| v["rules"][1]["requires"]["scopes"] = json!(["a b"])),
+            "rules[1].requires.scopes[0]: a scope is",
+        ),
+        (
+            Box::new(|v| v["rules"][1]["requires"] = json!({"any": []})),
+            "rules[1].requires.any: must not be empty",
+        ),
+        (
+            Box::new(|v| {
+                v["rules"][1]["requires"] = json!({"any": [{"provider": "auth0"}], "scopes": ["x"]})
+            }),
+            "rules[1].requires: 'any' cannot carry",
+        ),
+        (
+            Box::new(|v| v["rules"][1]["requires"] = json!({"all": [{"provider": "nope"}]})),
+            "rules[1].requires.all[0].provider: unknown provider 'nope'",
+        ),
+        (
+            Box::new(|v| v["rules"][1]["requires"]["claims"] = json!([{"claim": "role"}])),
+            "rules[1].requires.claims[0]: needs exactly one of",
+        ),
+        (
+            Box::new(|v| v["unmatched"] = json!("alow")),
+            "unmatched: unknown variant `alow`",
+        ),
+        (
+            Box::new(|v| v["mode"] = json!("audit")),
+            "mode: unknown variant `audit`",
+        ),
+        (Box::new(|v| v["realm"] = json!("a\"b")), "realm: must be"),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]["claim_to_headers"] =
+                    json!([{"claim": "sub", "header": "authorization"}])
+            }),
+            "providers.auth0.claim_to_headers[0].header: 'authorization' cannot carry identity",
+        ),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]["claim_to_headers"] =
+                    json!([{"claim": "sub", "header": "x user"}])
+            }),
+            "providers.auth0.claim_to_headers[0].header: must be a valid header name",
+        ),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]["claim_to_headers"] =
+                    json!([{"claim": "a..b", "header": "x-a"}])
+            }),
+            "providers.auth0.claim_to_headers[0].claim: claim names must not be empty",
+        ),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]["token_sources"] = json!([{"query": "t", "cookie": "c"}])
+            }),
+            "providers.auth0.token_sources[0]: needs exactly one of",
+        ),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]["token_sources"] = json!([{"header": "x-id"}]);
+                v["providers"]["auth0"]["claim_to_headers"] =
+                    json!([{"claim": "sub", "header": "x-id"}]);
+            }),
+            "providers.auth0: header 'x-id' both carries tokens and identity",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["discovery"] = json!({"cluster": "idp"})),
+            "providers.auth0: needs exactly one of",
+        ),
+        (
+            Box::new(|v| v["providers"]["bad name"] = v["providers"]["auth0"].clone()),
+            "providers.bad name: provider names use",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["issuer"] = json!(7)),
+            "providers.auth0.issuer: invalid type: integer `7`, expected a string",
+        ),
+        (
+            Box::new(|v| v["rules"] = json!({})),
+            "rules: invalid type: map, expected a sequence",
+        ),
+    ];
+    for (edit, want) in cases {
+        let got = error_after(edit);
+        assert!(got.starts_with(want), "want {want:?}\n got {got:?}");
+    }
+}
+
+#[test]
+fn duplicate_keys_and_garbage_are_refused() {
+    let dup = r#"{"providers":{},"providers":{},"rules":[]}"#;
+    assert!(
+        Config::parse(dup.as_bytes())
+            .unwrap_err()
+            .message
+            .contains("duplicate key")
+    );
+    assert!(Config::parse(b"not json").is_err());
+    assert!(Config::parse(b"").is_err());
+    assert!(Config::parse("[".repeat(100).as_bytes()).is_err());
+}
+
+#[test]
+fn optional_fields_compile() {
+    let mut v = quickstart();
+    v["mode"] = json!("report");
+    v["unmatched"] = json!("allow");
+    let p = &mut v["providers"]["auth0"];
+    p["forward"] = json!(true);
+    p["forward_payload_header"] = json!("X-Jwt-Payload");
+    p["claim_to_headers"] = json!([
+        {"claim": "sub", "header": "x-user-id"},
+        {"claim": ["https://example.com/roles"], "header": "x-roles"},
+        {"claim": "org.id", "header": "x-org"}
+    ]);
+    p["token_sources"] = json!([{"header": "authorization"}, {"header": "x-token", "prefix": "Token "}, {"query": "access_token"}, {"cookie": "at"}]);
+    p["require_typ"] = json!("application/AT+JWT");
+    p["max_token_age_s"] = json!(3600);
+    v["rules"][1]["requires"] = json!({"any": [
+        {"provider": "auth0", "scopes_any": ["a", "b"], "scope_claim": "permissions", "allow_missing": true},
+        {"all": [{"provider": "auth0", "claims": [{"claim": "org.id", "equals": 42}, {"claim": "groups", "includes": ["x"]}, {"claim": "groups", "includes_any": ["y"]}]}]}
+    ]});
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    assert_eq!((c.mode, c.unmatched), (Mode::Report, Unmatched::Allow));
+    let p = &c.providers[0];
+    assert!(p.forward);
+    assert_eq!(p.forward_payload_header.as_deref(), Some("x-jwt-payload"));
+    assert_eq!(
+        p.claim_to_headers[1],
+        (
+            ClaimPath(vec!["https://example.com/roles".into()]),
+            "x-roles".into()
+        )
+    );
+    assert_eq!(
+        p.claim_to_headers[2].0,
+        ClaimPath(vec!["org".into(), "id".into()])
+    );
+    assert_eq!(
+        c.identity_headers,
+        vec!["x-jwt-payload", "x-user-id", "x-roles", "x-org"]
+    );
+    assert_eq!(p.token_sources[0], TokenSource::bearer());
+    assert_eq!(
+        p.token_sources[1],
+        TokenSource::Header {
+            name: "x-token".into(),
+            prefix: "Token ".into()
+        }
+    );
+    assert_eq!(p.claims.require_typ.as_deref(), Some("at+jwt"));
+    assert!(matches!(&c.rules[1].requires, Some(Requirement::Any(list)) if list.len() == 2));
+}
+
+#[test]
+fn discovery_and_local_keys() {
+    let mut v = quickstart();
+    let p = v["providers"]["auth0"].as_object_mut().unwrap();
+    p.remove("remote_jwks");
+    p.insert(
+        "discovery".into(),
+        json!({"cluster": "idp", "cache_duration_s": 60}),
+    );
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    match &c.providers[0].keys {
+        KeySource::Discovery(f) => {
+            assert_eq!(
+                (f.authority.as_str(), f.path.as_str()),
+                ("issuer.test", "/.well-known/openid-configuration")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let secret = crate::base64url::encode(&[9; 32]);
+    let mut v = quickstart();
+    let p = v["providers"]["auth0"].as_object_mut().unwrap();
+    p.remove("remote_jwks");
+    p.insert("algorithms".into(), json!(["HS256"]));
+    p.insert(
+        "local_jwks".into(),
+        json!({"keys": [{"kty": "oct", "k": secret}]}),
+    );
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    assert!(matches!(&c.providers[0].keys, KeySource::Local(_)));
+
+    v["providers"]["auth0"]["algorithms"] = json!(["HS512"]);
+    let e = Config::parse(v.to_string().as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("providers.auth0.local_jwks.keys[0]: fits none"),
+        "{e}"
+    );
+    v["providers"]["auth0"]["local_jwks"] = json!({"keys": [{"kty": "oct", "k": "short"}]});
+    let e = Config::parse(v.to_string().as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("providers.auth0.local_jwks: no usable key"),
+        "{e}"
+    );
+}
+
+#[test]
+fn uris_split_into_authority_and_path() {
+    assert_eq!(
+        split_uri("http://idp.test/.well-known/jwks.json"),
+        Some(("idp.test", "/.well-known/jwks.json"))
+    );
+    assert_eq!(
+        split_uri("https://idp.test:8443"),
+        Some(("idp.test:8443", "/"))
+    );
+    assert_eq!(
+        split_uri("https://idp.test/k?x=1"),
+        Some(("idp.test", "/k?x=1"))
+    );
+    for bad in [
+        "ftp://x/",
+        "https:///x",
+        "https://a b/",
+        "https://x?y",
+        "idp.test/x",
+        "https://u@x/",
+    ] {
+        assert_eq!(split_uri(bad), None, "{bad}");
+    }
+}

@@ -1,0 +1,318 @@
+//! Token extraction: where a provider looks for its token, and RFC 6750's rule that a
+//! request uses one transmission method only.
+
+use crate::request::Request;
+
+/// Where a token may be carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A header whose value starts with `prefix` (compared case-insensitively, so
+    /// `bearer` matches `Bearer `). An empty prefix takes the whole value.
+    Header { name: String, prefix: String },
+    /// A query parameter, e.g. `access_token`.
+    Query(String),
+    /// A cookie.
+    Cookie(String),
+}
+
+impl TokenSource {
+    /// `Authorization: Bearer <token>`, the default.
+    pub fn bearer() -> Self {
+        TokenSource::Header {
+            name: "authorization".into(),
+            prefix: "Bearer ".into(),
+        }
+    }
+}
+
+/// The outcome of looking for a token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Extracted<'r> {
+    /// No source carried a token.
+    Missing,
+    /// Exactly one token; `source` is the index into the provider's sources.
+    Found { token: &'r str, source: usize },
+    /// A malformed request (RFC 6750 `invalid_request`): the description says why.
+    Invalid(&'static str),
+    /// The token is longer than the configured bound; refused before any decoding.
+    TooLarge,
+}
+
+/// Looks for a token in every source. More than one token, even identical ones, is an
+/// `invalid_request`, as RFC 6750 section 2 requires.
+pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) -> Extracted<'r> {
+    let mut found: Option<(&'r str, usize)> = None;
+    for (index, source) in sources.iter().enumerate() {
+        for candidate in candidates(req, source) {
+            let token = match candidate {
+                Ok(token) => token,
+                Err(why) => return Extracted::Invalid(why),
+            };
+            if found.is_some() {
+                return Extracted::Invalid("More than one method used for authentication");
+            }
+            found = Some((token, index));
+        }
+    }
+    match found {
+        None => Extracted::Missing,
+        Some((token, _)) if token.len() > max_bytes => Extracted::TooLarge,
+        Some((token, _)) if !is_b64token(token) => Extracted::Invalid("Malformed access token"),
+        Some((token, source)) => Extracted::Found { token, source },
+    }
+}
+
+/// Every token-shaped value `source` finds in `req`; an empty one is an error.
+fn candidates<'r: 's, 's>(
+    req: &'r Request,
+    source: &'s TokenSource,
+) -> Box<dyn Iterator<Item = Result<&'r str, &'static str>> + 's> {
+    let non_empty = |v: &'r str| {
+        let v = v.trim_matches(' ');
+        if v.is_empty() {
+            Err("Empty access token")
+        } else {
+            Ok(v)
+        }
+    };
+    match source {
+        TokenSource::Header { name, prefix } => Box::new(
+            req.header_values(name)
+                .filter_map(move |v| strip_prefix_ignore_case(v, prefix))
+                .map(non_empty),
+        ),
+        TokenSource::Query(param) => Box::new(
+            query_pairs(req.query().unwrap_or_default())
+                .filter(move |(k, _)| k == param)
+                .map(move |(_, v)| non_empty(v)),
+        ),
+        TokenSource::Cookie(cookie) => Box::new(
+            req.header_values("cookie")
+                .flat_map(cookie_pairs)
+                .filter(move |(k, _)| k == cookie)
+                .map(move |(_, v)| non_empty(v)),
+        ),
+    }
+}
+
+fn strip_prefix_ignore_case<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
+    let head = value.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &value[prefix.len()..])
+}
+
+fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    header
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// The header changes that take the token out of the request: the header is removed, a
+/// query parameter is cut out of `:path`, a cookie is cut out of `cookie`.
+pub fn removal(req: &Request, source: &TokenSource) -> (Vec<String>, Vec<(String, String)>) {
+    match source {
+        TokenSource::Header { name, .. } => (vec![name.clone()], vec![]),
+        TokenSource::Query(param) => {
+            let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|p| !p.is_empty() && p.split('=').next() != Some(param.as_str()))
+                .collect();
+            let new_path = if kept.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            };
+            (vec![], vec![(":path".into(), new_path)])
+        }
+        TokenSource::Cookie(cookie) => {
+            let kept: Vec<&str> = req
+                .header_values("cookie")
+                .flat_map(|h| h.split(';').map(str::trim))
+                .filter(|p| !p.is_empty() && p.split('=').next() != Some(cookie.as_str()))
+                .collect();
+            if kept.is_empty() {
+                (vec!["cookie".into()], vec![])
+            } else {
+                (vec![], vec![("cookie".into(), kept.join("; "))])
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 8192;
+
+    fn all_sources() -> Vec<TokenSource> {
+        vec![
+            TokenSource::bearer(),
+            TokenSource::Header {
+                name: "x-token".into(),
+                prefix: String::new(),
+            },
+            TokenSource::Query("access_token".into()),
+            TokenSource::Cookie("at".into()),
+        ]
+    }
+
+    fn found<'r>(req: &'r Request, sources: &[TokenSource]) -> Extracted<'r> {
+        extract(req, sources, MAX)
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for value in [
+            "Bearer a.b.c",
+            "bearer a.b.c",
+            "BEARER a.b.c",
+            "Bearer  a.b.c ",
+        ] {
+            let req = Request::new("GET", "/", &[("Authorization", value)]);
+            assert_eq!(
+                found(&req, &[TokenSource::bearer()]),
+                Extracted::Found {
+                    token: "a.b.c",
+                    source: 0
+                },
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_not_tokens() {
+        let req = Request::new("GET", "/", &[("authorization", "Basic dXNlcjpwYXNz")]);
+        assert_eq!(found(&req, &[TokenSource::bearer()]), Extracted::Missing);
+        let req = Request::new("GET", "/", &[("authorization", "Bearerabc")]);
+        assert_eq!(found(&req, &[TokenSource::bearer()]), Extracted::Missing);
+    }
+
+    #[test]
+    fn empty_or_malformed_bearer_is_invalid_request() {
+        for value in [
+            "Bearer ",
+            "Bearer    ",
+            "Bearer a b",
+            "Bearer a.b,c",
+            "Bearer ===",
+            "Bearer a\"b",
+        ] {
+            let req = Request::new("GET", "/", &[("authorization", value)]);
+            assert!(
+                matches!(found(&req, &[TokenSource::bearer()]), Extracted::Invalid(_)),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_source_is_read() {
+        let sources = all_sources();
+        let cases = [
+            Request::new("GET", "/", &[("authorization", "Bearer t1")]),
+            Request::new("GET", "/", &[("x-token", "t1")]),
+            Request::new("GET", "/x?a=1&access_token=t1", &[]),
+            Request::new("GET", "/", &[("cookie", "a=1; at=t1")]),
+        ];
+        for (i, req) in cases.iter().enumerate() {
+            assert_eq!(
+                found(req, &sources),
+                Extracted::Found {
+                    token: "t1",
+                    source: i
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn more_than_one_token_is_invalid_request() {
+        let sources = all_sources();
+        let cases = [
+            Request::new("GET", "/?access_token=t", &[("authorization", "Bearer t")]),
+            Request::new(
+                "GET",
+                "/",
+                &[("authorization", "Bearer t"), ("authorization", "Bearer t")],
+            ),
+            Request::new("GET", "/?access_token=a&access_token=b", &[]),
+            Request::new("GET", "/", &[("cookie", "at=a"), ("cookie", "at=b")]),
+            Request::new("GET", "/", &[("x-token", "a"), ("cookie", "at=b")]),
+        ];
+        for req in &cases {
+            assert_eq!(
+                found(req, &sources),
+                Extracted::Invalid("More than one method used for authentication"),
+                "{req:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_configured_sources_count() {
+        let req = Request::new("GET", "/?access_token=t", &[]);
+        assert_eq!(found(&req, &[TokenSource::bearer()]), Extracted::Missing);
+    }
+
+    #[test]
+    fn oversized_tokens_are_refused_before_decoding() {
+        let big = format!("Bearer {}", "a".repeat(MAX + 1));
+        let req = Request::new("GET", "/", &[("authorization", &big)]);
+        assert_eq!(found(&req, &[TokenSource::bearer()]), Extracted::TooLarge);
+        let ok = format!("Bearer {}", "a".repeat(MAX));
+        let req = Request::new("GET", "/", &[("authorization", &ok)]);
+        assert!(matches!(
+            found(&req, &[TokenSource::bearer()]),
+            Extracted::Found { .. }
+        ));
+    }
+
+    #[test]
+    fn removal_takes_the_token_out_of_its_source() {
+        let req = Request::new(
+            "GET",
+            "/p?a=1&access_token=t&b=2",
+            &[("cookie", "x=1; at=t; y=2")],
+        );
+        let sources = all_sources();
+        assert_eq!(
+            removal(&req, &sources[0]),
+            (vec!["authorization".into()], vec![])
+        );
+        assert_eq!(
+            removal(&req, &sources[2]),
+            (vec![], vec![(":path".into(), "/p?a=1&b=2".into())])
+        );
+        assert_eq!(
+            removal(&req, &sources[3]),
+            (vec![], vec![("cookie".into(), "x=1; y=2".into())])
+        );
+        let only = Request::new("GET", "/p?access_token=t", &[("cookie", "at=t")]);
+        assert_eq!(
+            removal(&only, &sources[2]),
+            (vec![], vec![(":path".into(), "/p".into())])
+        );
+        assert_eq!(removal(&only, &sources[3]), (vec!["cookie".into()], vec![]));
+    }
+}

@@ -1,0 +1,538 @@
+//! Key sets (RFC 7517 JWKS): parsing, the load-time checks that drop unusable or weak keys,
+//! and the choice of the key for a token.
+//!
+//! Every key is checked once, when its set loads, so that requests only ever meet keys that
+//! are well-formed, strong enough and meant for signatures.
+
+use crate::base64url;
+use crate::json;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Map, Value};
+
+/// Most keys accepted in one set; real issuers publish a handful.
+pub const MAX_KEYS: usize = 64;
+/// Longest `kid` kept; longer ones are dropped (no issuer needs them; attackers like them).
+pub const MAX_KID_BYTES: usize = 256;
+const RSA_MIN_BITS: usize = 2048;
+/// The `rsa` crate refuses larger moduli; BoringSSL would take them, but nobody issues them.
+const RSA_MAX_BITS: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct KeySet {
+    keys: Vec<Key>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub kid: Option<String>,
+    /// The JWK's own `alg`: when present, the key verifies that algorithm only.
+    pub alg: Option<Algorithm>,
+    pub material: Material,
+    /// The prepared key for the in-wasm verifiers, built once.
+    pub decoding: DecodingKey,
+}
+
+/// The public parameters of a key, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Material {
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    /// `point` is the SEC1 uncompressed point `04 || x || y`, validated on the curve.
+    Ec {
+        curve: Curve,
+        point: Vec<u8>,
+    },
+    Ed25519 {
+        x: Vec<u8>,
+    },
+    /// A shared HMAC secret: only ever from the configuration, never from the network.
+    Oct {
+        secret: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    P256,
+    P384,
+}
+
+/// Why no key verifies a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyError {
+    /// The token names a `kid` the set does not have: a refetch may help.
+    UnknownKid,
+    /// No key of the set fits the token's algorithm (and `kid`, if any).
+    NoMatch,
+    /// Several keys fit and the token does not say which (or a `kid` is duplicated).
+    Ambiguous,
+}
+
+/// Where a key set comes from decides what it may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Inline in the configuration: may hold HMAC secrets.
+    Config,
+    /// Fetched from the network: symmetric keys are dropped.
+    Remote,
+}
+
+/// A key set and the reasons why some of its entries were dropped (for logs).
+#[derive(Debug)]
+pub struct Loaded {
+    pub set: KeySet,
+    pub dropped: Vec<String>,
+}
+
+impl KeySet {
+    /// Parses a JWKS document. Unusable keys are dropped with a reason; a document that is
+    /// not a JWKS, mixes symmetric and asymmetric keys, or keeps no usable key is an error.
+    pub fn parse(bytes: &[u8], origin: Origin) -> Result<Loaded, String> {
+        let doc = json::parse_object(bytes)?;
+        Self::from_object(&doc, origin)
+    }
+
+    pub fn from_object(doc: &Map<String, Value>, origin: Origin) -> Result<Loaded, String> {
+        let Some(Value::Array(entries)) = doc.get("keys") else {
+            return Err("'keys' must be an array".into());
+        };
+        if entries.len() > MAX_KEYS {
+            return Err(format!("more than {MAX_KEYS} keys"));
+        }
+        let (mut keys, mut dropped) = (Vec::new(), Vec::new());
+        for (i, entry) in entries.iter().enumerate() {
+            match parse_key(entry, origin) {
+                Ok(key) => keys.push(key),
+                Err(why) => dropped.push(format!("key {i}: {why}")),
+            }
+        }
+        let symmetric = keys
+            .iter()
+            .filter(|k| matches!(k.material, Material::Oct { .. }))
+            .count();
+        if symmetric != 0 && symmetric != keys.len() {
+            return Err("mixes symmetric and asymmetric keys".into());
+        }
+        if keys.is_empty() {
+            let why = dropped.join("; ");
+            return Err(format!("no usable key ({why})"));
+        }
+        Ok(Loaded {
+            set: KeySet { keys },
+            dropped,
+        })
+    }
+
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    /// Chooses the key for a token with header `kid` and algorithm `alg`. With a `kid`,
+    /// exactly one key of that id must fit `alg`; without one, exactly one key of the whole
+    /// set must fit.
+    pub fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<&Key, KeyError> {
+        let mut candidates = self
+            .keys
+            .iter()
+            .filter(|k| kid.is_none() || k.kid.as_deref() == kid);
+        let mut fitting = candidates.clone().filter(|k| k.fits(alg));
+        match (fitting.next(), fitting.next()) {
+            (Some(key), None) => Ok(key),
+            (Some(_), Some(_)) => Err(KeyError::Ambiguous),
+            (None, _) if kid.is_some() && candidates.next().is_none() => Err(KeyError::UnknownKid),
+            (None, _) => Err(KeyError::NoMatch),
+        }
+    }
+
+    /// Whether a key with this `kid` is in the set (used to evict cached tokens).
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+}
+
+impl Key {
+    /// Whether this key may verify `alg`: right key type and curve, and the JWK's own
+    /// `alg` (when given) is exactly `alg`.
+    pub fn fits(&self, alg: Algorithm) -> bool {
+        if self.alg.is_some_and(|own| own != alg) {
+            return false;
+        }
+        match (&self.material, alg) {
+            (Material::Rsa { .. }, a) => matches!(
+                a,
+                Algorithm::RS256
+                    | Algorithm::RS384
+                    | Algorithm::RS512
+                    | Algorithm::PS256
+                    | Algorithm::PS384
+                    | Algorithm::PS512
+            ),
+            (Material::Ec { curve, .. }, a) => {
+                (*curve, a) == (Curve::P256, Algorithm::ES256)
+                    || (*curve, a) == (Curve::P384, Algorithm::ES384)
+            }
+            (Material::Ed25519 { .. }, a) => a == Algorithm::EdDSA,
+            (Material::Oct { secret }, a) => hmac_min_bytes(a).is_some_and(|m| secret.len() >= m),
+        }
+    }
+}
+
+/// RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
+fn hmac_min_bytes(alg: Algorithm) -> Option<usize> {
+    match alg {
+        Algorithm::HS256 => Some(32),
+        Algorithm::HS384 => Some(48),
+        Algorithm::HS512 => Some(64),
+        _ => None,
+    }
+}
+
+fn parse_key(entry: &Value, origin: Origin) -> Result<Key, String> {
+    let jwk = entry.as_object().ok_or("not a JSON object")?;
+    let kid = optional_str(jwk, "kid")?;
+    if kid.is_some_and(|k| k.len() > MAX_KID_BYTES) {
+        return Err(format!("'kid' longer than {MAX_KID_BYTES} bytes"));
+    }
+    if let Some(usage) = optional_str(jwk, "use")?
+        && usage != "sig"
+    {
+        return Err(format!("'use' is '{usage}', not 'sig'"));
+    }
+    if let Some(ops) = jwk.get("key_ops") {
+        let ops = ops.as_array().ok_or("'key_ops' must be an array")?;
+        if !ops.iter().any(|op| op.as_str() == Some("verify")) {
+            return Err("'key_ops' does not include 'verify'".into());
+        }
+    }
+    let alg = match optional_str(jwk, "alg")? {
+        None => None,
+        Some(name) => Some(
+            name.parse::<Algorithm>()
+                .map_err(|_| format!("'alg' '{name}' is not a supported signature algorithm"))?,
+        ),
+    };
+    let kty = optional_str(jwk, "kty")?.ok_or("'kty' missing")?;
+    let (material, decoding) = match kty {
+        "RSA" => rsa_key(jwk)?,
+        "EC" => ec_key(jwk)?,
+        "OKP" => okp_key(jwk)?,
+        "oct" if origin == Origin::Config => oct_key(jwk)?,
+        "oct" => return Err("symmetric keys are never taken from the network".into()),
+        other => return Err(format!("unsupported 'kty' '{other}'")),
+    };
+    let key = Key {
+        kid: kid.map(str::to_string),
+        alg,
+        material,
+        decoding,
+    };
+    // A key whose own `alg` it cannot verify (ES384 on a P-256 key, HS512 on a 32-byte
+    // secret) is useless at best and a confusion at worst.
+    if let Some(own) = alg
+        && !key.fits(own)
+    {
+        return Err(format!("'alg' {own:?} does not fit the key"));
+    }
+    Ok(key)
+}
+
+fn optional_str<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, String> {
+    match jwk.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("'{name}' must be a string")),
+    }
+}
+
+fn bytes(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
+    let text = optional_str(jwk, name)?.ok_or_else(|| format!("'{name}' missing"))?;
+    base64url::decode(text).ok_or_else(|| format!("'{name}' is not canonical base64url"))
+}
+
+fn rsa_key(jwk: &Map<String, Value>) -> Result<(Material, DecodingKey), String> {
+    let n = strip_leading_zeros(bytes(jwk, "n")?);
+    let e = strip_leading_zeros(bytes(jwk, "e")?);
+    let bits = bit_length(&n);
+    if bits < RSA_MIN_BITS {
+        return Err(format!(
+            "RSA modulus of {bits} bits is under {RSA_MIN_BITS}"
+        ));
+    }
+    if bits > RSA_MAX_BITS {
+        return Err(format!("RSA modulus of {bits} bits is over {RSA_MAX_BITS}"));
+    }
+    if n.last().is_some_and(|b| b % 2 == 0) {
+        return Err("RSA modulus is even".into());
+    }
+    // The `rsa` crate takes exponents up to 2^33 - 1; real ones are 65537.
+    if e.len() > 4 || e == [1] || e.last().is_none_or(|b| b % 2 == 0) {
+        return Err("RSA public exponent must be odd, above 1 and below 2^32".into());
+    }
+    if roca_fingerprint(&n) {
+        return Err("RSA key has the ROCA fingerprint (CVE-2017-15361)".into());
+    }
+    let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
+    Ok((Material::Rsa { n, e }, decoding))
+}
+
+fn ec_key(jwk: &Map<String, Value>) -> Result<(Material, DecodingKey), String> {
+    let (curve, size) = match optional_str(jwk, "crv")? {
+        Some("P-256") => (Curve::P256, 32),
+        Some("P-384") => (Curve::P384, 48),
+        other => return Err(format!("unsupported EC curve {other:?}")),
+    };
+    let (x, y) = (bytes(jwk, "x")?, bytes(jwk, "y")?);
+    if x.len() != size || y.len() != size {
+        return Err("EC coordinates have the wrong length".into());
+    }
+    let mut point = Vec::with_capacity(1 + 2 * size);
+    point.push(0x04);
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    let on_curve = match curve {
+        Curve::P256 => p256::PublicKey::from_sec1_bytes(&point).is_ok(),
+        Curve::P384 => p384::PublicKey::from_sec1_bytes(&point).is_ok(),
+    };
+    if !on_curve {
+        return Err("EC point is not on the curve".into());
+    }
+    let decoding = DecodingKey::from_ec_der(&point);
+    Ok((Material::Ec { curve, point }, decoding))
+}
+
+fn okp_key(jwk: &Map<String, Value>) -> Result<(Material, DecodingKey), String> {
+    if optional_str(jwk, "crv")? != Some("Ed25519") {
+        return Err("only the Ed25519 OKP curve is supported".into());
+    }
+    let x = bytes(jwk, "x")?;
+    let point: [u8; 32] = x
+        .as_slice()
+        .try_into()
+        .map_err(|_| "Ed25519 key must be 32 bytes")?;
+    if ed25519_dalek::VerifyingKey::from_bytes(&point).is_err() {
+        return Err("Ed25519 key is not a valid point".into());
+    }
+    let decoding = DecodingKey::from_ed_der(&x);
+    Ok((Material::Ed25519 { x }, decoding))
+}
+
+fn oct_key(jwk: &Map<String, Value>) -> Result<(Material, DecodingKey), String> {
+    let secret = bytes(jwk, "k")?;
+    if secret.len() < 32 {
+        return Err("HMAC secret shorter than 32 bytes".into());
+    }
+    let decoding = DecodingKey::from_secret(&secret);
+    Ok((Material::Oct { secret }, decoding))
+}
+
+fn strip_leading_zeros(mut v: Vec<u8>) -> Vec<u8> {
+    let zeros = v.iter().take_while(|&&b| b == 0).count();
+    v.drain(..zeros);
+    v
+}
+
+fn bit_length(be: &[u8]) -> usize {
+    match be.first() {
+        None => 0,
+        Some(&top) => be.len() * 8 - top.leading_zeros() as usize,
+    }
+}
+
+/// The ROCA test (Nemec et al., CCS 2017): moduli made by the vulnerable Infineon
+/// library are, modulo each of these small primes, a power of 65537. A random modulus
+/// passes all of them with probability far below 2^-100.
+fn roca_fingerprint(n: &[u8]) -> bool {
+    const PRIMES: [u32; 38] = [
+        3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89,
+        97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
+    ];
+    PRIMES.iter().all(|&p| {
+        let residue = n.iter().fold(0u32, |r, &b| (r * 256 + u32::from(b)) % p);
+        let generator = 65537 % p;
+        let mut power = 1;
+        (0..p).any(|_| {
+            let hit = power == residue;
+            power = power * generator % p;
+            hit
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn n2048() -> String {
+        crate::testkit::public_jwk("rsa-a", "a")["n"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn load(keys: Value, origin: Origin) -> Result<Loaded, String> {
+        KeySet::from_object(json!({ "keys": keys }).as_object().unwrap(), origin)
+    }
+
+    fn rsa(extra: Value) -> Value {
+        let mut k = json!({"kty": "RSA", "n": n2048(), "e": "AQAB"});
+        k.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        k
+    }
+
+    #[test]
+    fn keeps_a_plain_rsa_key() {
+        let loaded = load(json!([rsa(json!({"kid": "a"}))]), Origin::Remote).unwrap();
+        assert!(loaded.dropped.is_empty());
+        assert!(loaded.set.select(Some("a"), Algorithm::RS256).is_ok());
+        assert!(loaded.set.select(None, Algorithm::PS512).is_ok());
+    }
+
+    #[test]
+    fn drops_keys_not_meant_for_signatures() {
+        for extra in [
+            json!({"use": "enc"}),
+            json!({"key_ops": ["encrypt"]}),
+            json!({"key_ops": "verify"}),
+            json!({"alg": "RSA-OAEP"}),
+            json!({"alg": "ES256"}),
+            json!({"kid": 7}),
+            json!({"kid": "k".repeat(MAX_KID_BYTES + 1)}),
+        ] {
+            let loaded = load(
+                json!([rsa(extra.clone()), rsa(json!({"kid": "ok"}))]),
+                Origin::Remote,
+            );
+            assert_eq!(loaded.unwrap().dropped.len(), 1, "{extra}");
+        }
+    }
+
+    #[test]
+    fn drops_weak_rsa_keys() {
+        let short = base64url::encode(&[0xc5; 128]); // 1024 bits
+        let n2048 = n2048();
+        let even = {
+            let mut n = base64url::decode(&n2048).unwrap();
+            *n.last_mut().unwrap() &= 0xfe;
+            base64url::encode(&n)
+        };
+        for (n, e) in [
+            (short.as_str(), "AQAB"),
+            (n2048.as_str(), "AQ"),
+            (n2048.as_str(), "AQAA"),
+            (n2048.as_str(), "AQAAAAE"),
+            (even.as_str(), "AQAB"),
+            (n2048.as_str(), "AQAB="),
+        ] {
+            let err = load(json!([{"kty": "RSA", "n": n, "e": e}]), Origin::Remote).unwrap_err();
+            assert!(err.starts_with("no usable key"), "{err}");
+        }
+    }
+
+    #[test]
+    fn symmetric_keys_come_only_from_the_configuration() {
+        let secret = json!({"kty": "oct", "k": base64url::encode(&[7; 32])});
+        assert!(load(json!([secret.clone()]), Origin::Remote).is_err());
+        assert!(load(json!([secret.clone()]), Origin::Config).is_ok());
+        let mixed = load(json!([secret, rsa(json!({}))]), Origin::Config).unwrap_err();
+        assert!(mixed.contains("mixes"), "{mixed}");
+    }
+
+    #[test]
+    fn hmac_secret_length_follows_the_algorithm() {
+        let set = load(
+            json!([{"kty": "oct", "k": base64url::encode(&[7; 48])}]),
+            Origin::Config,
+        )
+        .unwrap()
+        .set;
+        assert!(set.select(None, Algorithm::HS256).is_ok());
+        assert!(set.select(None, Algorithm::HS384).is_ok());
+        assert_eq!(
+            set.select(None, Algorithm::HS512).unwrap_err(),
+            KeyError::NoMatch
+        );
+        assert!(
+            load(
+                json!([{"kty": "oct", "k": base64url::encode(&[7; 31])}]),
+                Origin::Config
+            )
+            .is_err()
+        );
+        let own = json!([{"kty": "oct", "alg": "HS512", "k": base64url::encode(&[7; 48])}]);
+        assert!(load(own, Origin::Config).is_err());
+    }
+
+    #[test]
+    fn selection_by_kid_alg_and_uniqueness() {
+        let set = load(
+            json!([
+                rsa(json!({"kid": "a", "alg": "RS256"})),
+                rsa(json!({"kid": "b"})),
+                rsa(json!({"kid": "b"}))
+            ]),
+            Origin::Remote,
+        )
+        .unwrap()
+        .set;
+        assert!(set.select(Some("a"), Algorithm::RS256).is_ok());
+        assert_eq!(
+            set.select(Some("a"), Algorithm::RS384).unwrap_err(),
+            KeyError::NoMatch
+        );
+        assert_eq!(
+            set.select(Some("b"), Algorithm::RS256).unwrap_err(),
+            KeyError::Ambiguous
+        );
+        assert_eq!(
+            set.select(Some("zz"), Algorithm::RS256).unwrap_err(),
+            KeyError::UnknownKid
+        );
+        assert_eq!(
+            set.select(None, Algorithm::RS256).unwrap_err(),
+            KeyError::Ambiguous
+        );
+        assert_eq!(
+            set.select(Some("a"), Algorithm::ES256).unwrap_err(),
+            KeyError::NoMatch
+        );
+        assert!(set.has_kid("b") && !set.has_kid("c"));
+    }
+
+    #[test]
+    fn ec_points_are_validated() {
+        // The P-256 generator point.
+        let x = "axfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9KE5RdiYwpY";
+        let y = "T-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU";
+        let good = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y});
+        let set = load(json!([good]), Origin::Remote).unwrap().set;
+        assert!(set.select(None, Algorithm::ES256).is_ok());
+        assert_eq!(
+            set.select(None, Algorithm::ES384).unwrap_err(),
+            KeyError::NoMatch
+        );
+        let off_curve = json!({"kty": "EC", "crv": "P-256", "x": x, "y": x});
+        assert!(load(json!([off_curve]), Origin::Remote).is_err());
+        let wrong_curve = json!({"kty": "EC", "crv": "P-384", "x": x, "y": y});
+        assert!(load(json!([wrong_curve]), Origin::Remote).is_err());
+    }
+
+    #[test]
+    fn rejects_documents_that_are_not_key_sets() {
+        for doc in [
+            &b"[]"[..],
+            b"{}",
+            b"{\"keys\":{}}",
+            b"{\"keys\":[]}",
+            b"{\"keys\":[1]}",
+        ] {
+            assert!(KeySet::parse(doc, Origin::Remote).is_err());
+        }
+        let many = json!({"keys": vec![rsa(json!({})); MAX_KEYS + 1]});
+        assert!(KeySet::parse(many.to_string().as_bytes(), Origin::Remote).is_err());
+    }
+}

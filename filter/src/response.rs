@@ -1,0 +1,273 @@
+//! Denial responses: RFC 6750 challenges with the Express body shape
+//! `{"error": code, "message": description}`. Descriptions say what failed and never carry
+//! token or key material (they are built from fixed strings and claim names only).
+
+use serde_json::json;
+
+/// Why a request was refused; also the metric and log label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Missing,
+    Invalid,
+    Expired,
+    InsufficientScope,
+    InvalidRequest,
+    Unavailable,
+    AccessDenied,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 7] = [
+        Reason::Missing,
+        Reason::Invalid,
+        Reason::Expired,
+        Reason::InsufficientScope,
+        Reason::InvalidRequest,
+        Reason::Unavailable,
+        Reason::AccessDenied,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Missing => "missing",
+            Reason::Invalid => "invalid",
+            Reason::Expired => "expired",
+            Reason::InsufficientScope => "insufficient_scope",
+            Reason::InvalidRequest => "invalid_request",
+            Reason::Unavailable => "unavailable",
+            Reason::AccessDenied => "access_denied",
+        }
+    }
+}
+
+/// A failed check, before it becomes a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Missing,
+    InvalidRequest(String),
+    InvalidToken {
+        description: String,
+        expired: bool,
+    },
+    /// `scopes` is `Some` for missing scopes (it becomes the `scope` attribute) and `None`
+    /// for a failed claim check.
+    InsufficientScope {
+        description: String,
+        scopes: Option<Vec<String>>,
+    },
+    Unavailable {
+        retry_after_s: u64,
+    },
+    AccessDenied,
+}
+
+impl Failure {
+    pub fn reason(&self) -> Reason {
+        match self {
+            Failure::Missing => Reason::Missing,
+            Failure::InvalidRequest(_) => Reason::InvalidRequest,
+            Failure::InvalidToken { expired: true, .. } => Reason::Expired,
+            Failure::InvalidToken { .. } => Reason::Invalid,
+            Failure::InsufficientScope { .. } => Reason::InsufficientScope,
+            Failure::Unavailable { .. } => Reason::Unavailable,
+            Failure::AccessDenied => Reason::AccessDenied,
+        }
+    }
+
+    /// How far the request got: when alternatives all fail, the answer reports the one
+    /// that got furthest (a valid token lacking a scope says more than a missing token).
+    pub fn rank(&self) -> u8 {
+        match self {
+            Failure::Missing => 0,
+            Failure::AccessDenied => 1,
+            Failure::Unavailable { .. } => 2,
+            Failure::InvalidToken { .. } => 3,
+            Failure::InsufficientScope { .. } => 4,
+            Failure::InvalidRequest(_) => 5,
+        }
+    }
+}
+
+/// A local response to send instead of forwarding the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub reason: Reason,
+}
+
+pub fn deny(realm: &str, failure: &Failure) -> Denial {
+    let challenge = |code: &str, description: &str| {
+        format!(
+            "Bearer realm=\"{realm}\", error=\"{code}\", error_description=\"{}\"",
+            quoted(description)
+        )
+    };
+    let (status, code, message, www_authenticate) = match failure {
+        Failure::Missing => (
+            401,
+            "unauthorized",
+            "Authentication required".to_string(),
+            Some(format!("Bearer realm=\"{realm}\"")),
+        ),
+        Failure::InvalidRequest(d) => (
+            400,
+            "invalid_request",
+            d.clone(),
+            Some(challenge("invalid_request", d)),
+        ),
+        Failure::InvalidToken { description: d, .. } => (
+            401,
+            "invalid_token",
+            d.clone(),
+            Some(challenge("invalid_token", d)),
+        ),
+        Failure::InsufficientScope {
+            description: d,
+            scopes,
+        } => {
+            let mut value = challenge("insufficient_scope", d);
+            if let Some(scopes) = scopes {
+                value.push_str(&format!(", scope=\"{}\"", quoted(&scopes.join(" "))));
+            }
+            (403, "insufficient_scope", d.clone(), Some(value))
+        }
+        Failure::Unavailable { .. } => (
+            503,
+            "temporarily_unavailable",
+            "Signing keys are not available".to_string(),
+            None,
+        ),
+        Failure::AccessDenied => (403, "access_denied", "Access denied".to_string(), None),
+    };
+    let mut headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("cache-control".to_string(), "no-store".to_string()),
+    ];
+    if let Some(value) = www_authenticate {
+        headers.push(("www-authenticate".to_string(), value));
+    }
+    if let Failure::Unavailable { retry_after_s } = failure {
+        headers.push(("retry-after".to_string(), retry_after_s.to_string()));
+    }
+    Denial {
+        status,
+        headers,
+        body: json!({"error": code, "message": quoted(&message)}).to_string(),
+        reason: failure.reason(),
+    }
+}
+
+/// Makes a description safe inside an RFC 7230 quoted-string: `"` becomes `'`, `\` becomes
+/// `/`, control characters are dropped, and the length is bounded.
+fn quoted(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c => c,
+        })
+        .take(200)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'d>(d: &'d Denial, name: &str) -> Option<&'d str> {
+        d.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn missing_token_is_a_bare_challenge() {
+        let d = deny("api", &Failure::Missing);
+        assert_eq!(d.status, 401);
+        assert_eq!(header(&d, "www-authenticate"), Some("Bearer realm=\"api\""));
+        assert_eq!(header(&d, "content-type"), Some("application/json"));
+        assert_eq!(
+            d.body,
+            r#"{"error":"unauthorized","message":"Authentication required"}"#
+        );
+        assert_eq!(d.reason, Reason::Missing);
+    }
+
+    #[test]
+    fn invalid_token_names_the_error_and_sanitises_quotes() {
+        let d = deny(
+            "api",
+            &Failure::InvalidToken {
+                description: "bad \"x\" \\ \r\n".into(),
+                expired: false,
+            },
+        );
+        assert_eq!(d.status, 401);
+        assert_eq!(
+            header(&d, "www-authenticate"),
+            Some("Bearer realm=\"api\", error=\"invalid_token\", error_description=\"bad 'x' / \"")
+        );
+        assert_eq!(
+            d.body,
+            r#"{"error":"invalid_token","message":"bad 'x' / "}"#
+        );
+        let expired = deny(
+            "api",
+            &Failure::InvalidToken {
+                description: "e".into(),
+                expired: true,
+            },
+        );
+        assert_eq!(expired.reason, Reason::Expired);
+    }
+
+    #[test]
+    fn insufficient_scope_carries_the_scope_attribute_only_for_scopes() {
+        let scoped = Failure::InsufficientScope {
+            description: "Insufficient Scope".into(),
+            scopes: Some(vec!["read:messages".into(), "write:messages".into()]),
+        };
+        let d = deny("api", &scoped);
+        assert_eq!(d.status, 403);
+        assert_eq!(
+            header(&d, "www-authenticate"),
+            Some(
+                "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"Insufficient Scope\", scope=\"read:messages write:messages\""
+            )
+        );
+        let claim = Failure::InsufficientScope {
+            description: "Unexpected 'role' value".into(),
+            scopes: None,
+        };
+        let d = deny("api", &claim);
+        assert_eq!(d.status, 403);
+        assert!(!header(&d, "www-authenticate").unwrap().contains("scope=\""));
+    }
+
+    #[test]
+    fn other_statuses() {
+        let d = deny(
+            "api",
+            &Failure::InvalidRequest("More than one method used for authentication".into()),
+        );
+        assert_eq!(d.status, 400);
+        assert!(
+            header(&d, "www-authenticate")
+                .unwrap()
+                .contains("error=\"invalid_request\"")
+        );
+        let d = deny("api", &Failure::AccessDenied);
+        assert_eq!((d.status, header(&d, "www-authenticate")), (403, None));
+        assert_eq!(
+            d.body,
+            r#"{"error":"access_denied","message":"Access denied"}"#
+        );
+        let d = deny("api", &Failure::Unavailable { retry_after_s: 7 });
+        assert_eq!((d.status, header(&d, "retry-after")), (503, Some("7")));
+        assert!(d.body.contains("temporarily_unavailable"));
+    }
+}

@@ -1,0 +1,51 @@
+//! Test support: the project's fixed test keys (`tests/keys/`), their public JWKs, and a
+//! signer for tokens with any header and claims.
+
+use crate::base64url;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{Value, json};
+
+pub const NOW: u64 = 1_700_000_000;
+
+pub fn pem(name: &str) -> String {
+    let path = format!("{}/../tests/keys/{name}.pem", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The public JWK of test key `name` (`rsa-a`, `rsa-b`, `ec256`, `ed25519`), with `kid`.
+pub fn public_jwk(name: &str, kid: &str) -> Value {
+    let text = pem(name);
+    if name.starts_with("rsa") {
+        use rsa::pkcs8::DecodePrivateKey;
+        use rsa::traits::PublicKeyParts;
+        let key = rsa::RsaPrivateKey::from_pkcs8_pem(&text).unwrap();
+        json!({"kty": "RSA", "kid": kid, "n": base64url::encode(&key.n().to_bytes_be()), "e": base64url::encode(&key.e().to_bytes_be())})
+    } else if name.starts_with("ec") {
+        use p256::pkcs8::DecodePrivateKey;
+        let key = p256::SecretKey::from_pkcs8_pem(&pem("ec256.p8")).unwrap();
+        let point = key.public_key().to_sec1_bytes();
+        json!({"kty": "EC", "crv": "P-256", "kid": kid, "x": base64url::encode(&point[1..33]), "y": base64url::encode(&point[33..])})
+    } else {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&text).unwrap();
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": base64url::encode(key.verifying_key().as_bytes())})
+    }
+}
+
+/// Signs `header` (which must name `alg`) and `claims` with test key `name`.
+pub fn sign(name: &str, header: &Value, claims: &Value) -> String {
+    let alg: Algorithm = header["alg"].as_str().unwrap().parse().unwrap();
+    let key = match name {
+        n if n.starts_with("rsa") => EncodingKey::from_rsa_pem(pem(n).as_bytes()).unwrap(),
+        n if n.starts_with("ec") => EncodingKey::from_ec_pem(pem("ec256.p8").as_bytes()).unwrap(),
+        n if n.starts_with("ed") => EncodingKey::from_ed_pem(pem(n).as_bytes()).unwrap(),
+        secret => EncodingKey::from_secret(secret.as_bytes()),
+    };
+    let input = format!(
+        "{}.{}",
+        base64url::encode(header.to_string().as_bytes()),
+        base64url::encode(claims.to_string().as_bytes())
+    );
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, alg).unwrap();
+    format!("{input}.{signature}")
+}
