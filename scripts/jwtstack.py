@@ -230,7 +230,7 @@ class Idp:
     def token(self, key: str = "k1", header: dict | None = None, **claims) -> str:
         """A token signed with `key`; claims default to a valid demo access token."""
         body = {"iss": self.issuer, "aud": AUDIENCE, "sub": "user-123",
-                "scope": "read:messages", "exp": "+1h"}
+                "scope": "read:messages", "iat": "now", "exp": "+1h"}
         body.update(claims)
         body = {k: v for k, v in body.items() if v is not None}
         req = {"key": key, "claims": body}

@@ -140,6 +140,7 @@ class Quickstart(E2E):
     def test_public_no_token(self):
         r = self.expect(self.envoy.get("/api/public"), 200)
         self.assertEqual(r.json()["path"], "/api/public")
+        self.assertIn("public endpoint", r.json()["message"])
 
     def test_private_no_token(self):
         r = self.envoy.get("/api/private")
@@ -404,7 +405,8 @@ class BrokenConfiguration(E2E):
     def test_unknown_field_refused_with_path(self):
         cfg = quickstart()
         cfg["rules"][1]["requires"]["scope"] = ["read:messages"]  # typo for "scopes"
-        self.refused(cfg, "rules")
+        msg = self.refused(cfg, "rules[1].requires.scope")
+        self.assertIn("unknown field", msg)
 
     def test_not_json_refused(self):
         stack = self.new_stack()
