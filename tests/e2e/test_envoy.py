@@ -415,5 +415,41 @@ class BrokenConfiguration(E2E):
         self.assertIn("invalid configuration: ", log)
 
 
+class Demo(E2E):
+    """`make run`'s script with envoy.yaml as written: its printed curl commands give what it says."""
+
+    def test_printed_commands(self):
+        import re
+        import signal
+        import socket
+        import sys
+        for name, port in js.DEMO_PORTS.items():
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    self.skipTest(f"demo port {port} ({name}) is in use")
+        stack = self.new_stack()
+        demo = stack._spawn("run-demo", [sys.executable, "-u", js.ROOT / "scripts" / "run-demo.py"],
+                            ready_line=re.compile(r"Ctrl-C stops everything"))
+        demo.wait_ready_line(60)
+        out = demo.log_text()
+        cases = re.findall(r"^# (.+): expect (\d{3})[^\n]*\ncurl -i (\S+)(?: -H 'Authorization: Bearer (\S+)')?$",
+                           out, re.M)
+        self.assertEqual(len(cases), 7, out)
+        for title, status, url, token in cases:
+            port, path = re.match(r"http://127\.0\.0\.1:(\d+)(/\S*)", url).groups()
+            headers = {"authorization": f"Bearer {token}"} if token else {}
+            r = js.http(int(port), "GET", path, headers)
+            self.assertEqual(r.status, int(status), f"{title}: {r!r}")
+        demo.popen.send_signal(signal.SIGINT)  # what Ctrl-C does to the script
+        self.assertEqual(demo.popen.wait(20), 0)
+        self.assertIn("all demo processes stopped", demo.log_text())
+        for port in js.DEMO_PORTS.values():
+            with socket.socket() as s:
+                self.assertNotEqual(s.connect_ex(("127.0.0.1", port)), 0, f"port {port} still open")
+
+
 if __name__ == "__main__":
     unittest.main()
