@@ -13,10 +13,14 @@ pub mod extract;
 pub mod json;
 pub mod jwks;
 pub mod jws;
+pub mod key_cache;
 pub mod request;
 pub mod response;
 pub mod rules;
 pub mod verify;
+
+#[cfg(target_arch = "wasm32")]
+mod proxy;
 
 #[cfg(test)]
 mod testkit;

@@ -1,0 +1,70 @@
+//! The filter's metrics. Envoy shows them as `wasmcustom.<name>` in `/stats` and as
+//! `<name>` in `/stats/prometheus`, summed over workers.
+
+use crate::response::Reason;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+pub struct Metrics {
+    allowed: Option<u32>,
+    denied: Vec<(Reason, Option<u32>)>,
+    pub fetch_ok: Option<u32>,
+    pub fetch_failed: Option<u32>,
+    pub paused: Option<u32>,
+    pub report_would_deny: Option<u32>,
+    /// The key-set age gauge of each remote provider, by provider index.
+    key_age: Vec<Option<u32>>,
+}
+
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    hostcalls::define_metric(kind, name).ok()
+}
+
+impl Metrics {
+    /// `gauges` names the remote providers (index, name) that get a key-age gauge.
+    pub fn define(providers: usize, gauges: &[(usize, String)]) -> Self {
+        let counter = |name: &str| define(MetricType::Counter, &format!("jwt_filter_{name}"));
+        Metrics {
+            allowed: counter("allowed"),
+            denied: Reason::ALL
+                .iter()
+                .map(|r| (*r, counter(&format!("denied_{}", r.as_str()))))
+                .collect(),
+            fetch_ok: counter("jwks_fetch_ok"),
+            fetch_failed: counter("jwks_fetch_failed"),
+            paused: counter("paused"),
+            report_would_deny: counter("report_would_deny"),
+            key_age: (0..providers)
+                .map(|i| {
+                    let (_, name) = gauges.iter().find(|(g, _)| *g == i)?;
+                    define(MetricType::Gauge, &format!("jwt_filter_jwks_age_s_{name}"))
+                })
+                .collect(),
+        }
+    }
+
+    pub fn count(id: Option<u32>) {
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    pub fn allowed(&self) {
+        Self::count(self.allowed);
+    }
+
+    pub fn denied(&self, reason: Reason) {
+        Self::count(
+            self.denied
+                .iter()
+                .find(|(r, _)| *r == reason)
+                .and_then(|(_, id)| *id),
+        );
+    }
+
+    pub fn key_age(&self, provider: usize, seconds: u64) {
+        if let Some(Some(id)) = self.key_age.get(provider) {
+            let _ = hostcalls::record_metric(*id, seconds);
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The proxy-wasm adapter: moves bytes between the host and the core, drives key fetches.
+//! Nothing here decides; see `Authenticator::decide` for that.
+
+mod host;
+mod metrics;
+mod plugin;
+mod shared;
+
+use plugin::Plugin;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::rc::Rc;
+use std::time::Duration;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { plugin: None }) });
+}}
+
+/// How often each worker syncs keys from shared data, resumes waiting requests and
+/// refreshes aging key sets.
+const TICK: Duration = Duration::from_millis(100);
+
+struct Root {
+    plugin: Option<Rc<Plugin>>,
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _trailers: usize) {
+        if let Some(plugin) = &self.plugin {
+            plugin.on_fetch_response(token, headers, body);
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = host::plugin_configuration();
+        match Plugin::configure(&bytes) {
+            Ok(plugin) => {
+                self.plugin = Some(Rc::new(plugin));
+                self.set_tick_period(TICK);
+                true
+            }
+            Err(e) => {
+                host::log(LogLevel::Error, &format!("invalid configuration: {e}"));
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(plugin) = &self.plugin {
+            plugin.on_tick();
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let plugin = self.plugin.clone()?;
+        Some(Box::new(Stream {
+            id: context_id,
+            plugin,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream {
+    id: u32,
+    plugin: Rc<Plugin>,
+}
+
+impl Context for Stream {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _trailers: usize) {
+        self.plugin.on_fetch_response(token, headers, body);
+    }
+
+    fn on_done(&mut self) -> bool {
+        self.plugin.on_stream_done(self.id);
+        true
+    }
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        match self.plugin.on_request(self.id) {
+            plugin::Next::Continue => Action::Continue,
+            plugin::Next::Wait | plugin::Next::Answered => Action::Pause,
+        }
+    }
+}

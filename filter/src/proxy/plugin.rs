@@ -1,0 +1,434 @@
+//! One configured filter instance per worker VM: decides requests through the core, keeps
+//! waiting requests, and drives key fetches through the shared key cache.
+
+use super::host;
+use super::metrics::Metrics;
+use super::shared::Slots;
+use crate::authenticator::{Authenticator, Decision, KeyState, KeyStore, Refusal};
+use crate::config::{Config, ConfigError, Fetch, KeySource, split_uri};
+use crate::key_cache::{self, KeysRecord, LocalKeys, Trigger};
+use crate::response::{Failure, deny};
+use crate::verify::RustCrypto;
+use proxy_wasm::types::LogLevel;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// What the stream does next.
+pub enum Next {
+    Continue,
+    /// Paused until keys arrive (or the wait times out).
+    Wait,
+    /// A local response was sent.
+    Answered,
+}
+
+/// A remote provider's runtime state on this worker.
+struct Remote {
+    provider: usize,
+    fetch: Fetch,
+    discovery: bool,
+    issuer: String,
+    slots: Slots,
+    local: LocalKeys,
+}
+
+/// A request waiting for keys.
+struct Waiting {
+    context: u32,
+    deadline_ms: u64,
+}
+
+/// An http call in flight, by token.
+struct Call {
+    remote: usize,
+    /// The stream that dispatched it (0 for the root); its end gives the lease back.
+    origin: u32,
+    step: Step,
+}
+
+enum Step {
+    Discovery,
+    Jwks {
+        jwks_uri: Option<String>,
+        discovered_at_ms: u64,
+    },
+}
+
+pub struct Plugin {
+    authenticator: Authenticator<RustCrypto>,
+    metrics: Metrics,
+    remotes: RefCell<Vec<Remote>>,
+    waiting: RefCell<Vec<Waiting>>,
+    calls: RefCell<HashMap<u32, Call>>,
+}
+
+/// The core's view of this worker's remote key sets.
+struct Keys<'a> {
+    remotes: &'a [Remote],
+    now_ms: u64,
+}
+
+impl KeyStore for Keys<'_> {
+    fn state(&self, provider: usize) -> KeyState<'_> {
+        match self.remotes.iter().find(|r| r.provider == provider) {
+            Some(r) => r.local.state(self.now_ms, &r.fetch),
+            None => KeyState::Loading,
+        }
+    }
+}
+
+impl Plugin {
+    pub fn configure(bytes: &[u8]) -> Result<Plugin, ConfigError> {
+        let config = Config::parse(bytes)?;
+        let mut remotes = Vec::new();
+        let mut gauges = Vec::new();
+        for (index, p) in config.providers.iter().enumerate() {
+            let (fetch, discovery) = match &p.keys {
+                KeySource::Remote(f) => (f.clone(), false),
+                KeySource::Discovery(f) => (f.clone(), true),
+                KeySource::Local(_) => continue,
+            };
+            let settings = format!(
+                "{}|{}|{}|{}|{discovery}",
+                p.claims.issuer, fetch.cluster, fetch.authority, fetch.path
+            );
+            let slots = Slots::new(&p.name, &settings);
+            slots.init();
+            gauges.push((index, p.name.clone()));
+            remotes.push(Remote {
+                provider: index,
+                fetch,
+                discovery,
+                issuer: p.claims.issuer.clone(),
+                slots,
+                local: LocalKeys::default(),
+            });
+        }
+        Ok(Plugin {
+            metrics: Metrics::define(config.providers.len(), &gauges),
+            authenticator: Authenticator::new(config, RustCrypto),
+            remotes: RefCell::new(remotes),
+            waiting: RefCell::new(Vec::new()),
+            calls: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// A new request on stream `context` (the current one).
+    pub fn on_request(&self, context: u32) -> Next {
+        self.handle(context, None)
+    }
+
+    /// Decides the current stream's request and acts on it. `deadline_ms` is set when the
+    /// request has been waiting already.
+    fn handle(&self, context: u32, deadline_ms: Option<u64>) -> Next {
+        let now_ms = host::now_ms();
+        let request = host::request();
+        let decision = {
+            let remotes = self.remotes.borrow();
+            let keys = Keys {
+                remotes: &remotes,
+                now_ms,
+            };
+            self.authenticator.decide(&request, now_ms / 1000, &keys)
+        };
+        match decision {
+            Decision::Allow { changes, reported } => {
+                host::apply(&changes);
+                match reported {
+                    Some(refusal) => {
+                        Metrics::count(self.metrics.report_would_deny);
+                        self.log_refusal("report mode, would deny", &refusal);
+                    }
+                    None => self.metrics.allowed(),
+                }
+                Next::Continue
+            }
+            Decision::Deny(refusal) => self.refuse(&refusal),
+            Decision::Pending {
+                provider,
+                unknown_kid,
+            } => {
+                let remote = self.remote_index(provider);
+                let trigger = if unknown_kid {
+                    Trigger::UnknownKid
+                } else {
+                    Trigger::NoKeys
+                };
+                if let Some(r) = remote {
+                    self.start_fetch(r, trigger, context);
+                }
+                let timeout = remote.map_or(0, |r| self.remotes.borrow()[r].fetch.timeout_ms);
+                let deadline = deadline_ms.unwrap_or(now_ms + timeout);
+                if now_ms >= deadline || remote.is_none() {
+                    let retry_after_s = 1;
+                    let refusal = Refusal {
+                        denial: deny(
+                            &self.authenticator.config.realm,
+                            &Failure::Unavailable { retry_after_s },
+                        ),
+                        provider: Some(self.authenticator.config.providers[provider].name.clone()),
+                    };
+                    return self.refuse(&refusal);
+                }
+                if deadline_ms.is_none() {
+                    Metrics::count(self.metrics.paused);
+                }
+                self.waiting.borrow_mut().push(Waiting {
+                    context,
+                    deadline_ms: deadline,
+                });
+                Next::Wait
+            }
+        }
+    }
+
+    fn refuse(&self, refusal: &Refusal) -> Next {
+        self.metrics.denied(refusal.denial.reason);
+        self.log_refusal("denied", refusal);
+        host::send(&refusal.denial);
+        Next::Answered
+    }
+
+    fn log_refusal(&self, what: &str, refusal: &Refusal) {
+        host::log(
+            LogLevel::Debug,
+            &format!(
+                "{what} reason={} provider={} status={}",
+                refusal.denial.reason.as_str(),
+                refusal.provider.as_deref().unwrap_or("-"),
+                refusal.denial.status
+            ),
+        );
+    }
+
+    fn remote_index(&self, provider: usize) -> Option<usize> {
+        self.remotes
+            .borrow()
+            .iter()
+            .position(|r| r.provider == provider)
+    }
+
+    /// Claims the fetch lease for remote `r` and dispatches, unless a fetch is in flight
+    /// somewhere (then the caller waits for its result) or the rules forbid one now.
+    fn start_fetch(&self, r: usize, trigger: Trigger, origin: u32) {
+        let now_ms = host::now_ms();
+        let mut remotes = self.remotes.borrow_mut();
+        let remote = &mut remotes[r];
+        let (record, cas) = remote.slots.fetch();
+        if !record.may_start(trigger, now_ms, &remote.fetch) {
+            remote.local.fetch = record;
+            return;
+        }
+        let leased = record.leased(now_ms, &remote.fetch);
+        if !remote.slots.swap_fetch(&leased, cas) {
+            // Another worker claimed it first: wait for its result.
+            remote.local.fetch = remote.slots.fetch().0;
+            return;
+        }
+        remote.local.fetch = leased;
+        let cached = remote.slots.keys();
+        let step = match &cached {
+            Some(k) if !remote.discovery || !k.discovery_expired(now_ms, &remote.fetch) => {
+                Step::Jwks {
+                    jwks_uri: k.jwks_uri.clone(),
+                    discovered_at_ms: k.discovered_at_ms,
+                }
+            }
+            _ if remote.discovery => Step::Discovery,
+            _ => Step::Jwks {
+                jwks_uri: None,
+                discovered_at_ms: 0,
+            },
+        };
+        drop(remotes);
+        self.dispatch(r, origin, step);
+    }
+
+    fn dispatch(&self, r: usize, origin: u32, step: Step) {
+        let result = {
+            let remotes = self.remotes.borrow();
+            let f = &remotes[r].fetch;
+            match &step {
+                Step::Discovery => host::dispatch(&f.cluster, &f.authority, &f.path, f.timeout_ms),
+                Step::Jwks {
+                    jwks_uri: Some(uri),
+                    ..
+                } => match split_uri(uri) {
+                    Some((authority, path)) => {
+                        host::dispatch(&f.cluster, authority, path, f.timeout_ms)
+                    }
+                    None => Err("bad jwks_uri".to_string()),
+                },
+                Step::Jwks { jwks_uri: None, .. } => {
+                    host::dispatch(&f.cluster, &f.authority, &f.path, f.timeout_ms)
+                }
+            }
+        };
+        match result {
+            Ok(token) => {
+                self.calls.borrow_mut().insert(
+                    token,
+                    Call {
+                        remote: r,
+                        origin,
+                        step,
+                    },
+                );
+            }
+            Err(why) => self.fetch_failed(r, &why),
+        }
+    }
+
+    /// An http call answered (or failed): the next discovery step, or the end of a fetch.
+    pub fn on_fetch_response(&self, token: u32, headers: usize, body_size: usize) {
+        let Some(call) = self.calls.borrow_mut().remove(&token) else {
+            return;
+        };
+        let r = call.remote;
+        let (fetch, issuer) = {
+            let remotes = self.remotes.borrow();
+            (remotes[r].fetch.clone(), remotes[r].issuer.clone())
+        };
+        let (status, body) = host::call_response(headers, body_size, fetch.max_body_bytes);
+        let now_ms = host::now_ms();
+        match call.step {
+            Step::Discovery => match key_cache::accept_discovery(status, &body, &issuer, &fetch) {
+                Ok(uri) => self.dispatch(
+                    r,
+                    call.origin,
+                    Step::Jwks {
+                        jwks_uri: Some(uri),
+                        discovered_at_ms: now_ms,
+                    },
+                ),
+                Err(why) => self.fetch_failed(r, &format!("discovery: {why}")),
+            },
+            Step::Jwks {
+                jwks_uri,
+                discovered_at_ms,
+            } => match key_cache::accept_jwks(status, &body, &fetch) {
+                Ok(loaded) => {
+                    for why in &loaded.dropped {
+                        host::log(
+                            LogLevel::Warn,
+                            &format!("provider {}: dropped {why}", self.name(r)),
+                        );
+                    }
+                    let record = KeysRecord {
+                        fetched_at_ms: now_ms,
+                        jwks: String::from_utf8_lossy(&body).into_owned(),
+                        jwks_uri,
+                        discovered_at_ms,
+                    };
+                    let mut remotes = self.remotes.borrow_mut();
+                    let remote = &mut remotes[r];
+                    remote.slots.put_keys(&record);
+                    let done = remote.slots.fetch().0.succeeded(now_ms);
+                    remote.slots.put_fetch(&done);
+                    remote.local.fetch = done;
+                    remote.local.adopt(record);
+                    drop(remotes);
+                    Metrics::count(self.metrics.fetch_ok);
+                    self.resume_waiting();
+                }
+                Err(why) => self.fetch_failed(r, &format!("jwks: {why}")),
+            },
+        }
+    }
+
+    fn fetch_failed(&self, r: usize, why: &str) {
+        host::log(
+            LogLevel::Warn,
+            &format!("provider {}: key fetch failed: {why}", self.name(r)),
+        );
+        Metrics::count(self.metrics.fetch_failed);
+        {
+            let mut remotes = self.remotes.borrow_mut();
+            let remote = &mut remotes[r];
+            let failed = remote.slots.fetch().0.failed(host::now_ms());
+            remote.slots.put_fetch(&failed);
+            remote.local.fetch = failed;
+        }
+        self.resume_waiting();
+    }
+
+    fn name(&self, r: usize) -> String {
+        let provider = self.remotes.borrow()[r].provider;
+        self.authenticator.config.providers[provider].name.clone()
+    }
+
+    /// Every tick: adopt what other workers fetched, decide waiting requests again, and
+    /// refresh key sets before they expire.
+    pub fn on_tick(&self) {
+        let now_ms = host::now_ms();
+        let count = self.remotes.borrow().len();
+        for r in 0..count {
+            let refresh = {
+                let mut remotes = self.remotes.borrow_mut();
+                let remote = &mut remotes[r];
+                let (record, _) = remote.slots.fetch();
+                let stale_local = remote.local.record.as_ref().map(|k| k.fetched_at_ms)
+                    != Some(record.keys_version);
+                if record.keys_version != 0
+                    && stale_local
+                    && let Some(keys) = remote.slots.keys()
+                {
+                    remote.local.adopt(keys);
+                }
+                remote.local.fetch = record;
+                if let Some(keys) = &remote.local.record {
+                    self.metrics
+                        .key_age(remote.provider, keys.age_ms(now_ms) / 1000);
+                }
+                match &remote.local.record {
+                    Some(keys) if keys.usable(now_ms, &remote.fetch) => {
+                        keys.wants_refresh(now_ms, &remote.fetch)
+                    }
+                    // No keys yet: fetch ahead of the first request (retries back off).
+                    _ => true,
+                }
+            };
+            if refresh {
+                self.start_fetch(r, Trigger::Refresh, 0);
+            }
+        }
+        self.resume_waiting();
+    }
+
+    /// Decides every waiting request again; those still waiting stay in the list.
+    fn resume_waiting(&self) {
+        let waiting = std::mem::take(&mut *self.waiting.borrow_mut());
+        for w in waiting {
+            if !host::enter(w.context) {
+                continue;
+            }
+            if let Next::Continue = self.handle(w.context, Some(w.deadline_ms)) {
+                host::resume();
+            }
+        }
+    }
+
+    /// A stream ended: forget it, and give back a lease it held (its call dies with it).
+    pub fn on_stream_done(&self, context: u32) {
+        self.waiting.borrow_mut().retain(|w| w.context != context);
+        let orphaned: Vec<usize> = {
+            let mut calls = self.calls.borrow_mut();
+            let tokens: Vec<u32> = calls
+                .iter()
+                .filter(|(_, c)| c.origin == context)
+                .map(|(t, _)| *t)
+                .collect();
+            tokens
+                .iter()
+                .filter_map(|t| calls.remove(t))
+                .map(|c| c.remote)
+                .collect()
+        };
+        for r in orphaned {
+            let mut remotes = self.remotes.borrow_mut();
+            let released = remotes[r].slots.fetch().0.released();
+            remotes[r].slots.put_fetch(&released);
+            remotes[r].local.fetch = released;
+        }
+    }
+}
