@@ -53,6 +53,21 @@ run: build harness-bin envoy
 e2e: build harness-bin envoy
 	python3 tests/e2e/run.py
 
+# --- The harness: scenarios and the negative self-test (tests/scenarios, tests/filters) -----
+TEST_FILTERS := target/test-filters/$(WASM_TARGET)/release
+
+.PHONY: test-filters scenarios
+
+# allow_all, deny_all (the wrong filters the suite must fail against) and the host probe.
+test-filters: wasm-target
+	CARGO_TARGET_DIR=target/test-filters cargo build --release --target $(WASM_TARGET) --manifest-path tests/filters/Cargo.toml
+
+# The host's own scenarios (probe), the filter's scenarios, then the negative self-test.
+scenarios: build harness-bin test-filters
+	$(HARNESS) run --wasm $(TEST_FILTERS)/probe.wasm tests/filters/probe/scenarios
+	$(HARNESS) run --wasm $(DIST_WASM) tests/scenarios
+	$(HARNESS) negative --wasm $(TEST_FILTERS)/allow_all.wasm --wasm $(TEST_FILTERS)/deny_all.wasm tests/scenarios
+
 bench:
 	@echo "make bench: the benchmarks land with the performance work" && exit 1
 

@@ -1,18 +1,27 @@
 //! The `harness` command line. Parsing only; the work is in the library.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value};
 
 use harness::keys::KeyRing;
+use harness::scenario::load;
+use harness::scenario::run::Runner;
 use harness::{servers, token};
 
 const HELP: &str = "\
 harness: run proxy-wasm HTTP filters natively, mint test tokens, serve demo endpoints
 
 USAGE:
+  harness run [--wasm PATH] [--workers N] [FILES|DIRS]...
+      Run scenarios (default dist/jwt_filter.wasm, tests/scenarios/): one line each, the
+      first mismatch as expected vs actual, then `N passed, N failed`; exit 1 on failure.
+      --workers sets the worker count of scenarios that do not set one (default 1).
+  harness negative --wasm PATH [--wasm PATH]... [--max-pass PERCENT] [FILES|DIRS]...
+      The suite's self-test against wrong filters: fails if more than PERCENT (default 50)
+      of the scenarios pass against any of them, or if a scenario passes against all.
   harness token --key KEY --claims JSON [--header JSON]
       Print a compact JWS signed by KEY. Time claims (exp, nbf, iat, auth_time) may be
       relative to now: \"+1h\", \"-5m\", \"now\". A header field set to null is removed.
@@ -88,10 +97,118 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
                 .ok_or_else(|| anyhow!("upstream: --listen is required"))?;
             servers::upstream::serve(listen)?;
         }
+        "run" => {
+            let wasm = flags.one("--wasm")?.unwrap_or("dist/jwt_filter.wasm");
+            let workers = flags
+                .one("--workers")?
+                .map(str::parse)
+                .transpose()
+                .context("--workers")?
+                .unwrap_or(1);
+            let files = scenario_files(&flags.positional)?;
+            let results = run_all(Path::new(wasm), workers, &files)?;
+            let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+            for (name, result) in &results {
+                match result {
+                    Ok(()) => println!("PASS  {name}"),
+                    Err(why) => println!("FAIL  {name}: {why}"),
+                }
+            }
+            println!("{} passed, {failed} failed", results.len() - failed);
+            if failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        "negative" => {
+            let wasms = flags.all("--wasm");
+            if wasms.is_empty() {
+                bail!("negative: give at least one --wasm");
+            }
+            let max_pass: f64 = flags
+                .one("--max-pass")?
+                .map(str::parse)
+                .transpose()
+                .context("--max-pass")?
+                .unwrap_or(50.0);
+            let files = scenario_files(&flags.positional)?;
+            let mut passing_all: Option<Vec<String>> = None;
+            let (mut passed, mut failed) = (0, 0);
+            for wasm in &wasms {
+                let results = run_all(Path::new(wasm), 1, &files)?;
+                let passing: Vec<String> = results
+                    .iter()
+                    .filter(|(_, r)| r.is_ok())
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                let percent = 100.0 * passing.len() as f64 / results.len().max(1) as f64;
+                let ok = percent <= max_pass && !results.is_empty();
+                println!(
+                    "{}  {wasm}: {} of {} scenarios pass ({percent:.0}%, at most {max_pass}% allowed)",
+                    if ok { "PASS" } else { "FAIL" },
+                    passing.len(),
+                    results.len()
+                );
+                if ok {
+                    passed += 1
+                } else {
+                    failed += 1
+                }
+                passing_all = Some(match passing_all {
+                    None => passing,
+                    Some(prev) => prev.into_iter().filter(|n| passing.contains(n)).collect(),
+                });
+            }
+            let defects = passing_all.unwrap_or_default();
+            if defects.is_empty() {
+                println!("PASS  no scenario passes against every wrong filter");
+                passed += 1;
+            } else {
+                println!(
+                    "FAIL  scenarios passing against every wrong filter (defects): {}",
+                    defects.join(", ")
+                );
+                failed += 1;
+            }
+            println!("negative: {passed} passed, {failed} failed");
+            if failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         "help" | "--help" | "-h" => print!("{HELP}"),
         other => bail!("unknown command {other:?} (see harness --help)"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn scenario_files(positional: &[String]) -> Result<Vec<PathBuf>> {
+    let paths: Vec<PathBuf> = if positional.is_empty() {
+        vec![PathBuf::from("tests/scenarios")]
+    } else {
+        positional.iter().map(PathBuf::from).collect()
+    };
+    load::find(&paths)
+}
+
+/// Runs every scenario of `files`; a file that does not load counts as one failure.
+fn run_all(
+    wasm: &Path,
+    workers: usize,
+    files: &[PathBuf],
+) -> Result<Vec<(String, Result<(), String>)>> {
+    let mut runner = Runner::new(wasm, workers)?;
+    let mut results = Vec::new();
+    for file in files {
+        match load::load(file) {
+            Ok(scenarios) => {
+                for loaded in scenarios {
+                    let result = runner.run(&loaded);
+                    results.push((loaded.scenario.name.clone(), result));
+                }
+            }
+            Err(e) => results.push((file.display().to_string(), Err(format!("{e:#}")))),
+        }
+    }
+    Ok(results)
 }
 
 fn json_object(text: &str, flag: &str) -> Result<Map<String, Value>> {

@@ -1,0 +1,86 @@
+//! `proxy_http_call` with Envoy's checks: a known cluster and `:method`, `:path`, `:authority`
+//! present, else BAD_ARGUMENT. The answer comes from the cluster's script and is delivered
+//! later (never inside the dispatching callback) to the context that made the call.
+
+use anyhow::Result;
+use wasmtime::Linker;
+
+use super::{
+    BAD_ARGUMENT, C, INTERNAL_FAILURE, OK, decode_map, read, read_string, violation, write_u32,
+};
+use crate::host::vm::{Phase, VmState};
+use crate::host::world::{CallRecord, PendingCall};
+
+pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_http_call",
+        |mut c: C,
+         cluster_ptr: i32,
+         cluster_len: i32,
+         headers_ptr: i32,
+         headers_len: i32,
+         _body_ptr: i32,
+         _body_len: i32,
+         _trailers_ptr: i32,
+         _trailers_len: i32,
+         timeout_ms: i32,
+         token_ptr: i32|
+         -> Result<i32> {
+            if c.data().phase == Phase::VmStart {
+                violation(&mut c, "proxy_http_call from on_vm_start".into());
+                return Ok(INTERNAL_FAILURE);
+            }
+            let cluster = read_string(&mut c, cluster_ptr, cluster_len)?;
+            let headers_bytes = read(&mut c, headers_ptr, headers_len)?;
+            let Some(headers) = decode_map(&headers_bytes) else {
+                return Ok(BAD_ARGUMENT);
+            };
+            let has = |name: &str| headers.iter().any(|(k, v)| k == name && !v.is_empty());
+            let (id, context) = (c.data().id, c.data().effective);
+            let token = {
+                let mut world = c.data().world.borrow_mut();
+                if !world.clusters.knows(&cluster)
+                    || !has(":method")
+                    || !has(":path")
+                    || !has(":authority")
+                {
+                    return Ok(BAD_ARGUMENT);
+                }
+                let path = headers
+                    .iter()
+                    .find(|(k, _)| k == ":path")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                let timeout_ms = u64::from(timeout_ms as u32);
+                let now = world.now_ms;
+                let delivery = world
+                    .clusters
+                    .answer(&cluster, &path)
+                    .deliver(now, timeout_ms);
+                world.calls.push(CallRecord {
+                    vm: id,
+                    cluster,
+                    headers,
+                    at_ms: now,
+                    timeout_ms,
+                });
+                let token = world.next_token;
+                world.next_token += 1;
+                let seq = world.next_seq;
+                world.next_seq += 1;
+                world.pending.push(PendingCall {
+                    vm: id,
+                    context,
+                    token,
+                    seq,
+                    delivery,
+                });
+                token
+            };
+            write_u32(&mut c, token_ptr, token)?;
+            Ok(OK)
+        },
+    )?;
+    Ok(())
+}

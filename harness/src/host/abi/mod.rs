@@ -1,0 +1,160 @@
+//! The host functions, one module per ABI area, and the memory helpers they share.
+//!
+//! Every function returns only the statuses the Rust SDK 0.2.x accepts for it; misuse that
+//! Envoy would refuse is recorded as a violation (which fails the scenario) instead.
+
+mod buffers;
+mod clock;
+mod foreign;
+mod headers;
+mod http_call;
+mod logging;
+mod metrics;
+mod properties;
+mod shared;
+mod stream;
+mod wasi;
+
+use anyhow::{Result, anyhow};
+use wasmtime::{Caller, Linker, Module};
+
+use super::vm::VmState;
+
+pub type C<'a> = Caller<'a, VmState>;
+
+pub const OK: i32 = 0;
+pub const NOT_FOUND: i32 = 1;
+pub const BAD_ARGUMENT: i32 = 2;
+pub const EMPTY: i32 = 7;
+pub const CAS_MISMATCH: i32 = 8;
+pub const INTERNAL_FAILURE: i32 = 10;
+
+/// Defines every host function the filter may import; anything else it imports traps when
+/// called (with the function's name), as an unimplemented host call would.
+pub fn link(linker: &mut Linker<VmState>, module: &Module) -> Result<()> {
+    buffers::link(linker)?;
+    clock::link(linker)?;
+    foreign::link(linker)?;
+    headers::link(linker)?;
+    http_call::link(linker)?;
+    logging::link(linker)?;
+    metrics::link(linker)?;
+    properties::link(linker)?;
+    shared::link(linker)?;
+    stream::link(linker)?;
+    wasi::link(linker)?;
+    linker.define_unknown_imports_as_traps(module)?;
+    Ok(())
+}
+
+/// Copies `len` bytes at `ptr` out of guest memory.
+pub fn read(c: &mut C, ptr: i32, len: i32) -> Result<Vec<u8>> {
+    let mem = c.data().memory.ok_or_else(|| anyhow!("no memory"))?;
+    let (start, len) = (ptr as u32 as usize, len as u32 as usize);
+    mem.data(&*c)
+        .get(start..start.saturating_add(len))
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| anyhow!("invalid memory access: {len} bytes at {start:#x}"))
+}
+
+pub fn read_string(c: &mut C, ptr: i32, len: i32) -> Result<String> {
+    Ok(String::from_utf8_lossy(&read(c, ptr, len)?).into_owned())
+}
+
+pub fn write(c: &mut C, ptr: u32, data: &[u8]) -> Result<()> {
+    let mem = c.data().memory.ok_or_else(|| anyhow!("no memory"))?;
+    mem.write(&mut *c, ptr as usize, data)
+        .map_err(|_| anyhow!("invalid memory access: {} bytes at {ptr:#x}", data.len()))
+}
+
+pub fn write_u32(c: &mut C, ptr: i32, value: u32) -> Result<()> {
+    write(c, ptr as u32, &value.to_le_bytes())
+}
+
+/// Hands `data` to the guest: allocates it with the module's allocator, copies it, and writes
+/// the pointer and size into the out-parameters.
+pub fn give(c: &mut C, data: &[u8], ptr_out: i32, size_out: i32) -> Result<()> {
+    let alloc = c
+        .data()
+        .alloc
+        .clone()
+        .ok_or_else(|| anyhow!("no allocator"))?;
+    let ptr = alloc.call(&mut *c, data.len() as i32)? as u32;
+    if ptr == 0 && !data.is_empty() {
+        return Err(anyhow!(
+            "the module's allocator returned null for {} bytes",
+            data.len()
+        ));
+    }
+    write(c, ptr, data)?;
+    write_u32(c, ptr_out, ptr)?;
+    write_u32(c, size_out, data.len() as u32)
+}
+
+/// Records a misuse of the ABI.
+pub fn violation(c: &mut C, what: String) {
+    let id = c.data().id;
+    c.data()
+        .world
+        .borrow_mut()
+        .violations
+        .push(format!("{id}: {what}"));
+}
+
+/// The header-map wire format: u32 count, (key_len, value_len) pairs, then each key and value
+/// followed by a NUL.
+pub fn encode_map(pairs: &[(String, String)]) -> Vec<u8> {
+    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+    for (k, v) in pairs {
+        out.extend((k.len() as u32).to_le_bytes());
+        out.extend((v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend(k.as_bytes());
+        out.push(0);
+        out.extend(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// Decodes the header-map wire format; `None` when it is malformed.
+pub fn decode_map(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+    let u32_at = |i: usize| -> Option<usize> {
+        Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?) as usize)
+    };
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let count = u32_at(0)?;
+    let mut sizes = Vec::new();
+    for i in 0..count {
+        sizes.push((u32_at(4 + i * 8)?, u32_at(8 + i * 8)?));
+    }
+    let mut pos = 4 + count * 8;
+    let mut take = |len: usize| -> Option<String> {
+        let s = String::from_utf8_lossy(bytes.get(pos..pos + len)?).into_owned();
+        pos += len + 1;
+        Some(s)
+    };
+    sizes
+        .into_iter()
+        .map(|(k, v)| Some((take(k)?, take(v)?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_round_trip_and_malformed() {
+        let pairs = vec![
+            (":path".to_string(), "/a".to_string()),
+            ("x".to_string(), String::new()),
+        ];
+        assert_eq!(decode_map(&encode_map(&pairs)).unwrap(), pairs);
+        assert_eq!(decode_map(&[]).unwrap(), vec![]);
+        assert!(decode_map(&[5, 0, 0, 0]).is_none());
+    }
+}

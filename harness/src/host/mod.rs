@@ -1,0 +1,599 @@
+//! The proxy-wasm host: a filter module compiled once, a main VM configured first, then one
+//! clone per worker, all sharing one [`World`]; requests, http-call answers and ticks driven on
+//! a virtual clock.
+
+mod abi;
+pub mod signature;
+pub mod upstream;
+mod vm;
+pub mod world;
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+
+use anyhow::{Context, Result};
+use wasmtime::{Config, Engine, Linker, Module};
+
+use upstream::Clusters;
+use vm::{CallResponse, Phase, Stream, Vm, VmState};
+use world::{VmId, World};
+
+/// A compiled filter, ready to be instantiated any number of times.
+pub struct Plugin {
+    module: Module,
+    linker: Linker<VmState>,
+}
+
+impl Plugin {
+    pub fn load(path: &Path) -> Result<Plugin> {
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        let engine = Engine::new(&config)?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let module =
+            Module::new(&engine, bytes).with_context(|| format!("compiling {}", path.display()))?;
+        let mut linker = Linker::new(&engine);
+        abi::link(&mut linker, &module)?;
+        Ok(Plugin { module, linker })
+    }
+}
+
+/// How to start a proxy.
+pub struct Setup {
+    pub workers: usize,
+    pub plugin_config: Vec<u8>,
+    pub vm_config: Vec<u8>,
+    pub start_ms: u64,
+    pub verify_signature: bool,
+    pub clusters: Clusters,
+    pub log_level: u32,
+}
+
+/// A request as the client sends it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub authority: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+/// How a request ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The headers the upstream received, if the request reached it.
+    pub upstream: Option<Vec<(String, String)>>,
+    /// Who answered: `upstream`, `local` (the filter), `broken` (fail closed), `reset`.
+    pub by: &'static str,
+}
+
+struct Tracked {
+    worker: usize,
+    context: u32,
+    outcome: Option<Outcome>,
+}
+
+/// Several VMs of one filter sharing a world.
+pub struct Proxy {
+    pub world: Rc<RefCell<World>>,
+    main: Vm,
+    workers: Vec<Vm>,
+    tick_periods: Vec<u64>,
+    requests: Vec<Tracked>,
+    /// `on_vm_start` and `on_configure` returned true on every VM.
+    pub configured: bool,
+    /// Every trap, as "worker N trapped in CALLBACK: message".
+    pub traps: Vec<String>,
+}
+
+const ROOT: u32 = 1;
+
+impl Proxy {
+    pub fn start(plugin: &Plugin, setup: Setup) -> Result<Proxy> {
+        let mut world = World::new(setup.start_ms);
+        world.clusters = setup.clusters;
+        world.verify_signature = setup.verify_signature;
+        world.log_level = setup.log_level;
+        let world = Rc::new(RefCell::new(world));
+        let new_vm = |id: VmId| {
+            let state = VmState {
+                id,
+                world: world.clone(),
+                root_id: ROOT,
+                effective: ROOT,
+                phase: Phase::Idle,
+                streams: Default::default(),
+                call_response: None,
+                foreign_args: Vec::new(),
+                tick_period_ms: 0,
+                vm_config: setup.vm_config.clone(),
+                plugin_config: setup.plugin_config.clone(),
+                memory: None,
+                alloc: None,
+                pending_output: Default::default(),
+                rng_state: 0x9e37_79b9_7f4a_7c15 ^ (id_seed(id) << 1),
+            };
+            Vm::new(&plugin.linker, &plugin.module, state)
+        };
+        let main = new_vm(VmId::Main)?;
+        let workers = (0..setup.workers.max(1))
+            .map(|w| new_vm(VmId::Worker(w)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut proxy = Proxy {
+            world: world.clone(),
+            main,
+            tick_periods: vec![0; workers.len()],
+            workers,
+            requests: Vec::new(),
+            configured: true,
+            traps: Vec::new(),
+        };
+        let (vm_len, conf_len) = (
+            setup.vm_config.len() as u32,
+            setup.plugin_config.len() as u32,
+        );
+        for index in std::iter::once(None).chain((0..proxy.workers.len()).map(Some)) {
+            let steps: [(Phase, &str, &[u32]); 3] = [
+                (Phase::Callback, "proxy_on_context_create", &[ROOT, 0]),
+                (Phase::VmStart, "proxy_on_vm_start", &[ROOT, vm_len]),
+                (Phase::Configure, "proxy_on_configure", &[ROOT, conf_len]),
+            ];
+            for (phase, name, args) in steps {
+                let result = proxy.call(index, phase, ROOT, name, args);
+                if name != "proxy_on_context_create"
+                    && result != Some(Some(1))
+                    && result != Some(None)
+                {
+                    proxy.configured = false;
+                }
+            }
+            if !proxy.configured {
+                break; // Envoy refuses the configuration on the main thread already.
+            }
+        }
+        proxy.run_due();
+        Ok(proxy)
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    pub fn broken(&self, worker: usize) -> bool {
+        self.workers
+            .get(worker)
+            .is_some_and(|vm| vm.broken.is_some())
+    }
+
+    fn vm(&mut self, index: Option<usize>) -> &mut Vm {
+        match index {
+            None => &mut self.main,
+            Some(w) => &mut self.workers[w],
+        }
+    }
+
+    /// Calls a callback; `None` when it trapped (the VM is then broken and its open requests
+    /// fail closed), else the callback's return value (`None` if not exported).
+    fn call(
+        &mut self,
+        index: Option<usize>,
+        phase: Phase,
+        effective: u32,
+        name: &str,
+        args: &[u32],
+    ) -> Option<Option<i64>> {
+        let now = self.world.borrow().now_ms;
+        let vm = self.vm(index);
+        let was_broken = vm.broken.is_some();
+        let result = vm.call(phase, effective, name, args);
+        if let Some(w) = index {
+            let period = self.workers[w].store.data().tick_period_ms;
+            if period != self.tick_periods[w] {
+                self.tick_periods[w] = period;
+                self.workers[w].next_tick_ms = (period > 0).then_some(now + period);
+            }
+        }
+        match result {
+            Ok(v) => Some(v),
+            Err(why) => {
+                if !was_broken {
+                    self.traps.push(why);
+                    if let Some(w) = index {
+                        self.fail_open_requests(w);
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    fn fail_open_requests(&mut self, worker: usize) {
+        for r in self
+            .requests
+            .iter_mut()
+            .filter(|r| r.worker == worker && r.outcome.is_none())
+        {
+            r.outcome = Some(broken_outcome());
+        }
+        self.workers[worker].store.data_mut().streams.clear();
+    }
+
+    /// Sends a request to `worker`; returns its id. Its outcome may come later (paused).
+    pub fn send(&mut self, worker: usize, request: &Request) -> usize {
+        let id = self.requests.len();
+        let worker = worker.min(self.workers.len() - 1);
+        if self.workers[worker].broken.is_some() || !self.configured {
+            self.requests.push(Tracked {
+                worker,
+                context: 0,
+                outcome: Some(broken_outcome()),
+            });
+            return id;
+        }
+        let vm = &mut self.workers[worker];
+        let ctx = vm.next_context;
+        vm.next_context += 1;
+        let mut headers = vec![
+            (":authority".to_string(), request.authority.clone()),
+            (":path".to_string(), request.path.clone()),
+            (":method".to_string(), request.method.clone()),
+            (":scheme".to_string(), "http".to_string()),
+        ];
+        headers.extend(
+            request
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
+        );
+        let n = headers.len() as u32;
+        let stream = Stream {
+            request_headers: headers,
+            request_body: request.body.clone().unwrap_or_default(),
+            ..Stream::default()
+        };
+        vm.store.data_mut().streams.insert(ctx, stream);
+        self.requests.push(Tracked {
+            worker,
+            context: ctx,
+            outcome: None,
+        });
+        let w = Some(worker);
+        if self
+            .call(
+                w,
+                Phase::Callback,
+                ctx,
+                "proxy_on_context_create",
+                &[ctx, ROOT],
+            )
+            .is_none()
+        {
+            return id;
+        }
+        let eos = u32::from(request.body.is_none());
+        let action = self.call(
+            w,
+            Phase::Callback,
+            ctx,
+            "proxy_on_request_headers",
+            &[ctx, n, eos],
+        );
+        if let Some(action) = action {
+            let wants_continue = action.unwrap_or(0) == 0;
+            if wants_continue
+                && let Some(s) = self.workers[worker].store.data_mut().streams.get_mut(&ctx)
+            {
+                s.continue_requested = true;
+            }
+            self.settle(worker);
+        }
+        id
+    }
+
+    pub fn outcome(&self, id: usize) -> Option<&Outcome> {
+        self.requests.get(id).and_then(|r| r.outcome.as_ref())
+    }
+
+    /// Acts on what the last callbacks asked for: local responses, closes, continues.
+    fn settle(&mut self, worker: usize) {
+        loop {
+            let next = self.workers[worker]
+                .store
+                .data()
+                .streams
+                .iter()
+                .find(|(_, s)| s.local_response.is_some() || s.closed || s.continue_requested)
+                .map(|(ctx, _)| *ctx);
+            let Some(ctx) = next else { return };
+            let Some(stream) = self.workers[worker].store.data_mut().streams.get_mut(&ctx) else {
+                return;
+            };
+            if let Some(local) = stream.local_response.take() {
+                self.finish(
+                    worker,
+                    ctx,
+                    Outcome {
+                        status: local.status as u16,
+                        headers: local.headers,
+                        body: local.body,
+                        upstream: None,
+                        by: "local",
+                    },
+                );
+            } else if stream.closed {
+                self.finish(
+                    worker,
+                    ctx,
+                    Outcome {
+                        status: 0,
+                        headers: Vec::new(),
+                        body: Vec::new(),
+                        upstream: None,
+                        by: "reset",
+                    },
+                );
+            } else {
+                stream.continue_requested = false;
+                self.forward(worker, ctx);
+            }
+        }
+    }
+
+    /// The request goes upstream; the simulated origin echoes it; the response passes back
+    /// through the filter.
+    fn forward(&mut self, worker: usize, ctx: u32) {
+        let w = Some(worker);
+        let body_len = self.workers[worker]
+            .store
+            .data()
+            .streams
+            .get(&ctx)
+            .map_or(0, |s| s.request_body.len());
+        if body_len > 0
+            && self
+                .call(
+                    w,
+                    Phase::Callback,
+                    ctx,
+                    "proxy_on_request_body",
+                    &[ctx, body_len as u32, 1],
+                )
+                .is_none()
+        {
+            return;
+        }
+        let Some(stream) = self.workers[worker].store.data_mut().streams.get_mut(&ctx) else {
+            return;
+        };
+        if let Some(local) = stream.local_response.take() {
+            let outcome = Outcome {
+                status: local.status as u16,
+                headers: local.headers,
+                body: local.body,
+                upstream: None,
+                by: "local",
+            };
+            return self.finish(worker, ctx, outcome);
+        }
+        let upstream = stream.request_headers.clone();
+        let get = |name: &str| {
+            upstream
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("")
+        };
+        let echo = crate::servers::upstream::echo(
+            get(":method"),
+            get(":path"),
+            upstream
+                .iter()
+                .filter(|(k, _)| !k.starts_with(':'))
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let body = echo.to_string().into_bytes();
+        stream.response_headers = vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/json".into()),
+            ("content-length".into(), body.len().to_string()),
+        ];
+        stream.response_body = body;
+        let n = stream.response_headers.len() as u32;
+        let len = stream.response_body.len() as u32;
+        if self
+            .call(
+                w,
+                Phase::Callback,
+                ctx,
+                "proxy_on_response_headers",
+                &[ctx, n, 0],
+            )
+            .is_none()
+            || self
+                .call(
+                    w,
+                    Phase::Callback,
+                    ctx,
+                    "proxy_on_response_body",
+                    &[ctx, len, 1],
+                )
+                .is_none()
+        {
+            return;
+        }
+        let Some(stream) = self.workers[worker].store.data_mut().streams.get_mut(&ctx) else {
+            return;
+        };
+        let outcome = match stream.local_response.take() {
+            Some(local) => Outcome {
+                status: local.status as u16,
+                headers: local.headers,
+                body: local.body,
+                upstream: Some(upstream),
+                by: "local",
+            },
+            None => {
+                let mut headers = std::mem::take(&mut stream.response_headers);
+                let status = headers
+                    .iter()
+                    .find(|(k, _)| k == ":status")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(200);
+                headers.retain(|(k, _)| !k.starts_with(':'));
+                Outcome {
+                    status,
+                    headers,
+                    body: std::mem::take(&mut stream.response_body),
+                    upstream: Some(upstream),
+                    by: "upstream",
+                }
+            }
+        };
+        self.finish(worker, ctx, outcome);
+    }
+
+    fn finish(&mut self, worker: usize, ctx: u32, outcome: Outcome) {
+        if let Some(r) = self
+            .requests
+            .iter_mut()
+            .find(|r| r.worker == worker && r.context == ctx)
+        {
+            r.outcome = Some(outcome);
+        }
+        let w = Some(worker);
+        for name in ["proxy_on_done", "proxy_on_log", "proxy_on_delete"] {
+            if self.call(w, Phase::Callback, ctx, name, &[ctx]).is_none() {
+                return;
+            }
+        }
+        self.workers[worker].store.data_mut().streams.remove(&ctx);
+    }
+
+    /// Delivers every call answer, queue notification and tick due at the current time.
+    pub fn run_due(&mut self) {
+        loop {
+            let due = self.world.borrow_mut().take_due();
+            if let Some(call) = due {
+                let index = match call.vm {
+                    VmId::Main => None,
+                    VmId::Worker(w) => Some(w),
+                };
+                let (n_headers, body_len) = (
+                    call.delivery.headers.as_ref().map_or(0, Vec::len),
+                    call.delivery.body.len(),
+                );
+                self.vm(index).store.data_mut().call_response = Some(CallResponse {
+                    headers: call.delivery.headers.unwrap_or_default(),
+                    body: call.delivery.body,
+                });
+                let args = [
+                    call.context,
+                    call.token,
+                    n_headers as u32,
+                    body_len as u32,
+                    0,
+                ];
+                self.call(
+                    index,
+                    Phase::Callback,
+                    call.context,
+                    "proxy_on_http_call_response",
+                    &args,
+                );
+                self.vm(index).store.data_mut().call_response = None;
+                if let Some(w) = index {
+                    self.settle(w);
+                }
+                continue;
+            }
+            let ready = self.world.borrow_mut().ready_queues.pop();
+            if let Some((vm, ctx, queue)) = ready {
+                let index = match vm {
+                    VmId::Main => None,
+                    VmId::Worker(w) => Some(w),
+                };
+                self.call(
+                    index,
+                    Phase::Callback,
+                    ctx,
+                    "proxy_on_queue_ready",
+                    &[ctx, queue],
+                );
+                if let Some(w) = index {
+                    self.settle(w);
+                }
+                continue;
+            }
+            let now = self.world.borrow().now_ms;
+            let tick = (0..self.workers.len())
+                .find(|w| self.workers[*w].next_tick_ms.is_some_and(|t| t <= now));
+            let Some(w) = tick else { return };
+            self.workers[w].next_tick_ms = Some(now + self.tick_periods[w]);
+            self.call(Some(w), Phase::Callback, ROOT, "proxy_on_tick", &[ROOT]);
+            self.settle(w);
+        }
+    }
+
+    /// The time of the next scheduled event (a call answer or a tick).
+    pub fn next_event(&self) -> Option<u64> {
+        let ticks = self
+            .workers
+            .iter()
+            .filter(|vm| vm.broken.is_none())
+            .filter_map(|vm| vm.next_tick_ms);
+        ticks.chain(self.world.borrow().next_delivery()).min()
+    }
+
+    fn set_clock(&mut self, to_ms: u64) {
+        let mut world = self.world.borrow_mut();
+        world.now_ms = world.now_ms.max(to_ms);
+    }
+
+    /// Moves the clock to `to_ms`, running every event on the way in order.
+    pub fn advance_to(&mut self, to_ms: u64) {
+        self.run_due();
+        while let Some(next) = self.next_event().filter(|t| *t <= to_ms) {
+            self.set_clock(next);
+            self.run_due();
+        }
+        self.set_clock(to_ms);
+        self.run_due();
+    }
+
+    /// Runs events until request `id` has an outcome or `max_ms` of virtual time passed.
+    pub fn wait_for(&mut self, id: usize, max_ms: u64) {
+        let limit = self.world.borrow().now_ms + max_ms;
+        self.run_due();
+        while self.outcome(id).is_none() {
+            match self.next_event().filter(|t| *t <= limit) {
+                Some(next) => {
+                    self.set_clock(next);
+                    self.run_due();
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+fn id_seed(id: VmId) -> u64 {
+    match id {
+        VmId::Main => 0,
+        VmId::Worker(w) => w as u64 + 1,
+    }
+}
+
+fn broken_outcome() -> Outcome {
+    Outcome {
+        status: 503,
+        headers: vec![("content-type".into(), "text/plain".into())],
+        body: b"wasm VM failed: fail closed".to_vec(),
+        upstream: None,
+        by: "broken",
+    }
+}

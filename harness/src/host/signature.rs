@@ -1,0 +1,247 @@
+//! Envoy's `verify_signature` foreign function, natively: protobuf arguments in, protobuf
+//! result out. Like BoringSSL's `EVP_DigestVerify` with the key's default scheme: PKCS#1 v1.5
+//! for RSA keys, ECDSA (DER signatures) for P-256/P-384 keys; nothing else verifies.
+
+use p256::pkcs8::DecodePublicKey;
+use sha2::{Sha256, Sha384, Sha512};
+
+/// `VerifySignatureArguments` fields.
+#[derive(Default, Debug, PartialEq)]
+pub struct Arguments {
+    pub hash_function: String,
+    pub public_key: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub text: Vec<u8>,
+    pub public_key_pem: String,
+}
+
+/// Parses the protobuf arguments; `None` when they do not parse (Envoy answers BAD_ARGUMENT).
+pub fn parse_arguments(mut bytes: &[u8]) -> Option<Arguments> {
+    let mut args = Arguments::default();
+    while !bytes.is_empty() {
+        let (tag, rest) = varint(bytes)?;
+        bytes = rest;
+        match tag & 7 {
+            0 => bytes = varint(bytes)?.1,
+            1 => bytes = bytes.get(8..)?,
+            5 => bytes = bytes.get(4..)?,
+            2 => {
+                let (len, rest) = varint(bytes)?;
+                let len = usize::try_from(len).ok()?;
+                let field = rest.get(..len)?.to_vec();
+                bytes = &rest[len..];
+                match tag >> 3 {
+                    1 => args.hash_function = String::from_utf8(field).ok()?,
+                    2 => args.public_key = field,
+                    3 => args.signature = field,
+                    4 => args.text = field,
+                    5 => args.public_key_pem = String::from_utf8(field).ok()?,
+                    _ => {}
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(args)
+}
+
+fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value = 0u64;
+    for (i, b) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, &bytes[i + 1..]));
+        }
+    }
+    None
+}
+
+/// Encodes `VerifySignatureResult { bool result = 1; string error = 2; }` (proto3: default
+/// values are omitted).
+pub fn encode_result(result: bool, error: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    if result {
+        out.extend([0x08, 0x01]);
+    }
+    if !error.is_empty() {
+        out.push(0x12);
+        let mut len = error.len() as u64;
+        loop {
+            let b = (len & 0x7f) as u8;
+            len >>= 7;
+            out.push(if len == 0 { b } else { b | 0x80 });
+            if len == 0 {
+                break;
+            }
+        }
+        out.extend(error.as_bytes());
+    }
+    out
+}
+
+enum Key {
+    Rsa(rsa::RsaPublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+}
+
+fn import_key(args: &Arguments) -> Option<Key> {
+    if !args.public_key_pem.is_empty() {
+        let pem = args.public_key_pem.as_str();
+        return rsa::RsaPublicKey::from_public_key_pem(pem)
+            .map(Key::Rsa)
+            .or_else(|_| p256::ecdsa::VerifyingKey::from_public_key_pem(pem).map(Key::P256))
+            .or_else(|_| p384::ecdsa::VerifyingKey::from_public_key_pem(pem).map(Key::P384))
+            .ok();
+    }
+    let der = args.public_key.as_slice();
+    rsa::RsaPublicKey::from_public_key_der(der)
+        .map(Key::Rsa)
+        .or_else(|_| p256::ecdsa::VerifyingKey::from_public_key_der(der).map(Key::P256))
+        .or_else(|_| p384::ecdsa::VerifyingKey::from_public_key_der(der).map(Key::P384))
+        .ok()
+}
+
+/// Runs the verification; `(result, error)` as Envoy fills `VerifySignatureResult`.
+pub fn verify(args: &Arguments) -> (bool, &'static str) {
+    let Some(key) = import_key(args) else {
+        return (false, "Failed to initialize digest verify.");
+    };
+    let (sig, text) = (args.signature.as_slice(), args.text.as_slice());
+    let ok = match (&key, args.hash_function.as_str()) {
+        (_, h) if !matches!(h, "sha1" | "sha224" | "sha256" | "sha384" | "sha512") => {
+            return (false, "Failed to verify digest. Unknown hash function.");
+        }
+        (Key::Rsa(k), "sha256") => rsa_verify::<Sha256>(k, sig, text),
+        (Key::Rsa(k), "sha384") => rsa_verify::<Sha384>(k, sig, text),
+        (Key::Rsa(k), "sha512") => rsa_verify::<Sha512>(k, sig, text),
+        (Key::P256(k), h) => ecdsa_digest(h, text).is_some_and(|d| {
+            p256::ecdsa::Signature::from_der(sig).is_ok_and(|s| {
+                rsa::signature::hazmat::PrehashVerifier::verify_prehash(k, &d, &s).is_ok()
+            })
+        }),
+        (Key::P384(k), h) => ecdsa_digest(h, text).is_some_and(|d| {
+            p384::ecdsa::Signature::from_der(sig).is_ok_and(|s| {
+                rsa::signature::hazmat::PrehashVerifier::verify_prehash(k, &d, &s).is_ok()
+            })
+        }),
+        // sha1/sha224 with RSA: supported by BoringSSL, not needed for JWT; refuse.
+        (Key::Rsa(_), _) => false,
+    };
+    if ok {
+        (true, "")
+    } else {
+        (false, "Failed to verify digest. Error code: 0")
+    }
+}
+
+fn ecdsa_digest(hash: &str, text: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    match hash {
+        "sha256" => Some(Sha256::digest(text).to_vec()),
+        "sha384" => Some(Sha384::digest(text).to_vec()),
+        "sha512" => Some(Sha512::digest(text).to_vec()),
+        _ => None,
+    }
+}
+
+fn rsa_verify<D>(key: &rsa::RsaPublicKey, sig: &[u8], text: &[u8]) -> bool
+where
+    D: sha2::Digest + rsa::pkcs8::AssociatedOid,
+{
+    use rsa::signature::Verifier;
+    let Ok(sig) = rsa::pkcs1v15::Signature::try_from(sig) else {
+        return false;
+    };
+    rsa::pkcs1v15::VerifyingKey::<D>::new(key.clone())
+        .verify(text, &sig)
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{KeyRing, Material};
+    use p256::pkcs8::EncodePublicKey;
+    use std::path::Path;
+
+    fn field(n: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![(n << 3) | 2];
+        let mut len = bytes.len();
+        loop {
+            let b = (len & 0x7f) as u8;
+            len >>= 7;
+            out.push(if len == 0 { b } else { b | 0x80 });
+            if len == 0 {
+                break;
+            }
+        }
+        out.extend(bytes);
+        out
+    }
+
+    fn der(spec: &str) -> Vec<u8> {
+        let key = KeyRing::default().get(spec, Path::new(".")).unwrap();
+        match &key.material {
+            Material::Rsa(k) => k.to_public_key().to_public_key_der().unwrap().to_vec(),
+            Material::P256(k) => k.verifying_key().to_public_key_der().unwrap().to_vec(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn run(spec: &str, alg: &str, hash: &str, der_sig: bool, text: &[u8]) -> (bool, &'static str) {
+        let key = KeyRing::default().get(spec, Path::new(".")).unwrap();
+        let mut sig = key.sign(alg, b"signed").unwrap();
+        if der_sig {
+            sig = p256::ecdsa::Signature::from_slice(&sig)
+                .unwrap()
+                .to_der()
+                .as_bytes()
+                .to_vec();
+        }
+        let bytes = [
+            field(1, hash.as_bytes()),
+            field(2, &der(spec)),
+            field(3, &sig),
+            field(4, text),
+        ]
+        .concat();
+        verify(&parse_arguments(&bytes).unwrap())
+    }
+
+    #[test]
+    fn rsa_pkcs1_and_ecdsa_der_verify_like_envoy() {
+        assert_eq!(
+            run("sigtest", "RS256", "sha256", false, b"signed"),
+            (true, "")
+        );
+        assert!(!run("sigtest", "RS256", "sha256", false, b"other").0);
+        assert!(!run("sigtest", "RS256", "sha384", false, b"signed").0);
+        assert!(
+            !run("sigtest", "PS256", "sha256", false, b"signed").0,
+            "PSS is not selectable"
+        );
+        assert_eq!(
+            run("ec256:sig", "ES256", "sha256", true, b"signed"),
+            (true, "")
+        );
+        assert!(
+            !run("ec256:sig", "ES256", "sha256", false, b"signed").0,
+            "JOSE r||s is not DER"
+        );
+        assert!(!run("ec256:sig", "ES256", "md5", true, b"signed").0);
+    }
+
+    #[test]
+    fn protobuf_edges() {
+        assert_eq!(encode_result(true, ""), vec![8, 1]);
+        assert_eq!(encode_result(false, "ab"), vec![0x12, 2, b'a', b'b']);
+        assert!(parse_arguments(&[0x0a, 5, b'a']).is_none());
+        let big = "x".repeat(300);
+        assert_eq!(&encode_result(false, &big)[..3], &[0x12, 0xac, 0x02]);
+        assert_eq!(
+            parse_arguments(&field(1, b"sha256")).unwrap().hash_function,
+            "sha256"
+        );
+    }
+}

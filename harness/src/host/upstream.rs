@@ -1,0 +1,193 @@
+//! Simulated upstream clusters: per cluster and path, scripted answers taken in turn.
+
+use std::collections::BTreeMap;
+
+/// One scripted answer of a cluster route.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    /// An HTTP answer after `delay_ms` of virtual time (Envoy times it out if that is longer
+    /// than the call's timeout).
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        delay_ms: u64,
+    },
+    /// Accepts the request and never answers: Envoy answers 504 at the call's timeout.
+    Hang,
+    /// The stream is reset: the filter's callback sees no headers at all.
+    Reset { delay_ms: u64 },
+    /// The connection fails: Envoy answers 503 itself, at once.
+    Unreachable,
+}
+
+/// What the filter receives for a call, and when.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub at_ms: u64,
+    /// `None`: the call failed (`on_http_call_response` with zero headers).
+    pub headers: Option<Vec<(String, String)>>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The delivery of this answer to a call made at `now_ms` with `timeout_ms`.
+    pub fn deliver(&self, now_ms: u64, timeout_ms: u64) -> Delivery {
+        let envoy = |status: u16, body: &str| Delivery {
+            at_ms: now_ms,
+            headers: Some(vec![
+                (":status".into(), status.to_string()),
+                ("content-length".into(), body.len().to_string()),
+                ("content-type".into(), "text/plain".into()),
+            ]),
+            body: body.as_bytes().to_vec(),
+        };
+        let timed_out = Delivery {
+            at_ms: now_ms + timeout_ms,
+            ..envoy(504, "upstream request timeout")
+        };
+        match self {
+            Answer::Respond { delay_ms, .. } | Answer::Reset { delay_ms }
+                if *delay_ms >= timeout_ms =>
+            {
+                timed_out
+            }
+            Answer::Hang => timed_out,
+            Answer::Respond {
+                status,
+                headers,
+                body,
+                delay_ms,
+            } => {
+                let mut all = vec![(":status".to_string(), status.to_string())];
+                all.extend(headers.iter().cloned());
+                if !headers.iter().any(|(n, _)| n == "content-length") {
+                    all.push(("content-length".into(), body.len().to_string()));
+                }
+                Delivery {
+                    at_ms: now_ms + delay_ms,
+                    headers: Some(all),
+                    body: body.clone(),
+                }
+            }
+            Answer::Reset { delay_ms } => Delivery {
+                at_ms: now_ms + delay_ms,
+                headers: None,
+                body: Vec::new(),
+            },
+            Answer::Unreachable => envoy(
+                503,
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            ),
+        }
+    }
+}
+
+/// Answers given in turn; the last one repeats.
+#[derive(Clone, Debug)]
+struct Script {
+    answers: Vec<Answer>,
+    used: usize,
+}
+
+/// The clusters a filter may call, each with its routes.
+#[derive(Clone, Debug, Default)]
+pub struct Clusters {
+    routes: BTreeMap<String, BTreeMap<String, Script>>,
+}
+
+impl Clusters {
+    /// Declares `cluster` (a cluster without routes answers 404 to everything).
+    pub fn declare(&mut self, cluster: &str) {
+        self.routes.entry(cluster.to_string()).or_default();
+    }
+
+    /// Replaces the script of `cluster` `path` (`*` matches any path without its own script).
+    pub fn set(&mut self, cluster: &str, path: &str, answers: Vec<Answer>) {
+        self.routes
+            .entry(cluster.to_string())
+            .or_default()
+            .insert(path.to_string(), Script { answers, used: 0 });
+    }
+
+    pub fn knows(&self, cluster: &str) -> bool {
+        self.routes.contains_key(cluster)
+    }
+
+    /// The next answer for a request to `cluster` `path` (exact path, then without the query,
+    /// then `*`, else 404).
+    pub fn answer(&mut self, cluster: &str, path: &str) -> Answer {
+        let not_found = Answer::Respond {
+            status: 404,
+            headers: Vec::new(),
+            body: b"not found".to_vec(),
+            delay_ms: 0,
+        };
+        let Some(routes) = self.routes.get_mut(cluster) else {
+            return not_found;
+        };
+        let bare = path.split('?').next().unwrap_or(path);
+        let key = [path, bare, "*"]
+            .into_iter()
+            .find(|k| routes.contains_key(*k));
+        let Some(script) = key.and_then(|k| routes.get_mut(k)) else {
+            return not_found;
+        };
+        let i = script.used.min(script.answers.len().saturating_sub(1));
+        script.used += 1;
+        script.answers.get(i).cloned().unwrap_or(not_found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(status: u16, delay_ms: u64) -> Answer {
+        Answer::Respond {
+            status,
+            headers: vec![],
+            body: b"x".to_vec(),
+            delay_ms,
+        }
+    }
+
+    #[test]
+    fn answers_in_turn_last_repeats_and_lookup_order() {
+        let mut c = Clusters::default();
+        c.set("idp", "/a", vec![ok(500, 0), ok(200, 0)]);
+        c.set("idp", "*", vec![ok(201, 0)]);
+        c.declare("empty");
+        let status = |a: Answer| match a {
+            Answer::Respond { status, .. } => status,
+            _ => 0,
+        };
+        assert_eq!(status(c.answer("idp", "/a?x=1")), 500);
+        assert_eq!(status(c.answer("idp", "/a")), 200);
+        assert_eq!(status(c.answer("idp", "/a")), 200);
+        assert_eq!(status(c.answer("idp", "/b")), 201);
+        assert_eq!(status(c.answer("empty", "/b")), 404);
+        assert!(c.knows("empty") && !c.knows("other"));
+    }
+
+    #[test]
+    fn deliveries_follow_envoy() {
+        let d = ok(200, 100).deliver(1000, 5000);
+        assert_eq!(d.at_ms, 1100);
+        assert_eq!(
+            d.headers.as_ref().unwrap()[0],
+            (":status".into(), "200".into())
+        );
+        let late = ok(200, 6000).deliver(1000, 5000);
+        assert_eq!(
+            (late.at_ms, late.headers.unwrap()[0].1.as_str()),
+            (6000, "504")
+        );
+        assert_eq!(Answer::Hang.deliver(0, 300).at_ms, 300);
+        assert_eq!(Answer::Reset { delay_ms: 0 }.deliver(7, 300).headers, None);
+        assert_eq!(
+            Answer::Unreachable.deliver(7, 300).headers.unwrap()[0].1,
+            "503"
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! One VM: a wasmtime instance of the filter with its own memory, root context and streams.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use anyhow::{Result, anyhow};
+use wasmtime::{Instance, Linker, Memory, Module, Store, TypedFunc, Val};
+
+use super::world::{VmId, World};
+
+/// Fuel for one callback: enough for any sane filter, and an endless loop becomes a trap.
+const FUEL_PER_CALLBACK: u64 = 5_000_000_000;
+
+/// The ABI's header maps and buffers for one HTTP stream.
+#[derive(Debug, Default)]
+pub struct Stream {
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: Vec<u8>,
+    pub response_headers: Vec<(String, String)>,
+    pub response_body: Vec<u8>,
+    /// Set by `proxy_send_local_response`, acted on after the callback returns.
+    pub local_response: Option<LocalResponse>,
+    /// Set by `proxy_continue_stream` on the request side.
+    pub continue_requested: bool,
+    /// Set by `proxy_close_stream`.
+    pub closed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalResponse {
+    pub status: u32,
+    pub details: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The answer of an http call, readable only during `proxy_on_http_call_response`.
+#[derive(Debug, Default)]
+pub struct CallResponse {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Which callback the VM is in, for the checks Envoy makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Idle,
+    VmStart,
+    Configure,
+    Callback,
+}
+
+/// The wasmtime store data of one VM.
+pub struct VmState {
+    pub id: VmId,
+    pub world: Rc<RefCell<World>>,
+    pub root_id: u32,
+    pub effective: u32,
+    pub phase: Phase,
+    pub streams: BTreeMap<u32, Stream>,
+    pub call_response: Option<CallResponse>,
+    pub foreign_args: Vec<u8>,
+    pub tick_period_ms: u64,
+    pub vm_config: Vec<u8>,
+    pub plugin_config: Vec<u8>,
+    pub memory: Option<Memory>,
+    pub alloc: Option<TypedFunc<i32, i32>>,
+    /// Text written to stdout/stderr not yet ended by a newline.
+    pub pending_output: [Vec<u8>; 2],
+    pub rng_state: u64,
+}
+
+/// A VM and whether it still works.
+pub struct Vm {
+    pub store: Store<VmState>,
+    instance: Instance,
+    /// Set when a callback trapped: the message. Later requests fail closed.
+    pub broken: Option<String>,
+    pub next_context: u32,
+    pub next_tick_ms: Option<u64>,
+}
+
+impl Vm {
+    /// Instantiates `module` and runs `_initialize` (and `main` if exported).
+    pub fn new(linker: &Linker<VmState>, module: &Module, state: VmState) -> Result<Vm> {
+        let mut store = Store::new(module.engine(), state);
+        store.set_fuel(FUEL_PER_CALLBACK)?;
+        let instance = linker.instantiate(&mut store, module)?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| anyhow!("the module exports no memory"))?;
+        let alloc = instance
+            .get_typed_func::<i32, i32>(&mut store, "proxy_on_memory_allocate")
+            .or_else(|_| instance.get_typed_func::<i32, i32>(&mut store, "malloc"))
+            .map_err(|_| {
+                anyhow!("the module exports neither proxy_on_memory_allocate nor malloc")
+            })?;
+        store.data_mut().memory = Some(memory);
+        store.data_mut().alloc = Some(alloc);
+        let mut vm = Vm {
+            store,
+            instance,
+            broken: None,
+            next_context: 2,
+            next_tick_ms: None,
+        };
+        for init in ["_initialize", "_start", "main"] {
+            if vm.instance.get_func(&mut vm.store, init).is_some() {
+                let args: &[Val] = if init == "main" {
+                    &[Val::I32(0), Val::I32(0)]
+                } else {
+                    &[]
+                };
+                vm.call_raw(init, args)
+                    .map_err(|e| anyhow!("{init} failed: {e}"))?;
+            }
+        }
+        Ok(vm)
+    }
+
+    pub fn id(&self) -> VmId {
+        self.store.data().id
+    }
+
+    fn call_raw(&mut self, name: &str, args: &[Val]) -> Result<Option<i64>> {
+        let func = self
+            .instance
+            .get_func(&mut self.store, name)
+            .ok_or_else(|| anyhow!("missing export {name}"))?;
+        let ty = func.ty(&self.store);
+        if ty.params().len() != args.len() {
+            return Err(anyhow!(
+                "export {name} takes {} arguments, not {}",
+                ty.params().len(),
+                args.len()
+            ));
+        }
+        let mut results = vec![Val::I32(0); ty.results().len()];
+        self.store.set_fuel(FUEL_PER_CALLBACK)?;
+        func.call(&mut self.store, args, &mut results)?;
+        Ok(results
+            .first()
+            .and_then(|v| v.i32().map(i64::from).or_else(|| v.i64())))
+    }
+
+    /// Calls callback `name` with `args` in `phase` with `effective` as the effective context.
+    /// A missing export is skipped (`None`). A trap breaks the VM; it is reported, and the
+    /// error is returned. A broken VM runs nothing.
+    pub fn call(
+        &mut self,
+        phase: Phase,
+        effective: u32,
+        name: &str,
+        args: &[u32],
+    ) -> Result<Option<i64>, String> {
+        if let Some(why) = &self.broken {
+            return Err(why.clone());
+        }
+        if self.instance.get_func(&mut self.store, name).is_none() {
+            return Ok(None);
+        }
+        let data = self.store.data_mut();
+        data.phase = phase;
+        data.effective = effective;
+        let vals: Vec<Val> = args.iter().map(|a| Val::I32(*a as i32)).collect();
+        let result = self.call_raw(name, &vals);
+        self.store.data_mut().phase = Phase::Idle;
+        self.flush_output();
+        result.map_err(|e| {
+            let panic = self
+                .store
+                .data()
+                .world
+                .borrow()
+                .logs
+                .iter()
+                .rev()
+                .find(|l| l.vm == self.id() && l.level >= 4)
+                .map(|l| format!(" (last error log: {})", l.message))
+                .unwrap_or_default();
+            let why = format!("{} trapped in {name}: {}{panic}", self.id(), root_cause(&e));
+            self.broken = Some(why.clone());
+            why
+        })
+    }
+
+    /// Logs any unterminated stdout/stderr text (a panic message, typically).
+    fn flush_output(&mut self) {
+        let id = self.id();
+        let data = self.store.data_mut();
+        for (fd, level) in [(0, 2), (1, 4)] {
+            let text = std::mem::take(&mut data.pending_output[fd]);
+            if !text.is_empty() {
+                data.world
+                    .borrow_mut()
+                    .log(id, level, String::from_utf8_lossy(&text).into_owned());
+            }
+        }
+    }
+}
+
+fn root_cause(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{e:#}").lines().next().unwrap_or("").to_string(),
+    }
+}

@@ -1,0 +1,141 @@
+//! Matching actual values against expectations. A matcher is a JSON value: scalars compare
+//! equal (numbers by value), objects match as subsets, arrays element by element, `null` means
+//! absent, and these operator objects test instead: `{"$contains": "text"}`,
+//! `{"$not_contains": "text"}`, `{"$present": true}`, `{"$gte": n}`, `{"$lte": n}`,
+//! `{"$any": [matchers]}`.
+
+use serde_json::Value;
+
+/// `Ok` when `actual` satisfies `expected`; else "expected X, actual Y" (with the JSON path).
+pub fn check(expected: &Value, actual: Option<&Value>, path: &str) -> Result<(), String> {
+    let fail = || {
+        Err(format!(
+            "{path}: expected {}, actual {}",
+            compact(expected),
+            actual.map(compact).unwrap_or_else(|| "absent".into())
+        ))
+    };
+    match expected {
+        Value::Null => match actual {
+            None | Some(Value::Null) => Ok(()),
+            _ => fail(),
+        },
+        Value::Object(ops) if ops.len() == 1 && ops.keys().all(|k| k.starts_with('$')) => {
+            let (op, arg) = ops
+                .iter()
+                .next()
+                .map(|(k, v)| (k.as_str(), v))
+                .unwrap_or(("", &Value::Null));
+            let text = actual.map(|a| {
+                a.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| a.to_string())
+            });
+            let num = actual.and_then(Value::as_f64);
+            let ok = match op {
+                "$contains" => text.is_some_and(|t| t.contains(arg.as_str().unwrap_or(""))),
+                "$not_contains" => !text.is_some_and(|t| t.contains(arg.as_str().unwrap_or(""))),
+                "$present" => actual.is_some_and(|a| !a.is_null()) == arg.as_bool().unwrap_or(true),
+                "$gte" => num.zip(arg.as_f64()).is_some_and(|(a, b)| a >= b),
+                "$lte" => num.zip(arg.as_f64()).is_some_and(|(a, b)| a <= b),
+                "$any" => arg
+                    .as_array()
+                    .is_some_and(|all| all.iter().any(|m| check(m, actual, path).is_ok())),
+                _ => return Err(format!("{path}: unknown matcher {op}")),
+            };
+            if ok { Ok(()) } else { fail() }
+        }
+        Value::Object(fields) => {
+            let Some(Value::Object(actual)) = actual else {
+                return fail();
+            };
+            fields
+                .iter()
+                .try_for_each(|(k, m)| check(m, actual.get(k), &format!("{path}.{k}")))
+        }
+        Value::Array(items) => {
+            let Some(Value::Array(actual)) = actual else {
+                return fail();
+            };
+            if items.len() != actual.len() {
+                return fail();
+            }
+            items
+                .iter()
+                .zip(actual)
+                .enumerate()
+                .try_for_each(|(i, (m, a))| check(m, Some(a), &format!("{path}[{i}]")))
+        }
+        Value::Number(n) => match actual.and_then(Value::as_f64) {
+            Some(a) if n.as_f64() == Some(a) => Ok(()),
+            _ => fail(),
+        },
+        scalar => {
+            if actual == Some(scalar) {
+                Ok(())
+            } else {
+                fail()
+            }
+        }
+    }
+}
+
+fn compact(v: &Value) -> String {
+    let s = v.to_string();
+    let clipped = clip(&s, 160);
+    if clipped.len() < s.len() {
+        format!("{clipped}…")
+    } else {
+        s
+    }
+}
+
+/// The first `n` characters of `s`.
+pub fn clip(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn matchers() {
+        let actual = json!({"error": "invalid_token", "n": 3, "list": [1, 2], "extra": true});
+        assert!(
+            check(
+                &json!({"error": "invalid_token", "n": 3.0}),
+                Some(&actual),
+                "body"
+            )
+            .is_ok()
+        );
+        assert!(
+            check(
+                &json!({"error": {"$contains": "invalid"}}),
+                Some(&actual),
+                "body"
+            )
+            .is_ok()
+        );
+        assert!(
+            check(
+                &json!({"missing": null, "n": {"$gte": 3}}),
+                Some(&actual),
+                "body"
+            )
+            .is_ok()
+        );
+        assert!(check(&json!({"list": [1]}), Some(&actual), "body").is_err());
+        let err = check(&json!({"error": "other"}), Some(&actual), "body").unwrap_err();
+        assert_eq!(
+            err,
+            r#"body.error: expected "other", actual "invalid_token""#
+        );
+        assert!(check(&json!(null), None, "h").is_ok());
+        assert!(check(&json!({"$present": true}), None, "h").is_err());
+        assert!(check(&json!({"$any": [401, 403]}), Some(&json!(403)), "s").is_ok());
+        assert!(check(&json!({"$bogus": 1}), Some(&json!(1)), "s").is_err());
+    }
+}

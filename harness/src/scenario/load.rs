@@ -1,0 +1,168 @@
+//! Finding and reading scenario files: directories are searched for `*.json`; names starting
+//! with `_` are fragments, not scenarios. `{"$include": "file.json", ...}` anywhere in a file
+//! is replaced by that file's content (path relative to the including file) with the other
+//! fields deep-merged over it (`null` removes a field). A file holds one scenario or a list.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value};
+
+use super::model::Scenario;
+
+/// A scenario with the directory its relative paths (key files) start from.
+pub struct Loaded {
+    pub scenario: Scenario,
+    pub file: PathBuf,
+    pub dir: PathBuf,
+}
+
+/// Scenario files under `paths` (files as given, directories searched), sorted.
+pub fn find(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            walk(path, &mut files)?;
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            bail!("{}: no such file or directory", path.display());
+        }
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(['_', '.']))
+        })
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            walk(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "json") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Reads the scenarios of `file`.
+pub fn load(file: &Path) -> Result<Vec<Loaded>> {
+    let value = resolve(read_json(file)?, file.parent().unwrap_or(Path::new(".")), 0)?;
+    let items = match value {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let scenario: Scenario = serde_json::from_value(v).with_context(|| {
+                format!("{} (scenario {}): bad scenario", file.display(), i + 1)
+            })?;
+            Ok(Loaded {
+                scenario,
+                file: file.to_path_buf(),
+                dir: dir.clone(),
+            })
+        })
+        .collect()
+}
+
+fn read_json(file: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", file.display()))
+}
+
+/// Replaces every `$include` object under `value` (paths relative to `dir`).
+fn resolve(value: Value, dir: &Path, depth: usize) -> Result<Value> {
+    if depth > 16 {
+        bail!("$include nested more than 16 deep (a cycle?)");
+    }
+    Ok(match value {
+        Value::Object(mut map) => match map.remove("$include") {
+            Some(Value::String(rel)) => {
+                let path = dir.join(&rel);
+                let base = resolve(read_json(&path)?, path.parent().unwrap_or(dir), depth + 1)?;
+                let overrides = resolve(Value::Object(map), dir, depth)?;
+                merge(base, overrides)
+            }
+            Some(other) => bail!("$include must be a file name, not {other}"),
+            None => Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| Ok((k, resolve(v, dir, depth)?)))
+                    .collect::<Result<Map<_, _>>>()?,
+            ),
+        },
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| resolve(v, dir, depth))
+                .collect::<Result<_>>()?,
+        ),
+        other => other,
+    })
+}
+
+/// Deep merge: objects merge key by key, `null` removes, anything else replaces.
+pub fn merge(base: Value, over: Value) -> Value {
+    match (base, over) {
+        (Value::Object(mut base), Value::Object(over)) => {
+            for (k, v) in over {
+                if v.is_null() {
+                    base.remove(&k);
+                } else {
+                    let merged = match base.remove(&k) {
+                        Some(b) => merge(b, v),
+                        None => v,
+                    };
+                    base.insert(k, merged);
+                }
+            }
+            Value::Object(base)
+        }
+        (_, over) => over,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn includes_merge_and_nulls_remove() {
+        let dir = std::env::temp_dir().join(format!("harness-load-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("_f")).unwrap();
+        std::fs::write(
+            dir.join("_f/config.json"),
+            r#"{"realm":"api","mode":"enforce","providers":{"a":{"x":1,"y":2}}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("s.json"),
+            r#"[{"name":"one","config":{"$include":"_f/config.json","mode":"report","providers":{"a":{"y":null}}},"steps":[]},
+                {"name":"two","config":{"$include":"_f/config.json"},"steps":[]}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            find(std::slice::from_ref(&dir)).unwrap(),
+            vec![dir.join("s.json")]
+        );
+        let loaded = load(&dir.join("s.json")).unwrap();
+        assert_eq!(
+            loaded[0].scenario.config,
+            json!({"realm":"api","mode":"report","providers":{"a":{"x":1}}})
+        );
+        assert_eq!(loaded[1].scenario.config["mode"], "enforce");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,6 @@
+//! Scenarios: the file format, loading, expectations and the runner.
+
+pub mod expect;
+pub mod load;
+pub mod model;
+pub mod run;

@@ -1,0 +1,172 @@
+//! The scenario file format (JSON). See README.md, "The harness", for a guided tour.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::token::Tamper;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Worker VMs (default: `harness run --workers`, else 1).
+    pub workers: Option<usize>,
+    /// The plugin configuration: any JSON value (sent serialized), or a string sent as is.
+    pub config: Value,
+    pub vm_config: Option<Value>,
+    /// Whether the host offers Envoy's `verify_signature` foreign function (default true).
+    #[serde(default = "yes")]
+    pub verify_signature: bool,
+    /// Virtual clock start, Unix seconds (default 2026-01-01T00:00:00Z).
+    pub start: Option<u64>,
+    /// What `proxy_get_log_level` answers: trace (default) .. critical.
+    pub log_level: Option<String>,
+    /// Merged under every token: `key`, `header`, `claims` (a `null` claim is removed).
+    #[serde(default)]
+    pub token_defaults: TokenSpec,
+    /// Tokens by name, minted when the scenario starts (relative times from the start).
+    #[serde(default)]
+    pub tokens: BTreeMap<String, TokenSpec>,
+    /// Simulated clusters: cluster → path (or `*`) → answer or list of answers in turn.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, BTreeMap<String, Script>>,
+    pub steps: Vec<Step>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// A literal token (for malformed cases); nothing else may be set with it.
+    pub raw: Option<String>,
+    /// The signing key's spec (see `harness --help`, KEYS).
+    pub key: Option<String>,
+    #[serde(default)]
+    pub header: Map<String, Value>,
+    #[serde(default)]
+    pub claims: Map<String, Value>,
+    pub tamper: Option<Tamper>,
+}
+
+/// A token in a request: a name from `tokens`, or an inline spec minted at the request's time.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TokenRef {
+    Name(String),
+    Inline(TokenSpec),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Script {
+    One(AnswerSpec),
+    Many(Vec<AnswerSpec>),
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerSpec {
+    /// Default 200.
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A string is sent as is; any other JSON value is serialized (content-type JSON).
+    pub body: Option<Value>,
+    /// A JWKS body made of these keys' public JWKs.
+    pub jwks: Option<Vec<String>>,
+    /// Virtual time before the answer (`"2s"`); longer than the call's timeout = a timeout.
+    pub delay: Option<String>,
+    /// `hang` (no answer: Envoy's 504 at the timeout), `reset` (no headers at all), or
+    /// `unreachable` (Envoy's 503 connection failure).
+    pub fail: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Free text shown in failure messages.
+    pub note: Option<String>,
+    pub request: Option<RequestSpec>,
+    /// Move the virtual clock (`"10m"`), running ticks and call answers on the way.
+    pub advance: Option<String>,
+    /// Replace routes of simulated clusters.
+    pub upstream: Option<BTreeMap<String, BTreeMap<String, Script>>>,
+    /// Wait for the request with this `id` (sent with `"wait": false`) to finish.
+    #[serde(rename = "await")]
+    pub await_id: Option<String>,
+    pub expect: Option<Expect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    #[serde(default = "get")]
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub worker: usize,
+    /// Sent as `authorization: Bearer <token>`.
+    pub token: Option<TokenRef>,
+    /// An object, or a list of `[name, value]` pairs (repeated names); `${token-name}` in a
+    /// value (or in `path`) is replaced by that token.
+    #[serde(default)]
+    pub headers: Option<Value>,
+    #[serde(default = "authority")]
+    pub authority: String,
+    pub body: Option<String>,
+    /// Name for a later `await`.
+    pub id: Option<String>,
+    /// Drive the clock until the request finishes (default true; false: leave it paused).
+    #[serde(default = "yes")]
+    pub wait: bool,
+    /// How much virtual time waiting may take (default 60s).
+    pub max_wait: Option<String>,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+fn authority() -> String {
+    "api.test".into()
+}
+
+/// Expectations. Request fields apply to the step's request (or awaited request); the others
+/// to the whole proxy, counted from the scenario start.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub status: Option<u16>,
+    /// Response headers: name → value matcher (`null`: absent).
+    pub headers: Option<Map<String, Value>>,
+    /// The response body, parsed as JSON and matched as a subset (or a string, exactly).
+    pub body: Option<Value>,
+    /// Whether the request reached the upstream.
+    pub upstream: Option<bool>,
+    /// The headers the upstream received: name → value matcher (`null`: removed/absent).
+    pub upstream_headers: Option<Map<String, Value>>,
+    /// The request is still paused.
+    pub pending: Option<bool>,
+    /// Calls seen by simulated clusters: `"cluster"` or `"cluster /path"` → count.
+    pub calls: Option<BTreeMap<String, u64>>,
+    /// Metric name → value matcher (`null`: never defined).
+    pub metrics: Option<BTreeMap<String, Value>>,
+    /// Each must be a substring of some log line (`[level] message`).
+    pub logs: Option<Vec<String>>,
+    /// No log line may contain any of these.
+    pub no_logs: Option<Vec<String>>,
+    /// Whether every VM accepted the configuration.
+    pub configured: Option<bool>,
+    /// Exactly these workers are broken (trapped). Traps not expected here fail the step.
+    pub broken: Option<Vec<usize>>,
+    /// Each must be a substring of some host-detected ABI misuse. Misuse not expected here
+    /// fails the step.
+    pub violations: Option<Vec<String>>,
+}

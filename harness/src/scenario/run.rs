@@ -1,0 +1,579 @@
+//! Runs one scenario against a compiled filter and reports the first mismatch.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Map, Value};
+
+use super::expect::check;
+use super::load::{Loaded, merge};
+use super::model::{AnswerSpec, Expect, RequestSpec, Script, Step, TokenRef, TokenSpec};
+use crate::host::upstream::{Answer, Clusters};
+use crate::host::world::LEVELS;
+use crate::host::{Outcome, Plugin, Proxy, Request, Setup};
+use crate::keys::KeyRing;
+use crate::time::parse_millis;
+use crate::token;
+
+/// 2026-01-01T00:00:00Z.
+const DEFAULT_START_S: u64 = 1_767_225_600;
+const DEFAULT_MAX_WAIT: &str = "60s";
+
+/// Runs scenarios; keeps generated keys across them.
+pub struct Runner {
+    plugin: Plugin,
+    keys: KeyRing,
+    default_workers: usize,
+}
+
+struct Run<'a> {
+    loaded: &'a Loaded,
+    keys: &'a mut KeyRing,
+    proxy: Proxy,
+    tokens: BTreeMap<String, String>,
+    requests: BTreeMap<String, usize>,
+    last_request: Option<usize>,
+    traps_seen: usize,
+    violations_seen: usize,
+}
+
+impl Runner {
+    pub fn new(wasm: &Path, default_workers: usize) -> Result<Runner> {
+        Ok(Runner {
+            plugin: Plugin::load(wasm)?,
+            keys: KeyRing::default(),
+            default_workers,
+        })
+    }
+
+    /// `Ok(())` when every step's expectations hold; else the first mismatch.
+    pub fn run(&mut self, loaded: &Loaded) -> Result<(), String> {
+        self.try_run(loaded).map_err(|e| format!("{e:#}"))
+    }
+
+    fn try_run(&mut self, loaded: &Loaded) -> Result<()> {
+        let s = &loaded.scenario;
+        let workers = s.workers.unwrap_or(self.default_workers);
+        let start_ms = s.start.unwrap_or(DEFAULT_START_S) * 1000;
+        let clusters = build_clusters(
+            &s.upstreams,
+            &mut self.keys,
+            &loaded.dir,
+            Clusters::default(),
+        )?;
+        let log_level = match &s.log_level {
+            None => 0,
+            Some(l) => LEVELS
+                .iter()
+                .position(|x| x == l)
+                .ok_or_else(|| anyhow!("log_level {l:?}: use one of {LEVELS:?}"))?
+                as u32,
+        };
+        let plugin_config = match &s.config {
+            Value::String(text) => text.clone().into_bytes(),
+            other => other.to_string().into_bytes(),
+        };
+        let vm_config = s
+            .vm_config
+            .as_ref()
+            .map(|v| v.to_string().into_bytes())
+            .unwrap_or_default();
+        for (i, step) in s.steps.iter().enumerate() {
+            if let Some(r) = &step.request
+                && r.worker >= workers
+            {
+                bail!(
+                    "step {}: worker {} but the scenario has {workers} worker(s)",
+                    i + 1,
+                    r.worker
+                );
+            }
+        }
+        let setup = Setup {
+            workers,
+            plugin_config,
+            vm_config,
+            start_ms,
+            verify_signature: s.verify_signature,
+            clusters,
+            log_level,
+        };
+        let proxy = Proxy::start(&self.plugin, setup)?;
+        let mut run = Run {
+            loaded,
+            keys: &mut self.keys,
+            proxy,
+            tokens: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            last_request: None,
+            traps_seen: 0,
+            violations_seen: 0,
+        };
+        for (name, spec) in &s.tokens {
+            let minted = run
+                .mint(spec, start_ms)
+                .with_context(|| format!("token {name:?}"))?;
+            run.tokens.insert(name.clone(), minted);
+        }
+        let configured_expected = s
+            .steps
+            .first()
+            .and_then(|st| st.expect.as_ref())
+            .and_then(|e| e.configured);
+        if !run.proxy.configured && configured_expected != Some(false) {
+            bail!(
+                "configuration: expected accepted, actual rejected{}",
+                run.last_logs(3)
+            );
+        }
+        for (i, step) in s.steps.iter().enumerate() {
+            run.step(step)
+                .with_context(|| format!("step {} ({})", i + 1, describe(step)))?;
+        }
+        Ok(())
+    }
+}
+
+fn describe(step: &Step) -> String {
+    let what = if let Some(r) = &step.request {
+        format!("{} {} on worker {}", r.method, r.path, r.worker)
+    } else if let Some(a) = &step.advance {
+        format!("advance {a}")
+    } else if step.upstream.is_some() {
+        "upstream change".into()
+    } else if let Some(id) = &step.await_id {
+        format!("await {id}")
+    } else {
+        "expect".into()
+    };
+    match &step.note {
+        Some(note) => format!("{what}: {note}"),
+        None => what,
+    }
+}
+
+fn build_clusters(
+    spec: &BTreeMap<String, BTreeMap<String, Script>>,
+    keys: &mut KeyRing,
+    dir: &Path,
+    mut clusters: Clusters,
+) -> Result<Clusters> {
+    for (cluster, routes) in spec {
+        clusters.declare(cluster);
+        for (path, script) in routes {
+            let answers = match script {
+                Script::One(a) => vec![answer(a, keys, dir)?],
+                Script::Many(list) => list
+                    .iter()
+                    .map(|a| answer(a, keys, dir))
+                    .collect::<Result<_>>()?,
+            };
+            clusters.set(cluster, path, answers);
+        }
+    }
+    Ok(clusters)
+}
+
+fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answer> {
+    let delay_ms = spec
+        .delay
+        .as_deref()
+        .map(parse_millis)
+        .transpose()?
+        .unwrap_or(0)
+        .max(0) as u64;
+    match spec.fail.as_deref() {
+        Some("hang") => return Ok(Answer::Hang),
+        Some("reset") => return Ok(Answer::Reset { delay_ms }),
+        Some("unreachable") => return Ok(Answer::Unreachable),
+        Some(other) => bail!("fail {other:?}: use hang, reset or unreachable"),
+        None => {}
+    }
+    let mut headers: Vec<(String, String)> = spec
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    let (body, json) = match (&spec.jwks, &spec.body) {
+        (Some(_), Some(_)) => bail!("an answer has either jwks or body, not both"),
+        (Some(names), None) => (keys.jwks(names, dir)?.to_string().into_bytes(), true),
+        (None, Some(Value::String(text))) => (text.clone().into_bytes(), false),
+        (None, Some(value)) => (value.to_string().into_bytes(), true),
+        (None, None) => (Vec::new(), false),
+    };
+    if json && !headers.iter().any(|(k, _)| k == "content-type") {
+        headers.push(("content-type".into(), "application/json".into()));
+    }
+    Ok(Answer::Respond {
+        status: spec.status.unwrap_or(200),
+        headers,
+        body,
+        delay_ms,
+    })
+}
+
+impl Run<'_> {
+    fn now_ms(&self) -> u64 {
+        self.proxy.world.borrow().now_ms
+    }
+
+    fn mint(&mut self, spec: &TokenSpec, now_ms: u64) -> Result<String> {
+        let defaults = &self.loaded.scenario.token_defaults;
+        if let Some(raw) = &spec.raw {
+            if spec.key.is_some()
+                || !spec.claims.is_empty()
+                || !spec.header.is_empty()
+                || spec.tamper.is_some()
+            {
+                bail!("a raw token takes no key, header, claims or tamper");
+            }
+            return Ok(raw.clone());
+        }
+        let key = spec
+            .key
+            .as_ref()
+            .or(defaults.key.as_ref())
+            .ok_or_else(|| anyhow!("no key (set key or token_defaults.key)"))?;
+        let key = self.keys.get(key, &self.loaded.dir)?;
+        let obj = |m: &Map<String, Value>| Value::Object(m.clone());
+        let header = merge(obj(&defaults.header), obj(&spec.header));
+        let claims = merge(obj(&defaults.claims), obj(&spec.claims));
+        let (Value::Object(header), Value::Object(claims)) = (header, claims) else {
+            unreachable!("objects merge into objects")
+        };
+        token::mint(
+            &key,
+            &header,
+            &claims,
+            (now_ms / 1000) as i64,
+            spec.tamper.or(defaults.tamper),
+        )
+    }
+
+    fn interpolate(&self, text: &str) -> Result<String> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            let end = rest[start..]
+                .find('}')
+                .ok_or_else(|| anyhow!("unclosed ${{ in {text:?}"))?
+                + start;
+            let name = &rest[start + 2..end];
+            let token = self
+                .tokens
+                .get(name)
+                .ok_or_else(|| anyhow!("unknown token {name:?} in {text:?}"))?;
+            out.push_str(&rest[..start]);
+            out.push_str(token);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn last_logs(&self, n: usize) -> String {
+        let world = self.proxy.world.borrow();
+        let lines: Vec<String> = world
+            .logs
+            .iter()
+            .rev()
+            .take(n)
+            .rev()
+            .map(|l| format!("[{}] {}", LEVELS[l.level as usize], l.message))
+            .collect();
+        if lines.is_empty() {
+            String::new()
+        } else {
+            format!(" (logs: {})", lines.join(" | "))
+        }
+    }
+
+    fn step(&mut self, step: &Step) -> Result<()> {
+        let actions = [
+            step.request.is_some(),
+            step.advance.is_some(),
+            step.upstream.is_some(),
+            step.await_id.is_some(),
+        ];
+        if actions.iter().filter(|a| **a).count() > 1 {
+            bail!("a step does one thing: request, advance, upstream or await");
+        }
+        let mut request = None;
+        if let Some(spec) = &step.request {
+            request = Some(self.request(spec)?);
+        }
+        if let Some(by) = &step.advance {
+            let ms = parse_millis(by)?;
+            if ms < 0 {
+                bail!("advance {by:?}: the clock only moves forward");
+            }
+            let to = self.now_ms() + ms as u64;
+            self.proxy.advance_to(to);
+        }
+        if let Some(routes) = &step.upstream {
+            let current = std::mem::take(&mut self.proxy.world.borrow_mut().clusters);
+            let updated = build_clusters(routes, self.keys, &self.loaded.dir, current)?;
+            self.proxy.world.borrow_mut().clusters = updated;
+        }
+        if let Some(id) = &step.await_id {
+            let index = *self
+                .requests
+                .get(id)
+                .ok_or_else(|| anyhow!("no request with id {id:?}"))?;
+            self.proxy
+                .wait_for(index, parse_millis(DEFAULT_MAX_WAIT)? as u64);
+            request = Some(index);
+        }
+        let empty = Expect::default();
+        self.check(step.expect.as_ref().unwrap_or(&empty), request)
+    }
+
+    fn request(&mut self, spec: &RequestSpec) -> Result<usize> {
+        let mut headers = Vec::new();
+        match &spec.headers {
+            None => {}
+            Some(Value::Object(map)) => {
+                for (k, v) in map {
+                    let v = v
+                        .as_str()
+                        .ok_or_else(|| anyhow!("header {k}: value must be a string"))?;
+                    headers.push((k.clone(), self.interpolate(v)?));
+                }
+            }
+            Some(Value::Array(pairs)) => {
+                for pair in pairs {
+                    match pair.as_array().map(Vec::as_slice) {
+                        Some([Value::String(k), Value::String(v)]) => {
+                            headers.push((k.clone(), self.interpolate(v)?))
+                        }
+                        _ => bail!("headers: a list holds [name, value] pairs of strings"),
+                    }
+                }
+            }
+            Some(_) => bail!("headers: an object or a list of [name, value] pairs"),
+        }
+        match &spec.token {
+            None => {}
+            Some(TokenRef::Name(name)) => {
+                let token = self
+                    .tokens
+                    .get(name)
+                    .ok_or_else(|| anyhow!("unknown token {name:?}"))?
+                    .clone();
+                headers.push(("authorization".into(), format!("Bearer {token}")));
+            }
+            Some(TokenRef::Inline(inline)) => {
+                let token = self.mint(inline, self.now_ms())?;
+                headers.push(("authorization".into(), format!("Bearer {token}")));
+            }
+        }
+        let request = Request {
+            method: spec.method.clone(),
+            path: self.interpolate(&spec.path)?,
+            authority: spec.authority.clone(),
+            headers,
+            body: spec.body.as_ref().map(|b| b.clone().into_bytes()),
+        };
+        let index = self.proxy.send(spec.worker, &request);
+        if spec.wait {
+            let max =
+                parse_millis(spec.max_wait.as_deref().unwrap_or(DEFAULT_MAX_WAIT))?.max(0) as u64;
+            self.proxy.wait_for(index, max);
+        } else {
+            self.proxy.run_due();
+        }
+        if let Some(id) = &spec.id {
+            self.requests.insert(id.clone(), index);
+        }
+        self.last_request = Some(index);
+        Ok(index)
+    }
+
+    fn check(&mut self, e: &Expect, request: Option<usize>) -> Result<()> {
+        let request_fields = e.status.is_some()
+            || e.headers.is_some()
+            || e.body.is_some()
+            || e.upstream.is_some()
+            || e.upstream_headers.is_some()
+            || e.pending.is_some();
+        if request_fields {
+            let index = request.ok_or_else(|| anyhow!("request expectations (status, headers, body, upstream, pending) need a request or await step"))?;
+            let outcome = self.proxy.outcome(index).cloned();
+            check_request(e, outcome.as_ref())?;
+        }
+        self.check_world(e)
+    }
+
+    fn check_world(&mut self, e: &Expect) -> Result<()> {
+        let world = self.proxy.world.borrow();
+        if let Some(configured) = e.configured
+            && configured != self.proxy.configured
+        {
+            bail!(
+                "configured: expected {configured}, actual {}",
+                self.proxy.configured
+            );
+        }
+        let new_traps = &self.proxy.traps[self.traps_seen..];
+        match &e.broken {
+            Some(expected) => {
+                let actual: Vec<usize> = (0..self.proxy.worker_count())
+                    .filter(|w| self.proxy.broken(*w))
+                    .collect();
+                if *expected != actual {
+                    bail!(
+                        "broken workers: expected {expected:?}, actual {actual:?} (traps: {:?})",
+                        self.proxy.traps
+                    );
+                }
+            }
+            None if !new_traps.is_empty() => bail!("the filter trapped: {}", new_traps.join("; ")),
+            None => {}
+        }
+        let new_violations = &world.violations[self.violations_seen..];
+        match &e.violations {
+            Some(expected) => {
+                for v in expected {
+                    if !world.violations.iter().any(|a| a.contains(v.as_str())) {
+                        bail!(
+                            "violations: expected one containing {v:?}, actual {:?}",
+                            world.violations
+                        );
+                    }
+                }
+            }
+            None if !new_violations.is_empty() => {
+                bail!("the filter misused the ABI: {}", new_violations.join("; "))
+            }
+            None => {}
+        }
+        if let Some(calls) = &e.calls {
+            for (what, expected) in calls {
+                let (cluster, path) = what
+                    .split_once(' ')
+                    .map_or((what.as_str(), None), |(c, p)| (c, Some(p)));
+                let actual = world
+                    .calls
+                    .iter()
+                    .filter(|c| c.cluster == cluster && path.is_none_or(|p| c.path() == p))
+                    .count() as u64;
+                if actual != *expected {
+                    bail!("calls {what:?}: expected {expected}, actual {actual}");
+                }
+            }
+        }
+        if let Some(metrics) = &e.metrics {
+            for (name, expected) in metrics {
+                let actual = world.metric(name).map(|m| Value::from(m.value));
+                check(expected, actual.as_ref(), &format!("metric {name}"))
+                    .map_err(|m| anyhow!(m))?;
+            }
+        }
+        let lines: Vec<String> = world
+            .logs
+            .iter()
+            .map(|l| format!("[{}] {}", LEVELS[l.level as usize], l.message))
+            .collect();
+        for wanted in e.logs.iter().flatten() {
+            if !lines.iter().any(|l| l.contains(wanted.as_str())) {
+                let tail: Vec<&String> = lines.iter().rev().take(5).collect();
+                bail!("logs: expected a line containing {wanted:?}, actual last lines {tail:?}");
+            }
+        }
+        for banned in e.no_logs.iter().flatten() {
+            if let Some(line) = lines.iter().find(|l| l.contains(banned.as_str())) {
+                bail!("logs: expected no line containing {banned:?}, actual {line:?}");
+            }
+        }
+        drop(world);
+        self.traps_seen = self.proxy.traps.len();
+        self.violations_seen = self.proxy.world.borrow().violations.len();
+        Ok(())
+    }
+}
+
+fn headers_json(headers: &[(String, String)]) -> Value {
+    let mut map = Map::new();
+    for (k, v) in headers {
+        let joined = match map.get(k).and_then(Value::as_str) {
+            Some(prev) => format!("{prev},{v}"),
+            None => v.clone(),
+        };
+        map.insert(k.clone(), Value::String(joined));
+    }
+    Value::Object(map)
+}
+
+fn check_request(e: &Expect, outcome: Option<&Outcome>) -> Result<()> {
+    let Some(o) = outcome else {
+        return match e.pending {
+            Some(true) => Ok(()),
+            _ => {
+                bail!("request: expected finished, actual still paused (no answer within the wait)")
+            }
+        };
+    };
+    if e.pending == Some(true) {
+        bail!(
+            "request: expected still paused, actual finished with {} (by {})",
+            o.status,
+            o.by
+        );
+    }
+    if let Some(status) = e.status
+        && status != o.status
+    {
+        let body = String::from_utf8_lossy(&o.body);
+        let body = super::expect::clip(&body, 200);
+        bail!(
+            "status: expected {status}, actual {} (by {}; body {body:?})",
+            o.status,
+            o.by
+        );
+    }
+    if let Some(reached) = e.upstream
+        && reached != o.upstream.is_some()
+    {
+        bail!(
+            "upstream: expected reached={reached}, actual reached={} (status {})",
+            o.upstream.is_some(),
+            o.status
+        );
+    }
+    let fields = |m: &Map<String, Value>| {
+        Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
+        )
+    };
+    if let Some(expected) = &e.headers {
+        check(
+            &fields(expected),
+            Some(&headers_json(&o.headers)),
+            "headers",
+        )
+        .map_err(|m| anyhow!(m))?;
+    }
+    if let Some(expected) = &e.upstream_headers {
+        let Some(upstream) = &o.upstream else {
+            bail!(
+                "upstream_headers: expected the request upstream, actual not forwarded (status {})",
+                o.status
+            );
+        };
+        check(
+            &fields(expected),
+            Some(&headers_json(upstream)),
+            "upstream_headers",
+        )
+        .map_err(|m| anyhow!(m))?;
+    }
+    if let Some(expected) = &e.body {
+        let text = String::from_utf8_lossy(&o.body).into_owned();
+        let actual = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
+        check(expected, Some(&actual), "body").map_err(|m| anyhow!(m))?;
+    }
+    Ok(())
+}

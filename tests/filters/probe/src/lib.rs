@@ -1,0 +1,168 @@
+//! Exercises the host's ABI areas, driven by request headers (see probe/scenarios/):
+//! - `x-probe-call: CLUSTER PATH`: http call from the stream; the answer's status (or
+//!   `failed`) and body length are added as request headers, then the request resumes.
+//! - `x-probe-shared-set: KEY=VALUE`, `x-probe-shared-get: KEY` (adds `x-probe-shared`).
+//! - `x-probe-verify: garbage|empty`: calls `verify_signature`; adds `x-probe-verified`.
+//! - `x-probe-local: STATUS` (`x-probe-twice: 1` sends a second one), `x-probe-panic: 1`.
+//! - Always: counter `probe_requests`, gauge `probe_gauge` = 7, adds `x-probe-added`, removes
+//!   `x-probe-remove-me`, adds response header `x-probe-response`, logs the path at debug.
+//!
+//! Root: plugin configuration `reject` refuses it; `tick` sets a 1 s tick that counts
+//! `probe_ticks` and, on the first tick, calls `idp /root` from the root context, storing the
+//! answer's status in shared data `root_status`.
+
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { ticks: 0 }) });
+}}
+
+struct Root {
+    ticks: u32,
+}
+
+fn status_of(ctx: &dyn Context) -> String {
+    ctx.get_http_call_response_header(":status")
+        .unwrap_or_else(|| "failed".into())
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, _: u32, _: usize, _: usize, _: usize) {
+        let _ = self.set_shared_data("root_status", Some(status_of(self).as_bytes()), None);
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        let config = String::from_utf8_lossy(&config);
+        if config.contains("tick") {
+            self.set_tick_period(Duration::from_secs(1));
+        }
+        !config.contains("reject")
+    }
+    fn on_tick(&mut self) {
+        self.ticks += 1;
+        if let Ok(id) = hostcalls::define_metric(MetricType::Counter, "probe_ticks") {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+        if self.ticks == 1 {
+            let headers = vec![
+                (":method", "GET"),
+                (":path", "/root"),
+                (":authority", "idp"),
+            ];
+            let _ = self.dispatch_http_call("idp", headers, None, vec![], Duration::from_secs(1));
+        }
+    }
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Probe))
+    }
+}
+
+struct Probe;
+
+impl Context for Probe {
+    fn on_http_call_response(&mut self, _: u32, _: usize, body_size: usize, _: usize) {
+        self.add_http_request_header("x-probe-status", &status_of(self));
+        self.add_http_request_header("x-probe-body-len", &body_size.to_string());
+        self.resume_http_request();
+    }
+}
+
+impl HttpContext for Probe {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        if let Ok(id) = hostcalls::define_metric(MetricType::Counter, "probe_requests") {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+        if let Ok(id) = hostcalls::define_metric(MetricType::Gauge, "probe_gauge") {
+            let _ = hostcalls::record_metric(id, 7);
+        }
+        let path = self.get_http_request_header(":path").unwrap_or_default();
+        log::debug!("probe request path={path}");
+        self.add_http_request_header("x-probe-added", "yes");
+        self.set_http_request_header("x-probe-remove-me", None);
+        if self.get_http_request_header("x-probe-panic").is_some() {
+            panic!("probe panic on request");
+        }
+        if let Some(status) = self.get_http_request_header("x-probe-local") {
+            let status = status.parse().unwrap_or(500);
+            self.send_http_response(status, vec![("x-probe-local", "1")], Some(b"local"));
+            if self.get_http_request_header("x-probe-twice").is_some() {
+                self.send_http_response(500, vec![], None);
+            }
+            return Action::Pause;
+        }
+        if let Some(kv) = self.get_http_request_header("x-probe-shared-set") {
+            let (k, v) = kv.split_once('=').unwrap_or((&kv, ""));
+            let _ = self.set_shared_data(k, Some(v.as_bytes()), None);
+        }
+        if let Some(k) = self.get_http_request_header("x-probe-shared-get") {
+            let (value, cas) = self.get_shared_data(&k);
+            let value = value
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or("none".into());
+            self.add_http_request_header(
+                "x-probe-shared",
+                &format!("{value} cas={}", cas.is_some()),
+            );
+        }
+        if let Some(kind) = self.get_http_request_header("x-probe-verify") {
+            let args: &[u8] = if kind == "garbage" {
+                &[0x0a, 0x09]
+            } else {
+                b"\x0a\x06sha256"
+            };
+            let result = match hostcalls::call_foreign_function("verify_signature", Some(args)) {
+                Ok(bytes) => format!(
+                    "ok {}",
+                    String::from_utf8_lossy(&bytes.unwrap_or_default())
+                        .trim_matches(|c: char| !c.is_ascii_graphic())
+                ),
+                Err(status) => format!("{status:?}"),
+            };
+            self.add_http_request_header("x-probe-verified", &result);
+        }
+        if let Some(target) = self.get_http_request_header("x-probe-call") {
+            let (cluster, path) = target.split_once(' ').unwrap_or((&target, "/"));
+            let mut headers = vec![(":method", "GET"), (":path", path)];
+            if self
+                .get_http_request_header("x-probe-no-authority")
+                .is_none()
+            {
+                headers.push((":authority", "probe"));
+            }
+            return match self.dispatch_http_call(
+                cluster,
+                headers,
+                None,
+                vec![],
+                Duration::from_secs(2),
+            ) {
+                Ok(_) => Action::Pause,
+                Err(status) => {
+                    self.send_http_response(
+                        500,
+                        vec![],
+                        Some(format!("dispatch: {status:?}").as_bytes()),
+                    );
+                    Action::Pause
+                }
+            };
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        self.add_http_response_header("x-probe-response", "1");
+        Action::Continue
+    }
+}
