@@ -214,7 +214,11 @@ impl<V: SignatureVerifier> Authenticator<V> {
         if !provider.algorithms.contains(&jws.alg) {
             return invalid("Unexpected 'alg' value");
         }
-        if let Err(e) = provider.claims.check_issuer(&jws.claims) {
+        let claims = match jws.claims() {
+            Ok(claims) => claims,
+            Err(e) => return invalid(e.0),
+        };
+        if let Err(e) = provider.claims.check_issuer(&claims) {
             return invalid(&e.description);
         }
         let (set, refetch_allowed) = match key_state(provider, index, keys) {
@@ -253,13 +257,13 @@ impl<V: SignatureVerifier> Authenticator<V> {
         {
             return invalid("signature verification failed");
         }
-        if let Err(e) = provider.claims.check(jws.typ.as_deref(), &jws.claims, now) {
+        if let Err(e) = provider.claims.check(jws.typ.as_deref(), &claims, now) {
             return fail(Failure::InvalidToken {
                 description: e.description,
                 expired: e.expired,
             });
         }
-        if let Err(denied) = requirement.authorization.check(&jws.claims) {
+        if let Err(denied) = requirement.authorization.check(&claims) {
             return fail(match denied {
                 Denied::Scope(scopes) => Failure::InsufficientScope {
                     description: "Insufficient Scope".into(),
@@ -275,7 +279,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             provider: index,
             source,
             payload_b64: jws.payload_b64,
-            claims: jws.claims,
+            claims,
         }])
     }
 

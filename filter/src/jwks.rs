@@ -101,9 +101,18 @@ impl KeySet {
         if entries.len() > MAX_KEYS {
             return Err(format!("more than {MAX_KEYS} keys"));
         }
+        // A `kid` that names two entries (even if one of them is unusable) names no key:
+        // which one the issuer meant is anyone's guess.
+        fn kid_of(entry: &Value) -> Option<&str> {
+            entry.get("kid").and_then(Value::as_str)
+        }
+        let duplicated = |kid: &str| entries.iter().filter(|e| kid_of(e) == Some(kid)).count() > 1;
         let (mut keys, mut dropped) = (Vec::new(), Vec::new());
         for (i, entry) in entries.iter().enumerate() {
             match parse_key(entry, origin) {
+                Ok(_) if kid_of(entry).is_some_and(duplicated) => {
+                    dropped.push(format!("key {i}: 'kid' is shared with another key"));
+                }
                 Ok(key) => keys.push(key),
                 Err(why) => dropped.push(format!("key {i}: {why}")),
             }
@@ -469,38 +478,30 @@ mod tests {
 
     #[test]
     fn selection_by_kid_alg_and_uniqueness() {
-        let set = load(
-            json!([
-                rsa(json!({"kid": "a", "alg": "RS256"})),
-                rsa(json!({"kid": "b"})),
-                rsa(json!({"kid": "b"}))
-            ]),
-            Origin::Remote,
-        )
-        .unwrap()
-        .set;
+        let keys = json!([
+            rsa(json!({"kid": "a", "alg": "RS256"})),
+            rsa(json!({"kid": "b"})),
+            rsa(json!({"kid": "b", "use": "enc"})),
+            rsa(json!({}))
+        ]);
+        let loaded = load(keys, Origin::Remote).unwrap();
+        assert_eq!(
+            loaded.dropped.len(),
+            2,
+            "both entries named 'b' go: {:?}",
+            loaded.dropped
+        );
+        let set = loaded.set;
+        let err = |kid, alg| set.select(kid, alg).unwrap_err();
         assert!(set.select(Some("a"), Algorithm::RS256).is_ok());
-        assert_eq!(
-            set.select(Some("a"), Algorithm::RS384).unwrap_err(),
-            KeyError::NoMatch
-        );
-        assert_eq!(
-            set.select(Some("b"), Algorithm::RS256).unwrap_err(),
-            KeyError::Ambiguous
-        );
-        assert_eq!(
-            set.select(Some("zz"), Algorithm::RS256).unwrap_err(),
-            KeyError::UnknownKid
-        );
-        assert_eq!(
-            set.select(None, Algorithm::RS256).unwrap_err(),
-            KeyError::Ambiguous
-        );
-        assert_eq!(
-            set.select(Some("a"), Algorithm::ES256).unwrap_err(),
-            KeyError::NoMatch
-        );
-        assert!(set.has_kid("b") && !set.has_kid("c"));
+        assert_eq!(err(Some("a"), Algorithm::RS384), KeyError::NoMatch);
+        assert_eq!(err(Some("a"), Algorithm::ES256), KeyError::NoMatch);
+        assert_eq!(err(Some("b"), Algorithm::RS256), KeyError::UnknownKid);
+        assert_eq!(err(Some("zz"), Algorithm::RS256), KeyError::UnknownKid);
+        // Without a kid, exactly one key must fit: two do for RS256, one for RS384.
+        assert_eq!(err(None, Algorithm::RS256), KeyError::Ambiguous);
+        assert!(set.select(None, Algorithm::RS384).is_ok());
+        assert!(set.has_kid("a") && !set.has_kid("b"));
     }
 
     #[test]

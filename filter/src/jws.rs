@@ -14,8 +14,8 @@ pub struct Jws<'t> {
     pub alg: Algorithm,
     pub kid: Option<String>,
     pub typ: Option<String>,
-    /// The payload, parsed as a JSON object.
-    pub claims: Map<String, Value>,
+    /// The decoded payload bytes (claims are parsed by `claims()`).
+    pub payload: Vec<u8>,
     /// The base64url payload segment, as received (for `forward_payload_header`).
     pub payload_b64: &'t str,
     /// `header "." payload`: the bytes the signature covers.
@@ -64,9 +64,7 @@ pub fn parse(token: &str) -> Result<Jws<'_>, FormatError> {
         return Err(FormatError("Encrypted tokens (JWE) are not accepted"));
     }
 
-    let claims = base64url::decode(payload_b64)
-        .ok_or(FormatError("Invalid Compact JWS"))
-        .and_then(|b| json::parse_object(&b).map_err(|_| FormatError("Invalid JWT Claims Set")))?;
+    let payload = base64url::decode(payload_b64).ok_or(FormatError("Invalid Compact JWS"))?;
     let signature = base64url::decode(signature_b64).ok_or(FormatError("Invalid Compact JWS"))?;
     if signature.is_empty() {
         return Err(FormatError("Missing signature"));
@@ -75,11 +73,18 @@ pub fn parse(token: &str) -> Result<Jws<'_>, FormatError> {
         alg,
         kid,
         typ,
-        claims,
+        payload,
         payload_b64,
         signing_input,
         signature,
     })
+}
+
+impl Jws<'_> {
+    /// The payload as a JWT claims set: a JSON object, strictly parsed.
+    pub fn claims(&self) -> Result<Map<String, Value>, FormatError> {
+        json::parse_object(&self.payload).map_err(|_| FormatError("Invalid JWT Claims Set"))
+    }
 }
 
 fn header_alg(header: &Map<String, Value>) -> Result<Algorithm, FormatError> {
@@ -121,8 +126,9 @@ mod tests {
         format!("{}.{}.c2ln", b64(&header), b64(&json!({"sub": "x"})))
     }
 
+    /// The first format error, claims included.
     fn err(token: &str) -> &'static str {
-        parse(token).unwrap_err().0
+        parse(token).and_then(|jws| jws.claims()).unwrap_err().0
     }
 
     #[test]
@@ -134,7 +140,7 @@ mod tests {
         assert_eq!(jws.alg, Algorithm::RS256);
         assert_eq!(jws.kid.as_deref(), Some("k1"));
         assert_eq!(jws.typ.as_deref(), Some("at+jwt"));
-        assert_eq!(jws.claims["sub"], "x");
+        assert_eq!(jws.claims().unwrap()["sub"], "x");
         assert_eq!(jws.signature, b"sig");
         assert_eq!(jws.signing_input, &t[..t.rfind('.').unwrap()]);
     }
