@@ -21,7 +21,7 @@ build: wasm-target
 unit:
 	cargo test --workspace --release
 
-test: unit build
+test: unit build scenarios
 
 lint:
 	cargo fmt --all -- --check
