@@ -16,6 +16,7 @@ pub struct Scenario {
     /// Worker VMs (default: `harness run --workers`, else 1).
     pub workers: Option<usize>,
     /// The plugin configuration: any JSON value (sent serialized), or a string sent as is.
+    /// `{"$jwks": ["k1", ...]}` anywhere in it becomes the public JWKS of those keys.
     pub config: Value,
     pub vm_config: Option<Value>,
     /// Whether the host offers Envoy's `verify_signature` foreign function (default true).
@@ -154,8 +155,8 @@ pub struct Expect {
     pub upstream_headers: Option<Map<String, Value>>,
     /// The request is still paused.
     pub pending: Option<bool>,
-    /// Calls seen by simulated clusters: `"cluster"` or `"cluster /path"` → count.
-    pub calls: Option<BTreeMap<String, u64>>,
+    /// Calls seen by simulated clusters: `"cluster"` or `"cluster /path"` → count matcher.
+    pub calls: Option<BTreeMap<String, Value>>,
     /// Metric name → value matcher (`null`: never defined).
     pub metrics: Option<BTreeMap<String, Value>>,
     /// Each must be a substring of some log line (`[level] message`).

@@ -72,7 +72,9 @@ impl Runner {
         };
         let plugin_config = match &s.config {
             Value::String(text) => text.clone().into_bytes(),
-            other => other.to_string().into_bytes(),
+            other => with_jwks(other.clone(), &mut self.keys, &loaded.dir)?
+                .to_string()
+                .into_bytes(),
         };
         let vm_config = s
             .vm_config
@@ -151,6 +153,29 @@ fn describe(step: &Step) -> String {
         Some(note) => format!("{what}: {note}"),
         None => what,
     }
+}
+
+/// Replaces every `{"$jwks": [key specs]}` in `value` by the JWKS of those keys.
+fn with_jwks(value: Value, keys: &mut KeyRing, dir: &Path) -> Result<Value> {
+    Ok(match value {
+        Value::Object(map) if map.len() == 1 && map.contains_key("$jwks") => {
+            let names: Vec<String> = serde_json::from_value(map["$jwks"].clone())
+                .context("$jwks: a list of key names")?;
+            keys.jwks(&names, dir)?
+        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| Ok((k, with_jwks(v, keys, dir)?)))
+                .collect::<Result<_>>()?,
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| with_jwks(v, keys, dir))
+                .collect::<Result<_>>()?,
+        ),
+        other => other,
+    })
 }
 
 fn build_clusters(
@@ -457,10 +482,13 @@ impl Run<'_> {
                     .calls
                     .iter()
                     .filter(|c| c.cluster == cluster && path.is_none_or(|p| c.path() == p))
-                    .count() as u64;
-                if actual != *expected {
-                    bail!("calls {what:?}: expected {expected}, actual {actual}");
-                }
+                    .count();
+                check(
+                    expected,
+                    Some(&Value::from(actual)),
+                    &format!("calls {what:?}"),
+                )
+                .map_err(|m| anyhow!(m))?;
             }
         }
         if let Some(metrics) = &e.metrics {
