@@ -8,9 +8,11 @@ import base64
 import copy
 import json
 import shutil
+import tempfile
 import threading
 import time
 import unittest
+from pathlib import Path
 
 import jwtstack as js
 
@@ -19,8 +21,16 @@ REALM = 'Bearer realm="api"'
 
 
 def setUpModule():
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
+    # One directory per run (runs may overlap: everything else is on free ports); runs older
+    # than an hour are removed.
+    global WORK
+    base = WORK
+    base.mkdir(parents=True, exist_ok=True)
+    for old in base.glob("run-*"):
+        if old.is_dir() and time.time() - old.stat().st_mtime > 3600:
+            shutil.rmtree(old, ignore_errors=True)
+    WORK = Path(tempfile.mkdtemp(prefix=time.strftime("run-%H%M%S-"), dir=base))
+    print(f"logs: {WORK}", flush=True)
     for tool in (js.HARNESS, js.ENVOY, js.WASM):
         if not tool.exists():
             raise unittest.SkipTest(f"missing {tool}: run `make e2e`, which builds it")
