@@ -27,6 +27,8 @@ pub struct FetchRecord {
     pub lease_until_ms: u64,
     /// When the last fetch started, successful or not.
     pub last_attempt_ms: u64,
+    /// When the last fetch for an unknown `kid` started: the cooldown counts from here.
+    pub last_kid_fetch_ms: u64,
     /// `fetched_at_ms` of the newest `KeysRecord`: workers re-read the keys when it moves.
     pub keys_version: u64,
     /// Consecutive failures; 0 after a success.
@@ -61,7 +63,9 @@ impl FetchRecord {
         self.lease_until_ms > now_ms
     }
 
-    /// Whether a fetch for `trigger` may start now.
+    /// Whether a fetch for `trigger` may start now. Unknown `kid`s are rate-limited among
+    /// themselves (one fetch per cooldown), so a key rotated in just after a routine fetch
+    /// is still picked up at once.
     pub fn may_start(&self, trigger: Trigger, now_ms: u64, fetch: &Fetch) -> bool {
         if self.lease_active(now_ms) || now_ms < self.retry_at_ms {
             return false;
@@ -69,16 +73,19 @@ impl FetchRecord {
         match trigger {
             Trigger::NoKeys | Trigger::Refresh => true,
             Trigger::UnknownKid => {
-                now_ms.saturating_sub(self.last_attempt_ms) >= fetch.cooldown_s * 1000
+                self.last_kid_fetch_ms == 0
+                    || now_ms.saturating_sub(self.last_kid_fetch_ms) >= fetch.cooldown_s * 1000
             }
         }
     }
 
-    /// The record that claims the lease.
-    pub fn leased(&self, now_ms: u64, fetch: &Fetch) -> FetchRecord {
+    /// The record that claims the lease for a fetch caused by `trigger`.
+    pub fn leased(&self, trigger: Trigger, now_ms: u64, fetch: &Fetch) -> FetchRecord {
+        let kid = trigger == Trigger::UnknownKid;
         FetchRecord {
             lease_until_ms: now_ms + 2 * fetch.timeout_ms + LEASE_SLACK_MS,
             last_attempt_ms: now_ms,
+            last_kid_fetch_ms: if kid { now_ms } else { self.last_kid_fetch_ms },
             ..self.clone()
         }
     }
@@ -258,7 +265,7 @@ mod tests {
         let f = fetch();
         let idle = FetchRecord::default();
         assert!(idle.may_start(Trigger::NoKeys, 1000, &f));
-        let leased = idle.leased(1000, &f);
+        let leased = idle.leased(Trigger::NoKeys, 1000, &f);
         assert!(!leased.may_start(Trigger::NoKeys, 1001, &f));
         assert!(!leased.may_start(Trigger::Refresh, 1001, &f));
         // A holder that never reports back loses the lease after its timeouts.
@@ -268,10 +275,20 @@ mod tests {
     #[test]
     fn unknown_kid_refetch_respects_the_cooldown() {
         let f = fetch();
-        let done = FetchRecord::default().leased(10_000, &f).succeeded(10_000);
-        assert!(!done.may_start(Trigger::UnknownKid, 10_000 + 29_999, &f));
-        assert!(done.may_start(Trigger::UnknownKid, 10_000 + 30_000, &f));
-        assert!(done.may_start(Trigger::Refresh, 10_001, &f));
+        // A routine fetch does not start the cooldown...
+        let routine = FetchRecord::default()
+            .leased(Trigger::NoKeys, 10_000, &f)
+            .succeeded(10_000);
+        assert!(routine.may_start(Trigger::UnknownKid, 10_001, &f));
+        // ...an unknown-kid fetch does, and a routine one after it does not reset it.
+        let kid = routine
+            .leased(Trigger::UnknownKid, 10_001, &f)
+            .succeeded(10_001);
+        assert!(!kid.may_start(Trigger::UnknownKid, 10_001 + 29_999, &f));
+        assert!(kid.may_start(Trigger::Refresh, 10_002, &f));
+        let refreshed = kid.leased(Trigger::Refresh, 20_000, &f).succeeded(20_000);
+        assert!(!refreshed.may_start(Trigger::UnknownKid, 10_001 + 29_999, &f));
+        assert!(refreshed.may_start(Trigger::UnknownKid, 10_001 + 30_000, &f));
     }
 
     #[test]
@@ -280,7 +297,7 @@ mod tests {
         let mut r = FetchRecord::default();
         let mut waits = Vec::new();
         for _ in 0..9 {
-            r = r.leased(0, &f).failed(0);
+            r = r.leased(Trigger::NoKeys, 0, &f).failed(0);
             waits.push(r.retry_at_ms);
             assert!(!r.may_start(Trigger::NoKeys, r.retry_at_ms - 1, &f));
             assert!(r.may_start(Trigger::NoKeys, r.retry_at_ms, &f));
@@ -292,7 +309,7 @@ mod tests {
             ]
         );
         assert_eq!(r.succeeded(5).failures, 0);
-        assert!(!r.leased(0, &f).released().lease_active(1));
+        assert!(!r.leased(Trigger::NoKeys, 0, &f).released().lease_active(1));
     }
 
     #[test]
@@ -300,7 +317,9 @@ mod tests {
         let f = fetch();
         let mut local = LocalKeys::default();
         assert!(matches!(local.state(0, &f), KeyState::Loading));
-        local.fetch = FetchRecord::default().leased(0, &f).failed(0);
+        local.fetch = FetchRecord::default()
+            .leased(Trigger::NoKeys, 0, &f)
+            .failed(0);
         assert!(matches!(
             local.state(10, &f),
             KeyState::Unavailable { retry_after_s: 1 }
@@ -312,7 +331,9 @@ mod tests {
         // Stale keys keep serving through failures, up to cache + stale_max.
         let end = (600 + 3600) * 1000;
         assert!(matches!(local.state(end - 1, &f), KeyState::Ready { .. }));
-        local.fetch = FetchRecord::default().leased(end - 10, &f).failed(end - 10);
+        local.fetch = FetchRecord::default()
+            .leased(Trigger::NoKeys, end - 10, &f)
+            .failed(end - 10);
         assert!(matches!(local.state(end, &f), KeyState::Unavailable { .. }));
     }
 
@@ -330,7 +351,7 @@ mod tests {
                 }
             )
         };
-        local.fetch = FetchRecord::default().leased(1000, &f);
+        local.fetch = FetchRecord::default().leased(Trigger::UnknownKid, 1000, &f);
         assert!(allowed(&local, 1001));
         local.fetch = local.fetch.succeeded(1000);
         assert!(!allowed(&local, 1001));

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { plugin: None }) });
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root { id, plugin: None }) });
 }}
 
 /// How often each worker syncs keys from shared data, resumes waiting requests and
@@ -22,6 +22,7 @@ proxy_wasm::main! {{
 const TICK: Duration = Duration::from_millis(100);
 
 struct Root {
+    id: u32,
     plugin: Option<Rc<Plugin>>,
 }
 
@@ -36,7 +37,7 @@ impl Context for Root {
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = host::plugin_configuration();
-        match Plugin::configure(&bytes) {
+        match Plugin::configure(self.id, &bytes) {
             Ok(plugin) => {
                 self.plugin = Some(Rc::new(plugin));
                 self.set_tick_period(TICK);

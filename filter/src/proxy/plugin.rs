@@ -55,6 +55,8 @@ enum Step {
 }
 
 pub struct Plugin {
+    /// The root context: fetches started outside a request callback belong to it.
+    root: u32,
     authenticator: Authenticator<RustCrypto>,
     metrics: Metrics,
     remotes: RefCell<Vec<Remote>>,
@@ -78,7 +80,7 @@ impl KeyStore for Keys<'_> {
 }
 
 impl Plugin {
-    pub fn configure(bytes: &[u8]) -> Result<Plugin, ConfigError> {
+    pub fn configure(root: u32, bytes: &[u8]) -> Result<Plugin, ConfigError> {
         let config = Config::parse(bytes)?;
         let mut remotes = Vec::new();
         let mut gauges = Vec::new();
@@ -105,6 +107,7 @@ impl Plugin {
             });
         }
         Ok(Plugin {
+            root,
             metrics: Metrics::define(config.providers.len(), &gauges),
             authenticator: Authenticator::new(config, RustCrypto),
             remotes: RefCell::new(remotes),
@@ -115,12 +118,14 @@ impl Plugin {
 
     /// A new request on stream `context` (the current one).
     pub fn on_request(&self, context: u32) -> Next {
-        self.handle(context, None)
+        self.handle(context, None, Some(context))
     }
 
     /// Decides the current stream's request and acts on it. `deadline_ms` is set when the
-    /// request has been waiting already.
-    fn handle(&self, context: u32, deadline_ms: Option<u64>) -> Next {
+    /// request has been waiting already. A fetch it needs is started on behalf of
+    /// `fetch_origin` (the context whose callback runs now, which will get the response);
+    /// without one, the next tick starts it.
+    fn handle(&self, context: u32, deadline_ms: Option<u64>, fetch_origin: Option<u32>) -> Next {
         let now_ms = host::now_ms();
         let request = host::request();
         let decision = {
@@ -148,27 +153,26 @@ impl Plugin {
                 provider,
                 unknown_kid,
             } => {
-                let remote = self.remote_index(provider);
+                let Some(r) = self.remote_index(provider) else {
+                    return self.unavailable(provider);
+                };
+                // Another worker may have fetched already: adopt that and decide again.
+                if self.sync(r) {
+                    return self.handle(context, deadline_ms, fetch_origin);
+                }
                 let trigger = if unknown_kid {
                     Trigger::UnknownKid
                 } else {
                     Trigger::NoKeys
                 };
-                if let Some(r) = remote {
-                    self.start_fetch(r, trigger, context);
+                if let Some(origin) = fetch_origin {
+                    self.start_fetch(r, trigger, origin);
+                    host::enter(context);
                 }
-                let timeout = remote.map_or(0, |r| self.remotes.borrow()[r].fetch.timeout_ms);
-                let deadline = deadline_ms.unwrap_or(now_ms + timeout);
-                if now_ms >= deadline || remote.is_none() {
-                    let retry_after_s = 1;
-                    let refusal = Refusal {
-                        denial: deny(
-                            &self.authenticator.config.realm,
-                            &Failure::Unavailable { retry_after_s },
-                        ),
-                        provider: Some(self.authenticator.config.providers[provider].name.clone()),
-                    };
-                    return self.refuse(&refusal);
+                let deadline =
+                    deadline_ms.unwrap_or(now_ms + self.remotes.borrow()[r].fetch.timeout_ms);
+                if now_ms >= deadline {
+                    return self.unavailable(provider);
                 }
                 if deadline_ms.is_none() {
                     Metrics::count(self.metrics.paused);
@@ -180,6 +184,15 @@ impl Plugin {
                 Next::Wait
             }
         }
+    }
+
+    /// The answer for a request that waited for keys as long as it may.
+    fn unavailable(&self, provider: usize) -> Next {
+        let config = &self.authenticator.config;
+        self.refuse(&Refusal {
+            denial: deny(&config.realm, &Failure::Unavailable { retry_after_s: 1 }),
+            provider: Some(config.providers[provider].name.clone()),
+        })
     }
 
     fn refuse(&self, refusal: &Refusal) -> Next {
@@ -219,7 +232,7 @@ impl Plugin {
             remote.local.fetch = record;
             return;
         }
-        let leased = record.leased(now_ms, &remote.fetch);
+        let leased = record.leased(trigger, now_ms, &remote.fetch);
         if !remote.slots.swap_fetch(&leased, cas) {
             // Another worker claimed it first: wait for its result.
             remote.local.fetch = remote.slots.fetch().0;
@@ -241,6 +254,13 @@ impl Plugin {
             },
         };
         drop(remotes);
+        // The call belongs to the context that is made effective here (Envoy cancels it
+        // when that context ends) and its answer goes back to the same one.
+        host::enter(origin);
+        host::log(
+            LogLevel::Debug,
+            &format!("provider {}: key fetch started ({trigger:?})", self.name(r)),
+        );
         self.dispatch(r, origin, step);
     }
 
@@ -329,7 +349,7 @@ impl Plugin {
                     remote.local.adopt(record);
                     drop(remotes);
                     Metrics::count(self.metrics.fetch_ok);
-                    self.resume_waiting();
+                    self.resume_waiting(None);
                 }
                 Err(why) => self.fetch_failed(r, &format!("jwks: {why}")),
             },
@@ -349,7 +369,7 @@ impl Plugin {
             remote.slots.put_fetch(&failed);
             remote.local.fetch = failed;
         }
-        self.resume_waiting();
+        self.resume_waiting(None);
     }
 
     fn name(&self, r: usize) -> String {
@@ -357,52 +377,61 @@ impl Plugin {
         self.authenticator.config.providers[provider].name.clone()
     }
 
-    /// Every tick: adopt what other workers fetched, decide waiting requests again, and
-    /// refresh key sets before they expire.
+    /// Adopts what other workers wrote to shared data: the fetch record, and the keys when
+    /// they are newer than ours. Returns whether the keys changed.
+    fn sync(&self, r: usize) -> bool {
+        let mut remotes = self.remotes.borrow_mut();
+        let remote = &mut remotes[r];
+        let (record, _) = remote.slots.fetch();
+        let ours = remote.local.record.as_ref().map(|k| k.fetched_at_ms);
+        let newer = record.keys_version != 0 && ours != Some(record.keys_version);
+        remote.local.fetch = record;
+        match remote.slots.keys() {
+            Some(keys) if newer => {
+                remote.local.adopt(keys);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Every tick: adopt what other workers fetched, refresh key sets before they expire
+    /// (or fetch ahead of the first request), and decide waiting requests again.
     pub fn on_tick(&self) {
         let now_ms = host::now_ms();
         let count = self.remotes.borrow().len();
         for r in 0..count {
+            self.sync(r);
             let refresh = {
-                let mut remotes = self.remotes.borrow_mut();
-                let remote = &mut remotes[r];
-                let (record, _) = remote.slots.fetch();
-                let stale_local = remote.local.record.as_ref().map(|k| k.fetched_at_ms)
-                    != Some(record.keys_version);
-                if record.keys_version != 0
-                    && stale_local
-                    && let Some(keys) = remote.slots.keys()
-                {
-                    remote.local.adopt(keys);
-                }
-                remote.local.fetch = record;
-                if let Some(keys) = &remote.local.record {
-                    self.metrics
-                        .key_age(remote.provider, keys.age_ms(now_ms) / 1000);
-                }
+                let remotes = self.remotes.borrow();
+                let remote = &remotes[r];
                 match &remote.local.record {
-                    Some(keys) if keys.usable(now_ms, &remote.fetch) => {
-                        keys.wants_refresh(now_ms, &remote.fetch)
+                    Some(keys) => {
+                        self.metrics
+                            .key_age(remote.provider, keys.age_ms(now_ms) / 1000);
+                        !keys.usable(now_ms, &remote.fetch)
+                            || keys.wants_refresh(now_ms, &remote.fetch)
                     }
-                    // No keys yet: fetch ahead of the first request (retries back off).
-                    _ => true,
+                    None => true,
                 }
             };
             if refresh {
-                self.start_fetch(r, Trigger::Refresh, 0);
+                self.start_fetch(r, Trigger::Refresh, self.root);
             }
         }
-        self.resume_waiting();
+        self.resume_waiting(Some(self.root));
     }
 
     /// Decides every waiting request again; those still waiting stay in the list.
-    fn resume_waiting(&self) {
+    /// `fetch_origin` as for `handle`: the root on ticks, none from a call response (the
+    /// active context may be a stream that is about to end).
+    fn resume_waiting(&self, fetch_origin: Option<u32>) {
         let waiting = std::mem::take(&mut *self.waiting.borrow_mut());
         for w in waiting {
             if !host::enter(w.context) {
                 continue;
             }
-            if let Next::Continue = self.handle(w.context, Some(w.deadline_ms)) {
+            if let Next::Continue = self.handle(w.context, Some(w.deadline_ms), fetch_origin) {
                 host::resume();
             }
         }
