@@ -7,7 +7,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value};
 
 use super::expect::check;
-use super::load::{Loaded, merge};
+use super::load::Loaded;
 use super::model::{AnswerSpec, Expect, RequestSpec, Script, Step, TokenRef, TokenSpec};
 use crate::host::upstream::{Answer, Clusters};
 use crate::host::world::LEVELS;
@@ -261,12 +261,11 @@ impl Run<'_> {
             .or(defaults.key.as_ref())
             .ok_or_else(|| anyhow!("no key (set key or token_defaults.key)"))?;
         let key = self.keys.get(key, &self.loaded.dir)?;
-        let obj = |m: &Map<String, Value>| Value::Object(m.clone());
-        let header = merge(obj(&defaults.header), obj(&spec.header));
-        let claims = merge(obj(&defaults.claims), obj(&spec.claims));
-        let (Value::Object(header), Value::Object(claims)) = (header, claims) else {
-            unreachable!("objects merge into objects")
-        };
+        // Shallow: a `null` must reach the minting, where it removes the default.
+        let mut header = defaults.header.clone();
+        header.extend(spec.header.clone());
+        let mut claims = defaults.claims.clone();
+        claims.extend(spec.claims.clone());
         token::mint(
             &key,
             &header,
