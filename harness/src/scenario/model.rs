@@ -13,6 +13,9 @@ pub struct Scenario {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// A known bug of the filter under test, described: the scenario still runs; failing is
+    /// reported as XFAIL (counted as skipped), passing as XPASS (a failure: remove the mark).
+    pub expected_failure: Option<String>,
     /// Worker VMs (default: `harness run --workers`, else 1).
     pub workers: Option<usize>,
     /// The plugin configuration: any JSON value (sent serialized), or a string sent as is.
