@@ -9,8 +9,11 @@ use crate::jws;
 use crate::request::{HeaderChanges, Request};
 use crate::response::{Denial, Failure, deny};
 use crate::rules::{self, RouteMatch};
+use crate::token_cache::{TokenCache, Verified};
 use crate::verify::SignatureVerifier;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// What the host side knows about a provider's remote key set.
 pub enum KeyState<'k> {
@@ -56,16 +59,32 @@ pub struct Refusal {
 }
 
 /// A token that passed every check for one provider.
-struct Verified<'r> {
+struct Passed<'r> {
     provider: usize,
     source: usize,
     payload_b64: &'r str,
-    claims: Map<String, Value>,
+    token: Rc<Verified>,
+}
+
+/// Why the signature stage did not produce a verified token.
+enum Stop {
+    Fail(Failure),
+    /// No key set yet.
+    Loading,
+    /// The token's `kid` is not in the set, and a fetch may bring it.
+    UnknownKid,
+}
+
+fn invalid_token(description: &str) -> Failure {
+    Failure::InvalidToken {
+        description: description.to_string(),
+        expired: false,
+    }
 }
 
 enum Outcome<'r> {
     /// Passed; empty when it passed anonymously (`allow_missing`).
-    Pass(Vec<Verified<'r>>),
+    Pass(Vec<Passed<'r>>),
     Fail(Failure, Option<usize>),
     Pending {
         provider: usize,
@@ -76,11 +95,26 @@ enum Outcome<'r> {
 pub struct Authenticator<V> {
     pub config: Config,
     verifier: V,
+    /// Verified tokens of this worker (the core is single-threaded per VM).
+    cache: RefCell<TokenCache>,
 }
 
 impl<V: SignatureVerifier> Authenticator<V> {
     pub fn new(config: Config, verifier: V) -> Self {
-        Authenticator { config, verifier }
+        let cache = RefCell::new(TokenCache::new(config.jwt_cache_size));
+        Authenticator {
+            config,
+            verifier,
+            cache,
+        }
+    }
+
+    /// Token-cache hits and misses since the last call.
+    pub fn take_cache_counts(&self) -> (u64, u64) {
+        let mut cache = self.cache.borrow_mut();
+        let counts = (cache.hits, cache.misses);
+        (cache.hits, cache.misses) = (0, 0);
+        counts
     }
 
     /// Decides `req` at unix time `now` (seconds).
@@ -192,12 +226,6 @@ impl<V: SignatureVerifier> Authenticator<V> {
         let index = requirement.provider;
         let provider = &self.config.providers[index];
         let fail = |f: Failure| Outcome::Fail(f, Some(index));
-        let invalid = |d: &str| {
-            fail(Failure::InvalidToken {
-                description: d.to_string(),
-                expired: false,
-            })
-        };
 
         let (token, source) =
             match extract::extract(req, &provider.token_sources, self.config.max_token_bytes) {
@@ -205,65 +233,34 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 Extracted::Missing if requirement.allow_missing => return Outcome::Pass(Vec::new()),
                 Extracted::Missing => return fail(Failure::Missing),
                 Extracted::Invalid(why) => return fail(Failure::InvalidRequest(why.to_string())),
-                Extracted::TooLarge => return invalid("Token too large"),
+                Extracted::TooLarge => return fail(invalid_token("Token too large")),
             };
-        let jws = match jws::parse(token) {
-            Ok(jws) => jws,
-            Err(e) => return invalid(e.0),
-        };
-        if !provider.algorithms.contains(&jws.alg) {
-            return invalid("Unexpected 'alg' value");
-        }
-        let claims = match jws.claims() {
-            Ok(claims) => claims,
-            Err(e) => return invalid(e.0),
-        };
-        if let Err(e) = provider.claims.check_issuer(&claims) {
-            return invalid(&e.description);
-        }
-        let (set, refetch_allowed) = match key_state(provider, index, keys) {
-            KeyState::Ready {
-                set,
-                refetch_allowed,
-            } => (set, refetch_allowed),
-            KeyState::Loading => {
+        let verified = match self.verify_token(index, token, now, keys) {
+            Ok(verified) => verified,
+            Err(Stop::Fail(failure)) => return fail(failure),
+            Err(Stop::Loading) => {
                 return Outcome::Pending {
                     provider: index,
                     unknown_kid: false,
                 };
             }
-            KeyState::Unavailable { retry_after_s } => {
-                return fail(Failure::Unavailable { retry_after_s });
-            }
-        };
-        let key = match set.select(jws.kid.as_deref(), jws.alg) {
-            Ok(key) => key,
-            Err(KeyError::UnknownKid) if refetch_allowed => {
+            Err(Stop::UnknownKid) => {
                 return Outcome::Pending {
                     provider: index,
                     unknown_kid: true,
                 };
             }
-            Err(KeyError::UnknownKid | KeyError::NoMatch) => {
-                return invalid("no applicable key found in the JSON Web Key Set");
-            }
-            Err(KeyError::Ambiguous) => {
-                return invalid("multiple matching keys found in the JSON Web Key Set");
-            }
         };
-        if !self
-            .verifier
-            .verify(jws.alg, key, jws.signing_input.as_bytes(), &jws.signature)
+        if let Err(e) = provider
+            .claims
+            .check(verified.typ.as_deref(), &verified.claims, now)
         {
-            return invalid("signature verification failed");
-        }
-        if let Err(e) = provider.claims.check(jws.typ.as_deref(), &claims, now) {
             return fail(Failure::InvalidToken {
                 description: e.description,
                 expired: e.expired,
             });
         }
-        if let Err(denied) = requirement.authorization.check(&claims) {
+        if let Err(denied) = requirement.authorization.check(&verified.claims) {
             return fail(match denied {
                 Denied::Scope(scopes) => Failure::InsufficientScope {
                     description: "Insufficient Scope".into(),
@@ -275,17 +272,103 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 },
             });
         }
-        Outcome::Pass(vec![Verified {
+        Outcome::Pass(vec![Passed {
             provider: index,
             source,
-            payload_b64: jws.payload_b64,
-            claims,
+            payload_b64: token.split('.').nth(1).unwrap_or_default(),
+            token: verified,
         }])
+    }
+
+    /// The format and signature stages for `token`, or their cached result: the token is
+    /// a well-formed JWS for this provider, signed by a key of its current key set.
+    fn verify_token(
+        &self,
+        index: usize,
+        token: &str,
+        now: u64,
+        keys: &dyn KeyStore,
+    ) -> Result<Rc<Verified>, Stop> {
+        let provider = &self.config.providers[index];
+        let state = key_state(provider, index, keys);
+        let cached = self.cache.borrow_mut().get(index, token, now);
+        if let Some(hit) = cached {
+            let key_kept = match &state {
+                KeyState::Ready { set, .. } => set
+                    .select(hit.kid.as_deref(), hit.alg)
+                    .is_ok_and(|k| k.material == hit.key),
+                _ => false,
+            };
+            if key_kept {
+                return Ok(hit);
+            }
+            self.cache.borrow_mut().remove(token);
+        }
+
+        let jws = jws::parse(token).map_err(|e| Stop::Fail(invalid_token(e.0)))?;
+        if !provider.algorithms.contains(&jws.alg) {
+            return Err(Stop::Fail(invalid_token("Unexpected 'alg' value")));
+        }
+        let claims = jws.claims().map_err(|e| Stop::Fail(invalid_token(e.0)))?;
+        provider
+            .claims
+            .check_issuer(&claims)
+            .map_err(|e| Stop::Fail(invalid_token(&e.description)))?;
+        let (set, refetch_allowed) = match state {
+            KeyState::Ready {
+                set,
+                refetch_allowed,
+            } => (set, refetch_allowed),
+            KeyState::Loading => return Err(Stop::Loading),
+            KeyState::Unavailable { retry_after_s } => {
+                return Err(Stop::Fail(Failure::Unavailable { retry_after_s }));
+            }
+        };
+        let key = match set.select(jws.kid.as_deref(), jws.alg) {
+            Ok(key) => key,
+            Err(KeyError::UnknownKid) if refetch_allowed => return Err(Stop::UnknownKid),
+            Err(KeyError::UnknownKid | KeyError::NoMatch) => {
+                return Err(Stop::Fail(invalid_token(
+                    "no applicable key found in the JSON Web Key Set",
+                )));
+            }
+            Err(KeyError::Ambiguous) => {
+                return Err(Stop::Fail(invalid_token(
+                    "multiple matching keys found in the JSON Web Key Set",
+                )));
+            }
+        };
+        if !self
+            .verifier
+            .verify(jws.alg, key, jws.signing_input.as_bytes(), &jws.signature)
+        {
+            return Err(Stop::Fail(invalid_token("signature verification failed")));
+        }
+        // Kept while `exp` (with the clock skew) may still pass; the claims are checked anyway.
+        let skew = provider.claims.clock_skew_s as f64;
+        let evict_at = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .map(|exp| exp + skew);
+        let verified = Rc::new(Verified {
+            alg: jws.alg,
+            kid: jws.kid,
+            typ: jws.typ,
+            key: key.material.clone(),
+            evict_at: evict_at.unwrap_or(f64::NEG_INFINITY),
+            claims,
+        });
+        if evict_at.is_some_and(|at| at > now as f64) {
+            self.cache
+                .borrow_mut()
+                .insert(index, token, Rc::clone(&verified));
+        }
+        Ok(verified)
     }
 
     /// Header changes for a request that goes upstream: identity headers are always
     /// stripped first; verified tokens add theirs and are removed unless forwarded.
-    fn changes(&self, req: &Request, verified: &[Verified]) -> HeaderChanges {
+    fn changes(&self, req: &Request, verified: &[Passed]) -> HeaderChanges {
         let mut changes = HeaderChanges {
             remove: self.config.identity_headers.clone(),
             set: Vec::new(),
@@ -303,7 +386,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
                     .push((header.clone(), v.payload_b64.to_string()));
             }
             for (path, header) in &provider.claim_to_headers {
-                if let Some(value) = path.lookup(&v.claims).and_then(header_value) {
+                if let Some(value) = path.lookup(&v.token.claims).and_then(header_value) {
                     changes.set.push((header.clone(), value));
                 }
             }

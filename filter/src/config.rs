@@ -25,6 +25,11 @@ pub struct Config {
     pub mode: Mode,
     pub unmatched: Unmatched,
     pub max_token_bytes: usize,
+    /// Verified tokens kept per worker (0 turns the cache off).
+    pub jwt_cache_size: usize,
+    /// Use the host's `verify_signature` where it exists (Envoy); false forces the
+    /// in-wasm verifiers.
+    pub host_crypto: bool,
     /// Providers in name order; requirements refer to them by index.
     pub providers: Vec<Provider>,
     pub rules: Vec<Rule>,
@@ -116,6 +121,10 @@ struct RawConfig {
     unmatched: Unmatched,
     #[serde(default = "default_max_token_bytes")]
     max_token_bytes: usize,
+    #[serde(default = "default_jwt_cache_size")]
+    jwt_cache_size: usize,
+    #[serde(default = "default_true")]
+    host_crypto: bool,
     providers: BTreeMap<String, RawProvider>,
     rules: Vec<RawRule>,
 }
@@ -227,6 +236,12 @@ fn default_realm() -> String {
 fn default_max_token_bytes() -> usize {
     8192
 }
+fn default_jwt_cache_size() -> usize {
+    1000
+}
+fn default_true() -> bool {
+    true
+}
 fn default_algorithms() -> Vec<String> {
     vec!["RS256".into()]
 }
@@ -283,6 +298,9 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if !(256..=65_536).contains(&raw.max_token_bytes) {
         return err("max_token_bytes", "must be between 256 and 65536");
     }
+    if raw.jwt_cache_size > 100_000 {
+        return err("jwt_cache_size", "must be at most 100000");
+    }
     if raw.providers.is_empty() {
         return err("providers", "must name at least one provider");
     }
@@ -313,6 +331,8 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         mode: raw.mode,
         unmatched: raw.unmatched,
         max_token_bytes: raw.max_token_bytes,
+        jwt_cache_size: raw.jwt_cache_size,
+        host_crypto: raw.host_crypto,
         providers,
         rules,
         identity_headers,

@@ -7,6 +7,7 @@
 use crate::base64url;
 use crate::json;
 use jsonwebtoken::{Algorithm, DecodingKey};
+use p256::pkcs8::EncodePublicKey;
 use serde_json::{Map, Value};
 
 /// Most keys accepted in one set; real issuers publish a handful.
@@ -28,8 +29,18 @@ pub struct Key {
     /// The JWK's own `alg`: when present, the key verifies that algorithm only.
     pub alg: Option<Algorithm>,
     pub material: Material,
-    /// The prepared key for the in-wasm verifiers, built once.
-    pub decoding: DecodingKey,
+    /// The key as the in-wasm verifiers use it, prepared once when the set loads.
+    pub prepared: Prepared,
+    /// DER SubjectPublicKeyInfo (RSA and EC keys), for the host's `verify_signature`.
+    pub spki_der: Option<Vec<u8>>,
+}
+
+/// A key parsed for verification: RSA keys as `rsa` keys (so no request parses a modulus),
+/// the others as `jsonwebtoken` keys.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    Rsa(rsa::RsaPublicKey),
+    Jwt(DecodingKey),
 }
 
 /// The public parameters of a key, decoded.
@@ -223,7 +234,7 @@ fn parse_key(entry: &Value, origin: Origin) -> Result<Key, String> {
         ),
     };
     let kty = optional_str(jwk, "kty")?.ok_or("'kty' missing")?;
-    let (material, decoding) = match kty {
+    let (material, prepared, spki_der) = match kty {
         "RSA" => rsa_key(jwk)?,
         "EC" => ec_key(jwk)?,
         "OKP" => okp_key(jwk)?,
@@ -235,7 +246,8 @@ fn parse_key(entry: &Value, origin: Origin) -> Result<Key, String> {
         kid: kid.map(str::to_string),
         alg,
         material,
-        decoding,
+        prepared,
+        spki_der,
     };
     // A key whose own `alg` it cannot verify (ES384 on a P-256 key, HS512 on a 32-byte
     // secret) is useless at best and a confusion at worst.
@@ -260,7 +272,10 @@ fn bytes(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
     base64url::decode(text).ok_or_else(|| format!("'{name}' is not canonical base64url"))
 }
 
-fn rsa_key(jwk: &Map<String, Value>) -> Result<(Material, DecodingKey), String> {
+/// A key's material, its prepared form and its DER public key, if the host can use one.
+type Parts = (Material, Prepared, Option<Vec<u8>>);
+
+fn rsa_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
     let n = strip_leading_zeros(bytes(jwk, "n")?);
     let e = strip_leading_zeros(bytes(jwk, "e")?);
     let bits = bit_length(&n);
@@ -282,11 +297,19 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<(Material, DecodingKey), String> 
     if roca_fingerprint(&n) {
         return Err("RSA key has the ROCA fingerprint (CVE-2017-15361)".into());
     }
-    let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
-    Ok((Material::Rsa { n, e }, decoding))
+    let public = rsa::RsaPublicKey::new(
+        rsa::BigUint::from_bytes_be(&n),
+        rsa::BigUint::from_bytes_be(&e),
+    )
+    .map_err(|e| format!("RSA key refused: {e}"))?;
+    let der = public
+        .to_public_key_der()
+        .map_err(|e| e.to_string())?
+        .into_vec();
+    Ok((Material::Rsa { n, e }, Prepared::Rsa(public), Some(der)))
 }
 
-fn ec_key(jwk: &Map<String, Value>) -> Result<(Material, DecodingKey), String> {
+fn ec_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
     let (curve, size) = match optional_str(jwk, "crv")? {
         Some("P-256") => (Curve::P256, 32),
         Some("P-384") => (Curve::P384, 48),
@@ -300,18 +323,22 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<(Material, DecodingKey), String> {
     point.push(0x04);
     point.extend_from_slice(&x);
     point.extend_from_slice(&y);
-    let on_curve = match curve {
-        Curve::P256 => p256::PublicKey::from_sec1_bytes(&point).is_ok(),
-        Curve::P384 => p384::PublicKey::from_sec1_bytes(&point).is_ok(),
-    };
-    if !on_curve {
-        return Err("EC point is not on the curve".into());
+    let not_on_curve = |_| "EC point is not on the curve".to_string();
+    let der = match curve {
+        Curve::P256 => p256::PublicKey::from_sec1_bytes(&point)
+            .map_err(not_on_curve)?
+            .to_public_key_der(),
+        Curve::P384 => p384::PublicKey::from_sec1_bytes(&point)
+            .map_err(not_on_curve)?
+            .to_public_key_der(),
     }
-    let decoding = DecodingKey::from_ec_der(&point);
-    Ok((Material::Ec { curve, point }, decoding))
+    .map_err(|e| e.to_string())?
+    .into_vec();
+    let prepared = Prepared::Jwt(DecodingKey::from_ec_der(&point));
+    Ok((Material::Ec { curve, point }, prepared, Some(der)))
 }
 
-fn okp_key(jwk: &Map<String, Value>) -> Result<(Material, DecodingKey), String> {
+fn okp_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
     if optional_str(jwk, "crv")? != Some("Ed25519") {
         return Err("only the Ed25519 OKP curve is supported".into());
     }
@@ -323,17 +350,17 @@ fn okp_key(jwk: &Map<String, Value>) -> Result<(Material, DecodingKey), String> 
     if ed25519_dalek::VerifyingKey::from_bytes(&point).is_err() {
         return Err("Ed25519 key is not a valid point".into());
     }
-    let decoding = DecodingKey::from_ed_der(&x);
-    Ok((Material::Ed25519 { x }, decoding))
+    let prepared = Prepared::Jwt(DecodingKey::from_ed_der(&x));
+    Ok((Material::Ed25519 { x }, prepared, None))
 }
 
-fn oct_key(jwk: &Map<String, Value>) -> Result<(Material, DecodingKey), String> {
+fn oct_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
     let secret = bytes(jwk, "k")?;
     if secret.len() < 32 {
         return Err("HMAC secret shorter than 32 bytes".into());
     }
-    let decoding = DecodingKey::from_secret(&secret);
-    Ok((Material::Oct { secret }, decoding))
+    let prepared = Prepared::Jwt(DecodingKey::from_secret(&secret));
+    Ok((Material::Oct { secret }, prepared, None))
 }
 
 fn strip_leading_zeros(mut v: Vec<u8>) -> Vec<u8> {

@@ -4,7 +4,7 @@
 use crate::request::{HeaderChanges, Request};
 use crate::response::Denial;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 use std::time::{Duration, UNIX_EPOCH};
 
 pub fn log(level: LogLevel, message: &str) {
@@ -120,4 +120,23 @@ pub fn dispatch(
         Duration::from_millis(timeout_ms),
     )
     .map_err(|status| format!("dispatch to cluster '{cluster}' refused: {status:?}"))
+}
+
+/// Calls the host's `verify_signature` foreign function. `None` when the host has none
+/// (the caller then verifies in wasm); any other failure is an empty answer, which reads
+/// as an invalid signature.
+pub fn verify_signature(arguments: &[u8]) -> Option<Vec<u8>> {
+    match hostcalls::call_foreign_function("verify_signature", Some(arguments)) {
+        Ok(answer) => Some(answer.unwrap_or_default()),
+        Err(Status::NotFound) => None,
+        Err(_) => Some(Vec::new()),
+    }
+}
+
+/// Whether the host offers `verify_signature` (asked once per VM, at configure time).
+pub fn has_verify_signature() -> bool {
+    !matches!(
+        hostcalls::call_foreign_function("verify_signature", None),
+        Err(Status::NotFound)
+    )
 }

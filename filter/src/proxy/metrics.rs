@@ -12,6 +12,8 @@ pub struct Metrics {
     pub fetch_failed: Option<u32>,
     pub paused: Option<u32>,
     pub report_would_deny: Option<u32>,
+    cache_hit: Option<u32>,
+    cache_miss: Option<u32>,
     /// The key-set age gauge of each remote provider, by provider index.
     key_age: Vec<Option<u32>>,
 }
@@ -34,6 +36,8 @@ impl Metrics {
             fetch_failed: counter("jwks_fetch_failed"),
             paused: counter("paused"),
             report_would_deny: counter("report_would_deny"),
+            cache_hit: counter("jwt_cache_hit"),
+            cache_miss: counter("jwt_cache_miss"),
             key_age: (0..providers)
                 .map(|i| {
                     let (_, name) = gauges.iter().find(|(g, _)| *g == i)?;
@@ -46,6 +50,14 @@ impl Metrics {
     pub fn count(id: Option<u32>) {
         if let Some(id) = id {
             let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    pub fn cache(&self, hits: u64, misses: u64) {
+        for (id, n) in [(self.cache_hit, hits), (self.cache_miss, misses)] {
+            if let (Some(id), true) = (id, n > 0) {
+                let _ = hostcalls::increment_metric(id, n as i64);
+            }
         }
     }
 

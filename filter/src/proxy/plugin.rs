@@ -6,9 +6,11 @@ use super::metrics::Metrics;
 use super::shared::Slots;
 use crate::authenticator::{Authenticator, Decision, KeyState, KeyStore, Refusal};
 use crate::config::{Config, ConfigError, Fetch, KeySource, split_uri};
+use crate::jwks::Key;
 use crate::key_cache::{self, KeysRecord, LocalKeys, Trigger};
 use crate::response::{Failure, deny};
-use crate::verify::RustCrypto;
+use crate::verify::{HostCrypto, RustCrypto, SignatureVerifier};
+use jsonwebtoken::Algorithm;
 use proxy_wasm::types::LogLevel;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -54,10 +56,29 @@ enum Step {
     },
 }
 
+/// The host's `verify_signature` where this VM has it and the configuration allows it,
+/// the in-wasm verifiers otherwise.
+enum Crypto {
+    Host,
+    Wasm,
+}
+
+impl SignatureVerifier for Crypto {
+    fn verify(&self, alg: Algorithm, key: &Key, message: &[u8], signature: &[u8]) -> bool {
+        match self {
+            Crypto::Host => HostCrypto {
+                call: host::verify_signature,
+            }
+            .verify(alg, key, message, signature),
+            Crypto::Wasm => RustCrypto.verify(alg, key, message, signature),
+        }
+    }
+}
+
 pub struct Plugin {
     /// The root context: fetches started outside a request callback belong to it.
     root: u32,
-    authenticator: Authenticator<RustCrypto>,
+    authenticator: Authenticator<Crypto>,
     metrics: Metrics,
     remotes: RefCell<Vec<Remote>>,
     waiting: RefCell<Vec<Waiting>>,
@@ -106,10 +127,28 @@ impl Plugin {
                 local: LocalKeys::default(),
             });
         }
+        let crypto = if config.host_crypto && host::has_verify_signature() {
+            Crypto::Host
+        } else {
+            Crypto::Wasm
+        };
+        let which = if matches!(crypto, Crypto::Host) {
+            "host verify_signature"
+        } else {
+            "in-wasm"
+        };
+        host::log(
+            LogLevel::Info,
+            &format!(
+                "configured: {} providers, {} rules, signatures: {which}",
+                config.providers.len(),
+                config.rules.len()
+            ),
+        );
         Ok(Plugin {
             root,
             metrics: Metrics::define(config.providers.len(), &gauges),
-            authenticator: Authenticator::new(config, RustCrypto),
+            authenticator: Authenticator::new(config, crypto),
             remotes: RefCell::new(remotes),
             waiting: RefCell::new(Vec::new()),
             calls: RefCell::new(HashMap::new()),
@@ -136,6 +175,8 @@ impl Plugin {
             };
             self.authenticator.decide(&request, now_ms / 1000, &keys)
         };
+        let (hits, misses) = self.authenticator.take_cache_counts();
+        self.metrics.cache(hits, misses);
         match decision {
             Decision::Allow { changes, reported } => {
                 host::apply(&changes);
