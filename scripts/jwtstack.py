@@ -319,6 +319,7 @@ class Stack:
             config_text = render_envoy_yaml(admin=0, listener=0, upstream=upstream, idp=idp,
                                             filter_config=filter_config)
         cfg.write_text(config_text)
+        admin_path.unlink(missing_ok=True)  # never read a previous Envoy's address
         p = self._spawn("envoy", self.envoy_argv(cfg, concurrency, admin_path))
         deadline = time.monotonic() + READY_TIMEOUT_S
         admin = None
@@ -327,7 +328,7 @@ class Stack:
                 raise StackError(f"envoy exited with {p.popen.returncode}\n{p.tail()}")
             if admin is None and admin_path.exists():
                 text = admin_path.read_text().strip()
-                if text:
+                if text.startswith("127.0.0.1:"):
                     admin = int(text.rsplit(":", 1)[1])
             if admin is not None:
                 try:
