@@ -1,0 +1,512 @@
+#!/usr/bin/env python3
+"""`make bench`: this filter against no filter and Envoy's native jwt_authn, in real Envoy.
+
+Setups (one Envoy each, all started at once, each `--concurrency 1` pinned to CPU 0 with
+taskset; idle ones cost nothing): no filter; native `jwt_authn` without and with
+`jwt_cache_config`; dist/jwt_filter.wasm with host crypto (Envoy's `verify_signature`);
+dist/jwt_filter.wasm with `"host_crypto": false` (the in-wasm fallback). Every route is a
+`direct_response` (no upstream); both filters have the key inline (no fetch). RS256 2048-bit.
+
+Workloads: one token repeated; a pool of distinct valid tokens (default 10,000) cycled, so
+no verified-token cache can help. `wrk -t1 -c8` pinned to CPU 1, one Lua script for both
+(bench/wrk/tokens.lua) so the client does the same work in both.
+
+Rounds are interleaved (round r: every workload, every setup, the setup order rotated each
+round) and ratios are taken within a round, then the median over rounds: on a shared, noisy
+machine the ratios hold better than the absolute numbers.
+
+Before measuring, every setup is checked: a valid token gets 200; with an auth filter, no
+token and a tampered token get 401. A measurement with any non-200 answer or socket error
+is flagged in the table and makes the run exit 1.
+
+Writes bench/results/<date>-<HHMM>.md and .json and prints the table. Processes: every one
+is started here and stopped here by its pid, loopback only, every wait bounded.
+Python 3.11 standard library + scripts/jwtstack.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import jwtstack  # noqa: E402  (Proc, Idp, http: the project's process/HTTP helpers)
+
+BENCH = ROOT / "bench"
+ENVOY_DIR = BENCH / "envoy"
+LUA = BENCH / "wrk" / "tokens.lua"
+CACHE = BENCH / ".cache"
+RESULTS = BENCH / "results"
+WASM = ROOT / "dist" / "jwt_filter.wasm"
+ENVOY = jwtstack.ENVOY
+HARNESS = jwtstack.HARNESS
+ISSUER, AUDIENCE, KEY = "https://issuer.test/", "https://api.test", "bench"
+
+# (id, label, filter snippet, filter-config overrides (wasm only))
+SETUPS = [
+    ("none", "no filter", "filter-none.yaml", None),
+    ("jwt_authn", "native jwt_authn", "filter-jwt_authn.yaml", None),
+    ("jwt_authn_cache", "native jwt_authn + jwt_cache_config", "filter-jwt_authn_cache.yaml", None),
+    ("wasm_host", "jwt_filter, host crypto", "filter-wasm.yaml", {}),
+    ("wasm_nohost", "jwt_filter, host_crypto: false", "filter-wasm.yaml", {"host_crypto": False}),
+]
+WORKLOADS = [("single", "one token repeated"), ("pool", "distinct tokens cycled")]
+
+
+def log(msg: str):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Keys and tokens.
+
+def jwks() -> dict:
+    out = subprocess.run([HARNESS, "keys", KEY], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    return json.loads(out)
+
+
+def mint_pool(n: int, workdir: Path, valid_s: int) -> list[str]:
+    """n distinct valid tokens (sub and jti differ), from `harness idp` (native signing).
+
+    Cached in bench/.cache while they stay valid for at least another hour."""
+    CACHE.mkdir(exist_ok=True)
+    path, meta_path = CACHE / f"tokens-{n}.txt", CACHE / f"tokens-{n}.json"
+    now = int(time.time())
+    try:
+        meta = json.loads(meta_path.read_text())
+        toks = path.read_text().split()
+        if (meta.get("key") == KEY and meta.get("issuer") == ISSUER and len(toks) == n
+                and meta.get("exp", 0) > now + 3600):
+            log(f"{n} tokens from {path.relative_to(ROOT)} (valid until {meta['exp']})")
+            return toks
+    except (OSError, ValueError):
+        pass
+    log(f"minting {n} distinct RS256 tokens with `harness idp` ...")
+    t0 = time.monotonic()
+    stack = jwtstack.Stack(workdir / "mint")
+    try:
+        idp = stack.start_idp(keys=(KEY,), issuer=ISSUER)
+        toks = [idp.token(KEY, sub=f"bench-user-{i}", jti=f"bench-{now}-{i}", scope=None,
+                          exp=f"+{valid_s}s") for i in range(n)]
+    finally:
+        stack.stop()
+    if len(set(toks)) != n:
+        raise SystemExit("bench: minted tokens are not distinct")
+    path.write_text("\n".join(toks) + "\n")
+    meta_path.write_text(json.dumps({"key": KEY, "issuer": ISSUER, "exp": now + valid_s}))
+    log(f"minted {n} tokens in {time.monotonic() - t0:.1f} s")
+    return toks
+
+
+# --------------------------------------------------------------------------------------------
+# Envoy.
+
+def render(setup: tuple, keys: dict, filter_cfg_overrides: dict | None) -> str:
+    _, _, snippet, _ = setup
+    text = (ENVOY_DIR / "base.yaml").read_text()
+    filters = (ENVOY_DIR / snippet).read_text().rstrip("\n")
+    if filter_cfg_overrides is not None:
+        cfg = {"providers": {"p": {"issuer": ISSUER, "audiences": [AUDIENCE],
+                                   "local_jwks": keys}},
+               "rules": [{"match": {"prefix": "/"}, "requires": {"provider": "p"}}]}
+        cfg.update(filter_cfg_overrides)
+        # JSON strings are valid YAML double-quoted scalars.
+        filters = (filters.replace("__WASM__", json.dumps(str(WASM)))
+                   .replace("__FILTER_CONFIG__",
+                            json.dumps(json.dumps(cfg, separators=(",", ":")))))
+    filters = filters.replace("__JWKS__", json.dumps(json.dumps(keys, separators=(",", ":"))))
+    return re.sub(r"^__FILTERS__$", lambda _: filters, text, count=1, flags=re.M)
+
+
+class BenchEnvoy:
+    def __init__(self, setup, proc, admin, port):
+        self.setup, self.proc, self.admin, self.port = setup, proc, admin, port
+
+    @property
+    def id(self):
+        return self.setup[0]
+
+
+def envoy_argv(cfg: Path, cpu: str | None, extra: list[str]) -> list[str]:
+    argv = [str(ENVOY), "-c", str(cfg), "--concurrency", "1", "--disable-hot-restart",
+            "-l", "warn"] + extra
+    return (["taskset", "-c", cpu] if cpu is not None else []) + argv
+
+
+def validate(setup, cfg: Path) -> tuple[bool, str]:
+    r = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(cfg), "-l", "error"],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT)
+    return r.returncode == 0, (r.stdout + r.stderr)
+
+
+def start_envoy(setup, cfg: Path, workdir: Path, cpu: str | None) -> BenchEnvoy:
+    admin_path = workdir / f"{setup[0]}.admin"
+    admin_path.unlink(missing_ok=True)
+    proc = jwtstack.Proc(f"envoy-{setup[0]}",
+                         envoy_argv(cfg, cpu, ["--admin-address-path", str(admin_path)]),
+                         workdir / f"{setup[0]}.log")
+    deadline = time.monotonic() + 60
+    admin = None
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise jwtstack.StackError(f"envoy {setup[0]} exited\n{proc.tail()}")
+        if admin is None and admin_path.exists():
+            text = admin_path.read_text().strip()
+            if text.startswith("127.0.0.1:"):
+                admin = int(text.rsplit(":", 1)[1])
+        if admin is not None:
+            try:
+                if jwtstack.http(admin, "GET", "/ready", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+        time.sleep(0.05)
+    else:
+        proc.stop()
+        raise jwtstack.StackError(f"envoy {setup[0]} not ready in 60 s\n{proc.tail()}")
+    listeners = jwtstack.http(admin, "GET", "/listeners?format=json").json()["listener_statuses"]
+    port = listeners[0]["local_address"]["socket_address"]["port_value"]
+    return BenchEnvoy(setup, proc, admin, port)
+
+
+def preflight(e: BenchEnvoy, token: str) -> str | None:
+    """None if the setup answers as it must, else what went wrong."""
+    def get(tok):
+        h = {"authorization": f"Bearer {tok}"} if tok is not None else {}
+        return jwtstack.http(e.port, "GET", "/", h, timeout=10).status
+    head, payload, sig = token.split(".")
+    tampered = f"{head}.{payload}.{sig[:-4]}{'AAAA' if sig[-4:] != 'AAAA' else 'BBBB'}"
+    want = {"valid": 200, "none": 200 if e.id == "none" else 401,
+            "tampered": 200 if e.id == "none" else 401}
+    got = {"valid": get(token), "none": get(None), "tampered": get(tampered)}
+    return None if got == want else f"expected {want}, got {got}"
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def filter_stats(e: BenchEnvoy) -> dict:
+    try:
+        body = jwtstack.http(e.admin, "GET", "/stats", timeout=5).body.decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in body.splitlines():
+        name, _, value = line.partition(": ")
+        if (name.startswith("wasmcustom.") or name.startswith("wasm.") or
+                ".jwt_authn." in name) and value.strip().isdigit():
+            out[name] = int(value)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# wrk.
+
+def run_wrk(port: int, tokens: Path, seconds: float, conns: int, cpu: str | None) -> dict:
+    argv = ["wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s", "--timeout", "5s", "-s", str(LUA),
+            f"http://127.0.0.1:{port}/"]
+    if cpu is not None:
+        argv = ["taskset", "-c", cpu] + argv
+    env = dict(os.environ, BENCH_TOKENS=str(tokens))
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=seconds + 60)
+    m = re.search(r"^BENCH_JSON (\{.*\})$", r.stdout, re.M)
+    if r.returncode != 0 or not m:
+        raise SystemExit(f"bench: wrk failed ({r.returncode})\n{r.stdout}\n{r.stderr}")
+    d = json.loads(m.group(1))
+    d["rps"] = d["requests"] / (d["duration_us"] / 1e6)
+    d["errors"] = sum(d[k] for k in d if k.startswith("err_"))
+    return d
+
+
+# --------------------------------------------------------------------------------------------
+# Report.
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    except (OSError, IndexError):
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "kernel": platform.release(), "mem": mem,
+            "hostname": platform.node()}
+
+
+def tool_version(argv) -> str:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        return (r.stdout + r.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def git_state() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "filter"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head + (" (filter/ has uncommitted changes)" if dirty else "")
+    except OSError:
+        return "?"
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def summarize(runs: list[dict], setups: list[str], workloads: list[str]) -> dict:
+    out = {}
+    for w in workloads:
+        for s in setups:
+            mine = [r for r in runs if r["workload"] == w and r["setup"] == s]
+            if not mine:
+                continue
+            ratio = {}
+            for base in ("none", "jwt_authn"):
+                per_round = []
+                for r in mine:
+                    b = [x for x in runs if x["workload"] == w and x["setup"] == base
+                         and x["round"] == r["round"]]
+                    if b and b[0]["rps"] > 0:
+                        per_round.append(r["rps"] / b[0]["rps"])
+                ratio[base] = med(per_round)
+            out[f"{w}/{s}"] = {
+                "workload": w, "setup": s, "rounds": len(mine),
+                "rps": med([r["rps"] for r in mine]),
+                "rps_min": min(r["rps"] for r in mine), "rps_max": max(r["rps"] for r in mine),
+                "p50_ms": med([r["p50_us"] / 1000 for r in mine]),
+                "p99_ms": med([r["p99_us"] / 1000 for r in mine]),
+                "x_none": ratio["none"], "x_jwt_authn": ratio["jwt_authn"],
+                "errors": sum(r["errors"] for r in mine),
+            }
+    return out
+
+
+def fmt_int(x):
+    return "-" if x is None else f"{x:,.0f}"
+
+
+def fmt_x(x):
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def table(summary: dict, labels: dict, workloads: list[tuple], setups: list[str],
+          rounds: int) -> str:
+    lines = [f"| workload | setup | req/s (median of {rounds}) | min-max | p50 ms | p99 ms | "
+             "vs no filter | vs native jwt_authn |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for w, wlabel in workloads:
+        for s in setups:
+            r = summary.get(f"{w}/{s}")
+            if r is None:
+                continue
+            flag = f" **{r['errors']} errors**" if r["errors"] else ""
+            lines.append(
+                f"| {wlabel} | {labels[s]}{flag} | {fmt_int(r['rps'])} | "
+                f"{fmt_int(r['rps_min'])}-{fmt_int(r['rps_max'])} | {r['p50_ms']:.2f} | "
+                f"{r['p99_ms']:.2f} | {fmt_x(r['x_none'])} | {fmt_x(r['x_jwt_authn'])} |")
+    return "\n".join(lines)
+
+
+def targets(summary: dict, wasm_size: int) -> list[str]:
+    """The targets of issue 5, checked against this run (ratios within the run)."""
+    out = []
+
+    def get(k, f):
+        return (summary.get(k) or {}).get(f)
+
+    def line(name, value, goal, ok):
+        state = "-" if ok is None else ("met" if ok else "**missed**")
+        out.append(f"| {name} | {value} | {goal} | {state} |")
+
+    x = get("single/wasm_host", "x_none")
+    line("one token, host crypto, vs no filter", fmt_x(x), ">= 0.90x", None if x is None else x >= 0.9)
+    a, b = get("single/wasm_host", "rps"), get("single/jwt_authn_cache", "rps")
+    line("one token, host crypto, vs jwt_authn + cache",
+         fmt_x(a / b) if a and b else "-", ">= 1.00x", None if not (a and b) else a >= b)
+    x = get("pool/wasm_host", "x_jwt_authn")
+    line("distinct tokens, host crypto, vs jwt_authn (no cache)", fmt_x(x), ">= 1.00x",
+         None if x is None else x >= 1.0)
+    r = get("pool/wasm_nohost", "rps")
+    line("distinct tokens, in-wasm fallback, req/s", fmt_int(r),
+         ">= 2,000 (5x the ~400 of the naive filter in issue 5)", None if r is None else r >= 2000)
+    line("dist/jwt_filter.wasm size", f"{wasm_size / 1024:.0f} KiB", "<= 512 KiB",
+         wasm_size <= 512 * 1024)
+    return ["| target | this run | goal | |", "|---|---:|---|---|"] + out
+
+
+# --------------------------------------------------------------------------------------------
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)))
+    ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", 10)))
+    ap.add_argument("--warmup", type=int, default=2, help="seconds per setup and workload")
+    ap.add_argument("--tokens", type=int, default=int(os.environ.get("BENCH_TOKENS_N", 10000)))
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--setups", default=",".join(s[0] for s in SETUPS))
+    ap.add_argument("--no-write", action="store_true", help="print only, write no results")
+    args = ap.parse_args()
+
+    for tool in ("wrk", "taskset"):
+        if not shutil.which(tool):
+            raise SystemExit(f"bench: {tool} not found (make bench installs it)")
+    for p in (ENVOY, HARNESS, WASM):
+        if not Path(p).exists():
+            raise SystemExit(f"bench: {p} missing (make bench builds it)")
+    ncpu = os.cpu_count() or 1
+    envoy_cpu, wrk_cpu = ("0", "1") if ncpu >= 2 else (None, None)
+    if envoy_cpu is None:
+        log("warning: fewer than 2 CPUs, no pinning")
+
+    chosen = [s for s in SETUPS if s[0] in args.setups.split(",")]
+    labels = {s[0]: s[1] for s in SETUPS}
+    started = dt.datetime.now()
+    stamp = started.strftime("%Y-%m-%d-%H%M")
+    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"jwt-bench-{stamp}-{os.getpid()}"
+    workdir.mkdir(parents=True)
+    wasm_bytes = WASM.read_bytes()
+    info = {
+        "date": started.isoformat(timespec="seconds"), "machine": machine(),
+        "loadavg_start": os.getloadavg(), "envoy": tool_version([str(ENVOY), "--version"]).split("version: ")[-1],
+        "wrk": tool_version(["wrk", "-v"]), "git": git_state(),
+        "wasm": {"path": str(WASM.relative_to(ROOT)), "bytes": len(wasm_bytes),
+                 "sha256": hashlib.sha256(wasm_bytes).hexdigest(),
+                 "references_verify_signature": b"verify_signature" in wasm_bytes},
+        "settings": {"rounds": args.rounds, "duration_s": args.duration,
+                     "warmup_s": args.warmup, "tokens": args.tokens,
+                     "wrk": f"-t1 -c{args.connections}", "envoy_cpu": envoy_cpu,
+                     "wrk_cpu": wrk_cpu, "envoy": "--concurrency 1 -l warn"},
+        "notes": [],
+    }
+    log(f"envoy {info['envoy']}; wasm {len(wasm_bytes)} bytes; load {info['loadavg_start']}")
+
+    keys = jwks()
+    pool = mint_pool(args.tokens, workdir, valid_s=12 * 3600)
+    token_files = {"single": workdir / "single.txt", "pool": workdir / "pool.txt"}
+    token_files["single"].write_text(pool[0] + "\n")
+    token_files["pool"].write_text("\n".join(pool) + "\n")
+
+    envoys: list[BenchEnvoy] = []
+    skipped = {}
+    try:
+        for setup in chosen:
+            overrides = setup[3]
+            cfg = workdir / f"{setup[0]}.yaml"
+            cfg.write_text(render(setup, keys, overrides))
+            ok, out = validate(setup, cfg)
+            if not ok and not overrides:  # only a filter-config field may be refused
+                raise SystemExit(f"bench: Envoy refuses {cfg}:\n{out}")
+            if not ok:
+                reason = next((l for l in out.splitlines() if "invalid configuration" in l),
+                              out.strip().splitlines()[-1] if out.strip() else "?")
+                skipped[setup[0]] = f"Envoy refuses the configuration: {reason.strip()}"
+                log(f"skip {setup[0]}: {skipped[setup[0]]}")
+                continue
+            e = start_envoy(setup, cfg, workdir, envoy_cpu)
+            envoys.append(e)
+            bad = preflight(e, pool[0])
+            if bad:
+                raise SystemExit(f"bench: {setup[0]} preflight failed: {bad}\n{e.proc.tail()}")
+            log(f"{setup[0]}: pid {e.proc.pid}, port {e.port}, preflight ok")
+        if not info["wasm"]["references_verify_signature"]:
+            info["notes"].append("dist/jwt_filter.wasm does not reference `verify_signature`: "
+                                 "the 'host crypto' setup verifies in wasm too.")
+        for sid, why in skipped.items():
+            info["notes"].append(f"{labels[sid]}: not run. {why}")
+
+        for w, _ in WORKLOADS:
+            for e in envoys:
+                run_wrk(e.port, token_files[w], args.warmup, args.connections, wrk_cpu)
+        log("warm-up done")
+
+        runs = []
+        for rnd in range(1, args.rounds + 1):
+            for w, _ in WORKLOADS:
+                k = (rnd - 1) % len(envoys)
+                for e in envoys[k:] + envoys[:k]:
+                    d = run_wrk(e.port, token_files[w], args.duration, args.connections, wrk_cpu)
+                    d.update(round=rnd, workload=w, setup=e.id)
+                    runs.append(d)
+                    log(f"round {rnd} {w:6} {e.id:16} {d['rps']:9,.0f} req/s  "
+                        f"p50 {d['p50_us'] / 1000:.2f} ms  p99 {d['p99_us'] / 1000:.2f} ms"
+                        + (f"  ERRORS {d['errors']}" if d["errors"] else ""))
+        info["rss_kib_after"] = {e.id: rss_kib(e.proc.pid) for e in envoys}
+        info["stats_after"] = {e.id: filter_stats(e) for e in envoys}
+    finally:
+        for e in envoys:
+            e.proc.stop()
+    info["loadavg_end"] = os.getloadavg()
+    info["elapsed_s"] = round((dt.datetime.now() - started).total_seconds())
+
+    ids = [e.id for e in envoys]
+    summary = summarize(runs, ids, [w for w, _ in WORKLOADS])
+    wl = [(w, f"{l} ({args.tokens:,})" if w == "pool" else l) for w, l in WORKLOADS]
+    tbl = table(summary, labels, wl, ids, args.rounds)
+    m = info["machine"]
+    la0, la1 = info["loadavg_start"], info["loadavg_end"]
+    md = [f"# Benchmark {info['date']}", "",
+          f"- Machine: {m['cpu']}, {m['cpus']} CPUs, {m['mem']}, Linux {m['kernel']}; "
+          f"load average {la0[0]:.2f} at start, {la1[0]:.2f} at end"
+          + (" (**shared, noisy machine**: compare ratios within this run, not absolute numbers)"
+             if max(la0[0], la1[0]) > 1.5 else ""),
+          f"- Envoy `{info['envoy']}`, `--concurrency 1` on CPU {envoy_cpu}; "
+          f"`wrk -t1 -c{args.connections}` on CPU {wrk_cpu} ({info['wrk'].split(' [')[0]})",
+          f"- {args.rounds} rounds x {args.duration:g} s per setup and workload, interleaved "
+          f"(+{args.warmup:g} s warm-up each); direct_response route; RS256 2048-bit; "
+          "keys inline in both filters",
+          f"- `dist/jwt_filter.wasm`: {len(wasm_bytes):,} bytes ({len(wasm_bytes) / 1024:.0f} KiB), "
+          f"sha256 {info['wasm']['sha256'][:16]}..., git {info['git']}",
+          f"- Envoy RSS after the run (KiB): " + ", ".join(
+              f"{labels[k]} {v:,}" for k, v in info["rss_kib_after"].items() if v),
+          f"- Took {info['elapsed_s']} s", ""]
+    md += [f"- Note: {n}" for n in info["notes"]]
+    md += ["", tbl, "", "Targets (issue 5):", ""] + targets(summary, len(wasm_bytes)) + [""]
+    text = "\n".join(md)
+    print()
+    print(text)
+    if not args.no_write:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{stamp}.md").write_text(text)
+        (RESULTS / f"{stamp}.json").write_text(json.dumps(
+            {"info": info, "summary": summary, "runs": runs}, indent=1) + "\n")
+        log(f"wrote bench/results/{stamp}.md and .json")
+    shutil.rmtree(workdir, ignore_errors=True)
+    errors = sum(r["errors"] for r in runs)
+    if errors:
+        log(f"{errors} failed requests: the table is not trustworthy")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
