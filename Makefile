@@ -21,7 +21,7 @@ build: wasm-target
 unit:
 	cargo test --workspace --release
 
-test: unit build scenarios
+test: unit build scenarios e2e
 
 lint:
 	cargo fmt --all -- --check
@@ -77,7 +77,6 @@ bench: build harness-bin envoy
 	@command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	@command -v taskset >/dev/null || (apt-get update && apt-get install -y util-linux)
 	python3 bench/run.py $(BENCH_ARGS)
-
 
 clean:
 	cargo clean
