@@ -6,7 +6,7 @@
 
 use crate::base64url;
 use crate::json;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use p256::pkcs8::EncodePublicKey;
 use serde_json::{Map, Value};
 
@@ -29,45 +29,19 @@ pub struct Key {
     /// The JWK's own `alg`: when present, the key verifies that algorithm only.
     pub alg: Option<Algorithm>,
     pub material: Material,
-    /// The key as the in-wasm verifiers use it, prepared once when the set loads.
-    pub prepared: Prepared,
     /// DER SubjectPublicKeyInfo (RSA and EC keys), for the host's `verify_signature`.
     pub spki_der: Option<Vec<u8>>,
 }
 
-/// A key parsed for verification: RSA keys as `rsa` keys (so no request parses a modulus),
-/// the others as `jsonwebtoken` keys.
-#[derive(Debug, Clone)]
-pub enum Prepared {
-    Rsa(rsa::RsaPublicKey),
-    Jwt(DecodingKey),
-}
-
-/// The public parameters of a key, decoded.
+/// A key, parsed and validated once when its set loads, ready for the verifiers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Material {
-    Rsa {
-        n: Vec<u8>,
-        e: Vec<u8>,
-    },
-    /// `point` is the SEC1 uncompressed point `04 || x || y`, validated on the curve.
-    Ec {
-        curve: Curve,
-        point: Vec<u8>,
-    },
-    Ed25519 {
-        x: Vec<u8>,
-    },
+    Rsa(rsa::RsaPublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
     /// A shared HMAC secret: only ever from the configuration, never from the network.
-    Oct {
-        secret: Vec<u8>,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Curve {
-    P256,
-    P384,
+    Oct(Vec<u8>),
 }
 
 /// Why no key verifies a token.
@@ -130,7 +104,7 @@ impl KeySet {
         }
         let symmetric = keys
             .iter()
-            .filter(|k| matches!(k.material, Material::Oct { .. }))
+            .filter(|k| matches!(k.material, Material::Oct(_)))
             .count();
         if symmetric != 0 && symmetric != keys.len() {
             return Err("mixes symmetric and asymmetric keys".into());
@@ -180,7 +154,7 @@ impl Key {
             return false;
         }
         match (&self.material, alg) {
-            (Material::Rsa { .. }, a) => matches!(
+            (Material::Rsa(_), a) => matches!(
                 a,
                 Algorithm::RS256
                     | Algorithm::RS384
@@ -189,12 +163,10 @@ impl Key {
                     | Algorithm::PS384
                     | Algorithm::PS512
             ),
-            (Material::Ec { curve, .. }, a) => {
-                (*curve, a) == (Curve::P256, Algorithm::ES256)
-                    || (*curve, a) == (Curve::P384, Algorithm::ES384)
-            }
-            (Material::Ed25519 { .. }, a) => a == Algorithm::EdDSA,
-            (Material::Oct { secret }, a) => hmac_min_bytes(a).is_some_and(|m| secret.len() >= m),
+            (Material::P256(_), a) => a == Algorithm::ES256,
+            (Material::P384(_), a) => a == Algorithm::ES384,
+            (Material::Ed25519(_), a) => a == Algorithm::EdDSA,
+            (Material::Oct(secret), a) => hmac_min_bytes(a).is_some_and(|m| secret.len() >= m),
         }
     }
 }
@@ -234,7 +206,7 @@ fn parse_key(entry: &Value, origin: Origin) -> Result<Key, String> {
         ),
     };
     let kty = optional_str(jwk, "kty")?.ok_or("'kty' missing")?;
-    let (material, prepared, spki_der) = match kty {
+    let (material, spki_der) = match kty {
         "RSA" => rsa_key(jwk)?,
         "EC" => ec_key(jwk)?,
         "OKP" => okp_key(jwk)?,
@@ -246,7 +218,6 @@ fn parse_key(entry: &Value, origin: Origin) -> Result<Key, String> {
         kid: kid.map(str::to_string),
         alg,
         material,
-        prepared,
         spki_der,
     };
     // A key whose own `alg` it cannot verify (ES384 on a P-256 key, HS512 on a 32-byte
@@ -272,8 +243,8 @@ fn bytes(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
     base64url::decode(text).ok_or_else(|| format!("'{name}' is not canonical base64url"))
 }
 
-/// A key's material, its prepared form and its DER public key, if the host can use one.
-type Parts = (Material, Prepared, Option<Vec<u8>>);
+/// A key and its DER public key, if the host can use one.
+type Parts = (Material, Option<Vec<u8>>);
 
 fn rsa_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
     let n = strip_leading_zeros(bytes(jwk, "n")?);
@@ -306,36 +277,29 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
         .to_public_key_der()
         .map_err(|e| e.to_string())?
         .into_vec();
-    Ok((Material::Rsa { n, e }, Prepared::Rsa(public), Some(der)))
+    Ok((Material::Rsa(public), Some(der)))
 }
 
 fn ec_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
-    let (curve, size) = match optional_str(jwk, "crv")? {
-        Some("P-256") => (Curve::P256, 32),
-        Some("P-384") => (Curve::P384, 48),
+    let size = match optional_str(jwk, "crv")? {
+        Some("P-256") => 32,
+        Some("P-384") => 48,
         other => return Err(format!("unsupported EC curve {other:?}")),
     };
     let (x, y) = (bytes(jwk, "x")?, bytes(jwk, "y")?);
     if x.len() != size || y.len() != size {
         return Err("EC coordinates have the wrong length".into());
     }
-    let mut point = Vec::with_capacity(1 + 2 * size);
-    point.push(0x04);
-    point.extend_from_slice(&x);
-    point.extend_from_slice(&y);
+    let point = [&[0x04], x.as_slice(), y.as_slice()].concat();
     let not_on_curve = |_| "EC point is not on the curve".to_string();
-    let der = match curve {
-        Curve::P256 => p256::PublicKey::from_sec1_bytes(&point)
-            .map_err(not_on_curve)?
-            .to_public_key_der(),
-        Curve::P384 => p384::PublicKey::from_sec1_bytes(&point)
-            .map_err(not_on_curve)?
-            .to_public_key_der(),
-    }
-    .map_err(|e| e.to_string())?
-    .into_vec();
-    let prepared = Prepared::Jwt(DecodingKey::from_ec_der(&point));
-    Ok((Material::Ec { curve, point }, prepared, Some(der)))
+    let (material, der) = if size == 32 {
+        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(not_on_curve)?;
+        (Material::P256(key), key.to_public_key_der())
+    } else {
+        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(not_on_curve)?;
+        (Material::P384(key), key.to_public_key_der())
+    };
+    Ok((material, Some(der.map_err(|e| e.to_string())?.into_vec())))
 }
 
 fn okp_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
@@ -347,11 +311,9 @@ fn okp_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
         .as_slice()
         .try_into()
         .map_err(|_| "Ed25519 key must be 32 bytes")?;
-    if ed25519_dalek::VerifyingKey::from_bytes(&point).is_err() {
-        return Err("Ed25519 key is not a valid point".into());
-    }
-    let prepared = Prepared::Jwt(DecodingKey::from_ed_der(&x));
-    Ok((Material::Ed25519 { x }, prepared, None))
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&point)
+        .map_err(|_| "Ed25519 key is not a valid point")?;
+    Ok((Material::Ed25519(key), None))
 }
 
 fn oct_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
@@ -359,8 +321,7 @@ fn oct_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
     if secret.len() < 32 {
         return Err("HMAC secret shorter than 32 bytes".into());
     }
-    let prepared = Prepared::Jwt(DecodingKey::from_secret(&secret));
-    Ok((Material::Oct { secret }, prepared, None))
+    Ok((Material::Oct(secret), None))
 }
 
 fn strip_leading_zeros(mut v: Vec<u8>) -> Vec<u8> {

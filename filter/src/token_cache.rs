@@ -122,7 +122,7 @@ mod tests {
             kid: None,
             typ: None,
             claims: Map::new(),
-            key: Material::Oct { secret: vec![] },
+            key: Material::Oct(vec![]),
             evict_at,
         })
     }

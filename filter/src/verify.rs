@@ -2,10 +2,11 @@
 //! host's native verifier (Envoy's `verify_signature` foreign function) can stand in for
 //! the in-wasm one where it is able to.
 
-use crate::jwks::{Curve, Key, Material, Prepared};
+use crate::jwks::{Key, Material};
+use hmac::{Hmac, Mac};
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
 use rsa::pss::Pss;
+use rsa::signature::Verifier;
 use rsa::{Pkcs1v15Sign, RsaPublicKey};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
@@ -15,19 +16,54 @@ pub trait SignatureVerifier {
     fn verify(&self, alg: Algorithm, key: &Key, message: &[u8], signature: &[u8]) -> bool;
 }
 
-/// The in-wasm verifier: RSA with the `rsa` crate on keys parsed once, the rest with
-/// `jsonwebtoken`'s RustCrypto backend (`p256`, `p384`, `ed25519-dalek`, `hmac`).
+/// The in-wasm verifier, on the RustCrypto crates (`rsa`, `p256`, `p384`,
+/// `ed25519-dalek`, `hmac`) with keys parsed once when their set loads. ECDSA signatures
+/// must be JOSE's fixed-size `r || s` with scalars in range, so zero ("psychic") or DER
+/// signatures fail; EdDSA uses strict verification (no small-order or non-canonical
+/// points); HMAC compares in constant time.
 pub struct RustCrypto;
 
 impl SignatureVerifier for RustCrypto {
     fn verify(&self, alg: Algorithm, key: &Key, message: &[u8], signature: &[u8]) -> bool {
-        match &key.prepared {
-            Prepared::Rsa(public) => verify_rsa(public, alg, message, signature),
-            Prepared::Jwt(decoding) => match (DEFAULT_PROVIDER.verifier_factory)(&alg, decoding) {
-                Ok(verifier) => verifier.verify(message, &signature.to_vec()).is_ok(),
-                Err(_) => false,
-            },
+        match (&key.material, alg) {
+            (Material::Rsa(public), alg) => verify_rsa(public, alg, message, signature),
+            (Material::P256(public), Algorithm::ES256) => {
+                p256::ecdsa::Signature::from_slice(signature)
+                    .is_ok_and(|s| public.verify(message, &s).is_ok())
+            }
+            (Material::P384(public), Algorithm::ES384) => {
+                p384::ecdsa::Signature::from_slice(signature)
+                    .is_ok_and(|s| public.verify(message, &s).is_ok())
+            }
+            (Material::Ed25519(public), Algorithm::EdDSA) => {
+                ed25519_dalek::Signature::from_slice(signature)
+                    .is_ok_and(|s| public.verify_strict(message, &s).is_ok())
+            }
+            (Material::Oct(secret), Algorithm::HS256) => {
+                verify_hmac::<Hmac<Sha256>>(secret, message, signature)
+            }
+            (Material::Oct(secret), Algorithm::HS384) => {
+                verify_hmac::<Hmac<Sha384>>(secret, message, signature)
+            }
+            (Material::Oct(secret), Algorithm::HS512) => {
+                verify_hmac::<Hmac<Sha512>>(secret, message, signature)
+            }
+            _ => false,
         }
+    }
+}
+
+fn verify_hmac<M: Mac + hmac::digest::KeyInit>(
+    secret: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    match <M as Mac>::new_from_slice(secret) {
+        Ok(mut mac) => {
+            mac.update(message);
+            mac.verify_slice(signature).is_ok()
+        }
+        Err(_) => false,
     }
 }
 
@@ -97,27 +133,21 @@ fn host_request(
 ) -> Option<Result<Vec<u8>, ()>> {
     let der = key.spki_der.as_deref()?;
     let (hash, signature) = match (alg, &key.material) {
-        (Algorithm::RS256, Material::Rsa { .. }) => ("sha256", signature.to_vec()),
-        (Algorithm::RS384, Material::Rsa { .. }) => ("sha384", signature.to_vec()),
-        (Algorithm::RS512, Material::Rsa { .. }) => ("sha512", signature.to_vec()),
-        (
-            Algorithm::ES256,
-            Material::Ec {
-                curve: Curve::P256, ..
-            },
-        ) => match p256::ecdsa::Signature::from_slice(signature) {
-            Ok(s) => ("sha256", s.to_der().as_bytes().to_vec()),
-            Err(_) => return Some(Err(())),
-        },
-        (
-            Algorithm::ES384,
-            Material::Ec {
-                curve: Curve::P384, ..
-            },
-        ) => match p384::ecdsa::Signature::from_slice(signature) {
-            Ok(s) => ("sha384", s.to_der().as_bytes().to_vec()),
-            Err(_) => return Some(Err(())),
-        },
+        (Algorithm::RS256, Material::Rsa(_)) => ("sha256", signature.to_vec()),
+        (Algorithm::RS384, Material::Rsa(_)) => ("sha384", signature.to_vec()),
+        (Algorithm::RS512, Material::Rsa(_)) => ("sha512", signature.to_vec()),
+        (Algorithm::ES256, Material::P256(_)) => {
+            match p256::ecdsa::Signature::from_slice(signature) {
+                Ok(s) => ("sha256", s.to_der().as_bytes().to_vec()),
+                Err(_) => return Some(Err(())),
+            }
+        }
+        (Algorithm::ES384, Material::P384(_)) => {
+            match p384::ecdsa::Signature::from_slice(signature) {
+                Ok(s) => ("sha384", s.to_der().as_bytes().to_vec()),
+                Err(_) => return Some(Err(())),
+            }
+        }
         _ => return None,
     };
     Some(Ok(verify_signature_arguments(
