@@ -465,6 +465,11 @@ impl Proxy {
         {
             r.outcome = Some(outcome);
         }
+        // Envoy cancels the http calls of a stream that ends: their answers never arrive.
+        self.world
+            .borrow_mut()
+            .pending
+            .retain(|p| p.vm != VmId::Worker(worker) || p.context != ctx);
         let w = Some(worker);
         for name in ["proxy_on_done", "proxy_on_log", "proxy_on_delete"] {
             if self.call(w, Phase::Callback, ctx, name, &[ctx]).is_none() {

@@ -1,6 +1,8 @@
 //! Exercises the host's ABI areas, driven by request headers (see probe/scenarios/):
 //! - `x-probe-call: CLUSTER PATH`: http call from the stream; the answer's status (or
-//!   `failed`) and body length are added as request headers, then the request resumes.
+//!   `failed`) and body length are added as request headers, then the request resumes
+//!   (counted in `probe_call_answers`); with `x-probe-then-continue` the stream goes on at
+//!   once without waiting.
 //! - `x-probe-shared-set: KEY=VALUE`, `x-probe-shared-get: KEY` (adds `x-probe-shared`).
 //! - `x-probe-verify: garbage|empty`: calls `verify_signature`; adds `x-probe-verified`.
 //! - `x-probe-local: STATUS` (`x-probe-twice: 1` sends a second one), `x-probe-panic: 1`.
@@ -72,6 +74,9 @@ struct Probe;
 
 impl Context for Probe {
     fn on_http_call_response(&mut self, _: u32, _: usize, body_size: usize, _: usize) {
+        if let Ok(id) = hostcalls::define_metric(MetricType::Counter, "probe_call_answers") {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
         self.add_http_request_header("x-probe-status", &status_of(self));
         self.add_http_request_header("x-probe-body-len", &body_size.to_string());
         self.resume_http_request();
@@ -140,6 +145,9 @@ impl HttpContext for Probe {
             {
                 headers.push((":authority", "probe"));
             }
+            let then_continue = self
+                .get_http_request_header("x-probe-then-continue")
+                .is_some();
             return match self.dispatch_http_call(
                 cluster,
                 headers,
@@ -147,6 +155,7 @@ impl HttpContext for Probe {
                 vec![],
                 Duration::from_secs(2),
             ) {
+                Ok(_) if then_continue => Action::Continue,
                 Ok(_) => Action::Pause,
                 Err(status) => {
                     self.send_http_response(
