@@ -1,4 +1,5 @@
-//! `proxy_log`, `proxy_get_log_level`.
+//! `proxy_log` (lines below the scenario's `log_level` are dropped, as Envoy does),
+//! `proxy_get_log_level`.
 
 use anyhow::Result;
 use wasmtime::Linker;
@@ -13,10 +14,12 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         |mut c: C, level: i32, ptr: i32, len: i32| -> Result<i32> {
             let message = read_string(&mut c, ptr, len)?;
             let id = c.data().id;
-            c.data()
-                .world
-                .borrow_mut()
-                .log(id, level.clamp(0, 5) as u32, message);
+            let level = level.clamp(0, 5) as u32;
+            let mut world = c.data().world.borrow_mut();
+            // Envoy drops lines below its log level.
+            if level >= world.log_level {
+                world.log(id, level, message);
+            }
             Ok(OK)
         },
     )?;

@@ -3,10 +3,15 @@
 //!   `failed`) and body length are added as request headers, then the request resumes
 //!   (counted in `probe_call_answers`); with `x-probe-then-continue` the stream goes on at
 //!   once without waiting.
-//! - `x-probe-shared-set: KEY=VALUE`, `x-probe-shared-get: KEY` (adds `x-probe-shared`).
+//! - `x-probe-shared-set: KEY=VALUE`, `x-probe-shared-get: KEY` (adds `x-probe-shared`);
+//!   `x-probe-cas: KEY` writes twice with the same CAS (adds `x-probe-cas-result`).
+//! - `x-probe-enqueue: MSG` enqueues on queue `q`, which the root registered; the owner's
+//!   `on_queue_ready` moves it to shared data `queue_last`.
+//! - `x-probe-property`: adds `x-probe-url-path` from the `request.url_path` property.
 //! - `x-probe-verify: garbage|empty`: calls `verify_signature`; adds `x-probe-verified`.
 //! - `x-probe-local: STATUS` (`x-probe-twice: 1` sends a second one), `x-probe-panic: 1`.
-//! - Always: counter `probe_requests`, gauge `probe_gauge` = 7, adds `x-probe-added`, removes
+//! - Always: counter `probe_requests`, gauge `probe_gauge` = 7, histogram `probe_histogram`
+//!   (one value per request), adds `x-probe-added`, removes
 //!   `x-probe-remove-me`, adds response header `x-probe-response`, logs the path at debug.
 //!
 //! Root: plugin configuration `reject` refuses it; `tick` sets a 1 s tick that counts
@@ -39,6 +44,15 @@ impl Context for Root {
     }
 }
 
+impl Root {
+    /// Moves the queue's messages into shared data `queue_last`.
+    fn drain(&self, queue: u32) {
+        while let Ok(Some(item)) = self.dequeue_shared_queue(queue) {
+            let _ = self.set_shared_data("queue_last", Some(&item), None);
+        }
+    }
+}
+
 impl RootContext for Root {
     fn on_configure(&mut self, _: usize) -> bool {
         let config = self.get_plugin_configuration().unwrap_or_default();
@@ -46,7 +60,11 @@ impl RootContext for Root {
         if config.contains("tick") {
             self.set_tick_period(Duration::from_secs(1));
         }
+        self.register_shared_queue("q");
         !config.contains("reject")
+    }
+    fn on_queue_ready(&mut self, queue: u32) {
+        self.drain(queue);
     }
     fn on_tick(&mut self) {
         self.ticks += 1;
@@ -109,6 +127,29 @@ impl HttpContext for Probe {
         if let Some(kv) = self.get_http_request_header("x-probe-shared-set") {
             let (k, v) = kv.split_once('=').unwrap_or((&kv, ""));
             let _ = self.set_shared_data(k, Some(v.as_bytes()), None);
+        }
+        if let Some(k) = self.get_http_request_header("x-probe-cas") {
+            let _ = self.set_shared_data(&k, Some(b"zero"), None);
+            let (_, cas) = self.get_shared_data(&k);
+            let first = self.set_shared_data(&k, Some(b"first"), cas);
+            let stale = self.set_shared_data(&k, Some(b"second"), cas);
+            self.add_http_request_header("x-probe-cas-result", &format!("{first:?} {stale:?}"));
+        }
+        if let Some(msg) = self.get_http_request_header("x-probe-enqueue") {
+            let result = match self.resolve_shared_queue("", "q") {
+                Some(q) => format!("{:?}", self.enqueue_shared_queue(q, Some(msg.as_bytes()))),
+                None => "no queue".into(),
+            };
+            self.add_http_request_header("x-probe-enqueued", &result);
+        }
+        if self.get_http_request_header("x-probe-property").is_some() {
+            let path = self
+                .get_property(vec!["request", "url_path"])
+                .unwrap_or_default();
+            self.add_http_request_header("x-probe-url-path", &String::from_utf8_lossy(&path));
+        }
+        if let Ok(id) = hostcalls::define_metric(MetricType::Histogram, "probe_histogram") {
+            let _ = hostcalls::record_metric(id, 5);
         }
         if let Some(k) = self.get_http_request_header("x-probe-shared-get") {
             let (value, cas) = self.get_shared_data(&k);
