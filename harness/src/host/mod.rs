@@ -299,6 +299,25 @@ impl Proxy {
         self.requests.get(id).and_then(|r| r.outcome.as_ref())
     }
 
+    /// The client goes away: a request still open ends (Envoy then runs `on_done`, `on_log`,
+    /// `on_delete` and cancels the stream's http calls). Returns false if it had ended.
+    pub fn cancel(&mut self, id: usize) -> bool {
+        let Some(r) = self.requests.get(id).filter(|r| r.outcome.is_none()) else {
+            return false;
+        };
+        let (worker, ctx) = (r.worker, r.context);
+        let outcome = Outcome {
+            status: 0,
+            headers: Vec::new(),
+            body: Vec::new(),
+            upstream: None,
+            by: "cancelled",
+        };
+        self.finish(worker, ctx, outcome);
+        self.settle(worker);
+        true
+    }
+
     /// Acts on what the last callbacks asked for: local responses, closes, continues.
     fn settle(&mut self, worker: usize) {
         loop {

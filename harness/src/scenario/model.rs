@@ -105,6 +105,8 @@ pub struct Step {
     /// Wait for the request with this `id` (sent with `"wait": false`) to finish.
     #[serde(rename = "await")]
     pub await_id: Option<String>,
+    /// The client of the request with this `id` goes away while it is paused.
+    pub cancel: Option<String>,
     pub expect: Option<Expect>,
 }
 

@@ -146,6 +146,8 @@ fn describe(step: &Step) -> String {
         "upstream change".into()
     } else if let Some(id) = &step.await_id {
         format!("await {id}")
+    } else if let Some(id) = &step.cancel {
+        format!("cancel {id}")
     } else {
         "expect".into()
     };
@@ -319,9 +321,10 @@ impl Run<'_> {
             step.advance.is_some(),
             step.upstream.is_some(),
             step.await_id.is_some(),
+            step.cancel.is_some(),
         ];
         if actions.iter().filter(|a| **a).count() > 1 {
-            bail!("a step does one thing: request, advance, upstream or await");
+            bail!("a step does one thing: request, advance, upstream, await or cancel");
         }
         let mut request = None;
         if let Some(spec) = &step.request {
@@ -348,6 +351,16 @@ impl Run<'_> {
             self.proxy
                 .wait_for(index, parse_millis(DEFAULT_MAX_WAIT)? as u64);
             request = Some(index);
+        }
+        if let Some(id) = &step.cancel {
+            let index = *self
+                .requests
+                .get(id)
+                .ok_or_else(|| anyhow!("no request with id {id:?}"))?;
+            if !self.proxy.cancel(index) {
+                bail!("cancel {id:?}: expected the request still open, actual finished");
+            }
+            self.proxy.run_due();
         }
         let empty = Expect::default();
         self.check(step.expect.as_ref().unwrap_or(&empty), request)
