@@ -60,18 +60,45 @@ pub struct TokenSpec {
 }
 
 /// A token in a request: a name from `tokens`, or an inline spec minted at the request's time.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum TokenRef {
     Name(String),
     Inline(TokenSpec),
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+/// One answer, or answers taken in turn (the last repeats).
+#[derive(Clone, Debug)]
 pub enum Script {
     One(AnswerSpec),
     Many(Vec<AnswerSpec>),
+}
+
+// Hand-written rather than `untagged`, so that a typo inside reports the field, not "did
+// not match any variant".
+impl<'de> Deserialize<'de> for TokenRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::String(name) => Ok(TokenRef::Name(name)),
+            other => serde_json::from_value(other)
+                .map(TokenRef::Inline)
+                .map_err(D::Error::custom),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Script {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::Array(items) => serde_json::from_value(Value::Array(items))
+                .map(Script::Many)
+                .map_err(D::Error::custom),
+            other => serde_json::from_value(other)
+                .map(Script::One)
+                .map_err(D::Error::custom),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
