@@ -77,8 +77,8 @@ impl fmt::Display for ClaimPath {
 impl Authorization {
     pub fn check(&self, claims: &Map<String, Value>) -> Result<(), Denied> {
         if !self.scopes.is_empty() || !self.scopes_any.is_empty() {
-            let granted = words(self.scope_claim.lookup(claims));
-            let has = |s: &String| granted.iter().any(|g| *g == Value::String(s.clone()));
+            let granted = self.scope_claim.lookup(claims);
+            let has = |s: &String| member(granted, |v| v.as_str() == Some(s), |w| w == s);
             let all = self.scopes.iter().all(has);
             let any = self.scopes_any.is_empty() || self.scopes_any.iter().any(has);
             if !(all && any) {
@@ -103,31 +103,31 @@ impl ClaimCheck {
         };
         let ok = match self {
             ClaimCheck::Equals(_, want) => actual == want,
-            ClaimCheck::Includes(_, want) => {
-                let have = words(Some(actual));
-                want.iter().all(|w| have.contains(w))
-            }
-            ClaimCheck::IncludesAny(_, want) => {
-                let have = words(Some(actual));
-                want.iter().any(|w| have.contains(w))
-            }
+            ClaimCheck::Includes(_, want) => want.iter().all(|w| contains(actual, w)),
+            ClaimCheck::IncludesAny(_, want) => want.iter().any(|w| contains(actual, w)),
         };
         ok.then_some(())
             .ok_or_else(|| Denied::Claim(format!("Unexpected '{path}' value")))
     }
 }
 
-/// The members of a list-like claim: a space-separated string (as `scope` is) or an
-/// array. Anything else has no members.
-fn words(value: Option<&Value>) -> Vec<Value> {
-    match value {
-        Some(Value::String(s)) => s
-            .split(' ')
-            .filter(|w| !w.is_empty())
-            .map(|w| Value::String(w.to_string()))
-            .collect(),
-        Some(Value::Array(items)) => items.clone(),
-        _ => Vec::new(),
+/// Whether list-like `claim` has `want` as a member: a word of a space-separated string
+/// (as `scope` is), or an element of an array. Anything else has no members.
+fn contains(claim: &Value, want: &Value) -> bool {
+    member(Some(claim), |v| v == want, |w| want.as_str() == Some(w))
+}
+
+/// Whether some member of `claim` passes: array elements are tested with `element`, the
+/// words of a string with `word`. Nothing is copied.
+fn member(
+    claim: Option<&Value>,
+    element: impl Fn(&Value) -> bool,
+    word: impl Fn(&str) -> bool,
+) -> bool {
+    match claim {
+        Some(Value::String(s)) => s.split(' ').filter(|w| !w.is_empty()).any(word),
+        Some(Value::Array(items)) => items.iter().any(element),
+        _ => false,
     }
 }
 

@@ -139,11 +139,6 @@ impl KeySet {
             (None, _) => Err(KeyError::NoMatch),
         }
     }
-
-    /// Whether a key with this `kid` is in the set (used to evict cached tokens).
-    pub fn has_kid(&self, kid: &str) -> bool {
-        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
-    }
 }
 
 impl Key {
@@ -489,7 +484,6 @@ mod tests {
         // Without a kid, exactly one key must fit: two do for RS256, one for RS384.
         assert_eq!(err(None, Algorithm::RS256), KeyError::Ambiguous);
         assert!(set.select(None, Algorithm::RS384).is_ok());
-        assert!(set.has_kid("a") && !set.has_kid("b"));
     }
 
     #[test]

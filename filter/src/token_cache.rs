@@ -102,7 +102,10 @@ impl TokenCache {
     pub fn remove(&mut self, token: &str) {
         self.entries.remove(token);
     }
+}
 
+#[cfg(test)]
+impl TokenCache {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
