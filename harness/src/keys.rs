@@ -3,6 +3,7 @@
 //! Naming scheme (a "key spec"):
 //! - `NAME`: RSA-2048, `kid` = NAME, default alg RS256.
 //! - `rsa1024:NAME`, `rsa2048:NAME`, `rsa3072:NAME`, `rsa4096:NAME`: RSA of that size.
+//! - `ps256:NAME`: RSA-2048 published and signing as PS256.
 //! - `ec256:NAME` (P-256, ES256), `ec384:NAME` (P-384, ES384), `ed25519:NAME` (EdDSA).
 //! - A spec ending in `.pem` (or containing `/`) is a PKCS#8 (or PKCS#1 RSA) private key file;
 //!   `kid` = the file stem.
@@ -35,12 +36,15 @@ pub enum Material {
 pub struct NamedKey {
     pub kid: String,
     pub material: Material,
+    /// An RSA key published for PS256 rather than RS256.
+    pub pss: bool,
 }
 
 impl NamedKey {
     /// The algorithm a token signed by this key uses unless its header says otherwise.
     pub fn default_alg(&self) -> &'static str {
         match self.material {
+            Material::Rsa(_) if self.pss => "PS256",
             Material::Rsa(_) => "RS256",
             Material::P256(_) => "ES256",
             Material::P384(_) => "ES384",
@@ -223,6 +227,9 @@ fn generate(spec: &str) -> Result<NamedKey> {
                 rsa::RsaPrivateKey::new(&mut rng, bits).context("RSA key generation")?,
             ))
         }
+        "ps256" => Material::Rsa(Box::new(
+            rsa::RsaPrivateKey::new(&mut rng, 2048).context("RSA key generation")?,
+        )),
         "ec256" => Material::P256(p256::ecdsa::SigningKey::random(&mut rng)),
         "ec384" => Material::P384(p384::ecdsa::SigningKey::random(&mut rng)),
         "ed25519" => {
@@ -231,12 +238,13 @@ fn generate(spec: &str) -> Result<NamedKey> {
             Material::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed))
         }
         other => bail!(
-            "key spec {spec:?}: unknown kind {other:?} (use NAME, rsaBITS:NAME, ec256:NAME, ec384:NAME, ed25519:NAME or a .pem file)"
+            "key spec {spec:?}: unknown kind {other:?} (use NAME, rsaBITS:NAME, ps256:NAME, ec256:NAME, ec384:NAME, ed25519:NAME or a .pem file)"
         ),
     };
     Ok(NamedKey {
         kid: name.to_string(),
         material,
+        pss: kind == "ps256",
     })
 }
 
@@ -265,7 +273,11 @@ fn load_file(path: &Path) -> Result<NamedKey> {
             path.display()
         ));
     };
-    Ok(NamedKey { kid, material })
+    Ok(NamedKey {
+        kid,
+        material,
+        pss: false,
+    })
 }
 
 #[cfg(test)]
