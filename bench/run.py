@@ -311,6 +311,17 @@ def summarize(runs: list[dict], setups: list[str], workloads: list[str]) -> dict
     return out
 
 
+def cache_counters(stats_after: dict, labels: dict) -> str:
+    """`label hit/miss` for every setup that has jwt_cache_hit/jwt_cache_miss counters."""
+    out = []
+    for sid, stats in stats_after.items():
+        hit = next((v for k, v in stats.items() if k.endswith("jwt_cache_hit")), None)
+        miss = next((v for k, v in stats.items() if k.endswith("jwt_cache_miss")), None)
+        if hit is not None and miss is not None:
+            out.append(f"{labels[sid]} {hit:,}/{miss:,}")
+    return ", ".join(out) or "-"
+
+
 def fmt_int(x):
     return "-" if x is None else f"{x:,.0f}"
 
@@ -337,9 +348,13 @@ def table(summary: dict, labels: dict, workloads: list[tuple], setups: list[str]
     return "\n".join(lines)
 
 
-def targets(summary: dict, wasm_size: int) -> list[str]:
-    """The targets of issue 5, checked against this run (ratios within the run)."""
+def targets(summary: dict, wasm_size: int, pool: int) -> list[str]:
+    """The targets of issue 5, checked against this run (ratios within the run).
+
+    Distinct-token targets are judged only with a pool of at least 10,000 (a smaller pool can
+    fit in a verified-token cache)."""
     out = []
+    judge_pool = pool >= 10000
 
     def get(k, f):
         return (summary.get(k) or {}).get(f)
@@ -355,10 +370,11 @@ def targets(summary: dict, wasm_size: int) -> list[str]:
          fmt_x(a / b) if a and b else "-", ">= 1.00x", None if not (a and b) else a >= b)
     x = get("pool/wasm_host", "x_jwt_authn")
     line("distinct tokens, host crypto, vs jwt_authn (no cache)", fmt_x(x), ">= 1.00x",
-         None if x is None else x >= 1.0)
+         None if x is None or not judge_pool else x >= 1.0)
     r = get("pool/wasm_nohost", "rps")
     line("distinct tokens, in-wasm fallback, req/s", fmt_int(r),
-         ">= 2,000 (5x the ~400 of the naive filter in issue 5)", None if r is None else r >= 2000)
+         ">= 2,000 (5x the ~400 of the naive filter in issue 5)",
+         None if r is None or not judge_pool else r >= 2000)
     line("dist/jwt_filter.wasm size", f"{wasm_size / 1024:.0f} KiB", "<= 512 KiB",
          wasm_size <= 512 * 1024)
     return ["| target | this run | goal | |", "|---|---:|---|---|"] + out
@@ -488,9 +504,11 @@ def main() -> int:
           f"sha256 {info['wasm']['sha256'][:16]}..., git {info['git']}",
           f"- Envoy RSS after the run (KiB): " + ", ".join(
               f"{labels[k]} {v:,}" for k, v in info["rss_kib_after"].items() if v),
+          "- Cache counters after the run (warm-up included), hit/miss: "
+          + cache_counters(info["stats_after"], labels),
           f"- Took {info['elapsed_s']} s", ""]
     md += [f"- Note: {n}" for n in info["notes"]]
-    md += ["", tbl, "", "Targets (issue 5):", ""] + targets(summary, len(wasm_bytes)) + [""]
+    md += ["", tbl, "", "Targets (issue 5):", ""] + targets(summary, len(wasm_bytes), args.tokens) + [""]
     text = "\n".join(md)
     print()
     print(text)
