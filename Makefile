@@ -8,8 +8,10 @@ DIST_WASM   := dist/jwt_filter.wasm
 
 .PHONY: build test unit lint run bench wasm-target wasm-opt clean
 
+# The wasm build needs the target and, for ring's C and assembly parts, clang (Debian's).
 wasm-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+	@command -v clang >/dev/null || apt-get install -y clang || (apt-get update && apt-get install -y clang)
 
 # wasm-opt (Debian's binaryen) shrinks the module by about a fifth after rustc's own -Oz.
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals

@@ -6,8 +6,8 @@
 
 use crate::base64url;
 use crate::json;
+use crate::spki;
 use jsonwebtoken::Algorithm;
-use p256::pkcs8::EncodePublicKey;
 use serde_json::{Map, Value};
 
 /// Most keys accepted in one set; real issuers publish a handful.
@@ -15,7 +15,7 @@ pub const MAX_KEYS: usize = 64;
 /// Longest `kid` kept; longer ones are dropped (no issuer needs them; attackers like them).
 pub const MAX_KID_BYTES: usize = 256;
 const RSA_MIN_BITS: usize = 2048;
-/// The `rsa` crate refuses larger moduli; BoringSSL would take them, but nobody issues them.
+/// Larger moduli make every verification slower and nobody issues them.
 const RSA_MAX_BITS: usize = 4096;
 
 #[derive(Debug, Clone)]
@@ -33,13 +33,17 @@ pub struct Key {
     pub spki_der: Option<Vec<u8>>,
 }
 
-/// A key, parsed and validated once when its set loads, ready for the verifiers.
+/// A key's public parameters, decoded and validated once when its set loads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Material {
-    Rsa(rsa::RsaPublicKey),
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
-    Ed25519(ed25519_dalek::VerifyingKey),
+    /// Modulus and exponent, big-endian, without leading zeros.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// Uncompressed SEC1 point `04 || x || y`, on P-256.
+    P256(Vec<u8>),
+    /// Uncompressed SEC1 point `04 || x || y`, on P-384.
+    P384(Vec<u8>),
+    /// The 32-byte encoded point, valid.
+    Ed25519(Vec<u8>),
     /// A shared HMAC secret: only ever from the configuration, never from the network.
     Oct(Vec<u8>),
 }
@@ -149,7 +153,7 @@ impl Key {
             return false;
         }
         match (&self.material, alg) {
-            (Material::Rsa(_), a) => matches!(
+            (Material::Rsa { .. }, a) => matches!(
                 a,
                 Algorithm::RS256
                     | Algorithm::RS384
@@ -256,23 +260,15 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
     if n.last().is_some_and(|b| b % 2 == 0) {
         return Err("RSA modulus is even".into());
     }
-    // The `rsa` crate takes exponents up to 2^33 - 1; real ones are 65537.
+    // Verifiers take exponents up to 2^33 - 1; real ones are 65537.
     if e.len() > 4 || e == [1] || e.last().is_none_or(|b| b % 2 == 0) {
         return Err("RSA public exponent must be odd, above 1 and below 2^32".into());
     }
     if roca_fingerprint(&n) {
         return Err("RSA key has the ROCA fingerprint (CVE-2017-15361)".into());
     }
-    let public = rsa::RsaPublicKey::new(
-        rsa::BigUint::from_bytes_be(&n),
-        rsa::BigUint::from_bytes_be(&e),
-    )
-    .map_err(|e| format!("RSA key refused: {e}"))?;
-    let der = public
-        .to_public_key_der()
-        .map_err(|e| e.to_string())?
-        .into_vec();
-    Ok((Material::Rsa(public), Some(der)))
+    let der = spki::rsa(&n, &e);
+    Ok((Material::Rsa { n, e }, Some(der)))
 }
 
 fn ec_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
@@ -286,15 +282,21 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
         return Err("EC coordinates have the wrong length".into());
     }
     let point = [&[0x04], x.as_slice(), y.as_slice()].concat();
-    let not_on_curve = |_| "EC point is not on the curve".to_string();
-    let (material, der) = if size == 32 {
-        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(not_on_curve)?;
-        (Material::P256(key), key.to_public_key_der())
+    let on_curve = if size == 32 {
+        p256::PublicKey::from_sec1_bytes(&point).is_ok()
     } else {
-        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(not_on_curve)?;
-        (Material::P384(key), key.to_public_key_der())
+        p384::PublicKey::from_sec1_bytes(&point).is_ok()
     };
-    Ok((material, Some(der.map_err(|e| e.to_string())?.into_vec())))
+    if !on_curve {
+        return Err("EC point is not on the curve".into());
+    }
+    Ok(if size == 32 {
+        let der = spki::ec(spki::PRIME256V1, &point);
+        (Material::P256(point), Some(der))
+    } else {
+        let der = spki::ec(spki::SECP384R1, &point);
+        (Material::P384(point), Some(der))
+    })
 }
 
 fn okp_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
@@ -306,9 +308,10 @@ fn okp_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
         .as_slice()
         .try_into()
         .map_err(|_| "Ed25519 key must be 32 bytes")?;
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&point)
-        .map_err(|_| "Ed25519 key is not a valid point")?;
-    Ok((Material::Ed25519(key), None))
+    if ed25519_dalek::VerifyingKey::from_bytes(&point).is_err() {
+        return Err("Ed25519 key is not a valid point".into());
+    }
+    Ok((Material::Ed25519(x), None))
 }
 
 fn oct_key(jwk: &Map<String, Value>) -> Result<Parts, String> {

@@ -17,6 +17,7 @@ pub mod key_cache;
 pub mod request;
 pub mod response;
 pub mod rules;
+pub mod spki;
 pub mod token_cache;
 pub mod verify;
 

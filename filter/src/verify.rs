@@ -3,12 +3,10 @@
 //! the in-wasm one where it is able to.
 
 use crate::jwks::{Key, Material};
-use hmac::{Hmac, Mac};
+use crate::spki;
 use jsonwebtoken::Algorithm;
-use rsa::pss::Pss;
-use rsa::signature::Verifier;
-use rsa::{Pkcs1v15Sign, RsaPublicKey};
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use ring::hmac;
+use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey, VerificationAlgorithm};
 
 pub trait SignatureVerifier {
     /// Whether `signature` over `message` is valid for `key` under `alg`. The key has
@@ -16,86 +14,50 @@ pub trait SignatureVerifier {
     fn verify(&self, alg: Algorithm, key: &Key, message: &[u8], signature: &[u8]) -> bool;
 }
 
-/// The in-wasm verifier, on the RustCrypto crates (`rsa`, `p256`, `p384`,
-/// `ed25519-dalek`, `hmac`) with keys parsed once when their set loads. ECDSA signatures
-/// must be JOSE's fixed-size `r || s` with scalars in range, so zero ("psychic") or DER
-/// signatures fail; EdDSA uses strict verification (no small-order or non-canonical
-/// points); HMAC compares in constant time.
-pub struct RustCrypto;
+/// The in-wasm verifier, on `ring` (the fastest and smallest candidate measured in V8, see
+/// `bench/crypto-candidates.md`). ECDSA signatures must be JOSE's fixed-size `r || s` with
+/// scalars in range, so zero ("psychic") or DER signatures fail; RSA keys must have 2048 to
+/// 8192 bits; HMAC compares in constant time.
+pub struct InWasm;
 
-impl SignatureVerifier for RustCrypto {
+impl SignatureVerifier for InWasm {
     fn verify(&self, alg: Algorithm, key: &Key, message: &[u8], signature: &[u8]) -> bool {
+        let public = |algorithm: &'static dyn VerificationAlgorithm, bytes: &[u8]| {
+            UnparsedPublicKey::new(algorithm, bytes)
+                .verify(message, signature)
+                .is_ok()
+        };
+        let mac = |algorithm, secret: &[u8]| {
+            hmac::verify(&hmac::Key::new(algorithm, secret), message, signature).is_ok()
+        };
         match (&key.material, alg) {
-            (Material::Rsa(public), alg) => verify_rsa(public, alg, message, signature),
-            (Material::P256(public), Algorithm::ES256) => {
-                p256::ecdsa::Signature::from_slice(signature)
-                    .is_ok_and(|s| public.verify(message, &s).is_ok())
+            (Material::Rsa { n, e }, alg) => {
+                let params = match alg {
+                    Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+                    Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+                    Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+                    Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+                    Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+                    Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+                    _ => return false,
+                };
+                RsaPublicKeyComponents { n, e }
+                    .verify(params, message, signature)
+                    .is_ok()
             }
-            (Material::P384(public), Algorithm::ES384) => {
-                p384::ecdsa::Signature::from_slice(signature)
-                    .is_ok_and(|s| public.verify(message, &s).is_ok())
+            (Material::P256(point), Algorithm::ES256) => {
+                public(&signature::ECDSA_P256_SHA256_FIXED, point)
             }
-            (Material::Ed25519(public), Algorithm::EdDSA) => {
-                ed25519_dalek::Signature::from_slice(signature)
-                    .is_ok_and(|s| public.verify_strict(message, &s).is_ok())
+            (Material::P384(point), Algorithm::ES384) => {
+                public(&signature::ECDSA_P384_SHA384_FIXED, point)
             }
-            (Material::Oct(secret), Algorithm::HS256) => {
-                verify_hmac::<Hmac<Sha256>>(secret, message, signature)
-            }
-            (Material::Oct(secret), Algorithm::HS384) => {
-                verify_hmac::<Hmac<Sha384>>(secret, message, signature)
-            }
-            (Material::Oct(secret), Algorithm::HS512) => {
-                verify_hmac::<Hmac<Sha512>>(secret, message, signature)
-            }
+            (Material::Ed25519(x), Algorithm::EdDSA) => public(&signature::ED25519, x),
+            (Material::Oct(secret), Algorithm::HS256) => mac(hmac::HMAC_SHA256, secret),
+            (Material::Oct(secret), Algorithm::HS384) => mac(hmac::HMAC_SHA384, secret),
+            (Material::Oct(secret), Algorithm::HS512) => mac(hmac::HMAC_SHA512, secret),
             _ => false,
         }
     }
-}
-
-fn verify_hmac<M: Mac + hmac::digest::KeyInit>(
-    secret: &[u8],
-    message: &[u8],
-    signature: &[u8],
-) -> bool {
-    match <M as Mac>::new_from_slice(secret) {
-        Ok(mut mac) => {
-            mac.update(message);
-            mac.verify_slice(signature).is_ok()
-        }
-        Err(_) => false,
-    }
-}
-
-fn verify_rsa(public: &RsaPublicKey, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
-    let result = match alg {
-        Algorithm::RS256 => public.verify(
-            Pkcs1v15Sign::new::<Sha256>(),
-            &Sha256::digest(message),
-            signature,
-        ),
-        Algorithm::RS384 => public.verify(
-            Pkcs1v15Sign::new::<Sha384>(),
-            &Sha384::digest(message),
-            signature,
-        ),
-        Algorithm::RS512 => public.verify(
-            Pkcs1v15Sign::new::<Sha512>(),
-            &Sha512::digest(message),
-            signature,
-        ),
-        Algorithm::PS256 => {
-            public.verify(Pss::new::<Sha256>(), &Sha256::digest(message), signature)
-        }
-        Algorithm::PS384 => {
-            public.verify(Pss::new::<Sha384>(), &Sha384::digest(message), signature)
-        }
-        Algorithm::PS512 => {
-            public.verify(Pss::new::<Sha512>(), &Sha512::digest(message), signature)
-        }
-        _ => return false,
-    };
-    result.is_ok()
 }
 
 /// Verification by the host where it can (RS256/384/512, ES256/384: BoringSSL at native
@@ -109,14 +71,14 @@ pub struct HostCrypto<F> {
 impl<F: Fn(&[u8]) -> Option<Vec<u8>>> SignatureVerifier for HostCrypto<F> {
     fn verify(&self, alg: Algorithm, key: &Key, message: &[u8], signature: &[u8]) -> bool {
         let Some(request) = host_request(alg, key, message, signature) else {
-            return RustCrypto.verify(alg, key, message, signature);
+            return InWasm.verify(alg, key, message, signature);
         };
         match request {
             // A signature that cannot even be re-encoded is invalid; no need to ask.
             Err(()) => false,
             Ok(args) => match (self.call)(&args) {
                 Some(answer) => verify_result(&answer),
-                None => RustCrypto.verify(alg, key, message, signature),
+                None => InWasm.verify(alg, key, message, signature),
             },
         }
     }
@@ -133,19 +95,18 @@ fn host_request(
 ) -> Option<Result<Vec<u8>, ()>> {
     let der = key.spki_der.as_deref()?;
     let (hash, signature) = match (alg, &key.material) {
-        (Algorithm::RS256, Material::Rsa(_)) => ("sha256", signature.to_vec()),
-        (Algorithm::RS384, Material::Rsa(_)) => ("sha384", signature.to_vec()),
-        (Algorithm::RS512, Material::Rsa(_)) => ("sha512", signature.to_vec()),
-        (Algorithm::ES256, Material::P256(_)) => {
-            match p256::ecdsa::Signature::from_slice(signature) {
-                Ok(s) => ("sha256", s.to_der().as_bytes().to_vec()),
-                Err(_) => return Some(Err(())),
-            }
-        }
-        (Algorithm::ES384, Material::P384(_)) => {
-            match p384::ecdsa::Signature::from_slice(signature) {
-                Ok(s) => ("sha384", s.to_der().as_bytes().to_vec()),
-                Err(_) => return Some(Err(())),
+        (Algorithm::RS256, Material::Rsa { .. }) => ("sha256", signature.to_vec()),
+        (Algorithm::RS384, Material::Rsa { .. }) => ("sha384", signature.to_vec()),
+        (Algorithm::RS512, Material::Rsa { .. }) => ("sha512", signature.to_vec()),
+        (Algorithm::ES256, Material::P256(_)) | (Algorithm::ES384, Material::P384(_)) => {
+            let (hash, size) = if alg == Algorithm::ES256 {
+                ("sha256", 64)
+            } else {
+                ("sha384", 96)
+            };
+            match spki::ecdsa_signature(signature).filter(|_| signature.len() == size) {
+                Some(der) => (hash, der),
+                None => return Some(Err(())),
             }
         }
         _ => return None,

@@ -1,5 +1,5 @@
 //! Differential test: the host-accelerated path (`HostCrypto`, which encodes Envoy's
-//! `verify_signature` arguments) and the in-wasm path (`RustCrypto`) give the same verdict
+//! `verify_signature` arguments) and the in-wasm path (`InWasm`) give the same verdict
 //! on every Wycheproof JWS vector and on the project's own keys, valid and tampered.
 //! The host side here is a native stand-in for Envoy's function: it decodes the protobuf
 //! arguments and verifies PKCS#1 v1.5 RSA or DER-encoded ECDSA against the DER key, as
@@ -7,7 +7,7 @@
 
 use jwt_filter::jwks::{KeySet, Origin};
 use jwt_filter::jws;
-use jwt_filter::verify::{HostCrypto, RustCrypto, SignatureVerifier};
+use jwt_filter::verify::{HostCrypto, InWasm, SignatureVerifier};
 use p256::pkcs8::DecodePublicKey;
 use rsa::signature::Verifier;
 use serde_json::{Value, json};
@@ -93,7 +93,7 @@ fn verdicts(set: &KeySet, token: &str, host_calls: &Cell<u32>) -> Option<(bool, 
     let input = parsed.signing_input.as_bytes();
     Some((
         host.verify(parsed.alg, key, input, &parsed.signature),
-        RustCrypto.verify(parsed.alg, key, input, &parsed.signature),
+        InWasm.verify(parsed.alg, key, input, &parsed.signature),
     ))
 }
 

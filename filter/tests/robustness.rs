@@ -6,7 +6,7 @@ use jwt_filter::authenticator::{Authenticator, Decision, KeyState, KeyStore};
 use jwt_filter::config::Config;
 use jwt_filter::jwks::{KeySet, Origin};
 use jwt_filter::request::Request;
-use jwt_filter::verify::RustCrypto;
+use jwt_filter::verify::InWasm;
 use serde_json::json;
 
 const NOW: u64 = 1_700_000_000;
@@ -111,7 +111,7 @@ fn good_token() -> String {
 #[test]
 fn altered_tokens_are_always_refused_and_nothing_panics() {
     let config = Config::parse(config_text().as_bytes()).unwrap();
-    let authenticator = Authenticator::new(config, RustCrypto);
+    let authenticator = Authenticator::new(config, InWasm);
     let set = KeySet::parse(
         json!({"keys": [rsa_jwk()]}).to_string().as_bytes(),
         Origin::Remote,
@@ -153,7 +153,7 @@ fn altered_tokens_are_always_refused_and_nothing_panics() {
 #[test]
 fn random_requests_and_configurations_never_panic() {
     let config = Config::parse(config_text().as_bytes()).unwrap();
-    let authenticator = Authenticator::new(config, RustCrypto);
+    let authenticator = Authenticator::new(config, InWasm);
     let set = KeySet::parse(
         json!({"keys": [rsa_jwk()]}).to_string().as_bytes(),
         Origin::Remote,

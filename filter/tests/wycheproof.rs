@@ -6,7 +6,7 @@
 
 use jwt_filter::jwks::{KeySet, Origin};
 use jwt_filter::jws;
-use jwt_filter::verify::{RustCrypto, SignatureVerifier};
+use jwt_filter::verify::{InWasm, SignatureVerifier};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -68,7 +68,7 @@ fn accepts(set: &KeySet, token: &str) -> bool {
     let Ok(key) = set.select(parsed.kid.as_deref(), parsed.alg) else {
         return false;
     };
-    RustCrypto.verify(
+    InWasm.verify(
         parsed.alg,
         key,
         parsed.signing_input.as_bytes(),

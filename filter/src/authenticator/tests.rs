@@ -6,7 +6,7 @@ use crate::base64url;
 use crate::jwks::Origin;
 use crate::response::Reason;
 use crate::testkit::{NOW, public_jwk, sign};
-use crate::verify::RustCrypto;
+use crate::verify::InWasm;
 use serde_json::json;
 
 const ISS: &str = "https://issuer.test/";
@@ -51,10 +51,10 @@ fn config() -> Value {
 
 const SECRET: &str = "a-32-byte-secret-for-hs256-tests!";
 
-fn authenticator(config: &Value) -> Authenticator<RustCrypto> {
+fn authenticator(config: &Value) -> Authenticator<InWasm> {
     Authenticator::new(
         Config::parse(config.to_string().as_bytes()).unwrap(),
-        RustCrypto,
+        InWasm,
     )
 }
 
@@ -1003,7 +1003,7 @@ fn report_mode_lets_denials_through_and_reports_them() {
 
 // ---- The verified-token cache ----
 
-/// RustCrypto, counting its calls.
+/// The in-wasm verifier, counting its calls.
 struct Counting<'c>(&'c std::cell::Cell<u32>);
 
 impl SignatureVerifier for Counting<'_> {
@@ -1015,7 +1015,7 @@ impl SignatureVerifier for Counting<'_> {
         signature: &[u8],
     ) -> bool {
         self.0.set(self.0.get() + 1);
-        RustCrypto.verify(alg, key, message, signature)
+        InWasm.verify(alg, key, message, signature)
     }
 }
 

@@ -9,7 +9,7 @@ use crate::config::{Config, ConfigError, Fetch, KeySource, split_uri};
 use crate::jwks::Key;
 use crate::key_cache::{self, KeysRecord, LocalKeys, Trigger};
 use crate::response::{Failure, deny};
-use crate::verify::{HostCrypto, RustCrypto, SignatureVerifier};
+use crate::verify::{HostCrypto, InWasm, SignatureVerifier};
 use jsonwebtoken::Algorithm;
 use proxy_wasm::types::LogLevel;
 use std::cell::RefCell;
@@ -70,7 +70,7 @@ impl SignatureVerifier for Crypto {
                 call: host::verify_signature,
             }
             .verify(alg, key, message, signature),
-            Crypto::Wasm => RustCrypto.verify(alg, key, message, signature),
+            Crypto::Wasm => InWasm.verify(alg, key, message, signature),
         }
     }
 }
