@@ -353,27 +353,51 @@ class KeyServerDown(E2E):
 
 
 class Workers(E2E):
-    def test_two_workers_one_fetch(self):
-        idp, envoy = self.start(concurrency=2)
-        token = idp.token()
+    def burst(self, envoy, token, threads=8, per_thread=3, path="/api/private"):
+        """Concurrent requests on fresh connections (spread over the workers by the kernel)."""
         statuses, errors = [], []
 
         def hit():
             try:
-                for _ in range(3):
-                    statuses.append(envoy.get("/api/private", token=token).status)
+                for _ in range(per_thread):
+                    statuses.append(envoy.get(path, token=token).status)
             except Exception as e:  # reported below
                 errors.append(repr(e))
-        threads = [threading.Thread(target=hit) for _ in range(8)]
-        for t in threads:
+        ts = [threading.Thread(target=hit) for _ in range(threads)]
+        for t in ts:
             t.start()
-        for t in threads:
+        for t in ts:
             t.join(30)
         self.assertFalse(errors, errors)
-        self.assertEqual(statuses, [200] * 24, self.ctx())
+        return statuses
+
+    def one_fetch_at_start(self, workers):
+        idp, envoy = self.start(concurrency=workers)
+        token = idp.token()
+        statuses = self.burst(envoy, token, threads=4 * workers)
+        self.assertEqual(statuses, [200] * len(statuses), self.ctx())
         self.assertEqual(idp.jwks_fetches(), 1)
         time.sleep(1.5)  # other VMs' ticks must not fetch on their own either
         self.assertEqual(idp.jwks_fetches(), 1, self.ctx())
+
+    def test_two_workers_one_fetch(self):
+        self.one_fetch_at_start(2)
+
+    def test_four_workers_one_fetch(self):
+        self.one_fetch_at_start(4)
+
+    def test_rotation_seen_by_every_worker_with_one_refetch(self):
+        # Fails now and then (about 1 run in 20 on 2 cores): a worker that reads the shared
+        # fetch record of another worker's just-finished unknown-kid fetch, without adopting
+        # the key set that came with it, refuses the new kid as "within the cooldown" (401)
+        # until its next tick. Reported to the filter's owner; the test stays as it is.
+        idp, envoy = self.start(concurrency=2)
+        self.assertEqual(self.burst(envoy, idp.token(key="k1")), [200] * 24)
+        self.assertEqual(idp.jwks_fetches(), 1)
+        idp.set_keys(["k1", "k2"])
+        statuses = self.burst(envoy, idp.token(key="k2"))
+        self.assertEqual(statuses, [200] * 24, self.ctx())
+        self.assertEqual(idp.jwks_fetches(), 2, "one refetch for the new kid, shared by all workers")
 
 
 class Discovery(E2E):
