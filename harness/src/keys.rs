@@ -4,6 +4,7 @@
 //! - `NAME`: RSA-2048, `kid` = NAME, default alg RS256.
 //! - `rsa1024:NAME`, `rsa2048:NAME`, `rsa3072:NAME`, `rsa4096:NAME`: RSA of that size.
 //! - `ps256:NAME`: RSA-2048 published and signing as PS256.
+//! - `hs256:NAME`: a 32-byte HMAC secret, HS256, published as an `oct` JWK.
 //! - `ec256:NAME` (P-256, ES256), `ec384:NAME` (P-384, ES384), `ed25519:NAME` (EdDSA).
 //! - A spec ending in `.pem` (or containing `/`) is a PKCS#8 (or PKCS#1 RSA) private key file;
 //!   `kid` = the file stem.
@@ -30,6 +31,8 @@ pub enum Material {
     P256(p256::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
     Ed25519(ed25519_dalek::SigningKey),
+    /// A shared HMAC secret (published as an `oct` JWK, for `local_jwks`).
+    Hmac(Vec<u8>),
 }
 
 /// A signing key with its `kid`.
@@ -49,6 +52,7 @@ impl NamedKey {
             Material::P256(_) => "ES256",
             Material::P384(_) => "ES384",
             Material::Ed25519(_) => "EdDSA",
+            Material::Hmac(_) => "HS256",
         }
     }
 
@@ -72,6 +76,9 @@ impl NamedKey {
                 "P-384",
                 k.verifying_key().to_encoded_point(false).as_bytes(),
             ),
+            Material::Hmac(secret) => json!({
+                "kty": "oct", "kid": self.kid, "alg": alg, "use": "sig", "k": B64.encode(secret),
+            }),
             Material::Ed25519(k) => json!({
                 "kty": "OKP", "crv": "Ed25519", "kid": self.kid, "alg": alg, "use": "sig",
                 "x": B64.encode(k.verifying_key().as_bytes()),
@@ -80,7 +87,8 @@ impl NamedKey {
     }
 
     /// Signs `input` with `alg`. Supported: RS*/PS* (RSA keys), ES256/ES384 (EC keys), EdDSA,
-    /// and HS* with the public JWK's JSON as the secret (for key-confusion tests).
+    /// HS* with an `hs256:` secret, and HS* with any other key's public JWK JSON as the secret
+    /// (for key-confusion tests).
     pub fn sign(&self, alg: &str, input: &[u8]) -> Result<Vec<u8>> {
         use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer};
         let mut rng = ChaCha20Rng::from_seed(Sha256::digest(input).into());
@@ -112,6 +120,7 @@ impl NamedKey {
                 sig.to_bytes().to_vec()
             }
             (Material::Ed25519(k), "EdDSA") => k.sign(input).to_bytes().to_vec(),
+            (Material::Hmac(secret), "HS256" | "HS384" | "HS512") => hmac(alg, secret, input),
             (_, "HS256" | "HS384" | "HS512") => {
                 hmac(alg, self.public_jwk().to_string().as_bytes(), input)
             }
@@ -237,8 +246,13 @@ fn generate(spec: &str) -> Result<NamedKey> {
             rng.fill_bytes(&mut seed);
             Material::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed))
         }
+        "hs256" => {
+            let mut secret = vec![0u8; 32];
+            rng.fill_bytes(&mut secret);
+            Material::Hmac(secret)
+        }
         other => bail!(
-            "key spec {spec:?}: unknown kind {other:?} (use NAME, rsaBITS:NAME, ps256:NAME, ec256:NAME, ec384:NAME, ed25519:NAME or a .pem file)"
+            "key spec {spec:?}: unknown kind {other:?} (use NAME, rsaBITS:NAME, ps256:NAME, ec256:NAME, hs256:NAME, ec384:NAME, ed25519:NAME or a .pem file)"
         ),
     };
     Ok(NamedKey {

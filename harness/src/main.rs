@@ -40,6 +40,7 @@ KEYS (the same name always gives the same key):
   NAME            RSA-2048, kid NAME, RS256
   rsaBITS:NAME    RSA of 1024, 2048, 3072 or 4096 bits, kid NAME
   ps256:NAME      RSA-2048 published and signing as PS256, kid NAME
+  hs256:NAME      a 32-byte HMAC secret (an oct JWK), HS256, kid NAME
   ec256:NAME      P-256, ES256, kid NAME
   ec384:NAME      P-384, ES384, kid NAME
   ed25519:NAME    Ed25519, EdDSA, kid NAME

@@ -33,6 +33,23 @@ pub fn mint(
     now_s: i64,
     tamper: Option<Tamper>,
 ) -> Result<String> {
+    let claims = resolve_times(claims, now_s)?;
+    mint_raw(
+        key,
+        header,
+        Value::Object(claims).to_string().as_bytes(),
+        tamper,
+    )
+}
+
+/// Like [`mint`] with the payload given as raw bytes (duplicate keys, deep nesting, numbers
+/// out of range: what a JSON map cannot hold).
+pub fn mint_raw(
+    key: &NamedKey,
+    header: &Map<String, Value>,
+    payload: &[u8],
+    tamper: Option<Tamper>,
+) -> Result<String> {
     let mut h = Map::new();
     h.insert("alg".into(), key.default_alg().into());
     h.insert("typ".into(), "JWT".into());
@@ -44,11 +61,10 @@ pub fn mint(
             h.insert(k.clone(), v.clone());
         }
     }
-    let claims = resolve_times(claims, now_s)?;
     let input = format!(
         "{}.{}",
         B64.encode(Value::Object(h.clone()).to_string()),
-        B64.encode(Value::Object(claims).to_string())
+        B64.encode(payload)
     );
     let alg = h.get("alg").and_then(Value::as_str).unwrap_or("");
     let mut sig = if alg.eq_ignore_ascii_case("none") {

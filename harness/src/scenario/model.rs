@@ -56,6 +56,9 @@ pub struct TokenSpec {
     pub header: Map<String, Value>,
     #[serde(default)]
     pub claims: Map<String, Value>,
+    /// The payload as raw JSON text, instead of `claims` (duplicate keys, deep nesting,
+    /// numbers out of range); no defaults and no relative times apply.
+    pub payload: Option<String>,
     pub tamper: Option<Tamper>,
 }
 

@@ -252,8 +252,9 @@ impl Run<'_> {
                 || !spec.claims.is_empty()
                 || !spec.header.is_empty()
                 || spec.tamper.is_some()
+                || spec.payload.is_some()
             {
-                bail!("a raw token takes no key, header, claims or tamper");
+                bail!("a raw token takes no key, header, claims, payload or tamper");
             }
             return Ok(raw.clone());
         }
@@ -263,18 +264,21 @@ impl Run<'_> {
             .or(defaults.key.as_ref())
             .ok_or_else(|| anyhow!("no key (set key or token_defaults.key)"))?;
         let key = self.keys.get(key, &self.loaded.dir)?;
+        let tamper = spec.tamper.or(defaults.tamper);
+        if let Some(payload) = &spec.payload {
+            if !spec.claims.is_empty() {
+                bail!("a token has claims or payload, not both");
+            }
+            let mut header = defaults.header.clone();
+            header.extend(spec.header.clone());
+            return token::mint_raw(&key, &header, payload.as_bytes(), tamper);
+        }
         // Shallow: a `null` must reach the minting, where it removes the default.
         let mut header = defaults.header.clone();
         header.extend(spec.header.clone());
         let mut claims = defaults.claims.clone();
         claims.extend(spec.claims.clone());
-        token::mint(
-            &key,
-            &header,
-            &claims,
-            (now_ms / 1000) as i64,
-            spec.tamper.or(defaults.tamper),
-        )
+        token::mint(&key, &header, &claims, (now_ms / 1000) as i64, tamper)
     }
 
     fn interpolate(&self, text: &str) -> Result<String> {
