@@ -8,7 +8,7 @@ use crate::authenticator::{Authenticator, Decision, KeyState, KeyStore, Refusal}
 use crate::config::{Config, ConfigError, Fetch, KeySource, split_uri};
 use crate::jwks::Key;
 use crate::key_cache::{self, KeysRecord, LocalKeys, Trigger};
-use crate::response::{Failure, deny};
+use crate::response::{Failure, Reason, deny};
 use crate::verify::{HostCrypto, InWasm, SignatureVerifier};
 use jsonwebtoken::Algorithm;
 use proxy_wasm::types::LogLevel;
@@ -189,7 +189,21 @@ impl Plugin {
                 }
                 Next::Continue
             }
-            Decision::Deny(refusal) => self.refuse(&refusal),
+            Decision::Deny(refusal) => {
+                // An invalid token may only look invalid because another worker has just
+                // fetched newer keys (a rotation): adopt them and decide once more.
+                let stale = refusal.denial.reason == Reason::Invalid
+                    && refusal
+                        .provider
+                        .as_deref()
+                        .and_then(|name| self.authenticator.config.provider_index(name))
+                        .and_then(|p| self.remote_index(p))
+                        .is_some_and(|r| self.sync(r));
+                if stale {
+                    return self.handle(context, deadline_ms, fetch_origin);
+                }
+                self.refuse(&refusal)
+            }
             Decision::Pending {
                 provider,
                 unknown_kid,
@@ -207,8 +221,12 @@ impl Plugin {
                     Trigger::NoKeys
                 };
                 if let Some(origin) = fetch_origin {
-                    self.start_fetch(r, trigger, origin);
+                    let adopted = !self.start_fetch(r, trigger, origin) && self.sync(r);
                     host::enter(context);
+                    // A fetch finished elsewhere since the sync above: decide with its keys.
+                    if adopted {
+                        return self.handle(context, deadline_ms, fetch_origin);
+                    }
                 }
                 let deadline =
                     deadline_ms.unwrap_or(now_ms + self.remotes.borrow()[r].fetch.timeout_ms);
@@ -264,20 +282,20 @@ impl Plugin {
 
     /// Claims the fetch lease for remote `r` and dispatches, unless a fetch is in flight
     /// somewhere (then the caller waits for its result) or the rules forbid one now.
-    fn start_fetch(&self, r: usize, trigger: Trigger, origin: u32) {
+    /// Returns whether a fetch started. When none does, the caller should `sync`: the
+    /// fetch that is in the way may just have finished with new keys.
+    fn start_fetch(&self, r: usize, trigger: Trigger, origin: u32) -> bool {
         let now_ms = host::now_ms();
         let mut remotes = self.remotes.borrow_mut();
         let remote = &mut remotes[r];
         let (record, cas) = remote.slots.fetch();
         if !record.may_start(trigger, now_ms, &remote.fetch) {
-            remote.local.fetch = record;
-            return;
+            return false;
         }
         let leased = record.leased(trigger, now_ms, &remote.fetch);
         if !remote.slots.swap_fetch(&leased, cas) {
             // Another worker claimed it first: wait for its result.
-            remote.local.fetch = remote.slots.fetch().0;
-            return;
+            return false;
         }
         remote.local.fetch = leased;
         let cached = remote.slots.keys();
@@ -303,6 +321,7 @@ impl Plugin {
             &format!("provider {}: key fetch started ({trigger:?})", self.name(r)),
         );
         self.dispatch(r, origin, step);
+        true
     }
 
     fn dispatch(&self, r: usize, origin: u32, step: Step) {
