@@ -6,7 +6,8 @@
 //! - `ps256:NAME`: RSA-2048 published and signing as PS256.
 //! - `hs256:NAME`: a 32-byte HMAC secret, HS256, published as an `oct` JWK.
 //! - `ec256:NAME` (P-256, ES256), `ec384:NAME` (P-384, ES384), `ed25519:NAME` (EdDSA).
-//! - A spec ending in `.pem` (or containing `/`) is a PKCS#8 (or PKCS#1 RSA) private key file;
+//! - A spec ending in `.pem` (or containing `/`) is a PKCS#8, PKCS#1 (RSA) or SEC1 (EC)
+//!   private key file;
 //!   `kid` = the file stem.
 //!
 //! For prefixed names the `kid` is the part after the colon. The same spec always gives the
@@ -279,11 +280,15 @@ fn load_file(path: &Path) -> Result<NamedKey> {
         Material::P256(k)
     } else if let Ok(k) = p384::ecdsa::SigningKey::from_pkcs8_pem(&pem) {
         Material::P384(k)
+    } else if let Ok(k) = p256::SecretKey::from_sec1_pem(&pem) {
+        Material::P256(k.into())
+    } else if let Ok(k) = p384::SecretKey::from_sec1_pem(&pem) {
+        Material::P384(k.into())
     } else if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem) {
         Material::Ed25519(k)
     } else {
         return Err(anyhow!(
-            "{}: not a PKCS#8 (RSA, P-256, P-384, Ed25519) or PKCS#1 RSA private key",
+            "{}: not a PKCS#8 (RSA, P-256, P-384, Ed25519), PKCS#1 RSA or SEC1 EC private key",
             path.display()
         ));
     };
@@ -313,6 +318,26 @@ mod tests {
             "OKP"
         );
         assert!(other.get("dsa:x", base).is_err());
+    }
+
+    #[test]
+    fn pem_files_load_with_the_file_stem_as_kid() {
+        use p256::pkcs8::{EncodePrivateKey, LineEnding};
+        let dir = std::env::temp_dir().join(format!("harness-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = p256::ecdsa::SigningKey::random(&mut ChaCha20Rng::from_seed([7; 32]));
+        let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap();
+        std::fs::write(dir.join("signer.pem"), pem.as_bytes()).unwrap();
+        std::fs::write(dir.join("junk.pem"), "not a key").unwrap();
+        let mut ring = KeyRing::default();
+        let loaded = ring.get("signer.pem", &dir).unwrap();
+        assert_eq!(
+            (loaded.kid.as_str(), loaded.default_alg()),
+            ("signer", "ES256")
+        );
+        assert!(ring.get("junk.pem", &dir).is_err());
+        assert!(ring.get("missing.pem", &dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -44,7 +44,7 @@ KEYS (the same name always gives the same key):
   ec256:NAME      P-256, ES256, kid NAME
   ec384:NAME      P-384, ES384, kid NAME
   ed25519:NAME    Ed25519, EdDSA, kid NAME
-  PATH.pem        a PKCS#8 (or PKCS#1 RSA) private key file, kid = file stem
+  PATH.pem        a PKCS#8, PKCS#1 (RSA) or SEC1 (EC) private key file, kid = file stem
 ";
 
 fn main() -> ExitCode {
