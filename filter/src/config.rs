@@ -11,9 +11,8 @@ use crate::json;
 use crate::jwks::{KeySet, Origin};
 use crate::rules::{Matcher, PathMatch, Rule, normalize};
 use jsonwebtoken::Algorithm;
-use serde::Deserialize;
+use read::{FromJson, Node, Object};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// Largest configuration accepted.
@@ -71,8 +70,7 @@ pub struct Fetch {
     pub max_body_bytes: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     #[default]
     Enforce,
@@ -80,8 +78,7 @@ pub enum Mode {
     Report,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Unmatched {
     #[default]
     Deny,
@@ -108,163 +105,56 @@ fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Conf
     })
 }
 
-// ---- The JSON shape. Every struct refuses unknown fields. ----
+// ---- Compilation: each JSON object is read (unknown fields refused) and checked at once. ----
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default = "default_realm")]
-    realm: String,
-    #[serde(default)]
-    mode: Mode,
-    #[serde(default)]
-    unmatched: Unmatched,
-    #[serde(default = "default_max_token_bytes")]
-    max_token_bytes: usize,
-    #[serde(default = "default_jwt_cache_size")]
-    jwt_cache_size: usize,
-    #[serde(default = "default_true")]
-    host_crypto: bool,
-    providers: BTreeMap<String, RawProvider>,
-    rules: Vec<RawRule>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProvider {
-    issuer: String,
-    audiences: Vec<String>,
-    remote_jwks: Option<RawFetch>,
-    local_jwks: Option<Value>,
-    discovery: Option<RawFetch>,
-    #[serde(default = "default_algorithms")]
-    algorithms: Vec<String>,
-    #[serde(default = "default_clock_skew")]
-    clock_skew_s: u64,
-    max_token_age_s: Option<u64>,
-    require_typ: Option<String>,
-    token_sources: Option<Vec<RawSource>>,
-    #[serde(default)]
-    forward: bool,
-    forward_payload_header: Option<String>,
-    #[serde(default)]
-    claim_to_headers: Vec<RawClaimHeader>,
-}
-
+const CONFIG_FIELDS: [&str; 8] = [
+    "realm",
+    "mode",
+    "unmatched",
+    "max_token_bytes",
+    "jwt_cache_size",
+    "host_crypto",
+    "providers",
+    "rules",
+];
+const PROVIDER_FIELDS: [&str; 13] = [
+    "issuer",
+    "audiences",
+    "remote_jwks",
+    "local_jwks",
+    "discovery",
+    "algorithms",
+    "clock_skew_s",
+    "max_token_age_s",
+    "require_typ",
+    "token_sources",
+    "forward",
+    "forward_payload_header",
+    "claim_to_headers",
+];
 /// `remote_jwks` (with `uri`) and `discovery` (without) share their fetch settings.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFetch {
-    cluster: String,
-    uri: Option<String>,
-    #[serde(default = "default_timeout_ms")]
-    timeout_ms: u64,
-    #[serde(default = "default_cache_duration")]
-    cache_duration_s: u64,
-    #[serde(default = "default_cooldown")]
-    cooldown_s: u64,
-    #[serde(default = "default_stale_max")]
-    stale_max_s: u64,
-    #[serde(default = "default_max_body")]
-    max_body_bytes: usize,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    header: Option<String>,
-    prefix: Option<String>,
-    query: Option<String>,
-    cookie: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClaimHeader {
-    claim: RawClaimPath,
-    header: String,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawClaimPath {
-    Dotted(String),
-    Names(Vec<String>),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRule {
-    #[serde(rename = "match")]
-    matcher: RawMatch,
-    requires: Option<RawRequirement>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMatch {
-    path: Option<String>,
-    prefix: Option<String>,
-    methods: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRequirement {
-    provider: Option<String>,
-    any: Option<Vec<RawRequirement>>,
-    all: Option<Vec<RawRequirement>>,
-    scopes: Option<Vec<String>>,
-    scopes_any: Option<Vec<String>>,
-    scope_claim: Option<RawClaimPath>,
-    claims: Option<Vec<RawClaimCheck>>,
-    allow_missing: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClaimCheck {
-    claim: RawClaimPath,
-    equals: Option<Value>,
-    includes: Option<Vec<Value>>,
-    includes_any: Option<Vec<Value>>,
-}
-
-fn default_realm() -> String {
-    "api".into()
-}
-fn default_max_token_bytes() -> usize {
-    8192
-}
-fn default_jwt_cache_size() -> usize {
-    1000
-}
-fn default_true() -> bool {
-    true
-}
-fn default_algorithms() -> Vec<String> {
-    vec!["RS256".into()]
-}
-fn default_clock_skew() -> u64 {
-    5
-}
-fn default_timeout_ms() -> u64 {
-    5000
-}
-fn default_cache_duration() -> u64 {
-    600
-}
-fn default_cooldown() -> u64 {
-    30
-}
-fn default_stale_max() -> u64 {
-    86_400
-}
-fn default_max_body() -> usize {
-    1 << 20
-}
-
-// ---- Compilation ----
+const FETCH_FIELDS: [&str; 7] = [
+    "cluster",
+    "uri",
+    "timeout_ms",
+    "cache_duration_s",
+    "cooldown_s",
+    "stale_max_s",
+    "max_body_bytes",
+];
+/// The first three choose the kind of requirement; the rest, the authorization, belong to
+/// a provider requirement only.
+const REQUIREMENT_FIELDS: [&str; 8] = [
+    "provider",
+    "any",
+    "all",
+    "scopes",
+    "scopes_any",
+    "scope_claim",
+    "claims",
+    "allow_missing",
+];
+const AUTHORIZATION_FIELDS: &[&str] = REQUIREMENT_FIELDS.split_at(3).1;
 
 impl Config {
     /// Parses and validates a configuration.
@@ -276,11 +166,7 @@ impl Config {
             );
         }
         let value = json::parse(bytes).or_else(|e| err(".", e))?;
-        let raw: RawConfig = serde_path_to_error::deserialize(value).or_else(|e| {
-            let path = e.path().to_string();
-            err(path, e.into_inner().to_string())
-        })?;
-        compile(raw)
+        compile(&Node::root(&value))
     }
 
     pub fn provider_index(&self, name: &str) -> Option<usize> {
@@ -288,122 +174,159 @@ impl Config {
     }
 }
 
-fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
-    if raw.realm.is_empty() || !raw.realm.bytes().all(|b| is_qdtext(b) && b != b'\\') {
+impl FromJson<'_> for Mode {
+    fn from_json(node: &Node) -> Result<Self, ConfigError> {
+        node.variant(&[("enforce", Mode::Enforce), ("report", Mode::Report)])
+    }
+}
+
+impl FromJson<'_> for Unmatched {
+    fn from_json(node: &Node) -> Result<Self, ConfigError> {
+        node.variant(&[("deny", Unmatched::Deny), ("allow", Unmatched::Allow)])
+    }
+}
+
+/// A claim: `"org.id"` (dotted) or `["https://example.com/roles"]` (names as they are).
+impl FromJson<'_> for ClaimPath {
+    fn from_json(node: &Node) -> Result<Self, ConfigError> {
+        let compiled = match node.value {
+            Value::String(s) => ClaimPath::dotted(s),
+            Value::Array(_) => ClaimPath(Vec::from_json(node)?),
+            _ => return node.invalid_type("a string or a sequence of strings"),
+        };
+        if compiled.0.is_empty() || compiled.0.iter().any(String::is_empty) {
+            return node.err("claim names must not be empty");
+        }
+        Ok(compiled)
+    }
+}
+
+fn compile(root: &Node) -> Result<Config, ConfigError> {
+    let o = root.object(&CONFIG_FIELDS)?;
+    let realm: String = o.or("realm", "api".into())?;
+    if realm.is_empty() || !realm.bytes().all(|b| is_qdtext(b) && b != b'\\') {
         return err(
             "realm",
             "must be non-empty printable ASCII without '\"' or '\\'",
         );
     }
-    if !(256..=65_536).contains(&raw.max_token_bytes) {
-        return err("max_token_bytes", "must be between 256 and 65536");
-    }
-    if raw.jwt_cache_size > 100_000 {
+    let mode = o.or("mode", Mode::default())?;
+    let unmatched = o.or("unmatched", Unmatched::default())?;
+    let max_token_bytes = o.within("max_token_bytes", 8192, 256, 65_536)?;
+    let jwt_cache_size: usize = o.or("jwt_cache_size", 1000)?;
+    if jwt_cache_size > 100_000 {
         return err("jwt_cache_size", "must be at most 100000");
     }
-    if raw.providers.is_empty() {
+    let host_crypto = o.or("host_crypto", true)?;
+    // serde_json's map (without its `preserve_order` feature) keeps keys in order: providers
+    // come in name order.
+    let raw_providers = o.req::<Node>("providers")?.map()?;
+    if raw_providers.is_empty() {
         return err("providers", "must name at least one provider");
     }
-    let names: Vec<&String> = raw.providers.keys().collect();
+    let names: Vec<&String> = raw_providers.keys().collect();
     let mut providers = Vec::new();
-    for (name, p) in &raw.providers {
-        providers.push(compile_provider(name, p, &format!("providers.{name}"))?);
+    for (name, value) in raw_providers {
+        let node = Node {
+            value,
+            path: format!("providers.{name}"),
+        };
+        providers.push(compile_provider(name, &node)?);
     }
     let identity_headers = identity_headers(&providers)?;
     let mut rules = Vec::new();
-    for (i, r) in raw.rules.iter().enumerate() {
-        let path = format!("rules[{i}]");
-        let requires = match &r.requires {
+    for node in o.req::<Vec<Node>>("rules")? {
+        let r = node.object(&["match", "requires"])?;
+        let requires = match r.get::<Node>("requires")? {
             None => None,
-            Some(req) => Some(compile_requirement(
-                req,
-                &names,
-                &format!("{path}.requires"),
-            )?),
+            Some(req) => Some(compile_requirement(&req, &names)?),
         };
         rules.push(Rule {
-            matcher: compile_match(&r.matcher, &format!("{path}.match"))?,
+            matcher: compile_match(&r.req("match")?)?,
             requires,
         });
     }
     Ok(Config {
-        realm: raw.realm,
-        mode: raw.mode,
-        unmatched: raw.unmatched,
-        max_token_bytes: raw.max_token_bytes,
-        jwt_cache_size: raw.jwt_cache_size,
-        host_crypto: raw.host_crypto,
+        realm,
+        mode,
+        unmatched,
+        max_token_bytes,
+        jwt_cache_size,
+        host_crypto,
         providers,
         rules,
         identity_headers,
     })
 }
 
-fn compile_provider(name: &str, p: &RawProvider, path: &str) -> Result<Provider, ConfigError> {
+fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
     if name.is_empty()
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
     {
-        return err(path, "provider names use letters, digits, '-' and '_' only");
+        return node.err("provider names use letters, digits, '-' and '_' only");
     }
-    if p.issuer.is_empty() {
-        return err(format!("{path}.issuer"), "must not be empty");
+    let p = node.object(&PROVIDER_FIELDS)?;
+    let issuer: String = p.req("issuer")?;
+    if issuer.is_empty() {
+        return err(p.child("issuer"), "must not be empty");
     }
-    if p.audiences.is_empty() {
-        return err(format!("{path}.audiences"), "must not be empty");
+    let audiences: Vec<String> = p.req("audiences")?;
+    if audiences.is_empty() {
+        return err(p.child("audiences"), "must not be empty");
     }
-    if let Some(i) = p.audiences.iter().position(String::is_empty) {
-        return err(format!("{path}.audiences[{i}]"), "must not be empty");
+    if let Some(i) = audiences.iter().position(String::is_empty) {
+        return err(
+            format!("{}[{i}]", p.child("audiences")),
+            "must not be empty",
+        );
     }
-    let algorithms = compile_algorithms(&p.algorithms, &format!("{path}.algorithms"))?;
-    let keys = compile_keys(p, &algorithms, path)?;
-    if p.clock_skew_s > 300 {
-        return err(format!("{path}.clock_skew_s"), "must be at most 300");
+    let algorithms = compile_algorithms(
+        &p.or("algorithms", vec!["RS256".to_string()])?,
+        &p.child("algorithms"),
+    )?;
+    let keys = compile_keys(&p, &issuer, &algorithms)?;
+    let clock_skew_s = p.or("clock_skew_s", 5)?;
+    if clock_skew_s > 300 {
+        return err(p.child("clock_skew_s"), "must be at most 300");
     }
-    let require_typ = match &p.require_typ {
-        Some(t) if t.is_empty() => return err(format!("{path}.require_typ"), "must not be empty"),
+    let require_typ = match p.get::<String>("require_typ")? {
+        Some(t) if t.is_empty() => return err(p.child("require_typ"), "must not be empty"),
         t => t.as_deref().map(normalize_typ),
     };
-    let token_sources = match &p.token_sources {
+    let token_sources = match p.get::<Vec<Node>>("token_sources")? {
         None => vec![TokenSource::bearer()],
         Some(list) if list.is_empty() => {
-            return err(format!("{path}.token_sources"), "must not be empty");
+            return err(p.child("token_sources"), "must not be empty");
         }
-        Some(list) => list
-            .iter()
-            .enumerate()
-            .map(|(i, s)| compile_source(s, &format!("{path}.token_sources[{i}]")))
-            .collect::<Result<_, _>>()?,
+        Some(list) => list.iter().map(compile_source).collect::<Result<_, _>>()?,
     };
-    let forward_payload_header = match &p.forward_payload_header {
+    let forward_payload_header = match p.get::<String>("forward_payload_header")? {
         None => None,
-        Some(h) => Some(identity_header(
-            h,
-            &format!("{path}.forward_payload_header"),
-        )?),
+        Some(h) => Some(identity_header(&h, &p.child("forward_payload_header"))?),
     };
     let mut claim_to_headers = Vec::new();
-    for (i, c) in p.claim_to_headers.iter().enumerate() {
-        let at = format!("{path}.claim_to_headers[{i}]");
+    for node in p.or("claim_to_headers", Vec::<Node>::new())? {
+        let c = node.object(&["claim", "header"])?;
         claim_to_headers.push((
-            claim_path(&c.claim, &format!("{at}.claim"))?,
-            identity_header(&c.header, &format!("{at}.header"))?,
+            c.req("claim")?,
+            identity_header(&c.req::<String>("header")?, &c.child("header"))?,
         ));
     }
     Ok(Provider {
         name: name.to_string(),
         algorithms,
         claims: ClaimRules {
-            issuer: p.issuer.clone(),
-            audiences: p.audiences.clone(),
-            clock_skew_s: p.clock_skew_s,
-            max_token_age_s: p.max_token_age_s,
+            issuer,
+            audiences,
+            clock_skew_s,
+            max_token_age_s: p.get("max_token_age_s")?,
             require_typ,
         },
         keys,
         token_sources,
-        forward: p.forward,
+        forward: p.or("forward", false)?,
         forward_payload_header,
         claim_to_headers,
     })
@@ -443,35 +366,39 @@ fn is_hmac(alg: Algorithm) -> bool {
 }
 
 fn compile_keys(
-    p: &RawProvider,
+    p: &Object,
+    issuer: &str,
     algorithms: &[Algorithm],
-    path: &str,
 ) -> Result<KeySource, ConfigError> {
     let hmac = algorithms.iter().any(|a| is_hmac(*a));
-    match (&p.remote_jwks, &p.local_jwks, &p.discovery) {
+    let sources = (
+        p.get::<Node>("remote_jwks")?,
+        p.get::<Node>("local_jwks")?,
+        p.get::<Node>("discovery")?,
+    );
+    match sources {
         (Some(remote), None, None) => {
-            let at = format!("{path}.remote_jwks");
             if hmac {
-                return err(at, "HMAC algorithms need their secret in local_jwks");
+                return remote.err("HMAC algorithms need their secret in local_jwks");
             }
-            let Some(uri) = &remote.uri else {
-                return err(format!("{at}.uri"), "missing");
+            let remote = remote.object(&FETCH_FIELDS)?;
+            let Some(uri) = remote.get::<String>("uri")? else {
+                return err(remote.child("uri"), "missing");
             };
-            let Some((authority, uri_path)) = split_uri(uri) else {
-                return err(format!("{at}.uri"), "must be an absolute http(s) URI");
+            let Some((authority, uri_path)) = split_uri(&uri) else {
+                return err(remote.child("uri"), "must be an absolute http(s) URI");
             };
             Ok(KeySource::Remote(compile_fetch(
-                remote, authority, uri_path, &at,
+                &remote, authority, uri_path,
             )?))
         }
         (None, Some(local), None) => {
-            let at = format!("{path}.local_jwks");
-            let Value::Object(doc) = local else {
-                return err(at, "must be a JWKS object {\"keys\": [...]}");
+            let Value::Object(doc) = local.value else {
+                return local.err("must be a JWKS object {\"keys\": [...]}");
             };
-            let loaded = KeySet::from_object(doc, Origin::Config).or_else(|e| err(&at, e))?;
+            let loaded = KeySet::from_object(doc, Origin::Config).or_else(|e| local.err(e))?;
             if let Some(why) = loaded.dropped.first() {
-                return err(at, format!("unusable {why}"));
+                return local.err(format!("unusable {why}"));
             }
             let set = loaded.set;
             if let Some(i) = set
@@ -480,77 +407,54 @@ fn compile_keys(
                 .position(|k| !algorithms.iter().any(|a| k.fits(*a)))
             {
                 return err(
-                    format!("{at}.keys[{i}]"),
+                    format!("{}.keys[{i}]", local.path),
                     "fits none of the provider's algorithms",
                 );
             }
             Ok(KeySource::Local(set))
         }
         (None, None, Some(discovery)) => {
-            let at = format!("{path}.discovery");
             if hmac {
-                return err(at, "HMAC algorithms need their secret in local_jwks");
+                return discovery.err("HMAC algorithms need their secret in local_jwks");
             }
-            if discovery.uri.is_some() {
+            let discovery = discovery.object(&FETCH_FIELDS)?;
+            if discovery.has("uri") {
                 return err(
-                    format!("{at}.uri"),
+                    discovery.child("uri"),
                     "discovery starts from the issuer; use remote_jwks for a fixed URI",
                 );
             }
             let well_known = format!(
                 "{}/.well-known/openid-configuration",
-                p.issuer.trim_end_matches('/')
+                issuer.trim_end_matches('/')
             );
             let Some((authority, uri_path)) = split_uri(&well_known) else {
-                return err(
-                    format!("{path}.issuer"),
-                    "must be an http(s) URL for discovery",
-                );
+                return err(p.child("issuer"), "must be an http(s) URL for discovery");
             };
             Ok(KeySource::Discovery(compile_fetch(
-                discovery, authority, uri_path, &at,
+                &discovery, authority, uri_path,
             )?))
         }
-        _ => err(
-            path,
-            "needs exactly one of remote_jwks, local_jwks, discovery",
-        ),
+        _ => p
+            .node
+            .err("needs exactly one of remote_jwks, local_jwks, discovery"),
     }
 }
 
-fn compile_fetch(
-    raw: &RawFetch,
-    authority: &str,
-    path: &str,
-    at: &str,
-) -> Result<Fetch, ConfigError> {
-    if raw.cluster.is_empty() {
-        return err(format!("{at}.cluster"), "must not be empty");
-    }
-    let checks = [
-        ("timeout_ms", raw.timeout_ms, 1, 60_000),
-        ("cache_duration_s", raw.cache_duration_s, 1, 7 * 86_400),
-        ("cooldown_s", raw.cooldown_s, 0, 3_600),
-        ("stale_max_s", raw.stale_max_s, 0, 7 * 86_400),
-        ("max_body_bytes", raw.max_body_bytes as u64, 1_024, 16 << 20),
-    ];
-    for (name, value, min, max) in checks {
-        if !(min..=max).contains(&value) {
-            return err(
-                format!("{at}.{name}"),
-                format!("must be between {min} and {max}"),
-            );
-        }
+fn compile_fetch(o: &Object, authority: &str, path: &str) -> Result<Fetch, ConfigError> {
+    let cluster: String = o.req("cluster")?;
+    if cluster.is_empty() {
+        return err(o.child("cluster"), "must not be empty");
     }
     Ok(Fetch {
-        cluster: raw.cluster.clone(),
+        cluster,
         authority: authority.to_string(),
         path: path.to_string(),
-        timeout_ms: raw.timeout_ms,
-        cache_duration_s: raw.cache_duration_s,
-        cooldown_s: raw.cooldown_s,
-        stale_max_s: raw.stale_max_s,
-        max_body_bytes: raw.max_body_bytes,
+        timeout_ms: o.within("timeout_ms", 5000, 1, 60_000)?,
+        cache_duration_s: o.within("cache_duration_s", 600, 1, 7 * 86_400)?,
+        cooldown_s: o.within("cooldown_s", 30, 0, 3_600)?,
+        stale_max_s: o.within("stale_max_s", 86_400, 0, 7 * 86_400)?,
+        max_body_bytes: o.within("max_body_bytes", 1 << 20, 1_024, 16 << 20)?,
     })
 }
 
@@ -572,30 +476,30 @@ pub fn split_uri(uri: &str) -> Option<(&str, &str)> {
     valid.then_some((authority, path))
 }
 
-fn compile_source(s: &RawSource, path: &str) -> Result<TokenSource, ConfigError> {
-    let named = |n: &String, what: &str| {
-        if n.is_empty() || !n.bytes().all(is_tchar) {
-            err(format!("{path}.{what}"), "must be a non-empty token")
-        } else {
-            Ok(n.clone())
+fn compile_source(node: &Node) -> Result<TokenSource, ConfigError> {
+    let s = node.object(&["header", "prefix", "query", "cookie"])?;
+    let named = |what: &str| -> Result<Option<String>, ConfigError> {
+        match s.get::<String>(what)? {
+            Some(n) if n.is_empty() || !n.bytes().all(is_tchar) => {
+                err(s.child(what), "must be a non-empty token")
+            }
+            n => Ok(n),
         }
     };
-    match (&s.header, &s.query, &s.cookie) {
+    let prefix: Option<String> = s.get("prefix")?;
+    match (named("header")?, named("query")?, named("cookie")?) {
         (Some(h), None, None) => {
-            let name = named(h, "header")?.to_ascii_lowercase();
-            let prefix = match &s.prefix {
-                Some(p) => p.clone(),
+            let name = h.to_ascii_lowercase();
+            let prefix = match prefix {
+                Some(p) => p,
                 None if name == "authorization" => "Bearer ".into(),
                 None => String::new(),
             };
             Ok(TokenSource::Header { name, prefix })
         }
-        (None, Some(q), None) if s.prefix.is_none() => Ok(TokenSource::Query(named(q, "query")?)),
-        (None, None, Some(c)) if s.prefix.is_none() => Ok(TokenSource::Cookie(named(c, "cookie")?)),
-        _ => err(
-            path,
-            "needs exactly one of header (with optional prefix), query, cookie",
-        ),
+        (None, Some(q), None) if prefix.is_none() => Ok(TokenSource::Query(q)),
+        (None, None, Some(c)) if prefix.is_none() => Ok(TokenSource::Cookie(c)),
+        _ => node.err("needs exactly one of header (with optional prefix), query, cookie"),
     }
 }
 
@@ -650,140 +554,116 @@ fn identity_headers(providers: &[Provider]) -> Result<Vec<String>, ConfigError> 
     Ok(headers)
 }
 
-fn claim_path(raw: &RawClaimPath, path: &str) -> Result<ClaimPath, ConfigError> {
-    let compiled = match raw {
-        RawClaimPath::Dotted(s) => ClaimPath::dotted(s),
-        RawClaimPath::Names(names) => ClaimPath(names.clone()),
-    };
-    if compiled.0.is_empty() || compiled.0.iter().any(String::is_empty) {
-        return err(path, "claim names must not be empty");
-    }
-    Ok(compiled)
-}
-
-fn compile_match(m: &RawMatch, path: &str) -> Result<Matcher, ConfigError> {
-    let (p, kind) = match (&m.path, &m.prefix) {
+fn compile_match(node: &Node) -> Result<Matcher, ConfigError> {
+    let m = node.object(&["path", "prefix", "methods"])?;
+    let (p, kind) = match (m.get::<String>("path")?, m.get::<String>("prefix")?) {
         (Some(p), None) => (p, "path"),
         (None, Some(p)) => (p, "prefix"),
-        _ => return err(path, "needs exactly one of path, prefix"),
+        _ => return node.err("needs exactly one of path, prefix"),
     };
-    match normalize(p) {
-        Some(n) if n == *p => {}
+    match normalize(&p) {
+        Some(n) if n == p => {}
         Some(n) => {
             return err(
-                format!("{path}.{kind}"),
+                m.child(kind),
                 format!("is not normalised (requests would be matched as '{n}')"),
             );
         }
         None => {
             return err(
-                format!("{path}.{kind}"),
+                m.child(kind),
                 "must be an absolute path without '..' above the root or encoded separators",
             );
         }
     }
-    let methods = m.methods.clone().unwrap_or_default();
-    if m.methods.as_ref().is_some_and(Vec::is_empty) {
+    let methods: Option<Vec<String>> = m.get("methods")?;
+    if methods.as_ref().is_some_and(Vec::is_empty) {
         return err(
-            format!("{path}.methods"),
+            m.child("methods"),
             "must not be empty (leave it out to match any method)",
         );
     }
+    let methods = methods.unwrap_or_default();
     if let Some(i) = methods
         .iter()
         .position(|x| x.is_empty() || !x.bytes().all(|b| b.is_ascii_uppercase()))
     {
         return err(
-            format!("{path}.methods[{i}]"),
+            format!("{}[{i}]", m.child("methods")),
             "methods are upper-case names such as GET",
         );
     }
-    let path_match = if kind == "path" {
-        PathMatch::Exact(p.clone())
+    let path = if kind == "path" {
+        PathMatch::Exact(p)
     } else {
-        PathMatch::Prefix(p.clone())
+        PathMatch::Prefix(p)
     };
-    Ok(Matcher {
-        path: path_match,
-        methods,
-    })
+    Ok(Matcher { path, methods })
 }
 
-fn compile_requirement(
-    r: &RawRequirement,
-    names: &[&String],
-    path: &str,
-) -> Result<Requirement, ConfigError> {
-    let has_authz = r.scopes.is_some()
-        || r.scopes_any.is_some()
-        || r.scope_claim.is_some()
-        || r.claims.is_some()
-        || r.allow_missing.is_some();
-    let group = |list: &Vec<RawRequirement>, kind: &str| -> Result<Vec<Requirement>, ConfigError> {
+fn compile_requirement(node: &Node, names: &[&String]) -> Result<Requirement, ConfigError> {
+    let r = node.object(&REQUIREMENT_FIELDS)?;
+    let has_authz = AUTHORIZATION_FIELDS.iter().any(|f| r.has(f));
+    let group = |list: Vec<Node>, kind: &str| -> Result<Vec<Requirement>, ConfigError> {
         if has_authz {
-            return err(
-                path,
-                format!(
-                    "'{kind}' cannot carry authorization fields; put them on each provider requirement"
-                ),
-            );
+            return node.err(format!(
+                "'{kind}' cannot carry authorization fields; put them on each provider requirement"
+            ));
         }
         if list.is_empty() {
-            return err(format!("{path}.{kind}"), "must not be empty");
+            return err(r.child(kind), "must not be empty");
         }
-        list.iter()
-            .enumerate()
-            .map(|(i, r)| compile_requirement(r, names, &format!("{path}.{kind}[{i}]")))
-            .collect()
+        list.iter().map(|r| compile_requirement(r, names)).collect()
     };
-    match (&r.provider, &r.any, &r.all) {
+    let provider: Option<String> = r.get("provider")?;
+    match (provider, r.get("any")?, r.get("all")?) {
         (Some(name), None, None) => {
-            let Some(provider) = names.iter().position(|n| *n == name) else {
-                return err(
-                    format!("{path}.provider"),
-                    format!("unknown provider '{name}'"),
-                );
+            let Some(provider) = names.iter().position(|n| **n == name) else {
+                return err(r.child("provider"), format!("unknown provider '{name}'"));
             };
             Ok(Requirement::Provider(ProviderRequirement {
                 provider,
-                allow_missing: r.allow_missing.unwrap_or(false),
-                authorization: compile_authorization(r, path)?,
+                allow_missing: r.or("allow_missing", false)?,
+                authorization: compile_authorization(&r)?,
             }))
         }
         (None, Some(list), None) => Ok(Requirement::Any(group(list, "any")?)),
         (None, None, Some(list)) => Ok(Requirement::All(group(list, "all")?)),
-        _ => err(path, "needs exactly one of provider, any, all"),
+        _ => node.err("needs exactly one of provider, any, all"),
     }
 }
 
-fn compile_authorization(r: &RawRequirement, path: &str) -> Result<Authorization, ConfigError> {
-    let scope_list = |list: &Option<Vec<String>>, name: &str| -> Result<Vec<String>, ConfigError> {
-        let list = list.clone().unwrap_or_default();
+fn compile_authorization(r: &Object) -> Result<Authorization, ConfigError> {
+    let scope_list = |name: &str| -> Result<Vec<String>, ConfigError> {
+        let list: Vec<String> = r.get(name)?.unwrap_or_default();
         if let Some(i) = list.iter().position(|s| {
             s.is_empty() || !s.bytes().all(|b| is_qdtext(b) && b != b' ' && b != b'\\')
         }) {
             return err(
-                format!("{path}.{name}[{i}]"),
+                format!("{}[{i}]", r.child(name)),
                 "a scope is a non-empty printable token without spaces, '\"' or '\\'",
             );
         }
         Ok(list)
     };
-    let scope_claim = match &r.scope_claim {
-        None => ClaimPath::dotted("scope"),
-        Some(c) => claim_path(c, &format!("{path}.scope_claim"))?,
-    };
+    let scope_claim = r
+        .get("scope_claim")?
+        .unwrap_or_else(|| ClaimPath::dotted("scope"));
     let mut claims = Vec::new();
-    for (i, c) in r.claims.iter().flatten().enumerate() {
-        let at = format!("{path}.claims[{i}]");
-        let claim = claim_path(&c.claim, &format!("{at}.claim"))?;
-        claims.push(match (&c.equals, &c.includes, &c.includes_any) {
-            (Some(v), None, None) => ClaimCheck::Equals(claim, v.clone()),
-            (None, Some(v), None) if !v.is_empty() => ClaimCheck::Includes(claim, v.clone()),
-            (None, None, Some(v)) if !v.is_empty() => ClaimCheck::IncludesAny(claim, v.clone()),
+    for node in r.get::<Vec<Node>>("claims")?.unwrap_or_default() {
+        let c = node.object(&["claim", "equals", "includes", "includes_any"])?;
+        let claim = c.req("claim")?;
+        let check = (
+            c.get("equals")?,
+            c.get::<Vec<Value>>("includes")?,
+            c.get::<Vec<Value>>("includes_any")?,
+        );
+        claims.push(match check {
+            (Some(v), None, None) => ClaimCheck::Equals(claim, v),
+            (None, Some(v), None) if !v.is_empty() => ClaimCheck::Includes(claim, v),
+            (None, None, Some(v)) if !v.is_empty() => ClaimCheck::IncludesAny(claim, v),
             _ => {
-                return err(
-                    at,
+                return node.err(
                     "needs exactly one of equals, includes (non-empty), includes_any (non-empty)",
                 );
             }
@@ -791,8 +671,8 @@ fn compile_authorization(r: &RawRequirement, path: &str) -> Result<Authorization
     }
     Ok(Authorization {
         scope_claim,
-        scopes: scope_list(&r.scopes, "scopes")?,
-        scopes_any: scope_list(&r.scopes_any, "scopes_any")?,
+        scopes: scope_list("scopes")?,
+        scopes_any: scope_list("scopes_any")?,
         claims,
     })
 }
@@ -807,5 +687,6 @@ fn is_qdtext(b: u8) -> bool {
     (0x20..0x7f).contains(&b) && b != b'"'
 }
 
+mod read;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,308 @@
+//! Reading the configuration's JSON: values that know their path, objects that refuse
+//! unknown fields, and typed fields with serde's wording for type errors
+//! (`rules: invalid type: map, expected a sequence`).
+
+use super::{ConfigError, err};
+use serde_json::{Map, Value};
+
+/// A JSON value and its path in the configuration (`providers.auth0.audiences[0]`; empty at
+/// the root, which errors show as `.`).
+#[derive(Clone)]
+pub struct Node<'a> {
+    pub value: &'a Value,
+    pub path: String,
+}
+
+impl<'a> Node<'a> {
+    pub fn root(value: &'a Value) -> Self {
+        Node {
+            value,
+            path: String::new(),
+        }
+    }
+
+    /// The path of a field of this object.
+    pub fn child(&self, name: &str) -> String {
+        if self.path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.path)
+        }
+    }
+
+    pub fn err<T>(&self, message: impl Into<String>) -> Result<T, ConfigError> {
+        err(
+            if self.path.is_empty() {
+                "."
+            } else {
+                &self.path
+            },
+            message,
+        )
+    }
+
+    pub fn invalid_type<T>(&self, expected: &str) -> Result<T, ConfigError> {
+        self.err(format!(
+            "invalid type: {}, expected {expected}",
+            unexpected(self.value)
+        ))
+    }
+
+    pub fn map(&self) -> Result<&'a Map<String, Value>, ConfigError> {
+        match self.value {
+            Value::Object(map) => Ok(map),
+            _ => self.invalid_type("a map"),
+        }
+    }
+
+    /// This value as an object with only the given fields.
+    pub fn object(&self, fields: &[&str]) -> Result<Object<'a>, ConfigError> {
+        let map = self.map()?;
+        if let Some(name) = map.keys().find(|k| !fields.contains(&k.as_str())) {
+            return err(
+                self.child(name),
+                format!("unknown field `{name}`, expected {}", one_of(fields)),
+            );
+        }
+        Ok(Object {
+            node: self.clone(),
+            map,
+        })
+    }
+
+    /// This value as a string naming one of `variants`.
+    pub fn variant<T: Copy>(&self, variants: &[(&str, T)]) -> Result<T, ConfigError> {
+        let Value::String(name) = self.value else {
+            return self.invalid_type("a string");
+        };
+        match variants.iter().find(|(n, _)| n == name) {
+            Some((_, v)) => Ok(*v),
+            None => {
+                let names: Vec<&str> = variants.iter().map(|(n, _)| *n).collect();
+                self.err(format!(
+                    "unknown variant `{name}`, expected {}",
+                    one_of(&names)
+                ))
+            }
+        }
+    }
+}
+
+/// A JSON object without unknown fields.
+pub struct Object<'a> {
+    pub node: Node<'a>,
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Object<'a> {
+    pub fn child(&self, name: &str) -> String {
+        self.node.child(name)
+    }
+
+    fn field(&self, name: &str) -> Option<Node<'a>> {
+        self.map.get(name).map(|value| Node {
+            value,
+            path: self.child(name),
+        })
+    }
+
+    /// Whether an optional field is given (absent and null are not).
+    pub fn has(&self, name: &str) -> bool {
+        self.map.get(name).is_some_and(|v| !v.is_null())
+    }
+
+    /// A required field.
+    pub fn req<T: FromJson<'a>>(&self, name: &str) -> Result<T, ConfigError> {
+        match self.field(name) {
+            Some(node) => T::from_json(&node),
+            None => self.node.err(format!("missing field `{name}`")),
+        }
+    }
+
+    /// An optional field: absent or null is `None`.
+    pub fn get<T: FromJson<'a>>(&self, name: &str) -> Result<Option<T>, ConfigError> {
+        self.field(name)
+            .filter(|node| !node.value.is_null())
+            .map(|node| T::from_json(&node))
+            .transpose()
+    }
+
+    /// A field with a default when absent (null is a type error, as for serde's defaults).
+    pub fn or<T: FromJson<'a>>(&self, name: &str, default: T) -> Result<T, ConfigError> {
+        self.field(name)
+            .map_or(Ok(default), |node| T::from_json(&node))
+    }
+
+    /// A number field with a default, within `min..=max`.
+    pub fn within<T>(&self, name: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: FromJson<'a> + PartialOrd + std::fmt::Display,
+    {
+        let value = self.or(name, default)?;
+        if value < min || value > max {
+            return err(self.child(name), format!("must be between {min} and {max}"));
+        }
+        Ok(value)
+    }
+}
+
+/// A value read from JSON, checked against its type (and, for domain types, its rules).
+pub trait FromJson<'a>: Sized {
+    fn from_json(node: &Node<'a>) -> Result<Self, ConfigError>;
+}
+
+/// Any value, to be read further where it is used.
+impl<'a> FromJson<'a> for Node<'a> {
+    fn from_json(node: &Node<'a>) -> Result<Self, ConfigError> {
+        Ok(node.clone())
+    }
+}
+
+impl FromJson<'_> for Value {
+    fn from_json(node: &Node) -> Result<Self, ConfigError> {
+        Ok(node.value.clone())
+    }
+}
+
+impl FromJson<'_> for String {
+    fn from_json(node: &Node) -> Result<Self, ConfigError> {
+        match node.value {
+            Value::String(s) => Ok(s.clone()),
+            _ => node.invalid_type("a string"),
+        }
+    }
+}
+
+impl FromJson<'_> for bool {
+    fn from_json(node: &Node) -> Result<Self, ConfigError> {
+        match node.value {
+            Value::Bool(b) => Ok(*b),
+            _ => node.invalid_type("a boolean"),
+        }
+    }
+}
+
+impl FromJson<'_> for u64 {
+    fn from_json(node: &Node) -> Result<Self, ConfigError> {
+        match node.value.as_u64() {
+            Some(n) => Ok(n),
+            None if node.value.is_i64() => node.err(format!(
+                "invalid value: {}, expected u64",
+                unexpected(node.value)
+            )),
+            None => node.invalid_type("u64"),
+        }
+    }
+}
+
+impl FromJson<'_> for usize {
+    fn from_json(node: &Node) -> Result<Self, ConfigError> {
+        let n = u64::from_json(node)?;
+        n.try_into().or_else(|_| {
+            node.err(format!(
+                "invalid value: {}, expected usize",
+                unexpected(node.value)
+            ))
+        })
+    }
+}
+
+impl<'a, T: FromJson<'a>> FromJson<'a> for Vec<T> {
+    fn from_json(node: &Node<'a>) -> Result<Self, ConfigError> {
+        let Value::Array(items) = node.value else {
+            return node.invalid_type("a sequence");
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                T::from_json(&Node {
+                    value,
+                    path: format!("{}[{i}]", node.path),
+                })
+            })
+            .collect()
+    }
+}
+
+/// How serde names a value it did not expect.
+fn unexpected(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean `{b}`"),
+        Value::Number(n) if n.is_f64() => format!("floating point `{n}`"),
+        Value::Number(n) => format!("integer `{n}`"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(_) => "sequence".into(),
+        Value::Object(_) => "map".into(),
+    }
+}
+
+/// "one of `a`, `b`, `c`".
+fn one_of(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    format!("one of {}", quoted.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read<T: for<'a> FromJson<'a>>(value: &Value) -> Result<T, String> {
+        T::from_json(&Node {
+            value,
+            path: "x".into(),
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn type_errors_use_serde_wording() {
+        assert_eq!(read::<u64>(&json!(7)), Ok(7));
+        assert_eq!(
+            read::<u64>(&json!(-1)).unwrap_err(),
+            "x: invalid value: integer `-1`, expected u64"
+        );
+        assert_eq!(
+            read::<u64>(&json!(1.5)).unwrap_err(),
+            "x: invalid type: floating point `1.5`, expected u64"
+        );
+        assert_eq!(
+            read::<String>(&json!(null)).unwrap_err(),
+            "x: invalid type: null, expected a string"
+        );
+        assert_eq!(
+            read::<bool>(&json!("yes")).unwrap_err(),
+            "x: invalid type: string \"yes\", expected a boolean"
+        );
+        assert_eq!(
+            read::<Vec<String>>(&json!(["a", true])).unwrap_err(),
+            "x[1]: invalid type: boolean `true`, expected a string"
+        );
+    }
+
+    #[test]
+    fn objects_refuse_unknown_fields_and_name_missing_ones() {
+        let value = json!({"a": 1, "b": null});
+        let node = Node::root(&value);
+        assert_eq!(
+            node.object(&["a"]).err().unwrap().to_string(),
+            "b: unknown field `b`, expected one of `a`"
+        );
+        let o = node.object(&["a", "b", "c"]).unwrap();
+        assert_eq!(o.req::<u64>("a"), Ok(1));
+        assert_eq!(o.get::<u64>("b"), Ok(None));
+        assert!(!o.has("b"));
+        assert_eq!(o.or::<u64>("c", 9), Ok(9));
+        assert!(o.or::<u64>("b", 9).is_err());
+        assert_eq!(
+            o.req::<u64>("c").unwrap_err().to_string(),
+            ".: missing field `c`"
+        );
+        assert_eq!(
+            o.within::<u64>("a", 5, 2, 3).unwrap_err().to_string(),
+            "a: must be between 2 and 3"
+        );
+    }
+}
