@@ -15,10 +15,11 @@ const HELP: &str = "\
 harness: run proxy-wasm HTTP filters natively, mint test tokens, serve demo endpoints
 
 USAGE:
-  harness run [--wasm PATH] [--workers N] [FILES|DIRS]...
+  harness run [--wasm PATH] [--workers N] [--logs] [FILES|DIRS]...
       Run scenarios (default dist/jwt_filter.wasm, tests/scenarios/): one line each, the
       first mismatch as expected vs actual, then `N passed, N failed`; exit 1 on failure.
-      --workers sets the worker count of scenarios that do not set one (default 1).
+      --workers sets the worker count of scenarios that do not set one (default 1);
+      --logs prints the filter's log lines under each failing scenario.
   harness negative --wasm PATH [--wasm PATH]... [--max-pass PERCENT] [FILES|DIRS]...
       The suite's self-test against wrong filters: fails if more than PERCENT (default 50)
       of the scenarios pass against any of them, or if a scenario passes against all.
@@ -110,7 +111,8 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
             let files = scenario_files(&flags.positional)?;
             let results = run_all(Path::new(wasm), workers, &files)?;
             let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-            for (name, xfail, result) in &results {
+            let show_logs = flags.one("--logs")?.is_some();
+            for (name, xfail, result, logs) in &results {
                 match (result, xfail) {
                     (Ok(()), None) => {
                         passed += 1;
@@ -119,6 +121,9 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
                     (Err(why), None) => {
                         failed += 1;
                         println!("FAIL  {name}: {why}");
+                        if show_logs {
+                            logs.iter().for_each(|l| println!("      | {l}"));
+                        }
                     }
                     (Err(why), Some(bug)) => {
                         skipped += 1;
@@ -153,8 +158,8 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
                 let results = run_all(Path::new(wasm), 1, &files)?;
                 let passing: Vec<String> = results
                     .iter()
-                    .filter(|(_, _, r)| r.is_ok())
-                    .map(|(n, _, _)| n.clone())
+                    .filter(|(_, _, r, _)| r.is_ok())
+                    .map(|(n, _, _, _)| n.clone())
                     .collect();
                 let percent = 100.0 * passing.len() as f64 / results.len().max(1) as f64;
                 let ok = percent <= max_pass && !results.is_empty();
@@ -205,8 +210,8 @@ fn scenario_files(positional: &[String]) -> Result<Vec<PathBuf>> {
     load::find(&paths)
 }
 
-/// A scenario's name, its `expected_failure`, and its result.
-type Outcome = (String, Option<String>, Result<(), String>);
+/// A scenario's name, its `expected_failure`, its result and its log lines.
+type Outcome = (String, Option<String>, Result<(), String>, Vec<String>);
 
 /// Runs every scenario of `files`; a file that does not load counts as one failure.
 fn run_all(wasm: &Path, workers: usize, files: &[PathBuf]) -> Result<Vec<Outcome>> {
@@ -218,10 +223,16 @@ fn run_all(wasm: &Path, workers: usize, files: &[PathBuf]) -> Result<Vec<Outcome
                 for loaded in scenarios {
                     let result = runner.run(&loaded);
                     let s = &loaded.scenario;
-                    results.push((s.name.clone(), s.expected_failure.clone(), result));
+                    let logs = std::mem::take(&mut runner.logs);
+                    results.push((s.name.clone(), s.expected_failure.clone(), result, logs));
                 }
             }
-            Err(e) => results.push((file.display().to_string(), None, Err(format!("{e:#}")))),
+            Err(e) => results.push((
+                file.display().to_string(),
+                None,
+                Err(format!("{e:#}")),
+                Vec::new(),
+            )),
         }
     }
     Ok(results)
@@ -234,7 +245,10 @@ fn json_object(text: &str, flag: &str) -> Result<Map<String, Value>> {
     }
 }
 
-/// `--flag value` pairs (repeatable) and positional arguments.
+/// Flags that take no value.
+const SWITCHES: [&str; 1] = ["--logs"];
+
+/// `--flag value` pairs (repeatable), switches and positional arguments.
 struct Flags {
     pairs: Vec<(String, String)>,
     positional: Vec<String>,
@@ -250,6 +264,8 @@ impl Flags {
         while let Some(arg) = it.next() {
             if let Some((name, value)) = arg.split_once('=').filter(|_| arg.starts_with("--")) {
                 flags.pairs.push((name.to_string(), value.to_string()));
+            } else if SWITCHES.contains(&arg.as_str()) {
+                flags.pairs.push((arg.clone(), String::new()));
             } else if arg.starts_with("--") {
                 let value = it.next().ok_or_else(|| anyhow!("{arg} needs a value"))?;
                 flags.pairs.push((arg.clone(), value.clone()));

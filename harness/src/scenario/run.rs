@@ -25,6 +25,8 @@ pub struct Runner {
     plugin: Plugin,
     keys: KeyRing,
     default_workers: usize,
+    /// The log lines of the last scenario run (`worker N [level] message`).
+    pub logs: Vec<String>,
 }
 
 struct Run<'a> {
@@ -44,6 +46,7 @@ impl Runner {
             plugin: Plugin::load(wasm)?,
             keys: KeyRing::default(),
             default_workers,
+            logs: Vec::new(),
         })
     }
 
@@ -112,6 +115,24 @@ impl Runner {
             traps_seen: 0,
             violations_seen: 0,
         };
+        let result = run.play(start_ms);
+        let world = run.proxy.world.borrow();
+        let lines = world
+            .logs
+            .iter()
+            .map(|l| format!("{} [{}] {}", l.vm, LEVELS[l.level as usize], l.message));
+        let lines = lines.collect();
+        drop(world);
+        drop(run);
+        self.logs = lines;
+        result
+    }
+}
+
+impl Run<'_> {
+    /// Mints the tokens, then runs the steps.
+    fn play(&mut self, start_ms: u64) -> Result<()> {
+        let (s, run) = (&self.loaded.scenario, self);
         for (name, spec) in &s.tokens {
             let minted = run
                 .mint(spec, start_ms)
