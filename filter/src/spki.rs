@@ -26,7 +26,7 @@ pub fn ec(curve: &[u8], point: &[u8]) -> Vec<u8> {
 /// A JOSE ECDSA signature, `r || s` of two equal halves, in DER; `None` when it has an odd
 /// length or a zero scalar (the host would refuse those too, but need not be asked).
 pub fn ecdsa_signature(raw: &[u8]) -> Option<Vec<u8>> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return None;
     }
     let (r, s) = raw.split_at(raw.len() / 2);

@@ -73,7 +73,8 @@ fn the_quickstart_configuration_is_accepted_as_written() {
 
 #[test]
 fn errors_name_the_json_path() {
-    let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|v| v["providers"]["auth0"]["audiences"] = json!([])),
             "providers.auth0.audiences: must not be empty",
