@@ -108,18 +108,17 @@ fn good_token() -> String {
     encode(&header, &claims, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
 }
 
+/// The authenticator for `config_text`, its key set, and a token it accepts.
+fn fixture() -> (Authenticator<InWasm>, Keys, String) {
+    let config = Config::parse(config_text().as_bytes()).unwrap();
+    let jwks = json!({"keys": [rsa_jwk()]}).to_string();
+    let set = KeySet::parse(jwks.as_bytes(), Origin::Remote).unwrap().set;
+    (Authenticator::new(config, InWasm), Keys(set), good_token())
+}
+
 #[test]
 fn altered_tokens_are_always_refused_and_nothing_panics() {
-    let config = Config::parse(config_text().as_bytes()).unwrap();
-    let authenticator = Authenticator::new(config, InWasm);
-    let set = KeySet::parse(
-        json!({"keys": [rsa_jwk()]}).to_string().as_bytes(),
-        Origin::Remote,
-    )
-    .unwrap()
-    .set;
-    let keys = Keys(set);
-    let token = good_token();
+    let (authenticator, keys, token) = fixture();
     let allowed = |t: &str| {
         let bearer = format!("Bearer {t}");
         let req = Request::new("GET", "/api/x", &[("authorization", &bearer)]);
@@ -152,16 +151,7 @@ fn altered_tokens_are_always_refused_and_nothing_panics() {
 
 #[test]
 fn random_requests_and_configurations_never_panic() {
-    let config = Config::parse(config_text().as_bytes()).unwrap();
-    let authenticator = Authenticator::new(config, InWasm);
-    let set = KeySet::parse(
-        json!({"keys": [rsa_jwk()]}).to_string().as_bytes(),
-        Origin::Remote,
-    )
-    .unwrap()
-    .set;
-    let keys = Keys(set);
-    let token = good_token();
+    let (authenticator, keys, token) = fixture();
     let mut rng = Rng(42);
     for _ in 0..2000 {
         let path = mutate(&mut rng, &format!("/api/x?access_token={token}&a=1"));
