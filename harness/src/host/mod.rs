@@ -76,6 +76,8 @@ struct Tracked {
     worker: usize,
     context: u32,
     outcome: Option<Outcome>,
+    sent_ms: u64,
+    done_ms: u64,
 }
 
 /// Several VMs of one filter sharing a world.
@@ -213,12 +215,14 @@ impl Proxy {
     }
 
     fn fail_open_requests(&mut self, worker: usize) {
+        let now = self.world.borrow().now_ms;
         for r in self
             .requests
             .iter_mut()
             .filter(|r| r.worker == worker && r.outcome.is_none())
         {
             r.outcome = Some(broken_outcome());
+            r.done_ms = now;
         }
         self.workers[worker].store.data_mut().streams.clear();
     }
@@ -227,11 +231,14 @@ impl Proxy {
     pub fn send(&mut self, worker: usize, request: &Request) -> usize {
         let id = self.requests.len();
         let worker = worker.min(self.workers.len() - 1);
+        let now = self.world.borrow().now_ms;
         if self.workers[worker].broken.is_some() || !self.configured {
             self.requests.push(Tracked {
                 worker,
                 context: 0,
                 outcome: Some(broken_outcome()),
+                sent_ms: now,
+                done_ms: now,
             });
             return id;
         }
@@ -261,6 +268,8 @@ impl Proxy {
             worker,
             context: ctx,
             outcome: None,
+            sent_ms: now,
+            done_ms: now,
         });
         let w = Some(worker);
         if self
@@ -297,6 +306,12 @@ impl Proxy {
 
     pub fn outcome(&self, id: usize) -> Option<&Outcome> {
         self.requests.get(id).and_then(|r| r.outcome.as_ref())
+    }
+
+    /// Virtual milliseconds between sending request `id` and its outcome.
+    pub fn took_ms(&self, id: usize) -> Option<u64> {
+        let r = self.requests.get(id).filter(|r| r.outcome.is_some())?;
+        Some(r.done_ms - r.sent_ms)
     }
 
     /// The client goes away: a request still open ends (Envoy then runs `on_done`, `on_log`,
@@ -477,12 +492,14 @@ impl Proxy {
     }
 
     fn finish(&mut self, worker: usize, ctx: u32, outcome: Outcome) {
+        let now = self.world.borrow().now_ms;
         if let Some(r) = self
             .requests
             .iter_mut()
             .find(|r| r.worker == worker && r.context == ctx)
         {
             r.outcome = Some(outcome);
+            r.done_ms = now;
         }
         // Envoy cancels the http calls of a stream that ends: their answers never arrive.
         self.world

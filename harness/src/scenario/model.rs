@@ -190,6 +190,8 @@ pub struct Expect {
     pub upstream_headers: Option<Map<String, Value>>,
     /// The request is still paused.
     pub pending: Option<bool>,
+    /// Virtual milliseconds the request took (matcher), e.g. `{"$lte": 5000}`.
+    pub took_ms: Option<Value>,
     /// Calls seen by simulated clusters: `"cluster"` or `"cluster /path"` → count matcher.
     pub calls: Option<BTreeMap<String, Value>>,
     /// Metric name → value matcher (`null`: never defined).

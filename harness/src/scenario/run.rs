@@ -458,11 +458,16 @@ impl Run<'_> {
             || e.body.is_some()
             || e.upstream.is_some()
             || e.upstream_headers.is_some()
-            || e.pending.is_some();
+            || e.pending.is_some()
+            || e.took_ms.is_some();
         if request_fields {
             let index = request.ok_or_else(|| anyhow!("request expectations (status, headers, body, upstream, pending) need a request or await step"))?;
             let outcome = self.proxy.outcome(index).cloned();
             check_request(e, outcome.as_ref())?;
+            if let Some(expected) = &e.took_ms {
+                let took = self.proxy.took_ms(index).map(Value::from);
+                check(expected, took.as_ref(), "took_ms").map_err(|m| anyhow!(m))?;
+            }
         }
         self.check_world(e)
     }
