@@ -461,7 +461,7 @@ impl Run<'_> {
             || e.pending.is_some()
             || e.took_ms.is_some();
         if request_fields {
-            let index = request.ok_or_else(|| anyhow!("request expectations (status, headers, body, upstream, pending) need a request or await step"))?;
+            let index = request.ok_or_else(|| anyhow!("request expectations (status, headers, body, upstream, upstream_headers, pending, took_ms) need a request or await step"))?;
             let outcome = self.proxy.outcome(index).cloned();
             check_request(e, outcome.as_ref())?;
             if let Some(expected) = &e.took_ms {
