@@ -369,8 +369,16 @@ impl<V: SignatureVerifier> Authenticator<V> {
     /// Header changes for a request that goes upstream: identity headers are always
     /// stripped first; verified tokens add theirs and are removed unless forwarded.
     fn changes(&self, req: &Request, verified: &[Passed]) -> HeaderChanges {
+        // Only headers the request carries need removing (each removal is a host call).
+        let present = |name: &String| req.headers.iter().any(|(k, _)| k == name);
         let mut changes = HeaderChanges {
-            remove: self.config.identity_headers.clone(),
+            remove: self
+                .config
+                .identity_headers
+                .iter()
+                .filter(|h| present(h))
+                .cloned()
+                .collect(),
             set: Vec::new(),
         };
         for v in verified {
