@@ -308,6 +308,20 @@ impl Proxy {
         self.requests.get(id).and_then(|r| r.outcome.as_ref())
     }
 
+    /// The worker's VM dies (as after a crash): its open requests fail closed, its pending
+    /// calls go nowhere, and it runs nothing more. Shared data keeps what it wrote.
+    pub fn crash(&mut self, worker: usize) {
+        let Some(vm) = self.workers.get_mut(worker) else {
+            return;
+        };
+        vm.broken = Some(format!("worker {worker} crashed (scenario)"));
+        self.world
+            .borrow_mut()
+            .pending
+            .retain(|p| p.vm != VmId::Worker(worker));
+        self.fail_open_requests(worker);
+    }
+
     /// Virtual milliseconds between sending request `id` and its outcome.
     pub fn took_ms(&self, id: usize) -> Option<u64> {
         let r = self.requests.get(id).filter(|r| r.outcome.is_some())?;

@@ -137,6 +137,8 @@ pub struct Step {
     pub await_id: Option<String>,
     /// The client of the request with this `id` goes away while it is paused.
     pub cancel: Option<String>,
+    /// This worker's VM dies: its requests fail closed and it answers nothing more.
+    pub crash: Option<usize>,
     pub expect: Option<Expect>,
 }
 

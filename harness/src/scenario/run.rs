@@ -169,6 +169,8 @@ fn describe(step: &Step) -> String {
         format!("await {id}")
     } else if let Some(id) = &step.cancel {
         format!("cancel {id}")
+    } else if let Some(w) = &step.crash {
+        format!("crash worker {w}")
     } else {
         "expect".into()
     };
@@ -347,9 +349,10 @@ impl Run<'_> {
             step.upstream.is_some(),
             step.await_id.is_some(),
             step.cancel.is_some(),
+            step.crash.is_some(),
         ];
         if actions.iter().filter(|a| **a).count() > 1 {
-            bail!("a step does one thing: request, advance, upstream, await or cancel");
+            bail!("a step does one thing: request, advance, upstream, await, cancel or crash");
         }
         let mut request = None;
         if let Some(spec) = &step.request {
@@ -386,6 +389,12 @@ impl Run<'_> {
                 bail!("cancel {id:?}: expected the request still open, actual finished");
             }
             self.proxy.run_due();
+        }
+        if let Some(worker) = step.crash {
+            if worker >= self.proxy.worker_count() {
+                bail!("crash: no worker {worker}");
+            }
+            self.proxy.crash(worker);
         }
         let empty = Expect::default();
         self.check(step.expect.as_ref().unwrap_or(&empty), request)
