@@ -85,6 +85,7 @@ bench: build harness-bin envoy
 	@command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	@command -v taskset >/dev/null || (apt-get update && apt-get install -y util-linux)
 	python3 bench/run.py $(BENCH_ARGS)
+	cargo bench -p jwt_filter --bench core
 
 clean:
 	cargo clean
