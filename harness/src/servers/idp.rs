@@ -2,11 +2,13 @@
 //! rotation, failure modes, fetch counters, token minting against the real clock).
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::http::{Reply, Request};
 use crate::keys::KeyRing;
 use crate::token;
 
@@ -40,13 +42,6 @@ struct Idp {
     discovery_fetches: u64,
 }
 
-/// What to do with one request: answer it, or keep it open forever (`hang` mode).
-enum Reply {
-    Answer(u16, Value),
-    Text(u16, String),
-    Hold,
-}
-
 impl Idp {
     fn handle(&mut self, method: &str, path: &str, body: &str) -> Reply {
         let path = path.split('?').next().unwrap_or(path);
@@ -59,14 +54,14 @@ impl Idp {
                 }
                 match self.mode {
                     Mode::Hang => Reply::Hold,
-                    Mode::Fail => Reply::Answer(503, json!({"error": "temporarily_unavailable"})),
+                    Mode::Fail => Reply::json(503, &json!({"error": "temporarily_unavailable"})),
                     Mode::Ok if path == JWKS => match self.ring.jwks(&self.keys, Path::new(".")) {
-                        Ok(jwks) => Reply::Answer(200, jwks),
-                        Err(e) => Reply::Text(500, e.to_string()),
+                        Ok(jwks) => Reply::json(200, &jwks),
+                        Err(e) => Reply::text(500, &e.to_string()),
                     },
-                    Mode::Ok => Reply::Answer(
+                    Mode::Ok => Reply::json(
                         200,
-                        json!({"issuer": self.issuer, "jwks_uri": self.jwks_uri}),
+                        &json!({"issuer": self.issuer, "jwks_uri": self.jwks_uri}),
                     ),
                 }
             }
@@ -74,11 +69,11 @@ impl Idp {
                 Ok(keys) => match self.ring.jwks(&keys, Path::new(".")) {
                     Ok(jwks) => {
                         self.keys = keys;
-                        Reply::Answer(200, jwks)
+                        Reply::json(200, &jwks)
                     }
-                    Err(e) => Reply::Text(400, e.to_string()),
+                    Err(e) => Reply::text(400, &e.to_string()),
                 },
-                Err(e) => Reply::Text(400, format!("expected a JSON array of key names: {e}")),
+                Err(e) => Reply::text(400, &format!("expected a JSON array of key names: {e}")),
             },
             ("POST", "/admin/mode") => {
                 self.mode = match body.trim() {
@@ -86,20 +81,20 @@ impl Idp {
                     "fail" => Mode::Fail,
                     "hang" => Mode::Hang,
                     other => {
-                        return Reply::Text(400, format!("mode {other:?}: use ok, fail or hang"));
+                        return Reply::text(400, &format!("mode {other:?}: use ok, fail or hang"));
                     }
                 };
-                Reply::Text(200, "ok".into())
+                Reply::text(200, "ok")
             }
-            ("GET", "/admin/stats") => Reply::Answer(
+            ("GET", "/admin/stats") => Reply::json(
                 200,
-                json!({"jwks_fetches": self.jwks_fetches, "discovery_fetches": self.discovery_fetches}),
+                &json!({"jwks_fetches": self.jwks_fetches, "discovery_fetches": self.discovery_fetches}),
             ),
             ("POST", "/admin/token") => match self.mint(body) {
-                Ok(t) => Reply::Text(200, t),
-                Err(e) => Reply::Text(400, e.to_string()),
+                Ok(t) => Reply::text(200, &t),
+                Err(e) => Reply::text(400, &e.to_string()),
             },
-            _ => Reply::Text(404, "not found".into()),
+            _ => Reply::text(404, "not found"),
         }
     }
 
@@ -122,38 +117,26 @@ pub fn unix_now() -> i64 {
 pub fn serve(listen: &str, issuer: &str, keys: Vec<String>) -> Result<()> {
     let mut ring = KeyRing::default();
     ring.jwks(&keys, Path::new("."))?; // generate before announcing readiness
-    let server = super::start(listen)?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let mut idp = Idp {
+    let listener = super::start(listen)?;
+    let idp = Mutex::new(Idp {
         issuer: issuer.to_string(),
-        jwks_uri: format!("http://{addr}{JWKS}"),
+        jwks_uri: format!("http://{}{JWKS}", listener.local_addr()?),
         keys,
         ring,
         mode: Mode::Ok,
         jwks_fetches: 0,
         discovery_fetches: 0,
-    };
-    let mut held = Vec::new();
-    for mut request in server.incoming_requests() {
-        let mut body = String::new();
-        if std::io::Read::read_to_string(request.as_reader(), &mut body).is_err() {
-            let _ = request.respond(super::text_response(400, "unreadable body"));
-            continue;
-        }
-        let method = request.method().as_str().to_string();
-        let _ = match idp.handle(&method, request.url(), &body) {
-            Reply::Answer(status, value) => request.respond(super::json_response(status, &value)),
-            Reply::Text(status, text) => request.respond(super::text_response(status, &text)),
-            Reply::Hold => {
-                held.push(request);
-                Ok(())
+    });
+    super::http::serve(
+        listener,
+        Arc::new(move |request: &Request| {
+            let body = String::from_utf8_lossy(&request.body);
+            match idp.lock() {
+                Ok(mut idp) => idp.handle(&request.method, &request.target, &body),
+                Err(_) => Reply::text(500, "idp state poisoned"),
             }
-        };
-    }
+        }),
+    );
     Ok(())
 }
 
@@ -175,8 +158,13 @@ mod tests {
 
     fn json_of(reply: Reply) -> (u16, Value) {
         match reply {
-            Reply::Answer(s, v) => (s, v),
-            Reply::Text(s, t) => (s, Value::String(t)),
+            Reply::Respond { status, body, .. } => {
+                let text = String::from_utf8(body).unwrap();
+                (
+                    status,
+                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                )
+            }
             Reply::Hold => (0, Value::Null),
         }
     }

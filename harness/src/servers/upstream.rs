@@ -1,7 +1,11 @@
 //! `harness upstream`: answers every request with a JSON echo of what it received.
 
+use std::sync::Arc;
+
 use anyhow::Result;
 use serde_json::{Map, Value, json};
+
+use super::http::{Reply, Request};
 
 /// The quickstart's messages for its three routes.
 fn message(path: &str) -> Option<&'static str> {
@@ -44,25 +48,17 @@ pub fn echo<'a>(
 
 /// Serves until SIGTERM/SIGINT.
 pub fn serve(listen: &str) -> Result<()> {
-    let server = super::start(listen)?;
-    for request in server.incoming_requests() {
-        let headers: Vec<(String, String)> = request
-            .headers()
-            .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_string(),
-                    h.value.as_str().to_string(),
-                )
-            })
-            .collect();
-        let body = echo(
-            request.method().as_str(),
-            request.url(),
-            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-        );
-        let _ = request.respond(super::json_response(200, &body));
-    }
+    let listener = super::start(listen)?;
+    super::http::serve(
+        listener,
+        Arc::new(|request: &Request| {
+            let headers = request
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()));
+            Reply::json(200, &echo(&request.method, &request.target, headers))
+        }),
+    );
     Ok(())
 }
 

@@ -1,0 +1,197 @@
+//! A minimal HTTP/1.1 server for the demo servers: a thread per connection, keep-alive,
+//! `Content-Length` bodies (up to 1 MiB), nothing else. Loopback demo traffic only.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+
+const MAX_BODY: usize = 1 << 20;
+const MAX_HEAD_LINES: usize = 200;
+
+pub struct Request {
+    pub method: String,
+    /// The request target as sent (path and query).
+    pub target: String,
+    /// Header names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+pub enum Reply {
+    Respond {
+        status: u16,
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
+    /// Keep the connection open and never answer.
+    Hold,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: &serde_json::Value) -> Reply {
+        Reply::Respond {
+            status,
+            content_type: "application/json",
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    pub fn text(status: u16, body: &str) -> Reply {
+        Reply::Respond {
+            status,
+            content_type: "text/plain",
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// Accepts connections forever, each served on its own thread by `handler`.
+pub fn serve(listener: TcpListener, handler: Arc<dyn Fn(&Request) -> Reply + Send + Sync>) {
+    for stream in listener.incoming().flatten() {
+        let handler = handler.clone();
+        std::thread::spawn(move || connection(stream, handler.as_ref()));
+    }
+}
+
+fn connection(stream: TcpStream, handler: &(dyn Fn(&Request) -> Reply + Send + Sync)) {
+    let _ = stream.set_nodelay(true);
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let request = match read_request(&mut reader) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(why) => {
+                let _ = write_reply(&mut writer, 400, "text/plain", why.as_bytes(), true);
+                return;
+            }
+        };
+        let close = request
+            .headers
+            .iter()
+            .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
+        match handler(&request) {
+            Reply::Respond {
+                status,
+                content_type,
+                body,
+            } => {
+                if write_reply(&mut writer, status, content_type, &body, close).is_err() || close {
+                    return;
+                }
+            }
+            Reply::Hold => loop {
+                std::thread::park();
+            },
+        }
+    }
+}
+
+/// Reads one request; `Ok(None)` when the peer closed the connection between requests.
+fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, String> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Err("bad request line".into());
+    };
+    let (method, target) = (method.to_string(), target.to_string());
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err("connection closed in the headers".into());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if headers.len() >= MAX_HEAD_LINES {
+            return Err("too many headers".into());
+        }
+        let (name, value) = line.split_once(':').ok_or("bad header line")?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    if headers.iter().any(|(k, _)| k == "transfer-encoding") {
+        return Err("chunked bodies are not supported; send Content-Length".into());
+    }
+    let length = match headers.iter().find(|(k, _)| k == "content-length") {
+        Some((_, v)) => v.parse::<usize>().map_err(|_| "bad content-length")?,
+        None => 0,
+    };
+    if length > MAX_BODY {
+        return Err("body too large".into());
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+    Ok(Some(Request {
+        method,
+        target,
+        headers,
+        body,
+    }))
+}
+
+fn write_reply(
+    w: &mut impl Write,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    close: bool,
+) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    };
+    let connection = if close { "close" } else { "keep-alive" };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: {connection}\r\n\r\n",
+        body.len()
+    );
+    w.write_all(head.as_bytes())?;
+    w.write_all(body)?;
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_keep_alive_requests_and_refuses_chunked() {
+        let raw = b"POST /admin/mode HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nfailGET /a?b=1 HTTP/1.1\r\nX-A: 1\r\n\r\n";
+        let mut reader = BufReader::new(&raw[..]);
+        let first = read_request(&mut reader).unwrap().unwrap();
+        assert_eq!(
+            (
+                first.method.as_str(),
+                first.target.as_str(),
+                first.body.as_slice()
+            ),
+            ("POST", "/admin/mode", &b"fail"[..])
+        );
+        let second = read_request(&mut reader).unwrap().unwrap();
+        assert_eq!(
+            (second.target.as_str(), second.headers[0].clone()),
+            ("/a?b=1", ("x-a".into(), "1".into()))
+        );
+        assert!(read_request(&mut reader).unwrap().is_none());
+        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(read_request(&mut BufReader::new(&chunked[..])).is_err());
+        let mut out = Vec::new();
+        write_reply(&mut out, 503, "text/plain", b"down", false).unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .starts_with("HTTP/1.1 503 Service Unavailable\r\n")
+        );
+    }
+}
