@@ -43,7 +43,8 @@ struct Waiting {
 /// An http call in flight, by token.
 struct Call {
     remote: usize,
-    /// The stream that dispatched it (0 for the root); its end gives the lease back.
+    /// The context that dispatched it (the root for background fetches); a stream that
+    /// ends before the answer gives the lease back.
     origin: u32,
     step: Step,
 }
