@@ -300,10 +300,12 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 _ => false,
             };
             if key_kept {
+                self.cache.borrow_mut().count(true);
                 return Ok(hit);
             }
             self.cache.borrow_mut().remove(token);
         }
+        self.cache.borrow_mut().count(false);
 
         let jws = jws::parse(token).map_err(|e| Stop::Fail(invalid_token(e.0)))?;
         if !provider.algorithms.contains(&jws.alg) {

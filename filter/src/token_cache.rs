@@ -56,7 +56,7 @@ impl TokenCache {
         if self.capacity == 0 {
             return None;
         }
-        let found = match self.entries.get_mut(token) {
+        match self.entries.get_mut(token) {
             Some(e) if e.verified.evict_at <= now as f64 => {
                 self.entries.remove(token);
                 None
@@ -67,12 +67,7 @@ impl TokenCache {
                 Some(Rc::clone(&e.verified))
             }
             _ => None,
-        };
-        match found {
-            Some(_) => self.hits += 1,
-            None => self.misses += 1,
         }
-        found
     }
 
     pub fn insert(&mut self, provider: usize, token: &str, verified: Rc<Verified>) {
@@ -96,6 +91,16 @@ impl TokenCache {
             used: self.clock,
         };
         self.entries.insert(token.to_string(), entry);
+    }
+
+    /// Counts a lookup: a hit only when the cached verification was used. Nothing is
+    /// counted while the cache is off.
+    pub fn count(&mut self, hit: bool) {
+        match (self.capacity, hit) {
+            (0, _) => {}
+            (_, true) => self.hits += 1,
+            (_, false) => self.misses += 1,
+        }
     }
 
     /// Forgets an entry whose key left the key set.
@@ -138,7 +143,6 @@ mod tests {
         assert!(c.get(1, "a.b.c", 10).is_none());
         assert!(c.get(0, "a.b.cd", 10).is_none());
         assert!(c.get(0, "a.b.", 10).is_none());
-        assert_eq!((c.hits, c.misses), (1, 3));
     }
 
     #[test]
