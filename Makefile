@@ -86,6 +86,7 @@ bench: build harness-bin envoy
 	@command -v taskset >/dev/null || (apt-get update && apt-get install -y util-linux)
 	python3 bench/run.py $(BENCH_ARGS)
 	cargo bench -p jwt_filter --bench core
+	$(HARNESS) bench
 
 clean:
 	cargo clean

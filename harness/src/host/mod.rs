@@ -166,6 +166,13 @@ impl Proxy {
         self.workers.len()
     }
 
+    /// The current size in bytes of `worker`'s linear memory (the module's `memory` export).
+    pub fn memory_bytes(&self, worker: usize) -> Option<usize> {
+        let vm = self.workers.get(worker)?;
+        let memory = vm.store.data().memory?;
+        Some(memory.data_size(&vm.store))
+    }
+
     pub fn broken(&self, worker: usize) -> bool {
         self.workers
             .get(worker)
@@ -507,9 +514,12 @@ impl Proxy {
 
     fn finish(&mut self, worker: usize, ctx: u32, outcome: Outcome) {
         let now = self.world.borrow().now_ms;
+        // Newest first: the request ending is almost always a recent one (and a long run
+        // would otherwise scan every request before it).
         if let Some(r) = self
             .requests
             .iter_mut()
+            .rev()
             .find(|r| r.worker == worker && r.context == ctx)
         {
             r.outcome = Some(outcome);
