@@ -75,12 +75,16 @@ scenarios: build harness-bin test-filters
 	$(HARNESS) run --wasm $(TEST_FILTERS)/probe.wasm tests/filters/probe/scenarios
 	$(HARNESS) run --wasm $(DIST_WASM) tests/scenarios
 	$(HARNESS) negative --wasm $(TEST_FILTERS)/allow_all.wasm --wasm $(TEST_FILTERS)/deny_all.wasm tests/scenarios
+	# The harness tests that need the built filter (a tiny `harness bench` run).
+	cargo test --release -p harness -- --ignored
 
 # The benchmark (bench/run.py; never part of `make test`): real Envoy, one worker pinned to
 # CPU 0, wrk on CPU 1, in turn: no filter, native jwt_authn (without/with its JWT cache), this
 # filter (host crypto, then host_crypto: false); one token repeated and 10,000 distinct tokens;
 # interleaved rounds. Prints the table, writes bench/results/<date>-<HHMM>.md and .json.
 # Options: BENCH_ARGS="--rounds 1 --duration 3" (see python3 bench/run.py --help).
+# Then the native micro-benchmark of the core, and `harness bench` (us per request inside
+# wasmtime, cached and uncached, both signature paths, worker linear memory).
 bench: build harness-bin envoy
 	@command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	@command -v taskset >/dev/null || (apt-get update && apt-get install -y util-linux)
