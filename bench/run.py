@@ -158,27 +158,11 @@ def start_envoy(setup, cfg: Path, workdir: Path, cpu: str | None) -> BenchEnvoy:
     proc = jwtstack.Proc(f"envoy-{setup[0]}",
                          envoy_argv(cfg, cpu, ["--admin-address-path", str(admin_path)]),
                          workdir / f"{setup[0]}.log")
-    deadline = time.monotonic() + 60
-    admin = None
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise jwtstack.StackError(f"envoy {setup[0]} exited\n{proc.tail()}")
-        if admin is None and admin_path.exists():
-            text = admin_path.read_text().strip()
-            if text.startswith("127.0.0.1:"):
-                admin = int(text.rsplit(":", 1)[1])
-        if admin is not None:
-            try:
-                if jwtstack.http(admin, "GET", "/ready", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-        time.sleep(0.05)
-    else:
+    try:
+        admin, port = jwtstack.wait_for_envoy(proc, admin_path, 60)
+    except jwtstack.StackError:
         proc.stop()
-        raise jwtstack.StackError(f"envoy {setup[0]} not ready in 60 s\n{proc.tail()}")
-    listeners = jwtstack.http(admin, "GET", "/listeners?format=json").json()["listener_statuses"]
-    port = listeners[0]["local_address"]["socket_address"]["port_value"]
+        raise
     return BenchEnvoy(setup, proc, admin, port)
 
 

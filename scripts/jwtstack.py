@@ -73,6 +73,32 @@ def demo_filter_config(path: Path = ENVOY_YAML) -> dict:
     return json.loads("\n".join(lines[start:end]))
 
 
+def wait_for_envoy(p: "Proc", admin_path: Path, timeout_s: float) -> tuple[int, int]:
+    """Waits (bounded) until the Envoy started as `p` with `--admin-address-path admin_path`
+    answers /ready; returns (admin port, first listener port). Raises StackError if it exits
+    or is not ready in time (the caller stops it)."""
+    deadline = time.monotonic() + timeout_s
+    admin = None
+    while time.monotonic() < deadline:
+        if not p.alive():
+            raise StackError(f"envoy exited with {p.popen.returncode}\n{p.tail()}")
+        if admin is None and admin_path.exists():
+            text = admin_path.read_text().strip()
+            if text.startswith("127.0.0.1:"):
+                admin = int(text.rsplit(":", 1)[1])
+        if admin is not None:
+            try:
+                if http(admin, "GET", "/ready", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+        time.sleep(0.05)
+    else:
+        raise StackError(f"envoy not ready within {timeout_s}s\n{p.tail()}")
+    listeners = http(admin, "GET", "/listeners?format=json").json()["listener_statuses"]
+    return admin, listeners[0]["local_address"]["socket_address"]["port_value"]
+
+
 def render_envoy_yaml(*, admin: int, listener: int, upstream: int, idp: int,
                       filter_config: dict | str | None = None, wasm: Path = WASM,
                       path: Path = ENVOY_YAML) -> str:
@@ -321,27 +347,7 @@ class Stack:
         cfg.write_text(config_text)
         admin_path.unlink(missing_ok=True)  # never read a previous Envoy's address
         p = self._spawn("envoy", self.envoy_argv(cfg, concurrency, admin_path))
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        admin = None
-        while time.monotonic() < deadline:
-            if not p.alive():
-                raise StackError(f"envoy exited with {p.popen.returncode}\n{p.tail()}")
-            if admin is None and admin_path.exists():
-                text = admin_path.read_text().strip()
-                if text.startswith("127.0.0.1:"):
-                    admin = int(text.rsplit(":", 1)[1])
-            if admin is not None:
-                try:
-                    r = http(admin, "GET", "/ready", timeout=2)
-                    if r.status == 200:
-                        break
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        else:
-            raise StackError(f"envoy not ready within {READY_TIMEOUT_S}s\n{p.tail()}")
-        listeners = http(admin, "GET", "/listeners?format=json").json()["listener_statuses"]
-        port = listeners[0]["local_address"]["socket_address"]["port_value"]
+        admin, port = wait_for_envoy(p, admin_path, READY_TIMEOUT_S)
         return Envoy(p, admin, port, cfg)
 
     def run_envoy_to_exit(self, filter_config: dict | str, timeout: float = 30.0) -> tuple[int, str]:
