@@ -64,18 +64,24 @@ pub fn encode_result(result: bool, error: &str) -> Vec<u8> {
         out.extend([0x08, 0x01]);
     }
     if !error.is_empty() {
-        out.push(0x12);
-        let mut len = error.len() as u64;
-        loop {
-            let b = (len & 0x7f) as u8;
-            len >>= 7;
-            out.push(if len == 0 { b } else { b | 0x80 });
-            if len == 0 {
-                break;
-            }
-        }
-        out.extend(error.as_bytes());
+        out.extend(length_delimited(2, error.as_bytes()));
     }
+    out
+}
+
+/// A protobuf length-delimited field: tag (`field << 3 | 2`), varint length, bytes.
+fn length_delimited(field: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![(field << 3) | 2];
+    let mut len = bytes.len();
+    loop {
+        let b = (len & 0x7f) as u8;
+        len >>= 7;
+        out.push(if len == 0 { b } else { b | 0x80 });
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend(bytes);
     out
 }
 
@@ -165,21 +171,6 @@ mod tests {
     use p256::pkcs8::EncodePublicKey;
     use std::path::Path;
 
-    fn field(n: u8, bytes: &[u8]) -> Vec<u8> {
-        let mut out = vec![(n << 3) | 2];
-        let mut len = bytes.len();
-        loop {
-            let b = (len & 0x7f) as u8;
-            len >>= 7;
-            out.push(if len == 0 { b } else { b | 0x80 });
-            if len == 0 {
-                break;
-            }
-        }
-        out.extend(bytes);
-        out
-    }
-
     fn der(spec: &str) -> Vec<u8> {
         let key = KeyRing::default().get(spec, Path::new(".")).unwrap();
         match &key.material {
@@ -200,10 +191,10 @@ mod tests {
                 .to_vec();
         }
         let bytes = [
-            field(1, hash.as_bytes()),
-            field(2, &der(spec)),
-            field(3, &sig),
-            field(4, text),
+            length_delimited(1, hash.as_bytes()),
+            length_delimited(2, &der(spec)),
+            length_delimited(3, &sig),
+            length_delimited(4, text),
         ]
         .concat();
         verify(&parse_arguments(&bytes).unwrap())
@@ -240,7 +231,9 @@ mod tests {
         let big = "x".repeat(300);
         assert_eq!(&encode_result(false, &big)[..3], &[0x12, 0xac, 0x02]);
         assert_eq!(
-            parse_arguments(&field(1, b"sha256")).unwrap().hash_function,
+            parse_arguments(&length_delimited(1, b"sha256"))
+                .unwrap()
+                .hash_function,
             "sha256"
         );
     }
