@@ -6,7 +6,7 @@
 use crate::jwks::Material;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 /// What a successful verification established about a token.
@@ -25,12 +25,14 @@ pub struct Verified {
 
 /// A bounded map from the whole token to its verification (and the provider that did it).
 /// The map hashes the token to find an entry and compares it in full to accept it. When
-/// full, the least recently used entry goes (a linear scan: the miss that inserts has just
-/// paid for a signature check, which costs far more).
+/// full, the least recently used entry goes: `order` keeps the entries by last use, so
+/// eviction is a logarithmic step, not a scan.
 #[derive(Debug, Default)]
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Rc<str>, Entry>,
+    /// Last-use stamp -> token, for eviction (each token once, under its `used` stamp).
+    order: BTreeMap<u64, Rc<str>>,
     clock: u64,
     pub hits: u64,
     pub misses: u64,
@@ -53,44 +55,40 @@ impl TokenCache {
 
     /// The cached verification of `token` for `provider`, if it has not expired at `now`.
     pub fn get(&mut self, provider: usize, token: &str, now: u64) -> Option<Rc<Verified>> {
-        if self.capacity == 0 {
+        let entry = self.entries.get_mut(token)?;
+        if entry.verified.evict_at <= now as f64 {
+            self.remove(token);
             return None;
         }
-        match self.entries.get_mut(token) {
-            Some(e) if e.verified.evict_at <= now as f64 => {
-                self.entries.remove(token);
-                None
-            }
-            Some(e) if e.provider == provider => {
-                self.clock += 1;
-                e.used = self.clock;
-                Some(Rc::clone(&e.verified))
-            }
-            _ => None,
+        if entry.provider != provider {
+            return None;
         }
+        self.clock += 1;
+        let key = self.order.remove(&entry.used)?;
+        entry.used = self.clock;
+        self.order.insert(self.clock, key);
+        Some(Rc::clone(&entry.verified))
     }
 
     pub fn insert(&mut self, provider: usize, token: &str, verified: Rc<Verified>) {
         if self.capacity == 0 {
             return;
         }
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(token) {
-            let oldest = self
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                self.entries.remove(&oldest);
-            }
+        self.remove(token);
+        if self.entries.len() >= self.capacity
+            && let Some((_, oldest)) = self.order.pop_first()
+        {
+            self.entries.remove(&oldest);
         }
         self.clock += 1;
+        let key: Rc<str> = Rc::from(token);
+        self.order.insert(self.clock, Rc::clone(&key));
         let entry = Entry {
             provider,
             verified,
             used: self.clock,
         };
-        self.entries.insert(token.to_string(), entry);
+        self.entries.insert(key, entry);
     }
 
     /// Counts a lookup: a hit only when the cached verification was used. Nothing is
@@ -103,15 +101,22 @@ impl TokenCache {
         }
     }
 
-    /// Forgets an entry whose key left the key set.
+    /// Forgets an entry (its key left the key set, or it expired).
     pub fn remove(&mut self, token: &str) {
-        self.entries.remove(token);
+        if let Some(entry) = self.entries.remove(token) {
+            self.order.remove(&entry.used);
+        }
     }
 }
 
 #[cfg(test)]
 impl TokenCache {
     pub fn len(&self) -> usize {
+        assert_eq!(
+            self.entries.len(),
+            self.order.len(),
+            "the two indexes agree"
+        );
         self.entries.len()
     }
 
@@ -167,6 +172,42 @@ mod tests {
         assert!(
             c.get(0, "a", 0).is_some() && c.get(0, "c", 0).is_some() && c.get(0, "d", 0).is_some()
         );
+    }
+
+    #[test]
+    fn the_least_recently_used_goes_under_any_sequence() {
+        // A model: a list in last-use order, bounded at 5.
+        let (mut c, mut model) = (TokenCache::new(5), Vec::<String>::new());
+        let mut x = 7u64;
+        for _ in 0..2000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let token = format!("t{}", (x >> 33) % 9);
+            match (x >> 20) % 3 {
+                0 => {
+                    c.insert(0, &token, verified(1e9));
+                    model.retain(|t| *t != token);
+                    if model.len() == 5 {
+                        model.remove(0);
+                    }
+                    model.push(token);
+                }
+                1 => {
+                    let hit = c.get(0, &token, 0).is_some();
+                    assert_eq!(hit, model.contains(&token));
+                    if hit {
+                        model.retain(|t| *t != token);
+                        model.push(token);
+                    }
+                }
+                _ => {
+                    c.remove(&token);
+                    model.retain(|t| *t != token);
+                }
+            }
+            assert_eq!(c.len(), model.len());
+        }
     }
 
     #[test]
