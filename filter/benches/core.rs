@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 use std::hint::black_box;
 use std::time::Instant;
 
-const NOW: u64 = 1_700_000_000;
+#[path = "../tests/support/keys.rs"]
+mod keys;
+
+use keys::NOW;
 
 struct Keys(KeySet);
 
@@ -24,40 +27,15 @@ impl KeyStore for Keys {
     }
 }
 
-fn key_file(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../tests/keys/{name}.pem",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
 fn jwks() -> Value {
-    use rsa::pkcs8::DecodePrivateKey;
-    use rsa::traits::PublicKeyParts;
-    let b64 = |b: &[u8]| jwt_filter::base64url::encode(b);
-    let rsa = rsa::RsaPrivateKey::from_pkcs8_pem(std::str::from_utf8(&key_file("rsa-a")).unwrap())
-        .unwrap();
-    let ec = p256::SecretKey::from_pkcs8_pem(std::str::from_utf8(&key_file("ec256.p8")).unwrap())
-        .unwrap();
-    let point = ec.public_key().to_sec1_bytes();
-    json!({"keys": [
-        {"kty": "RSA", "kid": "rsa", "n": b64(&rsa.n().to_bytes_be()), "e": b64(&rsa.e().to_bytes_be())},
-        {"kty": "EC", "crv": "P-256", "kid": "ec", "x": b64(&point[1..33]), "y": b64(&point[33..])}
-    ]})
+    json!({"keys": [keys::public_jwk("rsa-a", "rsa"), keys::public_jwk("ec256", "ec")]})
 }
 
-fn token(alg: jsonwebtoken::Algorithm, kid: &str, sub: usize) -> String {
-    use jsonwebtoken::{EncodingKey, Header, encode};
-    let key = match kid {
-        "rsa" => EncodingKey::from_rsa_pem(&key_file("rsa-a")).unwrap(),
-        _ => EncodingKey::from_ec_pem(&key_file("ec256.p8")).unwrap(),
-    };
-    let mut header = Header::new(alg);
-    header.kid = Some(kid.into());
+fn token(alg: &str, kid: &str, sub: usize) -> String {
+    let key = if kid == "rsa" { "rsa-a" } else { "ec256" };
     let claims = json!({"iss": "https://issuer.test/", "aud": "https://api.test", "sub": format!("user-{sub}"),
                         "scope": "openid read:messages", "exp": NOW + 3600, "iat": NOW});
-    encode(&header, &claims, &key).unwrap()
+    keys::sign(key, &json!({"alg": alg, "kid": kid}), &claims)
 }
 
 fn authenticator(cache: usize) -> Authenticator<InWasm> {
@@ -108,12 +86,12 @@ fn main() {
     );
     let rs = |n: usize| {
         (0..n)
-            .map(|i| bearer(&token(jsonwebtoken::Algorithm::RS256, "rsa", i)))
+            .map(|i| bearer(&token("RS256", "rsa", i)))
             .collect::<Vec<_>>()
     };
     let es = |n: usize| {
         (0..n)
-            .map(|i| bearer(&token(jsonwebtoken::Algorithm::ES256, "ec", i)))
+            .map(|i| bearer(&token("ES256", "ec", i)))
             .collect::<Vec<_>>()
     };
     let distinct_rs = rs(200);

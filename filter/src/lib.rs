@@ -25,4 +25,5 @@ pub mod verify;
 mod proxy;
 
 #[cfg(test)]
+#[path = "../tests/support/keys.rs"]
 mod testkit;

@@ -5,15 +5,17 @@
 //! arguments and verifies PKCS#1 v1.5 RSA or DER-encoded ECDSA against the DER key, as
 //! BoringSSL's `EVP_DigestVerify` does.
 
+mod support;
+
 use jwt_filter::jwks::{KeySet, Origin};
 use jwt_filter::jws;
 use jwt_filter::verify::{HostCrypto, InWasm, SignatureVerifier};
 use p256::pkcs8::DecodePublicKey;
 use rsa::signature::Verifier;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use std::cell::Cell;
-use std::path::PathBuf;
+use support::{group_key_set, keys, wycheproof};
 
 /// Reads the length-delimited fields 1..4 of `VerifySignatureArguments`.
 fn fields(mut args: &[u8]) -> Option<[Vec<u8>; 4]> {
@@ -97,40 +99,17 @@ fn verdicts(set: &KeySet, token: &str, host_calls: &Cell<u32>) -> Option<(bool, 
     ))
 }
 
-fn wycheproof() -> Value {
-    let dir = std::env::var_os("WYCHEPROOF_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/wycheproof")
-        });
-    let text = std::fs::read_to_string(dir.join("json_web_signature_test.json"))
-        .expect("Wycheproof vectors");
-    serde_json::from_str(&text).unwrap()
-}
-
 #[test]
 fn both_paths_agree_on_every_wycheproof_vector() {
     let host_calls = Cell::new(0);
     let (mut compared, mut valid) = (0, 0);
-    for group in wycheproof()["testGroups"].as_array().unwrap() {
-        let key = group.get("public").unwrap_or(&group["private"]);
-        let doc = if key.get("keys").is_some() {
-            key.clone()
-        } else {
-            json!({ "keys": [key] })
-        };
-        let origin = if doc["keys"][0]["kty"] == "oct" {
-            Origin::Config
-        } else {
-            Origin::Remote
-        };
-        let Ok(loaded) = KeySet::from_object(doc.as_object().unwrap(), origin) else {
+    let vectors = wycheproof("json_web_signature_test.json");
+    for group in vectors["testGroups"].as_array().unwrap() {
+        let Ok(set) = group_key_set(group) else {
             continue;
         };
         for test in group["tests"].as_array().unwrap() {
-            if let Some((host, wasm)) =
-                verdicts(&loaded.set, test["jws"].as_str().unwrap(), &host_calls)
-            {
+            if let Some((host, wasm)) = verdicts(&set, test["jws"].as_str().unwrap(), &host_calls) {
                 assert_eq!(host, wasm, "tcId {}", test["tcId"]);
                 compared += 1;
                 valid += usize::from(host);
@@ -145,25 +124,7 @@ fn both_paths_agree_on_every_wycheproof_vector() {
 
 #[test]
 fn both_paths_agree_on_the_projects_keys() {
-    use jsonwebtoken::{Algorithm, EncodingKey};
-    let keys = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/keys");
-    let pem = |name: &str| std::fs::read(keys.join(format!("{name}.pem"))).unwrap();
-    let jwk = |name: &str| -> Value {
-        use rsa::pkcs8::DecodePrivateKey;
-        use rsa::traits::PublicKeyParts;
-        let b64 = |b: &[u8]| jwt_filter::base64url::encode(b);
-        if name == "ec256" {
-            let key =
-                p256::SecretKey::from_pkcs8_pem(std::str::from_utf8(&pem("ec256.p8")).unwrap())
-                    .unwrap();
-            let point = key.public_key().to_sec1_bytes();
-            json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..])})
-        } else {
-            let key = rsa::RsaPrivateKey::from_pkcs8_pem(std::str::from_utf8(&pem(name)).unwrap())
-                .unwrap();
-            json!({"kty": "RSA", "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be())})
-        }
-    };
+    use jsonwebtoken::Algorithm;
     let host_calls = Cell::new(0);
     for (name, alg) in [
         ("rsa-a", Algorithm::RS256),
@@ -172,23 +133,17 @@ fn both_paths_agree_on_the_projects_keys() {
         ("rsa-b", Algorithm::PS256),
         ("ec256", Algorithm::ES256),
     ] {
-        let set = KeySet::from_object(
-            json!({"keys": [jwk(name)]}).as_object().unwrap(),
-            Origin::Remote,
-        )
-        .unwrap()
-        .set;
-        let encoding = match name {
-            "ec256" => EncodingKey::from_ec_pem(&pem("ec256.p8")).unwrap(),
-            _ => EncodingKey::from_rsa_pem(&pem(name)).unwrap(),
-        };
-        let header = jwt_filter::base64url::encode(
-            json!({"alg": format!("{alg:?}")}).to_string().as_bytes(),
+        let doc = json!({"keys": [keys::public_jwk(name, "k")]});
+        let set = KeySet::from_object(doc.as_object().unwrap(), Origin::Remote)
+            .unwrap()
+            .set;
+        let good = keys::sign(
+            name,
+            &json!({"alg": format!("{alg:?}")}),
+            &json!({"sub": "x"}),
         );
-        let input = format!("{header}.eyJzdWIiOiJ4In0");
-        let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &encoding, alg).unwrap();
-        let mut raw = jwt_filter::base64url::decode(&signature).unwrap();
-        let good = format!("{input}.{signature}");
+        let (input, signature) = good.rsplit_once('.').unwrap();
+        let mut raw = jwt_filter::base64url::decode(signature).unwrap();
         assert_eq!(
             verdicts(&set, &good, &host_calls),
             Some((true, true)),

@@ -2,14 +2,15 @@
 //! worker) and must refuse every altered token. Deterministic pseudo-random mutations of a
 //! valid request, token and configuration exercise that natively, without a fuzzer.
 
+mod support;
+
 use jwt_filter::authenticator::{Authenticator, Decision, KeyState, KeyStore};
 use jwt_filter::config::Config;
 use jwt_filter::jwks::{KeySet, Origin};
 use jwt_filter::request::Request;
 use jwt_filter::verify::InWasm;
 use serde_json::json;
-
-const NOW: u64 = 1_700_000_000;
+use support::keys::{self, NOW};
 
 /// xorshift64*: reproducible, no dependency.
 struct Rng(u64);
@@ -66,19 +67,6 @@ impl KeyStore for Keys {
     }
 }
 
-fn rsa_jwk() -> serde_json::Value {
-    use rsa::pkcs8::DecodePrivateKey;
-    use rsa::traits::PublicKeyParts;
-    let pem = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/keys/rsa-a.pem"
-    ))
-    .unwrap();
-    let key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).unwrap();
-    let b64 = |b: &[u8]| jwt_filter::base64url::encode(b);
-    json!({"kty": "RSA", "kid": "a", "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be())})
-}
-
 fn config_text() -> String {
     json!({
         "providers": {"p": {
@@ -96,22 +84,14 @@ fn config_text() -> String {
 }
 
 fn good_token() -> String {
-    use jsonwebtoken::{EncodingKey, Header, encode};
-    let pem = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/keys/rsa-a.pem"
-    ))
-    .unwrap();
-    let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = Some("a".into());
     let claims = json!({"iss": "https://issuer.test/", "aud": "https://api.test", "sub": "u", "scope": "read", "exp": NOW + 3600});
-    encode(&header, &claims, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+    keys::sign("rsa-a", &json!({"alg": "RS256", "kid": "a"}), &claims)
 }
 
 /// The authenticator for `config_text`, its key set, and a token it accepts.
 fn fixture() -> (Authenticator<InWasm>, Keys, String) {
     let config = Config::parse(config_text().as_bytes()).unwrap();
-    let jwks = json!({"keys": [rsa_jwk()]}).to_string();
+    let jwks = json!({"keys": [keys::public_jwk("rsa-a", "a")]}).to_string();
     let set = KeySet::parse(jwks.as_bytes(), Origin::Remote).unwrap().set;
     (Authenticator::new(config, InWasm), Keys(set), good_token())
 }
@@ -169,7 +149,7 @@ fn random_requests_and_configurations_never_panic() {
     for _ in 0..3000 {
         let _ = Config::parse(mutate(&mut rng, &text).as_bytes());
     }
-    let jwks = json!({"keys": [rsa_jwk()]}).to_string();
+    let jwks = json!({"keys": [keys::public_jwk("rsa-a", "a")]}).to_string();
     for _ in 0..1000 {
         let _ = KeySet::parse(mutate(&mut rng, &jwks).as_bytes(), Origin::Remote);
     }

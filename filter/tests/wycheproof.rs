@@ -4,11 +4,12 @@
 //! must be refused; every valid case must pass, except the few listed in `DIFFERENCES`,
 //! which the filter refuses on purpose (the README explains each).
 
-use jwt_filter::jwks::{KeySet, Origin};
+mod support;
+
+use jwt_filter::jwks::KeySet;
 use jwt_filter::jws;
 use jwt_filter::verify::{InWasm, SignatureVerifier};
-use serde_json::{Value, json};
-use std::path::PathBuf;
+use support::{group_key_set, wycheproof};
 
 /// Valid-labelled vectors the filter refuses, with the reason.
 const DIFFERENCES: &[(u64, &str)] = &[
@@ -26,39 +27,6 @@ const DIFFERENCES: &[(u64, &str)] = &[
 /// Invalid-labelled vectors that, in this copy of the data, are byte for byte the valid
 /// vector named second (their padding was lost): no verifier can tell them apart.
 const IDENTICAL_TO_VALID: &[(u64, u64)] = &[(367, 357), (370, 357)];
-
-fn vectors(file: &str) -> Value {
-    let dir = std::env::var_os("WYCHEPROOF_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/wycheproof")
-        });
-    let path = dir.join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-/// The group's key set as the filter would hold it: public keys as fetched from the
-/// network, symmetric keys as configured.
-fn key_set(group: &Value) -> Result<KeySet, String> {
-    let key = group.get("public").unwrap_or(&group["private"]);
-    let doc = if key.get("keys").is_some() {
-        key.clone()
-    } else {
-        json!({ "keys": [key] })
-    };
-    let symmetric = doc["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|k| k["kty"] == "oct");
-    let origin = if symmetric {
-        Origin::Config
-    } else {
-        Origin::Remote
-    };
-    KeySet::from_object(doc.as_object().unwrap(), origin).map(|loaded| loaded.set)
-}
 
 /// Whether the token passes the format and signature stages with `set`.
 fn accepts(set: &KeySet, token: &str) -> bool {
@@ -78,7 +46,7 @@ fn accepts(set: &KeySet, token: &str) -> bool {
 
 /// Runs one file; returns (cases, valid ids refused, invalid ids accepted).
 fn run(file: &str) -> (usize, Vec<u64>, Vec<u64>) {
-    let doc = vectors(file);
+    let doc = wycheproof(file);
     let token = |id: u64| {
         doc["testGroups"]
             .as_array()
@@ -98,7 +66,7 @@ fn run(file: &str) -> (usize, Vec<u64>, Vec<u64>) {
     }
     let (mut cases, mut refused, mut accepted) = (0, Vec::new(), Vec::new());
     for group in doc["testGroups"].as_array().unwrap() {
-        let set = key_set(group);
+        let set = group_key_set(group);
         for test in group["tests"].as_array().unwrap() {
             cases += 1;
             let id = test["tcId"].as_u64().unwrap();

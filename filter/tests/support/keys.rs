@@ -1,11 +1,20 @@
-//! Test support: the project's fixed test keys (`tests/keys/`), their public JWKs, and a
-//! signer for tokens with any header and claims.
+//! Test support, shared by the unit tests (as `crate::testkit`), the integration tests and
+//! the benchmark: the project's fixed test keys (`tests/keys/`), their public JWKs, and a
+//! signer for tokens with any header and claims. It names no item of the filter crate, so
+//! it compiles inside and outside it.
+#![allow(dead_code)] // each test target uses a different part
 
-use crate::base64url;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
 pub const NOW: u64 = 1_700_000_000;
+
+/// Canonical base64url, as JOSE wants it.
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
 
 pub fn pem(name: &str) -> String {
     let path = format!("{}/../tests/keys/{name}.pem", env!("CARGO_MANIFEST_DIR"));
@@ -19,16 +28,16 @@ pub fn public_jwk(name: &str, kid: &str) -> Value {
         use rsa::pkcs8::DecodePrivateKey;
         use rsa::traits::PublicKeyParts;
         let key = rsa::RsaPrivateKey::from_pkcs8_pem(&text).unwrap();
-        json!({"kty": "RSA", "kid": kid, "n": base64url::encode(&key.n().to_bytes_be()), "e": base64url::encode(&key.e().to_bytes_be())})
+        json!({"kty": "RSA", "kid": kid, "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be())})
     } else if name.starts_with("ec") {
         use p256::pkcs8::DecodePrivateKey;
         let key = p256::SecretKey::from_pkcs8_pem(&pem("ec256.p8")).unwrap();
         let point = key.public_key().to_sec1_bytes();
-        json!({"kty": "EC", "crv": "P-256", "kid": kid, "x": base64url::encode(&point[1..33]), "y": base64url::encode(&point[33..])})
+        json!({"kty": "EC", "crv": "P-256", "kid": kid, "x": b64(&point[1..33]), "y": b64(&point[33..])})
     } else {
         use ed25519_dalek::pkcs8::DecodePrivateKey;
         let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&text).unwrap();
-        json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": base64url::encode(key.verifying_key().as_bytes())})
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64(key.verifying_key().as_bytes())})
     }
 }
 
@@ -43,8 +52,8 @@ pub fn sign(name: &str, header: &Value, claims: &Value) -> String {
     };
     let input = format!(
         "{}.{}",
-        base64url::encode(header.to_string().as_bytes()),
-        base64url::encode(claims.to_string().as_bytes())
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
     );
     let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, alg).unwrap();
     format!("{input}.{signature}")
