@@ -3,7 +3,7 @@
 
 use crate::authz::{Denied, ProviderRequirement, Requirement};
 use crate::config::{Config, KeySource, Mode, Provider, Unmatched};
-use crate::extract::{self, Extracted};
+use crate::extract::{self, Extracted, TokenSource};
 use crate::jwks::{KeyError, KeySet};
 use crate::jws;
 use crate::request::{HeaderChanges, Request};
@@ -92,9 +92,17 @@ enum Outcome<'r> {
     },
 }
 
+/// The description of a refused request that carries a header the filter must read or
+/// strip with a value that is not UTF-8.
+pub const UNDECODABLE: &str = "Request header value is not valid UTF-8";
+
 pub struct Authenticator<V> {
     pub config: Config,
     verifier: V,
+    /// Headers whose value the filter reads or strips: the pseudo-headers, every header a
+    /// token may come from, and the identity headers. A request where one of them is not
+    /// UTF-8 is refused, since what it means is unknowable.
+    must_decode: Vec<String>,
     /// Verified tokens of this worker (the core is single-threaded per VM).
     cache: RefCell<TokenCache>,
 }
@@ -102,9 +110,25 @@ pub struct Authenticator<V> {
 impl<V: SignatureVerifier> Authenticator<V> {
     pub fn new(config: Config, verifier: V) -> Self {
         let cache = RefCell::new(TokenCache::new(config.jwt_cache_size));
+        let mut must_decode: Vec<String> = [":method", ":path", ":authority"]
+            .iter()
+            .map(|h| h.to_string())
+            .chain(config.identity_headers.iter().cloned())
+            .chain(config.providers.iter().flat_map(|p| {
+                p.token_sources.iter().filter_map(|s| match s {
+                    TokenSource::Header { name, .. } => Some(name.clone()),
+                    TokenSource::Cookie(_) => Some("cookie".to_string()),
+                    // The query is part of `:path`.
+                    TokenSource::Query(_) => None,
+                })
+            }))
+            .collect();
+        must_decode.sort();
+        must_decode.dedup();
         Authenticator {
             config,
             verifier,
+            must_decode,
             cache,
         }
     }
@@ -119,6 +143,9 @@ impl<V: SignatureVerifier> Authenticator<V> {
 
     /// Decides `req` at unix time `now` (seconds).
     pub fn decide(&self, req: &Request, now: u64, keys: &dyn KeyStore) -> Decision {
+        if req.undecodable.iter().any(|h| self.must_decode.contains(h)) {
+            return self.refused(req, Failure::InvalidRequest(UNDECODABLE.into()), None);
+        }
         let outcome = match rules::find(&self.config.rules, &req.method, &req.path) {
             RouteMatch::Rule(rule) => match &rule.requires {
                 None => Outcome::Pass(Vec::new()),
@@ -143,19 +170,23 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 provider,
                 unknown_kid,
             },
-            Outcome::Fail(failure, provider) => {
-                let refusal = Refusal {
-                    denial: deny(&self.config.realm, &failure),
-                    provider: provider.map(|i| self.config.providers[i].name.clone()),
-                };
-                match self.config.mode {
-                    Mode::Enforce => Decision::Deny(refusal),
-                    Mode::Report => Decision::Allow {
-                        changes: self.changes(req, &[]),
-                        reported: Some(refusal),
-                    },
-                }
-            }
+            Outcome::Fail(failure, provider) => self.refused(req, failure, provider),
+        }
+    }
+
+    /// A denial in enforce mode; in report mode, the request goes on with what it would
+    /// have been denied for.
+    fn refused(&self, req: &Request, failure: Failure, provider: Option<usize>) -> Decision {
+        let refusal = Refusal {
+            denial: deny(&self.config.realm, &failure),
+            provider: provider.map(|i| self.config.providers[i].name.clone()),
+        };
+        match self.config.mode {
+            Mode::Enforce => Decision::Deny(refusal),
+            Mode::Report => Decision::Allow {
+                changes: self.changes(req, &[]),
+                reported: Some(refusal),
+            },
         }
     }
 
@@ -372,7 +403,9 @@ impl<V: SignatureVerifier> Authenticator<V> {
     /// stripped first; verified tokens add theirs and are removed unless forwarded.
     fn changes(&self, req: &Request, verified: &[Passed]) -> HeaderChanges {
         // Only headers the request carries need removing (each removal is a host call).
-        let present = |name: &String| req.headers.iter().any(|(k, _)| k == name);
+        let present = |name: &String| {
+            req.headers.iter().any(|(k, _)| k == name) || req.undecodable.contains(name)
+        };
         let mut changes = HeaderChanges {
             remove: self
                 .config

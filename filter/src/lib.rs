@@ -10,6 +10,7 @@ pub mod base64url;
 pub mod claims;
 pub mod config;
 pub mod extract;
+pub mod header_map;
 pub mod json;
 pub mod jwks;
 pub mod jws;

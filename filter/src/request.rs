@@ -1,5 +1,9 @@
 //! The request as the core sees it: method, raw `:path` and headers with lower-case names
 //! (as HTTP/2 and Envoy present them). Nothing here is trusted.
+//!
+//! Hosts hand over header values as bytes, which need not be UTF-8. A value that is not is
+//! kept out of `headers` and its name recorded in `undecodable`, so that the authenticator
+//! refuses requests where such a value matters and ignores it where it does not.
 
 #[derive(Debug, Clone, Default)]
 pub struct Request {
@@ -8,6 +12,9 @@ pub struct Request {
     pub path: String,
     /// Every header instance in arrival order; names lower-case.
     pub headers: Vec<(String, String)>,
+    /// The lower-case names of header instances whose value is not UTF-8 (pseudo-headers
+    /// included); those values are in neither `headers` nor `method`/`path`.
+    pub undecodable: Vec<String>,
 }
 
 impl Request {
@@ -19,7 +26,31 @@ impl Request {
                 .iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
                 .collect(),
+            undecodable: Vec::new(),
         }
+    }
+
+    /// The request from the host's header pairs. A pair whose name is not UTF-8 is dropped:
+    /// every name the filter reads or writes is ASCII, so it can equal none of them.
+    pub fn from_pairs<'b>(pairs: impl IntoIterator<Item = (&'b [u8], &'b [u8])>) -> Self {
+        let mut request = Request::default();
+        for (name, value) in pairs {
+            let Ok(name) = std::str::from_utf8(name) else {
+                continue;
+            };
+            let name = name.to_ascii_lowercase();
+            let Ok(value) = std::str::from_utf8(value) else {
+                request.undecodable.push(name);
+                continue;
+            };
+            match name.as_str() {
+                ":method" => request.method = value.to_string(),
+                ":path" => request.path = value.to_string(),
+                _ => {}
+            }
+            request.headers.push((name, value.to_string()));
+        }
+        request
     }
 
     /// All values of header `name` (lower-case), in order.
@@ -47,4 +78,33 @@ pub struct HeaderChanges {
     pub remove: Vec<String>,
     /// Headers to set (replacing any instance), applied after `remove`.
     pub set: Vec<(String, String)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_that_are_not_utf8_are_named_not_kept() {
+        let pairs: [(&[u8], &[u8]); 6] = [
+            (b":method", b"GET"),
+            (b":path", b"/a\xff"),
+            (b"X-Foo", b"\xc3\x28"),
+            (b"\xff-name", b"kept out"),
+            (b"Accept", b"*/*"),
+            (b"x-foo", b"ok"),
+        ];
+        let request = Request::from_pairs(pairs);
+        assert_eq!(request.method, "GET");
+        assert_eq!(request.path, "");
+        assert_eq!(request.undecodable, [":path", "x-foo"]);
+        assert_eq!(
+            request.headers,
+            [
+                (":method".to_string(), "GET".to_string()),
+                ("accept".to_string(), "*/*".to_string()),
+                ("x-foo".to_string(), "ok".to_string()),
+            ]
+        );
+    }
 }

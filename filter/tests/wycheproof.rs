@@ -1,4 +1,4 @@
-//! Conformance against Project Wycheproof's JOSE vectors (`../shared/testdata/wycheproof/`,
+//! Conformance against Project Wycheproof's JOSE vectors (`tests/wycheproof/`,
 //! or `$WYCHEPROOF_DIR`): the key set of each group is loaded the way the filter loads
 //! keys, and each token goes through the format and signature stages. Every invalid case
 //! must be refused; every valid case must pass, except the few listed in `DIFFERENCES`,

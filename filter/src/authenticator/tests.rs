@@ -988,6 +988,80 @@ fn claims_that_cannot_be_header_values_are_not_written() {
     );
 }
 
+// ---- Header values that are not UTF-8 ----
+
+/// A GET of `path` as the host hands it over: `extra` pairs as raw bytes.
+fn get_bytes(path: &str, extra: &[(&[u8], &[u8])]) -> Request {
+    let mut pairs: Vec<(&[u8], &[u8])> = vec![
+        (b":method", b"GET"),
+        (b":path", path.as_bytes()),
+        (b":authority", b"api.test"),
+    ];
+    pairs.extend_from_slice(extra);
+    Request::from_pairs(pairs)
+}
+
+#[test]
+fn undecodable_values_the_filter_reads_or_strips_are_400_on_every_route() {
+    let a = authenticator(&config());
+    let bearer = format!("Bearer {}", token(&claims()));
+    let refused = (400, UNDECODABLE.to_string());
+    let bad: &[u8] = b"Bearer \xff";
+    for (name, value) in [
+        (&b"authorization"[..], bad),
+        (b"x-hmac-token", b"\xc3\x28"),
+        (b"cookie", b"at=\xfe"),
+        (b"x-user-id", b"\x80"),
+        (b"x-jwt-payload", b"\xff"),
+        (b":authority", b"h\xffst"),
+        (b":method", b"G\xffT"),
+        (b":path", b"/api/public/\xff"),
+    ] {
+        for path in ["/api/public", "/api/private"] {
+            let req = get_bytes(
+                path,
+                &[(b"authorization", bearer.as_bytes()), (name, value)],
+            );
+            let d = a.decide(&req, NOW, &remote_keys());
+            assert_eq!(
+                verdict(&d),
+                refused,
+                "{} on {path}",
+                String::from_utf8_lossy(name)
+            );
+            assert_eq!(
+                header(&d, "www-authenticate"),
+                Some(format!(r#"Bearer realm="api", error="invalid_request", error_description="{UNDECODABLE}""#).as_str())
+            );
+        }
+    }
+}
+
+#[test]
+fn other_undecodable_values_are_decided_as_if_absent() {
+    let a = authenticator(&config());
+    let bearer = format!("Bearer {}", token(&claims()));
+    let foo: (&[u8], &[u8]) = (b"x-foo", b"\xff\xfe");
+    let name: (&[u8], &[u8]) = (b"x-\xff", b"value");
+    for extra in [foo, name] {
+        let d = a.decide(&get_bytes("/api/public", &[extra]), NOW, &remote_keys());
+        assert_eq!(verdict(&d), (200, String::new()));
+        assert_eq!(changes(&d), &HeaderChanges::default());
+        let d = a.decide(&get_bytes("/api/private", &[extra]), NOW, &remote_keys());
+        assert_eq!(verdict(&d), (401, "Authentication required".to_string()));
+        let d = a.decide(
+            &get_bytes(
+                "/api/private",
+                &[extra, (b"authorization", bearer.as_bytes())],
+            ),
+            NOW,
+            &remote_keys(),
+        );
+        assert_eq!(verdict(&d), (200, String::new()));
+        assert!(!changes(&d).remove.contains(&"x-foo".to_string()));
+    }
+}
+
 // ---- Report mode ----
 
 #[test]
@@ -1007,6 +1081,22 @@ fn report_mode_lets_denials_through_and_reports_them() {
     };
     assert_eq!(r.denial.reason, Reason::Missing);
     assert!(changes.remove.contains(&"x-user-id".to_string()));
+
+    // An identity header the filter cannot read is still stripped.
+    let d = a.decide(
+        &get_bytes("/api/public", &[(b"x-user-id", b"\xff")]),
+        NOW,
+        &remote_keys(),
+    );
+    let Decision::Allow {
+        changes,
+        reported: Some(r),
+    } = d
+    else {
+        panic!("{d:?}")
+    };
+    assert_eq!(r.denial.reason, Reason::InvalidRequest);
+    assert_eq!(changes.remove, vec!["x-user-id"]);
 }
 
 // ---- The verified-token cache ----

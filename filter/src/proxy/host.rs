@@ -1,105 +1,80 @@
-//! Thin wrappers over host calls: errors become values or are ignored where nothing
-//! better can be done, never panics.
+//! Thin wrappers over host calls: values arrive as bytes, errors become values or are
+//! ignored where nothing better can be done, never panics.
 
+use super::abi;
+use crate::header_map;
 use crate::request::{HeaderChanges, Request};
 use crate::response::Denial;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
-use std::time::{Duration, UNIX_EPOCH};
+use proxy_wasm::types::LogLevel;
+use std::time::Duration;
 
 pub fn log(level: LogLevel, message: &str) {
-    let _ = hostcalls::log(level, message);
+    let _ = abi::log(level as u32, message);
 }
 
+/// The plugin configuration (empty if the host has none).
 pub fn plugin_configuration() -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    abi::buffer(abi::PLUGIN_CONFIGURATION, usize::MAX).unwrap_or_default()
+}
+
+pub fn set_tick_period(period: Duration) {
+    let _ = abi::set_tick_period_ms(u32::try_from(period.as_millis()).unwrap_or(u32::MAX));
 }
 
 /// Unix time in milliseconds (0 if the host cannot tell, which fails every time check).
 pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
+    abi::now_ns().map_or(0, |ns| ns / 1_000_000)
 }
 
-/// The current stream's request as the core sees it.
+/// The current stream's request as the core sees it. A header map the host cannot give or
+/// that does not decode becomes a request without headers, which no rule but a public one
+/// lets through.
 pub fn request() -> Request {
-    let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
-    let pseudo = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    Request {
-        method: pseudo(":method"),
-        path: pseudo(":path"),
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect(),
-    }
+    let bytes = abi::header_pairs(abi::REQUEST_HEADERS).unwrap_or_default();
+    Request::from_pairs(header_map::decode(&bytes).unwrap_or_default())
 }
 
 pub fn apply(changes: &HeaderChanges) {
     for name in &changes.remove {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
+        let _ = abi::remove_header(abi::REQUEST_HEADERS, name);
     }
     for (name, value) in &changes.set {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+        let _ = abi::replace_header(abi::REQUEST_HEADERS, name, value);
     }
 }
 
 pub fn send(denial: &Denial) {
-    let headers: Vec<(&str, &str)> = denial
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let _ = hostcalls::send_http_response(
-        u32::from(denial.status),
-        headers,
-        Some(denial.body.as_bytes()),
-    );
+    let headers = header_map::encode(&denial.headers);
+    let _ = abi::send_local_response(u32::from(denial.status), &headers, denial.body.as_bytes());
 }
 
 /// Makes `context_id` the stream that later host calls act on; false if it is gone.
 pub fn enter(context_id: u32) -> bool {
-    hostcalls::set_effective_context(context_id).is_ok()
+    abi::set_effective_context(context_id).is_ok()
 }
 
 pub fn resume() {
-    let _ = hostcalls::resume_http_request();
+    let _ = abi::continue_request();
 }
 
 /// `:status` and body of the http-call response being delivered; `None` status when the
-/// call failed (no headers). At most `max_body + 1` bytes are copied in, enough for the
-/// caller's size check to refuse a larger body.
+/// call failed (no headers) or the status is not a number. At most `max_body + 1` bytes
+/// are copied in, enough for the caller's size check to refuse a larger body.
 pub fn call_response(headers: usize, body_size: usize, max_body: usize) -> (Option<u16>, Vec<u8>) {
     if headers == 0 {
         return (None, Vec::new());
     }
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+    let status = abi::header_value(abi::CALL_RESPONSE_HEADERS, ":status")
         .ok()
-        .flatten()
-        .and_then(|s| s.parse().ok());
-    let body = hostcalls::get_buffer(
-        BufferType::HttpCallResponseBody,
-        0,
-        body_size.min(max_body + 1),
-    )
-    .ok()
-    .flatten()
-    .unwrap_or_default();
+        .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok());
+    let body =
+        abi::buffer(abi::CALL_RESPONSE_BODY, body_size.min(max_body + 1)).unwrap_or_default();
     (status, body)
 }
 
 /// Starts an http call; the response comes back to the context running now.
+// The one SDK host call kept (see `abi`): its dispatcher routes the answer by token.
+#[allow(clippy::disallowed_methods)]
 pub fn dispatch(
     cluster: &str,
     authority: &str,
@@ -112,7 +87,7 @@ pub fn dispatch(
         (":authority", authority),
         ("accept", "application/json"),
     ];
-    hostcalls::dispatch_http_call(
+    proxy_wasm::hostcalls::dispatch_http_call(
         cluster,
         headers,
         None,
@@ -126,17 +101,14 @@ pub fn dispatch(
 /// (the caller then verifies in wasm); any other failure is an empty answer, which reads
 /// as an invalid signature.
 pub fn verify_signature(arguments: &[u8]) -> Option<Vec<u8>> {
-    match hostcalls::call_foreign_function("verify_signature", Some(arguments)) {
-        Ok(answer) => Some(answer.unwrap_or_default()),
-        Err(Status::NotFound) => None,
+    match abi::call_foreign_function("verify_signature", arguments) {
+        Ok(answer) => Some(answer),
+        Err(abi::NOT_FOUND) => None,
         Err(_) => Some(Vec::new()),
     }
 }
 
 /// Whether the host offers `verify_signature` (asked once per VM, at configure time).
 pub fn has_verify_signature() -> bool {
-    !matches!(
-        hostcalls::call_foreign_function("verify_signature", None),
-        Err(Status::NotFound)
-    )
+    abi::call_foreign_function("verify_signature", &[]) != Err(abi::NOT_FOUND)
 }

@@ -1,9 +1,8 @@
 //! The filter's metrics. Envoy shows them as `wasmcustom.<name>` in `/stats` and as
 //! `<name>` in `/stats/prometheus`, summed over workers.
 
+use super::abi;
 use crate::response::Reason;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 
 pub struct Metrics {
     allowed: Option<u32>,
@@ -18,14 +17,14 @@ pub struct Metrics {
     key_age: Vec<Option<u32>>,
 }
 
-fn define(kind: MetricType, name: &str) -> Option<u32> {
-    hostcalls::define_metric(kind, name).ok()
+fn define(kind: u32, name: &str) -> Option<u32> {
+    abi::define_metric(kind, name).ok()
 }
 
 impl Metrics {
     /// `gauges` names the remote providers (index, name) that get a key-age gauge.
     pub fn define(providers: usize, gauges: &[(usize, String)]) -> Self {
-        let counter = |name: &str| define(MetricType::Counter, &format!("jwt_filter_{name}"));
+        let counter = |name: &str| define(abi::COUNTER, &format!("jwt_filter_{name}"));
         Metrics {
             allowed: counter("allowed"),
             denied: Reason::ALL
@@ -41,7 +40,7 @@ impl Metrics {
             key_age: (0..providers)
                 .map(|i| {
                     let (_, name) = gauges.iter().find(|(g, _)| *g == i)?;
-                    define(MetricType::Gauge, &format!("jwt_filter_jwks_age_s_{name}"))
+                    define(abi::GAUGE, &format!("jwt_filter_jwks_age_s_{name}"))
                 })
                 .collect(),
         }
@@ -49,14 +48,14 @@ impl Metrics {
 
     pub fn count(id: Option<u32>) {
         if let Some(id) = id {
-            let _ = hostcalls::increment_metric(id, 1);
+            let _ = abi::increment_metric(id, 1);
         }
     }
 
     pub fn cache(&self, hits: u64, misses: u64) {
         for (id, n) in [(self.cache_hit, hits), (self.cache_miss, misses)] {
             if let (Some(id), true) = (id, n > 0) {
-                let _ = hostcalls::increment_metric(id, n as i64);
+                let _ = abi::increment_metric(id, n as i64);
             }
         }
     }
@@ -76,7 +75,7 @@ impl Metrics {
 
     pub fn key_age(&self, provider: usize, seconds: u64) {
         if let Some(Some(id)) = self.key_age.get(provider) {
-            let _ = hostcalls::record_metric(*id, seconds);
+            let _ = abi::record_metric(*id, seconds);
         }
     }
 }

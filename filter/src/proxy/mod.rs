@@ -1,6 +1,21 @@
 //! The proxy-wasm adapter: moves bytes between the host and the core, drives key fetches.
 //! Nothing here decides; see `Authenticator::decide` for that.
+//!
+//! A panic here kills the VM and fails every later request on its worker, so the lints
+//! below refuse the constructs that can panic, and `clippy.toml` the SDK calls that can.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
+
+mod abi;
 mod host;
 mod metrics;
 mod plugin;
@@ -40,7 +55,7 @@ impl RootContext for Root {
         match Plugin::configure(self.id, &bytes) {
             Ok(plugin) => {
                 self.plugin = Some(Rc::new(plugin));
-                self.set_tick_period(TICK);
+                host::set_tick_period(TICK);
                 true
             }
             Err(e) => {

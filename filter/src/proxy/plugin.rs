@@ -229,8 +229,12 @@ impl Plugin {
                         return self.handle(context, deadline_ms, fetch_origin);
                     }
                 }
-                let deadline =
-                    deadline_ms.unwrap_or(now_ms + self.remotes.borrow()[r].fetch.timeout_ms);
+                let timeout_ms = self
+                    .remotes
+                    .borrow()
+                    .get(r)
+                    .map_or(0, |x| x.fetch.timeout_ms);
+                let deadline = deadline_ms.unwrap_or(now_ms + timeout_ms);
                 if now_ms >= deadline {
                     return self.unavailable(provider);
                 }
@@ -251,7 +255,7 @@ impl Plugin {
         let config = &self.authenticator.config;
         self.refuse(&Refusal {
             denial: deny(&config.realm, &Failure::Unavailable { retry_after_s: 1 }),
-            provider: Some(config.providers[provider].name.clone()),
+            provider: config.providers.get(provider).map(|p| p.name.clone()),
         })
     }
 
@@ -288,7 +292,9 @@ impl Plugin {
     fn start_fetch(&self, r: usize, trigger: Trigger, origin: u32) -> bool {
         let now_ms = host::now_ms();
         let mut remotes = self.remotes.borrow_mut();
-        let remote = &mut remotes[r];
+        let Some(remote) = remotes.get_mut(r) else {
+            return false;
+        };
         let (record, cas) = remote.slots.fetch();
         if !record.may_start(trigger, now_ms, &remote.fetch) {
             return false;
@@ -328,7 +334,9 @@ impl Plugin {
     fn dispatch(&self, r: usize, origin: u32, step: Step) {
         let result = {
             let remotes = self.remotes.borrow();
-            let f = &remotes[r].fetch;
+            let Some(f) = remotes.get(r).map(|x| &x.fetch) else {
+                return;
+            };
             match &step {
                 Step::Discovery => host::dispatch(&f.cluster, &f.authority, &f.path, f.timeout_ms),
                 Step::Jwks {
@@ -366,9 +374,13 @@ impl Plugin {
             return;
         };
         let r = call.remote;
-        let (fetch, issuer) = {
-            let remotes = self.remotes.borrow();
-            (remotes[r].fetch.clone(), remotes[r].issuer.clone())
+        let Some((fetch, issuer)) = self
+            .remotes
+            .borrow()
+            .get(r)
+            .map(|x| (x.fetch.clone(), x.issuer.clone()))
+        else {
+            return;
         };
         let (status, body) = host::call_response(headers, body_size, fetch.max_body_bytes);
         let now_ms = host::now_ms();
@@ -401,14 +413,13 @@ impl Plugin {
                         jwks_uri,
                         discovered_at_ms,
                     };
-                    let mut remotes = self.remotes.borrow_mut();
-                    let remote = &mut remotes[r];
-                    remote.slots.put_keys(&record);
-                    let done = remote.slots.fetch().0.succeeded(now_ms);
-                    remote.slots.put_fetch(&done);
-                    remote.local.fetch = done;
-                    remote.local.adopt(record);
-                    drop(remotes);
+                    if let Some(remote) = self.remotes.borrow_mut().get_mut(r) {
+                        remote.slots.put_keys(&record);
+                        let done = remote.slots.fetch().0.succeeded(now_ms);
+                        remote.slots.put_fetch(&done);
+                        remote.local.fetch = done;
+                        remote.local.adopt(record);
+                    }
                     Metrics::count(self.metrics.fetch_ok);
                     self.resume_waiting(None);
                 }
@@ -423,9 +434,7 @@ impl Plugin {
             &format!("provider {}: key fetch failed: {why}", self.name(r)),
         );
         Metrics::count(self.metrics.fetch_failed);
-        {
-            let mut remotes = self.remotes.borrow_mut();
-            let remote = &mut remotes[r];
+        if let Some(remote) = self.remotes.borrow_mut().get_mut(r) {
             let failed = remote.slots.fetch().0.failed(host::now_ms());
             remote.slots.put_fetch(&failed);
             remote.local.fetch = failed;
@@ -434,15 +443,19 @@ impl Plugin {
     }
 
     fn name(&self, r: usize) -> String {
-        let provider = self.remotes.borrow()[r].provider;
-        self.authenticator.config.providers[provider].name.clone()
+        let provider = self.remotes.borrow().get(r).map(|x| x.provider);
+        provider
+            .and_then(|p| self.authenticator.config.providers.get(p))
+            .map_or_else(String::new, |p| p.name.clone())
     }
 
     /// Adopts what other workers wrote to shared data: the fetch record, and the keys when
     /// they are newer than ours. Returns whether the keys changed.
     fn sync(&self, r: usize) -> bool {
         let mut remotes = self.remotes.borrow_mut();
-        let remote = &mut remotes[r];
+        let Some(remote) = remotes.get_mut(r) else {
+            return false;
+        };
         let (record, _) = remote.slots.fetch();
         let ours = remote.local.record.as_ref().map(|k| k.fetched_at_ms);
         let newer = record.keys_version != 0 && ours != Some(record.keys_version);
@@ -465,7 +478,9 @@ impl Plugin {
             self.sync(r);
             let refresh = {
                 let remotes = self.remotes.borrow();
-                let remote = &remotes[r];
+                let Some(remote) = remotes.get(r) else {
+                    continue;
+                };
                 match &remote.local.record {
                     Some(keys) => {
                         self.metrics
@@ -515,10 +530,11 @@ impl Plugin {
                 .collect()
         };
         for r in orphaned {
-            let mut remotes = self.remotes.borrow_mut();
-            let released = remotes[r].slots.fetch().0.released();
-            remotes[r].slots.put_fetch(&released);
-            remotes[r].local.fetch = released;
+            if let Some(remote) = self.remotes.borrow_mut().get_mut(r) {
+                let released = remote.slots.fetch().0.released();
+                remote.slots.put_fetch(&released);
+                remote.local.fetch = released;
+            }
         }
     }
 }

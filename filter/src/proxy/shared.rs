@@ -1,8 +1,8 @@
 //! The key-cache records in the host's shared data (one copy per VM id, visible to every
 //! worker), read and written with compare-and-swap.
 
+use super::abi;
 use crate::key_cache::{FetchRecord, KeysRecord};
-use proxy_wasm::hostcalls;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -57,14 +57,14 @@ impl Slots {
 }
 
 fn read<T: DeserializeOwned>(key: &str) -> Option<(T, u32)> {
-    let (bytes, cas) = hostcalls::get_shared_data(key).ok()?;
-    let record = serde_json::from_slice(&bytes?).ok()?;
-    Some((record, cas.unwrap_or(0)))
+    let (bytes, cas) = abi::shared_data(key).ok()?;
+    let record = serde_json::from_slice(&bytes).ok()?;
+    Some((record, cas))
 }
 
 fn write<T: Serialize>(key: &str, record: &T, cas: Option<u32>) -> bool {
     let Ok(bytes) = serde_json::to_vec(record) else {
         return false;
     };
-    hostcalls::set_shared_data(key, Some(&bytes), cas).is_ok()
+    abi::set_shared_data(key, &bytes, cas.unwrap_or(0)).is_ok()
 }

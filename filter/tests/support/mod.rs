@@ -1,5 +1,5 @@
 //! Support for the integration tests: the test keys, and Project Wycheproof's vectors
-//! (`../shared/testdata/wycheproof/`, or `$WYCHEPROOF_DIR`).
+//! (`tests/wycheproof/` in the repository, or `$WYCHEPROOF_DIR`).
 #![allow(dead_code)] // each test target uses a different part
 
 pub mod keys;
@@ -12,9 +12,7 @@ use std::path::PathBuf;
 pub fn wycheproof(file: &str) -> Value {
     let dir = std::env::var_os("WYCHEPROOF_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/wycheproof")
-        });
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/wycheproof"));
     let path = dir.join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
