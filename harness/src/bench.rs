@@ -248,6 +248,7 @@ fn start(
         verify_signature: host_crypto,
         clusters: Clusters::default(),
         log_level: LOG_LEVEL,
+        properties: Default::default(),
     };
     let proxy = Proxy::start(plugin, setup)?;
     if !proxy.configured {
@@ -272,10 +273,13 @@ fn last_error(proxy: &Proxy) -> String {
 
 fn request(token: &str) -> Request {
     Request {
-        method: "GET".into(),
-        path: "/api".into(),
-        authority: "api.bench".into(),
-        headers: vec![("authorization".into(), format!("Bearer {token}"))],
+        method: b"GET".to_vec(),
+        path: b"/api".to_vec(),
+        authority: b"api.bench".to_vec(),
+        headers: vec![(
+            b"authorization".to_vec(),
+            format!("Bearer {token}").into_bytes(),
+        )],
         body: None,
     }
 }

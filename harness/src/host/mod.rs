@@ -9,6 +9,7 @@ mod vm;
 pub mod world;
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -39,6 +40,9 @@ impl Plugin {
     }
 }
 
+/// Header names and values as bytes, in order (Envoy keeps them so; they need not be UTF-8).
+pub type HeaderMap = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// How to start a proxy.
 pub struct Setup {
     pub workers: usize,
@@ -48,15 +52,17 @@ pub struct Setup {
     pub verify_signature: bool,
     pub clusters: Clusters,
     pub log_level: u32,
+    /// Properties served to the filter: NUL-joined path → value.
+    pub properties: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
-/// A request as the client sends it.
+/// A request as the client sends it, in bytes.
 #[derive(Clone, Debug)]
 pub struct Request {
-    pub method: String,
-    pub path: String,
-    pub authority: String,
-    pub headers: Vec<(String, String)>,
+    pub method: Vec<u8>,
+    pub path: Vec<u8>,
+    pub authority: Vec<u8>,
+    pub headers: HeaderMap,
     pub body: Option<Vec<u8>>,
 }
 
@@ -64,10 +70,10 @@ pub struct Request {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outcome {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderMap,
     pub body: Vec<u8>,
     /// The headers the upstream received, if the request reached it.
-    pub upstream: Option<Vec<(String, String)>>,
+    pub upstream: Option<HeaderMap>,
     /// Who answered: `upstream`, `local` (the filter), `broken` (fail closed), `reset`.
     pub by: &'static str,
 }
@@ -101,6 +107,7 @@ impl Proxy {
         world.clusters = setup.clusters;
         world.verify_signature = setup.verify_signature;
         world.log_level = setup.log_level;
+        world.properties = setup.properties;
         let world = Rc::new(RefCell::new(world));
         let new_vm = |id: VmId| {
             let state = VmState {
@@ -253,10 +260,10 @@ impl Proxy {
         let ctx = vm.next_context;
         vm.next_context += 1;
         let mut headers = vec![
-            (":authority".to_string(), request.authority.clone()),
-            (":path".to_string(), request.path.clone()),
-            (":method".to_string(), request.method.clone()),
-            (":scheme".to_string(), "http".to_string()),
+            (b":authority".to_vec(), request.authority.clone()),
+            (b":path".to_vec(), request.path.clone()),
+            (b":method".to_vec(), request.method.clone()),
+            (b":scheme".to_vec(), b"http".to_vec()),
         ];
         headers.extend(
             request
@@ -309,6 +316,11 @@ impl Proxy {
             self.settle(worker);
         }
         id
+    }
+
+    /// How many requests were sent (ids are `0..request_count()`).
+    pub fn request_count(&self) -> usize {
+        self.requests.len()
     }
 
     pub fn outcome(&self, id: usize) -> Option<&Outcome> {
@@ -436,26 +448,34 @@ impl Proxy {
             return self.finish(worker, ctx, outcome);
         }
         let upstream = stream.request_headers.clone();
-        let get = |name: &str| {
+        // The echo is JSON text: bytes that are not UTF-8 show as U+FFFD there (the
+        // outcome keeps the exact bytes the upstream received).
+        let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let get = |name: &[u8]| {
             upstream
                 .iter()
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or("")
+                .map(|(_, v)| lossy(v))
+                .unwrap_or_default()
         };
+        let plain: Vec<(String, String)> = upstream
+            .iter()
+            .filter(|(k, _)| !k.starts_with(b":"))
+            .map(|(k, v)| (lossy(k), lossy(v)))
+            .collect();
         let echo = crate::servers::upstream::echo(
-            get(":method"),
-            get(":path"),
-            upstream
-                .iter()
-                .filter(|(k, _)| !k.starts_with(':'))
-                .map(|(k, v)| (k.as_str(), v.as_str())),
+            &get(b":method"),
+            &get(b":path"),
+            plain.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         );
         let body = echo.to_string().into_bytes();
         stream.response_headers = vec![
-            (":status".into(), "200".into()),
-            ("content-type".into(), "application/json".into()),
-            ("content-length".into(), body.len().to_string()),
+            (b":status".to_vec(), b"200".to_vec()),
+            (b"content-type".to_vec(), b"application/json".to_vec()),
+            (
+                b"content-length".to_vec(),
+                body.len().to_string().into_bytes(),
+            ),
         ];
         stream.response_body = body;
         let n = stream.response_headers.len() as u32;
@@ -496,10 +516,10 @@ impl Proxy {
                 let mut headers = std::mem::take(&mut stream.response_headers);
                 let status = headers
                     .iter()
-                    .find(|(k, _)| k == ":status")
-                    .and_then(|(_, v)| v.parse().ok())
+                    .find(|(k, _)| k == b":status")
+                    .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
                     .unwrap_or(200);
-                headers.retain(|(k, _)| !k.starts_with(':'));
+                headers.retain(|(k, _)| !k.starts_with(b":"));
                 Outcome {
                     status,
                     headers,
@@ -656,7 +676,7 @@ fn id_seed(id: VmId) -> u64 {
 fn broken_outcome() -> Outcome {
     Outcome {
         status: 503,
-        headers: vec![("content-type".into(), "text/plain".into())],
+        headers: vec![(b"content-type".to_vec(), b"text/plain".to_vec())],
         body: b"wasm VM failed: fail closed".to_vec(),
         upstream: None,
         by: "broken",

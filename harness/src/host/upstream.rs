@@ -2,14 +2,16 @@
 
 use std::collections::BTreeMap;
 
+use super::HeaderMap;
+
 /// One scripted answer of a cluster route.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Answer {
     /// An HTTP answer after `delay_ms` of virtual time (Envoy times it out if that is longer
-    /// than the call's timeout).
+    /// than the call's timeout). `status` is the `:status` value as delivered.
     Respond {
-        status: u16,
-        headers: Vec<(String, String)>,
+        status: Vec<u8>,
+        headers: HeaderMap,
         body: Vec<u8>,
         delay_ms: u64,
     },
@@ -26,7 +28,7 @@ pub enum Answer {
 pub struct Delivery {
     pub at_ms: u64,
     /// `None`: the call failed (`on_http_call_response` with zero headers).
-    pub headers: Option<Vec<(String, String)>>,
+    pub headers: Option<HeaderMap>,
     pub body: Vec<u8>,
 }
 
@@ -36,9 +38,12 @@ impl Answer {
         let envoy = |status: u16, body: &str| Delivery {
             at_ms: now_ms,
             headers: Some(vec![
-                (":status".into(), status.to_string()),
-                ("content-length".into(), body.len().to_string()),
-                ("content-type".into(), "text/plain".into()),
+                (b":status".to_vec(), status.to_string().into_bytes()),
+                (
+                    b"content-length".to_vec(),
+                    body.len().to_string().into_bytes(),
+                ),
+                (b"content-type".to_vec(), b"text/plain".to_vec()),
             ]),
             body: body.as_bytes().to_vec(),
         };
@@ -59,10 +64,13 @@ impl Answer {
                 body,
                 delay_ms,
             } => {
-                let mut all = vec![(":status".to_string(), status.to_string())];
+                let mut all = vec![(b":status".to_vec(), status.clone())];
                 all.extend(headers.iter().cloned());
-                if !headers.iter().any(|(n, _)| n == "content-length") {
-                    all.push(("content-length".into(), body.len().to_string()));
+                if !headers.iter().any(|(n, _)| n == b"content-length") {
+                    all.push((
+                        b"content-length".to_vec(),
+                        body.len().to_string().into_bytes(),
+                    ));
                 }
                 Delivery {
                     at_ms: now_ms + delay_ms,
@@ -118,7 +126,7 @@ impl Clusters {
     /// then `*`, else 404).
     pub fn answer(&mut self, cluster: &str, path: &str) -> Answer {
         let not_found = Answer::Respond {
-            status: 404,
+            status: b"404".to_vec(),
             headers: Vec::new(),
             body: b"not found".to_vec(),
             delay_ms: 0,
@@ -145,7 +153,7 @@ mod tests {
 
     fn ok(status: u16, delay_ms: u64) -> Answer {
         Answer::Respond {
-            status,
+            status: status.to_string().into_bytes(),
             headers: vec![],
             body: b"x".to_vec(),
             delay_ms,
@@ -160,13 +168,13 @@ mod tests {
         c.declare("empty");
         let status = |a: Answer| match a {
             Answer::Respond { status, .. } => status,
-            _ => 0,
+            _ => Vec::new(),
         };
-        assert_eq!(status(c.answer("idp", "/a?x=1")), 500);
-        assert_eq!(status(c.answer("idp", "/a")), 200);
-        assert_eq!(status(c.answer("idp", "/a")), 200);
-        assert_eq!(status(c.answer("idp", "/b")), 201);
-        assert_eq!(status(c.answer("empty", "/b")), 404);
+        assert_eq!(status(c.answer("idp", "/a?x=1")), b"500");
+        assert_eq!(status(c.answer("idp", "/a")), b"200");
+        assert_eq!(status(c.answer("idp", "/a")), b"200");
+        assert_eq!(status(c.answer("idp", "/b")), b"201");
+        assert_eq!(status(c.answer("empty", "/b")), b"404");
         assert!(c.knows("empty") && !c.knows("other"));
     }
 
@@ -176,18 +184,18 @@ mod tests {
         assert_eq!(d.at_ms, 1100);
         assert_eq!(
             d.headers.as_ref().unwrap()[0],
-            (":status".into(), "200".into())
+            (b":status".to_vec(), b"200".to_vec())
         );
         let late = ok(200, 6000).deliver(1000, 5000);
         assert_eq!(
-            (late.at_ms, late.headers.unwrap()[0].1.as_str()),
-            (6000, "504")
+            (late.at_ms, late.headers.unwrap()[0].1.as_slice()),
+            (6000, &b"504"[..])
         );
         assert_eq!(Answer::Hang.deliver(0, 300).at_ms, 300);
         assert_eq!(Answer::Reset { delay_ms: 0 }.deliver(7, 300).headers, None);
         assert_eq!(
             Answer::Unreachable.deliver(7, 300).headers.unwrap()[0].1,
-            "503"
+            b"503"
         );
     }
 }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use anyhow::{Result, anyhow};
 use wasmtime::{Instance, Linker, Memory, Module, Store, TypedFunc, Val};
 
+use super::HeaderMap;
 use super::world::{VmId, World};
 
 /// Fuel for one callback: enough for any sane filter, and an endless loop becomes a trap.
@@ -15,9 +16,9 @@ const FUEL_PER_CALLBACK: u64 = 5_000_000_000;
 /// The ABI's header maps and buffers for one HTTP stream.
 #[derive(Debug, Default)]
 pub struct Stream {
-    pub request_headers: Vec<(String, String)>,
+    pub request_headers: HeaderMap,
     pub request_body: Vec<u8>,
-    pub response_headers: Vec<(String, String)>,
+    pub response_headers: HeaderMap,
     pub response_body: Vec<u8>,
     /// Set by `proxy_send_local_response`, acted on after the callback returns.
     pub local_response: Option<LocalResponse>,
@@ -31,14 +32,14 @@ pub struct Stream {
 pub struct LocalResponse {
     pub status: u32,
     pub details: String,
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderMap,
     pub body: Vec<u8>,
 }
 
 /// The answer of an http call, readable only during `proxy_on_http_call_response`.
 #[derive(Debug, Default)]
 pub struct CallResponse {
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderMap,
     pub body: Vec<u8>,
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use super::HeaderMap;
 use super::upstream::{Clusters, Delivery};
 
 /// Which VM: the main one (configured first, never serves requests) or a worker.
@@ -36,18 +37,19 @@ pub const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "criti
 pub struct CallRecord {
     pub vm: VmId,
     pub cluster: String,
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderMap,
     pub at_ms: u64,
     pub timeout_ms: u64,
 }
 
 impl CallRecord {
-    pub fn path(&self) -> &str {
+    /// The call's `:path` (lossy UTF-8).
+    pub fn path(&self) -> String {
         self.headers
             .iter()
-            .find(|(n, _)| n == ":path")
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
+            .find(|(n, _)| n == b":path")
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -107,8 +109,8 @@ pub struct World {
     pub verify_signature: bool,
     /// What `proxy_get_log_level` answers (trace 0 .. critical 5).
     pub log_level: u32,
-    /// Extra properties (NUL-joined path → value) a scenario sets.
-    pub properties: BTreeMap<String, Vec<u8>>,
+    /// Extra properties (NUL-joined path → value) the scenario or the filter sets.
+    pub properties: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl World {

@@ -2,9 +2,20 @@
 //! equal (numbers by value), objects match as subsets, arrays element by element, `null` means
 //! absent, and these operator objects test instead: `{"$contains": "text"}`,
 //! `{"$not_contains": "text"}`, `{"$present": true}`, `{"$gte": n}`, `{"$lte": n}`,
-//! `{"$any": [matchers]}`.
+//! `{"$any": [matchers]}`, `{"$bytes": "<base64>"}` (exactly these bytes). Actual values that
+//! are not UTF-8 show as `{"$bytes": ...}`; `$contains` reads them as lossy text.
 
 use serde_json::Value;
+
+use super::bytes::unescape;
+
+/// The bytes of an actual string or `{"$bytes": ...}` value.
+fn actual_bytes(actual: &Value) -> Option<Vec<u8>> {
+    match actual {
+        Value::String(s) => Some(s.clone().into_bytes()),
+        other => unescape(other)?.ok(),
+    }
+}
 
 /// `Ok` when `actual` satisfies `expected`; else "expected X, actual Y" (with the JSON path).
 pub fn check(expected: &Value, actual: Option<&Value>, path: &str) -> Result<(), String> {
@@ -26,10 +37,9 @@ pub fn check(expected: &Value, actual: Option<&Value>, path: &str) -> Result<(),
                 .next()
                 .map(|(k, v)| (k.as_str(), v))
                 .unwrap_or(("", &Value::Null));
-            let text = actual.map(|a| {
-                a.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| a.to_string())
+            let text = actual.map(|a| match actual_bytes(a) {
+                Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                None => a.to_string(),
             });
             let num = actual.and_then(Value::as_f64);
             let ok = match op {
@@ -41,6 +51,12 @@ pub fn check(expected: &Value, actual: Option<&Value>, path: &str) -> Result<(),
                 "$any" => arg
                     .as_array()
                     .is_some_and(|all| all.iter().any(|m| check(m, actual, path).is_ok())),
+                "$bytes" => {
+                    let wanted = unescape(expected)
+                        .unwrap_or(Err(String::new()))
+                        .map_err(|e| format!("{path}: {e}"))?;
+                    actual.and_then(actual_bytes) == Some(wanted)
+                }
                 _ => return Err(format!("{path}: unknown matcher {op}")),
             };
             if ok { Ok(()) } else { fail() }
@@ -137,5 +153,18 @@ mod tests {
         assert!(check(&json!({"$present": true}), None, "h").is_err());
         assert!(check(&json!({"$any": [401, 403]}), Some(&json!(403)), "s").is_ok());
         assert!(check(&json!({"$bogus": 1}), Some(&json!(1)), "s").is_err());
+    }
+
+    #[test]
+    fn bytes_matcher() {
+        let raw = json!({"$bytes": "/3g="});
+        assert!(check(&json!({"$bytes": "/3g="}), Some(&raw), "h").is_ok());
+        assert!(check(&json!({"$bytes": "eA=="}), Some(&json!("x")), "h").is_ok());
+        assert!(check(&json!({"$bytes": "eA=="}), Some(&raw), "h").is_err());
+        assert!(check(&json!({"$bytes": "eA=="}), None, "h").is_err());
+        assert!(check(&json!("x"), Some(&raw), "h").is_err());
+        assert!(check(&json!({"$contains": "x"}), Some(&raw), "h").is_ok());
+        let bad = check(&json!({"$bytes": "!"}), Some(&raw), "h").unwrap_err();
+        assert!(bad.contains("base64"), "{bad}");
     }
 }

@@ -64,7 +64,7 @@ pub fn load(file: &Path) -> Result<Vec<Loaded>> {
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
-            let scenario: Scenario = serde_json::from_value(v).with_context(|| {
+            let scenario = parse(v).with_context(|| {
                 format!("{} (scenario {}): bad scenario", file.display(), i + 1)
             })?;
             Ok(Loaded {
@@ -74,6 +74,15 @@ pub fn load(file: &Path) -> Result<Vec<Loaded>> {
             })
         })
         .collect()
+}
+
+/// A scenario from its JSON; an error names the JSON path of the problem
+/// (`steps[2].request.headers: ...`).
+pub fn parse(value: Value) -> Result<Scenario> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        anyhow::anyhow!("{path}: {}", e.into_inner())
+    })
 }
 
 fn read_json(file: &Path) -> Result<Value> {

@@ -1,5 +1,6 @@
 //! Scenarios: the file format, loading, expectations and the runner.
 
+pub mod bytes;
 pub mod expect;
 pub mod load;
 pub mod model;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::bytes::{Bytes, Headers};
 use crate::token::Tamper;
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +39,9 @@ pub struct Scenario {
     /// Simulated clusters: cluster → path (or `*`) → answer or list of answers in turn.
     #[serde(default)]
     pub upstreams: BTreeMap<String, BTreeMap<String, Script>>,
+    /// Properties the host serves (`proxy_get_property`): path segments joined by `.` → value.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Bytes>,
     pub steps: Vec<Step>,
 }
 
@@ -108,11 +112,12 @@ impl<'de> Deserialize<'de> for Script {
 #[serde(deny_unknown_fields)]
 pub struct AnswerSpec {
     /// Default 200.
-    pub status: Option<u16>,
+    pub status: Option<Status>,
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// A string is sent as is; any other JSON value is serialized (content-type JSON).
-    pub body: Option<Value>,
+    pub headers: Headers,
+    /// A string or `$bytes` is sent as is; any other JSON value is serialized (content-type
+    /// JSON).
+    pub body: Option<Body>,
     /// A JWKS body made of these keys' public JWKs.
     pub jwks: Option<Vec<String>>,
     /// Virtual time before the answer (`"2s"`); longer than the call's timeout = a timeout.
@@ -120,6 +125,47 @@ pub struct AnswerSpec {
     /// `hang` (no answer: Envoy's 504 at the timeout), `reset` (no headers at all), or
     /// `unreachable` (Envoy's 503 connection failure).
     pub fail: Option<String>,
+}
+
+/// An answer's `:status`: a number, or the header value as written (a string or `$bytes`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Status {
+    Code(u16),
+    Raw(Bytes),
+}
+
+/// An answer's body: bytes as they are, or JSON to serialize.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Body {
+    Bytes(Bytes),
+    Json(Value),
+}
+
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .map(Status::Code)
+                .ok_or_else(|| D::Error::custom(format!("status {n}: not 0..65535"))),
+            other => super::bytes::from_json(&other)
+                .map(Status::Raw)
+                .map_err(D::Error::custom),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Body {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        match super::bytes::from_json(&value) {
+            Ok(bytes) => Ok(Body::Bytes(bytes)),
+            Err(_) if super::bytes::unescape(&value).is_none() => Ok(Body::Json(value)),
+            Err(e) => Err(serde::de::Error::custom(e)),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,23 +188,24 @@ pub struct Step {
     pub expect: Option<Expect>,
 }
 
+/// Strings here may be `{"$bytes": "<base64>"}` (see `bytes.rs`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestSpec {
     #[serde(default = "get")]
-    pub method: String,
-    pub path: String,
+    pub method: Bytes,
+    pub path: Bytes,
     #[serde(default)]
     pub worker: usize,
     /// Sent as `authorization: Bearer <token>`.
     pub token: Option<TokenRef>,
     /// An object, or a list of `[name, value]` pairs (repeated names); `${token-name}` in a
-    /// value (or in `path`) is replaced by that token.
+    /// plain string value (or in `path`) is replaced by that token.
     #[serde(default)]
-    pub headers: Option<Value>,
+    pub headers: Headers,
     #[serde(default = "authority")]
-    pub authority: String,
-    pub body: Option<String>,
+    pub authority: Bytes,
+    pub body: Option<Bytes>,
     /// Name for a later `await`.
     pub id: Option<String>,
     /// Drive the clock until the request finishes (default true; false: leave it paused).
@@ -168,12 +215,12 @@ pub struct RequestSpec {
     pub max_wait: Option<String>,
 }
 
-fn get() -> String {
-    "GET".into()
+fn get() -> Bytes {
+    Bytes::Text("GET".into())
 }
 
-fn authority() -> String {
-    "api.test".into()
+fn authority() -> Bytes {
+    Bytes::Text("api.test".into())
 }
 
 /// Expectations. Request fields apply to the step's request (or awaited request); the others

@@ -6,12 +6,15 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value};
 
+use super::bytes::{Bytes, actual_json};
 use super::expect::check;
 use super::load::Loaded;
-use super::model::{AnswerSpec, Expect, RequestSpec, Script, Step, TokenRef, TokenSpec};
+use super::model::{
+    AnswerSpec, Body, Expect, RequestSpec, Script, Status, Step, TokenRef, TokenSpec,
+};
 use crate::host::upstream::{Answer, Clusters};
 use crate::host::world::LEVELS;
-use crate::host::{Outcome, Plugin, Proxy, Request, Setup};
+use crate::host::{HeaderMap, Outcome, Plugin, Proxy, Request, Setup};
 use crate::keys::KeyRing;
 use crate::time::parse_millis;
 use crate::token;
@@ -27,6 +30,21 @@ pub struct Runner {
     default_workers: usize,
     /// The log lines of the last scenario run (`worker N [level] message`).
     pub logs: Vec<String>,
+    /// What else the last scenario run left.
+    pub record: Record,
+}
+
+/// What a scenario run left besides pass or fail, for callers that look deeper (the fuzzer).
+#[derive(Debug, Default)]
+pub struct Record {
+    /// Every trap, as "worker N trapped in CALLBACK: message".
+    pub traps: Vec<String>,
+    /// Every ABI misuse the host detected.
+    pub violations: Vec<String>,
+    /// Each request's outcome, in the order the request steps sent them (`None`: open).
+    pub outcomes: Vec<Option<Outcome>>,
+    /// The index of the step that failed, if one did.
+    pub failed_step: Option<usize>,
 }
 
 struct Run<'a> {
@@ -38,6 +56,7 @@ struct Run<'a> {
     last_request: Option<usize>,
     traps_seen: usize,
     violations_seen: usize,
+    failed_step: Option<usize>,
 }
 
 impl Runner {
@@ -47,6 +66,7 @@ impl Runner {
             keys: KeyRing::default(),
             default_workers,
             logs: Vec::new(),
+            record: Record::default(),
         })
     }
 
@@ -95,6 +115,16 @@ impl Runner {
                 );
             }
         }
+        let properties = s
+            .properties
+            .iter()
+            .map(|(path, value)| {
+                (
+                    path.replace('.', "\0").into_bytes(),
+                    value.as_slice().to_vec(),
+                )
+            })
+            .collect();
         let setup = Setup {
             workers,
             plugin_config,
@@ -103,6 +133,7 @@ impl Runner {
             verify_signature: s.verify_signature,
             clusters,
             log_level,
+            properties,
         };
         let proxy = Proxy::start(&self.plugin, setup)?;
         let mut run = Run {
@@ -114,6 +145,7 @@ impl Runner {
             last_request: None,
             traps_seen: 0,
             violations_seen: 0,
+            failed_step: None,
         };
         let result = run.play(start_ms);
         let world = run.proxy.world.borrow();
@@ -122,9 +154,18 @@ impl Runner {
             .iter()
             .map(|l| format!("{} [{}] {}", l.vm, LEVELS[l.level as usize], l.message));
         let lines = lines.collect();
+        let record = Record {
+            traps: run.proxy.traps.clone(),
+            violations: world.violations.clone(),
+            outcomes: (0..run.proxy.request_count())
+                .map(|i| run.proxy.outcome(i).cloned())
+                .collect(),
+            failed_step: run.failed_step,
+        };
         drop(world);
         drop(run);
         self.logs = lines;
+        self.record = record;
         result
     }
 }
@@ -151,16 +192,24 @@ impl Run<'_> {
             );
         }
         for (i, step) in s.steps.iter().enumerate() {
+            run.failed_step = Some(i);
             run.step(step)
                 .with_context(|| format!("step {} ({})", i + 1, describe(step)))?;
         }
+        run.failed_step = None;
         Ok(())
     }
 }
 
 fn describe(step: &Step) -> String {
     let what = if let Some(r) = &step.request {
-        format!("{} {} on worker {}", r.method, r.path, r.worker)
+        let text = |b: &Bytes| String::from_utf8_lossy(b.as_slice()).into_owned();
+        format!(
+            "{} {} on worker {}",
+            text(&r.method),
+            text(&r.path),
+            r.worker
+        )
     } else if let Some(a) = &step.advance {
         format!("advance {a}")
     } else if step.upstream.is_some() {
@@ -240,23 +289,29 @@ fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answer> {
         Some(other) => bail!("fail {other:?}: use hang, reset or unreachable"),
         None => {}
     }
-    let mut headers: Vec<(String, String)> = spec
+    let mut headers: HeaderMap = spec
         .headers
+        .0
         .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .map(|(k, v)| (k.as_slice().to_ascii_lowercase(), v.as_slice().to_vec()))
         .collect();
     let (body, json) = match (&spec.jwks, &spec.body) {
         (Some(_), Some(_)) => bail!("an answer has either jwks or body, not both"),
         (Some(names), None) => (keys.jwks(names, dir)?.to_string().into_bytes(), true),
-        (None, Some(Value::String(text))) => (text.clone().into_bytes(), false),
-        (None, Some(value)) => (value.to_string().into_bytes(), true),
+        (None, Some(Body::Bytes(bytes))) => (bytes.as_slice().to_vec(), false),
+        (None, Some(Body::Json(value))) => (value.to_string().into_bytes(), true),
         (None, None) => (Vec::new(), false),
     };
-    if json && !headers.iter().any(|(k, _)| k == "content-type") {
-        headers.push(("content-type".into(), "application/json".into()));
+    if json && !headers.iter().any(|(k, _)| k == b"content-type") {
+        headers.push((b"content-type".to_vec(), b"application/json".to_vec()));
     }
+    let status = match &spec.status {
+        None => b"200".to_vec(),
+        Some(Status::Code(code)) => code.to_string().into_bytes(),
+        Some(Status::Raw(raw)) => raw.as_slice().to_vec(),
+    };
     Ok(Answer::Respond {
-        status: spec.status.unwrap_or(200),
+        status,
         headers,
         body,
         delay_ms,
@@ -302,6 +357,14 @@ impl Run<'_> {
         let mut claims = defaults.claims.clone();
         claims.extend(spec.claims.clone());
         token::mint(&key, &header, &claims, (now_ms / 1000) as i64, tamper)
+    }
+
+    /// The bytes of a request field: `${token}` replaced in a plain string, `$bytes` as is.
+    fn resolve(&self, field: &Bytes) -> Result<Vec<u8>> {
+        match field {
+            Bytes::Text(text) => Ok(self.interpolate(text)?.into_bytes()),
+            Bytes::Raw(raw) => Ok(raw.clone()),
+        }
     }
 
     fn interpolate(&self, text: &str) -> Result<String> {
@@ -402,49 +465,31 @@ impl Run<'_> {
 
     fn request(&mut self, spec: &RequestSpec) -> Result<usize> {
         let mut headers = Vec::new();
-        match &spec.headers {
-            None => {}
-            Some(Value::Object(map)) => {
-                for (k, v) in map {
-                    let v = v
-                        .as_str()
-                        .ok_or_else(|| anyhow!("header {k}: value must be a string"))?;
-                    headers.push((k.clone(), self.interpolate(v)?));
-                }
-            }
-            Some(Value::Array(pairs)) => {
-                for pair in pairs {
-                    match pair.as_array().map(Vec::as_slice) {
-                        Some([Value::String(k), Value::String(v)]) => {
-                            headers.push((k.clone(), self.interpolate(v)?))
-                        }
-                        _ => bail!("headers: a list holds [name, value] pairs of strings"),
-                    }
-                }
-            }
-            Some(_) => bail!("headers: an object or a list of [name, value] pairs"),
+        for (name, value) in &spec.headers.0 {
+            headers.push((name.as_slice().to_vec(), self.resolve(value)?));
         }
-        match &spec.token {
-            None => {}
-            Some(TokenRef::Name(name)) => {
-                let token = self
-                    .tokens
+        let token = match &spec.token {
+            None => None,
+            Some(TokenRef::Name(name)) => Some(
+                self.tokens
                     .get(name)
                     .ok_or_else(|| anyhow!("unknown token {name:?}"))?
-                    .clone();
-                headers.push(("authorization".into(), format!("Bearer {token}")));
-            }
-            Some(TokenRef::Inline(inline)) => {
-                let token = self.mint(inline, self.now_ms())?;
-                headers.push(("authorization".into(), format!("Bearer {token}")));
-            }
+                    .clone(),
+            ),
+            Some(TokenRef::Inline(inline)) => Some(self.mint(inline, self.now_ms())?),
+        };
+        if let Some(token) = token {
+            headers.push((
+                b"authorization".to_vec(),
+                format!("Bearer {token}").into_bytes(),
+            ));
         }
         let request = Request {
-            method: spec.method.clone(),
-            path: self.interpolate(&spec.path)?,
-            authority: spec.authority.clone(),
+            method: spec.method.as_slice().to_vec(),
+            path: self.resolve(&spec.path)?,
+            authority: spec.authority.as_slice().to_vec(),
             headers,
-            body: spec.body.as_ref().map(|b| b.clone().into_bytes()),
+            body: spec.body.as_ref().map(|b| b.as_slice().to_vec()),
         };
         let index = self.proxy.send(spec.worker, &request);
         if spec.wait {
@@ -572,15 +617,24 @@ impl Run<'_> {
     }
 }
 
-fn headers_json(headers: &[(String, String)]) -> Value {
-    let mut map = Map::new();
+/// Headers as an expectation sees them: lower-case name → value, repeats joined with `,`;
+/// bytes that are not UTF-8 (in a name or a value) as `{"$bytes": ...}` (a name as its lossy
+/// text).
+fn headers_json(headers: &[(Vec<u8>, Vec<u8>)]) -> Value {
+    let mut joined: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     for (k, v) in headers {
-        let joined = match map.get(k).and_then(Value::as_str) {
-            Some(prev) => format!("{prev},{v}"),
-            None => v.clone(),
-        };
-        map.insert(k.clone(), Value::String(joined));
+        match joined.iter_mut().find(|(name, _)| name == k) {
+            Some((_, prev)) => {
+                prev.push(b',');
+                prev.extend(v);
+            }
+            None => joined.push((k.clone(), v.clone())),
+        }
     }
+    let map: Map<String, Value> = joined
+        .into_iter()
+        .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), actual_json(&v)))
+        .collect();
     Value::Object(map)
 }
 
@@ -650,8 +704,7 @@ fn check_request(e: &Expect, outcome: Option<&Outcome>) -> Result<()> {
         .map_err(|m| anyhow!(m))?;
     }
     if let Some(expected) = &e.body {
-        let text = String::from_utf8_lossy(&o.body).into_owned();
-        let actual = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
+        let actual = serde_json::from_slice::<Value>(&o.body).unwrap_or(actual_json(&o.body));
         check(expected, Some(&actual), "body").map_err(|m| anyhow!(m))?;
     }
     Ok(())

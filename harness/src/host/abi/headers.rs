@@ -1,13 +1,14 @@
 //! Header maps: request (0), response (2), http-call response (6). Trailers and gRPC metadata
-//! are not modelled: they read as empty and writes to them are violations.
+//! are not modelled: they read as empty and writes to them are violations. Names and values
+//! are bytes, handed over as they are (Envoy does not require UTF-8); names compare
+//! ASCII-case-insensitively.
 
 use anyhow::Result;
 use wasmtime::Linker;
 
-use super::{C, NOT_FOUND, OK, decode_map, encode_map, give, read_string, violation, write_u32};
+use super::{C, NOT_FOUND, OK, decode_map, encode_map, give, read, violation, write_u32};
+use crate::host::HeaderMap as Map;
 use crate::host::vm::VmState;
-
-type Map = Vec<(String, String)>;
 
 /// The map `map_type` of the effective context, if the current callback can see it.
 fn map_of(state: &mut VmState, map_type: i32) -> Option<&mut Map> {
@@ -81,12 +82,12 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
          ret_ptr: i32,
          ret_len: i32|
          -> Result<i32> {
-            let key = read_string(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
+            let key = read(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
             let value = map_of(c.data_mut(), map_type)
                 .and_then(|m| m.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()));
             match value {
                 Some(v) => {
-                    give(&mut c, v.as_bytes(), ret_ptr, ret_len)?;
+                    give(&mut c, &v, ret_ptr, ret_len)?;
                     Ok(OK)
                 }
                 None => Ok(NOT_FOUND),
@@ -103,8 +104,8 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
          val_ptr: i32,
          val_len: i32|
          -> Result<i32> {
-            let key = read_string(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
-            let value = read_string(&mut c, val_ptr, val_len)?;
+            let key = read(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
+            let value = read(&mut c, val_ptr, val_len)?;
             edit(&mut c, map_type, "replace_header_map_value", |m| {
                 match m.iter().position(|(k, _)| *k == key) {
                     Some(i) => {
@@ -132,8 +133,8 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
          val_ptr: i32,
          val_len: i32|
          -> Result<i32> {
-            let key = read_string(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
-            let value = read_string(&mut c, val_ptr, val_len)?;
+            let key = read(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
+            let value = read(&mut c, val_ptr, val_len)?;
             edit(&mut c, map_type, "add_header_map_value", |m| {
                 m.push((key, value))
             })
@@ -143,7 +144,7 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_remove_header_map_value",
         |mut c: C, map_type: i32, key_ptr: i32, key_len: i32| -> Result<i32> {
-            let key = read_string(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
+            let key = read(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
             edit(&mut c, map_type, "remove_header_map_value", |m| {
                 m.retain(|(k, _)| *k != key)
             })

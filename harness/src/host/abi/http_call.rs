@@ -36,21 +36,21 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
             let Some(headers) = decode_map(&headers_bytes) else {
                 return Ok(BAD_ARGUMENT);
             };
-            let has = |name: &str| headers.iter().any(|(k, v)| k == name && !v.is_empty());
+            let has = |name: &[u8]| headers.iter().any(|(k, v)| k == name && !v.is_empty());
             let (id, context) = (c.data().id, c.data().effective);
             let token = {
                 let mut world = c.data().world.borrow_mut();
                 if !world.clusters.knows(&cluster)
-                    || !has(":method")
-                    || !has(":path")
-                    || !has(":authority")
+                    || !has(b":method")
+                    || !has(b":path")
+                    || !has(b":authority")
                 {
                     return Ok(BAD_ARGUMENT);
                 }
                 let path = headers
                     .iter()
-                    .find(|(k, _)| k == ":path")
-                    .map(|(_, v)| v.clone())
+                    .find(|(k, _)| k == b":path")
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
                     .unwrap_or_default();
                 let timeout_ms = u64::from(timeout_ms as u32);
                 let now = world.now_ms;

@@ -18,6 +18,7 @@ mod wasi;
 use anyhow::{Result, anyhow};
 use wasmtime::{Caller, Linker, Module};
 
+use super::HeaderMap;
 use super::vm::VmState;
 
 pub type C<'a> = Caller<'a, VmState>;
@@ -102,24 +103,24 @@ pub fn violation(c: &mut C, what: String) {
 }
 
 /// The header-map wire format: u32 count, (key_len, value_len) pairs, then each key and value
-/// followed by a NUL.
-pub fn encode_map(pairs: &[(String, String)]) -> Vec<u8> {
+/// followed by a NUL. Names and values are bytes, as Envoy keeps them.
+pub fn encode_map(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
     for (k, v) in pairs {
         out.extend((k.len() as u32).to_le_bytes());
         out.extend((v.len() as u32).to_le_bytes());
     }
     for (k, v) in pairs {
-        out.extend(k.as_bytes());
+        out.extend(k);
         out.push(0);
-        out.extend(v.as_bytes());
+        out.extend(v);
         out.push(0);
     }
     out
 }
 
 /// Decodes the header-map wire format; `None` when it is malformed.
-pub fn decode_map(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+pub fn decode_map(bytes: &[u8]) -> Option<HeaderMap> {
     let u32_at = |i: usize| -> Option<usize> {
         Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?) as usize)
     };
@@ -132,8 +133,8 @@ pub fn decode_map(bytes: &[u8]) -> Option<Vec<(String, String)>> {
         sizes.push((u32_at(4 + i * 8)?, u32_at(8 + i * 8)?));
     }
     let mut pos = 4 + count * 8;
-    let mut take = |len: usize| -> Option<String> {
-        let s = String::from_utf8_lossy(bytes.get(pos..pos + len)?).into_owned();
+    let mut take = |len: usize| -> Option<Vec<u8>> {
+        let s = bytes.get(pos..pos.checked_add(len)?)?.to_vec();
         pos += len + 1;
         Some(s)
     };
@@ -150,8 +151,9 @@ mod tests {
     #[test]
     fn map_round_trip_and_malformed() {
         let pairs = vec![
-            (":path".to_string(), "/a".to_string()),
-            ("x".to_string(), String::new()),
+            (b":path".to_vec(), b"/a".to_vec()),
+            (b"x\xff".to_vec(), b"\x80\x00".to_vec()),
+            (b"x".to_vec(), Vec::new()),
         ];
         assert_eq!(decode_map(&encode_map(&pairs)).unwrap(), pairs);
         assert_eq!(decode_map(&[]).unwrap(), vec![]);

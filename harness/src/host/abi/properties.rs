@@ -1,11 +1,12 @@
 //! `proxy_get_property` / `proxy_set_property`. Paths are NUL-joined segments. Served: the
 //! effective request's `request.*` (path, url_path, host, scheme, method, query), `plugin_name`,
-//! `plugin_root_id`, `plugin_vm_id`, and whatever the scenario sets.
+//! `plugin_root_id`, `plugin_vm_id`, and whatever the scenario or the filter sets. Values are
+//! bytes, as the request carried them.
 
 use anyhow::Result;
 use wasmtime::Linker;
 
-use super::{C, NOT_FOUND, OK, give, read, read_string};
+use super::{C, NOT_FOUND, OK, give, read};
 use crate::host::vm::VmState;
 
 fn request_property(state: &VmState, name: &str) -> Option<Vec<u8>> {
@@ -14,23 +15,20 @@ fn request_property(state: &VmState, name: &str) -> Option<Vec<u8>> {
         stream
             .request_headers
             .iter()
-            .find(|(k, _)| k == h)
+            .find(|(k, _)| k == h.as_bytes())
             .map(|(_, v)| v.clone())
     };
     let path = header(":path")?;
-    let value = match name {
+    let query_at = path.iter().position(|b| *b == b'?');
+    Some(match name {
+        "url_path" => path[..query_at.unwrap_or(path.len())].to_vec(),
+        "query" => query_at.map_or(Vec::new(), |i| path[i + 1..].to_vec()),
         "path" => path,
-        "url_path" => path.split('?').next().unwrap_or("").to_string(),
-        "query" => path
-            .split_once('?')
-            .map(|(_, q)| q.to_string())
-            .unwrap_or_default(),
         "host" => header(":authority")?,
         "scheme" => header(":scheme")?,
         "method" => header(":method")?,
         _ => return None,
-    };
-    Some(value.into_bytes())
+    })
 }
 
 pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
@@ -38,13 +36,18 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_property",
         |mut c: C, path_ptr: i32, path_len: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
-            let path = read_string(&mut c, path_ptr, path_len)?;
-            let path = path.trim_end_matches('\0');
-            let value = match path.split('\0').collect::<Vec<_>>().as_slice() {
-                ["request", name] => request_property(c.data(), name),
-                ["plugin_name"] => Some(b"harness".to_vec()),
-                ["plugin_root_id" | "plugin_vm_id"] => Some(Vec::new()),
-                _ => c.data().world.borrow().properties.get(path).cloned(),
+            let mut path = read(&mut c, path_ptr, path_len)?;
+            while path.last() == Some(&0) {
+                path.pop();
+            }
+            let segments: Vec<&[u8]> = path.split(|b| *b == 0).collect();
+            let value = match segments.as_slice() {
+                [b"request", name] => std::str::from_utf8(name)
+                    .ok()
+                    .and_then(|name| request_property(c.data(), name)),
+                [b"plugin_name"] => Some(b"harness".to_vec()),
+                [b"plugin_root_id" | b"plugin_vm_id"] => Some(Vec::new()),
+                _ => c.data().world.borrow().properties.get(&path).cloned(),
             };
             match value {
                 Some(v) => {
@@ -59,7 +62,7 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_set_property",
         |mut c: C, path_ptr: i32, path_len: i32, val_ptr: i32, val_len: i32| -> Result<i32> {
-            let path = read_string(&mut c, path_ptr, path_len)?;
+            let path = read(&mut c, path_ptr, path_len)?;
             let value = read(&mut c, val_ptr, val_len)?;
             c.data().world.borrow_mut().properties.insert(path, value);
             Ok(OK)
