@@ -62,7 +62,7 @@ run: build harness-bin envoy
 	python3 scripts/run-demo.py
 
 # End-to-end tests through real Envoy (tests/e2e/); every process they start, they stop.
-e2e: build harness-bin envoy
+e2e: build harness-bin envoy test-filters
 	python3 tests/e2e/run.py
 
 # --- The harness: scenarios and the negative self-test (tests/scenarios, tests/filters) -----
