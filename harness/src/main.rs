@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use harness::keys::KeyRing;
 use harness::scenario::load;
 use harness::scenario::run::Runner;
-use harness::{bench, servers, token};
+use harness::{bench, fuzz, servers, token};
 
 const HELP: &str = "\
 harness: run proxy-wasm HTTP filters natively, mint test tokens, serve demo endpoints
@@ -30,6 +30,16 @@ USAGE:
       default and with jwt_cache_size 0; with the host's verify_signature (on) and without
       it (off: the filter verifies in wasm), default both. Prints a markdown table with the
       .wasm size and the worker's linear memory after each run.
+  harness fuzz [--wasm PATH] [--seconds N] [--seed S] [--cases N] [--out DIR]
+               [--identity-oracle] [FILES|DIRS]...
+      Throw generated and mutated cases at the filter (default dist/jwt_filter.wasm),
+      seeded from the scenarios (default tests/scenarios/): bytes in every field, header
+      sets, mutated tokens, hostile call answers, workers interleaved, virtual time jumps.
+      A trap, an ABI violation or a request unanswered for 60 s of virtual time is
+      minimised and written as a scenario to --out (default target/fuzz); exit 1 then.
+      Deterministic for a seed (default 1); --seconds (default 60) bounds the run.
+      --identity-oracle: also fail when a client's identity header (this filter's
+      forward_payload_header, claim_to_headers) reaches the upstream.
   harness token --key KEY --claims JSON [--header JSON]
       Print a compact JWS signed by KEY. Time claims (exp, nbf, iat, auth_time) may be
       relative to now: \"+1h\", \"-5m\", \"now\". A header field set to null is removed.
@@ -164,6 +174,45 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        "fuzz" => {
+            let number = |flag: &str, default: u64| -> Result<u64> {
+                Ok(flags
+                    .one(flag)?
+                    .map(str::parse)
+                    .transpose()
+                    .with_context(|| flag.to_string())?
+                    .unwrap_or(default))
+            };
+            let options = fuzz::Options {
+                wasm: PathBuf::from(flags.one("--wasm")?.unwrap_or("dist/jwt_filter.wasm")),
+                scenarios: scenario_files(&flags.positional)?,
+                seconds: number("--seconds", 60)?,
+                seed: number("--seed", 1)?,
+                cases: flags
+                    .one("--cases")?
+                    .map(str::parse)
+                    .transpose()
+                    .context("--cases")?,
+                out: PathBuf::from(flags.one("--out")?.unwrap_or("target/fuzz")),
+                identity_oracle: flags.one("--identity-oracle")?.is_some(),
+            };
+            let summary = fuzz::run(&options, &mut std::io::stdout())?;
+            let secs = summary.elapsed.as_secs_f64();
+            if let (n, Some(why)) = &summary.unrunnable {
+                println!("{n} cases could not run (not findings), e.g.: {why}");
+            }
+            println!(
+                "fuzz: {} cases, {} requests in {secs:.1} s ({:.0} requests/s), seed {}, {} findings",
+                summary.cases,
+                summary.requests,
+                summary.requests as f64 / secs.max(1e-9),
+                options.seed,
+                summary.findings.len()
+            );
+            if !summary.findings.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         "negative" => {
             let wasms = flags.all("--wasm");
             if wasms.is_empty() {
@@ -270,7 +319,7 @@ fn json_object(text: &str, flag: &str) -> Result<Map<String, Value>> {
 }
 
 /// Flags that take no value.
-const SWITCHES: [&str; 1] = ["--logs"];
+const SWITCHES: [&str; 2] = ["--logs", "--identity-oracle"];
 
 /// `--flag value` pairs (repeatable), switches and positional arguments.
 struct Flags {

@@ -57,7 +57,7 @@ pub struct Setup {
 }
 
 /// A request as the client sends it, in bytes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Request {
     pub method: Vec<u8>,
     pub path: Vec<u8>,

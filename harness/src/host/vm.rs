@@ -204,6 +204,6 @@ impl Vm {
 fn root_cause(e: &anyhow::Error) -> String {
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => trap.to_string(),
-        None => format!("{e:#}").lines().next().unwrap_or("").to_string(),
+        None => e.root_cause().to_string(),
     }
 }

@@ -54,13 +54,8 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Reads the scenarios of `file`.
 pub fn load(file: &Path) -> Result<Vec<Loaded>> {
-    let value = resolve(read_json(file)?, file.parent().unwrap_or(Path::new(".")), 0)?;
-    let items = match value {
-        Value::Array(items) => items,
-        other => vec![other],
-    };
     let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
-    items
+    resolved(file)?
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
@@ -82,6 +77,15 @@ pub fn parse(value: Value) -> Result<Scenario> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         anyhow::anyhow!("{path}: {}", e.into_inner())
+    })
+}
+
+/// The scenarios of `file` as JSON, with every `$include` resolved.
+pub fn resolved(file: &Path) -> Result<Vec<Value>> {
+    let value = resolve(read_json(file)?, file.parent().unwrap_or(Path::new(".")), 0)?;
+    Ok(match value {
+        Value::Array(items) => items,
+        other => vec![other],
     })
 }
 

@@ -70,6 +70,21 @@ impl Runner {
         })
     }
 
+    /// The scenario's named tokens, minted at its start time (what `${name}` stands for).
+    pub fn tokens(&mut self, loaded: &Loaded) -> Result<BTreeMap<String, String>> {
+        let s = &loaded.scenario;
+        let now_ms = s.start.unwrap_or(DEFAULT_START_S) * 1000;
+        s.tokens
+            .iter()
+            .map(|(name, spec)| Ok((name.clone(), mint(&mut self.keys, loaded, spec, now_ms)?)))
+            .collect()
+    }
+
+    /// The keys this runner generated (kept across scenarios).
+    pub fn keys(&mut self) -> &mut KeyRing {
+        &mut self.keys
+    }
+
     /// `Ok(())` when every step's expectations hold; else the first mismatch.
     pub fn run(&mut self, loaded: &Loaded) -> Result<(), String> {
         self.try_run(loaded).map_err(|e| format!("{e:#}"))
@@ -274,7 +289,8 @@ fn build_clusters(
     Ok(clusters)
 }
 
-fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answer> {
+/// The answer `spec` describes (key names resolved from `dir`).
+pub fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answer> {
     let delay_ms = spec
         .delay
         .as_deref()
@@ -318,74 +334,79 @@ fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answer> {
     })
 }
 
+/// `text` with every `${name}` replaced by the token of that name.
+pub fn interpolate(text: &str, tokens: &BTreeMap<String, String>) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..]
+            .find('}')
+            .ok_or_else(|| anyhow!("unclosed ${{ in {text:?}"))?
+            + start;
+        let name = &rest[start + 2..end];
+        let token = tokens
+            .get(name)
+            .ok_or_else(|| anyhow!("unknown token {name:?} in {text:?}"))?;
+        out.push_str(&rest[..start]);
+        out.push_str(token);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Mints the token `spec` (over the scenario's `token_defaults`) at `now_ms`.
+fn mint(keys: &mut KeyRing, loaded: &Loaded, spec: &TokenSpec, now_ms: u64) -> Result<String> {
+    let defaults = &loaded.scenario.token_defaults;
+    if let Some(raw) = &spec.raw {
+        if spec.key.is_some()
+            || !spec.claims.is_empty()
+            || !spec.header.is_empty()
+            || spec.tamper.is_some()
+            || spec.payload.is_some()
+        {
+            bail!("a raw token takes no key, header, claims, payload or tamper");
+        }
+        return Ok(raw.clone());
+    }
+    let key = spec
+        .key
+        .as_ref()
+        .or(defaults.key.as_ref())
+        .ok_or_else(|| anyhow!("no key (set key or token_defaults.key)"))?;
+    let key = keys.get(key, &loaded.dir)?;
+    let tamper = spec.tamper.or(defaults.tamper);
+    if let Some(payload) = &spec.payload {
+        if !spec.claims.is_empty() {
+            bail!("a token has claims or payload, not both");
+        }
+        let mut header = defaults.header.clone();
+        header.extend(spec.header.clone());
+        return token::mint_raw(&key, &header, payload.as_bytes(), tamper);
+    }
+    // Shallow: a `null` must reach the minting, where it removes the default.
+    let mut header = defaults.header.clone();
+    header.extend(spec.header.clone());
+    let mut claims = defaults.claims.clone();
+    claims.extend(spec.claims.clone());
+    token::mint(&key, &header, &claims, (now_ms / 1000) as i64, tamper)
+}
+
 impl Run<'_> {
     fn now_ms(&self) -> u64 {
         self.proxy.world.borrow().now_ms
     }
 
     fn mint(&mut self, spec: &TokenSpec, now_ms: u64) -> Result<String> {
-        let defaults = &self.loaded.scenario.token_defaults;
-        if let Some(raw) = &spec.raw {
-            if spec.key.is_some()
-                || !spec.claims.is_empty()
-                || !spec.header.is_empty()
-                || spec.tamper.is_some()
-                || spec.payload.is_some()
-            {
-                bail!("a raw token takes no key, header, claims, payload or tamper");
-            }
-            return Ok(raw.clone());
-        }
-        let key = spec
-            .key
-            .as_ref()
-            .or(defaults.key.as_ref())
-            .ok_or_else(|| anyhow!("no key (set key or token_defaults.key)"))?;
-        let key = self.keys.get(key, &self.loaded.dir)?;
-        let tamper = spec.tamper.or(defaults.tamper);
-        if let Some(payload) = &spec.payload {
-            if !spec.claims.is_empty() {
-                bail!("a token has claims or payload, not both");
-            }
-            let mut header = defaults.header.clone();
-            header.extend(spec.header.clone());
-            return token::mint_raw(&key, &header, payload.as_bytes(), tamper);
-        }
-        // Shallow: a `null` must reach the minting, where it removes the default.
-        let mut header = defaults.header.clone();
-        header.extend(spec.header.clone());
-        let mut claims = defaults.claims.clone();
-        claims.extend(spec.claims.clone());
-        token::mint(&key, &header, &claims, (now_ms / 1000) as i64, tamper)
+        mint(self.keys, self.loaded, spec, now_ms)
     }
 
     /// The bytes of a request field: `${token}` replaced in a plain string, `$bytes` as is.
     fn resolve(&self, field: &Bytes) -> Result<Vec<u8>> {
         match field {
-            Bytes::Text(text) => Ok(self.interpolate(text)?.into_bytes()),
+            Bytes::Text(text) => Ok(interpolate(text, &self.tokens)?.into_bytes()),
             Bytes::Raw(raw) => Ok(raw.clone()),
         }
-    }
-
-    fn interpolate(&self, text: &str) -> Result<String> {
-        let mut out = String::new();
-        let mut rest = text;
-        while let Some(start) = rest.find("${") {
-            let end = rest[start..]
-                .find('}')
-                .ok_or_else(|| anyhow!("unclosed ${{ in {text:?}"))?
-                + start;
-            let name = &rest[start + 2..end];
-            let token = self
-                .tokens
-                .get(name)
-                .ok_or_else(|| anyhow!("unknown token {name:?} in {text:?}"))?;
-            out.push_str(&rest[..start]);
-            out.push_str(token);
-            rest = &rest[end + 1..];
-        }
-        out.push_str(rest);
-        Ok(out)
     }
 
     fn last_logs(&self, n: usize) -> String {

@@ -1,0 +1,334 @@
+//! `harness fuzz`: generated and mutated cases thrown at a compiled filter inside the harness.
+//! Each case is a scenario built from a corpus scenario's setup (see `generate.rs`); it fails
+//! on a trap, an ABI violation, or a request left unanswered for 60 s of virtual time (and,
+//! with the identity oracle, a spoofed identity header reaching the upstream). A failing case
+//! is minimised and written as a scenario file that reproduces it.
+
+pub mod case;
+mod corpus;
+mod generate;
+mod mutate;
+mod shrink;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::scenario::load::{self, Loaded};
+use crate::scenario::run::{Record, Runner};
+use case::{Action, Case};
+use corpus::Corpus;
+
+pub struct Options {
+    pub wasm: PathBuf,
+    /// Scenario files whose setups, requests and tokens seed the cases.
+    pub scenarios: Vec<PathBuf>,
+    pub seconds: u64,
+    pub seed: u64,
+    /// Stop after this many cases (else only the time bounds the run).
+    pub cases: Option<u64>,
+    /// Where reproduction files go.
+    pub out: PathBuf,
+    /// Also fail when a request the filter let through reaches the upstream with an identity
+    /// header the client sent (this project's filter strips `forward_payload_header` and
+    /// `claim_to_headers` targets from every request; other filters promise nothing).
+    pub identity_oracle: bool,
+}
+
+/// A distinct failure and the file that reproduces it.
+pub struct Finding {
+    pub signature: String,
+    /// The first trap or violation message in full, or the oracle's description.
+    pub detail: String,
+    pub file: PathBuf,
+    pub case: u64,
+    pub steps: usize,
+    /// Whether running the written file fails again.
+    pub reproduced: bool,
+}
+
+pub struct Summary {
+    pub cases: u64,
+    pub requests: u64,
+    pub elapsed: Duration,
+    pub findings: Vec<Finding>,
+    /// Cases the harness could not run (not findings), with the first reason.
+    pub unrunnable: (u64, Option<String>),
+    /// Scenarios the corpus left out.
+    pub skipped: Vec<String>,
+}
+
+/// Distinct findings after which the run stops.
+const MAX_FINDINGS: usize = 10;
+/// Candidate runs spent minimising one finding.
+const SHRINK_RUNS: usize = 400;
+
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Pass,
+    /// A failure, by signature, with its detail.
+    Found(String, String),
+    /// A cancel of a request that had already finished (a case to trim, not a finding).
+    LateCancel(usize),
+    /// The case could not run (configuration refused, ...): not the filter's fault here.
+    Unrunnable(String),
+}
+
+struct Fuzzer<'a> {
+    options: &'a Options,
+    runner: Runner,
+    corpus: Corpus,
+}
+
+/// Runs cases until `options.seconds` pass (or `options.cases` ran, or enough findings);
+/// prints each finding to `log` as it is written.
+pub fn run(options: &Options, log: &mut dyn Write) -> Result<Summary> {
+    let mut runner = Runner::new(&options.wasm, 1)?;
+    let corpus = Corpus::load(&options.scenarios, &mut runner)?;
+    if corpus.bases.is_empty() {
+        bail!("no usable scenario to start from ({:?})", corpus.skipped);
+    }
+    let mut fuzzer = Fuzzer {
+        options,
+        runner,
+        corpus,
+    };
+    let started = Instant::now();
+    let budget = Duration::from_secs(options.seconds);
+    let mut summary = Summary {
+        cases: 0,
+        requests: 0,
+        elapsed: Duration::ZERO,
+        findings: Vec::new(),
+        unrunnable: (0, None),
+        skipped: Vec::new(),
+    };
+    let mut seen = BTreeSet::new();
+    while started.elapsed() < budget
+        && options.cases.is_none_or(|c| summary.cases < c)
+        && summary.findings.len() < MAX_FINDINGS
+    {
+        let n = summary.cases;
+        let mut case = generate::case(&fuzzer.corpus, options.seed, n);
+        let verdict = fuzzer.settle(&mut case)?;
+        summary.cases += 1;
+        summary.requests += fuzzer.runner.record.outcomes.len() as u64;
+        match verdict {
+            Verdict::Found(signature, detail) if seen.insert(signature.clone()) => {
+                let finding = fuzzer.report(case, &signature, detail, n)?;
+                writeln!(
+                    log,
+                    "FOUND {}\n      {}\n      wrote {} ({} steps, case {n}{})",
+                    finding.signature,
+                    finding.detail,
+                    finding.file.display(),
+                    finding.steps,
+                    if finding.reproduced {
+                        ""
+                    } else {
+                        "; the file does NOT reproduce it"
+                    }
+                )?;
+                summary.findings.push(finding);
+            }
+            Verdict::Unrunnable(why) => {
+                summary.unrunnable.0 += 1;
+                summary.unrunnable.1.get_or_insert(why);
+            }
+            _ => {}
+        }
+    }
+    summary.elapsed = started.elapsed();
+    summary.skipped = std::mem::take(&mut fuzzer.corpus.skipped);
+    Ok(summary)
+}
+
+impl Fuzzer<'_> {
+    /// Runs `case`, dropping cancels of requests that had already finished, until its verdict
+    /// is something else.
+    fn settle(&mut self, case: &mut Case) -> Result<Verdict> {
+        loop {
+            match self.verdict(case)? {
+                Verdict::LateCancel(i) => *case = case.without(i),
+                other => return Ok(other),
+            }
+        }
+    }
+
+    fn execute(
+        &mut self,
+        case: &Case,
+        name: &str,
+        description: &str,
+    ) -> Result<(Value, Result<(), String>)> {
+        let base = &self.corpus.bases[case.base];
+        let json = case.scenario(&base.json, name, description);
+        let scenario = load::parse(json.clone()).context("a generated case does not parse")?;
+        let loaded = Loaded {
+            scenario,
+            file: base.file.clone(),
+            dir: base.dir.clone(),
+        };
+        let result = self.runner.run(&loaded);
+        Ok((json, result))
+    }
+
+    fn verdict(&mut self, case: &Case) -> Result<Verdict> {
+        let (_, result) = self.execute(case, "fuzz case", "")?;
+        let record = &self.runner.record;
+        if let Some(trap) = record.traps.first() {
+            return Ok(Verdict::Found(trap_signature(trap), trap.clone()));
+        }
+        if let Some(v) = record.violations.first() {
+            return Ok(Verdict::Found(violation_signature(v), v.clone()));
+        }
+        if let Some((name, _)) = self.spoofed(case) {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            return Ok(Verdict::Found(
+                format!("identity oracle: a client's {name} header reached the upstream"),
+                format!("the upstream received the client's {name} (fuzz-spoof...)"),
+            ));
+        }
+        let Err(why) = result else {
+            return Ok(Verdict::Pass);
+        };
+        let step = record
+            .failed_step
+            .and_then(|i| case.actions.get(i).map(|a| (i, a)));
+        Ok(match step {
+            Some((i, Action::Cancel { .. })) => Verdict::LateCancel(i),
+            Some((_, Action::Request { id: None, .. } | Action::Await { .. })) => Verdict::Found(
+                "hang: a request was not answered within 60 s of virtual time".into(),
+                "the request stayed paused".into(),
+            ),
+            _ => Verdict::Unrunnable(why),
+        })
+    }
+
+    /// With the identity oracle: the first request that reached the upstream carrying an
+    /// identity header with the spoof marker, as (header name, request action index).
+    fn spoofed(&self, case: &Case) -> Option<(Vec<u8>, usize)> {
+        if !self.options.identity_oracle {
+            return None;
+        }
+        let identity = &self.corpus.bases[case.base].identity;
+        let requests = case.request_actions();
+        let record: &Record = &self.runner.record;
+        record.outcomes.iter().enumerate().find_map(|(n, outcome)| {
+            let upstream = outcome.as_ref()?.upstream.as_ref()?;
+            let (name, _) = upstream.iter().find(|(k, v)| {
+                identity.contains(k)
+                    && v.windows(generate::SPOOF.len())
+                        .any(|w| w == generate::SPOOF)
+            })?;
+            Some((name.clone(), *requests.get(n)?))
+        })
+    }
+
+    /// Minimises `case`, writes it, and checks that the file fails again.
+    fn report(&mut self, case: Case, signature: &str, detail: String, n: u64) -> Result<Finding> {
+        let mut small = shrink::shrink(
+            case,
+            SHRINK_RUNS,
+            |c| matches!(self.verdict(c), Ok(Verdict::Found(s, _)) if s == signature),
+        );
+        self.verdict(&small)?;
+        if let Some((name, i)) = self.spoofed(&small)
+            && let Action::Request { check, .. } = &mut small.actions[i]
+        {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            *check = Some(json!({"upstream_headers": {name: {"$not_contains": "fuzz-spoof"}}}));
+        }
+        let base = &self.corpus.bases[small.base];
+        let description = format!(
+            "harness fuzz --seed {}: case {n} (from {}: {}), minimised. {detail}",
+            self.options.seed,
+            base.file.display(),
+            base.name
+        );
+        let (json, _) = self.execute(&small, &format!("fuzz: {signature}"), &description)?;
+        std::fs::create_dir_all(&self.options.out)
+            .with_context(|| format!("creating {}", self.options.out.display()))?;
+        let stem = self
+            .options
+            .wasm
+            .file_stem()
+            .map_or("filter".into(), |s| s.to_string_lossy().into_owned());
+        let file = (1..)
+            .map(|k| self.options.out.join(format!("{stem}-{k}.json")))
+            .find(|f| !f.exists())
+            .unwrap_or_default();
+        std::fs::write(&file, serde_json::to_string_pretty(&json)? + "\n")
+            .with_context(|| format!("writing {}", file.display()))?;
+        Ok(Finding {
+            signature: signature.into(),
+            detail,
+            reproduced: self.reproduces(&file)?,
+            file,
+            case: n,
+            steps: small.actions.len(),
+        })
+    }
+
+    /// Whether the scenario file `file` fails when run as a scenario.
+    fn reproduces(&mut self, file: &Path) -> Result<bool> {
+        let loaded = load::load(file)?;
+        Ok(loaded.iter().any(|l| self.runner.run(l).is_err()))
+    }
+}
+
+/// "worker 0 trapped in proxy_on_request_headers: <cause> (last error log: panicked at
+/// src/x.rs:1:2: ...)" → "trap in proxy_on_request_headers: <cause>; panicked at src/x.rs:1:2".
+fn trap_signature(trap: &str) -> String {
+    let from = trap.find("trapped in ").map_or(trap, |i| &trap[i + 8..]);
+    let (head, log) = from.split_once(" (last error log: ").unwrap_or((from, ""));
+    let panic = log
+        .find("panicked at ")
+        .map(|i| {
+            let rest = &log[i..];
+            let end = rest.find(['\n', ')']).unwrap_or(rest.len());
+            format!("; {}", rest[..end].trim_end_matches(':'))
+        })
+        .unwrap_or_default();
+    format!("trap {head}{panic}")
+}
+
+/// A violation without its VM and with numbers (context ids) masked.
+fn violation_signature(violation: &str) -> String {
+    let what = violation.split_once(": ").map_or(violation, |(_, w)| w);
+    let mut masked = String::new();
+    for c in what.chars() {
+        if !c.is_ascii_digit() {
+            masked.push(c);
+        } else if !masked.ends_with('N') {
+            masked.push('N');
+        }
+    }
+    format!("ABI violation: {masked}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_name_the_bug_not_the_instance() {
+        let a = "worker 1 trapped in proxy_on_request_headers: wasm trap: wasm `unreachable` instruction executed (last error log: panicked at src/hostcalls.rs:1322:52:\ncalled `Result::unwrap()` on an `Err` value)";
+        assert_eq!(
+            trap_signature(a),
+            "trap in proxy_on_request_headers: wasm trap: wasm `unreachable` instruction executed; panicked at src/hostcalls.rs:1322:52"
+        );
+        assert_eq!(
+            trap_signature("main trapped in proxy_on_tick: out of fuel"),
+            "trap in proxy_on_tick: out of fuel"
+        );
+        assert_eq!(
+            violation_signature("worker 0: a second local response for context 17"),
+            "ABI violation: a second local response for context N"
+        );
+    }
+}
