@@ -167,7 +167,7 @@ mod tests {
     use super::*;
     use crate::scenario::load;
 
-    pub fn request(path: &str, headers: &[(&[u8], &[u8])]) -> Request {
+    fn request(path: &str, headers: &[(&[u8], &[u8])]) -> Request {
         Request {
             method: b"GET".to_vec(),
             path: path.as_bytes().to_vec(),

@@ -201,7 +201,7 @@ mod tests {
     use crate::fuzz::corpus::Base;
     use serde_json::json;
 
-    pub fn corpus() -> Corpus {
+    fn corpus() -> Corpus {
         let get = |path: &str, auth: &str| Request {
             method: b"GET".to_vec(),
             path: path.as_bytes().to_vec(),

@@ -315,6 +315,54 @@ fn violation_signature(violation: &str) -> String {
 mod tests {
     use super::*;
 
+    /// `target/test-filters` holds the wrong and probe filters (`make test-filters`).
+    fn test_filter(name: &str, scenarios: &str, identity_oracle: bool) -> (Options, PathBuf) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let out = std::env::temp_dir().join(format!("harness-fuzz-{name}-{}", std::process::id()));
+        let options = Options {
+            wasm: root.join(format!(
+                "target/test-filters/wasm32-wasip1/release/{name}.wasm"
+            )),
+            scenarios: vec![root.join(scenarios)],
+            seconds: 120,
+            seed: 3,
+            cases: Some(500),
+            out: out.clone(),
+            identity_oracle,
+        };
+        (options, out)
+    }
+
+    /// `make test-filters`, then `cargo test --release -p harness -- --ignored fuzz`.
+    #[test]
+    #[ignore = "needs target/test-filters (make test-filters)"]
+    fn finds_minimises_and_writes_the_probe_filters_traps() {
+        let (options, out) = test_filter("probe", "tests/filters/probe/scenarios/host.json", false);
+        let summary = run(&options, &mut Vec::new()).unwrap();
+        std::fs::remove_dir_all(&out).unwrap();
+        let trap = summary
+            .findings
+            .iter()
+            .find(|f| f.signature.starts_with("trap in proxy_on_request_headers"))
+            .expect("the probe panics on x-probe-panic and on bytes that are not UTF-8");
+        assert!(trap.reproduced && trap.steps <= 2, "{}", trap.detail);
+        assert!(summary.requests >= summary.cases);
+    }
+
+    #[test]
+    #[ignore = "needs target/test-filters (make test-filters)"]
+    fn the_identity_oracle_catches_a_filter_that_forwards_spoofed_headers() {
+        let (options, out) = test_filter("allow_all", "tests/scenarios/forwarding.json", true);
+        let summary = run(&options, &mut Vec::new()).unwrap();
+        std::fs::remove_dir_all(&out).unwrap();
+        let spoof = summary
+            .findings
+            .iter()
+            .find(|f| f.signature.starts_with("identity oracle"))
+            .expect("allow_all forwards every header");
+        assert!(spoof.reproduced && spoof.steps == 1, "{}", spoof.signature);
+    }
+
     #[test]
     fn signatures_name_the_bug_not_the_instance() {
         let a = "worker 1 trapped in proxy_on_request_headers: wasm trap: wasm `unreachable` instruction executed (last error log: panicked at src/hostcalls.rs:1322:52:\ncalled `Result::unwrap()` on an `Err` value)";
