@@ -198,6 +198,16 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
             };
             let summary = fuzz::run(&options, &mut std::io::stdout())?;
             let secs = summary.elapsed.as_secs_f64();
+            println!(
+                "from {} scenarios ({} left out{})",
+                summary.bases,
+                summary.skipped.len(),
+                summary
+                    .skipped
+                    .first()
+                    .map(|s| format!(", e.g. {s}"))
+                    .unwrap_or_default()
+            );
             if let (n, Some(why)) = &summary.unrunnable {
                 println!("{n} cases could not run (not findings), e.g.: {why}");
             }

@@ -4,7 +4,7 @@
 //! with the identity oracle, a spoofed identity header reaching the upstream). A failing case
 //! is minimised and written as a scenario file that reproduces it.
 
-pub mod case;
+mod case;
 mod corpus;
 mod generate;
 mod mutate;
@@ -58,7 +58,9 @@ pub struct Summary {
     pub findings: Vec<Finding>,
     /// Cases the harness could not run (not findings), with the first reason.
     pub unrunnable: (u64, Option<String>),
-    /// Scenarios the corpus left out.
+    /// Scenarios the cases start from.
+    pub bases: usize,
+    /// Scenarios the corpus left out, with the reason.
     pub skipped: Vec<String>,
 }
 
@@ -105,6 +107,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Summary> {
         elapsed: Duration::ZERO,
         findings: Vec::new(),
         unrunnable: (0, None),
+        bases: fuzzer.corpus.bases.len(),
         skipped: Vec::new(),
     };
     let mut seen = BTreeSet::new();
@@ -181,6 +184,10 @@ impl Fuzzer<'_> {
         let (_, result) = self.execute(case, "fuzz case", "")?;
         let record = &self.runner.record;
         if let Some(trap) = record.traps.first() {
+            // A host function the harness lacks (gRPC calls, ...) is a gap of the host here.
+            if trap.contains("unknown import: ") {
+                return Ok(Verdict::Unrunnable(trap.clone()));
+            }
             return Ok(Verdict::Found(trap_signature(trap), trap.clone()));
         }
         if let Some(v) = record.violations.first() {
