@@ -7,7 +7,9 @@
 //!   `x-probe-cas: KEY` writes twice with the same CAS (adds `x-probe-cas-result`).
 //! - `x-probe-enqueue: MSG` enqueues on queue `q`, which the root registered; the owner's
 //!   `on_queue_ready` moves it to shared data `queue_last`.
-//! - `x-probe-property`: adds `x-probe-url-path` from the `request.url_path` property.
+//! - `x-probe-property`: adds `x-probe-url-path` from the `request.url_path` property;
+//!   `x-probe-get-property: A.B`: adds `x-probe-property-hex`, the bytes of property `A.B`
+//!   in hex.
 //! - `x-probe-verify: garbage|empty`: calls `verify_signature`; adds `x-probe-verified`.
 //! - `x-probe-local: STATUS` (`x-probe-twice: 1` sends a second one), `x-probe-panic: 1`.
 //! - Always: counter `probe_requests`, gauge `probe_gauge` = 7, histogram `probe_histogram`
@@ -147,6 +149,11 @@ impl HttpContext for Probe {
                 .get_property(vec!["request", "url_path"])
                 .unwrap_or_default();
             self.add_http_request_header("x-probe-url-path", &String::from_utf8_lossy(&path));
+        }
+        if let Some(path) = self.get_http_request_header("x-probe-get-property") {
+            let value = self.get_property(path.split('.').collect()).unwrap_or_default();
+            let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+            self.add_http_request_header("x-probe-property-hex", &hex);
         }
         if let Ok(id) = hostcalls::define_metric(MetricType::Histogram, "probe_histogram") {
             let _ = hostcalls::record_metric(id, 5);
