@@ -91,6 +91,7 @@ impl Runner {
     }
 
     fn try_run(&mut self, loaded: &Loaded) -> Result<()> {
+        self.record = Record::default();
         let s = &loaded.scenario;
         let workers = s.workers.unwrap_or(self.default_workers);
         let start_ms = s.start.unwrap_or(DEFAULT_START_S) * 1000;
