@@ -1,11 +1,11 @@
 //! One VM: a wasmtime instance of the filter with its own memory, root context and streams.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use anyhow::{Result, anyhow};
-use wasmtime::{Instance, Linker, Memory, Module, Store, TypedFunc, Val};
+use wasmtime::{Func, Instance, Linker, Memory, Module, Store, TypedFunc, Val};
 
 use super::HeaderMap;
 use super::world::{VmId, World};
@@ -76,6 +76,8 @@ pub struct VmState {
 pub struct Vm {
     pub store: Store<VmState>,
     instance: Instance,
+    /// Exports looked up so far: name → the function and its parameter and result counts.
+    exports: HashMap<String, Option<(Func, usize, usize)>>,
     /// Set when a callback trapped: the message. Later requests fail closed.
     pub broken: Option<String>,
     pub next_context: u32,
@@ -102,12 +104,13 @@ impl Vm {
         let mut vm = Vm {
             store,
             instance,
+            exports: HashMap::new(),
             broken: None,
             next_context: 2,
             next_tick_ms: None,
         };
         for init in ["_initialize", "_start", "main"] {
-            if vm.instance.get_func(&mut vm.store, init).is_some() {
+            if vm.export(init).is_some() {
                 let args: &[Val] = if init == "main" {
                     &[Val::I32(0), Val::I32(0)]
                 } else {
@@ -124,20 +127,30 @@ impl Vm {
         self.store.data().id
     }
 
+    /// The export `name` with its parameter and result counts (looked up once).
+    fn export(&mut self, name: &str) -> Option<(Func, usize, usize)> {
+        if let Some(found) = self.exports.get(name) {
+            return *found;
+        }
+        let found = self.instance.get_func(&mut self.store, name).map(|f| {
+            let ty = f.ty(&self.store);
+            (f, ty.params().len(), ty.results().len())
+        });
+        self.exports.insert(name.to_string(), found);
+        found
+    }
+
     fn call_raw(&mut self, name: &str, args: &[Val]) -> Result<Option<i64>> {
-        let func = self
-            .instance
-            .get_func(&mut self.store, name)
+        let (func, params, results) = self
+            .export(name)
             .ok_or_else(|| anyhow!("missing export {name}"))?;
-        let ty = func.ty(&self.store);
-        if ty.params().len() != args.len() {
+        if params != args.len() {
             return Err(anyhow!(
-                "export {name} takes {} arguments, not {}",
-                ty.params().len(),
+                "export {name} takes {params} arguments, not {}",
                 args.len()
             ));
         }
-        let mut results = vec![Val::I32(0); ty.results().len()];
+        let mut results = vec![Val::I32(0); results];
         self.store.set_fuel(FUEL_PER_CALLBACK)?;
         func.call(&mut self.store, args, &mut results)?;
         Ok(results
@@ -158,7 +171,7 @@ impl Vm {
         if let Some(why) = &self.broken {
             return Err(why.clone());
         }
-        if self.instance.get_func(&mut self.store, name).is_none() {
+        if self.export(name).is_none() {
             return Ok(None);
         }
         let data = self.store.data_mut();
