@@ -1,5 +1,5 @@
 //! The remote key-set lifecycle, as pure functions of two small records that every worker
-//! shares (through the host's shared data, with compare-and-swap):
+//! shares (through the host's shared data, with compare-and-swap: `shared_keys`):
 //!
 //! - `KeysRecord`: the last good JWKS document and when it was fetched;
 //! - `FetchRecord`: the fetch lease, the last attempt (for the unknown-`kid` cooldown) and
@@ -22,9 +22,12 @@ const MAX_BACKOFF_MS: u64 = 60_000;
 const LEASE_SLACK_MS: u64 = 1_000;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FetchRecord {
     /// A fetch is in flight until then (unix ms).
     pub lease_until_ms: u64,
+    /// The worker holding the lease (`shared_keys::worker_number`); 0 when none does.
+    pub owner: u64,
     /// When the last fetch started, successful or not.
     pub last_attempt_ms: u64,
     /// When the last fetch for an unknown `kid` started: the cooldown counts from here.
@@ -79,11 +82,12 @@ impl FetchRecord {
         }
     }
 
-    /// The record that claims the lease for a fetch caused by `trigger`.
-    pub fn leased(&self, trigger: Trigger, now_ms: u64, fetch: &Fetch) -> FetchRecord {
+    /// The record in which `owner` holds the lease for a fetch caused by `trigger`.
+    pub fn leased(&self, owner: u64, trigger: Trigger, now_ms: u64, fetch: &Fetch) -> FetchRecord {
         let kid = trigger == Trigger::UnknownKid;
         FetchRecord {
             lease_until_ms: now_ms + 2 * fetch.timeout_ms + LEASE_SLACK_MS,
+            owner,
             last_attempt_ms: now_ms,
             last_kid_fetch_ms: if kid { now_ms } else { self.last_kid_fetch_ms },
             ..self.clone()
@@ -93,6 +97,7 @@ impl FetchRecord {
     pub fn succeeded(&self, keys_version: u64) -> FetchRecord {
         FetchRecord {
             lease_until_ms: 0,
+            owner: 0,
             keys_version,
             failures: 0,
             retry_at_ms: 0,
@@ -105,6 +110,7 @@ impl FetchRecord {
     pub fn released(&self) -> FetchRecord {
         FetchRecord {
             lease_until_ms: 0,
+            owner: 0,
             ..self.clone()
         }
     }
@@ -116,6 +122,7 @@ impl FetchRecord {
             .min(MAX_BACKOFF_MS);
         FetchRecord {
             lease_until_ms: 0,
+            owner: 0,
             failures,
             retry_at_ms: now_ms + backoff,
             ..self.clone()
@@ -265,7 +272,7 @@ mod tests {
         let f = fetch();
         let idle = FetchRecord::default();
         assert!(idle.may_start(Trigger::NoKeys, 1000, &f));
-        let leased = idle.leased(Trigger::NoKeys, 1000, &f);
+        let leased = idle.leased(1, Trigger::NoKeys, 1000, &f);
         assert!(!leased.may_start(Trigger::NoKeys, 1001, &f));
         assert!(!leased.may_start(Trigger::Refresh, 1001, &f));
         // A holder that never reports back loses the lease after its timeouts.
@@ -277,16 +284,18 @@ mod tests {
         let f = fetch();
         // A routine fetch does not start the cooldown...
         let routine = FetchRecord::default()
-            .leased(Trigger::NoKeys, 10_000, &f)
+            .leased(1, Trigger::NoKeys, 10_000, &f)
             .succeeded(10_000);
         assert!(routine.may_start(Trigger::UnknownKid, 10_001, &f));
         // ...an unknown-kid fetch does, and a routine one after it does not reset it.
         let kid = routine
-            .leased(Trigger::UnknownKid, 10_001, &f)
+            .leased(1, Trigger::UnknownKid, 10_001, &f)
             .succeeded(10_001);
         assert!(!kid.may_start(Trigger::UnknownKid, 10_001 + 29_999, &f));
         assert!(kid.may_start(Trigger::Refresh, 10_002, &f));
-        let refreshed = kid.leased(Trigger::Refresh, 20_000, &f).succeeded(20_000);
+        let refreshed = kid
+            .leased(1, Trigger::Refresh, 20_000, &f)
+            .succeeded(20_000);
         assert!(!refreshed.may_start(Trigger::UnknownKid, 10_001 + 29_999, &f));
         assert!(refreshed.may_start(Trigger::UnknownKid, 10_001 + 30_000, &f));
     }
@@ -297,7 +306,7 @@ mod tests {
         let mut r = FetchRecord::default();
         let mut waits = Vec::new();
         for _ in 0..9 {
-            r = r.leased(Trigger::NoKeys, 0, &f).failed(0);
+            r = r.leased(1, Trigger::NoKeys, 0, &f).failed(0);
             waits.push(r.retry_at_ms);
             assert!(!r.may_start(Trigger::NoKeys, r.retry_at_ms - 1, &f));
             assert!(r.may_start(Trigger::NoKeys, r.retry_at_ms, &f));
@@ -309,7 +318,11 @@ mod tests {
             ]
         );
         assert_eq!(r.succeeded(5).failures, 0);
-        assert!(!r.leased(Trigger::NoKeys, 0, &f).released().lease_active(1));
+        assert!(
+            !r.leased(1, Trigger::NoKeys, 0, &f)
+                .released()
+                .lease_active(1)
+        );
     }
 
     #[test]
@@ -318,7 +331,7 @@ mod tests {
         let mut local = LocalKeys::default();
         assert!(matches!(local.state(0, &f), KeyState::Loading));
         local.fetch = FetchRecord::default()
-            .leased(Trigger::NoKeys, 0, &f)
+            .leased(1, Trigger::NoKeys, 0, &f)
             .failed(0);
         assert!(matches!(
             local.state(10, &f),
@@ -332,7 +345,7 @@ mod tests {
         let end = (600 + 3600) * 1000;
         assert!(matches!(local.state(end - 1, &f), KeyState::Ready { .. }));
         local.fetch = FetchRecord::default()
-            .leased(Trigger::NoKeys, end - 10, &f)
+            .leased(1, Trigger::NoKeys, end - 10, &f)
             .failed(end - 10);
         assert!(matches!(local.state(end, &f), KeyState::Unavailable { .. }));
     }
@@ -351,7 +364,7 @@ mod tests {
                 }
             )
         };
-        local.fetch = FetchRecord::default().leased(Trigger::UnknownKid, 1000, &f);
+        local.fetch = FetchRecord::default().leased(1, Trigger::UnknownKid, 1000, &f);
         assert!(allowed(&local, 1001));
         local.fetch = local.fetch.succeeded(1000);
         assert!(!allowed(&local, 1001));

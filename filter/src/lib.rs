@@ -18,9 +18,11 @@ pub mod key_cache;
 pub mod request;
 pub mod response;
 pub mod rules;
+pub mod shared_keys;
 pub mod spki;
 pub mod token_cache;
 pub mod verify;
+pub mod worker;
 
 #[cfg(target_arch = "wasm32")]
 mod proxy;

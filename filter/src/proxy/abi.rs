@@ -15,6 +15,7 @@ use std::ptr::{null, null_mut};
 pub struct Status(pub u32);
 
 pub const NOT_FOUND: Status = Status(1);
+pub const CAS_MISMATCH: Status = Status(8);
 
 /// Enum values of the ABI.
 pub const REQUEST_HEADERS: u32 = 0;

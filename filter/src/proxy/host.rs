@@ -57,18 +57,16 @@ pub fn resume() {
     let _ = abi::continue_request();
 }
 
-/// `:status` and body of the http-call response being delivered; `None` status when the
-/// call failed (no headers) or the status is not a number. At most `max_body + 1` bytes
-/// are copied in, enough for the caller's size check to refuse a larger body.
-pub fn call_response(headers: usize, body_size: usize, max_body: usize) -> (Option<u16>, Vec<u8>) {
+/// `:status` and the first `max_body` bytes of the body of the http-call response being
+/// delivered; `None` status when the call failed (no headers) or the status is not a number.
+pub fn call_response(headers: usize, max_body: usize) -> (Option<u16>, Vec<u8>) {
     if headers == 0 {
         return (None, Vec::new());
     }
     let status = abi::header_value(abi::CALL_RESPONSE_HEADERS, ":status")
         .ok()
         .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok());
-    let body =
-        abi::buffer(abi::CALL_RESPONSE_BODY, body_size.min(max_body + 1)).unwrap_or_default();
+    let body = abi::buffer(abi::CALL_RESPONSE_BODY, max_body).unwrap_or_default();
     (status, body)
 }
 

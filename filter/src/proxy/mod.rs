@@ -1,5 +1,5 @@
-//! The proxy-wasm adapter: moves bytes between the host and the core, drives key fetches.
-//! Nothing here decides; see `Authenticator::decide` for that.
+//! The proxy-wasm adapter: moves bytes between the host and the core's `Worker`, which
+//! decides requests and drives key fetches. Nothing here decides.
 //!
 //! A panic here kills the VM and fails every later request on its worker, so the lints
 //! below refuse the constructs that can panic, and `clippy.toml` the SDK calls that can.
@@ -21,6 +21,7 @@ mod metrics;
 mod plugin;
 mod shared;
 
+use crate::worker::Next;
 use plugin::Plugin;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -44,15 +45,22 @@ struct Root {
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _trailers: usize) {
         if let Some(plugin) = &self.plugin {
-            plugin.on_fetch_response(token, headers, body);
+            call_response(plugin, token, headers, body);
         }
     }
+}
+
+/// Hands the answer to call `token` to the worker, read no further than it needs.
+fn call_response(plugin: &Plugin, token: u32, headers: usize, body_size: usize) {
+    let limit = plugin.answer_limit(token);
+    let (status, body) = host::call_response(headers, body_size.min(limit));
+    plugin.on_call_response(token, status, &body);
 }
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = host::plugin_configuration();
-        match Plugin::configure(self.id, &bytes) {
+        match plugin::configure(self.id, &bytes) {
             Ok(plugin) => {
                 self.plugin = Some(Rc::new(plugin));
                 host::set_tick_period(TICK);
@@ -91,7 +99,7 @@ struct Stream {
 
 impl Context for Stream {
     fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _trailers: usize) {
-        self.plugin.on_fetch_response(token, headers, body);
+        call_response(&self.plugin, token, headers, body);
     }
 
     fn on_done(&mut self) -> bool {
@@ -103,8 +111,8 @@ impl Context for Stream {
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         match self.plugin.on_request(self.id) {
-            plugin::Next::Continue => Action::Continue,
-            plugin::Next::Wait | plugin::Next::Answered => Action::Pause,
+            Next::Continue => Action::Continue,
+            Next::Wait | Next::Answered => Action::Pause,
         }
     }
 }

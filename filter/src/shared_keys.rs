@@ -1,0 +1,207 @@
+//! The key-cache records in the host's shared data (one copy per VM id, visible to every
+//! worker), and the compare-and-swap protocol every write follows.
+//!
+//! The host's shared data (proxy-wasm-cpp-host) behaves like this: a read returns the value
+//! and its CAS (never 0); a write with CAS 0 always succeeds; a write to a key that does not
+//! exist succeeds whatever its CAS; a write with another CAS than the current one fails.
+//! The host may also drop every key (when the last VM of the VM id goes away). So:
+//!
+//! - nothing is ever written with CAS 0: a missing record is created with a CAS no record
+//!   can have (`ABSENT_ONLY`, so the write fails if someone created it first) and re-read;
+//! - every change is read, transform, CAS-write, retried from a fresh read on a mismatch;
+//! - the fetch lease names its holder, so success, failure and release only touch the lease
+//!   they own, and the keys record's version only ever goes up.
+//!
+//! What a CAS cannot prevent, so two fetches can run at once: a wipe while a lease is held
+//! (another worker then finds no lease and claims one), and a holder stalled between its
+//! claim and its call for longer than the lease (`2 x timeout_ms + 1 s`). Either way the
+//! last fetch to finish gives the keys.
+
+use crate::config::Fetch;
+use crate::key_cache::{FetchRecord, KeysRecord, Trigger};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The host's shared data.
+pub trait SharedData {
+    /// The value under `key` and its CAS, or `None` if there is none.
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    /// Writes `value` under `key` if its CAS is still `cas` (see the module comment).
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetError {
+    /// Someone wrote the key since it was read.
+    CasMismatch,
+    /// The host refused the write for another reason.
+    Refused,
+}
+
+/// A CAS the host hands out only after 2^32 - 1 writes: writing with it creates a key that
+/// does not exist and fails on one that does.
+const ABSENT_ONLY: u32 = u32::MAX;
+
+/// Attempts of one read-modify-write before giving up (each failed attempt means another
+/// worker made progress).
+const MAX_ATTEMPTS: usize = 16;
+
+/// The shared-data keys of one provider. They include a hash of its fetch settings, so a
+/// configuration that points the provider elsewhere never reads the old keys.
+pub struct Slots {
+    fetch: String,
+    keys: String,
+}
+
+/// The outcome of an attempt to take the fetch lease.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This worker holds the lease now (the record as written).
+    Taken(FetchRecord),
+    /// No fetch may start (a lease is held, or the rules forbid one now): the record read.
+    Refused(FetchRecord),
+}
+
+impl Slots {
+    pub fn new(provider: &str, settings: &str) -> Self {
+        // FNV-1a: stable across builds and VMs, which `DefaultHasher` does not promise.
+        let hash = settings.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        Slots {
+            fetch: format!("jwt_filter.{provider}.{hash:016x}.fetch"),
+            keys: format!("jwt_filter.{provider}.{hash:016x}.keys"),
+        }
+    }
+
+    /// The fetch record (the default one where there is none or it does not parse).
+    pub fn fetch(&self, data: &dyn SharedData) -> FetchRecord {
+        read(data, &self.fetch).map(|(r, _)| r).unwrap_or_default()
+    }
+
+    pub fn keys(&self, data: &dyn SharedData) -> Option<KeysRecord> {
+        read(data, &self.keys).map(|(r, _)| r)
+    }
+
+    /// Takes the fetch lease for `owner` if `trigger` allows a fetch now.
+    pub fn claim(
+        &self,
+        data: &dyn SharedData,
+        owner: u64,
+        trigger: Trigger,
+        now_ms: u64,
+        fetch: &Fetch,
+    ) -> Claim {
+        let mut refused = FetchRecord::default();
+        let written = update(data, &self.fetch, |record: &FetchRecord| {
+            refused = record.clone();
+            record
+                .may_start(trigger, now_ms, fetch)
+                .then(|| record.leased(owner, trigger, now_ms, fetch))
+        });
+        match written {
+            Some(record) => Claim::Taken(record),
+            None => Claim::Refused(refused),
+        }
+    }
+
+    /// A fetch by `owner` brought `keys`: they replace the keys record, under a version
+    /// (`fetched_at_ms`) above the one there, so that every worker sees the change even
+    /// when two fetches end in the same millisecond. The fetch record ends `owner`'s lease
+    /// (if it still holds it) and announces that version. Returns both records as written.
+    pub fn succeeded(
+        &self,
+        data: &dyn SharedData,
+        owner: u64,
+        keys: KeysRecord,
+    ) -> (FetchRecord, KeysRecord) {
+        let written = update(data, &self.keys, |current: &Option<KeysRecord>| {
+            let after = current
+                .as_ref()
+                .map_or(0, |c| c.fetched_at_ms.saturating_add(1));
+            Some(Some(KeysRecord {
+                fetched_at_ms: keys.fetched_at_ms.max(after),
+                ..keys.clone()
+            }))
+        });
+        let keys = written.flatten().unwrap_or(keys);
+        let version = keys.fetched_at_ms;
+        let fetch = self.finish(data, |record| {
+            let newest = record.keys_version.max(version);
+            if record.owner == owner {
+                Some(record.succeeded(newest))
+            } else {
+                (record.keys_version < newest).then(|| FetchRecord {
+                    keys_version: newest,
+                    ..record.clone()
+                })
+            }
+        });
+        (fetch, keys)
+    }
+
+    /// `owner`'s fetch failed: its lease ends and the failure counts toward the back-off.
+    /// A lease that has passed to someone else is left alone.
+    pub fn failed(&self, data: &dyn SharedData, owner: u64, now_ms: u64) -> FetchRecord {
+        self.finish(data, |record| {
+            (record.owner == owner).then(|| record.failed(now_ms))
+        })
+    }
+
+    /// `owner` gives its lease back without a result (the call died with its stream).
+    pub fn released(&self, data: &dyn SharedData, owner: u64) -> FetchRecord {
+        self.finish(data, |record| {
+            (record.owner == owner).then(|| record.released())
+        })
+    }
+
+    fn finish(
+        &self,
+        data: &dyn SharedData,
+        change: impl FnMut(&FetchRecord) -> Option<FetchRecord>,
+    ) -> FetchRecord {
+        update(data, &self.fetch, change).unwrap_or_else(|| self.fetch(data))
+    }
+}
+
+/// A number no other live worker of this VM id holds, from a shared counter.
+pub fn worker_number(data: &dyn SharedData) -> Option<u64> {
+    update(data, "jwt_filter.workers", |n: &u64| {
+        Some(n.wrapping_add(1))
+    })
+}
+
+/// Reads, transforms and CAS-writes the record under `key` until the write goes through
+/// (`Some(written)`), `change` declines (`None`), or the attempts run out (`None`). A key
+/// that does not exist is created first, empty, so that the write that follows is a real
+/// compare-and-swap; one that does not parse (another version's) counts as empty.
+fn update<T, F>(data: &dyn SharedData, key: &str, mut change: F) -> Option<T>
+where
+    T: Serialize + DeserializeOwned + Default,
+    F: FnMut(&T) -> Option<T>,
+{
+    for _ in 0..MAX_ATTEMPTS {
+        let Some((bytes, cas)) = data.get(key) else {
+            let empty = serde_json::to_vec(&T::default()).ok()?;
+            if data.set(key, &empty, ABSENT_ONLY) == Err(SetError::Refused) {
+                return None;
+            }
+            continue;
+        };
+        let current = serde_json::from_slice(&bytes).unwrap_or_default();
+        let next = change(&current)?;
+        let bytes = serde_json::to_vec(&next).ok()?;
+        match data.set(key, &bytes, cas) {
+            Ok(()) => return Some(next),
+            Err(SetError::CasMismatch) => continue,
+            Err(SetError::Refused) => return None,
+        }
+    }
+    None
+}
+
+/// The record under `key` and its CAS; `None` when missing or unreadable.
+fn read<T: DeserializeOwned>(data: &dyn SharedData, key: &str) -> Option<(T, u32)> {
+    let (bytes, cas) = data.get(key)?;
+    Some((serde_json::from_slice(&bytes).ok()?, cas))
+}
