@@ -8,7 +8,7 @@ use crate::jwks::{KeyError, KeySet};
 use crate::jws;
 use crate::request::{HeaderChanges, Request};
 use crate::response::{Denial, Failure, deny};
-use crate::rules::{self, RouteMatch};
+use crate::rules::{self, Route};
 use crate::token_cache::{TokenCache, Verified};
 use crate::verify::SignatureVerifier;
 use serde_json::Value;
@@ -146,17 +146,18 @@ impl<V: SignatureVerifier> Authenticator<V> {
         if req.undecodable.iter().any(|h| self.must_decode.contains(h)) {
             return self.refused(req, Failure::InvalidRequest(UNDECODABLE.into()), None);
         }
-        let outcome = match rules::find(&self.config.rules, &req.method, &req.path) {
-            RouteMatch::Rule(rule) => match &rule.requires {
-                None => Outcome::Pass(Vec::new()),
-                Some(requirement) => self.evaluate(requirement, req, now, keys),
-            },
-            RouteMatch::Unmatched if self.config.unmatched == Unmatched::Allow => {
-                Outcome::Pass(Vec::new())
+        // Every rule some reading of the request lands on must pass (rules.rs).
+        let outcome = match rules::find(&self.config.rules, self.config.path_parameters, req) {
+            Ok(routes) => {
+                let allow_unmatched = self.config.unmatched == Unmatched::Allow;
+                let checks = routes.into_iter().filter_map(|route| match route {
+                    Route::Rule(rule) => rule.requires.as_ref().map(Ok),
+                    Route::Unmatched if allow_unmatched => None,
+                    Route::Unmatched => Some(Err(Failure::AccessDenied)),
+                });
+                self.evaluate_all(checks, req, now, keys)
             }
-            RouteMatch::Unmatched | RouteMatch::BadPath => {
-                Outcome::Fail(Failure::AccessDenied, None)
-            }
+            Err(_) => Outcome::Fail(Failure::AccessDenied, None),
         };
         match outcome {
             Outcome::Pass(verified) => Decision::Allow {
@@ -231,20 +232,44 @@ impl<V: SignatureVerifier> Authenticator<V> {
                     Outcome::Fail(f, p)
                 }
             }
-            Requirement::All(list) => {
-                let (mut passed, mut pending) = (Vec::new(), None);
-                for r in list {
-                    match self.evaluate(r, req, now, keys) {
-                        Outcome::Pass(v) => passed.extend(v),
-                        fail @ Outcome::Fail(..) => return fail,
-                        p @ Outcome::Pending { .. } => {
-                            pending.get_or_insert(p);
+            Requirement::All(list) => self.evaluate_all(list.iter().map(Ok), req, now, keys),
+        }
+    }
+
+    /// Every check must pass (an `Err` is a failure already decided); the first failure
+    /// decides; a pending one waits for keys unless a later one fails.
+    fn evaluate_all<'q, 'r>(
+        &self,
+        checks: impl IntoIterator<Item = Result<&'q Requirement, Failure>>,
+        req: &'r Request,
+        now: u64,
+        keys: &dyn KeyStore,
+    ) -> Outcome<'r> {
+        let (mut passed, mut pending): (Vec<Passed>, _) = (Vec::new(), None);
+        for check in checks {
+            let requirement = match check {
+                Ok(requirement) => requirement,
+                Err(failure) => return Outcome::Fail(failure, None),
+            };
+            match self.evaluate(requirement, req, now, keys) {
+                Outcome::Pass(v) => {
+                    for p in v {
+                        // One token that passed two checks changes the headers once.
+                        if !passed
+                            .iter()
+                            .any(|q| q.provider == p.provider && q.source == p.source)
+                        {
+                            passed.push(p);
                         }
                     }
                 }
-                pending.unwrap_or(Outcome::Pass(passed))
+                fail @ Outcome::Fail(..) => return fail,
+                p @ Outcome::Pending { .. } => {
+                    pending.get_or_insert(p);
+                }
             }
         }
+        pending.unwrap_or(Outcome::Pass(passed))
     }
 
     fn evaluate_provider<'r>(

@@ -9,7 +9,8 @@ use crate::claims::{ClaimRules, normalize_typ};
 use crate::extract::TokenSource;
 use crate::json;
 use crate::jwks::{KeySet, Origin};
-use crate::rules::{Matcher, PathMatch, Rule, normalize};
+use crate::path::{self, PathParameters};
+use crate::rules::{Matcher, PathMatch, Rule};
 use jsonwebtoken::Algorithm;
 use read::{FromJson, Node, Object};
 use serde_json::Value;
@@ -29,6 +30,8 @@ pub struct Config {
     /// Use the host's `verify_signature` where it exists (Envoy); false forces the
     /// in-wasm verifiers.
     pub host_crypto: bool,
+    /// Path parameters (`;x`): refused, or stripped before matching.
+    pub path_parameters: PathParameters,
     /// Providers in name order; requirements refer to them by index.
     pub providers: Vec<Provider>,
     pub rules: Vec<Rule>,
@@ -107,10 +110,11 @@ fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Conf
 
 // ---- Compilation: each JSON object is read (unknown fields refused) and checked at once. ----
 
-const CONFIG_FIELDS: [&str; 8] = [
+const CONFIG_FIELDS: [&str; 9] = [
     "realm",
     "mode",
     "unmatched",
+    "path_parameters",
     "max_token_bytes",
     "jwt_cache_size",
     "host_crypto",
@@ -186,6 +190,15 @@ impl FromJson<'_> for Unmatched {
     }
 }
 
+impl FromJson<'_> for PathParameters {
+    fn from_json(node: &Node) -> Result<Self, ConfigError> {
+        node.variant(&[
+            ("reject", PathParameters::Reject),
+            ("strip", PathParameters::Strip),
+        ])
+    }
+}
+
 /// A claim: `"org.id"` (dotted) or `["https://example.com/roles"]` (names as they are).
 impl FromJson<'_> for ClaimPath {
     fn from_json(node: &Node) -> Result<Self, ConfigError> {
@@ -212,6 +225,7 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
     }
     let mode = o.or("mode", Mode::default())?;
     let unmatched = o.or("unmatched", Unmatched::default())?;
+    let path_parameters = o.or("path_parameters", PathParameters::default())?;
     let max_token_bytes = o.within("max_token_bytes", 8192, 256, 65_536)?;
     let jwt_cache_size: usize = o.or("jwt_cache_size", 1000)?;
     if jwt_cache_size > 100_000 {
@@ -253,6 +267,7 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
         max_token_bytes,
         jwt_cache_size,
         host_crypto,
+        path_parameters,
         providers,
         rules,
         identity_headers,
@@ -561,18 +576,22 @@ fn compile_match(node: &Node) -> Result<Matcher, ConfigError> {
         (None, Some(p)) => (p, "prefix"),
         _ => return node.err("needs exactly one of path, prefix"),
     };
-    match normalize(&p) {
-        Some(n) if n == p => {}
-        Some(n) => {
+    // Rule paths are written as the filter reads requests, without parameters.
+    match path::read(&p, PathParameters::Reject) {
+        Ok(readings) if readings.canonical.as_str() == p => {}
+        Ok(readings) => {
             return err(
                 m.child(kind),
-                format!("is not normalised (requests would be matched as '{n}')"),
+                format!(
+                    "is not normalised (requests would be matched as '{}')",
+                    readings.canonical.as_str()
+                ),
             );
         }
-        None => {
+        Err(e) => {
             return err(
                 m.child(kind),
-                "must be an absolute path without '..' above the root or encoded separators",
+                format!("is not a safe path: {}", e.message()),
             );
         }
     }

@@ -15,6 +15,7 @@ pub mod json;
 pub mod jwks;
 pub mod jws;
 pub mod key_cache;
+pub mod path;
 pub mod request;
 pub mod response;
 pub mod rules;

@@ -1,9 +1,14 @@
-//! Route rules: which requirement applies to a request. The first matching rule wins.
-//!
-//! Paths are matched after normalisation, the way the upstream will resolve them, so that
-//! `/api/public/../private` or `/api//private` cannot slip past a rule for `/api/private`.
+//! Route rules: which requirements apply to a request. The first matching rule wins, under
+//! every reading of the request: each structural reading of its path (`path::read`: the
+//! filter's own first, then those of upstreams that keep `..`, `//`, escapes or parameters),
+//! each matched as is and the lenient ways some routers match (case-insensitively, without a
+//! trailing slash, trailing dots or an extension), with its method and each method it may be
+//! overridden to. The request must pass the rule of every reading, so that no upstream can
+//! serve a protected route for a request the filter let through as a public one.
 
 use crate::authz::Requirement;
+use crate::path::{self, PathError, PathParameters, fold, hex_value};
+use crate::request::Request;
 
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -27,182 +32,362 @@ pub enum PathMatch {
     Prefix(String),
 }
 
-/// Outcome of route matching.
-pub enum RouteMatch<'a> {
+/// Where one reading of a request lands.
+#[derive(Debug, Clone, Copy)]
+pub enum Route<'a> {
     Rule(&'a Rule),
-    /// No rule matched.
+    /// No rule matches this reading.
     Unmatched,
-    /// The path cannot be normalised safely (e.g. it climbs above the root or encodes a
-    /// separator); it is refused rather than guessed at.
-    BadPath,
+}
+
+impl Route<'_> {
+    fn same(&self, other: &Route) -> bool {
+        match (self, other) {
+            (Route::Rule(a), Route::Rule(b)) => std::ptr::eq(*a, *b),
+            (Route::Unmatched, Route::Unmatched) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Why a request cannot be routed: it is refused rather than guessed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteError {
+    Path(PathError),
+    /// More method overrides than `MAX_METHODS` allows.
+    TooManyMethods,
+}
+
+impl RouteError {
+    pub fn message(&self) -> &'static str {
+        match self {
+            RouteError::Path(e) => e.message(),
+            RouteError::TooManyMethods => "too many method overrides",
+        }
+    }
+}
+
+/// How characters are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Case {
+    Sensitive,
+    /// As case-insensitive routers compare (`path::fold`): Express by default, Spring and
+    /// ASP.NET when configured, IIS.
+    Insensitive,
+}
+
+impl PathMatch {
+    pub fn matches(&self, path: &str, case: Case) -> bool {
+        match (self, case) {
+            (PathMatch::Exact(p), Case::Sensitive) => path == p,
+            (PathMatch::Prefix(p), Case::Sensitive) => path.starts_with(p.as_str()),
+            (PathMatch::Exact(p), Case::Insensitive) => {
+                path.chars().map(fold).eq(p.chars().map(fold))
+            }
+            (PathMatch::Prefix(p), Case::Insensitive) => {
+                let mut path = path.chars().map(fold);
+                p.chars().map(fold).all(|c| path.next() == Some(c))
+            }
+        }
+    }
 }
 
 impl Matcher {
-    fn matches(&self, method: &str, path: &str) -> bool {
-        let path_ok = match &self.path {
-            PathMatch::Exact(p) => path == p,
-            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
-        };
-        path_ok && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+    fn matches(&self, method: &str, path: &str, case: Case) -> bool {
+        self.path.matches(path, case)
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
     }
 }
 
-/// Finds the first rule matching `method` and the raw `:path` (query included).
-pub fn find<'a>(rules: &'a [Rule], method: &str, raw_path: &str) -> RouteMatch<'a> {
-    let Some(path) = normalize(raw_path) else {
-        return RouteMatch::BadPath;
-    };
-    match rules.iter().find(|r| r.matcher.matches(method, &path)) {
-        Some(rule) => RouteMatch::Rule(rule),
-        None => RouteMatch::Unmatched,
-    }
-}
+/// Headers through which frameworks let a client replace the method (Express's
+/// method-override, Rails, Symfony, Laravel, ASP.NET, OData).
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
-/// Normalises a request path: drops the query and fragment, decodes percent-encoded
-/// unreserved characters, collapses repeated slashes and resolves `.` and `..` segments.
-/// Returns `None` for paths that do not start with `/`, climb above the root, or contain
-/// encoded `/`, `\`, `%`, NUL or control characters: those are ambiguous between proxy and
-/// upstream and are refused.
-pub fn normalize(raw: &str) -> Option<String> {
-    let path = raw.split(['?', '#']).next().unwrap_or_default();
-    if !path.starts_with('/') {
-        return None;
-    }
-    let decoded = decode_unreserved(path)?;
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop()?;
+/// The query parameter that Spring's HiddenHttpMethodFilter, Laravel and Express's
+/// method-override (when configured) read as the method.
+pub const METHOD_OVERRIDE_PARAMETER: &str = "_method";
+
+/// Most distinct methods a request may be read as (its own included).
+pub const MAX_METHODS: usize = 8;
+
+/// Every route the request lands on, one per distinct outcome, the canonical reading's
+/// first. A lenient match (case, trailing slash, dots or extension, or a reading that keeps
+/// parameters the configuration strips, or the method in upper case or HEAD as GET) adds the
+/// rule it reaches and nothing when it reaches none: those routers match that way only when
+/// no route fits exactly.
+pub fn find<'a>(
+    rules: &'a [Rule],
+    parameters: PathParameters,
+    req: &Request,
+) -> Result<Vec<Route<'a>>, RouteError> {
+    let readings = path::read(&req.path, parameters).map_err(RouteError::Path)?;
+    let methods = methods(req)?;
+    let mut routes: Vec<Route<'a>> = Vec::new();
+    for (path, path_binding) in readings.all() {
+        for (method, method_binding) in &methods {
+            for (i, form) in path.lenient_forms().enumerate() {
+                for case in [Case::Sensitive, Case::Insensitive] {
+                    let binding =
+                        path_binding && *method_binding && i == 0 && case == Case::Sensitive;
+                    let route = match rules.iter().find(|r| r.matcher.matches(method, form, case)) {
+                        Some(rule) => Route::Rule(rule),
+                        None if binding => Route::Unmatched,
+                        None => continue,
+                    };
+                    if !routes.iter().any(|r| r.same(&route)) {
+                        routes.push(route);
+                    }
+                }
             }
-            s => segments.push(s),
         }
     }
-    let trailing = decoded.len() > 1
-        && (decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/.."));
-    let mut out = String::with_capacity(decoded.len());
-    for s in &segments {
-        out.push('/');
-        out.push_str(s);
-    }
-    if out.is_empty() || trailing {
-        out.push('/');
-    }
-    Some(out)
+    Ok(routes)
 }
 
-/// Decodes `%XX` escapes of unreserved characters (RFC 3986: ALPHA DIGIT - . _ ~); keeps
-/// other escapes as they are (upper-cased); refuses escapes of separators and controls,
-/// malformed escapes, and raw control characters.
-fn decode_unreserved(path: &str) -> Option<String> {
-    let bytes = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
+/// The methods the request may be handled as, its own first, each with whether it binds
+/// (the request's own method and overrides do; the upper-case spelling and GET for HEAD are
+/// lenient: routers fall back to them).
+fn methods(req: &Request) -> Result<Vec<(String, bool)>, RouteError> {
+    let mut methods = vec![(req.method.clone(), true)];
+    let upper = req.method.to_ascii_uppercase();
+    if upper == "HEAD" {
+        methods.push(("GET".into(), false));
+    }
+    methods.push((upper, false));
+    let headers = METHOD_OVERRIDE_HEADERS
+        .iter()
+        .flat_map(|name| req.header_values(name));
+    let parameters = req.query().into_iter().flat_map(|q| {
+        q.split('&').filter_map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(name) == METHOD_OVERRIDE_PARAMETER).then(|| form_decode(value))
+        })
+    });
+    let overrides: Vec<String> = headers
+        .flat_map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
+        .chain(parameters)
+        .collect();
+    for value in overrides {
+        let method = value.trim().to_ascii_uppercase();
+        if !method.is_empty() {
+            methods.push((method, true));
+        }
+    }
+    let mut distinct: Vec<(String, bool)> = Vec::new();
+    for (method, binding) in methods {
+        match distinct.iter_mut().find(|(m, _)| *m == method) {
+            Some(seen) => seen.1 |= binding,
+            None => distinct.push((method, binding)),
+        }
+    }
+    if distinct.len() > MAX_METHODS {
+        return Err(RouteError::TooManyMethods);
+    }
+    Ok(distinct)
+}
+
+/// A query-string component as form decoders read it (`+` is a space, bad escapes kept).
+fn form_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b.is_ascii_control() || b == b'\\' {
-            return None;
+    while let Some(&b) = bytes.get(i) {
+        let escaped = match (b, bytes.get(i + 1..i + 3)) {
+            (b'%', Some([hi, lo])) => hex_value(*hi).zip(hex_value(*lo)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match escaped {
+            Some(value) => {
+                out.push(value);
+                i += 3;
+            }
+            None => {
+                out.push(if b == b'+' { b' ' } else { b });
+                i += 1;
+            }
         }
-        if b != b'%' {
-            // Multi-byte UTF-8 passes through unchanged, one byte at a time.
-            let len = utf8_len(b);
-            out.push_str(path.get(i..i + len)?);
-            i += len;
-            continue;
-        }
-        let hex = path.get(i + 1..i + 3)?;
-        let value = u8::from_str_radix(hex, 16).ok()?;
-        if value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~') {
-            out.push(value as char);
-        } else if value.is_ascii_control() || matches!(value, b'/' | b'\\' | b'%') {
-            return None;
-        } else {
-            out.push('%');
-            out.push_str(&hex.to_ascii_uppercase());
-        }
-        i += 3;
     }
-    Some(out)
-}
-
-fn utf8_len(first: u8) -> usize {
-    match first {
-        0xF0.. => 4,
-        0xE0.. => 3,
-        0xC0.. => 2,
-        _ => 1,
-    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn normalises_dot_segments_slashes_and_unreserved_escapes() {
-        let cases = [
-            ("/api/private", "/api/private"),
-            ("/api/public/../private", "/api/private"),
-            ("/api//private", "/api/private"),
-            ("/api/./private?x=1", "/api/private"),
-            ("/api/%70rivate", "/api/private"),
-            ("/api/%2e%2e/api/private", "/api/private"),
-            ("/api/private/", "/api/private/"),
-            ("/", "/"),
-            ("/a/b/..", "/a/"),
-            ("/a%20b", "/a%20b"),
-            ("/a%3ab", "/a%3Ab"),
-            ("/api/private#frag", "/api/private"),
-        ];
-        for (raw, want) in cases {
-            assert_eq!(normalize(raw).as_deref(), Some(want), "{raw}");
-        }
-    }
-
-    #[test]
-    fn refuses_ambiguous_paths() {
-        for raw in [
-            "api/private",
-            "/..",
-            "/a/../..",
-            "/api%2fprivate",
-            "/api%5cprivate",
-            "/api\\private",
-            "/api%00",
-            "/api%",
-            "/api%zz",
-            "/a%25",
-            "",
-        ] {
-            assert_eq!(normalize(raw), None, "{raw}");
-        }
-    }
-
-    #[test]
-    fn first_matching_rule_wins_and_methods_filter() {
-        let rule = |path: PathMatch, methods: &[&str]| Rule {
+    fn rule(path: PathMatch, methods: &[&str]) -> Rule {
+        Rule {
             matcher: Matcher {
                 path,
                 methods: methods.iter().map(|m| m.to_string()).collect(),
             },
             requires: None,
-        };
+        }
+    }
+
+    fn exact(p: &str) -> PathMatch {
+        PathMatch::Exact(p.into())
+    }
+
+    fn prefix(p: &str) -> PathMatch {
+        PathMatch::Prefix(p.into())
+    }
+
+    /// The rules a request lands on, by index (`None` for unmatched), in order.
+    fn routes(
+        rules: &[Rule],
+        parameters: PathParameters,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Vec<Option<usize>>, RouteError> {
+        let req = Request::new(method, path, headers);
+        Ok(find(rules, parameters, &req)?
+            .iter()
+            .map(|route| match route {
+                Route::Rule(r) => rules.iter().position(|x| std::ptr::eq(x, *r)),
+                Route::Unmatched => None,
+            })
+            .collect())
+    }
+
+    fn get(rules: &[Rule], path: &str) -> Result<Vec<Option<usize>>, RouteError> {
+        routes(rules, PathParameters::Reject, "GET", path, &[])
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_methods_filter() {
         let rules = vec![
-            rule(PathMatch::Exact("/api/private-scoped".into()), &["GET"]),
-            rule(PathMatch::Prefix("/api/public".into()), &[]),
-            rule(PathMatch::Prefix("/".into()), &["POST"]),
+            rule(exact("/api/private-scoped"), &["GET"]),
+            rule(prefix("/api/public"), &[]),
+            rule(prefix("/"), &["POST"]),
         ];
-        let index = |m: &str, p: &str| match find(&rules, m, p) {
-            RouteMatch::Rule(r) => rules.iter().position(|x| std::ptr::eq(x, r)),
-            RouteMatch::Unmatched => None,
-            RouteMatch::BadPath => Some(99),
+        let one = |m: &str, p: &str| routes(&rules, PathParameters::Reject, m, p, &[]);
+        assert_eq!(one("GET", "/api/private-scoped"), Ok(vec![Some(0)]));
+        assert_eq!(one("POST", "/api/private-scoped"), Ok(vec![Some(2)]));
+        assert_eq!(one("DELETE", "/api/private-scoped"), Ok(vec![None]));
+        assert_eq!(one("GET", "/api/public/x"), Ok(vec![Some(1)]));
+        assert_eq!(
+            one("GET", "/../x"),
+            Err(RouteError::Path(PathError::AboveRoot))
+        );
+    }
+
+    #[test]
+    fn every_structural_reading_must_land_on_a_rule() {
+        let rules = vec![
+            rule(prefix("/api/public"), &[]),
+            rule(exact("/api/private"), &[]),
+        ];
+        // Resolved, the path is private; an upstream that keeps `..` serves it as public.
+        assert_eq!(
+            get(&rules, "/api/public/../private"),
+            Ok(vec![Some(1), Some(0)])
+        );
+        // The reverse: an upstream that keeps `..` reads a path no rule names.
+        assert_eq!(
+            get(&rules, "/api/private/../public"),
+            Ok(vec![Some(0), None])
+        );
+        assert_eq!(get(&rules, "/api//private"), Ok(vec![Some(1), None]));
+        assert_eq!(get(&rules, "/api/%70rivate"), Ok(vec![Some(1), None]));
+        assert_eq!(get(&rules, "/api/%70ublic/x"), Ok(vec![Some(0), None]));
+    }
+
+    #[test]
+    fn lenient_matches_add_the_rules_they_reach() {
+        let rules = vec![rule(exact("/api/private"), &[]), rule(prefix("/"), &[])];
+        // Case-insensitive routers (Express, IIS) read these as /api/private.
+        for path in [
+            "/API/private",
+            "/api/PRIVATE",
+            "/api/\u{FF50}rivate",
+            "/api/private/",
+        ] {
+            assert_eq!(get(&rules, path), Ok(vec![Some(1), Some(0)]), "{path}");
+        }
+        // Trailing dots or spaces (Windows), an extension (Spring's suffix patterns).
+        for path in ["/api/private.", "/api/private%20", "/api/private.json"] {
+            assert_eq!(get(&rules, path), Ok(vec![Some(1), Some(0)]), "{path}");
+        }
+        // A lenient form that reaches no rule adds nothing.
+        let only = vec![rule(exact("/files/a.txt"), &[])];
+        assert_eq!(get(&only, "/files/a.txt"), Ok(vec![Some(0)]));
+        assert_eq!(get(&only, "/files/A.TXT"), Ok(vec![None, Some(0)]));
+    }
+
+    #[test]
+    fn parameters_are_refused_or_stripped_as_configured() {
+        let rules = vec![rule(exact("/a/b"), &[]), rule(prefix("/a"), &["GET"])];
+        assert_eq!(
+            get(&rules, "/a/b;jsessionid=1"),
+            Err(RouteError::Path(PathError::Parameters))
+        );
+        let strip = |p: &str| routes(&rules, PathParameters::Strip, "GET", p, &[]);
+        // Stripped, then as kept by upstreams that do not strip (lenient: reached, added).
+        assert_eq!(strip("/a/b;jsessionid=1"), Ok(vec![Some(0), Some(1)]));
+        let rules = vec![rule(exact("/a/b"), &[])];
+        let strip = |p: &str| routes(&rules, PathParameters::Strip, "GET", p, &[]);
+        assert_eq!(strip("/a/b;jsessionid=1"), Ok(vec![Some(0)]));
+        assert_eq!(
+            strip("/a/..;/b"),
+            Err(RouteError::Path(PathError::DotWithParameters))
+        );
+    }
+
+    #[test]
+    fn methods_are_read_with_their_overrides() {
+        let rules = vec![rule(exact("/x"), &["GET"]), rule(exact("/x"), &[])];
+        let with = |method: &str, path: &str, headers: &[(&str, &str)]| {
+            routes(&rules, PathParameters::Reject, method, path, headers)
         };
-        assert_eq!(index("GET", "/api/private-scoped"), Some(0));
-        assert_eq!(index("POST", "/api/private-scoped"), Some(2));
-        assert_eq!(index("DELETE", "/api/private-scoped"), None);
-        assert_eq!(index("GET", "/api/public/x"), Some(1));
-        assert_eq!(index("GET", "/api/public/../private-scoped"), Some(0));
-        assert_eq!(index("GET", "/../x"), Some(99));
+        assert_eq!(with("GET", "/x", &[]), Ok(vec![Some(0)]));
+        assert_eq!(with("DELETE", "/x", &[]), Ok(vec![Some(1)]));
+        for header in METHOD_OVERRIDE_HEADERS {
+            assert_eq!(
+                with("GET", "/x", &[(header, "delete")]),
+                Ok(vec![Some(0), Some(1)])
+            );
+            assert_eq!(
+                with("POST", "/x", &[(header, " GET ")]),
+                Ok(vec![Some(1), Some(0)])
+            );
+        }
+        assert_eq!(
+            with("GET", "/x", &[("x-http-method-override", "PUT, DELETE")]),
+            Ok(vec![Some(0), Some(1)])
+        );
+        for query in [
+            "_method=DELETE",
+            "a=1&_method=delete",
+            "%5Fmethod=DELETE",
+            "_method=DEL%45TE",
+        ] {
+            assert_eq!(
+                with("GET", &format!("/x?{query}"), &[]),
+                Ok(vec![Some(0), Some(1)]),
+                "{query}"
+            );
+        }
+        // Lenient: the upper-case spelling and HEAD as GET.
+        assert_eq!(with("get", "/x", &[]), Ok(vec![Some(1), Some(0)]));
+        assert_eq!(with("HEAD", "/x", &[]), Ok(vec![Some(1), Some(0)]));
+        // A rule without methods does not care.
+        let any = vec![rule(exact("/x"), &[])];
+        let req = Request::new("GET", "/x", &[("x-http-method-override", "DELETE")]);
+        assert_eq!(
+            find(&any, PathParameters::Reject, &req).map(|r| r.len()),
+            Ok(1)
+        );
+        // Bounded.
+        let many: Vec<String> = (0..MAX_METHODS).map(|i| format!("M{i}")).collect();
+        let header = many.join(",");
+        assert_eq!(
+            with("GET", "/x", &[("x-http-method", &header)]),
+            Err(RouteError::TooManyMethods)
+        );
     }
 }

@@ -1,0 +1,424 @@
+//! How the filter reads a request path, and how other upstreams may read the same bytes.
+//!
+//! Upstreams disagree about paths: servlet containers strip path parameters (`;x=1`), Express
+//! and Django neither resolve `..` nor merge `//`, Express matches escapes of unreserved
+//! characters undecoded, Windows trims trailing dots. `read` returns every structural reading
+//! of a path (the filter's own, canonical one first); the rules must allow the request under
+//! each of them. What no reading can describe safely (encoded separators, controls, malformed
+//! or double encoding, look-alikes of separators, `..;`) is a `PathError`: refused.
+
+/// What to do with path parameters (`/api/x;jsessionid=1`), which servlet containers strip
+/// before routing and most other upstreams keep as part of the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathParameters {
+    /// Any `;` in the path is refused.
+    #[default]
+    Reject,
+    /// Matched without its parameters; a rule the segment reaches with them must also pass.
+    Strip,
+}
+
+/// Longest path (without the query) read; longer ones are refused.
+pub const MAX_PATH_BYTES: usize = 8192;
+
+/// Why a path cannot be read safely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Not an origin-form path: empty, `*`, an absolute URI, or `//` (a host to some parsers).
+    NotOrigin,
+    TooLong,
+    /// A control character (NUL included), raw or percent-encoded.
+    Control,
+    /// A backslash, raw or percent-encoded: a separator on Windows and to WHATWG URLs.
+    Backslash,
+    /// `%` not followed by two hex digits (`%u002e`, `%zz`, a trailing `%`).
+    BadEscape,
+    /// `%2F` or `%3B`: a separator that some upstreams decode before splitting.
+    EncodedSeparator,
+    /// `%25`: decoded twice by some upstreams.
+    EncodedPercent,
+    /// Decoded bytes that are not UTF-8 (overlong forms such as `%c0%ae`, stray bytes).
+    NotUtf8,
+    /// A character that Unicode compatibility mapping or Windows best-fit turns into one of
+    /// `/ \ . % ; ? #` (fullwidth `．`, `／`, one-dot leader, ...).
+    Lookalike,
+    /// A segment of dots and spaces other than `.` and `..`, or a segment before the last
+    /// ending in a dot or space: Windows trims those, so `.. ` would climb.
+    TrailingDotOrSpace,
+    /// `.` or `..` with path parameters (`..;x`): servlet containers resolve it.
+    DotWithParameters,
+    /// Path parameters while `path_parameters` is `reject`.
+    Parameters,
+    /// `..` above the root.
+    AboveRoot,
+}
+
+impl PathError {
+    pub fn message(&self) -> &'static str {
+        match self {
+            PathError::NotOrigin => "not a path starting with a single '/'",
+            PathError::TooLong => "path too long",
+            PathError::Control => "control character in the path",
+            PathError::Backslash => "backslash in the path",
+            PathError::BadEscape => "malformed percent-encoding",
+            PathError::EncodedSeparator => "encoded '/' or ';'",
+            PathError::EncodedPercent => "encoded '%' (double encoding)",
+            PathError::NotUtf8 => "percent-encoding that is not UTF-8",
+            PathError::Lookalike => "a character that reads as a separator or dot",
+            PathError::TrailingDotOrSpace => "a segment that Windows would trim into another",
+            PathError::DotWithParameters => "'.' or '..' with path parameters",
+            PathError::Parameters => "path parameters (';')",
+            PathError::AboveRoot => "'..' above the root",
+        }
+    }
+}
+
+/// A path as one reading resolves it: starts with `/`, no query; segments are decoded text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizedPath(String);
+
+impl NormalizedPath {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The segments between slashes (`/a/b/` gives `a`, `b`, ``).
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.0.get(1..).unwrap_or_default().split('/')
+    }
+
+    /// This path, then the shorter forms lenient routers also match to it: without a trailing
+    /// slash (Express, Spring before 6), then without the last segment's trailing dots and
+    /// spaces (Windows), then without its extension (Spring's suffix patterns: `x.json` is `x`).
+    pub fn lenient_forms(&self) -> impl Iterator<Item = &str> {
+        let full = self.as_str();
+        let no_slash = match full.strip_suffix('/') {
+            Some(s) if !s.is_empty() => s,
+            _ => full,
+        };
+        let last_start = no_slash.rfind('/').map_or(0, |i| i + 1);
+        let trimmed_len = last_start
+            + no_slash
+                .get(last_start..)
+                .unwrap_or_default()
+                .trim_end_matches(['.', ' '])
+                .len();
+        let trimmed = no_slash.get(..trimmed_len).unwrap_or(no_slash);
+        let stem = match trimmed.get(last_start..).and_then(|last| last.get(1..)) {
+            Some(rest) => match rest.find('.') {
+                Some(dot) => trimmed.get(..last_start + 1 + dot).unwrap_or(trimmed),
+                None => trimmed,
+            },
+            None => trimmed,
+        };
+        let mut forms = vec![full];
+        for form in [no_slash, trimmed, stem] {
+            if form.len() > 1 && !forms.contains(&form) {
+                forms.push(form);
+            }
+        }
+        forms.into_iter()
+    }
+}
+
+/// One structural reading of a request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    pub path: NormalizedPath,
+    /// Whether the request must land on a rule under this reading. False for readings that
+    /// keep path parameters while `path_parameters` is `strip`: the operator declared that
+    /// the upstream strips them, so a rule they reach adds to the checks, but no rule
+    /// reached is not a refusal.
+    pub binding: bool,
+}
+
+/// The structural readings of a request path, without duplicates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readings {
+    /// The filter's own reading: parameters as configured, every escape decoded, `.` and
+    /// `..` resolved, `//` merged.
+    pub canonical: NormalizedPath,
+    /// The other readings.
+    pub others: Vec<Reading>,
+}
+
+impl Readings {
+    /// Every reading, canonical first.
+    pub fn all(&self) -> impl Iterator<Item = (&NormalizedPath, bool)> {
+        std::iter::once((&self.canonical, true))
+            .chain(self.others.iter().map(|r| (&r.path, r.binding)))
+    }
+}
+
+/// How one reading treats each feature of the path.
+#[derive(Clone, Copy)]
+struct Variant {
+    strip_parameters: bool,
+    decode_unreserved: bool,
+    resolve_dots: bool,
+    merge_slashes: bool,
+}
+
+impl Variant {
+    fn canonical(strip_parameters: bool) -> Self {
+        Variant {
+            strip_parameters,
+            decode_unreserved: true,
+            resolve_dots: true,
+            merge_slashes: true,
+        }
+    }
+}
+
+/// One raw segment, split at its first `;`.
+struct Segment<'a> {
+    name: &'a str,
+    with_parameters: &'a str,
+    /// `.` or `..` once decoded (`%2e%2e` included).
+    dots: Option<Dots>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dots {
+    One,
+    Two,
+}
+
+/// Reads a raw `:path` (query and fragment ignored) every way the upstreams in the module
+/// comment could.
+pub fn read(raw: &str, parameters: PathParameters) -> Result<Readings, PathError> {
+    let path = raw.split(['?', '#']).next().unwrap_or_default();
+    if !path.starts_with('/') || path.starts_with("//") {
+        return Err(PathError::NotOrigin);
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return Err(PathError::TooLong);
+    }
+    let raw_segments: Vec<&str> = path.get(1..).unwrap_or_default().split('/').collect();
+    let last = raw_segments.len().saturating_sub(1);
+    let mut segments = Vec::with_capacity(raw_segments.len());
+    for (i, raw_segment) in raw_segments.iter().enumerate() {
+        let (name, has_parameters) = match raw_segment.split_once(';') {
+            Some((name, _)) => (name, true),
+            None => (*raw_segment, false),
+        };
+        // Validates the whole segment, parameters included.
+        decode(raw_segment, true)?;
+        let decoded = decode(name, true)?;
+        let dots = match decoded.as_str() {
+            "." => Some(Dots::One),
+            ".." => Some(Dots::Two),
+            _ => None,
+        };
+        if has_parameters {
+            if dots.is_some() {
+                return Err(PathError::DotWithParameters);
+            }
+            if parameters == PathParameters::Reject {
+                return Err(PathError::Parameters);
+            }
+        }
+        let only_dots_and_spaces =
+            !decoded.is_empty() && decoded.chars().all(|c| c == '.' || c == ' ');
+        let trims = i < last && decoded.ends_with(['.', ' ']);
+        if dots.is_none() && (only_dots_and_spaces || trims) {
+            return Err(PathError::TrailingDotOrSpace);
+        }
+        segments.push(Segment {
+            name,
+            with_parameters: raw_segment,
+            dots,
+        });
+    }
+
+    // A variant that flips a feature the path does not have reads it like another one.
+    let features = [
+        segments
+            .iter()
+            .any(|s| s.name.len() != s.with_parameters.len()),
+        has_unreserved_escape(path),
+        segments.iter().any(|s| s.dots.is_some()),
+        segments.iter().rev().skip(1).any(|s| s.name.is_empty()),
+    ];
+    let strip = parameters == PathParameters::Strip;
+    let canonical = resolve(&segments, Variant::canonical(strip))?;
+    let mut others: Vec<Reading> = Vec::new();
+    for bits in 1u8..16 {
+        let flipped = |n: usize| bits & (1 << n) != 0;
+        if (0..features.len()).any(|n| flipped(n) && !features.get(n).copied().unwrap_or(false)) {
+            continue;
+        }
+        let variant = Variant {
+            strip_parameters: strip != flipped(0),
+            decode_unreserved: !flipped(1),
+            resolve_dots: !flipped(2),
+            merge_slashes: !flipped(3),
+        };
+        let path = resolve(&segments, variant)?;
+        if path != canonical && !others.iter().any(|r| r.path == path) {
+            others.push(Reading {
+                path,
+                binding: !flipped(0),
+            });
+        }
+    }
+    Ok(Readings { canonical, others })
+}
+
+/// The path one variant makes of the segments.
+fn resolve(segments: &[Segment], variant: Variant) -> Result<NormalizedPath, PathError> {
+    let mut out: Vec<String> = Vec::with_capacity(segments.len());
+    let mut trailing = false;
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        if variant.resolve_dots {
+            match segment.dots {
+                Some(Dots::One) => {
+                    trailing = last;
+                    continue;
+                }
+                Some(Dots::Two) => {
+                    out.pop().ok_or(PathError::AboveRoot)?;
+                    trailing = last;
+                    continue;
+                }
+                None => {}
+            }
+        }
+        let raw = if variant.strip_parameters {
+            segment.name
+        } else {
+            segment.with_parameters
+        };
+        let text = decode(raw, variant.decode_unreserved)?;
+        if text.is_empty() && (last || variant.merge_slashes) {
+            trailing = last;
+            continue;
+        }
+        out.push(text);
+    }
+    let mut path = String::new();
+    for s in &out {
+        path.push('/');
+        path.push_str(s);
+    }
+    if path.is_empty() || trailing {
+        path.push('/');
+    }
+    Ok(NormalizedPath(path))
+}
+
+/// Decodes percent-escapes (keeping those of unreserved characters as sent unless
+/// `decode_unreserved`), refusing what `PathError` names.
+fn decode(raw: &str, decode_unreserved: bool) -> Result<String, PathError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b != b'%' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let value = match bytes.get(i + 1..i + 3) {
+            Some([hi, lo]) => hex_value(*hi)
+                .zip(hex_value(*lo))
+                .map(|(hi, lo)| hi << 4 | lo),
+            _ => None,
+        }
+        .ok_or(PathError::BadEscape)?;
+        match value {
+            b'/' | b';' => return Err(PathError::EncodedSeparator),
+            b'%' => return Err(PathError::EncodedPercent),
+            _ if is_unreserved(value) && !decode_unreserved => {
+                out.extend_from_slice(bytes.get(i..i + 3).unwrap_or_default());
+            }
+            _ => out.push(value),
+        }
+        i += 3;
+    }
+    let text = String::from_utf8(out).map_err(|_| PathError::NotUtf8)?;
+    for c in text.chars() {
+        if c.is_control() {
+            return Err(PathError::Control);
+        }
+        if c == '\\' {
+            return Err(PathError::Backslash);
+        }
+        if is_lookalike(c) {
+            return Err(PathError::Lookalike);
+        }
+    }
+    Ok(text)
+}
+
+/// The value of one hex digit.
+pub fn hex_value(digit: u8) -> Option<u8> {
+    (digit as char).to_digit(16).map(|d| d as u8)
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn has_unreserved_escape(path: &str) -> bool {
+    path.as_bytes().windows(3).any(|w| match w {
+        [b'%', hi, lo] => hex_value(*hi)
+            .zip(hex_value(*lo))
+            .is_some_and(|(hi, lo)| is_unreserved(hi << 4 | lo)),
+        _ => false,
+    })
+}
+
+/// Characters that NFKC or Windows best-fit mapping turn into `/ \ . % ; ? #` (or a run of
+/// dots): fullwidth and small forms, dot leaders, slash and backslash operators.
+fn is_lookalike(c: char) -> bool {
+    matches!(
+        c,
+        '\u{FF0F}' // fullwidth solidus
+            | '\u{FF3C}' // fullwidth reverse solidus
+            | '\u{FF0E}' // fullwidth full stop
+            | '\u{FF05}' // fullwidth percent
+            | '\u{FF1B}' // fullwidth semicolon
+            | '\u{FF1F}' // fullwidth question mark
+            | '\u{FF03}' // fullwidth number sign
+            | '\u{FE52}' // small full stop
+            | '\u{FE68}' // small reverse solidus
+            | '\u{FE6A}' // small percent
+            | '\u{FE54}' // small semicolon
+            | '\u{FE56}' // small question mark
+            | '\u{FE5F}' // small number sign
+            | '\u{2024}' // one dot leader
+            | '\u{2025}' // two dot leader
+            | '\u{2026}' // ellipsis
+            | '\u{2215}' // division slash
+            | '\u{2044}' // fraction slash
+            | '\u{29F5}' // reverse solidus operator
+            | '\u{29F8}' // big solidus
+            | '\u{29F9}' // big reverse solidus
+    )
+}
+
+/// A character as case-insensitive routers compare it: fullwidth ASCII forms as ASCII, then
+/// the lower case of the upper case (Java's `equalsIgnoreCase`: `ſ` is `s`, the Kelvin sign
+/// is `k`, dotted `İ` is `i`).
+pub fn fold(c: char) -> char {
+    let c = match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        '\u{130}' => 'i',
+        _ => c,
+    };
+    let upper = single(c.to_uppercase(), c);
+    single(upper.to_lowercase(), upper)
+}
+
+/// The only character of `chars`, or `fallback` when there are several.
+fn single(mut chars: impl Iterator<Item = char>, fallback: char) -> char {
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => c,
+        _ => fallback,
+    }
+}
+
+#[cfg(test)]
+mod tests;

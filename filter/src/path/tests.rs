@@ -1,0 +1,189 @@
+use super::*;
+
+fn canonical(raw: &str) -> Result<String, PathError> {
+    read(raw, PathParameters::Reject).map(|r| r.canonical.as_str().to_string())
+}
+
+/// The other readings, each with whether it binds.
+fn others(raw: &str, parameters: PathParameters) -> Vec<(String, bool)> {
+    read(raw, parameters)
+        .unwrap()
+        .others
+        .into_iter()
+        .map(|r| (r.path.as_str().to_string(), r.binding))
+        .collect()
+}
+
+#[test]
+fn the_canonical_reading_decodes_resolves_and_merges() {
+    let cases = [
+        ("/api/private", "/api/private"),
+        ("/api/public/../private", "/api/private"),
+        ("/api//private", "/api/private"),
+        ("/api/./private?x=1", "/api/private"),
+        ("/api/%70rivate", "/api/private"),
+        ("/api/%2e%2e/api/private", "/api/private"),
+        ("/api/%2E/private", "/api/private"),
+        ("/api/private/", "/api/private/"),
+        ("/api/private/.", "/api/private/"),
+        ("/", "/"),
+        ("/a/b/..", "/a/"),
+        ("/a/..", "/"),
+        ("/a%20b", "/a b"),
+        ("/a%3ab", "/a:b"),
+        ("/caf%C3%A9", "/café"),
+        ("/café", "/café"),
+        ("/api/private#frag", "/api/private"),
+        ("/a/b.json", "/a/b.json"),
+        ("/a/...x", "/a/...x"),
+        ("/a/./", "/a/"),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(canonical(raw).as_deref(), Ok(want), "{raw}");
+    }
+}
+
+#[test]
+fn unsafe_paths_are_refused_with_their_reason() {
+    use PathError::*;
+    let long = format!("/{}", "a".repeat(MAX_PATH_BYTES));
+    let cases = [
+        ("", NotOrigin),
+        ("*", NotOrigin),
+        ("api/private", NotOrigin),
+        ("http://host/api/private", NotOrigin),
+        ("//host/api/private", NotOrigin),
+        (long.as_str(), TooLong),
+        ("/api%00", Control),
+        ("/api\u{0}", Control),
+        ("/api%0a", Control),
+        ("/api%7f", Control),
+        ("/api%c2%85", Control),
+        ("/api\\private", Backslash),
+        ("/api%5cprivate", Backslash),
+        ("/api%5Cprivate", Backslash),
+        ("/api%", BadEscape),
+        ("/api%zz", BadEscape),
+        ("/api%u002e", BadEscape),
+        ("/api%+1", BadEscape),
+        ("/api%2fprivate", EncodedSeparator),
+        ("/api%2Fprivate", EncodedSeparator),
+        ("/api/private%3bx", EncodedSeparator),
+        ("/api/private%3Bx", EncodedSeparator),
+        ("/a%25", EncodedPercent),
+        ("/a/%252e%252e/b", EncodedPercent),
+        ("/api/%c0%ae%c0%ae/x", NotUtf8),
+        ("/api/%e0%80%ae/x", NotUtf8),
+        ("/api/%ff", NotUtf8),
+        ("/api/%c3", NotUtf8),
+        ("/api/\u{FF0E}\u{FF0E}/x", Lookalike),
+        ("/api%ef%bc%8fprivate", Lookalike),
+        ("/api/\u{2025}/x", Lookalike),
+        ("/api/\u{2215}x", Lookalike),
+        ("/api/.../x", TrailingDotOrSpace),
+        ("/api/.. /x", TrailingDotOrSpace),
+        ("/api/..%20", TrailingDotOrSpace),
+        ("/api/public./x", TrailingDotOrSpace),
+        ("/api/public%20/x", TrailingDotOrSpace),
+        ("/api/public/..;/private", DotWithParameters),
+        ("/api/public/..;x=1/private", DotWithParameters),
+        ("/api/public/.;/x", DotWithParameters),
+        ("/api/public/%2e%2e;/private", DotWithParameters),
+        ("/api/private;jsessionid=1", Parameters),
+        ("/api;x/private", Parameters),
+        ("/..", AboveRoot),
+        ("/a/../..", AboveRoot),
+        ("/a//../../..", AboveRoot),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(canonical(raw), Err(want), "{raw}");
+    }
+    // Dots with parameters are refused even where parameters are stripped.
+    assert_eq!(
+        read("/a/..;/b", PathParameters::Strip),
+        Err(PathError::DotWithParameters)
+    );
+}
+
+#[test]
+fn other_readings_keep_what_some_upstreams_keep() {
+    use PathParameters::*;
+    // Nothing to read differently.
+    assert_eq!(others("/api/private", Reject), vec![]);
+    // Dots kept (Express, Django, Spring 6).
+    assert_eq!(
+        others("/api/public/../private", Reject),
+        vec![("/api/public/../private".to_string(), true)]
+    );
+    // `//` kept.
+    assert_eq!(
+        others("/api//private", Reject),
+        vec![("/api//private".to_string(), true)]
+    );
+    // Escapes of unreserved characters kept (Express), with dots resolved (WHATWG: here
+    // the canonical path again) or not.
+    assert_eq!(
+        others("/api/pub%6cic/%2e%2e/private", Reject),
+        vec![
+            ("/api/public/../private".to_string(), true),
+            ("/api/pub%6cic/%2e%2e/private".to_string(), true),
+        ]
+    );
+    assert_eq!(
+        others("/api/pub%6cic", Reject),
+        vec![("/api/pub%6cic".to_string(), true)]
+    );
+    // Parameters kept by the upstreams that do not strip them: lenient.
+    assert_eq!(
+        others("/api/private;jsessionid=1", Strip),
+        vec![("/api/private;jsessionid=1".to_string(), false)]
+    );
+    assert_eq!(read("/a;x/b", Strip).unwrap().canonical.as_str(), "/a/b");
+    assert_eq!(read("/a/;x/b", Strip).unwrap().canonical.as_str(), "/a/b");
+}
+
+#[test]
+fn segments_and_lenient_forms() {
+    let path = |raw: &str| read(raw, PathParameters::Reject).unwrap().canonical;
+    assert_eq!(path("/a/b/").segments().collect::<Vec<_>>(), ["a", "b", ""]);
+    assert_eq!(path("/").segments().collect::<Vec<_>>(), [""]);
+    let forms = |raw: &str| {
+        path(raw)
+            .lenient_forms()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(forms("/api/private"), ["/api/private"]);
+    assert_eq!(forms("/api/private/"), ["/api/private/", "/api/private"]);
+    assert_eq!(forms("/api/private."), ["/api/private.", "/api/private"]);
+    assert_eq!(forms("/api/private%20"), ["/api/private ", "/api/private"]);
+    assert_eq!(
+        forms("/api/private.json."),
+        ["/api/private.json.", "/api/private.json", "/api/private"]
+    );
+    assert_eq!(
+        forms("/api/private.a.b"),
+        ["/api/private.a.b", "/api/private"]
+    );
+    assert_eq!(forms("/api/.hidden"), ["/api/.hidden"]);
+    assert_eq!(forms("/"), ["/"]);
+}
+
+#[test]
+fn folding_follows_case_insensitive_routers() {
+    for (c, want) in [
+        ('A', 'a'),
+        ('a', 'a'),
+        ('\u{FF21}', 'a'), // fullwidth A
+        ('\u{FF50}', 'p'), // fullwidth p
+        ('\u{17F}', 's'),  // long s
+        ('\u{212A}', 'k'), // Kelvin sign
+        ('\u{130}', 'i'),  // dotted capital I
+        ('\u{131}', 'i'),  // dotless i
+        ('É', 'é'),
+        ('/', '/'),
+        ('ß', 'ß'),
+    ] {
+        assert_eq!(fold(c), want, "{c}");
+    }
+}
