@@ -26,6 +26,8 @@ pub const MAX_PATH_BYTES: usize = 8192;
 pub enum PathError {
     /// Not an origin-form path: empty, `*`, an absolute URI, or `//` (a host to some parsers).
     NotOrigin,
+    /// `#` in the path: a fragment to most parsers, part of the path to Go's.
+    Fragment,
     TooLong,
     /// A control character (NUL included), raw or percent-encoded.
     Control,
@@ -57,6 +59,7 @@ impl PathError {
     pub fn message(&self) -> &'static str {
         match self {
             PathError::NotOrigin => "not a path starting with a single '/'",
+            PathError::Fragment => "'#' in the path",
             PathError::TooLong => "path too long",
             PathError::Control => "control character in the path",
             PathError::Backslash => "backslash in the path",
@@ -184,12 +187,14 @@ enum Dots {
     Two,
 }
 
-/// Reads a raw `:path` (query and fragment ignored) every way the upstreams in the module
-/// comment could.
+/// Reads a raw `:path` (query ignored) every way the upstreams in the module comment could.
 pub fn read(raw: &str, parameters: PathParameters) -> Result<Readings, PathError> {
-    let path = raw.split(['?', '#']).next().unwrap_or_default();
+    let path = raw.split('?').next().unwrap_or_default();
     if !path.starts_with('/') || path.starts_with("//") {
         return Err(PathError::NotOrigin);
+    }
+    if path.contains('#') {
+        return Err(PathError::Fragment);
     }
     if path.len() > MAX_PATH_BYTES {
         return Err(PathError::TooLong);

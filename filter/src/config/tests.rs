@@ -48,6 +48,7 @@ fn the_quickstart_configuration_is_accepted_as_written() {
         (c.mode, c.unmatched, c.max_token_bytes),
         (Mode::Enforce, Unmatched::Deny, 8192)
     );
+    assert_eq!(c.path_parameters, PathParameters::Reject);
     let p = &c.providers[0];
     assert_eq!(p.algorithms, vec![Algorithm::RS256]);
     assert_eq!(p.token_sources, vec![TokenSource::bearer()]);
@@ -178,6 +179,34 @@ fn errors_name_the_json_path() {
             Box::new(|v| v["mode"] = json!("audit")),
             "mode: unknown variant `audit`",
         ),
+        (
+            Box::new(|v| v["path_parameters"] = json!("strips")),
+            "path_parameters: unknown variant `strips`, expected one of `reject`, `strip`",
+        ),
+        (
+            Box::new(|v| v["path_parameters"] = json!(true)),
+            "path_parameters: invalid type: boolean `true`, expected a string",
+        ),
+        (
+            Box::new(|v| v["path_parameter"] = json!("strip")),
+            "path_parameter: unknown field `path_parameter`",
+        ),
+        (
+            Box::new(|v| v["rules"][1]["match"]["path"] = json!("/api/%70rivate")),
+            "rules[1].match.path: is not normalised (requests would be matched as '/api/private')",
+        ),
+        (
+            Box::new(|v| v["rules"][1]["match"]["path"] = json!("/api/private;x")),
+            "rules[1].match.path: is not a safe path: path parameters (';')",
+        ),
+        (
+            Box::new(|v| v["rules"][1]["match"]["path"] = json!("/api/%2fprivate")),
+            "rules[1].match.path: is not a safe path: encoded '/' or ';'",
+        ),
+        (
+            Box::new(|v| v["rules"][0]["match"]["prefix"] = json!("//api")),
+            "rules[0].match.prefix: is not a safe path: not a path starting with a single '/'",
+        ),
         (Box::new(|v| v["realm"] = json!("a\"b")), "realm: must be"),
         (
             Box::new(|v| {
@@ -271,8 +300,10 @@ fn optional_fields_compile() {
         {"provider": "auth0", "scopes_any": ["a", "b"], "scope_claim": "permissions", "allow_missing": true},
         {"all": [{"provider": "auth0", "claims": [{"claim": "org.id", "equals": 42}, {"claim": "groups", "includes": ["x"]}, {"claim": "groups", "includes_any": ["y"]}]}]}
     ]});
+    v["path_parameters"] = json!("strip");
     let c = Config::parse(v.to_string().as_bytes()).unwrap();
     assert_eq!((c.mode, c.unmatched), (Mode::Report, Unmatched::Allow));
+    assert_eq!(c.path_parameters, PathParameters::Strip);
     let p = &c.providers[0];
     assert!(p.forward);
     assert_eq!(p.forward_payload_header.as_deref(), Some("x-jwt-payload"));

@@ -2,6 +2,7 @@
 //! (`tests/wycheproof/` in the repository, or `$WYCHEPROOF_DIR`).
 #![allow(dead_code)] // each test target uses a different part
 
+pub mod families;
 pub mod keys;
 
 use jwt_filter::jwks::{KeySet, Origin};
