@@ -12,40 +12,31 @@ use jwt_filter::jwks::{KeySet, Origin};
 use jwt_filter::request::Request;
 use jwt_filter::verify::InWasm;
 use serde_json::{Value, json};
-use support::families::{FAMILIES, Family, Lenient};
+use support::families::{FAMILIES, Need, Route, family_need, route};
 use support::keys::{self, NOW};
-
-/// What a route needs, in increasing order; `Denied` for a path no rule names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Need {
-    Nothing,
-    Token,
-    Scope,
-    Denied,
-}
 
 /// The credentials a request carries (a `Need` it satisfies up to).
 const LEVELS: [Need; 3] = [Need::Nothing, Need::Token, Need::Scope];
 
 /// The quickstart rules as the upstream's own routes: (path, is prefix, methods, need).
-const QUICKSTART_ROUTES: [(&str, bool, &[&str], Need); 3] = [
+const QUICKSTART_ROUTES: [Route; 3] = [
     ("/api/public", true, &[], Need::Nothing),
     ("/api/private", false, &[], Need::Token),
     ("/api/private-scoped", false, &["GET"], Need::Scope),
 ];
 
 /// Extra routes for the method cases: public reads, protected writes.
-const ITEM_ROUTES: [(&str, bool, &[&str], Need); 2] = [
+const ITEM_ROUTES: [Route; 2] = [
     ("/api/items", true, &["GET"], Need::Nothing),
     ("/api/items", true, &[], Need::Token),
 ];
 
 /// A common variant: everything else is public (where case, trailing slashes and
 /// extensions matter most: a variant of a private path no longer falls on "no rule").
-const CATCH_ALL_ROUTE: [(&str, bool, &[&str], Need); 1] = [("/", true, &[], Need::Nothing)];
+const CATCH_ALL_ROUTE: [Route; 1] = [("/", true, &[], Need::Nothing)];
 
 /// The filter configuration for `routes`.
-fn config(routes: &[(&str, bool, &[&str], Need)]) -> Value {
+fn config(routes: &[Route]) -> Value {
     let rules: Vec<Value> = routes
         .iter()
         .map(|(path, prefix, methods, need)| {
@@ -87,7 +78,7 @@ struct Filter {
 }
 
 impl Filter {
-    fn new(routes: &[(&str, bool, &[&str], Need)]) -> Self {
+    fn new(routes: &[Route]) -> Self {
         let config = Config::parse(config(routes).to_string().as_bytes()).unwrap();
         let jwks = json!({"keys": [keys::public_jwk("rsa-a", "a")]}).to_string();
         let set = KeySet::parse(jwks.as_bytes(), Origin::Remote).unwrap().set;
@@ -134,78 +125,6 @@ impl Filter {
     }
 }
 
-/// The test's own case folding (ASCII and Unicode lower case, fullwidth forms as ASCII).
-fn fold(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap(),
-            _ => c,
-        })
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-/// The first route matching `path` and `method`, compared exactly or folded.
-fn route(
-    routes: &[(&str, bool, &[&str], Need)],
-    path: &str,
-    method: &str,
-    folded: bool,
-) -> Option<Need> {
-    let key = |s: &str| if folded { fold(s) } else { s.to_string() };
-    routes
-        .iter()
-        .find(|(p, prefix, methods, _)| {
-            let (p, path) = (key(p), key(path));
-            let path_ok = if *prefix {
-                path.starts_with(&p)
-            } else {
-                path == p
-            };
-            path_ok && (methods.is_empty() || methods.contains(&method))
-        })
-        .map(|r| r.3)
-}
-
-/// What a family needs before it serves `raw`: the most any route its matching reaches
-/// needs, or `Denied` for a path that reaches no route.
-fn family_need(
-    family: &Family,
-    routes: &[(&str, bool, &[&str], Need)],
-    method: &str,
-    raw: &str,
-) -> Option<(String, Need)> {
-    let path = (family.read)(raw.split('?').next().unwrap_or_default())?;
-    let Lenient {
-        case,
-        trailing_slash,
-        suffix,
-    } = family.lenient;
-    let mut forms = vec![path.clone()];
-    if trailing_slash && path.len() > 1 && path.ends_with('/') {
-        forms.push(path.trim_end_matches('/').to_string());
-    }
-    if suffix {
-        let last = path.rfind('/').map_or(0, |i| i + 1);
-        if let Some(dot) = path[last..].get(1..).and_then(|s| s.find('.')) {
-            forms.push(path[..last + 1 + dot].to_string());
-        }
-    }
-    // The highest need among the routes the family's matching reaches; none is `Denied`.
-    let mut need = None;
-    for form in &forms {
-        for folded in [false, true] {
-            if folded && !case {
-                continue;
-            }
-            if let Some(n) = route(routes, form, method, folded) {
-                need = need.max(Some(n));
-            }
-        }
-    }
-    Some((path, need.unwrap_or(Need::Denied)))
-}
-
 fn cases() -> Vec<Value> {
     let text = include_str!("../../tests/paths/cases.json");
     let doc: Value = serde_json::from_str(text).unwrap();
@@ -214,7 +133,7 @@ fn cases() -> Vec<Value> {
 
 /// The paths whose verdict at some level is 200 while a family routes them to a route that
 /// needs more.
-fn bypasses(filter: &Filter, routes: &[(&str, bool, &[&str], Need)], path: &str) -> Vec<String> {
+fn bypasses(filter: &Filter, routes: &[Route], path: &str) -> Vec<String> {
     let mut found = Vec::new();
     for level in LEVELS {
         if filter.verdict("GET", path, &[], level).0 != 200 {

@@ -10,6 +10,7 @@ use jwt_filter::jwks::{KeySet, Origin};
 use jwt_filter::request::Request;
 use jwt_filter::verify::InWasm;
 use serde_json::json;
+use support::families::{FAMILIES, Need, Route, family_need};
 use support::keys::{self, NOW};
 
 /// xorshift64*: reproducible, no dependency.
@@ -27,10 +28,41 @@ impl Rng {
     }
 }
 
-/// One random edit: flip, insert, delete or duplicate bytes, or splice in a tricky string.
+/// One random edit: flip, insert, delete or duplicate bytes, or splice in a tricky string
+/// (including the pieces of the path matrix's attacks, tests/paths/cases.json).
 fn mutate(rng: &mut Rng, input: &str) -> String {
-    const TRICKY: [&str; 12] = [
-        ".", "..", "=", "%2e", "%2f", "\"", "{", "[[[[", "\u{0}", "é", "+/", " ",
+    const TRICKY: [&str; 31] = [
+        ".",
+        "..",
+        "=",
+        "%2e",
+        "%2f",
+        "\"",
+        "{",
+        "[[[[",
+        "\u{0}",
+        "é",
+        "+/",
+        " ",
+        "/",
+        "//",
+        ";",
+        "..;",
+        "%3b",
+        "%5c",
+        "\\",
+        "%25",
+        "%252e",
+        "%u002e",
+        "%c0%ae",
+        "%00",
+        "#",
+        "?",
+        "\u{FF0E}",
+        "\u{FF0F}",
+        "%ef%bc%8e",
+        "P",
+        "%70",
     ];
     let mut bytes = input.as_bytes().to_vec();
     let at = rng.below(bytes.len() + 1);
@@ -153,4 +185,53 @@ fn random_requests_and_configurations_never_panic() {
     for _ in 0..1000 {
         let _ = KeySet::parse(mutate(&mut rng, &jwks).as_bytes(), Origin::Remote);
     }
+}
+
+/// `config_text`'s rules as the upstream's routes.
+const ROUTES: [Route; 2] = [
+    ("/public", true, &[], Need::Nothing),
+    ("/api", true, &[], Need::Scope),
+];
+
+#[test]
+fn mutated_attack_paths_never_pass_where_a_family_routes_to_a_protected_route() {
+    let (authenticator, keys, _) = fixture();
+    let text = include_str!("../../tests/paths/cases.json");
+    let doc: serde_json::Value = serde_json::from_str(text).unwrap();
+    let seeds: Vec<String> = doc["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            c["path"]
+                .as_str()
+                .unwrap()
+                .replace("/api/public", "/public")
+                .replace("/private", "/api/x")
+        })
+        .collect();
+    let mut rng = Rng(7);
+    let mut allowed = 0;
+    for _ in 0..20_000 {
+        let mut path = seeds[rng.below(seeds.len())].clone();
+        for _ in 0..1 + rng.below(3) {
+            path = mutate(&mut rng, &path);
+        }
+        let decision = authenticator.decide(&Request::new("GET", &path, &[]), NOW, &keys);
+        if !matches!(decision, Decision::Allow { .. }) {
+            continue;
+        }
+        allowed += 1;
+        for family in &FAMILIES {
+            if let Some((read, need)) = family_need(family, &ROUTES, "GET", &path) {
+                assert!(
+                    need == Need::Nothing,
+                    "{path:?} allowed, but {} reads {read:?} ({need:?})",
+                    family.name
+                );
+            }
+        }
+    }
+    // Enough mutated paths stay public for the check to mean something.
+    assert!(allowed > 400, "{allowed}");
 }

@@ -3,6 +3,85 @@
 //! model takes the raw `:path` (query removed) and returns the path its router matches, or
 //! `None` when the family refuses the request (400) or only redirects.
 
+/// What a route needs, in increasing order; `Denied` for a path no rule names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    Nothing,
+    Token,
+    Scope,
+    Denied,
+}
+
+/// A route of the upstream: path, whether it is a prefix, methods (none: any), need.
+pub type Route = (&'static str, bool, &'static [&'static str], Need);
+
+/// The test's own case folding (ASCII and Unicode lower case, fullwidth forms as ASCII).
+fn fold(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap(),
+            _ => c,
+        })
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The first route matching `path` and `method`, compared exactly or folded.
+pub fn route(routes: &[Route], path: &str, method: &str, folded: bool) -> Option<Need> {
+    let key = |s: &str| if folded { fold(s) } else { s.to_string() };
+    routes
+        .iter()
+        .find(|(p, prefix, methods, _)| {
+            let (p, path) = (key(p), key(path));
+            let path_ok = if *prefix {
+                path.starts_with(&p)
+            } else {
+                path == p
+            };
+            path_ok && (methods.is_empty() || methods.contains(&method))
+        })
+        .map(|r| r.3)
+}
+
+/// What a family needs before it serves `raw`: the most any route its matching reaches
+/// needs, or `Denied` for a path that reaches no route.
+pub fn family_need(
+    family: &Family,
+    routes: &[Route],
+    method: &str,
+    raw: &str,
+) -> Option<(String, Need)> {
+    let path = (family.read)(raw.split('?').next().unwrap_or_default())?;
+    let Lenient {
+        case,
+        trailing_slash,
+        suffix,
+    } = family.lenient;
+    let mut forms = vec![path.clone()];
+    if trailing_slash && path.len() > 1 && path.ends_with('/') {
+        forms.push(path.trim_end_matches('/').to_string());
+    }
+    if suffix {
+        let last = path.rfind('/').map_or(0, |i| i + 1);
+        if let Some(dot) = path[last..].get(1..).and_then(|s| s.find('.')) {
+            forms.push(path[..last + 1 + dot].to_string());
+        }
+    }
+    // The highest need among the routes the family's matching reaches; none is `Denied`.
+    let mut need = None;
+    for form in &forms {
+        for folded in [false, true] {
+            if folded && !case {
+                continue;
+            }
+            if let Some(n) = route(routes, form, method, folded) {
+                need = need.max(Some(n));
+            }
+        }
+    }
+    Some((path, need.unwrap_or(Need::Denied)))
+}
+
 /// How a family's router may also match a route to a path (besides exactly).
 #[derive(Clone, Copy, Default)]
 pub struct Lenient {
