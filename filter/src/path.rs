@@ -107,11 +107,9 @@ impl NormalizedPath {
                 .trim_end_matches(['.', ' '])
                 .len();
         let trimmed = no_slash.get(..trimmed_len).unwrap_or(no_slash);
-        let stem = match trimmed.get(last_start..).and_then(|last| last.get(1..)) {
-            Some(rest) => match rest.find('.') {
-                Some(dot) => trimmed.get(..last_start + 1 + dot).unwrap_or(trimmed),
-                None => trimmed,
-            },
+        let last = trimmed.get(last_start..).unwrap_or_default();
+        let stem = match last.char_indices().skip(1).find(|(_, c)| *c == '.') {
+            Some((dot, _)) => trimmed.get(..last_start + dot).unwrap_or(trimmed),
             None => trimmed,
         };
         let mut forms = vec![full];
@@ -129,9 +127,10 @@ impl NormalizedPath {
 pub struct Reading {
     pub path: NormalizedPath,
     /// Whether the request must land on a rule under this reading. False for readings that
-    /// keep path parameters while `path_parameters` is `strip`: the operator declared that
-    /// the upstream strips them, so a rule they reach adds to the checks, but no rule
-    /// reached is not a refusal.
+    /// keep path parameters while `path_parameters` is `strip` (the operator declared that
+    /// the upstream strips them) and for those that keep escapes of unreserved characters
+    /// (clients that over-encode, `%7E` for `~`, are common; RFC 3986 makes them equal): a
+    /// rule they reach adds to the checks, but no rule reached is not a refusal.
     pub binding: bool,
 }
 
@@ -263,7 +262,7 @@ pub fn read(raw: &str, parameters: PathParameters) -> Result<Readings, PathError
         if path != canonical && !others.iter().any(|r| r.path == path) {
             others.push(Reading {
                 path,
-                binding: !flipped(0),
+                binding: !flipped(0) && !flipped(1),
             });
         }
     }

@@ -8,6 +8,7 @@ import base64
 import copy
 import json
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -253,6 +254,102 @@ class Quickstart(E2E):
         for _ in range(5):
             self.expect(self.envoy.get("/api/private", token=self.good), 200)
         self.assertEqual(self.idp.jwks_fetches(), 1)
+
+
+PATH_CASES = json.loads((js.ROOT / "tests" / "paths" / "cases.json").read_text())["paths"]
+
+
+def raw_request(port: int, method: str, path: str, headers: dict | None = None,
+                timeout: float = 10.0) -> js.Response:
+    """One HTTP/1.1 request with the path sent byte for byte (http.client refuses most of the
+    attack paths), on its own connection."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: api.test", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    pairs = [tuple(x.strip() for x in h.split(":", 1)) for h in header_lines if ":" in h]
+    return js.Response(int(status_line.split()[1]), pairs, body)
+
+
+class PathAttacks(E2E):
+    """tests/paths/cases.json through Envoy (envoy.yaml as written: no path normalisation):
+    the filter's verdict, or Envoy's own where it refuses the request first; the upstream is
+    reached only on 200, and sees the path unchanged."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = js.Stack(WORK / "PathAttacks")
+        try:
+            cls.idp = cls.stack.start_idp(keys=["k1"])
+            cls.envoy = cls.stack.start_envoy(upstream=cls.stack.start_upstream(),
+                                              idp=cls.idp.port, filter_config=quickstart())
+            cls.good = cls.idp.token(scope="read:messages")
+        except BaseException:
+            cls.stack.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.stop()
+
+    def send(self, path, token=None, method="GET", headers=None):
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        return raw_request(self.envoy.port, method, path, h)
+
+    def check(self, r, path, status, error):
+        self.assertEqual(r.status, status, f"{path!r}" + self.ctx(r))
+        if status == 200:
+            # The upstream's echo: the path reaches it as sent (absolute URIs as origin-form).
+            if path.startswith("/"):
+                self.assertEqual(r.json()["path"], path, f"{path!r}")
+        elif error is not None:
+            self.assertEqual(r.json()["error"], error, f"{path!r}" + self.ctx(r))
+        if status != 200:
+            self.assertNotIn(b'"headers"', r.body, f"{path!r} reached the upstream")
+
+    def test_matrix_paths_without_a_token(self):
+        for case in PATH_CASES:
+            path = case["path"]
+            with self.subTest(path=path):
+                status, error = case["anonymous"]
+                if "envoy" in case:
+                    status, error = case["envoy"], None
+                self.check(self.send(path), path, status, error)
+
+    def test_matrix_paths_with_a_token(self):
+        for case in PATH_CASES:
+            if "envoy" in case:
+                continue
+            path = case["path"]
+            with self.subTest(path=path):
+                status = case["token"]
+                error = "access_denied" if status == 403 else None
+                self.check(self.send(path, token=self.good), path, status, error)
+
+    def test_method_overrides(self):
+        # A method-dependent rule: the request must pass it under the override too.
+        r = self.send("/api/private-scoped", token=self.good,
+                      headers={"X-HTTP-Method-Override": "DELETE"})
+        self.check(r, "/api/private-scoped", 403, "access_denied")
+        r = self.send("/api/private-scoped?_method=DELETE", token=self.good)
+        self.check(r, "/api/private-scoped?_method=DELETE", 403, "access_denied")
+        r = self.send("/api/private-scoped", headers={"X-HTTP-Method": "DELETE"})
+        self.check(r, "/api/private-scoped", 401, "unauthorized")
+        # A rule without methods is unaffected; the header is forwarded as sent.
+        r = self.send("/api/public", method="POST", headers={"X-HTTP-Method-Override": "DELETE"})
+        self.check(r, "/api/public", 200, None)
+        self.assertEqual(r.json()["headers"].get("x-http-method-override"), "DELETE")
 
 
 class Forwarding(E2E):

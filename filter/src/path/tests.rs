@@ -127,12 +127,12 @@ fn other_readings_keep_what_some_upstreams_keep() {
         others("/api/pub%6cic/%2e%2e/private", Reject),
         vec![
             ("/api/public/../private".to_string(), true),
-            ("/api/pub%6cic/%2e%2e/private".to_string(), true),
+            ("/api/pub%6cic/%2e%2e/private".to_string(), false),
         ]
     );
     assert_eq!(
         others("/api/pub%6cic", Reject),
-        vec![("/api/pub%6cic".to_string(), true)]
+        vec![("/api/pub%6cic".to_string(), false)]
     );
     // Parameters kept by the upstreams that do not strip them: lenient.
     assert_eq!(
@@ -167,6 +167,7 @@ fn segments_and_lenient_forms() {
         ["/api/private.a.b", "/api/private"]
     );
     assert_eq!(forms("/api/.hidden"), ["/api/.hidden"]);
+    assert_eq!(forms("/api/é.json"), ["/api/é.json", "/api/é"]);
     assert_eq!(forms("/"), ["/"]);
 }
 

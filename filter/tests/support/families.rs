@@ -3,13 +3,12 @@
 //! model takes the raw `:path` (query removed) and returns the path its router matches, or
 //! `None` when the family refuses the request (400) or only redirects.
 
-/// What a route needs, in increasing order; `Denied` for a path no rule names.
+/// What a route needs, in increasing order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Need {
     Nothing,
     Token,
     Scope,
-    Denied,
 }
 
 /// A route of the upstream: path, whether it is a prefix, methods (none: any), need.
@@ -43,8 +42,9 @@ pub fn route(routes: &[Route], path: &str, method: &str, folded: bool) -> Option
         .map(|r| r.3)
 }
 
-/// What a family needs before it serves `raw`: the most any route its matching reaches
-/// needs, or `Denied` for a path that reaches no route.
+/// The path a family resolves `raw` to and what it needs before serving it: the most any
+/// route its matching reaches needs. `None` when it refuses the request or reaches no route
+/// (the upstream's routes are the rules': it answers 404).
 pub fn family_need(
     family: &Family,
     routes: &[Route],
@@ -67,7 +67,6 @@ pub fn family_need(
             forms.push(path[..last + 1 + dot].to_string());
         }
     }
-    // The highest need among the routes the family's matching reaches; none is `Denied`.
     let mut need = None;
     for form in &forms {
         for folded in [false, true] {
@@ -79,7 +78,7 @@ pub fn family_need(
             }
         }
     }
-    Some((path, need.unwrap_or(Need::Denied)))
+    need.map(|n| (path, n))
 }
 
 /// How a family's router may also match a route to a path (besides exactly).
