@@ -280,6 +280,38 @@ fn paths_are_normalised_before_matching() {
     }
 }
 
+#[test]
+fn every_rule_a_reading_reaches_must_pass_and_changes_headers_once() {
+    let a = authenticator(&config());
+    let t = token(&claims());
+    let bearer = format!("Bearer {t}");
+    let hs = sign(
+        SECRET,
+        &json!({"alg": "HS256", "kid": "s"}),
+        &with(claims(), json!({"iss": "https://hmac.test/", "aud": "h"})),
+    );
+    // Resolved, /all/../any/x is /any/x (auth0 with the scope, or multi); an upstream that
+    // keeps `..` serves it under /all (auth0 and hmac): both must pass.
+    let path = "/all/../any/x";
+    let d = a.decide(&get(path, &[("authorization", &bearer)]), NOW, &remote_keys());
+    assert_eq!(verdict(&d), (401, "Authentication required".into()));
+    let both = get(path, &[("authorization", &bearer), ("x-hmac-token", &hs)]);
+    let d = a.decide(&both, NOW, &remote_keys());
+    // auth0's token passed two rules: its headers change once.
+    assert_eq!(
+        changes(&d).remove,
+        vec!["authorization".to_string(), "x-hmac-token".to_string()]
+    );
+    assert_eq!(
+        changes(&d)
+            .set
+            .iter()
+            .filter(|(h, _)| h == "x-user-id")
+            .count(),
+        1
+    );
+}
+
 // ---- Claims ----
 
 #[test]
