@@ -8,7 +8,7 @@ use crate::jwks::{KeyError, KeySet};
 use crate::jws;
 use crate::request::{HeaderChanges, Request};
 use crate::response::{Denial, Failure, deny};
-use crate::rules::{self, Route};
+use crate::rules::{self, METHOD_OVERRIDE_HEADERS, Route};
 use crate::token_cache::{TokenCache, Verified};
 use crate::verify::SignatureVerifier;
 use serde_json::Value;
@@ -100,7 +100,8 @@ pub struct Authenticator<V> {
     pub config: Config,
     verifier: V,
     /// Headers whose value the filter reads or strips: the pseudo-headers, every header a
-    /// token may come from, and the identity headers. A request where one of them is not
+    /// token may come from, the identity headers, and the method overrides when a rule
+    /// depends on the method. A request where one of them is not
     /// UTF-8 is refused, since what it means is unknowable.
     must_decode: Vec<String>,
     /// Verified tokens of this worker (the core is single-threaded per VM).
@@ -123,6 +124,10 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 })
             }))
             .collect();
+        // A method override the filter cannot read could name any method.
+        if config.rules.iter().any(|r| !r.matcher.methods.is_empty()) {
+            must_decode.extend(METHOD_OVERRIDE_HEADERS.iter().map(|h| h.to_string()));
+        }
         must_decode.sort();
         must_decode.dedup();
         Authenticator {

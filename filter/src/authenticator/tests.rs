@@ -293,7 +293,11 @@ fn every_rule_a_reading_reaches_must_pass_and_changes_headers_once() {
     // Resolved, /all/../any/x is /any/x (auth0 with the scope, or multi); an upstream that
     // keeps `..` serves it under /all (auth0 and hmac): both must pass.
     let path = "/all/../any/x";
-    let d = a.decide(&get(path, &[("authorization", &bearer)]), NOW, &remote_keys());
+    let d = a.decide(
+        &get(path, &[("authorization", &bearer)]),
+        NOW,
+        &remote_keys(),
+    );
     assert_eq!(verdict(&d), (401, "Authentication required".into()));
     let both = get(path, &[("authorization", &bearer), ("x-hmac-token", &hs)]);
     let d = a.decide(&both, NOW, &remote_keys());
@@ -1048,6 +1052,7 @@ fn undecodable_values_the_filter_reads_or_strips_are_400_on_every_route() {
         (b":authority", b"h\xffst"),
         (b":method", b"G\xffT"),
         (b":path", b"/api/public/\xff"),
+        (b"x-http-method-override", b"DEL\xffTE"),
     ] {
         for path in ["/api/public", "/api/private"] {
             let req = get_bytes(
@@ -1067,6 +1072,18 @@ fn undecodable_values_the_filter_reads_or_strips_are_400_on_every_route() {
             );
         }
     }
+}
+
+#[test]
+fn an_undecodable_method_override_is_ignored_when_no_rule_depends_on_the_method() {
+    let mut c = config();
+    c["rules"] = json!([{"match": {"prefix": "/api/public"}}]);
+    let a = authenticator(&c);
+    let req = get_bytes("/api/public", &[(b"x-http-method-override", b"DEL\xffTE")]);
+    assert_eq!(
+        verdict(&a.decide(&req, NOW, &remote_keys())),
+        (200, String::new())
+    );
 }
 
 #[test]
