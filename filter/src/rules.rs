@@ -391,5 +391,9 @@ mod tests {
             with("GET", "/x", &[("x-http-method", &header)]),
             Err(RouteError::TooManyMethods)
         );
+        assert_eq!(
+            RouteError::TooManyMethods.message(),
+            "too many method overrides"
+        );
     }
 }
