@@ -172,12 +172,29 @@ impl Variant {
     }
 }
 
-/// One raw segment, split at its first `;`.
-struct Segment<'a> {
-    name: &'a str,
-    with_parameters: &'a str,
+/// One segment, decoded each way a variant may need it.
+struct Segment {
+    /// Parameters removed, every escape decoded.
+    name: String,
+    /// Parameters removed, escapes of unreserved characters kept.
+    name_literal: String,
+    /// Parameters kept, every escape decoded.
+    with_parameters: String,
+    /// Parameters kept, escapes of unreserved characters kept.
+    with_parameters_literal: String,
     /// `.` or `..` once decoded (`%2e%2e` included).
     dots: Option<Dots>,
+}
+
+impl Segment {
+    fn text(&self, variant: Variant) -> &str {
+        match (variant.strip_parameters, variant.decode_unreserved) {
+            (true, true) => &self.name,
+            (true, false) => &self.name_literal,
+            (false, true) => &self.with_parameters,
+            (false, false) => &self.with_parameters_literal,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -200,16 +217,15 @@ pub fn read(raw: &str, parameters: PathParameters) -> Result<Readings, PathError
     }
     let raw_segments: Vec<&str> = path.get(1..).unwrap_or_default().split('/').collect();
     let last = raw_segments.len().saturating_sub(1);
+    let unreserved_escapes = has_unreserved_escape(path);
     let mut segments = Vec::with_capacity(raw_segments.len());
     for (i, raw_segment) in raw_segments.iter().enumerate() {
-        let (name, has_parameters) = match raw_segment.split_once(';') {
+        let (raw_name, has_parameters) = match raw_segment.split_once(';') {
             Some((name, _)) => (name, true),
             None => (*raw_segment, false),
         };
-        // Validates the whole segment, parameters included.
-        decode(raw_segment, true)?;
-        let decoded = decode(name, true)?;
-        let dots = match decoded.as_str() {
+        let name = decode(raw_name, true)?;
+        let dots = match name.as_str() {
             "." => Some(Dots::One),
             ".." => Some(Dots::Two),
             _ => None,
@@ -222,15 +238,27 @@ pub fn read(raw: &str, parameters: PathParameters) -> Result<Readings, PathError
                 return Err(PathError::Parameters);
             }
         }
-        let only_dots_and_spaces =
-            !decoded.is_empty() && decoded.chars().all(|c| c == '.' || c == ' ');
-        let trims = i < last && decoded.ends_with(['.', ' ']);
+        let only_dots_and_spaces = !name.is_empty() && name.chars().all(|c| c == '.' || c == ' ');
+        let trims = i < last && name.ends_with(['.', ' ']);
         if dots.is_none() && (only_dots_and_spaces || trims) {
             return Err(PathError::TrailingDotOrSpace);
         }
+        // Each text decoded once; the same text again where the path lacks the feature.
+        let with_parameters = if has_parameters {
+            decode(raw_segment, true)?
+        } else {
+            name.clone()
+        };
+        let (name_literal, with_parameters_literal) = if unreserved_escapes {
+            (decode(raw_name, false)?, decode(raw_segment, false)?)
+        } else {
+            (name.clone(), with_parameters.clone())
+        };
         segments.push(Segment {
             name,
-            with_parameters: raw_segment,
+            name_literal,
+            with_parameters,
+            with_parameters_literal,
             dots,
         });
     }
@@ -240,7 +268,7 @@ pub fn read(raw: &str, parameters: PathParameters) -> Result<Readings, PathError
         segments
             .iter()
             .any(|s| s.name.len() != s.with_parameters.len()),
-        has_unreserved_escape(path),
+        unreserved_escapes,
         segments.iter().any(|s| s.dots.is_some()),
         segments.iter().rev().skip(1).any(|s| s.name.is_empty()),
     ];
@@ -271,7 +299,7 @@ pub fn read(raw: &str, parameters: PathParameters) -> Result<Readings, PathError
 
 /// The path one variant makes of the segments.
 fn resolve(segments: &[Segment], variant: Variant) -> Result<NormalizedPath, PathError> {
-    let mut out: Vec<String> = Vec::with_capacity(segments.len());
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
     let mut trailing = false;
     for (i, segment) in segments.iter().enumerate() {
         let last = i + 1 == segments.len();
@@ -289,19 +317,19 @@ fn resolve(segments: &[Segment], variant: Variant) -> Result<NormalizedPath, Pat
                 None => {}
             }
         }
-        let raw = if variant.strip_parameters {
-            segment.name
-        } else {
-            segment.with_parameters
-        };
-        let text = decode(raw, variant.decode_unreserved)?;
+        let text = segment.text(variant);
         if text.is_empty() && (last || variant.merge_slashes) {
             trailing = last;
             continue;
         }
         out.push(text);
     }
-    let mut path = String::new();
+    let mut path = String::with_capacity(
+        segments
+            .iter()
+            .map(|s| s.with_parameters_literal.len() + 1)
+            .sum(),
+    );
     for s in &out {
         path.push('/');
         path.push_str(s);

@@ -125,7 +125,7 @@ pub fn find<'a>(
     req: &Request,
 ) -> Result<Vec<Route<'a>>, RouteError> {
     let readings = path::read(&req.path, parameters).map_err(RouteError::Path)?;
-    let methods = methods(req)?;
+    let methods = method_classes(rules, methods(req)?);
     let mut routes: Vec<Route<'a>> = Vec::new();
     for (path, path_binding) in readings.all() {
         for (method, method_binding) in &methods {
@@ -179,15 +179,35 @@ fn methods(req: &Request) -> Result<Vec<(String, bool)>, RouteError> {
     }
     let mut distinct: Vec<(String, bool)> = Vec::new();
     for (method, binding) in methods {
-        match distinct.iter_mut().find(|(m, _)| *m == method) {
-            Some(seen) => seen.1 |= binding,
-            None => distinct.push((method, binding)),
-        }
+        add_method(&mut distinct, method, binding);
     }
     if distinct.len() > MAX_METHODS {
         return Err(RouteError::TooManyMethods);
     }
     Ok(distinct)
+}
+
+/// The methods that can reach different rules: those no rule names all reach the same ones,
+/// so they are matched once, as "" (which only rules without `methods` match).
+fn method_classes(rules: &[Rule], methods: Vec<(String, bool)>) -> Vec<(String, bool)> {
+    let mut classes: Vec<(String, bool)> = Vec::new();
+    for (method, binding) in methods {
+        let named = rules.iter().any(|r| r.matcher.methods.contains(&method));
+        add_method(
+            &mut classes,
+            if named { method } else { String::new() },
+            binding,
+        );
+    }
+    classes
+}
+
+/// Adds `method` to `list` once; it binds if any of its readings does.
+fn add_method(list: &mut Vec<(String, bool)>, method: String, binding: bool) {
+    match list.iter_mut().find(|(m, _)| *m == method) {
+        Some(seen) => seen.1 |= binding,
+        None => list.push((method, binding)),
+    }
 }
 
 /// A query-string component as form decoders read it (`+` is a space, bad escapes kept).
