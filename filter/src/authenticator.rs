@@ -56,6 +56,8 @@ pub enum Decision {
 pub struct Refusal {
     pub denial: Denial,
     pub provider: Option<String>,
+    /// Why the request could not be routed, for the log line (fixed text, no request data).
+    pub detail: Option<&'static str>,
 }
 
 /// A token that passed every check for one provider.
@@ -149,7 +151,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
     /// Decides `req` at unix time `now` (seconds).
     pub fn decide(&self, req: &Request, now: u64, keys: &dyn KeyStore) -> Decision {
         if req.undecodable.iter().any(|h| self.must_decode.contains(h)) {
-            return self.refused(req, Failure::InvalidRequest(UNDECODABLE.into()), None);
+            return self.refused(req, Failure::InvalidRequest(UNDECODABLE.into()), None, None);
         }
         // Every rule some reading of the request lands on must pass (rules.rs).
         let outcome = match rules::find(&self.config.rules, self.config.path_parameters, req) {
@@ -162,7 +164,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 });
                 self.evaluate_all(checks, req, now, keys)
             }
-            Err(_) => Outcome::Fail(Failure::AccessDenied, None),
+            Err(e) => return self.refused(req, Failure::AccessDenied, None, Some(e.message())),
         };
         match outcome {
             Outcome::Pass(verified) => Decision::Allow {
@@ -176,16 +178,23 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 provider,
                 unknown_kid,
             },
-            Outcome::Fail(failure, provider) => self.refused(req, failure, provider),
+            Outcome::Fail(failure, provider) => self.refused(req, failure, provider, None),
         }
     }
 
     /// A denial in enforce mode; in report mode, the request goes on with what it would
     /// have been denied for.
-    fn refused(&self, req: &Request, failure: Failure, provider: Option<usize>) -> Decision {
+    fn refused(
+        &self,
+        req: &Request,
+        failure: Failure,
+        provider: Option<usize>,
+        detail: Option<&'static str>,
+    ) -> Decision {
         let refusal = Refusal {
             denial: deny(&self.config.realm, &failure),
             provider: provider.map(|i| self.config.providers[i].name.clone()),
+            detail,
         };
         match self.config.mode {
             Mode::Enforce => Decision::Deny(refusal),

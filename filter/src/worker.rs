@@ -320,6 +320,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         self.refuse(&Refusal {
             denial: deny(&config.realm, &Failure::Unavailable { retry_after_s: 1 }),
             provider: config.providers.get(provider).map(|p| p.name.clone()),
+            detail: None,
         })
     }
 
@@ -334,10 +335,16 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         self.host.log(
             Level::Debug,
             &format!(
-                "{what} reason={} provider={} status={}",
+                "{what} reason={} provider={} status={}{}{}",
                 refusal.denial.reason.as_str(),
                 refusal.provider.as_deref().unwrap_or("-"),
-                refusal.denial.status
+                refusal.denial.status,
+                if refusal.detail.is_some() {
+                    " detail="
+                } else {
+                    ""
+                },
+                refusal.detail.unwrap_or_default(),
             ),
         );
     }

@@ -281,6 +281,26 @@ fn paths_are_normalised_before_matching() {
 }
 
 #[test]
+fn an_unreadable_path_is_403_and_says_why_for_the_log_only() {
+    let a = authenticator(&config());
+    let Decision::Deny(refusal) =
+        a.decide(&get("/api/public/..;/private", &[]), NOW, &remote_keys())
+    else {
+        panic!("not denied")
+    };
+    assert_eq!(
+        verdict(&Decision::Deny(refusal.clone())),
+        (403, "Access denied".to_string())
+    );
+    assert_eq!(refusal.detail, Some("'.' or '..' with path parameters"));
+    assert!(!refusal.denial.body.contains("parameters"));
+    let Decision::Deny(refusal) = a.decide(&get("/api/nothing", &[]), NOW, &remote_keys()) else {
+        panic!("not denied")
+    };
+    assert_eq!(refusal.detail, None);
+}
+
+#[test]
 fn every_rule_a_reading_reaches_must_pass_and_changes_headers_once() {
     let a = authenticator(&config());
     let t = token(&claims());
