@@ -267,7 +267,8 @@ impl WorkerData {
             if let (Some(old), Some(new)) = (fetched(old), fetched(new))
                 && new.fetched_at_ms <= old.fetched_at_ms
             {
-                self.world.violation("the keys record's version did not go up".into());
+                self.world
+                    .violation("the keys record's version did not go up".into());
             }
         }
     }
