@@ -25,6 +25,11 @@ pub enum Reply {
     },
     /// Keep the connection open and never answer.
     Hold,
+    /// Answer after a delay (the connection's thread sleeps; other connections are served).
+    Delayed(std::time::Duration, Box<Reply>),
+    /// Abort the connection without answering: a TCP reset (RST) where the platform allows
+    /// it (Linux), else a plain close.
+    Reset,
 }
 
 impl Reply {
@@ -72,7 +77,17 @@ fn connection(stream: TcpStream, handler: &(dyn Fn(&Request) -> Reply + Send + S
             .headers
             .iter()
             .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
-        match handler(&request) {
+        let mut reply = handler(&request);
+        while let Reply::Delayed(delay, inner) = reply {
+            std::thread::sleep(delay);
+            reply = *inner;
+        }
+        match reply {
+            Reply::Delayed(..) => return,
+            Reply::Reset => {
+                reset(&writer);
+                return;
+            }
             Reply::Respond {
                 status,
                 content_type,
@@ -87,6 +102,43 @@ fn connection(stream: TcpStream, handler: &(dyn Fn(&Request) -> Reply + Send + S
             },
         }
     }
+}
+
+/// Makes the close of `stream` a reset: `SO_LINGER` on with a zero timeout (Linux; std has
+/// no stable setter, so the C library's `setsockopt`, which std links anyway).
+#[cfg(target_os = "linux")]
+fn reset(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct Linger {
+        onoff: i32,
+        linger: i32,
+    }
+    unsafe extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, len: u32) -> i32;
+    }
+    const SOL_SOCKET: i32 = 1;
+    const SO_LINGER: i32 = 13;
+    let linger = Linger {
+        onoff: 1,
+        linger: 0,
+    };
+    // SAFETY: a valid open socket descriptor and a pointer to a live `struct linger` of the
+    // size given; setsockopt only reads it.
+    let _ = unsafe {
+        setsockopt(
+            stream.as_raw_fd(),
+            SOL_SOCKET,
+            SO_LINGER,
+            &linger,
+            std::mem::size_of::<Linger>() as u32,
+        )
+    };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn reset(stream: &TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// Reads one request; `Ok(None)` when the peer closed the connection between requests.
@@ -193,5 +245,41 @@ mod tests {
                 .unwrap()
                 .starts_with("HTTP/1.1 503 Service Unavailable\r\n")
         );
+    }
+
+    #[test]
+    fn delayed_and_reset_replies_over_a_socket() {
+        use std::io::Read;
+        use std::time::{Duration, Instant};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            serve(
+                listener,
+                Arc::new(|r: &Request| match r.target.as_str() {
+                    "/slow" => Reply::Delayed(
+                        Duration::from_millis(300),
+                        Box::new(Reply::text(200, "late")),
+                    ),
+                    _ => Reply::Reset,
+                }),
+            )
+        });
+        let ask = |path: &str| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            write!(s, "GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).map(|_| out)
+        };
+        let t0 = Instant::now();
+        let slow = String::from_utf8(ask("/slow").unwrap()).unwrap();
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        assert!(
+            slow.starts_with("HTTP/1.1 200 OK\r\n") && slow.ends_with("late"),
+            "{slow}"
+        );
+        let err = ask("/reset").expect_err("a reset, not an answer or a clean close");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
     }
 }

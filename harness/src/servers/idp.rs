@@ -15,11 +15,48 @@ use crate::token;
 const DISCOVERY: &str = "/.well-known/openid-configuration";
 const JWKS: &str = "/.well-known/jwks.json";
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// How discovery and JWKS requests are answered (`POST /admin/mode`, body = the name).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
+    /// `ok`: the document.
     Ok,
+    /// `fail`: 503 with a JSON error.
     Fail,
+    /// `error`: 500 with a text body.
+    Error,
+    /// `garbage`: 200, `application/json`, a body that is neither JSON nor UTF-8.
+    Garbage,
+    /// `slow:MS`: the `ok` answer after MS milliseconds (at most 600000).
+    Slow(u64),
+    /// `hang`: never answer (the connection stays open).
     Hang,
+    /// `reset`: abort the connection (TCP RST) without answering.
+    Reset,
+}
+
+const MAX_SLOW_MS: u64 = 600_000;
+const MODES: &str = "ok, fail, error, garbage, slow:MS, hang or reset";
+/// The `garbage` body: truncated JSON with bytes that are not UTF-8.
+const GARBAGE: &[u8] = b"{\"keys\": [\xff\xfe<html>\x00";
+
+impl Mode {
+    fn parse(text: &str) -> Option<Mode> {
+        Some(match text {
+            "ok" => Mode::Ok,
+            "fail" => Mode::Fail,
+            "error" => Mode::Error,
+            "garbage" => Mode::Garbage,
+            "hang" => Mode::Hang,
+            "reset" => Mode::Reset,
+            _ => {
+                let ms = text.strip_prefix("slow:")?.parse::<u64>().ok()?;
+                if ms > MAX_SLOW_MS {
+                    return None;
+                }
+                Mode::Slow(ms)
+            }
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -54,15 +91,19 @@ impl Idp {
                 }
                 match self.mode {
                     Mode::Hang => Reply::Hold,
+                    Mode::Reset => Reply::Reset,
                     Mode::Fail => Reply::json(503, &json!({"error": "temporarily_unavailable"})),
-                    Mode::Ok if path == JWKS => match self.ring.jwks(&self.keys, Path::new(".")) {
-                        Ok(jwks) => Reply::json(200, &jwks),
-                        Err(e) => Reply::text(500, &e.to_string()),
+                    Mode::Error => Reply::text(500, "internal error"),
+                    Mode::Garbage => Reply::Respond {
+                        status: 200,
+                        content_type: "application/json",
+                        body: GARBAGE.to_vec(),
                     },
-                    Mode::Ok => Reply::json(
-                        200,
-                        &json!({"issuer": self.issuer, "jwks_uri": self.jwks_uri}),
+                    Mode::Slow(ms) => Reply::Delayed(
+                        std::time::Duration::from_millis(ms),
+                        Box::new(self.document(path)),
                     ),
+                    Mode::Ok => self.document(path),
                 }
             }
             ("POST", "/admin/keys") => match serde_json::from_str::<Vec<String>>(body) {
@@ -75,17 +116,13 @@ impl Idp {
                 },
                 Err(e) => Reply::text(400, &format!("expected a JSON array of key names: {e}")),
             },
-            ("POST", "/admin/mode") => {
-                self.mode = match body.trim() {
-                    "ok" => Mode::Ok,
-                    "fail" => Mode::Fail,
-                    "hang" => Mode::Hang,
-                    other => {
-                        return Reply::text(400, &format!("mode {other:?}: use ok, fail or hang"));
-                    }
-                };
-                Reply::text(200, "ok")
-            }
+            ("POST", "/admin/mode") => match Mode::parse(body.trim()) {
+                Some(mode) => {
+                    self.mode = mode;
+                    Reply::text(200, "ok")
+                }
+                None => Reply::text(400, &format!("mode {:?}: use {MODES}", body.trim())),
+            },
             ("GET", "/admin/stats") => Reply::json(
                 200,
                 &json!({"jwks_fetches": self.jwks_fetches, "discovery_fetches": self.discovery_fetches}),
@@ -95,6 +132,21 @@ impl Idp {
                 Err(e) => Reply::text(400, &e.to_string()),
             },
             _ => Reply::text(404, "not found"),
+        }
+    }
+
+    /// The `ok` answer for `path` (discovery or JWKS), as of now.
+    fn document(&mut self, path: &str) -> Reply {
+        if path == JWKS {
+            match self.ring.jwks(&self.keys, Path::new(".")) {
+                Ok(jwks) => Reply::json(200, &jwks),
+                Err(e) => Reply::text(500, &e.to_string()),
+            }
+        } else {
+            Reply::json(
+                200,
+                &json!({"issuer": self.issuer, "jwks_uri": self.jwks_uri}),
+            )
         }
     }
 
@@ -165,8 +217,57 @@ mod tests {
                     serde_json::from_str(&text).unwrap_or(Value::String(text)),
                 )
             }
-            Reply::Hold => (0, Value::Null),
+            Reply::Hold | Reply::Reset | Reply::Delayed(..) => (0, Value::Null),
         }
+    }
+
+    #[test]
+    fn failure_modes() {
+        let mut idp = idp();
+        let mode = |idp: &mut Idp, m: &str| json_of(idp.handle("POST", "/admin/mode", m)).0;
+        assert_eq!(mode(&mut idp, "error"), 200);
+        let (s, body) = json_of(idp.handle("GET", JWKS, ""));
+        assert_eq!((s, body), (500, json!("internal error")));
+        assert_eq!(mode(&mut idp, "garbage"), 200);
+        match idp.handle("GET", JWKS, "") {
+            Reply::Respond { status, body, .. } => {
+                assert_eq!(status, 200);
+                assert!(std::str::from_utf8(&body).is_err());
+                assert!(serde_json::from_slice::<Value>(&body).is_err());
+            }
+            _ => panic!("garbage must answer"),
+        }
+        assert_eq!(mode(&mut idp, "reset"), 200);
+        assert!(matches!(idp.handle("GET", JWKS, ""), Reply::Reset));
+        assert_eq!(mode(&mut idp, "slow:1500"), 200);
+        match idp.handle("GET", DISCOVERY, "") {
+            Reply::Delayed(d, inner) => {
+                assert_eq!(d, std::time::Duration::from_millis(1500));
+                assert_eq!(json_of(*inner).1["issuer"], "https://issuer.test/");
+            }
+            _ => panic!("slow must delay"),
+        }
+        // The delayed answer is the key set at request time.
+        idp.handle("POST", "/admin/keys", r#"["ec256:c"]"#);
+        match idp.handle("GET", JWKS, "") {
+            Reply::Delayed(_, inner) => assert_eq!(json_of(*inner).1["keys"][0]["kid"], "c"),
+            _ => panic!("slow must delay"),
+        }
+        for bad in ["slow:", "slow:x", "slow:600001", "Slow:1", "nope", ""] {
+            assert_eq!(mode(&mut idp, bad), 400, "{bad:?}");
+        }
+        assert_eq!(idp.mode, Mode::Slow(1500), "a refused mode changes nothing");
+        assert_eq!(mode(&mut idp, " ok\n"), 200);
+        assert_eq!(json_of(idp.handle("GET", JWKS, "")).0, 200);
+        let (_, stats) = json_of(idp.handle("GET", "/admin/stats", ""));
+        assert_eq!(
+            (
+                stats["jwks_fetches"].clone(),
+                stats["discovery_fetches"].clone()
+            ),
+            (json!(5), json!(1)),
+            "every mode counts the fetch"
+        );
     }
 
     #[test]
