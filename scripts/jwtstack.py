@@ -124,6 +124,58 @@ def render_envoy_yaml(*, admin: int, listener: int, upstream: int, idp: int,
 
 
 # --------------------------------------------------------------------------------------------
+# The same Envoy with its listener from a file (LDS), so that the filter's configuration can
+# change while Envoy runs: the bootstrap keeps admin and the clusters, and
+# `dynamic_resources.lds_config.path_config_source` names a file in a watched directory.
+# Envoy reloads the file when an entry is *moved into* that directory (inotify IN_MOVED_TO),
+# so a new version is written beside it and renamed over it (atomic: Envoy never reads a
+# half-written file).
+
+LDS_FILE = "listeners.yaml"
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
+
+def cluster_yaml(name: str, port: int) -> str:
+    """A STATIC loopback cluster like envoy.yaml's `idp`, as lines of `clusters:`."""
+    return (f"  - name: {name}\n"
+            f"    type: STATIC\n"
+            f"    connect_timeout: 1s\n"
+            f"    load_assignment:\n"
+            f"      cluster_name: {name}\n"
+            f"      endpoints:\n"
+            f"      - lb_endpoints:\n"
+            f"        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, "
+            f"port_value: {port} }} }} }}\n")
+
+
+def split_listener(text: str) -> tuple[str, str]:
+    """(bootstrap without `static_resources.listeners`, the listener as an LDS resource file)
+    from a rendered envoy.yaml."""
+    lines = text.splitlines()
+    try:
+        start = lines.index("  listeners:")
+        end = lines.index("  clusters:")
+    except ValueError:
+        raise StackError("envoy.yaml: expected `  listeners:` then `  clusters:` under static_resources")
+    block = lines[start + 1:end]
+    if not block or not block[0].startswith("  - name: "):
+        raise StackError("envoy.yaml: the listener must start with `  - name:`")
+    resource = [f'- "@type": {LISTENER_TYPE}', "  " + block[0][4:]]
+    resource += [line[2:] if line.startswith("  ") else line for line in block[1:]]
+    bootstrap = lines[:start] + lines[end:]
+    return "\n".join(bootstrap) + "\n", "resources:\n" + "\n".join(resource) + "\n"
+
+
+def free_port() -> int:
+    """A loopback port free right now (LDS listeners need a fixed port: a listener updated
+    from `port_value: 0` would bind a new one)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------
 # HTTP (loopback only, with timeouts).
 
 class Response:
@@ -297,14 +349,51 @@ class Envoy:
         return http(self.admin, "GET", "/stats/prometheus").body.decode()
 
 
+class LdsEnvoy(Envoy):
+    """An Envoy whose listener comes from `lds_dir/listeners.yaml` (`Stack.start_envoy_lds`);
+    `reload()` writes the listener with another filter configuration."""
+
+    def __init__(self, proc: Proc, admin: int, listener: int, config_path: Path, lds_dir: Path,
+                 render):
+        super().__init__(proc, admin, listener, config_path)
+        self.lds_dir, self._render, self.version = lds_dir, render, 1
+
+    def lds_updates(self) -> int:
+        return self.stats().get("listener_manager.lds.update_success", 0)
+
+    def reload(self, filter_config: dict | str, timeout: float = 15.0) -> float:
+        """Writes the listener with `filter_config` (temporary file, then rename into the
+        watched directory) and waits (bounded) until Envoy reports the LDS update accepted;
+        returns the monotonic time of the rename. A rejected update raises StackError."""
+        before = self.stats()
+        self.version += 1
+        tmp = self.lds_dir / f".{LDS_FILE}.{self.version}.tmp"
+        tmp.write_text(f'version_info: "{self.version}"\n' + self._render(filter_config))
+        t0 = time.monotonic()
+        os.replace(tmp, self.lds_dir / LDS_FILE)
+        deadline = t0 + timeout
+        while time.monotonic() < deadline:
+            now = self.stats()
+            if now.get("listener_manager.lds.update_rejected", 0) > \
+                    before.get("listener_manager.lds.update_rejected", 0):
+                raise StackError(f"LDS update {self.version} rejected\n{self.proc.tail()}")
+            if now.get("listener_manager.lds.update_success", 0) > \
+                    before.get("listener_manager.lds.update_success", 0):
+                return t0
+            time.sleep(0.05)
+        raise StackError(f"LDS update {self.version} not applied within {timeout}s\n{self.proc.tail()}")
+
+
 class Stack:
     """Starts the demo processes; `stop()` stops every one of them, by pid."""
 
-    def __init__(self, workdir: Path, envoy_log_level: str = "info"):
+    def __init__(self, workdir: Path, envoy_log_level: str = "info",
+                 envoy_args: list | tuple = ()):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.procs: list[Proc] = []
         self.envoy_log_level = envoy_log_level
+        self.envoy_args = list(envoy_args)  # extra Envoy options (e.g. --drain-time-s)
         self._n = 0
 
     def _log(self, name: str) -> Path:
@@ -333,7 +422,7 @@ class Stack:
                 "-l", self.envoy_log_level, "--component-log-level", "wasm:debug"]
         if admin_path:
             argv += ["--admin-address-path", admin_path]
-        return argv
+        return argv + self.envoy_args
 
     def start_envoy(self, *, upstream: int, idp: int, filter_config: dict | str | None = None,
                     concurrency: int = 1, config_text: str | None = None) -> Envoy:
@@ -349,6 +438,43 @@ class Stack:
         p = self._spawn("envoy", self.envoy_argv(cfg, concurrency, admin_path))
         admin, port = wait_for_envoy(p, admin_path, READY_TIMEOUT_S)
         return Envoy(p, admin, port, cfg)
+
+    def start_envoy_lds(self, *, upstream: int, idp: int, filter_config: dict | str | None = None,
+                        concurrency: int = 1, clusters: dict[str, int] | None = None
+                        ) -> LdsEnvoy:
+        """Envoy from envoy.yaml with its listener served by LDS from a watched file (on a
+        fixed free port), plus STATIC loopback `clusters` (name -> port); waits until ready."""
+        self._n += 1
+        cfg = self.workdir / f"envoy-{self._n:02d}.yaml"
+        admin_path = self.workdir / f"envoy-{self._n:02d}.admin"
+        lds_dir = self.workdir / f"envoy-{self._n:02d}-lds"
+        lds_dir.mkdir(exist_ok=True)
+        port = free_port()
+
+        def render(config):
+            text = render_envoy_yaml(admin=0, listener=port, upstream=upstream, idp=idp,
+                                     filter_config=config)
+            return split_listener(text)
+
+        bootstrap, listener = render(filter_config)
+        for name, cport in (clusters or {}).items():
+            bootstrap += cluster_yaml(name, cport)
+        # xDS from files needs a node id and cluster (any values).
+        bootstrap += ("node: { id: jwt-filter, cluster: jwt-filter }\n"
+                      "dynamic_resources:\n"
+                      "  lds_config:\n"
+                      "    resource_api_version: V3\n"
+                      "    path_config_source:\n"
+                      f"      path: {json.dumps(str(lds_dir / LDS_FILE))}\n"
+                      f"      watched_directory: {{ path: {json.dumps(str(lds_dir))} }}\n")
+        (lds_dir / LDS_FILE).write_text('version_info: "1"\n' + listener)
+        cfg.write_text(bootstrap)
+        admin_path.unlink(missing_ok=True)
+        p = self._spawn("envoy", self.envoy_argv(cfg, concurrency, admin_path))
+        admin, lport = wait_for_envoy(p, admin_path, READY_TIMEOUT_S)
+        if lport != port:
+            raise StackError(f"LDS listener on {lport}, expected {port}")
+        return LdsEnvoy(p, admin, port, cfg, lds_dir, lambda c: render(c)[1])
 
     def run_envoy_to_exit(self, filter_config: dict | str, timeout: float = 30.0) -> tuple[int, str]:
         """Start Envoy with a configuration expected to be refused; (exit status, log)."""
