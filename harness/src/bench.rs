@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use crate::host::signature;
 use crate::host::upstream::Clusters;
-use crate::host::{Plugin, Proxy, Request, Setup};
+use crate::host::{Plugin, Proxy, Request, Setup, Startup};
 use crate::keys::{KeyRing, Material, NamedKey};
 use crate::token;
 
@@ -242,6 +242,8 @@ fn start(
     }
     let setup = Setup {
         workers: 1,
+        startup: Startup::Plain,
+        vm_id: String::new(),
         plugin_config: config.to_string().into_bytes(),
         vm_config: Vec::new(),
         start_ms: START_S as u64 * 1000,

@@ -1,6 +1,7 @@
 //! The proxy-wasm host: a filter module compiled once, a main VM configured first, then one
 //! clone per worker, all sharing one [`World`]; requests, http-call answers and ticks driven on
-//! a virtual clock.
+//! a virtual clock. VMs come and go as in Envoy: the start-up's canary, a worker's VM replaced
+//! (`reload`), every VM replaced (`restart`, which takes the `vm_id`'s shared data with it).
 
 mod abi;
 pub mod signature;
@@ -13,7 +14,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
 use wasmtime::{Config, Engine, Linker, Module};
 
 use upstream::Clusters;
@@ -21,6 +23,7 @@ use vm::{CallResponse, Phase, Stream, Vm, VmState};
 use world::{VmId, World};
 
 /// A compiled filter, ready to be instantiated any number of times.
+#[derive(Clone)]
 pub struct Plugin {
     module: Module,
     linker: Linker<VmState>,
@@ -43,9 +46,25 @@ impl Plugin {
 /// Header names and values as bytes, in order (Envoy keeps them so; they need not be UTF-8).
 pub type HeaderMap = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// How the VMs come up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Startup {
+    /// The main VM, then each worker's, each configured in turn.
+    #[default]
+    Plain,
+    /// As Envoy (proxy-wasm-cpp-host `createWasm`): a base VM instantiated and never started
+    /// (it keeps the `vm_id` alive), a canary clone started, configured and destroyed (a
+    /// configuration it refuses is refused), then the main-thread VM and the workers.
+    Envoy,
+}
+
 /// How to start a proxy.
 pub struct Setup {
     pub workers: usize,
+    pub startup: Startup,
+    /// The namespace of the plugin's shared data and queues (Envoy's `vm_config.vm_id`).
+    pub vm_id: String,
     pub plugin_config: Vec<u8>,
     pub vm_config: Vec<u8>,
     pub start_ms: u64,
@@ -86,14 +105,24 @@ struct Tracked {
     done_ms: u64,
 }
 
+/// What starting the VMs again needs.
+struct Boot {
+    workers: usize,
+    startup: Startup,
+    vm_id: String,
+    plugin_config: Vec<u8>,
+    vm_config: Vec<u8>,
+}
+
 /// Several VMs of one filter sharing a world.
 pub struct Proxy {
     pub world: Rc<RefCell<World>>,
-    main: Vm,
-    workers: Vec<Vm>,
-    tick_periods: Vec<u64>,
+    plugin: Plugin,
+    boot: Boot,
+    /// The VMs alive now.
+    vms: BTreeMap<VmId, Vm>,
     requests: Vec<Tracked>,
-    /// `on_vm_start` and `on_configure` returned true on every VM.
+    /// `on_vm_start` and `on_configure` returned true on every VM started.
     pub configured: bool,
     /// Every trap, as "worker N trapped in CALLBACK: message".
     pub traps: Vec<String>,
@@ -108,118 +137,192 @@ impl Proxy {
         world.verify_signature = setup.verify_signature;
         world.log_level = setup.log_level;
         world.properties = setup.properties;
-        let world = Rc::new(RefCell::new(world));
-        let new_vm = |id: VmId| {
-            let state = VmState {
-                id,
-                world: world.clone(),
-                root_id: ROOT,
-                effective: ROOT,
-                phase: Phase::Idle,
-                streams: Default::default(),
-                call_response: None,
-                foreign_args: Vec::new(),
-                tick_period_ms: 0,
-                vm_config: setup.vm_config.clone(),
-                plugin_config: setup.plugin_config.clone(),
-                memory: None,
-                alloc: None,
-                pending_output: Default::default(),
-                rng_state: 0x9e37_79b9_7f4a_7c15 ^ (id_seed(id) << 1),
-            };
-            Vm::new(&plugin.linker, &plugin.module, state)
-        };
-        let main = new_vm(VmId::Main)?;
-        let workers = (0..setup.workers.max(1))
-            .map(|w| new_vm(VmId::Worker(w)))
-            .collect::<Result<Vec<_>>>()?;
         let mut proxy = Proxy {
-            world: world.clone(),
-            main,
-            tick_periods: vec![0; workers.len()],
-            workers,
+            world: Rc::new(RefCell::new(world)),
+            plugin: plugin.clone(),
+            boot: Boot {
+                workers: setup.workers.max(1),
+                startup: setup.startup,
+                vm_id: setup.vm_id,
+                plugin_config: setup.plugin_config,
+                vm_config: setup.vm_config,
+            },
+            vms: BTreeMap::new(),
             requests: Vec::new(),
             configured: true,
             traps: Vec::new(),
         };
-        let (vm_len, conf_len) = (
-            setup.vm_config.len() as u32,
-            setup.plugin_config.len() as u32,
-        );
-        for index in std::iter::once(None).chain((0..proxy.workers.len()).map(Some)) {
-            let steps: [(Phase, &str, &[u32]); 3] = [
-                (Phase::Callback, "proxy_on_context_create", &[ROOT, 0]),
-                (Phase::VmStart, "proxy_on_vm_start", &[ROOT, vm_len]),
-                (Phase::Configure, "proxy_on_configure", &[ROOT, conf_len]),
-            ];
-            for (phase, name, args) in steps {
-                let result = proxy.call(index, phase, ROOT, name, args);
-                if name != "proxy_on_context_create"
-                    && result != Some(Some(1))
-                    && result != Some(None)
-                {
-                    proxy.configured = false;
-                }
-            }
-            if !proxy.configured {
-                break; // Envoy refuses the configuration on the main thread already.
-            }
-        }
-        proxy.run_due();
+        proxy.start_vms()?;
         Ok(proxy)
     }
 
+    /// Creates and configures the VMs as `startup` says, then runs what is due.
+    fn start_vms(&mut self) -> Result<()> {
+        self.configured = true;
+        if self.boot.startup == Startup::Envoy {
+            let base = self.new_vm(VmId::Base)?;
+            self.vms.insert(VmId::Base, base);
+            let canary = self.new_vm(VmId::Canary)?;
+            self.vms.insert(VmId::Canary, canary);
+            let accepted = self.configure(VmId::Canary);
+            self.destroy(VmId::Canary);
+            if !accepted {
+                self.configured = false;
+                return Ok(());
+            }
+        }
+        let ids = std::iter::once(VmId::Main).chain((0..self.boot.workers).map(VmId::Worker));
+        for id in ids {
+            let vm = self.new_vm(id)?;
+            self.vms.insert(id, vm);
+            if !self.configure(id) {
+                self.configured = false;
+                break; // Envoy refuses the configuration on the main thread already.
+            }
+        }
+        self.run_due();
+        Ok(())
+    }
+
+    /// A new VM of the plugin (instantiated and initialized, not started).
+    fn new_vm(&self, id: VmId) -> Result<Vm> {
+        let state = VmState {
+            id,
+            vm_id: self.boot.vm_id.clone(),
+            world: self.world.clone(),
+            root_id: ROOT,
+            effective: ROOT,
+            phase: Phase::Idle,
+            streams: Default::default(),
+            call_response: None,
+            foreign_args: Vec::new(),
+            tick_period_ms: 0,
+            vm_config: self.boot.vm_config.clone(),
+            plugin_config: self.boot.plugin_config.clone(),
+            memory: None,
+            alloc: None,
+            pending_output: Default::default(),
+            rng_state: 0x9e37_79b9_7f4a_7c15 ^ (id_seed(id) << 1),
+        };
+        Vm::new(&self.plugin.linker, &self.plugin.module, state)
+    }
+
+    /// Starts VM `id`'s root context: `on_context_create`, `on_vm_start`, `on_configure`.
+    /// Returns whether both accepted.
+    fn configure(&mut self, id: VmId) -> bool {
+        let (vm_len, conf_len) = (
+            self.boot.vm_config.len() as u32,
+            self.boot.plugin_config.len() as u32,
+        );
+        let steps: [(Phase, &str, &[u32]); 3] = [
+            (Phase::Callback, "proxy_on_context_create", &[ROOT, 0]),
+            (Phase::VmStart, "proxy_on_vm_start", &[ROOT, vm_len]),
+            (Phase::Configure, "proxy_on_configure", &[ROOT, conf_len]),
+        ];
+        let mut accepted = true;
+        for (phase, name, args) in steps {
+            let result = self.call(id, phase, ROOT, name, args);
+            if name != "proxy_on_context_create" && result != Some(Some(1)) && result != Some(None)
+            {
+                accepted = false;
+            }
+        }
+        accepted
+    }
+
+    /// VM `id` goes: its open requests fail closed, its pending call answers and queue
+    /// notifications go nowhere. The last VM of the `vm_id` takes the shared data with it.
+    fn destroy(&mut self, id: VmId) {
+        if let VmId::Worker(w) = id {
+            self.fail_open_requests(w);
+        }
+        let mut world = self.world.borrow_mut();
+        world.pending.retain(|p| p.vm != id);
+        world.ready_queues.retain(|(vm, _, _)| *vm != id);
+        drop(world);
+        self.vms.remove(&id);
+    }
+
+    /// FAIL_RELOAD: the worker's VM is replaced by a new clone (started and configured; the
+    /// base lives on, so shared data stays). Its open requests fail closed.
+    pub fn reload(&mut self, worker: usize) -> Result<()> {
+        if worker >= self.boot.workers {
+            bail!("no worker {worker}");
+        }
+        let id = VmId::Worker(worker);
+        let vm = self.new_vm(id)?;
+        self.destroy(id);
+        self.vms.insert(id, vm);
+        if !self.configure(id) {
+            let why = format!("{id} refused its configuration on reload");
+            if let Some(vm) = self.vms.get_mut(&id) {
+                vm.broken = Some(why.clone());
+            }
+            self.traps.push(why);
+        }
+        self.run_due();
+        Ok(())
+    }
+
+    /// Every VM goes (the last of the `vm_id` takes its shared data and queues with it), then
+    /// they start again as at the start: a configuration torn down before the next starts.
+    pub fn restart(&mut self) -> Result<()> {
+        let ids: Vec<VmId> = self.vms.keys().copied().collect();
+        for id in ids {
+            self.destroy(id);
+        }
+        self.start_vms()
+    }
+
     pub fn worker_count(&self) -> usize {
-        self.workers.len()
+        self.boot.workers
     }
 
     /// The current size in bytes of `worker`'s linear memory (the module's `memory` export).
     pub fn memory_bytes(&self, worker: usize) -> Option<usize> {
-        let vm = self.workers.get(worker)?;
+        let vm = self.vms.get(&VmId::Worker(worker))?;
         let memory = vm.store.data().memory?;
         Some(memory.data_size(&vm.store))
     }
 
     pub fn broken(&self, worker: usize) -> bool {
-        self.workers
-            .get(worker)
+        self.vms
+            .get(&VmId::Worker(worker))
             .is_some_and(|vm| vm.broken.is_some())
     }
 
-    fn vm(&mut self, index: Option<usize>) -> &mut Vm {
-        match index {
-            None => &mut self.main,
-            Some(w) => &mut self.workers[w],
-        }
+    /// The state of stream `ctx` on `worker`.
+    fn stream(&mut self, worker: usize, ctx: u32) -> Option<&mut Stream> {
+        let vm = self.vms.get_mut(&VmId::Worker(worker))?;
+        vm.store.data_mut().streams.get_mut(&ctx)
     }
 
     /// Calls a callback; `None` when it trapped (the VM is then broken and its open requests
-    /// fail closed), else the callback's return value (`None` if not exported).
+    /// fail closed) or the VM is gone, else the callback's return value (`None` if not
+    /// exported). A change of the VM's tick period schedules its next tick.
     fn call(
         &mut self,
-        index: Option<usize>,
+        id: VmId,
         phase: Phase,
         effective: u32,
         name: &str,
         args: &[u32],
     ) -> Option<Option<i64>> {
         let now = self.world.borrow().now_ms;
-        let vm = self.vm(index);
+        let vm = self.vms.get_mut(&id)?;
         let was_broken = vm.broken.is_some();
         let result = vm.call(phase, effective, name, args);
-        if let Some(w) = index {
-            let period = self.workers[w].store.data().tick_period_ms;
-            if period != self.tick_periods[w] {
-                self.tick_periods[w] = period;
-                self.workers[w].next_tick_ms = (period > 0).then_some(now + period);
-            }
+        let period = vm.store.data().tick_period_ms;
+        if period != vm.scheduled_period_ms {
+            vm.scheduled_period_ms = period;
+            vm.next_tick_ms = (period > 0).then_some(now + period);
         }
         match result {
             Ok(v) => Some(v),
             Err(why) => {
                 if !was_broken {
                     self.traps.push(why);
-                    if let Some(w) = index {
+                    if let VmId::Worker(w) = id {
                         self.fail_open_requests(w);
                     }
                 }
@@ -238,15 +341,21 @@ impl Proxy {
             r.outcome = Some(broken_outcome());
             r.done_ms = now;
         }
-        self.workers[worker].store.data_mut().streams.clear();
+        if let Some(vm) = self.vms.get_mut(&VmId::Worker(worker)) {
+            vm.store.data_mut().streams.clear();
+        }
     }
 
     /// Sends a request to `worker`; returns its id. Its outcome may come later (paused).
     pub fn send(&mut self, worker: usize, request: &Request) -> usize {
         let id = self.requests.len();
-        let worker = worker.min(self.workers.len() - 1);
+        let worker = worker.min(self.boot.workers - 1);
         let now = self.world.borrow().now_ms;
-        if self.workers[worker].broken.is_some() || !self.configured {
+        let usable = self
+            .vms
+            .get_mut(&VmId::Worker(worker))
+            .filter(|vm| vm.broken.is_none() && self.configured);
+        let Some(vm) = usable else {
             self.requests.push(Tracked {
                 worker,
                 context: 0,
@@ -255,8 +364,7 @@ impl Proxy {
                 done_ms: now,
             });
             return id;
-        }
-        let vm = &mut self.workers[worker];
+        };
         let ctx = vm.next_context;
         vm.next_context += 1;
         let mut headers = vec![
@@ -285,7 +393,7 @@ impl Proxy {
             sent_ms: now,
             done_ms: now,
         });
-        let w = Some(worker);
+        let w = VmId::Worker(worker);
         if self
             .call(
                 w,
@@ -308,9 +416,7 @@ impl Proxy {
         );
         if let Some(action) = action {
             let wants_continue = action.unwrap_or(0) == 0;
-            if wants_continue
-                && let Some(s) = self.workers[worker].store.data_mut().streams.get_mut(&ctx)
-            {
+            if wants_continue && let Some(s) = self.stream(worker, ctx) {
                 s.continue_requested = true;
             }
             self.settle(worker);
@@ -330,7 +436,7 @@ impl Proxy {
     /// The worker's VM dies (as after a crash): its open requests fail closed, its pending
     /// calls go nowhere, and it runs nothing more. Shared data keeps what it wrote.
     pub fn crash(&mut self, worker: usize) {
-        let Some(vm) = self.workers.get_mut(worker) else {
+        let Some(vm) = self.vms.get_mut(&VmId::Worker(worker)) else {
             return;
         };
         vm.broken = Some(format!("worker {worker} crashed (scenario)"));
@@ -369,7 +475,10 @@ impl Proxy {
     /// Acts on what the last callbacks asked for: local responses, closes, continues.
     fn settle(&mut self, worker: usize) {
         loop {
-            let next = self.workers[worker]
+            let Some(vm) = self.vms.get(&VmId::Worker(worker)) else {
+                return;
+            };
+            let next = vm
                 .store
                 .data()
                 .streams
@@ -377,7 +486,7 @@ impl Proxy {
                 .find(|(_, s)| s.local_response.is_some() || s.closed || s.continue_requested)
                 .map(|(ctx, _)| *ctx);
             let Some(ctx) = next else { return };
-            let Some(stream) = self.workers[worker].store.data_mut().streams.get_mut(&ctx) else {
+            let Some(stream) = self.stream(worker, ctx) else {
                 return;
             };
             if let Some(local) = stream.local_response.take() {
@@ -414,13 +523,8 @@ impl Proxy {
     /// The request goes upstream; the simulated origin echoes it; the response passes back
     /// through the filter.
     fn forward(&mut self, worker: usize, ctx: u32) {
-        let w = Some(worker);
-        let body_len = self.workers[worker]
-            .store
-            .data()
-            .streams
-            .get(&ctx)
-            .map_or(0, |s| s.request_body.len());
+        let w = VmId::Worker(worker);
+        let body_len = self.stream(worker, ctx).map_or(0, |s| s.request_body.len());
         if body_len > 0
             && self
                 .call(
@@ -434,7 +538,7 @@ impl Proxy {
         {
             return;
         }
-        let Some(stream) = self.workers[worker].store.data_mut().streams.get_mut(&ctx) else {
+        let Some(stream) = self.stream(worker, ctx) else {
             return;
         };
         if let Some(local) = stream.local_response.take() {
@@ -501,7 +605,7 @@ impl Proxy {
         {
             return;
         }
-        let Some(stream) = self.workers[worker].store.data_mut().streams.get_mut(&ctx) else {
+        let Some(stream) = self.stream(worker, ctx) else {
             return;
         };
         let outcome = match stream.local_response.take() {
@@ -550,13 +654,17 @@ impl Proxy {
             .borrow_mut()
             .pending
             .retain(|p| p.vm != VmId::Worker(worker) || p.context != ctx);
-        let w = Some(worker);
         for name in ["proxy_on_done", "proxy_on_log", "proxy_on_delete"] {
-            if self.call(w, Phase::Callback, ctx, name, &[ctx]).is_none() {
+            if self
+                .call(VmId::Worker(worker), Phase::Callback, ctx, name, &[ctx])
+                .is_none()
+            {
                 return;
             }
         }
-        self.workers[worker].store.data_mut().streams.remove(&ctx);
+        if let Some(vm) = self.vms.get_mut(&VmId::Worker(worker)) {
+            vm.store.data_mut().streams.remove(&ctx);
+        }
     }
 
     /// Delivers every call answer, queue notification and tick due at the current time.
@@ -564,15 +672,15 @@ impl Proxy {
         loop {
             let due = self.world.borrow_mut().take_due();
             if let Some(call) = due {
-                let index = match call.vm {
-                    VmId::Main => None,
-                    VmId::Worker(w) => Some(w),
+                let id = call.vm;
+                let Some(vm) = self.vms.get_mut(&id) else {
+                    continue;
                 };
                 let (n_headers, body_len) = (
                     call.delivery.headers.as_ref().map_or(0, Vec::len),
                     call.delivery.body.len(),
                 );
-                self.vm(index).store.data_mut().call_response = Some(CallResponse {
+                vm.store.data_mut().call_response = Some(CallResponse {
                     headers: call.delivery.headers.unwrap_or_default(),
                     body: call.delivery.body,
                 });
@@ -584,42 +692,46 @@ impl Proxy {
                     0,
                 ];
                 self.call(
-                    index,
+                    id,
                     Phase::Callback,
                     call.context,
                     "proxy_on_http_call_response",
                     &args,
                 );
-                self.vm(index).store.data_mut().call_response = None;
-                if let Some(w) = index {
-                    self.settle(w);
+                if let Some(vm) = self.vms.get_mut(&id) {
+                    vm.store.data_mut().call_response = None;
                 }
+                self.settle_vm(id);
                 continue;
             }
             let ready = self.world.borrow_mut().ready_queues.pop();
-            if let Some((vm, ctx, queue)) = ready {
-                let index = match vm {
-                    VmId::Main => None,
-                    VmId::Worker(w) => Some(w),
-                };
+            if let Some((id, ctx, queue)) = ready {
                 self.call(
-                    index,
+                    id,
                     Phase::Callback,
                     ctx,
                     "proxy_on_queue_ready",
                     &[ctx, queue],
                 );
-                if let Some(w) = index {
-                    self.settle(w);
-                }
+                self.settle_vm(id);
                 continue;
             }
             let now = self.world.borrow().now_ms;
-            let tick = (0..self.workers.len())
-                .find(|w| self.workers[*w].next_tick_ms.is_some_and(|t| t <= now));
-            let Some(w) = tick else { return };
-            self.workers[w].next_tick_ms = Some(now + self.tick_periods[w]);
-            self.call(Some(w), Phase::Callback, ROOT, "proxy_on_tick", &[ROOT]);
+            let tick = self
+                .vms
+                .iter_mut()
+                .find(|(_, vm)| vm.broken.is_none() && vm.next_tick_ms.is_some_and(|t| t <= now));
+            let Some((id, vm)) = tick else { return };
+            let id = *id;
+            vm.next_tick_ms = Some(now + vm.scheduled_period_ms);
+            self.call(id, Phase::Callback, ROOT, "proxy_on_tick", &[ROOT]);
+            self.settle_vm(id);
+        }
+    }
+
+    /// Settles the streams of `id` if it is a worker (other VMs have none).
+    fn settle_vm(&mut self, id: VmId) {
+        if let VmId::Worker(w) = id {
             self.settle(w);
         }
     }
@@ -627,8 +739,8 @@ impl Proxy {
     /// The time of the next scheduled event (a call answer or a tick).
     pub fn next_event(&self) -> Option<u64> {
         let ticks = self
-            .workers
-            .iter()
+            .vms
+            .values()
             .filter(|vm| vm.broken.is_none())
             .filter_map(|vm| vm.next_tick_ms);
         ticks.chain(self.world.borrow().next_delivery()).min()
@@ -670,6 +782,8 @@ fn id_seed(id: VmId) -> u64 {
     match id {
         VmId::Main => 0,
         VmId::Worker(w) => w as u64 + 1,
+        VmId::Canary => u64::MAX >> 2,
+        VmId::Base => u64::MAX >> 3,
     }
 }
 

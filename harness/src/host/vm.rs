@@ -55,6 +55,8 @@ pub enum Phase {
 /// The wasmtime store data of one VM.
 pub struct VmState {
     pub id: VmId,
+    /// The plugin's `vm_id`: the namespace of its shared data and queues.
+    pub vm_id: String,
     pub world: Rc<RefCell<World>>,
     pub root_id: u32,
     pub effective: u32,
@@ -81,11 +83,14 @@ pub struct Vm {
     /// Set when a callback trapped: the message. Later requests fail closed.
     pub broken: Option<String>,
     pub next_context: u32,
+    /// The tick period `next_tick_ms` was scheduled with (0: none).
+    pub scheduled_period_ms: u64,
     pub next_tick_ms: Option<u64>,
 }
 
 impl Vm {
-    /// Instantiates `module` and runs `_initialize` (and `main` if exported).
+    /// Instantiates `module` and runs `_initialize` (and `main` if exported). The VM counts
+    /// as alive for its `vm_id` until it is dropped.
     pub fn new(linker: &Linker<VmState>, module: &Module, state: VmState) -> Result<Vm> {
         let mut store = Store::new(module.engine(), state);
         store.set_fuel(FUEL_PER_CALLBACK)?;
@@ -107,8 +112,13 @@ impl Vm {
             exports: HashMap::new(),
             broken: None,
             next_context: 2,
+            scheduled_period_ms: 0,
             next_tick_ms: None,
         };
+        {
+            let data = vm.store.data();
+            data.world.borrow_mut().vm_created(&data.vm_id);
+        }
         for init in ["_initialize", "_start", "main"] {
             if vm.export(init).is_some() {
                 let args: &[Val] = if init == "main" {
@@ -211,6 +221,13 @@ impl Vm {
                     .log(id, level, String::from_utf8_lossy(&text).into_owned());
             }
         }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let data = self.store.data();
+        data.world.borrow_mut().vm_destroyed(&data.vm_id);
     }
 }
 

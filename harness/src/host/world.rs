@@ -6,9 +6,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use super::HeaderMap;
 use super::upstream::{Clusters, Delivery};
 
-/// Which VM: the main one (configured first, never serves requests) or a worker.
+/// Which VM. In Envoy's start-up (`startup: envoy`) a base VM is instantiated and never
+/// started, a canary clone is configured and destroyed, then the main-thread VM and the
+/// workers start; a plain start-up has only the main VM (configured first, never serves
+/// requests) and the workers. The main VM gets ticks, as Envoy's main-thread VM does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum VmId {
+    Base,
+    Canary,
     Main,
     Worker(usize),
 }
@@ -16,6 +21,8 @@ pub enum VmId {
 impl std::fmt::Display for VmId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            VmId::Base => write!(f, "base"),
+            VmId::Canary => write!(f, "canary"),
             VmId::Main => write!(f, "main"),
             VmId::Worker(w) => write!(f, "worker {w}"),
         }
@@ -91,9 +98,16 @@ pub struct Queue {
 pub struct World {
     /// Virtual Unix time in milliseconds.
     pub now_ms: u64,
-    pub shared_data: HashMap<String, (Vec<u8>, u32)>,
-    pub next_cas: u32,
-    pub queues: Vec<Queue>,
+    /// Shared data per `vm_id`: key → value and CAS.
+    shared_data: HashMap<String, HashMap<String, (Vec<u8>, u32)>>,
+    /// One CAS counter for every `vm_id`, as in proxy-wasm-cpp-host.
+    next_cas: u32,
+    /// Shared queues by token (tokens start at 1 and are never reused).
+    pub queues: BTreeMap<u32, Queue>,
+    next_queue: u32,
+    /// VMs alive per `vm_id`: when the last one goes, that id's shared data and queues go
+    /// with it (proxy-wasm-cpp-host's `VmIdHandle` destructor, `deleteByVmId`).
+    live_vms: HashMap<String, usize>,
     /// Queues that became non-empty: (owner VM, owner context, queue id).
     pub ready_queues: Vec<(VmId, u32, u32)>,
     pub metrics: Vec<Metric>,
@@ -118,6 +132,7 @@ impl World {
         World {
             now_ms: start_ms,
             next_cas: 1,
+            next_queue: 1,
             next_token: 1,
             verify_signature: true,
             ..World::default()
@@ -151,16 +166,64 @@ impl World {
         Some(self.pending.remove(i))
     }
 
+    /// The value under `key` in `vm_id`'s shared data, and its CAS.
+    pub fn shared(&self, vm_id: &str, key: &str) -> Option<&(Vec<u8>, u32)> {
+        self.shared_data.get(vm_id)?.get(key)
+    }
+
     /// Sets shared data with Envoy's CAS rules: `cas == 0` writes unconditionally; otherwise it
-    /// must match the current CAS. Every write gets a fresh CAS.
-    pub fn set_shared(&mut self, key: &str, value: Vec<u8>, cas: u32) -> bool {
-        if cas != 0 && self.shared_data.get(key).is_some_and(|(_, c)| *c != cas) {
+    /// must match the current CAS (a key that does not exist takes any). Every write gets a
+    /// fresh CAS.
+    pub fn set_shared(&mut self, vm_id: &str, key: &str, value: Vec<u8>, cas: u32) -> bool {
+        let data = self.shared_data.entry(vm_id.to_string()).or_default();
+        if cas != 0 && data.get(key).is_some_and(|(_, c)| *c != cas) {
             return false;
         }
         let fresh = self.next_cas;
         self.next_cas = self.next_cas.wrapping_add(1).max(1);
-        self.shared_data.insert(key.to_string(), (value, fresh));
+        data.insert(key.to_string(), (value, fresh));
         true
+    }
+
+    /// The token of `vm_id`'s queue `name`, registered now if it was not.
+    pub fn register_queue(&mut self, vm_id: &str, name: &str, owner: (VmId, u32)) -> u32 {
+        if let Some((token, q)) = self
+            .queues
+            .iter_mut()
+            .find(|(_, q)| q.vm_id == vm_id && q.name == name)
+        {
+            q.owner = Some(owner);
+            return *token;
+        }
+        let token = self.next_queue;
+        self.next_queue += 1;
+        let queue = Queue {
+            vm_id: vm_id.to_string(),
+            name: name.to_string(),
+            owner: Some(owner),
+            ..Queue::default()
+        };
+        self.queues.insert(token, queue);
+        token
+    }
+
+    /// A VM of `vm_id` was created.
+    pub fn vm_created(&mut self, vm_id: &str) {
+        *self.live_vms.entry(vm_id.to_string()).or_default() += 1;
+    }
+
+    /// A VM of `vm_id` was destroyed: if it was the last, that id's shared data and queues
+    /// are deleted.
+    pub fn vm_destroyed(&mut self, vm_id: &str) {
+        let Some(n) = self.live_vms.get_mut(vm_id) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.live_vms.remove(vm_id);
+            self.shared_data.remove(vm_id);
+            self.queues.retain(|_, q| q.vm_id != vm_id);
+        }
     }
 }
 
@@ -168,15 +231,66 @@ impl World {
 mod tests {
     use super::*;
 
+    fn cas(w: &World, vm_id: &str, key: &str) -> u32 {
+        w.shared(vm_id, key).map_or(0, |(_, c)| *c)
+    }
+
     #[test]
     fn shared_data_cas_rules() {
         let mut w = World::new(0);
-        assert!(w.set_shared("k", b"a".to_vec(), 0));
-        let cas = w.shared_data["k"].1;
-        assert!(!w.set_shared("k", b"b".to_vec(), cas + 7));
-        assert!(w.set_shared("k", b"b".to_vec(), cas));
-        assert_ne!(w.shared_data["k"].1, cas);
-        assert!(!w.set_shared("k", b"c".to_vec(), cas), "a stale CAS loses");
-        assert!(w.set_shared("k", b"c".to_vec(), 0));
+        assert!(w.set_shared("", "k", b"a".to_vec(), 0));
+        let cas = cas(&w, "", "k");
+        assert!(!w.set_shared("", "k", b"b".to_vec(), cas + 7));
+        assert!(w.set_shared("", "k", b"b".to_vec(), cas));
+        assert_ne!(self::cas(&w, "", "k"), cas);
+        assert!(
+            !w.set_shared("", "k", b"c".to_vec(), cas),
+            "a stale CAS loses"
+        );
+        assert!(w.set_shared("", "k", b"c".to_vec(), 0));
+        assert!(
+            w.set_shared("", "new", b"x".to_vec(), 12345),
+            "a missing key takes any CAS"
+        );
+    }
+
+    #[test]
+    fn shared_data_is_per_vm_id() {
+        let mut w = World::new(0);
+        assert!(w.set_shared("a", "k", b"1".to_vec(), 0));
+        assert!(w.shared("b", "k").is_none());
+        assert!(w.set_shared("b", "k", b"2".to_vec(), 0));
+        assert_eq!(
+            w.shared("a", "k").map(|(v, _)| v.as_slice()),
+            Some(&b"1"[..])
+        );
+        assert_ne!(
+            cas(&w, "a", "k"),
+            cas(&w, "b", "k"),
+            "one CAS counter for all ids"
+        );
+    }
+
+    #[test]
+    fn the_last_vm_of_an_id_takes_its_shared_data_and_queues() {
+        let mut w = World::new(0);
+        w.vm_created("a");
+        w.vm_created("a");
+        w.vm_created("b");
+        w.set_shared("a", "k", b"1".to_vec(), 0);
+        w.set_shared("b", "k", b"2".to_vec(), 0);
+        let qa = w.register_queue("a", "q", (VmId::Main, 1));
+        let qb = w.register_queue("b", "q", (VmId::Main, 1));
+        w.vm_destroyed("a");
+        assert!(w.shared("a", "k").is_some(), "a VM of id a is still alive");
+        assert!(w.queues.contains_key(&qa));
+        w.vm_destroyed("a");
+        assert!(w.shared("a", "k").is_none(), "the last VM of id a went");
+        assert!(!w.queues.contains_key(&qa));
+        assert!(w.shared("b", "k").is_some(), "id b keeps its data");
+        assert!(w.queues.contains_key(&qb));
+        w.vm_created("a");
+        let again = w.register_queue("a", "q", (VmId::Main, 1));
+        assert!(again != qa && again != qb, "queue tokens are not reused");
     }
 }

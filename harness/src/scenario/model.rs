@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::bytes::{Bytes, Headers};
+use crate::host::Startup;
 use crate::token::Tamper;
 
 #[derive(Debug, Deserialize)]
@@ -19,6 +20,13 @@ pub struct Scenario {
     pub expected_failure: Option<String>,
     /// Worker VMs (default: `harness run --workers`, else 1).
     pub workers: Option<usize>,
+    /// How the VMs come up: `plain` (default) or `envoy` (base, canary, main, workers).
+    #[serde(default)]
+    pub startup: Startup,
+    /// The plugin's `vm_id` (Envoy's `vm_config.vm_id`, default empty): the namespace of its
+    /// shared data and queues.
+    #[serde(default)]
+    pub vm_id: String,
     /// The plugin configuration: any JSON value (sent serialized), or a string sent as is.
     /// `{"$jwks": ["k1", ...]}` anywhere in it becomes the public JWKS of those keys.
     pub config: Value,
@@ -185,6 +193,11 @@ pub struct Step {
     pub cancel: Option<String>,
     /// This worker's VM dies: its requests fail closed and it answers nothing more.
     pub crash: Option<usize>,
+    /// This worker's VM is replaced by a new one (FAIL_RELOAD); shared data stays.
+    pub reload: Option<usize>,
+    /// `true`: every VM goes (taking the `vm_id`'s shared data and queues with it) and they
+    /// start again as at the start.
+    pub restart: Option<bool>,
     pub expect: Option<Expect>,
 }
 

@@ -143,6 +143,8 @@ impl Runner {
             .collect();
         let setup = Setup {
             workers,
+            startup: s.startup,
+            vm_id: s.vm_id.clone(),
             plugin_config,
             vm_config,
             start_ms,
@@ -236,6 +238,10 @@ fn describe(step: &Step) -> String {
         format!("cancel {id}")
     } else if let Some(w) = &step.crash {
         format!("crash worker {w}")
+    } else if let Some(w) = &step.reload {
+        format!("reload worker {w}")
+    } else if step.restart.is_some() {
+        "restart".into()
     } else {
         "expect".into()
     };
@@ -435,9 +441,13 @@ impl Run<'_> {
             step.await_id.is_some(),
             step.cancel.is_some(),
             step.crash.is_some(),
+            step.reload.is_some(),
+            step.restart.is_some(),
         ];
         if actions.iter().filter(|a| **a).count() > 1 {
-            bail!("a step does one thing: request, advance, upstream, await, cancel or crash");
+            bail!(
+                "a step does one thing: request, advance, upstream, await, cancel, crash, reload or restart"
+            );
         }
         let mut request = None;
         if let Some(spec) = &step.request {
@@ -480,6 +490,16 @@ impl Run<'_> {
                 bail!("crash: no worker {worker}");
             }
             self.proxy.crash(worker);
+        }
+        if let Some(worker) = step.reload {
+            self.proxy
+                .reload(worker)
+                .with_context(|| format!("reload worker {worker}"))?;
+        }
+        match step.restart {
+            Some(true) => self.proxy.restart().context("restart")?,
+            Some(false) => bail!("restart: write true, or leave it out"),
+            None => {}
         }
         let empty = Expect::default();
         self.check(step.expect.as_ref().unwrap_or(&empty), request)

@@ -1,14 +1,11 @@
-//! Shared data (Envoy's CAS rules) and shared queues, process-wide across all VMs.
+//! Shared data (Envoy's CAS rules) and shared queues, process-wide per `vm_id`: every VM of
+//! the plugin sees the same; they go when the last VM of the id goes (see `World`).
 
 use anyhow::Result;
 use wasmtime::Linker;
 
 use super::{C, CAS_MISMATCH, EMPTY, NOT_FOUND, OK, give, read, read_string, write_u32};
 use crate::host::vm::VmState;
-use crate::host::world::Queue;
-
-/// The single `vm_id` of the plugin (Envoy keys shared data and queues by it).
-const VM_ID: &str = "";
 
 pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap(
@@ -22,7 +19,10 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
          cas_ptr: i32|
          -> Result<i32> {
             let key = read_string(&mut c, key_ptr, key_len)?;
-            let found = c.data().world.borrow().shared_data.get(&key).cloned();
+            let found = {
+                let data = c.data();
+                data.world.borrow().shared(&data.vm_id, &key).cloned()
+            };
             let Some((value, cas)) = found else {
                 return Ok(NOT_FOUND);
             };
@@ -43,11 +43,11 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
          -> Result<i32> {
             let key = read_string(&mut c, key_ptr, key_len)?;
             let value = read(&mut c, val_ptr, val_len)?;
-            let ok = c
-                .data()
+            let data = c.data();
+            let ok = data
                 .world
                 .borrow_mut()
-                .set_shared(&key, value, cas as u32);
+                .set_shared(&data.vm_id, &key, value, cas as u32);
             Ok(if ok { OK } else { CAS_MISMATCH })
         },
     )?;
@@ -56,30 +56,14 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         "proxy_register_shared_queue",
         |mut c: C, name_ptr: i32, name_len: i32, ret: i32| -> Result<i32> {
             let name = read_string(&mut c, name_ptr, name_len)?;
-            let owner = Some((c.data().id, c.data().effective));
-            let id = {
-                let mut world = c.data().world.borrow_mut();
-                match world
-                    .queues
-                    .iter()
-                    .position(|q| q.vm_id == VM_ID && q.name == name)
-                {
-                    Some(i) => {
-                        world.queues[i].owner = owner;
-                        i
-                    }
-                    None => {
-                        world.queues.push(Queue {
-                            vm_id: VM_ID.into(),
-                            name,
-                            owner,
-                            ..Queue::default()
-                        });
-                        world.queues.len() - 1
-                    }
-                }
+            let token = {
+                let data = c.data();
+                let owner = (data.id, data.effective);
+                data.world
+                    .borrow_mut()
+                    .register_queue(&data.vm_id, &name, owner)
             };
-            write_u32(&mut c, ret, id as u32 + 1)?;
+            write_u32(&mut c, ret, token)?;
             Ok(OK)
         },
     )?;
@@ -95,16 +79,24 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
          -> Result<i32> {
             let vm_id = read_string(&mut c, vm_ptr, vm_len)?;
             let name = read_string(&mut c, name_ptr, name_len)?;
-            let found = c
-                .data()
-                .world
-                .borrow()
-                .queues
-                .iter()
-                .position(|q| q.vm_id == vm_id && q.name == name);
+            // An empty vm_id means the caller's own (proxy-wasm-cpp-host).
+            let found = {
+                let data = c.data();
+                let vm_id = if vm_id.is_empty() {
+                    &data.vm_id
+                } else {
+                    &vm_id
+                };
+                data.world
+                    .borrow()
+                    .queues
+                    .iter()
+                    .find(|(_, q)| q.vm_id == *vm_id && q.name == name)
+                    .map(|(token, _)| *token)
+            };
             match found {
-                Some(i) => {
-                    write_u32(&mut c, ret, i as u32 + 1)?;
+                Some(token) => {
+                    write_u32(&mut c, ret, token)?;
                     Ok(OK)
                 }
                 None => Ok(NOT_FOUND),
@@ -117,7 +109,7 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         |mut c: C, id: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
             let item = {
                 let mut world = c.data().world.borrow_mut();
-                match world.queues.get_mut((id as u32 as usize).wrapping_sub(1)) {
+                match world.queues.get_mut(&(id as u32)) {
                     None => return Ok(NOT_FOUND),
                     Some(q) => q.items.pop_front(),
                 }
@@ -137,8 +129,7 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         |mut c: C, id: i32, ptr: i32, len: i32| -> Result<i32> {
             let item = read(&mut c, ptr, len)?;
             let mut world = c.data().world.borrow_mut();
-            let index = (id as u32 as usize).wrapping_sub(1);
-            let Some(q) = world.queues.get_mut(index) else {
+            let Some(q) = world.queues.get_mut(&(id as u32)) else {
                 return Ok(NOT_FOUND);
             };
             q.items.push_back(item);
