@@ -110,3 +110,12 @@ bench: build harness-bin envoy
 clean:
 	cargo clean
 	rm -rf dist
+
+# The soak (scripts/soak.py; never part of `make test`): real Envoy with 2 workers under
+# sustained load for SOAK_SECONDS (600) while the idp rotates keys every minute and fails in
+# every way between rotations; fails on a wrong verdict, a 5xx, a VM failure or memory growth.
+SOAK_SECONDS ?= 600
+
+.PHONY: soak
+soak: build harness-bin envoy
+	SOAK_SECONDS=$(SOAK_SECONDS) python3 scripts/soak.py

@@ -388,12 +388,13 @@ class Stack:
     """Starts the demo processes; `stop()` stops every one of them, by pid."""
 
     def __init__(self, workdir: Path, envoy_log_level: str = "info",
-                 envoy_args: list | tuple = ()):
+                 envoy_args: list | tuple = (), wasm_log_level: str = "debug"):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.procs: list[Proc] = []
         self.envoy_log_level = envoy_log_level
         self.envoy_args = list(envoy_args)  # extra Envoy options (e.g. --drain-time-s)
+        self.wasm_log_level = wasm_log_level  # debug: one line per denial
         self._n = 0
 
     def _log(self, name: str) -> Path:
@@ -419,7 +420,7 @@ class Stack:
 
     def envoy_argv(self, config: Path, concurrency: int, admin_path: Path | None) -> list:
         argv = [ENVOY, "-c", config, "--concurrency", concurrency, "--disable-hot-restart",
-                "-l", self.envoy_log_level, "--component-log-level", "wasm:debug"]
+                "-l", self.envoy_log_level, "--component-log-level", f"wasm:{self.wasm_log_level}"]
         if admin_path:
             argv += ["--admin-address-path", admin_path]
         return argv + self.envoy_args
