@@ -25,7 +25,8 @@ build: wasm-target wasm-opt
 	wasm-opt $(WASM_OPT_FLAGS) $(WASM_OUT) -o $(DIST_WASM)
 	@echo "wrote $(DIST_WASM) ($$(stat -c %s $(DIST_WASM)) bytes)"
 
-# Native unit tests of the core (and of every other crate), then the wasm build.
+# Native unit tests of the core (and of every other crate), then the wasm build. They
+# include filter/tests/fuzz_replay.rs: the fuzz corpus and every crash found, on stable.
 unit:
 	cargo test --workspace --release
 
@@ -68,7 +69,7 @@ e2e: build harness-bin envoy test-filters
 # --- The harness: scenarios and the negative self-test (tests/scenarios, tests/filters) -----
 TEST_FILTERS := target/test-filters/$(WASM_TARGET)/release
 
-.PHONY: test-filters scenarios fuzz
+.PHONY: test-filters scenarios fuzz fuzz-tools
 
 # allow_all, deny_all (the wrong filters the suite must fail against) and the host probe.
 test-filters: wasm-target
@@ -90,8 +91,21 @@ scenarios: build harness-bin test-filters
 FUZZ_SECONDS ?= 300
 FUZZ_SEED    ?= $(shell date +%s)
 
-fuzz: build harness-bin
+# Then the core's coverage-guided targets (fuzz/, cargo-fuzz and libFuzzer on nightly), one
+# after the other, each for FUZZ_SECONDS (so 6 x FUZZ_SECONDS in all): new inputs go to
+# fuzz/corpus/<target>/, crashes to fuzz/artifacts/<target>/ (commit both; `make unit`
+# replays them on stable).
+FUZZ_TARGETS := json jws jwks config decide header_map
+
+fuzz-tools:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+fuzz: build harness-bin fuzz-tools
 	$(HARNESS) fuzz --wasm $(DIST_WASM) --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED) --identity-oracle tests/scenarios
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 -print_final_stats=1 || exit 1; \
+	done
 
 # The benchmark (bench/run.py; never part of `make test`): real Envoy, one worker pinned to
 # CPU 0, wrk on CPU 1, in turn: no filter, native jwt_authn (without/with its JWT cache), this
