@@ -178,4 +178,32 @@ mod tests {
         assert_eq!(loaded[1].scenario.config["mode"], "enforce");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn lifetime_fields_are_typed_and_errors_name_their_path() {
+        use crate::host::Startup;
+        let ok = parse(
+            json!({"name": "n", "config": "", "startup": "envoy", "vm_id": "v",
+            "steps": [{"reload": 1}, {"restart": true}]}),
+        )
+        .unwrap();
+        assert_eq!(ok.startup, Startup::Envoy);
+        assert_eq!(ok.vm_id, "v");
+        assert_eq!(
+            (ok.steps[0].reload, ok.steps[1].restart),
+            (Some(1), Some(true))
+        );
+        let plain = parse(json!({"name": "n", "config": "", "steps": []})).unwrap();
+        assert_eq!((plain.startup, plain.vm_id.as_str()), (Startup::Plain, ""));
+        let err = |v| format!("{:#}", parse(v).unwrap_err());
+        let bad = err(json!({"name": "n", "config": "", "startup": "nginx", "steps": []}));
+        assert!(bad.starts_with("startup: unknown variant `nginx`"), "{bad}");
+        let bad = err(json!({"name": "n", "config": "", "steps": [{}, {"reload": "w1"}]}));
+        assert!(bad.starts_with("steps[1].reload: invalid type"), "{bad}");
+        let bad = err(json!({"name": "n", "config": "", "steps": [{"restrat": true}]}));
+        assert!(
+            bad.starts_with("steps[0].restrat: unknown field `restrat`"),
+            "{bad}"
+        );
+    }
 }
