@@ -134,6 +134,7 @@ class Stats:
         self.wrong: list[tuple] = []
         self.wrong_n = 0
         self.grace: dict[tuple, int] = {}
+        self.wrong_when: dict[tuple, int] = {}  # (5 s bucket since start, kind) -> count
 
 
 class Client:
@@ -172,7 +173,7 @@ class Client:
 
     def run(self, i: int):
         n, conn = i * 7, None
-        lat, counts, wrong, grace = array("d"), {}, [], {}
+        lat, counts, wrong, grace, when = array("d"), {}, [], {}, {}
         wrong_n = 0
         while not self.stopping.is_set() and time.monotonic() < self.stop_at:
             kind, path, token, key, fixed = self.request(self.pool, n)
@@ -205,6 +206,8 @@ class Client:
             counts[(kind, status)] = counts.get((kind, status), 0) + 1
             if status not in allowed:
                 wrong_n += 1
+                b = (int(start - self.t0) // 5 * 5, kind)
+                when[b] = when.get(b, 0) + 1
                 if len(wrong) < 50:
                     wrong.append((round(start - self.t0, 3), round(end - start, 3), kind, key,
                                   status, sorted(allowed)))
@@ -221,6 +224,8 @@ class Client:
                 self.stats.grace[k] = self.stats.grace.get(k, 0) + v
             self.stats.wrong.extend(wrong)
             self.stats.wrong_n += wrong_n
+            for k, v in when.items():
+                self.stats.wrong_when[k] = self.stats.wrong_when.get(k, 0) + v
 
 
 def rss_kb(pid: int) -> int:
@@ -374,7 +379,13 @@ def main() -> int:
         if stats.grace:
             print(f"  non-200 answers tolerated in grace windows: {stats.grace}")
         print(f"  wrong verdicts: {stats.wrong_n}")
-        for w in stats.wrong[:20]:
+        if stats.wrong_when:
+            spans: dict[str, list] = {}
+            for (b, kind), n in sorted(stats.wrong_when.items()):
+                spans.setdefault(kind, []).append(f"{b}s:{n}")
+            for kind, items in spans.items():
+                print(f"    {kind}: wrong per 5 s window (start: count) {' '.join(items)}")
+        for w in sorted(stats.wrong)[:20]:
             print(f"    t={w[0]}s took={w[1]}s kind={w[2]} key={w[3]} got {w[4]} want {w[5]}")
         if stats.wrong_n:
             failures.append(f"{stats.wrong_n} wrong verdicts")
