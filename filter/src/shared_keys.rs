@@ -83,20 +83,22 @@ impl Slots {
         read(data, &self.keys).map(|(r, _)| r)
     }
 
-    /// Takes the fetch lease for `owner` if `trigger` allows a fetch now.
+    /// Takes the fetch lease for `owner` if `trigger` allows a fetch now and the fetch
+    /// record announces no key set newer than `known` (the version the worker decided
+    /// with; `u64::MAX` to ignore versions): a fetch that ended between the worker's last
+    /// read and its claim makes this one moot.
     pub fn claim(
         &self,
         data: &dyn SharedData,
         owner: u64,
-        trigger: Trigger,
+        (trigger, known): (Trigger, u64),
         now_ms: u64,
         fetch: &Fetch,
     ) -> Claim {
         let mut refused = FetchRecord::default();
         let written = update(data, &self.fetch, |record: &FetchRecord| {
             refused = record.clone();
-            record
-                .may_start(trigger, now_ms, fetch)
+            (record.keys_version <= known && record.may_start(trigger, now_ms, fetch))
                 .then(|| record.leased(owner, trigger, now_ms, fetch))
         });
         match written {

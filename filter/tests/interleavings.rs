@@ -22,11 +22,11 @@ use jwt_filter::response::Denial;
 use jwt_filter::shared_keys::{SetError, SharedData};
 use jwt_filter::verify::InWasm;
 use jwt_filter::worker::{Host, Level, Metric, Next, Worker};
-use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use loom::sync::{Arc, Condvar, Mutex};
 use serde_json::json;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use support::keys::{public_jwk, sign};
 
 const ISSUER: &str = "https://issuer.test/";
@@ -112,21 +112,25 @@ impl Fixture {
 }
 
 /// The host's shared data, the key server and what the invariants need, for all workers.
+/// Only the shared data (and the final rounds' turns) are loom types, so only shared-data
+/// calls are points where another worker may run; the rest is the model's bookkeeping.
 struct World {
     data: Mutex<Data>,
     /// The clock all workers read (ms after `T0`); events move it forward.
     clock: AtomicU64,
     /// When each key fetch not yet answered or cancelled was dispatched. The host ends a
     /// call at its timeout, so one older than that is no longer in flight.
-    in_flight: Mutex<Vec<u64>>,
+    in_flight: std::sync::Mutex<Vec<u64>>,
     /// Shared data was wiped while a lease was held.
     wiped_leased: AtomicBool,
     /// Calls the key server has answered.
     answers: AtomicUsize,
+    /// Calls dispatched in all.
+    fetches: AtomicUsize,
     server: KeyServer,
-    violations: Mutex<Vec<String>>,
-    /// What happened, in order: shown with a violation.
-    trace: Mutex<Vec<String>>,
+    /// What went wrong, and what happened, in order (shown with a violation).
+    violations: std::sync::Mutex<Vec<String>>,
+    trace: std::sync::Mutex<Vec<String>>,
     /// Workers through their scripts, then whose turn it is in the final rounds.
     progress: Mutex<(usize, usize)>,
     moved: Condvar,
@@ -160,6 +164,7 @@ impl World {
     }
 
     fn wipe(&self) {
+        self.note("WIPE".into());
         let mut data = self.data.lock().unwrap();
         let now = self.now();
         let leased = data.map.iter().any(|(key, (value, _))| {
@@ -215,7 +220,13 @@ struct WorkerData {
 
 impl SharedData for WorkerData {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.world.data.lock().unwrap().map.get(key).cloned()
+        let got = self.world.data.lock().unwrap().map.get(key).cloned();
+        self.world.note(format!(
+            "w{} get {key}: {:?}",
+            self.number.get(),
+            got.as_ref().map(|g| g.1)
+        ));
+        got
     }
 
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
@@ -295,7 +306,10 @@ impl Host for ModelHost {
     fn now_ms(&self) -> u64 {
         self.data.world.now()
     }
-    fn log(&self, _: Level, _: &str) {}
+    fn log(&self, _: Level, message: &str) {
+        let number = self.data.number.get();
+        self.data.world.note(format!("w{number} log: {message}"));
+    }
     fn count(&self, _: Metric, _: u64) {}
     fn key_age(&self, _: usize, _: u64) {}
     fn shared(&self) -> &dyn SharedData {
@@ -325,6 +339,7 @@ impl Host for ModelHost {
         let world = &self.data.world;
         let at = self.event_at.get();
         world.dispatched(at);
+        world.fetches.fetch_add(1, SeqCst);
         let token = self.next_token.get() + 1;
         self.next_token.set(token);
         self.calls
@@ -429,6 +444,8 @@ struct Scenario {
     allowed: &'static [u16],
     /// The token of the request each live worker serves at the very end: it must pass.
     probe: usize,
+    /// How many key fetches there must be in all, where the scenario fixes it.
+    fetches: Option<usize>,
     /// How many times the model may preempt a worker (every other switch is at a point
     /// where the running worker cannot go on).
     preemptions: usize,
@@ -447,12 +464,13 @@ fn explore(scenario: Scenario) {
         let world = Arc::new(World {
             data: Mutex::new(Data::default()),
             clock: AtomicU64::new(0),
-            in_flight: Mutex::new(Vec::new()),
+            in_flight: std::sync::Mutex::new(Vec::new()),
             wiped_leased: AtomicBool::new(false),
             answers: AtomicUsize::new(0),
+            fetches: AtomicUsize::new(0),
             server: scenario.server,
-            violations: Mutex::new(Vec::new()),
-            trace: Mutex::new(Vec::new()),
+            violations: std::sync::Mutex::new(Vec::new()),
+            trace: std::sync::Mutex::new(Vec::new()),
             progress: Mutex::new((0, 0)),
             moved: Condvar::new(),
         });
@@ -467,6 +485,13 @@ fn explore(scenario: Scenario) {
         }
         for t in threads {
             t.join().unwrap();
+        }
+        let fetches = world.fetches.load(SeqCst);
+        if scenario.fetches.is_some_and(|n| n != fetches) {
+            world.violation(format!(
+                "{fetches} key fetches, expected {:?}",
+                scenario.fetches
+            ));
         }
         let violations = world.violations.lock().unwrap();
         assert!(violations.is_empty(), "{}", violations.join("\n\n"));
@@ -571,6 +596,7 @@ fn start_up_two_workers_one_fetch() {
         scripts: || vec![start_up(), start_up()],
         allowed: &[200],
         probe: 0,
+        fetches: Some(1),
         preemptions: 2,
     });
 }
@@ -580,9 +606,25 @@ fn start_up_three_workers_one_fetch() {
     explore(Scenario {
         server: KeyServer::Steady,
         wipe: false,
-        scripts: || vec![start_up(), start_up(), start_up()],
+        // One tick each (the final rounds do the rest): three workers multiply the
+        // interleavings.
+        scripts: || {
+            let short = || {
+                vec![
+                    Get {
+                        ctx: 1,
+                        token: 0,
+                        at: 0,
+                    },
+                    Tick { at: 100 },
+                    Answer,
+                ]
+            };
+            vec![short(), short(), short()]
+        },
         allowed: &[200],
         probe: 0,
+        fetches: Some(1),
         preemptions: 1,
     });
 }
@@ -595,6 +637,7 @@ fn start_up_with_shared_data_wiped() {
         scripts: || vec![start_up(), start_up()],
         allowed: &[200],
         probe: 0,
+        fetches: None,
         preemptions: 2,
     });
 }
@@ -627,6 +670,7 @@ fn a_failed_fetch_is_retried_after_its_back_off() {
         scripts: || vec![script(), script()],
         allowed: &[200, 503],
         probe: 0,
+        fetches: None,
         preemptions: 2,
     });
 }
@@ -668,6 +712,7 @@ fn a_rotation_reaches_every_worker() {
         },
         allowed: &[200],
         probe: 1,
+        fetches: Some(2),
         preemptions: 2,
     });
 }
@@ -708,6 +753,7 @@ fn a_crashed_holders_lease_expires() {
         },
         allowed: &[200, 503],
         probe: 0,
+        fetches: None,
         preemptions: 2,
     });
 }
@@ -739,6 +785,7 @@ fn a_lease_given_back_by_an_ended_stream_is_taken_at_once() {
         },
         allowed: &[200],
         probe: 0,
+        fetches: None,
         preemptions: 2,
     });
 }
