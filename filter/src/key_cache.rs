@@ -68,13 +68,15 @@ impl FetchRecord {
 
     /// Whether a fetch for `trigger` may start now. Unknown `kid`s are rate-limited among
     /// themselves (one fetch per cooldown), so a key rotated in just after a routine fetch
-    /// is still picked up at once.
+    /// is still picked up at once; and the back-off after failures does not hold them back
+    /// (a key server that failed a while ago may serve a rotation now, and the stale set
+    /// would keep refusing its new key and accepting the removed one until the back-off ends).
     pub fn may_start(&self, trigger: Trigger, now_ms: u64, fetch: &Fetch) -> bool {
-        if self.lease_active(now_ms) || now_ms < self.retry_at_ms {
+        if self.lease_active(now_ms) {
             return false;
         }
         match trigger {
-            Trigger::NoKeys | Trigger::Refresh => true,
+            Trigger::NoKeys | Trigger::Refresh => now_ms >= self.retry_at_ms,
             Trigger::UnknownKid => {
                 self.last_kid_fetch_ms == 0
                     || now_ms.saturating_sub(self.last_kid_fetch_ms) >= fetch.cooldown_s * 1000
@@ -317,6 +319,11 @@ mod tests {
                 1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000
             ]
         );
+        // An unknown kid is not held back by the back-off, only by its own cooldown.
+        assert!(r.may_start(Trigger::UnknownKid, 1, &f));
+        let kid = r.leased(1, Trigger::UnknownKid, 1, &f).failed(2);
+        assert!(!kid.may_start(Trigger::UnknownKid, 1 + 29_999, &f));
+        assert!(kid.may_start(Trigger::UnknownKid, 1 + 30_000, &f));
         assert_eq!(r.succeeded(5).failures, 0);
         assert!(
             !r.leased(1, Trigger::NoKeys, 0, &f)

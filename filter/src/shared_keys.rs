@@ -12,10 +12,10 @@
 //! - the fetch lease names its holder, so success, failure and release only touch the lease
 //!   they own, and the keys record's version only ever goes up.
 //!
-//! What a CAS cannot prevent, so two fetches can run at once: a wipe while a lease is held
-//! (another worker then finds no lease and claims one), and a holder stalled between its
-//! claim and its call for longer than the lease (`2 x timeout_ms + 1 s`). Either way the
-//! last fetch to finish gives the keys.
+//! What a CAS cannot prevent, so two fetches can run at once: a holder stalled between its
+//! claim and its call for longer than the lease (`2 x timeout_ms + 1 s`), and a wipe while a
+//! lease is held (proxy-wasm-cpp-host wipes a VM id's data only when its last VM goes, so
+//! never while the holder lives). Either way the last fetch to finish gives the keys.
 
 use crate::config::Fetch;
 use crate::key_cache::{FetchRecord, KeysRecord, Trigger};
