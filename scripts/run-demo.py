@@ -37,6 +37,9 @@ def main() -> int:
 
     # SIGTERM behaves like Ctrl-C: unwind through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C stops the demo even when it was started from a background job, which starts
+    # with SIGINT ignored (Python then leaves it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stack = js.Stack(LOGS)
     try:
         idp = stack.start_idp(port=js.DEMO_PORTS["idp"], keys=["k1"])
