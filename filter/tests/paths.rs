@@ -221,7 +221,7 @@ fn no_path_is_allowed_below_what_some_family_routes_it_to_with_a_public_catch_al
 }
 
 /// The models read the known attacks the way their families do, so the matrix above can
-/// catch a bypass: the request reaches /api/private on every servlet container.
+/// catch a bypass: `/api/public/..;/private` reaches /api/private on every servlet container.
 #[test]
 fn family_models_read_the_known_attacks() {
     let read = |name: &str, raw: &str| {

@@ -1,4 +1,4 @@
-//! Decisions end to end through the core: every rule of the core issue and every attack of
+//! Decisions end to end through the core: every rule of the README and every attack of
 //! the reference list, with real signatures.
 
 use super::*;

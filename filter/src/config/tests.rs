@@ -1,7 +1,7 @@
 use super::*;
 use serde_json::json;
 
-/// The configuration of the core issue, verbatim.
+/// The quickstart configuration.
 pub const QUICKSTART: &str = r#"{
   "realm": "api",
   "providers": {
