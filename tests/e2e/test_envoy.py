@@ -495,10 +495,6 @@ class Workers(E2E):
         self.one_fetch_at_start(4)
 
     def test_rotation_seen_by_every_worker_with_one_refetch(self):
-        # Fails now and then (about 1 run in 20 on 2 cores): a worker that reads the shared
-        # fetch record of another worker's just-finished unknown-kid fetch, without adopting
-        # the key set that came with it, refuses the new kid as "within the cooldown" (401)
-        # until its next tick. Reported to the filter's owner; the test stays as it is.
         idp, envoy = self.start(concurrency=2)
         self.assertEqual(self.burst(envoy, idp.token(key="k1")), [200] * 24)
         self.assertEqual(idp.jwks_fetches(), 1)
