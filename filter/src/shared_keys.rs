@@ -53,15 +53,6 @@ pub struct Slots {
     keys: String,
 }
 
-/// The outcome of an attempt to take the fetch lease.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Claim {
-    /// This worker holds the lease now (the record as written).
-    Taken(FetchRecord),
-    /// No fetch may start (a lease is held, or the rules forbid one now): the record read.
-    Refused(FetchRecord),
-}
-
 impl Slots {
     pub fn new(provider: &str, settings: &str) -> Self {
         // FNV-1a: stable across builds and VMs, which `DefaultHasher` does not promise.
@@ -83,10 +74,11 @@ impl Slots {
         read(data, &self.keys).map(|(r, _)| r)
     }
 
-    /// Takes the fetch lease for `owner` if `trigger` allows a fetch now and the fetch
-    /// record announces no key set newer than `known` (the version the worker decided
-    /// with; `u64::MAX` to ignore versions): a fetch that ended between the worker's last
-    /// read and its claim makes this one moot.
+    /// Takes the fetch lease for `owner` if `trigger` allows a fetch now; returns the
+    /// record as written. Refused too when the fetch record announces a key set newer than
+    /// `known` (the version the worker decided with) that the keys record holds: a fetch
+    /// ended since the worker last looked, and it adopts those keys instead. An announced
+    /// set that is gone (shared data wiped under a stale fetch record) does not stop it.
     pub fn claim(
         &self,
         data: &dyn SharedData,
@@ -94,17 +86,21 @@ impl Slots {
         (trigger, known): (Trigger, u64),
         now_ms: u64,
         fetch: &Fetch,
-    ) -> Claim {
-        let mut refused = FetchRecord::default();
-        let written = update(data, &self.fetch, |record: &FetchRecord| {
-            refused = record.clone();
-            (record.keys_version <= known && record.may_start(trigger, now_ms, fetch))
-                .then(|| record.leased(owner, trigger, now_ms, fetch))
-        });
-        match written {
-            Some(record) => Claim::Taken(record),
-            None => Claim::Refused(refused),
-        }
+    ) -> Option<FetchRecord> {
+        let mut announced = 0;
+        let take = |known: u64, announced: &mut u64| {
+            update(data, &self.fetch, |record: &FetchRecord| {
+                *announced = record.keys_version;
+                (record.keys_version <= known && record.may_start(trigger, now_ms, fetch))
+                    .then(|| record.leased(owner, trigger, now_ms, fetch))
+            })
+        };
+        take(known, &mut announced).or_else(|| {
+            let stored = self.keys(data).map_or(0, |k| k.fetched_at_ms);
+            (announced > known && stored < announced)
+                .then(|| take(u64::MAX, &mut announced))
+                .flatten()
+        })
     }
 
     /// A fetch by `owner` brought `keys`: they replace the keys record, under a version

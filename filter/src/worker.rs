@@ -8,7 +8,7 @@ use crate::config::{Config, Fetch, KeySource, split_uri};
 use crate::key_cache::{self, KeysRecord, LocalKeys, Trigger};
 use crate::request::{HeaderChanges, Request};
 use crate::response::{Denial, Failure, Reason, deny};
-use crate::shared_keys::{self, Claim, SharedData, Slots};
+use crate::shared_keys::{self, SharedData, Slots};
 use crate::verify::SignatureVerifier;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -367,29 +367,16 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         let Some(remote) = remotes.get_mut(r) else {
             return false;
         };
-        let data = self.host.shared();
         let known = remote.local.record.as_ref().map_or(0, |k| k.fetched_at_ms);
-        let claim = |known| {
-            let trigger = (trigger, known);
-            remote
-                .slots
-                .claim(data, number, trigger, now_ms, &remote.fetch)
-        };
-        let leased = match claim(known) {
-            Claim::Taken(leased) => leased,
-            // A fetch ended since this worker last looked: the caller adopts its keys,
-            // unless they are gone (shared data wiped under a stale fetch record).
-            Claim::Refused(record) if record.keys_version > known => {
-                let stored = remote.slots.keys(data).map_or(0, |k| k.fetched_at_ms);
-                if stored >= record.keys_version {
-                    return false;
-                }
-                match claim(u64::MAX) {
-                    Claim::Taken(leased) => leased,
-                    Claim::Refused(_) => return false,
-                }
-            }
-            Claim::Refused(_) => return false,
+        let claim = remote.slots.claim(
+            self.host.shared(),
+            number,
+            (trigger, known),
+            now_ms,
+            &remote.fetch,
+        );
+        let Some(leased) = claim else {
+            return false;
         };
         remote.local.fetch = leased;
         let cached = remote.slots.keys(self.host.shared());

@@ -61,6 +61,11 @@ enum Event {
 
 use Event::*;
 
+/// A request event, short for the scripts.
+fn get(ctx: u32, token: usize, at: u64) -> Event {
+    Get { ctx, token, at }
+}
+
 /// What the key server answers to the n-th call (0-based) it gets.
 #[derive(Clone, Copy, Debug)]
 enum KeyServer {
@@ -530,11 +535,7 @@ fn worker_thread(
             } else {
                 let token = scenario.probe;
                 [
-                    Get {
-                        ctx: probe,
-                        token,
-                        at: last + 10,
-                    },
+                    get(probe, token, last + 10),
                     Answer,
                     Tick { at: last + 20 },
                     Answer,
@@ -576,11 +577,7 @@ fn worker_thread(
 /// Every worker gets a request before any keys exist, then ticks.
 fn start_up() -> Vec<Event> {
     vec![
-        Get {
-            ctx: 1,
-            token: 0,
-            at: 0,
-        },
+        get(1, 0, 0),
         Tick { at: 100 },
         Answer,
         Tick { at: 200 },
@@ -609,17 +606,7 @@ fn start_up_three_workers_one_fetch() {
         // One tick each (the final rounds do the rest): three workers multiply the
         // interleavings.
         scripts: || {
-            let short = || {
-                vec![
-                    Get {
-                        ctx: 1,
-                        token: 0,
-                        at: 0,
-                    },
-                    Tick { at: 100 },
-                    Answer,
-                ]
-            };
+            let short = || vec![get(1, 0, 0), Tick { at: 100 }, Answer];
             vec![short(), short(), short()]
         },
         allowed: &[200],
@@ -646,20 +633,12 @@ fn start_up_with_shared_data_wiped() {
 fn a_failed_fetch_is_retried_after_its_back_off() {
     fn script() -> Vec<Event> {
         vec![
-            Get {
-                ctx: 1,
-                token: 0,
-                at: 0,
-            },
+            get(1, 0, 0),
             Tick { at: 100 },
             Answer,
             Tick { at: 1200 },
             Answer,
-            Get {
-                ctx: 2,
-                token: 0,
-                at: 1300,
-            },
+            get(2, 0, 1300),
             Tick { at: 1400 },
             Answer,
         ]
@@ -683,28 +662,16 @@ fn a_rotation_reaches_every_worker() {
         scripts: || {
             vec![
                 vec![
-                    Get {
-                        ctx: 1,
-                        token: 0,
-                        at: 0,
-                    },
+                    get(1, 0, 0),
                     Tick { at: 100 },
                     Answer,
-                    Get {
-                        ctx: 2,
-                        token: 1,
-                        at: 500,
-                    },
+                    get(2, 1, 500),
                     Answer,
                 ],
                 vec![
                     Tick { at: 100 },
                     Answer,
-                    Get {
-                        ctx: 3,
-                        token: 1,
-                        at: 700,
-                    },
+                    get(3, 1, 700),
                     Tick { at: 800 },
                     Answer,
                 ],
@@ -724,30 +691,15 @@ fn a_crashed_holders_lease_expires() {
         wipe: false,
         scripts: || {
             vec![
+                vec![get(1, 0, 0), Crash],
                 vec![
-                    Get {
-                        ctx: 1,
-                        token: 0,
-                        at: 0,
-                    },
-                    Crash,
-                ],
-                vec![
-                    Get {
-                        ctx: 1,
-                        token: 0,
-                        at: 0,
-                    },
+                    get(1, 0, 0),
                     Tick { at: 100 },
                     Answer,
                     AwaitFinished(1),
                     Tick { at: 3500 },
                     Answer,
-                    Get {
-                        ctx: 2,
-                        token: 0,
-                        at: 3600,
-                    },
+                    get(2, 0, 3600),
                 ],
             ]
         },
@@ -766,19 +718,11 @@ fn a_lease_given_back_by_an_ended_stream_is_taken_at_once() {
         scripts: || {
             vec![
                 vec![
-                    Get {
-                        ctx: 1,
-                        token: 0,
-                        at: 0,
-                    },
+                    get(1, 0, 0),
                     EndStream { ctx: 1 },
                     Tick { at: 300 },
                     Answer,
-                    Get {
-                        ctx: 2,
-                        token: 0,
-                        at: 400,
-                    },
+                    get(2, 0, 400),
                 ],
                 start_up(),
             ]
