@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -203,6 +204,51 @@ def http(port: int, method: str, path: str, headers: dict | None = None,
         return Response(r.status, r.getheaders(), r.read())
     finally:
         conn.close()
+
+
+def raw_http(port: int, request: bytes, timeout: float = 10.0) -> Response:
+    """Sends `request` byte for byte on its own connection (for what http.client refuses to
+    send: attack paths, bytes that are not UTF-8) and reads the answer to its Content-Length:
+    Envoy waits (delayed_close_timeout, 1 s) for the client to close after a local reply.
+    Raises ConnectionError if the connection closes before the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed after {len(data)} bytes, before a full head")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        pairs = [(n.strip(), v.strip()) for n, _, v in (h.partition(":") for h in lines)]
+        length = int(dict((n.lower(), v) for n, v in pairs).get("content-length", "0"))
+        while len(body) < length:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed in the body")
+            body += chunk
+    return Response(int(status_line.split()[1]), pairs, body)
+
+
+def keepalive_get(conn: httpclient.HTTPConnection | None, port: int, path: str,
+                  token: str | None, timeout: float) -> tuple:
+    """One GET on a keep-alive connection (a new one when `conn` is None): (the connection
+    to reuse, None once closed; the status, or the transport error as text)."""
+    try:
+        if conn is None:
+            conn = httpclient.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        conn.request("GET", path, headers={"authorization": f"Bearer {token}"} if token else {})
+        r = conn.getresponse()
+        r.read()
+        if (r.getheader("connection") or "").lower() == "close":
+            conn.close()
+            conn = None
+        return conn, r.status
+    except Exception as e:  # the caller judges the error as an answer
+        if conn is not None:
+            conn.close()
+        return None, f"{type(e).__name__}: {e}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,7 +44,6 @@ Environment: SOAK_SECONDS (600), SOAK_ROTATE_S (60), SOAK_THREADS (6), SOAK_MEM_
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import sys
@@ -201,23 +200,8 @@ class Client:
             kind, path, token, key, fixed = self.request(self.pool, n)
             n += 1
             start = time.monotonic()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port,
-                                                      timeout=CLIENT_TIMEOUT_S)
-                conn.request("GET", path, headers={"authorization": f"Bearer {token}"}
-                             if token else {})
-                r = conn.getresponse()
-                r.read()
-                status = r.status
-                if (r.getheader("connection") or "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except Exception as e:  # a transport error is a wrong answer
-                status = f"{type(e).__name__}: {e}"
-                if conn is not None:
-                    conn.close()
-                conn = None
+            # A transport error is a wrong answer.
+            conn, status = js.keepalive_get(conn, self.port, path, token, CLIENT_TIMEOUT_S)
             end = time.monotonic()
             lat.append(end - start)
             strict = None

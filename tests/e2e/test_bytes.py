@@ -82,30 +82,10 @@ def reply(status: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> byt
     return head + b"\r\n" + body
 
 
-def send_raw(port: int, request: bytes) -> tuple[int, dict, bytes]:
-    """(status, headers with lower-case names, body) of one request on a fresh connection.
-    Reads the body by its Content-Length: Envoy delays closing after a local reply."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(request)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
-        length = int(headers.get("content-length", "0"))
-        while len(body) < length:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            body += chunk
-    return int(lines[0].split()[1]), headers, body
+def raw(port: int, request: bytes) -> tuple[int, dict, bytes]:
+    """(status, headers with lower-case names, body) of one request on a fresh connection."""
+    r = js.raw_http(port, request)
+    return r.status, r.headers, r.body
 
 
 def get(path: bytes, *headers: bytes, method: bytes = b"GET", host: bytes = b"api.test") -> bytes:
@@ -133,7 +113,7 @@ class BadBytes(E2E):
         for _ in range(ROUNDS):
             for request, want in ((get(b"/api/public"), 200), (get(b"/api/private"), 401),
                                   (get(b"/api/private", bearer), 200)):
-                status, _, body = send_raw(self.envoy.port, request)
+                status, _, body = raw(self.envoy.port, request)
                 self.assertEqual(status, want, f"{request!r}: {body[:200]!r}" + self.ctx())
         log = self.envoy.proc.log_text()
         for sign in ("panicked", "Function: proxy_on", "wasm failure", "VM failed"):
@@ -163,7 +143,7 @@ class BadBytes(E2E):
             with self.subTest(what):
                 for _ in range(ROUNDS):
                     seen = len(self.upstream.heads())
-                    status, headers, body = send_raw(self.envoy.port, request)
+                    status, headers, body = raw(self.envoy.port, request)
                     if want == "upstream":
                         self.assertEqual((status, body), (200, b"upstream"), what + self.ctx())
                         bad = request.split(b"\r\n")[2]
@@ -196,14 +176,14 @@ class BadBytes(E2E):
         eventually(lambda: self.envoy.metric("jwt_filter_jwks_fetch_failed"), lambda n: n >= 1,
                    what="a failed key fetch")
         bearer = b"Authorization: Bearer " + self.token.encode()
-        status, _, body = send_raw(self.envoy.port, get(b"/api/private", bearer))
+        status, _, body = raw(self.envoy.port, get(b"/api/private", bearer))
         self.assertEqual(status, 503, body[:200])
         self.assertEqual(json.loads(body)["error"], "temporarily_unavailable")
-        status, _, _ = send_raw(self.envoy.port, get(b"/api/public"))
+        status, _, _ = raw(self.envoy.port, get(b"/api/public"))
         self.assertEqual(status, 200)
         good["on"] = True
         # The failed fetch is retried after its back-off; then every worker has keys.
-        eventually(lambda: send_raw(self.envoy.port, get(b"/api/private", bearer))[0],
+        eventually(lambda: raw(self.envoy.port, get(b"/api/private", bearer))[0],
                    lambda s: s == 200, timeout=40, what="keys after the key server recovers")
         self.assertGreaterEqual(self.envoy.metric("jwt_filter_jwks_fetch_ok"), 1)
         self.assert_alive()
@@ -226,14 +206,14 @@ class VmFailure(E2E):
                                     wasm=self.PROBE)
         self.envoy = stack.start_envoy(upstream=upstream.port, idp=9, config_text=text)
         port = self.envoy.port
-        status, headers, body = send_raw(port, get(b"/", b"x-probe-panic: 1"))
+        status, headers, body = raw(port, get(b"/", b"x-probe-panic: 1"))
         self.assertEqual((status, body), (503, b""), self.ctx())
         self.assertIn("Function: proxy_on_request_headers failed", self.envoy.proc.log_text())
         # Within the back-off the failed VM answers 503; then a new one serves.
-        eventually(lambda: send_raw(port, get(b"/"))[0], lambda s: s == 200, timeout=10,
+        eventually(lambda: raw(port, get(b"/"))[0], lambda s: s == 200, timeout=10,
                    what="a reloaded VM")
         seen = len(upstream.heads())
-        self.assertEqual(send_raw(port, get(b"/"))[0], 200)
+        self.assertEqual(raw(port, get(b"/"))[0], 200)
         self.assertIn(b"x-probe-added: yes", upstream.heads()[seen].lower())
         self.assertGreaterEqual(self.envoy.stats().get("wasm.jwt_filter.vm_reload_success", 0), 1,
                                 self.ctx())

@@ -266,29 +266,7 @@ def raw_request(port: int, method: str, path: str, headers: dict | None = None,
     lines = [f"{method} {path} HTTP/1.1", "Host: api.test", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        # Read up to Content-Length ourselves: Envoy waits (delayed_close_timeout, 1 s) for
-        # the client to close first.
-        buf = b""
-        while b"\r\n\r\n" not in buf or len(buf.partition(b"\r\n\r\n")[2]) < _length(buf):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    head, _, body = buf.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    pairs = [tuple(x.strip() for x in h.split(":", 1)) for h in header_lines if ":" in h]
-    return js.Response(int(status_line.split()[1]), pairs, body)
-
-
-def _length(buf: bytes) -> int:
-    """The Content-Length of a response whose head is in buf (0 if absent)."""
-    for line in buf.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value.strip())
-    return 0
+    return js.raw_http(port, data, timeout)
 
 
 class PathAttacks(E2E):

@@ -14,9 +14,7 @@ never an error, a reset or a refused connection; a request sent more than SETTLE
 the rename must get the new configuration's answer.
 """
 
-import http.client
 import json
-import socket
 import threading
 import time
 
@@ -38,31 +36,11 @@ PARTNER = "https://partner.test/"
 
 
 def fresh_request(port: int, path: str, token: str | None, timeout: float = 15.0) -> int:
-    """One GET on its own connection (Connection: close); the status. Reads the body to its
-    Content-Length (Envoy waits for the client to close after a local reply)."""
+    """One GET on its own connection (Connection: close); the status."""
     lines = [f"GET {path} HTTP/1.1", "Host: api.test", "Connection: close"]
     if token:
         lines.append(f"Authorization: Bearer {token}")
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"closed after {len(data)} bytes, before a full head")
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        while len(body) < length:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed in the body")
-            body += chunk
-    return int(head.split(b" ", 2)[1])
+    return js.raw_http(port, ("\r\n".join(lines) + "\r\n\r\n").encode(), timeout).status
 
 
 class Traffic:
@@ -114,22 +92,7 @@ class Traffic:
             kind, (path, token) = self.kinds[n % len(self.kinds)]
             n += 1
             t0 = time.monotonic()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
-                conn.request("GET", path, headers={"authorization": f"Bearer {token}"}
-                             if token else {})
-                r = conn.getresponse()
-                r.read()
-                status = r.status
-                if (r.getheader("connection") or "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except Exception as e:
-                status = f"{type(e).__name__}: {e}"
-                if conn is not None:
-                    conn.close()
-                conn = None
+            conn, status = js.keepalive_get(conn, self.port, path, token, 15)
             self._record(t0, time.monotonic(), kind, status, True)
             time.sleep(PACE_S)
         if conn is not None:
