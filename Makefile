@@ -114,12 +114,26 @@ fuzz: build harness-bin fuzz-tools
 # Options: BENCH_ARGS="--rounds 1 --duration 3" (see python3 bench/run.py --help).
 # Then the native micro-benchmark of the core, and `harness bench` (us per request inside
 # wasmtime, cached and uncached, both signature paths, worker linear memory).
-bench: build harness-bin envoy
+bench: build harness-bin envoy test-filters bench-stages
 	@command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	@command -v taskset >/dev/null || (apt-get update && apt-get install -y util-linux)
+	@.venv/bin/python -c 'import matplotlib' 2>/dev/null || .venv/bin/pip install --quiet --disable-pip-version-check matplotlib
 	python3 bench/run.py $(BENCH_ARGS)
 	cargo bench -p jwt_filter --bench core
 	$(HARNESS) bench
+
+# The filter built for the benchmark's cost breakdown only: each variant stops every request
+# after one stage (filter/src/proxy/stage.rs) and lets it through. Never shipped.
+BENCH_STAGES     := context request decision decision-without-signature
+BENCH_STAGES_DIR := target/bench-stages
+
+.PHONY: bench-stages
+bench-stages: wasm-target wasm-opt
+	@mkdir -p $(BENCH_STAGES_DIR)
+	for s in $(BENCH_STAGES); do \
+	  JWT_FILTER_BENCH_STAGE=$$s cargo build -p jwt_filter --target $(WASM_TARGET) --profile wasm-release --target-dir $(BENCH_STAGES_DIR) || exit 1; \
+	  wasm-opt $(WASM_OPT_FLAGS) $(BENCH_STAGES_DIR)/$(WASM_TARGET)/wasm-release/jwt_filter.wasm -o $(BENCH_STAGES_DIR)/jwt_filter-$$s.wasm || exit 1; \
+	done
 
 clean:
 	cargo clean

@@ -366,7 +366,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             let key_kept = match &state {
                 KeyState::Ready { set, .. } => set
                     .select(hit.kid.as_deref(), hit.alg)
-                    .is_ok_and(|k| k.material == hit.key),
+                    .is_ok_and(|k| Rc::ptr_eq(&k.material, &hit.key) || k.material == hit.key),
                 _ => false,
             };
             if key_kept {
@@ -426,7 +426,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             alg: jws.alg,
             kid: jws.kid,
             typ: jws.typ,
-            key: key.material.clone(),
+            key: Rc::clone(&key.material),
             evict_at: evict_at.unwrap_or(f64::NEG_INFINITY),
             claims,
         });
