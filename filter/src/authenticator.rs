@@ -442,9 +442,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
     /// stripped first; verified tokens add theirs and are removed unless forwarded.
     fn changes(&self, req: &Request, verified: &[Passed]) -> HeaderChanges {
         // Only headers the request carries need removing (each removal is a host call).
-        let present = |name: &String| {
-            req.headers.iter().any(|(k, _)| k == name) || req.undecodable.contains(name)
-        };
+        let present = |name: &String| req.has_header(name);
         let mut changes = HeaderChanges {
             remove: self
                 .config

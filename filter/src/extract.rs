@@ -127,7 +127,7 @@ pub fn removal(req: &Request, source: &TokenSource) -> (Vec<String>, Vec<(String
     match source {
         TokenSource::Header { name, .. } => (vec![name.clone()], vec![]),
         TokenSource::Query(param) => {
-            let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
+            let (path, query) = req.path().split_once('?').unwrap_or((req.path(), ""));
             let kept: Vec<&str> = query
                 .split('&')
                 .filter(|p| !p.is_empty() && p.split('=').next() != Some(param.as_str()))

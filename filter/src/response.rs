@@ -2,7 +2,8 @@
 //! `{"error": code, "message": description}`. Descriptions say what failed and never carry
 //! token or key material (they are built from fixed strings and claim names only).
 
-use serde_json::json;
+use serde::Serialize;
+use std::borrow::Cow;
 
 /// Why a request was refused; also the metric and log label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,7 +93,7 @@ impl Failure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(&'static str, String)>,
     pub body: String,
     pub reason: Reason,
 }
@@ -142,45 +143,79 @@ pub fn deny(realm: &str, failure: &Failure) -> Denial {
         Failure::AccessDenied => (403, "access_denied", "Access denied".to_string(), None),
     };
     let mut headers = vec![
-        ("content-type".to_string(), "application/json".to_string()),
-        ("cache-control".to_string(), "no-store".to_string()),
+        ("content-type", "application/json".to_string()),
+        ("cache-control", "no-store".to_string()),
     ];
     if let Some(value) = www_authenticate {
-        headers.push(("www-authenticate".to_string(), value));
+        headers.push(("www-authenticate", value));
     }
     if let Failure::Unavailable { retry_after_s } = failure {
-        headers.push(("retry-after".to_string(), retry_after_s.to_string()));
+        headers.push(("retry-after", retry_after_s.to_string()));
     }
+    let body = Body {
+        error: code,
+        message: &quoted(&message),
+    };
     Denial {
         status,
         headers,
-        body: json!({"error": code, "message": quoted(&message)}).to_string(),
+        // Serializing two strings cannot fail.
+        body: serde_json::to_string(&body).unwrap_or_default(),
         reason: failure.reason(),
     }
 }
 
+/// The JSON body of a denial, as Express's error handler writes it.
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
 /// Makes a description safe inside an RFC 7230 quoted-string: `"` becomes `'`, `\` becomes
 /// `/`, control characters are dropped, and the length is bounded.
-fn quoted(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .map(|c| match c {
-            '"' => '\'',
-            '\\' => '/',
-            c => c,
-        })
-        .take(200)
-        .collect()
+fn quoted(text: &str) -> Cow<'_, str> {
+    let safe = |b: u8| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\';
+    if text.len() <= 200 && text.bytes().all(safe) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .filter(|c| !c.is_control())
+            .map(|c| match c {
+                '"' => '\'',
+                '\\' => '/',
+                c => c,
+            })
+            .take(200)
+            .collect(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn quoted_strings_replace_quotes_and_backslashes_and_drop_controls() {
+        let every_ascii: String = (0u8..128).map(char::from).collect();
+        let want: String = (0x20u8..0x7f)
+            .map(|b| match b {
+                b'"' => '\'',
+                b'\\' => '/',
+                b => char::from(b),
+            })
+            .collect();
+        assert_eq!(quoted(&every_ascii), want);
+        assert_eq!(quoted("plain text, kept as is"), "plain text, kept as is");
+        assert_eq!(quoted(&"x".repeat(300)).len(), 200);
+        assert_eq!(quoted("é\u{7f}\"e"), "é'e");
+    }
+
     fn header<'d>(d: &'d Denial, name: &str) -> Option<&'d str> {
         d.headers
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| *k == name)
             .map(|(_, v)| v.as_str())
     }
 

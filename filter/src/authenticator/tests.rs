@@ -160,7 +160,7 @@ fn header<'d>(d: &'d Decision, name: &str) -> Option<&'d str> {
             .denial
             .headers
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| *k == name)
             .map(|(_, v)| v.as_str()),
         _ => None,
     }
@@ -923,11 +923,7 @@ fn missing_keys_pause_or_fail_closed_with_503() {
     let Decision::Deny(r) = &d else {
         unreachable!()
     };
-    assert!(
-        r.denial
-            .headers
-            .contains(&("retry-after".into(), "30".into()))
-    );
+    assert!(r.denial.headers.contains(&("retry-after", "30".into())));
     assert!(r.denial.body.contains("temporarily_unavailable"));
     // Public routes and missing tokens never wait for keys.
     assert_eq!(
