@@ -961,7 +961,10 @@ fn schema_and_parser_agree() {
     ];
     for (source, cases) in &sources {
         assert!(!cases.is_empty(), "no configurations from {source}");
-        eprintln!("{source}: {} configurations", cases.len());
+        eprintln!(
+            "{source}: {} configurations (before duplicates are removed)",
+            cases.len()
+        );
     }
     let mut cases: Vec<Case> = sources.into_iter().flat_map(|(_, c)| c).collect();
     for base in full_configs() {
@@ -976,6 +979,15 @@ fn schema_and_parser_agree() {
             at,
         }));
     }
+
+    // Each configuration once (the scenarios share the quickstart's; samples repeat).
+    let mut seen = BTreeSet::new();
+    cases.retain(|c| {
+        seen.insert(match &c.input {
+            Input::Value(v) => format!("value {v}"),
+            Input::Text(t) => format!("text {t}"),
+        })
+    });
 
     let (mut valid, mut invalid) = (0, 0);
     let mut disagreements = Vec::new();
@@ -1069,4 +1081,36 @@ fn schema_and_parser_agree() {
             "{k}: fields that no valid configuration of the corpus uses: {missing:?}"
         );
     }
+}
+
+/// Every field the schema declares (the `properties` of the root and of each definition with
+/// a title; `no_authorization` only constrains) has a description, its own or its
+/// definition's.
+#[test]
+fn every_field_is_described() {
+    let schema = schema();
+    let defs = schema["$defs"].as_object().unwrap();
+    let described = |v: &Value| {
+        v.get("description").is_some()
+            || v.get("$ref").and_then(Value::as_str).is_some_and(|r| {
+                defs[r.trim_start_matches("#/$defs/")]
+                    .get("description")
+                    .is_some()
+            })
+    };
+    let mut missing = Vec::new();
+    let titled = defs.iter().filter(|(_, v)| v.get("title").is_some());
+    for (owner, def) in
+        std::iter::once(("root", &schema)).chain(titled.map(|(k, v)| (k.as_str(), v)))
+    {
+        for (name, field) in def["properties"].as_object().into_iter().flatten() {
+            if !described(field) {
+                missing.push(format!("{owner}.{name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:?}"
+    );
 }
