@@ -511,6 +511,17 @@ fn string_samples() -> Vec<Value> {
         "\u{e9}",
         "\u{7f}",
         "\t",
+        "te",
+        "Proxy-Authorization",
+        "x-user-id",
+        "PATCH",
+        "/a/",
+        "/a.",
+        "/A",
+        "/a%20b",
+        "/\u{e9}",
+        "https://[::1]:8443/jwks",
+        "http://h.test:80",
     ]
     .iter()
     .map(|s| json!(s))
@@ -637,7 +648,7 @@ fn handwritten() -> Vec<Case> {
             v["providers"]["auth0"]["remote_jwks"] = Value::Null;
             v
         })),
-        case("remote_jwks and discovery null", provider(json!({"discovery": {"cluster": "c"}}))),
+        case("remote_jwks and discovery", provider(json!({"discovery": {"cluster": "c"}}))),
         case("discovery with uri", provider(json!({"remote_jwks": null, "discovery": {"cluster": "c", "uri": "https://x.test/"}}))),
         case("discovery with uri null", provider(json!({"remote_jwks": null, "discovery": {"cluster": "c"}})).pipe(|mut v| {
             v["providers"]["auth0"]["discovery"]["uri"] = Value::Null;
@@ -1007,6 +1018,7 @@ fn schema_and_parser_agree() {
             (Err(_), Err(_)) => invalid += 1,
             (Err(e), Ok(())) => match documented(e) {
                 Some(name) => {
+                    assert!(DIFFERENCES.iter().any(|(n, _)| *n == name), "{name}");
                     invalid += 1;
                     *seen_differences.entry(name).or_default() += 1;
                 }
