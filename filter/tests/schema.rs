@@ -875,13 +875,16 @@ fn schema_fields(schema: &Value, kind: &str) -> BTreeSet<String> {
 }
 
 /// The fields the parser allows, from its error for an unknown field:
-/// "unknown field `zz_unknown`, expected one of `a`, `b`".
+/// "unknown field `zz_unknown`, expected one of `a`, `b`" (also serde's wordings for
+/// `deny_unknown_fields`: "expected `a` or `b`", "expected `a`").
 fn parser_fields(e: &ConfigError) -> Option<BTreeSet<String>> {
     let list = e
         .message
-        .strip_prefix("unknown field `zz_unknown`, expected one of ")?;
+        .strip_prefix("unknown field `zz_unknown`, expected ")?;
+    let list = list.strip_prefix("one of ").unwrap_or(list);
     Some(
         list.split(", ")
+            .flat_map(|f| f.split(" or "))
             .map(|f| f.trim_matches('`').to_string())
             .collect(),
     )
