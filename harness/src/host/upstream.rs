@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::HeaderMap;
+use super::{HeaderMap, envoy};
 
 /// One scripted answer of a cluster route.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,8 +17,11 @@ pub enum Answer {
     },
     /// Accepts the request and never answers: Envoy answers 504 at the call's timeout.
     Hang,
-    /// The stream is reset: the filter's callback sees no headers at all.
+    /// The stream is reset after the answer had started (headers sent, then the connection
+    /// closes mid-body): the filter's callback sees no headers at all.
     Reset { delay_ms: u64 },
+    /// The connection closes before any answer: Envoy answers 503 itself.
+    Close { delay_ms: u64 },
     /// The connection fails: Envoy answers 503 itself, at once.
     Unreachable,
 }
@@ -49,10 +52,12 @@ impl Answer {
         };
         let timed_out = Delivery {
             at_ms: now_ms + timeout_ms,
-            ..envoy(504, "upstream request timeout")
+            ..envoy(504, envoy::TIMEOUT)
         };
         match self {
-            Answer::Respond { delay_ms, .. } | Answer::Reset { delay_ms }
+            Answer::Respond { delay_ms, .. }
+            | Answer::Reset { delay_ms }
+            | Answer::Close { delay_ms }
                 if *delay_ms >= timeout_ms =>
             {
                 timed_out
@@ -83,10 +88,11 @@ impl Answer {
                 headers: None,
                 body: Vec::new(),
             },
-            Answer::Unreachable => envoy(
-                503,
-                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
-            ),
+            Answer::Close { delay_ms } => Delivery {
+                at_ms: now_ms + delay_ms,
+                ..envoy(503, envoy::CONNECTION_TERMINATION)
+            },
+            Answer::Unreachable => envoy(503, envoy::CONNECTION_FAILURE),
         }
     }
 }
@@ -193,9 +199,22 @@ mod tests {
         );
         assert_eq!(Answer::Hang.deliver(0, 300).at_ms, 300);
         assert_eq!(Answer::Reset { delay_ms: 0 }.deliver(7, 300).headers, None);
+        let unreachable = Answer::Unreachable.deliver(7, 300);
         assert_eq!(
-            Answer::Unreachable.deliver(7, 300).headers.unwrap()[0].1,
-            b"503"
+            (
+                unreachable.headers.unwrap()[0].1.as_slice(),
+                unreachable.body.len()
+            ),
+            (&b"503"[..], 98)
+        );
+        let closed = Answer::Close { delay_ms: 5 }.deliver(7, 300);
+        assert_eq!(
+            (
+                closed.at_ms,
+                closed.headers.unwrap()[0].1.as_slice(),
+                closed.body.len()
+            ),
+            (12, &b"503"[..], 95)
         );
     }
 }

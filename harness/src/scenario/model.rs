@@ -130,8 +130,10 @@ pub struct AnswerSpec {
     pub jwks: Option<Vec<String>>,
     /// Virtual time before the answer (`"2s"`); longer than the call's timeout = a timeout.
     pub delay: Option<String>,
-    /// `hang` (no answer: Envoy's 504 at the timeout), `reset` (no headers at all), or
-    /// `unreachable` (Envoy's 503 connection failure).
+    /// `hang` (no answer: Envoy's 504 at the timeout), `reset` (the connection closes
+    /// mid-answer: no headers at all), `close` (the connection closes before any answer:
+    /// Envoy's 503 `connection termination`), or `unreachable` (Envoy's 503 connection
+    /// failure).
     pub fail: Option<String>,
 }
 

@@ -308,8 +308,9 @@ pub fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answe
     match spec.fail.as_deref() {
         Some("hang") => return Ok(Answer::Hang),
         Some("reset") => return Ok(Answer::Reset { delay_ms }),
+        Some("close") => return Ok(Answer::Close { delay_ms }),
         Some("unreachable") => return Ok(Answer::Unreachable),
-        Some(other) => bail!("fail {other:?}: use hang, reset or unreachable"),
+        Some(other) => bail!("fail {other:?}: use hang, reset, close or unreachable"),
         None => {}
     }
     let mut headers: HeaderMap = spec
