@@ -193,7 +193,12 @@ mod tests {
         ]);
         assert_eq!((h, b), (expected, vec![]));
         let (h, _) = local_reply(200, vec![], b"m".to_vec(), Some(7), &vec![]);
-        assert_eq!(h[2], (b"content-length".to_vec(), b"1".to_vec()));
+        let plain = map(&[
+            (":status", "200"),
+            ("content-length", "1"),
+            ("content-type", "text/plain"),
+        ]);
+        assert_eq!(h, plain);
         let failed = map(&[
             ("date", "Thu, 01 Jan 2026 00:00:00 GMT"),
             ("server", "envoy"),

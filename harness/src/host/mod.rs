@@ -572,6 +572,8 @@ impl Proxy {
             return;
         };
         s.stage[dir as usize] = Stage::Headers;
+        // A local reply's body is handed over whole; what comes from a peer, as data first.
+        let streamed = dir == Direction::Request || s.by != "local";
         let (name, n, eos) = match dir {
             Direction::Request => (
                 "proxy_on_request_headers",
@@ -586,14 +588,14 @@ impl Proxy {
         };
         let args = [ctx, n as u32, u32::from(eos)];
         if self.step(worker, ctx, dir, name, &args) == Some(false) {
-            self.body(worker, ctx, dir, true);
+            self.body(worker, ctx, dir, streamed);
         }
     }
 
-    /// `dir`'s body goes through the filter as Envoy's HTTP/1 codec hands it over: when the
-    /// headers went on at once, as data (`end_of_stream` false) then a final call (empty, or
-    /// with the whole body if the filter paused, buffering); after paused headers, in one
-    /// final call.
+    /// `dir`'s body goes through the filter as Envoy hands it over: `streamed` (from the
+    /// client or the upstream, the headers went on at once), as data (`end_of_stream` false)
+    /// then a final call (empty, or with the whole body if the filter paused, buffering);
+    /// else (a local reply, or after paused headers) in one final call.
     fn body(&mut self, worker: usize, ctx: u32, dir: Direction, streamed: bool) {
         let name = match dir {
             Direction::Request => "proxy_on_request_body",
