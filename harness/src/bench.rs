@@ -249,6 +249,7 @@ fn start(
         start_ms: START_S as u64 * 1000,
         verify_signature: host_crypto,
         clusters: Clusters::default(),
+        backend: Default::default(),
         log_level: LOG_LEVEL,
         properties: Default::default(),
     };
@@ -283,6 +284,7 @@ fn request(token: &str) -> Request {
             format!("Bearer {token}").into_bytes(),
         )],
         body: None,
+        properties: Default::default(),
     }
 }
 

@@ -4,7 +4,7 @@
 //! (`reload`), every VM replaced (`restart`, which takes the `vm_id`'s shared data with it).
 
 mod abi;
-mod envoy;
+pub(crate) mod envoy;
 pub mod signature;
 pub mod upstream;
 mod vm;
@@ -19,9 +19,9 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use wasmtime::{Config, Engine, Linker, Module};
 
-use upstream::Clusters;
+use upstream::{Answer, Clusters, Delivery, Routes};
 use vm::{CallResponse, Direction, LocalResponse, Phase, Stage, Stream, Vm, VmState};
-use world::{VmId, World};
+use world::{Callout, PendingCall, VmId, World};
 
 /// A compiled filter, ready to be instantiated any number of times.
 #[derive(Clone)]
@@ -71,6 +71,8 @@ pub struct Setup {
     pub start_ms: u64,
     pub verify_signature: bool,
     pub clusters: Clusters,
+    /// The main route's upstream (unscripted paths get the JSON echo).
+    pub backend: Routes,
     pub log_level: u32,
     /// Properties served to the filter: NUL-joined path → value.
     pub properties: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -84,6 +86,8 @@ pub struct Request {
     pub authority: Vec<u8>,
     pub headers: HeaderMap,
     pub body: Option<Vec<u8>>,
+    /// Properties of this request (NUL-joined path → value), over the scenario's.
+    pub properties: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 /// How a request ended.
@@ -94,7 +98,8 @@ pub struct Outcome {
     pub body: Vec<u8>,
     /// The headers the upstream received, if the request reached it.
     pub upstream: Option<HeaderMap>,
-    /// Who answered: `upstream`, `local` (the filter), `broken` (fail closed), `reset`.
+    /// Who answered: `upstream`, `local` (the filter), `envoy` (Envoy's 503 or 504 for the
+    /// main upstream), `broken` (fail closed), `reset`, `cancelled`.
     pub by: &'static str,
 }
 
@@ -137,6 +142,7 @@ impl Proxy {
     pub fn start(plugin: &Plugin, setup: Setup) -> Result<Proxy> {
         let mut world = World::new(setup.start_ms);
         world.clusters = setup.clusters;
+        world.backend = setup.backend;
         world.verify_signature = setup.verify_signature;
         world.log_level = setup.log_level;
         world.properties = setup.properties;
@@ -387,6 +393,7 @@ impl Proxy {
         let stream = Stream {
             request_headers: headers,
             request_body: request.body.clone().unwrap_or_default(),
+            properties: request.properties.clone(),
             ..Stream::default()
         };
         vm.store.data_mut().streams.insert(ctx, stream);
@@ -572,8 +579,9 @@ impl Proxy {
             return;
         };
         s.stage[dir as usize] = Stage::Headers;
-        // A local reply's body is handed over whole; what comes from a peer, as data first.
-        let streamed = dir == Direction::Request || s.by != "local";
+        // What comes from a peer arrives as data first; Envoy's own answers (a local reply,
+        // the router's 503 or 504) are handed over whole.
+        let streamed = dir == Direction::Request || s.by == "upstream";
         let (name, n, eos) = match dir {
             Direction::Request => (
                 "proxy_on_request_headers",
@@ -666,9 +674,12 @@ impl Proxy {
         self.finish(worker, ctx, outcome);
     }
 
-    /// The request reaches the upstream (with the route's timeout header), whose answer,
-    /// a JSON echo of the request, comes back through the filter.
+    /// The request reaches the upstream (with the route's timeout header). Its answer comes
+    /// from the scenario's `backend` script (after its delay; Envoy's 504 at the route's
+    /// timeout, its 503 for a connection that fails or closes), else at once as a JSON echo
+    /// of the request; then it goes back through the filter.
     fn upstream(&mut self, worker: usize, ctx: u32) {
+        let now = self.world.borrow().now_ms;
         let Some(stream) = self.stream(worker, ctx) else {
             return;
         };
@@ -677,8 +688,7 @@ impl Proxy {
             b"x-envoy-expected-rq-timeout-ms".to_vec(),
             envoy::ROUTE_TIMEOUT_MS.to_string().into_bytes(),
         ));
-        // The echo is JSON text: bytes that are not UTF-8 show as U+FFFD there (the
-        // outcome keeps the exact bytes the upstream received).
+        stream.upstream = Some(upstream.clone());
         let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let get = |name: &[u8]| {
             upstream
@@ -687,29 +697,74 @@ impl Proxy {
                 .map(|(_, v)| lossy(v))
                 .unwrap_or_default()
         };
-        let plain: Vec<(String, String)> = upstream
-            .iter()
-            .filter(|(k, _)| !k.starts_with(b":"))
-            .map(|(k, v)| (lossy(k), lossy(v)))
-            .collect();
-        let echo = crate::servers::upstream::echo(
-            &get(b":method"),
-            &get(b":path"),
-            plain.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        let body = echo.to_string().into_bytes();
-        stream.response_headers = vec![
-            (b":status".to_vec(), b"200".to_vec()),
-            (b"content-type".to_vec(), b"application/json".to_vec()),
-            (
-                b"content-length".to_vec(),
-                body.len().to_string().into_bytes(),
-            ),
-            (b"x-envoy-upstream-service-time".to_vec(), b"0".to_vec()),
-        ];
-        stream.response_body = body;
-        stream.upstream = Some(upstream);
-        stream.by = "upstream";
+        let scripted = self.world.borrow_mut().backend.next(&get(b":path"));
+        let delivery = match scripted {
+            Some(answer) => match answer.deliver(now, envoy::ROUTE_TIMEOUT_MS) {
+                // A reset of the main upstream, before or during its answer, is Envoy's 503.
+                reset if reset.headers.is_none() => Answer::Close {
+                    delay_ms: reset.at_ms - now,
+                }
+                .deliver(now, envoy::ROUTE_TIMEOUT_MS),
+                delivery => delivery,
+            },
+            None => {
+                // The echo is JSON text: bytes that are not UTF-8 show as U+FFFD there (the
+                // outcome keeps the exact bytes the upstream received).
+                let plain: Vec<(String, String)> = upstream
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with(b":"))
+                    .map(|(k, v)| (lossy(k), lossy(v)))
+                    .collect();
+                let echo = crate::servers::upstream::echo(
+                    &get(b":method"),
+                    &get(b":path"),
+                    plain.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                let body = echo.to_string().into_bytes();
+                let headers = vec![
+                    (b":status".to_vec(), b"200".to_vec()),
+                    (b"content-type".to_vec(), b"application/json".to_vec()),
+                    (
+                        b"content-length".to_vec(),
+                        body.len().to_string().into_bytes(),
+                    ),
+                ];
+                Delivery {
+                    at_ms: now,
+                    headers: Some(headers),
+                    body,
+                    by_envoy: false,
+                }
+            }
+        };
+        let mut delivery = delivery;
+        if !delivery.by_envoy {
+            let took = (delivery.at_ms - now).to_string().into_bytes();
+            if let Some(headers) = delivery.headers.as_mut() {
+                headers.push((b"x-envoy-upstream-service-time".to_vec(), took));
+            }
+        }
+        if delivery.at_ms <= now {
+            return self.respond(worker, ctx, delivery);
+        }
+        self.world
+            .borrow_mut()
+            .schedule(VmId::Worker(worker), ctx, delivery, Callout::Backend);
+    }
+
+    /// The main upstream's answer (or Envoy's in its place) enters the filter's response
+    /// path.
+    fn respond(&mut self, worker: usize, ctx: u32, delivery: Delivery) {
+        let Some(stream) = self.stream(worker, ctx) else {
+            return;
+        };
+        stream.by = if delivery.by_envoy {
+            "envoy"
+        } else {
+            "upstream"
+        };
+        stream.response_headers = delivery.headers.unwrap_or_default();
+        stream.response_body = delivery.body;
         self.headers(worker, ctx, Direction::Response);
     }
 
@@ -751,42 +806,7 @@ impl Proxy {
         loop {
             let due = self.world.borrow_mut().take_due();
             if let Some(call) = due {
-                let id = call.vm;
-                let Some(vm) = self.vms.get_mut(&id) else {
-                    continue;
-                };
-                let (n_headers, body_len) = (
-                    call.delivery.headers.as_ref().map_or(0, Vec::len),
-                    call.delivery.body.len(),
-                );
-                let state = vm.store.data_mut();
-                if call.delivery.headers.is_none() {
-                    state.status = (BROKEN_CONNECTION, b"reset".to_vec());
-                }
-                state.call_response = Some(CallResponse {
-                    headers: call.delivery.headers,
-                    body: call.delivery.body,
-                });
-                let args = [
-                    call.context,
-                    call.token,
-                    n_headers as u32,
-                    body_len as u32,
-                    0,
-                ];
-                self.call(
-                    id,
-                    Phase::Callback,
-                    call.context,
-                    "proxy_on_http_call_response",
-                    &args,
-                );
-                if let Some(vm) = self.vms.get_mut(&id) {
-                    let state = vm.store.data_mut();
-                    state.call_response = None;
-                    state.status.1.clear();
-                }
-                self.settle_vm(id);
+                self.deliver(call);
                 continue;
             }
             let ready = self.world.borrow_mut().ready_queues.pop();
@@ -812,6 +832,60 @@ impl Proxy {
             self.call(id, Phase::Callback, ROOT, "proxy_on_tick", &[ROOT]);
             self.settle_vm(id);
         }
+    }
+
+    /// An answer arrives: the main upstream's enters its stream's response path; a call's
+    /// goes to `proxy_on_http_call_response`, `proxy_on_grpc_receive` or
+    /// `proxy_on_grpc_close` (its headers and body readable during that callback only,
+    /// `proxy_get_status` telling its status).
+    fn deliver(&mut self, call: PendingCall) {
+        let (id, ctx, token) = (call.vm, call.context, call.token);
+        let (n_headers, body_len) = (
+            call.delivery.headers.as_ref().map_or(0, Vec::len) as u32,
+            call.delivery.body.len() as u32,
+        );
+        let (name, args, status) = match call.callout {
+            Callout::Backend => {
+                if let VmId::Worker(w) = id {
+                    self.respond(w, ctx, call.delivery);
+                }
+                return;
+            }
+            Callout::Http => {
+                let args = vec![ctx, token, n_headers, body_len, 0];
+                let failed = call.delivery.headers.is_none();
+                let status = failed.then(|| (BROKEN_CONNECTION, b"reset".to_vec()));
+                ("proxy_on_http_call_response", args, status)
+            }
+            // A unary call's reply is a message (`proxy_on_grpc_receive`), its failure a
+            // close with the status (`proxy_on_grpc_close`), as proxy-wasm-cpp-host calls them.
+            Callout::Grpc { status: 0, message } => {
+                let args = vec![ctx, token, body_len];
+                ("proxy_on_grpc_receive", args, Some((0, message)))
+            }
+            Callout::Grpc { status, message } => {
+                let args = vec![ctx, token, status];
+                ("proxy_on_grpc_close", args, Some((status, message)))
+            }
+        };
+        let Some(vm) = self.vms.get_mut(&id) else {
+            return;
+        };
+        let state = vm.store.data_mut();
+        if let Some(status) = status {
+            state.status = status;
+        }
+        state.call_response = Some(CallResponse {
+            headers: call.delivery.headers,
+            body: call.delivery.body,
+        });
+        self.call(id, Phase::Callback, ctx, name, &args);
+        if let Some(vm) = self.vms.get_mut(&id) {
+            let state = vm.store.data_mut();
+            state.call_response = None;
+            state.status.1.clear();
+        }
+        self.settle_vm(id);
     }
 
     /// Settles the streams of `id` if it is a worker (other VMs have none).

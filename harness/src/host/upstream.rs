@@ -33,6 +33,8 @@ pub struct Delivery {
     /// `None`: the call failed (`on_http_call_response` with zero headers).
     pub headers: Option<HeaderMap>,
     pub body: Vec<u8>,
+    /// Envoy made this answer itself (a timeout, a connection that failed or closed).
+    pub by_envoy: bool,
 }
 
 impl Answer {
@@ -49,6 +51,7 @@ impl Answer {
                 (b"content-type".to_vec(), b"text/plain".to_vec()),
             ]),
             body: body.as_bytes().to_vec(),
+            by_envoy: true,
         };
         let timed_out = Delivery {
             at_ms: now_ms + timeout_ms,
@@ -81,12 +84,14 @@ impl Answer {
                     at_ms: now_ms + delay_ms,
                     headers: Some(all),
                     body: body.clone(),
+                    by_envoy: false,
                 }
             }
             Answer::Reset { delay_ms } => Delivery {
                 at_ms: now_ms + delay_ms,
                 headers: None,
                 body: Vec::new(),
+                by_envoy: false,
             },
             Answer::Close { delay_ms } => Delivery {
                 at_ms: now_ms + delay_ms,
@@ -104,10 +109,37 @@ struct Script {
     used: usize,
 }
 
+/// Scripted answers by path (`*` matches any path without its own script).
+#[derive(Clone, Debug, Default)]
+pub struct Routes {
+    scripts: BTreeMap<String, Script>,
+}
+
+impl Routes {
+    /// Replaces the script of `path`.
+    pub fn set(&mut self, path: &str, answers: Vec<Answer>) {
+        self.scripts
+            .insert(path.to_string(), Script { answers, used: 0 });
+    }
+
+    /// The next answer for `path` (exact path, then without the query, then `*`), if one is
+    /// scripted.
+    pub fn next(&mut self, path: &str) -> Option<Answer> {
+        let bare = path.split('?').next().unwrap_or(path);
+        let key = [path, bare, "*"]
+            .into_iter()
+            .find(|k| self.scripts.contains_key(*k))?;
+        let script = self.scripts.get_mut(key)?;
+        let i = script.used.min(script.answers.len().saturating_sub(1));
+        script.used += 1;
+        script.answers.get(i).cloned()
+    }
+}
+
 /// The clusters a filter may call, each with its routes.
 #[derive(Clone, Debug, Default)]
 pub struct Clusters {
-    routes: BTreeMap<String, BTreeMap<String, Script>>,
+    routes: BTreeMap<String, Routes>,
 }
 
 impl Clusters {
@@ -116,40 +148,24 @@ impl Clusters {
         self.routes.entry(cluster.to_string()).or_default();
     }
 
-    /// Replaces the script of `cluster` `path` (`*` matches any path without its own script).
-    pub fn set(&mut self, cluster: &str, path: &str, answers: Vec<Answer>) {
-        self.routes
-            .entry(cluster.to_string())
-            .or_default()
-            .insert(path.to_string(), Script { answers, used: 0 });
+    /// The routes of `cluster`, declaring it.
+    pub fn routes(&mut self, cluster: &str) -> &mut Routes {
+        self.routes.entry(cluster.to_string()).or_default()
     }
 
     pub fn knows(&self, cluster: &str) -> bool {
         self.routes.contains_key(cluster)
     }
 
-    /// The next answer for a request to `cluster` `path` (exact path, then without the query,
-    /// then `*`, else 404).
+    /// The next answer for a request to `cluster` `path`, else 404.
     pub fn answer(&mut self, cluster: &str, path: &str) -> Answer {
-        let not_found = Answer::Respond {
+        let scripted = self.routes.get_mut(cluster).and_then(|r| r.next(path));
+        scripted.unwrap_or(Answer::Respond {
             status: b"404".to_vec(),
             headers: Vec::new(),
             body: b"not found".to_vec(),
             delay_ms: 0,
-        };
-        let Some(routes) = self.routes.get_mut(cluster) else {
-            return not_found;
-        };
-        let bare = path.split('?').next().unwrap_or(path);
-        let key = [path, bare, "*"]
-            .into_iter()
-            .find(|k| routes.contains_key(*k));
-        let Some(script) = key.and_then(|k| routes.get_mut(k)) else {
-            return not_found;
-        };
-        let i = script.used.min(script.answers.len().saturating_sub(1));
-        script.used += 1;
-        script.answers.get(i).cloned().unwrap_or(not_found)
+        })
     }
 }
 
@@ -169,8 +185,8 @@ mod tests {
     #[test]
     fn answers_in_turn_last_repeats_and_lookup_order() {
         let mut c = Clusters::default();
-        c.set("idp", "/a", vec![ok(500, 0), ok(200, 0)]);
-        c.set("idp", "*", vec![ok(201, 0)]);
+        c.routes("idp").set("/a", vec![ok(500, 0), ok(200, 0)]);
+        c.routes("idp").set("*", vec![ok(201, 0)]);
         c.declare("empty");
         let status = |a: Answer| match a {
             Answer::Respond { status, .. } => status,

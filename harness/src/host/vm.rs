@@ -54,8 +54,10 @@ pub struct Stream {
     pub closed: bool,
     /// The headers the upstream received, once the request went there.
     pub upstream: Option<HeaderMap>,
-    /// Who made the response: `upstream` or `local` (the filter).
+    /// Who made the response: `upstream`, `envoy` or `local` (the filter).
     pub by: &'static str,
+    /// Properties of this request (NUL-joined path → value), over the scenario's.
+    pub properties: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -12,7 +12,7 @@ use super::load::Loaded;
 use super::model::{
     AnswerSpec, Body, Expect, RequestSpec, Script, Status, Step, TokenRef, TokenSpec,
 };
-use crate::host::upstream::{Answer, Clusters};
+use crate::host::upstream::{Answer, Clusters, Routes};
 use crate::host::world::LEVELS;
 use crate::host::{HeaderMap, Outcome, Plugin, Proxy, Request, Setup};
 use crate::keys::KeyRing;
@@ -131,16 +131,9 @@ impl Runner {
                 );
             }
         }
-        let properties = s
-            .properties
-            .iter()
-            .map(|(path, value)| {
-                (
-                    path.replace('.', "\0").into_bytes(),
-                    value.as_slice().to_vec(),
-                )
-            })
-            .collect();
+        let properties = properties(&s.properties);
+        let mut backend = Routes::default();
+        build_routes(&s.backend, &mut self.keys, &loaded.dir, &mut backend)?;
         let setup = Setup {
             workers,
             startup: s.startup,
@@ -150,6 +143,7 @@ impl Runner {
             start_ms,
             verify_signature: s.verify_signature,
             clusters,
+            backend,
             log_level,
             properties,
         };
@@ -232,6 +226,8 @@ fn describe(step: &Step) -> String {
         format!("advance {a}")
     } else if step.upstream.is_some() {
         "upstream change".into()
+    } else if step.backend.is_some() {
+        "backend change".into()
     } else if let Some(id) = &step.await_id {
         format!("await {id}")
     } else if let Some(id) = &step.cancel {
@@ -274,6 +270,18 @@ fn with_jwks(value: Value, keys: &mut KeyRing, dir: &Path) -> Result<Value> {
     })
 }
 
+/// Properties as the host keys them: `.`-joined paths become NUL-joined.
+fn properties(spec: &BTreeMap<String, Bytes>) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    spec.iter()
+        .map(|(path, value)| {
+            (
+                path.replace('.', "\0").into_bytes(),
+                value.as_slice().to_vec(),
+            )
+        })
+        .collect()
+}
+
 fn build_clusters(
     spec: &BTreeMap<String, BTreeMap<String, Script>>,
     keys: &mut KeyRing,
@@ -281,19 +289,29 @@ fn build_clusters(
     mut clusters: Clusters,
 ) -> Result<Clusters> {
     for (cluster, routes) in spec {
-        clusters.declare(cluster);
-        for (path, script) in routes {
-            let answers = match script {
-                Script::One(a) => vec![answer(a, keys, dir)?],
-                Script::Many(list) => list
-                    .iter()
-                    .map(|a| answer(a, keys, dir))
-                    .collect::<Result<_>>()?,
-            };
-            clusters.set(cluster, path, answers);
-        }
+        build_routes(routes, keys, dir, clusters.routes(cluster))?;
     }
     Ok(clusters)
+}
+
+/// Sets each path's answers of `spec` in `routes`.
+fn build_routes(
+    spec: &BTreeMap<String, Script>,
+    keys: &mut KeyRing,
+    dir: &Path,
+    routes: &mut Routes,
+) -> Result<()> {
+    for (path, script) in spec {
+        let answers = match script {
+            Script::One(a) => vec![answer(a, keys, dir)?],
+            Script::Many(list) => list
+                .iter()
+                .map(|a| answer(a, keys, dir))
+                .collect::<Result<_>>()?,
+        };
+        routes.set(path, answers);
+    }
+    Ok(())
 }
 
 /// The answer `spec` describes (key names resolved from `dir`).
@@ -326,6 +344,13 @@ pub fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answe
         (None, Some(Body::Json(value))) => (value.to_string().into_bytes(), true),
         (None, None) => (Vec::new(), false),
     };
+    // gRPC carries these in its trailers; the host reads them from there.
+    if let Some(code) = spec.grpc_status {
+        headers.push((b"grpc-status".to_vec(), code.to_string().into_bytes()));
+    }
+    if let Some(message) = &spec.grpc_message {
+        headers.push((b"grpc-message".to_vec(), message.clone().into_bytes()));
+    }
     if json && !headers.iter().any(|(k, _)| k == b"content-type") {
         headers.push((b"content-type".to_vec(), b"application/json".to_vec()));
     }
@@ -439,6 +464,7 @@ impl Run<'_> {
             step.request.is_some(),
             step.advance.is_some(),
             step.upstream.is_some(),
+            step.backend.is_some(),
             step.await_id.is_some(),
             step.cancel.is_some(),
             step.crash.is_some(),
@@ -447,7 +473,7 @@ impl Run<'_> {
         ];
         if actions.iter().filter(|a| **a).count() > 1 {
             bail!(
-                "a step does one thing: request, advance, upstream, await, cancel, crash, reload or restart"
+                "a step does one thing: request, advance, upstream, backend, await, cancel, crash, reload or restart"
             );
         }
         let mut request = None;
@@ -466,6 +492,10 @@ impl Run<'_> {
             let current = std::mem::take(&mut self.proxy.world.borrow_mut().clusters);
             let updated = build_clusters(routes, self.keys, &self.loaded.dir, current)?;
             self.proxy.world.borrow_mut().clusters = updated;
+        }
+        if let Some(routes) = &step.backend {
+            let mut world = self.proxy.world.borrow_mut();
+            build_routes(routes, self.keys, &self.loaded.dir, &mut world.backend)?;
         }
         if let Some(id) = &step.await_id {
             let index = *self
@@ -533,6 +563,7 @@ impl Run<'_> {
             authority: spec.authority.as_slice().to_vec(),
             headers,
             body: spec.body.as_ref().map(|b| b.as_slice().to_vec()),
+            properties: properties(&spec.properties),
         };
         let index = self.proxy.send(spec.worker, &request);
         if spec.wait {

@@ -11,7 +11,7 @@ use super::{
     write_u32,
 };
 use crate::host::vm::{Phase, VmState};
-use crate::host::world::{CallRecord, PendingCall};
+use crate::host::world::{CallRecord, Callout};
 
 pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap(
@@ -67,18 +67,7 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
                     at_ms: now,
                     timeout_ms,
                 });
-                let token = world.next_token;
-                world.next_token += 1;
-                let seq = world.next_seq;
-                world.next_seq += 1;
-                world.pending.push(PendingCall {
-                    vm: id,
-                    context,
-                    token,
-                    seq,
-                    delivery,
-                });
-                token
+                world.schedule(id, context, delivery, Callout::Http)
             };
             write_u32(&mut c, token_ptr, token)?;
             Ok(OK)

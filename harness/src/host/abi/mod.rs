@@ -6,6 +6,7 @@
 mod buffers;
 mod clock;
 mod foreign;
+mod grpc;
 mod headers;
 mod http_call;
 mod logging;
@@ -36,6 +37,7 @@ pub fn link(linker: &mut Linker<VmState>, module: &Module) -> Result<()> {
     buffers::link(linker)?;
     clock::link(linker)?;
     foreign::link(linker)?;
+    grpc::link(linker)?;
     headers::link(linker)?;
     http_call::link(linker)?;
     logging::link(linker)?;
