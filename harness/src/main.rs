@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 
 use harness::keys::KeyRing;
+use harness::scenario::envoy::{EnvoyRunner, Verdict};
 use harness::scenario::load;
 use harness::scenario::run::Runner;
 use harness::{bench, fuzz, servers, token};
@@ -47,6 +48,13 @@ enum Command {
         /// Print the filter's log lines under each failing scenario.
         #[arg(long)]
         logs: bool,
+        /// Run them through a real Envoy instead (the filter in V8, clusters and the main
+        /// upstream as loopback servers); a scenario it cannot run is skipped, with why.
+        #[arg(long)]
+        envoy: bool,
+        /// The Envoy binary for --envoy.
+        #[arg(long, value_name = "PATH", default_value = ".venv/bin/envoy")]
+        envoy_bin: PathBuf,
         /// Scenario files and directories (default tests/scenarios/).
         #[arg(value_name = "FILES|DIRS")]
         paths: Vec<PathBuf>,
@@ -215,29 +223,48 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             wasm,
             workers,
             logs,
+            envoy,
+            envoy_bin,
             paths,
         } => {
             let files = scenario_files(&paths)?;
-            let results = run_all(&wasm, workers, &files)?;
+            let results = if envoy {
+                run_all_in_envoy(&wasm, &envoy_bin, &files)?
+            } else {
+                run_all(&wasm, workers, &files)?
+                    .into_iter()
+                    .map(|(name, xfail, result, lines)| {
+                        let verdict = match result {
+                            Ok(()) => Verdict::Pass,
+                            Err(why) => Verdict::Fail(why),
+                        };
+                        (name, xfail, verdict, lines)
+                    })
+                    .collect()
+            };
             let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-            for (name, xfail, result, lines) in &results {
-                match (result, xfail) {
-                    (Ok(()), None) => {
+            for (name, xfail, verdict, lines) in &results {
+                match (verdict, xfail) {
+                    (Verdict::Skip(why), _) => {
+                        skipped += 1;
+                        println!("SKIP  {name}: {why}");
+                    }
+                    (Verdict::Pass, None) => {
                         passed += 1;
                         println!("PASS  {name}");
                     }
-                    (Err(why), None) => {
+                    (Verdict::Fail(why), None) => {
                         failed += 1;
                         println!("FAIL  {name}: {why}");
                         if logs {
                             lines.iter().for_each(|l| println!("      | {l}"));
                         }
                     }
-                    (Err(why), Some(bug)) => {
+                    (Verdict::Fail(why), Some(bug)) => {
                         skipped += 1;
                         println!("XFAIL {name}: known bug: {bug} ({why})");
                     }
-                    (Ok(()), Some(bug)) => {
+                    (Verdict::Pass, Some(bug)) => {
                         failed += 1;
                         println!("XPASS {name}: passes now; remove its expected_failure ({bug})");
                     }
@@ -357,6 +384,35 @@ fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// A scenario's name, its `expected_failure`, its result and its log lines.
 type Outcome = (String, Option<String>, Result<(), String>, Vec<String>);
 
+/// Runs every scenario of `files` through Envoy (logs: where Envoy's went).
+fn run_all_in_envoy(
+    wasm: &Path,
+    envoy: &Path,
+    files: &[PathBuf],
+) -> Result<Vec<(String, Option<String>, Verdict, Vec<String>)>> {
+    let work = PathBuf::from(format!("target/harness-envoy/run-{}", std::process::id()));
+    let mut runner = EnvoyRunner::new(envoy, wasm, &work)?;
+    let mut results = Vec::new();
+    for file in files {
+        match load::load(file) {
+            Ok(scenarios) => {
+                for loaded in scenarios {
+                    let verdict = runner.run(&loaded);
+                    let s = &loaded.scenario;
+                    results.push((s.name.clone(), s.expected_failure.clone(), verdict, vec![]));
+                }
+            }
+            Err(e) => results.push((
+                file.display().to_string(),
+                None,
+                Verdict::Fail(format!("{e:#}")),
+                Vec::new(),
+            )),
+        }
+    }
+    Ok(results)
+}
+
 /// Runs every scenario of `files`; a file that does not load counts as one failure.
 fn run_all(wasm: &Path, workers: usize, files: &[PathBuf]) -> Result<Vec<Outcome>> {
     let mut runner = Runner::new(wasm, workers)?;
@@ -426,6 +482,7 @@ mod tests {
             workers,
             logs,
             paths,
+            ..
         }) = parse(&["run", "--wasm=f.wasm", "--workers", "2", "--logs", "a", "b"])
         else {
             panic!("run did not parse");

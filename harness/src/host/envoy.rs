@@ -13,6 +13,10 @@ pub const ROUTE_TIMEOUT_MS: u64 = 15_000;
 pub const CONNECTION_FAILURE: &str = "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure";
 /// Envoy's body when the upstream closes the connection before answering.
 pub const CONNECTION_TERMINATION: &str = "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+/// Envoy's body when the upstream's answer does not parse (a `:status` that is not three
+/// digits, say).
+pub const PROTOCOL_ERROR: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: protocol error";
 /// Envoy's body when the upstream does not answer in time.
 pub const TIMEOUT: &str = "upstream request timeout";
 

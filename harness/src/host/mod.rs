@@ -710,10 +710,15 @@ impl Proxy {
             None => {
                 // The echo is JSON text: bytes that are not UTF-8 show as U+FFFD there (the
                 // outcome keeps the exact bytes the upstream received).
-                let plain: Vec<(String, String)> = upstream
-                    .iter()
-                    .filter(|(k, _)| !k.starts_with(b":"))
-                    .map(|(k, v)| (lossy(k), lossy(v)))
+                // An HTTP/1 upstream gets `:authority` as `host`.
+                let host = (String::from("host"), get(b":authority"));
+                let plain: Vec<(String, String)> = std::iter::once(host)
+                    .chain(
+                        upstream
+                            .iter()
+                            .filter(|(k, _)| !k.starts_with(b":"))
+                            .map(|(k, v)| (lossy(k), lossy(v))),
+                    )
                     .collect();
                 let echo = crate::servers::upstream::echo(
                     &get(b":method"),

@@ -8,7 +8,8 @@ use super::{HeaderMap, envoy};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Answer {
     /// An HTTP answer after `delay_ms` of virtual time (Envoy times it out if that is longer
-    /// than the call's timeout). `status` is the `:status` value as delivered.
+    /// than the call's timeout). `status` is the `:status` value as delivered (one that is
+    /// not three digits is Envoy's 502).
     Respond {
         status: Vec<u8>,
         headers: HeaderMap,
@@ -66,6 +67,13 @@ impl Answer {
                 timed_out
             }
             Answer::Hang => timed_out,
+            // Envoy's codec refuses a status line without a three-digit code: 502.
+            Answer::Respond {
+                status, delay_ms, ..
+            } if status.len() != 3 || !status.iter().all(u8::is_ascii_digit) => Delivery {
+                at_ms: now_ms + delay_ms,
+                ..envoy(502, envoy::PROTOCOL_ERROR)
+            },
             Answer::Respond {
                 status,
                 headers,
@@ -151,6 +159,11 @@ impl Clusters {
     /// The routes of `cluster`, declaring it.
     pub fn routes(&mut self, cluster: &str) -> &mut Routes {
         self.routes.entry(cluster.to_string()).or_default()
+    }
+
+    /// The clusters' names.
+    pub fn names(&self) -> Vec<String> {
+        self.routes.keys().cloned().collect()
     }
 
     pub fn knows(&self, cluster: &str) -> bool {

@@ -248,7 +248,7 @@ fn describe(step: &Step) -> String {
 }
 
 /// Replaces every `{"$jwks": [key specs]}` in `value` by the JWKS of those keys.
-fn with_jwks(value: Value, keys: &mut KeyRing, dir: &Path) -> Result<Value> {
+pub(crate) fn with_jwks(value: Value, keys: &mut KeyRing, dir: &Path) -> Result<Value> {
     Ok(match value {
         Value::Object(map) if map.len() == 1 && map.contains_key("$jwks") => {
             let names: Vec<String> = serde_json::from_value(map["$jwks"].clone())
@@ -282,7 +282,7 @@ fn properties(spec: &BTreeMap<String, Bytes>) -> BTreeMap<Vec<u8>, Vec<u8>> {
         .collect()
 }
 
-fn build_clusters(
+pub(crate) fn build_clusters(
     spec: &BTreeMap<String, BTreeMap<String, Script>>,
     keys: &mut KeyRing,
     dir: &Path,
@@ -295,7 +295,7 @@ fn build_clusters(
 }
 
 /// Sets each path's answers of `spec` in `routes`.
-fn build_routes(
+pub(crate) fn build_routes(
     spec: &BTreeMap<String, Script>,
     keys: &mut KeyRing,
     dir: &Path,
@@ -388,8 +388,58 @@ pub fn interpolate(text: &str, tokens: &BTreeMap<String, String>) -> Result<Stri
     Ok(out)
 }
 
+/// The request `spec` describes at `now_ms`: `${token}` replaced in plain strings (a token
+/// written inline is minted then), `$bytes` as they are.
+pub(crate) fn request(
+    spec: &RequestSpec,
+    tokens: &BTreeMap<String, String>,
+    keys: &mut KeyRing,
+    loaded: &Loaded,
+    now_ms: u64,
+) -> Result<Request> {
+    let resolve = |field: &Bytes| -> Result<Vec<u8>> {
+        match field {
+            Bytes::Text(text) => Ok(interpolate(text, tokens)?.into_bytes()),
+            Bytes::Raw(raw) => Ok(raw.clone()),
+        }
+    };
+    let mut headers = Vec::new();
+    for (name, value) in &spec.headers.0 {
+        headers.push((name.as_slice().to_vec(), resolve(value)?));
+    }
+    let token = match &spec.token {
+        None => None,
+        Some(TokenRef::Name(name)) => Some(
+            tokens
+                .get(name)
+                .ok_or_else(|| anyhow!("unknown token {name:?}"))?
+                .clone(),
+        ),
+        Some(TokenRef::Inline(inline)) => Some(mint(keys, loaded, inline, now_ms)?),
+    };
+    if let Some(token) = token {
+        headers.push((
+            b"authorization".to_vec(),
+            format!("Bearer {token}").into_bytes(),
+        ));
+    }
+    Ok(Request {
+        method: spec.method.as_slice().to_vec(),
+        path: resolve(&spec.path)?,
+        authority: spec.authority.as_slice().to_vec(),
+        headers,
+        body: spec.body.as_ref().map(|b| b.as_slice().to_vec()),
+        properties: properties(&spec.properties),
+    })
+}
+
 /// Mints the token `spec` (over the scenario's `token_defaults`) at `now_ms`.
-fn mint(keys: &mut KeyRing, loaded: &Loaded, spec: &TokenSpec, now_ms: u64) -> Result<String> {
+pub(crate) fn mint(
+    keys: &mut KeyRing,
+    loaded: &Loaded,
+    spec: &TokenSpec,
+    now_ms: u64,
+) -> Result<String> {
     let defaults = &loaded.scenario.token_defaults;
     if let Some(raw) = &spec.raw {
         if spec.key.is_some()
@@ -432,14 +482,6 @@ impl Run<'_> {
 
     fn mint(&mut self, spec: &TokenSpec, now_ms: u64) -> Result<String> {
         mint(self.keys, self.loaded, spec, now_ms)
-    }
-
-    /// The bytes of a request field: `${token}` replaced in a plain string, `$bytes` as is.
-    fn resolve(&self, field: &Bytes) -> Result<Vec<u8>> {
-        match field {
-            Bytes::Text(text) => Ok(interpolate(text, &self.tokens)?.into_bytes()),
-            Bytes::Raw(raw) => Ok(raw.clone()),
-        }
     }
 
     fn last_logs(&self, n: usize) -> String {
@@ -537,34 +579,8 @@ impl Run<'_> {
     }
 
     fn request(&mut self, spec: &RequestSpec) -> Result<usize> {
-        let mut headers = Vec::new();
-        for (name, value) in &spec.headers.0 {
-            headers.push((name.as_slice().to_vec(), self.resolve(value)?));
-        }
-        let token = match &spec.token {
-            None => None,
-            Some(TokenRef::Name(name)) => Some(
-                self.tokens
-                    .get(name)
-                    .ok_or_else(|| anyhow!("unknown token {name:?}"))?
-                    .clone(),
-            ),
-            Some(TokenRef::Inline(inline)) => Some(self.mint(inline, self.now_ms())?),
-        };
-        if let Some(token) = token {
-            headers.push((
-                b"authorization".to_vec(),
-                format!("Bearer {token}").into_bytes(),
-            ));
-        }
-        let request = Request {
-            method: spec.method.as_slice().to_vec(),
-            path: self.resolve(&spec.path)?,
-            authority: spec.authority.as_slice().to_vec(),
-            headers,
-            body: spec.body.as_ref().map(|b| b.as_slice().to_vec()),
-            properties: properties(&spec.properties),
-        };
+        let now_ms = self.now_ms();
+        let request = request(spec, &self.tokens, self.keys, self.loaded, now_ms)?;
         let index = self.proxy.send(spec.worker, &request);
         if spec.wait {
             let max =
@@ -712,7 +728,7 @@ fn headers_json(headers: &[(Vec<u8>, Vec<u8>)]) -> Value {
     Value::Object(map)
 }
 
-fn check_request(e: &Expect, outcome: Option<&Outcome>) -> Result<()> {
+pub(crate) fn check_request(e: &Expect, outcome: Option<&Outcome>) -> Result<()> {
     let Some(o) = outcome else {
         return match e.pending {
             Some(true) => Ok(()),
