@@ -384,12 +384,11 @@ fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// A scenario's name, its `expected_failure`, its result and its log lines.
 type Outcome = (String, Option<String>, Result<(), String>, Vec<String>);
 
-/// Runs every scenario of `files` through Envoy (logs: where Envoy's went).
-fn run_all_in_envoy(
-    wasm: &Path,
-    envoy: &Path,
-    files: &[PathBuf],
-) -> Result<Vec<(String, Option<String>, Verdict, Vec<String>)>> {
+/// A scenario's name, its `expected_failure`, how it went and its log lines.
+type Judged = (String, Option<String>, Verdict, Vec<String>);
+
+/// Runs every scenario of `files` through Envoy.
+fn run_all_in_envoy(wasm: &Path, envoy: &Path, files: &[PathBuf]) -> Result<Vec<Judged>> {
     let work = PathBuf::from(format!("target/harness-envoy/run-{}", std::process::id()));
     let mut runner = EnvoyRunner::new(envoy, wasm, &work)?;
     let mut results = Vec::new();

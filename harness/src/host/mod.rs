@@ -4,6 +4,7 @@
 //! (`reload`), every VM replaced (`restart`, which takes the `vm_id`'s shared data with it).
 
 mod abi;
+pub use abi::MISSING_HOST_FUNCTION;
 pub(crate) mod envoy;
 pub mod signature;
 pub mod upstream;

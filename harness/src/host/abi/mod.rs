@@ -31,6 +31,9 @@ pub const EMPTY: i32 = 7;
 pub const CAS_MISMATCH: i32 = 8;
 pub const INTERNAL_FAILURE: i32 = 10;
 
+/// The end of the trap message of a host function the harness does not provide.
+pub const MISSING_HOST_FUNCTION: &str = "a host function the harness does not provide";
+
 /// Defines every host function the filter may import; anything else it imports traps when
 /// called, with a message that names it.
 pub fn link(linker: &mut Linker<VmState>, module: &Module) -> Result<()> {
@@ -51,7 +54,7 @@ pub fn link(linker: &mut Linker<VmState>, module: &Module) -> Result<()> {
         let ExternType::Func(ty) = import.ty() else {
             continue;
         };
-        let message = format!("{area}::{name}: a host function the harness does not provide");
+        let message = format!("{area}::{name}: {MISSING_HOST_FUNCTION}");
         // Defining fails only for the names an ABI module defined above: those stay.
         let _ = linker.func_new(&area, &name, ty, move |_, _, _| Err(anyhow!("{message}")));
     }
