@@ -27,6 +27,9 @@
 //!   the request resumes.
 //! - `x-probe-grpc-local: CODE` (7, 16, else 13): a gRPC local response (`send_grpc_response`, message
 //!   `probe says no`).
+//! - `x-probe-pause-response: CLUSTER PATH`: `on_http_response_headers` makes that http
+//!   call and pauses the response; the answer adds response header `x-probe-resumed` (its
+//!   status) and resumes it.
 //! - Always: counter `probe_requests`, gauge `probe_gauge` = 7, histogram `probe_histogram`
 //!   (one value per request), adds `x-probe-added`, removes
 //!   `x-probe-remove-me`, adds response header `x-probe-response`, logs the path at debug.
@@ -112,6 +115,10 @@ struct Probe {
     events: Vec<String>,
     /// `x-probe-names`: report the response header names too.
     names: bool,
+    /// `x-probe-pause-response`: the call to make from the response headers; then whether
+    /// its answer is awaited there.
+    pause_response: Option<String>,
+    response_paused: bool,
 }
 
 impl Probe {
@@ -144,6 +151,11 @@ impl Context for Probe {
     fn on_http_call_response(&mut self, _: u32, headers: usize, body_size: usize, _: usize) {
         if let Ok(id) = hostcalls::define_metric(MetricType::Counter, "probe_call_answers") {
             let _ = hostcalls::increment_metric(id, 1);
+        }
+        if self.response_paused {
+            self.add_http_response_header("x-probe-resumed", &status_of(self));
+            self.resume_http_response();
+            return;
         }
         let read_anyway = self.get_http_request_header("x-probe-read-failed").is_some();
         let status = if headers == 0 && !read_anyway {
@@ -181,6 +193,7 @@ impl Context for Probe {
 impl HttpContext for Probe {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         self.trace = self.get_http_request_header("x-probe-trace");
+        self.pause_response = self.get_http_request_header("x-probe-pause-response");
         self.record(format!("request_headers(eos={end_of_stream})"), false);
         if self.get_http_request_header("x-probe-names").is_some() {
             self.names = true;
@@ -339,6 +352,15 @@ impl HttpContext for Probe {
             self.add_http_response_header("x-probe-response-names", &names);
         }
         self.add_http_response_header("x-probe-response", "1");
+        if let Some(target) = self.pause_response.take() {
+            let (cluster, path) = target.split_once(' ').unwrap_or((&target, "/"));
+            let headers = vec![(":method", "GET"), (":path", path), (":authority", "probe")];
+            let timeout = Duration::from_secs(2);
+            if self.dispatch_http_call(cluster, headers, None, vec![], timeout).is_ok() {
+                self.response_paused = true;
+                return Action::Pause;
+            }
+        }
         Action::Continue
     }
 
