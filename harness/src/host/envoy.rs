@@ -122,6 +122,32 @@ pub fn failed_vm(now_ms: u64) -> HeaderMap {
     downstream(Vec::new(), &[], now_ms)
 }
 
+/// The response-code details Envoy appends to a failed gRPC call's message (`{...}`), for
+/// an answer Envoy made with `body`, or one from the upstream (`None`).
+pub fn grpc_details(body: Option<&[u8]>) -> &'static str {
+    let Some(body) = body else {
+        return "{via_upstream}";
+    };
+    [
+        (TIMEOUT, "{response_timeout}"),
+        (
+            CONNECTION_FAILURE,
+            "{upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}}",
+        ),
+        (
+            CONNECTION_TERMINATION,
+            "{upstream_reset_before_response_started{connection_termination}}",
+        ),
+        (
+            PROTOCOL_ERROR,
+            "{upstream_reset_before_response_started{protocol_error}}",
+        ),
+    ]
+    .into_iter()
+    .find(|(text, _)| text.as_bytes() == body)
+    .map_or("", |(_, details)| details)
+}
+
 /// RFC 9110 IMF-fixdate: `Thu, 01 Jan 2026 00:00:00 GMT`.
 pub fn http_date(now_ms: u64) -> String {
     let secs = now_ms / 1000;

@@ -11,10 +11,10 @@ use wasmtime::Linker;
 use super::{
     C, INTERNAL_FAILURE, NOT_FOUND, OK, decode_map, read, read_string, violation, write_u32,
 };
-use crate::host::HeaderMap;
 use crate::host::upstream::Delivery;
 use crate::host::vm::{Phase, VmState};
 use crate::host::world::{CallRecord, Callout};
+use crate::host::{HeaderMap, envoy};
 
 const PARSE_FAILURE: i32 = 4;
 
@@ -33,13 +33,26 @@ fn from_http(status: &[u8]) -> u32 {
 
 /// The gRPC status, message and reply of a delivery: a failed call (no headers) is
 /// UNAVAILABLE with Envoy's reason; else `grpc-status` and `grpc-message` if the answer has
-/// them, or the mapping of its HTTP status with its body as the message.
+/// them, or the mapping of its HTTP status with its body as the message. A failure's
+/// message ends with Envoy's details (`{via_upstream}`, `{response_timeout}`, ...).
 fn outcome(delivery: Delivery) -> (u32, Vec<u8>, Delivery) {
+    let (code, mut message, delivery) = status(delivery);
+    if code != 0 {
+        let made = delivery.by_envoy.then_some(message.as_slice());
+        let details = envoy::grpc_details(made);
+        message.extend(details.as_bytes());
+    }
+    (code, message, delivery)
+}
+
+fn status(delivery: Delivery) -> (u32, Vec<u8>, Delivery) {
     let Some(headers) = &delivery.headers else {
-        let reason = crate::host::envoy::CONNECTION_TERMINATION
-            .as_bytes()
-            .to_vec();
-        return (14, reason, delivery);
+        let reason = envoy::CONNECTION_TERMINATION.as_bytes().to_vec();
+        let failed = Delivery {
+            by_envoy: true,
+            ..delivery
+        };
+        return (14, reason, failed);
     };
     let get = |name: &[u8]| {
         headers
