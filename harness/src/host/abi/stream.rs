@@ -28,7 +28,9 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         |mut c: C, stream_type: i32| -> Result<i32> {
             let effective = c.data().effective;
             match c.data_mut().streams.get_mut(&effective) {
-                Some(s) if stream_type == 0 => s.continue_requested = true,
+                Some(s) if (0..2).contains(&stream_type) => {
+                    s.continue_requested[stream_type as usize] = true
+                }
                 Some(_) => {}
                 None => violation(
                     &mut c,
@@ -64,7 +66,7 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
          body_len: i32,
          headers_ptr: i32,
          headers_len: i32,
-         _grpc_status: i32|
+         grpc_status: i32|
          -> Result<i32> {
             let details = read_string(&mut c, details_ptr, details_len)?;
             let body = read(&mut c, body_ptr, body_len)?;
@@ -80,6 +82,7 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
                 details,
                 headers,
                 body,
+                grpc_status: u32::try_from(grpc_status).ok(),
             };
             match c.data_mut().streams.get_mut(&effective) {
                 Some(s) if s.local_response.is_none() => s.local_response = Some(response),
