@@ -19,8 +19,9 @@ WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrappin
 wasm-opt:
 	@command -v wasm-opt >/dev/null || apt-get install -y binaryen || (apt-get update && apt-get install -y binaryen)
 
+# Never a benchmark variant (bench-stages): those let every request through.
 build: wasm-target wasm-opt
-	cargo build -p jwt_filter --target $(WASM_TARGET) --profile wasm-release
+	env -u JWT_FILTER_BENCH_STAGE cargo build -p jwt_filter --target $(WASM_TARGET) --profile wasm-release
 	@mkdir -p dist
 	wasm-opt $(WASM_OPT_FLAGS) $(WASM_OUT) -o $(DIST_WASM)
 	@echo "wrote $(DIST_WASM) ($$(stat -c %s $(DIST_WASM)) bytes)"

@@ -37,6 +37,12 @@ pub fn configure(root: u32, bytes: &[u8]) -> Result<Plugin, ConfigError> {
             config.rules.len()
         ),
     );
+    if STAGE != Stage::Everything {
+        host::log(
+            LogLevel::Critical,
+            "a benchmark build (JWT_FILTER_BENCH_STAGE): requests are NOT authenticated",
+        );
+    }
     let gauges: Vec<(usize, String)> = config
         .providers
         .iter()
