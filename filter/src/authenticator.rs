@@ -1,7 +1,7 @@
 //! The decision for one request: route rule, token, keys, signature, claims,
 //! authorization, and the header changes or the denial that follow.
 
-use crate::authz::{Denied, ProviderRequirement, Requirement};
+use crate::authz::{Bound, ClaimCheck, Denied, ProviderRequirement, Requirement};
 use crate::config::{Config, KeySource, Mode, Provider, Unmatched};
 use crate::extract::{self, Extracted, TokenSource};
 use crate::jwks::{KeyError, KeySet};
@@ -108,6 +108,8 @@ pub struct Authenticator<V> {
     must_decode: Vec<String>,
     /// Verified tokens of this worker (the core is single-threaded per VM).
     cache: RefCell<TokenCache>,
+    /// Whether some rule names Envoy routes (only then is the `route_name` property read).
+    pub needs_route_name: bool,
 }
 
 impl<V: SignatureVerifier> Authenticator<V> {
@@ -130,6 +132,19 @@ impl<V: SignatureVerifier> Authenticator<V> {
         if config.rules.iter().any(|r| !r.matcher.methods.is_empty()) {
             must_decode.extend(METHOD_OVERRIDE_HEADERS.iter().map(|h| h.to_string()));
         }
+        // A header that a claim must equal.
+        must_decode.extend(
+            config
+                .rules
+                .iter()
+                .filter_map(|r| r.requires.as_ref())
+                .flat_map(Requirement::claim_checks)
+                .filter_map(|check| match check {
+                    ClaimCheck::EqualsHeader(_, header) => Some(header.clone()),
+                    _ => None,
+                }),
+        );
+        let needs_route_name = config.rules.iter().any(|r| !r.matcher.routes.is_empty());
         must_decode.sort();
         must_decode.dedup();
         Authenticator {
@@ -137,6 +152,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             verifier,
             must_decode,
             cache,
+            needs_route_name,
         }
     }
 
@@ -148,17 +164,37 @@ impl<V: SignatureVerifier> Authenticator<V> {
         counts
     }
 
-    /// Decides `req` at unix time `now` (seconds).
+    /// Decides `req` at unix time `now` (seconds), on no named Envoy route.
     pub fn decide(&self, req: &Request, now: u64, keys: &dyn KeyStore) -> Decision {
+        self.decide_on_route(req, None, now, keys)
+    }
+
+    /// Decides `req` at unix time `now` (seconds) on the Envoy route named `route_name`
+    /// (`None` where the host does not tell; rules that name routes then never match).
+    pub fn decide_on_route(
+        &self,
+        req: &Request,
+        route_name: Option<&str>,
+        now: u64,
+        keys: &dyn KeyStore,
+    ) -> Decision {
         if req.undecodable.iter().any(|h| self.must_decode.contains(h)) {
             return self.refused(req, Failure::InvalidRequest(UNDECODABLE.into()), None, None);
         }
         // Every rule some reading of the request lands on must pass (rules.rs).
-        let outcome = match rules::find(&self.config.rules, self.config.path_parameters, req) {
+        let found = rules::find(
+            &self.config.rules,
+            self.config.path_parameters,
+            req,
+            route_name,
+        );
+        let outcome = match &found {
             Ok(routes) => {
                 let allow_unmatched = self.config.unmatched == Unmatched::Allow;
-                let checks = routes.into_iter().filter_map(|route| match route {
-                    Route::Rule(rule) => rule.requires.as_ref().map(Ok),
+                let checks = routes.iter().filter_map(|route| match route {
+                    Route::Rule(rule, captures) => {
+                        rule.requires.as_ref().map(|r| Ok((r, captures.as_slice())))
+                    }
                     Route::Unmatched if allow_unmatched => None,
                     Route::Unmatched => Some(Err(Failure::AccessDenied)),
                 });
@@ -205,20 +241,22 @@ impl<V: SignatureVerifier> Authenticator<V> {
         }
     }
 
+    /// `captures`: what the matched rule's path template captured.
     fn evaluate<'r>(
         &self,
         requirement: &Requirement,
+        captures: &[String],
         req: &'r Request,
         now: u64,
         keys: &dyn KeyStore,
     ) -> Outcome<'r> {
         match requirement {
-            Requirement::Provider(p) => self.evaluate_provider(p, req, now, keys),
+            Requirement::Provider(p) => self.evaluate_provider(p, captures, req, now, keys),
             Requirement::Any(list) => {
                 let (mut anonymous, mut pending, mut worst) =
                     (false, None, None::<(Failure, Option<usize>)>);
                 for r in list {
-                    match self.evaluate(r, req, now, keys) {
+                    match self.evaluate(r, captures, req, now, keys) {
                         Outcome::Pass(v) if !v.is_empty() => return Outcome::Pass(v),
                         Outcome::Pass(_) => anonymous = true,
                         Outcome::Pending {
@@ -246,26 +284,29 @@ impl<V: SignatureVerifier> Authenticator<V> {
                     Outcome::Fail(f, p)
                 }
             }
-            Requirement::All(list) => self.evaluate_all(list.iter().map(Ok), req, now, keys),
+            Requirement::All(list) => {
+                self.evaluate_all(list.iter().map(|r| Ok((r, captures))), req, now, keys)
+            }
         }
     }
 
-    /// Every check must pass (an `Err` is a failure already decided); the first failure
-    /// decides; a pending one waits for keys unless a later one fails.
+    /// Every check (a requirement with its rule's captures) must pass (an `Err` is a
+    /// failure already decided); the first failure decides; a pending one waits for keys
+    /// unless a later one fails.
     fn evaluate_all<'q, 'r>(
         &self,
-        checks: impl IntoIterator<Item = Result<&'q Requirement, Failure>>,
+        checks: impl IntoIterator<Item = Result<(&'q Requirement, &'q [String]), Failure>>,
         req: &'r Request,
         now: u64,
         keys: &dyn KeyStore,
     ) -> Outcome<'r> {
         let (mut passed, mut pending): (Vec<Passed>, _) = (Vec::new(), None);
         for check in checks {
-            let requirement = match check {
-                Ok(requirement) => requirement,
+            let (requirement, captures) = match check {
+                Ok(check) => check,
                 Err(failure) => return Outcome::Fail(failure, None),
             };
-            match self.evaluate(requirement, req, now, keys) {
+            match self.evaluate(requirement, captures, req, now, keys) {
                 Outcome::Pass(v) => {
                     for p in v {
                         // One token that passed two checks changes the headers once.
@@ -289,6 +330,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
     fn evaluate_provider<'r>(
         &self,
         requirement: &ProviderRequirement,
+        captures: &[String],
         req: &'r Request,
         now: u64,
         keys: &dyn KeyStore,
@@ -321,16 +363,22 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 };
             }
         };
-        if let Err(e) = provider
-            .claims
-            .check(verified.typ.as_deref(), &verified.claims, now)
-        {
+        if let Err(e) = provider.claims.check(
+            verified.typ.as_deref(),
+            &verified.claims,
+            now,
+            requirement.audiences.as_deref(),
+        ) {
             return fail(Failure::InvalidToken {
                 description: e.description,
                 expired: e.expired,
             });
         }
-        if let Err(denied) = requirement.authorization.check(&verified.claims) {
+        let bound = Bound {
+            request: req,
+            captures,
+        };
+        if let Err(denied) = requirement.authorization.check(&verified.claims, bound) {
             return fail(match denied {
                 Denied::Scope(scopes) => Failure::InsufficientScope {
                     description: "Insufficient Scope".into(),

@@ -49,12 +49,14 @@ impl ClaimRules {
         }
     }
 
-    /// Every other registered-claim rule, for a token whose signature is valid.
+    /// Every other registered-claim rule, for a token whose signature is valid. `audiences`
+    /// replaces the provider's own list where a rule names its own.
     pub fn check(
         &self,
         typ: Option<&str>,
         claims: &Map<String, Value>,
         now: u64,
+        audiences: Option<&[String]>,
     ) -> Result<(), ClaimError> {
         let now = now as f64;
         let skew = self.clock_skew_s as f64;
@@ -88,7 +90,7 @@ impl ClaimRules {
             }
         }
 
-        self.check_audience(claims)?;
+        check_audience(audiences.unwrap_or(&self.audiences), claims)?;
 
         for name in ["sub", "jti", "client_id"] {
             string(claims, name)?;
@@ -102,24 +104,19 @@ impl ClaimRules {
         }
         Ok(())
     }
+}
 
-    /// `aud` is a string or a non-empty array of strings, and one of them is ours. Exact
-    /// comparison: a prefix, a suffix or a trailing space is another audience.
-    fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), ClaimError> {
-        let ours = |a: &Value| {
-            a.as_str()
-                .is_some_and(|a| self.audiences.iter().any(|x| x == a))
-        };
-        match claims.get("aud") {
-            None => Err(invalid("Missing 'aud' claim")),
-            Some(aud @ Value::String(_)) if ours(aud) => Ok(()),
-            Some(Value::Array(list))
-                if list.iter().all(Value::is_string) && list.iter().any(ours) =>
-            {
-                Ok(())
-            }
-            Some(_) => Err(invalid("Unexpected 'aud' value")),
+/// `aud` is a string or a non-empty array of strings, and one of them is ours. Exact
+/// comparison: a prefix, a suffix or a trailing space is another audience.
+fn check_audience(audiences: &[String], claims: &Map<String, Value>) -> Result<(), ClaimError> {
+    let ours = |a: &Value| a.as_str().is_some_and(|a| audiences.iter().any(|x| x == a));
+    match claims.get("aud") {
+        None => Err(invalid("Missing 'aud' claim")),
+        Some(aud @ Value::String(_)) if ours(aud) => Ok(()),
+        Some(Value::Array(list)) if list.iter().all(Value::is_string) && list.iter().any(ours) => {
+            Ok(())
         }
+        Some(_) => Err(invalid("Unexpected 'aud' value")),
     }
 }
 
@@ -173,7 +170,7 @@ mod tests {
     }
 
     fn check(r: &ClaimRules, changes: Value) -> Result<(), String> {
-        r.check(None, &with(changes), NOW)
+        r.check(None, &with(changes), NOW, None)
             .map_err(|e| e.description)
     }
 
@@ -209,7 +206,7 @@ mod tests {
             Err("'exp' claim must be a number".into())
         );
         let expired = rules()
-            .check(None, &with(json!({"exp": NOW - 5})), NOW)
+            .check(None, &with(json!({"exp": NOW - 5})), NOW, None)
             .unwrap_err();
         assert!(expired.expired);
         assert_eq!(expired.description, "'exp' claim timestamp check failed");
@@ -278,6 +275,27 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_may_name_its_own_audiences() {
+        let orders = ["https://orders".to_string()];
+        let r = rules();
+        let with_aud = |aud: &str| with(json!({ "aud": aud }));
+        assert_eq!(
+            r.check(None, &with_aud("https://orders"), NOW, Some(&orders)),
+            Ok(())
+        );
+        // The provider's own audiences no longer count for that rule.
+        assert_eq!(
+            r.check(None, &with_aud("https://api.test"), NOW, Some(&orders))
+                .map_err(|e| e.description),
+            Err("Unexpected 'aud' value".into())
+        );
+        assert!(
+            r.check(None, &with_aud("https://orders"), NOW, None)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn registered_string_claims_are_typed() {
         assert_eq!(
             check(&rules(), json!({"sub": 5})),
@@ -298,14 +316,22 @@ mod tests {
         let full = json!({"client_id": "c", "jti": "j", "iat": NOW});
         for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
             assert_eq!(
-                r.check(Some(typ), &with(full.clone()), NOW)
+                r.check(Some(typ), &with(full.clone()), NOW, None)
                     .map_err(|e| e.description),
                 Ok(())
             );
         }
-        assert!(r.check(Some("JWT"), &with(full.clone()), NOW).is_err());
-        assert!(r.check(None, &with(full), NOW).is_err());
-        let missing = r.check(Some("at+jwt"), &with(json!({"jti": "j", "iat": NOW})), NOW);
+        assert!(
+            r.check(Some("JWT"), &with(full.clone()), NOW, None)
+                .is_err()
+        );
+        assert!(r.check(None, &with(full), NOW, None).is_err());
+        let missing = r.check(
+            Some("at+jwt"),
+            &with(json!({"jti": "j", "iat": NOW})),
+            NOW,
+            None,
+        );
         assert_eq!(
             missing.unwrap_err().description,
             "Missing 'client_id' claim"

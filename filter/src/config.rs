@@ -10,7 +10,8 @@ use crate::extract::TokenSource;
 use crate::json;
 use crate::jwks::{KeySet, Origin};
 use crate::path::{self, PathParameters};
-use crate::rules::{Matcher, PathMatch, Rule};
+use crate::rules::{HostPattern, Matcher, PathMatch, Rule};
+use crate::template::Template;
 use jsonwebtoken::Algorithm;
 use read::{FromJson, Node, Object};
 use serde_json::Value;
@@ -148,7 +149,7 @@ const FETCH_FIELDS: [&str; 7] = [
 ];
 /// The first three choose the kind of requirement; the rest, the authorization, belong to
 /// a provider requirement only.
-const REQUIREMENT_FIELDS: [&str; 8] = [
+const REQUIREMENT_FIELDS: [&str; 9] = [
     "provider",
     "any",
     "all",
@@ -157,8 +158,30 @@ const REQUIREMENT_FIELDS: [&str; 8] = [
     "scope_claim",
     "claims",
     "allow_missing",
+    "audiences",
+];
+/// A claim check: the claim, and exactly one of the rest.
+const CLAIM_CHECK_FIELDS: [&str; 10] = [
+    "claim",
+    "equals",
+    "includes",
+    "includes_any",
+    "equals_param",
+    "includes_param",
+    "equals_header",
+    "present",
+    "prefix",
+    "not_includes",
 ];
 const AUTHORIZATION_FIELDS: &[&str] = REQUIREMENT_FIELDS.split_at(3).1;
+const MATCH_FIELDS: [&str; 6] = [
+    "path",
+    "prefix",
+    "path_template",
+    "methods",
+    "hosts",
+    "route",
+];
 
 impl Config {
     /// Parses and validates a configuration.
@@ -251,14 +274,16 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
     let mut rules = Vec::new();
     for node in o.req::<Vec<Node>>("rules")? {
         let r = node.object(&["match", "requires"])?;
+        let matcher = compile_match(&r.req("match")?)?;
+        let captures = match &matcher.path {
+            PathMatch::Template(t) => t.names(),
+            PathMatch::Exact(_) | PathMatch::Prefix(_) => &[],
+        };
         let requires = match r.get::<Node>("requires")? {
             None => None,
-            Some(req) => Some(compile_requirement(&req, &names)?),
+            Some(req) => Some(compile_requirement(&req, &names, captures)?),
         };
-        rules.push(Rule {
-            matcher: compile_match(&r.req("match")?)?,
-            requires,
-        });
+        rules.push(Rule { matcher, requires });
     }
     Ok(Config {
         realm,
@@ -287,16 +312,7 @@ fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
     if issuer.is_empty() {
         return err(p.child("issuer"), "must not be empty");
     }
-    let audiences: Vec<String> = p.req("audiences")?;
-    if audiences.is_empty() {
-        return err(p.child("audiences"), "must not be empty");
-    }
-    if let Some(i) = audiences.iter().position(String::is_empty) {
-        return err(
-            format!("{}[{i}]", p.child("audiences")),
-            "must not be empty",
-        );
-    }
+    let audiences = audience_list(p.req("audiences")?, &p.child("audiences"))?;
     let algorithms = compile_algorithms(
         &p.or("algorithms", vec!["RS256".to_string()])?,
         &p.child("algorithms"),
@@ -345,6 +361,17 @@ fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
         forward_payload_header,
         claim_to_headers,
     })
+}
+
+/// A list of audiences: not empty, and no empty one.
+fn audience_list(audiences: Vec<String>, path: &str) -> Result<Vec<String>, ConfigError> {
+    if audiences.is_empty() {
+        return err(path, "must not be empty");
+    }
+    if let Some(i) = audiences.iter().position(String::is_empty) {
+        return err(format!("{path}[{i}]"), "must not be empty");
+    }
+    Ok(audiences)
 }
 
 fn compile_algorithms(names: &[String], path: &str) -> Result<Vec<Algorithm>, ConfigError> {
@@ -570,15 +597,26 @@ fn identity_headers(providers: &[Provider]) -> Result<Vec<String>, ConfigError> 
 }
 
 fn compile_match(node: &Node) -> Result<Matcher, ConfigError> {
-    let m = node.object(&["path", "prefix", "methods"])?;
-    let (p, kind) = match (m.get::<String>("path")?, m.get::<String>("prefix")?) {
-        (Some(p), None) => (p, "path"),
-        (None, Some(p)) => (p, "prefix"),
-        _ => return node.err("needs exactly one of path, prefix"),
+    let m = node.object(&MATCH_FIELDS)?;
+    let chosen = (
+        m.get::<String>("path")?,
+        m.get::<String>("prefix")?,
+        m.get::<String>("path_template")?,
+    );
+    let (path, kind, written) = match chosen {
+        (Some(p), None, None) => (PathMatch::Exact(p.clone()), "path", p),
+        (None, Some(p), None) => (PathMatch::Prefix(p.clone()), "prefix", p),
+        (None, None, Some(t)) => {
+            let template =
+                Template::parse(&t).or_else(|e| err(m.child("path_template"), e.message()))?;
+            let sample = template.sample();
+            (PathMatch::Template(template), "path_template", sample)
+        }
+        _ => return node.err("needs exactly one of path, prefix, path_template"),
     };
     // Rule paths are written as the filter reads requests, without parameters.
-    match path::read(&p, PathParameters::Reject) {
-        Ok(readings) if readings.canonical.as_str() == p => {}
+    match path::read(&written, PathParameters::Reject) {
+        Ok(readings) if readings.canonical.as_str() == written => {}
         Ok(readings) => {
             return err(
                 m.child(kind),
@@ -595,14 +633,7 @@ fn compile_match(node: &Node) -> Result<Matcher, ConfigError> {
             );
         }
     }
-    let methods: Option<Vec<String>> = m.get("methods")?;
-    if methods.as_ref().is_some_and(Vec::is_empty) {
-        return err(
-            m.child("methods"),
-            "must not be empty (leave it out to match any method)",
-        );
-    }
-    let methods = methods.unwrap_or_default();
+    let methods = non_empty_list(&m, "methods", "match any method")?;
     if let Some(i) = methods
         .iter()
         .position(|x| x.is_empty() || !x.bytes().all(|b| b.is_ascii_uppercase()))
@@ -612,15 +643,82 @@ fn compile_match(node: &Node) -> Result<Matcher, ConfigError> {
             "methods are upper-case names such as GET",
         );
     }
-    let path = if kind == "path" {
-        PathMatch::Exact(p)
-    } else {
-        PathMatch::Prefix(p)
-    };
-    Ok(Matcher { path, methods })
+    let hosts = non_empty_list(&m, "hosts", "match any host")?
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            host_pattern(h).ok_or_else(|| ConfigError {
+                path: format!("{}[{i}]", m.child("hosts")),
+                message: "must be a host name such as api.example.com or *.example.com, with an optional :port".into(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let routes = non_empty_list(&m, "route", "match any route")?;
+    if let Some(i) = routes
+        .iter()
+        .position(|r| r.is_empty() || r.chars().any(char::is_control))
+    {
+        return err(
+            format!("{}[{i}]", m.child("route")),
+            "must be a non-empty route name",
+        );
+    }
+    Ok(Matcher {
+        path,
+        methods,
+        hosts,
+        routes,
+    })
 }
 
-fn compile_requirement(node: &Node, names: &[&String]) -> Result<Requirement, ConfigError> {
+/// A list of strings that, when given, must not be empty (`without` says what leaving it
+/// out means).
+fn non_empty_list(m: &Object, name: &str, without: &str) -> Result<Vec<String>, ConfigError> {
+    match m.get::<Vec<String>>(name)? {
+        Some(list) if list.is_empty() => err(
+            m.child(name),
+            format!("must not be empty (leave it out to {without})"),
+        ),
+        list => Ok(list.unwrap_or_default()),
+    }
+}
+
+/// `api.example.com`, `*.example.com` or either with `:port`; names are lower-cased.
+fn host_pattern(text: &str) -> Option<HostPattern> {
+    let lower = text.to_ascii_lowercase();
+    let (name, port) = match lower.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (lower.as_str(), None),
+    };
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    let (wildcard, labels) = match name.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, name),
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if labels.len() > 253 || !labels.split('.').all(label_ok) {
+        return None;
+    }
+    Some(HostPattern {
+        name: if wildcard {
+            format!(".{labels}")
+        } else {
+            labels.to_string()
+        },
+        wildcard,
+        port: port.map(str::to_string),
+    })
+}
+
+fn compile_requirement(
+    node: &Node,
+    names: &[&String],
+    captures: &[String],
+) -> Result<Requirement, ConfigError> {
     let r = node.object(&REQUIREMENT_FIELDS)?;
     let has_authz = AUTHORIZATION_FIELDS.iter().any(|f| r.has(f));
     let group = |list: Vec<Node>, kind: &str| -> Result<Vec<Requirement>, ConfigError> {
@@ -632,7 +730,9 @@ fn compile_requirement(node: &Node, names: &[&String]) -> Result<Requirement, Co
         if list.is_empty() {
             return err(r.child(kind), "must not be empty");
         }
-        list.iter().map(|r| compile_requirement(r, names)).collect()
+        list.iter()
+            .map(|r| compile_requirement(r, names, captures))
+            .collect()
     };
     let provider: Option<String> = r.get("provider")?;
     match (provider, r.get("any")?, r.get("all")?) {
@@ -643,7 +743,11 @@ fn compile_requirement(node: &Node, names: &[&String]) -> Result<Requirement, Co
             Ok(Requirement::Provider(ProviderRequirement {
                 provider,
                 allow_missing: r.or("allow_missing", false)?,
-                authorization: compile_authorization(&r)?,
+                audiences: r
+                    .get::<Vec<String>>("audiences")?
+                    .map(|list| audience_list(list, &r.child("audiences")))
+                    .transpose()?,
+                authorization: compile_authorization(&r, captures)?,
             }))
         }
         (None, Some(list), None) => Ok(Requirement::Any(group(list, "any")?)),
@@ -652,7 +756,7 @@ fn compile_requirement(node: &Node, names: &[&String]) -> Result<Requirement, Co
     }
 }
 
-fn compile_authorization(r: &Object) -> Result<Authorization, ConfigError> {
+fn compile_authorization(r: &Object, captures: &[String]) -> Result<Authorization, ConfigError> {
     let scope_list = |name: &str| -> Result<Vec<String>, ConfigError> {
         let list: Vec<String> = r.get(name)?.unwrap_or_default();
         if let Some(i) = list.iter().position(|s| {
@@ -668,31 +772,75 @@ fn compile_authorization(r: &Object) -> Result<Authorization, ConfigError> {
     let scope_claim = r
         .get("scope_claim")?
         .unwrap_or_else(|| ClaimPath::dotted("scope"));
-    let mut claims = Vec::new();
-    for node in r.get::<Vec<Node>>("claims")?.unwrap_or_default() {
-        let c = node.object(&["claim", "equals", "includes", "includes_any"])?;
-        let claim = c.req("claim")?;
-        let check = (
-            c.get("equals")?,
-            c.get::<Vec<Value>>("includes")?,
-            c.get::<Vec<Value>>("includes_any")?,
-        );
-        claims.push(match check {
-            (Some(v), None, None) => ClaimCheck::Equals(claim, v),
-            (None, Some(v), None) if !v.is_empty() => ClaimCheck::Includes(claim, v),
-            (None, None, Some(v)) if !v.is_empty() => ClaimCheck::IncludesAny(claim, v),
-            _ => {
-                return node.err(
-                    "needs exactly one of equals, includes (non-empty), includes_any (non-empty)",
-                );
-            }
-        });
-    }
+    let claims = r
+        .get::<Vec<Node>>("claims")?
+        .unwrap_or_default()
+        .iter()
+        .map(|node| compile_claim_check(node, captures))
+        .collect::<Result<_, _>>()?;
     Ok(Authorization {
         scope_claim,
         scopes: scope_list("scopes")?,
         scopes_any: scope_list("scopes_any")?,
         claims,
+    })
+}
+
+fn compile_claim_check(node: &Node, captures: &[String]) -> Result<ClaimCheck, ConfigError> {
+    let c = node.object(&CLAIM_CHECK_FIELDS)?;
+    let claim: ClaimPath = c.req("claim")?;
+    let given: Vec<&str> = CLAIM_CHECK_FIELDS[1..]
+        .iter()
+        .copied()
+        .filter(|f| c.has(f))
+        .collect();
+    let [check] = given.as_slice() else {
+        return node.err(format!(
+            "needs exactly one of {}",
+            CLAIM_CHECK_FIELDS[1..].join(", ")
+        ));
+    };
+    let at = c.child(check);
+    let non_empty = |list: Vec<Value>| -> Result<Vec<Value>, ConfigError> {
+        match list.is_empty() {
+            true => err(&at, "must not be empty"),
+            false => Ok(list),
+        }
+    };
+    let capture = || -> Result<usize, ConfigError> {
+        let name: String = c.req(check)?;
+        captures.iter().position(|n| *n == name).map_or_else(
+            || {
+                err(
+                    &at,
+                    format!("'{name}' is not captured by this rule's path_template"),
+                )
+            },
+            Ok,
+        )
+    };
+    Ok(match *check {
+        "equals" => ClaimCheck::Equals(claim, c.req(check)?),
+        "includes" => ClaimCheck::Includes(claim, non_empty(c.req(check)?)?),
+        "includes_any" => ClaimCheck::IncludesAny(claim, non_empty(c.req(check)?)?),
+        "not_includes" => ClaimCheck::NotIncludes(claim, non_empty(c.req(check)?)?),
+        "equals_param" => ClaimCheck::EqualsParam(claim, capture()?),
+        "includes_param" => ClaimCheck::IncludesParam(claim, capture()?),
+        "equals_header" => {
+            let name: String = c.req(check)?;
+            if name.is_empty() || !name.bytes().all(is_tchar) {
+                return err(at, "must be a header name");
+            }
+            ClaimCheck::EqualsHeader(claim, name.to_ascii_lowercase())
+        }
+        "present" => ClaimCheck::Present(claim, c.req(check)?),
+        _ => {
+            let prefix: String = c.req(check)?;
+            if prefix.is_empty() {
+                return err(at, "must not be empty");
+            }
+            ClaimCheck::Prefix(claim, prefix)
+        }
     })
 }
 

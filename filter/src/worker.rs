@@ -13,6 +13,8 @@ use crate::verify::SignatureVerifier;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+mod stream;
+
 /// What the host provides. Stream calls act on the stream made current by `enter` (or
 /// whose callback runs).
 pub trait Host {
@@ -27,6 +29,8 @@ pub trait Host {
     /// Makes `context` current; false if that stream is gone.
     fn enter(&self, context: u32) -> bool;
     fn apply(&self, changes: &HeaderChanges);
+    /// A property of the current stream (path segments), `None` when the host has none.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     fn send(&self, denial: &Denial);
     /// Lets the current (paused) stream's request go on upstream.
     fn resume(&self);
@@ -144,6 +148,8 @@ pub struct Worker<H, V> {
     remotes: RefCell<Vec<Remote>>,
     waiting: RefCell<Vec<Waiting>>,
     calls: RefCell<HashMap<u32, Call>>,
+    /// Whether the host's lack of a `route_name` property has been logged.
+    route_name_missing_logged: Cell<bool>,
 }
 
 /// The core's view of this worker's remote key sets.
@@ -195,6 +201,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             remotes: RefCell::new(remotes),
             waiting: RefCell::new(Vec::new()),
             calls: RefCell::new(HashMap::new()),
+            route_name_missing_logged: Cell::new(false),
         }
     }
 
@@ -228,13 +235,19 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     fn handle(&self, context: u32, deadline_ms: Option<u64>, fetch_origin: Option<u32>) -> Next {
         let now_ms = self.host.now_ms();
         let request = self.host.request();
+        let route_name = self.route_name();
         let decision = {
             let remotes = self.remotes.borrow();
             let keys = Keys {
                 remotes: &remotes,
                 now_ms,
             };
-            self.authenticator.decide(&request, now_ms / 1000, &keys)
+            self.authenticator.decide_on_route(
+                &request,
+                route_name.as_deref(),
+                now_ms / 1000,
+                &keys,
+            )
         };
         let (hits, misses) = self.authenticator.take_cache_counts();
         for (metric, n) in [(Metric::CacheHit, hits), (Metric::CacheMiss, misses)] {

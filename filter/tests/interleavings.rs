@@ -332,6 +332,9 @@ impl Host for ModelHost {
         context == 0 || self.streams.borrow().contains_key(&context)
     }
     fn apply(&self, _: &HeaderChanges) {}
+    fn property(&self, _: &[&str]) -> Option<Vec<u8>> {
+        None
+    }
     fn send(&self, denial: &Denial) {
         self.answers
             .borrow_mut()

@@ -409,3 +409,184 @@ fn uris_split_into_authority_and_path() {
         assert_eq!(split_uri(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn policy_fields_refuse_mistakes_with_their_path() {
+    let tenant_rule = |requires: Value| json!({"match": {"path_template": "/tenants/{tenant}/{rest=**}"}, "requires": requires});
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"match": {"prefix": "/a", "host": ["x"]}}),
+            "rules[3].match.host: unknown field `host`",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "hosts": []}}),
+            "rules[3].match.hosts: must not be empty (leave it out to match any host)",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "hosts": ["ok.test", "*example.com"]}}),
+            "rules[3].match.hosts[1]: must be a host name such as api.example.com or *.example.com, with an optional :port",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "hosts": ["*.*.test"]}}),
+            "rules[3].match.hosts[0]: must be a host name",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "hosts": ["a.test:"]}}),
+            "rules[3].match.hosts[0]: must be a host name",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "route": []}}),
+            "rules[3].match.route: must not be empty (leave it out to match any route)",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "route": [""]}}),
+            "rules[3].match.route[0]: must be a non-empty route name",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "path_template": "/a"}}),
+            "rules[3].match: needs exactly one of path, prefix, path_template",
+        ),
+        (
+            json!({"match": {"path_template": "/a/{x}/{x}"}}),
+            "rules[3].match.path_template: 'x' is captured twice",
+        ),
+        (
+            json!({"match": {"path_template": "/a/**/b"}}),
+            "rules[3].match.path_template: '**' may only be the last segment",
+        ),
+        (
+            json!({"match": {"path_template": "/a//{x}"}}),
+            "rules[3].match.path_template: must not have empty segments",
+        ),
+        (
+            json!({"match": {"path_template": "/a/../{x}"}}),
+            "rules[3].match.path_template: is not normalised",
+        ),
+        (
+            json!({"match": {"path_template": "/a/%41/{x}"}}),
+            "rules[3].match.path_template: is not normalised",
+        ),
+        (
+            tenant_rule(
+                json!({"provider": "auth0", "claims": [{"claim": "tid", "equals_param": "tenat"}]}),
+            ),
+            "rules[3].requires.claims[0].equals_param: 'tenat' is not captured by this rule's path_template",
+        ),
+        (
+            json!({"match": {"prefix": "/a"}, "requires": {"provider": "auth0", "claims": [{"claim": "tid", "includes_param": "tenant"}]}}),
+            "rules[3].requires.claims[0].includes_param: 'tenant' is not captured by this rule's path_template",
+        ),
+        (
+            tenant_rule(
+                json!({"any": [{"provider": "auth0", "claims": [{"claim": "tid", "equals_param": "x"}]}]}),
+            ),
+            "rules[3].requires.any[0].claims[0].equals_param: 'x' is not captured",
+        ),
+        (
+            tenant_rule(
+                json!({"provider": "auth0", "claims": [{"claim": "tid", "equals_param": "tenant", "equals": "a"}]}),
+            ),
+            "rules[3].requires.claims[0]: needs exactly one of equals, includes, includes_any, equals_param, includes_param, equals_header, present, prefix, not_includes",
+        ),
+        (
+            tenant_rule(
+                json!({"provider": "auth0", "claims": [{"claim": "tid", "equals_parm": "tenant"}]}),
+            ),
+            "rules[3].requires.claims[0].equals_parm: unknown field `equals_parm`",
+        ),
+        (
+            tenant_rule(
+                json!({"provider": "auth0", "claims": [{"claim": "tid", "equals_header": "x tenant"}]}),
+            ),
+            "rules[3].requires.claims[0].equals_header: must be a header name",
+        ),
+        (
+            tenant_rule(
+                json!({"provider": "auth0", "claims": [{"claim": "tid", "present": "yes"}]}),
+            ),
+            "rules[3].requires.claims[0].present: invalid type",
+        ),
+        (
+            tenant_rule(json!({"provider": "auth0", "claims": [{"claim": "tid", "prefix": ""}]})),
+            "rules[3].requires.claims[0].prefix: must not be empty",
+        ),
+        (
+            tenant_rule(
+                json!({"provider": "auth0", "claims": [{"claim": "tid", "not_includes": []}]}),
+            ),
+            "rules[3].requires.claims[0].not_includes: must not be empty",
+        ),
+        (
+            tenant_rule(json!({"provider": "auth0", "audiences": []})),
+            "rules[3].requires.audiences: must not be empty",
+        ),
+        (
+            tenant_rule(json!({"provider": "auth0", "audiences": ["a", ""]})),
+            "rules[3].requires.audiences[1]: must not be empty",
+        ),
+        (
+            tenant_rule(json!({"all": [{"provider": "auth0"}], "audiences": ["a"]})),
+            "rules[3].requires: 'all' cannot carry authorization fields",
+        ),
+    ];
+    for (rule, want) in cases {
+        let got = error_after(|v| v["rules"].as_array_mut().unwrap().push(rule));
+        assert!(got.starts_with(want), "want {want:?}\n got {got:?}");
+    }
+}
+
+#[test]
+fn policy_fields_compile() {
+    let mut v = quickstart();
+    v["rules"] = json!([
+        {"match": {"hosts": ["API.example.com", "*.example.com:8443"], "route": ["r1"],
+                   "path_template": "/tenants/{tenant}/{rest=**}"},
+         "requires": {"provider": "auth0", "audiences": ["https://orders"], "claims": [
+             {"claim": "tid", "equals_param": "tenant"},
+             {"claim": "paths", "includes_param": "rest"},
+             {"claim": "tid", "equals_header": "X-Tenant"},
+             {"claim": "act", "present": false},
+             {"claim": "sub", "prefix": "user-"},
+             {"claim": "roles", "not_includes": ["banned"]}]}}
+    ]);
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    let m = &c.rules[0].matcher;
+    assert_eq!(
+        m.hosts,
+        vec![
+            HostPattern {
+                name: "api.example.com".into(),
+                wildcard: false,
+                port: None
+            },
+            HostPattern {
+                name: ".example.com".into(),
+                wildcard: true,
+                port: Some("8443".into())
+            }
+        ]
+    );
+    assert_eq!(m.routes, vec!["r1"]);
+    assert!(matches!(&m.path, PathMatch::Template(t) if t.names() == ["tenant", "rest"]));
+    let Some(Requirement::Provider(p)) = &c.rules[0].requires else {
+        panic!("a provider requirement");
+    };
+    assert_eq!(p.audiences, Some(vec!["https://orders".to_string()]));
+    let checks: Vec<String> = p
+        .authorization
+        .claims
+        .iter()
+        .map(|c| format!("{c:?}"))
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            r#"EqualsParam(ClaimPath(["tid"]), 0)"#,
+            r#"IncludesParam(ClaimPath(["paths"]), 1)"#,
+            r#"EqualsHeader(ClaimPath(["tid"]), "x-tenant")"#,
+            r#"Present(ClaimPath(["act"]), false)"#,
+            r#"Prefix(ClaimPath(["sub"]), "user-")"#,
+            r#"NotIncludes(ClaimPath(["roles"]), [String("banned")])"#,
+        ]
+    );
+}

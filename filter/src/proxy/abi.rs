@@ -88,6 +88,12 @@ unsafe extern "C" {
         value_size: usize,
         cas: u32,
     ) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
@@ -145,6 +151,13 @@ pub fn header_value(kind: u32, name: &str) -> Result<Vec<u8>, Status> {
     let status = unsafe {
         proxy_get_header_map_value(kind, name.as_ptr(), name.len(), &mut data, &mut size)
     };
+    owned(status, data, size)
+}
+
+/// A property by path (segments joined with NUL bytes).
+pub fn property(path: &[u8]) -> Result<Vec<u8>, Status> {
+    let (mut data, mut size) = (null_mut(), 0);
+    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
     owned(status, data, size)
 }
 

@@ -34,6 +34,11 @@ pub fn request() -> Request {
     Request::from_pairs(header_map::decode(&bytes).unwrap_or_default())
 }
 
+/// A property of the current stream by path segments; `None` when the host has none.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    abi::property(path.join("\0").as_bytes()).ok()
+}
+
 pub fn apply(changes: &HeaderChanges) {
     for name in &changes.remove {
         let _ = abi::remove_header(abi::REQUEST_HEADERS, name);

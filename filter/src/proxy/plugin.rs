@@ -107,6 +107,10 @@ impl Host for ProxyHost {
         host::apply(changes);
     }
 
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        host::property(path)
+    }
+
     fn send(&self, denial: &Denial) {
         host::send(denial);
     }
