@@ -1,0 +1,104 @@
+"""End-to-end: gateway policies through a real Envoy: hosts, an Envoy route name, a tenant
+path template bound to a claim, a header bound to a claim.
+
+One stack for the class: envoy.yaml rendered with the policy configuration below and one more
+Envoy route, named `orders-route`, for paths under /named.
+"""
+
+import unittest
+
+import jwtstack as js
+from test_envoy import WORK, E2E, quickstart
+
+ROUTE = '              - match: { prefix: "/" }\n'
+NAMED_ROUTE = ('              - match: { prefix: "/named" }\n'
+               '                name: orders-route\n'
+               '                route: { cluster: upstream, timeout: 15s }\n')
+
+
+def policy_config() -> dict:
+    cfg = quickstart()
+    cfg["rules"] = [
+        {"match": {"hosts": ["admin.example.com"], "prefix": "/api/orders"},
+         "requires": {"provider": "auth0", "scopes": ["admin"]}},
+        {"match": {"hosts": ["shop.example.com"], "prefix": "/api/orders"},
+         "requires": {"provider": "auth0"}},
+        {"match": {"route": ["orders-route"], "prefix": "/named"}},
+        {"match": {"prefix": "/named"}, "requires": {"provider": "auth0"}},
+        {"match": {"prefix": "/unnamed"}, "requires": {"provider": "auth0"}},
+        {"match": {"path_template": "/tenants/{tenant}/orders/{rest=**}"},
+         "requires": {"provider": "auth0", "claims": [{"claim": "tid", "equals_param": "tenant"}]}},
+        {"match": {"prefix": "/header"},
+         "requires": {"provider": "auth0", "claims": [{"claim": "tid", "equals_header": "x-tenant-id"}]}},
+    ]
+    return cfg
+
+
+class Policies(E2E):
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = js.Stack(WORK / "Policies")
+        try:
+            cls.idp = cls.stack.start_idp(keys=["k1"])
+            upstream = cls.stack.start_upstream()
+            text = js.render_envoy_yaml(admin=0, listener=0, upstream=upstream, idp=cls.idp.port,
+                                        filter_config=policy_config())
+            assert text.count(ROUTE) == 1, "envoy.yaml: the catch-all route moved"
+            text = text.replace(ROUTE, NAMED_ROUTE + ROUTE)
+            cls.envoy = cls.stack.start_envoy(upstream=upstream, idp=cls.idp.port,
+                                              config_text=text)
+            cls.acme = cls.idp.token(tid="acme")
+            cls.admin = cls.idp.token(scope="admin")
+        except BaseException:
+            cls.stack.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.stop()
+
+    def test_two_hosts_one_path_different_rules(self):
+        on = lambda host, token: self.envoy.get("/api/orders", token=token, headers={"host": host})
+        self.upstream_saw(on("shop.example.com", self.acme))
+        self.assert_denied(on("admin.example.com", self.acme), 403, "insufficient_scope",
+                           ['error="insufficient_scope"'], scope="admin")
+        self.upstream_saw(on("admin.example.com:10000", self.admin))
+        r = self.expect(on("other.example.com", self.admin), 403)
+        self.assertEqual(r.json(), {"error": "access_denied", "message": "Access denied"})
+
+    def test_a_rule_for_a_named_envoy_route(self):
+        self.upstream_saw(self.envoy.get("/named/x"))
+        self.expect(self.envoy.get("/unnamed/x"), 401)
+
+    def test_a_tenant_in_the_path_must_be_the_tenant_of_the_token(self):
+        seen = self.expect(self.envoy.get("/tenants/acme/orders/7", token=self.acme), 200)
+        self.assertEqual(seen.json()["path"], "/tenants/acme/orders/7")
+        body = self.assert_denied(self.envoy.get("/tenants/globex/orders", token=self.acme), 403,
+                                  "insufficient_scope", ['error="insufficient_scope"'])
+        self.assertEqual(body["message"], "Unexpected 'tid' value")
+        self.expect(self.envoy.get("/tenants/%61cme/orders", token=self.acme), 200)
+        for trick in ("/tenants/acme/..%2Fglobex/orders", "/tenants/acme/%2e%2e/globex/orders",
+                      "/tenants/acme/../globex/orders", "/tenants/acme%2Fglobex/orders",
+                      "/tenants/globex/orders/../../acme/orders/../../globex/orders",
+                      "/tenants/%2561cme/orders", "/tenants/acme;x/../globex/orders"):
+            r = js.raw_http(self.envoy.port,
+                            f"GET {trick} HTTP/1.1\r\nhost: api.test\r\n"
+                            f"authorization: Bearer {self.acme}\r\nconnection: close\r\n\r\n"
+                            .encode())
+            self.assertIn(r.status, (400, 403), f"{trick}: {r!r}")
+            self.assertNotIn(b"globex", r.body, f"{trick} reached the upstream: {r!r}")
+
+    def test_a_header_must_equal_the_claim(self):
+        self.upstream_saw(self.envoy.get("/header", token=self.acme,
+                                         headers={"x-tenant-id": "acme"}))
+        body = self.assert_denied(self.envoy.get("/header", token=self.acme,
+                                                 headers={"x-tenant-id": "globex"}),
+                                  403, "insufficient_scope", ['error="insufficient_scope"'])
+        self.assertEqual(body["message"], "Unexpected 'tid' value")
+        body = self.assert_denied(self.envoy.get("/header", token=self.acme), 403,
+                                  "insufficient_scope", ['error="insufficient_scope"'])
+        self.assertIn("must be sent once", body["message"])
+
+
+if __name__ == "__main__":
+    unittest.main()
