@@ -3,11 +3,12 @@
 //! as floating-point seconds, so `1e308`, `2^64` or `-1` cannot overflow anything.
 
 use serde_json::{Map, Value};
+use std::fmt;
 
 /// The claim rules of one provider, compiled from its configuration.
 #[derive(Debug, Clone)]
 pub struct ClaimRules {
-    pub issuer: String,
+    pub issuer: Issuers,
     pub audiences: Vec<String>,
     pub clock_skew_s: u64,
     pub max_token_age_s: Option<u64>,
@@ -38,13 +39,56 @@ pub fn normalize_typ(typ: &str) -> String {
     }
 }
 
+/// The issuers a provider accepts, as written: each exact, but for `{claim}` placeholders,
+/// which stand for that (top-level, string) claim of the token itself: one non-empty run of
+/// characters without `/` (`https://login.microsoftonline.com/{tid}/v2.0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuers(pub Vec<String>);
+
+impl Issuers {
+    /// Whether `iss` is one of these issuers for a token with these claims.
+    pub fn accepts(&self, iss: &str, claims: &Map<String, Value>) -> bool {
+        self.0.iter().any(|issuer| names(issuer, iss, claims))
+    }
+}
+
+/// Whether `iss` is `issuer` with each placeholder replaced by its claim.
+fn names(issuer: &str, iss: &str, claims: &Map<String, Value>) -> bool {
+    let (mut issuer, mut iss) = (issuer, iss);
+    while let Some((literal, after)) = issuer.split_once('{') {
+        let Some((name, rest)) = after.split_once('}') else {
+            return false;
+        };
+        let value = match claims.get(name) {
+            Some(Value::String(v)) if !v.is_empty() && !v.contains('/') => v.as_str(),
+            _ => return false,
+        };
+        match iss
+            .strip_prefix(literal)
+            .and_then(|i| i.strip_prefix(value))
+        {
+            Some(i) => (issuer, iss) = (rest, i),
+            None => return false,
+        }
+    }
+    issuer == iss
+}
+
+/// The issuers as written, separated by spaces (one for discovery providers).
+impl fmt::Display for Issuers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(" "))
+    }
+}
+
 impl ClaimRules {
-    /// `iss` must equal the provider's issuer exactly. Checked before the signature, so a
-    /// token meant for another provider costs no crypto and triggers no key fetch.
+    /// `iss` must be one of the provider's issuers (exactly, placeholders aside). Checked
+    /// before the signature, so a token meant for another provider costs no crypto and
+    /// triggers no key fetch; the claims a placeholder names are signed with the rest.
     pub fn check_issuer(&self, claims: &Map<String, Value>) -> Result<(), ClaimError> {
         match claims.get("iss") {
             None => Err(invalid("Missing 'iss' claim")),
-            Some(Value::String(iss)) if *iss == self.issuer => Ok(()),
+            Some(Value::String(iss)) if self.issuer.accepts(iss, claims) => Ok(()),
             Some(_) => Err(invalid("Unexpected 'iss' value")),
         }
     }
@@ -145,7 +189,7 @@ mod tests {
 
     fn rules() -> ClaimRules {
         ClaimRules {
-            issuer: "https://issuer.test/".into(),
+            issuer: Issuers(vec!["https://issuer.test/".into()]),
             audiences: vec!["https://api.test".into(), "other".into()],
             clock_skew_s: 5,
             max_token_age_s: None,
@@ -193,6 +237,44 @@ mod tests {
                 "{iss}"
             );
         }
+    }
+
+    #[test]
+    fn issuers_may_be_several_and_name_claims_of_the_token() {
+        let r = ClaimRules {
+            issuer: Issuers(vec![
+                "https://a.test/".into(),
+                "https://login.test/{tid}/v2.0".into(),
+                "https://{region}.test/{tid}".into(),
+            ]),
+            ..rules()
+        };
+        let ok = |claims: Value| r.check_issuer(&with(claims)).is_ok();
+        assert!(ok(json!({"iss": "https://a.test/"})));
+        assert!(ok(
+            json!({"iss": "https://login.test/t1/v2.0", "tid": "t1"})
+        ));
+        assert!(ok(
+            json!({"iss": "https://eu.test/t1", "tid": "t1", "region": "eu"})
+        ));
+        // The issuer must name the token's own tenant.
+        assert!(!ok(
+            json!({"iss": "https://login.test/t2/v2.0", "tid": "t1"})
+        ));
+        assert!(!ok(json!({"iss": "https://login.test/t1/v2.0"})));
+        assert!(!ok(json!({"iss": "https://login.test/t1/v2.0", "tid": 1})));
+        assert!(!ok(json!({"iss": "https://login.test//v2.0", "tid": ""})));
+        assert!(!ok(
+            json!({"iss": "https://login.test/a/b/v2.0", "tid": "a/b"})
+        ));
+        assert!(!ok(
+            json!({"iss": "https://login.test/t1/v2.0x", "tid": "t1"})
+        ));
+        assert!(!ok(json!({"iss": "https://issuer.test/"})));
+        assert_eq!(
+            r.issuer.to_string(),
+            "https://a.test/ https://login.test/{tid}/v2.0 https://{region}.test/{tid}"
+        );
     }
 
     #[test]

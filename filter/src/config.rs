@@ -5,7 +5,7 @@
 //! empty audiences, unsupported algorithms. A typo must never silently open an endpoint.
 
 use crate::authz::{Authorization, ClaimCheck, ClaimPath, ProviderRequirement, Requirement};
-use crate::claims::{ClaimRules, normalize_typ};
+use crate::claims::{ClaimRules, Issuers, normalize_typ};
 use crate::extract::TokenSource;
 use crate::json;
 use crate::jwks::{KeySet, Origin};
@@ -308,16 +308,13 @@ fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
         return node.err("provider names use letters, digits, '-' and '_' only");
     }
     let p = node.object(&PROVIDER_FIELDS)?;
-    let issuer: String = p.req("issuer")?;
-    if issuer.is_empty() {
-        return err(p.child("issuer"), "must not be empty");
-    }
+    let issuer = compile_issuers(&p)?;
     let audiences = audience_list(p.req("audiences")?, &p.child("audiences"))?;
     let algorithms = compile_algorithms(
         &p.or("algorithms", vec!["RS256".to_string()])?,
         &p.child("algorithms"),
     )?;
-    let keys = compile_keys(&p, &issuer, &algorithms)?;
+    let keys = compile_keys(&p, &issuer.0, &algorithms)?;
     let clock_skew_s = p.or("clock_skew_s", 5)?;
     if clock_skew_s > 300 {
         return err(p.child("clock_skew_s"), "must be at most 300");
@@ -407,9 +404,53 @@ fn is_hmac(alg: Algorithm) -> bool {
     matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }
 
+/// `issuer`: one issuer or a list, each an exact URL but for `{claim}` placeholders.
+fn compile_issuers(p: &Object) -> Result<Issuers, ConfigError> {
+    let node: Node = p.req("issuer")?;
+    let list: Vec<String> = match node.value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(_) => Vec::from_json(&node)?,
+        _ => return node.invalid_type("a string or a sequence of strings"),
+    };
+    if list.is_empty() {
+        return node.err("must not be empty");
+    }
+    for (i, issuer) in list.iter().enumerate() {
+        let at = || match node.value {
+            Value::String(_) => node.path.clone(),
+            _ => format!("{}[{i}]", node.path),
+        };
+        if issuer.is_empty() {
+            return err(at(), "must not be empty");
+        }
+        if let Some(why) = placeholder_problem(issuer) {
+            return err(at(), why);
+        }
+    }
+    Ok(Issuers(list))
+}
+
+/// What is wrong with the `{claim}` placeholders of an issuer, if anything.
+fn placeholder_problem(issuer: &str) -> Option<&'static str> {
+    let mut rest = issuer;
+    while let Some((literal, after)) = rest.split_once('{') {
+        if literal.contains('}') {
+            return Some("has a '}' without '{'");
+        }
+        let Some((name, next)) = after.split_once('}') else {
+            return Some("has a '{' without '}'");
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Some("placeholders are claim names such as {tid}");
+        }
+        rest = next;
+    }
+    rest.contains('}').then_some("has a '}' without '{'")
+}
+
 fn compile_keys(
     p: &Object,
-    issuer: &str,
+    issuers: &[String],
     algorithms: &[Algorithm],
 ) -> Result<KeySource, ConfigError> {
     let hmac = algorithms.iter().any(|a| is_hmac(*a));
@@ -460,6 +501,15 @@ fn compile_keys(
                 return discovery.err("HMAC algorithms need their secret in local_jwks");
             }
             let discovery = discovery.object(&FETCH_FIELDS)?;
+            let [issuer] = issuers else {
+                return err(p.child("issuer"), "discovery needs exactly one issuer");
+            };
+            if issuer.contains('{') {
+                return err(
+                    p.child("issuer"),
+                    "discovery needs a literal issuer, without placeholders",
+                );
+            }
             if discovery.has("uri") {
                 return err(
                     discovery.child("uri"),

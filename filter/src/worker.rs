@@ -188,7 +188,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     slots: Slots::new(&p.name, &settings),
                     fetch,
                     discovery,
-                    issuer: p.claims.issuer.clone(),
+                    issuer: p.claims.issuer.to_string(),
                     local: LocalKeys::default(),
                 })
             })

@@ -1,5 +1,5 @@
 """End-to-end: gateway policies through a real Envoy: hosts, an Envoy route name, a tenant
-path template bound to a claim, a header bound to a claim.
+path template bound to a claim, a header bound to a claim, an issuer template.
 
 One stack for the class: envoy.yaml rendered with the policy configuration below and one more
 Envoy route, named `orders-route`, for paths under /named.
@@ -18,7 +18,10 @@ NAMED_ROUTE = ('              - match: { prefix: "/named" }\n'
 
 def policy_config() -> dict:
     cfg = quickstart()
+    tenants = dict(cfg["providers"]["auth0"], issuer="https://login.test/{tid}/v2.0")
+    cfg["providers"]["tenants"] = tenants
     cfg["rules"] = [
+        {"match": {"prefix": "/multi-tenant"}, "requires": {"provider": "tenants"}},
         {"match": {"hosts": ["admin.example.com"], "prefix": "/api/orders"},
          "requires": {"provider": "auth0", "scopes": ["admin"]}},
         {"match": {"hosts": ["shop.example.com"], "prefix": "/api/orders"},
@@ -87,6 +90,15 @@ class Policies(E2E):
                             .encode())
             self.assertIn(r.status, (400, 403), f"{trick}: {r!r}")
             self.assertNotIn(b"globex", r.body, f"{trick} reached the upstream: {r!r}")
+
+    def test_an_issuer_template_accepts_every_tenant_but_only_its_own_issuer(self):
+        for tid in ("t1", "t2"):
+            token = self.idp.token(iss=f"https://login.test/{tid}/v2.0", tid=tid)
+            self.upstream_saw(self.envoy.get("/multi-tenant", token=token))
+        crossed = self.idp.token(iss="https://login.test/t2/v2.0", tid="t1")
+        body = self.assert_denied(self.envoy.get("/multi-tenant", token=crossed), 401,
+                                  "invalid_token", ['error="invalid_token"'])
+        self.assertEqual(body["message"], "Unexpected 'iss' value")
 
     def test_a_header_must_equal_the_claim(self):
         self.upstream_saw(self.envoy.get("/header", token=self.acme,

@@ -253,7 +253,7 @@ fn errors_name_the_json_path() {
         ),
         (
             Box::new(|v| v["providers"]["auth0"]["issuer"] = json!(7)),
-            "providers.auth0.issuer: invalid type: integer `7`, expected a string",
+            "providers.auth0.issuer: invalid type: integer `7`, expected a string or a sequence of strings",
         ),
         (
             Box::new(|v| v["rules"] = json!({})),
@@ -588,5 +588,62 @@ fn policy_fields_compile() {
             r#"Prefix(ClaimPath(["sub"]), "user-")"#,
             r#"NotIncludes(ClaimPath(["roles"]), [String("banned")])"#,
         ]
+    );
+}
+
+#[test]
+fn issuers_may_be_a_list_with_claim_placeholders() {
+    let with_issuer = |issuer: Value| error_after(|v| v["providers"]["auth0"]["issuer"] = issuer);
+    for (issuer, want) in [
+        (json!([]), "providers.auth0.issuer: must not be empty"),
+        (
+            json!(["https://a/", ""]),
+            "providers.auth0.issuer[1]: must not be empty",
+        ),
+        (
+            json!("https://a/{tid/v2"),
+            "providers.auth0.issuer: has a '{' without '}'",
+        ),
+        (
+            json!(["https://a/tid}/v2"]),
+            "providers.auth0.issuer[0]: has a '}' without '{'",
+        ),
+        (
+            json!("https://a/{t.id}/"),
+            "providers.auth0.issuer: placeholders are claim names such as {tid}",
+        ),
+        (
+            json!("https://a/{}/"),
+            "providers.auth0.issuer: placeholders are claim names such as {tid}",
+        ),
+    ] {
+        assert_eq!(with_issuer(issuer), want);
+    }
+    let mut v = quickstart();
+    v["providers"]["auth0"]["issuer"] = json!(["https://a/", "https://login.test/{tid}/v2.0"]);
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        c.providers[0].claims.issuer,
+        Issuers(vec![
+            "https://a/".into(),
+            "https://login.test/{tid}/v2.0".into()
+        ])
+    );
+    // Discovery starts from one literal issuer.
+    let discovery = |issuer: Value| {
+        error_after(|v| {
+            let p = v["providers"]["auth0"].as_object_mut().unwrap();
+            p.remove("remote_jwks");
+            p.insert("discovery".into(), json!({"cluster": "idp"}));
+            p.insert("issuer".into(), issuer);
+        })
+    };
+    assert_eq!(
+        discovery(json!(["https://a/", "https://b/"])),
+        "providers.auth0.issuer: discovery needs exactly one issuer"
+    );
+    assert_eq!(
+        discovery(json!("https://login.test/{tid}/v2.0")),
+        "providers.auth0.issuer: discovery needs a literal issuer, without placeholders"
     );
 }
