@@ -2,10 +2,11 @@
 //! authorization, and the header changes or the denial that follow.
 
 use crate::authz::{Bound, ClaimCheck, Denied, ProviderRequirement, Requirement};
-use crate::config::{Config, KeySource, Mode, Provider, Unmatched};
+use crate::config::{Config, CorsPreflight, KeySource, Mode, Provider, Unmatched};
 use crate::extract::{self, Extracted, TokenSource};
 use crate::jwks::{KeyError, KeySet};
 use crate::jws;
+use crate::path;
 use crate::request::{HeaderChanges, Request};
 use crate::response::{Denial, Failure, deny};
 use crate::rules::{self, METHOD_OVERRIDE_HEADERS, Route};
@@ -128,8 +129,11 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 })
             }))
             .collect();
-        // A method override the filter cannot read could name any method.
-        if config.rules.iter().any(|r| !r.matcher.methods.is_empty()) {
+        // A method override the filter cannot read could name any method (and make a
+        // preflight that passes unchecked another request).
+        if config.cors_preflight == CorsPreflight::Pass
+            || config.rules.iter().any(|r| !r.matcher.methods.is_empty())
+        {
             must_decode.extend(METHOD_OVERRIDE_HEADERS.iter().map(|h| h.to_string()));
         }
         // A header that a claim must equal.
@@ -181,6 +185,12 @@ impl<V: SignatureVerifier> Authenticator<V> {
         if req.undecodable.iter().any(|h| self.must_decode.contains(h)) {
             return self.refused(req, Failure::InvalidRequest(UNDECODABLE.into()), None, None);
         }
+        if self.config.cors_preflight == CorsPreflight::Pass && self.is_preflight(req) {
+            return Decision::Allow {
+                changes: self.changes(req, &[]),
+                reported: None,
+            };
+        }
         // Every rule some reading of the request lands on must pass (rules.rs).
         let found = rules::find(
             &self.config.rules,
@@ -216,6 +226,16 @@ impl<V: SignatureVerifier> Authenticator<V> {
             },
             Outcome::Fail(failure, provider) => self.refused(req, failure, provider, None),
         }
+    }
+
+    /// A CORS preflight: `OPTIONS` (and no method override), with `Origin` and
+    /// `Access-Control-Request-Method`, on a path the filter can read.
+    fn is_preflight(&self, req: &Request) -> bool {
+        let has = |name: &str| req.header_values(name).next().is_some();
+        has("origin")
+            && has("access-control-request-method")
+            && rules::only_method(req, "OPTIONS")
+            && path::read(&req.path, self.config.path_parameters).is_ok()
     }
 
     /// A denial in enforce mode; in report mode, the request goes on with what it would

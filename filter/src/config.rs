@@ -33,6 +33,7 @@ pub struct Config {
     pub host_crypto: bool,
     /// Path parameters (`;x`): refused, or stripped before matching.
     pub path_parameters: PathParameters,
+    pub cors_preflight: CorsPreflight,
     /// Providers in name order; requirements refer to them by index.
     pub providers: Vec<Provider>,
     pub rules: Vec<Rule>,
@@ -82,6 +83,18 @@ pub enum Mode {
     Report,
 }
 
+/// What happens to a CORS preflight (`OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CorsPreflight {
+    /// Like any other request.
+    #[default]
+    Authenticate,
+    /// Goes upstream unchecked (identity headers still stripped), as `jwt_authn`'s
+    /// `bypass_cors_preflight`.
+    Pass,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Unmatched {
     #[default]
@@ -111,8 +124,9 @@ fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Conf
 
 // ---- Compilation: each JSON object is read (unknown fields refused) and checked at once. ----
 
-const CONFIG_FIELDS: [&str; 9] = [
+const CONFIG_FIELDS: [&str; 10] = [
     "realm",
+    "cors_preflight",
     "mode",
     "unmatched",
     "path_parameters",
@@ -207,6 +221,15 @@ impl FromJson<'_> for Mode {
     }
 }
 
+impl FromJson<'_> for CorsPreflight {
+    fn from_json(node: &Node) -> Result<Self, ConfigError> {
+        node.variant(&[
+            ("authenticate", CorsPreflight::Authenticate),
+            ("pass", CorsPreflight::Pass),
+        ])
+    }
+}
+
 impl FromJson<'_> for Unmatched {
     fn from_json(node: &Node) -> Result<Self, ConfigError> {
         node.variant(&[("deny", Unmatched::Deny), ("allow", Unmatched::Allow)])
@@ -249,6 +272,7 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
     let mode = o.or("mode", Mode::default())?;
     let unmatched = o.or("unmatched", Unmatched::default())?;
     let path_parameters = o.or("path_parameters", PathParameters::default())?;
+    let cors_preflight = o.or("cors_preflight", CorsPreflight::default())?;
     let max_token_bytes = o.within("max_token_bytes", 8192, 256, 65_536)?;
     let jwt_cache_size: usize = o.or("jwt_cache_size", 1000)?;
     if jwt_cache_size > 100_000 {
@@ -293,6 +317,7 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
         jwt_cache_size,
         host_crypto,
         path_parameters,
+        cors_preflight,
         providers,
         rules,
         identity_headers,

@@ -267,6 +267,13 @@ fn only_authority(req: &Request) -> Option<String> {
     }
 }
 
+/// Whether `method` is the only method the request may be handled as: it is the request's
+/// own (exactly) and no override names another.
+pub fn only_method(req: &Request, method: &str) -> bool {
+    req.method == method
+        && methods(req).is_ok_and(|all| all.iter().all(|(m, binding)| !binding || m == method))
+}
+
 /// The methods the request may be handled as, its own first, each with whether it binds
 /// (the request's own method and overrides do; the upper-case spelling and GET for HEAD are
 /// lenient: routers fall back to them).

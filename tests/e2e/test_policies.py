@@ -20,6 +20,7 @@ def policy_config() -> dict:
     cfg = quickstart()
     tenants = dict(cfg["providers"]["auth0"], issuer="https://login.test/{tid}/v2.0")
     cfg["providers"]["tenants"] = tenants
+    cfg["cors_preflight"] = "pass"
     cfg["rules"] = [
         {"match": {"prefix": "/multi-tenant"}, "requires": {"provider": "tenants"}},
         {"match": {"hosts": ["admin.example.com"], "prefix": "/api/orders"},
@@ -99,6 +100,15 @@ class Policies(E2E):
         body = self.assert_denied(self.envoy.get("/multi-tenant", token=crossed), 401,
                                   "invalid_token", ['error="invalid_token"'])
         self.assertEqual(body["message"], "Unexpected 'iss' value")
+
+    def test_a_cors_preflight_passes_a_plain_options_does_not(self):
+        preflight = {"origin": "https://app.test", "access-control-request-method": "DELETE",
+                     "x-user-id": "forged"}
+        seen = self.upstream_saw(self.envoy.get("/unnamed/x", method="OPTIONS", headers=preflight))
+        self.assertEqual(seen.get("origin"), "https://app.test")
+        self.assertNotIn("x-user-id", seen)
+        r = self.expect(self.envoy.get("/unnamed/x", method="OPTIONS"), 401)
+        self.assertEqual(r.headers["www-authenticate"], 'Bearer realm="api"')
 
     def test_a_header_must_equal_the_claim(self):
         self.upstream_saw(self.envoy.get("/header", token=self.acme,

@@ -1491,3 +1491,60 @@ fn a_requirement_may_name_its_own_audiences() {
         invalid("Unexpected 'aud' value")
     );
 }
+
+#[test]
+fn cors_preflights_pass_unchecked_only_when_configured_and_real() {
+    let preflight = [
+        ("origin", "https://app.test"),
+        ("access-control-request-method", "DELETE"),
+        ("x-user-id", "forged"),
+    ];
+    let run = |cfg: &Value, method: &str, path: &str, headers: &[(&str, &str)]| {
+        authenticator(cfg).decide(&Request::new(method, path, headers), NOW, &remote_keys())
+    };
+    let pass = with(config(), json!({"cors_preflight": "pass"}));
+    let d = run(&pass, "OPTIONS", "/api/private", &preflight);
+    assert_eq!(verdict(&d).0, 200);
+    assert_eq!(changes(&d).remove, vec!["x-user-id".to_string()]);
+    // The default authenticates preflights like any request.
+    assert_eq!(
+        verdict(&run(&config(), "OPTIONS", "/api/private", &preflight)).0,
+        401
+    );
+    // Not a preflight: a plain OPTIONS, one without the requested method, another method,
+    // an override naming another method, a path the filter refuses.
+    let no_method = &preflight[..1];
+    assert_eq!(verdict(&run(&pass, "OPTIONS", "/api/private", &[])).0, 401);
+    assert_eq!(
+        verdict(&run(&pass, "OPTIONS", "/api/private", no_method)).0,
+        401
+    );
+    assert_eq!(
+        verdict(&run(&pass, "options", "/api/private", &preflight)).0,
+        401
+    );
+    assert_eq!(
+        verdict(&run(&pass, "GET", "/api/private", &preflight)).0,
+        401
+    );
+    let mut overridden = preflight.to_vec();
+    overridden.push(("x-http-method-override", "DELETE"));
+    assert_eq!(
+        verdict(&run(&pass, "OPTIONS", "/api/private", &overridden)).0,
+        401
+    );
+    assert_eq!(
+        verdict(&run(
+            &pass,
+            "OPTIONS",
+            "/api/private?_method=DELETE",
+            &preflight
+        ))
+        .0,
+        401
+    );
+    assert_eq!(
+        verdict(&run(&pass, "OPTIONS", "/api/%2e%2e/%2e%2e/x", &preflight)).0,
+        403
+    );
+}

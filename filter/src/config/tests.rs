@@ -647,3 +647,19 @@ fn issuers_may_be_a_list_with_claim_placeholders() {
         "providers.auth0.issuer: discovery needs a literal issuer, without placeholders"
     );
 }
+
+#[test]
+fn cors_preflight_is_authenticate_or_pass() {
+    assert_eq!(
+        Config::parse(QUICKSTART.as_bytes()).unwrap().cors_preflight,
+        CorsPreflight::Authenticate
+    );
+    let mut v = quickstart();
+    v["cors_preflight"] = json!("pass");
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    assert_eq!(c.cors_preflight, CorsPreflight::Pass);
+    assert!(
+        error_after(|v| v["cors_preflight"] = json!("bypass"))
+            .starts_with("cors_preflight: unknown variant `bypass`")
+    );
+}
