@@ -248,7 +248,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
         detail: Option<&'static str>,
     ) -> Decision {
         let refusal = Refusal {
-            denial: deny(&self.config.realm, &failure),
+            denial: deny(&self.config.realm, &failure, req),
             provider: provider.map(|i| self.config.providers[i].name.clone()),
             detail,
         };

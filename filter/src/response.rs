@@ -1,7 +1,11 @@
 //! Denial responses: RFC 6750 challenges with the Express body shape
 //! `{"error": code, "message": description}`. Descriptions say what failed and never carry
 //! token or key material (they are built from fixed strings and claim names only).
+//!
+//! A gRPC call gets an explicit gRPC status instead, and the description alone as the body,
+//! which Envoy sends as `grpc-message` (in a trailers-only answer with HTTP status 200).
 
+use crate::request::Request;
 use serde_json::json;
 
 /// Why a request was refused; also the metric and log label.
@@ -61,6 +65,12 @@ pub enum Failure {
     AccessDenied,
 }
 
+/// gRPC status codes the filter answers with.
+pub const GRPC_INVALID_ARGUMENT: u32 = 3;
+pub const GRPC_PERMISSION_DENIED: u32 = 7;
+pub const GRPC_UNAVAILABLE: u32 = 14;
+pub const GRPC_UNAUTHENTICATED: u32 = 16;
+
 impl Failure {
     pub fn reason(&self) -> Reason {
         match self {
@@ -71,6 +81,15 @@ impl Failure {
             Failure::InsufficientScope { .. } => Reason::InsufficientScope,
             Failure::Unavailable { .. } => Reason::Unavailable,
             Failure::AccessDenied => Reason::AccessDenied,
+        }
+    }
+
+    fn grpc_status(&self) -> u32 {
+        match self {
+            Failure::Missing | Failure::InvalidToken { .. } => GRPC_UNAUTHENTICATED,
+            Failure::InvalidRequest(_) => GRPC_INVALID_ARGUMENT,
+            Failure::InsufficientScope { .. } | Failure::AccessDenied => GRPC_PERMISSION_DENIED,
+            Failure::Unavailable { .. } => GRPC_UNAVAILABLE,
         }
     }
 
@@ -95,9 +114,23 @@ pub struct Denial {
     pub headers: Vec<(String, String)>,
     pub body: String,
     pub reason: Reason,
+    /// For a gRPC call: the gRPC status (the body is then the description alone).
+    pub grpc_status: Option<u32>,
 }
 
-pub fn deny(realm: &str, failure: &Failure) -> Denial {
+/// Whether Envoy answers `req` as a gRPC call: its `content-type` is `application/grpc`,
+/// alone or followed by `+` or `;` (gRPC-Web's `application/grpc-web` is plain HTTP).
+pub fn is_grpc(req: &Request) -> bool {
+    const GRPC: &str = "application/grpc";
+    req.header_values("content-type").next().is_some_and(|ct| {
+        ct.get(..GRPC.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(GRPC))
+            && matches!(ct.as_bytes().get(GRPC.len()), None | Some(b'+' | b';'))
+    })
+}
+
+/// The answer to `req` for `failure`.
+pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Denial {
     let challenge = |code: &str, description: &str| {
         format!(
             "Bearer realm=\"{realm}\", error=\"{code}\", error_description=\"{}\"",
@@ -141,10 +174,13 @@ pub fn deny(realm: &str, failure: &Failure) -> Denial {
         ),
         Failure::AccessDenied => (403, "access_denied", "Access denied".to_string(), None),
     };
-    let mut headers = vec![
-        ("content-type".to_string(), "application/json".to_string()),
-        ("cache-control".to_string(), "no-store".to_string()),
-    ];
+    let grpc = is_grpc(req);
+    let mut headers = Vec::new();
+    // Envoy sets gRPC's own content-type; a second one would confuse clients.
+    if !grpc {
+        headers.push(("content-type".to_string(), "application/json".to_string()));
+    }
+    headers.push(("cache-control".to_string(), "no-store".to_string()));
     if let Some(value) = www_authenticate {
         headers.push(("www-authenticate".to_string(), value));
     }
@@ -154,8 +190,12 @@ pub fn deny(realm: &str, failure: &Failure) -> Denial {
     Denial {
         status,
         headers,
-        body: json!({"error": code, "message": quoted(&message)}).to_string(),
+        body: match grpc {
+            true => quoted(&message),
+            false => json!({"error": code, "message": quoted(&message)}).to_string(),
+        },
         reason: failure.reason(),
+        grpc_status: grpc.then(|| failure.grpc_status()),
     }
 }
 
@@ -177,6 +217,10 @@ fn quoted(text: &str) -> String {
 mod tests {
     use super::*;
 
+    fn http() -> Request {
+        Request::default()
+    }
+
     fn header<'d>(d: &'d Denial, name: &str) -> Option<&'d str> {
         d.headers
             .iter()
@@ -186,7 +230,7 @@ mod tests {
 
     #[test]
     fn missing_token_is_a_bare_challenge() {
-        let d = deny("api", &Failure::Missing);
+        let d = deny("api", &Failure::Missing, &http());
         assert_eq!(d.status, 401);
         assert_eq!(header(&d, "www-authenticate"), Some("Bearer realm=\"api\""));
         assert_eq!(header(&d, "content-type"), Some("application/json"));
@@ -205,6 +249,7 @@ mod tests {
                 description: "bad \"x\" \\ \r\n".into(),
                 expired: false,
             },
+            &http(),
         );
         assert_eq!(d.status, 401);
         assert_eq!(
@@ -221,6 +266,7 @@ mod tests {
                 description: "e".into(),
                 expired: true,
             },
+            &http(),
         );
         assert_eq!(expired.reason, Reason::Expired);
     }
@@ -231,7 +277,7 @@ mod tests {
             description: "Insufficient Scope".into(),
             scopes: Some(vec!["read:messages".into(), "write:messages".into()]),
         };
-        let d = deny("api", &scoped);
+        let d = deny("api", &scoped, &http());
         assert_eq!(d.status, 403);
         assert_eq!(
             header(&d, "www-authenticate"),
@@ -243,7 +289,7 @@ mod tests {
             description: "Unexpected 'role' value".into(),
             scopes: None,
         };
-        let d = deny("api", &claim);
+        let d = deny("api", &claim, &http());
         assert_eq!(d.status, 403);
         assert!(!header(&d, "www-authenticate").unwrap().contains("scope=\""));
     }
@@ -253,6 +299,7 @@ mod tests {
         let d = deny(
             "api",
             &Failure::InvalidRequest("More than one method used for authentication".into()),
+            &http(),
         );
         assert_eq!(d.status, 400);
         assert!(
@@ -260,14 +307,77 @@ mod tests {
                 .unwrap()
                 .contains("error=\"invalid_request\"")
         );
-        let d = deny("api", &Failure::AccessDenied);
+        let d = deny("api", &Failure::AccessDenied, &http());
         assert_eq!((d.status, header(&d, "www-authenticate")), (403, None));
         assert_eq!(
             d.body,
             r#"{"error":"access_denied","message":"Access denied"}"#
         );
-        let d = deny("api", &Failure::Unavailable { retry_after_s: 7 });
+        let d = deny("api", &Failure::Unavailable { retry_after_s: 7 }, &http());
         assert_eq!((d.status, header(&d, "retry-after")), (503, Some("7")));
         assert!(d.body.contains("temporarily_unavailable"));
+    }
+
+    #[test]
+    fn grpc_calls_get_a_grpc_status_and_the_sentence() {
+        let grpc = |ct: &str| Request::new("POST", "/pkg.Svc/Call", &[("content-type", ct)]);
+        let cases = [
+            (Failure::Missing, 401, 16, "Authentication required"),
+            (
+                Failure::InvalidToken {
+                    description: "Unexpected 'aud' value".into(),
+                    expired: false,
+                },
+                401,
+                16,
+                "Unexpected 'aud' value",
+            ),
+            (
+                Failure::InsufficientScope {
+                    description: "Insufficient Scope".into(),
+                    scopes: Some(vec!["a".into()]),
+                },
+                403,
+                7,
+                "Insufficient Scope",
+            ),
+            (Failure::AccessDenied, 403, 7, "Access denied"),
+            (Failure::InvalidRequest("bad".into()), 400, 3, "bad"),
+            (
+                Failure::Unavailable { retry_after_s: 1 },
+                503,
+                14,
+                "Signing keys are not available",
+            ),
+        ];
+        for (failure, status, code, message) in cases {
+            let d = deny("api", &failure, &grpc("application/grpc"));
+            assert_eq!(
+                (d.status, d.grpc_status, d.body.as_str()),
+                (status, Some(code), message)
+            );
+            assert_eq!(header(&d, "content-type"), None);
+            let http = deny("api", &failure, &http());
+            assert_eq!(http.grpc_status, None);
+            assert!(http.body.starts_with("{\"error\":"));
+        }
+        for ct in ["application/grpc+proto", "Application/GRPC;charset=utf-8"] {
+            assert_eq!(
+                deny("api", &Failure::Missing, &grpc(ct)).grpc_status,
+                Some(16),
+                "{ct}"
+            );
+        }
+        for ct in [
+            "application/grpc-web",
+            "application/grpcx",
+            "application/json",
+        ] {
+            assert_eq!(
+                deny("api", &Failure::Missing, &grpc(ct)).grpc_status,
+                None,
+                "{ct}"
+            );
+        }
     }
 }

@@ -287,7 +287,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 unknown_kid,
             } => {
                 let Some(r) = self.remote_index(provider) else {
-                    return self.unavailable(provider);
+                    return self.unavailable(provider, &request);
                 };
                 // Another worker may have fetched already: adopt that and decide again.
                 if self.sync(r) {
@@ -313,7 +313,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     .map_or(0, |x| x.fetch.timeout_ms);
                 let deadline = deadline_ms.unwrap_or(now_ms + timeout_ms);
                 if now_ms >= deadline {
-                    return self.unavailable(provider);
+                    return self.unavailable(provider, &request);
                 }
                 if deadline_ms.is_none() {
                     self.host.count(Metric::Paused, 1);
@@ -328,10 +328,14 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     }
 
     /// The answer for a request that waited for keys as long as it may.
-    fn unavailable(&self, provider: usize) -> Next {
+    fn unavailable(&self, provider: usize, request: &Request) -> Next {
         let config = self.config();
         self.refuse(&Refusal {
-            denial: deny(&config.realm, &Failure::Unavailable { retry_after_s: 1 }),
+            denial: deny(
+                &config.realm,
+                &Failure::Unavailable { retry_after_s: 1 },
+                request,
+            ),
             provider: config.providers.get(provider).map(|p| p.name.clone()),
             detail: None,
         })

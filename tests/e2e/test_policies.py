@@ -20,9 +20,15 @@ def policy_config() -> dict:
     cfg = quickstart()
     tenants = dict(cfg["providers"]["auth0"], issuer="https://login.test/{tid}/v2.0")
     cfg["providers"]["tenants"] = tenants
+    down = dict(cfg["providers"]["auth0"], issuer="https://down.test/")
+    down["remote_jwks"] = dict(down["remote_jwks"], uri="http://idp.test/no-such-keys")
+    cfg["providers"]["down"] = down
     cfg["cors_preflight"] = "pass"
     cfg["rules"] = [
         {"match": {"prefix": "/multi-tenant"}, "requires": {"provider": "tenants"}},
+        {"match": {"prefix": "/keys-down"}, "requires": {"provider": "down"}},
+        {"match": {"prefix": "/api/private-scoped"},
+         "requires": {"provider": "auth0", "scopes": ["read:messages"]}},
         {"match": {"hosts": ["admin.example.com"], "prefix": "/api/orders"},
          "requires": {"provider": "auth0", "scopes": ["admin"]}},
         {"match": {"hosts": ["shop.example.com"], "prefix": "/api/orders"},
@@ -109,6 +115,25 @@ class Policies(E2E):
         self.assertNotIn("x-user-id", seen)
         r = self.expect(self.envoy.get("/unnamed/x", method="OPTIONS"), 401)
         self.assertEqual(r.headers["www-authenticate"], 'Bearer realm="api"')
+
+    def test_grpc_calls_get_the_four_grpc_statuses(self):
+        grpc = {"content-type": "application/grpc"}
+        down = self.idp.token(iss="https://down.test/")
+        cases = [
+            ("/unnamed/x", None, {}, "16", "Authentication required"),
+            ("/api/private-scoped", self.admin, {}, "7", "Insufficient Scope"),
+            ("/unnamed/x", None, {"authorization": "Bearer a,b"}, "3", "Malformed access token"),
+            ("/keys-down", down, {}, "14", "Signing keys are not available"),
+        ]
+        for path, token, headers, status, message in cases:
+            r = self.envoy.get(path, token=token, headers={**grpc, **headers}, method="POST")
+            self.assertEqual(r.status, 200, self.ctx(r))
+            self.assertEqual((r.headers.get("grpc-status"), r.headers.get("grpc-message")),
+                             (status, message), self.ctx(r))
+            self.assertEqual(r.headers.get("content-type"), "application/grpc", self.ctx(r))
+        # Plain HTTP keeps the JSON answer.
+        self.assertEqual(self.expect(self.envoy.get("/unnamed/x"), 401).json()["error"],
+                         "unauthorized")
 
     def test_a_header_must_equal_the_claim(self):
         self.upstream_saw(self.envoy.get("/header", token=self.acme,

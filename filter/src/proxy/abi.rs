@@ -172,7 +172,13 @@ pub fn remove_header(kind: u32, name: &str) -> Result<(), Status> {
 }
 
 /// A local reply; `headers` encoded as a header map.
-pub fn send_local_response(status: u32, headers: &[u8], body: &[u8]) -> Result<(), Status> {
+/// `grpc_status` -1: none (Envoy maps the HTTP status for gRPC calls).
+pub fn send_local_response(
+    status: u32,
+    headers: &[u8],
+    body: &[u8],
+    grpc_status: i32,
+) -> Result<(), Status> {
     check(unsafe {
         proxy_send_local_response(
             status,
@@ -182,7 +188,7 @@ pub fn send_local_response(status: u32, headers: &[u8], body: &[u8]) -> Result<(
             body.len(),
             headers.as_ptr(),
             headers.len(),
-            -1,
+            grpc_status,
         )
     })
 }

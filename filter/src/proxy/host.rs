@@ -50,7 +50,15 @@ pub fn apply(changes: &HeaderChanges) {
 
 pub fn send(denial: &Denial) {
     let headers = header_map::encode(&denial.headers);
-    let _ = abi::send_local_response(u32::from(denial.status), &headers, denial.body.as_bytes());
+    let grpc_status = denial
+        .grpc_status
+        .map_or(-1, |s| i32::try_from(s).unwrap_or(-1));
+    let _ = abi::send_local_response(
+        u32::from(denial.status),
+        &headers,
+        denial.body.as_bytes(),
+        grpc_status,
+    );
 }
 
 /// Makes `context_id` the stream that later host calls act on; false if it is gone.
