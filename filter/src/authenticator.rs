@@ -8,7 +8,7 @@ use crate::jwks::{KeyError, KeySet};
 use crate::jws;
 use crate::path;
 use crate::request::{HeaderChanges, Request};
-use crate::response::{Denial, Failure, deny};
+use crate::response::{Denial, Failure, Served, deny};
 use crate::rules::{self, METHOD_OVERRIDE_HEADERS, Route};
 use crate::token_cache::{TokenCache, Verified};
 use crate::verify::SignatureVerifier;
@@ -50,6 +50,8 @@ pub enum Decision {
         provider: usize,
         unknown_kid: bool,
     },
+    /// The filter answers the request itself with a document.
+    Serve(Served),
 }
 
 /// A denial with the provider it concerns (for the log line).
@@ -185,6 +187,12 @@ impl<V: SignatureVerifier> Authenticator<V> {
         if req.undecodable.iter().any(|h| self.must_decode.contains(h)) {
             return self.refused(req, Failure::InvalidRequest(UNDECODABLE.into()), None, None);
         }
+        if let Some(m) = &self.config.resource_metadata
+            && req.method == "GET"
+            && req.path.split('?').next() == Some(m.path.as_str())
+        {
+            return Decision::Serve(Served::json(&m.document));
+        }
         if self.config.cors_preflight == CorsPreflight::Pass && self.is_preflight(req) {
             return Decision::Allow {
                 changes: self.changes(req, &[]),
@@ -247,8 +255,12 @@ impl<V: SignatureVerifier> Authenticator<V> {
         provider: Option<usize>,
         detail: Option<&'static str>,
     ) -> Decision {
+        let mut denial = deny(&self.config.realm, &failure, req);
+        if let Some(m) = &self.config.resource_metadata {
+            denial.add_resource_metadata(&m.url);
+        }
         let refusal = Refusal {
-            denial: deny(&self.config.realm, &failure, req),
+            denial,
             provider: provider.map(|i| self.config.providers[i].name.clone()),
             detail,
         };

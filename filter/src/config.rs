@@ -34,6 +34,7 @@ pub struct Config {
     /// Path parameters (`;x`): refused, or stripped before matching.
     pub path_parameters: PathParameters,
     pub cors_preflight: CorsPreflight,
+    pub resource_metadata: Option<ResourceMetadata>,
     /// Providers in name order; requirements refer to them by index.
     pub providers: Vec<Provider>,
     pub rules: Vec<Rule>,
@@ -83,6 +84,40 @@ pub enum Mode {
     Report,
 }
 
+/// RFC 9728 protected-resource metadata, served by the filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceMetadata {
+    /// Where it is served (`GET`, any host).
+    pub path: String,
+    /// The JSON document.
+    pub document: String,
+    /// Its URL, for 401 challenges: the resource without a trailing slash, then the path.
+    pub url: String,
+}
+
+/// The RFC 9728 fields `resource_metadata` may carry, by type, beside `path`.
+const METADATA_STRINGS: [&str; 6] = [
+    "resource",
+    "jwks_uri",
+    "resource_name",
+    "resource_documentation",
+    "resource_policy_uri",
+    "resource_tos_uri",
+];
+const METADATA_LISTS: [&str; 6] = [
+    "authorization_servers",
+    "scopes_supported",
+    "bearer_methods_supported",
+    "resource_signing_alg_values_supported",
+    "authorization_details_types_supported",
+    "dpop_signing_alg_values_supported",
+];
+const METADATA_FLAGS: [&str; 2] = [
+    "tls_client_certificate_bound_access_tokens",
+    "dpop_bound_access_tokens_required",
+];
+const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
 /// What happens to a CORS preflight (`OPTIONS` with `Origin` and
 /// `Access-Control-Request-Method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -124,9 +159,10 @@ fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Conf
 
 // ---- Compilation: each JSON object is read (unknown fields refused) and checked at once. ----
 
-const CONFIG_FIELDS: [&str; 10] = [
+const CONFIG_FIELDS: [&str; 11] = [
     "realm",
     "cors_preflight",
+    "resource_metadata",
     "mode",
     "unmatched",
     "path_parameters",
@@ -273,6 +309,10 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
     let unmatched = o.or("unmatched", Unmatched::default())?;
     let path_parameters = o.or("path_parameters", PathParameters::default())?;
     let cors_preflight = o.or("cors_preflight", CorsPreflight::default())?;
+    let resource_metadata = o
+        .get::<Node>("resource_metadata")?
+        .map(|node| compile_metadata(&node))
+        .transpose()?;
     let max_token_bytes = o.within("max_token_bytes", 8192, 256, 65_536)?;
     let jwt_cache_size: usize = o.or("jwt_cache_size", 1000)?;
     if jwt_cache_size > 100_000 {
@@ -318,9 +358,63 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
         host_crypto,
         path_parameters,
         cors_preflight,
+        resource_metadata,
         providers,
         rules,
         identity_headers,
+    })
+}
+
+fn compile_metadata(node: &Node) -> Result<ResourceMetadata, ConfigError> {
+    let fields: Vec<&str> = ["path"]
+        .iter()
+        .chain(&METADATA_STRINGS)
+        .chain(&METADATA_LISTS)
+        .chain(&METADATA_FLAGS)
+        .copied()
+        .collect();
+    let m = node.object(&fields)?;
+    let mut document = serde_json::Map::new();
+    for name in METADATA_STRINGS {
+        if let Some(value) = m.get::<String>(name)? {
+            if value.is_empty() {
+                return err(m.child(name), "must not be empty");
+            }
+            document.insert(name.into(), Value::String(value));
+        }
+    }
+    for name in METADATA_LISTS {
+        if let Some(list) = m.get::<Vec<String>>(name)? {
+            if list.is_empty() || list.iter().any(String::is_empty) {
+                return err(
+                    m.child(name),
+                    "must be a non-empty list of non-empty strings",
+                );
+            }
+            document.insert(name.into(), list.into());
+        }
+    }
+    for name in METADATA_FLAGS {
+        if let Some(flag) = m.get::<bool>(name)? {
+            document.insert(name.into(), Value::Bool(flag));
+        }
+    }
+    let resource: String = m.req("resource")?;
+    let quotable = resource.bytes().all(|b| is_qdtext(b) && b != b'\\');
+    if split_uri(&resource).is_none() || resource.contains(['?', '#']) || !quotable {
+        return err(
+            m.child("resource"),
+            "must be an http(s) URL without query or fragment",
+        );
+    }
+    let path = m.or("path", METADATA_PATH.to_string())?;
+    if !matches!(path::read(&path, PathParameters::Reject), Ok(r) if r.canonical.as_str() == path) {
+        return err(m.child("path"), "must be a normalised path without query");
+    }
+    Ok(ResourceMetadata {
+        url: format!("{}{path}", resource.trim_end_matches('/')),
+        path,
+        document: Value::Object(document).to_string(),
     })
 }
 

@@ -118,6 +118,41 @@ pub struct Denial {
     pub grpc_status: Option<u32>,
 }
 
+impl Denial {
+    /// Adds RFC 9728's `resource_metadata` parameter (the URL of the protected-resource
+    /// metadata) to a 401 challenge.
+    pub fn add_resource_metadata(&mut self, url: &str) {
+        if self.status != 401 {
+            return;
+        }
+        for (name, value) in &mut self.headers {
+            if name == "www-authenticate" {
+                value.push_str(&format!(", resource_metadata=\"{url}\""));
+            }
+        }
+    }
+}
+
+/// A document the filter serves itself (RFC 9728 protected-resource metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Served {
+    /// A JSON document that clients may cache for an hour.
+    pub fn json(body: &str) -> Served {
+        Served {
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("cache-control".into(), "max-age=3600".into()),
+            ],
+            body: body.to_string(),
+        }
+    }
+}
+
 /// Whether Envoy answers `req` as a gRPC call: its `content-type` is `application/grpc`,
 /// alone or followed by `+` or `;` (gRPC-Web's `application/grpc-web` is plain HTTP).
 pub fn is_grpc(req: &Request) -> bool {
@@ -379,5 +414,32 @@ mod tests {
                 "{ct}"
             );
         }
+    }
+
+    #[test]
+    fn only_401_challenges_name_the_resource_metadata() {
+        let url = "https://api.test/.well-known/oauth-protected-resource";
+        let mut d = deny("api", &Failure::Missing, &http());
+        d.add_resource_metadata(url);
+        assert_eq!(
+            header(&d, "www-authenticate"),
+            Some(
+                "Bearer realm=\"api\", resource_metadata=\"https://api.test/.well-known/oauth-protected-resource\""
+            )
+        );
+        let mut d = deny("api", &Failure::AccessDenied, &http());
+        d.add_resource_metadata(url);
+        assert_eq!(header(&d, "www-authenticate"), None);
+        let scoped = Failure::InsufficientScope {
+            description: "Insufficient Scope".into(),
+            scopes: None,
+        };
+        let mut d = deny("api", &scoped, &http());
+        d.add_resource_metadata(url);
+        assert!(
+            !header(&d, "www-authenticate")
+                .unwrap()
+                .contains("resource_metadata")
+        );
     }
 }

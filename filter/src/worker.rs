@@ -7,7 +7,7 @@ use crate::authenticator::{Authenticator, Decision, KeyState, KeyStore, Refusal}
 use crate::config::{Config, Fetch, KeySource, split_uri};
 use crate::key_cache::{self, KeysRecord, LocalKeys, Trigger};
 use crate::request::{HeaderChanges, Request};
-use crate::response::{Denial, Failure, Reason, deny};
+use crate::response::{Denial, Failure, Reason, Served, deny};
 use crate::shared_keys::{self, SharedData, Slots};
 use crate::verify::SignatureVerifier;
 use std::cell::{Cell, RefCell};
@@ -32,6 +32,8 @@ pub trait Host {
     /// A property of the current stream (path segments), `None` when the host has none.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     fn send(&self, denial: &Denial);
+    /// Answers the current stream with a document.
+    fn serve(&self, document: &Served);
     /// Lets the current (paused) stream's request go on upstream.
     fn resume(&self);
     /// Starts an http GET; its answer comes back to the context current now, as
@@ -281,6 +283,10 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     return self.handle(context, deadline_ms, fetch_origin);
                 }
                 self.refuse(&refusal)
+            }
+            Decision::Serve(document) => {
+                self.host.serve(&document);
+                Next::Answered
             }
             Decision::Pending {
                 provider,

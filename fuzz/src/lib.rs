@@ -288,6 +288,7 @@ pub fn decide(data: &[u8]) -> Option<Decision> {
             assert_eq!(store.kind, expected);
         }
         Decision::Deny(_) => assert_eq!(config.mode, Mode::Enforce),
+        Decision::Serve(_) => assert!(config.resource_metadata.is_some()),
     }
     Some(decision)
 }

@@ -24,6 +24,9 @@ def policy_config() -> dict:
     down["remote_jwks"] = dict(down["remote_jwks"], uri="http://idp.test/no-such-keys")
     cfg["providers"]["down"] = down
     cfg["cors_preflight"] = "pass"
+    cfg["resource_metadata"] = {"resource": "https://api.example.com",
+                                "authorization_servers": ["https://issuer.test/"],
+                                "scopes_supported": ["read:messages"]}
     cfg["rules"] = [
         {"match": {"prefix": "/multi-tenant"}, "requires": {"provider": "tenants"}},
         {"match": {"prefix": "/keys-down"}, "requires": {"provider": "down"}},
@@ -114,7 +117,7 @@ class Policies(E2E):
         self.assertEqual(seen.get("origin"), "https://app.test")
         self.assertNotIn("x-user-id", seen)
         r = self.expect(self.envoy.get("/unnamed/x", method="OPTIONS"), 401)
-        self.assertEqual(r.headers["www-authenticate"], 'Bearer realm="api"')
+        self.assertTrue(r.headers["www-authenticate"].startswith('Bearer realm="api"'))
 
     def test_grpc_calls_get_the_four_grpc_statuses(self):
         grpc = {"content-type": "application/grpc"}
@@ -134,6 +137,20 @@ class Policies(E2E):
         # Plain HTTP keeps the JSON answer.
         self.assertEqual(self.expect(self.envoy.get("/unnamed/x"), 401).json()["error"],
                          "unauthorized")
+
+    def test_protected_resource_metadata_and_the_challenge_parameter(self):
+        for host in ("api.test", "admin.example.com"):
+            r = self.expect(self.envoy.get("/.well-known/oauth-protected-resource",
+                                           headers={"host": host}), 200)
+            self.assertEqual(r.json(), {"resource": "https://api.example.com",
+                                        "authorization_servers": ["https://issuer.test/"],
+                                        "scopes_supported": ["read:messages"]})
+            self.assertEqual(r.headers["cache-control"], "max-age=3600")
+            self.assertEqual(r.headers["content-type"], "application/json")
+        r = self.expect(self.envoy.get("/unnamed/x"), 401)
+        self.assertEqual(r.headers["www-authenticate"],
+                         'Bearer realm="api", resource_metadata='
+                         '"https://api.example.com/.well-known/oauth-protected-resource"')
 
     def test_a_header_must_equal_the_claim(self):
         self.upstream_saw(self.envoy.get("/header", token=self.acme,

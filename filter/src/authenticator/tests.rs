@@ -140,6 +140,7 @@ fn verdict(d: &Decision) -> (u16, String) {
             )
         }
         Decision::Pending { .. } => (0, "pending".into()),
+        Decision::Serve(doc) => (200, doc.body.clone()),
     }
 }
 
@@ -1545,6 +1546,54 @@ fn cors_preflights_pass_unchecked_only_when_configured_and_real() {
     );
     assert_eq!(
         verdict(&run(&pass, "OPTIONS", "/api/%2e%2e/%2e%2e/x", &preflight)).0,
+        403
+    );
+}
+
+#[test]
+fn protected_resource_metadata_is_served_and_named_in_401_challenges() {
+    let cfg = with(
+        config(),
+        json!({"resource_metadata": {"resource": "https://api.test/", "authorization_servers": [ISS],
+                                     "scopes_supported": ["read:messages"]}}),
+    );
+    let a = authenticator(&cfg);
+    let run =
+        |method: &str, path: &str| a.decide(&Request::new(method, path, &[]), NOW, &remote_keys());
+    let Decision::Serve(doc) = run("GET", "/.well-known/oauth-protected-resource?x=1") else {
+        panic!("not served");
+    };
+    assert_eq!(
+        serde_json::from_str::<Value>(&doc.body).unwrap(),
+        json!({"resource": "https://api.test/", "authorization_servers": [ISS],
+               "scopes_supported": ["read:messages"]})
+    );
+    assert_eq!(
+        doc.headers,
+        vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            ("cache-control".to_string(), "max-age=3600".to_string())
+        ]
+    );
+    // Only GET on exactly that path; no rule names it, so anything else is unmatched.
+    assert_eq!(
+        verdict(&run("POST", "/.well-known/oauth-protected-resource")).0,
+        403
+    );
+    assert_eq!(
+        verdict(&run("GET", "/.well-known/oauth-protected-resource/x")).0,
+        403
+    );
+    let d = run("GET", "/api/private");
+    assert_eq!(
+        header(&d, "www-authenticate"),
+        Some(
+            "Bearer realm=\"api\", resource_metadata=\"https://api.test/.well-known/oauth-protected-resource\""
+        )
+    );
+    // Without it, nothing is served and challenges are as before.
+    assert_eq!(
+        verdict(&decide("/.well-known/oauth-protected-resource", "x")).0,
         403
     );
 }

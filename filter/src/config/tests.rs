@@ -663,3 +663,59 @@ fn cors_preflight_is_authenticate_or_pass() {
             .starts_with("cors_preflight: unknown variant `bypass`")
     );
 }
+
+#[test]
+fn resource_metadata_fields_are_checked() {
+    let with_metadata = |m: Value| error_after(|v| v["resource_metadata"] = m);
+    for (m, want) in [
+        (json!({}), "resource_metadata: missing field `resource`"),
+        (
+            json!({"resource": "api"}),
+            "resource_metadata.resource: must be an http(s) URL without query or fragment",
+        ),
+        (
+            json!({"resource": "https://a/#x"}),
+            "resource_metadata.resource: must be an http(s) URL",
+        ),
+        (
+            json!({"resource": "https://a/", "scopes_suported": []}),
+            "resource_metadata.scopes_suported: unknown field",
+        ),
+        (
+            json!({"resource": "https://a/", "scopes_supported": []}),
+            "resource_metadata.scopes_supported: must be a non-empty list",
+        ),
+        (
+            json!({"resource": "https://a/", "resource_name": ""}),
+            "resource_metadata.resource_name: must not be empty",
+        ),
+        (
+            json!({"resource": "https://a/", "dpop_bound_access_tokens_required": "yes"}),
+            "resource_metadata.dpop_bound_access_tokens_required: invalid type",
+        ),
+        (
+            json!({"resource": "https://a/", "path": "/a/../b"}),
+            "resource_metadata.path: must be a normalised path without query",
+        ),
+        (
+            json!({"resource": "https://a/", "path": "/a?b"}),
+            "resource_metadata.path: must be a normalised path",
+        ),
+    ] {
+        let got = with_metadata(m);
+        assert!(got.starts_with(want), "want {want:?}\n got {got:?}");
+    }
+    let mut v = quickstart();
+    v["resource_metadata"] = json!({"resource": "https://api.test/v1/", "path": "/meta",
+                                    "dpop_bound_access_tokens_required": false});
+    let m = Config::parse(v.to_string().as_bytes())
+        .unwrap()
+        .resource_metadata
+        .unwrap();
+    assert_eq!(m.url, "https://api.test/v1/meta");
+    assert_eq!(m.path, "/meta");
+    assert_eq!(
+        m.document,
+        r#"{"dpop_bound_access_tokens_required":false,"resource":"https://api.test/v1/"}"#
+    );
+}

@@ -4,7 +4,7 @@
 use super::abi;
 use crate::header_map;
 use crate::request::{HeaderChanges, Request};
-use crate::response::Denial;
+use crate::response::{Denial, Served};
 use proxy_wasm::types::LogLevel;
 use std::time::Duration;
 
@@ -49,16 +49,19 @@ pub fn apply(changes: &HeaderChanges) {
 }
 
 pub fn send(denial: &Denial) {
-    let headers = header_map::encode(&denial.headers);
     let grpc_status = denial
         .grpc_status
         .map_or(-1, |s| i32::try_from(s).unwrap_or(-1));
-    let _ = abi::send_local_response(
-        u32::from(denial.status),
-        &headers,
-        denial.body.as_bytes(),
-        grpc_status,
-    );
+    respond(denial.status, &denial.headers, &denial.body, grpc_status);
+}
+
+pub fn serve(document: &Served) {
+    respond(200, &document.headers, &document.body, -1);
+}
+
+fn respond(status: u16, headers: &[(String, String)], body: &str, grpc_status: i32) {
+    let headers = header_map::encode(headers);
+    let _ = abi::send_local_response(u32::from(status), &headers, body.as_bytes(), grpc_status);
 }
 
 /// Makes `context_id` the stream that later host calls act on; false if it is gone.

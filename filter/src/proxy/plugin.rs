@@ -6,7 +6,7 @@ use super::shared::HostSharedData;
 use crate::config::{Config, ConfigError, KeySource};
 use crate::jwks::Key;
 use crate::request::{HeaderChanges, Request};
-use crate::response::Denial;
+use crate::response::{Denial, Served};
 use crate::shared_keys::SharedData;
 use crate::verify::{HostCrypto, InWasm, SignatureVerifier};
 use crate::worker::{Host, Level, Metric, Worker};
@@ -113,6 +113,10 @@ impl Host for ProxyHost {
 
     fn send(&self, denial: &Denial) {
         host::send(denial);
+    }
+
+    fn serve(&self, document: &Served) {
+        host::serve(document);
     }
 
     fn resume(&self) {
