@@ -534,6 +534,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 .cloned()
                 .collect(),
             set: Vec::new(),
+            properties: Vec::new(),
         };
         for v in verified {
             let provider: &Provider = &self.config.providers[v.provider];
@@ -550,6 +551,11 @@ impl<V: SignatureVerifier> Authenticator<V> {
             for (path, header) in &provider.claim_to_headers {
                 if let Some(value) = path.lookup(&v.token.claims).and_then(header_value) {
                     changes.set.push((header.clone(), value));
+                }
+            }
+            for (path, property) in &provider.claim_to_properties {
+                if let Some(value) = path.lookup(&v.token.claims).and_then(header_value) {
+                    changes.properties.push((property.clone(), value));
                 }
             }
         }
@@ -570,7 +576,7 @@ fn key_state<'k>(provider: &'k Provider, index: usize, keys: &'k dyn KeyStore) -
 /// Most bytes of a claim written into a header.
 const MAX_HEADER_VALUE: usize = 4096;
 
-/// A claim as a header value: strings as they are, numbers and booleans printed, arrays
+/// A claim as a header (or property) value: strings as they are, numbers and booleans printed, arrays
 /// of those joined with `,`. Objects, and values with control characters or too long,
 /// are not written.
 fn header_value(claim: &Value) -> Option<String> {

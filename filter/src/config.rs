@@ -53,6 +53,8 @@ pub struct Provider {
     pub forward: bool,
     pub forward_payload_header: Option<String>,
     pub claim_to_headers: Vec<(ClaimPath, String)>,
+    /// Claims copied into stream properties (for Envoy's access log and later filters).
+    pub claim_to_properties: Vec<(ClaimPath, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -172,7 +174,7 @@ const CONFIG_FIELDS: [&str; 11] = [
     "providers",
     "rules",
 ];
-const PROVIDER_FIELDS: [&str; 13] = [
+const PROVIDER_FIELDS: [&str; 14] = [
     "issuer",
     "audiences",
     "remote_jwks",
@@ -186,6 +188,7 @@ const PROVIDER_FIELDS: [&str; 13] = [
     "forward",
     "forward_payload_header",
     "claim_to_headers",
+    "claim_to_properties",
 ];
 /// `remote_jwks` (with `uri`) and `discovery` (without) share their fetch settings.
 const FETCH_FIELDS: [&str; 7] = [
@@ -461,6 +464,23 @@ fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
             identity_header(&c.req::<String>("header")?, &c.child("header"))?,
         ));
     }
+    let mut claim_to_properties = Vec::new();
+    for node in p.or("claim_to_properties", Vec::<Node>::new())? {
+        let c = node.object(&["claim", "property"])?;
+        let property: String = c.req("property")?;
+        let valid = !property.is_empty()
+            && property.len() <= 64
+            && property
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !valid {
+            return err(
+                c.child("property"),
+                "must be 1 to 64 letters, digits, '_', '-' or '.'",
+            );
+        }
+        claim_to_properties.push((c.req("claim")?, property));
+    }
     Ok(Provider {
         name: name.to_string(),
         algorithms,
@@ -476,6 +496,7 @@ fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
         forward: p.or("forward", false)?,
         forward_payload_header,
         claim_to_headers,
+        claim_to_properties,
     })
 }
 

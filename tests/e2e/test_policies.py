@@ -1,14 +1,32 @@
 """End-to-end: gateway policies through a real Envoy: hosts, an Envoy route name, a tenant
-path template bound to a claim, a header bound to a claim, an issuer template.
+path template bound to a claim, a header bound to a claim, an issuer template, CORS
+preflights, gRPC statuses, protected-resource metadata, the subject in the access log.
 
-One stack for the class: envoy.yaml rendered with the policy configuration below and one more
-Envoy route, named `orders-route`, for paths under /named.
+One stack for the class: envoy.yaml rendered with the policy configuration below, one more
+Envoy route (named `orders-route`, for paths under /named) and an access log.
 """
 
 import unittest
 
 import jwtstack as js
-from test_envoy import WORK, E2E, quickstart
+import test_envoy
+from test_envoy import E2E, eventually, quickstart
+
+STAT_PREFIX = "          stat_prefix: ingress\n"
+
+
+def access_log(path) -> str:
+    """An HTTP connection manager access log: the path, and the subject the filter set."""
+    return (STAT_PREFIX +
+            "          access_log:\n"
+            "          - name: envoy.access_loggers.file\n"
+            "            typed_config:\n"
+            '              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n'
+            f"              path: {path}\n"
+            "              log_format:\n"
+            "                text_format_source:\n"
+            '                  inline_string: "%REQ(:PATH)% sub=%FILTER_STATE(wasm.jwt_sub:PLAIN)%\\n"\n')
+
 
 ROUTE = '              - match: { prefix: "/" }\n'
 NAMED_ROUTE = ('              - match: { prefix: "/named" }\n'
@@ -23,6 +41,7 @@ def policy_config() -> dict:
     down = dict(cfg["providers"]["auth0"], issuer="https://down.test/")
     down["remote_jwks"] = dict(down["remote_jwks"], uri="http://idp.test/no-such-keys")
     cfg["providers"]["down"] = down
+    cfg["providers"]["auth0"]["claim_to_properties"] = [{"claim": "sub", "property": "jwt_sub"}]
     cfg["cors_preflight"] = "pass"
     cfg["resource_metadata"] = {"resource": "https://api.example.com",
                                 "authorization_servers": ["https://issuer.test/"],
@@ -50,7 +69,8 @@ def policy_config() -> dict:
 class Policies(E2E):
     @classmethod
     def setUpClass(cls):
-        cls.stack = js.Stack(WORK / "Policies")
+        cls.stack = js.Stack(test_envoy.WORK / "Policies")
+        cls.access_log = cls.stack.workdir / "access.log"
         try:
             cls.idp = cls.stack.start_idp(keys=["k1"])
             upstream = cls.stack.start_upstream()
@@ -58,6 +78,8 @@ class Policies(E2E):
                                         filter_config=policy_config())
             assert text.count(ROUTE) == 1, "envoy.yaml: the catch-all route moved"
             text = text.replace(ROUTE, NAMED_ROUTE + ROUTE)
+            assert text.count(STAT_PREFIX) == 1, "envoy.yaml: stat_prefix moved"
+            text = text.replace(STAT_PREFIX, access_log(cls.access_log))
             cls.envoy = cls.stack.start_envoy(upstream=upstream, idp=cls.idp.port,
                                               config_text=text)
             cls.acme = cls.idp.token(tid="acme")
@@ -151,6 +173,17 @@ class Policies(E2E):
         self.assertEqual(r.headers["www-authenticate"],
                          'Bearer realm="api", resource_metadata='
                          '"https://api.example.com/.well-known/oauth-protected-resource"')
+
+    def test_the_access_log_names_the_subject(self):
+        token = self.idp.token(sub="alice-42")
+        self.upstream_saw(self.envoy.get("/unnamed/logged", token=token))
+        self.expect(self.envoy.get("/unnamed/anonymous"), 401)
+        read = lambda: self.access_log.read_text() if self.access_log.exists() else ""
+        text = eventually(read, lambda t: "/unnamed/anonymous" in t and "/unnamed/logged" in t,
+                          what="access log lines")
+        lines = text.splitlines()
+        self.assertIn("/unnamed/logged sub=alice-42", lines)
+        self.assertIn("/unnamed/anonymous sub=-", lines)
 
     def test_a_header_must_equal_the_claim(self):
         self.upstream_saw(self.envoy.get("/header", token=self.acme,

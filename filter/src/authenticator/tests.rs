@@ -989,7 +989,7 @@ fn success_strips_spoofed_identity_and_adds_claims() {
         changes(&d),
         &HeaderChanges {
             remove: vec!["x-user-id".into()],
-            set: vec![]
+            ..HeaderChanges::default()
         }
     );
     let spoofed = [
@@ -1596,4 +1596,31 @@ fn protected_resource_metadata_is_served_and_named_in_401_challenges() {
         verdict(&decide("/.well-known/oauth-protected-resource", "x")).0,
         403
     );
+}
+
+#[test]
+fn claims_are_copied_into_stream_properties() {
+    let mut cfg = config();
+    cfg["providers"]["auth0"]["claim_to_properties"] = json!([
+        {"claim": "sub", "property": "jwt_sub"},
+        {"claim": ["https://example.com/roles"], "property": "jwt.roles"},
+        {"claim": "absent", "property": "jwt_absent"}
+    ]);
+    let a = authenticator(&cfg);
+    let bearer = format!("Bearer {}", token(&claims()));
+    let d = a.decide(
+        &get("/api/private", &[("authorization", &bearer)]),
+        NOW,
+        &remote_keys(),
+    );
+    assert_eq!(
+        changes(&d).properties,
+        vec![
+            ("jwt_sub".to_string(), "user-1".to_string()),
+            ("jwt.roles".to_string(), "admin,ops".to_string())
+        ]
+    );
+    // Nothing without a verified token.
+    let d = a.decide(&get("/api/public", &[]), NOW, &remote_keys());
+    assert!(changes(&d).properties.is_empty());
 }

@@ -719,3 +719,34 @@ fn resource_metadata_fields_are_checked() {
         r#"{"dpop_bound_access_tokens_required":false,"resource":"https://api.test/v1/"}"#
     );
 }
+
+#[test]
+fn claim_to_properties_names_are_checked() {
+    for (property, ok) in [
+        ("jwt_sub", true),
+        ("a.b-c", true),
+        ("", false),
+        ("a b", false),
+        ("a\u{0}b", false),
+    ] {
+        let mut v = quickstart();
+        v["providers"]["auth0"]["claim_to_properties"] =
+            json!([{"claim": "sub", "property": property}]);
+        let got = Config::parse(v.to_string().as_bytes());
+        match ok {
+            true => assert_eq!(
+                got.unwrap().providers[0].claim_to_properties,
+                vec![(ClaimPath::dotted("sub"), property.to_string())]
+            ),
+            false => assert_eq!(
+                got.unwrap_err().to_string(),
+                "providers.auth0.claim_to_properties[0].property: must be 1 to 64 letters, digits, '_', '-' or '.'"
+            ),
+        }
+    }
+    assert!(
+        error_after(|v| v["providers"]["auth0"]["claim_to_properties"] =
+            json!([{"claim": "sub", "header": "x"}]))
+        .starts_with("providers.auth0.claim_to_properties[0].header: unknown field")
+    );
+}

@@ -94,6 +94,12 @@ unsafe extern "C" {
         data: *mut *mut u8,
         size: *mut usize,
     ) -> u32;
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
@@ -159,6 +165,10 @@ pub fn property(path: &[u8]) -> Result<Vec<u8>, Status> {
     let (mut data, mut size) = (null_mut(), 0);
     let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
     owned(status, data, size)
+}
+
+pub fn set_property(path: &[u8], value: &[u8]) -> Result<(), Status> {
+    check(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
 }
 
 pub fn replace_header(kind: u32, name: &str, value: &str) -> Result<(), Status> {

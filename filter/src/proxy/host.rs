@@ -46,6 +46,9 @@ pub fn apply(changes: &HeaderChanges) {
     for (name, value) in &changes.set {
         let _ = abi::replace_header(abi::REQUEST_HEADERS, name, value);
     }
+    for (name, value) in &changes.properties {
+        let _ = abi::set_property(name.as_bytes(), value.as_bytes());
+    }
 }
 
 pub fn send(denial: &Denial) {
