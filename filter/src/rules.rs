@@ -220,15 +220,14 @@ pub fn find<'a>(
         true => only_authority(req),
         false => None,
     };
-    let mut hosts: Vec<Option<Authority>> = match &authority {
+    let read: Vec<Option<Authority>> = match &authority {
         Some(a) => authorities(a).into_iter().map(Some).collect(),
         None => Vec::new(),
     };
-    if hosts.is_empty() {
-        hosts.push(None);
-    }
+    // Without a readable `:authority`, one reading that no rule naming hosts matches.
+    let hosts: &[Option<Authority>] = if read.is_empty() { &[None] } else { &read };
     let mut routes: Vec<Route<'a>> = Vec::new();
-    for host in &hosts {
+    for host in hosts {
         let admitted = || {
             rules
                 .iter()
