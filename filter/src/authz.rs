@@ -148,19 +148,12 @@ impl ClaimCheck {
 
     fn check(&self, claims: &Map<String, Value>, bound: Bound) -> Result<(), Denied> {
         let path = self.path();
-        let actual = path.lookup(claims).filter(|v| !v.is_null());
-        let missing = || Denied::Claim(format!("Missing '{path}' claim"));
-        // Absence is the point of these two.
-        match (self, actual) {
-            (ClaimCheck::Present(_, want), _) if actual.is_some() == *want => return Ok(()),
-            (ClaimCheck::Present(_, true), None) => return Err(missing()),
-            (ClaimCheck::Present(..), Some(_)) => {
-                return Err(Denied::Claim(format!("Unexpected '{path}' claim")));
-            }
-            (ClaimCheck::NotIncludes(..), None) => return Ok(()),
-            _ => {}
-        }
-        let actual = actual.ok_or_else(missing)?;
+        let actual = match (self, path.lookup(claims).filter(|v| !v.is_null())) {
+            // Absence is what these two may ask for.
+            (ClaimCheck::Present(_, false) | ClaimCheck::NotIncludes(..), None) => return Ok(()),
+            (_, None) => return Err(Denied::Claim(format!("Missing '{path}' claim"))),
+            (_, Some(actual)) => actual,
+        };
         // A captured value is always there: the configuration names only captures of the
         // rule's own template.
         let captured = |i: &usize| bound.captures.get(*i).map(String::as_str);
@@ -189,7 +182,7 @@ impl ClaimCheck {
                 matches!(actual, Value::String(_) | Value::Array(_))
                     && !unwanted.iter().any(|u| contains(actual, u))
             }
-            ClaimCheck::Present(..) => true,
+            ClaimCheck::Present(_, want) => *want,
         };
         ok.then_some(())
             .ok_or_else(|| Denied::Claim(format!("Unexpected '{path}' value")))

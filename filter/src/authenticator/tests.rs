@@ -1461,7 +1461,7 @@ fn present_prefix_and_not_includes() {
     );
     assert_eq!(
         checks(json!({"act": {"sub": "admin"}})),
-        forbidden("Unexpected 'act' claim")
+        forbidden("Unexpected 'act' value")
     );
     assert_eq!(
         checks(json!({"sub": "service-1"})),
