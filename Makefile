@@ -6,7 +6,7 @@ WASM_TARGET := wasm32-wasip1
 WASM_OUT    := target/$(WASM_TARGET)/wasm-release/jwt_filter.wasm
 DIST_WASM   := dist/jwt_filter.wasm
 
-.PHONY: build test unit lint run bench wasm-target wasm-opt clean
+.PHONY: build test unit lint run bench wasm-target wasm-opt clean dist oci-tools oci-check
 
 # The wasm build needs the target and, for ring's C and assembly parts, clang (Debian's).
 wasm-target:
@@ -24,6 +24,35 @@ build: wasm-target wasm-opt
 	@mkdir -p dist
 	wasm-opt $(WASM_OPT_FLAGS) $(WASM_OUT) -o $(DIST_WASM)
 	@echo "wrote $(DIST_WASM) ($$(stat -c %s $(DIST_WASM)) bytes)"
+
+# --- Release artefacts (README, "Release artefacts") --------------------------------------
+# dist/jwt_filter.wasm, its sha256 (`sha256sum -c` format: Envoy's `remote` code source), and
+# dist/oci/, an OCI image layout of the module in the Wasm image format's compat variant
+# (Istio's WasmPlugin pulls it once pushed), tagged with the crate version; reproducible.
+VERSION  := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' filter/Cargo.toml | head -n 1)
+DIST_OCI := dist/oci
+
+dist: build
+	cd dist && sha256sum jwt_filter.wasm > jwt_filter.wasm.sha256
+	python3 scripts/oci_layout.py $(DIST_WASM) $(DIST_OCI) --tag $(VERSION)
+	python3 scripts/oci_layout.py --check $(DIST_WASM) $(DIST_OCI) --tag $(VERSION)
+	@cat dist/jwt_filter.wasm.sha256
+
+# The registry round trip's tools: skopeo (Debian) and Debian's docker-registry, unpacked into
+# target/tools/ rather than installed, so that no registry service is ever started.
+OCI_TOOLS       := target/tools
+DOCKER_REGISTRY := $(OCI_TOOLS)/docker-registry/usr/bin/docker-registry
+
+oci-tools:
+	@command -v skopeo >/dev/null || apt-get install -y --no-install-recommends skopeo || (apt-get update && apt-get install -y --no-install-recommends skopeo)
+	@test -x $(DOCKER_REGISTRY) || (mkdir -p $(OCI_TOOLS) && cd $(OCI_TOOLS) && rm -f docker-registry_*.deb && \
+	  (apt-get download docker-registry || (apt-get update && apt-get download docker-registry)) && \
+	  dpkg-deb -x docker-registry_*.deb docker-registry && rm -f docker-registry_*.deb)
+
+# The OCI image alone: the layout against a fresh build, then skopeo copies it into a loopback
+# docker-registry and back (tests/e2e/test_dist.py, class OciImage; also part of `make e2e`).
+oci-check: dist oci-tools
+	OCI_TOOLS_REQUIRED=1 python3 tests/e2e/run.py -k OciImage
 
 # Native unit tests of the core (and of every other crate), then the wasm build. They
 # include filter/tests/fuzz_replay.rs: the fuzz corpus and every crash found, on stable.
@@ -63,8 +92,10 @@ run: build harness-bin envoy
 	python3 scripts/run-demo.py
 
 # End-to-end tests through real Envoy (tests/e2e/); every process they start, they stop.
-e2e: build harness-bin envoy test-filters
-	python3 tests/e2e/run.py
+# They include the release artefacts (tests/e2e/test_dist.py): the module through Envoy's
+# `remote` code source, and the OCI image through skopeo and a loopback registry.
+e2e: dist harness-bin envoy test-filters oci-tools
+	OCI_TOOLS_REQUIRED=1 python3 tests/e2e/run.py
 
 # --- The harness: scenarios and the negative self-test (tests/scenarios, tests/filters) -----
 TEST_FILTERS := target/test-filters/$(WASM_TARGET)/release
@@ -114,12 +145,26 @@ fuzz: build harness-bin fuzz-tools
 # Options: BENCH_ARGS="--rounds 1 --duration 3" (see python3 bench/run.py --help).
 # Then the native micro-benchmark of the core, and `harness bench` (us per request inside
 # wasmtime, cached and uncached, both signature paths, worker linear memory).
-bench: build harness-bin envoy
+bench: build harness-bin envoy test-filters bench-stages
 	@command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	@command -v taskset >/dev/null || (apt-get update && apt-get install -y util-linux)
+	@.venv/bin/python -c 'import matplotlib' 2>/dev/null || .venv/bin/pip install --quiet --disable-pip-version-check matplotlib
 	python3 bench/run.py $(BENCH_ARGS)
 	cargo bench -p jwt_filter --bench core
 	$(HARNESS) bench
+
+# The filter built for the benchmark's cost breakdown only: each variant stops every request
+# after one stage (filter/src/proxy/stage.rs) and lets it through. Never shipped.
+BENCH_STAGES     := context request decision decision-without-signature
+BENCH_STAGES_DIR := target/bench-stages
+
+.PHONY: bench-stages
+bench-stages: wasm-target wasm-opt
+	@mkdir -p $(BENCH_STAGES_DIR)
+	for s in $(BENCH_STAGES); do \
+	  JWT_FILTER_BENCH_STAGE=$$s cargo build -p jwt_filter --target $(WASM_TARGET) --profile wasm-release --target-dir $(BENCH_STAGES_DIR) || exit 1; \
+	  wasm-opt $(WASM_OPT_FLAGS) $(BENCH_STAGES_DIR)/$(WASM_TARGET)/wasm-release/jwt_filter.wasm -o $(BENCH_STAGES_DIR)/jwt_filter-$$s.wasm || exit 1; \
+	done
 
 clean:
 	cargo clean

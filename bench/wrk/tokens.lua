@@ -1,5 +1,6 @@
 -- wrk script: cycle through the tokens in the file named by BENCH_TOKENS (one per line),
--- one `Authorization: Bearer` request each, and print one JSON line with the results.
+-- one `Authorization: Bearer` request each (a line `-`: a request without the header), and
+-- print one JSON line with the results.
 -- The requests are formatted once, in init, so the client does the same (tiny) work per
 -- request whether the file holds one token or 10,000.
 local reqs, i = {}, 0
@@ -7,7 +8,9 @@ local reqs, i = {}, 0
 function init(args)
   local path = os.getenv("BENCH_TOKENS")
   for line in io.lines(path) do
-    if #line > 0 then
+    if line == "-" then
+      reqs[#reqs + 1] = wrk.format("GET", "/", {})
+    elseif #line > 0 then
       reqs[#reqs + 1] = wrk.format("GET", "/", { ["Authorization"] = "Bearer " .. line })
     end
   end

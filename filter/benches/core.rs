@@ -101,6 +101,16 @@ fn main() {
 
     let cached = authenticator(1000);
     let uncached = authenticator(0);
+    if std::env::var("HITS").is_ok() {
+        println!("hits {}", measure(&cached, &keys, &one_rs, 20000));
+        return;
+    }
+    if std::env::var("BAD").is_ok() {
+        println!("bad {}", measure(&uncached, &keys, &bad, 20000));
+        let none = vec![Request::new("GET", "/api/messages", &[("user-agent", "bench")]); 200];
+        println!("missing {}", measure(&uncached, &keys, &none, 20000));
+        return;
+    }
     let rows = [
         (
             "RS256, one token repeated, cache on (hits)",

@@ -188,8 +188,8 @@ impl<V: SignatureVerifier> Authenticator<V> {
             return self.refused(req, Failure::InvalidRequest(UNDECODABLE.into()), None, None);
         }
         if let Some(m) = &self.config.resource_metadata
-            && req.method == "GET"
-            && req.path.split('?').next() == Some(m.path.as_str())
+            && req.method() == "GET"
+            && req.path().split('?').next() == Some(m.path.as_str())
         {
             return Decision::Serve(Served::json(&m.document));
         }
@@ -243,7 +243,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
         has("origin")
             && has("access-control-request-method")
             && rules::only_method(req, "OPTIONS")
-            && path::read(&req.path, self.config.path_parameters).is_ok()
+            && path::read(req.path(), self.config.path_parameters).is_ok()
     }
 
     /// A denial in enforce mode; in report mode, the request goes on with what it would
@@ -446,7 +446,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             let key_kept = match &state {
                 KeyState::Ready { set, .. } => set
                     .select(hit.kid.as_deref(), hit.alg)
-                    .is_ok_and(|k| k.material == hit.key),
+                    .is_ok_and(|k| Rc::ptr_eq(&k.material, &hit.key) || k.material == hit.key),
                 _ => false,
             };
             if key_kept {
@@ -506,7 +506,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             alg: jws.alg,
             kid: jws.kid,
             typ: jws.typ,
-            key: key.material.clone(),
+            key: Rc::clone(&key.material),
             evict_at: evict_at.unwrap_or(f64::NEG_INFINITY),
             claims,
         });
@@ -522,9 +522,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
     /// stripped first; verified tokens add theirs and are removed unless forwarded.
     fn changes(&self, req: &Request, verified: &[Passed]) -> HeaderChanges {
         // Only headers the request carries need removing (each removal is a host call).
-        let present = |name: &String| {
-            req.headers.iter().any(|(k, _)| k == name) || req.undecodable.contains(name)
-        };
+        let present = |name: &String| req.has_header(name);
         let mut changes = HeaderChanges {
             remove: self
                 .config

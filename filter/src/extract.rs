@@ -43,15 +43,34 @@ pub enum Extracted<'r> {
 pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) -> Extracted<'r> {
     let mut found: Option<(&'r str, usize)> = None;
     for (index, source) in sources.iter().enumerate() {
-        for candidate in candidates(req, source) {
-            let token = match candidate {
-                Ok(token) => token,
-                Err(why) => return Extracted::Invalid(why),
-            };
+        // Every token-shaped value the source finds; an empty one is an error.
+        let mut take = |value: &'r str| {
+            let token = value.trim_matches(' ');
+            if token.is_empty() {
+                return Err("Empty access token");
+            }
             if found.is_some() {
-                return Extracted::Invalid("More than one method used for authentication");
+                return Err("More than one method used for authentication");
             }
             found = Some((token, index));
+            Ok(())
+        };
+        let taken = match source {
+            TokenSource::Header { name, prefix } => req
+                .header_values(name)
+                .filter_map(|v| strip_prefix_ignore_case(v, prefix))
+                .try_for_each(take),
+            TokenSource::Query(param) => query_pairs(req.query().unwrap_or_default())
+                .filter(|(k, _)| k == param)
+                .try_for_each(|(_, v)| take(v)),
+            TokenSource::Cookie(cookie) => req
+                .header_values("cookie")
+                .flat_map(cookie_pairs)
+                .filter(|(k, _)| k == cookie)
+                .try_for_each(|(_, v)| take(v)),
+        };
+        if let Err(why) = taken {
+            return Extracted::Invalid(why);
         }
     }
     match found {
@@ -59,39 +78,6 @@ pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) 
         Some((token, _)) if token.len() > max_bytes => Extracted::TooLarge,
         Some((token, _)) if !is_b64token(token) => Extracted::Invalid("Malformed access token"),
         Some((token, source)) => Extracted::Found { token, source },
-    }
-}
-
-/// Every token-shaped value `source` finds in `req`; an empty one is an error.
-fn candidates<'r: 's, 's>(
-    req: &'r Request,
-    source: &'s TokenSource,
-) -> Box<dyn Iterator<Item = Result<&'r str, &'static str>> + 's> {
-    let non_empty = |v: &'r str| {
-        let v = v.trim_matches(' ');
-        if v.is_empty() {
-            Err("Empty access token")
-        } else {
-            Ok(v)
-        }
-    };
-    match source {
-        TokenSource::Header { name, prefix } => Box::new(
-            req.header_values(name)
-                .filter_map(move |v| strip_prefix_ignore_case(v, prefix))
-                .map(non_empty),
-        ),
-        TokenSource::Query(param) => Box::new(
-            query_pairs(req.query().unwrap_or_default())
-                .filter(move |(k, _)| k == param)
-                .map(move |(_, v)| non_empty(v)),
-        ),
-        TokenSource::Cookie(cookie) => Box::new(
-            req.header_values("cookie")
-                .flat_map(cookie_pairs)
-                .filter(move |(k, _)| k == cookie)
-                .map(move |(_, v)| non_empty(v)),
-        ),
     }
 }
 
@@ -119,11 +105,21 @@ fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
 /// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+    !body.is_empty() && body.bytes().all(|b| B64TOKEN_CHARS[usize::from(b)])
 }
+
+/// Which bytes `b64token` allows before its `=` padding (a table: tokens are long).
+const B64TOKEN_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
 
 /// The header changes that take the token out of the request: the header is removed, a
 /// query parameter is cut out of `:path`, a cookie is cut out of `cookie`.
@@ -131,7 +127,7 @@ pub fn removal(req: &Request, source: &TokenSource) -> (Vec<String>, Vec<(String
     match source {
         TokenSource::Header { name, .. } => (vec![name.clone()], vec![]),
         TokenSource::Query(param) => {
-            let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
+            let (path, query) = req.path().split_once('?').unwrap_or((req.path(), ""));
             let kept: Vec<&str> = query
                 .split('&')
                 .filter(|p| !p.is_empty() && p.split('=').next() != Some(param.as_str()))
@@ -161,6 +157,25 @@ pub fn removal(req: &Request, source: &TokenSource) -> (Vec<String>, Vec<(String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn b64token_characters_are_rfc_6750s() {
+        let allowed: Vec<u8> = (0..=255u8)
+            .filter(|b| B64TOKEN_CHARS[usize::from(*b)])
+            .collect();
+        // In byte order: `+ - . /`, the digits, `A-Z`, `_`, `a-z`, `~`.
+        let want: Vec<u8> = (b'+'..=b'9')
+            .filter(|b| *b != b',')
+            .chain(b'A'..=b'Z')
+            .chain([b'_'])
+            .chain(b'a'..=b'z')
+            .chain([b'~'])
+            .collect();
+        assert_eq!(
+            String::from_utf8(allowed).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
+    }
 
     const MAX: usize = 8192;
 

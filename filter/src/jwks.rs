@@ -9,6 +9,7 @@ use crate::json;
 use crate::spki;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
+use std::rc::Rc;
 
 /// Most keys accepted in one set; real issuers publish a handful.
 pub const MAX_KEYS: usize = 64;
@@ -28,7 +29,8 @@ pub struct Key {
     pub kid: Option<String>,
     /// The JWK's own `alg`: when present, the key verifies that algorithm only.
     pub alg: Option<Algorithm>,
-    pub material: Material,
+    /// Shared with the verified tokens it verified (`token_cache`), which compare it.
+    pub material: Rc<Material>,
     /// DER SubjectPublicKeyInfo (RSA and EC keys), for the host's `verify_signature`.
     pub spki_der: Option<Vec<u8>>,
 }
@@ -108,7 +110,7 @@ impl KeySet {
         }
         let symmetric = keys
             .iter()
-            .filter(|k| matches!(k.material, Material::Oct(_)))
+            .filter(|k| matches!(*k.material, Material::Oct(_)))
             .count();
         if symmetric != 0 && symmetric != keys.len() {
             return Err("mixes symmetric and asymmetric keys".into());
@@ -152,7 +154,7 @@ impl Key {
         if self.alg.is_some_and(|own| own != alg) {
             return false;
         }
-        match (&self.material, alg) {
+        match (&*self.material, alg) {
             (Material::Rsa { .. }, a) => matches!(
                 a,
                 Algorithm::RS256
@@ -216,7 +218,7 @@ fn parse_key(entry: &Value, origin: Origin) -> Result<Key, String> {
     let key = Key {
         kid: kid.map(str::to_string),
         alg,
-        material,
+        material: Rc::new(material),
         spki_der,
     };
     // A key whose own `alg` it cannot verify (ES384 on a P-256 key, HS512 on a 32-byte

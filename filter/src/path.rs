@@ -206,6 +206,41 @@ enum Dots {
 /// Reads a raw `:path` (query ignored) every way the upstreams in the module comment could.
 pub fn read(raw: &str, parameters: PathParameters) -> Result<Readings, PathError> {
     let path = raw.split('?').next().unwrap_or_default();
+    if let Some(readings) = plain(path) {
+        return Ok(readings);
+    }
+    read_segments(path, parameters)
+}
+
+/// The readings of a path that has none of the features readings differ on or that are
+/// refused: only unreserved characters and `/`, no empty segment but a trailing one, no
+/// segment of dots, no dot ending a segment but the last. Its one reading is itself (what
+/// `read_segments` finds too, without the work: most paths are plain).
+fn plain(path: &str) -> Option<Readings> {
+    let rest = path.strip_prefix('/')?;
+    if path.len() > MAX_PATH_BYTES {
+        return None;
+    }
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        let empty = segment.is_empty();
+        let plain = segment.bytes().all(is_unreserved)
+            && (last || !empty)
+            && (empty || segment.bytes().any(|b| b != b'.'))
+            && (last || !segment.ends_with('.'));
+        if !plain {
+            return None;
+        }
+    }
+    Some(Readings {
+        canonical: NormalizedPath(path.to_string()),
+        others: Vec::new(),
+    })
+}
+
+/// `read` for any path: each segment decoded every way, then every variant resolved.
+fn read_segments(path: &str, parameters: PathParameters) -> Result<Readings, PathError> {
     if !path.starts_with('/') || path.starts_with("//") {
         return Err(PathError::NotOrigin);
     }
@@ -444,6 +479,9 @@ fn is_lookalike(c: char) -> bool {
 /// the lower case of the upper case (Java's `equalsIgnoreCase`: `ſ` is `s`, the Kelvin sign
 /// is `k`, dotted `İ` is `i`).
 pub fn fold(c: char) -> char {
+    if c.is_ascii() {
+        return c.to_ascii_lowercase();
+    }
     let c = match c {
         '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
         '\u{130}' => 'i',

@@ -4,14 +4,21 @@
 //! Hosts hand over header values as bytes, which need not be UTF-8. A value that is not is
 //! kept out of `headers` and its name recorded in `undecodable`, so that the authenticator
 //! refuses requests where such a value matters and ignores it where it does not.
+//!
+//! Every name and value is held in one string (this is built for every request: one
+//! allocation, not two per header).
+
+use std::ops::Range;
 
 #[derive(Debug, Clone, Default)]
 pub struct Request {
-    pub method: String,
+    /// Every name and value kept, back to back.
+    text: String,
+    /// Every header instance in arrival order, as ranges of `text`; names lower-case.
+    headers: Vec<(Range<usize>, Range<usize>)>,
+    method: Range<usize>,
     /// The raw `:path`, query included.
-    pub path: String,
-    /// Every header instance in arrival order; names lower-case.
-    pub headers: Vec<(String, String)>,
+    path: Range<usize>,
     /// The lower-case names of header instances whose value is not UTF-8 (pseudo-headers
     /// included); those values are in neither `headers` nor `method`/`path`.
     pub undecodable: Vec<String>,
@@ -19,15 +26,13 @@ pub struct Request {
 
 impl Request {
     pub fn new(method: &str, path: &str, headers: &[(&str, &str)]) -> Self {
-        Request {
-            method: method.to_string(),
-            path: path.to_string(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-                .collect(),
-            undecodable: Vec::new(),
+        let mut request = Request::default();
+        request.method = request.push(method);
+        request.path = request.push(path);
+        for (name, value) in headers {
+            request.push_header(name, value);
         }
+        request
     }
 
     /// The request from the host's header pairs. A pair whose name is not UTF-8 is dropped:
@@ -38,19 +43,55 @@ impl Request {
             let Ok(name) = std::str::from_utf8(name) else {
                 continue;
             };
-            let name = name.to_ascii_lowercase();
             let Ok(value) = std::str::from_utf8(value) else {
-                request.undecodable.push(name);
+                request.undecodable.push(name.to_ascii_lowercase());
                 continue;
             };
-            match name.as_str() {
-                ":method" => request.method = value.to_string(),
-                ":path" => request.path = value.to_string(),
+            let (name, value) = request.push_header(name, value);
+            match request.text.get(name) {
+                Some(":method") => request.method = value,
+                Some(":path") => request.path = value,
                 _ => {}
             }
-            request.headers.push((name, value.to_string()));
         }
         request
+    }
+
+    fn push(&mut self, text: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(text);
+        start..self.text.len()
+    }
+
+    /// Adds a header instance (its name lower-cased); returns where name and value are.
+    fn push_header(&mut self, name: &str, value: &str) -> (Range<usize>, Range<usize>) {
+        let name = self.push(name);
+        if let Some(pushed) = self.text.get_mut(name.clone()) {
+            pushed.make_ascii_lowercase();
+        }
+        let value = self.push(value);
+        self.headers.push((name.clone(), value.clone()));
+        (name, value)
+    }
+
+    fn at(&self, range: &Range<usize>) -> &str {
+        self.text.get(range.clone()).unwrap_or_default()
+    }
+
+    pub fn method(&self) -> &str {
+        self.at(&self.method)
+    }
+
+    /// The raw `:path`, query included.
+    pub fn path(&self) -> &str {
+        self.at(&self.path)
+    }
+
+    /// Every header instance in arrival order (names lower-case).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (self.at(name), self.at(value)))
     }
 
     /// All values of header `name` (lower-case), in order.
@@ -60,13 +101,18 @@ impl Request {
     ) -> impl Iterator<Item = &'a str> + 'n {
         self.headers
             .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .filter(move |(k, _)| self.at(k) == name)
+            .map(|(_, v)| self.at(v))
+    }
+
+    /// Whether the request carries header `name` (lower-case), decodable or not.
+    pub fn has_header(&self, name: &str) -> bool {
+        self.headers().any(|(k, _)| k == name) || self.undecodable.iter().any(|h| h == name)
     }
 
     /// The query string without the leading `?`, if any.
     pub fn query(&self) -> Option<&str> {
-        let path = self.path.split('#').next().unwrap_or_default();
+        let path = self.path().split('#').next().unwrap_or_default();
         path.split_once('?').map(|(_, q)| q)
     }
 }
@@ -97,16 +143,14 @@ mod tests {
             (b"x-foo", b"ok"),
         ];
         let request = Request::from_pairs(pairs);
-        assert_eq!(request.method, "GET");
-        assert_eq!(request.path, "");
+        assert_eq!(request.method(), "GET");
+        assert_eq!(request.path(), "");
         assert_eq!(request.undecodable, [":path", "x-foo"]);
         assert_eq!(
-            request.headers,
-            [
-                (":method".to_string(), "GET".to_string()),
-                ("accept".to_string(), "*/*".to_string()),
-                ("x-foo".to_string(), "ok".to_string()),
-            ]
+            request.headers().collect::<Vec<_>>(),
+            [(":method", "GET"), ("accept", "*/*"), ("x-foo", "ok")]
         );
+        assert!(request.has_header("x-foo") && request.has_header(":path"));
+        assert!(!request.has_header("x-bar"));
     }
 }

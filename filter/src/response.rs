@@ -6,7 +6,8 @@
 //! which Envoy sends as `grpc-message` (in a trailers-only answer with HTTP status 200).
 
 use crate::request::Request;
-use serde_json::json;
+use serde::Serialize;
+use std::borrow::Cow;
 
 /// Why a request was refused; also the metric and log label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,7 +112,7 @@ impl Failure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(&'static str, String)>,
     pub body: String,
     pub reason: Reason,
     /// For a gRPC call: the gRPC status (the body is then the description alone).
@@ -126,7 +127,7 @@ impl Denial {
             return;
         }
         for (name, value) in &mut self.headers {
-            if name == "www-authenticate" {
+            if *name == "www-authenticate" {
                 value.push_str(&format!(", resource_metadata=\"{url}\""));
             }
         }
@@ -136,7 +137,7 @@ impl Denial {
 /// A document the filter serves itself (RFC 9728 protected-resource metadata).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Served {
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(&'static str, String)>,
     pub body: String,
 }
 
@@ -145,8 +146,8 @@ impl Served {
     pub fn json(body: &str) -> Served {
         Served {
             headers: vec![
-                ("content-type".into(), "application/json".into()),
-                ("cache-control".into(), "max-age=3600".into()),
+                ("content-type", "application/json".into()),
+                ("cache-control", "max-age=3600".into()),
             ],
             body: body.to_string(),
         }
@@ -210,42 +211,62 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Denial {
         Failure::AccessDenied => (403, "access_denied", "Access denied".to_string(), None),
     };
     let grpc = is_grpc(req);
-    let mut headers = Vec::new();
+    let mut headers = Vec::with_capacity(4);
     // Envoy sets gRPC's own content-type; a second one would confuse clients.
     if !grpc {
-        headers.push(("content-type".to_string(), "application/json".to_string()));
+        headers.push(("content-type", "application/json".to_string()));
     }
-    headers.push(("cache-control".to_string(), "no-store".to_string()));
+    headers.push(("cache-control", "no-store".to_string()));
     if let Some(value) = www_authenticate {
-        headers.push(("www-authenticate".to_string(), value));
+        headers.push(("www-authenticate", value));
     }
     if let Failure::Unavailable { retry_after_s } = failure {
-        headers.push(("retry-after".to_string(), retry_after_s.to_string()));
+        headers.push(("retry-after", retry_after_s.to_string()));
     }
+    let message = quoted(&message);
+    let body = match grpc {
+        true => message.into_owned(),
+        // Serializing two strings cannot fail.
+        false => serde_json::to_string(&Body {
+            error: code,
+            message: &message,
+        })
+        .unwrap_or_default(),
+    };
     Denial {
         status,
         headers,
-        body: match grpc {
-            true => quoted(&message),
-            false => json!({"error": code, "message": quoted(&message)}).to_string(),
-        },
+        body,
         reason: failure.reason(),
         grpc_status: grpc.then(|| failure.grpc_status()),
     }
 }
 
+/// The JSON body of a denial, as Express's error handler writes it.
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
 /// Makes a description safe inside an RFC 7230 quoted-string: `"` becomes `'`, `\` becomes
 /// `/`, control characters are dropped, and the length is bounded.
-fn quoted(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .map(|c| match c {
-            '"' => '\'',
-            '\\' => '/',
-            c => c,
-        })
-        .take(200)
-        .collect()
+fn quoted(text: &str) -> Cow<'_, str> {
+    let safe = |b: u8| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\';
+    if text.len() <= 200 && text.bytes().all(safe) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .filter(|c| !c.is_control())
+            .map(|c| match c {
+                '"' => '\'',
+                '\\' => '/',
+                c => c,
+            })
+            .take(200)
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -256,10 +277,26 @@ mod tests {
         Request::default()
     }
 
+    #[test]
+    fn quoted_strings_replace_quotes_and_backslashes_and_drop_controls() {
+        let every_ascii: String = (0u8..128).map(char::from).collect();
+        let want: String = (0x20u8..0x7f)
+            .map(|b| match b {
+                b'"' => '\'',
+                b'\\' => '/',
+                b => char::from(b),
+            })
+            .collect();
+        assert_eq!(quoted(&every_ascii), want);
+        assert_eq!(quoted("plain text, kept as is"), "plain text, kept as is");
+        assert_eq!(quoted(&"x".repeat(300)).len(), 200);
+        assert_eq!(quoted("é\u{7f}\"e"), "é'e");
+    }
+
     fn header<'d>(d: &'d Denial, name: &str) -> Option<&'d str> {
         d.headers
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| *k == name)
             .map(|(_, v)| v.as_str())
     }
 

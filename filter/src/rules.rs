@@ -14,6 +14,7 @@ use crate::authz::Requirement;
 use crate::path::{self, PathError, PathParameters, fold, hex_value};
 use crate::request::Request;
 use crate::template::Template;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -213,7 +214,7 @@ pub fn find<'a>(
     req: &Request,
     route_name: Option<&str>,
 ) -> Result<Vec<Route<'a>>, RouteError> {
-    let readings = path::read(&req.path, parameters).map_err(RouteError::Path)?;
+    let readings = path::read(req.path(), parameters).map_err(RouteError::Path)?;
     let methods = method_classes(rules, methods(req)?);
     // The `:authority` is read only when some rule names hosts.
     let authority = match rules.iter().any(|r| !r.matcher.hosts.is_empty()) {
@@ -269,40 +270,40 @@ fn only_authority(req: &Request) -> Option<String> {
 /// Whether `method` is the only method the request may be handled as: it is the request's
 /// own (exactly) and no override names another.
 pub fn only_method(req: &Request, method: &str) -> bool {
-    req.method == method
+    req.method() == method
         && methods(req).is_ok_and(|all| all.iter().all(|(m, binding)| !binding || m == method))
 }
 
 /// The methods the request may be handled as, its own first, each with whether it binds
 /// (the request's own method and overrides do; the upper-case spelling and GET for HEAD are
 /// lenient: routers fall back to them).
-fn methods(req: &Request) -> Result<Vec<(String, bool)>, RouteError> {
-    let mut methods = vec![(req.method.clone(), true)];
-    let upper = req.method.to_ascii_uppercase();
+fn methods(req: &Request) -> Result<Vec<(Cow<'_, str>, bool)>, RouteError> {
+    let method = req.method();
+    let mut methods = vec![(Cow::Borrowed(method), true)];
+    let upper = upper_case(method);
     if upper == "HEAD" {
-        methods.push(("GET".into(), false));
+        methods.push((Cow::Borrowed("GET"), false));
     }
     methods.push((upper, false));
     let headers = METHOD_OVERRIDE_HEADERS
         .iter()
-        .flat_map(|name| req.header_values(name));
+        .flat_map(|name| req.header_values(name))
+        .flat_map(|v| v.split(','))
+        .map(|v| upper_case(v.trim()));
     let parameters = req.query().into_iter().flat_map(|q| {
         q.split('&').filter_map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (form_decode(name) == METHOD_OVERRIDE_PARAMETER).then(|| form_decode(value))
+            (form_decode(name) == METHOD_OVERRIDE_PARAMETER)
+                .then(|| Cow::Owned(form_decode(value).trim().to_ascii_uppercase()))
         })
     });
-    let overrides: Vec<String> = headers
-        .flat_map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
-        .chain(parameters)
-        .collect();
-    for value in overrides {
-        let method = value.trim().to_ascii_uppercase();
-        if !method.is_empty() {
-            methods.push((method, true));
-        }
-    }
-    let mut distinct: Vec<(String, bool)> = Vec::new();
+    methods.extend(
+        headers
+            .chain(parameters)
+            .filter(|m| !m.is_empty())
+            .map(|m| (m, true)),
+    );
+    let mut distinct: Vec<(Cow<str>, bool)> = Vec::new();
     for (method, binding) in methods {
         add_method(&mut distinct, method, binding);
     }
@@ -312,15 +313,29 @@ fn methods(req: &Request) -> Result<Vec<(String, bool)>, RouteError> {
     Ok(distinct)
 }
 
+/// `method` in upper case, copied only when it is not already.
+fn upper_case(method: &str) -> Cow<'_, str> {
+    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(method.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(method)
+    }
+}
+
 /// The methods that can reach different rules: those no rule names all reach the same ones,
 /// so they are matched once, as "" (which only rules without `methods` match).
-fn method_classes(rules: &[Rule], methods: Vec<(String, bool)>) -> Vec<(String, bool)> {
-    let mut classes: Vec<(String, bool)> = Vec::new();
+fn method_classes<'m>(
+    rules: &[Rule],
+    methods: Vec<(Cow<'m, str>, bool)>,
+) -> Vec<(Cow<'m, str>, bool)> {
+    let mut classes: Vec<(Cow<str>, bool)> = Vec::new();
     for (method, binding) in methods {
-        let named = rules.iter().any(|r| r.matcher.methods.contains(&method));
+        let named = rules
+            .iter()
+            .any(|r| r.matcher.methods.iter().any(|m| *m == method));
         add_method(
             &mut classes,
-            if named { method } else { String::new() },
+            if named { method } else { Cow::Borrowed("") },
             binding,
         );
     }
@@ -328,7 +343,7 @@ fn method_classes(rules: &[Rule], methods: Vec<(String, bool)>) -> Vec<(String, 
 }
 
 /// Adds `method` to `list` once; it binds if any of its readings does.
-fn add_method(list: &mut Vec<(String, bool)>, method: String, binding: bool) {
+fn add_method<'m>(list: &mut Vec<(Cow<'m, str>, bool)>, method: Cow<'m, str>, binding: bool) {
     match list.iter_mut().find(|(m, _)| *m == method) {
         Some(seen) => seen.1 |= binding,
         None => list.push((method, binding)),

@@ -7,6 +7,7 @@ use crate::jwks::Material;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
 use std::rc::Rc;
 
 /// What a successful verification established about a token.
@@ -17,29 +18,37 @@ pub struct Verified {
     pub typ: Option<String>,
     pub claims: Map<String, Value>,
     /// The key that verified it: a hit is valid only while the set still selects it.
-    pub key: Material,
+    pub key: Rc<Material>,
     /// When the entry goes (unix seconds): `exp` plus the clock skew. The claims are still
     /// checked on every hit; this only bounds how long the entry is worth keeping.
     pub evict_at: f64,
 }
 
 /// A bounded map from the whole token to its verification (and the provider that did it).
-/// The map hashes the token to find an entry and compares it in full to accept it. When
-/// full, the least recently used entry goes: `order` keeps the entries by last use, so
-/// eviction is a logarithmic step, not a scan.
+/// An entry is found by a hash of the token's last `HASHED_BYTES` bytes (the signature's,
+/// unpredictable for any token that was ever verified, so hashing the rest adds nothing) and
+/// accepted only when the whole token is equal. A token crafted to share a cached token's
+/// tail costs one comparison, like a hit. When full, the least recently used entry goes:
+/// `order` keeps the entries by last use, so eviction is a logarithmic step, not a scan.
 #[derive(Debug, Default)]
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<Rc<str>, Entry>,
-    /// Last-use stamp -> token, for eviction (each token once, under its `used` stamp).
-    order: BTreeMap<u64, Rc<str>>,
+    hasher: RandomState,
+    /// By the hash of the token's tail.
+    entries: HashMap<u64, Entry>,
+    /// Last-use stamp -> the entry's hash, for eviction (each entry once, under `used`).
+    order: BTreeMap<u64, u64>,
     clock: u64,
     pub hits: u64,
     pub misses: u64,
 }
 
+/// How many bytes at the end of a token its hash covers.
+const HASHED_BYTES: usize = 32;
+
 #[derive(Debug)]
 struct Entry {
+    token: Box<str>,
     provider: usize,
     verified: Rc<Verified>,
     used: u64,
@@ -53,9 +62,19 @@ impl TokenCache {
         }
     }
 
+    fn hash(&self, token: &str) -> u64 {
+        let bytes = token.as_bytes();
+        self.hasher
+            .hash_one(bytes.get(bytes.len().saturating_sub(HASHED_BYTES)..))
+    }
+
     /// The cached verification of `token` for `provider`, if it has not expired at `now`.
     pub fn get(&mut self, provider: usize, token: &str, now: u64) -> Option<Rc<Verified>> {
-        let entry = self.entries.get_mut(token)?;
+        let hash = self.hash(token);
+        let entry = self.entries.get_mut(&hash)?;
+        if !same(&entry.token, token) {
+            return None;
+        }
         if entry.verified.evict_at <= now as f64 {
             self.remove(token);
             return None;
@@ -64,31 +83,35 @@ impl TokenCache {
             return None;
         }
         self.clock += 1;
-        let key = self.order.remove(&entry.used)?;
+        self.order.remove(&entry.used);
         entry.used = self.clock;
-        self.order.insert(self.clock, key);
+        self.order.insert(self.clock, hash);
         Some(Rc::clone(&entry.verified))
     }
 
+    /// Caches `token`'s verification; it replaces any entry whose tail hashes the same.
     pub fn insert(&mut self, provider: usize, token: &str, verified: Rc<Verified>) {
         if self.capacity == 0 {
             return;
         }
-        self.remove(token);
+        let hash = self.hash(token);
+        if let Some(old) = self.entries.remove(&hash) {
+            self.order.remove(&old.used);
+        }
         if self.entries.len() >= self.capacity
             && let Some((_, oldest)) = self.order.pop_first()
         {
             self.entries.remove(&oldest);
         }
         self.clock += 1;
-        let key: Rc<str> = Rc::from(token);
-        self.order.insert(self.clock, Rc::clone(&key));
+        self.order.insert(self.clock, hash);
         let entry = Entry {
+            token: token.into(),
             provider,
             verified,
             used: self.clock,
         };
-        self.entries.insert(key, entry);
+        self.entries.insert(hash, entry);
     }
 
     /// Counts a lookup: a hit only when the cached verification was used. Nothing is
@@ -101,12 +124,30 @@ impl TokenCache {
         }
     }
 
-    /// Forgets an entry (its key left the key set, or it expired).
+    /// Forgets `token`'s entry (its key left the key set, or it expired).
     pub fn remove(&mut self, token: &str) {
-        if let Some(entry) = self.entries.remove(token) {
+        let hash = self.hash(token);
+        if self
+            .entries
+            .get(&hash)
+            .is_some_and(|e| same(&e.token, token))
+            && let Some(entry) = self.entries.remove(&hash)
+        {
             self.order.remove(&entry.used);
         }
     }
+}
+
+/// Whole-token equality, eight bytes at a time (wasm's `memcmp` goes byte by byte).
+fn same(a: &str, b: &str) -> bool {
+    let ((a_words, a_rest), (b_words, b_rest)) =
+        (a.as_bytes().as_chunks::<8>(), b.as_bytes().as_chunks::<8>());
+    a.len() == b.len()
+        && a_rest == b_rest
+        && a_words
+            .iter()
+            .zip(b_words)
+            .all(|(x, y)| u64::from_ne_bytes(*x) == u64::from_ne_bytes(*y))
 }
 
 #[cfg(test)]
@@ -135,7 +176,7 @@ mod tests {
             kid: None,
             typ: None,
             claims: Map::new(),
-            key: Material::Oct(vec![]),
+            key: Rc::new(Material::Oct(vec![])),
             evict_at,
         })
     }
@@ -148,6 +189,36 @@ mod tests {
         assert!(c.get(1, "a.b.c", 10).is_none());
         assert!(c.get(0, "a.b.cd", 10).is_none());
         assert!(c.get(0, "a.b.", 10).is_none());
+    }
+
+    #[test]
+    fn tokens_sharing_the_hashed_tail_never_share_an_entry() {
+        let tail = "s".repeat(HASHED_BYTES);
+        let (a, b) = (format!("a.x.{tail}"), format!("b.y.{tail}"));
+        let mut c = TokenCache::new(10);
+        c.insert(0, &a, verified(100.0));
+        assert!(c.get(0, &b, 10).is_none());
+        c.remove(&b);
+        assert!(
+            c.get(0, &a, 10).is_some(),
+            "removing another token kept this one"
+        );
+        c.insert(0, &b, verified(100.0));
+        assert!(c.get(0, &b, 10).is_some());
+        assert!(c.get(0, &a, 10).is_none());
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn equality_is_over_every_byte() {
+        let token = "abcdefghijklmnopqrstuvwxyz0123456789-_.";
+        for i in 0..token.len() {
+            let mut other = token.as_bytes().to_vec();
+            other[i] ^= 1;
+            assert!(!same(token, std::str::from_utf8(&other).unwrap()), "{i}");
+            assert!(!same(token, &token[..i]), "{i}");
+        }
+        assert!(same(token, &String::from(token)));
     }
 
     #[test]

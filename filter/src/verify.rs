@@ -30,7 +30,7 @@ impl SignatureVerifier for InWasm {
         let mac = |algorithm, secret: &[u8]| {
             hmac::verify(&hmac::Key::new(algorithm, secret), message, signature).is_ok()
         };
-        match (&key.material, alg) {
+        match (&*key.material, alg) {
             (Material::Rsa { n, e }, alg) => {
                 let params = match alg {
                     Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
@@ -94,7 +94,7 @@ fn host_request(
     signature: &[u8],
 ) -> Option<Result<Vec<u8>, ()>> {
     let der = key.spki_der.as_deref()?;
-    let (hash, signature) = match (alg, &key.material) {
+    let (hash, signature) = match (alg, &*key.material) {
         (Algorithm::RS256, Material::Rsa { .. }) => ("sha256", signature.to_vec()),
         (Algorithm::RS384, Material::Rsa { .. }) => ("sha384", signature.to_vec()),
         (Algorithm::RS512, Material::Rsa { .. }) => ("sha512", signature.to_vec()),

@@ -19,7 +19,8 @@ mod stream;
 /// whose callback runs).
 pub trait Host {
     fn now_ms(&self) -> u64;
-    fn log(&self, level: Level, message: &str);
+    /// Formats and logs `message` only when the host keeps messages at `level`.
+    fn log(&self, level: Level, message: std::fmt::Arguments<'_>);
     fn count(&self, metric: Metric, n: u64);
     /// Seconds since `provider`'s key set was fetched, for its gauge.
     fn key_age(&self, provider: usize, seconds: u64);
@@ -236,28 +237,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// without one, the next tick starts it.
     fn handle(&self, context: u32, deadline_ms: Option<u64>, fetch_origin: Option<u32>) -> Next {
         let now_ms = self.host.now_ms();
-        let request = self.host.request();
-        let route_name = self.route_name();
-        let decision = {
-            let remotes = self.remotes.borrow();
-            let keys = Keys {
-                remotes: &remotes,
-                now_ms,
-            };
-            self.authenticator.decide_on_route(
-                &request,
-                route_name.as_deref(),
-                now_ms / 1000,
-                &keys,
-            )
-        };
-        let (hits, misses) = self.authenticator.take_cache_counts();
-        for (metric, n) in [(Metric::CacheHit, hits), (Metric::CacheMiss, misses)] {
-            if n > 0 {
-                self.host.count(metric, n);
-            }
-        }
-        match decision {
+        match self.decide(now_ms) {
             Decision::Allow { changes, reported } => {
                 self.host.apply(&changes);
                 match reported {
@@ -293,7 +273,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 unknown_kid,
             } => {
                 let Some(r) = self.remote_index(provider) else {
-                    return self.unavailable(provider, &request);
+                    return self.unavailable(provider);
                 };
                 // Another worker may have fetched already: adopt that and decide again.
                 if self.sync(r) {
@@ -319,7 +299,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     .map_or(0, |x| x.fetch.timeout_ms);
                 let deadline = deadline_ms.unwrap_or(now_ms + timeout_ms);
                 if now_ms >= deadline {
-                    return self.unavailable(provider, &request);
+                    return self.unavailable(provider);
                 }
                 if deadline_ms.is_none() {
                     self.host.count(Metric::Paused, 1);
@@ -333,14 +313,42 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         }
     }
 
-    /// The answer for a request that waited for keys as long as it may.
-    fn unavailable(&self, provider: usize, request: &Request) -> Next {
+    /// Decides the current stream's request at `now_ms` without acting on it (and counts
+    /// the token cache's hits and misses).
+    pub fn decide(&self, now_ms: u64) -> Decision {
+        let request = self.host.request();
+        let decision = {
+            let remotes = self.remotes.borrow();
+            let keys = Keys {
+                remotes: &remotes,
+                now_ms,
+            };
+            self.authenticator.decide_on_route(
+                &request,
+                self.route_name().as_deref(),
+                now_ms / 1000,
+                &keys,
+            )
+        };
+        let (hits, misses) = self.authenticator.take_cache_counts();
+        for (metric, n) in [(Metric::CacheHit, hits), (Metric::CacheMiss, misses)] {
+            if n > 0 {
+                self.host.count(metric, n);
+            }
+        }
+        decision
+    }
+
+    /// The answer for a request that waited for keys as long as it may (read again: a
+    /// gRPC call gets a gRPC status).
+    fn unavailable(&self, provider: usize) -> Next {
+        let request = self.host.request();
         let config = self.config();
         self.refuse(&Refusal {
             denial: deny(
                 &config.realm,
                 &Failure::Unavailable { retry_after_s: 1 },
-                request,
+                &request,
             ),
             provider: config.providers.get(provider).map(|p| p.name.clone()),
             detail: None,
@@ -357,7 +365,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     fn log_refusal(&self, what: &str, refusal: &Refusal) {
         self.host.log(
             Level::Debug,
-            &format!(
+            format_args!(
                 "{what} reason={} provider={} status={}{}{}",
                 refusal.denial.reason.as_str(),
                 refusal.provider.as_deref().unwrap_or("-"),
@@ -422,7 +430,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         self.host.enter(origin);
         self.host.log(
             Level::Debug,
-            &format!("provider {}: key fetch started ({trigger:?})", self.name(r)),
+            format_args!("provider {}: key fetch started ({trigger:?})", self.name(r)),
         );
         self.dispatch(r, origin, step);
         true
@@ -513,7 +521,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     for why in &loaded.dropped {
                         self.host.log(
                             Level::Warn,
-                            &format!("provider {}: dropped {why}", self.name(r)),
+                            format_args!("provider {}: dropped {why}", self.name(r)),
                         );
                     }
                     let record = KeysRecord {
@@ -540,7 +548,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     fn fetch_failed(&self, r: usize, why: &str) {
         self.host.log(
             Level::Warn,
-            &format!("provider {}: key fetch failed: {why}", self.name(r)),
+            format_args!("provider {}: key fetch failed: {why}", self.name(r)),
         );
         self.host.count(Metric::FetchFailed, 1);
         let (number, now_ms) = (self.number(), self.host.now_ms());

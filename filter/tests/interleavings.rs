@@ -311,7 +311,7 @@ impl Host for ModelHost {
     fn now_ms(&self) -> u64 {
         self.data.world.now()
     }
-    fn log(&self, _: Level, message: &str) {
+    fn log(&self, _: Level, message: std::fmt::Arguments<'_>) {
         let number = self.data.number.get();
         self.data.world.note(format!("w{number} log: {message}"));
     }

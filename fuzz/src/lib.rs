@@ -79,14 +79,14 @@ pub fn jwks(data: &[u8]) {
         assert!((1..=MAX_KEYS).contains(&keys.len()));
         let symmetric = keys
             .iter()
-            .filter(|k| matches!(k.material, Material::Oct(_)))
+            .filter(|k| matches!(*k.material, Material::Oct(_)))
             .count();
         assert!(symmetric == 0 || (symmetric == keys.len() && origin == Origin::Config));
         for (i, key) in keys.iter().enumerate() {
             let kid = key.kid.as_deref();
             assert!(kid.is_none_or(|k| k.len() <= MAX_KID_BYTES));
             assert!(kid.is_none() || keys[..i].iter().all(|o| o.kid.as_deref() != kid));
-            match &key.material {
+            match &*key.material {
                 Material::Rsa { n, e } => {
                     assert!((256..=512).contains(&n.len()) && n[0] != 0);
                     assert!(e.first().is_some_and(|&b| b != 0));

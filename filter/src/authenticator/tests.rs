@@ -161,7 +161,7 @@ fn header<'d>(d: &'d Decision, name: &str) -> Option<&'d str> {
             .denial
             .headers
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| *k == name)
             .map(|(_, v)| v.as_str()),
         _ => None,
     }
@@ -924,11 +924,7 @@ fn missing_keys_pause_or_fail_closed_with_503() {
     let Decision::Deny(r) = &d else {
         unreachable!()
     };
-    assert!(
-        r.denial
-            .headers
-            .contains(&("retry-after".into(), "30".into()))
-    );
+    assert!(r.denial.headers.contains(&("retry-after", "30".into())));
     assert!(r.denial.body.contains("temporarily_unavailable"));
     // Public routes and missing tokens never wait for keys.
     assert_eq!(
@@ -1571,8 +1567,8 @@ fn protected_resource_metadata_is_served_and_named_in_401_challenges() {
     assert_eq!(
         doc.headers,
         vec![
-            ("content-type".to_string(), "application/json".to_string()),
-            ("cache-control".to_string(), "max-age=3600".to_string())
+            ("content-type", "application/json".to_string()),
+            ("cache-control", "max-age=3600".to_string())
         ]
     );
     // Only GET on exactly that path; no rule names it, so anything else is unmatched.

@@ -189,3 +189,68 @@ fn folding_follows_case_insensitive_routers() {
         assert_eq!(fold(c), want, "{c}");
     }
 }
+
+#[test]
+fn plain_paths_read_as_the_full_reading_does() {
+    let mut paths: Vec<String> = [
+        "/",
+        "/api",
+        "/api/",
+        "/api/private",
+        "/a/b.json",
+        "/a/b.",
+        "/a/.b",
+        "/a.b/c",
+        "/~user/x-y_z",
+        "/A/B",
+        "/a//b",
+        "/a/./b",
+        "/a/../b",
+        "/..",
+        "/.",
+        "/a/..",
+        "/a/...",
+        "/a./b",
+        "/a/b/",
+        "//a",
+        "/a;b",
+        "/a%2e",
+        "/a b",
+        "/é",
+        "/a\\b",
+        "/a#b",
+        "/a?b=1",
+    ]
+    .iter()
+    .map(|p| p.to_string())
+    .collect();
+    // Every path of up to four characters over the characters that decide plainness.
+    let alphabet = ['/', 'a', '.', '-', '~', '%', ';'];
+    let mut frontier = vec![String::from("/")];
+    for _ in 0..4 {
+        frontier = frontier
+            .iter()
+            .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+            .collect();
+        paths.extend(frontier.iter().cloned());
+    }
+    let mut plain_seen = 0;
+    for path in &paths {
+        let path = path.split('?').next().unwrap();
+        for parameters in [PathParameters::Reject, PathParameters::Strip] {
+            if let Some(fast) = plain(path) {
+                plain_seen += 1;
+                assert_eq!(Ok(fast), read_segments(path, parameters), "{path}");
+            }
+        }
+    }
+    assert!(plain_seen > 1000, "{plain_seen}");
+}
+
+#[test]
+fn folding_ascii_is_the_unicode_folding() {
+    for c in (0u8..128).map(char::from) {
+        let upper = single(c.to_uppercase(), c);
+        assert_eq!(fold(c), single(upper.to_lowercase(), upper), "{c:?}");
+    }
+}

@@ -29,6 +29,7 @@ pub const GAUGE: u32 = 1;
 #[link(wasm_import_module = "env")]
 unsafe extern "C" {
     fn proxy_log(level: u32, data: *const u8, size: usize) -> u32;
+    fn proxy_get_log_level(level: *mut u32) -> u32;
     fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_get_buffer_bytes(
@@ -126,6 +127,13 @@ fn owned(status: u32, data: *mut u8, size: usize) -> Result<Vec<u8>, Status> {
 
 pub fn log(level: u32, message: &str) -> Result<(), Status> {
     check(unsafe { proxy_log(level, message.as_ptr(), message.len()) })
+}
+
+/// The least severe level the host keeps (trace 0 .. critical 5).
+pub fn log_level() -> Result<u32, Status> {
+    let mut level = 0;
+    check(unsafe { proxy_get_log_level(&mut level) })?;
+    Ok(level)
 }
 
 /// Nanoseconds since the Unix epoch.

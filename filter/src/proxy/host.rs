@@ -12,6 +12,11 @@ pub fn log(level: LogLevel, message: &str) {
     let _ = abi::log(level as u32, message);
 }
 
+/// The least severe level the host keeps; trace (keep everything) if it cannot tell.
+pub fn log_level() -> u32 {
+    abi::log_level().unwrap_or(LogLevel::Trace as u32)
+}
+
 /// The plugin configuration (empty if the host has none).
 pub fn plugin_configuration() -> Vec<u8> {
     abi::buffer(abi::PLUGIN_CONFIGURATION, usize::MAX).unwrap_or_default()

@@ -20,11 +20,13 @@ mod host;
 mod metrics;
 mod plugin;
 mod shared;
+mod stage;
 
 use crate::worker::Next;
 use plugin::Plugin;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
+use stage::{STAGE, Stage};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -75,6 +77,7 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         if let Some(plugin) = &self.plugin {
+            plugin.host().refresh_log_level();
             plugin.on_tick();
         }
     }
@@ -110,6 +113,18 @@ impl Context for Stream {
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        match STAGE {
+            Stage::Everything => {}
+            Stage::Context => return Action::Continue,
+            Stage::Request => {
+                std::hint::black_box((host::now_ms(), host::request()));
+                return Action::Continue;
+            }
+            Stage::Decision | Stage::DecisionWithoutSignature => {
+                std::hint::black_box(self.plugin.decide(host::now_ms()));
+                return Action::Continue;
+            }
+        }
         match self.plugin.on_request(self.id) {
             Next::Continue => Action::Continue,
             Next::Wait | Next::Answered => Action::Pause,

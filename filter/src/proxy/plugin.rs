@@ -3,6 +3,7 @@
 use super::host;
 use super::metrics::Metrics;
 use super::shared::HostSharedData;
+use super::stage::{STAGE, Stage};
 use crate::config::{Config, ConfigError, KeySource};
 use crate::jwks::Key;
 use crate::request::{HeaderChanges, Request};
@@ -12,6 +13,7 @@ use crate::verify::{HostCrypto, InWasm, SignatureVerifier};
 use crate::worker::{Host, Level, Metric, Worker};
 use jsonwebtoken::Algorithm;
 use proxy_wasm::types::LogLevel;
+use std::cell::Cell;
 
 pub type Plugin = Worker<ProxyHost, Crypto>;
 
@@ -43,7 +45,11 @@ pub fn configure(root: u32, bytes: &[u8]) -> Result<Plugin, ConfigError> {
         .map(|(i, p)| (i, p.name.clone()))
         .collect();
     let metrics = Metrics::define(config.providers.len(), &gauges);
-    Ok(Worker::new(ProxyHost { metrics }, root, config, crypto))
+    let host = ProxyHost {
+        metrics,
+        log_level: Cell::new(host::log_level()),
+    };
+    Ok(Worker::new(host, root, config, crypto))
 }
 
 /// The host's `verify_signature` where this VM has it and the configuration allows it,
@@ -56,6 +62,7 @@ pub enum Crypto {
 impl SignatureVerifier for Crypto {
     fn verify(&self, alg: Algorithm, key: &Key, message: &[u8], signature: &[u8]) -> bool {
         match self {
+            Crypto::Host if STAGE == Stage::DecisionWithoutSignature => false,
             Crypto::Host => HostCrypto {
                 call: host::verify_signature,
             }
@@ -67,6 +74,14 @@ impl SignatureVerifier for Crypto {
 
 pub struct ProxyHost {
     metrics: Metrics,
+    /// The host's log level, asked on every tick: messages below it are not even formatted.
+    log_level: Cell<u32>,
+}
+
+impl ProxyHost {
+    pub fn refresh_log_level(&self) {
+        self.log_level.set(host::log_level());
+    }
 }
 
 impl Host for ProxyHost {
@@ -74,13 +89,15 @@ impl Host for ProxyHost {
         host::now_ms()
     }
 
-    fn log(&self, level: Level, message: &str) {
+    fn log(&self, level: Level, message: std::fmt::Arguments<'_>) {
         let level = match level {
             Level::Debug => LogLevel::Debug,
             Level::Info => LogLevel::Info,
             Level::Warn => LogLevel::Warn,
         };
-        host::log(level, message);
+        if level as u32 >= self.log_level.get() {
+            host::log(level, &message.to_string());
+        }
     }
 
     fn count(&self, metric: Metric, n: u64) {

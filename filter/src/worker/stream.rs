@@ -22,7 +22,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         if name.is_none() && !self.route_name_missing_logged.replace(true) {
             self.host.log(
                 Level::Warn,
-                "the host gives no route_name property: rules with 'route' match no request",
+                format_args!(
+                    "the host gives no route_name property: rules with 'route' match no request"
+                ),
             );
         }
         name
