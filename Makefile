@@ -155,7 +155,7 @@ bench: build harness-bin envoy test-filters bench-stages
 
 # The filter built for the benchmark's cost breakdown only: each variant stops every request
 # after one stage (filter/src/proxy/stage.rs) and lets it through. Never shipped.
-BENCH_STAGES     := context request decision decision-without-signature
+BENCH_STAGES     := context request decision decision-without-signature refusal
 BENCH_STAGES_DIR := target/bench-stages
 
 .PHONY: bench-stages

@@ -78,11 +78,14 @@ class Setup(NamedTuple):
     auth: bool = True
     # Part of the main table (else only of the breakdown).
     main: bool = True
+    # Answers 401 to every request (then it runs only where a workload names it).
+    refuses_all: bool = False
 
 
-def stage(name: str, label: str) -> Setup:
+def stage(name: str, label: str, refuses_all: bool = False) -> Setup:
     return Setup(f"stage_{name.replace('-', '_')}", label, "filter-wasm.yaml",
-                 STAGES_DIR / f"jwt_filter-{name}.wasm", {}, auth=False, main=False)
+                 STAGES_DIR / f"jwt_filter-{name}.wasm", {}, auth=False, main=False,
+                 refuses_all=refuses_all)
 
 
 SETUPS = [
@@ -98,6 +101,8 @@ SETUPS = [
     stage("request", "jwt_filter stopped after reading the request"),
     stage("decision-without-signature", "jwt_filter stopped after deciding, signatures refused uncalled"),
     stage("decision", "jwt_filter stopped after deciding"),
+    stage("refusal", "jwt_filter refusing every request after reading it, without deciding",
+          refuses_all=True),
 ]
 
 
@@ -113,7 +118,8 @@ WORKLOADS = [
     Workload("pool", "distinct tokens cycled"),
     # Denials: the filter's cost on a flood of bad requests against its cache hit, and the
     # native filter's.
-    Workload("missing", "no token", ("floor", "jwt_authn", "wasm_host")),
+    Workload("missing", "no token", ("floor", "jwt_authn", "wasm_host", "stage_context",
+                                     "stage_request", "stage_refusal")),
     Workload("malformed", "malformed token", ("floor", "jwt_authn", "wasm_host")),
 ]
 
@@ -231,8 +237,9 @@ def preflight(e: BenchEnvoy, token: str) -> str | None:
         return jwtstack.http(e.port, "GET", "/", h, timeout=10).status
     head, payload, sig = token.split(".")
     tampered = f"{head}.{payload}.{sig[:-4]}{'AAAA' if sig[-4:] != 'AAAA' else 'BBBB'}"
-    bad = 401 if e.setup.auth else 200
-    want = {"valid": 200, "none": bad, "malformed": bad, "tampered": bad}
+    bad = 401 if e.setup.auth or e.setup.refuses_all else 200
+    want = {"valid": 401 if e.setup.refuses_all else 200, "none": bad, "malformed": bad,
+            "tampered": bad}
     got = {"valid": get(token), "none": get(None), "malformed": get(malformed(token)),
            "tampered": get(tampered)}
     return None if got == want else f"expected {want}, got {got}"
@@ -265,19 +272,34 @@ def filter_stats(e: BenchEnvoy) -> dict:
 # --------------------------------------------------------------------------------------------
 # wrk.
 
-def run_wrk(port: int, tokens: Path, seconds: float, conns: int, cpu: str | None) -> dict:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process `pid` so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def run_wrk(e: BenchEnvoy, tokens: Path, seconds: float, conns: int, cpu: str | None) -> dict:
+    """One wrk run against `e`; also Envoy's CPU time per request (`cpu_us`), which a busy
+    machine disturbs much less than the request rate."""
     argv = ["wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s", "--timeout", "5s", "-s", str(LUA),
-            f"http://127.0.0.1:{port}/"]
+            f"http://127.0.0.1:{e.port}/"]
     if cpu is not None:
         argv = ["taskset", "-c", cpu] + argv
     env = dict(os.environ, BENCH_TOKENS=str(tokens))
+    cpu_before = cpu_seconds(e.proc.pid)
     r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=seconds + 60)
+    cpu_after = cpu_seconds(e.proc.pid)
     m = re.search(r"^BENCH_JSON (\{.*\})$", r.stdout, re.M)
     if r.returncode != 0 or not m:
         raise SystemExit(f"bench: wrk failed ({r.returncode})\n{r.stdout}\n{r.stderr}")
     d = json.loads(m.group(1))
     d["rps"] = d["requests"] / (d["duration_us"] / 1e6)
     d["us"] = 1e6 / d["rps"] if d["rps"] else None
+    d["cpu_us"] = (1e6 * (cpu_after - cpu_before) / d["requests"]
+                   if None not in (cpu_before, cpu_after) and d["requests"] else None)
     return d
 
 
@@ -352,8 +374,9 @@ def ratio(runs, w, s, base):
     return per_round(runs, w, s, base, lambda r, b: r["rps"] / b["rps"])
 
 
-def extra_us(runs, w, s, base):
-    return per_round(runs, w, s, base, lambda r, b: r["us"] - b["us"])
+def extra_us(runs, w, s, base, field="us"):
+    return per_round(runs, w, s, base, lambda r, b: r[field] - b[field]
+                     if r[field] is not None and b[field] is not None else None)
 
 
 def summarize(runs: list[dict], setups: list[str], workloads: list[str]) -> dict:
@@ -368,6 +391,7 @@ def summarize(runs: list[dict], setups: list[str], workloads: list[str]) -> dict
                 "rps": med([r["rps"] for r in mine]),
                 "rps_min": min(r["rps"] for r in mine), "rps_max": max(r["rps"] for r in mine),
                 "us": med([r["us"] for r in mine]),
+                "cpu_us": med([r["cpu_us"] for r in mine]),
                 "p50_ms": med([r["p50_us"] / 1000 for r in mine]),
                 "p99_ms": med([r["p99_us"] / 1000 for r in mine]),
                 "x_none": ratio(runs, w, s, "none"), "x_floor": ratio(runs, w, s, "floor"),
@@ -402,9 +426,10 @@ def fmt_us(x, sign=False):
 
 def table(summary: dict, labels: dict, workloads: list[Workload], setups: list[str],
           rounds: int) -> str:
-    lines = [f"| workload | setup | req/s (median of {rounds}) | min-max | us/request | p50 ms | "
-             "p99 ms | vs no filter | vs do-nothing wasm | vs native jwt_authn |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"| workload | setup | req/s (median of {rounds}) | min-max | us/request | "
+             "Envoy CPU us/request | p50 ms | p99 ms | vs no filter | vs do-nothing wasm | "
+             "vs native jwt_authn |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for w in workloads:
         for s in setups:
             r = summary.get(f"{w.id}/{s}")
@@ -414,6 +439,7 @@ def table(summary: dict, labels: dict, workloads: list[Workload], setups: list[s
             lines.append(
                 f"| {w.label} | {labels[s]}{flag} | {fmt_int(r['rps'])} | "
                 f"{fmt_int(r['rps_min'])}-{fmt_int(r['rps_max'])} | {fmt_us(r['us'])} | "
+                f"{fmt_us(r['cpu_us'])} | "
                 f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {fmt_x(r['x_none'])} | "
                 f"{fmt_x(r['x_floor'])} | {fmt_x(r['x_jwt_authn'])} |")
     return "\n".join(lines)
@@ -449,12 +475,18 @@ def breakdown(runs: list[dict], summary: dict, workloads: list[Workload]) -> lis
                                 for s, b, _ in steps):
             continue
         total = extra_us(runs, w.id, "wasm_host", "floor")
-        out += [f"{w.label}: the filter's own cost is {fmt_us(total)} us per request over the "
-                f"floor ({fmt_us(summary[f'{w.id}/wasm_host']['us'])} us in all, no filter "
-                f"{fmt_us(summary[f'{w.id}/none']['us'])} us).", "",
-                "| step | us per request (median of per-round differences) |", "|---|---:|"]
+        total_cpu = extra_us(runs, w.id, "wasm_host", "floor", "cpu_us")
+        out += [f"{w.label}: the filter's own cost over the floor is {fmt_us(total)} us per "
+                f"request by request rate, {fmt_us(total_cpu)} us by Envoy's CPU time "
+                f"({fmt_us(summary[f'{w.id}/wasm_host']['us'])} and "
+                f"{fmt_us(summary[f'{w.id}/wasm_host']['cpu_us'])} us in all; no filter "
+                f"{fmt_us(summary[f'{w.id}/none']['us'])} and "
+                f"{fmt_us(summary[f'{w.id}/none']['cpu_us'])} us).", "",
+                "| step | us per request, by request rate | by Envoy's CPU time |",
+                "|---|---:|---:|"]
         for s, b, label in steps:
-            out.append(f"| {label} | {fmt_us(extra_us(runs, w.id, s, b), sign=True)} |")
+            out.append(f"| {label} | {fmt_us(extra_us(runs, w.id, s, b), sign=True)} | "
+                       f"{fmt_us(extra_us(runs, w.id, s, b, 'cpu_us'), sign=True)} |")
         out.append("")
     return out
 
@@ -574,11 +606,12 @@ def main() -> int:
                                  "the 'host crypto' setup verifies in wasm too.")
 
         def on(w: Workload) -> list[BenchEnvoy]:
-            return [e for e in envoys if not w.only or e.id in w.only]
+            return [e for e in envoys if e.id in w.only
+                    or not (w.only or e.setup.refuses_all)]
 
         for w in workloads:
             for e in on(w):
-                run_wrk(e.port, token_files[w.id], args.warmup, args.connections, wrk_cpu)
+                run_wrk(e, token_files[w.id], args.warmup, args.connections, wrk_cpu)
         log("warm-up done")
 
         for rnd in range(1, args.rounds + 1):
@@ -586,14 +619,14 @@ def main() -> int:
                 mine = on(w)
                 k = (rnd - 1) % len(mine)
                 for e in mine[k:] + mine[:k]:
-                    d = run_wrk(e.port, token_files[w.id], args.duration, args.connections,
-                                wrk_cpu)
-                    denied = w.id in ("missing", "malformed") and e.setup.auth
+                    d = run_wrk(e, token_files[w.id], args.duration, args.connections, wrk_cpu)
+                    denied = e.setup.refuses_all or (w.id in ("missing", "malformed")
+                                                     and e.setup.auth)
                     d.update(round=rnd, workload=w.id, setup=e.id,
                              wrong=wrong_answers(d, denied))
                     runs.append(d)
                     log(f"round {rnd} {w.id:9} {e.id:34} {d['rps']:9,.0f} req/s  "
-                        f"{d['us']:6.1f} us  p99 {d['p99_us'] / 1000:.2f} ms"
+                        f"{d['us']:6.1f} us  cpu {d['cpu_us'] or 0:6.1f} us  p99 {d['p99_us'] / 1000:.2f} ms"
                         + (f"  WRONG {d['wrong']}" if d["wrong"] else ""))
         info["rss_kib_after"] = {e.id: rss_kib(e.proc.pid) for e in envoys}
         info["stats_after"] = {e.id: filter_stats(e) for e in envoys}

@@ -285,9 +285,7 @@ pub fn decide(data: &[u8]) -> Option<Decision> {
     assert_eq!(authenticator.decide(&req, now, &store), decision, "cached");
     match &decision {
         Decision::Allow { changes, reported } => {
-            let present =
-                |h: &String| req.headers.iter().any(|(k, _)| k == h) || req.undecodable.contains(h);
-            for header in config.identity_headers.iter().filter(|h| present(h)) {
+            for header in config.identity_headers.iter().filter(|h| req.has_header(h)) {
                 assert!(changes.remove.contains(header), "{header} kept");
             }
             if config.mode == Mode::Enforce {
@@ -328,8 +326,7 @@ fn split_once<'a>(bytes: &'a [u8], separator: &[u8]) -> Option<(&'a [u8], &'a [u
 /// that fit its algorithm verifies.
 fn signed_token_in(req: &Request, set: &KeySet) -> bool {
     let token_char = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
-    req.headers
-        .iter()
+    req.headers()
         .flat_map(|(_, value)| value.split(|c| !token_char(c)))
         .filter_map(|run| jws::parse(run).ok())
         .any(|jws| {

@@ -22,6 +22,7 @@ mod plugin;
 mod shared;
 mod stage;
 
+use crate::response::{Failure, deny};
 use crate::worker::Next;
 use plugin::Plugin;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -123,6 +124,11 @@ impl HttpContext for Stream {
             Stage::Decision | Stage::DecisionWithoutSignature => {
                 std::hint::black_box(self.plugin.decide(host::now_ms()));
                 return Action::Continue;
+            }
+            Stage::Refusal => {
+                std::hint::black_box((host::now_ms(), host::request()));
+                host::send(&deny(&self.plugin.config().realm, &Failure::Missing));
+                return Action::Pause;
             }
         }
         match self.plugin.on_request(self.id) {

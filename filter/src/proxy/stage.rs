@@ -17,6 +17,9 @@ pub enum Stage {
     /// The decision with every signature refused without asking the verifier: the
     /// decision's cost without the signature call.
     DecisionWithoutSignature,
+    /// The request read, then refused with the missing-token answer without deciding:
+    /// what a local reply costs.
+    Refusal,
 }
 
 pub const STAGE: Stage = parse(option_env!("JWT_FILTER_BENCH_STAGE"));
@@ -31,8 +34,7 @@ const fn parse(name: Option<&str>) -> Stage {
         b"request" => Stage::Request,
         b"decision" => Stage::Decision,
         b"decision-without-signature" => Stage::DecisionWithoutSignature,
-        _ => panic!(
-            "JWT_FILTER_BENCH_STAGE: context, request, decision or decision-without-signature"
-        ),
+        b"refusal" => Stage::Refusal,
+        _ => panic!("JWT_FILTER_BENCH_STAGE: an unknown stage (see `Stage`)"),
     }
 }
