@@ -67,7 +67,7 @@ pub fn serve(document: &Served) {
     respond(200, &document.headers, &document.body, -1);
 }
 
-fn respond(status: u16, headers: &[(String, String)], body: &str, grpc_status: i32) {
+fn respond(status: u16, headers: &[(&str, String)], body: &str, grpc_status: i32) {
     let headers = header_map::encode(headers);
     let _ = abi::send_local_response(u32::from(status), &headers, body.as_bytes(), grpc_status);
 }
