@@ -597,6 +597,7 @@ mod tests {
         assert_eq!(on("x.admin.test:8443"), Ok(vec![Some(0)]));
         assert_eq!(on("x.admin.test:443"), Ok(vec![Some(1)]));
         assert_eq!(on("admin.test:8443"), Ok(vec![Some(1)]));
+        assert_eq!(on(".admin.test:8443"), Ok(vec![Some(1)]));
         assert_eq!(on("shop.example.com"), Ok(vec![Some(1)]));
         // As sent it reaches the catch-all; without the dot, the admin rule: both apply.
         assert_eq!(on("admin.example.com."), Ok(vec![Some(1), Some(0)]));

@@ -1544,11 +1544,17 @@ fn cors_preflights_pass_unchecked_only_when_configured_and_real() {
         verdict(&run(&pass, "OPTIONS", "/api/%2e%2e/%2e%2e/x", &preflight)).0,
         403
     );
-    // An override the filter cannot read could name any method: refused, not passed.
-    let mut req = Request::new("OPTIONS", "/api/private", &preflight);
+    // An override the filter cannot read could name any method: refused, not passed, even
+    // where no rule names methods.
+    let no_methods = with(policy_config(), json!({"cors_preflight": "pass"}));
+    assert_eq!(
+        verdict(&run(&no_methods, "OPTIONS", "/routed", &preflight)).0,
+        200
+    );
+    let mut req = Request::new("OPTIONS", "/routed", &preflight);
     req.undecodable.push("x-http-method-override".into());
     assert_eq!(
-        verdict(&authenticator(&pass).decide(&req, NOW, &remote_keys())),
+        verdict(&authenticator(&no_methods).decide(&req, NOW, &remote_keys())),
         (400, UNDECODABLE.to_string())
     );
 }
