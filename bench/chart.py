@@ -37,7 +37,7 @@ def main(results: str, out: str) -> None:
                  if any(k.startswith(f"{w}/") for k in summary)]
     setups = [s for s in SETUPS if any(k.endswith(f"/{s[0]}") for k in summary)]
     width = 0.8 / max(len(setups), 1)
-    fig, ax = plt.subplots(figsize=(10, 4.8))
+    fig, ax = plt.subplots(figsize=(10, 5.2))
     for i, (sid, label, colour) in enumerate(setups):
         xs, ys = [], []
         for g, (w, _) in enumerate(workloads):
@@ -56,7 +56,8 @@ def main(results: str, out: str) -> None:
     info = data["info"]
     ax.set_title(f"Envoy {info['envoy'].split('/')[1] if '/' in info['envoy'] else info['envoy']}, "
                  f"one worker; {info['date']}", fontsize=10)
-    ax.legend(fontsize=8, ncols=2, loc="upper right")
+    ax.legend(fontsize=8, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.08),
+              frameon=False)
     ax.grid(axis="y", linewidth=0.3)
     ax.set_axisbelow(True)
     fig.tight_layout()

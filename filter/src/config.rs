@@ -411,9 +411,7 @@ fn compile_metadata(node: &Node) -> Result<ResourceMetadata, ConfigError> {
         );
     }
     let path = m.or("path", METADATA_PATH.to_string())?;
-    if !matches!(path::read(&path, PathParameters::Reject), Ok(r) if r.canonical.as_str() == path) {
-        return err(m.child("path"), "must be a normalised path without query");
-    }
+    canonical_path(&path, m.child("path"))?;
     Ok(ResourceMetadata {
         url: format!("{}{path}", resource.trim_end_matches('/')),
         path,
@@ -804,25 +802,7 @@ fn compile_match(node: &Node) -> Result<Matcher, ConfigError> {
         }
         _ => return node.err("needs exactly one of path, prefix, path_template"),
     };
-    // Rule paths are written as the filter reads requests, without parameters.
-    match path::read(&written, PathParameters::Reject) {
-        Ok(readings) if readings.canonical.as_str() == written => {}
-        Ok(readings) => {
-            return err(
-                m.child(kind),
-                format!(
-                    "is not normalised (requests would be matched as '{}')",
-                    readings.canonical.as_str()
-                ),
-            );
-        }
-        Err(e) => {
-            return err(
-                m.child(kind),
-                format!("is not a safe path: {}", e.message()),
-            );
-        }
-    }
+    canonical_path(&written, m.child(kind))?;
     let methods = non_empty_list(&m, "methods", "match any method")?;
     if let Some(i) = methods
         .iter()
@@ -859,6 +839,22 @@ fn compile_match(node: &Node) -> Result<Matcher, ConfigError> {
         hosts,
         routes,
     })
+}
+
+/// Paths in the configuration are written as the filter reads requests, without
+/// parameters (`at` names the field).
+fn canonical_path(written: &str, at: String) -> Result<(), ConfigError> {
+    match path::read(written, PathParameters::Reject) {
+        Ok(readings) if readings.canonical.as_str() == written => Ok(()),
+        Ok(readings) => err(
+            at,
+            format!(
+                "is not normalised (requests would be matched as '{}')",
+                readings.canonical.as_str()
+            ),
+        ),
+        Err(e) => err(at, format!("is not a safe path: {}", e.message())),
+    }
 }
 
 /// A list of strings that, when given, must not be empty (`without` says what leaving it

@@ -695,11 +695,11 @@ fn resource_metadata_fields_are_checked() {
         ),
         (
             json!({"resource": "https://a/", "path": "/a/../b"}),
-            "resource_metadata.path: must be a normalised path without query",
+            "resource_metadata.path: is not normalised (requests would be matched as '/b')",
         ),
         (
             json!({"resource": "https://a/", "path": "/a?b"}),
-            "resource_metadata.path: must be a normalised path",
+            "resource_metadata.path: is not normalised",
         ),
     ] {
         let got = with_metadata(m);

@@ -117,6 +117,10 @@ impl HttpContext for Stream {
         match STAGE {
             Stage::Everything => {}
             Stage::Context => return Action::Continue,
+            Stage::Time => {
+                std::hint::black_box(host::now_ms());
+                return Action::Continue;
+            }
             Stage::Request => {
                 std::hint::black_box((host::now_ms(), host::request()));
                 return Action::Continue;

@@ -10,6 +10,8 @@ pub enum Stage {
     Everything,
     /// The stream context is created and the request callback returns at once.
     Context,
+    /// Also the host call that reads the time.
+    Time,
     /// Also the host calls that read the request (time, headers).
     Request,
     /// Also the decision (token cache, parsing, signature, claims, rules), not acted on.
@@ -31,6 +33,7 @@ const fn parse(name: Option<&str>) -> Stage {
     };
     match name.as_bytes() {
         b"context" => Stage::Context,
+        b"time" => Stage::Time,
         b"request" => Stage::Request,
         b"decision" => Stage::Decision,
         b"decision-without-signature" => Stage::DecisionWithoutSignature,
