@@ -59,7 +59,7 @@ oci-check: dist oci-tools
 unit:
 	cargo test --workspace --release
 
-test: lint unit build scenarios e2e
+test: lint unit build scenarios e2e differential
 
 # Formatting, clippy on every crate, and clippy on the filter as it ships (wasm32), which
 # is where clippy.toml's list of SDK calls that can panic and the adapter's deny list apply.
@@ -75,7 +75,7 @@ ENVOY_VERSION := 1.40.0
 ENVOY         := .venv/bin/envoy
 HARNESS       := target/release/harness
 
-.PHONY: envoy harness-bin e2e
+.PHONY: envoy harness-bin e2e differential
 
 envoy: $(ENVOY)
 
@@ -90,6 +90,14 @@ harness-bin:
 # The demo: idp + upstream (harness subcommands) + Envoy with envoy.yaml; Ctrl-C stops all.
 run: build harness-bin envoy
 	python3 scripts/run-demo.py
+
+# The harness against Envoy itself: the probe scenarios and a share of the filter's run
+# through a real Envoy (`harness run --envoy`); what cannot run there is skipped, with why.
+DIFFERENTIAL_SCENARIOS := $(addprefix tests/scenarios/,quickstart.json routes.json tokens.json forwarding.json report.json token-rules.json)
+
+differential: build harness-bin envoy test-filters
+	$(HARNESS) run --envoy --envoy-bin $(ENVOY) --wasm $(TEST_FILTERS)/probe.wasm tests/filters/probe/scenarios
+	$(HARNESS) run --envoy --envoy-bin $(ENVOY) $(DIFFERENTIAL_SCENARIOS)
 
 # End-to-end tests through real Envoy (tests/e2e/); every process they start, they stop.
 # They include the release artefacts (tests/e2e/test_dist.py): the module through Envoy's

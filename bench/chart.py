@@ -21,6 +21,7 @@ SETUPS = [
     ("jwt_authn_cache", "native jwt_authn + cache", "#ffbe7d"),
     ("wasm_host", "jwt_filter, host crypto", "#4e79a7"),
     ("wasm_nohost", "jwt_filter, host_crypto: false", "#a0cbe8"),
+    ("baseline", "jwt_filter baseline (--baseline)", "#59a14f"),
 ]
 WORKLOADS = [
     ("single", "one token repeated"),

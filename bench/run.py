@@ -554,9 +554,16 @@ def main() -> int:
     ap.add_argument("--setups", default=",".join(s.id for s in SETUPS))
     ap.add_argument("--workloads", default=",".join(w.id for w in WORKLOADS))
     ap.add_argument("--no-write", action="store_true", help="print only, write no results")
+    ap.add_argument("--baseline", type=Path, metavar="WASM",
+                    help="also run this build of the filter (an older one, say), host crypto, "
+                         "on every workload: before and after in one run")
     args = ap.parse_args()
 
-    chosen = [s for s in SETUPS if s.id in args.setups.split(",")]
+    setups = SETUPS
+    if args.baseline:
+        setups = SETUPS + [Setup("baseline", f"jwt_filter baseline ({args.baseline.name})",
+                                 "filter-wasm.yaml", args.baseline.resolve(), {}, workloads=ALL)]
+    chosen = [s for s in setups if s.id in args.setups.split(",") or s.id == "baseline"]
     workloads = [w for w in WORKLOADS if w.id in args.workloads.split(",")]
     for tool in ("wrk", "taskset"):
         if not shutil.which(tool):
@@ -569,7 +576,7 @@ def main() -> int:
     if envoy_cpu is None:
         log("warning: fewer than 2 CPUs, no pinning")
 
-    labels = {s.id: s.label for s in SETUPS}
+    labels = {s.id: s.label for s in setups}
     started = dt.datetime.now()
     stamp = started.strftime("%Y-%m-%d-%H%M")
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"jwt-bench-{stamp}-{os.getpid()}"
@@ -684,6 +691,16 @@ def main() -> int:
            "Cost breakdown (bench variants of the filter, each stopping after one stage):", ""]
     md += breakdown(runs, summary, named)
     md += ["Goals:", ""] + goals(runs, summary, len(wasm_bytes), args.tokens) + [""]
+    if args.baseline:
+        md += [f"Against the baseline ({args.baseline.name}), host crypto, median of per-round "
+               "ratios (req/s) and differences (Envoy CPU us per request):", ""]
+        for w in named:
+            x = ratio(runs, w.id, "wasm_host", "baseline")
+            d = extra_us(runs, w.id, "wasm_host", "baseline", "cpu_us")
+            if x is not None:
+                md.append(f"- {w.label}: {fmt_x(x)} the requests per second, "
+                          f"{fmt_us(d, sign=True)} us of Envoy CPU per request")
+        md.append("")
     text = "\n".join(md)
     print()
     print(text)

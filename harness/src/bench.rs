@@ -212,7 +212,7 @@ fn time_host_verify(key: &NamedKey, token: &str) -> Result<Duration> {
         text: text.as_bytes().to_vec(),
         public_key_pem: String::new(),
     };
-    if signature::verify(&args) != (true, "") {
+    if signature::verify(&args) != Some((true, "")) {
         bail!("the host's verify_signature refuses a minted token");
     }
     let mut times: Vec<Duration> = (0..VERIFY_CALLS)
@@ -249,6 +249,7 @@ fn start(
         start_ms: START_S as u64 * 1000,
         verify_signature: host_crypto,
         clusters: Clusters::default(),
+        backend: Default::default(),
         log_level: LOG_LEVEL,
         properties: Default::default(),
     };
@@ -283,6 +284,7 @@ fn request(token: &str) -> Request {
             format!("Bearer {token}").into_bytes(),
         )],
         body: None,
+        properties: Default::default(),
     }
 }
 

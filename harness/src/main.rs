@@ -3,57 +3,17 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 
 use harness::keys::KeyRing;
+use harness::scenario::envoy::{EnvoyRunner, Verdict};
 use harness::scenario::load;
 use harness::scenario::run::Runner;
 use harness::{bench, fuzz, servers, token};
 
-const HELP: &str = "\
-harness: run proxy-wasm HTTP filters natively, mint test tokens, serve demo endpoints
-
-USAGE:
-  harness run [--wasm PATH] [--workers N] [--logs] [FILES|DIRS]...
-      Run scenarios (default dist/jwt_filter.wasm, tests/scenarios/): one line each, the
-      first mismatch as expected vs actual, then `N passed, N failed`; exit 1 on failure.
-      --workers sets the worker count of scenarios that do not set one (default 1);
-      --logs prints the filter's log lines under each failing scenario.
-  harness negative --wasm PATH [--wasm PATH]... [--max-pass PERCENT] [FILES|DIRS]...
-      The suite's self-test against wrong filters: fails if more than PERCENT (default 50)
-      of the scenarios pass against any of them, or if a scenario passes against all.
-  harness bench [--wasm PATH] [--requests N] [--tokens M] [--host-crypto on|off|both]
-      Wall-clock microseconds per request inside wasmtime (one worker, an inline RSA-2048
-      key, route /api requiring a scope): one token sent N times (cache hits, default
-      10000), M distinct tokens sent once each (default 10000) with the token cache at its
-      default and with jwt_cache_size 0; with the host's verify_signature (on) and without
-      it (off: the filter verifies in wasm), default both. Prints a markdown table with the
-      .wasm size and the worker's linear memory after each run.
-  harness fuzz [--wasm PATH] [--seconds N] [--seed S] [--cases N] [--out DIR]
-               [--identity-oracle] [FILES|DIRS]...
-      Throw generated and mutated cases at the filter (default dist/jwt_filter.wasm),
-      seeded from the scenarios (default tests/scenarios/): bytes in every field, header
-      sets, mutated tokens, hostile call answers, workers interleaved, virtual time jumps.
-      A trap, an ABI violation or a request unanswered for 60 s of virtual time is
-      minimised and written as a scenario to --out (default target/fuzz); exit 1 then.
-      Deterministic for a seed (default 1); --seconds (default 60) bounds the run.
-      --identity-oracle: also fail when a client's identity header (this filter's
-      forward_payload_header, claim_to_headers) reaches the upstream.
-  harness token --key KEY --claims JSON [--header JSON]
-      Print a compact JWS signed by KEY. Time claims (exp, nbf, iat, auth_time) may be
-      relative to now: \"+1h\", \"-5m\", \"now\". A header field set to null is removed.
-  harness keys KEY...
-      Print the public JWKS of the named keys.
-  harness idp --listen 127.0.0.1:PORT --issuer URL [--key KEY]...
-      OpenID provider: GET /.well-known/openid-configuration, GET /.well-known/jwks.json.
-      Admin: POST /admin/keys [\"k1\",\"k2\"] (replace the key set), POST /admin/mode
-      ok|fail|hang, GET /admin/stats, POST /admin/token {\"key\",\"claims\",\"header\"}.
-  harness upstream --listen 127.0.0.1:PORT
-      Answer every request with 200 JSON {\"method\",\"path\",\"headers\"[,\"message\"]}.
-  Both servers accept port 0 (a free port), print exactly one line
-  `listening on 127.0.0.1:PORT` when ready, and exit on SIGTERM/SIGINT.
-
+const KEYS: &str = "\
 KEYS (the same name always gives the same key):
   NAME            RSA-2048, kid NAME, RS256
   rsaBITS:NAME    RSA of 1024, 2048, 3072 or 4096 bits, kid NAME
@@ -62,12 +22,152 @@ KEYS (the same name always gives the same key):
   ec256:NAME      P-256, ES256, kid NAME
   ec384:NAME      P-384, ES384, kid NAME
   ed25519:NAME    Ed25519, EdDSA, kid NAME
-  PATH.pem        a PKCS#8, PKCS#1 (RSA) or SEC1 (EC) private key file, kid = file stem
-";
+  PATH.pem        a PKCS#8, PKCS#1 (RSA) or SEC1 (EC) private key file, kid = file stem";
+
+/// harness: run proxy-wasm HTTP filters natively, mint test tokens, serve demo endpoints
+#[derive(Parser)]
+#[command(name = "harness", arg_required_else_help = true, after_help = KEYS)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenarios against a filter.
+    ///
+    /// One line each (the first mismatch as expected vs actual), then
+    /// `N passed, N failed, N skipped`; exit 1 on a failure.
+    Run {
+        /// The filter.
+        #[arg(long, value_name = "PATH", default_value = "dist/jwt_filter.wasm")]
+        wasm: PathBuf,
+        /// Worker count of scenarios that do not set one.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        workers: usize,
+        /// Print the filter's log lines under each failing scenario.
+        #[arg(long)]
+        logs: bool,
+        /// Run them through a real Envoy instead (the filter in V8, clusters and the main
+        /// upstream as loopback servers); a scenario it cannot run is skipped, with why.
+        #[arg(long)]
+        envoy: bool,
+        /// The Envoy binary for --envoy.
+        #[arg(long, value_name = "PATH", default_value = ".venv/bin/envoy")]
+        envoy_bin: PathBuf,
+        /// Scenario files and directories (default tests/scenarios/).
+        #[arg(value_name = "FILES|DIRS")]
+        paths: Vec<PathBuf>,
+    },
+    /// The suite's self-test against wrong filters.
+    ///
+    /// Fails if more than PERCENT of the scenarios pass against any of them, or if a
+    /// scenario passes against all.
+    Negative {
+        /// A wrong filter (repeat for several).
+        #[arg(long, value_name = "PATH", required = true)]
+        wasm: Vec<PathBuf>,
+        #[arg(long, value_name = "PERCENT", default_value_t = 50.0)]
+        max_pass: f64,
+        #[arg(value_name = "FILES|DIRS")]
+        paths: Vec<PathBuf>,
+    },
+    /// Wall-clock microseconds per request inside wasmtime.
+    ///
+    /// One worker, an inline RSA-2048 key, route /api requiring a scope: one token sent N times (cache hits), M distinct
+    /// tokens sent once each with the token cache at its default and with jwt_cache_size 0;
+    /// with the host's verify_signature (on) and without it (off: the filter verifies in
+    /// wasm). Prints a markdown table with the .wasm size and the worker's linear memory
+    /// after each run.
+    Bench {
+        #[arg(long, value_name = "PATH", default_value = "dist/jwt_filter.wasm")]
+        wasm: PathBuf,
+        /// Requests with one token [default: 10000].
+        #[arg(long, value_name = "N")]
+        requests: Option<usize>,
+        /// Distinct tokens [default: 10000].
+        #[arg(long, value_name = "M")]
+        tokens: Option<usize>,
+        /// on, off or both [default: both].
+        #[arg(long, value_name = "on|off|both")]
+        host_crypto: Option<String>,
+    },
+    /// Throw generated and mutated cases at the filter.
+    ///
+    /// Seeded from the scenarios: bytes in
+    /// every field, header sets, mutated tokens, hostile call answers, workers interleaved,
+    /// virtual time jumps. A trap, an ABI violation or a request unanswered for 60 s of
+    /// virtual time is minimised and written as a scenario to --out; exit 1 then.
+    /// Deterministic for a seed.
+    Fuzz {
+        #[arg(long, value_name = "PATH", default_value = "dist/jwt_filter.wasm")]
+        wasm: PathBuf,
+        /// Bound of the run.
+        #[arg(long, value_name = "N", default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        seed: u64,
+        /// Stop after N cases.
+        #[arg(long, value_name = "N")]
+        cases: Option<u64>,
+        #[arg(long, value_name = "DIR", default_value = "target/fuzz")]
+        out: PathBuf,
+        /// Also fail when a client's identity header (this filter's forward_payload_header,
+        /// claim_to_headers) reaches the upstream.
+        #[arg(long)]
+        identity_oracle: bool,
+        /// Scenario files and directories (default tests/scenarios/).
+        #[arg(value_name = "FILES|DIRS")]
+        paths: Vec<PathBuf>,
+    },
+    /// Print a compact JWS signed by KEY.
+    ///
+    /// Time claims (exp, nbf, iat, auth_time) may be
+    /// relative to now: "+1h", "-5m", "now". A header field set to null is removed.
+    #[command(after_help = KEYS)]
+    Token {
+        #[arg(long, value_name = "KEY")]
+        key: String,
+        #[arg(long, value_name = "JSON", default_value = "{}")]
+        claims: String,
+        #[arg(long, value_name = "JSON", default_value = "{}")]
+        header: String,
+    },
+    /// Print the public JWKS of the named keys.
+    #[command(after_help = KEYS)]
+    Keys {
+        #[arg(value_name = "KEY", required = true)]
+        keys: Vec<String>,
+    },
+    /// Serve an OpenID provider (discovery and JWKS) with admin endpoints.
+    ///
+    /// GET /.well-known/openid-configuration, GET /.well-known/jwks.json. Admin: POST /admin/keys ["k1","k2"] (replace the key set), POST /admin/mode
+    /// ok|fail|hang|..., GET /admin/stats, POST /admin/token {"key","claims","header"}.
+    /// Port 0 picks a free port; prints `listening on 127.0.0.1:PORT` when ready; exits on
+    /// SIGTERM/SIGINT.
+    #[command(after_help = KEYS)]
+    Idp {
+        #[arg(long, value_name = "127.0.0.1:PORT")]
+        listen: String,
+        #[arg(long, value_name = "URL")]
+        issuer: String,
+        /// A key to serve (repeat for several).
+        #[arg(long, value_name = "KEY")]
+        key: Vec<String>,
+    },
+    /// Serve the demo upstream: a JSON echo of each request.
+    ///
+    /// Every request gets 200 JSON {"method","path","headers"[,"message"]}. Port 0
+    /// picks a free port; prints `listening on 127.0.0.1:PORT` when ready; exits on
+    /// SIGTERM/SIGINT.
+    Upstream {
+        #[arg(long, value_name = "127.0.0.1:PORT")]
+        listen: String,
+    },
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match dispatch(&args) {
+    match dispatch(Cli::parse().command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("harness: {e:#}");
@@ -76,94 +176,95 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(args: &[String]) -> Result<ExitCode> {
-    let Some((command, rest)) = args.split_first() else {
-        print!("{HELP}");
-        return Ok(ExitCode::from(2));
-    };
-    let flags = Flags::parse(rest)?;
-    match command.as_str() {
-        "token" => {
-            let key = flags
-                .one("--key")?
-                .ok_or_else(|| anyhow!("token: --key is required"))?;
-            let claims = json_object(flags.one("--claims")?.unwrap_or("{}"), "--claims")?;
-            let header = json_object(flags.one("--header")?.unwrap_or("{}"), "--header")?;
-            let key = KeyRing::default().get(key, Path::new("."))?;
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Token {
+            key,
+            claims,
+            header,
+        } => {
+            let claims = json_object(&claims, "--claims")?;
+            let header = json_object(&header, "--header")?;
+            let key = KeyRing::default().get(&key, Path::new("."))?;
             println!(
                 "{}",
                 token::mint(&key, &header, &claims, servers::idp::unix_now(), None)?
             );
         }
-        "keys" => {
-            if flags.positional.is_empty() {
-                bail!("keys: name at least one key");
-            }
-            let jwks = KeyRing::default().jwks(&flags.positional, Path::new("."))?;
+        Command::Keys { keys } => {
+            let jwks = KeyRing::default().jwks(&keys, Path::new("."))?;
             println!("{}", serde_json::to_string_pretty(&jwks)?);
         }
-        "idp" => {
-            let listen = flags
-                .one("--listen")?
-                .ok_or_else(|| anyhow!("idp: --listen is required"))?;
-            let issuer = flags
-                .one("--issuer")?
-                .ok_or_else(|| anyhow!("idp: --issuer is required"))?;
-            servers::idp::serve(listen, issuer, flags.all("--key"))?;
-        }
-        "upstream" => {
-            let listen = flags
-                .one("--listen")?
-                .ok_or_else(|| anyhow!("upstream: --listen is required"))?;
-            servers::upstream::serve(listen)?;
-        }
-        "bench" => {
-            let wasm = flags.one("--wasm")?.unwrap_or("dist/jwt_filter.wasm");
-            let mut options = bench::Options::new(Path::new(wasm));
-            if let Some(n) = flags.one("--requests")? {
-                options.requests = n.parse().context("--requests")?;
+        Command::Idp {
+            listen,
+            issuer,
+            key,
+        } => servers::idp::serve(&listen, &issuer, key)?,
+        Command::Upstream { listen } => servers::upstream::serve(&listen)?,
+        Command::Bench {
+            wasm,
+            requests,
+            tokens,
+            host_crypto,
+        } => {
+            let mut options = bench::Options::new(&wasm);
+            if let Some(n) = requests {
+                options.requests = n;
             }
-            if let Some(m) = flags.one("--tokens")? {
-                options.tokens = m.parse().context("--tokens")?;
+            if let Some(m) = tokens {
+                options.tokens = m;
             }
-            if let Some(h) = flags.one("--host-crypto")? {
-                options.host_crypto = bench::parse_host_crypto(h)?;
-            }
-            if !flags.positional.is_empty() {
-                bail!("bench: unexpected arguments {:?}", flags.positional);
+            if let Some(h) = host_crypto {
+                options.host_crypto = bench::parse_host_crypto(&h)?;
             }
             print!("{}", bench::run(&options)?);
         }
-        "run" => {
-            let wasm = flags.one("--wasm")?.unwrap_or("dist/jwt_filter.wasm");
-            let workers = flags
-                .one("--workers")?
-                .map(str::parse)
-                .transpose()
-                .context("--workers")?
-                .unwrap_or(1);
-            let files = scenario_files(&flags.positional)?;
-            let results = run_all(Path::new(wasm), workers, &files)?;
+        Command::Run {
+            wasm,
+            workers,
+            logs,
+            envoy,
+            envoy_bin,
+            paths,
+        } => {
+            let files = scenario_files(&paths)?;
+            let results = if envoy {
+                run_all_in_envoy(&wasm, &envoy_bin, &files)?
+            } else {
+                run_all(&wasm, workers, &files)?
+                    .into_iter()
+                    .map(|(name, xfail, result, lines)| {
+                        let verdict = match result {
+                            Ok(()) => Verdict::Pass,
+                            Err(why) => Verdict::Fail(why),
+                        };
+                        (name, xfail, verdict, lines)
+                    })
+                    .collect()
+            };
             let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-            let show_logs = flags.one("--logs")?.is_some();
-            for (name, xfail, result, logs) in &results {
-                match (result, xfail) {
-                    (Ok(()), None) => {
+            for (name, xfail, verdict, lines) in &results {
+                match (verdict, xfail) {
+                    (Verdict::Skip(why), _) => {
+                        skipped += 1;
+                        println!("SKIP  {name}: {why}");
+                    }
+                    (Verdict::Pass, None) => {
                         passed += 1;
                         println!("PASS  {name}");
                     }
-                    (Err(why), None) => {
+                    (Verdict::Fail(why), None) => {
                         failed += 1;
                         println!("FAIL  {name}: {why}");
-                        if show_logs {
-                            logs.iter().for_each(|l| println!("      | {l}"));
+                        if logs {
+                            lines.iter().for_each(|l| println!("      | {l}"));
                         }
                     }
-                    (Err(why), Some(bug)) => {
+                    (Verdict::Fail(why), Some(bug)) => {
                         skipped += 1;
                         println!("XFAIL {name}: known bug: {bug} ({why})");
                     }
-                    (Ok(()), Some(bug)) => {
+                    (Verdict::Pass, Some(bug)) => {
                         failed += 1;
                         println!("XPASS {name}: passes now; remove its expected_failure ({bug})");
                     }
@@ -174,27 +275,23 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        "fuzz" => {
-            let number = |flag: &str, default: u64| -> Result<u64> {
-                Ok(flags
-                    .one(flag)?
-                    .map(str::parse)
-                    .transpose()
-                    .with_context(|| flag.to_string())?
-                    .unwrap_or(default))
-            };
+        Command::Fuzz {
+            wasm,
+            seconds,
+            seed,
+            cases,
+            out,
+            identity_oracle,
+            paths,
+        } => {
             let options = fuzz::Options {
-                wasm: PathBuf::from(flags.one("--wasm")?.unwrap_or("dist/jwt_filter.wasm")),
-                scenarios: scenario_files(&flags.positional)?,
-                seconds: number("--seconds", 60)?,
-                seed: number("--seed", 1)?,
-                cases: flags
-                    .one("--cases")?
-                    .map(str::parse)
-                    .transpose()
-                    .context("--cases")?,
-                out: PathBuf::from(flags.one("--out")?.unwrap_or("target/fuzz")),
-                identity_oracle: flags.one("--identity-oracle")?.is_some(),
+                wasm,
+                scenarios: scenario_files(&paths)?,
+                seconds,
+                seed,
+                cases,
+                out,
+                identity_oracle,
             };
             let summary = fuzz::run(&options, &mut std::io::stdout())?;
             let secs = summary.elapsed.as_secs_f64();
@@ -223,22 +320,16 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        "negative" => {
-            let wasms = flags.all("--wasm");
-            if wasms.is_empty() {
-                bail!("negative: give at least one --wasm");
-            }
-            let max_pass: f64 = flags
-                .one("--max-pass")?
-                .map(str::parse)
-                .transpose()
-                .context("--max-pass")?
-                .unwrap_or(50.0);
-            let files = scenario_files(&flags.positional)?;
+        Command::Negative {
+            wasm: wasms,
+            max_pass,
+            paths,
+        } => {
+            let files = scenario_files(&paths)?;
             let mut passing_all: Option<Vec<String>> = None;
             let (mut passed, mut failed) = (0, 0);
             for wasm in &wasms {
-                let results = run_all(Path::new(wasm), 1, &files)?;
+                let results = run_all(wasm, 1, &files)?;
                 let passing: Vec<String> = results
                     .iter()
                     .filter(|(_, _, r, _)| r.is_ok())
@@ -247,8 +338,9 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
                 let percent = 100.0 * passing.len() as f64 / results.len().max(1) as f64;
                 let ok = percent <= max_pass && !results.is_empty();
                 println!(
-                    "{}  {wasm}: {} of {} scenarios pass ({percent:.0}%, at most {max_pass}% allowed)",
+                    "{}  {}: {} of {} scenarios pass ({percent:.0}%, at most {max_pass}% allowed)",
                     if ok { "PASS" } else { "FAIL" },
+                    wasm.display(),
                     passing.len(),
                     results.len()
                 );
@@ -278,23 +370,47 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        "help" | "--help" | "-h" => print!("{HELP}"),
-        other => bail!("unknown command {other:?} (see harness --help)"),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn scenario_files(positional: &[String]) -> Result<Vec<PathBuf>> {
-    let paths: Vec<PathBuf> = if positional.is_empty() {
-        vec![PathBuf::from("tests/scenarios")]
-    } else {
-        positional.iter().map(PathBuf::from).collect()
-    };
-    load::find(&paths)
+fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if paths.is_empty() {
+        return load::find(&[PathBuf::from("tests/scenarios")]);
+    }
+    load::find(paths)
 }
 
 /// A scenario's name, its `expected_failure`, its result and its log lines.
 type Outcome = (String, Option<String>, Result<(), String>, Vec<String>);
+
+/// A scenario's name, its `expected_failure`, how it went and its log lines.
+type Judged = (String, Option<String>, Verdict, Vec<String>);
+
+/// Runs every scenario of `files` through Envoy.
+fn run_all_in_envoy(wasm: &Path, envoy: &Path, files: &[PathBuf]) -> Result<Vec<Judged>> {
+    let work = PathBuf::from(format!("target/harness-envoy/run-{}", std::process::id()));
+    let mut runner = EnvoyRunner::new(envoy, wasm, &work)?;
+    let mut results = Vec::new();
+    for file in files {
+        match load::load(file) {
+            Ok(scenarios) => {
+                for loaded in scenarios {
+                    let verdict = runner.run(&loaded);
+                    let s = &loaded.scenario;
+                    results.push((s.name.clone(), s.expected_failure.clone(), verdict, vec![]));
+                }
+            }
+            Err(e) => results.push((
+                file.display().to_string(),
+                None,
+                Verdict::Fail(format!("{e:#}")),
+                Vec::new(),
+            )),
+        }
+    }
+    Ok(results)
+}
 
 /// Runs every scenario of `files`; a file that does not load counts as one failure.
 fn run_all(wasm: &Path, workers: usize, files: &[PathBuf]) -> Result<Vec<Outcome>> {
@@ -328,51 +444,62 @@ fn json_object(text: &str, flag: &str) -> Result<Map<String, Value>> {
     }
 }
 
-/// Flags that take no value.
-const SWITCHES: [&str; 2] = ["--logs", "--identity-oracle"];
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
 
-/// `--flag value` pairs (repeatable), switches and positional arguments.
-struct Flags {
-    pairs: Vec<(String, String)>,
-    positional: Vec<String>,
-}
+    use super::*;
 
-impl Flags {
-    fn parse(args: &[String]) -> Result<Flags> {
-        let mut flags = Flags {
-            pairs: Vec::new(),
-            positional: Vec::new(),
+    fn parse(args: &[&str]) -> Result<Command, ErrorKind> {
+        Cli::try_parse_from(std::iter::once("harness").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+            .map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn flags_are_checked_and_every_command_has_help() {
+        Cli::command().debug_assert();
+        assert_eq!(
+            parse(&["run", "--wams", "x.wasm"]).err(),
+            Some(ErrorKind::UnknownArgument)
+        );
+        assert_eq!(
+            parse(&["run", "--workers"]).err(),
+            Some(ErrorKind::InvalidValue)
+        );
+        for command in [
+            "run", "negative", "bench", "fuzz", "token", "keys", "idp", "upstream",
+        ] {
+            assert_eq!(
+                parse(&[command, "--help"]).err(),
+                Some(ErrorKind::DisplayHelp)
+            );
+        }
+        let Ok(Command::Run {
+            wasm,
+            workers,
+            logs,
+            paths,
+            ..
+        }) = parse(&["run", "--wasm=f.wasm", "--workers", "2", "--logs", "a", "b"])
+        else {
+            panic!("run did not parse");
         };
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            if let Some((name, value)) = arg.split_once('=').filter(|_| arg.starts_with("--")) {
-                flags.pairs.push((name.to_string(), value.to_string()));
-            } else if SWITCHES.contains(&arg.as_str()) {
-                flags.pairs.push((arg.clone(), String::new()));
-            } else if arg.starts_with("--") {
-                let value = it.next().ok_or_else(|| anyhow!("{arg} needs a value"))?;
-                flags.pairs.push((arg.clone(), value.clone()));
-            } else {
-                flags.positional.push(arg.clone());
-            }
-        }
-        Ok(flags)
-    }
-
-    fn one(&self, name: &str) -> Result<Option<&str>> {
-        let mut values = self.pairs.iter().filter(|(n, _)| n == name);
-        let first = values.next().map(|(_, v)| v.as_str());
-        if values.next().is_some() {
-            bail!("{name} given twice");
-        }
-        Ok(first)
-    }
-
-    fn all(&self, name: &str) -> Vec<String> {
-        self.pairs
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .collect()
+        let paths: Vec<&str> = paths.iter().filter_map(|p| p.to_str()).collect();
+        assert_eq!(
+            (wasm.to_str(), workers, logs, paths),
+            (Some("f.wasm"), 2, true, vec!["a", "b"])
+        );
+        let Ok(Command::Negative { wasm, max_pass, .. }) =
+            parse(&["negative", "--wasm", "a", "--wasm", "b", "--max-pass", "40"])
+        else {
+            panic!("negative did not parse");
+        };
+        assert_eq!((wasm.len(), max_pass), (2, 40.0));
+        assert_eq!(
+            parse(&["negative"]).err(),
+            Some(ErrorKind::MissingRequiredArgument)
+        );
     }
 }

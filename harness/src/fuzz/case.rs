@@ -58,6 +58,7 @@ impl Case {
             "start",
             "log_level",
             "upstreams",
+            "backend",
             "properties",
         ] {
             if let Some(v) = base.get(key) {
@@ -177,6 +178,7 @@ mod tests {
                 .map(|(k, v)| (k.to_vec(), v.to_vec()))
                 .collect(),
             body: None,
+            properties: Default::default(),
         }
     }
 

@@ -156,6 +156,7 @@ fn request(spec: &RequestSpec, tokens: &BTreeMap<String, String>) -> Result<Requ
         authority: spec.authority.as_slice().to_vec(),
         headers,
         body: spec.body.as_ref().map(|b| b.as_slice().to_vec()),
+        properties: Default::default(),
     })
 }
 

@@ -105,6 +105,7 @@ fn request(rng: &mut Rng, corpus: &Corpus, base: &Base) -> Request {
         authority: b"api.test".to_vec(),
         headers: Vec::new(),
         body: None,
+        properties: Default::default(),
     });
     let dict = &corpus.dict;
     if rng.chance(15) {
@@ -208,6 +209,7 @@ mod tests {
             authority: b"api.test".to_vec(),
             headers: vec![(b"authorization".to_vec(), auth.as_bytes().to_vec())],
             body: None,
+            properties: Default::default(),
         };
         Corpus {
             bases: vec![Base {

@@ -184,8 +184,8 @@ impl Fuzzer<'_> {
         let (_, result) = self.execute(case, "fuzz case", "")?;
         let record = &self.runner.record;
         if let Some(trap) = record.traps.first() {
-            // A host function the harness lacks (gRPC calls, ...) is a gap of the host here.
-            if trap.contains("unknown import: ") {
+            // A host function the harness lacks is a gap of the host here.
+            if trap.contains(crate::host::MISSING_HOST_FUNCTION) {
                 return Ok(Verdict::Unrunnable(trap.clone()));
             }
             return Ok(Verdict::Found(trap_signature(trap), trap.clone()));

@@ -118,6 +118,7 @@ mod tests {
                     .map(|(k, v)| (k.to_vec(), v.to_vec()))
                     .collect(),
                 body: Some(b"body".to_vec()),
+                properties: Default::default(),
             },
             check: None,
         }

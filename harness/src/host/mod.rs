@@ -4,6 +4,8 @@
 //! (`reload`), every VM replaced (`restart`, which takes the `vm_id`'s shared data with it).
 
 mod abi;
+pub use abi::MISSING_HOST_FUNCTION;
+pub(crate) mod envoy;
 pub mod signature;
 pub mod upstream;
 mod vm;
@@ -18,9 +20,9 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use wasmtime::{Config, Engine, Linker, Module};
 
-use upstream::Clusters;
-use vm::{CallResponse, Phase, Stream, Vm, VmState};
-use world::{VmId, World};
+use upstream::{Answer, Clusters, Delivery, Routes};
+use vm::{CallResponse, Direction, LocalResponse, Phase, Stage, Stream, Vm, VmState};
+use world::{Callout, PendingCall, VmId, World};
 
 /// A compiled filter, ready to be instantiated any number of times.
 #[derive(Clone)]
@@ -70,6 +72,8 @@ pub struct Setup {
     pub start_ms: u64,
     pub verify_signature: bool,
     pub clusters: Clusters,
+    /// The main route's upstream (unscripted paths get the JSON echo).
+    pub backend: Routes,
     pub log_level: u32,
     /// Properties served to the filter: NUL-joined path → value.
     pub properties: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -83,6 +87,8 @@ pub struct Request {
     pub authority: Vec<u8>,
     pub headers: HeaderMap,
     pub body: Option<Vec<u8>>,
+    /// Properties of this request (NUL-joined path → value), over the scenario's.
+    pub properties: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 /// How a request ended.
@@ -93,7 +99,8 @@ pub struct Outcome {
     pub body: Vec<u8>,
     /// The headers the upstream received, if the request reached it.
     pub upstream: Option<HeaderMap>,
-    /// Who answered: `upstream`, `local` (the filter), `broken` (fail closed), `reset`.
+    /// Who answered: `upstream`, `local` (the filter), `envoy` (Envoy's 503 or 504 for the
+    /// main upstream), `broken` (fail closed), `reset`, `cancelled`.
     pub by: &'static str,
 }
 
@@ -129,11 +136,14 @@ pub struct Proxy {
 }
 
 const ROOT: u32 = 1;
+/// `proxy_get_status`'s code after a call failed (proxy-wasm's `WasmResult::BrokenConnection`).
+const BROKEN_CONNECTION: u32 = 11;
 
 impl Proxy {
     pub fn start(plugin: &Plugin, setup: Setup) -> Result<Proxy> {
         let mut world = World::new(setup.start_ms);
         world.clusters = setup.clusters;
+        world.backend = setup.backend;
         world.verify_signature = setup.verify_signature;
         world.log_level = setup.log_level;
         world.properties = setup.properties;
@@ -203,6 +213,7 @@ impl Proxy {
             alloc: None,
             pending_output: Default::default(),
             rng_state: 0x9e37_79b9_7f4a_7c15 ^ (id_seed(id) << 1),
+            status: (0, Vec::new()),
         };
         Vm::new(&self.plugin.linker, &self.plugin.module, state)
     }
@@ -338,7 +349,7 @@ impl Proxy {
             .iter_mut()
             .filter(|r| r.worker == worker && r.outcome.is_none())
         {
-            r.outcome = Some(broken_outcome());
+            r.outcome = Some(broken_outcome(now));
             r.done_ms = now;
         }
         if let Some(vm) = self.vms.get_mut(&VmId::Worker(worker)) {
@@ -359,7 +370,7 @@ impl Proxy {
             self.requests.push(Tracked {
                 worker,
                 context: 0,
-                outcome: Some(broken_outcome()),
+                outcome: Some(broken_outcome(now)),
                 sent_ms: now,
                 done_ms: now,
             });
@@ -379,10 +390,11 @@ impl Proxy {
                 .iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
         );
-        let n = headers.len() as u32;
+        envoy::request_headers(&mut headers, request.body.as_deref(), id as u64);
         let stream = Stream {
             request_headers: headers,
             request_body: request.body.clone().unwrap_or_default(),
+            properties: request.properties.clone(),
             ..Stream::default()
         };
         vm.store.data_mut().streams.insert(ctx, stream);
@@ -393,32 +405,15 @@ impl Proxy {
             sent_ms: now,
             done_ms: now,
         });
-        let w = VmId::Worker(worker);
-        if self
-            .call(
-                w,
-                Phase::Callback,
-                ctx,
-                "proxy_on_context_create",
-                &[ctx, ROOT],
-            )
-            .is_none()
-        {
-            return id;
-        }
-        let eos = u32::from(request.body.is_none());
-        let action = self.call(
-            w,
+        let created = self.call(
+            VmId::Worker(worker),
             Phase::Callback,
             ctx,
-            "proxy_on_request_headers",
-            &[ctx, n, eos],
+            "proxy_on_context_create",
+            &[ctx, ROOT],
         );
-        if let Some(action) = action {
-            let wants_continue = action.unwrap_or(0) == 0;
-            if wants_continue && let Some(s) = self.stream(worker, ctx) {
-                s.continue_requested = true;
-            }
+        if created.is_some() {
+            self.headers(worker, ctx, Direction::Request);
             self.settle(worker);
         }
         id
@@ -453,7 +448,7 @@ impl Proxy {
         Some(r.done_ms - r.sent_ms)
     }
 
-    /// The client goes away: a request still open ends (Envoy then runs `on_done`, `on_log`,
+    /// The client goes away: a request still open ends (Envoy then runs `on_log`, `on_done`,
     /// `on_delete` and cancels the stream's http calls). Returns false if it had ended.
     pub fn cancel(&mut self, id: usize) -> bool {
         let Some(r) = self.requests.get(id).filter(|r| r.outcome.is_none()) else {
@@ -483,77 +478,218 @@ impl Proxy {
                 .data()
                 .streams
                 .iter()
-                .find(|(_, s)| s.local_response.is_some() || s.closed || s.continue_requested)
+                .find(|(_, s)| {
+                    s.local_response.is_some()
+                        || s.closed
+                        || s.continue_requested.iter().any(|c| *c)
+                })
                 .map(|(ctx, _)| *ctx);
             let Some(ctx) = next else { return };
             let Some(stream) = self.stream(worker, ctx) else {
                 return;
             };
             if let Some(local) = stream.local_response.take() {
-                self.finish(
-                    worker,
-                    ctx,
-                    Outcome {
-                        status: local.status as u16,
-                        headers: local.headers,
-                        body: local.body,
-                        upstream: None,
-                        by: "local",
-                    },
-                );
+                self.local_reply(worker, ctx, local);
             } else if stream.closed {
-                self.finish(
-                    worker,
-                    ctx,
-                    Outcome {
-                        status: 0,
-                        headers: Vec::new(),
-                        body: Vec::new(),
-                        upstream: None,
-                        by: "reset",
-                    },
-                );
+                let outcome = Outcome {
+                    status: 0,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                    upstream: None,
+                    by: "reset",
+                };
+                self.finish(worker, ctx, outcome);
             } else {
-                stream.continue_requested = false;
-                self.forward(worker, ctx);
+                let dir = if stream.continue_requested[0] {
+                    Direction::Request
+                } else {
+                    Direction::Response
+                };
+                stream.continue_requested[dir as usize] = false;
+                match stream.stage[dir as usize] {
+                    Stage::Headers => self.body(worker, ctx, dir, false),
+                    Stage::Body => self.passed(worker, ctx, dir),
+                    Stage::NotStarted | Stage::Passed => {}
+                }
             }
         }
     }
 
-    /// The request goes upstream; the simulated origin echoes it; the response passes back
-    /// through the filter.
-    fn forward(&mut self, worker: usize, ctx: u32) {
-        let w = VmId::Worker(worker);
-        let body_len = self.stream(worker, ctx).map_or(0, |s| s.request_body.len());
-        if body_len > 0
-            && self
-                .call(
-                    w,
-                    Phase::Callback,
-                    ctx,
-                    "proxy_on_request_body",
-                    &[ctx, body_len as u32, 1],
-                )
-                .is_none()
-        {
-            return;
-        }
+    /// A local reply goes back through the filter's response callbacks as Envoy renders it
+    /// (`envoy::local_reply`); sent while the response is already in the filter, it replaces
+    /// that response at once.
+    fn local_reply(&mut self, worker: usize, ctx: u32, local: LocalResponse) {
+        let now = self.world.borrow().now_ms;
         let Some(stream) = self.stream(worker, ctx) else {
             return;
         };
-        if let Some(local) = stream.local_response.take() {
-            let outcome = Outcome {
-                status: local.status as u16,
-                headers: local.headers,
-                body: local.body,
-                upstream: None,
-                by: "local",
-            };
-            return self.finish(worker, ctx, outcome);
+        let (headers, body) = envoy::local_reply(
+            local.status,
+            local.headers,
+            local.body,
+            local.grpc_status,
+            &stream.request_headers,
+        );
+        stream.stage[Direction::Request as usize] = Stage::Passed;
+        stream.by = "local";
+        if stream.stage[Direction::Response as usize] == Stage::NotStarted {
+            stream.response_headers = headers;
+            stream.response_body = body;
+            return self.headers(worker, ctx, Direction::Response);
         }
-        let upstream = stream.request_headers.clone();
-        // The echo is JSON text: bytes that are not UTF-8 show as U+FFFD there (the
-        // outcome keeps the exact bytes the upstream received).
+        let outcome = Outcome {
+            status: local.status as u16,
+            headers: envoy::downstream(headers, &body, now),
+            body,
+            upstream: stream.upstream.take(),
+            by: "local",
+        };
+        self.finish(worker, ctx, outcome);
+    }
+
+    /// Whether stream `ctx` stops here: it is gone, or a local reply or close waits.
+    fn interrupted(&mut self, worker: usize, ctx: u32) -> bool {
+        self.stream(worker, ctx)
+            .is_none_or(|s| s.local_response.is_some() || s.closed)
+    }
+
+    /// Calls `dir`'s callback `name` for stream `ctx`; `None` when the stream stops (a trap,
+    /// a local reply, a close), else whether the filter paused.
+    fn step(
+        &mut self,
+        worker: usize,
+        ctx: u32,
+        dir: Direction,
+        name: &str,
+        args: &[u32],
+    ) -> Option<bool> {
+        if let Some(s) = self.stream(worker, ctx) {
+            s.continue_requested[dir as usize] = false;
+        }
+        let action = self.call(VmId::Worker(worker), Phase::Callback, ctx, name, args)?;
+        if self.interrupted(worker, ctx) {
+            return None;
+        }
+        Some(action.unwrap_or(0) != 0)
+    }
+
+    /// `dir`'s headers go through the filter (`end_of_stream` when there is no body); then its
+    /// body, unless the filter paused.
+    fn headers(&mut self, worker: usize, ctx: u32, dir: Direction) {
+        let Some(s) = self.stream(worker, ctx) else {
+            return;
+        };
+        s.stage[dir as usize] = Stage::Headers;
+        // What comes from a peer arrives as data first; Envoy's own answers (a local reply,
+        // the router's 503 or 504) are handed over whole.
+        let streamed = dir == Direction::Request || s.by == "upstream";
+        let (name, n, eos) = match dir {
+            Direction::Request => (
+                "proxy_on_request_headers",
+                s.request_headers.len(),
+                s.request_body.is_empty(),
+            ),
+            Direction::Response => (
+                "proxy_on_response_headers",
+                s.response_headers.len(),
+                s.response_body.is_empty(),
+            ),
+        };
+        let args = [ctx, n as u32, u32::from(eos)];
+        if self.step(worker, ctx, dir, name, &args) == Some(false) {
+            self.body(worker, ctx, dir, streamed);
+        }
+    }
+
+    /// `dir`'s body goes through the filter as Envoy hands it over: `streamed` (from the
+    /// client or the upstream, the headers went on at once), as data (`end_of_stream` false)
+    /// then a final call (empty, or with the whole body if the filter paused, buffering);
+    /// else (a local reply, or after paused headers) in one final call.
+    fn body(&mut self, worker: usize, ctx: u32, dir: Direction, streamed: bool) {
+        let name = match dir {
+            Direction::Request => "proxy_on_request_body",
+            Direction::Response => "proxy_on_response_body",
+        };
+        let Some(s) = self.stream(worker, ctx) else {
+            return;
+        };
+        let len = match dir {
+            Direction::Request => s.request_body.len(),
+            Direction::Response => s.response_body.len(),
+        } as u32;
+        if len == 0 {
+            return self.passed(worker, ctx, dir);
+        }
+        s.stage[dir as usize] = Stage::Body;
+        let last = if streamed {
+            let Some(paused) = self.step(worker, ctx, dir, name, &[ctx, len, 0]) else {
+                return;
+            };
+            if paused {
+                len
+            } else {
+                let Some(s) = self.stream(worker, ctx) else {
+                    return;
+                };
+                let buffer = match dir {
+                    Direction::Request => &mut s.request_body,
+                    Direction::Response => &mut s.response_body,
+                };
+                let chunk = std::mem::take(buffer);
+                s.passed_body[dir as usize].extend(chunk);
+                0
+            }
+        } else {
+            len
+        };
+        if self.step(worker, ctx, dir, name, &[ctx, last, 1]) == Some(false) {
+            self.passed(worker, ctx, dir);
+        }
+    }
+
+    /// The filter let `dir` through: the request goes upstream, the response to the client.
+    fn passed(&mut self, worker: usize, ctx: u32, dir: Direction) {
+        let now = self.world.borrow().now_ms;
+        let Some(s) = self.stream(worker, ctx) else {
+            return;
+        };
+        s.stage[dir as usize] = Stage::Passed;
+        if dir == Direction::Request {
+            return self.upstream(worker, ctx);
+        }
+        let mut body = std::mem::take(&mut s.passed_body[1]);
+        body.extend(std::mem::take(&mut s.response_body));
+        let headers = std::mem::take(&mut s.response_headers);
+        let status = headers
+            .iter()
+            .find(|(k, _)| k == b":status")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+            .unwrap_or(200);
+        let outcome = Outcome {
+            status,
+            headers: envoy::downstream(headers, &body, now),
+            body,
+            upstream: s.upstream.take(),
+            by: s.by,
+        };
+        self.finish(worker, ctx, outcome);
+    }
+
+    /// The request reaches the upstream (with the route's timeout header). Its answer comes
+    /// from the scenario's `backend` script (after its delay; Envoy's 504 at the route's
+    /// timeout, its 503 for a connection that fails or closes), else at once as a JSON echo
+    /// of the request; then it goes back through the filter.
+    fn upstream(&mut self, worker: usize, ctx: u32) {
+        let now = self.world.borrow().now_ms;
+        let Some(stream) = self.stream(worker, ctx) else {
+            return;
+        };
+        let mut upstream = stream.request_headers.clone();
+        upstream.push((
+            b"x-envoy-expected-rq-timeout-ms".to_vec(),
+            envoy::ROUTE_TIMEOUT_MS.to_string().into_bytes(),
+        ));
+        stream.upstream = Some(upstream.clone());
         let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let get = |name: &[u8]| {
             upstream
@@ -562,80 +698,84 @@ impl Proxy {
                 .map(|(_, v)| lossy(v))
                 .unwrap_or_default()
         };
-        let plain: Vec<(String, String)> = upstream
-            .iter()
-            .filter(|(k, _)| !k.starts_with(b":"))
-            .map(|(k, v)| (lossy(k), lossy(v)))
-            .collect();
-        let echo = crate::servers::upstream::echo(
-            &get(b":method"),
-            &get(b":path"),
-            plain.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        let body = echo.to_string().into_bytes();
-        stream.response_headers = vec![
-            (b":status".to_vec(), b"200".to_vec()),
-            (b"content-type".to_vec(), b"application/json".to_vec()),
-            (
-                b"content-length".to_vec(),
-                body.len().to_string().into_bytes(),
-            ),
-        ];
-        stream.response_body = body;
-        let n = stream.response_headers.len() as u32;
-        let len = stream.response_body.len() as u32;
-        if self
-            .call(
-                w,
-                Phase::Callback,
-                ctx,
-                "proxy_on_response_headers",
-                &[ctx, n, 0],
-            )
-            .is_none()
-            || self
-                .call(
-                    w,
-                    Phase::Callback,
-                    ctx,
-                    "proxy_on_response_body",
-                    &[ctx, len, 1],
-                )
-                .is_none()
-        {
-            return;
-        }
-        let Some(stream) = self.stream(worker, ctx) else {
-            return;
-        };
-        let outcome = match stream.local_response.take() {
-            Some(local) => Outcome {
-                status: local.status as u16,
-                headers: local.headers,
-                body: local.body,
-                upstream: Some(upstream),
-                by: "local",
+        let scripted = self.world.borrow_mut().backend.next(&get(b":path"));
+        let delivery = match scripted {
+            Some(answer) => match answer.deliver(now, envoy::ROUTE_TIMEOUT_MS) {
+                // A reset of the main upstream, before or during its answer, is Envoy's 503.
+                reset if reset.headers.is_none() => Answer::Close {
+                    delay_ms: reset.at_ms - now,
+                }
+                .deliver(now, envoy::ROUTE_TIMEOUT_MS),
+                delivery => delivery,
             },
             None => {
-                let mut headers = std::mem::take(&mut stream.response_headers);
-                let status = headers
-                    .iter()
-                    .find(|(k, _)| k == b":status")
-                    .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
-                    .unwrap_or(200);
-                headers.retain(|(k, _)| !k.starts_with(b":"));
-                Outcome {
-                    status,
-                    headers,
-                    body: std::mem::take(&mut stream.response_body),
-                    upstream: Some(upstream),
-                    by: "upstream",
+                // The echo is JSON text: bytes that are not UTF-8 show as U+FFFD there (the
+                // outcome keeps the exact bytes the upstream received).
+                // An HTTP/1 upstream gets `:authority` as `host`.
+                let host = (String::from("host"), get(b":authority"));
+                let plain: Vec<(String, String)> = std::iter::once(host)
+                    .chain(
+                        upstream
+                            .iter()
+                            .filter(|(k, _)| !k.starts_with(b":"))
+                            .map(|(k, v)| (lossy(k), lossy(v))),
+                    )
+                    .collect();
+                let echo = crate::servers::upstream::echo(
+                    &get(b":method"),
+                    &get(b":path"),
+                    plain.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                let body = echo.to_string().into_bytes();
+                let headers = vec![
+                    (b":status".to_vec(), b"200".to_vec()),
+                    (b"content-type".to_vec(), b"application/json".to_vec()),
+                    (
+                        b"content-length".to_vec(),
+                        body.len().to_string().into_bytes(),
+                    ),
+                ];
+                Delivery {
+                    at_ms: now,
+                    headers: Some(headers),
+                    body,
+                    by_envoy: false,
                 }
             }
         };
-        self.finish(worker, ctx, outcome);
+        let mut delivery = delivery;
+        if !delivery.by_envoy {
+            let took = (delivery.at_ms - now).to_string().into_bytes();
+            if let Some(headers) = delivery.headers.as_mut() {
+                headers.push((b"x-envoy-upstream-service-time".to_vec(), took));
+            }
+        }
+        if delivery.at_ms <= now {
+            return self.respond(worker, ctx, delivery);
+        }
+        self.world
+            .borrow_mut()
+            .schedule(VmId::Worker(worker), ctx, delivery, Callout::Backend);
     }
 
+    /// The main upstream's answer (or Envoy's in its place) enters the filter's response
+    /// path.
+    fn respond(&mut self, worker: usize, ctx: u32, delivery: Delivery) {
+        let Some(stream) = self.stream(worker, ctx) else {
+            return;
+        };
+        stream.by = if delivery.by_envoy {
+            "envoy"
+        } else {
+            "upstream"
+        };
+        stream.response_headers = delivery.headers.unwrap_or_default();
+        stream.response_body = delivery.body;
+        self.headers(worker, ctx, Direction::Response);
+    }
+
+    /// The stream ends: its outcome is recorded, its http calls are cancelled, and the filter
+    /// hears `on_log`, `on_done`, `on_delete`, in that order (as Envoy calls them).
     fn finish(&mut self, worker: usize, ctx: u32, outcome: Outcome) {
         let now = self.world.borrow().now_ms;
         // Newest first: the request ending is almost always a recent one (and a long run
@@ -654,7 +794,7 @@ impl Proxy {
             .borrow_mut()
             .pending
             .retain(|p| p.vm != VmId::Worker(worker) || p.context != ctx);
-        for name in ["proxy_on_done", "proxy_on_log", "proxy_on_delete"] {
+        for name in ["proxy_on_log", "proxy_on_done", "proxy_on_delete"] {
             if self
                 .call(VmId::Worker(worker), Phase::Callback, ctx, name, &[ctx])
                 .is_none()
@@ -672,36 +812,7 @@ impl Proxy {
         loop {
             let due = self.world.borrow_mut().take_due();
             if let Some(call) = due {
-                let id = call.vm;
-                let Some(vm) = self.vms.get_mut(&id) else {
-                    continue;
-                };
-                let (n_headers, body_len) = (
-                    call.delivery.headers.as_ref().map_or(0, Vec::len),
-                    call.delivery.body.len(),
-                );
-                vm.store.data_mut().call_response = Some(CallResponse {
-                    headers: call.delivery.headers.unwrap_or_default(),
-                    body: call.delivery.body,
-                });
-                let args = [
-                    call.context,
-                    call.token,
-                    n_headers as u32,
-                    body_len as u32,
-                    0,
-                ];
-                self.call(
-                    id,
-                    Phase::Callback,
-                    call.context,
-                    "proxy_on_http_call_response",
-                    &args,
-                );
-                if let Some(vm) = self.vms.get_mut(&id) {
-                    vm.store.data_mut().call_response = None;
-                }
-                self.settle_vm(id);
+                self.deliver(call);
                 continue;
             }
             let ready = self.world.borrow_mut().ready_queues.pop();
@@ -727,6 +838,60 @@ impl Proxy {
             self.call(id, Phase::Callback, ROOT, "proxy_on_tick", &[ROOT]);
             self.settle_vm(id);
         }
+    }
+
+    /// An answer arrives: the main upstream's enters its stream's response path; a call's
+    /// goes to `proxy_on_http_call_response`, `proxy_on_grpc_receive` or
+    /// `proxy_on_grpc_close` (its headers and body readable during that callback only,
+    /// `proxy_get_status` telling its status).
+    fn deliver(&mut self, call: PendingCall) {
+        let (id, ctx, token) = (call.vm, call.context, call.token);
+        let (n_headers, body_len) = (
+            call.delivery.headers.as_ref().map_or(0, Vec::len) as u32,
+            call.delivery.body.len() as u32,
+        );
+        let (name, args, status) = match call.callout {
+            Callout::Backend => {
+                if let VmId::Worker(w) = id {
+                    self.respond(w, ctx, call.delivery);
+                }
+                return;
+            }
+            Callout::Http => {
+                let args = vec![ctx, token, n_headers, body_len, 0];
+                let failed = call.delivery.headers.is_none();
+                let status = failed.then(|| (BROKEN_CONNECTION, b"reset".to_vec()));
+                ("proxy_on_http_call_response", args, status)
+            }
+            // A unary call's reply is a message (`proxy_on_grpc_receive`), its failure a
+            // close with the status (`proxy_on_grpc_close`), as proxy-wasm-cpp-host calls them.
+            Callout::Grpc { status: 0, message } => {
+                let args = vec![ctx, token, body_len];
+                ("proxy_on_grpc_receive", args, Some((0, message)))
+            }
+            Callout::Grpc { status, message } => {
+                let args = vec![ctx, token, status];
+                ("proxy_on_grpc_close", args, Some((status, message)))
+            }
+        };
+        let Some(vm) = self.vms.get_mut(&id) else {
+            return;
+        };
+        let state = vm.store.data_mut();
+        if let Some(status) = status {
+            state.status = status;
+        }
+        state.call_response = Some(CallResponse {
+            headers: call.delivery.headers,
+            body: call.delivery.body,
+        });
+        self.call(id, Phase::Callback, ctx, name, &args);
+        if let Some(vm) = self.vms.get_mut(&id) {
+            let state = vm.store.data_mut();
+            state.call_response = None;
+            state.status.1.clear();
+        }
+        self.settle_vm(id);
     }
 
     /// Settles the streams of `id` if it is a worker (other VMs have none).
@@ -787,11 +952,12 @@ fn id_seed(id: VmId) -> u64 {
     }
 }
 
-fn broken_outcome() -> Outcome {
+/// A request whose filter's VM failed: Envoy's 503, empty, without content-type.
+fn broken_outcome(now_ms: u64) -> Outcome {
     Outcome {
         status: 503,
-        headers: vec![(b"content-type".to_vec(), b"text/plain".to_vec())],
-        body: b"wasm VM failed: fail closed".to_vec(),
+        headers: envoy::failed_vm(now_ms),
+        body: Vec::new(),
         upstream: None,
         by: "broken",
     }

@@ -108,15 +108,14 @@ fn import_key(args: &Arguments) -> Option<Key> {
         .ok()
 }
 
-/// Runs the verification; `(result, error)` as Envoy fills `VerifySignatureResult`.
-pub fn verify(args: &Arguments) -> (bool, &'static str) {
-    let Some(key) = import_key(args) else {
-        return (false, "Failed to initialize digest verify.");
-    };
+/// Runs the verification; `(result, error)` as Envoy fills `VerifySignatureResult`, or
+/// `None` when the key does not import (Envoy then answers BAD_ARGUMENT).
+pub fn verify(args: &Arguments) -> Option<(bool, &'static str)> {
+    let key = import_key(args)?;
     let (sig, text) = (args.signature.as_slice(), args.text.as_slice());
     let ok = match (&key, args.hash_function.as_str()) {
         (_, h) if !matches!(h, "sha1" | "sha224" | "sha256" | "sha384" | "sha512") => {
-            return (false, "Failed to verify digest. Unknown hash function.");
+            return Some((false, "Failed to verify digest. Unknown hash function."));
         }
         (Key::Rsa(k), "sha256") => rsa_verify::<Sha256>(k, sig, text),
         (Key::Rsa(k), "sha384") => rsa_verify::<Sha384>(k, sig, text),
@@ -134,11 +133,11 @@ pub fn verify(args: &Arguments) -> (bool, &'static str) {
         // sha1/sha224 with RSA: supported by BoringSSL, not needed for JWT; refuse.
         (Key::Rsa(_), _) => false,
     };
-    if ok {
+    Some(if ok {
         (true, "")
     } else {
         (false, "Failed to verify digest. Error code: 0")
-    }
+    })
 }
 
 fn ecdsa_digest(hash: &str, text: &[u8]) -> Option<Vec<u8>> {
@@ -197,7 +196,7 @@ mod tests {
             length_delimited(4, text),
         ]
         .concat();
-        verify(&parse_arguments(&bytes).unwrap())
+        verify(&parse_arguments(&bytes).unwrap()).unwrap()
     }
 
     #[test]
@@ -230,11 +229,8 @@ mod tests {
         assert!(parse_arguments(&[0x0a, 5, b'a']).is_none());
         let big = "x".repeat(300);
         assert_eq!(&encode_result(false, &big)[..3], &[0x12, 0xac, 0x02]);
-        assert_eq!(
-            parse_arguments(&length_delimited(1, b"sha256"))
-                .unwrap()
-                .hash_function,
-            "sha256"
-        );
+        let no_key = parse_arguments(&length_delimited(1, b"sha256")).unwrap();
+        assert_eq!(no_key.hash_function, "sha256");
+        assert_eq!(verify(&no_key), None);
     }
 }

@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use super::HeaderMap;
+use super::{HeaderMap, envoy};
 
 /// One scripted answer of a cluster route.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Answer {
     /// An HTTP answer after `delay_ms` of virtual time (Envoy times it out if that is longer
-    /// than the call's timeout). `status` is the `:status` value as delivered.
+    /// than the call's timeout). `status` is the `:status` value as delivered (one that is
+    /// not three digits is Envoy's 502).
     Respond {
         status: Vec<u8>,
         headers: HeaderMap,
@@ -17,8 +18,11 @@ pub enum Answer {
     },
     /// Accepts the request and never answers: Envoy answers 504 at the call's timeout.
     Hang,
-    /// The stream is reset: the filter's callback sees no headers at all.
+    /// The stream is reset after the answer had started (headers sent, then the connection
+    /// closes mid-body): the filter's callback sees no headers at all.
     Reset { delay_ms: u64 },
+    /// The connection closes before any answer: Envoy answers 503 itself.
+    Close { delay_ms: u64 },
     /// The connection fails: Envoy answers 503 itself, at once.
     Unreachable,
 }
@@ -30,6 +34,8 @@ pub struct Delivery {
     /// `None`: the call failed (`on_http_call_response` with zero headers).
     pub headers: Option<HeaderMap>,
     pub body: Vec<u8>,
+    /// Envoy made this answer itself (a timeout, a connection that failed or closed).
+    pub by_envoy: bool,
 }
 
 impl Answer {
@@ -46,18 +52,28 @@ impl Answer {
                 (b"content-type".to_vec(), b"text/plain".to_vec()),
             ]),
             body: body.as_bytes().to_vec(),
+            by_envoy: true,
         };
         let timed_out = Delivery {
             at_ms: now_ms + timeout_ms,
-            ..envoy(504, "upstream request timeout")
+            ..envoy(504, envoy::TIMEOUT)
         };
         match self {
-            Answer::Respond { delay_ms, .. } | Answer::Reset { delay_ms }
+            Answer::Respond { delay_ms, .. }
+            | Answer::Reset { delay_ms }
+            | Answer::Close { delay_ms }
                 if *delay_ms >= timeout_ms =>
             {
                 timed_out
             }
             Answer::Hang => timed_out,
+            // Envoy's codec refuses a status line without a three-digit code: 502.
+            Answer::Respond {
+                status, delay_ms, ..
+            } if status.len() != 3 || !status.iter().all(u8::is_ascii_digit) => Delivery {
+                at_ms: now_ms + delay_ms,
+                ..envoy(502, envoy::PROTOCOL_ERROR)
+            },
             Answer::Respond {
                 status,
                 headers,
@@ -76,17 +92,20 @@ impl Answer {
                     at_ms: now_ms + delay_ms,
                     headers: Some(all),
                     body: body.clone(),
+                    by_envoy: false,
                 }
             }
             Answer::Reset { delay_ms } => Delivery {
                 at_ms: now_ms + delay_ms,
                 headers: None,
                 body: Vec::new(),
+                by_envoy: false,
             },
-            Answer::Unreachable => envoy(
-                503,
-                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
-            ),
+            Answer::Close { delay_ms } => Delivery {
+                at_ms: now_ms + delay_ms,
+                ..envoy(503, envoy::CONNECTION_TERMINATION)
+            },
+            Answer::Unreachable => envoy(503, envoy::CONNECTION_FAILURE),
         }
     }
 }
@@ -98,10 +117,37 @@ struct Script {
     used: usize,
 }
 
+/// Scripted answers by path (`*` matches any path without its own script).
+#[derive(Clone, Debug, Default)]
+pub struct Routes {
+    scripts: BTreeMap<String, Script>,
+}
+
+impl Routes {
+    /// Replaces the script of `path`.
+    pub fn set(&mut self, path: &str, answers: Vec<Answer>) {
+        self.scripts
+            .insert(path.to_string(), Script { answers, used: 0 });
+    }
+
+    /// The next answer for `path` (exact path, then without the query, then `*`), if one is
+    /// scripted.
+    pub fn next(&mut self, path: &str) -> Option<Answer> {
+        let bare = path.split('?').next().unwrap_or(path);
+        let key = [path, bare, "*"]
+            .into_iter()
+            .find(|k| self.scripts.contains_key(*k))?;
+        let script = self.scripts.get_mut(key)?;
+        let i = script.used.min(script.answers.len().saturating_sub(1));
+        script.used += 1;
+        script.answers.get(i).cloned()
+    }
+}
+
 /// The clusters a filter may call, each with its routes.
 #[derive(Clone, Debug, Default)]
 pub struct Clusters {
-    routes: BTreeMap<String, BTreeMap<String, Script>>,
+    routes: BTreeMap<String, Routes>,
 }
 
 impl Clusters {
@@ -110,40 +156,29 @@ impl Clusters {
         self.routes.entry(cluster.to_string()).or_default();
     }
 
-    /// Replaces the script of `cluster` `path` (`*` matches any path without its own script).
-    pub fn set(&mut self, cluster: &str, path: &str, answers: Vec<Answer>) {
-        self.routes
-            .entry(cluster.to_string())
-            .or_default()
-            .insert(path.to_string(), Script { answers, used: 0 });
+    /// The routes of `cluster`, declaring it.
+    pub fn routes(&mut self, cluster: &str) -> &mut Routes {
+        self.routes.entry(cluster.to_string()).or_default()
+    }
+
+    /// The clusters' names.
+    pub fn names(&self) -> Vec<String> {
+        self.routes.keys().cloned().collect()
     }
 
     pub fn knows(&self, cluster: &str) -> bool {
         self.routes.contains_key(cluster)
     }
 
-    /// The next answer for a request to `cluster` `path` (exact path, then without the query,
-    /// then `*`, else 404).
+    /// The next answer for a request to `cluster` `path`, else 404.
     pub fn answer(&mut self, cluster: &str, path: &str) -> Answer {
-        let not_found = Answer::Respond {
+        let scripted = self.routes.get_mut(cluster).and_then(|r| r.next(path));
+        scripted.unwrap_or(Answer::Respond {
             status: b"404".to_vec(),
             headers: Vec::new(),
             body: b"not found".to_vec(),
             delay_ms: 0,
-        };
-        let Some(routes) = self.routes.get_mut(cluster) else {
-            return not_found;
-        };
-        let bare = path.split('?').next().unwrap_or(path);
-        let key = [path, bare, "*"]
-            .into_iter()
-            .find(|k| routes.contains_key(*k));
-        let Some(script) = key.and_then(|k| routes.get_mut(k)) else {
-            return not_found;
-        };
-        let i = script.used.min(script.answers.len().saturating_sub(1));
-        script.used += 1;
-        script.answers.get(i).cloned().unwrap_or(not_found)
+        })
     }
 }
 
@@ -163,8 +198,8 @@ mod tests {
     #[test]
     fn answers_in_turn_last_repeats_and_lookup_order() {
         let mut c = Clusters::default();
-        c.set("idp", "/a", vec![ok(500, 0), ok(200, 0)]);
-        c.set("idp", "*", vec![ok(201, 0)]);
+        c.routes("idp").set("/a", vec![ok(500, 0), ok(200, 0)]);
+        c.routes("idp").set("*", vec![ok(201, 0)]);
         c.declare("empty");
         let status = |a: Answer| match a {
             Answer::Respond { status, .. } => status,
@@ -193,9 +228,22 @@ mod tests {
         );
         assert_eq!(Answer::Hang.deliver(0, 300).at_ms, 300);
         assert_eq!(Answer::Reset { delay_ms: 0 }.deliver(7, 300).headers, None);
+        let unreachable = Answer::Unreachable.deliver(7, 300);
         assert_eq!(
-            Answer::Unreachable.deliver(7, 300).headers.unwrap()[0].1,
-            b"503"
+            (
+                unreachable.headers.unwrap()[0].1.as_slice(),
+                unreachable.body.len()
+            ),
+            (&b"503"[..], 98)
+        );
+        let closed = Answer::Close { delay_ms: 5 }.deliver(7, 300);
+        assert_eq!(
+            (
+                closed.at_ms,
+                closed.headers.unwrap()[0].1.as_slice(),
+                closed.body.len()
+            ),
+            (12, &b"503"[..], 95)
         );
     }
 }

@@ -13,19 +13,51 @@ use super::world::{VmId, World};
 /// Fuel for one callback: enough for any sane filter, and an endless loop becomes a trap.
 const FUEL_PER_CALLBACK: u64 = 5_000_000_000;
 
+/// One direction of a stream: the request (0) or the response (1), as
+/// `proxy_continue_stream` numbers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Request = 0,
+    Response = 1,
+}
+
+/// Where one direction of a stream is in the filter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stage {
+    #[default]
+    NotStarted,
+    /// Its headers are in the filter (or the filter paused them).
+    Headers,
+    /// Its body is in the filter (or the filter paused it, buffering).
+    Body,
+    /// The filter let it through.
+    Passed,
+}
+
 /// The ABI's header maps and buffers for one HTTP stream.
 #[derive(Debug, Default)]
 pub struct Stream {
     pub request_headers: HeaderMap,
+    /// The request body buffer (what the filter reads now).
     pub request_body: Vec<u8>,
     pub response_headers: HeaderMap,
+    /// The response body buffer (what the filter reads now).
     pub response_body: Vec<u8>,
+    /// Body bytes of each direction the filter already let through.
+    pub passed_body: [Vec<u8>; 2],
+    pub stage: [Stage; 2],
     /// Set by `proxy_send_local_response`, acted on after the callback returns.
     pub local_response: Option<LocalResponse>,
-    /// Set by `proxy_continue_stream` on the request side.
-    pub continue_requested: bool,
+    /// Set by `proxy_continue_stream`, per direction.
+    pub continue_requested: [bool; 2],
     /// Set by `proxy_close_stream`.
     pub closed: bool,
+    /// The headers the upstream received, once the request went there.
+    pub upstream: Option<HeaderMap>,
+    /// Who made the response: `upstream`, `envoy` or `local` (the filter).
+    pub by: &'static str,
+    /// Properties of this request (NUL-joined path → value), over the scenario's.
+    pub properties: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -34,12 +66,15 @@ pub struct LocalResponse {
     pub details: String,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// The gRPC status argument (none: -1).
+    pub grpc_status: Option<u32>,
 }
 
 /// The answer of an http call, readable only during `proxy_on_http_call_response`.
 #[derive(Debug, Default)]
 pub struct CallResponse {
-    pub headers: HeaderMap,
+    /// `None`: the call failed (reset after the headers had started): there is no header map.
+    pub headers: Option<HeaderMap>,
     pub body: Vec<u8>,
 }
 
@@ -72,6 +107,9 @@ pub struct VmState {
     /// Text written to stdout/stderr not yet ended by a newline.
     pub pending_output: [Vec<u8>; 2],
     pub rng_state: u64,
+    /// What `proxy_get_status` answers: a code and a message. Envoy keeps the code of the
+    /// last failed call (11, `BrokenConnection`) and its message only during that callback.
+    pub status: (u32, Vec<u8>),
 }
 
 /// A VM and whether it still works.

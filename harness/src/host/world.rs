@@ -1,10 +1,10 @@
 //! What the VMs of one proxy share: the virtual clock, shared data and queues, metrics, logs,
 //! the simulated clusters and the record of every call.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use super::HeaderMap;
-use super::upstream::{Clusters, Delivery};
+use super::upstream::{Clusters, Delivery, Routes};
 
 /// Which VM. In Envoy's start-up (`startup: envoy`) a base VM is instantiated and never
 /// started, a canary clone is configured and destroyed, then the main-thread VM and the
@@ -60,7 +60,18 @@ impl CallRecord {
     }
 }
 
-/// A call whose answer is on its way.
+/// Whom a pending answer is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Callout {
+    /// A `proxy_http_call`: `proxy_on_http_call_response`.
+    Http,
+    /// A `proxy_grpc_call`: `proxy_on_grpc_call_response` with this gRPC status and message.
+    Grpc { status: u32, message: Vec<u8> },
+    /// The main route's upstream answering the stream `context`.
+    Backend,
+}
+
+/// An answer on its way.
 #[derive(Clone, Debug)]
 pub struct PendingCall {
     pub vm: VmId,
@@ -68,6 +79,7 @@ pub struct PendingCall {
     pub token: u32,
     pub seq: u64,
     pub delivery: Delivery,
+    pub callout: Callout,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,7 +127,11 @@ pub struct World {
     pub calls: Vec<CallRecord>,
     pub pending: Vec<PendingCall>,
     pub clusters: Clusters,
+    /// The main route's upstream: scripted answers by path (else the JSON echo).
+    pub backend: Routes,
     pub next_token: u32,
+    /// Open gRPC streams, by token (they are never answered).
+    pub grpc_streams: BTreeSet<u32>,
     pub next_seq: u64,
     /// Misuses of the ABI that Envoy would not tolerate (they fail the scenario).
     pub violations: Vec<String>,
@@ -154,6 +170,29 @@ impl World {
     }
 
     /// Removes and returns the first call due at or before `now_ms`, in time then dispatch order.
+    /// Schedules `delivery` for `context` of VM `vm`; returns its token.
+    pub fn schedule(
+        &mut self,
+        vm: VmId,
+        context: u32,
+        delivery: Delivery,
+        callout: Callout,
+    ) -> u32 {
+        let token = self.next_token;
+        self.next_token += 1;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.push(PendingCall {
+            vm,
+            context,
+            token,
+            seq,
+            delivery,
+            callout,
+        });
+        token
+    }
+
     pub fn take_due(&mut self) -> Option<PendingCall> {
         let now = self.now_ms;
         let i = self

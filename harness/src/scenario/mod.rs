@@ -1,6 +1,7 @@
 //! Scenarios: the file format, loading, expectations and the runner.
 
 pub mod bytes;
+pub mod envoy;
 pub mod expect;
 pub mod load;
 pub mod model;

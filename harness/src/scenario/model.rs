@@ -47,6 +47,10 @@ pub struct Scenario {
     /// Simulated clusters: cluster → path (or `*`) → answer or list of answers in turn.
     #[serde(default)]
     pub upstreams: BTreeMap<String, BTreeMap<String, Script>>,
+    /// The main route's upstream: path (or `*`) → answer or answers in turn, as a cluster's
+    /// (the gRPC fields aside). Paths without a script get the JSON echo.
+    #[serde(default)]
+    pub backend: BTreeMap<String, Script>,
     /// Properties the host serves (`proxy_get_property`): path segments joined by `.` → value.
     #[serde(default)]
     pub properties: BTreeMap<String, Bytes>,
@@ -130,8 +134,15 @@ pub struct AnswerSpec {
     pub jwks: Option<Vec<String>>,
     /// Virtual time before the answer (`"2s"`); longer than the call's timeout = a timeout.
     pub delay: Option<String>,
-    /// `hang` (no answer: Envoy's 504 at the timeout), `reset` (no headers at all), or
-    /// `unreachable` (Envoy's 503 connection failure).
+    /// What a gRPC call answering this gets as its status (default 0, or Envoy's mapping of
+    /// a non-200 `status`: 14 for 429, 502, 503, 504, 16 for 401, 7 for 403, 12 for 404, 13
+    /// for 400, else 2) and as its message (`proxy_get_status`); `body` is the reply message.
+    pub grpc_status: Option<u32>,
+    pub grpc_message: Option<String>,
+    /// `hang` (no answer: Envoy's 504 at the timeout), `reset` (the connection closes
+    /// mid-answer: no headers at all), `close` (the connection closes before any answer:
+    /// Envoy's 503 `connection termination`), or `unreachable` (Envoy's 503 connection
+    /// failure).
     pub fail: Option<String>,
 }
 
@@ -186,6 +197,8 @@ pub struct Step {
     pub advance: Option<String>,
     /// Replace routes of simulated clusters.
     pub upstream: Option<BTreeMap<String, BTreeMap<String, Script>>>,
+    /// Replace routes of the main route's upstream.
+    pub backend: Option<BTreeMap<String, Script>>,
     /// Wait for the request with this `id` (sent with `"wait": false`) to finish.
     #[serde(rename = "await")]
     pub await_id: Option<String>,
@@ -219,6 +232,10 @@ pub struct RequestSpec {
     #[serde(default = "authority")]
     pub authority: Bytes,
     pub body: Option<Bytes>,
+    /// Properties of this request (`proxy_get_property`), over the scenario's: path segments
+    /// joined by `.` → value.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Bytes>,
     /// Name for a later `await`.
     pub id: Option<String>,
     /// Drive the clock until the request finishes (default true; false: leave it paused).

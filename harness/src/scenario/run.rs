@@ -12,7 +12,7 @@ use super::load::Loaded;
 use super::model::{
     AnswerSpec, Body, Expect, RequestSpec, Script, Status, Step, TokenRef, TokenSpec,
 };
-use crate::host::upstream::{Answer, Clusters};
+use crate::host::upstream::{Answer, Clusters, Routes};
 use crate::host::world::LEVELS;
 use crate::host::{HeaderMap, Outcome, Plugin, Proxy, Request, Setup};
 use crate::keys::KeyRing;
@@ -131,16 +131,9 @@ impl Runner {
                 );
             }
         }
-        let properties = s
-            .properties
-            .iter()
-            .map(|(path, value)| {
-                (
-                    path.replace('.', "\0").into_bytes(),
-                    value.as_slice().to_vec(),
-                )
-            })
-            .collect();
+        let properties = properties(&s.properties);
+        let mut backend = Routes::default();
+        build_routes(&s.backend, &mut self.keys, &loaded.dir, &mut backend)?;
         let setup = Setup {
             workers,
             startup: s.startup,
@@ -150,6 +143,7 @@ impl Runner {
             start_ms,
             verify_signature: s.verify_signature,
             clusters,
+            backend,
             log_level,
             properties,
         };
@@ -232,6 +226,8 @@ fn describe(step: &Step) -> String {
         format!("advance {a}")
     } else if step.upstream.is_some() {
         "upstream change".into()
+    } else if step.backend.is_some() {
+        "backend change".into()
     } else if let Some(id) = &step.await_id {
         format!("await {id}")
     } else if let Some(id) = &step.cancel {
@@ -252,7 +248,7 @@ fn describe(step: &Step) -> String {
 }
 
 /// Replaces every `{"$jwks": [key specs]}` in `value` by the JWKS of those keys.
-fn with_jwks(value: Value, keys: &mut KeyRing, dir: &Path) -> Result<Value> {
+pub(crate) fn with_jwks(value: Value, keys: &mut KeyRing, dir: &Path) -> Result<Value> {
     Ok(match value {
         Value::Object(map) if map.len() == 1 && map.contains_key("$jwks") => {
             let names: Vec<String> = serde_json::from_value(map["$jwks"].clone())
@@ -274,26 +270,48 @@ fn with_jwks(value: Value, keys: &mut KeyRing, dir: &Path) -> Result<Value> {
     })
 }
 
-fn build_clusters(
+/// Properties as the host keys them: `.`-joined paths become NUL-joined.
+fn properties(spec: &BTreeMap<String, Bytes>) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    spec.iter()
+        .map(|(path, value)| {
+            (
+                path.replace('.', "\0").into_bytes(),
+                value.as_slice().to_vec(),
+            )
+        })
+        .collect()
+}
+
+pub(crate) fn build_clusters(
     spec: &BTreeMap<String, BTreeMap<String, Script>>,
     keys: &mut KeyRing,
     dir: &Path,
     mut clusters: Clusters,
 ) -> Result<Clusters> {
     for (cluster, routes) in spec {
-        clusters.declare(cluster);
-        for (path, script) in routes {
-            let answers = match script {
-                Script::One(a) => vec![answer(a, keys, dir)?],
-                Script::Many(list) => list
-                    .iter()
-                    .map(|a| answer(a, keys, dir))
-                    .collect::<Result<_>>()?,
-            };
-            clusters.set(cluster, path, answers);
-        }
+        build_routes(routes, keys, dir, clusters.routes(cluster))?;
     }
     Ok(clusters)
+}
+
+/// Sets each path's answers of `spec` in `routes`.
+pub(crate) fn build_routes(
+    spec: &BTreeMap<String, Script>,
+    keys: &mut KeyRing,
+    dir: &Path,
+    routes: &mut Routes,
+) -> Result<()> {
+    for (path, script) in spec {
+        let answers = match script {
+            Script::One(a) => vec![answer(a, keys, dir)?],
+            Script::Many(list) => list
+                .iter()
+                .map(|a| answer(a, keys, dir))
+                .collect::<Result<_>>()?,
+        };
+        routes.set(path, answers);
+    }
+    Ok(())
 }
 
 /// The answer `spec` describes (key names resolved from `dir`).
@@ -308,8 +326,9 @@ pub fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answe
     match spec.fail.as_deref() {
         Some("hang") => return Ok(Answer::Hang),
         Some("reset") => return Ok(Answer::Reset { delay_ms }),
+        Some("close") => return Ok(Answer::Close { delay_ms }),
         Some("unreachable") => return Ok(Answer::Unreachable),
-        Some(other) => bail!("fail {other:?}: use hang, reset or unreachable"),
+        Some(other) => bail!("fail {other:?}: use hang, reset, close or unreachable"),
         None => {}
     }
     let mut headers: HeaderMap = spec
@@ -325,6 +344,13 @@ pub fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answe
         (None, Some(Body::Json(value))) => (value.to_string().into_bytes(), true),
         (None, None) => (Vec::new(), false),
     };
+    // gRPC carries these in its trailers; the host reads them from there.
+    if let Some(code) = spec.grpc_status {
+        headers.push((b"grpc-status".to_vec(), code.to_string().into_bytes()));
+    }
+    if let Some(message) = &spec.grpc_message {
+        headers.push((b"grpc-message".to_vec(), message.clone().into_bytes()));
+    }
     if json && !headers.iter().any(|(k, _)| k == b"content-type") {
         headers.push((b"content-type".to_vec(), b"application/json".to_vec()));
     }
@@ -362,8 +388,58 @@ pub fn interpolate(text: &str, tokens: &BTreeMap<String, String>) -> Result<Stri
     Ok(out)
 }
 
+/// The request `spec` describes at `now_ms`: `${token}` replaced in plain strings (a token
+/// written inline is minted then), `$bytes` as they are.
+pub(crate) fn request(
+    spec: &RequestSpec,
+    tokens: &BTreeMap<String, String>,
+    keys: &mut KeyRing,
+    loaded: &Loaded,
+    now_ms: u64,
+) -> Result<Request> {
+    let resolve = |field: &Bytes| -> Result<Vec<u8>> {
+        match field {
+            Bytes::Text(text) => Ok(interpolate(text, tokens)?.into_bytes()),
+            Bytes::Raw(raw) => Ok(raw.clone()),
+        }
+    };
+    let mut headers = Vec::new();
+    for (name, value) in &spec.headers.0 {
+        headers.push((name.as_slice().to_vec(), resolve(value)?));
+    }
+    let token = match &spec.token {
+        None => None,
+        Some(TokenRef::Name(name)) => Some(
+            tokens
+                .get(name)
+                .ok_or_else(|| anyhow!("unknown token {name:?}"))?
+                .clone(),
+        ),
+        Some(TokenRef::Inline(inline)) => Some(mint(keys, loaded, inline, now_ms)?),
+    };
+    if let Some(token) = token {
+        headers.push((
+            b"authorization".to_vec(),
+            format!("Bearer {token}").into_bytes(),
+        ));
+    }
+    Ok(Request {
+        method: spec.method.as_slice().to_vec(),
+        path: resolve(&spec.path)?,
+        authority: spec.authority.as_slice().to_vec(),
+        headers,
+        body: spec.body.as_ref().map(|b| b.as_slice().to_vec()),
+        properties: properties(&spec.properties),
+    })
+}
+
 /// Mints the token `spec` (over the scenario's `token_defaults`) at `now_ms`.
-fn mint(keys: &mut KeyRing, loaded: &Loaded, spec: &TokenSpec, now_ms: u64) -> Result<String> {
+pub(crate) fn mint(
+    keys: &mut KeyRing,
+    loaded: &Loaded,
+    spec: &TokenSpec,
+    now_ms: u64,
+) -> Result<String> {
     let defaults = &loaded.scenario.token_defaults;
     if let Some(raw) = &spec.raw {
         if spec.key.is_some()
@@ -408,14 +484,6 @@ impl Run<'_> {
         mint(self.keys, self.loaded, spec, now_ms)
     }
 
-    /// The bytes of a request field: `${token}` replaced in a plain string, `$bytes` as is.
-    fn resolve(&self, field: &Bytes) -> Result<Vec<u8>> {
-        match field {
-            Bytes::Text(text) => Ok(interpolate(text, &self.tokens)?.into_bytes()),
-            Bytes::Raw(raw) => Ok(raw.clone()),
-        }
-    }
-
     fn last_logs(&self, n: usize) -> String {
         let world = self.proxy.world.borrow();
         let lines: Vec<String> = world
@@ -438,6 +506,7 @@ impl Run<'_> {
             step.request.is_some(),
             step.advance.is_some(),
             step.upstream.is_some(),
+            step.backend.is_some(),
             step.await_id.is_some(),
             step.cancel.is_some(),
             step.crash.is_some(),
@@ -446,7 +515,7 @@ impl Run<'_> {
         ];
         if actions.iter().filter(|a| **a).count() > 1 {
             bail!(
-                "a step does one thing: request, advance, upstream, await, cancel, crash, reload or restart"
+                "a step does one thing: request, advance, upstream, backend, await, cancel, crash, reload or restart"
             );
         }
         let mut request = None;
@@ -465,6 +534,10 @@ impl Run<'_> {
             let current = std::mem::take(&mut self.proxy.world.borrow_mut().clusters);
             let updated = build_clusters(routes, self.keys, &self.loaded.dir, current)?;
             self.proxy.world.borrow_mut().clusters = updated;
+        }
+        if let Some(routes) = &step.backend {
+            let mut world = self.proxy.world.borrow_mut();
+            build_routes(routes, self.keys, &self.loaded.dir, &mut world.backend)?;
         }
         if let Some(id) = &step.await_id {
             let index = *self
@@ -506,33 +579,8 @@ impl Run<'_> {
     }
 
     fn request(&mut self, spec: &RequestSpec) -> Result<usize> {
-        let mut headers = Vec::new();
-        for (name, value) in &spec.headers.0 {
-            headers.push((name.as_slice().to_vec(), self.resolve(value)?));
-        }
-        let token = match &spec.token {
-            None => None,
-            Some(TokenRef::Name(name)) => Some(
-                self.tokens
-                    .get(name)
-                    .ok_or_else(|| anyhow!("unknown token {name:?}"))?
-                    .clone(),
-            ),
-            Some(TokenRef::Inline(inline)) => Some(self.mint(inline, self.now_ms())?),
-        };
-        if let Some(token) = token {
-            headers.push((
-                b"authorization".to_vec(),
-                format!("Bearer {token}").into_bytes(),
-            ));
-        }
-        let request = Request {
-            method: spec.method.as_slice().to_vec(),
-            path: self.resolve(&spec.path)?,
-            authority: spec.authority.as_slice().to_vec(),
-            headers,
-            body: spec.body.as_ref().map(|b| b.as_slice().to_vec()),
-        };
+        let now_ms = self.now_ms();
+        let request = request(spec, &self.tokens, self.keys, self.loaded, now_ms)?;
         let index = self.proxy.send(spec.worker, &request);
         if spec.wait {
             let max =
@@ -688,7 +736,7 @@ fn headers_json(headers: &[(Vec<u8>, Vec<u8>)]) -> Value {
     Value::Object(map)
 }
 
-fn check_request(e: &Expect, outcome: Option<&Outcome>) -> Result<()> {
+pub(crate) fn check_request(e: &Expect, outcome: Option<&Outcome>) -> Result<()> {
     let Some(o) = outcome else {
         return match e.pending {
             Some(true) => Ok(()),

@@ -12,10 +12,15 @@ pub struct Request {
     pub method: String,
     /// The request target as sent (path and query).
     pub target: String,
-    /// Header names lowercased, in order.
+    /// Header names lowercased, in order (bytes that are not UTF-8 as U+FFFD).
     pub headers: Vec<(String, String)>,
+    /// The same headers with their values' bytes as sent.
+    pub raw_headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub body: Vec<u8>,
 }
+
+/// What answers a request.
+pub type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
 
 pub enum Reply {
     Respond {
@@ -30,6 +35,9 @@ pub enum Reply {
     /// Abort the connection without answering: a TCP reset (RST) where the platform allows
     /// it (Linux), else a plain close.
     Reset,
+    /// These bytes as they are (a whole answer, or part of one), then the connection closes
+    /// if `close`.
+    Raw { bytes: Vec<u8>, close: bool },
 }
 
 impl Reply {
@@ -51,14 +59,15 @@ impl Reply {
 }
 
 /// Accepts connections forever, each served on its own thread by `handler`.
-pub fn serve(listener: TcpListener, handler: Arc<dyn Fn(&Request) -> Reply + Send + Sync>) {
+pub fn serve(listener: TcpListener, handler: Arc<Handler>) {
     for stream in listener.incoming().flatten() {
         let handler = handler.clone();
         std::thread::spawn(move || connection(stream, handler.as_ref()));
     }
 }
 
-fn connection(stream: TcpStream, handler: &(dyn Fn(&Request) -> Reply + Send + Sync)) {
+/// Serves one connection's requests with `handler` until it closes.
+pub fn connection(stream: TcpStream, handler: &Handler) {
     let _ = stream.set_nodelay(true);
     let Ok(mut writer) = stream.try_clone() else {
         return;
@@ -94,6 +103,11 @@ fn connection(stream: TcpStream, handler: &(dyn Fn(&Request) -> Reply + Send + S
                 body,
             } => {
                 if write_reply(&mut writer, status, content_type, &body, close).is_err() || close {
+                    return;
+                }
+            }
+            Reply::Raw { bytes, close } => {
+                if writer.write_all(&bytes).is_err() || close {
                     return;
                 }
             }
@@ -142,31 +156,52 @@ fn reset(stream: &TcpStream) {
 }
 
 /// Reads one request; `Ok(None)` when the peer closed the connection between requests.
-fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, String> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+/// A line of the head, without its line end (header values may carry any bytes).
+fn read_line(reader: &mut impl BufRead) -> Result<Option<Vec<u8>>, String> {
+    let mut bytes = Vec::new();
+    if reader
+        .read_until(b'\n', &mut bytes)
+        .map_err(|e| e.to_string())?
+        == 0
+    {
         return Ok(None);
     }
+    while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        bytes.pop();
+    }
+    Ok(Some(bytes))
+}
+
+fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, String> {
+    let Some(line) = read_line(reader)? else {
+        return Ok(None);
+    };
+    let line = String::from_utf8_lossy(&line);
     let mut parts = line.split_whitespace();
     let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
         return Err("bad request line".into());
     };
     let (method, target) = (method.to_string(), target.to_string());
-    let mut headers = Vec::new();
+    let (mut headers, mut raw_headers) = (Vec::new(), Vec::new());
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
-            return Err("connection closed in the headers".into());
-        }
-        let line = line.trim_end();
+        let line = read_line(reader)?.ok_or("connection closed in the headers")?;
         if line.is_empty() {
             break;
         }
         if headers.len() >= MAX_HEAD_LINES {
             return Err("too many headers".into());
         }
-        let (name, value) = line.split_once(':').ok_or("bad header line")?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        let colon = line
+            .iter()
+            .position(|b| *b == b':')
+            .ok_or("bad header line")?;
+        let name = line[..colon].trim_ascii().to_ascii_lowercase();
+        let value = line[colon + 1..].trim_ascii().to_vec();
+        headers.push((
+            String::from_utf8_lossy(&name).into_owned(),
+            String::from_utf8_lossy(&value).into_owned(),
+        ));
+        raw_headers.push((name, value));
     }
     if headers.iter().any(|(k, _)| k == "transfer-encoding") {
         return Err("chunked bodies are not supported; send Content-Length".into());
@@ -184,6 +219,7 @@ fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, String> {
         method,
         target,
         headers,
+        raw_headers,
         body,
     }))
 }

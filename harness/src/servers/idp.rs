@@ -217,7 +217,7 @@ mod tests {
                     serde_json::from_str(&text).unwrap_or(Value::String(text)),
                 )
             }
-            Reply::Hold | Reply::Reset | Reply::Delayed(..) => (0, Value::Null),
+            Reply::Hold | Reply::Reset | Reply::Delayed(..) | Reply::Raw { .. } => (0, Value::Null),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Two small loopback demo servers for `make run` and the Envoy end-to-end tests: an identity
 //! provider (`harness idp`) and an echoing upstream (`harness upstream`).
 
-mod http;
+pub(crate) mod http;
 pub mod idp;
 pub mod upstream;
 

@@ -1,4 +1,5 @@
-//! Buffers: request body (0), response body (1), http-call response body (4), VM
+//! Buffers: request body (0), response body (1), http-call response body (4), gRPC
+//! call response message (5), VM
 //! configuration (6), plugin configuration (7), foreign function arguments (8).
 
 use anyhow::Result;
@@ -17,7 +18,7 @@ fn buffer_of(state: &mut VmState, kind: i32) -> Option<&mut Vec<u8>> {
             .streams
             .get_mut(&state.effective)
             .map(|s| &mut s.response_body),
-        4 => state.call_response.as_mut().map(|r| &mut r.body),
+        4 | 5 => state.call_response.as_mut().map(|r| &mut r.body),
         6 => Some(&mut state.vm_config),
         7 => Some(&mut state.plugin_config),
         8 => Some(&mut state.foreign_args),

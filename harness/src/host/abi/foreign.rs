@@ -27,7 +27,9 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
             let Some(args) = signature::parse_arguments(&args) else {
                 return Ok(BAD_ARGUMENT);
             };
-            let (ok, error) = signature::verify(&args);
+            let Some((ok, error)) = signature::verify(&args) else {
+                return Ok(BAD_ARGUMENT);
+            };
             give(
                 &mut c,
                 &signature::encode_result(ok, error),

@@ -6,7 +6,9 @@
 use anyhow::Result;
 use wasmtime::Linker;
 
-use super::{C, NOT_FOUND, OK, decode_map, encode_map, give, read, violation, write_u32};
+use super::{
+    BAD_ARGUMENT, C, NOT_FOUND, OK, decode_map, encode_map, give, read, violation, write_u32,
+};
 use crate::host::HeaderMap as Map;
 use crate::host::vm::VmState;
 
@@ -21,7 +23,7 @@ fn map_of(state: &mut VmState, map_type: i32) -> Option<&mut Map> {
                 &mut stream.response_headers
             })
         }
-        6 => state.call_response.as_mut().map(|r| &mut r.headers),
+        6 => state.call_response.as_mut()?.headers.as_mut(),
         _ => None,
     }
 }
@@ -90,6 +92,8 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
                     give(&mut c, &v, ret_ptr, ret_len)?;
                     Ok(OK)
                 }
+                // Envoy: a map the context does not have (a failed call's) is BAD_ARGUMENT.
+                None if map_of(c.data_mut(), map_type).is_none() => Ok(BAD_ARGUMENT),
                 None => Ok(NOT_FOUND),
             }
         },

@@ -1,15 +1,17 @@
 //! `proxy_http_call` with Envoy's checks: a known cluster and `:method`, `:path`, `:authority`
 //! present, else BAD_ARGUMENT. The answer comes from the cluster's script and is delivered
 //! later (never inside the dispatching callback) to the context that made the call.
+//! `proxy_get_status`: the VM's last call status (see `VmState::status`).
 
 use anyhow::Result;
 use wasmtime::Linker;
 
 use super::{
-    BAD_ARGUMENT, C, INTERNAL_FAILURE, OK, decode_map, read, read_string, violation, write_u32,
+    BAD_ARGUMENT, C, INTERNAL_FAILURE, OK, decode_map, give, read, read_string, violation,
+    write_u32,
 };
 use crate::host::vm::{Phase, VmState};
-use crate::host::world::{CallRecord, PendingCall};
+use crate::host::world::{CallRecord, Callout};
 
 pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap(
@@ -65,20 +67,24 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
                     at_ms: now,
                     timeout_ms,
                 });
-                let token = world.next_token;
-                world.next_token += 1;
-                let seq = world.next_seq;
-                world.next_seq += 1;
-                world.pending.push(PendingCall {
-                    vm: id,
-                    context,
-                    token,
-                    seq,
-                    delivery,
-                });
-                token
+                world.schedule(id, context, delivery, Callout::Http)
             };
             write_u32(&mut c, token_ptr, token)?;
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_status",
+        |mut c: C, code_ptr: i32, message_ptr: i32, message_len: i32| -> Result<i32> {
+            let (code, message) = c.data().status.clone();
+            write_u32(&mut c, code_ptr, code)?;
+            if message.is_empty() {
+                write_u32(&mut c, message_ptr, 0)?;
+                write_u32(&mut c, message_len, 0)?;
+            } else {
+                give(&mut c, &message, message_ptr, message_len)?;
+            }
             Ok(OK)
         },
     )?;

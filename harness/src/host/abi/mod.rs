@@ -6,6 +6,7 @@
 mod buffers;
 mod clock;
 mod foreign;
+mod grpc;
 mod headers;
 mod http_call;
 mod logging;
@@ -16,7 +17,7 @@ mod stream;
 mod wasi;
 
 use anyhow::{Result, anyhow};
-use wasmtime::{Caller, Linker, Module};
+use wasmtime::{Caller, ExternType, Linker, Module};
 
 use super::HeaderMap;
 use super::vm::VmState;
@@ -30,12 +31,16 @@ pub const EMPTY: i32 = 7;
 pub const CAS_MISMATCH: i32 = 8;
 pub const INTERNAL_FAILURE: i32 = 10;
 
+/// The end of the trap message of a host function the harness does not provide.
+pub const MISSING_HOST_FUNCTION: &str = "a host function the harness does not provide";
+
 /// Defines every host function the filter may import; anything else it imports traps when
-/// called (with the function's name), as an unimplemented host call would.
+/// called, with a message that names it.
 pub fn link(linker: &mut Linker<VmState>, module: &Module) -> Result<()> {
     buffers::link(linker)?;
     clock::link(linker)?;
     foreign::link(linker)?;
+    grpc::link(linker)?;
     headers::link(linker)?;
     http_call::link(linker)?;
     logging::link(linker)?;
@@ -44,7 +49,15 @@ pub fn link(linker: &mut Linker<VmState>, module: &Module) -> Result<()> {
     shared::link(linker)?;
     stream::link(linker)?;
     wasi::link(linker)?;
-    linker.define_unknown_imports_as_traps(module)?;
+    for import in module.imports() {
+        let (area, name) = (import.module().to_string(), import.name().to_string());
+        let ExternType::Func(ty) = import.ty() else {
+            continue;
+        };
+        let message = format!("{area}::{name}: {MISSING_HOST_FUNCTION}");
+        // Defining fails only for the names an ABI module defined above: those stay.
+        let _ = linker.func_new(&area, &name, ty, move |_, _, _| Err(anyhow!("{message}")));
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! `proxy_get_property` / `proxy_set_property`. Paths are NUL-joined segments. Served: the
 //! effective request's `request.*` (path, url_path, host, scheme, method, query), `plugin_name`,
-//! `plugin_root_id`, `plugin_vm_id`, and whatever the scenario or the filter sets. Values are
+//! `plugin_root_id`, `plugin_vm_id`, and whatever the request, the scenario or the filter
+//! sets (a request's own properties first). Values are
 //! bytes, as the request carried them.
 
 use anyhow::Result;
@@ -47,7 +48,12 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
                     .and_then(|name| request_property(c.data(), name)),
                 [b"plugin_name"] => Some(b"harness".to_vec()),
                 [b"plugin_root_id" | b"plugin_vm_id"] => Some(Vec::new()),
-                _ => c.data().world.borrow().properties.get(&path).cloned(),
+                _ => {
+                    let state = c.data();
+                    let stream = state.streams.get(&state.effective);
+                    let own = stream.and_then(|s| s.properties.get(&path)).cloned();
+                    own.or_else(|| state.world.borrow().properties.get(&path).cloned())
+                }
             };
             match value {
                 Some(v) => {

@@ -1,7 +1,8 @@
 //! Exercises the host's ABI areas, driven by request headers (see probe/scenarios/):
 //! - `x-probe-call: CLUSTER PATH`: http call from the stream; the answer's status (or
 //!   `failed`) and body length are added as request headers, then the request resumes
-//!   (counted in `probe_call_answers`); with `x-probe-then-continue` the stream goes on at
+//!   (counted in `probe_call_answers`; a call that failed without headers is `failed`,
+//!   unless `x-probe-read-failed` makes it read the absent headers anyway); with `x-probe-then-continue` the stream goes on at
 //!   once without waiting.
 //! - `x-probe-shared-set: KEY=VALUE`, `x-probe-shared-get: KEY` (adds `x-probe-shared`);
 //!   `x-probe-cas: KEY` writes twice with the same CAS (adds `x-probe-cas-result`).
@@ -12,6 +13,23 @@
 //!   in hex.
 //! - `x-probe-verify: garbage|empty`: calls `verify_signature`; adds `x-probe-verified`.
 //! - `x-probe-local: STATUS` (`x-probe-twice: 1` sends a second one), `x-probe-panic: 1`.
+//! - `x-probe-trace: KEY`: the stream's callbacks (with sizes and `end_of_stream`) are
+//!   recorded in order, and written to shared data `KEY` at `on_log`, `on_done` and when the
+//!   context is deleted (`delete`), so a later request reads the whole sequence.
+//! - `x-probe-names: 1`: adds request header `x-probe-request-names` (the names of the
+//!   request headers the filter sees, in order) and response header
+//!   `x-probe-response-names` (the same for the response).
+//! - `x-probe-get-status: 1` with `x-probe-call`: adds `x-probe-call-status`, what
+//!   `proxy_get_status` answers in `on_http_call_response` (`CODE MESSAGE`).
+//! - `x-probe-grpc: CLUSTER`: a gRPC call (`probe.Probe/Call`, message `ping`, 2 s); the
+//!   answer's status, message (`proxy_get_status`) and body length are added as request
+//!   headers `x-probe-grpc-status`, `x-probe-grpc-message`, `x-probe-grpc-body-len`, then
+//!   the request resumes.
+//! - `x-probe-grpc-local: CODE` (7, 16, else 13): a gRPC local response (`send_grpc_response`, message
+//!   `probe says no`).
+//! - `x-probe-pause-response: CLUSTER PATH`: `on_http_response_headers` makes that http
+//!   call and pauses the response; the answer adds response header `x-probe-resumed` (its
+//!   status) and resumes it.
 //! - Always: counter `probe_requests`, gauge `probe_gauge` = 7, histogram `probe_histogram`
 //!   (one value per request), adds `x-probe-added`, removes
 //!   `x-probe-remove-me`, adds response header `x-probe-response`, logs the path at debug.
@@ -24,7 +42,7 @@ use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, GrpcStatusCode, LogLevel, MapType, MetricType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
@@ -86,25 +104,102 @@ impl RootContext for Root {
         Some(ContextType::HttpContext)
     }
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Probe))
+        Some(Box::new(Probe::default()))
     }
 }
 
-struct Probe;
+#[derive(Default)]
+struct Probe {
+    /// `x-probe-trace`: the shared-data key the callbacks are written to, and them so far.
+    trace: Option<String>,
+    events: Vec<String>,
+    /// `x-probe-names`: report the response header names too.
+    names: bool,
+    /// `x-probe-pause-response`: the call to make from the response headers; then whether
+    /// its answer is awaited there.
+    pause_response: Option<String>,
+    response_paused: bool,
+}
+
+impl Probe {
+    /// Records a callback; with `write`, stores the sequence so far in shared data.
+    fn record(&mut self, event: String, write: bool) {
+        let Some(key) = &self.trace else { return };
+        self.events.push(event);
+        if write {
+            let _ = hostcalls::set_shared_data(key, Some(self.events.join(" ").as_bytes()), None);
+        }
+    }
+}
+
+fn header_names(map: MapType) -> String {
+    let names: Vec<String> = hostcalls::get_map(map)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    names.join(",")
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.record("delete".into(), true);
+    }
+}
 
 impl Context for Probe {
-    fn on_http_call_response(&mut self, _: u32, _: usize, body_size: usize, _: usize) {
+    fn on_http_call_response(&mut self, _: u32, headers: usize, body_size: usize, _: usize) {
         if let Ok(id) = hostcalls::define_metric(MetricType::Counter, "probe_call_answers") {
             let _ = hostcalls::increment_metric(id, 1);
         }
-        self.add_http_request_header("x-probe-status", &status_of(self));
+        if self.response_paused {
+            self.add_http_response_header("x-probe-resumed", &status_of(self));
+            self.resume_http_response();
+            return;
+        }
+        let read_anyway = self.get_http_request_header("x-probe-read-failed").is_some();
+        let status = if headers == 0 && !read_anyway {
+            "failed".to_string()
+        } else {
+            status_of(self)
+        };
+        self.add_http_request_header("x-probe-status", &status);
         self.add_http_request_header("x-probe-body-len", &body_size.to_string());
+        if self.get_http_request_header("x-probe-get-status").is_some() {
+            let (code, message) = self.get_grpc_status();
+            let status = match message {
+                Some(message) if !message.is_empty() => format!("{code} {message}"),
+                _ => code.to_string(),
+            };
+            self.add_http_request_header("x-probe-call-status", &status);
+        }
         self.resume_http_request();
+    }
+
+    fn on_grpc_call_response(&mut self, _: u32, status_code: u32, response_size: usize) {
+        let (_, message) = self.get_grpc_status();
+        self.add_http_request_header("x-probe-grpc-status", &status_code.to_string());
+        self.add_http_request_header("x-probe-grpc-message", &message.unwrap_or_default());
+        self.add_http_request_header("x-probe-grpc-body-len", &response_size.to_string());
+        self.resume_http_request();
+    }
+
+    fn on_done(&mut self) -> bool {
+        self.record("done".into(), true);
+        true
     }
 }
 
 impl HttpContext for Probe {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        self.trace = self.get_http_request_header("x-probe-trace");
+        self.pause_response = self.get_http_request_header("x-probe-pause-response");
+        self.record(format!("request_headers(eos={end_of_stream})"), false);
+        if self.get_http_request_header("x-probe-names").is_some() {
+            self.names = true;
+            let names = header_names(MapType::HttpRequestHeaders);
+            self.add_http_request_header("x-probe-request-names", &names);
+        }
         if let Ok(id) = hostcalls::define_metric(MetricType::Counter, "probe_requests") {
             let _ = hostcalls::increment_metric(id, 1);
         }
@@ -125,6 +220,33 @@ impl HttpContext for Probe {
                 self.send_http_response(500, vec![], None);
             }
             return Action::Pause;
+        }
+        if let Some(code) = self.get_http_request_header("x-probe-grpc-local") {
+            let code = match code.as_str() {
+                "7" => GrpcStatusCode::PermissionDenied,
+                "16" => GrpcStatusCode::Unauthenticated,
+                _ => GrpcStatusCode::Internal,
+            };
+            self.send_grpc_response(code, Some("probe says no"), vec![]);
+            return Action::Pause;
+        }
+        if let Some(cluster) = self.get_http_request_header("x-probe-grpc") {
+            let timeout = Duration::from_secs(2);
+            return match self.dispatch_grpc_call(
+                &cluster,
+                "probe.Probe",
+                "Call",
+                vec![],
+                Some(b"ping"),
+                timeout,
+            ) {
+                Ok(_) => Action::Pause,
+                Err(status) => {
+                    let body = format!("grpc dispatch: {status:?}");
+                    self.send_http_response(500, vec![], Some(body.as_bytes()));
+                    Action::Pause
+                }
+            };
         }
         if let Some(kv) = self.get_http_request_header("x-probe-shared-set") {
             let (k, v) = kv.split_once('=').unwrap_or((&kv, ""));
@@ -218,8 +340,36 @@ impl HttpContext for Probe {
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
-        self.add_http_response_header("x-probe-response", "1");
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        self.record(format!("request_body({size},eos={end_of_stream})"), false);
         Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        self.record(format!("response_headers(eos={end_of_stream})"), false);
+        if self.names {
+            let names = header_names(MapType::HttpResponseHeaders);
+            self.add_http_response_header("x-probe-response-names", &names);
+        }
+        self.add_http_response_header("x-probe-response", "1");
+        if let Some(target) = self.pause_response.take() {
+            let (cluster, path) = target.split_once(' ').unwrap_or((&target, "/"));
+            let headers = vec![(":method", "GET"), (":path", path), (":authority", "probe")];
+            let timeout = Duration::from_secs(2);
+            if self.dispatch_http_call(cluster, headers, None, vec![], timeout).is_ok() {
+                self.response_paused = true;
+                return Action::Pause;
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        self.record(format!("response_body({size},eos={end_of_stream})"), false);
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.record("log".into(), true);
     }
 }

@@ -1,0 +1,883 @@
+//! `harness run --envoy`: a scenario through a real Envoy instead of the harness's host. The
+//! filter runs in Envoy (V8) with the scenario's configuration; its clusters and the main
+//! route's upstream are loopback servers answering from the same scripts; requests go over
+//! TCP; expectations are checked against what comes back, what the servers saw, Envoy's
+//! `/stats` and its log. Virtual time becomes real waits, up to a bound. A scenario that
+//! cannot run this way is skipped with the reason, never passed.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+
+use super::bytes::Bytes;
+use super::expect::check;
+use super::load::Loaded;
+use super::model::{Expect, RequestSpec, Scenario, Script, Step};
+use super::run::{build_clusters, build_routes, check_request, mint, request, with_jwks};
+use crate::host::upstream::{Answer, Clusters, Routes};
+use crate::host::{HeaderMap, Outcome, Request};
+use crate::keys::KeyRing;
+use crate::servers::http::{self, Reply};
+use crate::time::parse_millis;
+
+/// The most real time a scenario may ask to wait (advances, answer delays).
+const MAX_WAIT_MS: i64 = 3_000;
+/// How long a request may take in Envoy before it counts as unanswered.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a scenario went in Envoy.
+pub enum Verdict {
+    Pass,
+    Fail(String),
+    /// It cannot run in Envoy: why.
+    Skip(String),
+}
+
+/// Runs scenarios through Envoy; keeps generated keys across them.
+pub struct EnvoyRunner {
+    envoy: PathBuf,
+    wasm: PathBuf,
+    work: PathBuf,
+    keys: KeyRing,
+    runs: usize,
+}
+
+impl EnvoyRunner {
+    pub fn new(envoy: &Path, wasm: &Path, work: &Path) -> Result<EnvoyRunner> {
+        std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+        Ok(EnvoyRunner {
+            envoy: envoy.to_path_buf(),
+            wasm: std::fs::canonicalize(wasm)
+                .with_context(|| format!("reading {}", wasm.display()))?,
+            work: work.to_path_buf(),
+            keys: KeyRing::default(),
+            runs: 0,
+        })
+    }
+
+    pub fn run(&mut self, loaded: &Loaded) -> Verdict {
+        if let Some(why) = unsupported(&loaded.scenario) {
+            return Verdict::Skip(why);
+        }
+        self.runs += 1;
+        let dir = self.work.join(format!("scenario-{}", self.runs));
+        match self.try_run(loaded, &dir) {
+            Ok(verdict) => verdict,
+            Err(e) => Verdict::Fail(format!("{e:#} (Envoy's log: {})", dir.display())),
+        }
+    }
+
+    fn try_run(&mut self, loaded: &Loaded, dir: &Path) -> Result<Verdict> {
+        let s = &loaded.scenario;
+        std::fs::create_dir_all(dir)?;
+        let clusters = build_clusters(
+            &s.upstreams,
+            &mut self.keys,
+            &loaded.dir,
+            Clusters::default(),
+        )?;
+        let mut backend = Routes::default();
+        build_routes(&s.backend, &mut self.keys, &loaded.dir, &mut backend)?;
+        let names = clusters.names();
+        let shared = Arc::new(Mutex::new(Shared {
+            clusters,
+            backend,
+            calls: Vec::new(),
+            upstream: Vec::new(),
+        }));
+        let mut servers = Vec::new();
+        let mut ports = BTreeMap::new();
+        for name in names.iter().map(Some).chain([None]) {
+            let server = Server::start(shared.clone(), name.cloned())?;
+            ports.insert(name.cloned(), server.port);
+            servers.push(server);
+        }
+        let plugin_config = match &s.config {
+            Value::String(text) => Value::String(text.clone()),
+            other => {
+                Value::String(with_jwks(other.clone(), &mut self.keys, &loaded.dir)?.to_string())
+            }
+        };
+        let config = envoy_config(s, &plugin_config, &self.wasm, &ports)?;
+        let config_path = dir.join("envoy.json");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+        let mut envoy = Envoy::start(&self.envoy, &config_path, dir, s)?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as u64;
+        let mut tokens = BTreeMap::new();
+        for (name, spec) in &s.tokens {
+            let minted = mint(&mut self.keys, loaded, spec, now_ms)
+                .with_context(|| format!("token {name:?}"))?;
+            tokens.insert(name.clone(), minted);
+        }
+        let mut run = Play {
+            loaded,
+            keys: &mut self.keys,
+            shared,
+            tokens,
+            envoy: &mut envoy,
+            pending: BTreeMap::new(),
+            log_seen: 0,
+        };
+        let verdict = run.play();
+        envoy.stop();
+        for server in servers {
+            server.stop();
+        }
+        verdict
+    }
+}
+
+/// Why `s` cannot run in Envoy, if it cannot.
+fn unsupported(s: &Scenario) -> Option<String> {
+    if s.start.is_some() {
+        return Some("a fixed start time (Envoy runs on the real clock)".into());
+    }
+    if !s.properties.is_empty() {
+        return Some("properties (Envoy serves its own)".into());
+    }
+    if !s.verify_signature {
+        return Some("verify_signature false (Envoy always offers it)".into());
+    }
+    let scripts = s
+        .upstreams
+        .values()
+        .flat_map(|r| r.values())
+        .chain(s.backend.values());
+    for script in scripts {
+        let answers = match script {
+            Script::One(a) => std::slice::from_ref(a),
+            Script::Many(list) => list.as_slice(),
+        };
+        for a in answers {
+            if a.fail.as_deref() == Some("unreachable") {
+                return Some("an unreachable answer (a loopback server always connects)".into());
+            }
+            if a.grpc_status.is_some() || a.grpc_message.is_some() {
+                return Some("gRPC answers (no gRPC server here)".into());
+            }
+            let delay = a
+                .delay
+                .as_deref()
+                .map(parse_millis)
+                .transpose()
+                .ok()
+                .flatten();
+            if delay.unwrap_or(0) > MAX_WAIT_MS {
+                return Some(format!(
+                    "an answer delayed beyond {MAX_WAIT_MS} ms of real time"
+                ));
+            }
+        }
+    }
+    if s.backend.values().any(|script| match script {
+        Script::One(a) => a.fail.as_deref() == Some("hang"),
+        Script::Many(list) => list.iter().any(|a| a.fail.as_deref() == Some("hang")),
+    }) {
+        return Some("a hanging main upstream (Envoy's 15 s route timeout)".into());
+    }
+    let mut waited = 0;
+    let workers = s.workers.unwrap_or(1);
+    for step in &s.steps {
+        if step.cancel.is_some() || step.crash.is_some() || step.reload.is_some() {
+            return Some("cancel, crash or reload steps".into());
+        }
+        if step.restart.is_some() {
+            return Some("restart steps".into());
+        }
+        if let Some(r) = &step.request {
+            if refused_by_codec(r) {
+                return Some("a request Envoy's HTTP/1 codec refuses before any filter".into());
+            }
+
+            if r.worker > 0 || (workers > 1 && r.wait) {
+                return Some("requests for a given worker (Envoy picks the worker)".into());
+            }
+            if !r.properties.is_empty() {
+                return Some("request properties (Envoy serves its own)".into());
+            }
+        }
+        if let Some(by) = &step.advance {
+            waited += parse_millis(by).unwrap_or(i64::MAX);
+            if waited > MAX_WAIT_MS {
+                return Some(format!("advancing beyond {MAX_WAIT_MS} ms of real time"));
+            }
+        }
+        if let Some(e) = &step.expect
+            && (e.violations.is_some() || e.took_ms.is_some())
+        {
+            return Some("violations or took_ms (not observable in Envoy)".into());
+        }
+    }
+    None
+}
+
+/// Whether Envoy's HTTP/1 codec answers 400 to `r` itself (tests/e2e/ENVOY-FACTS.md): a
+/// method, path or authority with bytes outside visible ASCII, `#`, a path not starting with
+/// `/`; a header name that is not a token, a value with NUL, CR or LF.
+fn refused_by_codec(r: &RequestSpec) -> bool {
+    let visible = |b: &Bytes| {
+        b.as_slice()
+            .iter()
+            .all(|c| c.is_ascii_graphic() && *c != b'#')
+    };
+    let token = |b: &Bytes| {
+        !b.as_slice().is_empty()
+            && b.as_slice()
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(c))
+    };
+    let value = |b: &Bytes| !b.as_slice().iter().any(|c| matches!(c, 0 | b'\r' | b'\n'));
+    !visible(&r.method)
+        || !visible(&r.path)
+        || !visible(&r.authority)
+        || !r.path.as_slice().starts_with(b"/")
+        || r.headers.0.iter().any(|(k, v)| !token(k) || !value(v))
+}
+
+/// What the loopback servers share with the run.
+struct Shared {
+    clusters: Clusters,
+    backend: Routes,
+    /// Every call a cluster server received: (cluster, path).
+    calls: Vec<(String, String)>,
+    /// The headers of every request the main upstream received, in order.
+    upstream: Vec<HeaderMap>,
+}
+
+/// A loopback server for a cluster (`Some(name)`) or the main route's upstream (`None`).
+struct Server {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Server {
+    fn start(shared: Arc<Mutex<Shared>>, cluster: Option<String>) -> Result<Server> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let handler: Arc<http::Handler> =
+            Arc::new(move |r: &http::Request| answer(&shared, cluster.as_deref(), r));
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let handler = handler.clone();
+                std::thread::spawn(move || http::connection(stream, handler.as_ref()));
+            }
+        });
+        Ok(Server { port, stop, thread })
+    }
+
+    /// Stops accepting (a last connection wakes the accept loop); open connections end with
+    /// the process.
+    fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = self.thread.join();
+    }
+}
+
+/// A server's reply to `r`: the script's answer (the main upstream's default is the echo).
+fn answer(shared: &Mutex<Shared>, cluster: Option<&str>, r: &http::Request) -> Reply {
+    let Ok(mut shared) = shared.lock() else {
+        return Reply::Reset;
+    };
+    let answer = match cluster {
+        Some(name) => {
+            shared.calls.push((name.to_string(), r.target.clone()));
+            Some(shared.clusters.answer(name, &r.target))
+        }
+        None => {
+            let mut seen: HeaderMap = vec![
+                (b":authority".to_vec(), header(r, "host").into_bytes()),
+                (b":path".to_vec(), r.target.clone().into_bytes()),
+                (b":method".to_vec(), r.method.clone().into_bytes()),
+                (b":scheme".to_vec(), b"http".to_vec()),
+            ];
+            seen.extend(r.raw_headers.iter().filter(|(k, _)| k != b"host").cloned());
+            shared.upstream.push(seen);
+            shared.backend.next(&r.target)
+        }
+    };
+    // The harness's echo, with the same headers (no `connection`, say).
+    let answer = answer.unwrap_or_else(|| {
+        let echo = crate::servers::upstream::echo(
+            &r.method,
+            &r.target,
+            r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        Answer::Respond {
+            status: b"200".to_vec(),
+            headers: vec![(b"content-type".to_vec(), b"application/json".to_vec())],
+            body: echo.to_string().into_bytes(),
+            delay_ms: 0,
+        }
+    });
+    match answer {
+        Answer::Respond {
+            status,
+            headers,
+            body,
+            delay_ms,
+        } => {
+            let mut head = b"HTTP/1.1 ".to_vec();
+            head.extend(&status);
+            head.extend(b" X\r\n");
+            for (k, v) in headers.iter().filter(|(k, _)| k != b"content-length") {
+                head.extend(k);
+                head.extend(b": ");
+                head.extend(v);
+                head.extend(b"\r\n");
+            }
+            head.extend(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+            head.extend(body);
+            delayed(
+                delay_ms,
+                Reply::Raw {
+                    bytes: head,
+                    close: false,
+                },
+            )
+        }
+        Answer::Hang => Reply::Hold,
+        // Headers promising more than is sent, then the connection closes: a reset mid-answer.
+        Answer::Reset { delay_ms } => delayed(
+            delay_ms,
+            Reply::Raw {
+                bytes: b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart".to_vec(),
+                close: true,
+            },
+        ),
+        Answer::Close { delay_ms } => delayed(
+            delay_ms,
+            Reply::Raw {
+                bytes: Vec::new(),
+                close: true,
+            },
+        ),
+        Answer::Unreachable => Reply::Reset,
+    }
+}
+
+fn delayed(ms: u64, reply: Reply) -> Reply {
+    Reply::Delayed(Duration::from_millis(ms), Box::new(reply))
+}
+
+fn header(r: &http::Request, name: &str) -> String {
+    r.headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+/// Envoy's configuration (JSON, which Envoy reads as YAML): a listener whose one route goes
+/// to the main upstream through the filter, the scenario's clusters, admin on port 0.
+fn envoy_config(
+    s: &Scenario,
+    plugin_config: &Value,
+    wasm: &Path,
+    ports: &BTreeMap<Option<String>, u16>,
+) -> Result<Value> {
+    let cluster = |name: &str, port: u16| {
+        json!({
+            "name": name, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
+        })
+    };
+    let backend_port = ports
+        .get(&None)
+        .copied()
+        .ok_or_else(|| anyhow!("no main upstream"))?;
+    let mut clusters = vec![cluster("harness_backend", backend_port)];
+    for (name, port) in ports {
+        if let Some(name) = name {
+            clusters.push(cluster(name, *port));
+        }
+    }
+    let text = |v: &Value| match v {
+        Value::String(t) => t.clone(),
+        other => other.to_string(),
+    };
+    let mut vm_config = json!({
+        "vm_id": s.vm_id, "runtime": "envoy.wasm.runtime.v8",
+        "code": {"local": {"filename": wasm}}
+    });
+    if let Some(v) = &s.vm_config {
+        vm_config["configuration"] =
+            json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": text(v)});
+    }
+    let filter = json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "harness", "root_id": "", "vm_config": vm_config,
+                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": text(plugin_config)}
+            }
+        }
+    });
+    Ok(json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "main",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "ingress",
+                        "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"],
+                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "harness_backend"}}]}]},
+                        "http_filters": [filter, {"name": "envoy.filters.http.router", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
+                    }
+                }]}]
+            }],
+            "clusters": clusters
+        }
+    }))
+}
+
+/// A running Envoy (or one that refused its configuration).
+struct Envoy {
+    child: Child,
+    log: PathBuf,
+    admin: u16,
+    /// The listener's port; `None` when Envoy refused the configuration and exited.
+    port: Option<u16>,
+}
+
+impl Envoy {
+    fn start(binary: &Path, config: &Path, dir: &Path, s: &Scenario) -> Result<Envoy> {
+        let log = dir.join("envoy.log");
+        let admin_path = dir.join("admin-address");
+        let _ = std::fs::remove_file(&admin_path);
+        let level = s.log_level.clone().unwrap_or_else(|| "trace".into());
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(config)
+            .args(["--disable-hot-restart", "--concurrency"])
+            .arg(s.workers.unwrap_or(1).to_string())
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .args(["-l", "info", "--component-log-level"])
+            .arg(format!("wasm:{level}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut envoy = Envoy {
+            child,
+            log,
+            admin: 0,
+            port: None,
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if envoy.child.try_wait()?.is_some() {
+                return Ok(envoy);
+            }
+            let address = std::fs::read_to_string(&admin_path).unwrap_or_default();
+            if let Some(port) = address
+                .trim()
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+            {
+                envoy.admin = port;
+                if get(port, "/ready").is_ok_and(|(status, _)| status == 200) {
+                    let (_, body) = get(port, "/listeners?format=json")?;
+                    let listeners: Value = serde_json::from_slice(&body)?;
+                    let port = listeners["listener_statuses"][0]["local_address"]["socket_address"]
+                        ["port_value"]
+                        .as_u64()
+                        .ok_or_else(|| anyhow!("no listener port in /listeners"))?;
+                    envoy.port = Some(port as u16);
+                    return Ok(envoy);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        envoy.stop();
+        bail!("Envoy was not ready within {READY_TIMEOUT:?}")
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The filter's log lines as `[level] message`, and the VM failures Envoy logged.
+    fn log(&self) -> (Vec<String>, Vec<String>) {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let (mut lines, mut failures) = (Vec::new(), Vec::new());
+        for line in text.lines() {
+            if let Some(at) = line.find("wasm log ") {
+                let level = line.split("][").nth(2).unwrap_or("info");
+                let rest = &line[at + "wasm log ".len()..];
+                let message = rest.split_once(": ").map_or(rest, |(_, m)| m);
+                lines.push(format!("[{level}] {message}"));
+            } else if line.contains("Function: ") && line.contains(" failed") {
+                failures.push(line.to_string());
+            } else if !line.starts_with('[')
+                && let Some(last) = lines.last_mut()
+            {
+                // A message over several lines (a panic's) continues without a prefix.
+                last.push('\n');
+                last.push_str(line);
+            }
+        }
+        (lines, failures)
+    }
+
+    /// `wasmcustom.*` stats: name → value (histograms have none).
+    fn metrics(&self) -> Result<BTreeMap<String, Option<i64>>> {
+        let (_, body) = get(self.admin, "/stats?filter=%5Ewasmcustom%5C.")?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        Ok(text
+            .lines()
+            .filter_map(|l| l.strip_prefix("wasmcustom."))
+            .filter_map(|l| l.split_once(": "))
+            .map(|(name, value)| (name.to_string(), value.trim().parse().ok()))
+            .collect())
+    }
+}
+
+/// A GET to Envoy's admin port: status and body.
+fn get(port: u16, target: &str) -> Result<(u16, Vec<u8>)> {
+    let request = Request {
+        method: b"GET".to_vec(),
+        path: target.as_bytes().to_vec(),
+        authority: b"admin".to_vec(),
+        headers: Vec::new(),
+        body: None,
+        properties: BTreeMap::new(),
+    };
+    let (status, _, body) = exchange(port, &request)?;
+    Ok((status, body))
+}
+
+/// Sends `r` on a new connection and reads the whole answer: status, headers, body.
+fn exchange(port: u16, r: &Request) -> Result<(u16, HeaderMap, Vec<u8>)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    let mut out = Vec::new();
+    for part in [
+        &r.method[..],
+        b" ",
+        &r.path,
+        b" HTTP/1.1\r\nhost: ",
+        &r.authority,
+        b"\r\n",
+    ] {
+        out.extend(part);
+    }
+    for (k, v) in &r.headers {
+        for part in [&k[..], b": ", v, b"\r\n"] {
+            out.extend(part);
+        }
+    }
+    let has_length = r
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case(b"content-length"));
+    if let (Some(body), false) = (&r.body, has_length) {
+        out.extend(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend(b"\r\n");
+    out.extend(r.body.as_deref().unwrap_or_default());
+    stream.write_all(&out)?;
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line)?;
+    let status = String::from_utf8_lossy(&line)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("no answer (the connection closed)"))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_until(b'\n', &mut line)?;
+        let text = line.strip_suffix(b"\r\n").unwrap_or(&line);
+        if text.is_empty() {
+            break;
+        }
+        let at = text.iter().position(|b| *b == b':').unwrap_or(text.len());
+        let value = text.get(at + 1..).unwrap_or_default();
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        headers.push((text[..at].to_ascii_lowercase(), value.to_vec()));
+    }
+    let length = headers
+        .iter()
+        .find(|(k, _)| k == b"content-length")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<usize>().ok());
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == b"transfer-encoding" && v.eq_ignore_ascii_case(b"chunked"));
+    let mut body = Vec::new();
+    match length {
+        Some(n) => {
+            body.resize(n, 0);
+            reader.read_exact(&mut body)?;
+        }
+        None if chunked => loop {
+            line.clear();
+            reader.read_until(b'\n', &mut line)?;
+            let size = std::str::from_utf8(&line)?.trim();
+            let size = usize::from_str_radix(size.split(';').next().unwrap_or(size), 16)?;
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend(&chunk[..size]);
+        },
+        None => {
+            reader.read_to_end(&mut body)?;
+        }
+    }
+    Ok((status, headers, body))
+}
+
+/// A request sent: still open (its client thread, and how many requests the main upstream
+/// had seen before it), or answered.
+enum Sent {
+    Open(JoinHandle<Result<(u16, HeaderMap, Vec<u8>)>>, usize),
+    Done(Outcome),
+}
+
+/// One scenario's steps in Envoy.
+struct Play<'a> {
+    loaded: &'a Loaded,
+    keys: &'a mut KeyRing,
+    shared: Arc<Mutex<Shared>>,
+    tokens: BTreeMap<String, String>,
+    envoy: &'a mut Envoy,
+    /// Requests by id.
+    pending: BTreeMap<String, Sent>,
+    log_seen: usize,
+}
+
+impl Play<'_> {
+    fn play(&mut self) -> Result<Verdict> {
+        let s = &self.loaded.scenario;
+        let expects_refusal = s
+            .steps
+            .first()
+            .and_then(|st| st.expect.as_ref())
+            .and_then(|e| e.configured)
+            == Some(false);
+        match (self.envoy.port, expects_refusal) {
+            (None, false) => bail!("configuration: expected accepted, actual Envoy exited"),
+            (None, true) if s.steps.iter().any(|st| st.request.is_some()) => {
+                return Ok(Verdict::Skip(
+                    "Envoy refused the configuration as expected, and exited: no requests to send"
+                        .into(),
+                ));
+            }
+            (None, true) => return Ok(Verdict::Pass),
+            (Some(_), true) => bail!("configuration: expected rejected, actual accepted"),
+            (Some(_), false) => {}
+        }
+        for (i, step) in s.steps.iter().enumerate() {
+            if let Some(why) = self.step(step).with_context(|| format!("step {}", i + 1))? {
+                return Ok(Verdict::Skip(format!("step {}: {why}", i + 1)));
+            }
+        }
+        Ok(Verdict::Pass)
+    }
+
+    /// Runs a step; `Some(why)` when it cannot be checked in Envoy.
+    fn step(&mut self, step: &Step) -> Result<Option<String>> {
+        let port = self
+            .envoy
+            .port
+            .ok_or_else(|| anyhow!("Envoy is not running"))?;
+        let mut outcome = None;
+        if let Some(spec) = &step.request {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis() as u64;
+            let r = request(spec, &self.tokens, self.keys, self.loaded, now_ms)?;
+            let padded = |v: &[u8]| {
+                let outer = |c: Option<&u8>| c.is_some_and(|c| *c == b' ' || *c == b'\t');
+                outer(v.first()) || outer(v.last())
+            };
+            if r.headers.iter().any(|(_, v)| padded(v)) {
+                return Ok(Some(
+                    "a header value with outer whitespace (Envoy's codec trims it)".into(),
+                ));
+            }
+            let before = self.upstream_count();
+            let thread = std::thread::spawn(move || exchange(port, &r));
+            if !spec.wait {
+                // Left paused in the harness: here it may be answered quickly, or wait.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let id = spec.id.clone().unwrap_or_default();
+            if spec.wait || thread.is_finished() {
+                let done = self.outcome(thread, before)?;
+                self.pending.insert(id, Sent::Done(done.clone()));
+                outcome = Some(done);
+            } else {
+                self.pending.insert(id, Sent::Open(thread, before));
+            }
+        }
+        if let Some(by) = &step.advance {
+            std::thread::sleep(Duration::from_millis(parse_millis(by)?.max(0) as u64));
+        }
+        if let Some(routes) = &step.upstream {
+            let mut shared = self
+                .shared
+                .lock()
+                .map_err(|_| anyhow!("a server panicked"))?;
+            let current = std::mem::take(&mut shared.clusters);
+            shared.clusters = build_clusters(routes, self.keys, &self.loaded.dir, current)?;
+        }
+        if let Some(routes) = &step.backend {
+            let mut shared = self
+                .shared
+                .lock()
+                .map_err(|_| anyhow!("a server panicked"))?;
+            build_routes(routes, self.keys, &self.loaded.dir, &mut shared.backend)?;
+        }
+        if let Some(id) = &step.await_id {
+            outcome = Some(match self.pending.remove(id) {
+                Some(Sent::Open(thread, before)) => self.outcome(thread, before)?,
+                Some(Sent::Done(done)) => done,
+                None => bail!("no request with id {id:?}"),
+            });
+        }
+        let empty = Expect::default();
+        self.check(step.expect.as_ref().unwrap_or(&empty), outcome.as_ref())
+    }
+
+    fn upstream_count(&self) -> usize {
+        self.shared.lock().map_or(0, |s| s.upstream.len())
+    }
+
+    /// The outcome of a request sent on `thread`, the main upstream having seen `before`
+    /// requests when it was sent.
+    fn outcome(
+        &self,
+        thread: JoinHandle<Result<(u16, HeaderMap, Vec<u8>)>>,
+        before: usize,
+    ) -> Result<Outcome> {
+        let (status, headers, body) = thread
+            .join()
+            .map_err(|_| anyhow!("the client thread panicked"))??;
+        let upstream = self
+            .shared
+            .lock()
+            .ok()
+            .and_then(|s| s.upstream.get(before).cloned());
+        Ok(Outcome {
+            status,
+            headers,
+            body,
+            upstream,
+            by: "envoy",
+        })
+    }
+
+    fn check(&mut self, e: &Expect, outcome: Option<&Outcome>) -> Result<Option<String>> {
+        let request_fields = e.status.is_some()
+            || e.headers.is_some()
+            || e.body.is_some()
+            || e.upstream.is_some()
+            || e.upstream_headers.is_some()
+            || e.pending.is_some();
+        if request_fields && (outcome.is_some() || e.pending != Some(true)) {
+            let outcome = outcome
+                .ok_or_else(|| anyhow!("request expectations need a request or await step"))?;
+            check_request(e, Some(outcome))?;
+        }
+        if let Some(configured) = e.configured
+            && !configured
+        {
+            bail!("configured: expected false, actual true");
+        }
+        let (lines, failures) = self.envoy.log();
+        let new_failures = &failures[self.log_seen.min(failures.len())..];
+        match &e.broken {
+            Some(expected) if expected.is_empty() != failures.is_empty() => {
+                bail!("broken workers: expected {expected:?}, actual VM failures {failures:?}")
+            }
+            None if !new_failures.is_empty() => {
+                bail!("the filter trapped: {}", new_failures.join("; "))
+            }
+            _ => {}
+        }
+        self.log_seen = failures.len();
+        if let Some(calls) = &e.calls {
+            let shared = self
+                .shared
+                .lock()
+                .map_err(|_| anyhow!("a server panicked"))?;
+            for (what, expected) in calls {
+                let (cluster, path) = what
+                    .split_once(' ')
+                    .map_or((what.as_str(), None), |(c, p)| (c, Some(p)));
+                let actual = shared
+                    .calls
+                    .iter()
+                    .filter(|(c, p)| c == cluster && path.is_none_or(|want| p == want))
+                    .count();
+                check(
+                    expected,
+                    Some(&Value::from(actual)),
+                    &format!("calls {what:?}"),
+                )
+                .map_err(|m| anyhow!(m))?;
+            }
+        }
+        if let Some(metrics) = &e.metrics {
+            let actual = self.envoy.metrics()?;
+            for (name, expected) in metrics {
+                let value = match actual.get(name) {
+                    None => None,
+                    Some(Some(v)) => Some(Value::from(*v)),
+                    Some(None) => {
+                        return Ok(Some(format!(
+                            "metric {name} is a histogram: /stats has no count"
+                        )));
+                    }
+                };
+                check(expected, value.as_ref(), &format!("metric {name}"))
+                    .map_err(|m| anyhow!(m))?;
+            }
+        }
+        for wanted in e.logs.iter().flatten() {
+            if !lines.iter().any(|l| l.contains(wanted.as_str())) {
+                let tail: Vec<&String> = lines.iter().rev().take(5).collect();
+                bail!("logs: expected a line containing {wanted:?}, actual last lines {tail:?}");
+            }
+        }
+        for banned in e.no_logs.iter().flatten() {
+            if let Some(line) = lines.iter().find(|l| l.contains(banned.as_str())) {
+                bail!("logs: expected no line containing {banned:?}, actual {line:?}");
+            }
+        }
+        Ok(None)
+    }
+}
