@@ -1,13 +1,14 @@
 //! The decision for one request: route rule, token, keys, signature, claims,
 //! authorization, and the header changes or the denial that follow.
 
-use crate::authz::{Denied, ProviderRequirement, Requirement};
-use crate::config::{Config, KeySource, Mode, Provider, Unmatched};
+use crate::authz::{Bound, ClaimCheck, Denied, ProviderRequirement, Requirement};
+use crate::config::{Config, CorsPreflight, KeySource, Mode, Provider, Unmatched};
 use crate::extract::{self, Extracted, TokenSource};
 use crate::jwks::{KeyError, KeySet};
 use crate::jws;
+use crate::path;
 use crate::request::{HeaderChanges, Request};
-use crate::response::{Denial, Failure, deny};
+use crate::response::{Denial, Failure, Served, deny};
 use crate::rules::{self, METHOD_OVERRIDE_HEADERS, Route};
 use crate::token_cache::{TokenCache, Verified};
 use crate::verify::SignatureVerifier;
@@ -49,6 +50,8 @@ pub enum Decision {
         provider: usize,
         unknown_kid: bool,
     },
+    /// The filter answers the request itself with a document.
+    Serve(Served),
 }
 
 /// A denial with the provider it concerns (for the log line).
@@ -108,6 +111,8 @@ pub struct Authenticator<V> {
     must_decode: Vec<String>,
     /// Verified tokens of this worker (the core is single-threaded per VM).
     cache: RefCell<TokenCache>,
+    /// Whether some rule names Envoy routes (only then is the `route_name` property read).
+    pub needs_route_name: bool,
 }
 
 impl<V: SignatureVerifier> Authenticator<V> {
@@ -126,10 +131,26 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 })
             }))
             .collect();
-        // A method override the filter cannot read could name any method.
-        if config.rules.iter().any(|r| !r.matcher.methods.is_empty()) {
+        // A method override the filter cannot read could name any method (and make a
+        // preflight that passes unchecked another request).
+        if config.cors_preflight == CorsPreflight::Pass
+            || config.rules.iter().any(|r| !r.matcher.methods.is_empty())
+        {
             must_decode.extend(METHOD_OVERRIDE_HEADERS.iter().map(|h| h.to_string()));
         }
+        // A header that a claim must equal.
+        must_decode.extend(
+            config
+                .rules
+                .iter()
+                .filter_map(|r| r.requires.as_ref())
+                .flat_map(Requirement::claim_checks)
+                .filter_map(|check| match check {
+                    ClaimCheck::EqualsHeader(_, header) => Some(header.clone()),
+                    _ => None,
+                }),
+        );
+        let needs_route_name = config.rules.iter().any(|r| !r.matcher.routes.is_empty());
         must_decode.sort();
         must_decode.dedup();
         Authenticator {
@@ -137,6 +158,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             verifier,
             must_decode,
             cache,
+            needs_route_name,
         }
     }
 
@@ -148,17 +170,49 @@ impl<V: SignatureVerifier> Authenticator<V> {
         counts
     }
 
-    /// Decides `req` at unix time `now` (seconds).
+    /// Decides `req` at unix time `now` (seconds), on no named Envoy route.
     pub fn decide(&self, req: &Request, now: u64, keys: &dyn KeyStore) -> Decision {
+        self.decide_on_route(req, None, now, keys)
+    }
+
+    /// Decides `req` at unix time `now` (seconds) on the Envoy route named `route_name`
+    /// (`None` where the host does not tell; rules that name routes then never match).
+    pub fn decide_on_route(
+        &self,
+        req: &Request,
+        route_name: Option<&str>,
+        now: u64,
+        keys: &dyn KeyStore,
+    ) -> Decision {
         if req.undecodable.iter().any(|h| self.must_decode.contains(h)) {
             return self.refused(req, Failure::InvalidRequest(UNDECODABLE.into()), None, None);
         }
+        if let Some(m) = &self.config.resource_metadata
+            && req.method() == "GET"
+            && req.path().split('?').next() == Some(m.path.as_str())
+        {
+            return Decision::Serve(Served::json(&m.document));
+        }
+        if self.config.cors_preflight == CorsPreflight::Pass && self.is_preflight(req) {
+            return Decision::Allow {
+                changes: self.changes(req, &[]),
+                reported: None,
+            };
+        }
         // Every rule some reading of the request lands on must pass (rules.rs).
-        let outcome = match rules::find(&self.config.rules, self.config.path_parameters, req) {
+        let found = rules::find(
+            &self.config.rules,
+            self.config.path_parameters,
+            req,
+            route_name,
+        );
+        let outcome = match &found {
             Ok(routes) => {
                 let allow_unmatched = self.config.unmatched == Unmatched::Allow;
-                let checks = routes.into_iter().filter_map(|route| match route {
-                    Route::Rule(rule) => rule.requires.as_ref().map(Ok),
+                let checks = routes.iter().filter_map(|route| match route {
+                    Route::Rule(rule, captures) => {
+                        rule.requires.as_ref().map(|r| Ok((r, captures.as_slice())))
+                    }
                     Route::Unmatched if allow_unmatched => None,
                     Route::Unmatched => Some(Err(Failure::AccessDenied)),
                 });
@@ -182,6 +236,16 @@ impl<V: SignatureVerifier> Authenticator<V> {
         }
     }
 
+    /// A CORS preflight: `OPTIONS` (and no method override), with `Origin` and
+    /// `Access-Control-Request-Method`, on a path the filter can read.
+    fn is_preflight(&self, req: &Request) -> bool {
+        let has = |name: &str| req.header_values(name).next().is_some();
+        has("origin")
+            && has("access-control-request-method")
+            && rules::only_method(req, "OPTIONS")
+            && path::read(req.path(), self.config.path_parameters).is_ok()
+    }
+
     /// A denial in enforce mode; in report mode, the request goes on with what it would
     /// have been denied for.
     fn refused(
@@ -191,8 +255,12 @@ impl<V: SignatureVerifier> Authenticator<V> {
         provider: Option<usize>,
         detail: Option<&'static str>,
     ) -> Decision {
+        let mut denial = deny(&self.config.realm, &failure, req);
+        if let Some(m) = &self.config.resource_metadata {
+            denial.add_resource_metadata(&m.url);
+        }
         let refusal = Refusal {
-            denial: deny(&self.config.realm, &failure),
+            denial,
             provider: provider.map(|i| self.config.providers[i].name.clone()),
             detail,
         };
@@ -205,20 +273,22 @@ impl<V: SignatureVerifier> Authenticator<V> {
         }
     }
 
+    /// `captures`: what the matched rule's path template captured.
     fn evaluate<'r>(
         &self,
         requirement: &Requirement,
+        captures: &[String],
         req: &'r Request,
         now: u64,
         keys: &dyn KeyStore,
     ) -> Outcome<'r> {
         match requirement {
-            Requirement::Provider(p) => self.evaluate_provider(p, req, now, keys),
+            Requirement::Provider(p) => self.evaluate_provider(p, captures, req, now, keys),
             Requirement::Any(list) => {
                 let (mut anonymous, mut pending, mut worst) =
                     (false, None, None::<(Failure, Option<usize>)>);
                 for r in list {
-                    match self.evaluate(r, req, now, keys) {
+                    match self.evaluate(r, captures, req, now, keys) {
                         Outcome::Pass(v) if !v.is_empty() => return Outcome::Pass(v),
                         Outcome::Pass(_) => anonymous = true,
                         Outcome::Pending {
@@ -246,26 +316,29 @@ impl<V: SignatureVerifier> Authenticator<V> {
                     Outcome::Fail(f, p)
                 }
             }
-            Requirement::All(list) => self.evaluate_all(list.iter().map(Ok), req, now, keys),
+            Requirement::All(list) => {
+                self.evaluate_all(list.iter().map(|r| Ok((r, captures))), req, now, keys)
+            }
         }
     }
 
-    /// Every check must pass (an `Err` is a failure already decided); the first failure
-    /// decides; a pending one waits for keys unless a later one fails.
+    /// Every check (a requirement with its rule's captures) must pass (an `Err` is a
+    /// failure already decided); the first failure decides; a pending one waits for keys
+    /// unless a later one fails.
     fn evaluate_all<'q, 'r>(
         &self,
-        checks: impl IntoIterator<Item = Result<&'q Requirement, Failure>>,
+        checks: impl IntoIterator<Item = Result<(&'q Requirement, &'q [String]), Failure>>,
         req: &'r Request,
         now: u64,
         keys: &dyn KeyStore,
     ) -> Outcome<'r> {
         let (mut passed, mut pending): (Vec<Passed>, _) = (Vec::new(), None);
         for check in checks {
-            let requirement = match check {
-                Ok(requirement) => requirement,
+            let (requirement, captures) = match check {
+                Ok(check) => check,
                 Err(failure) => return Outcome::Fail(failure, None),
             };
-            match self.evaluate(requirement, req, now, keys) {
+            match self.evaluate(requirement, captures, req, now, keys) {
                 Outcome::Pass(v) => {
                     for p in v {
                         // One token that passed two checks changes the headers once.
@@ -289,6 +362,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
     fn evaluate_provider<'r>(
         &self,
         requirement: &ProviderRequirement,
+        captures: &[String],
         req: &'r Request,
         now: u64,
         keys: &dyn KeyStore,
@@ -321,16 +395,22 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 };
             }
         };
-        if let Err(e) = provider
-            .claims
-            .check(verified.typ.as_deref(), &verified.claims, now)
-        {
+        if let Err(e) = provider.claims.check(
+            verified.typ.as_deref(),
+            &verified.claims,
+            now,
+            requirement.audiences.as_deref(),
+        ) {
             return fail(Failure::InvalidToken {
                 description: e.description,
                 expired: e.expired,
             });
         }
-        if let Err(denied) = requirement.authorization.check(&verified.claims) {
+        let bound = Bound {
+            request: req,
+            captures,
+        };
+        if let Err(denied) = requirement.authorization.check(&verified.claims, bound) {
             return fail(match denied {
                 Denied::Scope(scopes) => Failure::InsufficientScope {
                     description: "Insufficient Scope".into(),
@@ -452,6 +532,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 .cloned()
                 .collect(),
             set: Vec::new(),
+            properties: Vec::new(),
         };
         for v in verified {
             let provider: &Provider = &self.config.providers[v.provider];
@@ -468,6 +549,11 @@ impl<V: SignatureVerifier> Authenticator<V> {
             for (path, header) in &provider.claim_to_headers {
                 if let Some(value) = path.lookup(&v.token.claims).and_then(header_value) {
                     changes.set.push((header.clone(), value));
+                }
+            }
+            for (path, property) in &provider.claim_to_properties {
+                if let Some(value) = path.lookup(&v.token.claims).and_then(header_value) {
+                    changes.properties.push((property.clone(), value));
                 }
             }
         }
@@ -488,7 +574,7 @@ fn key_state<'k>(provider: &'k Provider, index: usize, keys: &'k dyn KeyStore) -
 /// Most bytes of a claim written into a header.
 const MAX_HEADER_VALUE: usize = 4096;
 
-/// A claim as a header value: strings as they are, numbers and booleans printed, arrays
+/// A claim as a header (or property) value: strings as they are, numbers and booleans printed, arrays
 /// of those joined with `,`. Objects, and values with control characters or too long,
 /// are not written.
 fn header_value(claim: &Value) -> Option<String> {

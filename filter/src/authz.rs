@@ -1,6 +1,7 @@
 //! Authorization: what a route requires of a verified token (providers combined with
 //! `any` / `all`, scopes, claim checks), and how claims are found by path.
 
+use crate::request::Request;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -20,6 +21,9 @@ pub struct ProviderRequirement {
     pub provider: usize,
     /// Optional authentication: no token passes anonymously; a bad token still fails.
     pub allow_missing: bool,
+    /// Replaces the provider's audiences for this requirement (Envoy's
+    /// `provider_and_audiences`).
+    pub audiences: Option<Vec<String>>,
     pub authorization: Authorization,
 }
 
@@ -38,6 +42,40 @@ pub enum ClaimCheck {
     Equals(ClaimPath, Value),
     Includes(ClaimPath, Vec<Value>),
     IncludesAny(ClaimPath, Vec<Value>),
+    /// The claim (a string, or a number as JSON writes it) equals the value the rule's path
+    /// template captured at this index.
+    EqualsParam(ClaimPath, usize),
+    /// The claim (an array, or a space-separated string) has the captured value as a member.
+    IncludesParam(ClaimPath, usize),
+    /// The request carries this header (lower-case name) exactly once, and its value equals
+    /// the claim as for `EqualsParam`.
+    EqualsHeader(ClaimPath, String),
+    /// Whether the claim is there (a `null` value counts as absent).
+    Present(ClaimPath, bool),
+    /// The claim is a string that starts with this.
+    Prefix(ClaimPath, String),
+    /// The claim, absent or list-like, has none of these as a member.
+    NotIncludes(ClaimPath, Vec<Value>),
+}
+
+/// What a check may compare claims with besides constants: the request, and the values the
+/// matched rule's path template captured.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound<'a> {
+    pub request: &'a Request,
+    pub captures: &'a [String],
+}
+
+impl Requirement {
+    /// Every claim check in this requirement and the ones it combines.
+    pub fn claim_checks(&self) -> Vec<&ClaimCheck> {
+        match self {
+            Requirement::Provider(p) => p.authorization.claims.iter().collect(),
+            Requirement::Any(list) | Requirement::All(list) => {
+                list.iter().flat_map(Requirement::claim_checks).collect()
+            }
+        }
+    }
 }
 
 /// Why an authenticated token is not allowed.
@@ -75,7 +113,7 @@ impl fmt::Display for ClaimPath {
 }
 
 impl Authorization {
-    pub fn check(&self, claims: &Map<String, Value>) -> Result<(), Denied> {
+    pub fn check(&self, claims: &Map<String, Value>, bound: Bound) -> Result<(), Denied> {
         if !self.scopes.is_empty() || !self.scopes_any.is_empty() {
             let granted = self.scope_claim.lookup(claims);
             let has = |s: &String| member(granted, |v| v.as_str() == Some(s), |w| w == s);
@@ -87,27 +125,76 @@ impl Authorization {
                 return Err(Denied::Scope(wanted));
             }
         }
-        self.claims.iter().try_for_each(|check| check.check(claims))
+        self.claims
+            .iter()
+            .try_for_each(|check| check.check(claims, bound))
     }
 }
 
 impl ClaimCheck {
-    fn check(&self, claims: &Map<String, Value>) -> Result<(), Denied> {
-        let path = match self {
+    pub fn path(&self) -> &ClaimPath {
+        match self {
             ClaimCheck::Equals(p, _)
             | ClaimCheck::Includes(p, _)
-            | ClaimCheck::IncludesAny(p, _) => p,
+            | ClaimCheck::IncludesAny(p, _)
+            | ClaimCheck::EqualsParam(p, _)
+            | ClaimCheck::IncludesParam(p, _)
+            | ClaimCheck::EqualsHeader(p, _)
+            | ClaimCheck::Present(p, _)
+            | ClaimCheck::Prefix(p, _)
+            | ClaimCheck::NotIncludes(p, _) => p,
+        }
+    }
+
+    fn check(&self, claims: &Map<String, Value>, bound: Bound) -> Result<(), Denied> {
+        let path = self.path();
+        let actual = match (self, path.lookup(claims).filter(|v| !v.is_null())) {
+            // Absence is what these two may ask for.
+            (ClaimCheck::Present(_, false) | ClaimCheck::NotIncludes(..), None) => return Ok(()),
+            (_, None) => return Err(Denied::Claim(format!("Missing '{path}' claim"))),
+            (_, Some(actual)) => actual,
         };
-        let Some(actual) = path.lookup(claims) else {
-            return Err(Denied::Claim(format!("Missing '{path}' claim")));
-        };
+        // A captured value is always there: the configuration names only captures of the
+        // rule's own template.
+        let captured = |i: &usize| bound.captures.get(*i).map(String::as_str);
         let ok = match self {
             ClaimCheck::Equals(_, want) => actual == want,
             ClaimCheck::Includes(_, want) => want.iter().all(|w| contains(actual, w)),
             ClaimCheck::IncludesAny(_, want) => want.iter().any(|w| contains(actual, w)),
+            ClaimCheck::EqualsParam(_, i) => captured(i).is_some_and(|v| same_text(actual, v)),
+            ClaimCheck::IncludesParam(_, i) => captured(i)
+                .is_some_and(|v| member(Some(actual), |e| e.as_str() == Some(v), |w| w == v)),
+            ClaimCheck::EqualsHeader(_, header) => {
+                let mut values = bound.request.header_values(header);
+                match (values.next(), values.next()) {
+                    (Some(value), None) => same_text(actual, value),
+                    _ => {
+                        return Err(Denied::Claim(format!(
+                            "Request header '{header}' must be sent once for the '{path}' claim check"
+                        )));
+                    }
+                }
+            }
+            ClaimCheck::Prefix(_, prefix) => actual
+                .as_str()
+                .is_some_and(|s| s.starts_with(prefix.as_str())),
+            ClaimCheck::NotIncludes(_, unwanted) => {
+                matches!(actual, Value::String(_) | Value::Array(_))
+                    && !unwanted.iter().any(|u| contains(actual, u))
+            }
+            ClaimCheck::Present(_, want) => *want,
         };
         ok.then_some(())
             .ok_or_else(|| Denied::Claim(format!("Unexpected '{path}' value")))
+    }
+}
+
+/// Whether a claim (a string, or a number as JSON writes it) is this text from the request.
+fn same_text(claim: &Value, text: &str) -> bool {
+    match claim {
+        Value::String(s) => s == text,
+        Value::Number(n) => n.to_string() == text,
+        _ => false,
     }
 }
 
@@ -140,6 +227,17 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    /// Checks claims for a request without headers on a rule without captures.
+    fn check(a: &Authorization, claims: Map<String, Value>) -> Result<(), Denied> {
+        a.check(
+            &claims,
+            Bound {
+                request: &Request::default(),
+                captures: &[],
+            },
+        )
+    }
+
     fn scopes(all: &[&str], any: &[&str], claim: &str) -> Authorization {
         Authorization {
             scope_claim: ClaimPath::dotted(claim),
@@ -153,25 +251,28 @@ mod tests {
     fn scopes_from_a_string_or_an_array() {
         let a = scopes(&["read:messages"], &[], "scope");
         assert_eq!(
-            a.check(&claims(json!({"scope": "openid read:messages"}))),
+            check(&a, claims(json!({"scope": "openid read:messages"}))),
             Ok(())
         );
         assert_eq!(
-            a.check(&claims(json!({"scope": ["read:messages"]}))),
+            check(&a, claims(json!({"scope": ["read:messages"]}))),
             Ok(())
         );
         let denied = Err(Denied::Scope(vec!["read:messages".into()]));
-        assert_eq!(a.check(&claims(json!({"scope": "read:messagesx"}))), denied);
-        assert_eq!(a.check(&claims(json!({"scope": "read"}))), denied);
-        assert_eq!(a.check(&claims(json!({}))), denied);
-        assert_eq!(a.check(&claims(json!({"scope": 1}))), denied);
         assert_eq!(
-            a.check(&claims(json!({"permissions": ["read:messages"]}))),
+            check(&a, claims(json!({"scope": "read:messagesx"}))),
+            denied
+        );
+        assert_eq!(check(&a, claims(json!({"scope": "read"}))), denied);
+        assert_eq!(check(&a, claims(json!({}))), denied);
+        assert_eq!(check(&a, claims(json!({"scope": 1}))), denied);
+        assert_eq!(
+            check(&a, claims(json!({"permissions": ["read:messages"]}))),
             denied
         );
         let p = scopes(&["read:messages"], &[], "permissions");
         assert_eq!(
-            p.check(&claims(json!({"permissions": ["read:messages"]}))),
+            check(&p, claims(json!({"permissions": ["read:messages"]}))),
             Ok(())
         );
     }
@@ -179,11 +280,11 @@ mod tests {
     #[test]
     fn all_and_any_scopes() {
         let a = scopes(&["a", "b"], &["x", "y"], "scope");
-        assert_eq!(a.check(&claims(json!({"scope": "a b y"}))), Ok(()));
-        assert!(a.check(&claims(json!({"scope": "a b"}))).is_err());
-        assert!(a.check(&claims(json!({"scope": "a x y"}))).is_err());
+        assert_eq!(check(&a, claims(json!({"scope": "a b y"}))), Ok(()));
+        assert!(check(&a, claims(json!({"scope": "a b"}))).is_err());
+        assert!(check(&a, claims(json!({"scope": "a x y"}))).is_err());
         let none_required = scopes(&[], &[], "scope");
-        assert_eq!(none_required.check(&claims(json!({}))), Ok(()));
+        assert_eq!(check(&none_required, claims(json!({}))), Ok(()));
     }
 
     #[test]
@@ -198,17 +299,17 @@ mod tests {
             ..scopes(&[], &[], "scope")
         };
         let ok = json!({"org": {"id": 42}, "https://example.com/roles": ["ops", "admin"], "groups": "x b"});
-        assert_eq!(a.check(&claims(ok.clone())), Ok(()));
+        assert_eq!(check(&a, claims(ok.clone())), Ok(()));
         let mut bad = ok.clone();
         bad["org"]["id"] = json!("42");
         assert_eq!(
-            a.check(&claims(bad)),
+            check(&a, claims(bad)),
             Err(Denied::Claim("Unexpected 'org.id' value".into()))
         );
         let mut bad = ok.clone();
         bad["https://example.com/roles"] = json!(["admin"]);
         assert_eq!(
-            a.check(&claims(bad)),
+            check(&a, claims(bad)),
             Err(Denied::Claim(
                 "Unexpected 'https://example.com/roles' value".into()
             ))
@@ -216,7 +317,7 @@ mod tests {
         let mut bad = ok.clone();
         bad.as_object_mut().unwrap().remove("groups");
         assert_eq!(
-            a.check(&claims(bad)),
+            check(&a, claims(bad)),
             Err(Denied::Claim("Missing 'groups' claim".into()))
         );
     }

@@ -3,11 +3,12 @@
 //! as floating-point seconds, so `1e308`, `2^64` or `-1` cannot overflow anything.
 
 use serde_json::{Map, Value};
+use std::fmt;
 
 /// The claim rules of one provider, compiled from its configuration.
 #[derive(Debug, Clone)]
 pub struct ClaimRules {
-    pub issuer: String,
+    pub issuer: Issuers,
     pub audiences: Vec<String>,
     pub clock_skew_s: u64,
     pub max_token_age_s: Option<u64>,
@@ -38,23 +39,68 @@ pub fn normalize_typ(typ: &str) -> String {
     }
 }
 
+/// The issuers a provider accepts, as written: each exact, but for `{claim}` placeholders,
+/// which stand for that (top-level, string) claim of the token itself: one non-empty run of
+/// characters without `/` (`https://login.microsoftonline.com/{tid}/v2.0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuers(pub Vec<String>);
+
+impl Issuers {
+    /// Whether `iss` is one of these issuers for a token with these claims.
+    pub fn accepts(&self, iss: &str, claims: &Map<String, Value>) -> bool {
+        self.0.iter().any(|issuer| names(issuer, iss, claims))
+    }
+}
+
+/// Whether `iss` is `issuer` with each placeholder replaced by its claim.
+fn names(issuer: &str, iss: &str, claims: &Map<String, Value>) -> bool {
+    let (mut issuer, mut iss) = (issuer, iss);
+    while let Some((literal, after)) = issuer.split_once('{') {
+        let Some((name, rest)) = after.split_once('}') else {
+            return false;
+        };
+        let value = match claims.get(name) {
+            Some(Value::String(v)) if !v.is_empty() && !v.contains('/') => v.as_str(),
+            _ => return false,
+        };
+        match iss
+            .strip_prefix(literal)
+            .and_then(|i| i.strip_prefix(value))
+        {
+            Some(i) => (issuer, iss) = (rest, i),
+            None => return false,
+        }
+    }
+    issuer == iss
+}
+
+/// The issuers as written, separated by spaces (one for discovery providers).
+impl fmt::Display for Issuers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(" "))
+    }
+}
+
 impl ClaimRules {
-    /// `iss` must equal the provider's issuer exactly. Checked before the signature, so a
-    /// token meant for another provider costs no crypto and triggers no key fetch.
+    /// `iss` must be one of the provider's issuers (exactly, placeholders aside). Checked
+    /// before the signature, so a token meant for another provider costs no crypto and
+    /// triggers no key fetch; the claims a placeholder names are signed with the rest.
     pub fn check_issuer(&self, claims: &Map<String, Value>) -> Result<(), ClaimError> {
         match claims.get("iss") {
             None => Err(invalid("Missing 'iss' claim")),
-            Some(Value::String(iss)) if *iss == self.issuer => Ok(()),
+            Some(Value::String(iss)) if self.issuer.accepts(iss, claims) => Ok(()),
             Some(_) => Err(invalid("Unexpected 'iss' value")),
         }
     }
 
-    /// Every other registered-claim rule, for a token whose signature is valid.
+    /// Every other registered-claim rule, for a token whose signature is valid. `audiences`
+    /// replaces the provider's own list where a rule names its own.
     pub fn check(
         &self,
         typ: Option<&str>,
         claims: &Map<String, Value>,
         now: u64,
+        audiences: Option<&[String]>,
     ) -> Result<(), ClaimError> {
         let now = now as f64;
         let skew = self.clock_skew_s as f64;
@@ -88,7 +134,7 @@ impl ClaimRules {
             }
         }
 
-        self.check_audience(claims)?;
+        check_audience(audiences.unwrap_or(&self.audiences), claims)?;
 
         for name in ["sub", "jti", "client_id"] {
             string(claims, name)?;
@@ -102,24 +148,19 @@ impl ClaimRules {
         }
         Ok(())
     }
+}
 
-    /// `aud` is a string or a non-empty array of strings, and one of them is ours. Exact
-    /// comparison: a prefix, a suffix or a trailing space is another audience.
-    fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), ClaimError> {
-        let ours = |a: &Value| {
-            a.as_str()
-                .is_some_and(|a| self.audiences.iter().any(|x| x == a))
-        };
-        match claims.get("aud") {
-            None => Err(invalid("Missing 'aud' claim")),
-            Some(aud @ Value::String(_)) if ours(aud) => Ok(()),
-            Some(Value::Array(list))
-                if list.iter().all(Value::is_string) && list.iter().any(ours) =>
-            {
-                Ok(())
-            }
-            Some(_) => Err(invalid("Unexpected 'aud' value")),
+/// `aud` is a string or a non-empty array of strings, and one of them is ours. Exact
+/// comparison: a prefix, a suffix or a trailing space is another audience.
+fn check_audience(audiences: &[String], claims: &Map<String, Value>) -> Result<(), ClaimError> {
+    let ours = |a: &Value| a.as_str().is_some_and(|a| audiences.iter().any(|x| x == a));
+    match claims.get("aud") {
+        None => Err(invalid("Missing 'aud' claim")),
+        Some(aud @ Value::String(_)) if ours(aud) => Ok(()),
+        Some(Value::Array(list)) if list.iter().all(Value::is_string) && list.iter().any(ours) => {
+            Ok(())
         }
+        Some(_) => Err(invalid("Unexpected 'aud' value")),
     }
 }
 
@@ -148,7 +189,7 @@ mod tests {
 
     fn rules() -> ClaimRules {
         ClaimRules {
-            issuer: "https://issuer.test/".into(),
+            issuer: Issuers(vec!["https://issuer.test/".into()]),
             audiences: vec!["https://api.test".into(), "other".into()],
             clock_skew_s: 5,
             max_token_age_s: None,
@@ -173,7 +214,7 @@ mod tests {
     }
 
     fn check(r: &ClaimRules, changes: Value) -> Result<(), String> {
-        r.check(None, &with(changes), NOW)
+        r.check(None, &with(changes), NOW, None)
             .map_err(|e| e.description)
     }
 
@@ -199,6 +240,44 @@ mod tests {
     }
 
     #[test]
+    fn issuers_may_be_several_and_name_claims_of_the_token() {
+        let r = ClaimRules {
+            issuer: Issuers(vec![
+                "https://a.test/".into(),
+                "https://login.test/{tid}/v2.0".into(),
+                "https://{region}.test/{tid}".into(),
+            ]),
+            ..rules()
+        };
+        let ok = |claims: Value| r.check_issuer(&with(claims)).is_ok();
+        assert!(ok(json!({"iss": "https://a.test/"})));
+        assert!(ok(
+            json!({"iss": "https://login.test/t1/v2.0", "tid": "t1"})
+        ));
+        assert!(ok(
+            json!({"iss": "https://eu.test/t1", "tid": "t1", "region": "eu"})
+        ));
+        // The issuer must name the token's own tenant.
+        assert!(!ok(
+            json!({"iss": "https://login.test/t2/v2.0", "tid": "t1"})
+        ));
+        assert!(!ok(json!({"iss": "https://login.test/t1/v2.0"})));
+        assert!(!ok(json!({"iss": "https://login.test/t1/v2.0", "tid": 1})));
+        assert!(!ok(json!({"iss": "https://login.test//v2.0", "tid": ""})));
+        assert!(!ok(
+            json!({"iss": "https://login.test/a/b/v2.0", "tid": "a/b"})
+        ));
+        assert!(!ok(
+            json!({"iss": "https://login.test/t1/v2.0x", "tid": "t1"})
+        ));
+        assert!(!ok(json!({"iss": "https://issuer.test/"})));
+        assert_eq!(
+            r.issuer.to_string(),
+            "https://a.test/ https://login.test/{tid}/v2.0 https://{region}.test/{tid}"
+        );
+    }
+
+    #[test]
     fn exp_is_required_numeric_and_honours_skew() {
         assert_eq!(
             check(&rules(), json!({"exp": null})),
@@ -209,7 +288,7 @@ mod tests {
             Err("'exp' claim must be a number".into())
         );
         let expired = rules()
-            .check(None, &with(json!({"exp": NOW - 5})), NOW)
+            .check(None, &with(json!({"exp": NOW - 5})), NOW, None)
             .unwrap_err();
         assert!(expired.expired);
         assert_eq!(expired.description, "'exp' claim timestamp check failed");
@@ -278,6 +357,27 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_may_name_its_own_audiences() {
+        let orders = ["https://orders".to_string()];
+        let r = rules();
+        let with_aud = |aud: &str| with(json!({ "aud": aud }));
+        assert_eq!(
+            r.check(None, &with_aud("https://orders"), NOW, Some(&orders)),
+            Ok(())
+        );
+        // The provider's own audiences no longer count for that rule.
+        assert_eq!(
+            r.check(None, &with_aud("https://api.test"), NOW, Some(&orders))
+                .map_err(|e| e.description),
+            Err("Unexpected 'aud' value".into())
+        );
+        assert!(
+            r.check(None, &with_aud("https://orders"), NOW, None)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn registered_string_claims_are_typed() {
         assert_eq!(
             check(&rules(), json!({"sub": 5})),
@@ -298,14 +398,22 @@ mod tests {
         let full = json!({"client_id": "c", "jti": "j", "iat": NOW});
         for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
             assert_eq!(
-                r.check(Some(typ), &with(full.clone()), NOW)
+                r.check(Some(typ), &with(full.clone()), NOW, None)
                     .map_err(|e| e.description),
                 Ok(())
             );
         }
-        assert!(r.check(Some("JWT"), &with(full.clone()), NOW).is_err());
-        assert!(r.check(None, &with(full), NOW).is_err());
-        let missing = r.check(Some("at+jwt"), &with(json!({"jti": "j", "iat": NOW})), NOW);
+        assert!(
+            r.check(Some("JWT"), &with(full.clone()), NOW, None)
+                .is_err()
+        );
+        assert!(r.check(None, &with(full), NOW, None).is_err());
+        let missing = r.check(
+            Some("at+jwt"),
+            &with(json!({"jti": "j", "iat": NOW})),
+            NOW,
+            None,
+        );
         assert_eq!(
             missing.unwrap_err().description,
             "Missing 'client_id' claim"

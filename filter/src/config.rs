@@ -5,12 +5,13 @@
 //! empty audiences, unsupported algorithms. A typo must never silently open an endpoint.
 
 use crate::authz::{Authorization, ClaimCheck, ClaimPath, ProviderRequirement, Requirement};
-use crate::claims::{ClaimRules, normalize_typ};
+use crate::claims::{ClaimRules, Issuers, normalize_typ};
 use crate::extract::TokenSource;
 use crate::json;
 use crate::jwks::{KeySet, Origin};
 use crate::path::{self, PathParameters};
-use crate::rules::{Matcher, PathMatch, Rule};
+use crate::rules::{HostPattern, Matcher, PathMatch, Rule};
+use crate::template::Template;
 use jsonwebtoken::Algorithm;
 use read::{FromJson, Node, Object};
 use serde_json::Value;
@@ -32,6 +33,8 @@ pub struct Config {
     pub host_crypto: bool,
     /// Path parameters (`;x`): refused, or stripped before matching.
     pub path_parameters: PathParameters,
+    pub cors_preflight: CorsPreflight,
+    pub resource_metadata: Option<ResourceMetadata>,
     /// Providers in name order; requirements refer to them by index.
     pub providers: Vec<Provider>,
     pub rules: Vec<Rule>,
@@ -50,6 +53,8 @@ pub struct Provider {
     pub forward: bool,
     pub forward_payload_header: Option<String>,
     pub claim_to_headers: Vec<(ClaimPath, String)>,
+    /// Claims copied into stream properties (for Envoy's access log and later filters).
+    pub claim_to_properties: Vec<(ClaimPath, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +86,52 @@ pub enum Mode {
     Report,
 }
 
+/// RFC 9728 protected-resource metadata, served by the filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceMetadata {
+    /// Where it is served (`GET`, any host).
+    pub path: String,
+    /// The JSON document.
+    pub document: String,
+    /// Its URL, for 401 challenges: the resource without a trailing slash, then the path.
+    pub url: String,
+}
+
+/// The RFC 9728 fields `resource_metadata` may carry, by type, beside `path`.
+const METADATA_STRINGS: [&str; 6] = [
+    "resource",
+    "jwks_uri",
+    "resource_name",
+    "resource_documentation",
+    "resource_policy_uri",
+    "resource_tos_uri",
+];
+const METADATA_LISTS: [&str; 6] = [
+    "authorization_servers",
+    "scopes_supported",
+    "bearer_methods_supported",
+    "resource_signing_alg_values_supported",
+    "authorization_details_types_supported",
+    "dpop_signing_alg_values_supported",
+];
+const METADATA_FLAGS: [&str; 2] = [
+    "tls_client_certificate_bound_access_tokens",
+    "dpop_bound_access_tokens_required",
+];
+const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// What happens to a CORS preflight (`OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CorsPreflight {
+    /// Like any other request.
+    #[default]
+    Authenticate,
+    /// Goes upstream unchecked (identity headers still stripped), as `jwt_authn`'s
+    /// `bypass_cors_preflight`.
+    Pass,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Unmatched {
     #[default]
@@ -110,8 +161,10 @@ fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Conf
 
 // ---- Compilation: each JSON object is read (unknown fields refused) and checked at once. ----
 
-const CONFIG_FIELDS: [&str; 9] = [
+const CONFIG_FIELDS: [&str; 11] = [
     "realm",
+    "cors_preflight",
+    "resource_metadata",
     "mode",
     "unmatched",
     "path_parameters",
@@ -121,7 +174,7 @@ const CONFIG_FIELDS: [&str; 9] = [
     "providers",
     "rules",
 ];
-const PROVIDER_FIELDS: [&str; 13] = [
+const PROVIDER_FIELDS: [&str; 14] = [
     "issuer",
     "audiences",
     "remote_jwks",
@@ -135,6 +188,7 @@ const PROVIDER_FIELDS: [&str; 13] = [
     "forward",
     "forward_payload_header",
     "claim_to_headers",
+    "claim_to_properties",
 ];
 /// `remote_jwks` (with `uri`) and `discovery` (without) share their fetch settings.
 const FETCH_FIELDS: [&str; 7] = [
@@ -148,7 +202,7 @@ const FETCH_FIELDS: [&str; 7] = [
 ];
 /// The first three choose the kind of requirement; the rest, the authorization, belong to
 /// a provider requirement only.
-const REQUIREMENT_FIELDS: [&str; 8] = [
+const REQUIREMENT_FIELDS: [&str; 9] = [
     "provider",
     "any",
     "all",
@@ -157,8 +211,30 @@ const REQUIREMENT_FIELDS: [&str; 8] = [
     "scope_claim",
     "claims",
     "allow_missing",
+    "audiences",
+];
+/// A claim check: the claim, and exactly one of the rest.
+const CLAIM_CHECK_FIELDS: [&str; 10] = [
+    "claim",
+    "equals",
+    "includes",
+    "includes_any",
+    "equals_param",
+    "includes_param",
+    "equals_header",
+    "present",
+    "prefix",
+    "not_includes",
 ];
 const AUTHORIZATION_FIELDS: &[&str] = REQUIREMENT_FIELDS.split_at(3).1;
+const MATCH_FIELDS: [&str; 6] = [
+    "path",
+    "prefix",
+    "path_template",
+    "methods",
+    "hosts",
+    "route",
+];
 
 impl Config {
     /// Parses and validates a configuration.
@@ -181,6 +257,15 @@ impl Config {
 impl FromJson<'_> for Mode {
     fn from_json(node: &Node) -> Result<Self, ConfigError> {
         node.variant(&[("enforce", Mode::Enforce), ("report", Mode::Report)])
+    }
+}
+
+impl FromJson<'_> for CorsPreflight {
+    fn from_json(node: &Node) -> Result<Self, ConfigError> {
+        node.variant(&[
+            ("authenticate", CorsPreflight::Authenticate),
+            ("pass", CorsPreflight::Pass),
+        ])
     }
 }
 
@@ -226,6 +311,11 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
     let mode = o.or("mode", Mode::default())?;
     let unmatched = o.or("unmatched", Unmatched::default())?;
     let path_parameters = o.or("path_parameters", PathParameters::default())?;
+    let cors_preflight = o.or("cors_preflight", CorsPreflight::default())?;
+    let resource_metadata = o
+        .get::<Node>("resource_metadata")?
+        .map(|node| compile_metadata(&node))
+        .transpose()?;
     let max_token_bytes = o.within("max_token_bytes", 8192, 256, 65_536)?;
     let jwt_cache_size: usize = o.or("jwt_cache_size", 1000)?;
     if jwt_cache_size > 100_000 {
@@ -251,14 +341,16 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
     let mut rules = Vec::new();
     for node in o.req::<Vec<Node>>("rules")? {
         let r = node.object(&["match", "requires"])?;
+        let matcher = compile_match(&r.req("match")?)?;
+        let captures = match &matcher.path {
+            PathMatch::Template(t) => t.names(),
+            PathMatch::Exact(_) | PathMatch::Prefix(_) => &[],
+        };
         let requires = match r.get::<Node>("requires")? {
             None => None,
-            Some(req) => Some(compile_requirement(&req, &names)?),
+            Some(req) => Some(compile_requirement(&req, &names, captures)?),
         };
-        rules.push(Rule {
-            matcher: compile_match(&r.req("match")?)?,
-            requires,
-        });
+        rules.push(Rule { matcher, requires });
     }
     Ok(Config {
         realm,
@@ -268,9 +360,62 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
         jwt_cache_size,
         host_crypto,
         path_parameters,
+        cors_preflight,
+        resource_metadata,
         providers,
         rules,
         identity_headers,
+    })
+}
+
+fn compile_metadata(node: &Node) -> Result<ResourceMetadata, ConfigError> {
+    let fields: Vec<&str> = ["path"]
+        .iter()
+        .chain(&METADATA_STRINGS)
+        .chain(&METADATA_LISTS)
+        .chain(&METADATA_FLAGS)
+        .copied()
+        .collect();
+    let m = node.object(&fields)?;
+    let mut document = serde_json::Map::new();
+    for name in METADATA_STRINGS {
+        if let Some(value) = m.get::<String>(name)? {
+            if value.is_empty() {
+                return err(m.child(name), "must not be empty");
+            }
+            document.insert(name.into(), Value::String(value));
+        }
+    }
+    for name in METADATA_LISTS {
+        if let Some(list) = m.get::<Vec<String>>(name)? {
+            if list.is_empty() || list.iter().any(String::is_empty) {
+                return err(
+                    m.child(name),
+                    "must be a non-empty list of non-empty strings",
+                );
+            }
+            document.insert(name.into(), list.into());
+        }
+    }
+    for name in METADATA_FLAGS {
+        if let Some(flag) = m.get::<bool>(name)? {
+            document.insert(name.into(), Value::Bool(flag));
+        }
+    }
+    let resource: String = m.req("resource")?;
+    let quotable = resource.bytes().all(|b| is_qdtext(b) && b != b'\\');
+    if split_uri(&resource).is_none() || resource.contains(['?', '#']) || !quotable {
+        return err(
+            m.child("resource"),
+            "must be an http(s) URL without query or fragment",
+        );
+    }
+    let path = m.or("path", METADATA_PATH.to_string())?;
+    canonical_path(&path, m.child("path"))?;
+    Ok(ResourceMetadata {
+        url: format!("{}{path}", resource.trim_end_matches('/')),
+        path,
+        document: Value::Object(document).to_string(),
     })
 }
 
@@ -283,25 +428,13 @@ fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
         return node.err("provider names use letters, digits, '-' and '_' only");
     }
     let p = node.object(&PROVIDER_FIELDS)?;
-    let issuer: String = p.req("issuer")?;
-    if issuer.is_empty() {
-        return err(p.child("issuer"), "must not be empty");
-    }
-    let audiences: Vec<String> = p.req("audiences")?;
-    if audiences.is_empty() {
-        return err(p.child("audiences"), "must not be empty");
-    }
-    if let Some(i) = audiences.iter().position(String::is_empty) {
-        return err(
-            format!("{}[{i}]", p.child("audiences")),
-            "must not be empty",
-        );
-    }
+    let issuer = compile_issuers(&p)?;
+    let audiences = audience_list(p.req("audiences")?, &p.child("audiences"))?;
     let algorithms = compile_algorithms(
         &p.or("algorithms", vec!["RS256".to_string()])?,
         &p.child("algorithms"),
     )?;
-    let keys = compile_keys(&p, &issuer, &algorithms)?;
+    let keys = compile_keys(&p, &issuer.0, &algorithms)?;
     let clock_skew_s = p.or("clock_skew_s", 5)?;
     if clock_skew_s > 300 {
         return err(p.child("clock_skew_s"), "must be at most 300");
@@ -329,6 +462,23 @@ fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
             identity_header(&c.req::<String>("header")?, &c.child("header"))?,
         ));
     }
+    let mut claim_to_properties = Vec::new();
+    for node in p.or("claim_to_properties", Vec::<Node>::new())? {
+        let c = node.object(&["claim", "property"])?;
+        let property: String = c.req("property")?;
+        let valid = !property.is_empty()
+            && property.len() <= 64
+            && property
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !valid {
+            return err(
+                c.child("property"),
+                "must be 1 to 64 letters, digits, '_', '-' or '.'",
+            );
+        }
+        claim_to_properties.push((c.req("claim")?, property));
+    }
     Ok(Provider {
         name: name.to_string(),
         algorithms,
@@ -344,7 +494,19 @@ fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
         forward: p.or("forward", false)?,
         forward_payload_header,
         claim_to_headers,
+        claim_to_properties,
     })
+}
+
+/// A list of audiences: not empty, and no empty one.
+fn audience_list(audiences: Vec<String>, path: &str) -> Result<Vec<String>, ConfigError> {
+    if audiences.is_empty() {
+        return err(path, "must not be empty");
+    }
+    if let Some(i) = audiences.iter().position(String::is_empty) {
+        return err(format!("{path}[{i}]"), "must not be empty");
+    }
+    Ok(audiences)
 }
 
 fn compile_algorithms(names: &[String], path: &str) -> Result<Vec<Algorithm>, ConfigError> {
@@ -380,9 +542,53 @@ fn is_hmac(alg: Algorithm) -> bool {
     matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }
 
+/// `issuer`: one issuer or a list, each an exact URL but for `{claim}` placeholders.
+fn compile_issuers(p: &Object) -> Result<Issuers, ConfigError> {
+    let node: Node = p.req("issuer")?;
+    let list: Vec<String> = match node.value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(_) => Vec::from_json(&node)?,
+        _ => return node.invalid_type("a string or a sequence of strings"),
+    };
+    if list.is_empty() {
+        return node.err("must not be empty");
+    }
+    for (i, issuer) in list.iter().enumerate() {
+        let at = || match node.value {
+            Value::String(_) => node.path.clone(),
+            _ => format!("{}[{i}]", node.path),
+        };
+        if issuer.is_empty() {
+            return err(at(), "must not be empty");
+        }
+        if let Some(why) = placeholder_problem(issuer) {
+            return err(at(), why);
+        }
+    }
+    Ok(Issuers(list))
+}
+
+/// What is wrong with the `{claim}` placeholders of an issuer, if anything.
+fn placeholder_problem(issuer: &str) -> Option<&'static str> {
+    let mut rest = issuer;
+    while let Some((literal, after)) = rest.split_once('{') {
+        if literal.contains('}') {
+            return Some("has a '}' without '{'");
+        }
+        let Some((name, next)) = after.split_once('}') else {
+            return Some("has a '{' without '}'");
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Some("placeholders are claim names such as {tid}");
+        }
+        rest = next;
+    }
+    rest.contains('}').then_some("has a '}' without '{'")
+}
+
 fn compile_keys(
     p: &Object,
-    issuer: &str,
+    issuers: &[String],
     algorithms: &[Algorithm],
 ) -> Result<KeySource, ConfigError> {
     let hmac = algorithms.iter().any(|a| is_hmac(*a));
@@ -433,6 +639,15 @@ fn compile_keys(
                 return discovery.err("HMAC algorithms need their secret in local_jwks");
             }
             let discovery = discovery.object(&FETCH_FIELDS)?;
+            let [issuer] = issuers else {
+                return err(p.child("issuer"), "discovery needs exactly one issuer");
+            };
+            if issuer.contains('{') {
+                return err(
+                    p.child("issuer"),
+                    "discovery needs a literal issuer, without placeholders",
+                );
+            }
             if discovery.has("uri") {
                 return err(
                     discovery.child("uri"),
@@ -570,39 +785,25 @@ fn identity_headers(providers: &[Provider]) -> Result<Vec<String>, ConfigError> 
 }
 
 fn compile_match(node: &Node) -> Result<Matcher, ConfigError> {
-    let m = node.object(&["path", "prefix", "methods"])?;
-    let (p, kind) = match (m.get::<String>("path")?, m.get::<String>("prefix")?) {
-        (Some(p), None) => (p, "path"),
-        (None, Some(p)) => (p, "prefix"),
-        _ => return node.err("needs exactly one of path, prefix"),
+    let m = node.object(&MATCH_FIELDS)?;
+    let chosen = (
+        m.get::<String>("path")?,
+        m.get::<String>("prefix")?,
+        m.get::<String>("path_template")?,
+    );
+    let (path, kind, written) = match chosen {
+        (Some(p), None, None) => (PathMatch::Exact(p.clone()), "path", p),
+        (None, Some(p), None) => (PathMatch::Prefix(p.clone()), "prefix", p),
+        (None, None, Some(t)) => {
+            let template =
+                Template::parse(&t).or_else(|e| err(m.child("path_template"), e.message()))?;
+            let sample = template.sample();
+            (PathMatch::Template(template), "path_template", sample)
+        }
+        _ => return node.err("needs exactly one of path, prefix, path_template"),
     };
-    // Rule paths are written as the filter reads requests, without parameters.
-    match path::read(&p, PathParameters::Reject) {
-        Ok(readings) if readings.canonical.as_str() == p => {}
-        Ok(readings) => {
-            return err(
-                m.child(kind),
-                format!(
-                    "is not normalised (requests would be matched as '{}')",
-                    readings.canonical.as_str()
-                ),
-            );
-        }
-        Err(e) => {
-            return err(
-                m.child(kind),
-                format!("is not a safe path: {}", e.message()),
-            );
-        }
-    }
-    let methods: Option<Vec<String>> = m.get("methods")?;
-    if methods.as_ref().is_some_and(Vec::is_empty) {
-        return err(
-            m.child("methods"),
-            "must not be empty (leave it out to match any method)",
-        );
-    }
-    let methods = methods.unwrap_or_default();
+    canonical_path(&written, m.child(kind))?;
+    let methods = non_empty_list(&m, "methods", "match any method")?;
     if let Some(i) = methods
         .iter()
         .position(|x| x.is_empty() || !x.bytes().all(|b| b.is_ascii_uppercase()))
@@ -612,15 +813,98 @@ fn compile_match(node: &Node) -> Result<Matcher, ConfigError> {
             "methods are upper-case names such as GET",
         );
     }
-    let path = if kind == "path" {
-        PathMatch::Exact(p)
-    } else {
-        PathMatch::Prefix(p)
-    };
-    Ok(Matcher { path, methods })
+    let hosts = non_empty_list(&m, "hosts", "match any host")?
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            host_pattern(h).ok_or_else(|| ConfigError {
+                path: format!("{}[{i}]", m.child("hosts")),
+                message: "must be a host name such as api.example.com or *.example.com, with an optional :port".into(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let routes = non_empty_list(&m, "route", "match any route")?;
+    if let Some(i) = routes
+        .iter()
+        .position(|r| r.is_empty() || r.chars().any(char::is_control))
+    {
+        return err(
+            format!("{}[{i}]", m.child("route")),
+            "must be a non-empty route name",
+        );
+    }
+    Ok(Matcher {
+        path,
+        methods,
+        hosts,
+        routes,
+    })
 }
 
-fn compile_requirement(node: &Node, names: &[&String]) -> Result<Requirement, ConfigError> {
+/// Paths in the configuration are written as the filter reads requests, without
+/// parameters (`at` names the field).
+fn canonical_path(written: &str, at: String) -> Result<(), ConfigError> {
+    match path::read(written, PathParameters::Reject) {
+        Ok(readings) if readings.canonical.as_str() == written => Ok(()),
+        Ok(readings) => err(
+            at,
+            format!(
+                "is not normalised (requests would be matched as '{}')",
+                readings.canonical.as_str()
+            ),
+        ),
+        Err(e) => err(at, format!("is not a safe path: {}", e.message())),
+    }
+}
+
+/// A list of strings that, when given, must not be empty (`without` says what leaving it
+/// out means).
+fn non_empty_list(m: &Object, name: &str, without: &str) -> Result<Vec<String>, ConfigError> {
+    match m.get::<Vec<String>>(name)? {
+        Some(list) if list.is_empty() => err(
+            m.child(name),
+            format!("must not be empty (leave it out to {without})"),
+        ),
+        list => Ok(list.unwrap_or_default()),
+    }
+}
+
+/// `api.example.com`, `*.example.com` or either with `:port`; names are lower-cased.
+fn host_pattern(text: &str) -> Option<HostPattern> {
+    let lower = text.to_ascii_lowercase();
+    let (name, port) = match lower.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (lower.as_str(), None),
+    };
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    let (wildcard, labels) = match name.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, name),
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if labels.len() > 253 || !labels.split('.').all(label_ok) {
+        return None;
+    }
+    Some(HostPattern {
+        name: if wildcard {
+            format!(".{labels}")
+        } else {
+            labels.to_string()
+        },
+        wildcard,
+        port: port.map(str::to_string),
+    })
+}
+
+fn compile_requirement(
+    node: &Node,
+    names: &[&String],
+    captures: &[String],
+) -> Result<Requirement, ConfigError> {
     let r = node.object(&REQUIREMENT_FIELDS)?;
     let has_authz = AUTHORIZATION_FIELDS.iter().any(|f| r.has(f));
     let group = |list: Vec<Node>, kind: &str| -> Result<Vec<Requirement>, ConfigError> {
@@ -632,7 +916,9 @@ fn compile_requirement(node: &Node, names: &[&String]) -> Result<Requirement, Co
         if list.is_empty() {
             return err(r.child(kind), "must not be empty");
         }
-        list.iter().map(|r| compile_requirement(r, names)).collect()
+        list.iter()
+            .map(|r| compile_requirement(r, names, captures))
+            .collect()
     };
     let provider: Option<String> = r.get("provider")?;
     match (provider, r.get("any")?, r.get("all")?) {
@@ -643,7 +929,11 @@ fn compile_requirement(node: &Node, names: &[&String]) -> Result<Requirement, Co
             Ok(Requirement::Provider(ProviderRequirement {
                 provider,
                 allow_missing: r.or("allow_missing", false)?,
-                authorization: compile_authorization(&r)?,
+                audiences: r
+                    .get::<Vec<String>>("audiences")?
+                    .map(|list| audience_list(list, &r.child("audiences")))
+                    .transpose()?,
+                authorization: compile_authorization(&r, captures)?,
             }))
         }
         (None, Some(list), None) => Ok(Requirement::Any(group(list, "any")?)),
@@ -652,7 +942,7 @@ fn compile_requirement(node: &Node, names: &[&String]) -> Result<Requirement, Co
     }
 }
 
-fn compile_authorization(r: &Object) -> Result<Authorization, ConfigError> {
+fn compile_authorization(r: &Object, captures: &[String]) -> Result<Authorization, ConfigError> {
     let scope_list = |name: &str| -> Result<Vec<String>, ConfigError> {
         let list: Vec<String> = r.get(name)?.unwrap_or_default();
         if let Some(i) = list.iter().position(|s| {
@@ -668,31 +958,75 @@ fn compile_authorization(r: &Object) -> Result<Authorization, ConfigError> {
     let scope_claim = r
         .get("scope_claim")?
         .unwrap_or_else(|| ClaimPath::dotted("scope"));
-    let mut claims = Vec::new();
-    for node in r.get::<Vec<Node>>("claims")?.unwrap_or_default() {
-        let c = node.object(&["claim", "equals", "includes", "includes_any"])?;
-        let claim = c.req("claim")?;
-        let check = (
-            c.get("equals")?,
-            c.get::<Vec<Value>>("includes")?,
-            c.get::<Vec<Value>>("includes_any")?,
-        );
-        claims.push(match check {
-            (Some(v), None, None) => ClaimCheck::Equals(claim, v),
-            (None, Some(v), None) if !v.is_empty() => ClaimCheck::Includes(claim, v),
-            (None, None, Some(v)) if !v.is_empty() => ClaimCheck::IncludesAny(claim, v),
-            _ => {
-                return node.err(
-                    "needs exactly one of equals, includes (non-empty), includes_any (non-empty)",
-                );
-            }
-        });
-    }
+    let claims = r
+        .get::<Vec<Node>>("claims")?
+        .unwrap_or_default()
+        .iter()
+        .map(|node| compile_claim_check(node, captures))
+        .collect::<Result<_, _>>()?;
     Ok(Authorization {
         scope_claim,
         scopes: scope_list("scopes")?,
         scopes_any: scope_list("scopes_any")?,
         claims,
+    })
+}
+
+fn compile_claim_check(node: &Node, captures: &[String]) -> Result<ClaimCheck, ConfigError> {
+    let c = node.object(&CLAIM_CHECK_FIELDS)?;
+    let claim: ClaimPath = c.req("claim")?;
+    let given: Vec<&str> = CLAIM_CHECK_FIELDS[1..]
+        .iter()
+        .copied()
+        .filter(|f| c.has(f))
+        .collect();
+    let [check] = given.as_slice() else {
+        return node.err(format!(
+            "needs exactly one of {}",
+            CLAIM_CHECK_FIELDS[1..].join(", ")
+        ));
+    };
+    let at = c.child(check);
+    let non_empty = |list: Vec<Value>| -> Result<Vec<Value>, ConfigError> {
+        match list.is_empty() {
+            true => err(&at, "must not be empty"),
+            false => Ok(list),
+        }
+    };
+    let capture = || -> Result<usize, ConfigError> {
+        let name: String = c.req(check)?;
+        captures.iter().position(|n| *n == name).map_or_else(
+            || {
+                err(
+                    &at,
+                    format!("'{name}' is not captured by this rule's path_template"),
+                )
+            },
+            Ok,
+        )
+    };
+    Ok(match *check {
+        "equals" => ClaimCheck::Equals(claim, c.req(check)?),
+        "includes" => ClaimCheck::Includes(claim, non_empty(c.req(check)?)?),
+        "includes_any" => ClaimCheck::IncludesAny(claim, non_empty(c.req(check)?)?),
+        "not_includes" => ClaimCheck::NotIncludes(claim, non_empty(c.req(check)?)?),
+        "equals_param" => ClaimCheck::EqualsParam(claim, capture()?),
+        "includes_param" => ClaimCheck::IncludesParam(claim, capture()?),
+        "equals_header" => {
+            let name: String = c.req(check)?;
+            if name.is_empty() || !name.bytes().all(is_tchar) {
+                return err(at, "must be a header name");
+            }
+            ClaimCheck::EqualsHeader(claim, name.to_ascii_lowercase())
+        }
+        "present" => ClaimCheck::Present(claim, c.req(check)?),
+        _ => {
+            let prefix: String = c.req(check)?;
+            if prefix.is_empty() {
+                return err(at, "must not be empty");
+            }
+            ClaimCheck::Prefix(claim, prefix)
+        }
     })
 }
 

@@ -21,6 +21,7 @@ pub mod response;
 pub mod rules;
 pub mod shared_keys;
 pub mod spki;
+pub mod template;
 pub mod token_cache;
 pub mod verify;
 pub mod worker;

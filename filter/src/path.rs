@@ -419,6 +419,15 @@ fn decode(raw: &str, decode_unreserved: bool) -> Result<String, PathError> {
     Ok(text)
 }
 
+/// The text of one segment of a reading with every escape decoded (a reading's segments
+/// keep only escapes of unreserved characters, and only when it reads them literally).
+pub fn decode_text(segment: &str) -> Option<String> {
+    if !segment.contains('%') {
+        return Some(segment.to_string());
+    }
+    decode(segment, true).ok()
+}
+
 /// The value of one hex digit.
 pub fn hex_value(digit: u8) -> Option<u8> {
     (digit as char).to_digit(16).map(|d| d as u8)

@@ -124,6 +124,8 @@ pub struct HeaderChanges {
     pub remove: Vec<String>,
     /// Headers to set (replacing any instance), applied after `remove`.
     pub set: Vec<(String, String)>,
+    /// Stream properties to set (Envoy keeps them as filter state `wasm.<name>`).
+    pub properties: Vec<(String, String)>,
 }
 
 #[cfg(test)]

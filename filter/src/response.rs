@@ -1,7 +1,11 @@
 //! Denial responses: RFC 6750 challenges with the Express body shape
 //! `{"error": code, "message": description}`. Descriptions say what failed and never carry
 //! token or key material (they are built from fixed strings and claim names only).
+//!
+//! A gRPC call gets an explicit gRPC status instead, and the description alone as the body,
+//! which Envoy sends as `grpc-message` (in a trailers-only answer with HTTP status 200).
 
+use crate::request::Request;
 use serde::Serialize;
 use std::borrow::Cow;
 
@@ -62,6 +66,12 @@ pub enum Failure {
     AccessDenied,
 }
 
+/// gRPC status codes the filter answers with.
+pub const GRPC_INVALID_ARGUMENT: u32 = 3;
+pub const GRPC_PERMISSION_DENIED: u32 = 7;
+pub const GRPC_UNAVAILABLE: u32 = 14;
+pub const GRPC_UNAUTHENTICATED: u32 = 16;
+
 impl Failure {
     pub fn reason(&self) -> Reason {
         match self {
@@ -72,6 +82,15 @@ impl Failure {
             Failure::InsufficientScope { .. } => Reason::InsufficientScope,
             Failure::Unavailable { .. } => Reason::Unavailable,
             Failure::AccessDenied => Reason::AccessDenied,
+        }
+    }
+
+    fn grpc_status(&self) -> u32 {
+        match self {
+            Failure::Missing | Failure::InvalidToken { .. } => GRPC_UNAUTHENTICATED,
+            Failure::InvalidRequest(_) => GRPC_INVALID_ARGUMENT,
+            Failure::InsufficientScope { .. } | Failure::AccessDenied => GRPC_PERMISSION_DENIED,
+            Failure::Unavailable { .. } => GRPC_UNAVAILABLE,
         }
     }
 
@@ -96,9 +115,58 @@ pub struct Denial {
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
     pub reason: Reason,
+    /// For a gRPC call: the gRPC status (the body is then the description alone).
+    pub grpc_status: Option<u32>,
 }
 
-pub fn deny(realm: &str, failure: &Failure) -> Denial {
+impl Denial {
+    /// Adds RFC 9728's `resource_metadata` parameter (the URL of the protected-resource
+    /// metadata) to a 401 challenge.
+    pub fn add_resource_metadata(&mut self, url: &str) {
+        if self.status != 401 {
+            return;
+        }
+        for (name, value) in &mut self.headers {
+            if *name == "www-authenticate" {
+                value.push_str(&format!(", resource_metadata=\"{url}\""));
+            }
+        }
+    }
+}
+
+/// A document the filter serves itself (RFC 9728 protected-resource metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Served {
+    /// A JSON document that clients may cache for an hour.
+    pub fn json(body: &str) -> Served {
+        Served {
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("cache-control", "max-age=3600".into()),
+            ],
+            body: body.to_string(),
+        }
+    }
+}
+
+/// Whether Envoy answers `req` as a gRPC call: its `content-type` is `application/grpc`,
+/// alone or followed by `+` or `;` (gRPC-Web's `application/grpc-web` is plain HTTP).
+pub fn is_grpc(req: &Request) -> bool {
+    const GRPC: &str = "application/grpc";
+    req.header_values("content-type").next().is_some_and(|ct| {
+        ct.get(..GRPC.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(GRPC))
+            && matches!(ct.as_bytes().get(GRPC.len()), None | Some(b'+' | b';'))
+    })
+}
+
+/// The answer to `req` for `failure`.
+pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Denial {
     let challenge = |code: &str, description: &str| {
         format!(
             "Bearer realm=\"{realm}\", error=\"{code}\", error_description=\"{}\"",
@@ -142,26 +210,35 @@ pub fn deny(realm: &str, failure: &Failure) -> Denial {
         ),
         Failure::AccessDenied => (403, "access_denied", "Access denied".to_string(), None),
     };
-    let mut headers = vec![
-        ("content-type", "application/json".to_string()),
-        ("cache-control", "no-store".to_string()),
-    ];
+    let grpc = is_grpc(req);
+    let mut headers = Vec::with_capacity(4);
+    // Envoy sets gRPC's own content-type; a second one would confuse clients.
+    if !grpc {
+        headers.push(("content-type", "application/json".to_string()));
+    }
+    headers.push(("cache-control", "no-store".to_string()));
     if let Some(value) = www_authenticate {
         headers.push(("www-authenticate", value));
     }
     if let Failure::Unavailable { retry_after_s } = failure {
         headers.push(("retry-after", retry_after_s.to_string()));
     }
-    let body = Body {
-        error: code,
-        message: &quoted(&message),
+    let message = quoted(&message);
+    let body = match grpc {
+        true => message.into_owned(),
+        // Serializing two strings cannot fail.
+        false => serde_json::to_string(&Body {
+            error: code,
+            message: &message,
+        })
+        .unwrap_or_default(),
     };
     Denial {
         status,
         headers,
-        // Serializing two strings cannot fail.
-        body: serde_json::to_string(&body).unwrap_or_default(),
+        body,
         reason: failure.reason(),
+        grpc_status: grpc.then(|| failure.grpc_status()),
     }
 }
 
@@ -196,6 +273,10 @@ fn quoted(text: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
 
+    fn http() -> Request {
+        Request::default()
+    }
+
     #[test]
     fn quoted_strings_replace_quotes_and_backslashes_and_drop_controls() {
         let every_ascii: String = (0u8..128).map(char::from).collect();
@@ -221,7 +302,7 @@ mod tests {
 
     #[test]
     fn missing_token_is_a_bare_challenge() {
-        let d = deny("api", &Failure::Missing);
+        let d = deny("api", &Failure::Missing, &http());
         assert_eq!(d.status, 401);
         assert_eq!(header(&d, "www-authenticate"), Some("Bearer realm=\"api\""));
         assert_eq!(header(&d, "content-type"), Some("application/json"));
@@ -240,6 +321,7 @@ mod tests {
                 description: "bad \"x\" \\ \r\n".into(),
                 expired: false,
             },
+            &http(),
         );
         assert_eq!(d.status, 401);
         assert_eq!(
@@ -256,6 +338,7 @@ mod tests {
                 description: "e".into(),
                 expired: true,
             },
+            &http(),
         );
         assert_eq!(expired.reason, Reason::Expired);
     }
@@ -266,7 +349,7 @@ mod tests {
             description: "Insufficient Scope".into(),
             scopes: Some(vec!["read:messages".into(), "write:messages".into()]),
         };
-        let d = deny("api", &scoped);
+        let d = deny("api", &scoped, &http());
         assert_eq!(d.status, 403);
         assert_eq!(
             header(&d, "www-authenticate"),
@@ -278,7 +361,7 @@ mod tests {
             description: "Unexpected 'role' value".into(),
             scopes: None,
         };
-        let d = deny("api", &claim);
+        let d = deny("api", &claim, &http());
         assert_eq!(d.status, 403);
         assert!(!header(&d, "www-authenticate").unwrap().contains("scope=\""));
     }
@@ -288,6 +371,7 @@ mod tests {
         let d = deny(
             "api",
             &Failure::InvalidRequest("More than one method used for authentication".into()),
+            &http(),
         );
         assert_eq!(d.status, 400);
         assert!(
@@ -295,14 +379,104 @@ mod tests {
                 .unwrap()
                 .contains("error=\"invalid_request\"")
         );
-        let d = deny("api", &Failure::AccessDenied);
+        let d = deny("api", &Failure::AccessDenied, &http());
         assert_eq!((d.status, header(&d, "www-authenticate")), (403, None));
         assert_eq!(
             d.body,
             r#"{"error":"access_denied","message":"Access denied"}"#
         );
-        let d = deny("api", &Failure::Unavailable { retry_after_s: 7 });
+        let d = deny("api", &Failure::Unavailable { retry_after_s: 7 }, &http());
         assert_eq!((d.status, header(&d, "retry-after")), (503, Some("7")));
         assert!(d.body.contains("temporarily_unavailable"));
+    }
+
+    #[test]
+    fn grpc_calls_get_a_grpc_status_and_the_sentence() {
+        let grpc = |ct: &str| Request::new("POST", "/pkg.Svc/Call", &[("content-type", ct)]);
+        let cases = [
+            (Failure::Missing, 401, 16, "Authentication required"),
+            (
+                Failure::InvalidToken {
+                    description: "Unexpected 'aud' value".into(),
+                    expired: false,
+                },
+                401,
+                16,
+                "Unexpected 'aud' value",
+            ),
+            (
+                Failure::InsufficientScope {
+                    description: "Insufficient Scope".into(),
+                    scopes: Some(vec!["a".into()]),
+                },
+                403,
+                7,
+                "Insufficient Scope",
+            ),
+            (Failure::AccessDenied, 403, 7, "Access denied"),
+            (Failure::InvalidRequest("bad".into()), 400, 3, "bad"),
+            (
+                Failure::Unavailable { retry_after_s: 1 },
+                503,
+                14,
+                "Signing keys are not available",
+            ),
+        ];
+        for (failure, status, code, message) in cases {
+            let d = deny("api", &failure, &grpc("application/grpc"));
+            assert_eq!(
+                (d.status, d.grpc_status, d.body.as_str()),
+                (status, Some(code), message)
+            );
+            assert_eq!(header(&d, "content-type"), None);
+            let http = deny("api", &failure, &http());
+            assert_eq!(http.grpc_status, None);
+            assert!(http.body.starts_with("{\"error\":"));
+        }
+        for ct in ["application/grpc+proto", "Application/GRPC;charset=utf-8"] {
+            assert_eq!(
+                deny("api", &Failure::Missing, &grpc(ct)).grpc_status,
+                Some(16),
+                "{ct}"
+            );
+        }
+        for ct in [
+            "application/grpc-web",
+            "application/grpcx",
+            "application/json",
+        ] {
+            assert_eq!(
+                deny("api", &Failure::Missing, &grpc(ct)).grpc_status,
+                None,
+                "{ct}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_401_challenges_name_the_resource_metadata() {
+        let url = "https://api.test/.well-known/oauth-protected-resource";
+        let mut d = deny("api", &Failure::Missing, &http());
+        d.add_resource_metadata(url);
+        assert_eq!(
+            header(&d, "www-authenticate"),
+            Some(
+                "Bearer realm=\"api\", resource_metadata=\"https://api.test/.well-known/oauth-protected-resource\""
+            )
+        );
+        let mut d = deny("api", &Failure::AccessDenied, &http());
+        d.add_resource_metadata(url);
+        assert_eq!(header(&d, "www-authenticate"), None);
+        let scoped = Failure::InsufficientScope {
+            description: "Insufficient Scope".into(),
+            scopes: None,
+        };
+        let mut d = deny("api", &scoped, &http());
+        d.add_resource_metadata(url);
+        assert!(
+            !header(&d, "www-authenticate")
+                .unwrap()
+                .contains("resource_metadata")
+        );
     }
 }

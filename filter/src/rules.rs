@@ -5,10 +5,15 @@
 //! trailing slash, trailing dots or an extension), with its method and each method it may be
 //! overridden to. The request must pass the rule of every reading, so that no upstream can
 //! serve a protected route for a request the filter let through as a public one.
+//!
+//! A rule may also name hosts (compared with `:authority`, read with and without a trailing
+//! dot) and Envoy route names (the `route_name` property): those narrow which rules a
+//! request can land on before its path is matched.
 
 use crate::authz::Requirement;
 use crate::path::{self, PathError, PathParameters, fold, hex_value};
 use crate::request::Request;
+use crate::template::Template;
 use std::borrow::Cow;
 
 #[derive(Debug, Clone)]
@@ -23,6 +28,71 @@ pub struct Matcher {
     pub path: PathMatch,
     /// Upper-case methods; empty means any method.
     pub methods: Vec<String>,
+    /// Empty means any host.
+    pub hosts: Vec<HostPattern>,
+    /// Envoy route names; empty means any route. A request whose route name the host does
+    /// not tell matches no rule that names routes.
+    pub routes: Vec<String>,
+}
+
+/// A host pattern: `api.example.com`, or `*.example.com` (one or more labels in front),
+/// with an optional `:port` (without one, any port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    /// Lower case; for a wildcard, the suffix after `*` (starting with `.`).
+    pub name: String,
+    pub wildcard: bool,
+    pub port: Option<String>,
+}
+
+impl HostPattern {
+    fn matches(&self, host: &Authority) -> bool {
+        let name_ok = if self.wildcard {
+            host.name
+                .strip_suffix(self.name.as_str())
+                .is_some_and(|front| !front.is_empty())
+        } else {
+            host.name == self.name
+        };
+        name_ok
+            && self
+                .port
+                .as_ref()
+                .is_none_or(|p| host.port == Some(p.as_str()))
+    }
+}
+
+/// One reading of the request's `:authority`: its host name (lower case) and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Authority<'h> {
+    name: &'h str,
+    port: Option<&'h str>,
+}
+
+/// The readings of a lower-cased `:authority`: as sent, then without a trailing dot
+/// (`api.example.com.` names the same host, and some routers strip the dot). Nothing when
+/// it is not a plain `host[:port]` (userinfo, empty, stray characters).
+fn authorities(authority: &str) -> Vec<Authority<'_>> {
+    let (name, port) = match authority.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') || name.ends_with(']') => (name, Some(port)),
+        _ => (authority, None),
+    };
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+        && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !valid {
+        return Vec::new();
+    }
+    let mut readings = vec![Authority { name, port }];
+    if let Some(stripped) = name.strip_suffix('.').filter(|n| !n.is_empty()) {
+        readings.push(Authority {
+            name: stripped,
+            port,
+        });
+    }
+    readings
 }
 
 #[derive(Debug, Clone)]
@@ -31,12 +101,14 @@ pub enum PathMatch {
     /// Matches the prefix itself and anything below it on a segment boundary is NOT
     /// required: like Envoy's `prefix`, `/api/public` also matches `/api/publicity`.
     Prefix(String),
+    Template(Template),
 }
 
-/// Where one reading of a request lands.
-#[derive(Debug, Clone, Copy)]
+/// Where one reading of a request lands: a rule, with the values its path template
+/// captured under that reading (in the template's order; empty without a template).
+#[derive(Debug, Clone)]
 pub enum Route<'a> {
-    Rule(&'a Rule),
+    Rule(&'a Rule, Vec<String>),
     /// No rule matches this reading.
     Unmatched,
 }
@@ -44,7 +116,7 @@ pub enum Route<'a> {
 impl Route<'_> {
     fn same(&self, other: &Route) -> bool {
         match (self, other) {
-            (Route::Rule(a), Route::Rule(b)) => std::ptr::eq(*a, *b),
+            (Route::Rule(a, x), Route::Rule(b, y)) => std::ptr::eq(*a, *b) && x == y,
             (Route::Unmatched, Route::Unmatched) => true,
             _ => false,
         }
@@ -78,8 +150,10 @@ pub enum Case {
 }
 
 impl PathMatch {
-    pub fn matches(&self, path: &str, case: Case) -> bool {
-        match (self, case) {
+    /// The captured values when `path` matches (empty but for a template).
+    pub fn matches(&self, path: &str, case: Case) -> Option<Vec<String>> {
+        let matched = match (self, case) {
+            (PathMatch::Template(t), _) => return t.matches(path, case),
             (PathMatch::Exact(p), Case::Sensitive) => path == p,
             (PathMatch::Prefix(p), Case::Sensitive) => path.starts_with(p.as_str()),
             (PathMatch::Exact(p), Case::Insensitive) => {
@@ -89,14 +163,27 @@ impl PathMatch {
                 let mut path = path.chars().map(fold);
                 p.chars().map(fold).all(|c| path.next() == Some(c))
             }
-        }
+        };
+        matched.then(Vec::new)
     }
 }
 
 impl Matcher {
-    fn matches(&self, method: &str, path: &str, case: Case) -> bool {
+    fn matches(&self, method: &str, path: &str, case: Case) -> Option<Vec<String>> {
+        if !self.methods.is_empty() && !self.methods.iter().any(|m| m == method) {
+            return None;
+        }
         self.path.matches(path, case)
-            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+    }
+
+    /// Whether a request on `host` (`None`: no usable `:authority`) and Envoy route
+    /// `route` can land on this rule.
+    fn admits(&self, host: Option<Authority>, route: Option<&str>) -> bool {
+        let host_ok =
+            self.hosts.is_empty() || host.is_some_and(|h| self.hosts.iter().any(|p| p.matches(&h)));
+        let route_ok =
+            self.routes.is_empty() || route.is_some_and(|r| self.routes.iter().any(|x| x == r));
+        host_ok && route_ok
     }
 }
 
@@ -119,34 +206,72 @@ pub const MAX_METHODS: usize = 8;
 /// first. A lenient match (case, trailing slash, dots or extension, or a reading that keeps
 /// parameters the configuration strips, or the method in upper case or HEAD as GET) adds the
 /// rule it reaches and nothing when it reaches none: those routers match that way only when
-/// no route fits exactly.
+/// no route fits exactly. `route_name` is Envoy's name of the route the request is on, when
+/// the host tells it.
 pub fn find<'a>(
     rules: &'a [Rule],
     parameters: PathParameters,
     req: &Request,
+    route_name: Option<&str>,
 ) -> Result<Vec<Route<'a>>, RouteError> {
     let readings = path::read(req.path(), parameters).map_err(RouteError::Path)?;
     let methods = method_classes(rules, methods(req)?);
+    // The `:authority` is read only when some rule names hosts.
+    let authority = match rules.iter().any(|r| !r.matcher.hosts.is_empty()) {
+        true => only_authority(req),
+        false => None,
+    };
+    let read: Vec<Option<Authority>> = match &authority {
+        Some(a) => authorities(a).into_iter().map(Some).collect(),
+        None => Vec::new(),
+    };
+    // Without a readable `:authority`, one reading that no rule naming hosts matches.
+    let hosts: &[Option<Authority>] = if read.is_empty() { &[None] } else { &read };
     let mut routes: Vec<Route<'a>> = Vec::new();
-    for (path, path_binding) in readings.all() {
-        for (method, method_binding) in &methods {
-            for (i, form) in path.lenient_forms().enumerate() {
-                for case in [Case::Sensitive, Case::Insensitive] {
-                    let binding =
-                        path_binding && *method_binding && i == 0 && case == Case::Sensitive;
-                    let route = match rules.iter().find(|r| r.matcher.matches(method, form, case)) {
-                        Some(rule) => Route::Rule(rule),
-                        None if binding => Route::Unmatched,
-                        None => continue,
-                    };
-                    if !routes.iter().any(|r| r.same(&route)) {
-                        routes.push(route);
+    for host in hosts {
+        let admitted = || {
+            rules
+                .iter()
+                .filter(move |r| r.matcher.admits(*host, route_name))
+        };
+        for (path, path_binding) in readings.all() {
+            for (method, method_binding) in &methods {
+                for (i, form) in path.lenient_forms().enumerate() {
+                    for case in [Case::Sensitive, Case::Insensitive] {
+                        let binding =
+                            path_binding && *method_binding && i == 0 && case == Case::Sensitive;
+                        let found = admitted()
+                            .find_map(|r| r.matcher.matches(method, form, case).map(|c| (r, c)));
+                        let route = match found {
+                            Some((rule, captures)) => Route::Rule(rule, captures),
+                            None if binding => Route::Unmatched,
+                            None => continue,
+                        };
+                        if !routes.iter().any(|r| r.same(&route)) {
+                            routes.push(route);
+                        }
                     }
                 }
             }
         }
     }
     Ok(routes)
+}
+
+/// The request's `:authority` in lower case, when it has exactly one.
+fn only_authority(req: &Request) -> Option<String> {
+    let mut values = req.header_values(":authority");
+    match (values.next(), values.next()) {
+        (Some(a), None) => Some(a.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+/// Whether `method` is the only method the request may be handled as: it is the request's
+/// own (exactly) and no override names another.
+pub fn only_method(req: &Request, method: &str) -> bool {
+    req.method() == method
+        && methods(req).is_ok_and(|all| all.iter().all(|(m, binding)| !binding || m == method))
 }
 
 /// The methods the request may be handled as, its own first, each with whether it binds
@@ -258,6 +383,8 @@ mod tests {
             matcher: Matcher {
                 path,
                 methods: methods.iter().map(|m| m.to_string()).collect(),
+                hosts: Vec::new(),
+                routes: Vec::new(),
             },
             requires: None,
         }
@@ -280,10 +407,10 @@ mod tests {
         headers: &[(&str, &str)],
     ) -> Result<Vec<Option<usize>>, RouteError> {
         let req = Request::new(method, path, headers);
-        Ok(find(rules, parameters, &req)?
+        Ok(find(rules, parameters, &req, None)?
             .iter()
             .map(|route| match route {
-                Route::Rule(r) => rules.iter().position(|x| std::ptr::eq(x, *r)),
+                Route::Rule(r, _) => rules.iter().position(|x| std::ptr::eq(x, *r)),
                 Route::Unmatched => None,
             })
             .collect())
@@ -416,7 +543,7 @@ mod tests {
         let any = vec![rule(exact("/x"), &[])];
         let req = Request::new("GET", "/x", &[("x-http-method-override", "DELETE")]);
         assert_eq!(
-            find(&any, PathParameters::Reject, &req).map(|r| r.len()),
+            find(&any, PathParameters::Reject, &req, None).map(|r| r.len()),
             Ok(1)
         );
         // Bounded.
@@ -429,6 +556,102 @@ mod tests {
         assert_eq!(
             RouteError::TooManyMethods.message(),
             "too many method overrides"
+        );
+    }
+
+    fn host(pattern: &str) -> HostPattern {
+        let (name, port) = match pattern.split_once(':') {
+            Some((n, p)) => (n, Some(p.to_string())),
+            None => (pattern, None),
+        };
+        match name.strip_prefix('*') {
+            Some(suffix) => HostPattern {
+                name: suffix.into(),
+                wildcard: true,
+                port,
+            },
+            None => HostPattern {
+                name: name.into(),
+                wildcard: false,
+                port,
+            },
+        }
+    }
+
+    #[test]
+    fn hosts_narrow_the_rules_and_a_trailing_dot_is_read_both_ways() {
+        let mut admin = rule(prefix("/api"), &[]);
+        admin.matcher.hosts = vec![host("admin.example.com"), host("*.admin.test:8443")];
+        let rules = vec![admin, rule(prefix("/"), &[])];
+        let on = |authority: &str| {
+            routes(
+                &rules,
+                PathParameters::Reject,
+                "GET",
+                "/api/x",
+                &[(":authority", authority)],
+            )
+        };
+        assert_eq!(on("admin.example.com"), Ok(vec![Some(0)]));
+        assert_eq!(on("admin.example.com:80"), Ok(vec![Some(0)]));
+        assert_eq!(on("x.admin.test:8443"), Ok(vec![Some(0)]));
+        assert_eq!(on("x.admin.test:443"), Ok(vec![Some(1)]));
+        assert_eq!(on("admin.test:8443"), Ok(vec![Some(1)]));
+        assert_eq!(on(".admin.test:8443"), Ok(vec![Some(1)]));
+        assert_eq!(on("shop.example.com"), Ok(vec![Some(1)]));
+        // As sent it reaches the catch-all; without the dot, the admin rule: both apply.
+        assert_eq!(on("admin.example.com."), Ok(vec![Some(1), Some(0)]));
+        assert_eq!(on("[::1]:8080"), Ok(vec![Some(1)]));
+        assert_eq!(
+            routes(&rules, PathParameters::Reject, "GET", "/api/x", &[]),
+            Ok(vec![Some(1)])
+        );
+    }
+
+    #[test]
+    fn route_names_narrow_the_rules() {
+        let mut named = rule(prefix("/"), &[]);
+        named.matcher.routes = vec!["a".into(), "b".into()];
+        let rules = vec![named, rule(prefix("/"), &["GET"])];
+        let req = Request::new("GET", "/x", &[]);
+        let on = |route: Option<&str>| {
+            find(&rules, PathParameters::Reject, &req, route).map(|r| match r.first() {
+                Some(Route::Rule(rule, _)) => rules.iter().position(|x| std::ptr::eq(x, *rule)),
+                _ => None,
+            })
+        };
+        assert_eq!(on(Some("b")), Ok(Some(0)));
+        assert_eq!(on(Some("c")), Ok(Some(1)));
+        assert_eq!(on(None), Ok(Some(1)));
+    }
+
+    #[test]
+    fn each_reading_keeps_what_the_template_captured_under_it() {
+        let rules = vec![rule(
+            PathMatch::Template(Template::parse("/t/{id}/x").unwrap()),
+            &[],
+        )];
+        let captures = |path: &str| -> Vec<Option<Vec<String>>> {
+            let req = Request::new("GET", path, &[]);
+            find(&rules, PathParameters::Reject, &req, None)
+                .unwrap()
+                .into_iter()
+                .map(|r| match r {
+                    Route::Rule(_, c) => Some(c),
+                    Route::Unmatched => None,
+                })
+                .collect()
+        };
+        assert_eq!(captures("/t/a/x"), vec![Some(vec!["a".to_string()])]);
+        // Resolved, `b`; kept as sent, the template does not fit: unmatched.
+        assert_eq!(
+            captures("/t/a/../b/x"),
+            vec![Some(vec!["b".to_string()]), None]
+        );
+        // Lenient forms capture what those routers would.
+        assert_eq!(
+            captures("/T/a.json/x"),
+            vec![None, Some(vec!["a.json".to_string()])]
         );
     }
 }

@@ -7,11 +7,13 @@ use crate::authenticator::{Authenticator, Decision, KeyState, KeyStore, Refusal}
 use crate::config::{Config, Fetch, KeySource, split_uri};
 use crate::key_cache::{self, KeysRecord, LocalKeys, Trigger};
 use crate::request::{HeaderChanges, Request};
-use crate::response::{Denial, Failure, Reason, deny};
+use crate::response::{Denial, Failure, Reason, Served, deny};
 use crate::shared_keys::{self, SharedData, Slots};
 use crate::verify::SignatureVerifier;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+
+mod stream;
 
 /// What the host provides. Stream calls act on the stream made current by `enter` (or
 /// whose callback runs).
@@ -28,7 +30,11 @@ pub trait Host {
     /// Makes `context` current; false if that stream is gone.
     fn enter(&self, context: u32) -> bool;
     fn apply(&self, changes: &HeaderChanges);
+    /// A property of the current stream (path segments), `None` when the host has none.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     fn send(&self, denial: &Denial);
+    /// Answers the current stream with a document.
+    fn serve(&self, document: &Served);
     /// Lets the current (paused) stream's request go on upstream.
     fn resume(&self);
     /// Starts an http GET; its answer comes back to the context current now, as
@@ -145,6 +151,8 @@ pub struct Worker<H, V> {
     remotes: RefCell<Vec<Remote>>,
     waiting: RefCell<Vec<Waiting>>,
     calls: RefCell<HashMap<u32, Call>>,
+    /// Whether the host's lack of a `route_name` property has been logged.
+    route_name_missing_logged: Cell<bool>,
 }
 
 /// The core's view of this worker's remote key sets.
@@ -183,7 +191,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     slots: Slots::new(&p.name, &settings),
                     fetch,
                     discovery,
-                    issuer: p.claims.issuer.clone(),
+                    issuer: p.claims.issuer.to_string(),
                     local: LocalKeys::default(),
                 })
             })
@@ -196,6 +204,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             remotes: RefCell::new(remotes),
             waiting: RefCell::new(Vec::new()),
             calls: RefCell::new(HashMap::new()),
+            route_name_missing_logged: Cell::new(false),
         }
     }
 
@@ -255,6 +264,10 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 }
                 self.refuse(&refusal)
             }
+            Decision::Serve(document) => {
+                self.host.serve(&document);
+                Next::Answered
+            }
             Decision::Pending {
                 provider,
                 unknown_kid,
@@ -310,7 +323,12 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 remotes: &remotes,
                 now_ms,
             };
-            self.authenticator.decide(&request, now_ms / 1000, &keys)
+            self.authenticator.decide_on_route(
+                &request,
+                self.route_name().as_deref(),
+                now_ms / 1000,
+                &keys,
+            )
         };
         let (hits, misses) = self.authenticator.take_cache_counts();
         for (metric, n) in [(Metric::CacheHit, hits), (Metric::CacheMiss, misses)] {
@@ -321,11 +339,17 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         decision
     }
 
-    /// The answer for a request that waited for keys as long as it may.
+    /// The answer for a request that waited for keys as long as it may (read again: a
+    /// gRPC call gets a gRPC status).
     fn unavailable(&self, provider: usize) -> Next {
+        let request = self.host.request();
         let config = self.config();
         self.refuse(&Refusal {
-            denial: deny(&config.realm, &Failure::Unavailable { retry_after_s: 1 }),
+            denial: deny(
+                &config.realm,
+                &Failure::Unavailable { retry_after_s: 1 },
+                &request,
+            ),
             provider: config.providers.get(provider).map(|p| p.name.clone()),
             detail: None,
         })

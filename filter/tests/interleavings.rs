@@ -18,7 +18,7 @@ mod support;
 use jwt_filter::config::Config;
 use jwt_filter::key_cache::{FetchRecord, KeysRecord};
 use jwt_filter::request::{HeaderChanges, Request};
-use jwt_filter::response::Denial;
+use jwt_filter::response::{Denial, Served};
 use jwt_filter::shared_keys::{SetError, SharedData};
 use jwt_filter::verify::InWasm;
 use jwt_filter::worker::{Host, Level, Metric, Next, Worker};
@@ -332,6 +332,10 @@ impl Host for ModelHost {
         context == 0 || self.streams.borrow().contains_key(&context)
     }
     fn apply(&self, _: &HeaderChanges) {}
+    fn property(&self, _: &[&str]) -> Option<Vec<u8>> {
+        None
+    }
+    fn serve(&self, _: &Served) {}
     fn send(&self, denial: &Denial) {
         self.answers
             .borrow_mut()

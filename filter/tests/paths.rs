@@ -122,6 +122,7 @@ impl Filter {
                 )
             }
             Decision::Pending { .. } => panic!("keys are always ready here"),
+            Decision::Serve(_) => panic!("no document is configured here"),
         }
     }
 }

@@ -115,6 +115,32 @@ fn config_text() -> String {
     .to_string()
 }
 
+/// A configuration with every policy field, for the mutations.
+fn policy_config_text() -> String {
+    json!({
+        "cors_preflight": "pass",
+        "resource_metadata": {"resource": "https://api.test", "scopes_supported": ["read"]},
+        "providers": {"p": {
+            "issuer": ["https://issuer.test/", "https://login.test/{tid}/v2.0"],
+            "audiences": ["https://api.test"],
+            "remote_jwks": {"cluster": "idp", "uri": "http://idp.test/jwks"},
+            "claim_to_properties": [{"claim": "sub", "property": "jwt_sub"}]
+        }},
+        "rules": [
+            {"match": {"hosts": ["*.admin.test:8443"], "route": ["public-route"], "prefix": "/"}},
+            {"match": {"path_template": "/tenants/{tenant}/{rest=**}"},
+             "requires": {"provider": "p", "audiences": ["https://api.test"], "claims": [
+                {"claim": "tid", "equals_param": "tenant"},
+                {"claim": "tenants", "includes_param": "rest"},
+                {"claim": "tid", "equals_header": "x-tenant-id"},
+                {"claim": "act", "present": false},
+                {"claim": "sub", "prefix": "u"},
+                {"claim": "roles", "not_includes": ["banned"]}]}}
+        ]
+    })
+    .to_string()
+}
+
 fn good_token() -> String {
     let claims = json!({"iss": "https://issuer.test/", "aud": "https://api.test", "sub": "u", "scope": "read", "exp": NOW + 3600});
     keys::sign("rsa-a", &json!({"alg": "RS256", "kid": "a"}), &claims)
@@ -177,9 +203,33 @@ fn random_requests_and_configurations_never_panic() {
         let req = Request::new(&method, &path, &headers[..rng.below(3)]);
         let _ = authenticator.decide(&req, NOW, &keys);
     }
-    let text = config_text();
-    for _ in 0..3000 {
-        let _ = Config::parse(mutate(&mut rng, &text).as_bytes());
+    for text in [config_text(), policy_config_text()] {
+        for _ in 0..3000 {
+            let _ = Config::parse(mutate(&mut rng, &text).as_bytes());
+        }
+    }
+    // Requests against the policies: hosts, captures, headers bound to claims.
+    let policies = Authenticator::new(
+        Config::parse(policy_config_text().as_bytes()).unwrap(),
+        InWasm,
+    );
+    for _ in 0..2000 {
+        let path = mutate(&mut rng, "/tenants/t1/orders/7");
+        let host = mutate(&mut rng, "x.admin.test:8443");
+        let tenant = mutate(&mut rng, "t1");
+        let auth = format!("Bearer {token}");
+        let headers = [
+            (":authority", host.as_str()),
+            ("x-tenant-id", tenant.as_str()),
+            ("authorization", auth.as_str()),
+        ];
+        let req = Request::new("GET", &path, &headers);
+        let _ = policies.decide_on_route(
+            &req,
+            Some("public-route").filter(|_| rng.below(2) == 0),
+            NOW,
+            &keys,
+        );
     }
     let jwks = json!({"keys": [keys::public_jwk("rsa-a", "a")]}).to_string();
     for _ in 0..1000 {

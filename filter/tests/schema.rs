@@ -58,6 +58,17 @@ const DIFFERENCES: &[(&str, &str)] = &[
          reads integers as serde does and refuses floating point",
     ),
     (
+        "param not captured",
+        "a claim check's `equals_param`/`includes_param` names a capture that the rule's own \
+         `path_template` does not have: a cross-reference between a rule's match and its \
+         requirement",
+    ),
+    (
+        "template names",
+        "a `path_template` capturing one name twice, or more than 16 names: JSON Schema cannot \
+         compare the parts of a string",
+    ),
+    (
         "JSON text",
         "duplicate object keys, nesting deeper than 32 levels and a configuration over 1 MiB \
          are refused by the filter's JSON reader; a schema sees the parsed value",
@@ -81,6 +92,12 @@ fn documented(e: &ConfigError) -> Option<&'static str> {
         "key material"
     } else if m.starts_with("is not normalised") || m.starts_with("is not a safe path") {
         "rule path not canonical"
+    } else if m.contains("is not captured by this rule's path_template") {
+        "param not captured"
+    } else if e.path.ends_with(".path_template")
+        && (m.ends_with("is captured twice") || m.starts_with("more than 16 captures"))
+    {
+        "template names"
     } else if m.starts_with("invalid type: floating point `") && m.contains(".0`, expected u64") {
         "integer written with a fraction"
     } else if e.path == "."
@@ -388,7 +405,51 @@ fn full_configs() -> Vec<Case> {
         },
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider": "hmac"}}]
     });
-    vec![case("full: public keys", public), case("full: HMAC", hmac)]
+    let policies = json!({
+        "cors_preflight": "pass",
+        "resource_metadata": {
+            "resource": "https://api.test",
+            "path": "/meta",
+            "authorization_servers": ["https://issuer.test/"],
+            "scopes_supported": ["read"],
+            "bearer_methods_supported": ["header"],
+            "resource_signing_alg_values_supported": ["RS256"],
+            "authorization_details_types_supported": ["payment"],
+            "dpop_signing_alg_values_supported": ["ES256"],
+            "jwks_uri": "https://api.test/jwks",
+            "resource_name": "API",
+            "resource_documentation": "https://api.test/docs",
+            "resource_policy_uri": "https://api.test/policy",
+            "resource_tos_uri": "https://api.test/tos",
+            "tls_client_certificate_bound_access_tokens": false,
+            "dpop_bound_access_tokens_required": false
+        },
+        "providers": {
+            "tenants": {
+                "issuer": ["https://issuer.test/", "https://login.test/{tid}/v2.0"],
+                "audiences": ["https://api.test"],
+                "remote_jwks": {"cluster": "idp", "uri": "https://idp.test/jwks"},
+                "claim_to_properties": [{"claim": "sub", "property": "jwt_sub"}]
+            }
+        },
+        "rules": [
+            {"match": {"hosts": ["api.test", "*.api.test:8443"], "route": ["r1"], "prefix": "/"}},
+            {"match": {"path_template": "/tenants/{tenant}/{rest=**}", "methods": ["GET"]},
+             "requires": {"provider": "tenants", "audiences": ["https://orders"], "claims": [
+                {"claim": "tid", "equals_param": "tenant"},
+                {"claim": "paths", "includes_param": "rest"},
+                {"claim": "tid", "equals_header": "x-tenant-id"},
+                {"claim": "act", "present": false},
+                {"claim": "sub", "prefix": "user-"},
+                {"claim": "roles", "not_includes": ["banned"]}
+             ]}}
+        ]
+    });
+    vec![
+        case("full: public keys", public),
+        case("full: HMAC", hmac),
+        case("full: policies", policies),
+    ]
 }
 
 // ---- Mutations ----
@@ -658,6 +719,12 @@ fn handwritten() -> Vec<Case> {
         case("discovery, issuer with a query", provider(json!({"issuer": "https://i.test?x", "remote_jwks": null, "discovery": {"cluster": "c"}}))),
         case("discovery, issuer with trailing slashes", provider(json!({"issuer": "https://i.test//", "remote_jwks": null, "discovery": {"cluster": "c"}}))),
         case("HMAC with remote_jwks", provider(json!({"algorithms": ["HS256"]}))),
+        case("a template capturing a name twice", q(json!({"rules": [{"match": {"path_template": "/a/{x}/{x}"}}]}))),
+        case("a param the template does not capture", q(json!({"rules": [{"match": {"path_template": "/a/{x}"},
+            "requires": {"provider": "auth0", "claims": [{"claim": "c", "equals_param": "y"}]}}]}))),
+        case("discovery, one issuer in a list", provider(json!({"issuer": ["https://i.test/"], "remote_jwks": null, "discovery": {"cluster": "c"}}))),
+        case("discovery, two issuers", provider(json!({"issuer": ["https://i.test/", "https://j.test/"], "remote_jwks": null, "discovery": {"cluster": "c"}}))),
+        case("discovery, an issuer template", provider(json!({"issuer": "https://i.test/{tid}", "remote_jwks": null, "discovery": {"cluster": "c"}}))),
         case("HMAC with discovery", provider(json!({"algorithms": ["HS256"], "remote_jwks": null, "discovery": {"cluster": "c"}}))),
         case("HMAC and RS256 mixed", provider(json!({"algorithms": ["HS256", "RS256"]}))),
         case("algorithm twice", provider(json!({"algorithms": ["RS256", "RS256"]}))),
@@ -810,6 +877,9 @@ fn kind(path: &str) -> Option<&'static str> {
     if p.is_empty() {
         return Some("root");
     }
+    if p == "resource_metadata" {
+        return Some("resource_metadata");
+    }
     if let Some(rest) = p.strip_prefix("providers.") {
         let rest = &rest[rest.find(['.', '[']).unwrap_or(rest.len())..];
         return match rest {
@@ -818,6 +888,7 @@ fn kind(path: &str) -> Option<&'static str> {
             ".discovery" => Some("discovery"),
             ".token_sources[]" => Some("token_source"),
             ".claim_to_headers[]" => Some("claim_to_header"),
+            ".claim_to_properties[]" => Some("claim_to_property"),
             _ => None,
         };
     }
@@ -841,8 +912,10 @@ fn kind(path: &str) -> Option<&'static str> {
     }
 }
 
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 12] = [
     "root",
+    "resource_metadata",
+    "claim_to_property",
     "provider",
     "remote_jwks",
     "discovery",

@@ -165,7 +165,7 @@ pub fn header_map(data: &[u8]) {
 /// only, so that every key comes from the input, and header prefixes that end in a space,
 /// so that a token is always a maximal run of base64url characters and dots in a header
 /// value (what `signed_token_in` looks for).
-pub const CONFIGS: [&str; 3] = [
+pub const CONFIGS: [&str; 4] = [
     // The quickstart.
     r#"{"realm": "api",
         "providers": {"auth0": {"issuer": "https://issuer.test/", "audiences": ["https://api.test"],
@@ -211,6 +211,29 @@ pub const CONFIGS: [&str; 3] = [
         "rules": [
           {"match": {"prefix": "/api/public"}},
           {"match": {"prefix": "/api"}, "requires": {"provider": "auth0", "scopes": ["read:messages"]}}]}"#,
+    // Gateway policies: hosts, route names, path templates and claims bound to them, an
+    // issuer template, per-requirement audiences, preflights, metadata, properties.
+    r#"{"cors_preflight": "pass",
+        "resource_metadata": {"resource": "https://api.test", "authorization_servers": ["https://issuer.test/"]},
+        "providers": {"main": {"issuer": ["https://issuer.test/", "https://login.test/{tid}/v2.0"],
+          "audiences": ["https://api.test"],
+          "remote_jwks": {"cluster": "idp", "uri": "http://idp.test/jwks"},
+          "algorithms": ["RS256", "ES256", "EdDSA"],
+          "claim_to_headers": [{"claim": "sub", "header": "x-user-id"}],
+          "claim_to_properties": [{"claim": "sub", "property": "jwt_sub"}]}},
+        "rules": [
+          {"match": {"hosts": ["admin.test", "*.admin.test:8443"], "prefix": "/api"},
+           "requires": {"provider": "main", "scopes": ["admin"], "audiences": ["https://admin.test"]}},
+          {"match": {"route": ["public-route"], "prefix": "/"}},
+          {"match": {"path_template": "/tenants/{tenant}/{rest=**}", "methods": ["GET"]},
+           "requires": {"provider": "main", "claims": [{"claim": "tid", "equals_param": "tenant"},
+                                                       {"claim": "tenants", "includes_param": "tenant"}]}},
+          {"match": {"prefix": "/header"},
+           "requires": {"provider": "main", "claims": [{"claim": "tid", "equals_header": "x-tenant-id"}]}},
+          {"match": {"path_template": "/api/{name}"},
+           "requires": {"provider": "main", "claims": [{"claim": "sub", "prefix": "user-"},
+                                                       {"claim": "act", "present": false},
+                                                       {"claim": "scope", "not_includes": ["banned"]}]}}]}"#,
 ];
 
 /// The input of the `decide` target: the configuration (index into `CONFIGS`), the key
@@ -286,6 +309,7 @@ pub fn decide(data: &[u8]) -> Option<Decision> {
             assert_eq!(store.kind, expected);
         }
         Decision::Deny(_) => assert_eq!(config.mode, Mode::Enforce),
+        Decision::Serve(_) => assert!(config.resource_metadata.is_some()),
     }
     Some(decision)
 }

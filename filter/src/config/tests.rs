@@ -253,7 +253,7 @@ fn errors_name_the_json_path() {
         ),
         (
             Box::new(|v| v["providers"]["auth0"]["issuer"] = json!(7)),
-            "providers.auth0.issuer: invalid type: integer `7`, expected a string",
+            "providers.auth0.issuer: invalid type: integer `7`, expected a string or a sequence of strings",
         ),
         (
             Box::new(|v| v["rules"] = json!({})),
@@ -408,4 +408,345 @@ fn uris_split_into_authority_and_path() {
     ] {
         assert_eq!(split_uri(bad), None, "{bad}");
     }
+}
+
+#[test]
+fn policy_fields_refuse_mistakes_with_their_path() {
+    let tenant_rule = |requires: Value| json!({"match": {"path_template": "/tenants/{tenant}/{rest=**}"}, "requires": requires});
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"match": {"prefix": "/a", "host": ["x"]}}),
+            "rules[3].match.host: unknown field `host`",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "hosts": []}}),
+            "rules[3].match.hosts: must not be empty (leave it out to match any host)",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "hosts": ["ok.test", "*example.com"]}}),
+            "rules[3].match.hosts[1]: must be a host name such as api.example.com or *.example.com, with an optional :port",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "hosts": ["*.*.test"]}}),
+            "rules[3].match.hosts[0]: must be a host name",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "hosts": ["a.test:"]}}),
+            "rules[3].match.hosts[0]: must be a host name",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "route": []}}),
+            "rules[3].match.route: must not be empty (leave it out to match any route)",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "route": [""]}}),
+            "rules[3].match.route[0]: must be a non-empty route name",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "path_template": "/a"}}),
+            "rules[3].match: needs exactly one of path, prefix, path_template",
+        ),
+        (
+            json!({"match": {"path_template": "/a/{x}/{x}"}}),
+            "rules[3].match.path_template: 'x' is captured twice",
+        ),
+        (
+            json!({"match": {"path_template": "/a/**/b"}}),
+            "rules[3].match.path_template: '**' may only be the last segment",
+        ),
+        (
+            json!({"match": {"path_template": "/a//{x}"}}),
+            "rules[3].match.path_template: must not have empty segments",
+        ),
+        (
+            json!({"match": {"path_template": "/a/../{x}"}}),
+            "rules[3].match.path_template: is not normalised",
+        ),
+        (
+            json!({"match": {"path_template": "/a/%41/{x}"}}),
+            "rules[3].match.path_template: is not normalised",
+        ),
+        (
+            tenant_rule(
+                json!({"provider": "auth0", "claims": [{"claim": "tid", "equals_param": "tenat"}]}),
+            ),
+            "rules[3].requires.claims[0].equals_param: 'tenat' is not captured by this rule's path_template",
+        ),
+        (
+            json!({"match": {"prefix": "/a"}, "requires": {"provider": "auth0", "claims": [{"claim": "tid", "includes_param": "tenant"}]}}),
+            "rules[3].requires.claims[0].includes_param: 'tenant' is not captured by this rule's path_template",
+        ),
+        (
+            tenant_rule(
+                json!({"any": [{"provider": "auth0", "claims": [{"claim": "tid", "equals_param": "x"}]}]}),
+            ),
+            "rules[3].requires.any[0].claims[0].equals_param: 'x' is not captured",
+        ),
+        (
+            tenant_rule(
+                json!({"provider": "auth0", "claims": [{"claim": "tid", "equals_param": "tenant", "equals": "a"}]}),
+            ),
+            "rules[3].requires.claims[0]: needs exactly one of equals, includes, includes_any, equals_param, includes_param, equals_header, present, prefix, not_includes",
+        ),
+        (
+            tenant_rule(
+                json!({"provider": "auth0", "claims": [{"claim": "tid", "equals_parm": "tenant"}]}),
+            ),
+            "rules[3].requires.claims[0].equals_parm: unknown field `equals_parm`",
+        ),
+        (
+            tenant_rule(
+                json!({"provider": "auth0", "claims": [{"claim": "tid", "equals_header": "x tenant"}]}),
+            ),
+            "rules[3].requires.claims[0].equals_header: must be a header name",
+        ),
+        (
+            tenant_rule(
+                json!({"provider": "auth0", "claims": [{"claim": "tid", "present": "yes"}]}),
+            ),
+            "rules[3].requires.claims[0].present: invalid type",
+        ),
+        (
+            tenant_rule(json!({"provider": "auth0", "claims": [{"claim": "tid", "prefix": ""}]})),
+            "rules[3].requires.claims[0].prefix: must not be empty",
+        ),
+        (
+            tenant_rule(
+                json!({"provider": "auth0", "claims": [{"claim": "tid", "not_includes": []}]}),
+            ),
+            "rules[3].requires.claims[0].not_includes: must not be empty",
+        ),
+        (
+            tenant_rule(json!({"provider": "auth0", "audiences": []})),
+            "rules[3].requires.audiences: must not be empty",
+        ),
+        (
+            tenant_rule(json!({"provider": "auth0", "audiences": ["a", ""]})),
+            "rules[3].requires.audiences[1]: must not be empty",
+        ),
+        (
+            tenant_rule(json!({"all": [{"provider": "auth0"}], "audiences": ["a"]})),
+            "rules[3].requires: 'all' cannot carry authorization fields",
+        ),
+    ];
+    for (rule, want) in cases {
+        let got = error_after(|v| v["rules"].as_array_mut().unwrap().push(rule));
+        assert!(got.starts_with(want), "want {want:?}\n got {got:?}");
+    }
+}
+
+#[test]
+fn policy_fields_compile() {
+    let mut v = quickstart();
+    v["rules"] = json!([
+        {"match": {"hosts": ["API.example.com", "*.example.com:8443"], "route": ["r1"],
+                   "path_template": "/tenants/{tenant}/{rest=**}"},
+         "requires": {"provider": "auth0", "audiences": ["https://orders"], "claims": [
+             {"claim": "tid", "equals_param": "tenant"},
+             {"claim": "paths", "includes_param": "rest"},
+             {"claim": "tid", "equals_header": "X-Tenant"},
+             {"claim": "act", "present": false},
+             {"claim": "sub", "prefix": "user-"},
+             {"claim": "roles", "not_includes": ["banned"]}]}}
+    ]);
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    let m = &c.rules[0].matcher;
+    assert_eq!(
+        m.hosts,
+        vec![
+            HostPattern {
+                name: "api.example.com".into(),
+                wildcard: false,
+                port: None
+            },
+            HostPattern {
+                name: ".example.com".into(),
+                wildcard: true,
+                port: Some("8443".into())
+            }
+        ]
+    );
+    assert_eq!(m.routes, vec!["r1"]);
+    assert!(matches!(&m.path, PathMatch::Template(t) if t.names() == ["tenant", "rest"]));
+    let Some(Requirement::Provider(p)) = &c.rules[0].requires else {
+        panic!("a provider requirement");
+    };
+    assert_eq!(p.audiences, Some(vec!["https://orders".to_string()]));
+    let checks: Vec<String> = p
+        .authorization
+        .claims
+        .iter()
+        .map(|c| format!("{c:?}"))
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            r#"EqualsParam(ClaimPath(["tid"]), 0)"#,
+            r#"IncludesParam(ClaimPath(["paths"]), 1)"#,
+            r#"EqualsHeader(ClaimPath(["tid"]), "x-tenant")"#,
+            r#"Present(ClaimPath(["act"]), false)"#,
+            r#"Prefix(ClaimPath(["sub"]), "user-")"#,
+            r#"NotIncludes(ClaimPath(["roles"]), [String("banned")])"#,
+        ]
+    );
+}
+
+#[test]
+fn issuers_may_be_a_list_with_claim_placeholders() {
+    let with_issuer = |issuer: Value| error_after(|v| v["providers"]["auth0"]["issuer"] = issuer);
+    for (issuer, want) in [
+        (json!([]), "providers.auth0.issuer: must not be empty"),
+        (
+            json!(["https://a/", ""]),
+            "providers.auth0.issuer[1]: must not be empty",
+        ),
+        (
+            json!("https://a/{tid/v2"),
+            "providers.auth0.issuer: has a '{' without '}'",
+        ),
+        (
+            json!(["https://a/tid}/v2"]),
+            "providers.auth0.issuer[0]: has a '}' without '{'",
+        ),
+        (
+            json!("https://a/{t.id}/"),
+            "providers.auth0.issuer: placeholders are claim names such as {tid}",
+        ),
+        (
+            json!("https://a/{}/"),
+            "providers.auth0.issuer: placeholders are claim names such as {tid}",
+        ),
+    ] {
+        assert_eq!(with_issuer(issuer), want);
+    }
+    let mut v = quickstart();
+    v["providers"]["auth0"]["issuer"] = json!(["https://a/", "https://login.test/{tid}/v2.0"]);
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        c.providers[0].claims.issuer,
+        Issuers(vec![
+            "https://a/".into(),
+            "https://login.test/{tid}/v2.0".into()
+        ])
+    );
+    // Discovery starts from one literal issuer.
+    let discovery = |issuer: Value| {
+        error_after(|v| {
+            let p = v["providers"]["auth0"].as_object_mut().unwrap();
+            p.remove("remote_jwks");
+            p.insert("discovery".into(), json!({"cluster": "idp"}));
+            p.insert("issuer".into(), issuer);
+        })
+    };
+    assert_eq!(
+        discovery(json!(["https://a/", "https://b/"])),
+        "providers.auth0.issuer: discovery needs exactly one issuer"
+    );
+    assert_eq!(
+        discovery(json!("https://login.test/{tid}/v2.0")),
+        "providers.auth0.issuer: discovery needs a literal issuer, without placeholders"
+    );
+}
+
+#[test]
+fn cors_preflight_is_authenticate_or_pass() {
+    assert_eq!(
+        Config::parse(QUICKSTART.as_bytes()).unwrap().cors_preflight,
+        CorsPreflight::Authenticate
+    );
+    let mut v = quickstart();
+    v["cors_preflight"] = json!("pass");
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    assert_eq!(c.cors_preflight, CorsPreflight::Pass);
+    assert!(
+        error_after(|v| v["cors_preflight"] = json!("bypass"))
+            .starts_with("cors_preflight: unknown variant `bypass`")
+    );
+}
+
+#[test]
+fn resource_metadata_fields_are_checked() {
+    let with_metadata = |m: Value| error_after(|v| v["resource_metadata"] = m);
+    for (m, want) in [
+        (json!({}), "resource_metadata: missing field `resource`"),
+        (
+            json!({"resource": "api"}),
+            "resource_metadata.resource: must be an http(s) URL without query or fragment",
+        ),
+        (
+            json!({"resource": "https://a/#x"}),
+            "resource_metadata.resource: must be an http(s) URL",
+        ),
+        (
+            json!({"resource": "https://a/", "scopes_suported": []}),
+            "resource_metadata.scopes_suported: unknown field",
+        ),
+        (
+            json!({"resource": "https://a/", "scopes_supported": []}),
+            "resource_metadata.scopes_supported: must be a non-empty list",
+        ),
+        (
+            json!({"resource": "https://a/", "resource_name": ""}),
+            "resource_metadata.resource_name: must not be empty",
+        ),
+        (
+            json!({"resource": "https://a/", "dpop_bound_access_tokens_required": "yes"}),
+            "resource_metadata.dpop_bound_access_tokens_required: invalid type",
+        ),
+        (
+            json!({"resource": "https://a/", "path": "/a/../b"}),
+            "resource_metadata.path: is not normalised (requests would be matched as '/b')",
+        ),
+        (
+            json!({"resource": "https://a/", "path": "/a?b"}),
+            "resource_metadata.path: is not normalised",
+        ),
+    ] {
+        let got = with_metadata(m);
+        assert!(got.starts_with(want), "want {want:?}\n got {got:?}");
+    }
+    let mut v = quickstart();
+    v["resource_metadata"] = json!({"resource": "https://api.test/v1/", "path": "/meta",
+                                    "dpop_bound_access_tokens_required": false});
+    let m = Config::parse(v.to_string().as_bytes())
+        .unwrap()
+        .resource_metadata
+        .unwrap();
+    assert_eq!(m.url, "https://api.test/v1/meta");
+    assert_eq!(m.path, "/meta");
+    assert_eq!(
+        m.document,
+        r#"{"dpop_bound_access_tokens_required":false,"resource":"https://api.test/v1/"}"#
+    );
+}
+
+#[test]
+fn claim_to_properties_names_are_checked() {
+    for (property, ok) in [
+        ("jwt_sub", true),
+        ("a.b-c", true),
+        ("", false),
+        ("a b", false),
+        ("a\u{0}b", false),
+    ] {
+        let mut v = quickstart();
+        v["providers"]["auth0"]["claim_to_properties"] =
+            json!([{"claim": "sub", "property": property}]);
+        let got = Config::parse(v.to_string().as_bytes());
+        match ok {
+            true => assert_eq!(
+                got.unwrap().providers[0].claim_to_properties,
+                vec![(ClaimPath::dotted("sub"), property.to_string())]
+            ),
+            false => assert_eq!(
+                got.unwrap_err().to_string(),
+                "providers.auth0.claim_to_properties[0].property: must be 1 to 64 letters, digits, '_', '-' or '.'"
+            ),
+        }
+    }
+    assert!(
+        error_after(|v| v["providers"]["auth0"]["claim_to_properties"] =
+            json!([{"claim": "sub", "header": "x"}]))
+        .starts_with("providers.auth0.claim_to_properties[0].header: unknown field")
+    );
 }

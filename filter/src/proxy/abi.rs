@@ -89,6 +89,18 @@ unsafe extern "C" {
         value_size: usize,
         cas: u32,
     ) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
@@ -156,6 +168,17 @@ pub fn header_value(kind: u32, name: &str) -> Result<Vec<u8>, Status> {
     owned(status, data, size)
 }
 
+/// A property by path (segments joined with NUL bytes).
+pub fn property(path: &[u8]) -> Result<Vec<u8>, Status> {
+    let (mut data, mut size) = (null_mut(), 0);
+    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    owned(status, data, size)
+}
+
+pub fn set_property(path: &[u8], value: &[u8]) -> Result<(), Status> {
+    check(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
+}
+
 pub fn replace_header(kind: u32, name: &str, value: &str) -> Result<(), Status> {
     check(unsafe {
         proxy_replace_header_map_value(kind, name.as_ptr(), name.len(), value.as_ptr(), value.len())
@@ -167,7 +190,13 @@ pub fn remove_header(kind: u32, name: &str) -> Result<(), Status> {
 }
 
 /// A local reply; `headers` encoded as a header map.
-pub fn send_local_response(status: u32, headers: &[u8], body: &[u8]) -> Result<(), Status> {
+/// `grpc_status` -1: none (Envoy maps the HTTP status for gRPC calls).
+pub fn send_local_response(
+    status: u32,
+    headers: &[u8],
+    body: &[u8],
+    grpc_status: i32,
+) -> Result<(), Status> {
     check(unsafe {
         proxy_send_local_response(
             status,
@@ -177,7 +206,7 @@ pub fn send_local_response(status: u32, headers: &[u8], body: &[u8]) -> Result<(
             body.len(),
             headers.as_ptr(),
             headers.len(),
-            -1,
+            grpc_status,
         )
     })
 }

@@ -4,7 +4,7 @@
 use super::abi;
 use crate::header_map;
 use crate::request::{HeaderChanges, Request};
-use crate::response::Denial;
+use crate::response::{Denial, Served};
 use proxy_wasm::types::LogLevel;
 use std::time::Duration;
 
@@ -39,6 +39,11 @@ pub fn request() -> Request {
     Request::from_pairs(header_map::decode(&bytes).unwrap_or_default())
 }
 
+/// A property of the current stream by path segments; `None` when the host has none.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    abi::property(path.join("\0").as_bytes()).ok()
+}
+
 pub fn apply(changes: &HeaderChanges) {
     for name in &changes.remove {
         let _ = abi::remove_header(abi::REQUEST_HEADERS, name);
@@ -46,11 +51,25 @@ pub fn apply(changes: &HeaderChanges) {
     for (name, value) in &changes.set {
         let _ = abi::replace_header(abi::REQUEST_HEADERS, name, value);
     }
+    for (name, value) in &changes.properties {
+        let _ = abi::set_property(name.as_bytes(), value.as_bytes());
+    }
 }
 
 pub fn send(denial: &Denial) {
-    let headers = header_map::encode(&denial.headers);
-    let _ = abi::send_local_response(u32::from(denial.status), &headers, denial.body.as_bytes());
+    let grpc_status = denial
+        .grpc_status
+        .map_or(-1, |s| i32::try_from(s).unwrap_or(-1));
+    respond(denial.status, &denial.headers, &denial.body, grpc_status);
+}
+
+pub fn serve(document: &Served) {
+    respond(200, &document.headers, &document.body, -1);
+}
+
+fn respond(status: u16, headers: &[(&str, String)], body: &str, grpc_status: i32) {
+    let headers = header_map::encode(headers);
+    let _ = abi::send_local_response(u32::from(status), &headers, body.as_bytes(), grpc_status);
 }
 
 /// Makes `context_id` the stream that later host calls act on; false if it is gone.

@@ -130,8 +130,13 @@ impl HttpContext for Stream {
                 return Action::Continue;
             }
             Stage::Refusal => {
-                std::hint::black_box((host::now_ms(), host::request()));
-                host::send(&deny(&self.plugin.config().realm, &Failure::Missing));
+                let request = host::request();
+                std::hint::black_box(host::now_ms());
+                host::send(&deny(
+                    &self.plugin.config().realm,
+                    &Failure::Missing,
+                    &request,
+                ));
                 return Action::Pause;
             }
         }

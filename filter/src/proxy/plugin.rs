@@ -7,7 +7,7 @@ use super::stage::{STAGE, Stage};
 use crate::config::{Config, ConfigError, KeySource};
 use crate::jwks::Key;
 use crate::request::{HeaderChanges, Request};
-use crate::response::Denial;
+use crate::response::{Denial, Served};
 use crate::shared_keys::SharedData;
 use crate::verify::{HostCrypto, InWasm, SignatureVerifier};
 use crate::worker::{Host, Level, Metric, Worker};
@@ -130,8 +130,16 @@ impl Host for ProxyHost {
         host::apply(changes);
     }
 
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        host::property(path)
+    }
+
     fn send(&self, denial: &Denial) {
         host::send(denial);
+    }
+
+    fn serve(&self, document: &Served) {
+        host::serve(document);
     }
 
     fn resume(&self) {

@@ -275,6 +275,9 @@ pub struct Expect {
     pub calls: Option<BTreeMap<String, Value>>,
     /// Metric name → value matcher (`null`: never defined).
     pub metrics: Option<BTreeMap<String, Value>>,
+    /// Properties the filter set (`proxy_set_property`) or the scenario gave: path segments
+    /// joined by `.` → value matcher (`null`: never set).
+    pub properties: Option<BTreeMap<String, Value>>,
     /// Each must be a substring of some log line (`[level] message`).
     pub logs: Option<Vec<String>>,
     /// No log line may contain any of these.

@@ -684,6 +684,14 @@ impl Run<'_> {
                     .map_err(|m| anyhow!(m))?;
             }
         }
+        for (path, expected) in e.properties.iter().flatten() {
+            let actual = world
+                .properties
+                .get(path.replace('.', "\0").as_bytes())
+                .map(|v| Value::from(String::from_utf8_lossy(v).into_owned()));
+            check(expected, actual.as_ref(), &format!("property {path}"))
+                .map_err(|m| anyhow!(m))?;
+        }
         let lines: Vec<String> = world
             .logs
             .iter()
