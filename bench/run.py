@@ -362,13 +362,15 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 
-def per_round(runs: list[dict], w: str, s: str, base: str, f) -> float | None:
-    """The median over rounds of f(run of s, run of base in the same round)."""
+def per_round(runs: list[dict], w: str, s: str, base: str, f,
+              base_w: str | None = None) -> float | None:
+    """The median over rounds of f(run of s, run of base in the same round), base on workload
+    `base_w` (default: the same workload)."""
     out = []
     for r in runs:
         if r["workload"] != w or r["setup"] != s:
             continue
-        b = [x for x in runs if x["workload"] == w and x["setup"] == base
+        b = [x for x in runs if x["workload"] == (base_w or w) and x["setup"] == base
              and x["round"] == r["round"]]
         if b and b[0]["rps"] > 0 and r["rps"] > 0:
             out.append(f(r, b[0]))
@@ -534,9 +536,8 @@ def goals(runs: list[dict], summary: dict, wasm_size: int, pool: int) -> list[st
     line("distinct tokens, host_crypto: false", f"{fmt_int(r)} req/s ({fmt_x(x)} no filter)",
          "reported; not slower", None)
     for w in ("missing", "malformed"):
-        mine = {r["round"]: r for r in runs if r["workload"] == w and r["setup"] == "wasm_host"}
-        hits = {r["round"]: r for r in runs if r["workload"] == "single" and r["setup"] == "wasm_host"}
-        x = med([mine[k]["rps"] / hits[k]["rps"] for k in mine if k in hits and hits[k]["rps"]])
+        x = per_round(runs, w, "wasm_host", "wasm_host", lambda r, b: r["rps"] / b["rps"],
+                      base_w="single")
         line(f"{w} token vs a cache hit, host crypto (req/s ratio)", fmt_x(x), ">= 1.00x",
              None if x is None else x >= 1.0)
     line("dist/jwt_filter.wasm size", f"{wasm_size / 1024:.0f} KiB", "<= 512 KiB",

@@ -522,13 +522,12 @@ impl<V: SignatureVerifier> Authenticator<V> {
     /// stripped first; verified tokens add theirs and are removed unless forwarded.
     fn changes(&self, req: &Request, verified: &[Passed]) -> HeaderChanges {
         // Only headers the request carries need removing (each removal is a host call).
-        let present = |name: &String| req.has_header(name);
         let mut changes = HeaderChanges {
             remove: self
                 .config
                 .identity_headers
                 .iter()
-                .filter(|h| present(h))
+                .filter(|h| req.has_header(h))
                 .cloned()
                 .collect(),
             set: Vec::new(),

@@ -107,7 +107,7 @@ impl Request {
 
     /// Whether the request carries header `name` (lower-case), decodable or not.
     pub fn has_header(&self, name: &str) -> bool {
-        self.headers().any(|(k, _)| k == name) || self.undecodable.iter().any(|h| h == name)
+        self.header_values(name).next().is_some() || self.undecodable.iter().any(|h| h == name)
     }
 
     /// The query string without the leading `?`, if any.
