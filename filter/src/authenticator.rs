@@ -2,7 +2,9 @@
 //! authorization, and the header changes or the denial that follow.
 
 use crate::authz::{Bound, ClaimCheck, Denied, ProviderRequirement, Requirement};
+use crate::binding::{self, Connection, NoCertificate};
 use crate::config::{Config, CorsPreflight, KeySource, Mode, Provider, Unmatched};
+use crate::dpop::{DpopMode, ProofUse};
 use crate::extract::{self, Extracted, TokenSource};
 use crate::jwks::{KeyError, KeySet};
 use crate::jws;
@@ -39,10 +41,12 @@ pub trait KeyStore {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Forward upstream after applying `changes`. In report mode, `reported` carries the
-    /// denial that enforce mode would have sent.
+    /// denial that enforce mode would have sent. `proof`: the DPoP proof the request was
+    /// allowed with (and its provider), which the replay cache must accept first.
     Allow {
         changes: HeaderChanges,
         reported: Option<Refusal>,
+        proof: Option<(usize, ProofUse)>,
     },
     Deny(Refusal),
     /// Keys are needed first: pause the request, fetch, then decide again.
@@ -69,6 +73,7 @@ struct Passed<'r> {
     source: usize,
     payload_b64: &'r str,
     token: Rc<Verified>,
+    proof: Option<ProofUse>,
 }
 
 /// Why the signature stage did not produce a verified token.
@@ -150,6 +155,14 @@ impl<V: SignatureVerifier> Authenticator<V> {
                     _ => None,
                 }),
         );
+        // A proof the filter cannot read could be one sent with the wrong scheme.
+        if config
+            .providers
+            .iter()
+            .any(|p| p.dpop.mode != DpopMode::Disabled)
+        {
+            must_decode.push("dpop".to_string());
+        }
         let needs_route_name = config.rules.iter().any(|r| !r.matcher.routes.is_empty());
         must_decode.sort();
         must_decode.dedup();
@@ -170,17 +183,20 @@ impl<V: SignatureVerifier> Authenticator<V> {
         counts
     }
 
-    /// Decides `req` at unix time `now` (seconds), on no named Envoy route.
+    /// Decides `req` at unix time `now` (seconds), on no named Envoy route and a connection
+    /// without client certificate.
     pub fn decide(&self, req: &Request, now: u64, keys: &dyn KeyStore) -> Decision {
-        self.decide_on_route(req, None, now, keys)
+        self.decide_on_route(req, None, &NoCertificate, now, keys)
     }
 
     /// Decides `req` at unix time `now` (seconds) on the Envoy route named `route_name`
-    /// (`None` where the host does not tell; rules that name routes then never match).
+    /// (`None` where the host does not tell; rules that name routes then never match),
+    /// received on `connection`.
     pub fn decide_on_route(
         &self,
         req: &Request,
         route_name: Option<&str>,
+        connection: &dyn Connection,
         now: u64,
         keys: &dyn KeyStore,
     ) -> Decision {
@@ -197,6 +213,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             return Decision::Allow {
                 changes: self.changes(req, &[]),
                 reported: None,
+                proof: None,
             };
         }
         // Every rule some reading of the request lands on must pass (rules.rs).
@@ -216,7 +233,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
                     Route::Unmatched if allow_unmatched => None,
                     Route::Unmatched => Some(Err(Failure::AccessDenied)),
                 });
-                self.evaluate_all(checks, req, now, keys)
+                self.evaluate_all(checks, req, connection, now, keys)
             }
             Err(e) => return self.refused(req, Failure::AccessDenied, None, Some(e.message())),
         };
@@ -224,6 +241,9 @@ impl<V: SignatureVerifier> Authenticator<V> {
             Outcome::Pass(verified) => Decision::Allow {
                 changes: self.changes(req, &verified),
                 reported: None,
+                proof: verified
+                    .iter()
+                    .find_map(|v| Some((v.provider, v.proof.clone()?))),
             },
             Outcome::Pending {
                 provider,
@@ -248,7 +268,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
 
     /// A denial in enforce mode; in report mode, the request goes on with what it would
     /// have been denied for.
-    fn refused(
+    pub fn refused(
         &self,
         req: &Request,
         failure: Failure,
@@ -258,6 +278,14 @@ impl<V: SignatureVerifier> Authenticator<V> {
         let mut denial = deny(&self.config.realm, &failure, req);
         if let Some(m) = &self.config.resource_metadata {
             denial.add_resource_metadata(&m.url);
+        }
+        if let Some(dpop) = provider
+            .map(|i| &self.config.providers[i].dpop)
+            .filter(|d| d.mode != DpopMode::Disabled)
+        {
+            let error_in_dpop =
+                matches!(failure, Failure::InvalidDpopProof(_)) || binding::uses_dpop_scheme(req);
+            denial.add_dpop_challenge(&dpop.algs, error_in_dpop, dpop.mode == DpopMode::Required);
         }
         let refusal = Refusal {
             denial,
@@ -269,6 +297,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             Mode::Report => Decision::Allow {
                 changes: self.changes(req, &[]),
                 reported: Some(refusal),
+                proof: None,
             },
         }
     }
@@ -279,16 +308,19 @@ impl<V: SignatureVerifier> Authenticator<V> {
         requirement: &Requirement,
         captures: &[String],
         req: &'r Request,
+        connection: &dyn Connection,
         now: u64,
         keys: &dyn KeyStore,
     ) -> Outcome<'r> {
         match requirement {
-            Requirement::Provider(p) => self.evaluate_provider(p, captures, req, now, keys),
+            Requirement::Provider(p) => {
+                self.evaluate_provider(p, captures, req, connection, now, keys)
+            }
             Requirement::Any(list) => {
                 let (mut anonymous, mut pending, mut worst) =
                     (false, None, None::<(Failure, Option<usize>)>);
                 for r in list {
-                    match self.evaluate(r, captures, req, now, keys) {
+                    match self.evaluate(r, captures, req, connection, now, keys) {
                         Outcome::Pass(v) if !v.is_empty() => return Outcome::Pass(v),
                         Outcome::Pass(_) => anonymous = true,
                         Outcome::Pending {
@@ -316,9 +348,13 @@ impl<V: SignatureVerifier> Authenticator<V> {
                     Outcome::Fail(f, p)
                 }
             }
-            Requirement::All(list) => {
-                self.evaluate_all(list.iter().map(|r| Ok((r, captures))), req, now, keys)
-            }
+            Requirement::All(list) => self.evaluate_all(
+                list.iter().map(|r| Ok((r, captures))),
+                req,
+                connection,
+                now,
+                keys,
+            ),
         }
     }
 
@@ -329,6 +365,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
         &self,
         checks: impl IntoIterator<Item = Result<(&'q Requirement, &'q [String]), Failure>>,
         req: &'r Request,
+        connection: &dyn Connection,
         now: u64,
         keys: &dyn KeyStore,
     ) -> Outcome<'r> {
@@ -338,7 +375,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 Ok(check) => check,
                 Err(failure) => return Outcome::Fail(failure, None),
             };
-            match self.evaluate(requirement, captures, req, now, keys) {
+            match self.evaluate(requirement, captures, req, connection, now, keys) {
                 Outcome::Pass(v) => {
                     for p in v {
                         // One token that passed two checks changes the headers once.
@@ -364,6 +401,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
         requirement: &ProviderRequirement,
         captures: &[String],
         req: &'r Request,
+        connection: &dyn Connection,
         now: u64,
         keys: &dyn KeyStore,
     ) -> Outcome<'r> {
@@ -371,14 +409,21 @@ impl<V: SignatureVerifier> Authenticator<V> {
         let provider = &self.config.providers[index];
         let fail = |f: Failure| Outcome::Fail(f, Some(index));
 
-        let (token, source) =
+        let (token, source, scheme) =
             match extract::extract(req, &provider.token_sources, self.config.max_token_bytes) {
-                Extracted::Found { token, source } => (token, source),
+                Extracted::Found {
+                    token,
+                    source,
+                    scheme,
+                } => (token, source, scheme),
                 Extracted::Missing if requirement.allow_missing => return Outcome::Pass(Vec::new()),
                 Extracted::Missing => return fail(Failure::Missing),
                 Extracted::Invalid(why) => return fail(Failure::InvalidRequest(why.to_string())),
                 Extracted::TooLarge => return fail(invalid_token("Token too large")),
             };
+        if let Err(failure) = binding::check_request(scheme, req, &provider.dpop) {
+            return fail(failure);
+        }
         let verified = match self.verify_token(index, token, now, keys) {
             Ok(verified) => verified,
             Err(Stop::Fail(failure)) => return fail(failure),
@@ -406,6 +451,21 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 expired: e.expired,
             });
         }
+        let proof = match binding::check_token(
+            &verified.claims,
+            token,
+            scheme,
+            req,
+            &provider.dpop,
+            provider.mtls,
+            connection,
+            now,
+            self.config.max_token_bytes,
+            &self.verifier,
+        ) {
+            Ok(proof) => proof,
+            Err(failure) => return fail(failure),
+        };
         let bound = Bound {
             request: req,
             captures,
@@ -427,6 +487,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             source,
             payload_b64: token.split('.').nth(1).unwrap_or_default(),
             token: verified,
+            proof,
         }])
     }
 
@@ -539,6 +600,10 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 let (remove, set) = extract::removal(req, &provider.token_sources[v.source]);
                 changes.remove.extend(remove);
                 changes.set.extend(set);
+                // The proof only ever meant something with the token.
+                if v.proof.is_some() {
+                    changes.remove.push("dpop".to_string());
+                }
             }
             if let Some(header) = &provider.forward_payload_header {
                 changes

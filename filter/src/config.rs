@@ -5,7 +5,9 @@
 //! empty audiences, unsupported algorithms. A typo must never silently open an endpoint.
 
 use crate::authz::{Authorization, ClaimCheck, ClaimPath, ProviderRequirement, Requirement};
+use crate::binding::MtlsMode;
 use crate::claims::{ClaimRules, Issuers, normalize_typ};
+use crate::dpop::{self, DpopMode, DpopPolicy};
 use crate::extract::TokenSource;
 use crate::json;
 use crate::jwks::{KeySet, Origin};
@@ -55,6 +57,10 @@ pub struct Provider {
     pub claim_to_headers: Vec<(ClaimPath, String)>,
     /// Claims copied into stream properties (for Envoy's access log and later filters).
     pub claim_to_properties: Vec<(ClaimPath, String)>,
+    /// DPoP-bound tokens (RFC 9449).
+    pub dpop: DpopPolicy,
+    /// Certificate-bound tokens (RFC 8705).
+    pub mtls: MtlsMode,
 }
 
 #[derive(Debug, Clone)]
@@ -174,7 +180,7 @@ const CONFIG_FIELDS: [&str; 11] = [
     "providers",
     "rules",
 ];
-const PROVIDER_FIELDS: [&str; 14] = [
+const PROVIDER_FIELDS: [&str; 16] = [
     "issuer",
     "audiences",
     "remote_jwks",
@@ -189,6 +195,15 @@ const PROVIDER_FIELDS: [&str; 14] = [
     "forward_payload_header",
     "claim_to_headers",
     "claim_to_properties",
+    "dpop",
+    "mtls",
+];
+const DPOP_FIELDS: [&str; 5] = [
+    "mode",
+    "algorithms",
+    "iat_offset_s",
+    "iat_leeway_s",
+    "origin",
 ];
 /// `remote_jwks` (with `uri`) and `discovery` (without) share their fetch settings.
 const FETCH_FIELDS: [&str; 7] = [
@@ -265,6 +280,25 @@ impl FromJson<'_> for CorsPreflight {
         node.variant(&[
             ("authenticate", CorsPreflight::Authenticate),
             ("pass", CorsPreflight::Pass),
+        ])
+    }
+}
+
+impl FromJson<'_> for DpopMode {
+    fn from_json(node: &Node) -> Result<Self, ConfigError> {
+        node.variant(&[
+            ("allowed", DpopMode::Allowed),
+            ("required", DpopMode::Required),
+            ("disabled", DpopMode::Disabled),
+        ])
+    }
+}
+
+impl FromJson<'_> for MtlsMode {
+    fn from_json(node: &Node) -> Result<Self, ConfigError> {
+        node.variant(&[
+            ("allowed", MtlsMode::Allowed),
+            ("required", MtlsMode::Required),
         ])
     }
 }
@@ -495,7 +529,58 @@ fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
         forward_payload_header,
         claim_to_headers,
         claim_to_properties,
+        dpop: match p.get::<Node>("dpop")? {
+            None => DpopPolicy::default(),
+            Some(node) => compile_dpop(&node)?,
+        },
+        mtls: match p.get::<Node>("mtls")? {
+            None => MtlsMode::default(),
+            Some(node) => node.object(&["mode"])?.req("mode")?,
+        },
     })
+}
+
+fn compile_dpop(node: &Node) -> Result<DpopPolicy, ConfigError> {
+    let d = node.object(&DPOP_FIELDS)?;
+    let defaults = DpopPolicy::default();
+    let algorithms = match d.get::<Vec<String>>("algorithms")? {
+        None => defaults.algorithms,
+        Some(names) => {
+            let algorithms = compile_algorithms(&names, &d.child("algorithms"))?;
+            if algorithms.iter().any(|a| is_hmac(*a)) {
+                return err(
+                    d.child("algorithms"),
+                    "DPoP proofs use public-key algorithms only",
+                );
+            }
+            algorithms
+        }
+    };
+    let origin = match d.get::<String>("origin")? {
+        None => None,
+        Some(origin) => {
+            // The origin alone, `scheme://host[:port]`: normalised, without the root path.
+            let bare = origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#']));
+            match dpop::normalize_uri(&origin).filter(|_| bare) {
+                Some(n) => Some(n.trim_end_matches('/').to_string()),
+                None => {
+                    return err(
+                        d.child("origin"),
+                        "must be an http(s) origin: scheme://host[:port], no path",
+                    );
+                }
+            }
+        }
+    };
+    Ok(DpopPolicy::new(
+        d.or("mode", defaults.mode)?,
+        algorithms,
+        d.within("iat_offset_s", defaults.iat_offset_s, 1, 3600)?,
+        d.within("iat_leeway_s", defaults.iat_leeway_s, 0, 300)?,
+        origin,
+    ))
 }
 
 /// A list of audiences: not empty, and no empty one.

@@ -1,6 +1,7 @@
 //! Token extraction: where a provider looks for its token, and RFC 6750's rule that a
 //! request uses one transmission method only.
 
+use crate::binding::Scheme;
 use crate::request::Request;
 
 /// Where a token may be carried.
@@ -31,7 +32,11 @@ pub enum Extracted<'r> {
     /// No source carried a token.
     Missing,
     /// Exactly one token; `source` is the index into the provider's sources.
-    Found { token: &'r str, source: usize },
+    Found {
+        token: &'r str,
+        source: usize,
+        scheme: Scheme,
+    },
     /// A malformed request (RFC 6750 `invalid_request`): the description says why.
     Invalid(&'static str),
     /// The token is longer than the configured bound; refused before any decoding.
@@ -39,12 +44,13 @@ pub enum Extracted<'r> {
 }
 
 /// Looks for a token in every source. More than one token, even identical ones, is an
-/// `invalid_request`, as RFC 6750 section 2 requires.
+/// `invalid_request`, as RFC 6750 section 2 requires. Where a source reads
+/// `Authorization: Bearer`, it reads `Authorization: DPoP` too (RFC 9449 section 7.1).
 pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) -> Extracted<'r> {
-    let mut found: Option<(&'r str, usize)> = None;
+    let mut found: Option<(&'r str, usize, Scheme)> = None;
     for (index, source) in sources.iter().enumerate() {
         // Every token-shaped value the source finds; an empty one is an error.
-        let mut take = |value: &'r str| {
+        let mut take = |value: &'r str, scheme| {
             let token = value.trim_matches(' ');
             if token.is_empty() {
                 return Err("Empty access token");
@@ -52,22 +58,32 @@ pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) 
             if found.is_some() {
                 return Err("More than one method used for authentication");
             }
-            found = Some((token, index));
+            found = Some((token, index, scheme));
             Ok(())
         };
         let taken = match source {
-            TokenSource::Header { name, prefix } => req
-                .header_values(name)
-                .filter_map(|v| strip_prefix_ignore_case(v, prefix))
-                .try_for_each(take),
+            TokenSource::Header { name, prefix } => {
+                let dpop = is_bearer(name, prefix);
+                req.header_values(name).try_for_each(|v| {
+                    if let Some(token) = strip_prefix_ignore_case(v, prefix) {
+                        take(token, Scheme::Bearer)
+                    } else if let Some(token) =
+                        strip_prefix_ignore_case(v, "DPoP ").filter(|_| dpop)
+                    {
+                        take(token, Scheme::Dpop)
+                    } else {
+                        Ok(())
+                    }
+                })
+            }
             TokenSource::Query(param) => query_pairs(req.query().unwrap_or_default())
                 .filter(|(k, _)| k == param)
-                .try_for_each(|(_, v)| take(v)),
+                .try_for_each(|(_, v)| take(v, Scheme::Bearer)),
             TokenSource::Cookie(cookie) => req
                 .header_values("cookie")
                 .flat_map(cookie_pairs)
                 .filter(|(k, _)| k == cookie)
-                .try_for_each(|(_, v)| take(v)),
+                .try_for_each(|(_, v)| take(v, Scheme::Bearer)),
         };
         if let Err(why) = taken {
             return Extracted::Invalid(why);
@@ -75,10 +91,19 @@ pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) 
     }
     match found {
         None => Extracted::Missing,
-        Some((token, _)) if token.len() > max_bytes => Extracted::TooLarge,
-        Some((token, _)) if !is_b64token(token) => Extracted::Invalid("Malformed access token"),
-        Some((token, source)) => Extracted::Found { token, source },
+        Some((token, ..)) if token.len() > max_bytes => Extracted::TooLarge,
+        Some((token, ..)) if !is_b64token(token) => Extracted::Invalid("Malformed access token"),
+        Some((token, source, scheme)) => Extracted::Found {
+            token,
+            source,
+            scheme,
+        },
     }
+}
+
+/// `Authorization: Bearer <token>` (the prefix in any case).
+fn is_bearer(name: &str, prefix: &str) -> bool {
+    name == "authorization" && prefix.eq_ignore_ascii_case("Bearer ")
 }
 
 fn strip_prefix_ignore_case<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
@@ -208,7 +233,8 @@ mod tests {
                 found(&req, &[TokenSource::bearer()]),
                 Extracted::Found {
                     token: "a.b.c",
-                    source: 0
+                    source: 0,
+                    scheme: Scheme::Bearer,
                 },
                 "{value}"
             );
@@ -255,7 +281,8 @@ mod tests {
                 found(req, &sources),
                 Extracted::Found {
                     token: "t1",
-                    source: i
+                    source: i,
+                    scheme: Scheme::Bearer,
                 }
             );
         }

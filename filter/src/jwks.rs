@@ -231,6 +231,44 @@ fn parse_key(entry: &Value, origin: Origin) -> Result<Key, String> {
     Ok(key)
 }
 
+/// Members of a JWK that only a private or symmetric key has.
+const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// The public key a DPoP proof carries in its `jwk` header, and its RFC 7638 thumbprint
+/// (base64url SHA-256 of the required members in order, no whitespace). Private members
+/// are refused: a client that sends its private key has lost it.
+pub fn proof_key(jwk: &Value) -> Result<(Key, String), &'static str> {
+    let map = jwk.as_object().ok_or("'jwk' header is not a JSON object")?;
+    if PRIVATE_MEMBERS.iter().any(|m| map.contains_key(*m)) {
+        return Err("'jwk' header holds a private key");
+    }
+    let key = match optional_str(map, "kty") {
+        Ok(Some("RSA" | "EC" | "OKP")) => parse_key(jwk, Origin::Remote),
+        _ => return Err("'jwk' header is not an asymmetric public key"),
+    }
+    .map_err(|_| "'jwk' header is not a usable public key")?;
+    // The members were read as strings of canonical base64url (or a known curve name)
+    // above, so none needs escaping.
+    let member = |name| optional_str(map, name).ok().flatten().unwrap_or_default();
+    let members = match &*key.material {
+        Material::Rsa { .. } => format!(
+            r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+            member("e"),
+            member("n")
+        ),
+        Material::P256(_) | Material::P384(_) => format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            member("crv"),
+            member("x"),
+            member("y")
+        ),
+        Material::Ed25519(_) => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, member("x")),
+        Material::Oct(_) => return Err("'jwk' header is not an asymmetric public key"),
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, members.as_bytes());
+    Ok((key, base64url::encode(digest.as_ref())))
+}
+
 fn optional_str<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, String> {
     match jwk.get(name) {
         None => Ok(None),

@@ -1,7 +1,8 @@
 //! Compact JWS parsing (RFC 7515) and the header rules of RFC 8725, all before any crypto:
 //! three canonical base64url segments, a JSON object header without duplicates, a known
-//! algorithm, no critical extensions, no unencoded payloads, no nesting. Keys named by the
-//! token itself (`jku`, `x5u`, `x5c`, `jwk`) are never read.
+//! algorithm, no critical extensions, no unencoded payloads, no nesting. Keys named by an
+//! access token itself (`jku`, `x5u`, `x5c`, `jwk`) are never read; only a DPoP proof's
+//! `jwk` is (`parse_with_key`), since that key is what the proof proves possession of.
 
 use crate::base64url;
 use crate::json;
@@ -30,6 +31,16 @@ pub struct FormatError(pub &'static str);
 
 /// Parses a compact JWS and applies every rule that needs no key.
 pub fn parse(token: &str) -> Result<Jws<'_>, FormatError> {
+    parse_with_header(token).map(|(jws, _)| jws)
+}
+
+/// `parse`, and the header's `jwk` (for a DPoP proof, which carries its own key; an access
+/// token's `jwk` is never read).
+pub fn parse_with_key(token: &str) -> Result<(Jws<'_>, Option<Value>), FormatError> {
+    parse_with_header(token).map(|(jws, mut header)| (jws, header.remove("jwk")))
+}
+
+fn parse_with_header(token: &str) -> Result<(Jws<'_>, Map<String, Value>), FormatError> {
     if token.starts_with('{') {
         return Err(FormatError("JSON serialization is not accepted"));
     }
@@ -69,7 +80,7 @@ pub fn parse(token: &str) -> Result<Jws<'_>, FormatError> {
     if signature.is_empty() {
         return Err(FormatError("Missing signature"));
     }
-    Ok(Jws {
+    let jws = Jws {
         alg,
         kid,
         typ,
@@ -77,7 +88,8 @@ pub fn parse(token: &str) -> Result<Jws<'_>, FormatError> {
         payload_b64,
         signing_input,
         signature,
-    })
+    };
+    Ok((jws, header))
 }
 
 impl Jws<'_> {

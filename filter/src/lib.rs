@@ -7,8 +7,10 @@
 pub mod authenticator;
 pub mod authz;
 pub mod base64url;
+pub mod binding;
 pub mod claims;
 pub mod config;
+pub mod dpop;
 pub mod extract;
 pub mod header_map;
 pub mod json;
@@ -16,6 +18,7 @@ pub mod jwks;
 pub mod jws;
 pub mod key_cache;
 pub mod path;
+pub mod replay;
 pub mod request;
 pub mod response;
 pub mod rules;

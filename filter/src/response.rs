@@ -19,10 +19,11 @@ pub enum Reason {
     InvalidRequest,
     Unavailable,
     AccessDenied,
+    InvalidDpopProof,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::Missing,
         Reason::Invalid,
         Reason::Expired,
@@ -30,6 +31,7 @@ impl Reason {
         Reason::InvalidRequest,
         Reason::Unavailable,
         Reason::AccessDenied,
+        Reason::InvalidDpopProof,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +43,7 @@ impl Reason {
             Reason::InvalidRequest => "invalid_request",
             Reason::Unavailable => "unavailable",
             Reason::AccessDenied => "access_denied",
+            Reason::InvalidDpopProof => "invalid_dpop_proof",
         }
     }
 }
@@ -64,6 +67,13 @@ pub enum Failure {
         retry_after_s: u64,
     },
     AccessDenied,
+    /// A DPoP proof that fails a check of RFC 9449 (or was seen before).
+    InvalidDpopProof(&'static str),
+    /// The DPoP replay cache cannot take the proof now (full of live proofs, or shared
+    /// data refused the write).
+    ReplayCacheFull {
+        retry_after_s: u64,
+    },
 }
 
 /// gRPC status codes the filter answers with.
@@ -80,17 +90,20 @@ impl Failure {
             Failure::InvalidToken { expired: true, .. } => Reason::Expired,
             Failure::InvalidToken { .. } => Reason::Invalid,
             Failure::InsufficientScope { .. } => Reason::InsufficientScope,
-            Failure::Unavailable { .. } => Reason::Unavailable,
+            Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => Reason::Unavailable,
             Failure::AccessDenied => Reason::AccessDenied,
+            Failure::InvalidDpopProof(_) => Reason::InvalidDpopProof,
         }
     }
 
     fn grpc_status(&self) -> u32 {
         match self {
-            Failure::Missing | Failure::InvalidToken { .. } => GRPC_UNAUTHENTICATED,
+            Failure::Missing | Failure::InvalidToken { .. } | Failure::InvalidDpopProof(_) => {
+                GRPC_UNAUTHENTICATED
+            }
             Failure::InvalidRequest(_) => GRPC_INVALID_ARGUMENT,
             Failure::InsufficientScope { .. } | Failure::AccessDenied => GRPC_PERMISSION_DENIED,
-            Failure::Unavailable { .. } => GRPC_UNAVAILABLE,
+            Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => GRPC_UNAVAILABLE,
         }
     }
 
@@ -100,8 +113,8 @@ impl Failure {
         match self {
             Failure::Missing => 0,
             Failure::AccessDenied => 1,
-            Failure::Unavailable { .. } => 2,
-            Failure::InvalidToken { .. } => 3,
+            Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => 2,
+            Failure::InvalidToken { .. } | Failure::InvalidDpopProof(_) => 3,
             Failure::InsufficientScope { .. } => 4,
             Failure::InvalidRequest(_) => 5,
         }
@@ -130,6 +143,32 @@ impl Denial {
             if *name == "www-authenticate" {
                 value.push_str(&format!(", resource_metadata=\"{url}\""));
             }
+        }
+    }
+
+    /// Adds the DPoP challenge (RFC 9449 section 7.1) naming the proof algorithms `algs`.
+    /// `Bearer` stays first unless `dpop_only`; the error (if any) moves into the DPoP
+    /// challenge when `error_in_dpop` (the request used the DPoP scheme, or its proof
+    /// failed), and stays with `Bearer` otherwise.
+    pub fn add_dpop_challenge(&mut self, algs: &str, error_in_dpop: bool, dpop_only: bool) {
+        for (name, value) in &mut self.headers {
+            if *name != "www-authenticate" {
+                continue;
+            }
+            // `Bearer realm="..."` and then the error's parameters, if any.
+            let Some(realm_end) = value
+                .find("\"")
+                .and_then(|q| value[q + 1..].find('"').map(|e| q + 1 + e + 1))
+            else {
+                continue;
+            };
+            let (bearer, error) = value.split_at(realm_end);
+            let realm = bearer.trim_start_matches("Bearer ");
+            *value = match (dpop_only, error_in_dpop) {
+                (true, _) => format!("DPoP {realm}, algs=\"{algs}\"{error}"),
+                (false, true) => format!("{bearer}, DPoP algs=\"{algs}\"{error}"),
+                (false, false) => format!("{bearer}{error}, DPoP algs=\"{algs}\""),
+            };
         }
     }
 }
@@ -209,6 +248,18 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Denial {
             None,
         ),
         Failure::AccessDenied => (403, "access_denied", "Access denied".to_string(), None),
+        Failure::ReplayCacheFull { .. } => (
+            503,
+            "temporarily_unavailable",
+            "DPoP replay cache is full".to_string(),
+            None,
+        ),
+        Failure::InvalidDpopProof(d) => (
+            401,
+            "invalid_dpop_proof",
+            d.to_string(),
+            Some(challenge("invalid_dpop_proof", d)),
+        ),
     };
     let grpc = is_grpc(req);
     let mut headers = Vec::with_capacity(4);
@@ -220,7 +271,9 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Denial {
     if let Some(value) = www_authenticate {
         headers.push(("www-authenticate", value));
     }
-    if let Failure::Unavailable { retry_after_s } = failure {
+    if let Failure::Unavailable { retry_after_s } | Failure::ReplayCacheFull { retry_after_s } =
+        failure
+    {
         headers.push(("retry-after", retry_after_s.to_string()));
     }
     let message = quoted(&message);

@@ -173,7 +173,7 @@ pub fn worker_number(data: &dyn SharedData) -> Option<u64> {
 /// (`Some(written)`), `change` declines (`None`), or the attempts run out (`None`). A key
 /// that does not exist is created first, empty, so that the write that follows is a real
 /// compare-and-swap; one that does not parse (another version's) counts as empty.
-fn update<T, F>(data: &dyn SharedData, key: &str, mut change: F) -> Option<T>
+pub(crate) fn update<T, F>(data: &dyn SharedData, key: &str, mut change: F) -> Option<T>
 where
     T: Serialize + DeserializeOwned + Default,
     F: FnMut(&T) -> Option<T>,

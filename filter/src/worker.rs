@@ -4,8 +4,10 @@
 //! proxy-wasm adapter implements that trait and only forwards callbacks here.
 
 use crate::authenticator::{Authenticator, Decision, KeyState, KeyStore, Refusal};
+use crate::binding::Connection;
 use crate::config::{Config, Fetch, KeySource, split_uri};
 use crate::key_cache::{self, KeysRecord, LocalKeys, Trigger};
+use crate::replay::{self, Seen};
 use crate::request::{HeaderChanges, Request};
 use crate::response::{Denial, Failure, Reason, Served, deny};
 use crate::shared_keys::{self, SharedData, Slots};
@@ -170,6 +172,28 @@ impl KeyStore for Keys<'_> {
     }
 }
 
+/// The connection of the current stream, as the host's properties tell it.
+struct Peer<'h, H>(&'h H);
+
+impl<H: Host> Connection for Peer<'_, H> {
+    fn peer_certificate_sha256(&self) -> Option<[u8; 32]> {
+        // Envoy: the lower-case hex SHA-256 of the client certificate's DER, empty or
+        // absent without one.
+        let hex = self
+            .0
+            .property(&["connection", "sha256_peer_certificate_digest"])?;
+        let mut digest = [0u8; 32];
+        if hex.len() != 64 {
+            return None;
+        }
+        for (byte, pair) in digest.iter_mut().zip(hex.chunks(2)) {
+            let text = std::str::from_utf8(pair).ok()?;
+            *byte = u8::from_str_radix(text, 16).ok()?;
+        }
+        Some(digest)
+    }
+}
+
 impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     pub fn new(host: H, root: u32, config: Config, verifier: V) -> Self {
         let remotes = config
@@ -238,7 +262,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     fn handle(&self, context: u32, deadline_ms: Option<u64>, fetch_origin: Option<u32>) -> Next {
         let now_ms = self.host.now_ms();
         match self.decide(now_ms) {
-            Decision::Allow { changes, reported } => {
+            Decision::Allow {
+                changes, reported, ..
+            } => {
                 self.host.apply(&changes);
                 match reported {
                     Some(refusal) => {
@@ -313,11 +339,12 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         }
     }
 
-    /// Decides the current stream's request at `now_ms` without acting on it (and counts
-    /// the token cache's hits and misses).
+    /// Decides the current stream's request at `now_ms` (and counts the token cache's hits
+    /// and misses). The one thing it records: the DPoP proof of a request it allows, in
+    /// the replay cache all workers share; a proof seen before is refused.
     pub fn decide(&self, now_ms: u64) -> Decision {
         let request = self.host.request();
-        let decision = {
+        let mut decision = {
             let remotes = self.remotes.borrow();
             let keys = Keys {
                 remotes: &remotes,
@@ -326,10 +353,30 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             self.authenticator.decide_on_route(
                 &request,
                 self.route_name().as_deref(),
+                &Peer(&self.host),
                 now_ms / 1000,
                 &keys,
             )
         };
+        if let Decision::Allow {
+            proof: Some((provider, proof)),
+            ..
+        } = &decision
+        {
+            let failure = match replay::record(self.host.shared(), proof, now_ms / 1000) {
+                Seen::First => None,
+                Seen::Replayed => Some(Failure::InvalidDpopProof(
+                    "DPoP proof 'jti' was used before",
+                )),
+                Seen::Full { retry_after_s } => Some(Failure::ReplayCacheFull { retry_after_s }),
+                Seen::Unavailable => Some(Failure::ReplayCacheFull { retry_after_s: 1 }),
+            };
+            if let Some(failure) = failure {
+                decision = self
+                    .authenticator
+                    .refused(&request, failure, Some(*provider), None);
+            }
+        }
         let (hits, misses) = self.authenticator.take_cache_counts();
         for (metric, n) in [(Metric::CacheHit, hits), (Metric::CacheMiss, misses)] {
             if n > 0 {

@@ -81,7 +81,10 @@ fn signed_tokens_pass_every_stage() {
                 ),
             ],
         );
-        let Some(Decision::Allow { changes, reported }) = harness::decide(&input) else {
+        let Some(Decision::Allow {
+            changes, reported, ..
+        }) = harness::decide(&input)
+        else {
             panic!("configuration {config}: not allowed");
         };
         assert_eq!(reported, None, "configuration {config}");

@@ -486,7 +486,11 @@ fn explore(scenario: Scenario) {
         let threads: Vec<_> = (0..count)
             .map(|i| {
                 let (world, fixture, scenario) = (world.clone(), fixture.clone(), scenario.clone());
-                loom::thread::spawn(move || worker_thread(i, count, &scenario, world, fixture))
+                // A decision's stack outgrows loom's default in unoptimised builds.
+                loom::thread::Builder::new()
+                    .stack_size(4 << 20)
+                    .spawn(move || worker_thread(i, count, &scenario, world, fixture))
+                    .expect("a loom thread")
             })
             .collect();
         if scenario.wipe {

@@ -5,6 +5,7 @@
 mod support;
 
 use jwt_filter::authenticator::{Authenticator, Decision, KeyState, KeyStore};
+use jwt_filter::binding::NoCertificate;
 use jwt_filter::config::Config;
 use jwt_filter::jwks::{KeySet, Origin};
 use jwt_filter::request::Request;
@@ -227,6 +228,7 @@ fn random_requests_and_configurations_never_panic() {
         let _ = policies.decide_on_route(
             &req,
             Some("public-route").filter(|_| rng.below(2) == 0),
+            &NoCertificate,
             NOW,
             &keys,
         );

@@ -284,7 +284,9 @@ pub fn decide(data: &[u8]) -> Option<Decision> {
     let decision = authenticator.decide(&req, now, &store);
     assert_eq!(authenticator.decide(&req, now, &store), decision, "cached");
     match &decision {
-        Decision::Allow { changes, reported } => {
+        Decision::Allow {
+            changes, reported, ..
+        } => {
             for header in config.identity_headers.iter().filter(|h| req.has_header(h)) {
                 assert!(changes.remove.contains(header), "{header} kept");
             }

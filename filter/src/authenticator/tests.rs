@@ -9,6 +9,9 @@ use crate::testkit::{NOW, public_jwk, sign};
 use crate::verify::InWasm;
 use serde_json::json;
 
+/// The DPoP challenge every challenge ends with by default (`dpop.mode` `allowed`).
+const DPOP_ALGS: &str = r#"DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA""#;
+
 const ISS: &str = "https://issuer.test/";
 const AUD: &str = "https://api.test";
 
@@ -194,7 +197,10 @@ fn quickstart_public_private_scoped() {
 fn missing_token_gets_a_bare_challenge() {
     let d = authenticator(&config()).decide(&get("/api/private", &[]), NOW, &remote_keys());
     assert_eq!(verdict(&d), (401, "Authentication required".into()));
-    assert_eq!(header(&d, "www-authenticate"), Some("Bearer realm=\"api\""));
+    assert_eq!(
+        header(&d, "www-authenticate"),
+        Some(format!("Bearer realm=\"api\", {DPOP_ALGS}").as_str())
+    );
     let Decision::Deny(r) = &d else {
         unreachable!()
     };
@@ -213,9 +219,9 @@ fn missing_scope_is_403_with_the_scope_attribute() {
     assert_eq!(verdict(&d), (403, "Insufficient Scope".into()));
     assert_eq!(
         header(&d, "www-authenticate"),
-        Some(
-            "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"Insufficient Scope\", scope=\"read:messages\""
-        )
+        Some(format!(
+            "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"Insufficient Scope\", scope=\"read:messages\", {DPOP_ALGS}"
+        ).as_str())
     );
 }
 
@@ -1141,6 +1147,7 @@ fn report_mode_lets_denials_through_and_reports_them() {
     let Decision::Allow {
         changes,
         reported: Some(r),
+        ..
     } = d
     else {
         panic!("{d:?}")
@@ -1157,6 +1164,7 @@ fn report_mode_lets_denials_through_and_reports_them() {
     let Decision::Allow {
         changes,
         reported: Some(r),
+        ..
     } = d
     else {
         panic!("{d:?}")
@@ -1325,7 +1333,7 @@ fn policy(
     let mut all = vec![("authorization", bearer.as_str())];
     all.extend_from_slice(headers);
     let a = authenticator(&policy_config());
-    verdict(&a.decide_on_route(&get(path, &all), route, NOW, &remote_keys()))
+    verdict(&a.decide_on_route(&get(path, &all), route, &NoCertificate, NOW, &remote_keys()))
 }
 
 fn forbidden(message: &str) -> (u16, String) {
@@ -1372,7 +1380,14 @@ fn hosts_choose_the_rule() {
 fn route_names_choose_the_rule_and_fail_closed_without_one() {
     let bare = |route: Option<&str>| {
         let a = authenticator(&policy_config());
-        verdict(&a.decide_on_route(&get("/routed", &[]), route, NOW, &remote_keys())).0
+        verdict(&a.decide_on_route(
+            &get("/routed", &[]),
+            route,
+            &NoCertificate,
+            NOW,
+            &remote_keys(),
+        ))
+        .0
     };
     assert_eq!(bare(Some("orders-route")), 200);
     assert_eq!(bare(Some("other-route")), 401);
@@ -1596,9 +1611,9 @@ fn protected_resource_metadata_is_served_and_named_in_401_challenges() {
     let d = run("GET", "/api/private");
     assert_eq!(
         header(&d, "www-authenticate"),
-        Some(
-            "Bearer realm=\"api\", resource_metadata=\"https://api.test/.well-known/oauth-protected-resource\""
-        )
+        Some(format!(
+            "Bearer realm=\"api\", resource_metadata=\"https://api.test/.well-known/oauth-protected-resource\", {DPOP_ALGS}"
+        ).as_str())
     );
     // Without it, nothing is served and challenges are as before.
     assert_eq!(
