@@ -38,10 +38,7 @@ pub fn record(data: &dyn SharedData, proof: &ProofUse, now_s: u64) -> Seen {
     let Some(salt) = salt(data) else {
         return Seen::Unavailable;
     };
-    let mut keyed = ring::digest::Context::new(&ring::digest::SHA256);
-    keyed.update(salt.as_bytes());
-    keyed.update(&proof.id);
-    let bucket = u64_at(keyed.finish().as_ref()) % BUCKETS;
+    let bucket = bucket(&salt, &proof.id);
     let id = u64_at(&proof.id);
     let seen = Cell::new(Seen::Unavailable);
     let written = update(
@@ -91,6 +88,14 @@ fn salt(data: &dyn SharedData) -> Option<String> {
         Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
     });
     written.or_else(|| stored.take())
+}
+
+/// The record a proof goes to.
+fn bucket(salt: &str, id: &[u8; 32]) -> u64 {
+    let mut keyed = ring::digest::Context::new(&ring::digest::SHA256);
+    keyed.update(salt.as_bytes());
+    keyed.update(id);
+    u64_at(keyed.finish().as_ref()) % BUCKETS
 }
 
 fn u64_at(bytes: &[u8]) -> u64 {

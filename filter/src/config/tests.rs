@@ -750,3 +750,84 @@ fn claim_to_properties_names_are_checked() {
         .starts_with("providers.auth0.claim_to_properties[0].header: unknown field")
     );
 }
+
+#[test]
+fn dpop_and_mtls_are_read_with_their_defaults_and_bounds() {
+    let c = Config::parse(QUICKSTART.as_bytes()).unwrap();
+    assert_eq!(c.providers[0].dpop, DpopPolicy::default());
+    assert_eq!(c.providers[0].dpop.mode, DpopMode::Allowed);
+    assert_eq!(c.providers[0].mtls, MtlsMode::Allowed);
+    let mut v = quickstart();
+    v["providers"]["auth0"]["dpop"] = json!({"mode": "required", "algorithms": ["EdDSA", "ES256"],
+        "iat_offset_s": 60, "iat_leeway_s": 5, "origin": "HTTPS://API.Example.com:443"});
+    v["providers"]["auth0"]["mtls"] = json!({"mode": "required"});
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    let p = &c.providers[0];
+    assert_eq!(
+        p.dpop,
+        DpopPolicy::new(
+            DpopMode::Required,
+            vec![Algorithm::EdDSA, Algorithm::ES256],
+            60,
+            5,
+            Some("https://api.example.com".into())
+        )
+    );
+    assert_eq!(p.dpop.algs, "EdDSA ES256");
+    assert_eq!(p.mtls, MtlsMode::Required);
+
+    let dpop = |value: Value| error_after(|v| v["providers"]["auth0"]["dpop"] = value);
+    for (value, want) in [
+        (
+            json!({"mod": "allowed"}),
+            "providers.auth0.dpop.mod: unknown field `mod`",
+        ),
+        (
+            json!({"mode": "optional"}),
+            "providers.auth0.dpop.mode: unknown variant `optional`",
+        ),
+        (
+            json!({"algorithms": ["HS256"]}),
+            "providers.auth0.dpop.algorithms: DPoP proofs use public-key algorithms only",
+        ),
+        (
+            json!({"algorithms": []}),
+            "providers.auth0.dpop.algorithms: must not be empty",
+        ),
+        (
+            json!({"algorithms": ["none"]}),
+            "providers.auth0.dpop.algorithms[0]: 'none' is never accepted",
+        ),
+        (
+            json!({"iat_offset_s": 0}),
+            "providers.auth0.dpop.iat_offset_s",
+        ),
+        (
+            json!({"iat_leeway_s": 301}),
+            "providers.auth0.dpop.iat_leeway_s",
+        ),
+        (
+            json!({"origin": "https://api.example.com/base"}),
+            "providers.auth0.dpop.origin: must be an http(s) origin",
+        ),
+        (
+            json!({"origin": "api.example.com"}),
+            "providers.auth0.dpop.origin: must be an http(s) origin",
+        ),
+        (
+            json!({"origin": "https://api.example.com?x"}),
+            "providers.auth0.dpop.origin: must be an http(s) origin",
+        ),
+    ] {
+        let got = dpop(value.clone());
+        assert!(got.starts_with(want), "{value}: {got}");
+    }
+    let mtls =
+        error_after(|v| v["providers"]["auth0"]["mtls"] = json!({"mode": "allowed", "x": 1}));
+    assert!(
+        mtls.starts_with("providers.auth0.mtls.x: unknown field `x`"),
+        "{mtls}"
+    );
+    let mtls = error_after(|v| v["providers"]["auth0"]["mtls"] = json!({}));
+    assert_eq!(mtls, "providers.auth0.mtls: missing field `mode`");
+}
