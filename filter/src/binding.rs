@@ -114,7 +114,7 @@ pub fn check_token<V: SignatureVerifier>(
             let proof = dpop_headers(req).next().unwrap_or_default();
             let proven = dpop::check(proof, token, req, policy, now, max_proof_bytes, verifier)
                 .map_err(|e| Failure::InvalidDpopProof(e.message()))?;
-            if proven.jkt != jkt {
+            if crate::base64url::decode(jkt).as_deref() != Some(&proven.jkt[..]) {
                 return Err(invalid_token("JWT Access Token confirmation mismatch"));
             }
             Some(proven.seen)
@@ -131,9 +131,9 @@ pub fn check_token<V: SignatureVerifier>(
             None => Err(invalid_token(
                 "Certificate-bound token requires a client certificate",
             )),
-            Some(digest) if crate::base64url::encode(&digest) != x5t => Err(invalid_token(
-                "Certificate-bound token does not match the client certificate",
-            )),
+            Some(digest) if crate::base64url::decode(x5t).as_deref() != Some(&digest[..]) => Err(
+                invalid_token("Certificate-bound token does not match the client certificate"),
+            ),
             Some(_) => Ok(seen),
         },
         (None, MtlsMode::Required) => Err(invalid_token("Certificate-bound token required")),

@@ -561,8 +561,9 @@ fn compile_dpop(node: &Node) -> Result<DpopPolicy, ConfigError> {
         Some(origin) => {
             // The origin alone, `scheme://host[:port]`: normalised, without the root path.
             let bare = origin
-                .split_once("://")
-                .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#']));
+                .split_once(':')
+                .and_then(|(_, rest)| rest.strip_prefix("//"))
+                .is_some_and(|rest| !rest.contains(['/', '?', '#']));
             match dpop::normalize_uri(&origin).filter(|_| bare) {
                 Some(n) => Some(n.trim_end_matches('/').to_string()),
                 None => {

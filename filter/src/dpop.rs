@@ -102,7 +102,7 @@ impl Default for DpopPolicy {
 /// the replay cache keeps of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proven {
-    pub jkt: String,
+    pub jkt: [u8; 32],
     pub seen: ProofUse,
 }
 
@@ -233,18 +233,14 @@ pub fn check<V: SignatureVerifier>(
         .get("ath")
         .and_then(Value::as_str)
         .ok_or(ProofError::AthMissing)?;
-    if ath != sha256_b64(access_token.as_bytes()) {
+    if base64url::decode(ath) != Some(jwks::sha256(access_token.as_bytes()).to_vec()) {
         return Err(ProofError::AthMismatch);
     }
 
     if !verifier.verify(jws.alg, &key, jws.signing_input.as_bytes(), &jws.signature) {
         return Err(ProofError::Signature);
     }
-    let mut id = ring::digest::Context::new(&ring::digest::SHA256);
-    id.update(jkt.as_bytes());
-    id.update(b".");
-    id.update(jti.as_bytes());
-    let id = id.finish().as_ref().try_into().unwrap_or([0; 32]);
+    let id = jwks::sha256(&[&jkt[..], jti.as_bytes()].concat());
     // A replay is refused while the proof's `iat` could still pass (plus one second for
     // the fraction `iat` may carry).
     let until_s = (iat.max(0.0) as u64).saturating_add(policy.iat_offset_s + 1);
@@ -252,11 +248,6 @@ pub fn check<V: SignatureVerifier>(
         jkt,
         seen: ProofUse { id, until_s },
     })
-}
-
-/// base64url(SHA-256(bytes)): `ath`, and the certificate thumbprint `x5t#S256`.
-pub fn sha256_b64(bytes: &[u8]) -> String {
-    base64url::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 /// The request's URI as clients sign it: `origin` (or `:scheme` and `:authority`) and the
@@ -284,7 +275,8 @@ fn request_uri(req: &Request, origin: Option<&str>) -> Option<String> {
 /// `None` for anything else (user information, a malformed authority or escape).
 pub fn normalize_uri(uri: &str) -> Option<String> {
     let uri = uri.split('#').next()?.split('?').next()?;
-    let (scheme, rest) = uri.split_once("://")?;
+    let (scheme, rest) = uri.split_once(':')?;
+    let rest = rest.strip_prefix("//")?;
     let scheme = scheme.to_ascii_lowercase();
     let default_port = match scheme.as_str() {
         "http" => "80",
@@ -312,7 +304,7 @@ pub fn normalize_uri(uri: &str) -> Option<String> {
     };
     let port_ok = port.len() <= 5
         && port.bytes().all(|b| b.is_ascii_digit())
-        && port.parse::<u32>().map_or(port.is_empty(), |p| p <= 65_535);
+        && port.bytes().fold(0u32, |n, b| n * 10 + u32::from(b - b'0')) <= 65_535;
     if !host_ok || !port_ok {
         return None;
     }

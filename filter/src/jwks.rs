@@ -235,9 +235,9 @@ fn parse_key(entry: &Value, origin: Origin) -> Result<Key, String> {
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
 /// The public key a DPoP proof carries in its `jwk` header, and its RFC 7638 thumbprint
-/// (base64url SHA-256 of the required members in order, no whitespace). Private members
-/// are refused: a client that sends its private key has lost it.
-pub fn proof_key(jwk: &Value) -> Result<(Key, String), &'static str> {
+/// (SHA-256 of the required members in order, no whitespace). Private members are
+/// refused: a client that sends its private key has lost it.
+pub fn proof_key(jwk: &Value) -> Result<(Key, [u8; 32]), &'static str> {
     let map = jwk.as_object().ok_or("'jwk' header is not a JSON object")?;
     if PRIVATE_MEMBERS.iter().any(|m| map.contains_key(*m)) {
         return Err("'jwk' header holds a private key");
@@ -265,8 +265,12 @@ pub fn proof_key(jwk: &Value) -> Result<(Key, String), &'static str> {
         Material::Ed25519(_) => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, member("x")),
         Material::Oct(_) => return Err("'jwk' header is not an asymmetric public key"),
     };
-    let digest = ring::digest::digest(&ring::digest::SHA256, members.as_bytes());
-    Ok((key, base64url::encode(digest.as_ref())))
+    Ok((key, sha256(members.as_bytes())))
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().try_into().unwrap_or([0; 32])
 }
 
 fn optional_str<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, String> {
@@ -322,12 +326,7 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
         return Err("EC coordinates have the wrong length".into());
     }
     let point = [&[0x04], x.as_slice(), y.as_slice()].concat();
-    let on_curve = if size == 32 {
-        p256::PublicKey::from_sec1_bytes(&point).is_ok()
-    } else {
-        p384::PublicKey::from_sec1_bytes(&point).is_ok()
-    };
-    if !on_curve {
+    if !on_curve(size, &point) {
         return Err("EC point is not on the curve".into());
     }
     Ok(if size == 32 {
@@ -337,6 +336,23 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
         let der = spki::ec(spki::SECP384R1, &point);
         (Material::P384(point), Some(der))
     })
+}
+
+/// Whether `point` (uncompressed SEC1) is a valid public point of P-256 (`size` 32) or
+/// P-384: `ring` validates a peer's point before any key agreement, so one agreement with
+/// a throw-away key answers (a point-validation crate would add tens of KiB to the module).
+fn on_curve(size: usize, point: &[u8]) -> bool {
+    use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey};
+    let alg = if size == 32 {
+        &agreement::ECDH_P256
+    } else {
+        &agreement::ECDH_P384
+    };
+    EphemeralPrivateKey::generate(alg, &ring::rand::SystemRandom::new())
+        .and_then(|mine| {
+            agreement::agree_ephemeral(mine, &UnparsedPublicKey::new(alg, point), |_| ())
+        })
+        .is_ok()
 }
 
 fn okp_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
@@ -417,6 +433,30 @@ mod tests {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         k
+    }
+
+    /// The public JWK of a fixed P-384 key (made by the `p384` crate, a dev-dependency).
+    fn p384_jwk() -> Value {
+        let secret = p384::SecretKey::from_slice(&[7u8; 48]).unwrap();
+        let point = secret.public_key().to_sec1_bytes();
+        json!({"kty": "EC", "crv": "P-384", "x": base64url::encode(&point[1..49]),
+               "y": base64url::encode(&point[49..])})
+    }
+
+    #[test]
+    fn keeps_ec_points_on_their_curve_and_drops_the_others() {
+        for jwk in [crate::testkit::public_jwk("ec256", "k"), p384_jwk()] {
+            assert!(load(json!([jwk.clone()]), Origin::Remote).is_ok(), "{jwk}");
+            // The same x with another y: off the curve.
+            let mut y = base64url::decode(jwk["y"].as_str().unwrap()).unwrap();
+            if let Some(last) = y.last_mut() {
+                *last ^= 1;
+            }
+            let mut off = jwk.clone();
+            off["y"] = json!(base64url::encode(&y));
+            let err = load(json!([off]), Origin::Remote).unwrap_err();
+            assert!(err.contains("EC point is not on the curve"), "{err}");
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub fn parse(token: &str) -> Result<Jws<'_>, FormatError> {
 /// `parse`, and the header's `jwk` (for a DPoP proof, which carries its own key; an access
 /// token's `jwk` is never read).
 pub fn parse_with_key(token: &str) -> Result<(Jws<'_>, Option<Value>), FormatError> {
-    parse_with_header(token).map(|(jws, mut header)| (jws, header.remove("jwk")))
+    parse_with_header(token).map(|(jws, header)| (jws, header.get("jwk").cloned()))
 }
 
 fn parse_with_header(token: &str) -> Result<(Jws<'_>, Map<String, Value>), FormatError> {

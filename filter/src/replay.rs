@@ -10,7 +10,7 @@
 //! passed every other check (a valid bound token and proof) add entries.
 
 use crate::dpop::ProofUse;
-use crate::shared_keys::{SharedData, update};
+use crate::shared_keys::{SharedData, update_bytes};
 use std::cell::Cell;
 
 const BUCKETS: u64 = 1024;
@@ -30,8 +30,9 @@ pub enum Seen {
     Unavailable,
 }
 
-/// One record: (the first 8 bytes of a proof's id, until when it is kept).
-type Bucket = Vec<(u64, u64)>;
+/// One entry of a record: the first 8 bytes of a proof's id, then until when it is kept
+/// (unix seconds, big-endian).
+const ENTRY_BYTES: usize = 16;
 
 /// Records `proof` at unix time `now_s` unless it was used before.
 pub fn record(data: &dyn SharedData, proof: &ProofUse, now_s: u64) -> Seen {
@@ -41,31 +42,32 @@ pub fn record(data: &dyn SharedData, proof: &ProofUse, now_s: u64) -> Seen {
     let bucket = bucket(&salt, &proof.id);
     let id = u64_at(&proof.id);
     let seen = Cell::new(Seen::Unavailable);
-    let written = update(
-        data,
-        &format!("jwt_filter.dpop.{bucket}"),
-        |entries: &Bucket| {
-            if entries.iter().any(|&(e, until)| e == id && until > now_s) {
+    let written = update_bytes(data, &format!("jwt_filter.dpop.{bucket}"), &[], |record| {
+        let entries = record
+            .chunks_exact(ENTRY_BYTES)
+            .map(|e| (u64_at(e), u64_at(&e[8..])));
+        let mut live = Vec::with_capacity(record.len() + ENTRY_BYTES);
+        let mut soonest = u64::MAX;
+        for (entry, until) in entries.filter(|&(_, until)| until > now_s) {
+            if entry == id {
                 seen.set(Seen::Replayed);
                 return None;
             }
-            let mut live: Bucket = entries
-                .iter()
-                .copied()
-                .filter(|&(_, until)| until > now_s)
-                .collect();
-            if live.len() >= PER_BUCKET {
-                let soonest = live.iter().map(|&(_, until)| until).min().unwrap_or(now_s);
-                seen.set(Seen::Full {
-                    retry_after_s: soonest.saturating_sub(now_s).max(1),
-                });
-                return None;
-            }
-            live.push((id, proof.until_s));
-            seen.set(Seen::First);
-            Some(live)
-        },
-    );
+            soonest = soonest.min(until);
+            live.extend_from_slice(&entry.to_be_bytes());
+            live.extend_from_slice(&until.to_be_bytes());
+        }
+        if live.len() >= PER_BUCKET * ENTRY_BYTES {
+            seen.set(Seen::Full {
+                retry_after_s: soonest.saturating_sub(now_s).max(1),
+            });
+            return None;
+        }
+        live.extend_from_slice(&id.to_be_bytes());
+        live.extend_from_slice(&proof.until_s.to_be_bytes());
+        seen.set(Seen::First);
+        Some(live)
+    });
     match (written, seen.get()) {
         (Some(_), _) => Seen::First,
         // The last attempt decided; a write that never went through is no record.
@@ -74,26 +76,27 @@ pub fn record(data: &dyn SharedData, proof: &ProofUse, now_s: u64) -> Seen {
     }
 }
 
-/// The salt of the bucket hash: drawn once per VM id by whichever worker needs it first.
-fn salt(data: &dyn SharedData) -> Option<String> {
-    let stored = Cell::new(None::<String>);
-    let written = update(data, SALT_KEY, |current: &String| {
+/// The salt of the bucket hash (16 bytes): drawn once per VM id by whichever worker needs
+/// it first.
+fn salt(data: &dyn SharedData) -> Option<Vec<u8>> {
+    let stored = Cell::new(None::<Vec<u8>>);
+    let written = update_bytes(data, SALT_KEY, &[], |current| {
         stored.set(None);
-        if !current.is_empty() {
-            stored.set(Some(current.clone()));
+        if current.len() == 16 {
+            stored.set(Some(current.to_vec()));
             return None;
         }
-        let mut bytes = [0u8; 16];
+        let mut bytes = vec![0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
-        Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        Some(bytes)
     });
     written.or_else(|| stored.take())
 }
 
 /// The record a proof goes to.
-fn bucket(salt: &str, id: &[u8; 32]) -> u64 {
+fn bucket(salt: &[u8], id: &[u8; 32]) -> u64 {
     let mut keyed = ring::digest::Context::new(&ring::digest::SHA256);
-    keyed.update(salt.as_bytes());
+    keyed.update(salt);
     keyed.update(id);
     u64_at(keyed.finish().as_ref()) % BUCKETS
 }

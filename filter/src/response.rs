@@ -157,13 +157,13 @@ impl Denial {
             }
             // `Bearer realm="..."` and then the error's parameters, if any.
             let Some(realm_end) = value
-                .find("\"")
+                .find('"')
                 .and_then(|q| value[q + 1..].find('"').map(|e| q + 1 + e + 1))
             else {
                 continue;
             };
             let (bearer, error) = value.split_at(realm_end);
-            let realm = bearer.trim_start_matches("Bearer ");
+            let realm = bearer.strip_prefix("Bearer ").unwrap_or(bearer);
             *value = match (dpop_only, error_in_dpop) {
                 (true, _) => format!("DPoP {realm}, algs=\"{algs}\"{error}"),
                 (false, true) => format!("{bearer}, DPoP algs=\"{algs}\"{error}"),

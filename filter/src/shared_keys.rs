@@ -178,18 +178,34 @@ where
     T: Serialize + DeserializeOwned + Default,
     F: FnMut(&T) -> Option<T>,
 {
+    let empty = serde_json::to_vec(&T::default()).ok()?;
+    let mut written = None;
+    update_bytes(data, key, &empty, |bytes| {
+        let current = serde_json::from_slice(bytes).unwrap_or_default();
+        let next = change(&current)?;
+        let bytes = serde_json::to_vec(&next).ok()?;
+        written = Some(next);
+        Some(bytes)
+    })?;
+    written
+}
+
+/// `update` on the record's bytes; a missing record is created as `empty` first.
+pub(crate) fn update_bytes(
+    data: &dyn SharedData,
+    key: &str,
+    empty: &[u8],
+    mut change: impl FnMut(&[u8]) -> Option<Vec<u8>>,
+) -> Option<Vec<u8>> {
     for _ in 0..MAX_ATTEMPTS {
         let Some((bytes, cas)) = data.get(key) else {
-            let empty = serde_json::to_vec(&T::default()).ok()?;
-            if data.set(key, &empty, ABSENT_ONLY) == Err(SetError::Refused) {
+            if data.set(key, empty, ABSENT_ONLY) == Err(SetError::Refused) {
                 return None;
             }
             continue;
         };
-        let current = serde_json::from_slice(&bytes).unwrap_or_default();
-        let next = change(&current)?;
-        let bytes = serde_json::to_vec(&next).ok()?;
-        match data.set(key, &bytes, cas) {
+        let next = change(&bytes)?;
+        match data.set(key, &next, cas) {
             Ok(()) => return Some(next),
             Err(SetError::CasMismatch) => continue,
             Err(SetError::Refused) => return None,

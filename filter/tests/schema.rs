@@ -429,7 +429,10 @@ fn full_configs() -> Vec<Case> {
                 "issuer": ["https://issuer.test/", "https://login.test/{tid}/v2.0"],
                 "audiences": ["https://api.test"],
                 "remote_jwks": {"cluster": "idp", "uri": "https://idp.test/jwks"},
-                "claim_to_properties": [{"claim": "sub", "property": "jwt_sub"}]
+                "claim_to_properties": [{"claim": "sub", "property": "jwt_sub"}],
+                "dpop": {"mode": "required", "algorithms": ["ES256", "EdDSA"], "iat_offset_s": 60,
+                         "iat_leeway_s": 5, "origin": "https://api.test:8443"},
+                "mtls": {"mode": "allowed"}
             }
         },
         "rules": [
@@ -889,6 +892,8 @@ fn kind(path: &str) -> Option<&'static str> {
             ".token_sources[]" => Some("token_source"),
             ".claim_to_headers[]" => Some("claim_to_header"),
             ".claim_to_properties[]" => Some("claim_to_property"),
+            ".dpop" => Some("dpop"),
+            ".mtls" => Some("mtls"),
             _ => None,
         };
     }

@@ -30,7 +30,7 @@ import unittest
 from pathlib import Path
 
 import jwtstack as js
-from test_envoy import WORK, E2E, REALM
+from test_envoy import WORK, E2E, CHALLENGE
 
 import oci_layout  # scripts/oci_layout.py (run.py puts scripts/ on the path)
 
@@ -125,7 +125,7 @@ class RemoteCode(E2E):
         server, idp = self.start_remote(js.WASM.read_bytes(), sha)
         r = self.envoy.get("/api/private")
         self.expect(r, 401)
-        self.assertEqual(r.headers["www-authenticate"], REALM, self.ctx(r))
+        self.assertEqual(r.headers["www-authenticate"], CHALLENGE, self.ctx(r))
         self.assertEqual(r.json(), {"error": "unauthorized", "message": "Authentication required"})
         seen = self.upstream_saw(self.envoy.get("/api/private", token=idp.token()))
         self.assertEqual(seen.get("x-user-id"), "user-123")

@@ -19,6 +19,9 @@ import jwtstack as js
 
 WORK = js.ROOT / "target" / "e2e"
 REALM = 'Bearer realm="api"'
+# What every challenge of a provider with DPoP allowed (the default) ends with.
+DPOP_ALGS = 'DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA"'
+CHALLENGE = f"{REALM}, {DPOP_ALGS}"
 
 
 def setUpModule():
@@ -156,14 +159,14 @@ class Quickstart(E2E):
     def test_private_no_token(self):
         r = self.envoy.get("/api/private")
         self.expect(r, 401)
-        self.assertEqual(r.headers["www-authenticate"], REALM)
+        self.assertEqual(r.headers["www-authenticate"], CHALLENGE)
         self.assertEqual(r.json(), {"error": "unauthorized", "message": "Authentication required"})
         self.assertTrue(r.headers["content-type"].startswith("application/json"))
 
     def test_scoped_no_token(self):
         r = self.envoy.get("/api/private-scoped")
         self.expect(r, 401)
-        self.assertEqual(r.headers["www-authenticate"], REALM)
+        self.assertEqual(r.headers["www-authenticate"], CHALLENGE)
 
     def test_private_good_token(self):
         seen = self.upstream_saw(self.envoy.get("/api/private", token=self.good))

@@ -10,7 +10,7 @@ import unittest
 
 import jwtstack as js
 import test_envoy
-from test_envoy import E2E, eventually, quickstart
+from test_envoy import DPOP_ALGS, E2E, eventually, quickstart
 
 STAT_PREFIX = "          stat_prefix: ingress\n"
 
@@ -172,7 +172,8 @@ class Policies(E2E):
         r = self.expect(self.envoy.get("/unnamed/x"), 401)
         self.assertEqual(r.headers["www-authenticate"],
                          'Bearer realm="api", resource_metadata='
-                         '"https://api.example.com/.well-known/oauth-protected-resource"')
+                         '"https://api.example.com/.well-known/oauth-protected-resource", '
+                         + DPOP_ALGS)
 
     def test_the_access_log_names_the_subject(self):
         token = self.idp.token(sub="alice-42")

@@ -1657,14 +1657,14 @@ fn dpop_proof(path: &str, token: &str, jti: &str) -> String {
         "ec256",
         &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}),
         &json!({"htm": "GET", "htu": format!("https://api.test{path}"), "iat": NOW, "jti": jti,
-                "ath": crate::dpop::sha256_b64(token.as_bytes())}),
+                "ath": base64url::encode(&crate::jwks::sha256(token.as_bytes()))}),
     )
 }
 
 fn ec256_thumbprint() -> String {
     let mut jwk = public_jwk("ec256", "-");
     jwk.as_object_mut().map(|o| o.remove("kid"));
-    crate::jwks::proof_key(&jwk).unwrap().1
+    base64url::encode(&crate::jwks::proof_key(&jwk).unwrap().1)
 }
 
 fn dpop_get(path: &str, authorization: &str, proof: Option<&str>) -> Request {

@@ -1,7 +1,7 @@
 //! Each binding rule, by a request that breaks only that rule.
 
 use super::*;
-use crate::dpop::sha256_b64;
+use crate::base64url;
 use crate::jwks;
 use crate::testkit::{NOW, public_jwk, sign};
 use crate::verify::InWasm;
@@ -16,7 +16,11 @@ fn jwk() -> Value {
 }
 
 fn thumbprint() -> String {
-    jwks::proof_key(&jwk()).unwrap().1
+    base64url::encode(&jwks::proof_key(&jwk()).unwrap().1)
+}
+
+fn sha256_b64(bytes: &[u8]) -> String {
+    base64url::encode(&jwks::sha256(bytes))
 }
 
 fn proof() -> String {
