@@ -104,6 +104,7 @@ differential: build harness-bin envoy test-filters
 # They include the release artefacts (tests/e2e/test_dist.py): the module through Envoy's
 # `remote` code source, and the OCI image through skopeo and a loopback registry.
 e2e: dist harness-bin envoy test-filters oci-tools
+	@command -v openssl >/dev/null || apt-get install -y openssl || (apt-get update && apt-get install -y openssl)
 	OCI_TOOLS_REQUIRED=1 python3 tests/e2e/run.py
 
 # --- The harness: scenarios and the negative self-test (tests/scenarios, tests/filters) -----

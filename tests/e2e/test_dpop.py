@@ -1,6 +1,7 @@
-"""End-to-end: sender-constrained tokens through a real Envoy with two workers: a DPoP-bound
-token with its proof, the same proof replayed (to either worker), the bound token stolen and
-sent as Bearer, a proof sent with Bearer, and the DPoP challenge.
+"""End-to-end: sender-constrained tokens through a real Envoy. DPoP (two workers): a
+DPoP-bound token with its proof, the same proof replayed (to either worker), the bound token
+stolen and sent as Bearer, a proof sent with Bearer, and the DPoP challenge. mTLS: a token
+bound to a client certificate, over TLS with that certificate, another one, and none.
 
 Proofs are signed by the harness's named key `ec256:client` (through the idp's token
 endpoint, with the public key in the header); the token's `cnf.jkt` is that key's RFC 7638
@@ -9,7 +10,9 @@ thumbprint, computed here independently of the filter.
 
 import base64
 import hashlib
+import http.client
 import json
+import ssl
 import subprocess
 import uuid
 
@@ -124,3 +127,103 @@ class Dpop(E2E):
         r = self.envoy.get("/api/private")
         self.assertEqual(r.status, 401)
         self.assertEqual(r.headers["www-authenticate"], CHALLENGE)
+
+
+LISTENER_CHAIN = "    filter_chains:\n    - filters:\n"
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], check=True, cwd=cwd, capture_output=True, timeout=30)
+
+
+def make_certificates(directory) -> None:
+    """A CA, a server certificate for 127.0.0.1 and two client certificates (P-256), valid
+    for a day, in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=test-ca",
+            "-days", "1", cwd=directory)
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"),
+                      ("alice", "extendedKeyUsage=clientAuth"),
+                      ("mallory", "extendedKeyUsage=clientAuth")):
+        (directory / f"{name}.ext").write_text(ext + "\n")
+        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN={name}", cwd=directory)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.pem", "-days", "1",
+                "-extfile", f"{name}.ext", cwd=directory)
+
+
+def tls_listener(text: str, directory) -> str:
+    """envoy.yaml's listener with TLS; a client certificate is optional, and verified
+    against the test CA when sent."""
+    if text.count(LISTENER_CHAIN) != 1:
+        raise js.StackError("envoy.yaml: the listener's filter chain moved")
+    tls = ("    filter_chains:\n"
+           "    - transport_socket:\n"
+           "        name: envoy.transport_sockets.tls\n"
+           "        typed_config:\n"
+           '          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n'
+           "          require_client_certificate: false\n"
+           "          common_tls_context:\n"
+           "            tls_certificates:\n"
+           f'            - certificate_chain: {{ filename: "{directory / "server.pem"}" }}\n'
+           f'              private_key: {{ filename: "{directory / "server.key"}" }}\n'
+           "            validation_context:\n"
+           f'              trusted_ca: {{ filename: "{directory / "ca.pem"}" }}\n'
+           "      filters:\n")
+    return text.replace(LISTENER_CHAIN, tls)
+
+
+class CertificateBound(E2E):
+    """mTLS-bound tokens (RFC 8705): Envoy terminates TLS and tells the filter the client
+    certificate's SHA-256 (`connection.sha256_peer_certificate_digest`)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = js.Stack(test_envoy.WORK / "CertificateBound")
+        cls.certs = cls.stack.workdir / "certs"
+        try:
+            make_certificates(cls.certs)
+            cls.idp = cls.stack.start_idp(keys=["k1"])
+            upstream = cls.stack.start_upstream()
+            text = js.render_envoy_yaml(admin=0, listener=0, upstream=upstream,
+                                        idp=cls.idp.port, filter_config=quickstart())
+            cls.envoy = cls.stack.start_envoy(upstream=upstream, idp=cls.idp.port,
+                                              config_text=tls_listener(text, cls.certs))
+        except BaseException:
+            cls.stack.stop()
+            raise
+        der = ssl.PEM_cert_to_DER_cert((cls.certs / "alice.pem").read_text())
+        cls.bound = cls.idp.token(cnf={"x5t#S256": b64url(hashlib.sha256(der).digest())})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.stop()
+
+    def https_get(self, path: str, token: str, client: str | None) -> js.Response:
+        ctx = ssl.create_default_context(cafile=str(self.certs / "ca.pem"))
+        if client:
+            ctx.load_cert_chain(str(self.certs / f"{client}.pem"), str(self.certs / f"{client}.key"))
+        conn = http.client.HTTPSConnection("127.0.0.1", self.envoy.port, context=ctx, timeout=10)
+        try:
+            conn.request("GET", path, headers={"authorization": f"Bearer {token}"})
+            r = conn.getresponse()
+            return js.Response(r.status, [(k.lower(), v) for k, v in r.getheaders()], r.read())
+        finally:
+            conn.close()
+
+    def test_a_bound_token_passes_only_with_its_certificate(self):
+        r = self.https_get("/api/private", self.bound, "alice")
+        self.assertEqual(r.status, 200, self.ctx(r))
+        r = self.https_get("/api/private", self.bound, "mallory")
+        self.assertEqual((r.status, r.json()["message"]),
+                         (401, "Certificate-bound token does not match the client certificate"))
+        r = self.https_get("/api/private", self.bound, None)
+        self.assertEqual((r.status, r.json()["message"]),
+                         (401, "Certificate-bound token requires a client certificate"))
+
+    def test_an_unbound_token_passes_with_or_without_a_certificate(self):
+        plain = self.idp.token()
+        for client in ("alice", None):
+            self.assertEqual(self.https_get("/api/private", plain, client).status, 200, client)
