@@ -76,7 +76,16 @@ pub enum KeySource {
 pub struct Fetch {
     pub cluster: String,
     pub authority: String,
+    /// The JWKS (`remote_jwks`) or the first metadata document to try (`discovery`).
     pub path: String,
+    /// Discovery only: the metadata document to try when the first fails (RFC 8414's, on
+    /// the same authority).
+    pub fallback_path: Option<String>,
+    /// Discovery only: the cluster for the `jwks_uri` it finds (`cluster` by default).
+    pub jwks_cluster: String,
+    /// Extra request headers on every fetch (an API key, a `host` that replaces
+    /// `:authority`). Never logged.
+    pub headers: Vec<(String, String)>,
     pub timeout_ms: u64,
     pub cache_duration_s: u64,
     pub cooldown_s: u64,
@@ -205,8 +214,9 @@ const DPOP_FIELDS: [&str; 5] = [
     "iat_leeway_s",
     "origin",
 ];
-/// `remote_jwks` (with `uri`) and `discovery` (without) share their fetch settings.
-const FETCH_FIELDS: [&str; 7] = [
+/// `remote_jwks` (with `uri`) and `discovery` (with `metadata_uri` and `jwks_cluster`)
+/// share their fetch settings; the other's fields are refused with a hint.
+const FETCH_FIELDS: [&str; 10] = [
     "cluster",
     "uri",
     "timeout_ms",
@@ -214,6 +224,9 @@ const FETCH_FIELDS: [&str; 7] = [
     "cooldown_s",
     "stale_max_s",
     "max_body_bytes",
+    "headers",
+    "metadata_uri",
+    "jwks_cluster",
 ];
 /// The first three choose the kind of requirement; the rest, the authorization, belong to
 /// a provider requirement only.
@@ -689,6 +702,14 @@ fn compile_keys(
                 return remote.err("HMAC algorithms need their secret in local_jwks");
             }
             let remote = remote.object(&FETCH_FIELDS)?;
+            for name in ["metadata_uri", "jwks_cluster"] {
+                if remote.has(name) {
+                    return err(
+                        remote.child(name),
+                        "belongs to discovery; remote_jwks fetches its uri",
+                    );
+                }
+            }
             let Some(uri) = remote.get::<String>("uri")? else {
                 return err(remote.child("uri"), "missing");
             };
@@ -740,16 +761,41 @@ fn compile_keys(
                     "discovery starts from the issuer; use remote_jwks for a fixed URI",
                 );
             }
-            let well_known = format!(
-                "{}/.well-known/openid-configuration",
-                issuer.trim_end_matches('/')
-            );
-            let Some((authority, uri_path)) = split_uri(&well_known) else {
+            let Some((issuer_authority, issuer_path)) = split_uri(issuer) else {
                 return err(p.child("issuer"), "must be an http(s) URL for discovery");
             };
-            Ok(KeySource::Discovery(compile_fetch(
-                &discovery, authority, uri_path,
-            )?))
+            let mut fetch = match discovery.get::<String>("metadata_uri")? {
+                // A full metadata URL: that document only.
+                Some(uri) => {
+                    let Some((authority, path)) = split_uri(&uri) else {
+                        return err(
+                            discovery.child("metadata_uri"),
+                            "must be an absolute http(s) URI",
+                        );
+                    };
+                    compile_fetch(&discovery, authority, path)?
+                }
+                // As Express: OpenID Connect's document, then RFC 8414's (its well-known
+                // part inserted before the issuer's path).
+                None => {
+                    let issuer_path = issuer_path.trim_end_matches('/');
+                    let mut fetch = compile_fetch(
+                        &discovery,
+                        issuer_authority,
+                        &format!("{issuer_path}/.well-known/openid-configuration"),
+                    )?;
+                    fetch.fallback_path =
+                        Some(format!("/.well-known/oauth-authorization-server{issuer_path}"));
+                    fetch
+                }
+            };
+            if let Some(cluster) = discovery.get::<String>("jwks_cluster")? {
+                if cluster.is_empty() {
+                    return err(discovery.child("jwks_cluster"), "must not be empty");
+                }
+                fetch.jwks_cluster = cluster;
+            }
+            Ok(KeySource::Discovery(fetch))
         }
         _ => p
             .node
@@ -762,10 +808,29 @@ fn compile_fetch(o: &Object, authority: &str, path: &str) -> Result<Fetch, Confi
     if cluster.is_empty() {
         return err(o.child("cluster"), "must not be empty");
     }
+    let mut headers = Vec::new();
+    let listed = o.get::<Node>("headers")?;
+    for (name, value) in listed.as_ref().map(Node::map).transpose()?.into_iter().flatten() {
+        let at = o.child(&format!("headers.{name}"));
+        let name = name.to_ascii_lowercase();
+        if name.is_empty() || !name.bytes().all(is_tchar) || RESERVED_FETCH_HEADERS.contains(&name.as_str()) {
+            return err(at, "must be a header name other than the request's own (:method, :path, content-length, ...)");
+        }
+        let Value::String(value) = value else {
+            return err(at, "must be a string");
+        };
+        if !value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+            return err(at, "must be printable ASCII");
+        }
+        headers.push((name, value));
+    }
     Ok(Fetch {
+        jwks_cluster: cluster.clone(),
         cluster,
         authority: authority.to_string(),
         path: path.to_string(),
+        fallback_path: None,
+        headers,
         timeout_ms: o.within("timeout_ms", 5000, 1, 60_000)?,
         cache_duration_s: o.within("cache_duration_s", 600, 1, 7 * 86_400)?,
         cooldown_s: o.within("cooldown_s", 30, 0, 3_600)?,
@@ -773,6 +838,17 @@ fn compile_fetch(o: &Object, authority: &str, path: &str) -> Result<Fetch, Confi
         max_body_bytes: o.within("max_body_bytes", 1 << 20, 1_024, 16 << 20)?,
     })
 }
+
+/// Headers a fetch's `headers` may not set: the call's own, and framing.
+const RESERVED_FETCH_HEADERS: [&str; 7] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "keep-alive",
+    "accept",
+];
 
 /// Splits `http(s)://authority/path?query` into authority and path (`/` when empty).
 pub fn split_uri(uri: &str) -> Option<(&str, &str)> {

@@ -39,13 +39,14 @@ pub trait Host {
     fn serve(&self, document: &Served);
     /// Lets the current (paused) stream's request go on upstream.
     fn resume(&self);
-    /// Starts an http GET; its answer comes back to the context current now, as
-    /// `on_call_response(token, ..)`.
+    /// Starts an http GET with `headers` besides its own; its answer comes back to the
+    /// context current now, as `on_call_response(token, ..)`.
     fn dispatch(
         &self,
         cluster: &str,
         authority: &str,
         path: &str,
+        headers: &[(String, String)],
         timeout_ms: u64,
     ) -> Result<u32, String>;
 }
@@ -136,7 +137,10 @@ struct Call {
 }
 
 enum Step {
-    Discovery,
+    /// A metadata document: the first one (`fallback` false) or RFC 8414's.
+    Discovery {
+        fallback: bool,
+    },
     Jwks {
         jwks_uri: Option<String>,
         discovered_at_ms: u64,
@@ -465,7 +469,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     discovered_at_ms: k.discovered_at_ms,
                 }
             }
-            _ if remote.discovery => Step::Discovery,
+            _ if remote.discovery => Step::Discovery { fallback: false },
             _ => Step::Jwks {
                 jwks_uri: None,
                 discovered_at_ms: 0,
@@ -490,18 +494,34 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 return;
             };
             let target = match &step {
-                Step::Discovery | Step::Jwks { jwks_uri: None, .. } => {
-                    Some((f.authority.as_str(), f.path.as_str()))
+                Step::Discovery { fallback: true } => f
+                    .fallback_path
+                    .as_deref()
+                    .map(|path| (f.cluster.as_str(), f.authority.as_str(), path)),
+                Step::Discovery { fallback: false } | Step::Jwks { jwks_uri: None, .. } => {
+                    Some((f.cluster.as_str(), f.authority.as_str(), f.path.as_str()))
                 }
                 Step::Jwks {
                     jwks_uri: Some(uri),
                     ..
-                } => split_uri(uri),
+                } => split_uri(uri).map(|(authority, path)| (f.jwks_cluster.as_str(), authority, path)),
             };
             match target {
-                Some((authority, path)) => {
+                Some((cluster, authority, path)) => {
+                    // A configured `host` header names the authority.
+                    let authority = f
+                        .headers
+                        .iter()
+                        .find(|(name, _)| name == "host")
+                        .map_or(authority, |(_, value)| value.as_str());
+                    let headers: Vec<(String, String)> = f
+                        .headers
+                        .iter()
+                        .filter(|(name, _)| name != "host")
+                        .cloned()
+                        .collect();
                     self.host
-                        .dispatch(&f.cluster, authority, path, f.timeout_ms)
+                        .dispatch(cluster, authority, path, &headers, f.timeout_ms)
                 }
                 None => Err("bad jwks_uri".to_string()),
             }
@@ -549,17 +569,23 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         };
         let now_ms = self.host.now_ms();
         match call.step {
-            Step::Discovery => match key_cache::accept_discovery(status, body, &issuer, &fetch) {
-                Ok(uri) => self.dispatch(
-                    r,
-                    call.origin,
-                    Step::Jwks {
-                        jwks_uri: Some(uri),
-                        discovered_at_ms: now_ms,
-                    },
-                ),
-                Err(why) => self.fetch_failed(r, &format!("discovery: {why}")),
-            },
+            Step::Discovery { fallback } => {
+                match key_cache::accept_discovery(status, body, &issuer, &fetch) {
+                    Ok(uri) => self.dispatch(
+                        r,
+                        call.origin,
+                        Step::Jwks {
+                            jwks_uri: Some(uri),
+                            discovered_at_ms: now_ms,
+                        },
+                    ),
+                    // As Express: any failure of the first document tries RFC 8414's.
+                    Err(_) if !fallback && fetch.fallback_path.is_some() => {
+                        self.dispatch(r, call.origin, Step::Discovery { fallback: true })
+                    }
+                    Err(why) => self.fetch_failed(r, &format!("discovery: {why}")),
+                }
+            }
             Step::Jwks {
                 jwks_uri,
                 discovered_at_ms,

@@ -362,7 +362,10 @@ fn full_configs() -> Vec<Case> {
                     "cache_duration_s": 900,
                     "cooldown_s": 0,
                     "stale_max_s": 0,
-                    "max_body_bytes": 2048
+                    "max_body_bytes": 2048,
+                    "headers": {"x-api-key": "k1", "Host": "idp.internal"},
+                    "metadata_uri": "https://oidc.test/.well-known/custom",
+                    "jwks_cluster": "oidc-keys"
                 }
             },
             "local": {

@@ -101,14 +101,16 @@ pub fn dispatch(
     cluster: &str,
     authority: &str,
     path: &str,
+    extra: &[(String, String)],
     timeout_ms: u64,
 ) -> Result<u32, String> {
-    let headers = vec![
+    let mut headers = vec![
         (":method", "GET"),
         (":path", path),
         (":authority", authority),
         ("accept", "application/json"),
     ];
+    headers.extend(extra.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     proxy_wasm::hostcalls::dispatch_http_call(
         cluster,
         headers,

@@ -151,8 +151,9 @@ impl Host for ProxyHost {
         cluster: &str,
         authority: &str,
         path: &str,
+        headers: &[(String, String)],
         timeout_ms: u64,
     ) -> Result<u32, String> {
-        host::dispatch(cluster, authority, path, timeout_ms)
+        host::dispatch(cluster, authority, path, headers, timeout_ms)
     }
 }

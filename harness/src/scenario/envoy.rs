@@ -22,7 +22,9 @@ use super::bytes::Bytes;
 use super::expect::check;
 use super::load::Loaded;
 use super::model::{Expect, RequestSpec, Scenario, Script, Step};
-use super::run::{build_clusters, build_routes, check_request, mint, request, with_jwks};
+use super::run::{
+    build_clusters, build_routes, check_request, mint, request, split_call, with_jwks,
+};
 use crate::host::upstream::{Answer, Clusters, Routes};
 use crate::host::{HeaderMap, Outcome, Request};
 use crate::keys::KeyRing;
@@ -251,7 +253,8 @@ struct Shared {
     clusters: Clusters,
     backend: Routes,
     /// Every call a cluster server received: (cluster, path).
-    calls: Vec<(String, String)>,
+    /// Each call a cluster saw: its name, target and headers.
+    calls: Vec<(String, String, Vec<(String, String)>)>,
     /// The headers of every request the main upstream received, in order.
     upstream: Vec<HeaderMap>,
 }
@@ -299,7 +302,9 @@ fn answer(shared: &Mutex<Shared>, cluster: Option<&str>, r: &http::Request) -> R
     };
     let answer = match cluster {
         Some(name) => {
-            shared.calls.push((name.to_string(), r.target.clone()));
+            shared
+                .calls
+                .push((name.to_string(), r.target.clone(), r.headers.clone()));
             Some(shared.clusters.answer(name, &r.target))
         }
         None => {
@@ -835,13 +840,11 @@ impl Play<'_> {
                 .lock()
                 .map_err(|_| anyhow!("a server panicked"))?;
             for (what, expected) in calls {
-                let (cluster, path) = what
-                    .split_once(' ')
-                    .map_or((what.as_str(), None), |(c, p)| (c, Some(p)));
+                let (cluster, path) = split_call(what);
                 let actual = shared
                     .calls
                     .iter()
-                    .filter(|(c, p)| c == cluster && path.is_none_or(|want| p == want))
+                    .filter(|(c, p, _)| c == cluster && path.is_none_or(|want| p == want))
                     .count();
                 check(
                     expected,
@@ -849,6 +852,30 @@ impl Play<'_> {
                     &format!("calls {what:?}"),
                 )
                 .map_err(|m| anyhow!(m))?;
+            }
+        }
+        if let Some(expected) = &e.call_headers {
+            let shared = self
+                .shared
+                .lock()
+                .map_err(|_| anyhow!("a server panicked"))?;
+            for (what, headers) in expected {
+                let (cluster, path) = split_call(what);
+                let (_, _, seen) = shared
+                    .calls
+                    .iter()
+                    .rfind(|(c, p, _)| c == cluster && path.is_none_or(|want| p == want))
+                    .ok_or_else(|| anyhow!("call_headers {what:?}: no such call"))?;
+                for (name, matcher) in headers {
+                    // HTTP/1.1 carries :authority as host.
+                    let name = if name == ":authority" { "host" } else { name.as_str() };
+                    let actual = seen
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| Value::from(v.clone()));
+                    check(matcher, actual.as_ref(), &format!("call_headers {what:?} {name}"))
+                        .map_err(|m| anyhow!(m))?;
+                }
             }
         }
         if let Some(metrics) = &e.metrics {

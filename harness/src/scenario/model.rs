@@ -273,6 +273,9 @@ pub struct Expect {
     pub took_ms: Option<Value>,
     /// Calls seen by simulated clusters: `"cluster"` or `"cluster /path"` → count matcher.
     pub calls: Option<BTreeMap<String, Value>>,
+    /// The request headers of the last call to `"cluster"` or `"cluster /path"`: name →
+    /// value matcher (`null`: absent).
+    pub call_headers: Option<BTreeMap<String, Map<String, Value>>>,
     /// Metric name → value matcher (`null`: never defined).
     pub metrics: Option<BTreeMap<String, Value>>,
     /// Properties the filter set (`proxy_set_property`) or the scenario gave: path segments

@@ -661,9 +661,7 @@ impl Run<'_> {
         }
         if let Some(calls) = &e.calls {
             for (what, expected) in calls {
-                let (cluster, path) = what
-                    .split_once(' ')
-                    .map_or((what.as_str(), None), |(c, p)| (c, Some(p)));
+                let (cluster, path) = split_call(what);
                 let actual = world
                     .calls
                     .iter()
@@ -675,6 +673,23 @@ impl Run<'_> {
                     &format!("calls {what:?}"),
                 )
                 .map_err(|m| anyhow!(m))?;
+            }
+        }
+        for (what, headers) in e.call_headers.iter().flatten() {
+            let (cluster, path) = split_call(what);
+            let call = world
+                .calls
+                .iter()
+                .rfind(|c| c.cluster == cluster && path.is_none_or(|p| c.path() == p))
+                .ok_or_else(|| anyhow!("call_headers {what:?}: no such call"))?;
+            for (name, expected) in headers {
+                let actual = call
+                    .headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                    .map(|(_, v)| Value::from(String::from_utf8_lossy(v).into_owned()));
+                check(expected, actual.as_ref(), &format!("call_headers {what:?} {name}"))
+                    .map_err(|m| anyhow!(m))?;
             }
         }
         if let Some(metrics) = &e.metrics {
@@ -806,4 +821,10 @@ pub(crate) fn check_request(e: &Expect, outcome: Option<&Outcome>) -> Result<()>
         check(expected, Some(&actual), "body").map_err(|m| anyhow!(m))?;
     }
     Ok(())
+}
+
+/// `"cluster"` or `"cluster /path"`, as `calls` and `call_headers` name calls.
+pub fn split_call(what: &str) -> (&str, Option<&str>) {
+    what.split_once(' ')
+        .map_or((what, None), |(cluster, path)| (cluster, Some(path)))
 }
