@@ -784,8 +784,9 @@ fn compile_keys(
                         issuer_authority,
                         &format!("{issuer_path}/.well-known/openid-configuration"),
                     )?;
-                    fetch.fallback_path =
-                        Some(format!("/.well-known/oauth-authorization-server{issuer_path}"));
+                    fetch.fallback_path = Some(format!(
+                        "/.well-known/oauth-authorization-server{issuer_path}"
+                    ));
                     fetch
                 }
             };
@@ -810,19 +811,34 @@ fn compile_fetch(o: &Object, authority: &str, path: &str) -> Result<Fetch, Confi
     }
     let mut headers = Vec::new();
     let listed = o.get::<Node>("headers")?;
-    for (name, value) in listed.as_ref().map(Node::map).transpose()?.into_iter().flatten() {
+    for (name, value) in listed
+        .as_ref()
+        .map(Node::map)
+        .transpose()?
+        .into_iter()
+        .flatten()
+    {
         let at = o.child(&format!("headers.{name}"));
         let name = name.to_ascii_lowercase();
-        if name.is_empty() || !name.bytes().all(is_tchar) || RESERVED_FETCH_HEADERS.contains(&name.as_str()) {
-            return err(at, "must be a header name other than the request's own (:method, :path, content-length, ...)");
+        if name.is_empty()
+            || !name.bytes().all(is_tchar)
+            || RESERVED_FETCH_HEADERS.contains(&name.as_str())
+        {
+            return err(
+                at,
+                "must be a header name other than the request's own (:method, :path, content-length, ...)",
+            );
         }
         let Value::String(value) = value else {
             return err(at, "must be a string");
         };
-        if !value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        if !value
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
             return err(at, "must be printable ASCII");
         }
-        headers.push((name, value));
+        headers.push((name, value.clone()));
     }
     Ok(Fetch {
         jwks_cluster: cluster.clone(),

@@ -138,9 +138,7 @@ struct Call {
 
 enum Step {
     /// A metadata document: the first one (`fallback` false) or RFC 8414's.
-    Discovery {
-        fallback: bool,
-    },
+    Discovery { fallback: bool },
     Jwks {
         jwks_uri: Option<String>,
         discovered_at_ms: u64,
@@ -504,7 +502,8 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 Step::Jwks {
                     jwks_uri: Some(uri),
                     ..
-                } => split_uri(uri).map(|(authority, path)| (f.jwks_cluster.as_str(), authority, path)),
+                } => split_uri(uri)
+                    .map(|(authority, path)| (f.jwks_cluster.as_str(), authority, path)),
             };
             match target {
                 Some((cluster, authority, path)) => {

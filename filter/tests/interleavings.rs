@@ -344,7 +344,14 @@ impl Host for ModelHost {
     fn resume(&self) {
         self.answers.borrow_mut().insert(self.current.get(), 200);
     }
-    fn dispatch(&self, _: &str, _: &str, _: &str, _: &[(String, String)], _: u64) -> Result<u32, String> {
+    fn dispatch(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &[(String, String)],
+        _: u64,
+    ) -> Result<u32, String> {
         let world = &self.data.world;
         let at = self.event_at.get();
         world.dispatched(at);

@@ -721,6 +721,15 @@ fn handwritten() -> Vec<Case> {
             v["providers"]["auth0"]["discovery"]["uri"] = Value::Null;
             v
         })),
+        case("remote_jwks with discovery's fields", provider(json!({})).pipe(|mut v| {
+            v["providers"]["auth0"]["remote_jwks"]["jwks_cluster"] = json!("k");
+            v
+        })),
+        case("remote_jwks with discovery's fields null", provider(json!({})).pipe(|mut v| {
+            v["providers"]["auth0"]["remote_jwks"]["metadata_uri"] = Value::Null;
+            v["providers"]["auth0"]["remote_jwks"]["jwks_cluster"] = Value::Null;
+            v
+        })),
         case("discovery, issuer not a URL", provider(json!({"issuer": "issuer", "remote_jwks": null, "discovery": {"cluster": "c"}}))),
         case("discovery, issuer with a query", provider(json!({"issuer": "https://i.test?x", "remote_jwks": null, "discovery": {"cluster": "c"}}))),
         case("discovery, issuer with trailing slashes", provider(json!({"issuer": "https://i.test//", "remote_jwks": null, "discovery": {"cluster": "c"}}))),
@@ -998,7 +1007,11 @@ fn used_fields(value: &Value, path: &str, used: &mut BTreeMap<&'static str, BTre
 
 /// Fields whose only accepted value is null (the parser lists them for the kind of object
 /// that shares their list): the corpus has them as null (`handwritten`).
-const ONLY_NULL: &[(&str, &str)] = &[("discovery", "uri")];
+const ONLY_NULL: &[(&str, &str)] = &[
+    ("discovery", "uri"),
+    ("remote_jwks", "metadata_uri"),
+    ("remote_jwks", "jwks_cluster"),
+];
 
 // ---- The test ----
 

@@ -61,6 +61,9 @@ fn the_quickstart_configuration_is_accepted_as_written() {
             cluster: "idp".into(),
             authority: "idp.test".into(),
             path: "/.well-known/jwks.json".into(),
+            fallback_path: None,
+            jwks_cluster: "idp".into(),
+            headers: Vec::new(),
             timeout_ms: 5000,
             cache_duration_s: 600,
             cooldown_s: 30,
@@ -830,4 +833,99 @@ fn dpop_and_mtls_are_read_with_their_defaults_and_bounds() {
     );
     let mtls = error_after(|v| v["providers"]["auth0"]["mtls"] = json!({}));
     assert_eq!(mtls, "providers.auth0.mtls: missing field `mode`");
+}
+
+#[test]
+fn discovery_reads_metadata_uri_jwks_cluster_and_headers() {
+    let discovery = |d: Value, issuer: &str| {
+        let mut v = quickstart();
+        v["providers"]["auth0"]["issuer"] = json!(issuer);
+        v["providers"]["auth0"]["remote_jwks"] = Value::Null;
+        v["providers"]["auth0"]["discovery"] = d;
+        Config::parse(v.to_string().as_bytes()).map(|c| match &c.providers[0].keys {
+            KeySource::Discovery(f) => f.clone(),
+            _ => panic!("a discovery key source"),
+        })
+    };
+    let f = discovery(json!({"cluster": "idp"}), "https://issuer.test/tenant1/").unwrap();
+    assert_eq!(
+        (
+            f.authority.as_str(),
+            f.path.as_str(),
+            f.fallback_path.as_deref()
+        ),
+        (
+            "issuer.test",
+            "/tenant1/.well-known/openid-configuration",
+            Some("/.well-known/oauth-authorization-server/tenant1")
+        )
+    );
+    assert_eq!(f.jwks_cluster, "idp");
+    let f = discovery(json!({"cluster": "idp"}), "https://issuer.test/").unwrap();
+    assert_eq!(
+        (f.path.as_str(), f.fallback_path.as_deref()),
+        (
+            "/.well-known/openid-configuration",
+            Some("/.well-known/oauth-authorization-server")
+        )
+    );
+    let f = discovery(
+        json!({"cluster": "idp", "metadata_uri": "https://meta.test/x/metadata", "jwks_cluster": "keys",
+               "headers": {"X-Api-Key": "k", "Host": "h.test"}}),
+        "https://issuer.test/",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            f.authority.as_str(),
+            f.path.as_str(),
+            f.fallback_path.as_deref()
+        ),
+        ("meta.test", "/x/metadata", None)
+    );
+    assert_eq!(f.jwks_cluster, "keys");
+    assert_eq!(
+        f.headers,
+        vec![
+            ("host".to_string(), "h.test".to_string()),
+            ("x-api-key".to_string(), "k".to_string())
+        ]
+    );
+    for (d, want) in [
+        (
+            json!({"cluster": "idp", "metadata_uri": "meta.test/x"}),
+            "providers.auth0.discovery.metadata_uri: must be an absolute http(s) URI",
+        ),
+        (
+            json!({"cluster": "idp", "jwks_cluster": ""}),
+            "providers.auth0.discovery.jwks_cluster: must not be empty",
+        ),
+        (
+            json!({"cluster": "idp", "headers": {":path": "/x"}}),
+            "providers.auth0.discovery.headers.:path: must be a header name",
+        ),
+        (
+            json!({"cluster": "idp", "headers": {"content-length": "1"}}),
+            "providers.auth0.discovery.headers.content-length: must be a header name",
+        ),
+        (
+            json!({"cluster": "idp", "headers": {"x-a": 1}}),
+            "providers.auth0.discovery.headers.x-a: must be a string",
+        ),
+        (
+            json!({"cluster": "idp", "headers": {"x-a": "a\nb"}}),
+            "providers.auth0.discovery.headers.x-a: must be printable ASCII",
+        ),
+    ] {
+        let got = discovery(d.clone(), "https://issuer.test/")
+            .unwrap_err()
+            .to_string();
+        assert!(got.starts_with(want), "{d}: {got}");
+    }
+    let remote =
+        error_after(|v| v["providers"]["auth0"]["remote_jwks"]["jwks_cluster"] = json!("k"));
+    assert!(
+        remote.starts_with("providers.auth0.remote_jwks.jwks_cluster: belongs to discovery"),
+        "{remote}"
+    );
 }

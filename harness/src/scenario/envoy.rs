@@ -248,13 +248,19 @@ fn refused_by_codec(r: &RequestSpec) -> bool {
         || r.headers.0.iter().any(|(k, v)| !token(k) || !value(v))
 }
 
+/// A call a cluster saw: its name, target and headers.
+struct SeenCall {
+    cluster: String,
+    target: String,
+    headers: Vec<(String, String)>,
+}
+
 /// What the loopback servers share with the run.
 struct Shared {
     clusters: Clusters,
     backend: Routes,
     /// Every call a cluster server received: (cluster, path).
-    /// Each call a cluster saw: its name, target and headers.
-    calls: Vec<(String, String, Vec<(String, String)>)>,
+    calls: Vec<SeenCall>,
     /// The headers of every request the main upstream received, in order.
     upstream: Vec<HeaderMap>,
 }
@@ -302,9 +308,11 @@ fn answer(shared: &Mutex<Shared>, cluster: Option<&str>, r: &http::Request) -> R
     };
     let answer = match cluster {
         Some(name) => {
-            shared
-                .calls
-                .push((name.to_string(), r.target.clone(), r.headers.clone()));
+            shared.calls.push(SeenCall {
+                cluster: name.to_string(),
+                target: r.target.clone(),
+                headers: r.headers.clone(),
+            });
             Some(shared.clusters.answer(name, &r.target))
         }
         None => {
@@ -844,7 +852,7 @@ impl Play<'_> {
                 let actual = shared
                     .calls
                     .iter()
-                    .filter(|(c, p, _)| c == cluster && path.is_none_or(|want| p == want))
+                    .filter(|c| c.cluster == cluster && path.is_none_or(|want| c.target == want))
                     .count();
                 check(
                     expected,
@@ -861,20 +869,29 @@ impl Play<'_> {
                 .map_err(|_| anyhow!("a server panicked"))?;
             for (what, headers) in expected {
                 let (cluster, path) = split_call(what);
-                let (_, _, seen) = shared
+                let seen = &shared
                     .calls
                     .iter()
-                    .rfind(|(c, p, _)| c == cluster && path.is_none_or(|want| p == want))
-                    .ok_or_else(|| anyhow!("call_headers {what:?}: no such call"))?;
+                    .rfind(|c| c.cluster == cluster && path.is_none_or(|want| c.target == want))
+                    .ok_or_else(|| anyhow!("call_headers {what:?}: no such call"))?
+                    .headers;
                 for (name, matcher) in headers {
                     // HTTP/1.1 carries :authority as host.
-                    let name = if name == ":authority" { "host" } else { name.as_str() };
+                    let name = if name == ":authority" {
+                        "host"
+                    } else {
+                        name.as_str()
+                    };
                     let actual = seen
                         .iter()
                         .find(|(n, _)| n.eq_ignore_ascii_case(name))
                         .map(|(_, v)| Value::from(v.clone()));
-                    check(matcher, actual.as_ref(), &format!("call_headers {what:?} {name}"))
-                        .map_err(|m| anyhow!(m))?;
+                    check(
+                        matcher,
+                        actual.as_ref(),
+                        &format!("call_headers {what:?} {name}"),
+                    )
+                    .map_err(|m| anyhow!(m))?;
                 }
             }
         }

@@ -688,8 +688,12 @@ impl Run<'_> {
                     .iter()
                     .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
                     .map(|(_, v)| Value::from(String::from_utf8_lossy(v).into_owned()));
-                check(expected, actual.as_ref(), &format!("call_headers {what:?} {name}"))
-                    .map_err(|m| anyhow!(m))?;
+                check(
+                    expected,
+                    actual.as_ref(),
+                    &format!("call_headers {what:?} {name}"),
+                )
+                .map_err(|m| anyhow!(m))?;
             }
         }
         if let Some(metrics) = &e.metrics {
