@@ -495,7 +495,11 @@ fn explore(scenario: Scenario) {
                 let (world, fixture, scenario) = (world.clone(), fixture.clone(), scenario.clone());
                 // A decision's stack outgrows loom's default in unoptimised builds.
                 loom::thread::Builder::new()
-                    .stack_size(4 << 20)
+                    .stack_size(if cfg!(debug_assertions) {
+                        4 << 20
+                    } else {
+                        1 << 20
+                    })
                     .spawn(move || worker_thread(i, count, &scenario, world, fixture))
                     .expect("a loom thread")
             })
