@@ -23,7 +23,7 @@ use super::expect::check;
 use super::load::Loaded;
 use super::model::{Expect, RequestSpec, Scenario, Script, Step};
 use super::run::{
-    build_clusters, build_routes, check_request, mint, request, split_call, with_jwks,
+    build_clusters, build_routes, check_request, mint_tokens, request, split_call, with_jwks,
 };
 use crate::host::upstream::{Answer, Clusters, Routes};
 use crate::host::{HeaderMap, Outcome, Request};
@@ -117,12 +117,7 @@ impl EnvoyRunner {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_millis() as u64;
-        let mut tokens = BTreeMap::new();
-        for (name, spec) in &s.tokens {
-            let minted = mint(&mut self.keys, loaded, spec, now_ms)
-                .with_context(|| format!("token {name:?}"))?;
-            tokens.insert(name.clone(), minted);
-        }
+        let tokens = mint_tokens(&mut self.keys, loaded, now_ms)?;
         let mut run = Play {
             loaded,
             keys: &mut self.keys,

@@ -76,6 +76,11 @@ pub struct TokenSpec {
     /// numbers out of range); no defaults and no relative times apply.
     pub payload: Option<String>,
     pub tamper: Option<Tamper>,
+    /// A DPoP proof (RFC 9449) for the named token of `tokens`, signed by `key`: header
+    /// `typ` `dpop+jwt` and the key's public `jwk`; claims `iat` now, `jti` the proof's own
+    /// name and `ath` the token's hash, then `claims` (`htm`, `htu`, or overrides).
+    /// `token_defaults` do not apply. Only under `tokens`.
+    pub dpop_for: Option<String>,
 }
 
 /// A token in a request: a name from `tokens`, or an inline spec minted at the request's time.

@@ -72,12 +72,8 @@ impl Runner {
 
     /// The scenario's named tokens, minted at its start time (what `${name}` stands for).
     pub fn tokens(&mut self, loaded: &Loaded) -> Result<BTreeMap<String, String>> {
-        let s = &loaded.scenario;
-        let now_ms = s.start.unwrap_or(DEFAULT_START_S) * 1000;
-        s.tokens
-            .iter()
-            .map(|(name, spec)| Ok((name.clone(), mint(&mut self.keys, loaded, spec, now_ms)?)))
-            .collect()
+        let now_ms = loaded.scenario.start.unwrap_or(DEFAULT_START_S) * 1000;
+        mint_tokens(&mut self.keys, loaded, now_ms)
     }
 
     /// The keys this runner generated (kept across scenarios).
@@ -186,12 +182,7 @@ impl Run<'_> {
     /// Mints the tokens, then runs the steps.
     fn play(&mut self, start_ms: u64) -> Result<()> {
         let (s, run) = (&self.loaded.scenario, self);
-        for (name, spec) in &s.tokens {
-            let minted = run
-                .mint(spec, start_ms)
-                .with_context(|| format!("token {name:?}"))?;
-            run.tokens.insert(name.clone(), minted);
-        }
+        run.tokens = mint_tokens(run.keys, run.loaded, start_ms)?;
         let configured_expected = s
             .steps
             .first()
@@ -433,6 +424,70 @@ pub(crate) fn request(
     })
 }
 
+/// Mints every token of `tokens` at `now_ms`: the DPoP proofs after the tokens they name.
+pub(crate) fn mint_tokens(
+    keys: &mut KeyRing,
+    loaded: &Loaded,
+    now_ms: u64,
+) -> Result<BTreeMap<String, String>> {
+    let mut minted = BTreeMap::new();
+    let (proofs, plain): (Vec<_>, Vec<_>) = loaded
+        .scenario
+        .tokens
+        .iter()
+        .partition(|(_, spec)| spec.dpop_for.is_some());
+    for (name, spec) in plain {
+        let token = mint(keys, loaded, spec, now_ms).with_context(|| format!("token {name:?}"))?;
+        minted.insert(name.clone(), token);
+    }
+    for (name, spec) in proofs {
+        let proof = mint_proof(keys, loaded, name, spec, &minted, now_ms)
+            .with_context(|| format!("token {name:?}"))?;
+        minted.insert(name.clone(), proof);
+    }
+    Ok(minted)
+}
+
+/// The DPoP proof `spec` (named `name`) for the token it names, at `now_ms`.
+fn mint_proof(
+    keys: &mut KeyRing,
+    loaded: &Loaded,
+    name: &str,
+    spec: &TokenSpec,
+    minted: &BTreeMap<String, String>,
+    now_ms: u64,
+) -> Result<String> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let target = spec.dpop_for.as_deref().unwrap_or_default();
+    let token = minted.get(target).ok_or_else(|| {
+        anyhow!("dpop_for: no token {target:?} (proofs name tokens that are not proofs)")
+    })?;
+    let key_spec = spec
+        .key
+        .as_ref()
+        .ok_or_else(|| anyhow!("a DPoP proof needs its key"))?;
+    let key = keys.get(key_spec, &loaded.dir)?;
+    let mut jwk = key.public_jwk();
+    if let Some(jwk) = jwk.as_object_mut() {
+        for member in ["kid", "alg", "use"] {
+            jwk.remove(member);
+        }
+    }
+    let mut header = Map::new();
+    header.insert("typ".into(), "dpop+jwt".into());
+    header.insert("jwk".into(), jwk);
+    header.insert("kid".into(), Value::Null);
+    header.extend(spec.header.clone());
+    let ath = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(token));
+    let mut claims = Map::new();
+    claims.insert("iat".into(), "now".into());
+    claims.insert("jti".into(), name.into());
+    claims.insert("ath".into(), ath.into());
+    claims.extend(spec.claims.clone());
+    token::mint(&key, &header, &claims, (now_ms / 1000) as i64, spec.tamper)
+}
+
 /// Mints the token `spec` (over the scenario's `token_defaults`) at `now_ms`.
 pub(crate) fn mint(
     keys: &mut KeyRing,
@@ -441,6 +496,9 @@ pub(crate) fn mint(
     now_ms: u64,
 ) -> Result<String> {
     let defaults = &loaded.scenario.token_defaults;
+    if spec.dpop_for.is_some() {
+        bail!("a DPoP proof (dpop_for) is only minted under tokens");
+    }
     if let Some(raw) = &spec.raw {
         if spec.key.is_some()
             || !spec.claims.is_empty()
@@ -478,10 +536,6 @@ pub(crate) fn mint(
 impl Run<'_> {
     fn now_ms(&self) -> u64 {
         self.proxy.world.borrow().now_ms
-    }
-
-    fn mint(&mut self, spec: &TokenSpec, now_ms: u64) -> Result<String> {
-        mint(self.keys, self.loaded, spec, now_ms)
     }
 
     fn last_logs(&self, n: usize) -> String {
