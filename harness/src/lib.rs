@@ -2,6 +2,7 @@
 //! runner on top of it, named keys and tokens, and two small demo servers.
 
 pub mod bench;
+pub mod check_config;
 pub mod fuzz;
 pub mod host;
 pub mod keys;

@@ -120,6 +120,18 @@ enum Command {
         #[arg(value_name = "FILES|DIRS")]
         paths: Vec<PathBuf>,
     },
+    /// Check filter configurations with the filter itself.
+    ///
+    /// Each FILE (`-`: standard input) is given to the module as its plugin configuration,
+    /// as Envoy gives it; prints `FILE: ok` or `FILE: refused` and the lines the filter
+    /// logged at warn or above (its reason, with the JSON path). Exit 1 if any is refused.
+    CheckConfig {
+        /// The filter.
+        #[arg(long, value_name = "PATH", default_value = "dist/jwt_filter.wasm")]
+        wasm: PathBuf,
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Print a compact JWS signed by KEY.
     ///
     /// Time claims (exp, nbf, iat, auth_time) may be
@@ -190,6 +202,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 "{}",
                 token::mint(&key, &header, &claims, servers::idp::unix_now(), None)?
             );
+        }
+        Command::CheckConfig { wasm, files } => {
+            if !harness::check_config::check_files(&wasm, &files)? {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Keys { keys } => {
             let jwks = KeyRing::default().jwks(&keys, Path::new("."))?;

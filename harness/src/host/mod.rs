@@ -62,6 +62,7 @@ pub enum Startup {
 }
 
 /// How to start a proxy.
+#[derive(Default)]
 pub struct Setup {
     pub workers: usize,
     pub startup: Startup,

@@ -20,7 +20,7 @@ use crate::time::parse_millis;
 use crate::token;
 
 /// 2026-01-01T00:00:00Z.
-const DEFAULT_START_S: u64 = 1_767_225_600;
+pub const DEFAULT_START_S: u64 = 1_767_225_600;
 const DEFAULT_MAX_WAIT: &str = "60s";
 
 /// Runs scenarios; keeps generated keys across them.
