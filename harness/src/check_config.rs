@@ -94,13 +94,13 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let plugin = Plugin::load(&root.join("dist/jwt_filter.wasm")).unwrap();
         let mut cases: Vec<Vec<u8>> = vec![demo().to_string().into_bytes()];
-        let edits: Vec<Box<dyn Fn(&mut Value)>> = vec![
-            Box::new(|v| v["providers"]["auth0"]["audience"] = json!("x")),
-            Box::new(|v| v["providers"]["auth0"]["audiences"] = json!("x")),
-            Box::new(|v| v["rules"][0]["requires"] = json!({"provider": "nobody"})),
-            Box::new(|v| v["providers"]["auth0"]["dpop"] = json!({"origin": "https://a.test/x"})),
-            Box::new(|v| v["providers"]["auth0"]["dpop"] = json!({"mode": "required"})),
-            Box::new(|v| v["mode"] = json!("audit")),
+        let edits: [fn(&mut Value); 6] = [
+            |v| v["providers"]["auth0"]["audience"] = json!("x"),
+            |v| v["providers"]["auth0"]["audiences"] = json!("x"),
+            |v| v["rules"][0]["requires"] = json!({"provider": "nobody"}),
+            |v| v["providers"]["auth0"]["dpop"] = json!({"origin": "https://a.test/x"}),
+            |v| v["providers"]["auth0"]["dpop"] = json!({"mode": "required"}),
+            |v| v["mode"] = json!("audit"),
         ];
         for edit in &edits {
             let mut v = demo();
