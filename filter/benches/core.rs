@@ -10,9 +10,13 @@ use jwt_filter::config::Config;
 use jwt_filter::header_map;
 use jwt_filter::jwks::Key;
 use jwt_filter::jwks::{KeySet, Origin};
+use jwt_filter::replay;
 use jwt_filter::request::Request;
+use jwt_filter::shared_keys::{SetError, SharedData};
 use jwt_filter::verify::{InWasm, SignatureVerifier};
 use serde_json::{Value, json};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -98,6 +102,65 @@ fn bearer(t: &str) -> Request {
     )
 }
 
+/// Values and their CAS, by key.
+type Records = HashMap<String, (Vec<u8>, u32)>;
+
+/// Shared data in memory (CAS semantics as proxy-wasm-cpp-host's), for the replay cache.
+#[derive(Default)]
+struct Memory(RefCell<(Records, u32)>);
+
+impl SharedData for Memory {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.0.borrow().0.get(key).cloned()
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        let (map, next) = &mut *self.0.borrow_mut();
+        if map.get(key).is_some_and(|(_, c)| cas != 0 && cas != *c) {
+            return Err(SetError::CasMismatch);
+        }
+        *next += 1;
+        map.insert(key.to_string(), (value.to_vec(), *next));
+        Ok(())
+    }
+}
+
+/// Requests with a DPoP-bound token (ES256) and `n` distinct proofs by test key `ed25519`.
+fn dpop_requests(n: usize) -> Vec<Request> {
+    let mut jwk = keys::public_jwk("ed25519", "-");
+    jwk.as_object_mut().map(|o| o.remove("kid"));
+    let members = format!(
+        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+        jwk["x"].as_str().unwrap()
+    );
+    let b64 = |bytes: &[u8]| jwt_filter::base64url::encode(bytes);
+    let jkt = b64(&jwt_filter::jwks::sha256(members.as_bytes()));
+    let claims = json!({"iss": "https://issuer.test/", "aud": "https://api.test", "sub": "user-1",
+                        "scope": "openid read:messages", "exp": NOW + 3600, "iat": NOW, "cnf": {"jkt": jkt}});
+    let bound = keys::sign("ec256", &json!({"alg": "ES256", "kid": "ec"}), &claims);
+    let ath = b64(&jwt_filter::jwks::sha256(bound.as_bytes()));
+    (0..n)
+        .map(|i| {
+            let proof = keys::sign(
+                "ed25519",
+                &json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": jwk}),
+                &json!({"htm": "GET", "htu": "http://api.test/api/messages", "iat": NOW,
+                        "jti": format!("proof-{i}"), "ath": ath}),
+            );
+            Request::new(
+                "GET",
+                "/api/messages",
+                &[
+                    (":scheme", "http"),
+                    (":authority", "api.test"),
+                    ("authorization", &format!("DPoP {bound}")),
+                    ("dpop", &proof),
+                ],
+            )
+        })
+        .collect()
+}
+
 fn main() {
     let keys = Keys(
         KeySet::parse(jwks().to_string().as_bytes(), Origin::Remote)
@@ -144,6 +207,23 @@ fn main() {
     };
     let mut reads: Vec<f64> = (0..2000).map(|_| read()).collect();
     reads.sort_by(f64::total_cmp);
+    let dpop = dpop_requests(200);
+    let replays = || {
+        let data = Memory::default();
+        let uses: Vec<_> = (0..200u32)
+            .map(|i| jwt_filter::dpop::ProofUse {
+                id: jwt_filter::jwks::sha256(&i.to_be_bytes()),
+                until_s: NOW + 300,
+            })
+            .collect();
+        let start = Instant::now();
+        for u in &uses {
+            black_box(replay::record(&data, u, NOW));
+        }
+        start.elapsed().as_secs_f64() * 1e6 / 200.0
+    };
+    let mut records: Vec<f64> = (0..200).map(|_| replays()).collect();
+    records.sort_by(f64::total_cmp);
     let rows = [
         (
             "RS256, one token repeated, cache on (hits)",
@@ -160,6 +240,14 @@ fn main() {
         (
             "ES256, distinct tokens, cache off",
             measure(&uncached, &keys, &distinct_es, 9),
+        ),
+        (
+            "DPoP: a bound ES256 token (cached) with a fresh EdDSA proof each time",
+            measure(&cached, &keys, &dpop, 9),
+        ),
+        (
+            "DPoP: recording a proof in the replay cache (in-memory shared data)",
+            records[records.len() / 2],
         ),
         (
             "malformed token (alg none), refused",
