@@ -5,7 +5,7 @@
 //! for V8 to have optimized the code.
 
 use jsonwebtoken::Algorithm;
-use jwt_filter::authenticator::{Authenticator, KeyState, KeyStore};
+use jwt_filter::authenticator::{Authenticator, FixedKeys};
 use jwt_filter::config::Config;
 use jwt_filter::header_map;
 use jwt_filter::jwks::Key;
@@ -24,17 +24,6 @@ use std::time::Instant;
 mod keys;
 
 use keys::NOW;
-
-struct Keys(KeySet);
-
-impl KeyStore for Keys {
-    fn state(&self, _: usize) -> KeyState<'_> {
-        KeyState::Ready {
-            set: &self.0,
-            refetch_allowed: false,
-        }
-    }
-}
 
 fn jwks() -> Value {
     json!({"keys": [keys::public_jwk("rsa-a", "rsa"), keys::public_jwk("ec256", "ec")]})
@@ -75,7 +64,7 @@ fn authenticator<V: SignatureVerifier>(cache: usize, verifier: V) -> Authenticat
 /// Median microseconds per decision over `rounds` rounds of `per_round` requests.
 fn measure<V: SignatureVerifier>(
     a: &Authenticator<V>,
-    keys: &Keys,
+    keys: &FixedKeys,
     requests: &[Request],
     rounds: usize,
 ) -> f64 {
@@ -162,11 +151,12 @@ fn dpop_requests(n: usize) -> Vec<Request> {
 }
 
 fn main() {
-    let keys = Keys(
-        KeySet::parse(jwks().to_string().as_bytes(), Origin::Remote)
+    let keys = FixedKeys {
+        set: KeySet::parse(jwks().to_string().as_bytes(), Origin::Remote)
             .unwrap()
             .set,
-    );
+        refetch_allowed: false,
+    };
     let rs = |n: usize| {
         (0..n)
             .map(|i| bearer(&token("RS256", "rsa", i)))

@@ -37,6 +37,22 @@ pub trait KeyStore {
     fn state(&self, provider: usize) -> KeyState<'_>;
 }
 
+/// A key store that always holds one set, for every provider: for tests, benchmarks and
+/// hosts whose keys never change. `refetch_allowed` answers an unknown `kid`.
+pub struct FixedKeys {
+    pub set: KeySet,
+    pub refetch_allowed: bool,
+}
+
+impl KeyStore for FixedKeys {
+    fn state(&self, _provider: usize) -> KeyState<'_> {
+        KeyState::Ready {
+            set: &self.set,
+            refetch_allowed: self.refetch_allowed,
+        }
+    }
+}
+
 /// The verdict for a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {

@@ -7,7 +7,7 @@
 
 mod support;
 
-use jwt_filter::authenticator::{Authenticator, Decision, KeyState, KeyStore};
+use jwt_filter::authenticator::{Authenticator, Decision, FixedKeys};
 use jwt_filter::config::Config;
 use jwt_filter::jwks::{KeySet, Origin};
 use jwt_filter::request::Request;
@@ -62,20 +62,9 @@ fn config(routes: &[Route]) -> Value {
     })
 }
 
-struct Keys(KeySet);
-
-impl KeyStore for Keys {
-    fn state(&self, _: usize) -> KeyState<'_> {
-        KeyState::Ready {
-            set: &self.0,
-            refetch_allowed: false,
-        }
-    }
-}
-
 struct Filter {
     authenticator: Authenticator<InWasm>,
-    keys: Keys,
+    keys: FixedKeys,
 }
 
 impl Filter {
@@ -85,7 +74,10 @@ impl Filter {
         let set = KeySet::parse(jwks.as_bytes(), Origin::Remote).unwrap().set;
         Filter {
             authenticator: Authenticator::new(config, InWasm),
-            keys: Keys(set),
+            keys: FixedKeys {
+                set,
+                refetch_allowed: false,
+            },
         }
     }
 

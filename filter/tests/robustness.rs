@@ -4,7 +4,7 @@
 
 mod support;
 
-use jwt_filter::authenticator::{Authenticator, Decision, KeyState, KeyStore};
+use jwt_filter::authenticator::{Authenticator, Decision, FixedKeys};
 use jwt_filter::binding::NoCertificate;
 use jwt_filter::config::Config;
 use jwt_filter::jwks::{KeySet, Origin};
@@ -89,17 +89,6 @@ fn mutate(rng: &mut Rng, input: &str) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-struct Keys(KeySet);
-
-impl KeyStore for Keys {
-    fn state(&self, _: usize) -> KeyState<'_> {
-        KeyState::Ready {
-            set: &self.0,
-            refetch_allowed: true,
-        }
-    }
-}
-
 fn config_text() -> String {
     json!({
         "providers": {"p": {
@@ -148,11 +137,15 @@ fn good_token() -> String {
 }
 
 /// The authenticator for `config_text`, its key set, and a token it accepts.
-fn fixture() -> (Authenticator<InWasm>, Keys, String) {
+fn fixture() -> (Authenticator<InWasm>, FixedKeys, String) {
     let config = Config::parse(config_text().as_bytes()).unwrap();
     let jwks = json!({"keys": [keys::public_jwk("rsa-a", "a")]}).to_string();
     let set = KeySet::parse(jwks.as_bytes(), Origin::Remote).unwrap().set;
-    (Authenticator::new(config, InWasm), Keys(set), good_token())
+    let keys = FixedKeys {
+        set,
+        refetch_allowed: true,
+    };
+    (Authenticator::new(config, InWasm), keys, good_token())
 }
 
 #[test]

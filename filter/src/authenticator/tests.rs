@@ -726,16 +726,33 @@ fn format_attacks_fail_before_crypto() {
             "Invalid JWT Claims Set",
         ),
         (format!("{head}.{payload}.{sig}.x"), "Invalid Compact JWS"),
-        (format!("{head}.{payload}={sig}"), "Invalid Compact JWS"),
-        (format!("{head}=.{payload}.{sig}"), "Invalid Compact JWS"),
+        // Padding at the end is b64token syntax, but not canonical base64url.
         (format!("{head}.{payload}.{sig}="), "Invalid Compact JWS"),
     ];
+    // Every format attack is refused before any signature is checked.
+    let calls = std::cell::Cell::new(0);
+    let a = counting(&calls);
+    let run = |t: &str| {
+        let bearer = format!("Bearer {t}");
+        verdict(&a.decide(
+            &get("/api/private", &[("authorization", &bearer)]),
+            NOW,
+            &remote_keys(),
+        ))
+    };
     for (t, want) in cases {
-        let d = decide("/api/private", &t);
-        // Padding is outside b64token after the first '=' run and is refused as a request.
-        let got = verdict(&d);
-        assert!(got == invalid(want) || got.0 == 400, "{want}: {got:?}");
+        assert_eq!(run(&t), invalid(want), "{want}");
     }
+    // '=' before the end is outside b64token: a malformed request, refused before parsing.
+    for t in [
+        format!("{head}.{payload}={sig}"),
+        format!("{head}=.{payload}.{sig}"),
+    ] {
+        assert_eq!(run(&t), (400, "Malformed access token".into()), "{t}");
+    }
+    assert_eq!(calls.get(), 0, "no format attack reached the verifier");
+    assert_eq!(run(&good), (200, String::new()));
+    assert_eq!(calls.get(), 1, "the counting verifier counts");
     // A JWE with five parts, and the JSON serialization.
     let jwe = format!(
         "{}.a.b.c.d",
