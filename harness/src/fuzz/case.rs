@@ -34,12 +34,16 @@ pub enum Action {
     },
 }
 
+/// The name `routes` gives the main route's upstream (no cluster can be named so).
+pub const BACKEND: &str = "";
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Case {
     /// Which corpus base (scenario) gives the configuration and upstreams.
     pub base: usize,
     pub workers: usize,
-    /// Answers replaced before the start: (cluster, path, answer).
+    /// Answers replaced before the start: (cluster, path, answer); the cluster `BACKEND`
+    /// is the main route's upstream (the scenario's `backend`).
     pub routes: Vec<(String, String, Value)>,
     pub actions: Vec<Action>,
 }
@@ -66,9 +70,17 @@ impl Case {
             }
         }
         s.insert("workers".into(), json!(self.workers));
-        let upstreams = s.entry("upstreams").or_insert_with(|| json!({}));
         for (cluster, path, answer) in &self.routes {
-            upstreams[cluster.as_str()][path.as_str()] = answer.clone();
+            let (field, cluster) = match cluster.as_str() {
+                BACKEND => ("backend", None),
+                cluster => ("upstreams", Some(cluster)),
+            };
+            let routes = s.entry(field).or_insert_with(|| json!({}));
+            let routes = match cluster {
+                Some(cluster) => &mut routes[cluster],
+                None => routes,
+            };
+            routes[path.as_str()] = answer.clone();
         }
         let steps: Vec<Value> = self.actions.iter().map(|a| self.step(a)).collect();
         s.insert("steps".into(), Value::Array(steps));
@@ -187,7 +199,14 @@ mod tests {
         let case = Case {
             base: 0,
             workers: 2,
-            routes: vec![("idp".into(), "/k".into(), json!({"fail": "hang"}))],
+            routes: vec![
+                ("idp".into(), "/k".into(), json!({"fail": "hang"})),
+                (
+                    BACKEND.into(),
+                    "*".into(),
+                    json!({"body": {"$bytes": "/w=="}}),
+                ),
+            ],
             actions: vec![
                 Action::Request {
                     worker: 1,
@@ -204,6 +223,9 @@ mod tests {
         let written = case.scenario(&base, "n", "d");
         assert_eq!(written["upstreams"]["idp"]["/k"], json!({"fail": "hang"}));
         assert_eq!(written["upstreams"]["idp"]["/j"], json!({"status": 500}));
+        // The main upstream's answer goes to `backend`, never to a cluster.
+        assert_eq!(written["backend"]["*"], json!({"body": {"$bytes": "/w=="}}));
+        assert_eq!(written["upstreams"].get(BACKEND), None);
         assert_eq!(
             written["steps"][0]["request"]["path"],
             json!({"$bytes": "L2Eke3h9"})

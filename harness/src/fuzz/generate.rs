@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::case::{Action, Case};
+use super::case::{Action, BACKEND, Case};
 use super::corpus::{Base, Corpus};
 use super::mutate::{self, Rng};
 use crate::host::Request;
@@ -36,6 +36,11 @@ pub fn case(corpus: &Corpus, seed: u64, n: u64) -> Case {
                 mutate::answer(&mut rng, good, &corpus.dict),
             ));
         }
+    }
+    // The main upstream's answers too: filters read response headers and bodies.
+    if rng.chance(25) {
+        let answer = mutate::answer(&mut rng, br#"{"message":"ok"}"#, &corpus.dict);
+        routes.push((BACKEND.into(), "*".into(), answer));
     }
     let mut actions = Vec::new();
     let mut open: Vec<String> = Vec::new();
