@@ -13,6 +13,7 @@
 //! never a proof).
 
 use crate::dpop::{self, DpopMode, DpopPolicy, ProofUse};
+use crate::extract;
 use crate::request::Request;
 use crate::response::Failure;
 use crate::verify::SignatureVerifier;
@@ -60,7 +61,7 @@ fn dpop_headers(req: &Request) -> impl Iterator<Item = &str> {
 /// Whether the request sends its token with the `DPoP` scheme (for the challenge).
 pub fn uses_dpop_scheme(req: &Request) -> bool {
     req.header_values("authorization")
-        .any(|v| v.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("dpop ")))
+        .any(|v| extract::strip_prefix_ignore_case(v, extract::DPOP_PREFIX).is_some())
 }
 
 /// The rules that need no token verified: run as soon as the token is found.

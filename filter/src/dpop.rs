@@ -14,6 +14,7 @@
 use crate::base64url;
 use crate::jwks;
 use crate::jws;
+use crate::path;
 use crate::request::Request;
 use crate::rules::METHOD_OVERRIDE_HEADERS;
 use crate::verify::SignatureVerifier;
@@ -351,11 +352,11 @@ fn normalize_escapes(path: &str) -> Option<String> {
             continue;
         }
         let hex = path.get(i + 1..i + 3)?;
-        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let [hi, lo] = *hex.as_bytes() else {
             return None;
-        }
-        let byte = u8::from_str_radix(hex, 16).ok()?;
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+        };
+        let byte = path::hex_value(hi)? << 4 | path::hex_value(lo)?;
+        if path::is_unreserved(byte) {
             out.push(char::from(byte));
         } else {
             out.push('%');

@@ -68,7 +68,7 @@ pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) 
                     if let Some(token) = strip_prefix_ignore_case(v, prefix) {
                         take(token, Scheme::Bearer)
                     } else if let Some(token) =
-                        strip_prefix_ignore_case(v, "DPoP ").filter(|_| dpop)
+                        strip_prefix_ignore_case(v, DPOP_PREFIX).filter(|_| dpop)
                     {
                         take(token, Scheme::Dpop)
                     } else {
@@ -106,7 +106,10 @@ fn is_bearer(name: &str, prefix: &str) -> bool {
     name == "authorization" && prefix.eq_ignore_ascii_case("Bearer ")
 }
 
-fn strip_prefix_ignore_case<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
+/// The DPoP authentication scheme with its space (RFC 9449 section 7.1).
+pub const DPOP_PREFIX: &str = "DPoP ";
+
+pub fn strip_prefix_ignore_case<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
     let head = value.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &value[prefix.len()..])

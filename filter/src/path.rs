@@ -433,7 +433,8 @@ pub fn hex_value(digit: u8) -> Option<u8> {
     (digit as char).to_digit(16).map(|d| d as u8)
 }
 
-fn is_unreserved(b: u8) -> bool {
+/// RFC 3986 `unreserved`.
+pub fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 

@@ -10,6 +10,7 @@
 //! passed every other check (a valid bound token and proof) add entries.
 
 use crate::dpop::ProofUse;
+use crate::jwks;
 use crate::shared_keys::{SharedData, update_bytes};
 use std::cell::Cell;
 
@@ -95,10 +96,7 @@ fn salt(data: &dyn SharedData) -> Option<Vec<u8>> {
 
 /// The record a proof goes to.
 fn bucket(salt: &[u8], id: &[u8; 32]) -> u64 {
-    let mut keyed = ring::digest::Context::new(&ring::digest::SHA256);
-    keyed.update(salt);
-    keyed.update(id);
-    u64_at(keyed.finish().as_ref()) % BUCKETS
+    u64_at(&jwks::sha256(&[salt, id].concat())) % BUCKETS
 }
 
 fn u64_at(bytes: &[u8]) -> u64 {

@@ -7,6 +7,7 @@ use crate::authenticator::{Authenticator, Decision, KeyState, KeyStore, Refusal}
 use crate::binding::Connection;
 use crate::config::{Config, Fetch, KeySource, split_uri};
 use crate::key_cache::{self, KeysRecord, LocalKeys, Trigger};
+use crate::path;
 use crate::replay::{self, Seen};
 use crate::request::{HeaderChanges, Request};
 use crate::response::{Denial, Failure, Reason, Served, deny};
@@ -188,9 +189,11 @@ impl<H: Host> Connection for Peer<'_, H> {
         if hex.len() != 64 {
             return None;
         }
-        for (byte, pair) in digest.iter_mut().zip(hex.chunks(2)) {
-            let text = std::str::from_utf8(pair).ok()?;
-            *byte = u8::from_str_radix(text, 16).ok()?;
+        for (byte, pair) in digest.iter_mut().zip(hex.chunks_exact(2)) {
+            let [hi, lo] = *pair else {
+                return None;
+            };
+            *byte = path::hex_value(hi)? << 4 | path::hex_value(lo)?;
         }
         Some(digest)
     }
