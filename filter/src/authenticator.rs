@@ -134,6 +134,8 @@ pub struct Authenticator<V> {
     cache: RefCell<TokenCache>,
     /// Whether some rule names Envoy routes (only then is the `route_name` property read).
     pub needs_route_name: bool,
+    /// Whether some provider reads tokens from a form body.
+    reads_bodies: bool,
 }
 
 impl<V: SignatureVerifier> Authenticator<V> {
@@ -149,9 +151,19 @@ impl<V: SignatureVerifier> Authenticator<V> {
                     TokenSource::Cookie(_) => Some("cookie".to_string()),
                     // The query is part of `:path`.
                     TokenSource::Query(_) => None,
+                    // What says whether the body is a form (`content-length` is rewritten).
+                    TokenSource::Body(_) => Some("content-type".to_string()),
                 })
             }))
             .collect();
+        let reads_bodies = config.providers.iter().any(|p| {
+            p.token_sources
+                .iter()
+                .any(|s| matches!(s, TokenSource::Body(_)))
+        });
+        if reads_bodies {
+            must_decode.extend(["content-encoding", "content-length"].map(String::from));
+        }
         // A method override the filter cannot read could name any method (and make a
         // preflight that passes unchecked another request).
         if config.cors_preflight == CorsPreflight::Pass
@@ -188,7 +200,44 @@ impl<V: SignatureVerifier> Authenticator<V> {
             must_decode,
             cache,
             needs_route_name,
+            reads_bodies,
         }
+    }
+
+    /// Whether some provider reads tokens from form bodies.
+    pub fn reads_bodies(&self) -> bool {
+        self.reads_bodies
+    }
+
+    /// Whether `req` must be decided with its body (`Request::set_form_body`): it may carry
+    /// a form body (`extract::may_carry_form_body`) and a rule it lands on requires a
+    /// provider that reads tokens from one. Requests the rules refuse outright are decided
+    /// without it.
+    pub fn wants_body(&self, req: &Request, route_name: Option<&str>) -> bool {
+        if !self.reads_bodies || !extract::may_carry_form_body(req) {
+            return false;
+        }
+        let reads_body = |p: usize| {
+            self.config.providers[p]
+                .token_sources
+                .iter()
+                .any(|s| matches!(s, TokenSource::Body(_)))
+        };
+        let found = rules::find(
+            &self.config.rules,
+            self.config.path_parameters,
+            req,
+            route_name,
+        );
+        found.is_ok_and(|routes| {
+            routes.iter().any(|route| match route {
+                Route::Rule(rule, _) => rule
+                    .requires
+                    .as_ref()
+                    .is_some_and(|r| r.names_provider(&reads_body)),
+                Route::Unmatched => false,
+            })
+        })
     }
 
     /// Token-cache hits and misses since the last call.
@@ -607,15 +656,15 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 .filter(|h| req.has_header(h))
                 .cloned()
                 .collect(),
-            set: Vec::new(),
-            properties: Vec::new(),
+            ..HeaderChanges::default()
         };
         for v in verified {
             let provider: &Provider = &self.config.providers[v.provider];
             if !provider.forward {
-                let (remove, set) = extract::removal(req, &provider.token_sources[v.source]);
-                changes.remove.extend(remove);
-                changes.set.extend(set);
+                let removal = extract::removal(req, &provider.token_sources[v.source]);
+                changes.remove.extend(removal.remove);
+                changes.set.extend(removal.set);
+                changes.body = changes.body.or(removal.body);
                 // The proof only ever meant something with the token.
                 if v.proof.is_some() {
                     changes.remove.push("dpop".to_string());

@@ -76,6 +76,16 @@ impl Requirement {
             }
         }
     }
+
+    /// Whether some provider this requirement names satisfies `test`.
+    pub fn names_provider(&self, test: &dyn Fn(usize) -> bool) -> bool {
+        match self {
+            Requirement::Provider(p) => test(p.provider),
+            Requirement::Any(list) | Requirement::All(list) => {
+                list.iter().any(|r| r.names_provider(test))
+            }
+        }
+    }
 }
 
 /// Why an authenticated token is not allowed.

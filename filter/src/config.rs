@@ -28,6 +28,9 @@ pub struct Config {
     pub mode: Mode,
     pub unmatched: Unmatched,
     pub max_token_bytes: usize,
+    /// Most bytes of a request body read for a token (`{"body": ...}` sources); a larger
+    /// body is refused with 413.
+    pub max_body_bytes: usize,
     /// Verified tokens kept per worker (0 turns the cache off).
     pub jwt_cache_size: usize,
     /// Use the host's `verify_signature` where it exists (Envoy); false forces the
@@ -176,7 +179,7 @@ fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Conf
 
 // ---- Compilation: each JSON object is read (unknown fields refused) and checked at once. ----
 
-const CONFIG_FIELDS: [&str; 11] = [
+const CONFIG_FIELDS: [&str; 12] = [
     "realm",
     "cors_preflight",
     "resource_metadata",
@@ -184,6 +187,7 @@ const CONFIG_FIELDS: [&str; 11] = [
     "unmatched",
     "path_parameters",
     "max_token_bytes",
+    "max_body_bytes",
     "jwt_cache_size",
     "host_crypto",
     "providers",
@@ -364,6 +368,7 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
         .map(|node| compile_metadata(&node))
         .transpose()?;
     let max_token_bytes = o.within("max_token_bytes", 8192, 256, 65_536)?;
+    let max_body_bytes = o.within("max_body_bytes", 65_536, 1024, 1_048_576)?;
     let jwt_cache_size: usize = o.or("jwt_cache_size", 1000)?;
     if jwt_cache_size > 100_000 {
         return err("jwt_cache_size", "must be at most 100000");
@@ -404,6 +409,7 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
         mode,
         unmatched,
         max_token_bytes,
+        max_body_bytes,
         jwt_cache_size,
         host_crypto,
         path_parameters,
@@ -885,7 +891,7 @@ pub fn split_uri(uri: &str) -> Option<(&str, &str)> {
 }
 
 fn compile_source(node: &Node) -> Result<TokenSource, ConfigError> {
-    let s = node.object(&["header", "prefix", "query", "cookie"])?;
+    let s = node.object(&["header", "prefix", "query", "cookie", "body"])?;
     let named = |what: &str| -> Result<Option<String>, ConfigError> {
         match s.get::<String>(what)? {
             Some(n) if n.is_empty() || !n.bytes().all(is_tchar) => {
@@ -895,8 +901,14 @@ fn compile_source(node: &Node) -> Result<TokenSource, ConfigError> {
         }
     };
     let prefix: Option<String> = s.get("prefix")?;
-    match (named("header")?, named("query")?, named("cookie")?) {
-        (Some(h), None, None) => {
+    let named = [
+        named("header")?,
+        named("query")?,
+        named("cookie")?,
+        named("body")?,
+    ];
+    match named {
+        [Some(h), None, None, None] => {
             let name = h.to_ascii_lowercase();
             let prefix = match prefix {
                 Some(p) => p,
@@ -905,9 +917,10 @@ fn compile_source(node: &Node) -> Result<TokenSource, ConfigError> {
             };
             Ok(TokenSource::Header { name, prefix })
         }
-        (None, Some(q), None) if prefix.is_none() => Ok(TokenSource::Query(q)),
-        (None, None, Some(c)) if prefix.is_none() => Ok(TokenSource::Cookie(c)),
-        _ => node.err("needs exactly one of header (with optional prefix), query, cookie"),
+        [None, Some(q), None, None] if prefix.is_none() => Ok(TokenSource::Query(q)),
+        [None, None, Some(c), None] if prefix.is_none() => Ok(TokenSource::Cookie(c)),
+        [None, None, None, Some(b)] if prefix.is_none() => Ok(TokenSource::Body(b)),
+        _ => node.err("needs exactly one of header (with optional prefix), query, cookie, body"),
     }
 }
 

@@ -2,7 +2,7 @@
 //! request uses one transmission method only.
 
 use crate::binding::Scheme;
-use crate::request::Request;
+use crate::request::{HeaderChanges, Request};
 
 /// Where a token may be carried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +14,8 @@ pub enum TokenSource {
     Query(String),
     /// A cookie.
     Cookie(String),
+    /// A field of a form-encoded request body (RFC 6750 section 2.2), e.g. `access_token`.
+    Body(String),
 }
 
 impl TokenSource {
@@ -84,6 +86,9 @@ pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) 
                 .flat_map(cookie_pairs)
                 .filter(|(k, _)| k == cookie)
                 .try_for_each(|(_, v)| take(v, Scheme::Bearer)),
+            TokenSource::Body(field) => req
+                .form_values(field)
+                .try_for_each(|v| take(v, Scheme::Bearer)),
         };
         if let Err(why) = taken {
             return Extracted::Invalid(why);
@@ -149,10 +154,39 @@ const B64TOKEN_CHARS: [bool; 256] = {
     table
 };
 
-/// The header changes that take the token out of the request: the header is removed, a
-/// query parameter is cut out of `:path`, a cookie is cut out of `cookie`.
-pub fn removal(req: &Request, source: &TokenSource) -> (Vec<String>, Vec<(String, String)>) {
-    match source {
+/// Whether `req` may carry a token in a form-encoded body (RFC 6750 section 2.2): a
+/// method whose body has meaning (not `GET` or `HEAD`), `content-type`
+/// `application/x-www-form-urlencoded` (parameters allowed), and no `content-encoding`
+/// other than `identity` (a compressed body is not read).
+pub fn may_carry_form_body(req: &Request) -> bool {
+    const FORM: &str = "application/x-www-form-urlencoded";
+    let form = req.header_values("content-type").next().is_some_and(|ct| {
+        let media = ct.split(';').next().unwrap_or_default().trim();
+        media.eq_ignore_ascii_case(FORM)
+    });
+    let plain = req
+        .header_values("content-encoding")
+        .all(|e| e.trim().eq_ignore_ascii_case("identity"));
+    form && plain && !matches!(req.method(), "GET" | "HEAD")
+}
+
+/// The changes that take the token out of the request: the header is removed, a query
+/// parameter is cut out of `:path`, a cookie is cut out of `cookie`, a form field out of
+/// the body (and `content-length` follows).
+pub fn removal(req: &Request, source: &TokenSource) -> HeaderChanges {
+    let (remove, set) = match source {
+        TokenSource::Body(field) => {
+            let body = req.form_without(field);
+            let mut set = Vec::new();
+            if req.has_header("content-length") {
+                set.push(("content-length".to_string(), body.len().to_string()));
+            }
+            return HeaderChanges {
+                set,
+                body: Some(body),
+                ..HeaderChanges::default()
+            };
+        }
         TokenSource::Header { name, .. } => (vec![name.clone()], vec![]),
         TokenSource::Query(param) => {
             let (path, query) = req.path().split_once('?').unwrap_or((req.path(), ""));
@@ -179,6 +213,11 @@ pub fn removal(req: &Request, source: &TokenSource) -> (Vec<String>, Vec<(String
                 (vec![], vec![("cookie".into(), kept.join("; "))])
             }
         }
+    };
+    HeaderChanges {
+        remove,
+        set,
+        ..HeaderChanges::default()
     }
 }
 
@@ -216,7 +255,14 @@ mod tests {
             },
             TokenSource::Query("access_token".into()),
             TokenSource::Cookie("at".into()),
+            TokenSource::Body("access_token".into()),
         ]
+    }
+
+    fn form(method: &str, body: &str, headers: &[(&str, &str)]) -> Request {
+        let mut req = Request::new(method, "/", headers);
+        req.set_form_body(body.as_bytes());
+        req
     }
 
     fn found<'r>(req: &'r Request, sources: &[TokenSource]) -> Extracted<'r> {
@@ -278,6 +324,7 @@ mod tests {
             Request::new("GET", "/", &[("x-token", "t1")]),
             Request::new("GET", "/x?a=1&access_token=t1", &[]),
             Request::new("GET", "/", &[("cookie", "a=1; at=t1")]),
+            form("POST", "a=1&access_token=t1", &[]),
         ];
         for (i, req) in cases.iter().enumerate() {
             assert_eq!(
@@ -304,6 +351,8 @@ mod tests {
             Request::new("GET", "/?access_token=a&access_token=b", &[]),
             Request::new("GET", "/", &[("cookie", "at=a"), ("cookie", "at=b")]),
             Request::new("GET", "/", &[("x-token", "a"), ("cookie", "at=b")]),
+            form("POST", "access_token=a", &[("authorization", "Bearer a")]),
+            form("POST", "access_token=a&access_token=b", &[]),
         ];
         for req in &cases {
             assert_eq!(
@@ -341,23 +390,90 @@ mod tests {
             &[("cookie", "x=1; at=t; y=2")],
         );
         let sources = all_sources();
+        let changes = |remove: &[&str], set: &[(&str, &str)], body: Option<&str>| HeaderChanges {
+            remove: remove.iter().map(|s| s.to_string()).collect(),
+            set: set
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            properties: vec![],
+            body: body.map(str::to_string),
+        };
         assert_eq!(
             removal(&req, &sources[0]),
-            (vec!["authorization".into()], vec![])
+            changes(&["authorization"], &[], None)
         );
         assert_eq!(
             removal(&req, &sources[2]),
-            (vec![], vec![(":path".into(), "/p?a=1&b=2".into())])
+            changes(&[], &[(":path", "/p?a=1&b=2")], None)
         );
         assert_eq!(
             removal(&req, &sources[3]),
-            (vec![], vec![("cookie".into(), "x=1; y=2".into())])
+            changes(&[], &[("cookie", "x=1; y=2")], None)
         );
         let only = Request::new("GET", "/p?access_token=t", &[("cookie", "at=t")]);
         assert_eq!(
             removal(&only, &sources[2]),
-            (vec![], vec![(":path".into(), "/p".into())])
+            changes(&[], &[(":path", "/p")], None)
         );
-        assert_eq!(removal(&only, &sources[3]), (vec!["cookie".into()], vec![]));
+        assert_eq!(removal(&only, &sources[3]), changes(&["cookie"], &[], None));
+        // The other fields stay as they came (still encoded); content-length follows.
+        let posted = form(
+            "POST",
+            "a=%41+b&access_token=t&&c",
+            &[("content-length", "25")],
+        );
+        assert_eq!(
+            removal(&posted, &sources[4]),
+            changes(&[], &[("content-length", "9")], Some("a=%41+b&c"))
+        );
+        let chunked = form("POST", "access_token=t", &[]);
+        assert_eq!(removal(&chunked, &sources[4]), changes(&[], &[], Some("")));
+    }
+
+    #[test]
+    fn form_fields_are_percent_decoded() {
+        let req = form("POST", "access_token=a%2Eb+c&x=%zz&access%5Ftoken2=y", &[]);
+        assert_eq!(
+            req.form_values("access_token").collect::<Vec<_>>(),
+            ["a.b c"]
+        );
+        assert_eq!(req.form_values("x").collect::<Vec<_>>(), ["%zz"]);
+        assert_eq!(req.form_values("access_token2").collect::<Vec<_>>(), ["y"]);
+        // A space from `+` makes the token malformed, as any character outside b64token.
+        assert_eq!(
+            found(&req, &[TokenSource::Body("access_token".into())]),
+            Extracted::Invalid("Malformed access token")
+        );
+        // Bytes that are not UTF-8 never vanish: the token is malformed.
+        let mut bad = Request::new("POST", "/", &[]);
+        bad.set_form_body(b"access_token=a%ffb");
+        assert_eq!(
+            found(&bad, &[TokenSource::Body("access_token".into())]),
+            Extracted::Invalid("Malformed access token")
+        );
+    }
+
+    #[test]
+    fn only_form_posts_may_carry_a_body_token() {
+        let form_ct = (
+            "content-type",
+            "Application/X-WWW-Form-Urlencoded; charset=utf-8",
+        );
+        assert!(may_carry_form_body(&Request::new("POST", "/", &[form_ct])));
+        assert!(may_carry_form_body(&Request::new(
+            "PUT",
+            "/",
+            &[form_ct, ("content-encoding", "identity")]
+        )));
+        for req in [
+            Request::new("GET", "/", &[form_ct]),
+            Request::new("HEAD", "/", &[form_ct]),
+            Request::new("POST", "/", &[("content-type", "application/json")]),
+            Request::new("POST", "/", &[]),
+            Request::new("POST", "/", &[form_ct, ("content-encoding", "gzip")]),
+        ] {
+            assert!(!may_carry_form_body(&req), "{req:?}");
+        }
     }
 }

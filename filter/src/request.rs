@@ -8,6 +8,7 @@
 //! Every name and value is held in one string (this is built for every request: one
 //! allocation, not two per header).
 
+use crate::path::hex_value;
 use std::ops::Range;
 
 #[derive(Debug, Clone, Default)]
@@ -22,6 +23,17 @@ pub struct Request {
     /// The lower-case names of header instances whose value is not UTF-8 (pseudo-headers
     /// included); those values are in neither `headers` nor `method`/`path`.
     pub undecodable: Vec<String>,
+    /// The fields of a form-encoded body the filter read (`set_form_body`), in order.
+    form: Vec<FormField>,
+}
+
+/// One `name=value` of a form-encoded body: both percent-decoded (`+` is a space), and the
+/// field's raw text, kept to rebuild the body without it.
+#[derive(Debug, Clone)]
+struct FormField {
+    name: Range<usize>,
+    value: Range<usize>,
+    raw: Range<usize>,
 }
 
 impl Request {
@@ -115,6 +127,74 @@ impl Request {
         let path = self.path().split('#').next().unwrap_or_default();
         path.split_once('?').map(|(_, q)| q)
     }
+
+    /// Reads `body` as `application/x-www-form-urlencoded` fields. Bytes that do not decode
+    /// to UTF-8 become U+FFFD, which no token contains: such a token is malformed, never
+    /// silently absent.
+    pub fn set_form_body(&mut self, body: &[u8]) {
+        for raw in body.split(|b| *b == b'&').filter(|f| !f.is_empty()) {
+            let start = self.text.len();
+            self.text.push_str(&String::from_utf8_lossy(raw));
+            let raw_range = start..self.text.len();
+            let (name, value) = raw
+                .iter()
+                .position(|b| *b == b'=')
+                .map_or((raw, &[][..]), |i| (&raw[..i], &raw[i + 1..]));
+            let name = self.push(&form_decode(name));
+            let value = self.push(&form_decode(value));
+            self.form.push(FormField {
+                name,
+                value,
+                raw: raw_range,
+            });
+        }
+    }
+
+    /// The decoded values of form field `name`, in order (none without a form body).
+    pub fn form_values<'a: 'n, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + 'n {
+        self.form
+            .iter()
+            .filter(move |f| self.at(&f.name) == name)
+            .map(|f| self.at(&f.value))
+    }
+
+    /// The form body without the fields named `name`, each other field as it came.
+    pub fn form_without(&self, name: &str) -> String {
+        let kept: Vec<&str> = self
+            .form
+            .iter()
+            .filter(|f| self.at(&f.name) != name)
+            .map(|f| self.at(&f.raw))
+            .collect();
+        kept.join("&")
+    }
+}
+
+/// Percent-decodes one form component, `+` meaning a space (a `%` without two hex digits
+/// stays as it is, as WHATWG's form parser keeps it).
+fn form_decode(raw: &[u8]) -> String {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        let escaped = (b == b'%')
+            .then(|| Some(hex_value(*raw.get(i + 1)?)? << 4 | hex_value(*raw.get(i + 2)?)?))
+            .flatten();
+        match (b, escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, None) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Header changes to apply to a request that goes upstream.
@@ -126,6 +206,9 @@ pub struct HeaderChanges {
     pub set: Vec<(String, String)>,
     /// Stream properties to set (Envoy keeps them as filter state `wasm.<name>`).
     pub properties: Vec<(String, String)>,
+    /// The request body to send instead of the one received (a form body without its
+    /// token); `content-length`, if the request has one, is among `set`.
+    pub body: Option<String>,
 }
 
 #[cfg(test)]

@@ -74,6 +74,10 @@ pub enum Failure {
     ReplayCacheFull {
         retry_after_s: u64,
     },
+    /// A form body that may carry the token is larger than the filter reads (413).
+    BodyTooLarge,
+    /// A form body that may carry the token did not arrive in time (408).
+    BodyTimeout,
 }
 
 /// gRPC status codes the filter answers with.
@@ -86,7 +90,9 @@ impl Failure {
     pub fn reason(&self) -> Reason {
         match self {
             Failure::Missing => Reason::Missing,
-            Failure::InvalidRequest(_) => Reason::InvalidRequest,
+            Failure::InvalidRequest(_) | Failure::BodyTooLarge | Failure::BodyTimeout => {
+                Reason::InvalidRequest
+            }
             Failure::InvalidToken { expired: true, .. } => Reason::Expired,
             Failure::InvalidToken { .. } => Reason::Invalid,
             Failure::InsufficientScope { .. } => Reason::InsufficientScope,
@@ -101,7 +107,9 @@ impl Failure {
             Failure::Missing | Failure::InvalidToken { .. } | Failure::InvalidDpopProof(_) => {
                 GRPC_UNAUTHENTICATED
             }
-            Failure::InvalidRequest(_) => GRPC_INVALID_ARGUMENT,
+            Failure::InvalidRequest(_) | Failure::BodyTooLarge | Failure::BodyTimeout => {
+                GRPC_INVALID_ARGUMENT
+            }
             Failure::InsufficientScope { .. } | Failure::AccessDenied => GRPC_PERMISSION_DENIED,
             Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => GRPC_UNAVAILABLE,
         }
@@ -116,7 +124,7 @@ impl Failure {
             Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => 2,
             Failure::InvalidToken { .. } | Failure::InvalidDpopProof(_) => 3,
             Failure::InsufficientScope { .. } => 4,
-            Failure::InvalidRequest(_) => 5,
+            Failure::InvalidRequest(_) | Failure::BodyTooLarge | Failure::BodyTimeout => 5,
         }
     }
 }
@@ -252,6 +260,19 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Denial {
             503,
             "temporarily_unavailable",
             "DPoP replay cache is full".to_string(),
+            None,
+        ),
+        // Not RFC 6750 errors, so no challenge: the request never got as far as its token.
+        Failure::BodyTooLarge => (
+            413,
+            "invalid_request",
+            "Request body is too large to search for an access token".to_string(),
+            None,
+        ),
+        Failure::BodyTimeout => (
+            408,
+            "invalid_request",
+            "Request body did not arrive in time".to_string(),
             None,
         ),
         Failure::InvalidDpopProof(d) => (

@@ -16,6 +16,7 @@ use crate::verify::SignatureVerifier;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+mod body;
 mod stream;
 
 /// What the host provides. Stream calls act on the stream made current by `enter` (or
@@ -40,6 +41,8 @@ pub trait Host {
     fn serve(&self, document: &Served);
     /// Lets the current (paused) stream's request go on upstream.
     fn resume(&self);
+    /// The current stream's request body as received so far, at most `size` bytes.
+    fn request_body(&self, size: usize) -> Vec<u8>;
     /// Starts an http GET with `headers` besides its own; its answer comes back to the
     /// context current now, as `on_call_response(token, ..)`.
     fn dispatch(
@@ -110,6 +113,8 @@ pub enum Next {
     Wait,
     /// A local response was sent.
     Answered,
+    /// Paused until the request body has arrived: the token may be in it.
+    ReadBody,
 }
 
 /// A remote provider's runtime state on this worker.
@@ -155,9 +160,15 @@ pub struct Worker<H, V> {
     authenticator: Authenticator<V>,
     remotes: RefCell<Vec<Remote>>,
     waiting: RefCell<Vec<Waiting>>,
+    /// Streams waiting for the body their decision needs (`body.rs`).
+    reading: RefCell<Vec<Waiting>>,
+    /// The form bodies of streams not yet decided, by context.
+    bodies: RefCell<Vec<(u32, Vec<u8>)>>,
     calls: RefCell<HashMap<u32, Call>>,
     /// Whether the host's lack of a `route_name` property has been logged.
     route_name_missing_logged: Cell<bool>,
+    /// Whether a body that never came has been logged.
+    body_timeout_logged: Cell<bool>,
 }
 
 /// The core's view of this worker's remote key sets.
@@ -232,8 +243,11 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             authenticator: Authenticator::new(config, verifier),
             remotes: RefCell::new(remotes),
             waiting: RefCell::new(Vec::new()),
+            reading: RefCell::new(Vec::new()),
+            bodies: RefCell::new(Vec::new()),
             calls: RefCell::new(HashMap::new()),
             route_name_missing_logged: Cell::new(false),
+            body_timeout_logged: Cell::new(false),
         }
     }
 
@@ -255,8 +269,12 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         self.number.get()
     }
 
-    /// A new request on stream `context` (the current one).
-    pub fn on_request(&self, context: u32) -> Next {
+    /// A new request on stream `context` (the current one); `end_of_stream` when it has
+    /// no body.
+    pub fn on_request(&self, context: u32, end_of_stream: bool) -> Next {
+        if !end_of_stream && self.wants_body() {
+            return self.read_body(context);
+        }
         self.handle(context, None, Some(context))
     }
 
@@ -265,21 +283,24 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// `fetch_origin` (the context whose callback runs now, which will get the response);
     /// without one, the next tick starts it.
     fn handle(&self, context: u32, deadline_ms: Option<u64>, fetch_origin: Option<u32>) -> Next {
+        let next = self.handle_once(context, deadline_ms, fetch_origin);
+        if next != Next::Wait {
+            self.bodies.borrow_mut().retain(|(c, _)| *c != context);
+        }
+        next
+    }
+
+    fn handle_once(
+        &self,
+        context: u32,
+        deadline_ms: Option<u64>,
+        fetch_origin: Option<u32>,
+    ) -> Next {
         let now_ms = self.host.now_ms();
-        match self.decide(now_ms) {
+        match self.decide_stream(Some(context), now_ms) {
             Decision::Allow {
                 changes, reported, ..
-            } => {
-                self.host.apply(&changes);
-                match reported {
-                    Some(refusal) => {
-                        self.host.count(Metric::ReportWouldDeny, 1);
-                        self.log_refusal("report mode, would deny", &refusal);
-                    }
-                    None => self.host.count(Metric::Allowed, 1),
-                }
-                Next::Continue
-            }
+            } => self.allow(&changes, reported.as_ref()),
             Decision::Deny(refusal) => {
                 // An invalid token may only look invalid because another worker has just
                 // fetched newer keys (a rotation): adopt them and decide once more.
@@ -348,7 +369,20 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// and misses). The one thing it records: the DPoP proof of a request it allows, in
     /// the replay cache all workers share; a proof seen before is refused.
     pub fn decide(&self, now_ms: u64) -> Decision {
-        let request = self.host.request();
+        self.decide_stream(None, now_ms)
+    }
+
+    /// `decide` for stream `context`, with the form body it waited for, if any.
+    fn decide_stream(&self, context: Option<u32>, now_ms: u64) -> Decision {
+        let mut request = self.host.request();
+        if let Some((_, body)) = self
+            .bodies
+            .borrow()
+            .iter()
+            .find(|(c, _)| Some(*c) == context)
+        {
+            request.set_form_body(body);
+        }
         let mut decision = {
             let remotes = self.remotes.borrow();
             let keys = Keys {
@@ -389,6 +423,20 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             }
         }
         decision
+    }
+
+    /// Lets the current stream's request go on with `changes`; `reported` is what report
+    /// mode would have denied it for.
+    fn allow(&self, changes: &HeaderChanges, reported: Option<&Refusal>) -> Next {
+        self.host.apply(changes);
+        match reported {
+            Some(refusal) => {
+                self.host.count(Metric::ReportWouldDeny, 1);
+                self.log_refusal("report mode, would deny", refusal);
+            }
+            None => self.host.count(Metric::Allowed, 1),
+        }
+        Next::Continue
     }
 
     /// The answer for a request that waited for keys as long as it may (read again: a
@@ -687,6 +735,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             }
         }
         self.resume_waiting(Some(self.root));
+        self.end_slow_bodies(now_ms);
     }
 
     /// Decides every waiting request again; those still waiting stay in the list.
@@ -707,6 +756,8 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// A stream ended: forget it, and give back a lease it held (its call dies with it).
     pub fn on_stream_done(&self, context: u32) {
         self.waiting.borrow_mut().retain(|w| w.context != context);
+        self.reading.borrow_mut().retain(|w| w.context != context);
+        self.bodies.borrow_mut().retain(|(c, _)| *c != context);
         let orphaned: Vec<usize> = {
             let mut calls = self.calls.borrow_mut();
             let tokens: Vec<u32> = calls

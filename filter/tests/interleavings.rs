@@ -344,6 +344,10 @@ impl Host for ModelHost {
     fn resume(&self) {
         self.answers.borrow_mut().insert(self.current.get(), 200);
     }
+    // Requests here have no body.
+    fn request_body(&self, _size: usize) -> Vec<u8> {
+        Vec::new()
+    }
     fn dispatch(
         &self,
         _: &str,
@@ -404,7 +408,7 @@ fn run(worker: &ModelWorker, event: Event) -> bool {
             let request = Request::new("GET", "/", &[("authorization", &bearer)]);
             host.streams.borrow_mut().insert(ctx, request);
             host.current.set(ctx);
-            if worker.on_request(ctx) == Next::Continue {
+            if worker.on_request(ctx, true) == Next::Continue {
                 host.answers.borrow_mut().insert(ctx, 200);
             }
         }

@@ -320,6 +320,7 @@ fn full_configs() -> Vec<Case> {
         "unmatched": "allow",
         "path_parameters": "strip",
         "max_token_bytes": 4096,
+        "max_body_bytes": 4096,
         "jwt_cache_size": 10,
         "host_crypto": false,
         "providers": {
@@ -343,7 +344,8 @@ fn full_configs() -> Vec<Case> {
                     {"header": "authorization"},
                     {"header": "x-token", "prefix": "Token "},
                     {"query": "access_token"},
-                    {"cookie": "session"}
+                    {"cookie": "session"},
+                    {"body": "access_token"}
                 ],
                 "forward": true,
                 "forward_payload_header": "x-jwt-payload",

@@ -52,6 +52,7 @@ fn the_quickstart_configuration_is_accepted_as_written() {
     let p = &c.providers[0];
     assert_eq!(p.algorithms, vec![Algorithm::RS256]);
     assert_eq!(p.token_sources, vec![TokenSource::bearer()]);
+    assert_eq!(c.max_body_bytes, 65_536);
     let KeySource::Remote(fetch) = &p.keys else {
         panic!("remote_jwks compiles to a remote key source");
     };
@@ -237,6 +238,25 @@ fn errors_name_the_json_path() {
                 v["providers"]["auth0"]["token_sources"] = json!([{"query": "t", "cookie": "c"}])
             }),
             "providers.auth0.token_sources[0]: needs exactly one of",
+        ),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]["token_sources"] =
+                    json!([{"body": "access_token", "prefix": "x"}])
+            }),
+            "providers.auth0.token_sources[0]: needs exactly one of header (with optional prefix), query, cookie, body",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["token_sources"] = json!([{"body": "a b"}])),
+            "providers.auth0.token_sources[0].body: must be a non-empty token",
+        ),
+        (
+            Box::new(|v| v["max_body_bytes"] = json!(1023)),
+            "max_body_bytes: must be between 1024 and 1048576",
+        ),
+        (
+            Box::new(|v| v["max_body_bytes"] = json!(1_048_577)),
+            "max_body_bytes: must be between 1024 and 1048576",
         ),
         (
             Box::new(|v| {
@@ -927,5 +947,22 @@ fn discovery_reads_metadata_uri_jwks_cluster_and_headers() {
     assert!(
         remote.starts_with("providers.auth0.remote_jwks.jwks_cluster: belongs to discovery"),
         "{remote}"
+    );
+}
+
+#[test]
+fn form_body_sources_and_their_bound_are_read() {
+    let mut v = quickstart();
+    v["max_body_bytes"] = json!(2048);
+    v["providers"]["auth0"]["token_sources"] =
+        json!([{"header": "authorization"}, {"body": "access_token"}]);
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    assert_eq!(c.max_body_bytes, 2048);
+    assert_eq!(
+        c.providers[0].token_sources,
+        vec![
+            TokenSource::bearer(),
+            TokenSource::Body("access_token".into())
+        ]
     );
 }

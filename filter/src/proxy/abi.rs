@@ -19,6 +19,7 @@ pub const CAS_MISMATCH: Status = Status(8);
 
 /// Enum values of the ABI.
 pub const REQUEST_HEADERS: u32 = 0;
+pub const REQUEST_BODY: u32 = 0;
 pub const CALL_RESPONSE_HEADERS: u32 = 6;
 pub const CALL_RESPONSE_BODY: u32 = 4;
 pub const PLUGIN_CONFIGURATION: u32 = 7;
@@ -38,6 +39,13 @@ unsafe extern "C" {
         max_size: usize,
         data: *mut *mut u8,
         size: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        kind: u32,
+        start: usize,
+        size: usize,
+        data: *const u8,
+        data_size: usize,
     ) -> u32;
     fn proxy_get_header_map_pairs(kind: u32, data: *mut *mut u8, size: *mut usize) -> u32;
     fn proxy_get_header_map_value(
@@ -151,6 +159,12 @@ pub fn buffer(kind: u32, max_size: usize) -> Result<Vec<u8>, Status> {
     let (mut data, mut size) = (null_mut(), 0);
     let status = unsafe { proxy_get_buffer_bytes(kind, 0, max_size, &mut data, &mut size) };
     owned(status, data, size)
+}
+
+/// Replaces the whole of buffer `kind` with `data` (a size that covers the buffer means
+/// all of it, in Envoy and the ABI's other hosts).
+pub fn replace_buffer(kind: u32, data: &[u8]) -> Result<(), Status> {
+    check(unsafe { proxy_set_buffer_bytes(kind, 0, usize::MAX, data.as_ptr(), data.len()) })
 }
 
 /// The encoded pairs of a header map (see `crate::header_map`).

@@ -54,6 +54,14 @@ pub fn apply(changes: &HeaderChanges) {
     for (name, value) in &changes.properties {
         let _ = abi::set_property(name.as_bytes(), value.as_bytes());
     }
+    if let Some(body) = &changes.body {
+        let _ = abi::replace_buffer(abi::REQUEST_BODY, body.as_bytes());
+    }
+}
+
+/// The current stream's request body as buffered so far, at most `size` bytes.
+pub fn request_body(size: usize) -> Vec<u8> {
+    abi::buffer(abi::REQUEST_BODY, size).unwrap_or_default()
 }
 
 pub fn send(denial: &Denial) {

@@ -88,6 +88,8 @@ impl RootContext for Root {
         Some(Box::new(Stream {
             id: context_id,
             plugin,
+            headers: Next::Continue,
+            body_size: 0,
         }))
     }
 
@@ -99,6 +101,33 @@ impl RootContext for Root {
 struct Stream {
     id: u32,
     plugin: Rc<Plugin>,
+    /// What the request headers led to: the body and trailers go on at once only when the
+    /// request did.
+    headers: Next,
+    /// The size of the request body the host reported last.
+    body_size: usize,
+}
+
+impl Stream {
+    /// Request data after the headers: the worker decides only for a stream it paused.
+    fn on_request_data(&mut self, end_of_stream: bool) -> Action {
+        match self.headers {
+            Next::Continue => Action::Continue,
+            Next::Answered => Action::Pause,
+            Next::Wait | Next::ReadBody => action(self.plugin.on_request_body(
+                self.id,
+                self.body_size,
+                end_of_stream,
+            )),
+        }
+    }
+}
+
+fn action(next: Next) -> Action {
+    match next {
+        Next::Continue => Action::Continue,
+        Next::Wait | Next::Answered | Next::ReadBody => Action::Pause,
+    }
 }
 
 impl Context for Stream {
@@ -113,7 +142,7 @@ impl Context for Stream {
 }
 
 impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         match STAGE {
             Stage::Everything => {}
             Stage::Context => return Action::Continue,
@@ -140,9 +169,16 @@ impl HttpContext for Stream {
                 return Action::Pause;
             }
         }
-        match self.plugin.on_request(self.id) {
-            Next::Continue => Action::Continue,
-            Next::Wait | Next::Answered => Action::Pause,
-        }
+        self.headers = self.plugin.on_request(self.id, end_of_stream);
+        action(self.headers)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body_size = body_size;
+        self.on_request_data(end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        self.on_request_data(true)
     }
 }

@@ -146,6 +146,10 @@ impl Host for ProxyHost {
         host::resume();
     }
 
+    fn request_body(&self, size: usize) -> Vec<u8> {
+        host::request_body(size)
+    }
+
     fn dispatch(
         &self,
         cluster: &str,
