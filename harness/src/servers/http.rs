@@ -203,18 +203,22 @@ fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, String> {
         ));
         raw_headers.push((name, value));
     }
-    if headers.iter().any(|(k, _)| k == "transfer-encoding") {
-        return Err("chunked bodies are not supported; send Content-Length".into());
-    }
-    let length = match headers.iter().find(|(k, _)| k == "content-length") {
-        Some((_, v)) => v.parse::<usize>().map_err(|_| "bad content-length")?,
-        None => 0,
+    let body = match headers.iter().find(|(k, _)| k == "transfer-encoding") {
+        Some((_, coding)) if coding.eq_ignore_ascii_case("chunked") => read_chunked(reader)?,
+        Some(_) => return Err("only the chunked transfer coding is supported".into()),
+        None => {
+            let length = match headers.iter().find(|(k, _)| k == "content-length") {
+                Some((_, v)) => v.parse::<usize>().map_err(|_| "bad content-length")?,
+                None => 0,
+            };
+            if length > MAX_BODY {
+                return Err("body too large".into());
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+            body
+        }
     };
-    if length > MAX_BODY {
-        return Err("body too large".into());
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
     Ok(Some(Request {
         method,
         target,
@@ -222,6 +226,40 @@ fn read_request(reader: &mut impl BufRead) -> Result<Option<Request>, String> {
         raw_headers,
         body,
     }))
+}
+
+/// A chunked body (RFC 9112 section 7.1): sizes in hex (extensions ignored), then the
+/// trailer section, which is read and dropped. At most `MAX_BODY` bytes in all.
+fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    loop {
+        let line = read_line(reader)?.ok_or("connection closed in a chunk size")?;
+        let line = String::from_utf8_lossy(&line);
+        let hex = line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(hex, 16).map_err(|_| "bad chunk size")?;
+        if size == 0 {
+            break;
+        }
+        if body.len() + size > MAX_BODY {
+            return Err("body too large".into());
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader
+            .read_exact(&mut body[start..])
+            .map_err(|e| e.to_string())?;
+        let end = read_line(reader)?.ok_or("connection closed after a chunk")?;
+        if !end.is_empty() {
+            return Err("chunk longer than its size".into());
+        }
+    }
+    for _ in 0..MAX_HEAD_LINES {
+        let line = read_line(reader)?.ok_or("connection closed in the trailers")?;
+        if line.is_empty() {
+            return Ok(body);
+        }
+    }
+    Err("too many trailers".into())
 }
 
 fn write_reply(
@@ -254,7 +292,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_keep_alive_requests_and_refuses_chunked() {
+    fn parses_keep_alive_and_chunked_requests() {
         let raw = b"POST /admin/mode HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nfailGET /a?b=1 HTTP/1.1\r\nX-A: 1\r\n\r\n";
         let mut reader = BufReader::new(&raw[..]);
         let first = read_request(&mut reader).unwrap().unwrap();
@@ -272,8 +310,21 @@ mod tests {
             ("/a?b=1", ("x-a".into(), "1".into()))
         );
         assert!(read_request(&mut reader).unwrap().is_none());
-        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(read_request(&mut BufReader::new(&chunked[..])).is_err());
+        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        let mut reader = BufReader::new(&chunked[..]);
+        assert_eq!(read_request(&mut reader).unwrap().unwrap().body, b"abcde");
+        assert_eq!(read_request(&mut reader).unwrap().unwrap().method, "GET");
+        // A chunk longer than its size, a size that is not hex, a cut-off body.
+        for bad in [&b"2\r\nabc\r\n0\r\n\r\n"[..], b"zz\r\n", b"5\r\nab"] {
+            let raw = [
+                &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+                bad,
+            ]
+            .concat();
+            assert!(read_request(&mut BufReader::new(&raw[..])).is_err());
+        }
+        let gzip = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert!(read_request(&mut BufReader::new(&gzip[..])).is_err());
         let mut out = Vec::new();
         write_reply(&mut out, 503, "text/plain", b"down", false).unwrap();
         assert!(

@@ -1,4 +1,5 @@
-//! `harness upstream`: answers every request with a JSON echo of what it received.
+//! `harness upstream`: answers every request with a JSON echo of what it received (its
+//! body too, as `body`, when it has one).
 
 use std::sync::Arc;
 
@@ -56,7 +57,12 @@ pub fn serve(listen: &str) -> Result<()> {
                 .headers
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_str()));
-            Reply::json(200, &echo(&request.method, &request.target, headers))
+            let mut echoed = echo(&request.method, &request.target, headers);
+            // The body the upstream received, when there is one (as text).
+            if !request.body.is_empty() {
+                echoed["body"] = String::from_utf8_lossy(&request.body).into();
+            }
+            Reply::json(200, &echoed)
         }),
     );
     Ok(())
