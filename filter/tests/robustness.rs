@@ -94,9 +94,10 @@ fn config_text() -> String {
         "providers": {"p": {
             "issuer": "https://issuer.test/", "audiences": ["https://api.test"],
             "remote_jwks": {"cluster": "idp", "uri": "http://idp.test/jwks"},
-            "token_sources": [{"header": "authorization"}, {"query": "access_token"}, {"cookie": "at"}],
+            "token_sources": [{"header": "authorization"}, {"query": "access_token"}, {"cookie": "at"}, {"body": "access_token"}],
             "claim_to_headers": [{"claim": "sub", "header": "x-user-id"}]
         }},
+        "max_body_bytes": 4096,
         "rules": [
             {"match": {"prefix": "/public"}},
             {"match": {"prefix": "/api"}, "requires": {"provider": "p", "scopes": ["read"]}}
@@ -189,12 +190,18 @@ fn random_requests_and_configurations_never_panic() {
         let path = mutate(&mut rng, &format!("/api/x?access_token={token}&a=1"));
         let cookie = mutate(&mut rng, &format!("at={token}; b=2"));
         let auth = mutate(&mut rng, &format!("Bearer {token}"));
-        let method = mutate(&mut rng, "GET");
+        let method = mutate(&mut rng, "POST");
+        let form = mutate(&mut rng, &format!("a=1&access_token={token}&b=%41+c"));
+        let content_type = mutate(&mut rng, "application/x-www-form-urlencoded");
         let headers = [
+            ("content-type", content_type.as_str()),
             ("authorization", auth.as_str()),
             ("cookie", cookie.as_str()),
         ];
-        let req = Request::new(&method, &path, &headers[..rng.below(3)]);
+        let mut req = Request::new(&method, &path, &headers[..1 + rng.below(3)]);
+        if authenticator.wants_body(&req, None) {
+            req.set_form_body(form.as_bytes());
+        }
         let _ = authenticator.decide(&req, NOW, &keys);
     }
     for text in [config_text(), policy_config_text()] {
