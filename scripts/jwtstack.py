@@ -345,6 +345,10 @@ class Idp:
     def set_mode(self, mode: str):
         self._admin("POST", "/admin/mode", mode)
 
+    def set_openid(self, served: bool):
+        """Whether the OpenID Connect document is served (off: 404, RFC 8414's stays)."""
+        self._admin("POST", "/admin/openid", "on" if served else "off")
+
     def stats(self) -> dict:
         return self._admin("GET", "/admin/stats").json()
 

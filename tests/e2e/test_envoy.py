@@ -492,7 +492,22 @@ class Discovery(E2E):
         self.upstream_saw(envoy.get("/api/private", token=token))
         stats = idp.stats()
         self.assertEqual(stats["discovery_fetches"], 1, stats)
+        self.assertEqual(stats["metadata_fetches"], 0, stats)
         self.assertEqual(stats["jwks_fetches"], 1, stats)
+
+    def test_keys_through_rfc_8414_when_openid_is_missing(self):
+        stack = self.new_stack()
+        idp = stack.start_idp(keys=["k1"])
+        idp.set_openid(False)
+        envoy = stack.start_envoy(upstream=stack.start_upstream(), idp=idp.port,
+                                  filter_config=quickstart(remote_jwks=None,
+                                                           discovery={"cluster": "idp"}))
+        self.envoy = envoy
+        self.upstream_saw(envoy.get("/api/private", token=idp.token()))
+        stats = idp.stats()
+        # The OpenID document first (404), then RFC 8414's, then the keys: once each.
+        self.assertEqual((stats["discovery_fetches"], stats["metadata_fetches"],
+                          stats["jwks_fetches"]), (1, 1, 1), stats)
 
 
 class ReportMode(E2E):

@@ -13,6 +13,8 @@ use crate::keys::KeyRing;
 use crate::token;
 
 const DISCOVERY: &str = "/.well-known/openid-configuration";
+/// RFC 8414's metadata for an issuer without a path: the same document.
+const METADATA: &str = "/.well-known/oauth-authorization-server";
 const JWKS: &str = "/.well-known/jwks.json";
 
 /// How discovery and JWKS requests are answered (`POST /admin/mode`, body = the name).
@@ -77,17 +79,24 @@ struct Idp {
     mode: Mode,
     jwks_fetches: u64,
     discovery_fetches: u64,
+    metadata_fetches: u64,
+    /// Whether the OpenID Connect document is served (`POST /admin/openid`, `on`/`off`);
+    /// off, it is 404 and only RFC 8414's document is left.
+    openid: bool,
 }
 
 impl Idp {
     fn handle(&mut self, method: &str, path: &str, body: &str) -> Reply {
         let path = path.split('?').next().unwrap_or(path);
         match (method, path) {
-            ("GET", DISCOVERY | JWKS) => {
-                if path == JWKS {
-                    self.jwks_fetches += 1;
-                } else {
-                    self.discovery_fetches += 1;
+            ("GET", DISCOVERY | JWKS | METADATA) => {
+                match path {
+                    JWKS => self.jwks_fetches += 1,
+                    METADATA => self.metadata_fetches += 1,
+                    _ => self.discovery_fetches += 1,
+                }
+                if path == DISCOVERY && !self.openid {
+                    return Reply::text(404, "not found");
                 }
                 match self.mode {
                     Mode::Hang => Reply::Hold,
@@ -123,9 +132,20 @@ impl Idp {
                 }
                 None => Reply::text(400, &format!("mode {:?}: use {MODES}", body.trim())),
             },
+            ("POST", "/admin/openid") => match body.trim() {
+                "on" | "off" => {
+                    self.openid = body.trim() == "on";
+                    Reply::text(200, "ok")
+                }
+                other => Reply::text(400, &format!("openid {other:?}: use on or off")),
+            },
             ("GET", "/admin/stats") => Reply::json(
                 200,
-                &json!({"jwks_fetches": self.jwks_fetches, "discovery_fetches": self.discovery_fetches}),
+                &json!({
+                    "jwks_fetches": self.jwks_fetches,
+                    "discovery_fetches": self.discovery_fetches,
+                    "metadata_fetches": self.metadata_fetches,
+                }),
             ),
             ("POST", "/admin/token") => match self.mint(body) {
                 Ok(t) => Reply::text(200, &t),
@@ -135,7 +155,7 @@ impl Idp {
         }
     }
 
-    /// The `ok` answer for `path` (discovery or JWKS), as of now.
+    /// The `ok` answer for `path` (a metadata document or JWKS), as of now.
     fn document(&mut self, path: &str) -> Reply {
         if path == JWKS {
             match self.ring.jwks(&self.keys, Path::new(".")) {
@@ -178,6 +198,8 @@ pub fn serve(listen: &str, issuer: &str, keys: Vec<String>) -> Result<()> {
         mode: Mode::Ok,
         jwks_fetches: 0,
         discovery_fetches: 0,
+        metadata_fetches: 0,
+        openid: true,
     });
     super::http::serve(
         listener,
@@ -205,7 +227,28 @@ mod tests {
             mode: Mode::Ok,
             jwks_fetches: 0,
             discovery_fetches: 0,
+            metadata_fetches: 0,
+            openid: true,
         }
+    }
+
+    #[test]
+    fn rfc_8414_metadata_stays_when_openid_is_off() {
+        let mut idp = idp();
+        let get = |idp: &mut Idp, path| json_of(idp.handle("GET", path, ""));
+        assert_eq!(get(&mut idp, METADATA).1["issuer"], "https://issuer.test/");
+        assert_eq!(json_of(idp.handle("POST", "/admin/openid", "off")).0, 200);
+        assert_eq!(get(&mut idp, DISCOVERY).0, 404);
+        assert_eq!(get(&mut idp, METADATA).0, 200);
+        assert_eq!(json_of(idp.handle("POST", "/admin/openid", "maybe")).0, 400);
+        let (_, stats) = json_of(idp.handle("GET", "/admin/stats", ""));
+        assert_eq!(
+            (
+                stats["discovery_fetches"].as_u64(),
+                stats["metadata_fetches"].as_u64()
+            ),
+            (Some(1), Some(2))
+        );
     }
 
     fn json_of(reply: Reply) -> (u16, Value) {
@@ -288,7 +331,10 @@ mod tests {
         assert_eq!(json_of(idp.handle("POST", "/admin/mode", "hang")).0, 200);
         assert!(matches!(idp.handle("GET", JWKS, ""), Reply::Hold));
         let (_, stats) = json_of(idp.handle("GET", "/admin/stats", ""));
-        assert_eq!(stats, json!({"jwks_fetches": 4, "discovery_fetches": 1}));
+        assert_eq!(
+            stats,
+            json!({"jwks_fetches": 4, "discovery_fetches": 1, "metadata_fetches": 0})
+        );
         let (s, tok) = json_of(idp.handle(
             "POST",
             "/admin/token",
