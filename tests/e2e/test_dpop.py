@@ -17,8 +17,7 @@ import subprocess
 import uuid
 
 import jwtstack as js
-import test_envoy
-from test_envoy import CHALLENGE, DPOP_ALGS, E2E, REALM, quickstart
+from test_envoy import CHALLENGE, ClassStack, DPOP_ALGS, REALM, quickstart
 
 PROOF_KEY = "ec256:client"
 # Connections per replay check: Envoy spreads connections over its 2 workers, so that
@@ -43,24 +42,15 @@ def thumbprint(jwk: dict) -> str:
     return b64url(hashlib.sha256(members.encode()).digest())
 
 
-class Dpop(E2E):
+class Dpop(ClassStack):
     @classmethod
-    def setUpClass(cls):
-        cls.stack = js.Stack(test_envoy.WORK / "Dpop")
-        try:
-            cls.idp = cls.stack.start_idp(keys=["k1"])
-            upstream = cls.stack.start_upstream()
-            cls.envoy = cls.stack.start_envoy(upstream=upstream, idp=cls.idp.port,
-                                              filter_config=quickstart(), concurrency=2)
-        except BaseException:
-            cls.stack.stop()
-            raise
+    def set_up_class(cls):
+        cls.idp = cls.stack.start_idp(keys=["k1"])
+        upstream = cls.stack.start_upstream()
+        cls.envoy = cls.stack.start_envoy(upstream=upstream, idp=cls.idp.port,
+                                          filter_config=quickstart(), concurrency=2)
         cls.jwk = proof_jwk()
         cls.bound = cls.idp.token(cnf={"jkt": thumbprint(cls.jwk)})
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stack.stop()
 
     def proof(self, token: str, path: str = "/api/private", method: str = "GET",
               jti: str | None = None) -> str:
@@ -175,31 +165,22 @@ def tls_listener(text: str, directory) -> str:
     return text.replace(LISTENER_CHAIN, tls)
 
 
-class CertificateBound(E2E):
+class CertificateBound(ClassStack):
     """mTLS-bound tokens (RFC 8705): Envoy terminates TLS and tells the filter the client
     certificate's SHA-256 (`connection.sha256_peer_certificate_digest`)."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.stack = js.Stack(test_envoy.WORK / "CertificateBound")
+    def set_up_class(cls):
         cls.certs = cls.stack.workdir / "certs"
-        try:
-            make_certificates(cls.certs)
-            cls.idp = cls.stack.start_idp(keys=["k1"])
-            upstream = cls.stack.start_upstream()
-            text = js.render_envoy_yaml(admin=0, listener=0, upstream=upstream,
-                                        idp=cls.idp.port, filter_config=quickstart())
-            cls.envoy = cls.stack.start_envoy(upstream=upstream, idp=cls.idp.port,
-                                              config_text=tls_listener(text, cls.certs))
-        except BaseException:
-            cls.stack.stop()
-            raise
+        make_certificates(cls.certs)
+        cls.idp = cls.stack.start_idp(keys=["k1"])
+        upstream = cls.stack.start_upstream()
+        text = js.render_envoy_yaml(admin=0, listener=0, upstream=upstream,
+                                    idp=cls.idp.port, filter_config=quickstart())
+        cls.envoy = cls.stack.start_envoy(upstream=upstream, idp=cls.idp.port,
+                                          config_text=tls_listener(text, cls.certs))
         der = ssl.PEM_cert_to_DER_cert((cls.certs / "alice.pem").read_text())
         cls.bound = cls.idp.token(cnf={"x5t#S256": b64url(hashlib.sha256(der).digest())})
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stack.stop()
 
     def https_get(self, path: str, token: str, client: str | None) -> js.Response:
         ctx = ssl.create_default_context(cafile=str(self.certs / "ca.pem"))

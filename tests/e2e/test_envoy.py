@@ -129,20 +129,22 @@ class E2E(unittest.TestCase):
         return body
 
 
-class Quickstart(E2E):
-    """The quickstart routes, one stack for the class (envoy.yaml's configuration as written)."""
+class ClassStack(E2E):
+    """One stack for the whole class. `set_up_class` starts what the tests share, as class
+    attributes (`cls.stack` exists by then); the stack stops if that fails, and after the
+    class's last test. `stack_args` go to the `Stack`."""
+
+    stack_args: dict = {}
+
+    @classmethod
+    def set_up_class(cls):
+        raise NotImplementedError
 
     @classmethod
     def setUpClass(cls):
-        cls.stack = js.Stack(WORK / "Quickstart")
+        cls.stack = js.Stack(WORK / cls.__name__, **cls.stack_args)
         try:
-            cls.idp = cls.stack.start_idp(keys=["k1"])
-            cls.envoy = cls.stack.start_envoy(upstream=cls.stack.start_upstream(),
-                                              idp=cls.idp.port, filter_config=quickstart())
-            cls.good = cls.idp.token(scope="read:messages openid")
-            cls.noscope = cls.idp.token(scope="write:messages")
-            cls.expired = cls.idp.token(exp="-1h")
-            cls.other_aud = cls.idp.token(aud="https://other.test")
+            cls.set_up_class()
         except BaseException:
             cls.stack.stop()
             raise
@@ -150,6 +152,20 @@ class Quickstart(E2E):
     @classmethod
     def tearDownClass(cls):
         cls.stack.stop()
+
+
+class Quickstart(ClassStack):
+    """The quickstart routes, one stack for the class (envoy.yaml's configuration as written)."""
+
+    @classmethod
+    def set_up_class(cls):
+        cls.idp = cls.stack.start_idp(keys=["k1"])
+        cls.envoy = cls.stack.start_envoy(upstream=cls.stack.start_upstream(),
+                                          idp=cls.idp.port, filter_config=quickstart())
+        cls.good = cls.idp.token(scope="read:messages openid")
+        cls.noscope = cls.idp.token(scope="write:messages")
+        cls.expired = cls.idp.token(exp="-1h")
+        cls.other_aud = cls.idp.token(aud="https://other.test")
 
     def test_public_no_token(self):
         r = self.expect(self.envoy.get("/api/public"), 200)
@@ -272,26 +288,17 @@ def raw_request(port: int, method: str, path: str, headers: dict | None = None,
     return js.raw_http(port, data, timeout)
 
 
-class PathAttacks(E2E):
+class PathAttacks(ClassStack):
     """tests/paths/cases.json through Envoy (envoy.yaml as written: no path normalisation):
     the filter's verdict, or Envoy's own where it refuses the request first; the upstream is
     reached only on 200, and sees the path unchanged."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.stack = js.Stack(WORK / "PathAttacks")
-        try:
-            cls.idp = cls.stack.start_idp(keys=["k1"])
-            cls.envoy = cls.stack.start_envoy(upstream=cls.stack.start_upstream(),
-                                              idp=cls.idp.port, filter_config=quickstart())
-            cls.good = cls.idp.token(scope="read:messages")
-        except BaseException:
-            cls.stack.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stack.stop()
+    def set_up_class(cls):
+        cls.idp = cls.stack.start_idp(keys=["k1"])
+        cls.envoy = cls.stack.start_envoy(upstream=cls.stack.start_upstream(),
+                                          idp=cls.idp.port, filter_config=quickstart())
+        cls.good = cls.idp.token(scope="read:messages")
 
     def send(self, path, token=None, method="GET", headers=None):
         h = dict(headers or {})

@@ -8,8 +8,7 @@ body token: 400), a bound on the body (413), and neither GET bodies nor public r
 import http.client
 
 import jwtstack as js
-import test_envoy
-from test_envoy import E2E, quickstart
+from test_envoy import ClassStack, E2E, quickstart
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 MAX_BODY = 2048
@@ -21,23 +20,14 @@ def config() -> dict:
     return cfg
 
 
-class FormBody(E2E):
+class FormBody(ClassStack):
     @classmethod
-    def setUpClass(cls):
-        cls.stack = js.Stack(test_envoy.WORK / "FormBody")
-        try:
-            cls.idp = cls.stack.start_idp(keys=["k1"])
-            upstream = cls.stack.start_upstream()
-            cls.envoy = cls.stack.start_envoy(upstream=upstream, idp=cls.idp.port,
-                                              filter_config=config(), concurrency=2)
-        except BaseException:
-            cls.stack.stop()
-            raise
+    def set_up_class(cls):
+        cls.idp = cls.stack.start_idp(keys=["k1"])
+        upstream = cls.stack.start_upstream()
+        cls.envoy = cls.stack.start_envoy(upstream=upstream, idp=cls.idp.port,
+                                          filter_config=config(), concurrency=2)
         cls.token = cls.idp.token()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stack.stop()
 
     def post(self, path, body, headers=None, method="POST"):
         return js.http(self.envoy.port, method, path, headers={**FORM, **(headers or {})},

@@ -9,8 +9,7 @@ Envoy route (named `orders-route`, for paths under /named) and an access log.
 import unittest
 
 import jwtstack as js
-import test_envoy
-from test_envoy import DPOP_ALGS, E2E, eventually, quickstart
+from test_envoy import ClassStack, DPOP_ALGS, eventually, quickstart
 
 STAT_PREFIX = "          stat_prefix: ingress\n"
 
@@ -66,31 +65,22 @@ def policy_config() -> dict:
     return cfg
 
 
-class Policies(E2E):
+class Policies(ClassStack):
     @classmethod
-    def setUpClass(cls):
-        cls.stack = js.Stack(test_envoy.WORK / "Policies")
+    def set_up_class(cls):
         cls.access_log = cls.stack.workdir / "access.log"
-        try:
-            cls.idp = cls.stack.start_idp(keys=["k1"])
-            upstream = cls.stack.start_upstream()
-            text = js.render_envoy_yaml(admin=0, listener=0, upstream=upstream, idp=cls.idp.port,
-                                        filter_config=policy_config())
-            assert text.count(ROUTE) == 1, "envoy.yaml: the catch-all route moved"
-            text = text.replace(ROUTE, NAMED_ROUTE + ROUTE)
-            assert text.count(STAT_PREFIX) == 1, "envoy.yaml: stat_prefix moved"
-            text = text.replace(STAT_PREFIX, access_log(cls.access_log))
-            cls.envoy = cls.stack.start_envoy(upstream=upstream, idp=cls.idp.port,
-                                              config_text=text)
-            cls.acme = cls.idp.token(tid="acme")
-            cls.admin = cls.idp.token(scope="admin")
-        except BaseException:
-            cls.stack.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stack.stop()
+        cls.idp = cls.stack.start_idp(keys=["k1"])
+        upstream = cls.stack.start_upstream()
+        text = js.render_envoy_yaml(admin=0, listener=0, upstream=upstream, idp=cls.idp.port,
+                                    filter_config=policy_config())
+        assert text.count(ROUTE) == 1, "envoy.yaml: the catch-all route moved"
+        text = text.replace(ROUTE, NAMED_ROUTE + ROUTE)
+        assert text.count(STAT_PREFIX) == 1, "envoy.yaml: stat_prefix moved"
+        text = text.replace(STAT_PREFIX, access_log(cls.access_log))
+        cls.envoy = cls.stack.start_envoy(upstream=upstream, idp=cls.idp.port,
+                                          config_text=text)
+        cls.acme = cls.idp.token(tid="acme")
+        cls.admin = cls.idp.token(scope="admin")
 
     def test_two_hosts_one_path_different_rules(self):
         on = lambda host, token: self.envoy.get("/api/orders", token=token, headers={"host": host})

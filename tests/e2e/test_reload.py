@@ -19,7 +19,7 @@ import threading
 import time
 
 import jwtstack as js
-from test_envoy import WORK, E2E, quickstart, jwks
+from test_envoy import ClassStack, jwks, quickstart
 
 # A request started this long after the rename must see the new configuration. Envoy's
 # file watch, the listener update on the main thread and its push to both workers take well
@@ -109,30 +109,22 @@ class Traffic:
             return sorted(self.records)
 
 
-class Reload(E2E):
+class Reload(ClassStack):
     """One stack for the class: two idps (`idp` serving k1, `idp2` serving k2), one upstream,
     Envoy with 2 workers and its listener from a watched file."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.stack = js.Stack(WORK / "Reload",
-                             envoy_args=["--drain-time-s", "2", "--drain-strategy", "immediate"])
-        try:
-            cls.idp = cls.stack.start_idp(keys=["k1"])
-            cls.idp2 = cls.stack.start_idp(keys=["k2"])
-            cls.envoy = cls.stack.start_envoy_lds(
-                upstream=cls.stack.start_upstream(), idp=cls.idp.port, concurrency=2,
-                filter_config=quickstart(), clusters={"idp2": cls.idp2.port})
-            cls.t1 = cls.idp.token(key="k1")
-            cls.t2 = cls.idp2.token(key="k2")
-            cls.partner = cls.idp2.token(key="k2", iss=PARTNER)
-        except BaseException:
-            cls.stack.stop()
-            raise
+    stack_args = {"envoy_args": ["--drain-time-s", "2", "--drain-strategy", "immediate"]}
 
     @classmethod
-    def tearDownClass(cls):
-        cls.stack.stop()
+    def set_up_class(cls):
+        cls.idp = cls.stack.start_idp(keys=["k1"])
+        cls.idp2 = cls.stack.start_idp(keys=["k2"])
+        cls.envoy = cls.stack.start_envoy_lds(
+            upstream=cls.stack.start_upstream(), idp=cls.idp.port, concurrency=2,
+            filter_config=quickstart(), clusters={"idp2": cls.idp2.port})
+        cls.t1 = cls.idp.token(key="k1")
+        cls.t2 = cls.idp2.token(key="k2")
+        cls.partner = cls.idp2.token(key="k2", iss=PARTNER)
 
     def setUp(self):
         self.idp.set_mode("ok")
