@@ -3,6 +3,7 @@
 
 use crate::authz::{Bound, ClaimCheck, Denied, ProviderRequirement, Requirement};
 use crate::binding::{self, Connection, NoCertificate};
+use crate::claims::ClaimError;
 use crate::config::{Config, CorsPreflight, KeySource, Mode, Provider, Unmatched};
 use crate::dpop::{DpopMode, ProofUse};
 use crate::extract::{self, Extracted, TokenSource};
@@ -512,8 +513,8 @@ impl<V: SignatureVerifier> Authenticator<V> {
             requirement.audiences.as_deref(),
         ) {
             return fail(Failure::InvalidToken {
-                description: e.description,
-                expired: e.expired,
+                description: e.message(),
+                expired: e == ClaimError::Expired,
             });
         }
         let proof = match binding::check_token(
@@ -591,7 +592,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
         provider
             .claims
             .check_issuer(&claims)
-            .map_err(|e| Stop::Fail(invalid_token(&e.description)))?;
+            .map_err(|e| Stop::Fail(invalid_token(&e.message())))?;
         let (set, refetch_allowed) = match state {
             KeyState::Ready {
                 set,

@@ -16,17 +16,37 @@ pub struct ClaimRules {
     pub require_typ: Option<String>,
 }
 
-/// A failed check. `expired` separates the common case for metrics and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimError {
-    pub description: String,
-    pub expired: bool,
+/// A failed check of a registered claim. Each names the claim, never its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimError {
+    Missing(&'static str),
+    /// `iss`, `aud` or `typ` is not one the provider accepts.
+    Unexpected(&'static str),
+    /// `exp` has passed (the common case, counted apart in metrics and logs).
+    Expired,
+    /// `nbf` is in the future.
+    NotYetValid,
+    /// `iat` is in the future.
+    IssuedInTheFuture,
+    /// `iat` is older than `max_token_age_s`.
+    TooOld,
+    NotANumber(&'static str),
+    NotAString(&'static str),
 }
 
-fn invalid(description: impl Into<String>) -> ClaimError {
-    ClaimError {
-        description: description.into(),
-        expired: false,
+impl ClaimError {
+    /// The description clients see (Express's wording).
+    pub fn message(self) -> String {
+        match self {
+            ClaimError::Missing(claim) => format!("Missing '{claim}' claim"),
+            ClaimError::Unexpected(claim) => format!("Unexpected '{claim}' value"),
+            ClaimError::Expired => "'exp' claim timestamp check failed".into(),
+            ClaimError::NotYetValid => "'nbf' claim timestamp check failed".into(),
+            ClaimError::IssuedInTheFuture => "'iat' claim timestamp check failed".into(),
+            ClaimError::TooOld => "'iat' claim timestamp check failed (too far in the past)".into(),
+            ClaimError::NotANumber(claim) => format!("'{claim}' claim must be a number"),
+            ClaimError::NotAString(claim) => format!("'{claim}' claim must be a string"),
+        }
     }
 }
 
@@ -87,9 +107,9 @@ impl ClaimRules {
     /// triggers no key fetch; the claims a placeholder names are signed with the rest.
     pub fn check_issuer(&self, claims: &Map<String, Value>) -> Result<(), ClaimError> {
         match claims.get("iss") {
-            None => Err(invalid("Missing 'iss' claim")),
+            None => Err(ClaimError::Missing("iss")),
             Some(Value::String(iss)) if self.issuer.accepts(iss, claims) => Ok(()),
-            Some(_) => Err(invalid("Unexpected 'iss' value")),
+            Some(_) => Err(ClaimError::Unexpected("iss")),
         }
     }
 
@@ -108,29 +128,24 @@ impl ClaimRules {
         if let Some(required) = &self.require_typ
             && typ.map(normalize_typ).as_ref() != Some(required)
         {
-            return Err(invalid("Unexpected 'typ' value"));
+            return Err(ClaimError::Unexpected("typ"));
         }
 
-        let exp = number(claims, "exp")?.ok_or_else(|| invalid("Missing 'exp' claim"))?;
+        let exp = number(claims, "exp")?.ok_or(ClaimError::Missing("exp"))?;
         if now >= exp + skew {
-            return Err(ClaimError {
-                description: "'exp' claim timestamp check failed".into(),
-                expired: true,
-            });
+            return Err(ClaimError::Expired);
         }
         if number(claims, "nbf")?.is_some_and(|nbf| nbf > now + skew) {
-            return Err(invalid("'nbf' claim timestamp check failed"));
+            return Err(ClaimError::NotYetValid);
         }
         let iat = number(claims, "iat")?;
         if iat.is_some_and(|iat| iat > now + skew) {
-            return Err(invalid("'iat' claim timestamp check failed"));
+            return Err(ClaimError::IssuedInTheFuture);
         }
         if let Some(max_age) = self.max_token_age_s {
-            let iat = iat.ok_or_else(|| invalid("Missing 'iat' claim"))?;
+            let iat = iat.ok_or(ClaimError::Missing("iat"))?;
             if now - iat > max_age as f64 + skew {
-                return Err(invalid(
-                    "'iat' claim timestamp check failed (too far in the past)",
-                ));
+                return Err(ClaimError::TooOld);
             }
         }
 
@@ -142,9 +157,9 @@ impl ClaimRules {
         // RFC 9068 section 2.2: access tokens carry these; strict mode insists.
         if self.require_typ.as_deref() == Some("at+jwt") {
             for name in ["sub", "client_id", "jti"] {
-                string(claims, name)?.ok_or_else(|| invalid(format!("Missing '{name}' claim")))?;
+                string(claims, name)?.ok_or(ClaimError::Missing(name))?;
             }
-            iat.ok_or_else(|| invalid("Missing 'iat' claim"))?;
+            iat.ok_or(ClaimError::Missing("iat"))?;
         }
         Ok(())
     }
@@ -155,28 +170,31 @@ impl ClaimRules {
 fn check_audience(audiences: &[String], claims: &Map<String, Value>) -> Result<(), ClaimError> {
     let ours = |a: &Value| a.as_str().is_some_and(|a| audiences.iter().any(|x| x == a));
     match claims.get("aud") {
-        None => Err(invalid("Missing 'aud' claim")),
+        None => Err(ClaimError::Missing("aud")),
         Some(aud @ Value::String(_)) if ours(aud) => Ok(()),
         Some(Value::Array(list)) if list.iter().all(Value::is_string) && list.iter().any(ours) => {
             Ok(())
         }
-        Some(_) => Err(invalid("Unexpected 'aud' value")),
+        Some(_) => Err(ClaimError::Unexpected("aud")),
     }
 }
 
-fn number(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, ClaimError> {
+fn number(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, ClaimError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(_) => Err(invalid(format!("'{name}' claim must be a number"))),
+        Some(_) => Err(ClaimError::NotANumber(name)),
     }
 }
 
-fn string<'c>(claims: &'c Map<String, Value>, name: &str) -> Result<Option<&'c str>, ClaimError> {
+fn string<'c>(
+    claims: &'c Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'c str>, ClaimError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(invalid(format!("'{name}' claim must be a string"))),
+        Some(_) => Err(ClaimError::NotAString(name)),
     }
 }
 
@@ -215,7 +233,7 @@ mod tests {
 
     fn check(r: &ClaimRules, changes: Value) -> Result<(), String> {
         r.check(None, &with(changes), NOW, None)
-            .map_err(|e| e.description)
+            .map_err(ClaimError::message)
     }
 
     #[test]
@@ -290,8 +308,8 @@ mod tests {
         let expired = rules()
             .check(None, &with(json!({"exp": NOW - 5})), NOW, None)
             .unwrap_err();
-        assert!(expired.expired);
-        assert_eq!(expired.description, "'exp' claim timestamp check failed");
+        assert_eq!(expired, ClaimError::Expired);
+        assert_eq!(expired.message(), "'exp' claim timestamp check failed");
         assert_eq!(check(&rules(), json!({"exp": NOW - 4})), Ok(()));
         assert!(check(&rules(), json!({"exp": -1})).is_err());
         assert!(check(&rules(), json!({"exp": 0})).is_err());
@@ -368,7 +386,7 @@ mod tests {
         // The provider's own audiences no longer count for that rule.
         assert_eq!(
             r.check(None, &with_aud("https://api.test"), NOW, Some(&orders))
-                .map_err(|e| e.description),
+                .map_err(ClaimError::message),
             Err("Unexpected 'aud' value".into())
         );
         assert!(
@@ -399,7 +417,7 @@ mod tests {
         for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
             assert_eq!(
                 r.check(Some(typ), &with(full.clone()), NOW, None)
-                    .map_err(|e| e.description),
+                    .map_err(ClaimError::message),
                 Ok(())
             );
         }
@@ -414,8 +432,9 @@ mod tests {
             NOW,
             None,
         );
+        assert_eq!(missing, Err(ClaimError::Missing("client_id")));
         assert_eq!(
-            missing.unwrap_err().description,
+            ClaimError::Missing("client_id").message(),
             "Missing 'client_id' claim"
         );
     }
