@@ -4,7 +4,7 @@
 use crate::authz::{Bound, ClaimCheck, Denied, ProviderRequirement, Requirement};
 use crate::binding::{self, Connection, NoCertificate};
 use crate::claims::ClaimError;
-use crate::config::{Config, CorsPreflight, KeySource, Mode, Provider, Unmatched};
+use crate::config::{Config, CorsPreflight, KeySource, Mode, Provider, ProviderId, Unmatched};
 use crate::dpop::{DpopMode, ProofUse};
 use crate::extract::{self, Extracted, TokenSource};
 use crate::jwks::{KeyError, KeySet};
@@ -33,9 +33,9 @@ pub enum KeyState<'k> {
     Unavailable { retry_after_s: u64 },
 }
 
-/// Key sets fetched by the host side, by provider index.
+/// Key sets fetched by the host side, by provider.
 pub trait KeyStore {
-    fn state(&self, provider: usize) -> KeyState<'_>;
+    fn state(&self, provider: ProviderId) -> KeyState<'_>;
 }
 
 /// A key store that always holds one set, for every provider: for tests, benchmarks and
@@ -46,7 +46,7 @@ pub struct FixedKeys {
 }
 
 impl KeyStore for FixedKeys {
-    fn state(&self, _provider: usize) -> KeyState<'_> {
+    fn state(&self, _provider: ProviderId) -> KeyState<'_> {
         KeyState::Ready {
             set: &self.set,
             refetch_allowed: self.refetch_allowed,
@@ -63,30 +63,30 @@ pub enum Decision {
     Allow {
         changes: HeaderChanges,
         reported: Option<Refusal>,
-        proof: Option<(usize, ProofUse)>,
+        proof: Option<(ProviderId, ProofUse)>,
     },
     Deny(Refusal),
     /// Keys are needed first: pause the request, fetch, then decide again.
     Pending {
-        provider: usize,
+        provider: ProviderId,
         unknown_kid: bool,
     },
     /// The filter answers the request itself with a document.
     Serve(Served),
 }
 
-/// A denial with the provider it concerns (for the log line).
+/// A denial with the provider it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub denial: Denial,
-    pub provider: Option<String>,
+    pub provider: Option<ProviderId>,
     /// Why the request could not be routed, for the log line (fixed text, no request data).
     pub detail: Option<&'static str>,
 }
 
 /// A token that passed every check for one provider.
 struct Passed<'r> {
-    provider: usize,
+    provider: ProviderId,
     source: usize,
     payload_b64: &'r str,
     token: Rc<Verified>,
@@ -112,9 +112,9 @@ fn invalid_token(description: &str) -> Failure {
 enum Outcome<'r> {
     /// Passed; empty when it passed anonymously (`allow_missing`).
     Pass(Vec<Passed<'r>>),
-    Fail(Failure, Option<usize>),
+    Fail(Failure, Option<ProviderId>),
     Pending {
-        provider: usize,
+        provider: ProviderId,
         unknown_kid: bool,
     },
 }
@@ -218,8 +218,9 @@ impl<V: SignatureVerifier> Authenticator<V> {
         if !self.reads_bodies || !extract::may_carry_form_body(req) {
             return false;
         }
-        let reads_body = |p: usize| {
-            self.config.providers[p]
+        let reads_body = |p: ProviderId| {
+            self.config
+                .provider(p)
                 .token_sources
                 .iter()
                 .any(|s| matches!(s, TokenSource::Body(_)))
@@ -338,7 +339,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
         &self,
         req: &Request,
         failure: Failure,
-        provider: Option<usize>,
+        provider: Option<ProviderId>,
         detail: Option<&'static str>,
     ) -> Decision {
         let mut denial = deny(&self.config.realm, &failure, req);
@@ -346,7 +347,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             denial.add_resource_metadata(&m.url);
         }
         if let Some(dpop) = provider
-            .map(|i| &self.config.providers[i].dpop)
+            .map(|p| &self.config.provider(p).dpop)
             .filter(|d| d.mode != DpopMode::Disabled)
         {
             let error_in_dpop =
@@ -355,7 +356,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
         }
         let refusal = Refusal {
             denial,
-            provider: provider.map(|i| self.config.providers[i].name.clone()),
+            provider,
             detail,
         };
         match self.config.mode {
@@ -384,7 +385,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             }
             Requirement::Any(list) => {
                 let (mut anonymous, mut pending, mut worst) =
-                    (false, None, None::<(Failure, Option<usize>)>);
+                    (false, None, None::<(Failure, Option<ProviderId>)>);
                 for r in list {
                     match self.evaluate(r, captures, req, connection, now, keys) {
                         Outcome::Pass(v) if !v.is_empty() => return Outcome::Pass(v),
@@ -472,7 +473,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
         keys: &dyn KeyStore,
     ) -> Outcome<'r> {
         let index = requirement.provider;
-        let provider = &self.config.providers[index];
+        let provider = self.config.provider(index);
         let fail = |f: Failure| Outcome::Fail(f, Some(index));
 
         let (token, source, scheme) =
@@ -561,12 +562,12 @@ impl<V: SignatureVerifier> Authenticator<V> {
     /// a well-formed JWS for this provider, signed by a key of its current key set.
     fn verify_token(
         &self,
-        index: usize,
+        index: ProviderId,
         token: &str,
         now: u64,
         keys: &dyn KeyStore,
     ) -> Result<Rc<Verified>, Stop> {
-        let provider = &self.config.providers[index];
+        let provider = self.config.provider(index);
         let state = key_state(provider, index, keys);
         let cached = self.cache.borrow_mut().get(index, token, now);
         if let Some(hit) = cached {
@@ -660,7 +661,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             ..HeaderChanges::default()
         };
         for v in verified {
-            let provider: &Provider = &self.config.providers[v.provider];
+            let provider: &Provider = self.config.provider(v.provider);
             if !provider.forward {
                 let removal = extract::removal(req, &provider.token_sources[v.source]);
                 changes.remove.extend(removal.remove);
@@ -691,7 +692,11 @@ impl<V: SignatureVerifier> Authenticator<V> {
     }
 }
 
-fn key_state<'k>(provider: &'k Provider, index: usize, keys: &'k dyn KeyStore) -> KeyState<'k> {
+fn key_state<'k>(
+    provider: &'k Provider,
+    index: ProviderId,
+    keys: &'k dyn KeyStore,
+) -> KeyState<'k> {
     match &provider.keys {
         KeySource::Local(set) => KeyState::Ready {
             set,

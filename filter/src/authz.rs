@@ -1,6 +1,7 @@
 //! Authorization: what a route requires of a verified token (providers combined with
 //! `any` / `all`, scopes, claim checks), and how claims are found by path.
 
+use crate::config::ProviderId;
 use crate::request::Request;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -17,8 +18,7 @@ pub enum Requirement {
 
 #[derive(Debug, Clone)]
 pub struct ProviderRequirement {
-    /// Index into the configuration's providers.
-    pub provider: usize,
+    pub provider: ProviderId,
     /// Optional authentication: no token passes anonymously; a bad token still fails.
     pub allow_missing: bool,
     /// Replaces the provider's audiences for this requirement (Envoy's
@@ -78,7 +78,7 @@ impl Requirement {
     }
 
     /// Whether some provider this requirement names satisfies `test`.
-    pub fn names_provider(&self, test: &dyn Fn(usize) -> bool) -> bool {
+    pub fn names_provider(&self, test: &dyn Fn(ProviderId) -> bool) -> bool {
         match self {
             Requirement::Provider(p) => test(p.provider),
             Requirement::Any(list) | Requirement::All(list) => {

@@ -281,10 +281,16 @@ impl Config {
         compile(&Node::root(&value))
     }
 
-    pub fn provider_index(&self, name: &str) -> Option<usize> {
-        self.providers.iter().position(|p| p.name == name)
+    /// The provider `id` names (ids come from this configuration only).
+    pub fn provider(&self, id: ProviderId) -> &Provider {
+        &self.providers[id.0]
     }
 }
+
+/// A provider's place in `Config::providers`: the one way the core and the adapter name a
+/// provider (its name is for logs and metrics only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProviderId(pub usize);
 
 impl FromJson<'_> for Mode {
     fn from_json(node: &Node) -> Result<Self, ConfigError> {
@@ -1118,7 +1124,7 @@ fn compile_requirement(
                 return err(r.child("provider"), format!("unknown provider '{name}'"));
             };
             Ok(Requirement::Provider(ProviderRequirement {
-                provider,
+                provider: ProviderId(provider),
                 allow_missing: r.or("allow_missing", false)?,
                 audiences: r
                     .get::<Vec<String>>("audiences")?

@@ -3,6 +3,7 @@
 //! skipped: time checks and route authorization run on every request, and a hit counts
 //! only while the key that verified it is still in the key set.
 
+use crate::config::ProviderId;
 use crate::jwks::Material;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
@@ -49,7 +50,7 @@ const HASHED_BYTES: usize = 32;
 #[derive(Debug)]
 struct Entry {
     token: Box<str>,
-    provider: usize,
+    provider: ProviderId,
     verified: Rc<Verified>,
     used: u64,
 }
@@ -69,7 +70,7 @@ impl TokenCache {
     }
 
     /// The cached verification of `token` for `provider`, if it has not expired at `now`.
-    pub fn get(&mut self, provider: usize, token: &str, now: u64) -> Option<Rc<Verified>> {
+    pub fn get(&mut self, provider: ProviderId, token: &str, now: u64) -> Option<Rc<Verified>> {
         let hash = self.hash(token);
         let entry = self.entries.get_mut(&hash)?;
         if !same(&entry.token, token) {
@@ -90,7 +91,7 @@ impl TokenCache {
     }
 
     /// Caches `token`'s verification; it replaces any entry whose tail hashes the same.
-    pub fn insert(&mut self, provider: usize, token: &str, verified: Rc<Verified>) {
+    pub fn insert(&mut self, provider: ProviderId, token: &str, verified: Rc<Verified>) {
         if self.capacity == 0 {
             return;
         }
@@ -184,11 +185,11 @@ mod tests {
     #[test]
     fn hits_need_the_same_provider_and_the_whole_token() {
         let mut c = TokenCache::new(10);
-        c.insert(0, "a.b.c", verified(100.0));
-        assert!(c.get(0, "a.b.c", 10).is_some());
-        assert!(c.get(1, "a.b.c", 10).is_none());
-        assert!(c.get(0, "a.b.cd", 10).is_none());
-        assert!(c.get(0, "a.b.", 10).is_none());
+        c.insert(ProviderId(0), "a.b.c", verified(100.0));
+        assert!(c.get(ProviderId(0), "a.b.c", 10).is_some());
+        assert!(c.get(ProviderId(1), "a.b.c", 10).is_none());
+        assert!(c.get(ProviderId(0), "a.b.cd", 10).is_none());
+        assert!(c.get(ProviderId(0), "a.b.", 10).is_none());
     }
 
     #[test]
@@ -196,16 +197,16 @@ mod tests {
         let tail = "s".repeat(HASHED_BYTES);
         let (a, b) = (format!("a.x.{tail}"), format!("b.y.{tail}"));
         let mut c = TokenCache::new(10);
-        c.insert(0, &a, verified(100.0));
-        assert!(c.get(0, &b, 10).is_none());
+        c.insert(ProviderId(0), &a, verified(100.0));
+        assert!(c.get(ProviderId(0), &b, 10).is_none());
         c.remove(&b);
         assert!(
-            c.get(0, &a, 10).is_some(),
+            c.get(ProviderId(0), &a, 10).is_some(),
             "removing another token kept this one"
         );
-        c.insert(0, &b, verified(100.0));
-        assert!(c.get(0, &b, 10).is_some());
-        assert!(c.get(0, &a, 10).is_none());
+        c.insert(ProviderId(0), &b, verified(100.0));
+        assert!(c.get(ProviderId(0), &b, 10).is_some());
+        assert!(c.get(ProviderId(0), &a, 10).is_none());
         assert_eq!(c.len(), 1);
     }
 
@@ -224,9 +225,9 @@ mod tests {
     #[test]
     fn expired_entries_go() {
         let mut c = TokenCache::new(10);
-        c.insert(0, "t", verified(100.0));
-        assert!(c.get(0, "t", 99).is_some());
-        assert!(c.get(0, "t", 100).is_none());
+        c.insert(ProviderId(0), "t", verified(100.0));
+        assert!(c.get(ProviderId(0), "t", 99).is_some());
+        assert!(c.get(ProviderId(0), "t", 100).is_none());
         assert!(c.is_empty());
     }
 
@@ -234,14 +235,16 @@ mod tests {
     fn bounded_with_least_recently_used_eviction() {
         let mut c = TokenCache::new(3);
         for t in ["a", "b", "c"] {
-            c.insert(0, t, verified(1e9));
+            c.insert(ProviderId(0), t, verified(1e9));
         }
-        assert!(c.get(0, "a", 0).is_some()); // "b" is now the oldest
-        c.insert(0, "d", verified(1e9));
+        assert!(c.get(ProviderId(0), "a", 0).is_some()); // "b" is now the oldest
+        c.insert(ProviderId(0), "d", verified(1e9));
         assert_eq!(c.len(), 3);
-        assert!(c.get(0, "b", 0).is_none());
+        assert!(c.get(ProviderId(0), "b", 0).is_none());
         assert!(
-            c.get(0, "a", 0).is_some() && c.get(0, "c", 0).is_some() && c.get(0, "d", 0).is_some()
+            c.get(ProviderId(0), "a", 0).is_some()
+                && c.get(ProviderId(0), "c", 0).is_some()
+                && c.get(ProviderId(0), "d", 0).is_some()
         );
     }
 
@@ -257,7 +260,7 @@ mod tests {
             let token = format!("t{}", (x >> 33) % 9);
             match (x >> 20) % 3 {
                 0 => {
-                    c.insert(0, &token, verified(1e9));
+                    c.insert(ProviderId(0), &token, verified(1e9));
                     model.retain(|t| *t != token);
                     if model.len() == 5 {
                         model.remove(0);
@@ -265,7 +268,7 @@ mod tests {
                     model.push(token);
                 }
                 1 => {
-                    let hit = c.get(0, &token, 0).is_some();
+                    let hit = c.get(ProviderId(0), &token, 0).is_some();
                     assert_eq!(hit, model.contains(&token));
                     if hit {
                         model.retain(|t| *t != token);
@@ -284,8 +287,8 @@ mod tests {
     #[test]
     fn size_zero_disables_the_cache() {
         let mut c = TokenCache::new(0);
-        c.insert(0, "t", verified(1e9));
-        assert!(c.get(0, "t", 0).is_none());
+        c.insert(ProviderId(0), "t", verified(1e9));
+        assert!(c.get(ProviderId(0), "t", 0).is_none());
         assert!(c.is_empty());
     }
 }

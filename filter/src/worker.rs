@@ -5,7 +5,7 @@
 
 use crate::authenticator::{Authenticator, Decision, KeyState, KeyStore, Refusal};
 use crate::binding::Connection;
-use crate::config::{Config, Fetch, KeySource, split_uri};
+use crate::config::{Config, Fetch, KeySource, ProviderId, split_uri};
 use crate::key_cache::{self, KeysRecord, LocalKeys, Trigger};
 use crate::path;
 use crate::replay::{self, Seen};
@@ -27,7 +27,7 @@ pub trait Host {
     fn log(&self, level: Level, message: std::fmt::Arguments<'_>);
     fn count(&self, metric: Metric, n: u64);
     /// Seconds since `provider`'s key set was fetched, for its gauge.
-    fn key_age(&self, provider: usize, seconds: u64);
+    fn key_age(&self, provider: ProviderId, seconds: u64);
     fn shared(&self) -> &dyn SharedData;
     /// The current stream's request.
     fn request(&self) -> Request;
@@ -119,7 +119,7 @@ pub enum Next {
 
 /// A remote provider's runtime state on this worker.
 struct Remote {
-    provider: usize,
+    provider: ProviderId,
     fetch: Fetch,
     discovery: bool,
     issuer: String,
@@ -178,7 +178,7 @@ struct Keys<'a> {
 }
 
 impl KeyStore for Keys<'_> {
-    fn state(&self, provider: usize) -> KeyState<'_> {
+    fn state(&self, provider: ProviderId) -> KeyState<'_> {
         match self.remotes.iter().find(|r| r.provider == provider) {
             Some(r) => r.local.state(self.now_ms, &r.fetch),
             None => KeyState::Loading,
@@ -227,7 +227,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     p.claims.issuer, fetch.cluster, fetch.authority, fetch.path
                 );
                 Some(Remote {
-                    provider: index,
+                    provider: ProviderId(index),
                     slots: Slots::new(&p.name, &settings),
                     fetch,
                     discovery,
@@ -307,8 +307,6 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 let stale = refusal.denial.reason == Reason::Invalid
                     && refusal
                         .provider
-                        .as_deref()
-                        .and_then(|name| self.config().provider_index(name))
                         .and_then(|p| self.remote_index(p))
                         .is_some_and(|r| self.sync(r));
                 if stale {
@@ -441,7 +439,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
 
     /// The answer for a request that waited for keys as long as it may (read again: a
     /// gRPC call gets a gRPC status).
-    fn unavailable(&self, provider: usize) -> Next {
+    fn unavailable(&self, provider: ProviderId) -> Next {
         let request = self.host.request();
         let config = self.config();
         self.refuse(&Refusal {
@@ -450,7 +448,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 &Failure::Unavailable { retry_after_s: 1 },
                 &request,
             ),
-            provider: config.providers.get(provider).map(|p| p.name.clone()),
+            provider: Some(provider),
             detail: None,
         })
     }
@@ -468,7 +466,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             format_args!(
                 "{what} reason={} provider={} status={}{}{}",
                 refusal.denial.reason.as_str(),
-                refusal.provider.as_deref().unwrap_or("-"),
+                refusal
+                    .provider
+                    .map_or("-", |p| self.config().provider(p).name.as_str()),
                 refusal.denial.status,
                 if refusal.detail.is_some() {
                     " detail="
@@ -480,7 +480,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         );
     }
 
-    fn remote_index(&self, provider: usize) -> Option<usize> {
+    fn remote_index(&self, provider: ProviderId) -> Option<usize> {
         self.remotes
             .borrow()
             .iter()
@@ -683,9 +683,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
 
     fn name(&self, r: usize) -> String {
         let provider = self.remotes.borrow().get(r).map(|x| x.provider);
-        provider
-            .and_then(|p| self.config().providers.get(p))
-            .map_or_else(String::new, |p| p.name.clone())
+        provider.map_or_else(String::new, |p| self.config().provider(p).name.clone())
     }
 
     /// Adopts what other workers wrote to shared data: the fetch record, and the keys when

@@ -15,7 +15,7 @@
 
 mod support;
 
-use jwt_filter::config::Config;
+use jwt_filter::config::{Config, ProviderId};
 use jwt_filter::key_cache::{FetchRecord, KeysRecord};
 use jwt_filter::request::{HeaderChanges, Request};
 use jwt_filter::response::{Denial, Served};
@@ -316,7 +316,7 @@ impl Host for ModelHost {
         self.data.world.note(format!("w{number} log: {message}"));
     }
     fn count(&self, _: Metric, _: u64) {}
-    fn key_age(&self, _: usize, _: u64) {}
+    fn key_age(&self, _: ProviderId, _: u64) {}
     fn shared(&self) -> &dyn SharedData {
         &self.data
     }

@@ -7,7 +7,7 @@ use jsonwebtoken::AlgorithmFamily;
 use jwt_filter::authenticator::{Authenticator, Decision, KeyState, KeyStore};
 use jwt_filter::authz::Requirement;
 use jwt_filter::base64url;
-use jwt_filter::config::{Config, Mode};
+use jwt_filter::config::{Config, Mode, ProviderId};
 use jwt_filter::header_map;
 use jwt_filter::json;
 use jwt_filter::jwks::{KeySet, MAX_KEYS, MAX_KID_BYTES, Material, Origin};
@@ -142,7 +142,7 @@ pub fn config(data: &[u8]) {
 
 fn assert_providers_exist(requirement: &Requirement, providers: usize) {
     match requirement {
-        Requirement::Provider(p) => assert!(p.provider < providers),
+        Requirement::Provider(p) => assert!(p.provider.0 < providers),
         Requirement::Any(list) | Requirement::All(list) => {
             assert!(!list.is_empty());
             for r in list {
@@ -302,7 +302,7 @@ pub fn decide(data: &[u8]) -> Option<Decision> {
             provider,
             unknown_kid,
         } => {
-            assert!(*provider < config.providers.len());
+            assert!(provider.0 < config.providers.len());
             let expected = if *unknown_kid {
                 Store::READY_REFETCH
             } else {
@@ -374,7 +374,7 @@ impl<'k> Store<'k> {
 }
 
 impl KeyStore for Store<'_> {
-    fn state(&self, _: usize) -> KeyState<'_> {
+    fn state(&self, _: ProviderId) -> KeyState<'_> {
         match (self.set, self.kind) {
             (Some(set), Self::READY_REFETCH | Self::READY) => KeyState::Ready {
                 set,

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::base64url;
+use crate::config::ProviderId;
 use crate::jwks::Origin;
 use crate::response::Reason;
 use crate::testkit::{NOW, public_jwk, sign};
@@ -69,7 +70,7 @@ struct Keys {
 }
 
 impl KeyStore for Keys {
-    fn state(&self, _provider: usize) -> KeyState<'_> {
+    fn state(&self, _provider: ProviderId) -> KeyState<'_> {
         match (&self.set, self.unavailable) {
             (Some(set), _) => KeyState::Ready {
                 set,
@@ -204,9 +205,10 @@ fn missing_token_gets_a_bare_challenge() {
     let Decision::Deny(r) = &d else {
         unreachable!()
     };
+    // Providers are in name order: `auth0` is the first.
     assert_eq!(
-        (r.denial.reason, r.provider.as_deref()),
-        (Reason::Missing, Some("auth0"))
+        (r.denial.reason, r.provider),
+        (Reason::Missing, Some(ProviderId(0)))
     );
 }
 
@@ -528,7 +530,7 @@ fn kid_tricks() {
         assert_eq!(
             a.decide(&req, NOW, &keys_with_refetch),
             Decision::Pending {
-                provider: 0,
+                provider: ProviderId(0),
                 unknown_kid: true
             }
         );
@@ -912,7 +914,7 @@ fn all_needs_every_provider() {
     assert_eq!(
         a.decide(&both, NOW, &loading),
         Decision::Pending {
-            provider: 0,
+            provider: ProviderId(0),
             unknown_kid: false
         }
     );
@@ -933,7 +935,7 @@ fn missing_keys_pause_or_fail_closed_with_503() {
     assert_eq!(
         a.decide(&req, NOW, &loading),
         Decision::Pending {
-            provider: 0,
+            provider: ProviderId(0),
             unknown_kid: false
         }
     );
@@ -1703,7 +1705,7 @@ fn a_dpop_bound_token_passes_with_its_proof_and_never_as_bearer_even_when_cached
     let d = a.decide(&with_proof, NOW, &remote_keys());
     let Decision::Allow {
         changes,
-        proof: Some((0, seen)),
+        proof: Some((ProviderId(0), seen)),
         ..
     } = &d
     else {

@@ -2,11 +2,12 @@
 //! `<name>` in `/stats/prometheus`, summed over workers.
 
 use super::abi;
+use crate::config::ProviderId;
 use crate::worker::Metric;
 
 pub struct Metrics {
     counters: Vec<(Metric, Option<u32>)>,
-    /// The key-set age gauge of each remote provider, by provider index.
+    /// The key-set age gauge of each remote provider, by provider.
     key_age: Vec<Option<u32>>,
 }
 
@@ -15,8 +16,8 @@ fn define(kind: u32, name: &str) -> Option<u32> {
 }
 
 impl Metrics {
-    /// `gauges` names the remote providers (index, name) that get a key-age gauge.
-    pub fn define(providers: usize, gauges: &[(usize, String)]) -> Self {
+    /// `gauges` names the remote providers that get a key-age gauge.
+    pub fn define(providers: usize, gauges: &[(ProviderId, String)]) -> Self {
         Metrics {
             counters: Metric::all()
                 .into_iter()
@@ -24,7 +25,7 @@ impl Metrics {
                 .collect(),
             key_age: (0..providers)
                 .map(|i| {
-                    let (_, name) = gauges.iter().find(|(g, _)| *g == i)?;
+                    let (_, name) = gauges.iter().find(|(g, _)| *g == ProviderId(i))?;
                     define(abi::GAUGE, &format!("jwt_filter_jwks_age_s_{name}"))
                 })
                 .collect(),
@@ -38,8 +39,8 @@ impl Metrics {
         }
     }
 
-    pub fn key_age(&self, provider: usize, seconds: u64) {
-        if let Some(Some(id)) = self.key_age.get(provider) {
+    pub fn key_age(&self, provider: ProviderId, seconds: u64) {
+        if let Some(Some(id)) = self.key_age.get(provider.0) {
             let _ = abi::record_metric(*id, seconds);
         }
     }

@@ -4,7 +4,7 @@ use super::host;
 use super::metrics::Metrics;
 use super::shared::HostSharedData;
 use super::stage::{STAGE, Stage};
-use crate::config::{Config, ConfigError, KeySource};
+use crate::config::{Config, ConfigError, KeySource, ProviderId};
 use crate::jwks::Key;
 use crate::request::{HeaderChanges, Request};
 use crate::response::{Denial, Served};
@@ -43,12 +43,12 @@ pub fn configure(root: u32, bytes: &[u8]) -> Result<Plugin, ConfigError> {
             "a benchmark build (JWT_FILTER_BENCH_STAGE): requests are NOT authenticated",
         );
     }
-    let gauges: Vec<(usize, String)> = config
+    let gauges: Vec<(ProviderId, String)> = config
         .providers
         .iter()
         .enumerate()
         .filter(|(_, p)| !matches!(p.keys, KeySource::Local(_)))
-        .map(|(i, p)| (i, p.name.clone()))
+        .map(|(i, p)| (ProviderId(i), p.name.clone()))
         .collect();
     let metrics = Metrics::define(config.providers.len(), &gauges);
     let host = ProxyHost {
@@ -110,7 +110,7 @@ impl Host for ProxyHost {
         self.metrics.count(metric, n);
     }
 
-    fn key_age(&self, provider: usize, seconds: u64) {
+    fn key_age(&self, provider: ProviderId, seconds: u64) {
         self.metrics.key_age(provider, seconds);
     }
 
