@@ -1,23 +1,21 @@
-//! The decision for one request: route rule, token, keys, signature, claims,
-//! authorization, and the header changes or the denial that follow.
+//! The decision for one request: the rules it lands on, their requirements
+//! (`requirements.rs`), each provider's token (`token.rs`: keys, signature, claims,
+//! authorization), and the header changes or the denial that follow.
 
-use crate::authz::{Bound, ClaimCheck, Denied, ProviderRequirement, Requirement};
+use crate::authz::{ClaimCheck, ProviderRequirement, Requirement};
 use crate::binding::{self, Connection, NoCertificate};
-use crate::claims::ClaimError;
-use crate::config::{Config, CorsPreflight, KeySource, Mode, Provider, ProviderId, Unmatched};
+use crate::config::{Config, CorsPreflight, Mode, Provider, ProviderId, Unmatched};
 use crate::dpop::{DpopMode, ProofUse};
-use crate::extract::{self, Extracted, TokenSource};
-use crate::jwks::{KeyError, KeySet};
-use crate::jws;
+use crate::extract::{self, TokenSource};
+use crate::jwks::KeySet;
 use crate::path;
 use crate::request::{HeaderChanges, Request};
 use crate::response::{Denial, Failure, Served, deny};
 use crate::rules::{self, METHOD_OVERRIDE_HEADERS, Route};
-use crate::token_cache::{TokenCache, Verified};
 use crate::verify::SignatureVerifier;
+use requirements::Outcome;
 use serde_json::Value;
-use std::cell::RefCell;
-use std::rc::Rc;
+use token::{Asked, Passed, Tokens};
 
 /// What the host side knows about a provider's remote key set.
 pub enum KeyState<'k> {
@@ -67,12 +65,17 @@ pub enum Decision {
     },
     Deny(Refusal),
     /// Keys are needed first: pause the request, fetch, then decide again.
-    Pending {
-        provider: ProviderId,
-        unknown_kid: bool,
-    },
+    Pending(NeedKeys),
     /// The filter answers the request itself with a document.
     Serve(Served),
+}
+
+/// A provider's keys are needed before a token can be verified: none are loaded yet, or
+/// the token names a `kid` the set lacks and a fetch may bring it (`unknown_kid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeedKeys {
+    pub provider: ProviderId,
+    pub unknown_kid: bool,
 }
 
 /// A denial with the provider it concerns.
@@ -84,55 +87,18 @@ pub struct Refusal {
     pub detail: Option<&'static str>,
 }
 
-/// A token that passed every check for one provider.
-struct Passed<'r> {
-    provider: ProviderId,
-    source: usize,
-    payload_b64: &'r str,
-    token: Rc<Verified>,
-    proof: Option<ProofUse>,
-}
-
-/// Why the signature stage did not produce a verified token.
-enum Stop {
-    Fail(Failure),
-    /// No key set yet.
-    Loading,
-    /// The token's `kid` is not in the set, and a fetch may bring it.
-    UnknownKid,
-}
-
-fn invalid_token(description: &str) -> Failure {
-    Failure::InvalidToken {
-        description: description.to_string(),
-        expired: false,
-    }
-}
-
-enum Outcome<'r> {
-    /// Passed; empty when it passed anonymously (`allow_missing`).
-    Pass(Vec<Passed<'r>>),
-    Fail(Failure, Option<ProviderId>),
-    Pending {
-        provider: ProviderId,
-        unknown_kid: bool,
-    },
-}
-
 /// The description of a refused request that carries a header the filter must read or
 /// strip with a value that is not UTF-8.
 pub const UNDECODABLE: &str = "Request header value is not valid UTF-8";
 
 pub struct Authenticator<V> {
     pub config: Config,
-    verifier: V,
+    tokens: Tokens<V>,
     /// Headers whose value the filter reads or strips: the pseudo-headers, every header a
     /// token may come from, the identity headers, and the method overrides when a rule
     /// depends on the method. A request where one of them is not
     /// UTF-8 is refused, since what it means is unknowable.
     must_decode: Vec<String>,
-    /// Verified tokens of this worker (the core is single-threaded per VM).
-    cache: RefCell<TokenCache>,
     /// Whether some rule names Envoy routes (only then is the `route_name` property read).
     pub needs_route_name: bool,
     /// Whether some provider reads tokens from a form body.
@@ -141,7 +107,6 @@ pub struct Authenticator<V> {
 
 impl<V: SignatureVerifier> Authenticator<V> {
     pub fn new(config: Config, verifier: V) -> Self {
-        let cache = RefCell::new(TokenCache::new(config.jwt_cache_size));
         let mut must_decode: Vec<String> = [":method", ":path", ":authority"]
             .iter()
             .map(|h| h.to_string())
@@ -196,10 +161,9 @@ impl<V: SignatureVerifier> Authenticator<V> {
         must_decode.sort();
         must_decode.dedup();
         Authenticator {
+            tokens: Tokens::new(verifier, config.jwt_cache_size, config.max_token_bytes),
             config,
-            verifier,
             must_decode,
-            cache,
             needs_route_name,
             reads_bodies,
         }
@@ -244,10 +208,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
 
     /// Token-cache hits and misses since the last call.
     pub fn take_cache_counts(&self) -> (u64, u64) {
-        let mut cache = self.cache.borrow_mut();
-        let counts = (cache.hits, cache.misses);
-        (cache.hits, cache.misses) = (0, 0);
-        counts
+        self.tokens.take_cache_counts()
     }
 
     /// Decides `req` at unix time `now` (seconds), on no named Envoy route and a connection
@@ -300,7 +261,17 @@ impl<V: SignatureVerifier> Authenticator<V> {
                     Route::Unmatched if allow_unmatched => None,
                     Route::Unmatched => Some(Err(Failure::AccessDenied)),
                 });
-                self.evaluate_all(checks, req, connection, now, keys)
+                let asked = Asked {
+                    req,
+                    connection,
+                    now,
+                    keys,
+                };
+                let check = |p: &ProviderRequirement, captures: &[String]| {
+                    let provider = self.config.provider(p.provider);
+                    self.tokens.check(provider, p, captures, &asked)
+                };
+                requirements::evaluate_all(checks, &check)
             }
             Err(e) => return self.refused(req, Failure::AccessDenied, None, Some(e.message())),
         };
@@ -312,13 +283,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
                     .iter()
                     .find_map(|v| Some((v.provider, v.proof.clone()?))),
             },
-            Outcome::Pending {
-                provider,
-                unknown_kid,
-            } => Decision::Pending {
-                provider,
-                unknown_kid,
-            },
+            Outcome::Pending(need) => Decision::Pending(need),
             Outcome::Fail(failure, provider) => self.refused(req, failure, provider, None),
         }
     }
@@ -369,283 +334,6 @@ impl<V: SignatureVerifier> Authenticator<V> {
         }
     }
 
-    /// `captures`: what the matched rule's path template captured.
-    fn evaluate<'r>(
-        &self,
-        requirement: &Requirement,
-        captures: &[String],
-        req: &'r Request,
-        connection: &dyn Connection,
-        now: u64,
-        keys: &dyn KeyStore,
-    ) -> Outcome<'r> {
-        match requirement {
-            Requirement::Provider(p) => {
-                self.evaluate_provider(p, captures, req, connection, now, keys)
-            }
-            Requirement::Any(list) => {
-                let (mut anonymous, mut pending, mut worst) =
-                    (false, None, None::<(Failure, Option<ProviderId>)>);
-                for r in list {
-                    match self.evaluate(r, captures, req, connection, now, keys) {
-                        Outcome::Pass(v) if !v.is_empty() => return Outcome::Pass(v),
-                        Outcome::Pass(_) => anonymous = true,
-                        Outcome::Pending {
-                            provider,
-                            unknown_kid,
-                        } => {
-                            pending.get_or_insert(Outcome::Pending {
-                                provider,
-                                unknown_kid,
-                            });
-                        }
-                        Outcome::Fail(f, p) => {
-                            if worst.as_ref().is_none_or(|(w, _)| f.rank() > w.rank()) {
-                                worst = Some((f, p));
-                            }
-                        }
-                    }
-                }
-                if anonymous {
-                    Outcome::Pass(Vec::new())
-                } else if let Some(pending) = pending {
-                    pending
-                } else {
-                    let (f, p) = worst.unwrap_or((Failure::AccessDenied, None));
-                    Outcome::Fail(f, p)
-                }
-            }
-            Requirement::All(list) => self.evaluate_all(
-                list.iter().map(|r| Ok((r, captures))),
-                req,
-                connection,
-                now,
-                keys,
-            ),
-        }
-    }
-
-    /// Every check (a requirement with its rule's captures) must pass (an `Err` is a
-    /// failure already decided); the first failure decides; a pending one waits for keys
-    /// unless a later one fails.
-    fn evaluate_all<'q, 'r>(
-        &self,
-        checks: impl IntoIterator<Item = Result<(&'q Requirement, &'q [String]), Failure>>,
-        req: &'r Request,
-        connection: &dyn Connection,
-        now: u64,
-        keys: &dyn KeyStore,
-    ) -> Outcome<'r> {
-        let (mut passed, mut pending): (Vec<Passed>, _) = (Vec::new(), None);
-        for check in checks {
-            let (requirement, captures) = match check {
-                Ok(check) => check,
-                Err(failure) => return Outcome::Fail(failure, None),
-            };
-            match self.evaluate(requirement, captures, req, connection, now, keys) {
-                Outcome::Pass(v) => {
-                    for p in v {
-                        // One token that passed two checks changes the headers once.
-                        if !passed
-                            .iter()
-                            .any(|q| q.provider == p.provider && q.source == p.source)
-                        {
-                            passed.push(p);
-                        }
-                    }
-                }
-                fail @ Outcome::Fail(..) => return fail,
-                p @ Outcome::Pending { .. } => {
-                    pending.get_or_insert(p);
-                }
-            }
-        }
-        pending.unwrap_or(Outcome::Pass(passed))
-    }
-
-    fn evaluate_provider<'r>(
-        &self,
-        requirement: &ProviderRequirement,
-        captures: &[String],
-        req: &'r Request,
-        connection: &dyn Connection,
-        now: u64,
-        keys: &dyn KeyStore,
-    ) -> Outcome<'r> {
-        let index = requirement.provider;
-        let provider = self.config.provider(index);
-        let fail = |f: Failure| Outcome::Fail(f, Some(index));
-
-        let (token, source, scheme) =
-            match extract::extract(req, &provider.token_sources, self.config.max_token_bytes) {
-                Extracted::Found {
-                    token,
-                    source,
-                    scheme,
-                } => (token, source, scheme),
-                Extracted::Missing if requirement.allow_missing => return Outcome::Pass(Vec::new()),
-                Extracted::Missing => return fail(Failure::Missing),
-                Extracted::Invalid(why) => return fail(Failure::InvalidRequest(why.to_string())),
-                Extracted::TooLarge => return fail(invalid_token("Token too large")),
-            };
-        if let Err(failure) = binding::check_request(scheme, req, &provider.dpop) {
-            return fail(failure);
-        }
-        let verified = match self.verify_token(index, token, now, keys) {
-            Ok(verified) => verified,
-            Err(Stop::Fail(failure)) => return fail(failure),
-            Err(Stop::Loading) => {
-                return Outcome::Pending {
-                    provider: index,
-                    unknown_kid: false,
-                };
-            }
-            Err(Stop::UnknownKid) => {
-                return Outcome::Pending {
-                    provider: index,
-                    unknown_kid: true,
-                };
-            }
-        };
-        if let Err(e) = provider.claims.check(
-            verified.typ.as_deref(),
-            &verified.claims,
-            now,
-            requirement.audiences.as_deref(),
-        ) {
-            return fail(Failure::InvalidToken {
-                description: e.message(),
-                expired: e == ClaimError::Expired,
-            });
-        }
-        let proof = match binding::check_token(
-            &verified.claims,
-            token,
-            scheme,
-            req,
-            &provider.dpop,
-            provider.mtls,
-            connection,
-            now,
-            self.config.max_token_bytes,
-            &self.verifier,
-        ) {
-            Ok(proof) => proof,
-            Err(failure) => return fail(failure),
-        };
-        let bound = Bound {
-            request: req,
-            captures,
-        };
-        if let Err(denied) = requirement.authorization.check(&verified.claims, bound) {
-            return fail(match denied {
-                Denied::Scope(scopes) => Failure::InsufficientScope {
-                    description: "Insufficient Scope".into(),
-                    scopes: Some(scopes),
-                },
-                Denied::Claim(description) => Failure::InsufficientScope {
-                    description,
-                    scopes: None,
-                },
-            });
-        }
-        Outcome::Pass(vec![Passed {
-            provider: index,
-            source,
-            payload_b64: token.split('.').nth(1).unwrap_or_default(),
-            token: verified,
-            proof,
-        }])
-    }
-
-    /// The format and signature stages for `token`, or their cached result: the token is
-    /// a well-formed JWS for this provider, signed by a key of its current key set.
-    fn verify_token(
-        &self,
-        index: ProviderId,
-        token: &str,
-        now: u64,
-        keys: &dyn KeyStore,
-    ) -> Result<Rc<Verified>, Stop> {
-        let provider = self.config.provider(index);
-        let state = key_state(provider, index, keys);
-        let cached = self.cache.borrow_mut().get(index, token, now);
-        if let Some(hit) = cached {
-            let key_kept = match &state {
-                KeyState::Ready { set, .. } => set
-                    .select(hit.kid.as_deref(), hit.alg)
-                    .is_ok_and(|k| Rc::ptr_eq(&k.material, &hit.key) || k.material == hit.key),
-                _ => false,
-            };
-            if key_kept {
-                self.cache.borrow_mut().count(true);
-                return Ok(hit);
-            }
-            self.cache.borrow_mut().remove(token);
-        }
-        self.cache.borrow_mut().count(false);
-
-        let jws = jws::parse(token).map_err(|e| Stop::Fail(invalid_token(e.0)))?;
-        if !provider.algorithms.contains(&jws.alg) {
-            return Err(Stop::Fail(invalid_token("Unexpected 'alg' value")));
-        }
-        let claims = jws.claims().map_err(|e| Stop::Fail(invalid_token(e.0)))?;
-        provider
-            .claims
-            .check_issuer(&claims)
-            .map_err(|e| Stop::Fail(invalid_token(&e.message())))?;
-        let (set, refetch_allowed) = match state {
-            KeyState::Ready {
-                set,
-                refetch_allowed,
-            } => (set, refetch_allowed),
-            KeyState::Loading => return Err(Stop::Loading),
-            KeyState::Unavailable { retry_after_s } => {
-                return Err(Stop::Fail(Failure::Unavailable { retry_after_s }));
-            }
-        };
-        let key = match set.select(jws.kid.as_deref(), jws.alg) {
-            Ok(key) => key,
-            Err(KeyError::UnknownKid) if refetch_allowed => return Err(Stop::UnknownKid),
-            Err(KeyError::UnknownKid | KeyError::NoMatch) => {
-                return Err(Stop::Fail(invalid_token(
-                    "no applicable key found in the JSON Web Key Set",
-                )));
-            }
-            Err(KeyError::Ambiguous) => {
-                return Err(Stop::Fail(invalid_token(
-                    "multiple matching keys found in the JSON Web Key Set",
-                )));
-            }
-        };
-        if !self
-            .verifier
-            .verify(jws.alg, key, jws.signing_input.as_bytes(), &jws.signature)
-        {
-            return Err(Stop::Fail(invalid_token("signature verification failed")));
-        }
-        // Kept while `exp` (with the clock skew) may still pass; the claims are checked anyway.
-        let skew = provider.claims.clock_skew_s as f64;
-        let evict_at = claims
-            .get("exp")
-            .and_then(Value::as_f64)
-            .map(|exp| exp + skew);
-        let verified = Rc::new(Verified {
-            alg: jws.alg,
-            kid: jws.kid,
-            typ: jws.typ,
-            key: Rc::clone(&key.material),
-            evict_at: evict_at.unwrap_or(f64::NEG_INFINITY),
-            claims,
-        });
-        if evict_at.is_some_and(|at| at > now as f64) {
-            self.cache
-                .borrow_mut()
-                .insert(index, token, Rc::clone(&verified));
-        }
-        Ok(verified)
-    }
-
     /// Header changes for a request that goes upstream: identity headers are always
     /// stripped first; verified tokens add theirs and are removed unless forwarded.
     fn changes(&self, req: &Request, verified: &[Passed]) -> HeaderChanges {
@@ -692,20 +380,6 @@ impl<V: SignatureVerifier> Authenticator<V> {
     }
 }
 
-fn key_state<'k>(
-    provider: &'k Provider,
-    index: ProviderId,
-    keys: &'k dyn KeyStore,
-) -> KeyState<'k> {
-    match &provider.keys {
-        KeySource::Local(set) => KeyState::Ready {
-            set,
-            refetch_allowed: false,
-        },
-        KeySource::Remote(_) | KeySource::Discovery(_) => keys.state(index),
-    }
-}
-
 /// Most bytes of a claim written into a header.
 const MAX_HEADER_VALUE: usize = 4096;
 
@@ -731,5 +405,7 @@ fn header_value(claim: &Value) -> Option<String> {
     safe.then_some(value)
 }
 
+mod requirements;
 #[cfg(test)]
 mod tests;
+mod token;

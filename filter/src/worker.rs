@@ -3,7 +3,7 @@
 //! workers share (`shared_keys`). Everything it asks of the host goes through `Host`; the
 //! proxy-wasm adapter implements that trait and only forwards callbacks here.
 
-use crate::authenticator::{Authenticator, Decision, KeyState, KeyStore, Refusal};
+use crate::authenticator::{Authenticator, Decision, KeyState, KeyStore, NeedKeys, Refusal};
 use crate::binding::Connection;
 use crate::config::{Config, Fetch, KeySource, ProviderId, split_uri};
 use crate::key_cache::{self, KeysRecord, LocalKeys, Trigger};
@@ -318,10 +318,10 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 self.host.serve(&document);
                 Next::Answered
             }
-            Decision::Pending {
+            Decision::Pending(NeedKeys {
                 provider,
                 unknown_kid,
-            } => {
+            }) => {
                 let Some(r) = self.remote_index(provider) else {
                     return self.unavailable(provider);
                 };

@@ -113,7 +113,7 @@ impl Filter {
                     body["error"].as_str().map(String::from),
                 )
             }
-            Decision::Pending { .. } => panic!("keys are always ready here"),
+            Decision::Pending(_) => panic!("keys are always ready here"),
             Decision::Serve(_) => panic!("no document is configured here"),
         }
     }

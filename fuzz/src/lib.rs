@@ -4,7 +4,7 @@
 //! must not panic, and asserts what must hold of the core's answer beyond that.
 
 use jsonwebtoken::AlgorithmFamily;
-use jwt_filter::authenticator::{Authenticator, Decision, KeyState, KeyStore};
+use jwt_filter::authenticator::{Authenticator, Decision, KeyState, KeyStore, NeedKeys};
 use jwt_filter::authz::Requirement;
 use jwt_filter::base64url;
 use jwt_filter::config::{Config, Mode, ProviderId};
@@ -298,10 +298,10 @@ pub fn decide(data: &[u8]) -> Option<Decision> {
                 }
             }
         }
-        Decision::Pending {
+        Decision::Pending(NeedKeys {
             provider,
             unknown_kid,
-        } => {
+        }) => {
             assert!(provider.0 < config.providers.len());
             let expected = if *unknown_kid {
                 Store::READY_REFETCH

@@ -143,7 +143,7 @@ fn verdict(d: &Decision) -> (u16, String) {
                 body["message"].as_str().unwrap().to_string(),
             )
         }
-        Decision::Pending { .. } => (0, "pending".into()),
+        Decision::Pending(_) => (0, "pending".into()),
         Decision::Serve(doc) => (200, doc.body.clone()),
     }
 }
@@ -529,10 +529,10 @@ fn kid_tricks() {
         // An unknown kid may trigger one refetch (the host enforces the cooldown).
         assert_eq!(
             a.decide(&req, NOW, &keys_with_refetch),
-            Decision::Pending {
+            Decision::Pending(NeedKeys {
                 provider: ProviderId(0),
                 unknown_kid: true
-            }
+            })
         );
     }
     for kid in [json!(1), json!(["a"]), json!({"k": "a"}), json!(null)] {
@@ -913,10 +913,10 @@ fn all_needs_every_provider() {
     assert_eq!(verdict(&a.decide(&one, NOW, &loading)).0, 401);
     assert_eq!(
         a.decide(&both, NOW, &loading),
-        Decision::Pending {
+        Decision::Pending(NeedKeys {
             provider: ProviderId(0),
             unknown_kid: false
-        }
+        })
     );
 }
 
@@ -934,10 +934,10 @@ fn missing_keys_pause_or_fail_closed_with_503() {
     };
     assert_eq!(
         a.decide(&req, NOW, &loading),
-        Decision::Pending {
+        Decision::Pending(NeedKeys {
             provider: ProviderId(0),
             unknown_kid: false
-        }
+        })
     );
     let down = Keys {
         set: None,
