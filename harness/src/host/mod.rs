@@ -401,7 +401,9 @@ impl Proxy {
                 .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
         );
         envoy::request_headers(&mut headers, request.body.as_deref(), id as u64);
+        let body = request.body.as_deref().unwrap_or_default();
         let stream = Stream {
+            client_framed: envoy::framed(&headers, body),
             request_headers: headers,
             request_body: request.body.clone().unwrap_or_default(),
             properties: request.properties.clone(),
@@ -724,12 +726,24 @@ impl Proxy {
             .unwrap_or_else(|| stream.request_headers.clone());
         let mut body = std::mem::take(&mut stream.passed_body[0]);
         body.extend(&stream.request_body);
+        let misframed = stream.client_framed && !envoy::framed(&upstream, &body);
+        let length = body.len();
         stream.upstream_body = Some(body);
         upstream.push((
             b"x-envoy-expected-rq-timeout-ms".to_vec(),
             envoy::ROUTE_TIMEOUT_MS.to_string().into_bytes(),
         ));
         stream.upstream = Some(upstream.clone());
+        if misframed {
+            let declared = upstream
+                .iter()
+                .find(|(k, _)| k == b"content-length")
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            self.world.borrow_mut().violations.push(format!(
+                "worker {worker}: the request went upstream with content-length: {declared} and a body of {length} bytes (Envoy sends both as they are)"
+            ));
+        }
         let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let get = |name: &[u8]| {
             upstream

@@ -61,6 +61,8 @@ pub struct Stream {
     pub upstream: Option<HeaderMap>,
     /// The body the upstream received, once the request went there.
     pub upstream_body: Option<Vec<u8>>,
+    /// The client's `content-length` matched its body (or it sent none).
+    pub client_framed: bool,
     /// Who made the response: `upstream`, `envoy` or `local` (the filter).
     pub by: &'static str,
     /// Properties of this request (NUL-joined path → value), over the scenario's.

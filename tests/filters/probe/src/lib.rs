@@ -23,6 +23,7 @@
 //!   the stream, then reads the whole body (traced as `read=BODY`) and: `buffer`: continues
 //!   (or stays paused while an `x-probe-call` is out; its answer resumes the request);
 //!   `replace=NEW`: makes the body `NEW` and `content-length` its length, then continues;
+//!   `swap=NEW`: makes the body `NEW` (leaving `content-length` as it was), then continues;
 //!   `local=STATUS`: sends a local response (`x-probe-local: body`, body `local`);
 //!   `late`: every body callback continues, and the last adds request header `x-probe-late`.
 //! - `x-probe-names: 1`: adds request header `x-probe-request-names` (the names of the
@@ -378,6 +379,8 @@ impl HttpContext for Probe {
         if let Some(new) = mode.strip_prefix("replace=") {
             self.set_http_request_body(0, size, new.as_bytes());
             self.set_http_request_header("content-length", Some(&new.len().to_string()));
+        } else if let Some(new) = mode.strip_prefix("swap=") {
+            self.set_http_request_body(0, size, new.as_bytes());
         } else if let Some(status) = mode.strip_prefix("local=") {
             let status = status.parse().unwrap_or(500);
             self.send_http_response(status, vec![("x-probe-local", "body")], Some(b"local"));
