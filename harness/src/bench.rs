@@ -252,6 +252,7 @@ fn start(
         backend: Default::default(),
         log_level: LOG_LEVEL,
         properties: Default::default(),
+        allow_on_headers_stop_iteration: false,
     };
     let proxy = Proxy::start(plugin, setup)?;
     if !proxy.configured {

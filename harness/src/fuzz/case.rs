@@ -64,6 +64,7 @@ impl Case {
             "upstreams",
             "backend",
             "properties",
+            "allow_on_headers_stop_iteration",
         ] {
             if let Some(v) = base.get(key) {
                 s.insert(key.into(), v.clone());

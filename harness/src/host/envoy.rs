@@ -44,6 +44,17 @@ pub fn request_headers(headers: &mut HeaderMap, body: Option<&[u8]>, request_num
     }
 }
 
+/// Whether every `content-length` in `headers` is the length of `body` (true when there is
+/// none: Envoy then sends the body chunked). Envoy forwards a filter's changed body with the
+/// `content-length` the filter left: the upstream reads that many bytes, or waits for more.
+pub fn framed(headers: &HeaderMap, body: &[u8]) -> bool {
+    let length = body.len().to_string().into_bytes();
+    headers
+        .iter()
+        .filter(|(k, _)| k == b"content-length")
+        .all(|(_, v)| *v == length)
+}
+
 /// A version-4 UUID made from `n` (the same run gives the same ids).
 pub fn request_id(n: u64) -> String {
     let mix = |mut z: u64| {

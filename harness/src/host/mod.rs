@@ -78,6 +78,10 @@ pub struct Setup {
     pub log_level: u32,
     /// Properties served to the filter: NUL-joined path → value.
     pub properties: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Envoy's `PluginConfig.allow_on_headers_stop_iteration` (1.35+): a pause from the
+    /// headers callbacks is a real StopIteration (the headers are held while the body goes
+    /// through the filter), not StopAllIterationAndWatermark (everything held).
+    pub allow_on_headers_stop_iteration: bool,
 }
 
 /// A request as the client sends it, in bytes.
@@ -100,6 +104,8 @@ pub struct Outcome {
     pub body: Vec<u8>,
     /// The headers the upstream received, if the request reached it.
     pub upstream: Option<HeaderMap>,
+    /// The body the upstream received, if the request reached it.
+    pub upstream_body: Option<Vec<u8>>,
     /// Who answered: `upstream`, `local` (the filter), `envoy` (Envoy's 503 or 504 for the
     /// main upstream), `broken` (fail closed), `reset`, `cancelled`.
     pub by: &'static str,
@@ -120,6 +126,8 @@ struct Boot {
     vm_id: String,
     plugin_config: Vec<u8>,
     vm_config: Vec<u8>,
+    /// `Setup::allow_on_headers_stop_iteration`.
+    stop_iteration: bool,
 }
 
 /// Several VMs of one filter sharing a world.
@@ -157,6 +165,7 @@ impl Proxy {
                 vm_id: setup.vm_id,
                 plugin_config: setup.plugin_config,
                 vm_config: setup.vm_config,
+                stop_iteration: setup.allow_on_headers_stop_iteration,
             },
             vms: BTreeMap::new(),
             requests: Vec::new(),
@@ -392,7 +401,9 @@ impl Proxy {
                 .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
         );
         envoy::request_headers(&mut headers, request.body.as_deref(), id as u64);
+        let body = request.body.as_deref().unwrap_or_default();
         let stream = Stream {
+            client_framed: envoy::framed(&headers, body),
             request_headers: headers,
             request_body: request.body.clone().unwrap_or_default(),
             properties: request.properties.clone(),
@@ -461,6 +472,7 @@ impl Proxy {
             headers: Vec::new(),
             body: Vec::new(),
             upstream: None,
+            upstream_body: None,
             by: "cancelled",
         };
         self.finish(worker, ctx, outcome);
@@ -497,6 +509,7 @@ impl Proxy {
                     headers: Vec::new(),
                     body: Vec::new(),
                     upstream: None,
+                    upstream_body: None,
                     by: "reset",
                 };
                 self.finish(worker, ctx, outcome);
@@ -543,6 +556,7 @@ impl Proxy {
             headers: envoy::downstream(headers, &body, now),
             body,
             upstream: stream.upstream.take(),
+            upstream_body: stream.upstream_body.take(),
             by: "local",
         };
         self.finish(worker, ctx, outcome);
@@ -597,15 +611,29 @@ impl Proxy {
             ),
         };
         let args = [ctx, n as u32, u32::from(eos)];
-        if self.step(worker, ctx, dir, name, &args) == Some(false) {
-            self.body(worker, ctx, dir, streamed);
+        match self.step(worker, ctx, dir, name, &args) {
+            Some(false) => self.body(worker, ctx, dir, streamed),
+            // With `allow_on_headers_stop_iteration` a pause is Envoy's StopIteration: only
+            // the headers wait; the body still goes through the filter as it arrives, and
+            // the headers go on with the first body callback that continues.
+            Some(true) if self.boot.stop_iteration && !eos => {
+                if let Some(s) = self.stream(worker, ctx) {
+                    s.held[dir as usize] = true;
+                }
+                self.body(worker, ctx, dir, streamed);
+            }
+            // Otherwise (StopAllIterationAndWatermark) everything waits for
+            // `proxy_continue_stream`.
+            _ => {}
         }
     }
 
     /// `dir`'s body goes through the filter as Envoy hands it over: `streamed` (from the
-    /// client or the upstream, the headers went on at once), as data (`end_of_stream` false)
-    /// then a final call (empty, or with the whole body if the filter paused, buffering);
-    /// else (a local reply, or after paused headers) in one final call.
+    /// client or the upstream, the headers went on at once or are held), as data
+    /// (`end_of_stream` false) then a final call (empty, or with the whole body if the filter
+    /// paused, buffering); else (a local reply, or after paused headers) in one final call.
+    /// Held headers go on with the first call that continues: as they are then, if that is
+    /// the data call (later changes to them reach no one).
     fn body(&mut self, worker: usize, ctx: u32, dir: Direction, streamed: bool) {
         let name = match dir {
             Direction::Request => "proxy_on_request_body",
@@ -632,11 +660,14 @@ impl Proxy {
                 let Some(s) = self.stream(worker, ctx) else {
                     return;
                 };
-                let buffer = match dir {
-                    Direction::Request => &mut s.request_body,
-                    Direction::Response => &mut s.response_body,
+                let (buffer, headers) = match dir {
+                    Direction::Request => (&mut s.request_body, &s.request_headers),
+                    Direction::Response => (&mut s.response_body, &s.response_headers),
                 };
                 let chunk = std::mem::take(buffer);
+                if std::mem::take(&mut s.held[dir as usize]) {
+                    s.released[dir as usize] = Some(headers.clone());
+                }
                 s.passed_body[dir as usize].extend(chunk);
                 0
             }
@@ -660,7 +691,10 @@ impl Proxy {
         }
         let mut body = std::mem::take(&mut s.passed_body[1]);
         body.extend(std::mem::take(&mut s.response_body));
-        let headers = std::mem::take(&mut s.response_headers);
+        let headers = match s.released[1].take() {
+            Some(released) => released,
+            None => std::mem::take(&mut s.response_headers),
+        };
         let status = headers
             .iter()
             .find(|(k, _)| k == b":status")
@@ -671,12 +705,14 @@ impl Proxy {
             headers: envoy::downstream(headers, &body, now),
             body,
             upstream: s.upstream.take(),
+            upstream_body: s.upstream_body.take(),
             by: s.by,
         };
         self.finish(worker, ctx, outcome);
     }
 
-    /// The request reaches the upstream (with the route's timeout header). Its answer comes
+    /// The request reaches the upstream (with the route's timeout header), with the body the
+    /// filter let through. Its answer comes
     /// from the scenario's `backend` script (after its delay; Envoy's 504 at the route's
     /// timeout, its 503 for a connection that fails or closes), else at once as a JSON echo
     /// of the request; then it goes back through the filter.
@@ -685,12 +721,29 @@ impl Proxy {
         let Some(stream) = self.stream(worker, ctx) else {
             return;
         };
-        let mut upstream = stream.request_headers.clone();
+        let mut upstream = stream.released[0]
+            .take()
+            .unwrap_or_else(|| stream.request_headers.clone());
+        let mut body = std::mem::take(&mut stream.passed_body[0]);
+        body.extend(&stream.request_body);
+        let misframed = stream.client_framed && !envoy::framed(&upstream, &body);
+        let length = body.len();
+        stream.upstream_body = Some(body);
         upstream.push((
             b"x-envoy-expected-rq-timeout-ms".to_vec(),
             envoy::ROUTE_TIMEOUT_MS.to_string().into_bytes(),
         ));
         stream.upstream = Some(upstream.clone());
+        if misframed {
+            let declared = upstream
+                .iter()
+                .find(|(k, _)| k == b"content-length")
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            self.world.borrow_mut().violations.push(format!(
+                "worker {worker}: the request went upstream with content-length: {declared} and a body of {length} bytes (Envoy sends both as they are)"
+            ));
+        }
         let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let get = |name: &[u8]| {
             upstream
@@ -960,6 +1013,7 @@ fn broken_outcome(now_ms: u64) -> Outcome {
         headers: envoy::failed_vm(now_ms),
         body: Vec::new(),
         upstream: None,
+        upstream_body: None,
         by: "broken",
     }
 }

@@ -45,6 +45,11 @@ pub struct Stream {
     pub response_body: Vec<u8>,
     /// Body bytes of each direction the filter already let through.
     pub passed_body: [Vec<u8>; 2],
+    /// The filter paused these headers and their body goes through it meanwhile
+    /// (`allow_on_headers_stop_iteration`).
+    pub held: [bool; 2],
+    /// Held headers a body callback let go on early, as they were then.
+    pub released: [Option<HeaderMap>; 2],
     pub stage: [Stage; 2],
     /// Set by `proxy_send_local_response`, acted on after the callback returns.
     pub local_response: Option<LocalResponse>,
@@ -54,6 +59,10 @@ pub struct Stream {
     pub closed: bool,
     /// The headers the upstream received, once the request went there.
     pub upstream: Option<HeaderMap>,
+    /// The body the upstream received, once the request went there.
+    pub upstream_body: Option<Vec<u8>>,
+    /// The client's `content-length` matched its body (or it sent none).
+    pub client_framed: bool,
     /// Who made the response: `upstream`, `envoy` or `local` (the filter).
     pub by: &'static str,
     /// Properties of this request (NUL-joined path → value), over the scenario's.

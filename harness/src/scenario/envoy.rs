@@ -256,8 +256,8 @@ struct Shared {
     backend: Routes,
     /// Every call a cluster server received: (cluster, path).
     calls: Vec<SeenCall>,
-    /// The headers of every request the main upstream received, in order.
-    upstream: Vec<HeaderMap>,
+    /// The headers and body of every request the main upstream received, in order.
+    upstream: Vec<(HeaderMap, Vec<u8>)>,
 }
 
 /// A loopback server for a cluster (`Some(name)`) or the main route's upstream (`None`).
@@ -318,7 +318,7 @@ fn answer(shared: &Mutex<Shared>, cluster: Option<&str>, r: &http::Request) -> R
                 (b":scheme".to_vec(), b"http".to_vec()),
             ];
             seen.extend(r.raw_headers.iter().filter(|(k, _)| k != b"host").cloned());
-            shared.upstream.push(seen);
+            shared.upstream.push((seen, r.body.clone()));
             shared.backend.next(&r.target)
         }
     };
@@ -431,14 +431,18 @@ fn envoy_config(
         vm_config["configuration"] =
             json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": text(v)});
     }
+    let mut plugin = json!({
+        "name": "harness", "root_id": "", "vm_config": vm_config,
+        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": text(plugin_config)}
+    });
+    if s.allow_on_headers_stop_iteration {
+        plugin["allow_on_headers_stop_iteration"] = json!(true);
+    }
     let filter = json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": "harness", "root_id": "", "vm_config": vm_config,
-                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": text(plugin_config)}
-            }
+            "config": plugin
         }
     });
     Ok(json!({
@@ -794,16 +798,18 @@ impl Play<'_> {
         let (status, headers, body) = thread
             .join()
             .map_err(|_| anyhow!("the client thread panicked"))??;
-        let upstream = self
+        let (upstream, upstream_body) = self
             .shared
             .lock()
             .ok()
-            .and_then(|s| s.upstream.get(before).cloned());
+            .and_then(|s| s.upstream.get(before).cloned())
+            .unzip();
         Ok(Outcome {
             status,
             headers,
             body,
             upstream,
+            upstream_body,
             by: "envoy",
         })
     }
@@ -814,6 +820,7 @@ impl Play<'_> {
             || e.body.is_some()
             || e.upstream.is_some()
             || e.upstream_headers.is_some()
+            || e.upstream_body.is_some()
             || e.pending.is_some();
         if request_fields && (outcome.is_some() || e.pending != Some(true)) {
             let outcome = outcome
@@ -918,5 +925,33 @@ impl Play<'_> {
             }
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::load::parse;
+
+    #[test]
+    fn the_plugin_config_carries_allow_on_headers_stop_iteration_when_set() {
+        let ports = BTreeMap::from([(None, 1000)]);
+        let plugin = |extra: Value| {
+            let mut s = json!({"name": "n", "config": "", "steps": []});
+            s.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let config =
+                envoy_config(&parse(s).unwrap(), &json!(""), Path::new("f.wasm"), &ports).unwrap();
+            config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                ["typed_config"]["http_filters"][0]["typed_config"]["config"]
+                .clone()
+        };
+        let on = plugin(json!({"allow_on_headers_stop_iteration": true}));
+        assert_eq!(on["allow_on_headers_stop_iteration"], json!(true));
+        assert_eq!(on["name"], json!("harness"));
+        let off = plugin(json!({}));
+        assert_eq!(off.get("allow_on_headers_stop_iteration"), None);
+        assert_eq!(off["name"], json!("harness"));
     }
 }

@@ -206,4 +206,29 @@ mod tests {
             "{bad}"
         );
     }
+
+    #[test]
+    fn stop_iteration_and_upstream_body_fields() {
+        use crate::scenario::bytes::Bytes;
+        let plain = parse(json!({"name": "n", "config": "", "steps": []})).unwrap();
+        assert!(!plain.allow_on_headers_stop_iteration);
+        let on = parse(json!({"name": "n", "config": "", "allow_on_headers_stop_iteration": true,
+            "steps": [{"expect": {"upstream_body": "a=1"}}, {"expect": {"upstream_body": {"$bytes": "/w=="}}}]}))
+        .unwrap();
+        assert!(on.allow_on_headers_stop_iteration);
+        let body = |i: usize| on.steps[i].expect.as_ref().unwrap().upstream_body.clone();
+        assert_eq!(body(0), Some(Bytes::Text("a=1".into())));
+        assert_eq!(body(1), Some(Bytes::Raw(vec![0xff])));
+        let err = |v| format!("{:#}", parse(v).unwrap_err());
+        let bad = err(
+            json!({"name": "n", "config": "", "allow_on_headers_stop_iteration": "yes", "steps": []}),
+        );
+        assert!(
+            bad.starts_with("allow_on_headers_stop_iteration: invalid type"),
+            "{bad}"
+        );
+        let bad =
+            err(json!({"name": "n", "config": "", "steps": [{"expect": {"upstream_body": 3}}]}));
+        assert!(bad.starts_with("steps[0].expect.upstream_body"), "{bad}");
+    }
 }

@@ -31,6 +31,11 @@ pub struct Scenario {
     /// `{"$jwks": ["k1", ...]}` anywhere in it becomes the public JWKS of those keys.
     pub config: Value,
     pub vm_config: Option<Value>,
+    /// Envoy's `PluginConfig.allow_on_headers_stop_iteration` (default false): a pause from
+    /// `on_http_request_headers` (or `on_http_response_headers`) holds only the headers, and
+    /// the body still goes through the filter's body callbacks as it arrives.
+    #[serde(default)]
+    pub allow_on_headers_stop_iteration: bool,
     /// Whether the host offers Envoy's `verify_signature` foreign function (default true).
     #[serde(default = "yes")]
     pub verify_signature: bool,
@@ -272,6 +277,8 @@ pub struct Expect {
     pub upstream: Option<bool>,
     /// The headers the upstream received: name → value matcher (`null`: removed/absent).
     pub upstream_headers: Option<Map<String, Value>>,
+    /// The exact body the upstream received (a string, or `{"$bytes": ...}`).
+    pub upstream_body: Option<Bytes>,
     /// The request is still paused.
     pub pending: Option<bool>,
     /// Virtual milliseconds the request took (matcher), e.g. `{"$lte": 5000}`.

@@ -142,6 +142,7 @@ impl Runner {
             backend,
             log_level,
             properties,
+            allow_on_headers_stop_iteration: s.allow_on_headers_stop_iteration,
         };
         let proxy = Proxy::start(&self.plugin, setup)?;
         let mut run = Run {
@@ -656,10 +657,11 @@ impl Run<'_> {
             || e.body.is_some()
             || e.upstream.is_some()
             || e.upstream_headers.is_some()
+            || e.upstream_body.is_some()
             || e.pending.is_some()
             || e.took_ms.is_some();
         if request_fields {
-            let index = request.ok_or_else(|| anyhow!("request expectations (status, headers, body, upstream, upstream_headers, pending, took_ms) need a request or await step"))?;
+            let index = request.ok_or_else(|| anyhow!("request expectations (status, headers, body, upstream, upstream_headers, upstream_body, pending, took_ms) need a request or await step"))?;
             let outcome = self.proxy.outcome(index).cloned();
             check_request(e, outcome.as_ref())?;
             if let Some(expected) = &e.took_ms {
@@ -874,6 +876,21 @@ pub(crate) fn check_request(e: &Expect, outcome: Option<&Outcome>) -> Result<()>
         )
         .map_err(|m| anyhow!(m))?;
     }
+    if let Some(expected) = &e.upstream_body {
+        let Some(body) = &o.upstream_body else {
+            bail!(
+                "upstream_body: expected the request upstream, actual not forwarded (status {})",
+                o.status
+            );
+        };
+        if expected.as_slice() != body.as_slice() {
+            bail!(
+                "upstream_body: expected {}, actual {}",
+                actual_json(expected.as_slice()),
+                actual_json(body)
+            );
+        }
+    }
     if let Some(expected) = &e.body {
         let actual = serde_json::from_slice::<Value>(&o.body).unwrap_or(actual_json(&o.body));
         check(expected, Some(&actual), "body").map_err(|m| anyhow!(m))?;
@@ -885,4 +902,47 @@ pub(crate) fn check_request(e: &Expect, outcome: Option<&Outcome>) -> Result<()>
 pub fn split_call(what: &str) -> (&str, Option<&str>) {
     what.split_once(' ')
         .map_or((what, None), |(cluster, path)| (cluster, Some(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(upstream_body: Option<&[u8]>) -> Outcome {
+        Outcome {
+            status: 200,
+            headers: Vec::new(),
+            body: Vec::new(),
+            upstream: upstream_body.map(|_| Vec::new()),
+            upstream_body: upstream_body.map(<[u8]>::to_vec),
+            by: "upstream",
+        }
+    }
+
+    #[test]
+    fn upstream_body_is_compared_exactly() {
+        let expect = |body: Bytes| Expect {
+            upstream_body: Some(body),
+            ..Expect::default()
+        };
+        let text = expect(Bytes::Text("a=1".into()));
+        assert!(check_request(&text, Some(&outcome(Some(b"a=1")))).is_ok());
+        let err = check_request(&text, Some(&outcome(Some(b"a=12"))))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, r#"upstream_body: expected "a=1", actual "a=12""#);
+        let err = check_request(&text, Some(&outcome(None)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not forwarded"), "{err}");
+        let raw = expect(Bytes::Raw(vec![0xff]));
+        assert!(check_request(&raw, Some(&outcome(Some(&[0xff])))).is_ok());
+        let err = check_request(&raw, Some(&outcome(Some(b""))))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            r#"upstream_body: expected {"$bytes":"/w=="}, actual """#
+        );
+    }
 }

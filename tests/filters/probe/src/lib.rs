@@ -14,8 +14,18 @@
 //! - `x-probe-verify: garbage|empty`: calls `verify_signature`; adds `x-probe-verified`.
 //! - `x-probe-local: STATUS` (`x-probe-twice: 1` sends a second one), `x-probe-panic: 1`.
 //! - `x-probe-trace: KEY`: the stream's callbacks (with sizes and `end_of_stream`) are
-//!   recorded in order, and written to shared data `KEY` at `on_log`, `on_done` and when the
-//!   context is deleted (`delete`), so a later request reads the whole sequence.
+//!   recorded in order and written to shared data `KEY` as they happen, up to `on_log`,
+//!   `on_done` and the context's deletion (`delete`), so a later request reads the sequence
+//!   (of a stream still open, too).
+//! - `x-probe-hold: 1`: `on_http_request_headers` returns `Pause` (nothing resumes it; with
+//!   `allow_on_headers_stop_iteration` the body callbacks may let the request go on).
+//! - `x-probe-body: MODE`: `on_http_request_body` returns `Pause` (buffering) until the end of
+//!   the stream, then reads the whole body (traced as `read=BODY`) and: `buffer`: continues
+//!   (or stays paused while an `x-probe-call` is out; its answer resumes the request);
+//!   `replace=NEW`: makes the body `NEW` and `content-length` its length, then continues;
+//!   `swap=NEW`: makes the body `NEW` (leaving `content-length` as it was), then continues;
+//!   `local=STATUS`: sends a local response (`x-probe-local: body`, body `local`);
+//!   `late`: every body callback continues, and the last adds request header `x-probe-late`.
 //! - `x-probe-names: 1`: adds request header `x-probe-request-names` (the names of the
 //!   request headers the filter sees, in order) and response header
 //!   `x-probe-response-names` (the same for the response).
@@ -119,16 +129,18 @@ struct Probe {
     /// its answer is awaited there.
     pause_response: Option<String>,
     response_paused: bool,
+    /// `x-probe-body`: what the request body callbacks do.
+    body_mode: Option<String>,
+    /// An `x-probe-call` from the request headers is not answered yet.
+    call_pending: bool,
 }
 
 impl Probe {
-    /// Records a callback; with `write`, stores the sequence so far in shared data.
-    fn record(&mut self, event: String, write: bool) {
+    /// Records a callback and stores the sequence so far in shared data.
+    fn record(&mut self, event: String) {
         let Some(key) = &self.trace else { return };
         self.events.push(event);
-        if write {
-            let _ = hostcalls::set_shared_data(key, Some(self.events.join(" ").as_bytes()), None);
-        }
+        let _ = hostcalls::set_shared_data(key, Some(self.events.join(" ").as_bytes()), None);
     }
 }
 
@@ -143,7 +155,7 @@ fn header_names(map: MapType) -> String {
 
 impl Drop for Probe {
     fn drop(&mut self) {
-        self.record("delete".into(), true);
+        self.record("delete".into());
     }
 }
 
@@ -157,6 +169,7 @@ impl Context for Probe {
             self.resume_http_response();
             return;
         }
+        self.call_pending = false;
         let read_anyway = self.get_http_request_header("x-probe-read-failed").is_some();
         let status = if headers == 0 && !read_anyway {
             "failed".to_string()
@@ -185,7 +198,7 @@ impl Context for Probe {
     }
 
     fn on_done(&mut self) -> bool {
-        self.record("done".into(), true);
+        self.record("done".into());
         true
     }
 }
@@ -194,7 +207,8 @@ impl HttpContext for Probe {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         self.trace = self.get_http_request_header("x-probe-trace");
         self.pause_response = self.get_http_request_header("x-probe-pause-response");
-        self.record(format!("request_headers(eos={end_of_stream})"), false);
+        self.body_mode = self.get_http_request_header("x-probe-body");
+        self.record(format!("request_headers(eos={end_of_stream})"));
         if self.get_http_request_header("x-probe-names").is_some() {
             self.names = true;
             let names = header_names(MapType::HttpRequestHeaders);
@@ -326,7 +340,10 @@ impl HttpContext for Probe {
                 Duration::from_secs(2),
             ) {
                 Ok(_) if then_continue => Action::Continue,
-                Ok(_) => Action::Pause,
+                Ok(_) => {
+                    self.call_pending = true;
+                    Action::Pause
+                }
                 Err(status) => {
                     self.send_http_response(
                         500,
@@ -337,16 +354,46 @@ impl HttpContext for Probe {
                 }
             };
         }
+        if self.get_http_request_header("x-probe-hold").is_some() {
+            return Action::Pause;
+        }
         Action::Continue
     }
 
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
-        self.record(format!("request_body({size},eos={end_of_stream})"), false);
+        self.record(format!("request_body({size},eos={end_of_stream})"));
+        let Some(mode) = self.body_mode.clone() else {
+            return Action::Continue;
+        };
+        if mode == "late" {
+            if end_of_stream {
+                self.add_http_request_header("x-probe-late", "1");
+            }
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = self.get_http_request_body(0, size).unwrap_or_default();
+        self.record(format!("read={}", String::from_utf8_lossy(&body)));
+        if let Some(new) = mode.strip_prefix("replace=") {
+            self.set_http_request_body(0, size, new.as_bytes());
+            self.set_http_request_header("content-length", Some(&new.len().to_string()));
+        } else if let Some(new) = mode.strip_prefix("swap=") {
+            self.set_http_request_body(0, size, new.as_bytes());
+        } else if let Some(status) = mode.strip_prefix("local=") {
+            let status = status.parse().unwrap_or(500);
+            self.send_http_response(status, vec![("x-probe-local", "body")], Some(b"local"));
+            return Action::Pause;
+        }
+        if self.call_pending {
+            return Action::Pause;
+        }
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        self.record(format!("response_headers(eos={end_of_stream})"), false);
+        self.record(format!("response_headers(eos={end_of_stream})"));
         if self.names {
             let names = header_names(MapType::HttpResponseHeaders);
             self.add_http_response_header("x-probe-response-names", &names);
@@ -365,11 +412,11 @@ impl HttpContext for Probe {
     }
 
     fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
-        self.record(format!("response_body({size},eos={end_of_stream})"), false);
+        self.record(format!("response_body({size},eos={end_of_stream})"));
         Action::Continue
     }
 
     fn on_log(&mut self) {
-        self.record("log".into(), true);
+        self.record("log".into());
     }
 }
