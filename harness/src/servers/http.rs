@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 server for the demo servers: a thread per connection, keep-alive,
-//! `Content-Length` bodies (up to 1 MiB), nothing else. Loopback demo traffic only.
+//! `content-length` or chunked request bodies (up to 1 MiB in all), nothing else. Loopback
+//! demo traffic only.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
