@@ -124,7 +124,8 @@ impl Request {
 
     /// The query string without the leading `?`, if any.
     pub fn query(&self) -> Option<&str> {
-        let path = self.path().split('#').next().unwrap_or_default();
+        let path = self.path();
+        let path = path.find('#').map_or(path, |end| &path[..end]);
         path.split_once('?').map(|(_, q)| q)
     }
 

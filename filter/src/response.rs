@@ -163,6 +163,13 @@ impl Denial {
             if *name != "www-authenticate" {
                 continue;
             }
+            // The common answer: the Bearer challenge as it is, then DPoP's.
+            if !dpop_only && !error_in_dpop {
+                for part in [", DPoP algs=\"", algs, "\""] {
+                    value.push_str(part);
+                }
+                continue;
+            }
             // `Bearer realm="..."` and then the error's parameters, if any.
             let Some(realm_end) = value
                 .find('"')
@@ -172,10 +179,10 @@ impl Denial {
             };
             let (bearer, error) = value.split_at(realm_end);
             let realm = bearer.strip_prefix("Bearer ").unwrap_or(bearer);
-            *value = match (dpop_only, error_in_dpop) {
-                (true, _) => format!("DPoP {realm}, algs=\"{algs}\"{error}"),
-                (false, true) => format!("{bearer}, DPoP algs=\"{algs}\"{error}"),
-                (false, false) => format!("{bearer}{error}, DPoP algs=\"{algs}\""),
+            *value = if dpop_only {
+                format!("DPoP {realm}, algs=\"{algs}\"{error}")
+            } else {
+                format!("{bearer}, DPoP algs=\"{algs}\"{error}")
             };
         }
     }

@@ -149,7 +149,22 @@ pub enum Case {
     Insensitive,
 }
 
+/// Whether folding (`path::fold`) leaves `text` as it is: ASCII without upper case.
+fn is_folded(text: &str) -> bool {
+    !text
+        .bytes()
+        .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+}
+
 impl PathMatch {
+    /// Whether matching ignoring case can only find what exact matching finds.
+    fn is_folded(&self) -> bool {
+        match self {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) => is_folded(p),
+            PathMatch::Template(_) => false,
+        }
+    }
+
     /// The captured values when `path` matches (empty but for a template).
     pub fn matches(&self, path: &str, case: Case) -> Option<Vec<String>> {
         let matched = match (self, case) {
@@ -227,6 +242,9 @@ pub fn find<'a>(
     };
     // Without a readable `:authority`, one reading that no rule naming hosts matches.
     let hosts: &[Option<Authority>] = if read.is_empty() { &[None] } else { &read };
+    // Where neither the rules' paths nor a reading have a character that folding changes,
+    // the case-insensitive match finds what the exact one found.
+    let rules_folded = rules.iter().all(|r| r.matcher.path.is_folded());
     let mut routes: Vec<Route<'a>> = Vec::new();
     for host in hosts {
         let admitted = || {
@@ -238,6 +256,9 @@ pub fn find<'a>(
             for (method, method_binding) in &methods {
                 for (i, form) in path.lenient_forms().enumerate() {
                     for case in [Case::Sensitive, Case::Insensitive] {
+                        if case == Case::Insensitive && rules_folded && is_folded(form) {
+                            continue;
+                        }
                         let binding =
                             path_binding && *method_binding && i == 0 && case == Case::Sensitive;
                         let found = admitted()
@@ -279,6 +300,18 @@ pub fn only_method(req: &Request, method: &str) -> bool {
 /// lenient: routers fall back to them).
 fn methods(req: &Request) -> Result<Vec<(Cow<'_, str>, bool)>, RouteError> {
     let method = req.method();
+    // Most requests: an upper-case method other than HEAD and nothing that could override
+    // it (a `_method` parameter needs a `_`, or an escape for it, in the query).
+    let plain = !method.is_empty()
+        && !method.bytes().any(|b| b.is_ascii_lowercase())
+        && method != "HEAD"
+        && METHOD_OVERRIDE_HEADERS
+            .iter()
+            .all(|name| req.header_values(name).next().is_none())
+        && req.query().is_none_or(|q| !q.contains(['_', '%']));
+    if plain {
+        return Ok(vec![(Cow::Borrowed(method), true)]);
+    }
     let mut methods = vec![(Cow::Borrowed(method), true)];
     let upper = upper_case(method);
     if upper == "HEAD" {
@@ -481,6 +514,11 @@ mod tests {
         let only = vec![rule(exact("/files/a.txt"), &[])];
         assert_eq!(get(&only, "/files/a.txt"), Ok(vec![Some(0)]));
         assert_eq!(get(&only, "/files/A.TXT"), Ok(vec![None, Some(0)]));
+        // A rule with upper case reached by a path in lower case, and a path with a
+        // character that folds to ASCII: both need the case-insensitive match.
+        let upper = vec![rule(exact("/Files/A.txt"), &[])];
+        assert_eq!(get(&upper, "/files/a.txt"), Ok(vec![None, Some(0)]));
+        assert_eq!(get(&only, "/\u{FF46}iles/a.txt"), Ok(vec![None, Some(0)]));
     }
 
     #[test]
