@@ -33,7 +33,9 @@ impl TokenSource {
 pub enum Extracted<'r> {
     /// No source carried a token.
     Missing,
-    /// Exactly one token; `source` is the index into the provider's sources.
+    /// Exactly one token; `source` is the index into the provider's sources. Its
+    /// characters are not checked yet (`is_b64token`): a token the token cache holds
+    /// passed that check when it was verified, so only the others need it.
     Found {
         token: &'r str,
         source: usize,
@@ -97,7 +99,6 @@ pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) 
     match found {
         None => Extracted::Missing,
         Some((token, ..)) if token.len() > max_bytes => Extracted::TooLarge,
-        Some((token, ..)) if !is_b64token(token) => Extracted::Invalid("Malformed access token"),
         Some((token, source, scheme)) => Extracted::Found {
             token,
             source,
@@ -135,8 +136,11 @@ fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
         .map(|p| p.split_once('=').unwrap_or((p, "")))
 }
 
+/// The description of a token with characters outside RFC 6750's `b64token` (400).
+pub const MALFORMED: &str = "Malformed access token";
+
 /// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn is_b64token(token: &str) -> bool {
+pub fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty() && body.bytes().all(|b| B64TOKEN_CHARS[usize::from(b)])
 }
@@ -299,20 +303,30 @@ mod tests {
     }
 
     #[test]
-    fn empty_or_malformed_bearer_is_invalid_request() {
-        for value in [
-            "Bearer ",
-            "Bearer    ",
-            "Bearer a b",
-            "Bearer a.b,c",
-            "Bearer ===",
-            "Bearer a\"b",
-        ] {
+    fn empty_bearer_is_invalid_request_and_bad_characters_are_not_b64token() {
+        for value in ["Bearer ", "Bearer    "] {
             let req = Request::new("GET", "/", &[("authorization", value)]);
-            assert!(
-                matches!(found(&req, &[TokenSource::bearer()]), Extracted::Invalid(_)),
+            assert_eq!(
+                found(&req, &[TokenSource::bearer()]),
+                Extracted::Invalid("Empty access token"),
                 "{value}"
             );
+        }
+        for value in ["Bearer a b", "Bearer a.b,c", "Bearer ===", "Bearer a\"b"] {
+            let req = Request::new("GET", "/", &[("authorization", value)]);
+            assert_eq!(
+                malformed(&req, &[TokenSource::bearer()]),
+                Some(true),
+                "{value}"
+            );
+        }
+    }
+
+    /// Whether the one token found is outside `b64token` (`None`: no single token).
+    fn malformed(req: &Request, sources: &[TokenSource]) -> Option<bool> {
+        match found(req, sources) {
+            Extracted::Found { token, .. } => Some(!is_b64token(token)),
+            _ => None,
         }
     }
 
@@ -441,17 +455,15 @@ mod tests {
         assert_eq!(req.form_values("x").collect::<Vec<_>>(), ["%zz"]);
         assert_eq!(req.form_values("access_token2").collect::<Vec<_>>(), ["y"]);
         // A space from `+` makes the token malformed, as any character outside b64token.
-        assert_eq!(
-            found(&req, &[TokenSource::Body("access_token".into())]),
-            Extracted::Invalid("Malformed access token")
-        );
+        let body = [TokenSource::Body("access_token".into())];
+        assert_eq!(malformed(&req, &body), Some(true));
         // Bytes that are not UTF-8 never vanish: the token is malformed.
         let mut bad = Request::new("POST", "/", &[]);
         bad.set_form_body(b"access_token=a%ffb");
-        assert_eq!(
-            found(&bad, &[TokenSource::Body("access_token".into())]),
-            Extracted::Invalid("Malformed access token")
-        );
+        assert_eq!(malformed(&bad, &body), Some(true));
+        let mut good = Request::new("POST", "/", &[]);
+        good.set_form_body(b"access_token=a.b_c-d%7E");
+        assert_eq!(malformed(&good, &body), Some(false));
     }
 
     #[test]

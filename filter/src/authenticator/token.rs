@@ -190,6 +190,11 @@ impl<V: SignatureVerifier> Tokens<V> {
         }
         self.cache.borrow_mut().count(false);
 
+        if !extract::is_b64token(token) {
+            return Err(Stop::Fail(Failure::InvalidRequest(
+                extract::MALFORMED.into(),
+            )));
+        }
         let jws = jws::parse(token).map_err(|e| Stop::Fail(invalid_token(e.0)))?;
         if !provider.algorithms.contains(&jws.alg) {
             return Err(Stop::Fail(invalid_token("Unexpected 'alg' value")));
