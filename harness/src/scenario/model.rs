@@ -236,7 +236,7 @@ pub struct RequestSpec {
     /// Sent as `authorization: Bearer <token>`.
     pub token: Option<TokenRef>,
     /// An object, or a list of `[name, value]` pairs (repeated names); `${token-name}` in a
-    /// plain string value (or in `path`) is replaced by that token.
+    /// plain string value (or in `path` or `body`) is replaced by that token.
     #[serde(default)]
     pub headers: Headers,
     #[serde(default = "authority")]

@@ -420,7 +420,7 @@ pub(crate) fn request(
         path: resolve(&spec.path)?,
         authority: spec.authority.as_slice().to_vec(),
         headers,
-        body: spec.body.as_ref().map(|b| b.as_slice().to_vec()),
+        body: spec.body.as_ref().map(resolve).transpose()?,
         properties: properties(&spec.properties),
     })
 }
