@@ -93,7 +93,7 @@ impl Corpus {
         let requests = s
             .steps
             .iter()
-            .filter_map(|step| step.request.as_ref())
+            .filter_map(|step| step.request())
             .filter_map(|spec| request(spec, &tokens).ok())
             .collect::<Vec<_>>();
         for r in &requests {

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use super::bytes::Bytes;
 use super::expect::check;
 use super::load::Loaded;
-use super::model::{Expect, RequestSpec, Scenario, Script, Step};
+use super::model::{Action, Expect, RequestSpec, Scenario, Script, Step};
 use super::run::{
     build_clusters, build_routes, check_request, mint_tokens, request, split_call, with_jwks,
 };
@@ -187,13 +187,14 @@ fn unsupported(s: &Scenario) -> Option<String> {
     let mut waited = 0;
     let workers = s.workers.unwrap_or(1);
     for step in &s.steps {
-        if step.cancel.is_some() || step.crash.is_some() || step.reload.is_some() {
-            return Some("cancel, crash or reload steps".into());
+        match &step.action {
+            Some(Action::Cancel(_) | Action::Crash(_) | Action::Reload(_)) => {
+                return Some("cancel, crash or reload steps".into());
+            }
+            Some(Action::Restart) => return Some("restart steps".into()),
+            _ => {}
         }
-        if step.restart.is_some() {
-            return Some("restart steps".into());
-        }
-        if let Some(r) = &step.request {
+        if let Some(r) = step.request() {
             if refused_by_codec(r) {
                 return Some("a request Envoy's HTTP/1 codec refuses before any filter".into());
             }
@@ -205,7 +206,7 @@ fn unsupported(s: &Scenario) -> Option<String> {
                 return Some("request properties (Envoy serves its own)".into());
             }
         }
-        if let Some(by) = &step.advance {
+        if let Some(Action::Advance(by)) = &step.action {
             waited += parse_millis(by).unwrap_or(i64::MAX);
             if waited > MAX_WAIT_MS {
                 return Some(format!("advancing beyond {MAX_WAIT_MS} ms of real time"));
@@ -701,7 +702,7 @@ impl Play<'_> {
             == Some(false);
         match (self.envoy.port, expects_refusal) {
             (None, false) => bail!("configuration: expected accepted, actual Envoy exited"),
-            (None, true) if s.steps.iter().any(|st| st.request.is_some()) => {
+            (None, true) if s.steps.iter().any(|st| st.request().is_some()) => {
                 return Ok(Verdict::Skip(
                     "Envoy refused the configuration as expected, and exited: no requests to send"
                         .into(),
@@ -726,59 +727,66 @@ impl Play<'_> {
             .port
             .ok_or_else(|| anyhow!("Envoy is not running"))?;
         let mut outcome = None;
-        if let Some(spec) = &step.request {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_millis() as u64;
-            let r = request(spec, &self.tokens, self.keys, self.loaded, now_ms)?;
-            let padded = |v: &[u8]| {
-                let outer = |c: Option<&u8>| c.is_some_and(|c| *c == b' ' || *c == b'\t');
-                outer(v.first()) || outer(v.last())
-            };
-            if r.headers.iter().any(|(_, v)| padded(v)) {
-                return Ok(Some(
-                    "a header value with outer whitespace (Envoy's codec trims it)".into(),
-                ));
+        match &step.action {
+            Some(Action::Request(spec)) => {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_millis() as u64;
+                let r = request(spec, &self.tokens, self.keys, self.loaded, now_ms)?;
+                let padded = |v: &[u8]| {
+                    let outer = |c: Option<&u8>| c.is_some_and(|c| *c == b' ' || *c == b'\t');
+                    outer(v.first()) || outer(v.last())
+                };
+                if r.headers.iter().any(|(_, v)| padded(v)) {
+                    return Ok(Some(
+                        "a header value with outer whitespace (Envoy's codec trims it)".into(),
+                    ));
+                }
+                let before = self.upstream_count();
+                let thread = std::thread::spawn(move || exchange(port, &r));
+                if !spec.wait {
+                    // Left paused in the harness: here it may be answered quickly, or wait.
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                let id = spec.id.clone().unwrap_or_default();
+                if spec.wait || thread.is_finished() {
+                    let done = self.outcome(thread, before)?;
+                    self.pending.insert(id, Sent::Done(done.clone()));
+                    outcome = Some(done);
+                } else {
+                    self.pending.insert(id, Sent::Open(thread, before));
+                }
             }
-            let before = self.upstream_count();
-            let thread = std::thread::spawn(move || exchange(port, &r));
-            if !spec.wait {
-                // Left paused in the harness: here it may be answered quickly, or wait.
-                std::thread::sleep(Duration::from_millis(200));
+            Some(Action::Advance(by)) => {
+                std::thread::sleep(Duration::from_millis(parse_millis(by)?.max(0) as u64));
             }
-            let id = spec.id.clone().unwrap_or_default();
-            if spec.wait || thread.is_finished() {
-                let done = self.outcome(thread, before)?;
-                self.pending.insert(id, Sent::Done(done.clone()));
-                outcome = Some(done);
-            } else {
-                self.pending.insert(id, Sent::Open(thread, before));
+            Some(Action::Upstream(routes)) => {
+                let mut shared = self
+                    .shared
+                    .lock()
+                    .map_err(|_| anyhow!("a server panicked"))?;
+                let current = std::mem::take(&mut shared.clusters);
+                shared.clusters = build_clusters(routes, self.keys, &self.loaded.dir, current)?;
             }
-        }
-        if let Some(by) = &step.advance {
-            std::thread::sleep(Duration::from_millis(parse_millis(by)?.max(0) as u64));
-        }
-        if let Some(routes) = &step.upstream {
-            let mut shared = self
-                .shared
-                .lock()
-                .map_err(|_| anyhow!("a server panicked"))?;
-            let current = std::mem::take(&mut shared.clusters);
-            shared.clusters = build_clusters(routes, self.keys, &self.loaded.dir, current)?;
-        }
-        if let Some(routes) = &step.backend {
-            let mut shared = self
-                .shared
-                .lock()
-                .map_err(|_| anyhow!("a server panicked"))?;
-            build_routes(routes, self.keys, &self.loaded.dir, &mut shared.backend)?;
-        }
-        if let Some(id) = &step.await_id {
-            outcome = Some(match self.pending.remove(id) {
-                Some(Sent::Open(thread, before)) => self.outcome(thread, before)?,
-                Some(Sent::Done(done)) => done,
-                None => bail!("no request with id {id:?}"),
-            });
+            Some(Action::Backend(routes)) => {
+                let mut shared = self
+                    .shared
+                    .lock()
+                    .map_err(|_| anyhow!("a server panicked"))?;
+                build_routes(routes, self.keys, &self.loaded.dir, &mut shared.backend)?;
+            }
+            Some(Action::Await(id)) => {
+                outcome = Some(match self.pending.remove(id) {
+                    Some(Sent::Open(thread, before)) => self.outcome(thread, before)?,
+                    Some(Sent::Done(done)) => done,
+                    None => bail!("no request with id {id:?}"),
+                });
+            }
+            // `unsupported` skips scenarios with these before they start.
+            Some(Action::Cancel(_) | Action::Crash(_) | Action::Reload(_) | Action::Restart) => {
+                bail!("a cancel, crash, reload or restart step cannot run in Envoy")
+            }
+            None => {}
         }
         let empty = Expect::default();
         self.check(step.expect.as_ref().unwrap_or(&empty), outcome.as_ref())

@@ -149,6 +149,7 @@ pub fn merge(base: Value, over: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::model::Action;
     use serde_json::json;
 
     #[test]
@@ -189,13 +190,16 @@ mod tests {
         .unwrap();
         assert_eq!(ok.startup, Startup::Envoy);
         assert_eq!(ok.vm_id, "v");
-        assert_eq!(
-            (ok.steps[0].reload, ok.steps[1].restart),
-            (Some(1), Some(true))
-        );
+        let err = |v| format!("{:#}", parse(v).unwrap_err());
+        assert!(matches!(ok.steps[0].action, Some(Action::Reload(1))));
+        assert!(matches!(ok.steps[1].action, Some(Action::Restart)));
+        let two =
+            err(json!({"name": "n", "config": "", "steps": [{"reload": 1, "advance": "1s"}]}));
+        assert!(two.starts_with("steps[0]: a step does one thing"), "{two}");
+        let no = err(json!({"name": "n", "config": "", "steps": [{"restart": false}]}));
+        assert!(no.starts_with("steps[0]: restart: write true"), "{no}");
         let plain = parse(json!({"name": "n", "config": "", "steps": []})).unwrap();
         assert_eq!((plain.startup, plain.vm_id.as_str()), (Startup::Plain, ""));
-        let err = |v| format!("{:#}", parse(v).unwrap_err());
         let bad = err(json!({"name": "n", "config": "", "startup": "nginx", "steps": []}));
         assert!(bad.starts_with("startup: unknown variant `nginx`"), "{bad}");
         let bad = err(json!({"name": "n", "config": "", "steps": [{}, {"reload": "w1"}]}));

@@ -197,31 +197,102 @@ impl<'de> Deserialize<'de> for Body {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One step: at most one action, then the checks of `expect`.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "StepFields")]
 pub struct Step {
     /// Free text shown in failure messages.
     pub note: Option<String>,
-    pub request: Option<RequestSpec>,
-    /// Move the virtual clock (`"10m"`), running ticks and call answers on the way.
-    pub advance: Option<String>,
-    /// Replace routes of simulated clusters.
-    pub upstream: Option<BTreeMap<String, BTreeMap<String, Script>>>,
-    /// Replace routes of the main route's upstream.
-    pub backend: Option<BTreeMap<String, Script>>,
-    /// Wait for the request with this `id` (sent with `"wait": false`) to finish.
-    #[serde(rename = "await")]
-    pub await_id: Option<String>,
-    /// The client of the request with this `id` goes away while it is paused.
-    pub cancel: Option<String>,
-    /// This worker's VM dies: its requests fail closed and it answers nothing more.
-    pub crash: Option<usize>,
-    /// This worker's VM is replaced by a new one (FAIL_RELOAD); shared data stays.
-    pub reload: Option<usize>,
-    /// `true`: every VM goes (taking the `vm_id`'s shared data and queues with it) and they
-    /// start again as at the start.
-    pub restart: Option<bool>,
+    /// `None`: the step only checks.
+    pub action: Option<Action>,
     pub expect: Option<Expect>,
+}
+
+/// What a step does.
+#[derive(Debug)]
+pub enum Action {
+    Request(Box<RequestSpec>),
+    /// Move the virtual clock (`"10m"`), running ticks and call answers on the way.
+    Advance(String),
+    /// Replace routes of simulated clusters.
+    Upstream(BTreeMap<String, BTreeMap<String, Script>>),
+    /// Replace routes of the main route's upstream.
+    Backend(BTreeMap<String, Script>),
+    /// Wait for the request with this `id` (sent with `"wait": false`) to finish.
+    Await(String),
+    /// The client of the request with this `id` goes away while it is paused.
+    Cancel(String),
+    /// This worker's VM dies: its requests fail closed and it answers nothing more.
+    Crash(usize),
+    /// This worker's VM is replaced by a new one (FAIL_RELOAD); shared data stays.
+    Reload(usize),
+    /// Every VM goes (taking the `vm_id`'s shared data and queues with it) and they start
+    /// again as at the start.
+    Restart,
+}
+
+/// A step as written: one field per action (the file format), of which at most one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFields {
+    note: Option<String>,
+    request: Option<RequestSpec>,
+    advance: Option<String>,
+    upstream: Option<BTreeMap<String, BTreeMap<String, Script>>>,
+    backend: Option<BTreeMap<String, Script>>,
+    #[serde(rename = "await")]
+    await_id: Option<String>,
+    cancel: Option<String>,
+    crash: Option<usize>,
+    reload: Option<usize>,
+    /// `true` only.
+    restart: Option<bool>,
+    expect: Option<Expect>,
+}
+
+impl TryFrom<StepFields> for Step {
+    type Error = String;
+
+    fn try_from(f: StepFields) -> Result<Self, String> {
+        if f.restart == Some(false) {
+            return Err("restart: write true, or leave it out".into());
+        }
+        let actions = [
+            f.request.map(|r| Action::Request(Box::new(r))),
+            f.advance.map(Action::Advance),
+            f.upstream.map(Action::Upstream),
+            f.backend.map(Action::Backend),
+            f.await_id.map(Action::Await),
+            f.cancel.map(Action::Cancel),
+            f.crash.map(Action::Crash),
+            f.reload.map(Action::Reload),
+            f.restart.map(|_| Action::Restart),
+        ];
+        let mut given = actions.into_iter().flatten();
+        let action = given.next();
+        if given.next().is_some() {
+            return Err(
+                "a step does one thing: request, advance, upstream, backend, await, \
+                        cancel, crash, reload or restart"
+                    .into(),
+            );
+        }
+        Ok(Step {
+            note: f.note,
+            action,
+            expect: f.expect,
+        })
+    }
+}
+
+impl Step {
+    /// The request this step sends, if it sends one.
+    pub fn request(&self) -> Option<&RequestSpec> {
+        match &self.action {
+            Some(Action::Request(spec)) => Some(spec),
+            _ => None,
+        }
+    }
 }
 
 /// Strings here may be `{"$bytes": "<base64>"}` (see `bytes.rs`).

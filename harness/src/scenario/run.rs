@@ -10,7 +10,7 @@ use super::bytes::{Bytes, actual_json};
 use super::expect::check;
 use super::load::Loaded;
 use super::model::{
-    AnswerSpec, Body, Expect, RequestSpec, Script, Status, Step, TokenRef, TokenSpec,
+    Action, AnswerSpec, Body, Expect, RequestSpec, Script, Status, Step, TokenRef, TokenSpec,
 };
 use crate::host::upstream::{Answer, Clusters, Routes};
 use crate::host::world::LEVELS;
@@ -117,7 +117,7 @@ impl Runner {
             .map(|v| v.to_string().into_bytes())
             .unwrap_or_default();
         for (i, step) in s.steps.iter().enumerate() {
-            if let Some(r) = &step.request
+            if let Some(r) = step.request()
                 && r.worker >= workers
             {
                 bail!(
@@ -206,32 +206,25 @@ impl Run<'_> {
 }
 
 fn describe(step: &Step) -> String {
-    let what = if let Some(r) = &step.request {
-        let text = |b: &Bytes| String::from_utf8_lossy(b.as_slice()).into_owned();
-        format!(
-            "{} {} on worker {}",
-            text(&r.method),
-            text(&r.path),
-            r.worker
-        )
-    } else if let Some(a) = &step.advance {
-        format!("advance {a}")
-    } else if step.upstream.is_some() {
-        "upstream change".into()
-    } else if step.backend.is_some() {
-        "backend change".into()
-    } else if let Some(id) = &step.await_id {
-        format!("await {id}")
-    } else if let Some(id) = &step.cancel {
-        format!("cancel {id}")
-    } else if let Some(w) = &step.crash {
-        format!("crash worker {w}")
-    } else if let Some(w) = &step.reload {
-        format!("reload worker {w}")
-    } else if step.restart.is_some() {
-        "restart".into()
-    } else {
-        "expect".into()
+    let what = match &step.action {
+        Some(Action::Request(r)) => {
+            let text = |b: &Bytes| String::from_utf8_lossy(b.as_slice()).into_owned();
+            format!(
+                "{} {} on worker {}",
+                text(&r.method),
+                text(&r.path),
+                r.worker
+            )
+        }
+        Some(Action::Advance(a)) => format!("advance {a}"),
+        Some(Action::Upstream(_)) => "upstream change".into(),
+        Some(Action::Backend(_)) => "backend change".into(),
+        Some(Action::Await(id)) => format!("await {id}"),
+        Some(Action::Cancel(id)) => format!("cancel {id}"),
+        Some(Action::Crash(w)) => format!("crash worker {w}"),
+        Some(Action::Reload(w)) => format!("reload worker {w}"),
+        Some(Action::Restart) => "restart".into(),
+        None => "expect".into(),
     };
     match &step.note {
         Some(note) => format!("{what}: {note}"),
@@ -557,80 +550,71 @@ impl Run<'_> {
     }
 
     fn step(&mut self, step: &Step) -> Result<()> {
-        let actions = [
-            step.request.is_some(),
-            step.advance.is_some(),
-            step.upstream.is_some(),
-            step.backend.is_some(),
-            step.await_id.is_some(),
-            step.cancel.is_some(),
-            step.crash.is_some(),
-            step.reload.is_some(),
-            step.restart.is_some(),
-        ];
-        if actions.iter().filter(|a| **a).count() > 1 {
-            bail!(
-                "a step does one thing: request, advance, upstream, backend, await, cancel, crash, reload or restart"
-            );
-        }
-        let mut request = None;
-        if let Some(spec) = &step.request {
-            request = Some(self.request(spec)?);
-        }
-        if let Some(by) = &step.advance {
-            let ms = parse_millis(by)?;
-            if ms < 0 {
-                bail!("advance {by:?}: the clock only moves forward");
+        let request = match &step.action {
+            Some(Action::Request(spec)) => Some(self.request(spec)?),
+            Some(Action::Advance(by)) => {
+                let ms = parse_millis(by)?;
+                if ms < 0 {
+                    bail!("advance {by:?}: the clock only moves forward");
+                }
+                let to = self.now_ms() + ms as u64;
+                self.proxy.advance_to(to);
+                None
             }
-            let to = self.now_ms() + ms as u64;
-            self.proxy.advance_to(to);
-        }
-        if let Some(routes) = &step.upstream {
-            let current = std::mem::take(&mut self.proxy.world.borrow_mut().clusters);
-            let updated = build_clusters(routes, self.keys, &self.loaded.dir, current)?;
-            self.proxy.world.borrow_mut().clusters = updated;
-        }
-        if let Some(routes) = &step.backend {
-            let mut world = self.proxy.world.borrow_mut();
-            build_routes(routes, self.keys, &self.loaded.dir, &mut world.backend)?;
-        }
-        if let Some(id) = &step.await_id {
-            let index = *self
-                .requests
-                .get(id)
-                .ok_or_else(|| anyhow!("no request with id {id:?}"))?;
-            self.proxy
-                .wait_for(index, parse_millis(DEFAULT_MAX_WAIT)? as u64);
-            request = Some(index);
-        }
-        if let Some(id) = &step.cancel {
-            let index = *self
-                .requests
-                .get(id)
-                .ok_or_else(|| anyhow!("no request with id {id:?}"))?;
-            if !self.proxy.cancel(index) {
-                bail!("cancel {id:?}: expected the request still open, actual finished");
+            Some(Action::Upstream(routes)) => {
+                let current = std::mem::take(&mut self.proxy.world.borrow_mut().clusters);
+                let updated = build_clusters(routes, self.keys, &self.loaded.dir, current)?;
+                self.proxy.world.borrow_mut().clusters = updated;
+                None
             }
-            self.proxy.run_due();
-        }
-        if let Some(worker) = step.crash {
-            if worker >= self.proxy.worker_count() {
-                bail!("crash: no worker {worker}");
+            Some(Action::Backend(routes)) => {
+                let mut world = self.proxy.world.borrow_mut();
+                build_routes(routes, self.keys, &self.loaded.dir, &mut world.backend)?;
+                None
             }
-            self.proxy.crash(worker);
-        }
-        if let Some(worker) = step.reload {
-            self.proxy
-                .reload(worker)
-                .with_context(|| format!("reload worker {worker}"))?;
-        }
-        match step.restart {
-            Some(true) => self.proxy.restart().context("restart")?,
-            Some(false) => bail!("restart: write true, or leave it out"),
-            None => {}
-        }
+            Some(Action::Await(id)) => {
+                let index = self.request_index(id)?;
+                self.proxy
+                    .wait_for(index, parse_millis(DEFAULT_MAX_WAIT)? as u64);
+                Some(index)
+            }
+            Some(Action::Cancel(id)) => {
+                let index = self.request_index(id)?;
+                if !self.proxy.cancel(index) {
+                    bail!("cancel {id:?}: expected the request still open, actual finished");
+                }
+                self.proxy.run_due();
+                None
+            }
+            Some(Action::Crash(worker)) => {
+                if *worker >= self.proxy.worker_count() {
+                    bail!("crash: no worker {worker}");
+                }
+                self.proxy.crash(*worker);
+                None
+            }
+            Some(Action::Reload(worker)) => {
+                self.proxy
+                    .reload(*worker)
+                    .with_context(|| format!("reload worker {worker}"))?;
+                None
+            }
+            Some(Action::Restart) => {
+                self.proxy.restart().context("restart")?;
+                None
+            }
+            None => None,
+        };
         let empty = Expect::default();
         self.check(step.expect.as_ref().unwrap_or(&empty), request)
+    }
+
+    /// The index of the request sent with `id`.
+    fn request_index(&self, id: &str) -> Result<usize> {
+        self.requests
+            .get(id)
+            .copied()
+            .ok_or_else(|| anyhow!("no request with id {id:?}"))
     }
 
     fn request(&mut self, spec: &RequestSpec) -> Result<usize> {
