@@ -8,5 +8,6 @@ pub mod host;
 pub mod keys;
 pub mod scenario;
 pub mod servers;
+pub mod suite;
 pub mod time;
 pub mod token;

@@ -1,4 +1,4 @@
-//! The `harness` command line. Parsing only; the work is in the library.
+//! The `harness` command line: the arguments, and the library call each command makes.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,10 +8,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 
 use harness::keys::KeyRing;
-use harness::scenario::envoy::{EnvoyRunner, Verdict};
-use harness::scenario::load;
-use harness::scenario::run::Runner;
-use harness::{bench, fuzz, servers, token};
+use harness::{bench, fuzz, servers, suite, token};
 
 const KEYS: &str = "\
 KEYS (the same name always gives the same key):
@@ -244,51 +241,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             envoy_bin,
             paths,
         } => {
-            let files = scenario_files(&paths)?;
+            let files = suite::scenario_files(&paths)?;
             let results = if envoy {
-                run_all_in_envoy(&wasm, &envoy_bin, &files)?
+                suite::run_in_envoy(&wasm, &envoy_bin, &files)?
             } else {
-                run_all(&wasm, workers, &files)?
-                    .into_iter()
-                    .map(|(name, xfail, result, lines)| {
-                        let verdict = match result {
-                            Ok(()) => Verdict::Pass,
-                            Err(why) => Verdict::Fail(why),
-                        };
-                        (name, xfail, verdict, lines)
-                    })
-                    .collect()
+                suite::run_in_harness(&wasm, workers, &files)?
             };
-            let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-            for (name, xfail, verdict, lines) in &results {
-                match (verdict, xfail) {
-                    (Verdict::Skip(why), _) => {
-                        skipped += 1;
-                        println!("SKIP  {name}: {why}");
-                    }
-                    (Verdict::Pass, None) => {
-                        passed += 1;
-                        println!("PASS  {name}");
-                    }
-                    (Verdict::Fail(why), None) => {
-                        failed += 1;
-                        println!("FAIL  {name}: {why}");
-                        if logs {
-                            lines.iter().for_each(|l| println!("      | {l}"));
-                        }
-                    }
-                    (Verdict::Fail(why), Some(bug)) => {
-                        skipped += 1;
-                        println!("XFAIL {name}: known bug: {bug} ({why})");
-                    }
-                    (Verdict::Pass, Some(bug)) => {
-                        failed += 1;
-                        println!("XPASS {name}: passes now; remove its expected_failure ({bug})");
-                    }
-                }
-            }
-            println!("{passed} passed, {failed} failed, {skipped} skipped");
-            if failed > 0 {
+            if !suite::report(&results, logs, &mut std::io::stdout())? {
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -303,7 +262,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         } => {
             let options = fuzz::Options {
                 wasm,
-                scenarios: scenario_files(&paths)?,
+                scenarios: suite::scenario_files(&paths)?,
                 seconds,
                 seed,
                 cases,
@@ -311,147 +270,23 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 identity_oracle,
             };
             let summary = fuzz::run(&options, &mut std::io::stdout())?;
-            let secs = summary.elapsed.as_secs_f64();
-            println!(
-                "from {} scenarios ({} left out{})",
-                summary.bases,
-                summary.skipped.len(),
-                summary
-                    .skipped
-                    .first()
-                    .map(|s| format!(", e.g. {s}"))
-                    .unwrap_or_default()
-            );
-            if let (n, Some(why)) = &summary.unrunnable {
-                println!("{n} cases could not run (not findings), e.g.: {why}");
-            }
-            println!(
-                "fuzz: {} cases, {} requests in {secs:.1} s ({:.0} requests/s), seed {}, {} findings",
-                summary.cases,
-                summary.requests,
-                summary.requests as f64 / secs.max(1e-9),
-                options.seed,
-                summary.findings.len()
-            );
+            summary.print(options.seed, &mut std::io::stdout())?;
             if !summary.findings.is_empty() {
                 return Ok(ExitCode::FAILURE);
             }
         }
         Command::Negative {
-            wasm: wasms,
+            wasm,
             max_pass,
             paths,
         } => {
-            let files = scenario_files(&paths)?;
-            let mut passing_all: Option<Vec<String>> = None;
-            let (mut passed, mut failed) = (0, 0);
-            for wasm in &wasms {
-                let results = run_all(wasm, 1, &files)?;
-                let passing: Vec<String> = results
-                    .iter()
-                    .filter(|(_, _, r, _)| r.is_ok())
-                    .map(|(n, _, _, _)| n.clone())
-                    .collect();
-                let percent = 100.0 * passing.len() as f64 / results.len().max(1) as f64;
-                let ok = percent <= max_pass && !results.is_empty();
-                println!(
-                    "{}  {}: {} of {} scenarios pass ({percent:.0}%, at most {max_pass}% allowed)",
-                    if ok { "PASS" } else { "FAIL" },
-                    wasm.display(),
-                    passing.len(),
-                    results.len()
-                );
-                if ok {
-                    passed += 1
-                } else {
-                    failed += 1
-                }
-                passing_all = Some(match passing_all {
-                    None => passing,
-                    Some(prev) => prev.into_iter().filter(|n| passing.contains(n)).collect(),
-                });
-            }
-            let defects = passing_all.unwrap_or_default();
-            if defects.is_empty() {
-                println!("PASS  no scenario passes against every wrong filter");
-                passed += 1;
-            } else {
-                println!(
-                    "FAIL  scenarios passing against every wrong filter (defects): {}",
-                    defects.join(", ")
-                );
-                failed += 1;
-            }
-            println!("negative: {passed} passed, {failed} failed");
-            if failed > 0 {
+            let files = suite::scenario_files(&paths)?;
+            if !suite::negative(&wasm, max_pass, &files, &mut std::io::stdout())? {
                 return Ok(ExitCode::FAILURE);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    if paths.is_empty() {
-        return load::find(&[PathBuf::from("tests/scenarios")]);
-    }
-    load::find(paths)
-}
-
-/// A scenario's name, its `expected_failure`, its result and its log lines.
-type Outcome = (String, Option<String>, Result<(), String>, Vec<String>);
-
-/// A scenario's name, its `expected_failure`, how it went and its log lines.
-type Judged = (String, Option<String>, Verdict, Vec<String>);
-
-/// Runs every scenario of `files` through Envoy.
-fn run_all_in_envoy(wasm: &Path, envoy: &Path, files: &[PathBuf]) -> Result<Vec<Judged>> {
-    let work = PathBuf::from(format!("target/harness-envoy/run-{}", std::process::id()));
-    let mut runner = EnvoyRunner::new(envoy, wasm, &work)?;
-    let mut results = Vec::new();
-    for file in files {
-        match load::load(file) {
-            Ok(scenarios) => {
-                for loaded in scenarios {
-                    let verdict = runner.run(&loaded);
-                    let s = &loaded.scenario;
-                    results.push((s.name.clone(), s.expected_failure.clone(), verdict, vec![]));
-                }
-            }
-            Err(e) => results.push((
-                file.display().to_string(),
-                None,
-                Verdict::Fail(format!("{e:#}")),
-                Vec::new(),
-            )),
-        }
-    }
-    Ok(results)
-}
-
-/// Runs every scenario of `files`; a file that does not load counts as one failure.
-fn run_all(wasm: &Path, workers: usize, files: &[PathBuf]) -> Result<Vec<Outcome>> {
-    let mut runner = Runner::new(wasm, workers)?;
-    let mut results = Vec::new();
-    for file in files {
-        match load::load(file) {
-            Ok(scenarios) => {
-                for loaded in scenarios {
-                    let result = runner.run(&loaded);
-                    let s = &loaded.scenario;
-                    let logs = std::mem::take(&mut runner.logs);
-                    results.push((s.name.clone(), s.expected_failure.clone(), result, logs));
-                }
-            }
-            Err(e) => results.push((
-                file.display().to_string(),
-                None,
-                Err(format!("{e:#}")),
-                Vec::new(),
-            )),
-        }
-    }
-    Ok(results)
 }
 
 fn json_object(text: &str, flag: &str) -> Result<Map<String, Value>> {

@@ -64,6 +64,35 @@ pub struct Summary {
     pub skipped: Vec<String>,
 }
 
+impl Summary {
+    /// The run's totals, after the findings `run` printed as it went.
+    pub fn print(&self, seed: u64, out: &mut dyn Write) -> Result<()> {
+        let secs = self.elapsed.as_secs_f64();
+        writeln!(
+            out,
+            "from {} scenarios ({} left out{})",
+            self.bases,
+            self.skipped.len(),
+            self.skipped
+                .first()
+                .map(|s| format!(", e.g. {s}"))
+                .unwrap_or_default()
+        )?;
+        if let (n, Some(why)) = &self.unrunnable {
+            writeln!(out, "{n} cases could not run (not findings), e.g.: {why}")?;
+        }
+        writeln!(
+            out,
+            "fuzz: {} cases, {} requests in {secs:.1} s ({:.0} requests/s), seed {seed}, {} findings",
+            self.cases,
+            self.requests,
+            self.requests as f64 / secs.max(1e-9),
+            self.findings.len()
+        )?;
+        Ok(())
+    }
+}
+
 /// Distinct findings after which the run stops.
 const MAX_FINDINGS: usize = 10;
 /// Candidate runs spent minimising one finding.

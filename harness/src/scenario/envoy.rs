@@ -37,7 +37,8 @@ const MAX_WAIT_MS: i64 = 3_000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How a scenario went in Envoy.
+/// How a scenario went (in Envoy, or in the harness, which never skips).
+#[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     Pass,
     Fail(String),
