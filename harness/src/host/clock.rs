@@ -1,0 +1,141 @@
+//! The event loop on the virtual clock: ticks, http-call answers and upstream answers run
+//! when due; a step advances the clock, or waits for a request to finish.
+
+use super::*;
+
+impl Proxy {
+    /// Delivers every call answer, queue notification and tick due at the current time.
+    pub fn run_due(&mut self) {
+        loop {
+            let due = self.world.borrow_mut().take_due();
+            if let Some(call) = due {
+                self.deliver(call);
+                continue;
+            }
+            let ready = self.world.borrow_mut().ready_queues.pop();
+            if let Some((id, ctx, queue)) = ready {
+                self.call(
+                    id,
+                    Phase::Callback,
+                    ctx,
+                    "proxy_on_queue_ready",
+                    &[ctx, queue],
+                );
+                self.settle_vm(id);
+                continue;
+            }
+            let now = self.world.borrow().now_ms;
+            let tick = self
+                .vms
+                .iter_mut()
+                .find(|(_, vm)| vm.broken.is_none() && vm.next_tick_ms.is_some_and(|t| t <= now));
+            let Some((id, vm)) = tick else { return };
+            let id = *id;
+            vm.next_tick_ms = Some(now + vm.scheduled_period_ms);
+            self.call(id, Phase::Callback, ROOT, "proxy_on_tick", &[ROOT]);
+            self.settle_vm(id);
+        }
+    }
+
+    /// An answer arrives: the main upstream's enters its stream's response path; a call's
+    /// goes to `proxy_on_http_call_response`, `proxy_on_grpc_receive` or
+    /// `proxy_on_grpc_close` (its headers and body readable during that callback only,
+    /// `proxy_get_status` telling its status).
+    pub(super) fn deliver(&mut self, call: PendingCall) {
+        let (id, ctx, token) = (call.vm, call.context, call.token);
+        let (n_headers, body_len) = (
+            call.delivery.headers.as_ref().map_or(0, Vec::len) as u32,
+            call.delivery.body.len() as u32,
+        );
+        let (name, args, status) = match call.callout {
+            Callout::Backend => {
+                if let VmId::Worker(w) = id {
+                    self.respond(w, ctx, call.delivery);
+                }
+                return;
+            }
+            Callout::Http => {
+                let args = vec![ctx, token, n_headers, body_len, 0];
+                let failed = call.delivery.headers.is_none();
+                let status = failed.then(|| (BROKEN_CONNECTION, b"reset".to_vec()));
+                ("proxy_on_http_call_response", args, status)
+            }
+            // A unary call's reply is a message (`proxy_on_grpc_receive`), its failure a
+            // close with the status (`proxy_on_grpc_close`), as proxy-wasm-cpp-host calls them.
+            Callout::Grpc { status: 0, message } => {
+                let args = vec![ctx, token, body_len];
+                ("proxy_on_grpc_receive", args, Some((0, message)))
+            }
+            Callout::Grpc { status, message } => {
+                let args = vec![ctx, token, status];
+                ("proxy_on_grpc_close", args, Some((status, message)))
+            }
+        };
+        let Some(vm) = self.vms.get_mut(&id) else {
+            return;
+        };
+        let state = vm.store.data_mut();
+        if let Some(status) = status {
+            state.status = status;
+        }
+        state.call_response = Some(CallResponse {
+            headers: call.delivery.headers,
+            body: call.delivery.body,
+        });
+        self.call(id, Phase::Callback, ctx, name, &args);
+        if let Some(vm) = self.vms.get_mut(&id) {
+            let state = vm.store.data_mut();
+            state.call_response = None;
+            state.status.1.clear();
+        }
+        self.settle_vm(id);
+    }
+
+    /// Settles the streams of `id` if it is a worker (other VMs have none).
+    pub(super) fn settle_vm(&mut self, id: VmId) {
+        if let VmId::Worker(w) = id {
+            self.settle(w);
+        }
+    }
+
+    /// The time of the next scheduled event (a call answer or a tick).
+    pub fn next_event(&self) -> Option<u64> {
+        let ticks = self
+            .vms
+            .values()
+            .filter(|vm| vm.broken.is_none())
+            .filter_map(|vm| vm.next_tick_ms);
+        ticks.chain(self.world.borrow().next_delivery()).min()
+    }
+
+    pub(super) fn set_clock(&mut self, to_ms: u64) {
+        let mut world = self.world.borrow_mut();
+        world.now_ms = world.now_ms.max(to_ms);
+    }
+
+    /// Moves the clock to `to_ms`, running every event on the way in order.
+    pub fn advance_to(&mut self, to_ms: u64) {
+        self.run_due();
+        while let Some(next) = self.next_event().filter(|t| *t <= to_ms) {
+            self.set_clock(next);
+            self.run_due();
+        }
+        self.set_clock(to_ms);
+        self.run_due();
+    }
+
+    /// Runs events until request `id` has an outcome or `max_ms` of virtual time passed.
+    pub fn wait_for(&mut self, id: usize, max_ms: u64) {
+        let limit = self.world.borrow().now_ms + max_ms;
+        self.run_due();
+        while self.outcome(id).is_none() {
+            match self.next_event().filter(|t| *t <= limit) {
+                Some(next) => {
+                    self.set_clock(next);
+                    self.run_due();
+                }
+                None => return,
+            }
+        }
+    }
+}
