@@ -6,7 +6,7 @@
 
 use crate::base64url;
 use crate::json;
-use jsonwebtoken::Algorithm;
+use crate::alg::Algorithm;
 use serde_json::{Map, Value};
 
 /// A token that passed the format checks; the signature is not verified yet.

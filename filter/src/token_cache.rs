@@ -4,7 +4,7 @@
 //! only while the key that verified it is still in the key set.
 
 use crate::jwks::Material;
-use jsonwebtoken::Algorithm;
+use crate::alg::Algorithm;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};

@@ -100,8 +100,14 @@ fn errors_name_the_json_path() {
             "providers.auth0.algorithms[0]: 'none' is never accepted",
         ),
         (
-            Box::new(|v| v["providers"]["auth0"]["algorithms"] = json!(["ES512"])),
-            "providers.auth0.algorithms[0]: unsupported algorithm 'ES512'",
+            // ES521 is a misspelling some key sets carry (`jwks` reads it on a key), never
+            // a name the configuration takes.
+            Box::new(|v| v["providers"]["auth0"]["algorithms"] = json!(["ES256", "ES521"])),
+            "providers.auth0.algorithms[1]: unsupported algorithm 'ES521' (supported: RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 ES256K EdDSA HS256 HS384 HS512)",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["algorithms"] = json!(["es256k"])),
+            "providers.auth0.algorithms[0]: unsupported algorithm 'es256k' (supported: ",
         ),
         (
             Box::new(|v| v["providers"]["auth0"]["algorithms"] = json!(["RS256", "HS256"])),
