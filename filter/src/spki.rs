@@ -95,6 +95,26 @@ mod tests {
     }
 
     #[test]
+    fn p521_keys_and_signatures_match_the_p521_crate() {
+        use p521::pkcs8::EncodePublicKey;
+        let mut scalar = [3u8; 66];
+        scalar[0] = 1;
+        let key = p521::SecretKey::from_slice(&scalar).unwrap().public_key();
+        let want = key.to_public_key_der().unwrap();
+        assert_eq!(ec(SECP521R1, &key.to_sec1_bytes()), want.as_bytes());
+        // 132-byte signatures: a DER SEQUENCE longer than 127 bytes (long-form length).
+        let mut raw = [0u8; 132];
+        raw[0] = 0x01; // r with its top byte as P-521's are: 0 or 1
+        raw[1] = 0xff;
+        raw[66] = 0x01;
+        raw[131] = 0x07;
+        let der = ecdsa_signature(&raw).unwrap();
+        let want = p521::ecdsa::Signature::from_slice(&raw).unwrap().to_der();
+        assert_eq!(der, want.as_bytes());
+        assert_eq!(&der[..2], &[0x30, 0x81]);
+    }
+
+    #[test]
     fn ecdsa_signatures_match_the_p256_crate() {
         let mut raw = [0u8; 64];
         raw[0] = 0x80; // r with its top bit set
