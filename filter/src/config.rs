@@ -4,6 +4,7 @@
 //! Everything is checked here, once: unknown fields, wrong types, dangling provider names,
 //! empty audiences, unsupported algorithms. A typo must never silently open an endpoint.
 
+use crate::alg::Algorithm;
 use crate::authz::{Authorization, ClaimCheck, ClaimPath, ProviderRequirement, Requirement};
 use crate::binding::MtlsMode;
 use crate::claims::{ClaimRules, Issuers, normalize_typ};
@@ -14,7 +15,6 @@ use crate::jwks::{KeySet, Origin};
 use crate::path::{self, PathParameters};
 use crate::rules::{HostPattern, Matcher, PathMatch, Rule};
 use crate::template::Template;
-use crate::alg::Algorithm;
 use read::{FromJson, Node, Object};
 use serde_json::Value;
 use std::fmt;

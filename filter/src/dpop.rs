@@ -11,6 +11,7 @@
 //! key is the token's (`cnf.jkt`) and whether its `jti` was seen before are decided by the
 //! caller (`binding`, `replay`). Server nonces (section 8) are not issued.
 
+use crate::alg::Algorithm;
 use crate::base64url;
 use crate::jwks;
 use crate::jws;
@@ -18,7 +19,6 @@ use crate::path;
 use crate::request::Request;
 use crate::rules::METHOD_OVERRIDE_HEADERS;
 use crate::verify::{self, SignatureVerifier};
-use crate::alg::Algorithm;
 use serde_json::Value;
 
 /// Whether a provider accepts DPoP-bound tokens and how.

@@ -263,7 +263,7 @@ pub fn proof_key(jwk: &Value) -> Result<(Key, [u8; 32]), &'static str> {
         ),
         Material::P256(_) | Material::P384(_) | Material::P521(_) | Material::Secp256k1(_) => {
             format!(
-            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+                r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
                 member("crv"),
                 member("x"),
                 member("y")
@@ -648,9 +648,15 @@ mod tests {
             ("ec256", "ES512"),
             ("p521", "ES384"),
         ] {
-            let err = load(json!([with(jwk(name), json!({"alg": alg}))]), Origin::Remote)
-                .unwrap_err();
-            assert!(err.contains(&format!("'alg' {alg} does not fit the key")), "{err}");
+            let err = load(
+                json!([with(jwk(name), json!({"alg": alg}))]),
+                Origin::Remote,
+            )
+            .unwrap_err();
+            assert!(
+                err.contains(&format!("'alg' {alg} does not fit the key")),
+                "{err}"
+            );
         }
     }
 
@@ -672,9 +678,15 @@ mod tests {
         assert!(err.contains("'alg' ES512 does not fit the key"), "{err}");
         // Other misspellings stay unknown.
         for alg in ["es512", "ES256k", "ES522"] {
-            let err = load(json!([with(jwk("p521"), json!({"alg": alg}))]), Origin::Remote)
-                .unwrap_err();
-            assert!(err.contains("is not a supported signature algorithm"), "{err}");
+            let err = load(
+                json!([with(jwk("p521"), json!({"alg": alg}))]),
+                Origin::Remote,
+            )
+            .unwrap_err();
+            assert!(
+                err.contains("is not a supported signature algorithm"),
+                "{err}"
+            );
         }
     }
 
@@ -696,7 +708,10 @@ mod tests {
         for x in [&short[1..], &[&[0], &short[..]].concat()[..]] {
             let bad = with(p521.clone(), json!({"x": base64url::encode(x)}));
             let err = load(json!([bad]), Origin::Remote).unwrap_err();
-            assert!(err.contains("EC coordinates have the wrong length"), "{err}");
+            assert!(
+                err.contains("EC coordinates have the wrong length"),
+                "{err}"
+            );
         }
         // A point of one curve named as another: refused (both 32-byte curves).
         let p256_as_k256 = with(jwk("ec256"), json!({"crv": "secp256k1"}));

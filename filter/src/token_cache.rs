@@ -3,8 +3,8 @@
 //! skipped: time checks and route authorization run on every request, and a hit counts
 //! only while the key that verified it is still in the key set.
 
-use crate::jwks::Material;
 use crate::alg::Algorithm;
+use crate::jwks::Material;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};

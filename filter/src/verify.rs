@@ -90,12 +90,8 @@ fn es256k(point: &[u8], message: &[u8], signature: &[u8]) -> bool {
     let Ok(z) = <[u8; 32]>::try_from(digest.as_ref()) else {
         return false;
     };
-    ecdsa::hazmat::verify_prehashed::<k256::Secp256k1>(
-        &key.to_projective(),
-        &z.into(),
-        &signature,
-    )
-    .is_ok()
+    ecdsa::hazmat::verify_prehashed::<k256::Secp256k1>(&key.to_projective(), &z.into(), &signature)
+        .is_ok()
 }
 
 /// Verification by the host where it can (RS256/384/512, ES256/384/512: BoringSSL at

@@ -124,7 +124,11 @@ fn es512_verifies_through_the_host_only() {
     for i in [0, 65, 66, 131] {
         raw[i] ^= 0x01;
         let bad = format!("{input}.{}", jwt_filter::base64url::encode(&raw));
-        assert_eq!(verdicts(&set, &bad, &host_calls), Some((false, false)), "byte {i}");
+        assert_eq!(
+            verdicts(&set, &bad, &host_calls),
+            Some((false, false)),
+            "byte {i}"
+        );
         raw[i] ^= 0x01;
     }
     // Signatures of another length (P-256's, DER, one byte short or long) are refused
@@ -132,7 +136,11 @@ fn es512_verifies_through_the_host_only() {
     let asked = host_calls.get();
     for len in [64, 96, 131, 133, 139] {
         let bad = format!("{input}.{}", jwt_filter::base64url::encode(&vec![1; len]));
-        assert_eq!(verdicts(&set, &bad, &host_calls), Some((false, false)), "{len}");
+        assert_eq!(
+            verdicts(&set, &bad, &host_calls),
+            Some((false, false)),
+            "{len}"
+        );
     }
     assert_eq!(host_calls.get(), asked);
     assert_eq!(asked, 5);

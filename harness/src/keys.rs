@@ -373,7 +373,10 @@ mod tests {
         ] {
             let key = ring.get(spec, base).unwrap();
             let jwk = key.public_jwk();
-            assert_eq!((jwk["crv"].as_str(), jwk["alg"].as_str()), (Some(crv), Some(alg)));
+            assert_eq!(
+                (jwk["crv"].as_str(), jwk["alg"].as_str()),
+                (Some(crv), Some(alg))
+            );
             assert_eq!(jwk["kid"], "a");
             let x = B64.decode(jwk["x"].as_str().unwrap()).unwrap();
             assert_eq!(x.len(), size, "{spec}");
@@ -381,7 +384,10 @@ mod tests {
             assert_eq!(key.sign(alg, b"input").unwrap().len(), sig_len);
             assert!(key.sign("ES256", b"input").is_err(), "{spec}");
             // The same spec, the same key.
-            assert_eq!(KeyRing::default().get(spec, base).unwrap().public_jwk(), jwk);
+            assert_eq!(
+                KeyRing::default().get(spec, base).unwrap().public_jwk(),
+                jwk
+            );
         }
         assert_ne!(
             ring.get("ec521:a", base).unwrap().public_jwk(),

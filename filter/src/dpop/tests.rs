@@ -208,7 +208,10 @@ fn es512_and_es256k_proofs_need_keys_of_their_curve() {
     wasm.for_wasm_verifier();
     assert!(!wasm.algorithms.contains(&Algorithm::ES512));
     assert!(wasm.algorithms.contains(&Algorithm::ES256K));
-    assert_eq!(wasm.algs, "RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES256K EdDSA");
+    assert_eq!(
+        wasm.algs,
+        "RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES256K EdDSA"
+    );
     assert_eq!(
         check(&proof, TOKEN, &request(&[]), &wasm, NOW, 8192, &host).unwrap_err(),
         ProofError::Algorithm

@@ -4,6 +4,7 @@ use super::host;
 use super::metrics::Metrics;
 use super::shared::HostSharedData;
 use super::stage::{STAGE, Stage};
+use crate::alg::Algorithm;
 use crate::config::{Config, ConfigError, KeySource};
 use crate::jwks::Key;
 use crate::request::{HeaderChanges, Request};
@@ -11,7 +12,6 @@ use crate::response::{Denial, Served};
 use crate::shared_keys::SharedData;
 use crate::verify::{HostCrypto, InWasm, SignatureVerifier};
 use crate::worker::{Host, Level, Metric, Worker};
-use crate::alg::Algorithm;
 use proxy_wasm::types::LogLevel;
 use std::cell::Cell;
 

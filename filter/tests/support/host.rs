@@ -76,4 +76,3 @@ fn verify_der(hash: &[u8], der: &[u8], signature: &[u8], text: &[u8]) -> bool {
     }
     false
 }
-

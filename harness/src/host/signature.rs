@@ -94,9 +94,10 @@ enum Key {
 }
 
 fn p521_key(key: p521::PublicKey) -> Key {
-    Key::P521(p521::ecdsa::VerifyingKey::from_affine(*key.as_affine()).unwrap_or_else(|_| {
-        unreachable!("a PublicKey is never the identity")
-    }))
+    Key::P521(
+        p521::ecdsa::VerifyingKey::from_affine(*key.as_affine())
+            .unwrap_or_else(|_| unreachable!("a PublicKey is never the identity")),
+    )
 }
 
 fn import_key(args: &Arguments) -> Option<Key> {
@@ -190,13 +191,13 @@ mod tests {
         match &key.material {
             Material::Rsa(k) => k.to_public_key().to_public_key_der().unwrap().to_vec(),
             Material::P256(k) => k.verifying_key().to_public_key_der().unwrap().to_vec(),
-            Material::P521(k) => p521::PublicKey::from_affine(
-                *p521::ecdsa::VerifyingKey::from(k).as_affine(),
-            )
-            .unwrap()
-            .to_public_key_der()
-            .unwrap()
-            .to_vec(),
+            Material::P521(k) => {
+                p521::PublicKey::from_affine(*p521::ecdsa::VerifyingKey::from(k).as_affine())
+                    .unwrap()
+                    .to_public_key_der()
+                    .unwrap()
+                    .to_vec()
+            }
             Material::Secp256k1(k) => k.verifying_key().to_public_key_der().unwrap().to_vec(),
             _ => unreachable!(),
         }
@@ -267,8 +268,8 @@ mod tests {
         assert!(!run("ec521:sig", "ES512", "sha256", true, b"signed").0);
         // A high s (n - s) verifies, as in BoringSSL.
         let key = KeyRing::default().get("ec521:sig", Path::new(".")).unwrap();
-        let low = p521::ecdsa::Signature::from_slice(&key.sign("ES512", b"signed").unwrap())
-            .unwrap();
+        let low =
+            p521::ecdsa::Signature::from_slice(&key.sign("ES512", b"signed").unwrap()).unwrap();
         let (r, s) = low.split_scalars();
         let high = p521::ecdsa::Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
         let bytes = [
