@@ -94,7 +94,7 @@ run: build harness-bin envoy
 
 # The harness against Envoy itself: the probe scenarios and a share of the filter's run
 # through a real Envoy (`harness run --envoy`); what cannot run there is skipped, with why.
-DIFFERENTIAL_SCENARIOS := $(addprefix tests/scenarios/,quickstart.json routes.json tokens.json forwarding.json report.json token-rules.json discovery.json dpop.json form-body.json)
+DIFFERENTIAL_SCENARIOS := $(addprefix tests/scenarios/,quickstart.json routes.json tokens.json forwarding.json report.json token-rules.json discovery.json dpop.json form-body.json algorithms.json)
 
 differential: build harness-bin envoy test-filters
 	$(HARNESS) run --envoy --envoy-bin $(ENVOY) --wasm $(TEST_FILTERS)/probe.wasm tests/filters/probe/scenarios

@@ -4,7 +4,7 @@
 //! without Envoy. Prints a markdown table; numbers are medians of rounds, after enough rounds
 //! for V8 to have optimized the code.
 
-use jsonwebtoken::Algorithm;
+use jwt_filter::alg::Algorithm;
 use jwt_filter::authenticator::{Authenticator, FixedKeys};
 use jwt_filter::config::Config;
 use jwt_filter::header_map;

@@ -4,6 +4,7 @@
 //! Everything is checked here, once: unknown fields, wrong types, dangling provider names,
 //! empty audiences, unsupported algorithms. A typo must never silently open an endpoint.
 
+use crate::alg::Algorithm;
 use crate::authz::{Authorization, ClaimCheck, ClaimPath, ProviderRequirement, Requirement};
 use crate::binding::MtlsMode;
 use crate::claims::{ClaimRules, Issuers, normalize_typ};
@@ -14,7 +15,6 @@ use crate::jwks::{KeySet, Origin};
 use crate::path::{self, PathParameters};
 use crate::rules::{HostPattern, Matcher, PathMatch, Rule};
 use crate::template::Template;
-use jsonwebtoken::Algorithm;
 use read::{FromJson, Node, Object};
 use serde_json::Value;
 use std::fmt;
@@ -284,6 +284,27 @@ impl Config {
     /// The provider `id` names (ids come from this configuration only).
     pub fn provider(&self, id: ProviderId) -> &Provider {
         &self.providers[id.0]
+    }
+
+    /// Adapts the configuration to a VM that verifies every signature in wasm (the host has
+    /// no `verify_signature`, or `host_crypto` is false): default DPoP lists lose ES512
+    /// (`DpopPolicy::for_wasm_verifier`). Returns the providers that still allow an
+    /// algorithm such a VM cannot verify (ES512, for tokens or DPoP proofs), whose tokens
+    /// it will refuse, for the adapter to say so in its log.
+    pub fn for_wasm_verifier(&mut self) -> Vec<String> {
+        for provider in &mut self.providers {
+            provider.dpop.for_wasm_verifier();
+        }
+        self.providers
+            .iter()
+            .filter(|p| {
+                p.algorithms
+                    .iter()
+                    .chain(&p.dpop.algorithms)
+                    .any(|a| !crate::verify::in_wasm(*a))
+            })
+            .map(|p| p.name.clone())
+            .collect()
     }
 }
 
@@ -568,11 +589,12 @@ fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
 fn compile_dpop(node: &Node) -> Result<DpopPolicy, ConfigError> {
     let d = node.object(&DPOP_FIELDS)?;
     let defaults = DpopPolicy::default();
+    let default_algorithms = !d.has("algorithms");
     let algorithms = match d.get::<Vec<String>>("algorithms")? {
         None => defaults.algorithms,
         Some(names) => {
             let algorithms = compile_algorithms(&names, &d.child("algorithms"))?;
-            if algorithms.iter().any(|a| is_hmac(*a)) {
+            if algorithms.iter().any(|a| a.is_hmac()) {
                 return err(
                     d.child("algorithms"),
                     "DPoP proofs use public-key algorithms only",
@@ -600,13 +622,16 @@ fn compile_dpop(node: &Node) -> Result<DpopPolicy, ConfigError> {
             }
         }
     };
-    Ok(DpopPolicy::new(
-        d.or("mode", defaults.mode)?,
-        algorithms,
-        d.within("iat_offset_s", defaults.iat_offset_s, 1, 3600)?,
-        d.within("iat_leeway_s", defaults.iat_leeway_s, 0, 300)?,
-        origin,
-    ))
+    Ok(DpopPolicy {
+        default_algorithms,
+        ..DpopPolicy::new(
+            d.or("mode", defaults.mode)?,
+            algorithms,
+            d.within("iat_offset_s", defaults.iat_offset_s, 1, 3600)?,
+            d.within("iat_leeway_s", defaults.iat_leeway_s, 0, 300)?,
+            origin,
+        )
+    })
 }
 
 /// A list of audiences: not empty, and no empty one.
@@ -629,17 +654,21 @@ fn compile_algorithms(names: &[String], path: &str) -> Result<Vec<Algorithm>, Co
         if name.eq_ignore_ascii_case("none") {
             return err(format!("{path}[{i}]"), "'none' is never accepted");
         }
-        let alg: Algorithm = name.parse().or_else(|_| {
-            err(
-                format!("{path}[{i}]"),
-                format!("unsupported algorithm '{name}' (supported: RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA HS256 HS384 HS512)"),
-            )
-        })?;
+        let alg = Algorithm::parse(name).map_or_else(
+            || {
+                let supported = Algorithm::ALL.map(Algorithm::name).join(" ");
+                err(
+                    format!("{path}[{i}]"),
+                    format!("unsupported algorithm '{name}' (supported: {supported})"),
+                )
+            },
+            Ok,
+        )?;
         if !algorithms.contains(&alg) {
             algorithms.push(alg);
         }
     }
-    let hmac = algorithms.iter().filter(|a| is_hmac(**a)).count();
+    let hmac = algorithms.iter().filter(|a| a.is_hmac()).count();
     if hmac != 0 && hmac != algorithms.len() {
         return err(
             path,
@@ -647,10 +676,6 @@ fn compile_algorithms(names: &[String], path: &str) -> Result<Vec<Algorithm>, Co
         );
     }
     Ok(algorithms)
-}
-
-fn is_hmac(alg: Algorithm) -> bool {
-    matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }
 
 /// `issuer`: one issuer or a list, each an exact URL but for `{claim}` placeholders.
@@ -702,7 +727,7 @@ fn compile_keys(
     issuers: &[String],
     algorithms: &[Algorithm],
 ) -> Result<KeySource, ConfigError> {
-    let hmac = algorithms.iter().any(|a| is_hmac(*a));
+    let hmac = algorithms.iter().any(|a| a.is_hmac());
     let sources = (
         p.get::<Node>("remote_jwks")?,
         p.get::<Node>("local_jwks")?,

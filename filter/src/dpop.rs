@@ -11,14 +11,14 @@
 //! key is the token's (`cnf.jkt`) and whether its `jti` was seen before are decided by the
 //! caller (`binding`, `replay`). Server nonces (section 8) are not issued.
 
+use crate::alg::Algorithm;
 use crate::base64url;
 use crate::jwks;
 use crate::jws;
 use crate::path;
 use crate::request::Request;
 use crate::rules::METHOD_OVERRIDE_HEADERS;
-use crate::verify::SignatureVerifier;
-use jsonwebtoken::Algorithm;
+use crate::verify::{self, SignatureVerifier};
 use serde_json::Value;
 
 /// Whether a provider accepts DPoP-bound tokens and how.
@@ -27,6 +27,9 @@ pub struct DpopPolicy {
     pub mode: DpopMode,
     /// Algorithms a proof may use (asymmetric only).
     pub algorithms: Vec<Algorithm>,
+    /// Whether `algorithms` is the default list (not configured), which a VM that verifies
+    /// in wasm trims to what it can verify (`for_wasm_verifier`).
+    pub default_algorithms: bool,
     /// How old a proof's `iat` may be.
     pub iat_offset_s: u64,
     /// How far in the future a proof's `iat` may be (clock skew).
@@ -49,8 +52,9 @@ pub enum DpopMode {
 }
 
 impl DpopPolicy {
-    /// Every asymmetric algorithm the filter verifies.
-    pub const ALGORITHMS: [Algorithm; 9] = [
+    /// Every asymmetric algorithm the filter verifies. ES512 only where the host verifies
+    /// signatures (`for_wasm_verifier` drops it elsewhere); ES256K everywhere (in wasm).
+    pub const ALGORITHMS: [Algorithm; 11] = [
         Algorithm::RS256,
         Algorithm::RS384,
         Algorithm::RS512,
@@ -59,8 +63,29 @@ impl DpopPolicy {
         Algorithm::PS512,
         Algorithm::ES256,
         Algorithm::ES384,
+        Algorithm::ES512,
+        Algorithm::ES256K,
         Algorithm::EdDSA,
     ];
+
+    /// For a VM that verifies every signature in wasm: the default list without the
+    /// algorithms only the host verifies (ES512), so that challenges offer only what this
+    /// VM can check. A configured list is kept as written (the adapter warns about it).
+    pub fn for_wasm_verifier(&mut self) {
+        if self.default_algorithms {
+            self.algorithms.retain(|a| verify::in_wasm(*a));
+            self.algs = names(&self.algorithms);
+        }
+    }
+}
+
+/// `algorithms` as a challenge names them (`ES256 EdDSA`).
+fn names(algorithms: &[Algorithm]) -> String {
+    algorithms
+        .iter()
+        .map(|a| a.name())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl DpopPolicy {
@@ -71,14 +96,11 @@ impl DpopPolicy {
         iat_leeway_s: u64,
         origin: Option<String>,
     ) -> Self {
-        let algs = algorithms
-            .iter()
-            .map(|a| format!("{a:?}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let algs = names(&algorithms);
         DpopPolicy {
             mode,
             algorithms,
+            default_algorithms: false,
             iat_offset_s,
             iat_leeway_s,
             origin,
@@ -89,13 +111,16 @@ impl DpopPolicy {
 
 impl Default for DpopPolicy {
     fn default() -> Self {
-        DpopPolicy::new(
-            DpopMode::Allowed,
-            DpopPolicy::ALGORITHMS.to_vec(),
-            300,
-            30,
-            None,
-        )
+        DpopPolicy {
+            default_algorithms: true,
+            ..DpopPolicy::new(
+                DpopMode::Allowed,
+                DpopPolicy::ALGORITHMS.to_vec(),
+                300,
+                30,
+                None,
+            )
+        }
     }
 }
 

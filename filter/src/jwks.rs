@@ -4,10 +4,11 @@
 //! Every key is checked once, when its set loads, so that requests only ever meet keys that
 //! are well-formed, strong enough and meant for signatures.
 
+use crate::alg::{Algorithm, Family};
 use crate::base64url;
+use crate::ec_point;
 use crate::json;
 use crate::spki;
-use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use std::rc::Rc;
 
@@ -44,6 +45,10 @@ pub enum Material {
     P256(Vec<u8>),
     /// Uncompressed SEC1 point `04 || x || y`, on P-384.
     P384(Vec<u8>),
+    /// Uncompressed SEC1 point `04 || x || y`, on P-521 (ES512: verified by the host only).
+    P521(Vec<u8>),
+    /// Uncompressed SEC1 point `04 || x || y`, on secp256k1 (ES256K: verified in wasm only).
+    Secp256k1(Vec<u8>),
     /// The 32-byte encoded point, valid.
     Ed25519(Vec<u8>),
     /// A shared HMAC secret: only ever from the configuration, never from the network.
@@ -155,17 +160,13 @@ impl Key {
             return false;
         }
         match (&*self.material, alg) {
-            (Material::Rsa { .. }, a) => matches!(
-                a,
-                Algorithm::RS256
-                    | Algorithm::RS384
-                    | Algorithm::RS512
-                    | Algorithm::PS256
-                    | Algorithm::PS384
-                    | Algorithm::PS512
-            ),
+            (Material::Rsa { .. }, a) => a.family() == Family::Rsa,
+            // Each curve its own algorithm (RFC 7518 3.4, RFC 8812 3.2): never ES256K on a
+            // P-256 key, nor ES256 on a secp256k1 key, though both hash with SHA-256.
             (Material::P256(_), a) => a == Algorithm::ES256,
             (Material::P384(_), a) => a == Algorithm::ES384,
+            (Material::P521(_), a) => a == Algorithm::ES512,
+            (Material::Secp256k1(_), a) => a == Algorithm::ES256K,
             (Material::Ed25519(_), a) => a == Algorithm::EdDSA,
             (Material::Oct(secret), a) => hmac_min_bytes(a).is_some_and(|m| secret.len() >= m),
         }
@@ -201,9 +202,13 @@ fn parse_key(entry: &Value, origin: Origin) -> Result<Key, String> {
     }
     let alg = match optional_str(jwk, "alg")? {
         None => None,
+        // "ES521" is a common misspelling of ES512 in published keys (ORY Hydra's, PyJWT's
+        // alias, Wycheproof's RFC 7520 vectors); on a key only, never in a token's header
+        // or the configuration. It fits P-521 keys only, like ES512.
+        Some("ES521") => Some(Algorithm::ES512),
         Some(name) => Some(
-            name.parse::<Algorithm>()
-                .map_err(|_| format!("'alg' '{name}' is not a supported signature algorithm"))?,
+            Algorithm::parse(name)
+                .ok_or_else(|| format!("'alg' '{name}' is not a supported signature algorithm"))?,
         ),
     };
     let kty = optional_str(jwk, "kty")?.ok_or("'kty' missing")?;
@@ -226,7 +231,7 @@ fn parse_key(entry: &Value, origin: Origin) -> Result<Key, String> {
     if let Some(own) = alg
         && !key.fits(own)
     {
-        return Err(format!("'alg' {own:?} does not fit the key"));
+        return Err(format!("'alg' {own} does not fit the key"));
     }
     Ok(key)
 }
@@ -256,12 +261,14 @@ pub fn proof_key(jwk: &Value) -> Result<(Key, [u8; 32]), &'static str> {
             member("e"),
             member("n")
         ),
-        Material::P256(_) | Material::P384(_) => format!(
-            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
-            member("crv"),
-            member("x"),
-            member("y")
-        ),
+        Material::P256(_) | Material::P384(_) | Material::P521(_) | Material::Secp256k1(_) => {
+            format!(
+                r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+                member("crv"),
+                member("x"),
+                member("y")
+            )
+        }
         Material::Ed25519(_) => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, member("x")),
         Material::Oct(_) => return Err("'jwk' header is not an asymmetric public key"),
     };
@@ -315,26 +322,53 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
     Ok((Material::Rsa { n, e }, Some(der)))
 }
 
+/// The EC curves keys may be on (`crv`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Curve {
+    P256,
+    P384,
+    P521,
+    Secp256k1,
+}
+
 fn ec_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
-    let size = match optional_str(jwk, "crv")? {
-        Some("P-256") => 32,
-        Some("P-384") => 48,
+    let (curve, size) = match optional_str(jwk, "crv")? {
+        Some("P-256") => (Curve::P256, 32),
+        Some("P-384") => (Curve::P384, 48),
+        Some("P-521") => (Curve::P521, 66),
+        Some("secp256k1") => (Curve::Secp256k1, 32),
         other => return Err(format!("unsupported EC curve {other:?}")),
     };
     let (x, y) = (bytes(jwk, "x")?, bytes(jwk, "y")?);
+    // Coordinates are exactly the field's size, leading zeros kept (RFC 7518 6.2.1.2,
+    // RFC 8812 3.1): a 65-byte P-521 `x` is refused, not padded.
     if x.len() != size || y.len() != size {
         return Err("EC coordinates have the wrong length".into());
     }
     let point = [&[0x04], x.as_slice(), y.as_slice()].concat();
-    if !on_curve(size, &point) {
+    let valid = match curve {
+        Curve::P256 | Curve::P384 => on_curve(size, &point),
+        Curve::P521 => ec_point::p521_on_curve(&point),
+        Curve::Secp256k1 => ec_point::secp256k1_valid(&point),
+    };
+    if !valid {
         return Err("EC point is not on the curve".into());
     }
-    Ok(if size == 32 {
-        let der = spki::ec(spki::PRIME256V1, &point);
-        (Material::P256(point), Some(der))
-    } else {
-        let der = spki::ec(spki::SECP384R1, &point);
-        (Material::P384(point), Some(der))
+    Ok(match curve {
+        Curve::P256 => {
+            let der = spki::ec(spki::PRIME256V1, &point);
+            (Material::P256(point), Some(der))
+        }
+        Curve::P384 => {
+            let der = spki::ec(spki::SECP384R1, &point);
+            (Material::P384(point), Some(der))
+        }
+        Curve::P521 => {
+            let der = spki::ec(spki::SECP521R1, &point);
+            (Material::P521(point), Some(der))
+        }
+        // The host (BoringSSL in Envoy) has no secp256k1: no DER form, never asked.
+        Curve::Secp256k1 => (Material::Secp256k1(point), None),
     })
 }
 
@@ -566,6 +600,152 @@ mod tests {
         // Without a kid, exactly one key must fit: two do for RS256, one for RS384.
         assert_eq!(err(None, Algorithm::RS256), KeyError::Ambiguous);
         assert!(set.select(None, Algorithm::RS384).is_ok());
+    }
+
+    /// A test key's public JWK (`p521`, `secp256k1`: `crate::testkit`).
+    fn jwk(name: &str) -> Value {
+        crate::testkit::public_jwk(name, "k")
+    }
+
+    fn with(mut jwk: Value, extra: Value) -> Value {
+        jwk.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        jwk
+    }
+
+    fn flip_last(b64: &Value) -> Value {
+        let mut bytes = base64url::decode(b64.as_str().unwrap()).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        json!(base64url::encode(&bytes))
+    }
+
+    #[test]
+    fn p521_and_secp256k1_keys_fit_their_own_algorithm_only() {
+        let p521 = load(json!([jwk("p521")]), Origin::Remote).unwrap().set;
+        let key = p521.select(None, Algorithm::ES512).unwrap();
+        assert!(matches!(&*key.material, Material::P521(p) if p.len() == 133));
+        // The host gets the key as DER with the secp521r1 OID.
+        let der = key.spki_der.as_deref().unwrap();
+        assert!(der.windows(5).any(|w| w == spki::SECP521R1));
+        let k256 = load(json!([jwk("secp256k1")]), Origin::Remote).unwrap().set;
+        let key = k256.select(None, Algorithm::ES256K).unwrap();
+        assert!(matches!(&*key.material, Material::Secp256k1(p) if p.len() == 65));
+        // The host has no secp256k1: it is never given the key.
+        assert_eq!(key.spki_der, None);
+        let p256 = load(json!([jwk("ec256")]), Origin::Remote).unwrap().set;
+        for alg in Algorithm::ALL {
+            let fits = |set: &KeySet| set.select(None, alg).is_ok();
+            assert_eq!(fits(&p521), alg == Algorithm::ES512, "{alg}");
+            assert_eq!(fits(&k256), alg == Algorithm::ES256K, "{alg}");
+            assert_eq!(fits(&p256), alg == Algorithm::ES256, "{alg}");
+        }
+        // A key's own alg must fit its curve: ES256K on P-256, ES256 on secp256k1, ES512 on
+        // P-256, ES384 on P-521 are all dropped.
+        for (name, alg) in [
+            ("ec256", "ES256K"),
+            ("secp256k1", "ES256"),
+            ("ec256", "ES512"),
+            ("p521", "ES384"),
+        ] {
+            let err = load(
+                json!([with(jwk(name), json!({"alg": alg}))]),
+                Origin::Remote,
+            )
+            .unwrap_err();
+            assert!(
+                err.contains(&format!("'alg' {alg} does not fit the key")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn es521_on_a_key_reads_as_es512() {
+        let set = load(
+            json!([with(jwk("p521"), json!({"alg": "ES521"}))]),
+            Origin::Remote,
+        )
+        .unwrap()
+        .set;
+        assert_eq!(set.keys()[0].alg, Some(Algorithm::ES512));
+        // Not on another curve (Wycheproof's JWK tcId 19 is such a key).
+        let err = load(
+            json!([with(jwk("ec256"), json!({"alg": "ES521"}))]),
+            Origin::Remote,
+        )
+        .unwrap_err();
+        assert!(err.contains("'alg' ES512 does not fit the key"), "{err}");
+        // Other misspellings stay unknown.
+        for alg in ["es512", "ES256k", "ES522"] {
+            let err = load(
+                json!([with(jwk("p521"), json!({"alg": alg}))]),
+                Origin::Remote,
+            )
+            .unwrap_err();
+            assert!(
+                err.contains("is not a supported signature algorithm"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn p521_and_secp256k1_points_are_validated() {
+        for name in ["p521", "secp256k1"] {
+            let good = jwk(name);
+            assert!(load(json!([good.clone()]), Origin::Remote).is_ok());
+            for member in ["x", "y"] {
+                let mut off = good.clone();
+                off[member] = flip_last(&good[member]);
+                let err = load(json!([off]), Origin::Remote).unwrap_err();
+                assert!(err.contains("EC point is not on the curve"), "{name} {err}");
+            }
+        }
+        // The coordinates must have the curve's size, leading zeros kept.
+        let p521 = jwk("p521");
+        let short = base64url::decode(p521["x"].as_str().unwrap()).unwrap();
+        for x in [&short[1..], &[&[0], &short[..]].concat()[..]] {
+            let bad = with(p521.clone(), json!({"x": base64url::encode(x)}));
+            let err = load(json!([bad]), Origin::Remote).unwrap_err();
+            assert!(
+                err.contains("EC coordinates have the wrong length"),
+                "{err}"
+            );
+        }
+        // A point of one curve named as another: refused (both 32-byte curves).
+        let p256_as_k256 = with(jwk("ec256"), json!({"crv": "secp256k1"}));
+        let err = load(json!([p256_as_k256]), Origin::Remote).unwrap_err();
+        assert!(err.contains("EC point is not on the curve"), "{err}");
+        let k256_as_p256 = with(jwk("secp256k1"), json!({"crv": "P-256"}));
+        let err = load(json!([k256_as_p256]), Origin::Remote).unwrap_err();
+        assert!(err.contains("EC point is not on the curve"), "{err}");
+        // Curve names are case-sensitive.
+        for crv in ["p-521", "SECP256K1", "P-521 ", "P-512"] {
+            let bad = with(jwk("p521"), json!({"crv": crv}));
+            let err = load(json!([bad]), Origin::Remote).unwrap_err();
+            assert!(err.contains("unsupported EC curve"), "{err}");
+        }
+    }
+
+    #[test]
+    fn dpop_proof_keys_on_the_new_curves_have_rfc7638_thumbprints() {
+        for name in ["p521", "secp256k1"] {
+            let public = jwk(name);
+            let (key, jkt) = proof_key(&public).unwrap();
+            assert!(key.fits(if name == "p521" {
+                Algorithm::ES512
+            } else {
+                Algorithm::ES256K
+            }));
+            let members = format!(
+                r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+                public["crv"].as_str().unwrap(),
+                public["x"].as_str().unwrap(),
+                public["y"].as_str().unwrap()
+            );
+            assert_eq!(jkt, sha256(members.as_bytes()));
+        }
     }
 
     #[test]

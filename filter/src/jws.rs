@@ -4,9 +4,9 @@
 //! access token itself (`jku`, `x5u`, `x5c`, `jwk`) are never read; only a DPoP proof's
 //! `jwk` is (`parse_with_key`), since that key is what the proof proves possession of.
 
+use crate::alg::Algorithm;
 use crate::base64url;
 use crate::json;
-use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 /// A token that passed the format checks; the signature is not verified yet.

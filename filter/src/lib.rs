@@ -4,6 +4,7 @@
 //! sets, with no proxy-wasm types, so they build and test natively. The proxy-wasm adapter
 //! (built for wasm32 only) moves bytes between the host and the core.
 
+pub mod alg;
 pub mod authenticator;
 pub mod authz;
 pub mod base64url;
@@ -11,6 +12,7 @@ pub mod binding;
 pub mod claims;
 pub mod config;
 pub mod dpop;
+pub mod ec_point;
 pub mod extract;
 pub mod header_map;
 pub mod json;

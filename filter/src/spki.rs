@@ -1,11 +1,13 @@
 //! The DER forms the host's `verify_signature` takes: `SubjectPublicKeyInfo` for RSA and
-//! EC keys (RFC 5280, 3279, 5480), built once per key when its set loads, and ECDSA
-//! signatures as `SEQUENCE { r, s }` instead of JOSE's `r || s`.
+//! EC keys (P-256, P-384, P-521; RFC 5280, 3279, 5480), built once per key when its set
+//! loads, and ECDSA signatures as `SEQUENCE { r, s }` instead of JOSE's `r || s`.
 
 const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 pub const PRIME256V1: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 pub const SECP384R1: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+/// 1.3.132.0.35 (RFC 5480): P-521.
+pub const SECP521R1: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
 
 /// An RSA key from its big-endian modulus and exponent (no leading zeros).
 pub fn rsa(n: &[u8], e: &[u8]) -> Vec<u8> {
@@ -90,6 +92,26 @@ mod tests {
             .public_key();
         let want = key.to_public_key_der().unwrap();
         assert_eq!(ec(PRIME256V1, &key.to_sec1_bytes()), want.as_bytes());
+    }
+
+    #[test]
+    fn p521_keys_and_signatures_match_the_p521_crate() {
+        use p521::pkcs8::EncodePublicKey;
+        let mut scalar = [3u8; 66];
+        scalar[0] = 1;
+        let key = p521::SecretKey::from_slice(&scalar).unwrap().public_key();
+        let want = key.to_public_key_der().unwrap();
+        assert_eq!(ec(SECP521R1, &key.to_sec1_bytes()), want.as_bytes());
+        // 132-byte signatures: a DER SEQUENCE longer than 127 bytes (long-form length).
+        let mut raw = [0u8; 132];
+        raw[0] = 0x01; // r with its top byte as P-521's are: 0 or 1
+        raw[1] = 0xff;
+        raw[66] = 0x01;
+        raw[131] = 0x07;
+        let der = ecdsa_signature(&raw).unwrap();
+        let want = p521::ecdsa::Signature::from_slice(&raw).unwrap().to_der();
+        assert_eq!(der, want.as_bytes());
+        assert_eq!(&der[..2], &[0x30, 0x81]);
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! skipped: time checks and route authorization run on every request, and a hit counts
 //! only while the key that verified it is still in the key set.
 
+use crate::alg::Algorithm;
 use crate::config::ProviderId;
 use crate::jwks::Material;
-use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};

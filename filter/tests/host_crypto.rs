@@ -1,86 +1,20 @@
 //! Differential test: the host-accelerated path (`HostCrypto`, which encodes Envoy's
 //! `verify_signature` arguments) and the in-wasm path (`InWasm`) give the same verdict
-//! on every Wycheproof JWS vector and on the project's own keys, valid and tampered.
-//! The host side here is a native stand-in for Envoy's function: it decodes the protobuf
-//! arguments and verifies PKCS#1 v1.5 RSA or DER-encoded ECDSA against the DER key, as
-//! BoringSSL's `EVP_DigestVerify` does.
+//! on every Wycheproof JWS vector and on the project's own keys, valid and tampered,
+//! except ES512, which only the host verifies: there the in-wasm path always refuses, and
+//! the host path must give Wycheproof's verdict. The host side is a native stand-in for
+//! Envoy's function (`support::host`).
 
 mod support;
 
+use jwt_filter::alg::Algorithm;
 use jwt_filter::jwks::{KeySet, Origin};
 use jwt_filter::jws;
 use jwt_filter::verify::{HostCrypto, InWasm, SignatureVerifier};
-use p256::pkcs8::DecodePublicKey;
-use rsa::signature::Verifier;
 use serde_json::json;
-use sha2::{Digest, Sha256, Sha384, Sha512};
 use std::cell::Cell;
+use support::host::native_verify_signature;
 use support::{group_key_set, keys, wycheproof};
-
-/// Reads the length-delimited fields 1..4 of `VerifySignatureArguments`.
-fn fields(mut args: &[u8]) -> Option<[Vec<u8>; 4]> {
-    let mut out: [Vec<u8>; 4] = Default::default();
-    while let Some((&tag, rest)) = args.split_first() {
-        let (mut len, mut shift, mut i) = (0usize, 0, 0);
-        loop {
-            let b = *rest.get(i)?;
-            len |= usize::from(b & 0x7f) << shift;
-            shift += 7;
-            i += 1;
-            if b < 0x80 {
-                break;
-            }
-        }
-        let field = usize::from(tag >> 3);
-        let value = rest.get(i..i + len)?;
-        *out.get_mut(field.checked_sub(1)?)? = value.to_vec();
-        args = &rest[i + len..];
-    }
-    Some(out)
-}
-
-/// A native `verify_signature`: `08 01` when valid, `08 00` otherwise.
-fn native_verify_signature(args: &[u8]) -> Option<Vec<u8>> {
-    let [hash, der, signature, text] = fields(args)?;
-    let ok = match std::str::from_utf8(&hash).ok()? {
-        "sha256" | "sha384" | "sha512" => verify_der(&hash, &der, &signature, &text),
-        _ => false,
-    };
-    Some(vec![0x08, u8::from(ok)])
-}
-
-fn verify_der(hash: &[u8], der: &[u8], signature: &[u8], text: &[u8]) -> bool {
-    if let Ok(key) = rsa::RsaPublicKey::from_public_key_der(der) {
-        use rsa::Pkcs1v15Sign;
-        return match hash {
-            b"sha256" => key.verify(
-                Pkcs1v15Sign::new::<Sha256>(),
-                &Sha256::digest(text),
-                signature,
-            ),
-            b"sha384" => key.verify(
-                Pkcs1v15Sign::new::<Sha384>(),
-                &Sha384::digest(text),
-                signature,
-            ),
-            _ => key.verify(
-                Pkcs1v15Sign::new::<Sha512>(),
-                &Sha512::digest(text),
-                signature,
-            ),
-        }
-        .is_ok();
-    }
-    if let (Ok(key), b"sha256") = (p256::ecdsa::VerifyingKey::from_public_key_der(der), hash) {
-        return p256::ecdsa::DerSignature::try_from(signature)
-            .is_ok_and(|s| key.verify(text, &s).is_ok());
-    }
-    if let (Ok(key), b"sha384") = (p384::ecdsa::VerifyingKey::from_public_key_der(der), hash) {
-        return p384::ecdsa::DerSignature::try_from(signature)
-            .is_ok_and(|s| key.verify(text, &s).is_ok());
-    }
-    false
-}
 
 /// Both verdicts for one token against one key set; also counts host calls.
 fn verdicts(set: &KeySet, token: &str, host_calls: &Cell<u32>) -> Option<(bool, bool)> {
@@ -102,15 +36,23 @@ fn verdicts(set: &KeySet, token: &str, host_calls: &Cell<u32>) -> Option<(bool, 
 #[test]
 fn both_paths_agree_on_every_wycheproof_vector() {
     let host_calls = Cell::new(0);
-    let (mut compared, mut valid) = (0, 0);
+    let (mut compared, mut valid, mut es512) = (0, 0, Vec::new());
     let vectors = wycheproof("json_web_signature_test.json");
     for group in vectors["testGroups"].as_array().unwrap() {
         let Ok(set) = group_key_set(group) else {
             continue;
         };
         for test in group["tests"].as_array().unwrap() {
-            if let Some((host, wasm)) = verdicts(&set, test["jws"].as_str().unwrap(), &host_calls) {
-                assert_eq!(host, wasm, "tcId {}", test["tcId"]);
+            let token = test["jws"].as_str().unwrap();
+            if let Some((host, wasm)) = verdicts(&set, token, &host_calls) {
+                if jws::parse(token).unwrap().alg == Algorithm::ES512 {
+                    // Only the host verifies P-521: in wasm, every ES512 signature fails.
+                    assert_eq!(host, test["result"] == "valid", "tcId {}", test["tcId"]);
+                    assert!(!wasm, "tcId {}", test["tcId"]);
+                    es512.push((test["tcId"].as_u64().unwrap(), host));
+                } else {
+                    assert_eq!(host, wasm, "tcId {}", test["tcId"]);
+                }
                 compared += 1;
                 valid += usize::from(host);
             }
@@ -120,11 +62,12 @@ fn both_paths_agree_on_every_wycheproof_vector() {
     assert!(compared > 300, "{compared}");
     assert!(valid >= 30, "{valid}");
     assert!(host_calls.get() > 200, "{}", host_calls.get());
+    // RFC 7520 figure 27 (tcIds 347 and 351), ES512, verified by the host.
+    assert_eq!(es512, [(347, true), (351, true)]);
 }
 
 #[test]
 fn both_paths_agree_on_the_projects_keys() {
-    use jsonwebtoken::Algorithm;
     let host_calls = Cell::new(0);
     for (name, alg) in [
         ("rsa-a", Algorithm::RS256),
@@ -132,6 +75,7 @@ fn both_paths_agree_on_the_projects_keys() {
         ("rsa-a", Algorithm::RS512),
         ("rsa-b", Algorithm::PS256),
         ("ec256", Algorithm::ES256),
+        ("secp256k1", Algorithm::ES256K),
     ] {
         let doc = json!({"keys": [keys::public_jwk(name, "k")]});
         let set = KeySet::from_object(doc.as_object().unwrap(), Origin::Remote)
@@ -160,8 +104,58 @@ fn both_paths_agree_on_the_projects_keys() {
             raw[i] ^= 0x01;
         }
     }
-    // RS256, RS384, RS512 and ES256 went to the host (4 each); PS256 stayed in wasm.
+    // RS256, RS384, RS512 and ES256 went to the host (4 each); PS256 and ES256K stayed in
+    // wasm (the host has no secp256k1).
     assert_eq!(host_calls.get(), 16);
+}
+
+#[test]
+fn es512_verifies_through_the_host_only() {
+    let host_calls = Cell::new(0);
+    let doc = json!({"keys": [keys::public_jwk("p521", "k")]});
+    let set = KeySet::from_object(doc.as_object().unwrap(), Origin::Remote)
+        .unwrap()
+        .set;
+    let good = keys::sign("p521", &json!({"alg": "ES512"}), &json!({"sub": "x"}));
+    let (input, signature) = good.rsplit_once('.').unwrap();
+    let mut raw = jwt_filter::base64url::decode(signature).unwrap();
+    assert_eq!(raw.len(), 132);
+    assert_eq!(verdicts(&set, &good, &host_calls), Some((true, false)));
+    for i in [0, 65, 66, 131] {
+        raw[i] ^= 0x01;
+        let bad = format!("{input}.{}", jwt_filter::base64url::encode(&raw));
+        assert_eq!(
+            verdicts(&set, &bad, &host_calls),
+            Some((false, false)),
+            "byte {i}"
+        );
+        raw[i] ^= 0x01;
+    }
+    // Signatures of another length (P-256's, DER, one byte short or long) are refused
+    // without asking the host.
+    let asked = host_calls.get();
+    for len in [64, 96, 131, 133, 139] {
+        let bad = format!("{input}.{}", jwt_filter::base64url::encode(&vec![1; len]));
+        assert_eq!(
+            verdicts(&set, &bad, &host_calls),
+            Some((false, false)),
+            "{len}"
+        );
+    }
+    assert_eq!(host_calls.get(), asked);
+    assert_eq!(asked, 5);
+    // A host without the function: the wasm path decides, and refuses every ES512 token.
+    let absent = HostCrypto {
+        call: |_: &[u8]| None,
+    };
+    let parsed = jws::parse(&good).unwrap();
+    let key = set.select(None, Algorithm::ES512).unwrap();
+    assert!(!absent.verify(
+        Algorithm::ES512,
+        key,
+        parsed.signing_input.as_bytes(),
+        &parsed.signature
+    ));
 }
 
 #[test]
@@ -178,6 +172,6 @@ fn without_the_host_function_the_wasm_path_decides() {
         call: |_: &[u8]| Some(vec![0x08, 0x01]),
     };
     // HMAC never goes to the host, whatever it would say.
-    assert!(!always_yes.verify(jsonwebtoken::Algorithm::HS256, key, b"x", &[0; 32]));
-    assert!(!absent.verify(jsonwebtoken::Algorithm::HS256, key, b"x", &[0; 32]));
+    assert!(!always_yes.verify(Algorithm::HS256, key, b"x", &[0; 32]));
+    assert!(!absent.verify(Algorithm::HS256, key, b"x", &[0; 32]));
 }

@@ -543,6 +543,8 @@ fn string_samples() -> Vec<Value> {
         "RS256",
         "HS256",
         "ES512",
+        "ES256K",
+        "ES521",
         "EdDSA",
         "authorization",
         "Authorization",

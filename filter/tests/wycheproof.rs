@@ -1,14 +1,17 @@
 //! Conformance against Project Wycheproof's JOSE vectors (`tests/wycheproof/`,
 //! or `$WYCHEPROOF_DIR`): the key set of each group is loaded the way the filter loads
-//! keys, and each token goes through the format and signature stages. Every invalid case
-//! must be refused; every valid case must pass, except the few listed in `DIFFERENCES`,
-//! which the filter refuses on purpose (the README explains each).
+//! keys, and each token goes through the format and signature stages, with the host's
+//! `verify_signature` (a native stand-in for Envoy's, `support::host`) and without it (in
+//! wasm). Every invalid case must be refused; every valid case must pass, except the few
+//! listed in `DIFFERENCES` (both paths) and `IN_WASM_DIFFERENCES` (in wasm only), which the
+//! filter refuses on purpose (the README explains each).
 
 mod support;
 
 use jwt_filter::jwks::KeySet;
 use jwt_filter::jws;
-use jwt_filter::verify::{InWasm, SignatureVerifier};
+use jwt_filter::verify::{HostCrypto, InWasm, SignatureVerifier};
+use support::host::native_verify_signature;
 use support::{group_key_set, wycheproof};
 
 /// Valid-labelled vectors the filter refuses, with the reason.
@@ -17,11 +20,22 @@ const DIFFERENCES: &[(u64, &str)] = &[
         346,
         "the JWK's own 'alg' (RS256) differs from the token's PS384: a key verifies its own algorithm only",
     ),
-    (347, "ES512 (P-521) is not supported"),
     (350, "the JWK's own 'alg' differs from the token's PS384"),
-    (351, "ES512 (P-521) is not supported"),
     (372, "characters outside the base64url alphabet"),
     (373, "characters outside the base64url alphabet"),
+];
+
+/// Valid-labelled vectors refused only where signatures are verified in wasm (no host
+/// `verify_signature`, or `host_crypto: false`).
+const IN_WASM_DIFFERENCES: &[(u64, &str)] = &[
+    (
+        347,
+        "ES512 (RFC 7520 figure 27): P-521 is verified by the host only, never in wasm",
+    ),
+    (
+        351,
+        "ES512 (RFC 7520 figure 27): P-521 is verified by the host only, never in wasm",
+    ),
 ];
 
 /// Invalid-labelled vectors that, in this copy of the data, are byte for byte the valid
@@ -29,14 +43,14 @@ const DIFFERENCES: &[(u64, &str)] = &[
 const IDENTICAL_TO_VALID: &[(u64, u64)] = &[(367, 357), (370, 357)];
 
 /// Whether the token passes the format and signature stages with `set`.
-fn accepts(set: &KeySet, token: &str) -> bool {
+fn accepts(set: &KeySet, token: &str, verifier: &dyn SignatureVerifier) -> bool {
     let Ok(parsed) = jws::parse(token) else {
         return false;
     };
     let Ok(key) = set.select(parsed.kid.as_deref(), parsed.alg) else {
         return false;
     };
-    InWasm.verify(
+    verifier.verify(
         parsed.alg,
         key,
         parsed.signing_input.as_bytes(),
@@ -45,7 +59,7 @@ fn accepts(set: &KeySet, token: &str) -> bool {
 }
 
 /// Runs one file; returns (cases, valid ids refused, invalid ids accepted).
-fn run(file: &str) -> (usize, Vec<u64>, Vec<u64>) {
+fn run(file: &str, verifier: &dyn SignatureVerifier) -> (usize, Vec<u64>, Vec<u64>) {
     let doc = wycheproof(file);
     let token = |id: u64| {
         doc["testGroups"]
@@ -72,7 +86,7 @@ fn run(file: &str) -> (usize, Vec<u64>, Vec<u64>) {
             let id = test["tcId"].as_u64().unwrap();
             let ok = set
                 .as_ref()
-                .is_ok_and(|s| accepts(s, test["jws"].as_str().unwrap()));
+                .is_ok_and(|s| accepts(s, test["jws"].as_str().unwrap(), verifier));
             let identical = IDENTICAL_TO_VALID.iter().any(|(copy, _)| *copy == id);
             match (test["result"].as_str().unwrap(), ok) {
                 ("valid", false) => refused.push(id),
@@ -84,15 +98,43 @@ fn run(file: &str) -> (usize, Vec<u64>, Vec<u64>) {
     (cases, refused, accepted)
 }
 
+/// The host path: Envoy's `verify_signature` where it can (RS*, ES256/384/512), in wasm
+/// for the rest.
+fn host() -> impl SignatureVerifier {
+    HostCrypto {
+        call: native_verify_signature,
+    }
+}
+
+fn ids(list: &[(u64, &str)]) -> Vec<u64> {
+    list.iter().map(|(id, _)| *id).collect()
+}
+
 #[test]
-fn json_web_signature_vectors() {
-    let (cases, refused, accepted) = run("json_web_signature_test.json");
+fn json_web_signature_vectors_with_the_host() {
+    let (cases, refused, accepted) = run("json_web_signature_test.json", &host());
     assert_eq!(cases, 401);
     assert!(
         accepted.is_empty(),
         "invalid vectors accepted: {accepted:?}"
     );
-    let expected: Vec<u64> = DIFFERENCES.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        refused,
+        ids(DIFFERENCES),
+        "valid vectors refused (beyond the documented differences)"
+    );
+}
+
+#[test]
+fn json_web_signature_vectors_in_wasm() {
+    let (cases, refused, accepted) = run("json_web_signature_test.json", &InWasm);
+    assert_eq!(cases, 401);
+    assert!(
+        accepted.is_empty(),
+        "invalid vectors accepted: {accepted:?}"
+    );
+    let mut expected = [ids(DIFFERENCES), ids(IN_WASM_DIFFERENCES)].concat();
+    expected.sort();
     assert_eq!(
         refused, expected,
         "valid vectors refused (beyond the documented differences)"
@@ -101,11 +143,13 @@ fn json_web_signature_vectors() {
 
 #[test]
 fn json_web_key_vectors() {
-    let (cases, refused, accepted) = run("json_web_key_test.json");
-    assert_eq!(cases, 26);
-    assert!(
-        accepted.is_empty(),
-        "invalid vectors accepted: {accepted:?}"
-    );
-    assert!(refused.is_empty(), "valid vectors refused: {refused:?}");
+    for verifier in [&host() as &dyn SignatureVerifier, &InWasm] {
+        let (cases, refused, accepted) = run("json_web_key_test.json", verifier);
+        assert_eq!(cases, 26);
+        assert!(
+            accepted.is_empty(),
+            "invalid vectors accepted: {accepted:?}"
+        );
+        assert!(refused.is_empty(), "valid vectors refused: {refused:?}");
+    }
 }

@@ -5,7 +5,8 @@
 //! - `rsa1024:NAME`, `rsa2048:NAME`, `rsa3072:NAME`, `rsa4096:NAME`: RSA of that size.
 //! - `ps256:NAME`: RSA-2048 published and signing as PS256.
 //! - `hs256:NAME`: a 32-byte HMAC secret, HS256, published as an `oct` JWK.
-//! - `ec256:NAME` (P-256, ES256), `ec384:NAME` (P-384, ES384), `ed25519:NAME` (EdDSA).
+//! - `ec256:NAME` (P-256, ES256), `ec384:NAME` (P-384, ES384), `ec521:NAME` (P-521, ES512),
+//!   `secp256k1:NAME` (secp256k1, ES256K), `ed25519:NAME` (EdDSA).
 //! - A spec ending in `.pem` (or containing `/`) is a PKCS#8, PKCS#1 (RSA) or SEC1 (EC)
 //!   private key file;
 //!   `kid` = the file stem.
@@ -31,6 +32,8 @@ pub enum Material {
     Rsa(Box<rsa::RsaPrivateKey>),
     P256(p256::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
+    P521(p521::ecdsa::SigningKey),
+    Secp256k1(k256::ecdsa::SigningKey),
     Ed25519(ed25519_dalek::SigningKey),
     /// A shared HMAC secret (published as an `oct` JWK, for `local_jwks`).
     Hmac(Vec<u8>),
@@ -52,6 +55,8 @@ impl NamedKey {
             Material::Rsa(_) => "RS256",
             Material::P256(_) => "ES256",
             Material::P384(_) => "ES384",
+            Material::P521(_) => "ES512",
+            Material::Secp256k1(_) => "ES256K",
             Material::Ed25519(_) => "EdDSA",
             Material::Hmac(_) => "HS256",
         }
@@ -77,6 +82,20 @@ impl NamedKey {
                 "P-384",
                 k.verifying_key().to_encoded_point(false).as_bytes(),
             ),
+            Material::P521(k) => ec_jwk(
+                &self.kid,
+                alg,
+                "P-521",
+                p521::ecdsa::VerifyingKey::from(k)
+                    .to_encoded_point(false)
+                    .as_bytes(),
+            ),
+            Material::Secp256k1(k) => ec_jwk(
+                &self.kid,
+                alg,
+                "secp256k1",
+                k.verifying_key().to_encoded_point(false).as_bytes(),
+            ),
             Material::Hmac(secret) => json!({
                 "kty": "oct", "kid": self.kid, "alg": alg, "use": "sig", "k": B64.encode(secret),
             }),
@@ -87,7 +106,8 @@ impl NamedKey {
         }
     }
 
-    /// Signs `input` with `alg`. Supported: RS*/PS* (RSA keys), ES256/ES384 (EC keys), EdDSA,
+    /// Signs `input` with `alg`. Supported: RS*/PS* (RSA keys), ES256/ES384/ES512/ES256K (EC
+    /// keys, each on its curve; ES256K with low `s`, as libsecp256k1 signs), EdDSA,
     /// HS* with an `hs256:` secret, and HS* with any other key's public JWK JSON as the secret
     /// (for key-confusion tests).
     pub fn sign(&self, alg: &str, input: &[u8]) -> Result<Vec<u8>> {
@@ -118,6 +138,14 @@ impl NamedKey {
             }
             (Material::P384(k), "ES384") => {
                 let sig: p384::ecdsa::Signature = k.sign(input);
+                sig.to_bytes().to_vec()
+            }
+            (Material::P521(k), "ES512") => {
+                let sig: p521::ecdsa::Signature = k.sign(input);
+                sig.to_bytes().to_vec()
+            }
+            (Material::Secp256k1(k), "ES256K") => {
+                let sig: k256::ecdsa::Signature = k.sign(input);
                 sig.to_bytes().to_vec()
             }
             (Material::Ed25519(k), "EdDSA") => k.sign(input).to_bytes().to_vec(),
@@ -242,6 +270,8 @@ fn generate(spec: &str) -> Result<NamedKey> {
         )),
         "ec256" => Material::P256(p256::ecdsa::SigningKey::random(&mut rng)),
         "ec384" => Material::P384(p384::ecdsa::SigningKey::random(&mut rng)),
+        "ec521" => Material::P521(p521::ecdsa::SigningKey::random(&mut rng)),
+        "secp256k1" => Material::Secp256k1(k256::ecdsa::SigningKey::random(&mut rng)),
         "ed25519" => {
             let mut seed = [0u8; 32];
             rng.fill_bytes(&mut seed);
@@ -253,7 +283,7 @@ fn generate(spec: &str) -> Result<NamedKey> {
             Material::Hmac(secret)
         }
         other => bail!(
-            "key spec {spec:?}: unknown kind {other:?} (use NAME, rsaBITS:NAME, ps256:NAME, ec256:NAME, hs256:NAME, ec384:NAME, ed25519:NAME or a .pem file)"
+            "key spec {spec:?}: unknown kind {other:?} (use NAME, rsaBITS:NAME, ps256:NAME, ec256:NAME, hs256:NAME, ec384:NAME, ec521:NAME, secp256k1:NAME, ed25519:NAME or a .pem file)"
         ),
     };
     Ok(NamedKey {
@@ -261,6 +291,11 @@ fn generate(spec: &str) -> Result<NamedKey> {
         material,
         pss: kind == "ps256",
     })
+}
+
+/// `p521`'s signing key has no `From<SecretKey>`: through the scalar's bytes.
+fn p521_signing_key(key: &p521::SecretKey) -> Result<p521::ecdsa::SigningKey> {
+    p521::ecdsa::SigningKey::from_bytes(&key.to_bytes()).map_err(|e| anyhow!("P-521 key: {e}"))
 }
 
 fn load_file(path: &Path) -> Result<NamedKey> {
@@ -280,15 +315,23 @@ fn load_file(path: &Path) -> Result<NamedKey> {
         Material::P256(k)
     } else if let Ok(k) = p384::ecdsa::SigningKey::from_pkcs8_pem(&pem) {
         Material::P384(k)
+    } else if let Ok(k) = p521::SecretKey::from_pkcs8_pem(&pem) {
+        Material::P521(p521_signing_key(&k)?)
+    } else if let Ok(k) = k256::ecdsa::SigningKey::from_pkcs8_pem(&pem) {
+        Material::Secp256k1(k)
     } else if let Ok(k) = p256::SecretKey::from_sec1_pem(&pem) {
         Material::P256(k.into())
     } else if let Ok(k) = p384::SecretKey::from_sec1_pem(&pem) {
         Material::P384(k.into())
+    } else if let Ok(k) = p521::SecretKey::from_sec1_pem(&pem) {
+        Material::P521(p521_signing_key(&k)?)
+    } else if let Ok(k) = k256::SecretKey::from_sec1_pem(&pem) {
+        Material::Secp256k1(k.into())
     } else if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem) {
         Material::Ed25519(k)
     } else {
         return Err(anyhow!(
-            "{}: not a PKCS#8 (RSA, P-256, P-384, Ed25519), PKCS#1 RSA or SEC1 EC private key",
+            "{}: not a PKCS#8 (RSA, P-256, P-384, P-521, secp256k1, Ed25519), PKCS#1 RSA or SEC1 EC private key",
             path.display()
         ));
     };
@@ -318,6 +361,38 @@ mod tests {
             "OKP"
         );
         assert!(other.get("dsa:x", base).is_err());
+    }
+
+    #[test]
+    fn p521_and_secp256k1_keys_sign_their_algorithm() {
+        let base = Path::new(".");
+        let mut ring = KeyRing::default();
+        for (spec, crv, alg, size, sig_len) in [
+            ("ec521:a", "P-521", "ES512", 66, 132),
+            ("secp256k1:a", "secp256k1", "ES256K", 32, 64),
+        ] {
+            let key = ring.get(spec, base).unwrap();
+            let jwk = key.public_jwk();
+            assert_eq!(
+                (jwk["crv"].as_str(), jwk["alg"].as_str()),
+                (Some(crv), Some(alg))
+            );
+            assert_eq!(jwk["kid"], "a");
+            let x = B64.decode(jwk["x"].as_str().unwrap()).unwrap();
+            assert_eq!(x.len(), size, "{spec}");
+            assert_eq!(key.default_alg(), alg);
+            assert_eq!(key.sign(alg, b"input").unwrap().len(), sig_len);
+            assert!(key.sign("ES256", b"input").is_err(), "{spec}");
+            // The same spec, the same key.
+            assert_eq!(
+                KeyRing::default().get(spec, base).unwrap().public_jwk(),
+                jwk
+            );
+        }
+        assert_ne!(
+            ring.get("ec521:a", base).unwrap().public_jwk(),
+            ring.get("ec521:b", base).unwrap().public_jwk()
+        );
     }
 
     #[test]

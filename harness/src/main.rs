@@ -18,6 +18,8 @@ KEYS (the same name always gives the same key):
   hs256:NAME      a 32-byte HMAC secret (an oct JWK), HS256, kid NAME
   ec256:NAME      P-256, ES256, kid NAME
   ec384:NAME      P-384, ES384, kid NAME
+  ec521:NAME      P-521, ES512, kid NAME
+  secp256k1:NAME  secp256k1, ES256K, kid NAME
   ed25519:NAME    Ed25519, EdDSA, kid NAME
   PATH.pem        a PKCS#8, PKCS#1 (RSA) or SEC1 (EC) private key file, kid = file stem";
 

@@ -20,7 +20,7 @@ import jwtstack as js
 WORK = js.ROOT / "target" / "e2e"
 REALM = 'Bearer realm="api"'
 # What every challenge of a provider with DPoP allowed (the default) ends with.
-DPOP_ALGS = 'DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA"'
+DPOP_ALGS = 'DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 ES256K EdDSA"'
 CHALLENGE = f"{REALM}, {DPOP_ALGS}"
 
 

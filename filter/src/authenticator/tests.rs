@@ -11,7 +11,8 @@ use crate::verify::InWasm;
 use serde_json::json;
 
 /// The DPoP challenge every challenge ends with by default (`dpop.mode` `allowed`).
-const DPOP_ALGS: &str = r#"DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA""#;
+const DPOP_ALGS: &str =
+    r#"DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 ES256K EdDSA""#;
 
 const ISS: &str = "https://issuer.test/";
 const AUD: &str = "https://api.test";
@@ -1200,7 +1201,7 @@ struct Counting<'c>(&'c std::cell::Cell<u32>);
 impl SignatureVerifier for Counting<'_> {
     fn verify(
         &self,
-        alg: jsonwebtoken::Algorithm,
+        alg: crate::alg::Algorithm,
         key: &crate::jwks::Key,
         message: &[u8],
         signature: &[u8],
@@ -1737,7 +1738,7 @@ fn a_dpop_bound_token_passes_with_its_proof_and_never_as_bearer_even_when_cached
     assert_eq!(
         header(&d, "www-authenticate"),
         Some(
-            r#"Bearer realm="api", DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA", error="invalid_dpop_proof", error_description="DPoP Proof htu mismatch""#
+            r#"Bearer realm="api", DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 ES256K EdDSA", error="invalid_dpop_proof", error_description="DPoP Proof htu mismatch""#
         )
     );
     let Decision::Deny(r) = &d else {
@@ -1763,7 +1764,7 @@ fn an_unbound_token_passes_with_bearer_and_fails_with_dpop() {
     assert_eq!(
         header(&d, "www-authenticate"),
         Some(
-            r#"Bearer realm="api", DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA", error="invalid_token", error_description="JWT Access Token has no jkt confirmation claim""#
+            r#"Bearer realm="api", DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 ES256K EdDSA", error="invalid_token", error_description="JWT Access Token has no jkt confirmation claim""#
         )
     );
 }

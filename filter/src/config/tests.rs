@@ -101,8 +101,14 @@ fn errors_name_the_json_path() {
             "providers.auth0.algorithms[0]: 'none' is never accepted",
         ),
         (
-            Box::new(|v| v["providers"]["auth0"]["algorithms"] = json!(["ES512"])),
-            "providers.auth0.algorithms[0]: unsupported algorithm 'ES512'",
+            // ES521 is a misspelling some key sets carry (`jwks` reads it on a key), never
+            // a name the configuration takes.
+            Box::new(|v| v["providers"]["auth0"]["algorithms"] = json!(["ES256", "ES521"])),
+            "providers.auth0.algorithms[1]: unsupported algorithm 'ES521' (supported: RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 ES256K EdDSA HS256 HS384 HS512)",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["algorithms"] = json!(["es256k"])),
+            "providers.auth0.algorithms[0]: unsupported algorithm 'es256k' (supported: ",
         ),
         (
             Box::new(|v| v["providers"]["auth0"]["algorithms"] = json!(["RS256", "HS256"])),
@@ -772,6 +778,36 @@ fn claim_to_properties_names_are_checked() {
             json!([{"claim": "sub", "header": "x"}]))
         .starts_with("providers.auth0.claim_to_properties[0].header: unknown field")
     );
+}
+
+#[test]
+fn a_vm_that_verifies_in_wasm_names_the_providers_allowing_es512() {
+    let mut v = quickstart();
+    v["providers"]["other"] = v["providers"]["auth0"].clone();
+    v["providers"]["third"] = v["providers"]["auth0"].clone();
+    v["providers"]["auth0"]["algorithms"] = json!(["ES256", "ES512"]);
+    v["providers"]["other"]["algorithms"] = json!(["ES256K"]);
+    v["providers"]["third"]["dpop"] = json!({"algorithms": ["ES512"]});
+    let mut c = Config::parse(v.to_string().as_bytes()).unwrap();
+    // The default DPoP list offers ES512 until the VM turns out to verify in wasm.
+    let default_algs = "RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 ES256K EdDSA";
+    assert_eq!(c.providers[1].dpop.algs, default_algs);
+    assert_eq!(c.for_wasm_verifier(), ["auth0", "third"]);
+    let other = c.providers.iter().find(|p| p.name == "other").unwrap();
+    assert_eq!(
+        other.dpop.algs,
+        "RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES256K EdDSA"
+    );
+    assert_eq!(other.algorithms, [Algorithm::ES256K]);
+    let third = c.providers.iter().find(|p| p.name == "third").unwrap();
+    assert_eq!(third.dpop.algs, "ES512");
+    // A dpop object without algorithms keeps the default list, and its trimming.
+    let mut v = quickstart();
+    v["providers"]["auth0"]["dpop"] = json!({"mode": "required", "algorithms": null});
+    let mut c = Config::parse(v.to_string().as_bytes()).unwrap();
+    assert!(c.providers[0].dpop.default_algorithms);
+    assert!(c.for_wasm_verifier().is_empty());
+    assert!(!c.providers[0].dpop.algorithms.contains(&Algorithm::ES512));
 }
 
 #[test]

@@ -75,6 +75,7 @@ fn a_proof_by_each_key_type_passes_with_its_thumbprint() {
         ("rsa-a", "RS256"),
         ("rsa-a", "PS384"),
         ("ed25519", "EdDSA"),
+        ("secp256k1", "ES256K"),
     ] {
         let proven = verdict(&sign(key, &header(key, alg), &claims()))
             .unwrap_or_else(|e| panic!("{key} {alg}: {}", e.message()));
@@ -172,6 +173,58 @@ fn the_jwk_must_be_a_public_asymmetric_key_that_fits_alg() {
         err(&sign("ec256", &header("rsa-a", "ES256"), &claims())),
         ProofError::KeyDoesNotFit
     );
+}
+
+#[test]
+fn es512_and_es256k_proofs_need_keys_of_their_curve() {
+    // ES256K under a P-256 key, ES256 under a secp256k1 key, ES512 under either.
+    for (key, alg) in [
+        ("ec256", "ES256K"),
+        ("secp256k1", "ES256"),
+        ("ec256", "ES512"),
+        ("secp256k1", "ES512"),
+        ("p521", "ES256K"),
+    ] {
+        assert_eq!(
+            err(&sign(key, &header(key, alg), &claims())),
+            ProofError::KeyDoesNotFit,
+            "{key} {alg}"
+        );
+    }
+    // ES512 is verified by the host only: in wasm, a good ES512 proof fails its signature.
+    assert_eq!(
+        err(&sign("p521", &header("p521", "ES512"), &claims())),
+        ProofError::Signature
+    );
+    let host = crate::verify::HostCrypto {
+        call: |_: &[u8]| Some(vec![0x08, 0x01]),
+    };
+    let proof = sign("p521", &header("p521", "ES512"), &claims());
+    let policy = DpopPolicy::default();
+    assert!(check(&proof, TOKEN, &request(&[]), &policy, NOW, 8192, &host).is_ok());
+    // Where the VM verifies in wasm, the default list (and its challenge) loses ES512; a
+    // configured list is kept as written.
+    let mut wasm = DpopPolicy::default();
+    wasm.for_wasm_verifier();
+    assert!(!wasm.algorithms.contains(&Algorithm::ES512));
+    assert!(wasm.algorithms.contains(&Algorithm::ES256K));
+    assert_eq!(
+        wasm.algs,
+        "RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES256K EdDSA"
+    );
+    assert_eq!(
+        check(&proof, TOKEN, &request(&[]), &wasm, NOW, 8192, &host).unwrap_err(),
+        ProofError::Algorithm
+    );
+    let mut configured = DpopPolicy::new(
+        DpopMode::Allowed,
+        vec![Algorithm::ES512, Algorithm::ES256],
+        300,
+        30,
+        None,
+    );
+    configured.for_wasm_verifier();
+    assert_eq!(configured.algs, "ES512 ES256");
 }
 
 #[test]

@@ -4,6 +4,7 @@ use super::host;
 use super::metrics::Metrics;
 use super::shared::HostSharedData;
 use super::stage::{STAGE, Stage};
+use crate::alg::Algorithm;
 use crate::config::{Config, ConfigError, KeySource, ProviderId};
 use crate::jwks::Key;
 use crate::request::{HeaderChanges, Request};
@@ -11,7 +12,6 @@ use crate::response::{Denial, Served};
 use crate::shared_keys::SharedData;
 use crate::verify::{HostCrypto, InWasm, SignatureVerifier};
 use crate::worker::{Host, Level, Metric, Worker};
-use jsonwebtoken::Algorithm;
 use proxy_wasm::types::LogLevel;
 use std::cell::Cell;
 
@@ -19,7 +19,7 @@ pub type Plugin = Worker<ProxyHost, Crypto>;
 
 /// Configures this VM's filter from the plugin configuration bytes.
 pub fn configure(root: u32, bytes: &[u8]) -> Result<Plugin, ConfigError> {
-    let config = Config::parse(bytes)?;
+    let mut config = Config::parse(bytes)?;
     let crypto = if config.host_crypto && host::has_verify_signature() {
         Crypto::Host
     } else {
@@ -37,6 +37,25 @@ pub fn configure(root: u32, bytes: &[u8]) -> Result<Plugin, ConfigError> {
             config.rules.len()
         ),
     );
+    if let Crypto::Wasm = crypto {
+        let providers = config.for_wasm_verifier();
+        if !providers.is_empty() {
+            host::log(
+                LogLevel::Warn,
+                &format!(
+                    "ES512 tokens and DPoP proofs are refused: provider(s) {} allow ES512, \
+                     which only the host's verify_signature verifies (P-521 is not built into \
+                     the module), and this VM verifies in wasm ({})",
+                    providers.join(", "),
+                    if config.host_crypto {
+                        "the host has no verify_signature"
+                    } else {
+                        "host_crypto is false"
+                    }
+                ),
+            );
+        }
+    }
     if STAGE != Stage::Everything {
         host::log(
             LogLevel::Critical,

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test target uses a different part
 
 pub mod families;
+pub mod host;
 pub mod keys;
 
 use jwt_filter::jwks::{KeySet, Origin};

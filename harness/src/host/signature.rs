@@ -1,6 +1,7 @@
 //! Envoy's `verify_signature` foreign function, natively: protobuf arguments in, protobuf
 //! result out. Like BoringSSL's `EVP_DigestVerify` with the key's default scheme: PKCS#1 v1.5
-//! for RSA keys, ECDSA (DER signatures) for P-256/P-384 keys; nothing else verifies.
+//! for RSA keys, ECDSA (DER signatures) for P-256/P-384/P-521 keys, high `s` included;
+//! nothing else verifies (BoringSSL has no secp256k1: such a key does not import).
 
 use p256::pkcs8::DecodePublicKey;
 use sha2::{Sha256, Sha384, Sha512};
@@ -89,6 +90,14 @@ enum Key {
     Rsa(rsa::RsaPublicKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
+    P521(p521::ecdsa::VerifyingKey),
+}
+
+fn p521_key(key: p521::PublicKey) -> Key {
+    Key::P521(
+        p521::ecdsa::VerifyingKey::from_affine(*key.as_affine())
+            .unwrap_or_else(|_| unreachable!("a PublicKey is never the identity")),
+    )
 }
 
 fn import_key(args: &Arguments) -> Option<Key> {
@@ -98,6 +107,7 @@ fn import_key(args: &Arguments) -> Option<Key> {
             .map(Key::Rsa)
             .or_else(|_| p256::ecdsa::VerifyingKey::from_public_key_pem(pem).map(Key::P256))
             .or_else(|_| p384::ecdsa::VerifyingKey::from_public_key_pem(pem).map(Key::P384))
+            .or_else(|_| p521::PublicKey::from_public_key_pem(pem).map(p521_key))
             .ok();
     }
     let der = args.public_key.as_slice();
@@ -105,6 +115,7 @@ fn import_key(args: &Arguments) -> Option<Key> {
         .map(Key::Rsa)
         .or_else(|_| p256::ecdsa::VerifyingKey::from_public_key_der(der).map(Key::P256))
         .or_else(|_| p384::ecdsa::VerifyingKey::from_public_key_der(der).map(Key::P384))
+        .or_else(|_| p521::PublicKey::from_public_key_der(der).map(p521_key))
         .ok()
 }
 
@@ -127,6 +138,11 @@ pub fn verify(args: &Arguments) -> Option<(bool, &'static str)> {
         }),
         (Key::P384(k), h) => ecdsa_digest(h, text).is_some_and(|d| {
             p384::ecdsa::Signature::from_der(sig).is_ok_and(|s| {
+                rsa::signature::hazmat::PrehashVerifier::verify_prehash(k, &d, &s).is_ok()
+            })
+        }),
+        (Key::P521(k), h) => ecdsa_digest(h, text).is_some_and(|d| {
+            p521::ecdsa::Signature::from_der(sig).is_ok_and(|s| {
                 rsa::signature::hazmat::PrehashVerifier::verify_prehash(k, &d, &s).is_ok()
             })
         }),
@@ -175,6 +191,14 @@ mod tests {
         match &key.material {
             Material::Rsa(k) => k.to_public_key().to_public_key_der().unwrap().to_vec(),
             Material::P256(k) => k.verifying_key().to_public_key_der().unwrap().to_vec(),
+            Material::P521(k) => {
+                p521::PublicKey::from_affine(*p521::ecdsa::VerifyingKey::from(k).as_affine())
+                    .unwrap()
+                    .to_public_key_der()
+                    .unwrap()
+                    .to_vec()
+            }
+            Material::Secp256k1(k) => k.verifying_key().to_public_key_der().unwrap().to_vec(),
             _ => unreachable!(),
         }
     }
@@ -183,11 +207,18 @@ mod tests {
         let key = KeyRing::default().get(spec, Path::new(".")).unwrap();
         let mut sig = key.sign(alg, b"signed").unwrap();
         if der_sig {
-            sig = p256::ecdsa::Signature::from_slice(&sig)
-                .unwrap()
-                .to_der()
-                .as_bytes()
-                .to_vec();
+            sig = match sig.len() {
+                132 => p521::ecdsa::Signature::from_slice(&sig)
+                    .unwrap()
+                    .to_der()
+                    .as_bytes()
+                    .to_vec(),
+                _ => p256::ecdsa::Signature::from_slice(&sig)
+                    .unwrap()
+                    .to_der()
+                    .as_bytes()
+                    .to_vec(),
+            };
         }
         let bytes = [
             length_delimited(1, hash.as_bytes()),
@@ -220,6 +251,44 @@ mod tests {
             "JOSE r||s is not DER"
         );
         assert!(!run("ec256:sig", "ES256", "md5", true, b"signed").0);
+    }
+
+    #[test]
+    fn p521_verifies_and_secp256k1_does_not_import() {
+        assert_eq!(
+            run("ec521:sig", "ES512", "sha512", true, b"signed"),
+            (true, "")
+        );
+        assert!(!run("ec521:sig", "ES512", "sha512", true, b"other").0);
+        assert!(
+            !run("ec521:sig", "ES512", "sha512", false, b"signed").0,
+            "JOSE r||s is not DER"
+        );
+        // ECDSA takes the digest named, as BoringSSL does: sha256 here is another digest.
+        assert!(!run("ec521:sig", "ES512", "sha256", true, b"signed").0);
+        // A high s (n - s) verifies, as in BoringSSL.
+        let key = KeyRing::default().get("ec521:sig", Path::new(".")).unwrap();
+        let low =
+            p521::ecdsa::Signature::from_slice(&key.sign("ES512", b"signed").unwrap()).unwrap();
+        let (r, s) = low.split_scalars();
+        let high = p521::ecdsa::Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
+        let bytes = [
+            length_delimited(1, b"sha512"),
+            length_delimited(2, &der("ec521:sig")),
+            length_delimited(3, high.to_der().as_bytes()),
+            length_delimited(4, b"signed"),
+        ]
+        .concat();
+        assert_eq!(verify(&parse_arguments(&bytes).unwrap()), Some((true, "")));
+        // secp256k1: BoringSSL cannot import the key (Envoy answers BAD_ARGUMENT).
+        let bytes = [
+            length_delimited(1, b"sha256"),
+            length_delimited(2, &der("secp256k1:sig")),
+            length_delimited(3, &[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01]),
+            length_delimited(4, b"signed"),
+        ]
+        .concat();
+        assert_eq!(verify(&parse_arguments(&bytes).unwrap()), None);
     }
 
     #[test]
