@@ -13,7 +13,8 @@ use crate::authenticator::KeyState;
 use crate::config::{Fetch, split_uri};
 use crate::json;
 use crate::jwks::{KeySet, Loaded, Origin};
-use serde::{Deserialize, Serialize};
+use crate::shared_keys::Record;
+use serde::Serialize;
 use serde_json::Value;
 
 /// Longest back-off between retries after failures.
@@ -21,8 +22,7 @@ const MAX_BACKOFF_MS: u64 = 60_000;
 /// A lease outlives its fetch timeout by this much (two fetches for discovery + slack).
 const LEASE_SLACK_MS: u64 = 1_000;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FetchRecord {
     /// A fetch is in flight until then (unix ms).
     pub lease_until_ms: u64,
@@ -40,7 +40,7 @@ pub struct FetchRecord {
     pub retry_at_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeysRecord {
     pub fetched_at_ms: u64,
     /// The JWKS document exactly as served (already validated once).
@@ -48,6 +48,50 @@ pub struct KeysRecord {
     /// For discovery: the `jwks_uri` found, and when the discovery document was fetched.
     pub jwks_uri: Option<String>,
     pub discovered_at_ms: u64,
+}
+
+impl Record for FetchRecord {
+    /// Every field, 0 when absent (a record of an older version); of another type, none.
+    fn from_json(value: &Value) -> Option<Self> {
+        let o = value.as_object()?;
+        let n = |name: &str| o.get(name).map_or(Some(0), Value::as_u64);
+        Some(FetchRecord {
+            lease_until_ms: n("lease_until_ms")?,
+            owner: n("owner")?,
+            last_attempt_ms: n("last_attempt_ms")?,
+            last_kid_fetch_ms: n("last_kid_fetch_ms")?,
+            keys_version: n("keys_version")?,
+            failures: u32::try_from(n("failures")?).ok()?,
+            retry_at_ms: n("retry_at_ms")?,
+        })
+    }
+}
+
+impl Record for KeysRecord {
+    /// `jwks_uri` may be absent or null; the other fields are required.
+    fn from_json(value: &Value) -> Option<Self> {
+        let o = value.as_object()?;
+        let jwks_uri = match o.get("jwks_uri") {
+            None | Some(Value::Null) => None,
+            Some(uri) => Some(uri.as_str()?.to_string()),
+        };
+        Some(KeysRecord {
+            fetched_at_ms: o.get("fetched_at_ms")?.as_u64()?,
+            jwks: o.get("jwks")?.as_str()?.to_string(),
+            jwks_uri,
+            discovered_at_ms: o.get("discovered_at_ms")?.as_u64()?,
+        })
+    }
+}
+
+/// No keys record yet is `null`.
+impl Record for Option<KeysRecord> {
+    fn from_json(value: &Value) -> Option<Self> {
+        match value {
+            Value::Null => Some(None),
+            other => KeysRecord::from_json(other).map(Some),
+        }
+    }
 }
 
 /// Why a fetch is wanted.
@@ -242,6 +286,79 @@ mod tests {
     use super::*;
     use crate::testkit::public_jwk;
     use serde_json::json;
+
+    #[test]
+    fn records_read_back_what_serde_wrote() {
+        let fetch = FetchRecord {
+            lease_until_ms: 1,
+            owner: 2,
+            last_attempt_ms: 3,
+            last_kid_fetch_ms: 4,
+            keys_version: 5,
+            failures: 6,
+            retry_at_ms: u64::MAX,
+        };
+        let bytes = serde_json::to_vec(&fetch).unwrap();
+        assert_eq!(FetchRecord::decode(&bytes), Some(fetch));
+        let keys = KeysRecord {
+            fetched_at_ms: 7,
+            jwks: r#"{"keys": []}"#.into(),
+            jwks_uri: Some("https://idp.test/jwks".into()),
+            discovered_at_ms: 8,
+        };
+        let bytes = serde_json::to_vec(&Some(keys.clone())).unwrap();
+        assert_eq!(
+            <Option<KeysRecord>>::decode(&bytes),
+            Some(Some(keys.clone()))
+        );
+        assert_eq!(<Option<KeysRecord>>::decode(b"null"), Some(None));
+        let without_uri = KeysRecord {
+            jwks_uri: None,
+            ..keys
+        };
+        let bytes = serde_json::to_vec(&without_uri).unwrap();
+        assert_eq!(KeysRecord::decode(&bytes), Some(without_uri));
+        assert_eq!(u64::decode(b"42"), Some(42));
+    }
+
+    #[test]
+    fn records_of_another_shape_are_not_read() {
+        // A fetch record of an older version: its missing fields are 0.
+        assert_eq!(
+            FetchRecord::decode(br#"{"owner": 9}"#),
+            Some(FetchRecord {
+                owner: 9,
+                ..FetchRecord::default()
+            })
+        );
+        for bad in [
+            &br#"{"owner": "9"}"#[..],
+            br#"{"owner": -1}"#,
+            br#"{"failures": 4294967296}"#,
+            br#"[]"#,
+            b"not json",
+        ] {
+            assert_eq!(
+                FetchRecord::decode(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for bad in [
+            &br#"{"fetched_at_ms": 1, "jwks_uri": null, "discovered_at_ms": 0}"#[..],
+            br#"{"fetched_at_ms": 1, "jwks": "{}", "jwks_uri": 5, "discovered_at_ms": 0}"#,
+            br#"{"fetched_at_ms": 1.5, "jwks": "{}", "discovered_at_ms": 0}"#,
+        ] {
+            assert_eq!(
+                KeysRecord::decode(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(u64::decode(b"-1"), None);
+    }
 
     fn fetch() -> Fetch {
         Fetch {

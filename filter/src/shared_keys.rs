@@ -18,9 +18,10 @@
 //! never while the holder lives). Either way the last fetch to finish gives the keys.
 
 use crate::config::Fetch;
+use crate::json;
 use crate::key_cache::{FetchRecord, KeysRecord, Trigger};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// The host's shared data.
 pub trait SharedData {
@@ -28,6 +29,23 @@ pub trait SharedData {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
     /// Writes `value` under `key` if its CAS is still `cas` (see the module comment).
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError>;
+}
+
+/// A record kept in shared data: written as JSON by serde, read back field by field (serde's
+/// typed deserialization would add some 36 KB to the module for these few fields).
+pub trait Record: Serialize + Sized {
+    /// The record `value` holds; `None` if it is not one (another version's, say).
+    fn from_json(value: &Value) -> Option<Self>;
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Self::from_json(&json::parse(bytes).ok()?)
+    }
+}
+
+impl Record for u64 {
+    fn from_json(value: &Value) -> Option<Self> {
+        value.as_u64()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,13 +193,13 @@ pub fn worker_number(data: &dyn SharedData) -> Option<u64> {
 /// compare-and-swap; one that does not parse (another version's) counts as empty.
 pub(crate) fn update<T, F>(data: &dyn SharedData, key: &str, mut change: F) -> Option<T>
 where
-    T: Serialize + DeserializeOwned + Default,
+    T: Record + Default,
     F: FnMut(&T) -> Option<T>,
 {
     let empty = serde_json::to_vec(&T::default()).ok()?;
     let mut written = None;
     update_bytes(data, key, &empty, |bytes| {
-        let current = serde_json::from_slice(bytes).unwrap_or_default();
+        let current = T::decode(bytes).unwrap_or_default();
         let next = change(&current)?;
         let bytes = serde_json::to_vec(&next).ok()?;
         written = Some(next);
@@ -215,7 +233,7 @@ pub(crate) fn update_bytes(
 }
 
 /// The record under `key` and its CAS; `None` when missing or unreadable.
-fn read<T: DeserializeOwned>(data: &dyn SharedData, key: &str) -> Option<(T, u32)> {
+fn read<T: Record>(data: &dyn SharedData, key: &str) -> Option<(T, u32)> {
     let (bytes, cas) = data.get(key)?;
-    Some((serde_json::from_slice(&bytes).ok()?, cas))
+    Some((T::decode(&bytes)?, cas))
 }

@@ -19,7 +19,7 @@ use jwt_filter::config::{Config, ProviderId};
 use jwt_filter::key_cache::{FetchRecord, KeysRecord};
 use jwt_filter::request::{HeaderChanges, Request};
 use jwt_filter::response::{Denial, Served};
-use jwt_filter::shared_keys::{SetError, SharedData};
+use jwt_filter::shared_keys::{Record, SetError, SharedData};
 use jwt_filter::verify::InWasm;
 use jwt_filter::worker::{Host, Level, Metric, Next, Worker};
 use loom::sync::{Arc, Condvar, Mutex};
@@ -174,7 +174,7 @@ impl World {
         let now = self.now();
         let leased = data.map.iter().any(|(key, (value, _))| {
             key.ends_with(".fetch")
-                && serde_json::from_slice::<FetchRecord>(value).is_ok_and(|r| r.lease_active(now))
+                && FetchRecord::decode(value).is_some_and(|r| r.lease_active(now))
         });
         if leased {
             self.wiped_leased.store(true, SeqCst);
@@ -264,10 +264,8 @@ impl SharedData for WorkerData {
 impl WorkerData {
     fn check(&self, key: &str, old: &[u8], new: &[u8]) {
         if key.ends_with(".fetch") {
-            let (Ok(old), Ok(new)) = (
-                serde_json::from_slice::<FetchRecord>(old),
-                serde_json::from_slice::<FetchRecord>(new),
-            ) else {
+            let (Some(old), Some(new)) = (FetchRecord::decode(old), FetchRecord::decode(new))
+            else {
                 return;
             };
             let held = old.owner != 0 && old.lease_active(self.world.now());
@@ -279,7 +277,7 @@ impl WorkerData {
                 ));
             }
         } else if key.ends_with(".keys") {
-            let fetched = |bytes| serde_json::from_slice::<KeysRecord>(bytes).ok();
+            let fetched = |bytes| KeysRecord::decode(bytes);
             if let (Some(old), Some(new)) = (fetched(old), fetched(new))
                 && new.fetched_at_ms <= old.fetched_at_ms
             {
