@@ -15,7 +15,7 @@ use crate::jwks::{KeySet, Origin};
 use crate::path::{self, PathParameters};
 use crate::rules::{HostPattern, Matcher, PathMatch, Rule};
 use crate::template::Template;
-use read::{FromJson, Node, Object};
+use read::{Field, FromJson, Node};
 use serde_json::Value;
 use std::fmt;
 
@@ -115,27 +115,6 @@ pub struct ResourceMetadata {
     pub url: String,
 }
 
-/// The RFC 9728 fields `resource_metadata` may carry, by type, beside `path`.
-const METADATA_STRINGS: [&str; 6] = [
-    "resource",
-    "jwks_uri",
-    "resource_name",
-    "resource_documentation",
-    "resource_policy_uri",
-    "resource_tos_uri",
-];
-const METADATA_LISTS: [&str; 6] = [
-    "authorization_servers",
-    "scopes_supported",
-    "bearer_methods_supported",
-    "resource_signing_alg_values_supported",
-    "authorization_details_types_supported",
-    "dpop_signing_alg_values_supported",
-];
-const METADATA_FLAGS: [&str; 2] = [
-    "tls_client_certificate_bound_access_tokens",
-    "dpop_bound_access_tokens_required",
-];
 const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
 /// What happens to a CORS preflight (`OPTIONS` with `Origin` and
@@ -178,95 +157,6 @@ fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Conf
 }
 
 // ---- Compilation: each JSON object is read (unknown fields refused) and checked at once. ----
-
-const CONFIG_FIELDS: [&str; 12] = [
-    "realm",
-    "cors_preflight",
-    "resource_metadata",
-    "mode",
-    "unmatched",
-    "path_parameters",
-    "max_token_bytes",
-    "max_body_bytes",
-    "jwt_cache_size",
-    "host_crypto",
-    "providers",
-    "rules",
-];
-const PROVIDER_FIELDS: [&str; 16] = [
-    "issuer",
-    "audiences",
-    "remote_jwks",
-    "local_jwks",
-    "discovery",
-    "algorithms",
-    "clock_skew_s",
-    "max_token_age_s",
-    "require_typ",
-    "token_sources",
-    "forward",
-    "forward_payload_header",
-    "claim_to_headers",
-    "claim_to_properties",
-    "dpop",
-    "mtls",
-];
-const DPOP_FIELDS: [&str; 5] = [
-    "mode",
-    "algorithms",
-    "iat_offset_s",
-    "iat_leeway_s",
-    "origin",
-];
-/// `remote_jwks` (with `uri`) and `discovery` (with `metadata_uri` and `jwks_cluster`)
-/// share their fetch settings; the other's fields are refused with a hint.
-const FETCH_FIELDS: [&str; 10] = [
-    "cluster",
-    "uri",
-    "timeout_ms",
-    "cache_duration_s",
-    "cooldown_s",
-    "stale_max_s",
-    "max_body_bytes",
-    "headers",
-    "metadata_uri",
-    "jwks_cluster",
-];
-/// The first three choose the kind of requirement; the rest, the authorization, belong to
-/// a provider requirement only.
-const REQUIREMENT_FIELDS: [&str; 9] = [
-    "provider",
-    "any",
-    "all",
-    "scopes",
-    "scopes_any",
-    "scope_claim",
-    "claims",
-    "allow_missing",
-    "audiences",
-];
-/// A claim check: the claim, and exactly one of the rest.
-const CLAIM_CHECK_FIELDS: [&str; 10] = [
-    "claim",
-    "equals",
-    "includes",
-    "includes_any",
-    "equals_param",
-    "includes_param",
-    "equals_header",
-    "present",
-    "prefix",
-    "not_includes",
-];
-const AUTHORIZATION_FIELDS: &[&str] = REQUIREMENT_FIELDS.split_at(3).1;
-const MATCH_FIELDS: [&str; 6] = [
-    "path",
-    "prefix",
-    "path_template",
-    "methods",
-    "hosts",
-    "route",
-];
 
 impl Config {
     /// Parses and validates a configuration.
@@ -378,123 +268,196 @@ impl FromJson<'_> for ClaimPath {
 }
 
 fn compile(root: &Node) -> Result<Config, ConfigError> {
-    let o = root.object(&CONFIG_FIELDS)?;
-    let realm: String = o.or("realm", "api".into())?;
-    if realm.is_empty() || !realm.bytes().all(|b| is_qdtext(b) && b != b'\\') {
+    let [
+        realm,
+        cors_preflight,
+        resource_metadata,
+        mode,
+        unmatched,
+        path_parameters,
+        max_token_bytes,
+        max_body_bytes,
+        jwt_cache_size,
+        host_crypto,
+        providers,
+        rules,
+    ] = &root.fields(&[
+        "realm",
+        "cors_preflight",
+        "resource_metadata",
+        "mode",
+        "unmatched",
+        "path_parameters",
+        "max_token_bytes",
+        "max_body_bytes",
+        "jwt_cache_size",
+        "host_crypto",
+        "providers",
+        "rules",
+    ])?;
+    let realm_text: String = realm.or("api".into())?;
+    if realm_text.is_empty() || !realm_text.bytes().all(|b| is_qdtext(b) && b != b'\\') {
         return err(
-            "realm",
+            realm.path(),
             "must be non-empty printable ASCII without '\"' or '\\'",
         );
     }
-    let mode = o.or("mode", Mode::default())?;
-    let unmatched = o.or("unmatched", Unmatched::default())?;
-    let path_parameters = o.or("path_parameters", PathParameters::default())?;
-    let cors_preflight = o.or("cors_preflight", CorsPreflight::default())?;
-    let resource_metadata = o
-        .get::<Node>("resource_metadata")?
+    let mode = mode.or(Mode::default())?;
+    let unmatched = unmatched.or(Unmatched::default())?;
+    let path_parameters = path_parameters.or(PathParameters::default())?;
+    let cors_preflight = cors_preflight.or(CorsPreflight::default())?;
+    let resource_metadata = resource_metadata
+        .get::<Node>()?
         .map(|node| compile_metadata(&node))
         .transpose()?;
-    let max_token_bytes = o.within("max_token_bytes", 8192, 256, 65_536)?;
-    let max_body_bytes = o.within("max_body_bytes", 65_536, 1024, 1_048_576)?;
-    let jwt_cache_size: usize = o.or("jwt_cache_size", 1000)?;
-    if jwt_cache_size > 100_000 {
-        return err("jwt_cache_size", "must be at most 100000");
+    let max_token_bytes = max_token_bytes.within(8192, 256, 65_536)?;
+    let max_body_bytes = max_body_bytes.within(65_536, 1024, 1_048_576)?;
+    let cache_size: usize = jwt_cache_size.or(1000)?;
+    if cache_size > 100_000 {
+        return err(jwt_cache_size.path(), "must be at most 100000");
     }
-    let host_crypto = o.or("host_crypto", true)?;
+    let host_crypto = host_crypto.or(true)?;
     // serde_json's map (without its `preserve_order` feature) keeps keys in order: providers
     // come in name order.
-    let raw_providers = o.req::<Node>("providers")?.map()?;
+    let listed: Node = providers.req()?;
+    let raw_providers = listed.map()?;
     if raw_providers.is_empty() {
-        return err("providers", "must name at least one provider");
+        return err(providers.path(), "must name at least one provider");
     }
     let names: Vec<&String> = raw_providers.keys().collect();
     let mut providers = Vec::new();
     for (name, value) in raw_providers {
         let node = Node {
             value,
-            path: format!("providers.{name}"),
+            path: listed.child(name),
         };
         providers.push(compile_provider(name, &node)?);
     }
     let identity_headers = identity_headers(&providers)?;
-    let mut rules = Vec::new();
-    for node in o.req::<Vec<Node>>("rules")? {
-        let r = node.object(&["match", "requires"])?;
-        let matcher = compile_match(&r.req("match")?)?;
+    let mut compiled_rules = Vec::new();
+    for node in rules.req::<Vec<Node>>()? {
+        let [r#match, requires] = &node.fields(&["match", "requires"])?;
+        let matcher = compile_match(&r#match.req()?)?;
         let captures = match &matcher.path {
             PathMatch::Template(t) => t.names(),
             PathMatch::Exact(_) | PathMatch::Prefix(_) => &[],
         };
-        let requires = match r.get::<Node>("requires")? {
+        let requires = match requires.get::<Node>()? {
             None => None,
             Some(req) => Some(compile_requirement(&req, &names, captures)?),
         };
-        rules.push(Rule { matcher, requires });
+        compiled_rules.push(Rule { matcher, requires });
     }
     Ok(Config {
-        realm,
+        realm: realm_text,
         mode,
         unmatched,
         max_token_bytes,
         max_body_bytes,
-        jwt_cache_size,
+        jwt_cache_size: cache_size,
         host_crypto,
         path_parameters,
         cors_preflight,
         resource_metadata,
         providers,
-        rules,
+        rules: compiled_rules,
         identity_headers,
     })
 }
 
 fn compile_metadata(node: &Node) -> Result<ResourceMetadata, ConfigError> {
-    let fields: Vec<&str> = ["path"]
-        .iter()
-        .chain(&METADATA_STRINGS)
-        .chain(&METADATA_LISTS)
-        .chain(&METADATA_FLAGS)
-        .copied()
-        .collect();
-    let m = node.object(&fields)?;
+    let [
+        path,
+        resource,
+        jwks_uri,
+        resource_name,
+        resource_documentation,
+        resource_policy_uri,
+        resource_tos_uri,
+        authorization_servers,
+        scopes_supported,
+        bearer_methods_supported,
+        resource_signing_alg_values_supported,
+        authorization_details_types_supported,
+        dpop_signing_alg_values_supported,
+        tls_client_certificate_bound_access_tokens,
+        dpop_bound_access_tokens_required,
+    ] = &node.fields(&[
+        "path",
+        "resource",
+        "jwks_uri",
+        "resource_name",
+        "resource_documentation",
+        "resource_policy_uri",
+        "resource_tos_uri",
+        "authorization_servers",
+        "scopes_supported",
+        "bearer_methods_supported",
+        "resource_signing_alg_values_supported",
+        "authorization_details_types_supported",
+        "dpop_signing_alg_values_supported",
+        "tls_client_certificate_bound_access_tokens",
+        "dpop_bound_access_tokens_required",
+    ])?;
+    // All but `path` are RFC 9728's, copied into the document as given.
     let mut document = serde_json::Map::new();
-    for name in METADATA_STRINGS {
-        if let Some(value) = m.get::<String>(name)? {
+    let strings = [
+        resource,
+        jwks_uri,
+        resource_name,
+        resource_documentation,
+        resource_policy_uri,
+        resource_tos_uri,
+    ];
+    for field in strings {
+        if let Some(value) = field.get::<String>()? {
             if value.is_empty() {
-                return err(m.child(name), "must not be empty");
+                return err(field.path(), "must not be empty");
             }
-            document.insert(name.into(), Value::String(value));
+            document.insert(field.name.into(), Value::String(value));
         }
     }
-    for name in METADATA_LISTS {
-        if let Some(list) = m.get::<Vec<String>>(name)? {
+    let lists = [
+        authorization_servers,
+        scopes_supported,
+        bearer_methods_supported,
+        resource_signing_alg_values_supported,
+        authorization_details_types_supported,
+        dpop_signing_alg_values_supported,
+    ];
+    for field in lists {
+        if let Some(list) = field.get::<Vec<String>>()? {
             if list.is_empty() || list.iter().any(String::is_empty) {
                 return err(
-                    m.child(name),
+                    field.path(),
                     "must be a non-empty list of non-empty strings",
                 );
             }
-            document.insert(name.into(), list.into());
+            document.insert(field.name.into(), list.into());
         }
     }
-    for name in METADATA_FLAGS {
-        if let Some(flag) = m.get::<bool>(name)? {
-            document.insert(name.into(), Value::Bool(flag));
+    let flags = [
+        tls_client_certificate_bound_access_tokens,
+        dpop_bound_access_tokens_required,
+    ];
+    for field in flags {
+        if let Some(flag) = field.get::<bool>()? {
+            document.insert(field.name.into(), Value::Bool(flag));
         }
     }
-    let resource: String = m.req("resource")?;
-    let quotable = resource.bytes().all(|b| is_qdtext(b) && b != b'\\');
-    if split_uri(&resource).is_none() || resource.contains(['?', '#']) || !quotable {
+    let url: String = resource.req()?;
+    let quotable = url.bytes().all(|b| is_qdtext(b) && b != b'\\');
+    if split_uri(&url).is_none() || url.contains(['?', '#']) || !quotable {
         return err(
-            m.child("resource"),
+            resource.path(),
             "must be an http(s) URL without query or fragment",
         );
     }
-    let path = m.or("path", METADATA_PATH.to_string())?;
-    canonical_path(&path, m.child("path"))?;
+    let served = path.or(METADATA_PATH.to_string())?;
+    canonical_path(&served, path.path())?;
     Ok(ResourceMetadata {
-        url: format!("{}{path}", resource.trim_end_matches('/')),
-        path,
+        url: format!("{}{served}", url.trim_end_matches('/')),
+        path: served,
         document: Value::Object(document).to_string(),
     })
 }
@@ -507,115 +470,164 @@ fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
     {
         return node.err("provider names use letters, digits, '-' and '_' only");
     }
-    let p = node.object(&PROVIDER_FIELDS)?;
-    let issuer = compile_issuers(&p)?;
-    let audiences = audience_list(p.req("audiences")?, &p.child("audiences"))?;
+    let [
+        issuer,
+        audiences,
+        remote_jwks,
+        local_jwks,
+        discovery,
+        algorithms,
+        clock_skew_s,
+        max_token_age_s,
+        require_typ,
+        token_sources,
+        forward,
+        forward_payload_header,
+        claim_to_headers,
+        claim_to_properties,
+        dpop,
+        mtls,
+    ] = &node.fields(&[
+        "issuer",
+        "audiences",
+        "remote_jwks",
+        "local_jwks",
+        "discovery",
+        "algorithms",
+        "clock_skew_s",
+        "max_token_age_s",
+        "require_typ",
+        "token_sources",
+        "forward",
+        "forward_payload_header",
+        "claim_to_headers",
+        "claim_to_properties",
+        "dpop",
+        "mtls",
+    ])?;
+    let issuers = compile_issuers(issuer)?;
+    let audiences = audience_list(audiences.req()?, &audiences.path())?;
     let algorithms = compile_algorithms(
-        &p.or("algorithms", vec!["RS256".to_string()])?,
-        &p.child("algorithms"),
+        &algorithms.or(vec!["RS256".to_string()])?,
+        &algorithms.path(),
     )?;
-    let keys = compile_keys(&p, &issuer.0, &algorithms)?;
-    let clock_skew_s = p.or("clock_skew_s", 5)?;
-    if clock_skew_s > 300 {
-        return err(p.child("clock_skew_s"), "must be at most 300");
+    let keys = compile_keys(
+        node,
+        issuer,
+        [remote_jwks, local_jwks, discovery],
+        &issuers.0,
+        &algorithms,
+    )?;
+    let skew = clock_skew_s.or(5)?;
+    if skew > 300 {
+        return err(clock_skew_s.path(), "must be at most 300");
     }
-    let require_typ = match p.get::<String>("require_typ")? {
-        Some(t) if t.is_empty() => return err(p.child("require_typ"), "must not be empty"),
+    let require_typ = match require_typ.get::<String>()? {
+        Some(t) if t.is_empty() => return err(require_typ.path(), "must not be empty"),
         t => t.as_deref().map(normalize_typ),
     };
-    let token_sources = match p.get::<Vec<Node>>("token_sources")? {
+    let token_sources = match token_sources.get::<Vec<Node>>()? {
         None => vec![TokenSource::bearer()],
         Some(list) if list.is_empty() => {
-            return err(p.child("token_sources"), "must not be empty");
+            return err(token_sources.path(), "must not be empty");
         }
         Some(list) => list.iter().map(compile_source).collect::<Result<_, _>>()?,
     };
-    let forward_payload_header = match p.get::<String>("forward_payload_header")? {
+    let forward_payload_header = match forward_payload_header.get::<String>()? {
         None => None,
-        Some(h) => Some(identity_header(&h, &p.child("forward_payload_header"))?),
+        Some(h) => Some(identity_header(&h, &forward_payload_header.path())?),
     };
-    let mut claim_to_headers = Vec::new();
-    for node in p.or("claim_to_headers", Vec::<Node>::new())? {
-        let c = node.object(&["claim", "header"])?;
-        claim_to_headers.push((
-            c.req("claim")?,
-            identity_header(&c.req::<String>("header")?, &c.child("header"))?,
+    let mut headers = Vec::new();
+    for node in claim_to_headers.or(Vec::<Node>::new())? {
+        let [claim, header] = &node.fields(&["claim", "header"])?;
+        headers.push((
+            claim.req()?,
+            identity_header(&header.req::<String>()?, &header.path())?,
         ));
     }
-    let mut claim_to_properties = Vec::new();
-    for node in p.or("claim_to_properties", Vec::<Node>::new())? {
-        let c = node.object(&["claim", "property"])?;
-        let property: String = c.req("property")?;
-        let valid = !property.is_empty()
-            && property.len() <= 64
-            && property
+    let mut properties = Vec::new();
+    for node in claim_to_properties.or(Vec::<Node>::new())? {
+        let [claim, property] = &node.fields(&["claim", "property"])?;
+        let name: String = property.req()?;
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
         if !valid {
             return err(
-                c.child("property"),
+                property.path(),
                 "must be 1 to 64 letters, digits, '_', '-' or '.'",
             );
         }
-        claim_to_properties.push((c.req("claim")?, property));
+        properties.push((claim.req()?, name));
     }
     Ok(Provider {
         name: name.to_string(),
         algorithms,
         claims: ClaimRules {
-            issuer,
+            issuer: issuers,
             audiences,
-            clock_skew_s,
-            max_token_age_s: p.get("max_token_age_s")?,
+            clock_skew_s: skew,
+            max_token_age_s: max_token_age_s.get()?,
             require_typ,
         },
         keys,
         token_sources,
-        forward: p.or("forward", false)?,
+        forward: forward.or(false)?,
         forward_payload_header,
-        claim_to_headers,
-        claim_to_properties,
-        dpop: match p.get::<Node>("dpop")? {
+        claim_to_headers: headers,
+        claim_to_properties: properties,
+        dpop: match dpop.get::<Node>()? {
             None => DpopPolicy::default(),
             Some(node) => compile_dpop(&node)?,
         },
-        mtls: match p.get::<Node>("mtls")? {
+        mtls: match mtls.get::<Node>()? {
             None => MtlsMode::default(),
-            Some(node) => node.object(&["mode"])?.req("mode")?,
+            Some(node) => {
+                let [mode] = &node.fields(&["mode"])?;
+                mode.req()?
+            }
         },
     })
 }
 
 fn compile_dpop(node: &Node) -> Result<DpopPolicy, ConfigError> {
-    let d = node.object(&DPOP_FIELDS)?;
+    let [mode, algorithms, iat_offset_s, iat_leeway_s, origin] = &node.fields(&[
+        "mode",
+        "algorithms",
+        "iat_offset_s",
+        "iat_leeway_s",
+        "origin",
+    ])?;
     let defaults = DpopPolicy::default();
-    let default_algorithms = !d.has("algorithms");
-    let algorithms = match d.get::<Vec<String>>("algorithms")? {
+    let default_algorithms = !algorithms.has();
+    let algorithms = match algorithms.get::<Vec<String>>()? {
         None => defaults.algorithms,
         Some(names) => {
-            let algorithms = compile_algorithms(&names, &d.child("algorithms"))?;
-            if algorithms.iter().any(|a| a.is_hmac()) {
+            let list = compile_algorithms(&names, &algorithms.path())?;
+            if list.iter().any(|a| a.is_hmac()) {
                 return err(
-                    d.child("algorithms"),
+                    algorithms.path(),
                     "DPoP proofs use public-key algorithms only",
                 );
             }
-            algorithms
+            list
         }
     };
-    let origin = match d.get::<String>("origin")? {
+    let origin = match origin.get::<String>()? {
         None => None,
-        Some(origin) => {
+        Some(given) => {
             // The origin alone, `scheme://host[:port]`: normalised, without the root path.
-            let bare = origin
+            let bare = given
                 .split_once(':')
                 .and_then(|(_, rest)| rest.strip_prefix("//"))
                 .is_some_and(|rest| !rest.contains(['/', '?', '#']));
-            match dpop::normalize_uri(&origin).filter(|_| bare) {
+            match dpop::normalize_uri(&given).filter(|_| bare) {
                 Some(n) => Some(n.trim_end_matches('/').to_string()),
                 None => {
                     return err(
-                        d.child("origin"),
+                        origin.path(),
                         "must be an http(s) origin: scheme://host[:port], no path",
                     );
                 }
@@ -625,10 +637,10 @@ fn compile_dpop(node: &Node) -> Result<DpopPolicy, ConfigError> {
     Ok(DpopPolicy {
         default_algorithms,
         ..DpopPolicy::new(
-            d.or("mode", defaults.mode)?,
+            mode.or(defaults.mode)?,
             algorithms,
-            d.within("iat_offset_s", defaults.iat_offset_s, 1, 3600)?,
-            d.within("iat_leeway_s", defaults.iat_leeway_s, 0, 300)?,
+            iat_offset_s.within(defaults.iat_offset_s, 1, 3600)?,
+            iat_leeway_s.within(defaults.iat_leeway_s, 0, 300)?,
             origin,
         )
     })
@@ -679,8 +691,8 @@ fn compile_algorithms(names: &[String], path: &str) -> Result<Vec<Algorithm>, Co
 }
 
 /// `issuer`: one issuer or a list, each an exact URL but for `{claim}` placeholders.
-fn compile_issuers(p: &Object) -> Result<Issuers, ConfigError> {
-    let node: Node = p.req("issuer")?;
+fn compile_issuers(issuer: &Field) -> Result<Issuers, ConfigError> {
+    let node: Node = issuer.req()?;
     let list: Vec<String> = match node.value {
         Value::String(s) => vec![s.clone()],
         Value::Array(_) => Vec::from_json(&node)?,
@@ -722,40 +734,26 @@ fn placeholder_problem(issuer: &str) -> Option<&'static str> {
     rest.contains('}').then_some("has a '}' without '{'")
 }
 
+/// The keys from exactly one of `remote_jwks`, `local_jwks` and `discovery`.
 fn compile_keys(
-    p: &Object,
+    node: &Node,
+    issuer: &Field,
+    [remote_jwks, local_jwks, discovery]: [&Field; 3],
     issuers: &[String],
     algorithms: &[Algorithm],
 ) -> Result<KeySource, ConfigError> {
     let hmac = algorithms.iter().any(|a| a.is_hmac());
-    let sources = (
-        p.get::<Node>("remote_jwks")?,
-        p.get::<Node>("local_jwks")?,
-        p.get::<Node>("discovery")?,
+    let given = (
+        remote_jwks.get::<Node>()?,
+        local_jwks.get::<Node>()?,
+        discovery.get::<Node>()?,
     );
-    match sources {
+    match given {
         (Some(remote), None, None) => {
             if hmac {
                 return remote.err("HMAC algorithms need their secret in local_jwks");
             }
-            let remote = remote.object(&FETCH_FIELDS)?;
-            for name in ["metadata_uri", "jwks_cluster"] {
-                if remote.has(name) {
-                    return err(
-                        remote.child(name),
-                        "belongs to discovery; remote_jwks fetches its uri",
-                    );
-                }
-            }
-            let Some(uri) = remote.get::<String>("uri")? else {
-                return err(remote.child("uri"), "missing");
-            };
-            let Some((authority, uri_path)) = split_uri(&uri) else {
-                return err(remote.child("uri"), "must be an absolute http(s) URI");
-            };
-            Ok(KeySource::Remote(compile_fetch(
-                &remote, authority, uri_path,
-            )?))
+            Ok(KeySource::Remote(compile_fetch(&remote, None)?))
         }
         (None, Some(local), None) => {
             let Value::Object(doc) = local.value else {
@@ -778,118 +776,159 @@ fn compile_keys(
             }
             Ok(KeySource::Local(set))
         }
-        (None, None, Some(discovery)) => {
+        (None, None, Some(found)) => {
             if hmac {
-                return discovery.err("HMAC algorithms need their secret in local_jwks");
+                return found.err("HMAC algorithms need their secret in local_jwks");
             }
-            let discovery = discovery.object(&FETCH_FIELDS)?;
-            let [issuer] = issuers else {
-                return err(p.child("issuer"), "discovery needs exactly one issuer");
+            Ok(KeySource::Discovery(compile_fetch(
+                &found,
+                Some((issuer, issuers)),
+            )?))
+        }
+        _ => node.exactly_one(&[remote_jwks, local_jwks, discovery]),
+    }
+}
+
+/// `remote_jwks`, or `discovery` (given the provider's `issuer` field and its issuers): they
+/// share their fetch settings, and each refuses the other's own fields with a hint.
+fn compile_fetch(
+    node: &Node,
+    discovery: Option<(&Field, &[String])>,
+) -> Result<Fetch, ConfigError> {
+    let [
+        cluster,
+        uri,
+        timeout_ms,
+        cache_duration_s,
+        cooldown_s,
+        stale_max_s,
+        max_body_bytes,
+        headers,
+        metadata_uri,
+        jwks_cluster,
+    ] = &node.fields(&[
+        "cluster",
+        "uri",
+        "timeout_ms",
+        "cache_duration_s",
+        "cooldown_s",
+        "stale_max_s",
+        "max_body_bytes",
+        "headers",
+        "metadata_uri",
+        "jwks_cluster",
+    ])?;
+    let (authority, path, fallback_path) = match discovery {
+        None => {
+            for field in [metadata_uri, jwks_cluster] {
+                if field.has() {
+                    return err(
+                        field.path(),
+                        "belongs to discovery; remote_jwks fetches its uri",
+                    );
+                }
+            }
+            let Some(text) = uri.get::<String>()? else {
+                return err(uri.path(), "missing");
             };
-            if issuer.contains('{') {
+            let Some((authority, path)) = split_uri(&text) else {
+                return err(uri.path(), "must be an absolute http(s) URI");
+            };
+            (authority.to_string(), path.to_string(), None)
+        }
+        Some((issuer, issuers)) => {
+            let [literal] = issuers else {
+                return err(issuer.path(), "discovery needs exactly one issuer");
+            };
+            if literal.contains('{') {
                 return err(
-                    p.child("issuer"),
+                    issuer.path(),
                     "discovery needs a literal issuer, without placeholders",
                 );
             }
-            if discovery.has("uri") {
+            if uri.has() {
                 return err(
-                    discovery.child("uri"),
+                    uri.path(),
                     "discovery starts from the issuer; use remote_jwks for a fixed URI",
                 );
             }
-            let Some((issuer_authority, issuer_path)) = split_uri(issuer) else {
-                return err(p.child("issuer"), "must be an http(s) URL for discovery");
+            let Some((issuer_authority, issuer_path)) = split_uri(literal) else {
+                return err(issuer.path(), "must be an http(s) URL for discovery");
             };
-            let mut fetch = match discovery.get::<String>("metadata_uri")? {
+            match metadata_uri.get::<String>()? {
                 // A full metadata URL: that document only.
-                Some(uri) => {
-                    let Some((authority, path)) = split_uri(&uri) else {
-                        return err(
-                            discovery.child("metadata_uri"),
-                            "must be an absolute http(s) URI",
-                        );
+                Some(text) => {
+                    let Some((authority, path)) = split_uri(&text) else {
+                        return err(metadata_uri.path(), "must be an absolute http(s) URI");
                     };
-                    compile_fetch(&discovery, authority, path)?
+                    (authority.to_string(), path.to_string(), None)
                 }
                 // As Express: OpenID Connect's document, then RFC 8414's (its well-known
                 // part inserted before the issuer's path).
                 None => {
                     let issuer_path = issuer_path.trim_end_matches('/');
-                    let mut fetch = compile_fetch(
-                        &discovery,
-                        issuer_authority,
-                        &format!("{issuer_path}/.well-known/openid-configuration"),
-                    )?;
-                    fetch.fallback_path = Some(format!(
-                        "/.well-known/oauth-authorization-server{issuer_path}"
-                    ));
-                    fetch
+                    (
+                        issuer_authority.to_string(),
+                        format!("{issuer_path}/.well-known/openid-configuration"),
+                        Some(format!(
+                            "/.well-known/oauth-authorization-server{issuer_path}"
+                        )),
+                    )
                 }
-            };
-            if let Some(cluster) = discovery.get::<String>("jwks_cluster")? {
-                if cluster.is_empty() {
-                    return err(discovery.child("jwks_cluster"), "must not be empty");
-                }
-                fetch.jwks_cluster = cluster;
             }
-            Ok(KeySource::Discovery(fetch))
         }
-        _ => p
-            .node
-            .err("needs exactly one of remote_jwks, local_jwks, discovery"),
+    };
+    let cluster_name: String = cluster.req()?;
+    if cluster_name.is_empty() {
+        return err(cluster.path(), "must not be empty");
     }
-}
-
-fn compile_fetch(o: &Object, authority: &str, path: &str) -> Result<Fetch, ConfigError> {
-    let cluster: String = o.req("cluster")?;
-    if cluster.is_empty() {
-        return err(o.child("cluster"), "must not be empty");
-    }
-    let mut headers = Vec::new();
-    let listed = o.get::<Node>("headers")?;
-    for (name, value) in listed
-        .as_ref()
-        .map(Node::map)
-        .transpose()?
-        .into_iter()
-        .flatten()
-    {
-        let at = o.child(&format!("headers.{name}"));
-        let name = name.to_ascii_lowercase();
-        if name.is_empty()
-            || !name.bytes().all(is_tchar)
-            || RESERVED_FETCH_HEADERS.contains(&name.as_str())
-        {
-            return err(
-                at,
-                "must be a header name other than the request's own (:method, :path, content-length, ...)",
-            );
+    let mut extra_headers = Vec::new();
+    if let Some(listed) = headers.get::<Node>()? {
+        for (name, value) in listed.map()? {
+            let at = listed.child(name);
+            let name = name.to_ascii_lowercase();
+            if name.is_empty()
+                || !name.bytes().all(is_tchar)
+                || RESERVED_FETCH_HEADERS.contains(&name.as_str())
+            {
+                return err(
+                    at,
+                    "must be a header name other than the request's own (:method, :path, content-length, ...)",
+                );
+            }
+            let Value::String(value) = value else {
+                return err(at, "must be a string");
+            };
+            if !value
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+            {
+                return err(at, "must be printable ASCII");
+            }
+            extra_headers.push((name, value.clone()));
         }
-        let Value::String(value) = value else {
-            return err(at, "must be a string");
-        };
-        if !value
-            .bytes()
-            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
-        {
-            return err(at, "must be printable ASCII");
-        }
-        headers.push((name, value.clone()));
     }
-    Ok(Fetch {
-        jwks_cluster: cluster.clone(),
-        cluster,
-        authority: authority.to_string(),
-        path: path.to_string(),
-        fallback_path: None,
-        headers,
-        timeout_ms: o.within("timeout_ms", 5000, 1, 60_000)?,
-        cache_duration_s: o.within("cache_duration_s", 600, 1, 7 * 86_400)?,
-        cooldown_s: o.within("cooldown_s", 30, 0, 3_600)?,
-        stale_max_s: o.within("stale_max_s", 86_400, 0, 7 * 86_400)?,
-        max_body_bytes: o.within("max_body_bytes", 1 << 20, 1_024, 16 << 20)?,
-    })
+    let mut fetch = Fetch {
+        jwks_cluster: cluster_name.clone(),
+        cluster: cluster_name,
+        authority,
+        path,
+        fallback_path,
+        headers: extra_headers,
+        timeout_ms: timeout_ms.within(5000, 1, 60_000)?,
+        cache_duration_s: cache_duration_s.within(600, 1, 7 * 86_400)?,
+        cooldown_s: cooldown_s.within(30, 0, 3_600)?,
+        stale_max_s: stale_max_s.within(86_400, 0, 7 * 86_400)?,
+        max_body_bytes: max_body_bytes.within(1 << 20, 1_024, 16 << 20)?,
+    };
+    // Discovery only (refused above in remote_jwks): the cluster for the jwks_uri it finds.
+    if let Some(name) = jwks_cluster.get::<String>()? {
+        if name.is_empty() {
+            return err(jwks_cluster.path(), "must not be empty");
+        }
+        fetch.jwks_cluster = name;
+    }
+    Ok(fetch)
 }
 
 /// Headers a fetch's `headers` may not set: the call's own, and framing.
@@ -922,36 +961,35 @@ pub fn split_uri(uri: &str) -> Option<(&str, &str)> {
 }
 
 fn compile_source(node: &Node) -> Result<TokenSource, ConfigError> {
-    let s = node.object(&["header", "prefix", "query", "cookie", "body"])?;
-    let named = |what: &str| -> Result<Option<String>, ConfigError> {
-        match s.get::<String>(what)? {
+    let [header, prefix, query, cookie, body] =
+        &node.fields(&["header", "prefix", "query", "cookie", "body"])?;
+    let named = |field: &Field| -> Result<Option<String>, ConfigError> {
+        match field.get::<String>()? {
             Some(n) if n.is_empty() || !n.bytes().all(is_tchar) => {
-                err(s.child(what), "must be a non-empty token")
+                err(field.path(), "must be a non-empty token")
             }
             n => Ok(n),
         }
     };
-    let prefix: Option<String> = s.get("prefix")?;
-    let named = [
-        named("header")?,
-        named("query")?,
-        named("cookie")?,
-        named("body")?,
-    ];
+    let given_prefix: Option<String> = prefix.get()?;
+    let named = [named(header)?, named(query)?, named(cookie)?, named(body)?];
     match named {
         [Some(h), None, None, None] => {
             let name = h.to_ascii_lowercase();
-            let prefix = match prefix {
+            let prefix = match given_prefix {
                 Some(p) => p,
                 None if name == "authorization" => "Bearer ".into(),
                 None => String::new(),
             };
             Ok(TokenSource::Header { name, prefix })
         }
-        [None, Some(q), None, None] if prefix.is_none() => Ok(TokenSource::Query(q)),
-        [None, None, Some(c), None] if prefix.is_none() => Ok(TokenSource::Cookie(c)),
-        [None, None, None, Some(b)] if prefix.is_none() => Ok(TokenSource::Body(b)),
-        _ => node.err("needs exactly one of header (with optional prefix), query, cookie, body"),
+        [None, Some(q), None, None] if given_prefix.is_none() => Ok(TokenSource::Query(q)),
+        [None, None, Some(c), None] if given_prefix.is_none() => Ok(TokenSource::Cookie(c)),
+        [None, None, None, Some(b)] if given_prefix.is_none() => Ok(TokenSource::Body(b)),
+        _ => node.err(format!(
+            "needs exactly one of {} (with optional {}), {}, {}, {}",
+            header.name, prefix.name, query.name, cookie.name, body.name
+        )),
     }
 }
 
@@ -1007,58 +1045,65 @@ fn identity_headers(providers: &[Provider]) -> Result<Vec<String>, ConfigError> 
 }
 
 fn compile_match(node: &Node) -> Result<Matcher, ConfigError> {
-    let m = node.object(&MATCH_FIELDS)?;
+    let [path, prefix, path_template, methods, hosts, route] = &node.fields(&[
+        "path",
+        "prefix",
+        "path_template",
+        "methods",
+        "hosts",
+        "route",
+    ])?;
     let chosen = (
-        m.get::<String>("path")?,
-        m.get::<String>("prefix")?,
-        m.get::<String>("path_template")?,
+        path.get::<String>()?,
+        prefix.get::<String>()?,
+        path_template.get::<String>()?,
     );
-    let (path, kind, written) = match chosen {
-        (Some(p), None, None) => (PathMatch::Exact(p.clone()), "path", p),
-        (None, Some(p), None) => (PathMatch::Prefix(p.clone()), "prefix", p),
+    let (matched, field, written) = match chosen {
+        (Some(p), None, None) => (PathMatch::Exact(p.clone()), path, p),
+        (None, Some(p), None) => (PathMatch::Prefix(p.clone()), prefix, p),
         (None, None, Some(t)) => {
             let template =
-                Template::parse(&t).or_else(|e| err(m.child("path_template"), e.message()))?;
+                Template::parse(&t).or_else(|e| err(path_template.path(), e.message()))?;
             let sample = template.sample();
-            (PathMatch::Template(template), "path_template", sample)
+            (PathMatch::Template(template), path_template, sample)
         }
-        _ => return node.err("needs exactly one of path, prefix, path_template"),
+        _ => return node.exactly_one(&[path, prefix, path_template]),
     };
-    canonical_path(&written, m.child(kind))?;
-    let methods = non_empty_list(&m, "methods", "match any method")?;
-    if let Some(i) = methods
+    canonical_path(&written, field.path())?;
+    let method_names = non_empty_list(methods, "match any method")?;
+    if let Some(i) = method_names
         .iter()
         .position(|x| x.is_empty() || !x.bytes().all(|b| b.is_ascii_uppercase()))
     {
         return err(
-            format!("{}[{i}]", m.child("methods")),
+            format!("{}[{i}]", methods.path()),
             "methods are upper-case names such as GET",
         );
     }
-    let hosts = non_empty_list(&m, "hosts", "match any host")?
+    let host_patterns = non_empty_list(hosts, "match any host")?
         .iter()
         .enumerate()
         .map(|(i, h)| {
             host_pattern(h).ok_or_else(|| ConfigError {
-                path: format!("{}[{i}]", m.child("hosts")),
+                path: format!("{}[{i}]", hosts.path()),
                 message: "must be a host name such as api.example.com or *.example.com, with an optional :port".into(),
             })
         })
         .collect::<Result<_, _>>()?;
-    let routes = non_empty_list(&m, "route", "match any route")?;
+    let routes = non_empty_list(route, "match any route")?;
     if let Some(i) = routes
         .iter()
         .position(|r| r.is_empty() || r.chars().any(char::is_control))
     {
         return err(
-            format!("{}[{i}]", m.child("route")),
+            format!("{}[{i}]", route.path()),
             "must be a non-empty route name",
         );
     }
     Ok(Matcher {
-        path,
-        methods,
-        hosts,
+        path: matched,
+        methods: method_names,
+        hosts: host_patterns,
         routes,
     })
 }
@@ -1081,10 +1126,10 @@ fn canonical_path(written: &str, at: String) -> Result<(), ConfigError> {
 
 /// A list of strings that, when given, must not be empty (`without` says what leaving it
 /// out means).
-fn non_empty_list(m: &Object, name: &str, without: &str) -> Result<Vec<String>, ConfigError> {
-    match m.get::<Vec<String>>(name)? {
+fn non_empty_list(field: &Field, without: &str) -> Result<Vec<String>, ConfigError> {
+    match field.get::<Vec<String>>()? {
         Some(list) if list.is_empty() => err(
-            m.child(name),
+            field.path(),
             format!("must not be empty (leave it out to {without})"),
         ),
         list => Ok(list.unwrap_or_default()),
@@ -1127,96 +1172,139 @@ fn compile_requirement(
     names: &[&String],
     captures: &[String],
 ) -> Result<Requirement, ConfigError> {
-    let r = node.object(&REQUIREMENT_FIELDS)?;
-    let has_authz = AUTHORIZATION_FIELDS.iter().any(|f| r.has(f));
-    let group = |list: Vec<Node>, kind: &str| -> Result<Vec<Requirement>, ConfigError> {
+    // The first three choose the kind of requirement; the rest, the authorization, belong
+    // to a provider requirement only.
+    let [provider, any, all, authorization @ ..] = &node.fields(&[
+        "provider",
+        "any",
+        "all",
+        "scopes",
+        "scopes_any",
+        "scope_claim",
+        "claims",
+        "allow_missing",
+        "audiences",
+    ])?;
+    let has_authz = authorization.iter().any(Field::has);
+    let [
+        scopes,
+        scopes_any,
+        scope_claim,
+        claims,
+        allow_missing,
+        audiences,
+    ] = authorization;
+    let group = |list: Vec<Node>, kind: &Field| -> Result<Vec<Requirement>, ConfigError> {
         if has_authz {
             return node.err(format!(
-                "'{kind}' cannot carry authorization fields; put them on each provider requirement"
+                "'{}' cannot carry authorization fields; put them on each provider requirement",
+                kind.name
             ));
         }
         if list.is_empty() {
-            return err(r.child(kind), "must not be empty");
+            return err(kind.path(), "must not be empty");
         }
         list.iter()
             .map(|r| compile_requirement(r, names, captures))
             .collect()
     };
-    let provider: Option<String> = r.get("provider")?;
-    match (provider, r.get("any")?, r.get("all")?) {
+    let named: Option<String> = provider.get()?;
+    match (named, any.get()?, all.get()?) {
         (Some(name), None, None) => {
-            let Some(provider) = names.iter().position(|n| **n == name) else {
-                return err(r.child("provider"), format!("unknown provider '{name}'"));
+            let Some(index) = names.iter().position(|n| **n == name) else {
+                return err(provider.path(), format!("unknown provider '{name}'"));
             };
             Ok(Requirement::Provider(ProviderRequirement {
-                provider: ProviderId(provider),
-                allow_missing: r.or("allow_missing", false)?,
-                audiences: r
-                    .get::<Vec<String>>("audiences")?
-                    .map(|list| audience_list(list, &r.child("audiences")))
+                provider: ProviderId(index),
+                allow_missing: allow_missing.or(false)?,
+                audiences: audiences
+                    .get::<Vec<String>>()?
+                    .map(|list| audience_list(list, &audiences.path()))
                     .transpose()?,
-                authorization: compile_authorization(&r, captures)?,
+                authorization: compile_authorization(
+                    [scopes, scopes_any, scope_claim, claims],
+                    captures,
+                )?,
             }))
         }
-        (None, Some(list), None) => Ok(Requirement::Any(group(list, "any")?)),
-        (None, None, Some(list)) => Ok(Requirement::All(group(list, "all")?)),
-        _ => node.err("needs exactly one of provider, any, all"),
+        (None, Some(list), None) => Ok(Requirement::Any(group(list, any)?)),
+        (None, None, Some(list)) => Ok(Requirement::All(group(list, all)?)),
+        _ => node.exactly_one(&[provider, any, all]),
     }
 }
 
-fn compile_authorization(r: &Object, captures: &[String]) -> Result<Authorization, ConfigError> {
-    let scope_list = |name: &str| -> Result<Vec<String>, ConfigError> {
-        let list: Vec<String> = r.get(name)?.unwrap_or_default();
+fn compile_authorization(
+    [scopes, scopes_any, scope_claim, claims]: [&Field; 4],
+    captures: &[String],
+) -> Result<Authorization, ConfigError> {
+    let scope_list = |field: &Field| -> Result<Vec<String>, ConfigError> {
+        let list: Vec<String> = field.get()?.unwrap_or_default();
         if let Some(i) = list.iter().position(|s| {
             s.is_empty() || !s.bytes().all(|b| is_qdtext(b) && b != b' ' && b != b'\\')
         }) {
             return err(
-                format!("{}[{i}]", r.child(name)),
+                format!("{}[{i}]", field.path()),
                 "a scope is a non-empty printable token without spaces, '\"' or '\\'",
             );
         }
         Ok(list)
     };
-    let scope_claim = r
-        .get("scope_claim")?
+    let scope_claim = scope_claim
+        .get()?
         .unwrap_or_else(|| ClaimPath::dotted("scope"));
-    let claims = r
-        .get::<Vec<Node>>("claims")?
+    let claims = claims
+        .get::<Vec<Node>>()?
         .unwrap_or_default()
         .iter()
         .map(|node| compile_claim_check(node, captures))
         .collect::<Result<_, _>>()?;
     Ok(Authorization {
         scope_claim,
-        scopes: scope_list("scopes")?,
-        scopes_any: scope_list("scopes_any")?,
+        scopes: scope_list(scopes)?,
+        scopes_any: scope_list(scopes_any)?,
         claims,
     })
 }
 
+/// A claim check: the claim, and exactly one of the rest.
 fn compile_claim_check(node: &Node, captures: &[String]) -> Result<ClaimCheck, ConfigError> {
-    let c = node.object(&CLAIM_CHECK_FIELDS)?;
-    let claim: ClaimPath = c.req("claim")?;
-    let given: Vec<&str> = CLAIM_CHECK_FIELDS[1..]
-        .iter()
-        .copied()
-        .filter(|f| c.has(f))
-        .collect();
-    let [check] = given.as_slice() else {
-        return node.err(format!(
-            "needs exactly one of {}",
-            CLAIM_CHECK_FIELDS[1..].join(", ")
-        ));
+    let [claim, checks @ ..] = &node.fields(&[
+        "claim",
+        "equals",
+        "includes",
+        "includes_any",
+        "equals_param",
+        "includes_param",
+        "equals_header",
+        "present",
+        "prefix",
+        "not_includes",
+    ])?;
+    let claim: ClaimPath = claim.req()?;
+    let given: Vec<&Field> = checks.iter().filter(|f| f.has()).collect();
+    let [check] = given[..] else {
+        return node.exactly_one(&checks.each_ref());
     };
-    let at = c.child(check);
+    let [
+        equals,
+        includes,
+        includes_any,
+        equals_param,
+        includes_param,
+        equals_header,
+        present,
+        prefix,
+        not_includes,
+    ] = checks;
+    let at = check.path();
     let non_empty = |list: Vec<Value>| -> Result<Vec<Value>, ConfigError> {
         match list.is_empty() {
             true => err(&at, "must not be empty"),
             false => Ok(list),
         }
     };
-    let capture = || -> Result<usize, ConfigError> {
-        let name: String = c.req(check)?;
+    let capture = |field: &Field| -> Result<usize, ConfigError> {
+        let name: String = field.req()?;
         captures.iter().position(|n| *n == name).map_or_else(
             || {
                 err(
@@ -1227,28 +1315,33 @@ fn compile_claim_check(node: &Node, captures: &[String]) -> Result<ClaimCheck, C
             Ok,
         )
     };
-    Ok(match *check {
-        "equals" => ClaimCheck::Equals(claim, c.req(check)?),
-        "includes" => ClaimCheck::Includes(claim, non_empty(c.req(check)?)?),
-        "includes_any" => ClaimCheck::IncludesAny(claim, non_empty(c.req(check)?)?),
-        "not_includes" => ClaimCheck::NotIncludes(claim, non_empty(c.req(check)?)?),
-        "equals_param" => ClaimCheck::EqualsParam(claim, capture()?),
-        "includes_param" => ClaimCheck::IncludesParam(claim, capture()?),
-        "equals_header" => {
-            let name: String = c.req(check)?;
-            if name.is_empty() || !name.bytes().all(is_tchar) {
-                return err(at, "must be a header name");
-            }
-            ClaimCheck::EqualsHeader(claim, name.to_ascii_lowercase())
+    // Exactly one is given: the last is the one left.
+    Ok(if equals.has() {
+        ClaimCheck::Equals(claim, equals.req()?)
+    } else if includes.has() {
+        ClaimCheck::Includes(claim, non_empty(includes.req()?)?)
+    } else if includes_any.has() {
+        ClaimCheck::IncludesAny(claim, non_empty(includes_any.req()?)?)
+    } else if not_includes.has() {
+        ClaimCheck::NotIncludes(claim, non_empty(not_includes.req()?)?)
+    } else if equals_param.has() {
+        ClaimCheck::EqualsParam(claim, capture(equals_param)?)
+    } else if includes_param.has() {
+        ClaimCheck::IncludesParam(claim, capture(includes_param)?)
+    } else if equals_header.has() {
+        let name: String = equals_header.req()?;
+        if name.is_empty() || !name.bytes().all(is_tchar) {
+            return err(at, "must be a header name");
         }
-        "present" => ClaimCheck::Present(claim, c.req(check)?),
-        _ => {
-            let prefix: String = c.req(check)?;
-            if prefix.is_empty() {
-                return err(at, "must not be empty");
-            }
-            ClaimCheck::Prefix(claim, prefix)
+        ClaimCheck::EqualsHeader(claim, name.to_ascii_lowercase())
+    } else if present.has() {
+        ClaimCheck::Present(claim, present.req()?)
+    } else {
+        let text: String = prefix.req()?;
+        if text.is_empty() {
+            return err(at, "must not be empty");
         }
+        ClaimCheck::Prefix(claim, text)
     })
 }
 
