@@ -52,21 +52,15 @@ pub enum DpopMode {
 }
 
 impl DpopPolicy {
-    /// Every asymmetric algorithm the filter verifies. ES512 only where the host verifies
-    /// signatures (`for_wasm_verifier` drops it elsewhere); ES256K everywhere (in wasm).
-    pub const ALGORITHMS: [Algorithm; 11] = [
-        Algorithm::RS256,
-        Algorithm::RS384,
-        Algorithm::RS512,
-        Algorithm::PS256,
-        Algorithm::PS384,
-        Algorithm::PS512,
-        Algorithm::ES256,
-        Algorithm::ES384,
-        Algorithm::ES512,
-        Algorithm::ES256K,
-        Algorithm::EdDSA,
-    ];
+    /// Every asymmetric algorithm the filter verifies, in `Algorithm::ALL`'s order. ES512
+    /// only where the host verifies signatures (`for_wasm_verifier` drops it elsewhere);
+    /// ES256K everywhere (in wasm).
+    pub fn algorithms() -> Vec<Algorithm> {
+        Algorithm::ALL
+            .into_iter()
+            .filter(|a| !a.is_hmac())
+            .collect()
+    }
 
     /// For a VM that verifies every signature in wasm: the default list without the
     /// algorithms only the host verifies (ES512), so that challenges offer only what this
@@ -113,13 +107,7 @@ impl Default for DpopPolicy {
     fn default() -> Self {
         DpopPolicy {
             default_algorithms: true,
-            ..DpopPolicy::new(
-                DpopMode::Allowed,
-                DpopPolicy::ALGORITHMS.to_vec(),
-                300,
-                30,
-                None,
-            )
+            ..DpopPolicy::new(DpopMode::Allowed, DpopPolicy::algorithms(), 300, 30, None)
         }
     }
 }

@@ -46,7 +46,7 @@ fn dpop_request() -> Request {
 }
 
 fn policy(mode: DpopMode) -> DpopPolicy {
-    DpopPolicy::new(mode, DpopPolicy::ALGORITHMS.to_vec(), 300, 30, None)
+    DpopPolicy::new(mode, DpopPolicy::algorithms(), 300, 30, None)
 }
 
 fn claims(cnf: Value) -> Map<String, Value> {

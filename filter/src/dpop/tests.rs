@@ -333,7 +333,7 @@ fn htu_must_be_the_request_uri_after_normalisation() {
 fn a_configured_origin_replaces_scheme_and_authority() {
     let behind_tls = DpopPolicy::new(
         DpopMode::Allowed,
-        DpopPolicy::ALGORITHMS.to_vec(),
+        DpopPolicy::algorithms(),
         300,
         30,
         Some("https://public.example".into()),
