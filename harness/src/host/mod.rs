@@ -116,6 +116,21 @@ pub struct Outcome {
     pub by: &'static str,
 }
 
+impl Outcome {
+    /// A request that ended without an answer: the client went away (`cancelled`) or the
+    /// connection was reset (`reset`).
+    fn unanswered(by: &'static str) -> Outcome {
+        Outcome {
+            status: 0,
+            headers: Vec::new(),
+            body: Vec::new(),
+            upstream: None,
+            upstream_body: None,
+            by,
+        }
+    }
+}
+
 struct Tracked {
     worker: usize,
     context: u32,

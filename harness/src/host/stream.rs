@@ -77,14 +77,7 @@ impl Proxy {
             return false;
         };
         let (worker, ctx) = (r.worker, r.context);
-        let outcome = Outcome {
-            status: 0,
-            headers: Vec::new(),
-            body: Vec::new(),
-            upstream: None,
-            upstream_body: None,
-            by: "cancelled",
-        };
+        let outcome = Outcome::unanswered("cancelled");
         self.finish(worker, ctx, outcome);
         self.settle(worker);
         true
@@ -114,14 +107,7 @@ impl Proxy {
             if let Some(local) = stream.local_response.take() {
                 self.local_reply(worker, ctx, local);
             } else if stream.closed {
-                let outcome = Outcome {
-                    status: 0,
-                    headers: Vec::new(),
-                    body: Vec::new(),
-                    upstream: None,
-                    upstream_body: None,
-                    by: "reset",
-                };
+                let outcome = Outcome::unanswered("reset");
                 self.finish(worker, ctx, outcome);
             } else {
                 let dir = if stream.continue_requested[0] {
