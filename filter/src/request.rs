@@ -49,9 +49,15 @@ impl Request {
 
     /// The request from the host's header pairs. A pair whose name is not UTF-8 is dropped:
     /// every name the filter reads or writes is ASCII, so it can equal none of them.
-    pub fn from_pairs<'b>(pairs: impl IntoIterator<Item = (&'b [u8], &'b [u8])>) -> Self {
-        let mut request = Request::default();
-        for (name, value) in pairs {
+    pub fn from_pairs(pairs: &[(&[u8], &[u8])]) -> Self {
+        // Sized once: growing the text header by header costs more than the rest of a
+        // missing-token decision.
+        let mut request = Request {
+            text: String::with_capacity(pairs.iter().map(|(n, v)| n.len() + v.len()).sum()),
+            headers: Vec::with_capacity(pairs.len()),
+            ..Request::default()
+        };
+        for &(name, value) in pairs {
             let Ok(name) = std::str::from_utf8(name) else {
                 continue;
             };
@@ -226,7 +232,7 @@ mod tests {
             (b"Accept", b"*/*"),
             (b"x-foo", b"ok"),
         ];
-        let request = Request::from_pairs(pairs);
+        let request = Request::from_pairs(&pairs);
         assert_eq!(request.method(), "GET");
         assert_eq!(request.path(), "");
         assert_eq!(request.undecodable, [":path", "x-foo"]);

@@ -6,7 +6,6 @@
 //! which Envoy sends as `grpc-message` (in a trailers-only answer with HTTP status 200).
 
 use crate::request::Request;
-use serde::Serialize;
 use std::borrow::Cow;
 
 /// Why a request was refused; also the metric and log label.
@@ -165,6 +164,7 @@ impl Denial {
             }
             // The common answer: the Bearer challenge as it is, then DPoP's.
             if !dpop_only && !error_in_dpop {
+                value.reserve(algs.len() + 13);
                 for part in [", DPoP algs=\"", algs, "\""] {
                     value.push_str(part);
                 }
@@ -307,12 +307,7 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Denial {
     let message = quoted(&message);
     let body = match grpc {
         true => message.into_owned(),
-        // Serializing two strings cannot fail.
-        false => serde_json::to_string(&Body {
-            error: code,
-            message: &message,
-        })
-        .unwrap_or_default(),
+        false => json_body(code, &message),
     };
     Denial {
         status,
@@ -323,11 +318,16 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Denial {
     }
 }
 
-/// The JSON body of a denial, as Express's error handler writes it.
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: &'a str,
+/// The JSON body of a denial, as Express's error handler writes it. Written by hand: the
+/// code is a fixed identifier and a `quoted` message has nothing JSON would escape (no `"`,
+/// `\` or control character), and serde's serializer costs more than the rest of a
+/// missing-token answer.
+fn json_body(code: &str, message: &str) -> String {
+    let mut body = String::with_capacity(message.len() + code.len() + 24);
+    for part in [r#"{"error":""#, code, r#"","message":""#, message, r#""}"#] {
+        body.push_str(part);
+    }
+    body
 }
 
 /// Makes a description safe inside an RFC 7230 quoted-string: `"` becomes `'`, `\` becomes
@@ -372,6 +372,20 @@ mod tests {
         assert_eq!(quoted("plain text, kept as is"), "plain text, kept as is");
         assert_eq!(quoted(&"x".repeat(300)).len(), 200);
         assert_eq!(quoted("é\u{7f}\"e"), "é'e");
+    }
+
+    #[test]
+    fn the_json_body_is_what_a_json_serializer_writes_for_any_quoted_message() {
+        let every_char: String = (0u32..0x800).filter_map(char::from_u32).collect();
+        for message in [
+            every_char.as_str(),
+            "é\u{7f}\"e\\",
+            "Authentication required",
+        ] {
+            let message = quoted(message);
+            let want = serde_json::json!({"error": "invalid_token", "message": message});
+            assert_eq!(json_body("invalid_token", &message), want.to_string());
+        }
     }
 
     fn header<'d>(d: &'d Denial, name: &str) -> Option<&'d str> {

@@ -305,9 +305,9 @@ fn methods(req: &Request) -> Result<Vec<(Cow<'_, str>, bool)>, RouteError> {
     let plain = !method.is_empty()
         && !method.bytes().any(|b| b.is_ascii_lowercase())
         && method != "HEAD"
-        && METHOD_OVERRIDE_HEADERS
-            .iter()
-            .all(|name| req.header_values(name).next().is_none())
+        && !req
+            .headers()
+            .any(|(name, _)| METHOD_OVERRIDE_HEADERS.contains(&name))
         && req.query().is_none_or(|q| !q.contains(['_', '%']));
     if plain {
         return Ok(vec![(Cow::Borrowed(method), true)]);

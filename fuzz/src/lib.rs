@@ -153,7 +153,7 @@ pub fn header_map(data: &[u8]) {
     if let Some(pairs) = header_map::decode(data) {
         let encoded = header_map::encode(&pairs);
         assert!(data.starts_with(&encoded) || (data.is_empty() && pairs.is_empty()));
-        Request::from_pairs(pairs);
+        Request::from_pairs(&pairs);
     }
 }
 
@@ -263,11 +263,15 @@ pub fn decide_input(
 pub fn decide(data: &[u8]) -> Option<Decision> {
     let (&[config, state, clock], rest) = data.split_first_chunk()?;
     let (jwks, headers) = split_once(rest, b"\n\n").unwrap_or((rest, b""));
-    let req = Request::from_pairs(headers.split(|&b| b == b'\n').filter_map(|line| {
-        // The name's own leading `:` (pseudo-headers) is not the separator.
-        let at = line.get(1..)?.windows(2).position(|w| w == b": ")? + 1;
-        Some((&line[..at], &line[at + 2..]))
-    }));
+    let pairs: Vec<(&[u8], &[u8])> = headers
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            // The name's own leading `:` (pseudo-headers) is not the separator.
+            let at = line.get(1..)?.windows(2).position(|w| w == b": ")? + 1;
+            Some((&line[..at], &line[at + 2..]))
+        })
+        .collect();
+    let req = Request::from_pairs(&pairs);
     let set = KeySet::parse(jwks, Origin::Remote).ok().map(|l| l.set);
     let store = Store::new(set.as_ref(), state);
     let now = NOW.saturating_add_signed(i64::from(clock as i8) * 300);

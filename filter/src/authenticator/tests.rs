@@ -1077,7 +1077,7 @@ fn get_bytes(path: &str, extra: &[(&[u8], &[u8])]) -> Request {
         (b":authority", b"api.test"),
     ];
     pairs.extend_from_slice(extra);
-    Request::from_pairs(pairs)
+    Request::from_pairs(&pairs)
 }
 
 #[test]

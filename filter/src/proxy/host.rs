@@ -36,7 +36,7 @@ pub fn now_ms() -> u64 {
 /// lets through.
 pub fn request() -> Request {
     let bytes = abi::header_pairs(abi::REQUEST_HEADERS).unwrap_or_default();
-    Request::from_pairs(header_map::decode(&bytes).unwrap_or_default())
+    Request::from_pairs(&header_map::decode(&bytes).unwrap_or_default())
 }
 
 /// A property of the current stream by path segments; `None` when the host has none.
