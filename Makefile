@@ -151,21 +151,23 @@ fuzz: build harness-bin fuzz-tools
 # The benchmark (bench/run.py; never part of `make test`): real Envoy, one worker pinned to
 # CPU 0, wrk on CPU 1, in turn: no filter, native jwt_authn (without/with its JWT cache), this
 # filter (host crypto, then host_crypto: false); one token repeated and 10,000 distinct tokens;
-# interleaved rounds. Prints the table, writes bench/results/<date>-<HHMM>.md and .json.
-# Options: BENCH_ARGS="--rounds 1 --duration 3" (see python3 bench/run.py --help).
-# Then the micro-benchmark of the core, natively and built as shipped (wasm, opt-level z) in
-# Node.js's V8 (bench/core-in-v8.mjs), and `harness bench` (us per request inside
-# wasmtime, cached and uncached, both signature paths, worker linear memory).
+# interleaved rounds. Prints the table, writes bench/results/<date>-<HHMM>.md and .json, with
+# the same builds driven through the ABI in Node.js's V8 (bench/abi-in-v8.mjs: host calls
+# and ns per request). Options: BENCH_ARGS="--rounds 1 --duration 3" (see python3
+# bench/run.py --help). Then the micro-benchmark of the core, natively and built as shipped
+# (wasm, opt-level z) in V8 (bench/core-in-v8.mjs), and `harness bench` (us per request
+# inside wasmtime, cached and uncached, both signature paths, worker linear memory).
+# V8 runs with TurboFan only (--no-liftoff), as in Envoy.
 bench: build harness-bin envoy test-filters bench-stages
 	@command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	@command -v taskset >/dev/null || (apt-get update && apt-get install -y util-linux)
+	@command -v node >/dev/null || apt-get install -y nodejs || (apt-get update && apt-get install -y nodejs)
 	@.venv/bin/python -c 'import matplotlib' 2>/dev/null || .venv/bin/pip install --quiet --disable-pip-version-check matplotlib
 	python3 bench/run.py $(BENCH_ARGS)
 	cargo bench -p jwt_filter --bench core
-	@command -v node >/dev/null || apt-get install -y nodejs || (apt-get update && apt-get install -y nodejs)
 	CARGO_PROFILE_BENCH_OPT_LEVEL=z CARGO_PROFILE_BENCH_LTO=true CARGO_PROFILE_BENCH_CODEGEN_UNITS=1 \
 	  cargo bench -p jwt_filter --bench core --no-run --target $(WASM_TARGET) --target-dir target/bench-core-wasm
-	node --no-warnings bench/core-in-v8.mjs $$(ls -t target/bench-core-wasm/$(WASM_TARGET)/release/deps/core-*.wasm | head -1)
+	node --no-warnings --no-liftoff bench/core-in-v8.mjs $$(ls -t target/bench-core-wasm/$(WASM_TARGET)/release/deps/core-*.wasm | head -1)
 	$(HARNESS) bench
 
 # The filter built for the benchmark's cost breakdown only: each variant stops every request

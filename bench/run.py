@@ -184,13 +184,17 @@ def malformed(token: str) -> str:
     return f"{head}.{token.split('.')[1]}."
 
 
+def filter_config(keys: dict) -> dict:
+    """The filter's configuration: one provider with the key inline, every path requiring it."""
+    return {"providers": {"p": {"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": keys}},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider": "p"}}]}
+
+
 def render(setup: Setup, keys: dict, wasm: dict[Path, Path]) -> str:
     text = (ENVOY_DIR / "base.yaml").read_text()
     filters = (ENVOY_DIR / setup.snippet).read_text().rstrip("\n")
     if setup.wasm is not None:
-        cfg = {"providers": {"p": {"issuer": ISSUER, "audiences": [AUDIENCE],
-                                   "local_jwks": keys}},
-               "rules": [{"match": {"prefix": "/"}, "requires": {"provider": "p"}}]}
+        cfg = filter_config(keys)
         cfg.update(setup.overrides or {})
         # JSON strings are valid YAML double-quoted scalars.
         filters = (filters.replace("__WASM__", json.dumps(str(wasm[setup.wasm])))
@@ -381,6 +385,17 @@ def ratio(runs, w, s, base):
     return per_round(runs, w, s, base, lambda r, b: r["rps"] / b["rps"])
 
 
+def ratio_range(runs, w, s, base) -> tuple[float, float] | None:
+    """The lowest and highest per-round ratio: how far one round can be from another."""
+    out = []
+    for r in runs:
+        b = [x for x in runs if x["workload"] == w and x["setup"] == base
+             and x["round"] == r["round"]]
+        if r["workload"] == w and r["setup"] == s and b and b[0]["rps"] > 0:
+            out.append(r["rps"] / b[0]["rps"])
+    return (min(out), max(out)) if out else None
+
+
 def extra_us(runs, w, s, base, field="us"):
     return per_round(runs, w, s, base, lambda r, b: r[field] - b[field]
                      if r[field] is not None and b[field] is not None else None)
@@ -545,6 +560,37 @@ def goals(runs: list[dict], summary: dict, wasm_size: int, pool: int) -> list[st
     return ["| goal | this run | target | |", "|---|---:|---|---|"] + out
 
 
+def in_v8(keys: dict, token_lines: dict, workloads: list[Workload], floor_and_filter: list[Path],
+          baseline: Path | None, workdir: Path) -> list[str]:
+    """The same builds driven through the ABI in Node.js's V8 (bench/abi-in-v8.mjs): host
+    calls per request and ns per request, free of Envoy's and the network's noise."""
+    node = shutil.which("node")
+    if node is None or not workloads:
+        return ["In V8 through the ABI: not run (no node, or no single-token workload).", ""]
+    cfg = workdir / "abi-config.json"
+    cfg.write_text(json.dumps(filter_config(keys)))
+    builds = list(zip(("floor", "jwt_filter"), floor_and_filter))
+    builds += [("baseline", baseline)] if baseline else []
+    argv = ([node, "--no-warnings", "--no-liftoff", str(BENCH / "abi-in-v8.mjs"), str(cfg), "20000"]
+            + [f"{w.id}={token_lines[w.id][0]}" for w in workloads] + ["--"]
+            + [f"{name}={path}" for name, path in builds])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    if out.returncode != 0:
+        return [f"In V8 through the ABI: failed ({out.stderr.strip()[-300:]})", ""]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    md = ["In V8 through the ABI (bench/abi-in-v8.mjs: Node.js with TurboFan only, as Envoy "
+          "runs V8; a host that answers at once and counts host calls; median of 7 interleaved "
+          "rounds of 20,000 requests):", "",
+          "| workload | build | host calls per request | ns/request | min-max |",
+          "|---|---|---|---:|---:|"]
+    for r in rows:
+        calls = ", ".join(f"{k.removeprefix('proxy_')} {v}"
+                          for k, v in sorted(r["host_calls"].items())) or "none"
+        md.append(f"| {r['workload']} | {r['module']} | {calls} | {r['ns_median']:,} | "
+                  f"{r['ns_min']:,}-{r['ns_max']:,} |")
+    return md + [""]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)))
@@ -698,10 +744,15 @@ def main() -> int:
         for w in named:
             x = ratio(runs, w.id, "wasm_host", "baseline")
             d = extra_us(runs, w.id, "wasm_host", "baseline", "cpu_us")
-            if x is not None:
-                md.append(f"- {w.label}: {fmt_x(x)} the requests per second, "
+            spread = ratio_range(runs, w.id, "wasm_host", "baseline")
+            if x is not None and spread:
+                md.append(f"- {w.label}: {fmt_x(x)} the requests per second (rounds "
+                          f"{fmt_x(spread[0])} to {fmt_x(spread[1])}), "
                           f"{fmt_us(d, sign=True)} us of Envoy CPU per request")
         md.append("")
+    md += in_v8(keys, token_lines, [w for w in workloads if len(token_lines[w.id]) == 1],
+                [copies.get(p, p) for p in (FLOOR_WASM, WASM.resolve())],
+                copies.get(args.baseline.resolve()) if args.baseline else None, workdir)
     text = "\n".join(md)
     print()
     print(text)
