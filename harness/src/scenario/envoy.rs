@@ -5,7 +5,7 @@
 //! `/stats` and its log. Virtual time becomes real waits, up to a bound. A scenario that
 //! cannot run this way is skipped with the reason, never passed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -98,9 +98,15 @@ impl EnvoyRunner {
             calls: Vec::new(),
             upstream: Vec::new(),
         }));
+        let refusals = refusals(s).map_err(|why| anyhow!(why))?;
+        let refusing = Refusing::new()?;
         let mut servers = Vec::new();
         let mut ports = BTreeMap::new();
         for name in names.iter().map(Some).chain([None]) {
+            if name.is_some_and(|n| refusals.clusters.contains(n)) {
+                ports.insert(name.cloned(), refusing.port);
+                continue;
+            }
             let server = Server::start(shared.clone(), name.cloned())?;
             ports.insert(name.cloned(), server.port);
             servers.push(server);
@@ -111,7 +117,14 @@ impl EnvoyRunner {
                 Value::String(with_jwks(other.clone(), &mut self.keys, &loaded.dir)?.to_string())
             }
         };
-        let config = envoy_config(s, &plugin_config, &self.wasm, &ports)?;
+        let config = envoy_config(
+            s,
+            &plugin_config,
+            &self.wasm,
+            &ports,
+            &refusals,
+            refusing.port,
+        )?;
         let config_path = dir.join("envoy.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
         let mut envoy = Envoy::start(&self.envoy, &config_path, dir, s)?;
@@ -127,6 +140,7 @@ impl EnvoyRunner {
             envoy: &mut envoy,
             pending: BTreeMap::new(),
             log_seen: 0,
+            refused: refusals.clusters,
         };
         let verdict = run.play();
         envoy.stop();
@@ -148,6 +162,9 @@ fn unsupported(s: &Scenario) -> Option<String> {
     if !s.verify_signature {
         return Some("verify_signature false (Envoy always offers it)".into());
     }
+    if let Err(why) = refusals(s) {
+        return Some(why);
+    }
     let scripts = s
         .upstreams
         .values()
@@ -159,9 +176,6 @@ fn unsupported(s: &Scenario) -> Option<String> {
             Script::Many(list) => list.as_slice(),
         };
         for a in answers {
-            if a.fail.as_deref() == Some("unreachable") {
-                return Some("an unreachable answer (a loopback server always connects)".into());
-            }
             if a.grpc_status.is_some() || a.grpc_message.is_some() {
                 return Some("gRPC answers (no gRPC server here)".into());
             }
@@ -220,6 +234,124 @@ fn unsupported(s: &Scenario) -> Option<String> {
         }
     }
     None
+}
+
+/// Whether every answer of `script` is `unreachable` (`Some(true)`), none is
+/// (`Some(false)`), or some are (`None`).
+fn refuses(script: &Script) -> Option<bool> {
+    let answers = match script {
+        Script::One(a) => std::slice::from_ref(a),
+        Script::Many(list) => list.as_slice(),
+    };
+    let count = answers
+        .iter()
+        .filter(|a| a.fail.as_deref() == Some("unreachable"))
+        .count();
+    match count {
+        0 => Some(false),
+        n if n == answers.len() => Some(true),
+        _ => None,
+    }
+}
+
+/// Where Envoy meets a port that refuses connections, for `unreachable` answers. Envoy
+/// connects before it sends a request, so a refusal is a property of where it connects: a
+/// whole cluster, or main upstream paths the route sends to a refusing cluster.
+#[derive(Debug, Default, PartialEq)]
+struct Refusals {
+    /// Clusters whose every answer is `unreachable`, `*` among their paths.
+    clusters: BTreeSet<String>,
+    /// Main upstream paths routed apart from the rest: path → whether it refuses.
+    paths: BTreeMap<String, bool>,
+    /// Whether the main upstream's other paths refuse (`*` is `unreachable`).
+    rest: bool,
+}
+
+impl Refusals {
+    /// Whether the main route needs the refusing cluster.
+    fn routes_to_refusal(&self) -> bool {
+        self.rest || self.paths.values().any(|r| *r)
+    }
+}
+
+/// The refusals `s` needs, kept the same through its `upstream` and `backend` steps; `Err`
+/// with why when Envoy cannot refuse connections that way.
+fn refusals(s: &Scenario) -> Result<Refusals, String> {
+    let refuses = |script: &Script| {
+        refuses(script).ok_or_else(|| {
+            "answers in turn that are unreachable only sometimes (a refused connection is seen by no server: the turn cannot be told)".to_string()
+        })
+    };
+    let clusters = |routes: &BTreeMap<String, BTreeMap<String, Script>>| {
+        let mut down = BTreeSet::new();
+        for (name, paths) in routes {
+            let refusing = paths.values().map(refuses).collect::<Result<Vec<_>, _>>()?;
+            if refusing.iter().all(|r| *r) && paths.contains_key("*") {
+                down.insert(name.clone());
+            } else if refusing.iter().any(|r| *r) {
+                return Err("an unreachable answer for some paths of a cluster (Envoy connects before it sends the path: a cluster refuses all calls or none; script `*` to refuse all)".to_string());
+            }
+        }
+        Ok(down)
+    };
+    let mut routes = s.upstreams.clone();
+    let down = clusters(&routes)?;
+    let rest = s
+        .backend
+        .get("*")
+        .map(refuses)
+        .transpose()?
+        .unwrap_or(false);
+    let mut paths = BTreeMap::new();
+    for (path, script) in s.backend.iter().filter(|(p, _)| *p != "*") {
+        if refuses(script)? != rest {
+            paths.insert(path.clone(), !rest);
+        }
+    }
+    let refusal = Refusals {
+        clusters: down,
+        paths,
+        rest,
+    };
+    // Envoy routes on the path without its query, the harness on the path as sent first.
+    let by_query = |paths: &BTreeMap<String, Script>| paths.keys().any(|p| p.contains('?'));
+    if refusal.routes_to_refusal()
+        && (by_query(&s.backend) || refusal.paths.keys().any(|p| !p.starts_with('/')))
+    {
+        return Err("an unreachable main upstream path beside paths scripted with a query, or not starting with `/`".into());
+    }
+    for step in &s.steps {
+        match &step.action {
+            Some(Action::Upstream(more)) => {
+                for (name, paths) in more {
+                    let entry = routes.entry(name.clone()).or_default();
+                    entry.extend(paths.iter().map(|(p, s)| (p.clone(), s.clone())));
+                }
+                if clusters(&routes)? != refusal.clusters {
+                    return Err("a cluster that starts or stops refusing connections midway".into());
+                }
+            }
+            Some(Action::Backend(more)) => {
+                if refusal.routes_to_refusal() && by_query(more) {
+                    return Err(
+                        "an unreachable main upstream path beside paths scripted with a query"
+                            .into(),
+                    );
+                }
+                for (path, script) in more {
+                    let routed = refusal.paths.get(path).copied().unwrap_or(refusal.rest);
+                    if refuses(script)? != routed {
+                        return Err(
+                            "a main upstream path that starts or stops refusing connections midway"
+                                .into(),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(refusal)
 }
 
 /// Whether Envoy's HTTP/1 codec answers 400 to `r` itself (tests/e2e/ENVOY-FACTS.md): a
@@ -295,6 +427,26 @@ impl Server {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
         let _ = self.thread.join();
+    }
+}
+
+/// A loopback port that refuses connections: the local end of a connection this process
+/// holds, bound (no one else takes the port) and not listening (a connection to it is
+/// refused, as to a host that is down).
+struct Refusing {
+    port: u16,
+    _ends: (TcpStream, TcpStream),
+}
+
+impl Refusing {
+    fn new() -> Result<Refusing> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let client = TcpStream::connect(listener.local_addr()?)?;
+        let (server, _) = listener.accept()?;
+        Ok(Refusing {
+            port: client.local_addr()?.port(),
+            _ends: (client, server),
+        })
     }
 }
 
@@ -380,6 +532,7 @@ fn answer(shared: &Mutex<Shared>, cluster: Option<&str>, r: &http::Request) -> R
                 close: true,
             },
         ),
+        // Envoy is sent to the refusing port for these (`refusals`): never asked here.
         Answer::Unreachable => Reply::Reset,
     }
 }
@@ -396,13 +549,16 @@ fn header(r: &http::Request, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Envoy's configuration (JSON, which Envoy reads as YAML): a listener whose one route goes
-/// to the main upstream through the filter, the scenario's clusters, admin on port 0.
+/// Envoy's configuration (JSON, which Envoy reads as YAML): a listener whose route goes to
+/// the main upstream through the filter (paths that refuse connections to the `refusing`
+/// port), the scenario's clusters, admin on port 0.
 fn envoy_config(
     s: &Scenario,
     plugin_config: &Value,
     wasm: &Path,
     ports: &BTreeMap<Option<String>, u16>,
+    refusals: &Refusals,
+    refusing: u16,
 ) -> Result<Value> {
     let cluster = |name: &str, port: u16| {
         json!({
@@ -416,6 +572,22 @@ fn envoy_config(
         .copied()
         .ok_or_else(|| anyhow!("no main upstream"))?;
     let mut clusters = vec![cluster("harness_backend", backend_port)];
+    let to = |refuses: bool| {
+        if refuses {
+            "harness_refusing"
+        } else {
+            "harness_backend"
+        }
+    };
+    let mut routes: Vec<Value> = refusals
+        .paths
+        .iter()
+        .map(|(path, refuses)| json!({"match": {"path": path}, "route": {"cluster": to(*refuses)}}))
+        .collect();
+    routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": to(refusals.rest)}}));
+    if refusals.routes_to_refusal() {
+        clusters.push(cluster("harness_refusing", refusing));
+    }
     for (name, port) in ports {
         if let Some(name) = name {
             clusters.push(cluster(name, *port));
@@ -459,7 +631,7 @@ fn envoy_config(
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "ingress",
                         "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"],
-                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "harness_backend"}}]}]},
+                            "routes": routes}]},
                         "http_filters": [filter, {"name": "envoy.filters.http.router", "typed_config": {
                             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
                     }
@@ -690,6 +862,8 @@ struct Play<'a> {
     /// Requests by id.
     pending: BTreeMap<String, Sent>,
     log_seen: usize,
+    /// Clusters at the refusing port: no server sees their calls.
+    refused: BTreeSet<String>,
 }
 
 impl Play<'_> {
@@ -853,6 +1027,15 @@ impl Play<'_> {
             _ => {}
         }
         self.log_seen = failures.len();
+        let named = (e.calls.iter().flat_map(|c| c.keys()))
+            .chain(e.call_headers.iter().flat_map(|c| c.keys()));
+        for what in named {
+            if self.refused.contains(split_call(what).0) {
+                return Ok(Some(format!(
+                    "calls {what:?} to a cluster refusing connections (no server sees them)"
+                )));
+            }
+        }
         if let Some(calls) = &e.calls {
             let shared = self
                 .shared
@@ -950,8 +1133,15 @@ mod tests {
             s.as_object_mut()
                 .unwrap()
                 .extend(extra.as_object().unwrap().clone());
-            let config =
-                envoy_config(&parse(s).unwrap(), &json!(""), Path::new("f.wasm"), &ports).unwrap();
+            let config = envoy_config(
+                &parse(s).unwrap(),
+                &json!(""),
+                Path::new("f.wasm"),
+                &ports,
+                &Refusals::default(),
+                1001,
+            )
+            .unwrap();
             config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
                 ["typed_config"]["http_filters"][0]["typed_config"]["config"]
                 .clone()
@@ -962,5 +1152,64 @@ mod tests {
         let off = plugin(json!({}));
         assert_eq!(off.get("allow_on_headers_stop_iteration"), None);
         assert_eq!(off["name"], json!("harness"));
+    }
+
+    #[test]
+    fn unreachable_answers_become_refusing_clusters_and_routes_or_a_skip() {
+        let down = json!({"fail": "unreachable"});
+        let refusals_of = |extra: Value| {
+            let mut s = json!({"name": "n", "config": "", "steps": []});
+            s.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            refusals(&parse(s).unwrap())
+        };
+        let r = refusals_of(json!({
+            "upstreams": {"idp": {"/ok": {}}, "down": {"*": down}},
+            "backend": {"/down": [down, down], "/ok": {}}
+        }))
+        .unwrap();
+        assert_eq!(r.clusters, BTreeSet::from(["down".to_string()]));
+        assert_eq!(r.paths, BTreeMap::from([("/down".to_string(), true)]));
+        assert!(!r.rest && r.routes_to_refusal());
+        let r = refusals_of(json!({"backend": {"*": down, "/ok": {}}})).unwrap();
+        assert_eq!(r.paths, BTreeMap::from([("/ok".to_string(), false)]));
+        assert!(r.rest);
+        assert_eq!(refusals_of(json!({})).unwrap(), Refusals::default());
+        for skipped in [
+            json!({"upstreams": {"idp": {"/ok": {}, "/down": down}}}),
+            json!({"upstreams": {"idp": {"/down": down}}}),
+            json!({"upstreams": {"idp": {"*": [down, {}]}}}),
+            json!({"backend": {"/down": down, "/a?x=1": {}}}),
+            json!({"backend": {"/down": down},
+                   "steps": [{"backend": {"/other": down}}]}),
+            json!({"upstreams": {"idp": {"*": down}},
+                   "steps": [{"upstream": {"idp": {"*": {}}}}]}),
+        ] {
+            assert!(refusals_of(skipped.clone()).is_err(), "{skipped}");
+        }
+        let config = envoy_config(
+            &parse(json!({"name": "n", "config": "", "steps": []})).unwrap(),
+            &json!(""),
+            Path::new("f.wasm"),
+            &BTreeMap::from([(None, 1000)]),
+            &refusals_of(json!({"backend": {"/down": down}})).unwrap(),
+            1001,
+        )
+        .unwrap();
+        let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        let routes = &hcm["route_config"]["virtual_hosts"][0]["routes"];
+        assert_eq!(routes[0]["match"]["path"], json!("/down"));
+        assert_eq!(routes[0]["route"]["cluster"], json!("harness_refusing"));
+        assert_eq!(routes[1]["route"]["cluster"], json!("harness_backend"));
+        let refusing = &config["static_resources"]["clusters"][1];
+        assert_eq!(refusing["name"], json!("harness_refusing"));
+    }
+
+    #[test]
+    fn the_refusing_port_refuses() {
+        let refusing = Refusing::new().unwrap();
+        let e = TcpStream::connect(("127.0.0.1", refusing.port)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
     }
 }
