@@ -1,7 +1,8 @@
 //! `harness run --envoy`: a scenario through a real Envoy instead of the harness's host. The
 //! filter runs in Envoy (V8) with the scenario's configuration; its clusters and the main
-//! route's upstream are loopback servers answering from the same scripts; requests go over
-//! TCP; expectations are checked against what comes back, what the servers saw, Envoy's
+//! route's upstream are loopback servers answering from the same scripts (`unreachable`: a
+//! port that refuses connections); `xds.route_name` properties are route names; requests go
+//! over TCP; expectations are checked against what comes back, what the servers saw, Envoy's
 //! `/stats` and its log. Virtual time becomes real waits, up to a bound. A scenario that
 //! cannot run this way is skipped with the reason, never passed.
 
@@ -36,6 +37,8 @@ const MAX_WAIT_MS: i64 = 3_000;
 /// How long a request may take in Envoy before it counts as unanswered.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the calls the servers saw may take to match a `calls` expectation.
+const CALL_GRACE: Duration = Duration::from_millis(500);
 
 /// How a scenario went (in Envoy, or in the harness, which never skips).
 #[derive(Debug, PartialEq, Eq)]
@@ -156,8 +159,8 @@ fn unsupported(s: &Scenario) -> Option<String> {
     if s.start.is_some() {
         return Some("a fixed start time (Envoy runs on the real clock)".into());
     }
-    if !s.properties.is_empty() {
-        return Some("properties (Envoy serves its own)".into());
+    if let Err(why) = route_names(s) {
+        return Some(why);
     }
     if !s.verify_signature {
         return Some("verify_signature false (Envoy always offers it)".into());
@@ -217,9 +220,6 @@ fn unsupported(s: &Scenario) -> Option<String> {
             if r.worker > 0 || (workers > 1 && r.wait) {
                 return Some("requests for a given worker (Envoy picks the worker)".into());
             }
-            if !r.properties.is_empty() {
-                return Some("request properties (Envoy serves its own)".into());
-            }
         }
         if let Some(Action::Advance(by)) = &step.action {
             waited += parse_millis(by).unwrap_or(i64::MAX);
@@ -228,12 +228,49 @@ fn unsupported(s: &Scenario) -> Option<String> {
             }
         }
         if let Some(e) = &step.expect
-            && (e.violations.is_some() || e.took_ms.is_some())
+            && (e.violations.is_some() || e.took_ms.is_some() || e.properties.is_some())
         {
-            return Some("violations or took_ms (not observable in Envoy)".into());
+            return Some(
+                "violations, took_ms or properties expectations (not observable in Envoy)".into(),
+            );
         }
     }
     None
+}
+
+/// The property Envoy serves from its configuration: the route's name.
+const ROUTE_NAME: &str = "xds.route_name";
+/// The name of the listener for requests with their own route name: this, then the name.
+const ROUTE_LISTENER: &str = "route:";
+
+/// The route names `s` gives as properties: the scenario's (`None`: routes without a name),
+/// and those of single requests, each served by a listener of its own whose routes carry it.
+/// Envoy serves every other property itself (tests/e2e/ENVOY-FACTS.md): `Err` with why.
+fn route_names(s: &Scenario) -> Result<(Option<String>, BTreeSet<String>), String> {
+    let name = |properties: &BTreeMap<String, Bytes>| {
+        if properties.keys().any(|k| k != ROUTE_NAME) {
+            return Err(format!(
+                "properties other than {ROUTE_NAME} (Envoy serves its own: the connection's, its node's; route_name only after routing; no custom names)"
+            ));
+        }
+        properties
+            .get(ROUTE_NAME)
+            .map(|v| {
+                String::from_utf8(v.as_slice().to_vec())
+                    .map_err(|_| format!("a {ROUTE_NAME} that is not UTF-8"))
+            })
+            .transpose()
+    };
+    let main = name(&s.properties)?;
+    let mut others = BTreeSet::new();
+    for r in s.steps.iter().filter_map(Step::request) {
+        if let Some(route) = name(&r.properties)?
+            && Some(&route) != main.as_ref()
+        {
+            others.insert(route);
+        }
+    }
+    Ok((main, others))
 }
 
 /// Whether every answer of `script` is `unreachable` (`Some(true)`), none is
@@ -585,6 +622,7 @@ fn envoy_config(
         .map(|(path, refuses)| json!({"match": {"path": path}, "route": {"cluster": to(*refuses)}}))
         .collect();
     routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": to(refusals.rest)}}));
+    let (main_route, other_routes) = route_names(s).map_err(|why| anyhow!(why))?;
     if refusals.routes_to_refusal() {
         clusters.push(cluster("harness_refusing", refusing));
     }
@@ -619,26 +657,40 @@ fn envoy_config(
             "config": plugin
         }
     });
+    // The same listener for each route name (the same plugin, so the same root context).
+    let listener = |name: String, route: Option<&String>| {
+        let mut routes = routes.clone();
+        if let Some(route) = route {
+            for r in &mut routes {
+                r["name"] = json!(route);
+            }
+        }
+        json!({
+            "name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "ingress",
+                    "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"],
+                        "routes": routes}]},
+                    "http_filters": [filter, {"name": "envoy.filters.http.router", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
+                }
+            }]}]
+        })
+    };
+    let listeners: Vec<Value> = std::iter::once(listener("main".into(), main_route.as_ref()))
+        .chain(
+            other_routes
+                .iter()
+                .map(|route| listener(format!("{ROUTE_LISTENER}{route}"), Some(route))),
+        )
+        .collect();
     Ok(json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {
-            "listeners": [{
-                "name": "main",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "ingress",
-                        "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"],
-                            "routes": routes}]},
-                        "http_filters": [filter, {"name": "envoy.filters.http.router", "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
-                    }
-                }]}]
-            }],
-            "clusters": clusters
-        }
+        "static_resources": {"listeners": listeners, "clusters": clusters}
     }))
 }
 
@@ -649,6 +701,8 @@ struct Envoy {
     admin: u16,
     /// The listener's port; `None` when Envoy refused the configuration and exited.
     port: Option<u16>,
+    /// The ports of the listeners for requests with their own route name, by that name.
+    route_ports: BTreeMap<String, u16>,
 }
 
 impl Envoy {
@@ -675,6 +729,7 @@ impl Envoy {
             log,
             admin: 0,
             port: None,
+            route_ports: BTreeMap::new(),
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
@@ -692,11 +747,27 @@ impl Envoy {
                 if get(port, "/ready").is_ok_and(|(status, _)| status == 200) {
                     let (_, body) = get(port, "/listeners?format=json")?;
                     let listeners: Value = serde_json::from_slice(&body)?;
-                    let port = listeners["listener_statuses"][0]["local_address"]["socket_address"]
-                        ["port_value"]
-                        .as_u64()
-                        .ok_or_else(|| anyhow!("no listener port in /listeners"))?;
-                    envoy.port = Some(port as u16);
+                    for status in listeners["listener_statuses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
+                        let port = status["local_address"]["socket_address"]["port_value"]
+                            .as_u64()
+                            .ok_or_else(|| anyhow!("no listener port in /listeners"))?
+                            as u16;
+                        match status["name"].as_str().unwrap_or_default() {
+                            "main" => envoy.port = Some(port),
+                            name => {
+                                if let Some(route) = name.strip_prefix(ROUTE_LISTENER) {
+                                    envoy.route_ports.insert(route.to_string(), port);
+                                }
+                            }
+                        }
+                    }
+                    envoy
+                        .port
+                        .ok_or_else(|| anyhow!("no main listener in /listeners"))?;
                     return Ok(envoy);
                 }
             }
@@ -917,6 +988,12 @@ impl Play<'_> {
                         "a header value with outer whitespace (Envoy's codec trims it)".into(),
                     ));
                 }
+                // A request with a route name of its own goes to that name's listener.
+                let route = spec.properties.get(ROUTE_NAME).map(|v| v.as_slice());
+                let port = route
+                    .and_then(|name| std::str::from_utf8(name).ok())
+                    .and_then(|name| self.envoy.route_ports.get(name).copied())
+                    .unwrap_or(port);
                 let before = self.upstream_count();
                 let thread = std::thread::spawn(move || exchange(port, &r));
                 if !spec.wait {
@@ -1037,23 +1114,37 @@ impl Play<'_> {
             }
         }
         if let Some(calls) = &e.calls {
-            let shared = self
-                .shared
-                .lock()
-                .map_err(|_| anyhow!("a server panicked"))?;
-            for (what, expected) in calls {
-                let (cluster, path) = split_call(what);
-                let actual = shared
-                    .calls
-                    .iter()
-                    .filter(|c| c.cluster == cluster && path.is_none_or(|want| c.target == want))
-                    .count();
-                check(
-                    expected,
-                    Some(&Value::from(actual)),
-                    &format!("calls {what:?}"),
-                )
-                .map_err(|m| anyhow!(m))?;
+            // A call the filter made may still be on its way to its server (the harness
+            // counts it when made): the counts get a short while to match.
+            let deadline = Instant::now() + CALL_GRACE;
+            loop {
+                let mismatch = {
+                    let shared = self
+                        .shared
+                        .lock()
+                        .map_err(|_| anyhow!("a server panicked"))?;
+                    calls.iter().find_map(|(what, expected)| {
+                        let (cluster, path) = split_call(what);
+                        let actual = shared
+                            .calls
+                            .iter()
+                            .filter(|c| {
+                                c.cluster == cluster && path.is_none_or(|want| c.target == want)
+                            })
+                            .count();
+                        check(
+                            expected,
+                            Some(&Value::from(actual)),
+                            &format!("calls {what:?}"),
+                        )
+                        .err()
+                    })
+                };
+                match mismatch {
+                    None => break,
+                    Some(m) if Instant::now() >= deadline => bail!(m),
+                    Some(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
             }
         }
         if let Some(expected) = &e.call_headers {
@@ -1204,6 +1295,49 @@ mod tests {
         assert_eq!(routes[1]["route"]["cluster"], json!("harness_backend"));
         let refusing = &config["static_resources"]["clusters"][1];
         assert_eq!(refusing["name"], json!("harness_refusing"));
+    }
+
+    #[test]
+    fn route_names_are_served_by_routes_and_listeners_other_properties_skip() {
+        let scenario = parse(json!({
+            "name": "n", "config": "", "properties": {"xds.route_name": "main"},
+            "steps": [{"request": {"path": "/"}},
+                      {"request": {"path": "/", "properties": {"xds.route_name": "r2"}}},
+                      {"request": {"path": "/", "properties": {"xds.route_name": "main"}}}]
+        }))
+        .unwrap();
+        assert_eq!(
+            route_names(&scenario).unwrap(),
+            (Some("main".into()), BTreeSet::from(["r2".to_string()]))
+        );
+        let config = envoy_config(
+            &scenario,
+            &json!(""),
+            Path::new("f.wasm"),
+            &BTreeMap::from([(None, 1000)]),
+            &Refusals::default(),
+            1001,
+        )
+        .unwrap();
+        let listeners = &config["static_resources"]["listeners"];
+        let route = |i: usize| {
+            let hcm = &listeners[i]["filter_chains"][0]["filters"][0]["typed_config"];
+            (
+                listeners[i]["name"].clone(),
+                hcm["route_config"]["virtual_hosts"][0]["routes"][0]["name"].clone(),
+            )
+        };
+        assert_eq!(route(0), (json!("main"), json!("main")));
+        assert_eq!(route(1), (json!("route:r2"), json!("r2")));
+        assert_eq!(listeners.as_array().unwrap().len(), 2);
+        for properties in [
+            json!({"route_name": "main"}),
+            json!({"xds.route_name": {"$bytes": "/w=="}}),
+        ] {
+            let s = json!({"name": "n", "config": "", "steps": [
+                {"request": {"path": "/", "properties": properties}}]});
+            assert!(route_names(&parse(s).unwrap()).is_err(), "{properties}");
+        }
     }
 
     #[test]
