@@ -144,6 +144,8 @@ impl EnvoyRunner {
             pending: BTreeMap::new(),
             log_seen: 0,
             refused: refusals.clusters,
+            held: Vec::new(),
+            busy: BTreeSet::new(),
         };
         let verdict = run.play();
         envoy.stop();
@@ -217,8 +219,8 @@ fn unsupported(s: &Scenario) -> Option<String> {
                 return Some("a request Envoy's HTTP/1 codec refuses before any filter".into());
             }
 
-            if r.worker > 0 || (workers > 1 && r.wait) {
-                return Some("requests for a given worker (Envoy picks the worker)".into());
+            if workers > 1 && r.properties.contains_key(ROUTE_NAME) {
+                return Some(format!("{ROUTE_NAME} of a request with several workers"));
             }
         }
         if let Some(Action::Advance(by)) = &step.action {
@@ -665,9 +667,11 @@ fn envoy_config(
                 r["name"] = json!(route);
             }
         }
-        json!({
+        let mut listener = json!({
             "name": name,
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+            // Each new connection to a worker with the fewest: see `Play::hold`.
+            "connection_balance_config": {"exact_balance": {}},
             "filter_chains": [{"filters": [{
                 "name": "envoy.filters.network.http_connection_manager",
                 "typed_config": {
@@ -679,7 +683,12 @@ fn envoy_config(
                         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
                 }
             }]}]
-        })
+        });
+        // Its stats as `listener.main.worker_N.*` (else under the configured port, 0).
+        if name == "main" {
+            listener["stat_prefix"] = json!("main");
+        }
+        listener
     };
     let listeners: Vec<Value> = std::iter::once(listener("main".into(), main_route.as_ref()))
         .chain(
@@ -806,6 +815,19 @@ impl Envoy {
         (lines, failures)
     }
 
+    /// Open connections on the main listener by Envoy worker.
+    fn worker_connections(&self) -> Result<BTreeMap<String, i64>> {
+        let prefix = "listener.main.worker_";
+        let (_, body) = get(self.admin, "/stats?filter=downstream_cx_active")?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        Ok(text
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .filter_map(|l| l.split_once(".downstream_cx_active: "))
+            .map(|(worker, n)| (worker.to_string(), n.trim().parse().unwrap_or(0)))
+            .collect())
+    }
+
     /// `wasmcustom.*` stats: name → value (histograms have none).
     fn metrics(&self) -> Result<BTreeMap<String, Option<i64>>> {
         let (_, body) = get(self.admin, "/stats?filter=%5Ewasmcustom%5C.")?;
@@ -835,7 +857,11 @@ fn get(port: u16, target: &str) -> Result<(u16, Vec<u8>)> {
 
 /// Sends `r` on a new connection and reads the whole answer: status, headers, body.
 fn exchange(port: u16, r: &Request) -> Result<(u16, HeaderMap, Vec<u8>)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    exchange_on(TcpStream::connect(("127.0.0.1", port))?, r)
+}
+
+/// Sends `r` on `stream` and reads the whole answer.
+fn exchange_on(mut stream: TcpStream, r: &Request) -> Result<(u16, HeaderMap, Vec<u8>)> {
     stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
     let mut out = Vec::new();
     for part in [
@@ -919,7 +945,11 @@ fn exchange(port: u16, r: &Request) -> Result<(u16, HeaderMap, Vec<u8>)> {
 /// A request sent: still open (its client thread, and how many requests the main upstream
 /// had seen before it), or answered.
 enum Sent {
-    Open(JoinHandle<Result<(u16, HeaderMap, Vec<u8>)>>, usize),
+    Open(
+        JoinHandle<Result<(u16, HeaderMap, Vec<u8>)>>,
+        usize,
+        Option<usize>,
+    ),
     Done(Outcome),
 }
 
@@ -935,6 +965,11 @@ struct Play<'a> {
     log_seen: usize,
     /// Clusters at the refusing port: no server sees their calls.
     refused: BTreeSet<String>,
+    /// With several workers, a connection held open on each (`hold`), by the scenario's
+    /// worker number (`None`: to open again); requests for a worker go on its connection.
+    held: Vec<Option<TcpStream>>,
+    /// Workers whose connection carries a request still open.
+    busy: BTreeSet<usize>,
 }
 
 impl Play<'_> {
@@ -957,6 +992,13 @@ impl Play<'_> {
             (None, true) => return Ok(Verdict::Pass),
             (Some(_), true) => bail!("configuration: expected rejected, actual accepted"),
             (Some(_), false) => {}
+        }
+        let workers = s.workers.unwrap_or(1);
+        if workers > 1 {
+            self.held = (0..workers).map(|_| None).collect();
+            for w in 0..workers {
+                self.hold(w)?;
+            }
         }
         for (i, step) in s.steps.iter().enumerate() {
             if let Some(why) = self.step(step).with_context(|| format!("step {}", i + 1))? {
@@ -995,18 +1037,30 @@ impl Play<'_> {
                     .and_then(|name| self.envoy.route_ports.get(name).copied())
                     .unwrap_or(port);
                 let before = self.upstream_count();
-                let thread = std::thread::spawn(move || exchange(port, &r));
+                let worker = (!self.held.is_empty()).then(|| spec.worker.min(self.held.len() - 1));
+                let thread = match worker {
+                    Some(w) => {
+                        if !self.busy.insert(w) {
+                            return Ok(Some(format!(
+                                "two open requests on worker {w} (one connection each)"
+                            )));
+                        }
+                        let stream = self.hold(w)?.try_clone()?;
+                        std::thread::spawn(move || exchange_on(stream, &r))
+                    }
+                    None => std::thread::spawn(move || exchange(port, &r)),
+                };
                 if !spec.wait {
                     // Left paused in the harness: here it may be answered quickly, or wait.
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 let id = spec.id.clone().unwrap_or_default();
                 if spec.wait || thread.is_finished() {
-                    let done = self.outcome(thread, before)?;
+                    let done = self.outcome(thread, before, worker)?;
                     self.pending.insert(id, Sent::Done(done.clone()));
                     outcome = Some(done);
                 } else {
-                    self.pending.insert(id, Sent::Open(thread, before));
+                    self.pending.insert(id, Sent::Open(thread, before, worker));
                 }
             }
             Some(Action::Advance(by)) => {
@@ -1029,7 +1083,9 @@ impl Play<'_> {
             }
             Some(Action::Await(id)) => {
                 outcome = Some(match self.pending.remove(id) {
-                    Some(Sent::Open(thread, before)) => self.outcome(thread, before)?,
+                    Some(Sent::Open(thread, before, worker)) => {
+                        self.outcome(thread, before, worker)?
+                    }
                     Some(Sent::Done(done)) => done,
                     None => bail!("no request with id {id:?}"),
                 });
@@ -1044,6 +1100,38 @@ impl Play<'_> {
         self.check(step.expect.as_ref().unwrap_or(&empty), outcome.as_ref())
     }
 
+    /// The connection held on worker `w`, opened (again) if need be. Envoy's listener has
+    /// `exact_balance`: a new connection goes to a worker with the fewest connections, so
+    /// with the others each holding one it lands on a worker of its own; the worker's
+    /// listener stats must show one connection on each, or the run fails.
+    fn hold(&mut self, w: usize) -> Result<&TcpStream> {
+        if self.held[w].is_none() {
+            let port = self
+                .envoy
+                .port
+                .ok_or_else(|| anyhow!("Envoy is not running"))?;
+            let stream = TcpStream::connect(("127.0.0.1", port))?;
+            let open = self.held.iter().filter(|h| h.is_some()).count() + 1;
+            let deadline = Instant::now() + READY_TIMEOUT;
+            loop {
+                let active = self.envoy.worker_connections()?;
+                let spread = active.values().filter(|n| **n == 1).count() == open
+                    && active.values().all(|n| *n <= 1);
+                if spread {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    bail!("held connections are not one per worker: {active:?}");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            self.held[w] = Some(stream);
+        }
+        self.held[w]
+            .as_ref()
+            .ok_or_else(|| anyhow!("no connection on worker {w}"))
+    }
+
     fn upstream_count(&self) -> usize {
         self.shared.lock().map_or(0, |s| s.upstream.len())
     }
@@ -1051,13 +1139,26 @@ impl Play<'_> {
     /// The outcome of a request sent on `thread`, the main upstream having seen `before`
     /// requests when it was sent.
     fn outcome(
-        &self,
+        &mut self,
         thread: JoinHandle<Result<(u16, HeaderMap, Vec<u8>)>>,
         before: usize,
+        worker: Option<usize>,
     ) -> Result<Outcome> {
-        let (status, headers, body) = thread
+        let answer = thread
             .join()
-            .map_err(|_| anyhow!("the client thread panicked"))??;
+            .map_err(|_| anyhow!("the client thread panicked"))?;
+        if let Some(w) = worker {
+            self.busy.remove(&w);
+            let closes = answer.as_ref().map_or(true, |(_, headers, _)| {
+                headers
+                    .iter()
+                    .any(|(k, v)| k == b"connection" && v.eq_ignore_ascii_case(b"close"))
+            });
+            if closes {
+                self.held[w] = None;
+            }
+        }
+        let (status, headers, body) = answer?;
         let (upstream, upstream_body) = self
             .shared
             .lock()
@@ -1328,6 +1429,11 @@ mod tests {
             )
         };
         assert_eq!(route(0), (json!("main"), json!("main")));
+        assert_eq!(listeners[0]["stat_prefix"], json!("main"));
+        assert_eq!(
+            listeners[1]["connection_balance_config"],
+            json!({"exact_balance": {}})
+        );
         assert_eq!(route(1), (json!("route:r2"), json!("r2")));
         assert_eq!(listeners.as_array().unwrap().len(), 2);
         for properties in [
