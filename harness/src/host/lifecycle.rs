@@ -124,6 +124,22 @@ impl Proxy {
         self.start_vms()
     }
 
+    /// The open request of stream `ctx` on `worker` fails closed; its stream is gone.
+    pub(super) fn fail_request(&mut self, worker: usize, ctx: u32) {
+        let now = self.world.borrow().now_ms;
+        for r in self
+            .requests
+            .iter_mut()
+            .filter(|r| r.worker == worker && r.context == ctx && r.outcome.is_none())
+        {
+            r.outcome = Some(broken_outcome(now));
+            r.done_ms = now;
+        }
+        if let Some(vm) = self.vms.get_mut(&VmId::Worker(worker)) {
+            vm.store.data_mut().streams.remove(&ctx);
+        }
+    }
+
     pub(super) fn fail_open_requests(&mut self, worker: usize) {
         let now = self.world.borrow().now_ms;
         for r in self

@@ -165,6 +165,16 @@ pub struct Proxy {
 }
 
 const ROOT: u32 = 1;
+/// The callbacks of a stream's own headers, body and trailers: the ones Envoy fails the
+/// stream for when the VM failed.
+const STREAM_CALLBACKS: [&str; 6] = [
+    "proxy_on_request_headers",
+    "proxy_on_request_body",
+    "proxy_on_request_trailers",
+    "proxy_on_response_headers",
+    "proxy_on_response_body",
+    "proxy_on_response_trailers",
+];
 /// `proxy_get_status`'s code after a call failed (proxy-wasm's `WasmResult::BrokenConnection`).
 const BROKEN_CONNECTION: u32 = 11;
 
@@ -219,9 +229,11 @@ impl Proxy {
         vm.store.data_mut().streams.get_mut(&ctx)
     }
 
-    /// Calls a callback; `None` when it trapped (the VM is then broken and its open requests
-    /// fail closed) or the VM is gone, else the callback's return value (`None` if not
-    /// exported). A change of the VM's tick period schedules its next tick.
+    /// Calls a callback; `None` when it trapped (the VM is then broken) or the VM is broken or
+    /// gone, else the callback's return value (`None` if not exported). A stream callback that
+    /// cannot run fails its request closed, as proxy-wasm-cpp-host's `CHECK_FAIL` does; a
+    /// stream waiting on anything else (its http call's answer, say) is left waiting, as in
+    /// Envoy. A change of the VM's tick period schedules its next tick.
     fn call(
         &mut self,
         id: VmId,
@@ -244,9 +256,11 @@ impl Proxy {
             Err(why) => {
                 if !was_broken {
                     self.traps.push(why);
-                    if let VmId::Worker(w) = id {
-                        self.fail_open_requests(w);
-                    }
+                }
+                if let VmId::Worker(w) = id
+                    && STREAM_CALLBACKS.contains(&name)
+                {
+                    self.fail_request(w, effective);
                 }
                 None
             }

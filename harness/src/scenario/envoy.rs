@@ -1,11 +1,12 @@
 //! `harness run --envoy`: a scenario through a real Envoy instead of the harness's host. The
 //! filter runs in Envoy (V8) with the scenario's configuration; its clusters and the main
-//! route's upstream are loopback servers answering from the same scripts; requests go over
-//! TCP; expectations are checked against what comes back, what the servers saw, Envoy's
+//! route's upstream are loopback servers answering from the same scripts (`unreachable`: a
+//! port that refuses connections); `xds.route_name` properties are route names; requests go
+//! over TCP; expectations are checked against what comes back, what the servers saw, Envoy's
 //! `/stats` and its log. Virtual time becomes real waits, up to a bound. A scenario that
 //! cannot run this way is skipped with the reason, never passed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ const MAX_WAIT_MS: i64 = 3_000;
 /// How long a request may take in Envoy before it counts as unanswered.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the calls the servers saw may take to match a `calls` expectation.
+const CALL_GRACE: Duration = Duration::from_millis(500);
 
 /// How a scenario went (in Envoy, or in the harness, which never skips).
 #[derive(Debug, PartialEq, Eq)]
@@ -98,9 +101,15 @@ impl EnvoyRunner {
             calls: Vec::new(),
             upstream: Vec::new(),
         }));
+        let refusals = refusals(s).map_err(|why| anyhow!(why))?;
+        let refusing = Refusing::new()?;
         let mut servers = Vec::new();
         let mut ports = BTreeMap::new();
         for name in names.iter().map(Some).chain([None]) {
+            if name.is_some_and(|n| refusals.clusters.contains(n)) {
+                ports.insert(name.cloned(), refusing.port);
+                continue;
+            }
             let server = Server::start(shared.clone(), name.cloned())?;
             ports.insert(name.cloned(), server.port);
             servers.push(server);
@@ -111,7 +120,14 @@ impl EnvoyRunner {
                 Value::String(with_jwks(other.clone(), &mut self.keys, &loaded.dir)?.to_string())
             }
         };
-        let config = envoy_config(s, &plugin_config, &self.wasm, &ports)?;
+        let config = envoy_config(
+            s,
+            &plugin_config,
+            &self.wasm,
+            &ports,
+            &refusals,
+            refusing.port,
+        )?;
         let config_path = dir.join("envoy.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
         let mut envoy = Envoy::start(&self.envoy, &config_path, dir, s)?;
@@ -127,6 +143,9 @@ impl EnvoyRunner {
             envoy: &mut envoy,
             pending: BTreeMap::new(),
             log_seen: 0,
+            refused: refusals.clusters,
+            held: Vec::new(),
+            busy: BTreeSet::new(),
         };
         let verdict = run.play();
         envoy.stop();
@@ -142,11 +161,14 @@ fn unsupported(s: &Scenario) -> Option<String> {
     if s.start.is_some() {
         return Some("a fixed start time (Envoy runs on the real clock)".into());
     }
-    if !s.properties.is_empty() {
-        return Some("properties (Envoy serves its own)".into());
+    if let Err(why) = route_names(s) {
+        return Some(why);
     }
     if !s.verify_signature {
         return Some("verify_signature false (Envoy always offers it)".into());
+    }
+    if let Err(why) = refusals(s) {
+        return Some(why);
     }
     let scripts = s
         .upstreams
@@ -159,9 +181,6 @@ fn unsupported(s: &Scenario) -> Option<String> {
             Script::Many(list) => list.as_slice(),
         };
         for a in answers {
-            if a.fail.as_deref() == Some("unreachable") {
-                return Some("an unreachable answer (a loopback server always connects)".into());
-            }
             if a.grpc_status.is_some() || a.grpc_message.is_some() {
                 return Some("gRPC answers (no gRPC server here)".into());
             }
@@ -200,11 +219,8 @@ fn unsupported(s: &Scenario) -> Option<String> {
                 return Some("a request Envoy's HTTP/1 codec refuses before any filter".into());
             }
 
-            if r.worker > 0 || (workers > 1 && r.wait) {
-                return Some("requests for a given worker (Envoy picks the worker)".into());
-            }
-            if !r.properties.is_empty() {
-                return Some("request properties (Envoy serves its own)".into());
+            if workers > 1 && r.properties.contains_key(ROUTE_NAME) {
+                return Some(format!("{ROUTE_NAME} of a request with several workers"));
             }
         }
         if let Some(Action::Advance(by)) = &step.action {
@@ -214,12 +230,167 @@ fn unsupported(s: &Scenario) -> Option<String> {
             }
         }
         if let Some(e) = &step.expect
-            && (e.violations.is_some() || e.took_ms.is_some())
+            && (e.violations.is_some() || e.took_ms.is_some() || e.properties.is_some())
         {
-            return Some("violations or took_ms (not observable in Envoy)".into());
+            return Some(
+                "violations, took_ms or properties expectations (not observable in Envoy)".into(),
+            );
         }
     }
     None
+}
+
+/// The property Envoy serves from its configuration: the route's name.
+const ROUTE_NAME: &str = "xds.route_name";
+/// The name of the listener for requests with their own route name: this, then the name.
+const ROUTE_LISTENER: &str = "route:";
+
+/// The route names `s` gives as properties: the scenario's (`None`: routes without a name),
+/// and those of single requests, each served by a listener of its own whose routes carry it.
+/// Envoy serves every other property itself (tests/e2e/ENVOY-FACTS.md): `Err` with why.
+fn route_names(s: &Scenario) -> Result<(Option<String>, BTreeSet<String>), String> {
+    let name = |properties: &BTreeMap<String, Bytes>| {
+        if properties.keys().any(|k| k != ROUTE_NAME) {
+            return Err(format!(
+                "properties other than {ROUTE_NAME} (Envoy serves its own: the connection's, its node's; route_name only after routing; no custom names)"
+            ));
+        }
+        properties
+            .get(ROUTE_NAME)
+            .map(|v| {
+                String::from_utf8(v.as_slice().to_vec())
+                    .map_err(|_| format!("a {ROUTE_NAME} that is not UTF-8"))
+            })
+            .transpose()
+    };
+    let main = name(&s.properties)?;
+    let mut others = BTreeSet::new();
+    for r in s.steps.iter().filter_map(Step::request) {
+        if let Some(route) = name(&r.properties)?
+            && Some(&route) != main.as_ref()
+        {
+            others.insert(route);
+        }
+    }
+    Ok((main, others))
+}
+
+/// Whether every answer of `script` is `unreachable` (`Some(true)`), none is
+/// (`Some(false)`), or some are (`None`).
+fn refuses(script: &Script) -> Option<bool> {
+    let answers = match script {
+        Script::One(a) => std::slice::from_ref(a),
+        Script::Many(list) => list.as_slice(),
+    };
+    let count = answers
+        .iter()
+        .filter(|a| a.fail.as_deref() == Some("unreachable"))
+        .count();
+    match count {
+        0 => Some(false),
+        n if n == answers.len() => Some(true),
+        _ => None,
+    }
+}
+
+/// Where Envoy meets a port that refuses connections, for `unreachable` answers. Envoy
+/// connects before it sends a request, so a refusal is a property of where it connects: a
+/// whole cluster, or main upstream paths the route sends to a refusing cluster.
+#[derive(Debug, Default, PartialEq)]
+struct Refusals {
+    /// Clusters whose every answer is `unreachable`, `*` among their paths.
+    clusters: BTreeSet<String>,
+    /// Main upstream paths routed apart from the rest: path → whether it refuses.
+    paths: BTreeMap<String, bool>,
+    /// Whether the main upstream's other paths refuse (`*` is `unreachable`).
+    rest: bool,
+}
+
+impl Refusals {
+    /// Whether the main route needs the refusing cluster.
+    fn routes_to_refusal(&self) -> bool {
+        self.rest || self.paths.values().any(|r| *r)
+    }
+}
+
+/// The refusals `s` needs, kept the same through its `upstream` and `backend` steps; `Err`
+/// with why when Envoy cannot refuse connections that way.
+fn refusals(s: &Scenario) -> Result<Refusals, String> {
+    let refuses = |script: &Script| {
+        refuses(script).ok_or_else(|| {
+            "answers in turn that are unreachable only sometimes (a refused connection is seen by no server: the turn cannot be told)".to_string()
+        })
+    };
+    let clusters = |routes: &BTreeMap<String, BTreeMap<String, Script>>| {
+        let mut down = BTreeSet::new();
+        for (name, paths) in routes {
+            let refusing = paths.values().map(refuses).collect::<Result<Vec<_>, _>>()?;
+            if refusing.iter().all(|r| *r) && paths.contains_key("*") {
+                down.insert(name.clone());
+            } else if refusing.iter().any(|r| *r) {
+                return Err("an unreachable answer for some paths of a cluster (Envoy connects before it sends the path: a cluster refuses all calls or none; script `*` to refuse all)".to_string());
+            }
+        }
+        Ok(down)
+    };
+    let mut routes = s.upstreams.clone();
+    let down = clusters(&routes)?;
+    let rest = s
+        .backend
+        .get("*")
+        .map(refuses)
+        .transpose()?
+        .unwrap_or(false);
+    let mut paths = BTreeMap::new();
+    for (path, script) in s.backend.iter().filter(|(p, _)| *p != "*") {
+        if refuses(script)? != rest {
+            paths.insert(path.clone(), !rest);
+        }
+    }
+    let refusal = Refusals {
+        clusters: down,
+        paths,
+        rest,
+    };
+    // Envoy routes on the path without its query, the harness on the path as sent first.
+    let by_query = |paths: &BTreeMap<String, Script>| paths.keys().any(|p| p.contains('?'));
+    if refusal.routes_to_refusal()
+        && (by_query(&s.backend) || refusal.paths.keys().any(|p| !p.starts_with('/')))
+    {
+        return Err("an unreachable main upstream path beside paths scripted with a query, or not starting with `/`".into());
+    }
+    for step in &s.steps {
+        match &step.action {
+            Some(Action::Upstream(more)) => {
+                for (name, paths) in more {
+                    let entry = routes.entry(name.clone()).or_default();
+                    entry.extend(paths.iter().map(|(p, s)| (p.clone(), s.clone())));
+                }
+                if clusters(&routes)? != refusal.clusters {
+                    return Err("a cluster that starts or stops refusing connections midway".into());
+                }
+            }
+            Some(Action::Backend(more)) => {
+                if refusal.routes_to_refusal() && by_query(more) {
+                    return Err(
+                        "an unreachable main upstream path beside paths scripted with a query"
+                            .into(),
+                    );
+                }
+                for (path, script) in more {
+                    let routed = refusal.paths.get(path).copied().unwrap_or(refusal.rest);
+                    if refuses(script)? != routed {
+                        return Err(
+                            "a main upstream path that starts or stops refusing connections midway"
+                                .into(),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(refusal)
 }
 
 /// Whether Envoy's HTTP/1 codec answers 400 to `r` itself (tests/e2e/ENVOY-FACTS.md): a
@@ -295,6 +466,26 @@ impl Server {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
         let _ = self.thread.join();
+    }
+}
+
+/// A loopback port that refuses connections: the local end of a connection this process
+/// holds, bound (no one else takes the port) and not listening (a connection to it is
+/// refused, as to a host that is down).
+struct Refusing {
+    port: u16,
+    _ends: (TcpStream, TcpStream),
+}
+
+impl Refusing {
+    fn new() -> Result<Refusing> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let client = TcpStream::connect(listener.local_addr()?)?;
+        let (server, _) = listener.accept()?;
+        Ok(Refusing {
+            port: client.local_addr()?.port(),
+            _ends: (client, server),
+        })
     }
 }
 
@@ -380,6 +571,7 @@ fn answer(shared: &Mutex<Shared>, cluster: Option<&str>, r: &http::Request) -> R
                 close: true,
             },
         ),
+        // Envoy is sent to the refusing port for these (`refusals`): never asked here.
         Answer::Unreachable => Reply::Reset,
     }
 }
@@ -396,13 +588,16 @@ fn header(r: &http::Request, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Envoy's configuration (JSON, which Envoy reads as YAML): a listener whose one route goes
-/// to the main upstream through the filter, the scenario's clusters, admin on port 0.
+/// Envoy's configuration (JSON, which Envoy reads as YAML): a listener whose route goes to
+/// the main upstream through the filter (paths that refuse connections to the `refusing`
+/// port), the scenario's clusters, admin on port 0.
 fn envoy_config(
     s: &Scenario,
     plugin_config: &Value,
     wasm: &Path,
     ports: &BTreeMap<Option<String>, u16>,
+    refusals: &Refusals,
+    refusing: u16,
 ) -> Result<Value> {
     let cluster = |name: &str, port: u16| {
         json!({
@@ -416,6 +611,23 @@ fn envoy_config(
         .copied()
         .ok_or_else(|| anyhow!("no main upstream"))?;
     let mut clusters = vec![cluster("harness_backend", backend_port)];
+    let to = |refuses: bool| {
+        if refuses {
+            "harness_refusing"
+        } else {
+            "harness_backend"
+        }
+    };
+    let mut routes: Vec<Value> = refusals
+        .paths
+        .iter()
+        .map(|(path, refuses)| json!({"match": {"path": path}, "route": {"cluster": to(*refuses)}}))
+        .collect();
+    routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": to(refusals.rest)}}));
+    let (main_route, other_routes) = route_names(s).map_err(|why| anyhow!(why))?;
+    if refusals.routes_to_refusal() {
+        clusters.push(cluster("harness_refusing", refusing));
+    }
     for (name, port) in ports {
         if let Some(name) = name {
             clusters.push(cluster(name, *port));
@@ -447,26 +659,47 @@ fn envoy_config(
             "config": plugin
         }
     });
+    // The same listener for each route name (the same plugin, so the same root context).
+    let listener = |name: String, route: Option<&String>| {
+        let mut routes = routes.clone();
+        if let Some(route) = route {
+            for r in &mut routes {
+                r["name"] = json!(route);
+            }
+        }
+        let mut listener = json!({
+            "name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+            // Each new connection to a worker with the fewest: see `Play::hold`.
+            "connection_balance_config": {"exact_balance": {}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "ingress",
+                    "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"],
+                        "routes": routes}]},
+                    "http_filters": [filter, {"name": "envoy.filters.http.router", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
+                }
+            }]}]
+        });
+        // Its stats as `listener.main.worker_N.*` (else under the configured port, 0).
+        if name == "main" {
+            listener["stat_prefix"] = json!("main");
+        }
+        listener
+    };
+    let listeners: Vec<Value> = std::iter::once(listener("main".into(), main_route.as_ref()))
+        .chain(
+            other_routes
+                .iter()
+                .map(|route| listener(format!("{ROUTE_LISTENER}{route}"), Some(route))),
+        )
+        .collect();
     Ok(json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {
-            "listeners": [{
-                "name": "main",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "ingress",
-                        "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"],
-                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "harness_backend"}}]}]},
-                        "http_filters": [filter, {"name": "envoy.filters.http.router", "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
-                    }
-                }]}]
-            }],
-            "clusters": clusters
-        }
+        "static_resources": {"listeners": listeners, "clusters": clusters}
     }))
 }
 
@@ -477,6 +710,8 @@ struct Envoy {
     admin: u16,
     /// The listener's port; `None` when Envoy refused the configuration and exited.
     port: Option<u16>,
+    /// The ports of the listeners for requests with their own route name, by that name.
+    route_ports: BTreeMap<String, u16>,
 }
 
 impl Envoy {
@@ -503,6 +738,7 @@ impl Envoy {
             log,
             admin: 0,
             port: None,
+            route_ports: BTreeMap::new(),
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
@@ -520,11 +756,27 @@ impl Envoy {
                 if get(port, "/ready").is_ok_and(|(status, _)| status == 200) {
                     let (_, body) = get(port, "/listeners?format=json")?;
                     let listeners: Value = serde_json::from_slice(&body)?;
-                    let port = listeners["listener_statuses"][0]["local_address"]["socket_address"]
-                        ["port_value"]
-                        .as_u64()
-                        .ok_or_else(|| anyhow!("no listener port in /listeners"))?;
-                    envoy.port = Some(port as u16);
+                    for status in listeners["listener_statuses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
+                        let port = status["local_address"]["socket_address"]["port_value"]
+                            .as_u64()
+                            .ok_or_else(|| anyhow!("no listener port in /listeners"))?
+                            as u16;
+                        match status["name"].as_str().unwrap_or_default() {
+                            "main" => envoy.port = Some(port),
+                            name => {
+                                if let Some(route) = name.strip_prefix(ROUTE_LISTENER) {
+                                    envoy.route_ports.insert(route.to_string(), port);
+                                }
+                            }
+                        }
+                    }
+                    envoy
+                        .port
+                        .ok_or_else(|| anyhow!("no main listener in /listeners"))?;
                     return Ok(envoy);
                 }
             }
@@ -563,6 +815,19 @@ impl Envoy {
         (lines, failures)
     }
 
+    /// Open connections on the main listener by Envoy worker.
+    fn worker_connections(&self) -> Result<BTreeMap<String, i64>> {
+        let prefix = "listener.main.worker_";
+        let (_, body) = get(self.admin, "/stats?filter=downstream_cx_active")?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        Ok(text
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .filter_map(|l| l.split_once(".downstream_cx_active: "))
+            .map(|(worker, n)| (worker.to_string(), n.trim().parse().unwrap_or(0)))
+            .collect())
+    }
+
     /// `wasmcustom.*` stats: name → value (histograms have none).
     fn metrics(&self) -> Result<BTreeMap<String, Option<i64>>> {
         let (_, body) = get(self.admin, "/stats?filter=%5Ewasmcustom%5C.")?;
@@ -592,7 +857,11 @@ fn get(port: u16, target: &str) -> Result<(u16, Vec<u8>)> {
 
 /// Sends `r` on a new connection and reads the whole answer: status, headers, body.
 fn exchange(port: u16, r: &Request) -> Result<(u16, HeaderMap, Vec<u8>)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    exchange_on(TcpStream::connect(("127.0.0.1", port))?, r)
+}
+
+/// Sends `r` on `stream` and reads the whole answer.
+fn exchange_on(mut stream: TcpStream, r: &Request) -> Result<(u16, HeaderMap, Vec<u8>)> {
     stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
     let mut out = Vec::new();
     for part in [
@@ -676,7 +945,11 @@ fn exchange(port: u16, r: &Request) -> Result<(u16, HeaderMap, Vec<u8>)> {
 /// A request sent: still open (its client thread, and how many requests the main upstream
 /// had seen before it), or answered.
 enum Sent {
-    Open(JoinHandle<Result<(u16, HeaderMap, Vec<u8>)>>, usize),
+    Open(
+        JoinHandle<Result<(u16, HeaderMap, Vec<u8>)>>,
+        usize,
+        Option<usize>,
+    ),
     Done(Outcome),
 }
 
@@ -690,6 +963,13 @@ struct Play<'a> {
     /// Requests by id.
     pending: BTreeMap<String, Sent>,
     log_seen: usize,
+    /// Clusters at the refusing port: no server sees their calls.
+    refused: BTreeSet<String>,
+    /// With several workers, a connection held open on each (`hold`), by the scenario's
+    /// worker number (`None`: to open again); requests for a worker go on its connection.
+    held: Vec<Option<TcpStream>>,
+    /// Workers whose connection carries a request still open.
+    busy: BTreeSet<usize>,
 }
 
 impl Play<'_> {
@@ -712,6 +992,13 @@ impl Play<'_> {
             (None, true) => return Ok(Verdict::Pass),
             (Some(_), true) => bail!("configuration: expected rejected, actual accepted"),
             (Some(_), false) => {}
+        }
+        let workers = s.workers.unwrap_or(1);
+        if workers > 1 {
+            self.held = (0..workers).map(|_| None).collect();
+            for w in 0..workers {
+                self.hold(w)?;
+            }
         }
         for (i, step) in s.steps.iter().enumerate() {
             if let Some(why) = self.step(step).with_context(|| format!("step {}", i + 1))? {
@@ -743,19 +1030,37 @@ impl Play<'_> {
                         "a header value with outer whitespace (Envoy's codec trims it)".into(),
                     ));
                 }
+                // A request with a route name of its own goes to that name's listener.
+                let route = spec.properties.get(ROUTE_NAME).map(|v| v.as_slice());
+                let port = route
+                    .and_then(|name| std::str::from_utf8(name).ok())
+                    .and_then(|name| self.envoy.route_ports.get(name).copied())
+                    .unwrap_or(port);
                 let before = self.upstream_count();
-                let thread = std::thread::spawn(move || exchange(port, &r));
+                let worker = (!self.held.is_empty()).then(|| spec.worker.min(self.held.len() - 1));
+                let thread = match worker {
+                    Some(w) => {
+                        if !self.busy.insert(w) {
+                            return Ok(Some(format!(
+                                "two open requests on worker {w} (one connection each)"
+                            )));
+                        }
+                        let stream = self.hold(w)?.try_clone()?;
+                        std::thread::spawn(move || exchange_on(stream, &r))
+                    }
+                    None => std::thread::spawn(move || exchange(port, &r)),
+                };
                 if !spec.wait {
                     // Left paused in the harness: here it may be answered quickly, or wait.
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 let id = spec.id.clone().unwrap_or_default();
                 if spec.wait || thread.is_finished() {
-                    let done = self.outcome(thread, before)?;
+                    let done = self.outcome(thread, before, worker)?;
                     self.pending.insert(id, Sent::Done(done.clone()));
                     outcome = Some(done);
                 } else {
-                    self.pending.insert(id, Sent::Open(thread, before));
+                    self.pending.insert(id, Sent::Open(thread, before, worker));
                 }
             }
             Some(Action::Advance(by)) => {
@@ -778,7 +1083,9 @@ impl Play<'_> {
             }
             Some(Action::Await(id)) => {
                 outcome = Some(match self.pending.remove(id) {
-                    Some(Sent::Open(thread, before)) => self.outcome(thread, before)?,
+                    Some(Sent::Open(thread, before, worker)) => {
+                        self.outcome(thread, before, worker)?
+                    }
                     Some(Sent::Done(done)) => done,
                     None => bail!("no request with id {id:?}"),
                 });
@@ -793,6 +1100,38 @@ impl Play<'_> {
         self.check(step.expect.as_ref().unwrap_or(&empty), outcome.as_ref())
     }
 
+    /// The connection held on worker `w`, opened (again) if need be. Envoy's listener has
+    /// `exact_balance`: a new connection goes to a worker with the fewest connections, so
+    /// with the others each holding one it lands on a worker of its own; the worker's
+    /// listener stats must show one connection on each, or the run fails.
+    fn hold(&mut self, w: usize) -> Result<&TcpStream> {
+        if self.held[w].is_none() {
+            let port = self
+                .envoy
+                .port
+                .ok_or_else(|| anyhow!("Envoy is not running"))?;
+            let stream = TcpStream::connect(("127.0.0.1", port))?;
+            let open = self.held.iter().filter(|h| h.is_some()).count() + 1;
+            let deadline = Instant::now() + READY_TIMEOUT;
+            loop {
+                let active = self.envoy.worker_connections()?;
+                let spread = active.values().filter(|n| **n == 1).count() == open
+                    && active.values().all(|n| *n <= 1);
+                if spread {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    bail!("held connections are not one per worker: {active:?}");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            self.held[w] = Some(stream);
+        }
+        self.held[w]
+            .as_ref()
+            .ok_or_else(|| anyhow!("no connection on worker {w}"))
+    }
+
     fn upstream_count(&self) -> usize {
         self.shared.lock().map_or(0, |s| s.upstream.len())
     }
@@ -800,13 +1139,26 @@ impl Play<'_> {
     /// The outcome of a request sent on `thread`, the main upstream having seen `before`
     /// requests when it was sent.
     fn outcome(
-        &self,
+        &mut self,
         thread: JoinHandle<Result<(u16, HeaderMap, Vec<u8>)>>,
         before: usize,
+        worker: Option<usize>,
     ) -> Result<Outcome> {
-        let (status, headers, body) = thread
+        let answer = thread
             .join()
-            .map_err(|_| anyhow!("the client thread panicked"))??;
+            .map_err(|_| anyhow!("the client thread panicked"))?;
+        if let Some(w) = worker {
+            self.busy.remove(&w);
+            let closes = answer.as_ref().map_or(true, |(_, headers, _)| {
+                headers
+                    .iter()
+                    .any(|(k, v)| k == b"connection" && v.eq_ignore_ascii_case(b"close"))
+            });
+            if closes {
+                self.held[w] = None;
+            }
+        }
+        let (status, headers, body) = answer?;
         let (upstream, upstream_body) = self
             .shared
             .lock()
@@ -853,24 +1205,47 @@ impl Play<'_> {
             _ => {}
         }
         self.log_seen = failures.len();
+        let named = (e.calls.iter().flat_map(|c| c.keys()))
+            .chain(e.call_headers.iter().flat_map(|c| c.keys()));
+        for what in named {
+            if self.refused.contains(split_call(what).0) {
+                return Ok(Some(format!(
+                    "calls {what:?} to a cluster refusing connections (no server sees them)"
+                )));
+            }
+        }
         if let Some(calls) = &e.calls {
-            let shared = self
-                .shared
-                .lock()
-                .map_err(|_| anyhow!("a server panicked"))?;
-            for (what, expected) in calls {
-                let (cluster, path) = split_call(what);
-                let actual = shared
-                    .calls
-                    .iter()
-                    .filter(|c| c.cluster == cluster && path.is_none_or(|want| c.target == want))
-                    .count();
-                check(
-                    expected,
-                    Some(&Value::from(actual)),
-                    &format!("calls {what:?}"),
-                )
-                .map_err(|m| anyhow!(m))?;
+            // A call the filter made may still be on its way to its server (the harness
+            // counts it when made): the counts get a short while to match.
+            let deadline = Instant::now() + CALL_GRACE;
+            loop {
+                let mismatch = {
+                    let shared = self
+                        .shared
+                        .lock()
+                        .map_err(|_| anyhow!("a server panicked"))?;
+                    calls.iter().find_map(|(what, expected)| {
+                        let (cluster, path) = split_call(what);
+                        let actual = shared
+                            .calls
+                            .iter()
+                            .filter(|c| {
+                                c.cluster == cluster && path.is_none_or(|want| c.target == want)
+                            })
+                            .count();
+                        check(
+                            expected,
+                            Some(&Value::from(actual)),
+                            &format!("calls {what:?}"),
+                        )
+                        .err()
+                    })
+                };
+                match mismatch {
+                    None => break,
+                    Some(m) if Instant::now() >= deadline => bail!(m),
+                    Some(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
             }
         }
         if let Some(expected) = &e.call_headers {
@@ -950,8 +1325,15 @@ mod tests {
             s.as_object_mut()
                 .unwrap()
                 .extend(extra.as_object().unwrap().clone());
-            let config =
-                envoy_config(&parse(s).unwrap(), &json!(""), Path::new("f.wasm"), &ports).unwrap();
+            let config = envoy_config(
+                &parse(s).unwrap(),
+                &json!(""),
+                Path::new("f.wasm"),
+                &ports,
+                &Refusals::default(),
+                1001,
+            )
+            .unwrap();
             config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
                 ["typed_config"]["http_filters"][0]["typed_config"]["config"]
                 .clone()
@@ -962,5 +1344,112 @@ mod tests {
         let off = plugin(json!({}));
         assert_eq!(off.get("allow_on_headers_stop_iteration"), None);
         assert_eq!(off["name"], json!("harness"));
+    }
+
+    #[test]
+    fn unreachable_answers_become_refusing_clusters_and_routes_or_a_skip() {
+        let down = json!({"fail": "unreachable"});
+        let refusals_of = |extra: Value| {
+            let mut s = json!({"name": "n", "config": "", "steps": []});
+            s.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            refusals(&parse(s).unwrap())
+        };
+        let r = refusals_of(json!({
+            "upstreams": {"idp": {"/ok": {}}, "down": {"*": down}},
+            "backend": {"/down": [down, down], "/ok": {}}
+        }))
+        .unwrap();
+        assert_eq!(r.clusters, BTreeSet::from(["down".to_string()]));
+        assert_eq!(r.paths, BTreeMap::from([("/down".to_string(), true)]));
+        assert!(!r.rest && r.routes_to_refusal());
+        let r = refusals_of(json!({"backend": {"*": down, "/ok": {}}})).unwrap();
+        assert_eq!(r.paths, BTreeMap::from([("/ok".to_string(), false)]));
+        assert!(r.rest);
+        assert_eq!(refusals_of(json!({})).unwrap(), Refusals::default());
+        for skipped in [
+            json!({"upstreams": {"idp": {"/ok": {}, "/down": down}}}),
+            json!({"upstreams": {"idp": {"/down": down}}}),
+            json!({"upstreams": {"idp": {"*": [down, {}]}}}),
+            json!({"backend": {"/down": down, "/a?x=1": {}}}),
+            json!({"backend": {"/down": down},
+                   "steps": [{"backend": {"/other": down}}]}),
+            json!({"upstreams": {"idp": {"*": down}},
+                   "steps": [{"upstream": {"idp": {"*": {}}}}]}),
+        ] {
+            assert!(refusals_of(skipped.clone()).is_err(), "{skipped}");
+        }
+        let config = envoy_config(
+            &parse(json!({"name": "n", "config": "", "steps": []})).unwrap(),
+            &json!(""),
+            Path::new("f.wasm"),
+            &BTreeMap::from([(None, 1000)]),
+            &refusals_of(json!({"backend": {"/down": down}})).unwrap(),
+            1001,
+        )
+        .unwrap();
+        let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        let routes = &hcm["route_config"]["virtual_hosts"][0]["routes"];
+        assert_eq!(routes[0]["match"]["path"], json!("/down"));
+        assert_eq!(routes[0]["route"]["cluster"], json!("harness_refusing"));
+        assert_eq!(routes[1]["route"]["cluster"], json!("harness_backend"));
+        let refusing = &config["static_resources"]["clusters"][1];
+        assert_eq!(refusing["name"], json!("harness_refusing"));
+    }
+
+    #[test]
+    fn route_names_are_served_by_routes_and_listeners_other_properties_skip() {
+        let scenario = parse(json!({
+            "name": "n", "config": "", "properties": {"xds.route_name": "main"},
+            "steps": [{"request": {"path": "/"}},
+                      {"request": {"path": "/", "properties": {"xds.route_name": "r2"}}},
+                      {"request": {"path": "/", "properties": {"xds.route_name": "main"}}}]
+        }))
+        .unwrap();
+        assert_eq!(
+            route_names(&scenario).unwrap(),
+            (Some("main".into()), BTreeSet::from(["r2".to_string()]))
+        );
+        let config = envoy_config(
+            &scenario,
+            &json!(""),
+            Path::new("f.wasm"),
+            &BTreeMap::from([(None, 1000)]),
+            &Refusals::default(),
+            1001,
+        )
+        .unwrap();
+        let listeners = &config["static_resources"]["listeners"];
+        let route = |i: usize| {
+            let hcm = &listeners[i]["filter_chains"][0]["filters"][0]["typed_config"];
+            (
+                listeners[i]["name"].clone(),
+                hcm["route_config"]["virtual_hosts"][0]["routes"][0]["name"].clone(),
+            )
+        };
+        assert_eq!(route(0), (json!("main"), json!("main")));
+        assert_eq!(listeners[0]["stat_prefix"], json!("main"));
+        assert_eq!(
+            listeners[1]["connection_balance_config"],
+            json!({"exact_balance": {}})
+        );
+        assert_eq!(route(1), (json!("route:r2"), json!("r2")));
+        assert_eq!(listeners.as_array().unwrap().len(), 2);
+        for properties in [
+            json!({"route_name": "main"}),
+            json!({"xds.route_name": {"$bytes": "/w=="}}),
+        ] {
+            let s = json!({"name": "n", "config": "", "steps": [
+                {"request": {"path": "/", "properties": properties}}]});
+            assert!(route_names(&parse(s).unwrap()).is_err(), "{properties}");
+        }
+    }
+
+    #[test]
+    fn the_refusing_port_refuses() {
+        let refusing = Refusing::new().unwrap();
+        let e = TcpStream::connect(("127.0.0.1", refusing.port)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
     }
 }
