@@ -5,6 +5,8 @@
 //! `/stats` and its log. Virtual time becomes real waits, up to a bound. A scenario that
 //! cannot run this way is skipped with the reason, never passed.
 
+mod grpc;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -100,7 +102,15 @@ impl EnvoyRunner {
         }));
         let mut servers = Vec::new();
         let mut ports = BTreeMap::new();
+        let grpc_clusters = grpc::clusters(s);
+        let mut grpc_servers = Vec::new();
         for name in names.iter().map(Some).chain([None]) {
+            if let Some(name) = name.filter(|n| grpc_clusters.contains(*n)) {
+                let server = grpc::server(shared.clone(), name.clone())?;
+                ports.insert(Some(name.clone()), server.port);
+                grpc_servers.push(server);
+                continue;
+            }
             let server = Server::start(shared.clone(), name.cloned())?;
             ports.insert(name.cloned(), server.port);
             servers.push(server);
@@ -111,7 +121,8 @@ impl EnvoyRunner {
                 Value::String(with_jwks(other.clone(), &mut self.keys, &loaded.dir)?.to_string())
             }
         };
-        let config = envoy_config(s, &plugin_config, &self.wasm, &ports)?;
+        let mut config = envoy_config(s, &plugin_config, &self.wasm, &ports)?;
+        grpc::http2(&mut config, &grpc_clusters);
         let config_path = dir.join("envoy.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
         let mut envoy = Envoy::start(&self.envoy, &config_path, dir, s)?;
@@ -131,6 +142,9 @@ impl EnvoyRunner {
         let verdict = run.play();
         envoy.stop();
         for server in servers {
+            server.stop();
+        }
+        for server in grpc_servers {
             server.stop();
         }
         verdict
@@ -161,9 +175,6 @@ fn unsupported(s: &Scenario) -> Option<String> {
         for a in answers {
             if a.fail.as_deref() == Some("unreachable") {
                 return Some("an unreachable answer (a loopback server always connects)".into());
-            }
-            if a.grpc_status.is_some() || a.grpc_message.is_some() {
-                return Some("gRPC answers (no gRPC server here)".into());
             }
             let delay = a
                 .delay
@@ -336,6 +347,7 @@ fn answer(shared: &Mutex<Shared>, cluster: Option<&str>, r: &http::Request) -> R
             headers: vec![(b"content-type".to_vec(), b"application/json".to_vec())],
             body: echo.to_string().into_bytes(),
             delay_ms: 0,
+            grpc: None,
         }
     });
     match answer {
@@ -344,6 +356,7 @@ fn answer(shared: &Mutex<Shared>, cluster: Option<&str>, r: &http::Request) -> R
             headers,
             body,
             delay_ms,
+            ..
         } => {
             let mut head = b"HTTP/1.1 ".to_vec();
             head.extend(&status);

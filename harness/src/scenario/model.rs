@@ -96,6 +96,9 @@ pub enum TokenRef {
 }
 
 /// One answer, or answers taken in turn (the last repeats).
+// A script is read once per scenario: its size does not matter, and unboxed answers keep
+// `Script::One(a)` and `Script::Many(list)` interchangeable as slices.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Script {
     One(AnswerSpec),
@@ -149,11 +152,32 @@ pub struct AnswerSpec {
     /// for 400, else 2) and as its message (`proxy_get_status`); `body` is the reply message.
     pub grpc_status: Option<u32>,
     pub grpc_message: Option<String>,
+    /// For a gRPC stream (or call): the response headers' metadata
+    /// (`proxy_on_grpc_receive_initial_metadata`), an object or `[name, value]` pairs.
+    #[serde(default)]
+    pub grpc_initial_metadata: Headers,
+    /// The messages, each a `proxy_on_grpc_receive` (default: `body` as the one message).
+    pub grpc_messages: Option<Vec<Bytes>>,
+    /// Trailers beyond `grpc-status` and `grpc-message`
+    /// (`proxy_on_grpc_receive_trailing_metadata`).
+    #[serde(default)]
+    pub grpc_trailing_metadata: Headers,
     /// `hang` (no answer: Envoy's 504 at the timeout), `reset` (the connection closes
     /// mid-answer: no headers at all), `close` (the connection closes before any answer:
     /// Envoy's 503 `connection termination`), or `unreachable` (Envoy's 503 connection
     /// failure).
     pub fail: Option<String>,
+}
+
+impl AnswerSpec {
+    /// Whether a `grpc_*` field is set.
+    pub fn is_grpc(&self) -> bool {
+        self.grpc_status.is_some()
+            || self.grpc_message.is_some()
+            || !self.grpc_initial_metadata.0.is_empty()
+            || self.grpc_messages.is_some()
+            || !self.grpc_trailing_metadata.0.is_empty()
+    }
 }
 
 /// An answer's `:status`: a number, or the header value as written (a string or `$bytes`).
