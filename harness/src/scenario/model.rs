@@ -147,9 +147,11 @@ pub struct AnswerSpec {
     pub jwks: Option<Vec<String>>,
     /// Virtual time before the answer (`"2s"`); longer than the call's timeout = a timeout.
     pub delay: Option<String>,
-    /// What a gRPC call answering this gets as its status (default 0, or Envoy's mapping of
-    /// a non-200 `status`: 14 for 429, 502, 503, 504, 16 for 401, 7 for 403, 12 for 404, 13
-    /// for 400, else 2) and as its message (`proxy_get_status`); `body` is the reply message.
+    /// A gRPC answer's `grpc-status` (default 0) and `grpc-message`, in its trailers. The
+    /// filter's close gets them, the message followed by Envoy's details (`no{via_upstream}`).
+    /// A non-200 `status` without them is Envoy's mapping (14 for 429, 502, 503, 504, 16 for
+    /// 401, 7 for 403, 12 for 404, 13 for 400, else 2) with the details alone as message.
+    /// `body` is the reply message (see `grpc_messages`).
     pub grpc_status: Option<u32>,
     pub grpc_message: Option<String>,
     /// For a gRPC stream (or call): the response headers' metadata

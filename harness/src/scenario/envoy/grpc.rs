@@ -18,13 +18,17 @@ use crate::scenario::model::{Action, Scenario, Script};
 use crate::servers::grpc::{GrpcServer, Handler, Request};
 
 /// Whether `path` is a gRPC method path: `/SERVICE/METHOD`, the service name qualified by its
-/// package.
+/// package (`probe.Probe`), both made of identifiers (so `/.well-known/jwks.json` is not).
 fn method_path(path: &str) -> bool {
+    let identifier = |s: &str| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
     let mut parts = path.split('/');
     let (empty, service, method) = (parts.next(), parts.next(), parts.next());
     empty == Some("")
-        && service.is_some_and(|s| s.contains('.'))
-        && method.is_some_and(|m| !m.is_empty())
+        && service.is_some_and(|s| s.contains('.') && s.split('.').all(identifier))
+        && method.is_some_and(identifier)
         && parts.next().is_none()
 }
 
