@@ -16,9 +16,9 @@ pub struct GrpcReply {
     pub message: Option<Vec<u8>>,
     /// Response headers beyond `:status` and `content-type`.
     pub initial_metadata: HeaderMap,
-    /// The messages; `None`: the answer's body, as one message (always one if the status is
-    /// 0, as a unary server sends).
-    pub messages: Option<Vec<Vec<u8>>>,
+    /// The messages, each with the time before it is sent; `None`: the answer's body, as one
+    /// message (always one if the status is 0, as a unary server sends).
+    pub messages: Option<Vec<(u64, Vec<u8>)>>,
     /// Trailers beyond `grpc-status` and `grpc-message`.
     pub trailing_metadata: HeaderMap,
 }
@@ -28,8 +28,9 @@ pub struct GrpcReply {
 pub struct Wire {
     pub status: Vec<u8>,
     pub headers: HeaderMap,
-    /// Data: length-prefixed messages (or a plain body, for a non-200 answer).
-    pub data: Vec<u8>,
+    /// Data, each part sent after its delay: a length-prefixed message (or a plain body, for a
+    /// non-200 answer).
+    pub data: Vec<(u64, Vec<u8>)>,
     /// `None`: the headers (and data) end the stream: no trailers.
     pub trailers: Option<HeaderMap>,
 }
@@ -96,10 +97,11 @@ pub fn wire(answer: &Answer) -> Option<Wire> {
         if grpc.is_some() {
             headers.extend(end);
         }
+        let data = (!body.is_empty()).then(|| (0, body.clone()));
         return Some(Wire {
             status: status.clone(),
             headers,
-            data: body.clone(),
+            data: data.into_iter().collect(),
             trailers: None,
         });
     }
@@ -108,7 +110,7 @@ pub fn wire(answer: &Answer) -> Option<Wire> {
     headers.extend(reply.initial_metadata.iter().cloned());
     let messages = match reply.messages {
         Some(messages) => messages,
-        None if reply.status.unwrap_or(0) == 0 || !body.is_empty() => vec![body.clone()],
+        None if reply.status.unwrap_or(0) == 0 || !body.is_empty() => vec![(0, body.clone())],
         None => Vec::new(),
     };
     if messages.is_empty() && reply.initial_metadata.is_empty() {
@@ -123,7 +125,7 @@ pub fn wire(answer: &Answer) -> Option<Wire> {
     Some(Wire {
         status: status.clone(),
         headers,
-        data: messages.iter().flat_map(|m| frame(m)).collect(),
+        data: messages.iter().map(|(ms, m)| (*ms, frame(m))).collect(),
         trailers: Some(end),
     })
 }
@@ -168,8 +170,9 @@ fn stream_error(status: u32, details: &str) -> [Event; 2] {
 }
 
 /// The events Envoy's `AsyncStreamImpl` makes of `wire` (`onHeaders`, `onData`,
-/// `onTrailers`, `streamError`); `details` are the response-code details.
-fn receive(wire: &Wire, details: &str) -> Vec<Event> {
+/// `onTrailers`, `streamError`), each with its time after the headers; `details` are the
+/// response-code details.
+fn receive(wire: &Wire, details: &str) -> Vec<(u64, Event)> {
     let status = |map: &HeaderMap| {
         get(map, b"grpc-status").and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
     };
@@ -178,44 +181,50 @@ fn receive(wire: &Wire, details: &str) -> Vec<Event> {
         status: status(map).unwrap_or(2),
         message: enhanced(&get(map, b"grpc-message").unwrap_or_default(), details),
     };
-    let error = |code: u32| stream_error(code, details);
+    let both = |ms: u64, events: [Event; 2]| events.map(|e| (ms, e));
+    let error = |ms: u64, code: u32| both(ms, stream_error(code, details));
     let mut all = vec![(b":status".to_vec(), wire.status.clone())];
     all.extend(wire.headers.iter().cloned());
     let ends = wire.trailers.is_none() && wire.data.is_empty();
+    let empty = (0, Event::InitialMetadata(Vec::new()));
     if wire.status != b"200" {
-        let mut out = vec![Event::InitialMetadata(Vec::new())];
+        let mut out = vec![empty];
         if ends && status(&all).is_some() {
-            out.extend([Event::TrailingMetadata(all.clone()), close(&all)]);
+            out.extend(both(0, [Event::TrailingMetadata(all.clone()), close(&all)]));
         } else {
-            out.extend(error(from_http(&wire.status)));
+            out.extend(error(0, from_http(&wire.status)));
         }
         return out;
     }
     if ends {
-        return vec![
-            Event::InitialMetadata(Vec::new()),
-            Event::TrailingMetadata(all.clone()),
-            close(&all),
-        ];
+        let trailers = [Event::TrailingMetadata(all.clone()), close(&all)];
+        return [empty].into_iter().chain(both(0, trailers)).collect();
     }
-    let mut out = vec![Event::InitialMetadata(all)];
-    let Some(messages) = unframe(&wire.data) else {
-        out.extend(error(13));
-        return out;
-    };
-    out.extend(messages.into_iter().map(Event::Message));
+    let mut out = vec![(0, Event::InitialMetadata(all))];
+    let mut ms = 0;
+    for (delay, part) in &wire.data {
+        ms += delay;
+        let Some(messages) = unframe(part) else {
+            out.extend(error(ms, 13));
+            return out;
+        };
+        out.extend(messages.into_iter().map(|m| (ms, Event::Message(m))));
+    }
     match &wire.trailers {
-        Some(trailers) => out.extend([Event::TrailingMetadata(trailers.clone()), close(trailers)]),
+        Some(trailers) => out.extend(both(
+            ms,
+            [Event::TrailingMetadata(trailers.clone()), close(trailers)],
+        )),
         // The data ended the stream without trailers: UNKNOWN.
-        None => out.extend(error(2)),
+        None => out.extend(error(ms, 2)),
     }
     out
 }
 
-/// When and what a filter receives for `answer` to a gRPC request made at `now_ms`, with a
+/// What a filter receives for `answer` to a gRPC request made at `now_ms`, and when, with a
 /// timeout for a call (a stream has none in Envoy). `None`: nothing, ever (a stream to a
 /// hanging server).
-pub fn events(answer: &Answer, now_ms: u64, timeout_ms: Option<u64>) -> Option<(u64, Vec<Event>)> {
+pub fn events(answer: &Answer, now_ms: u64, timeout_ms: Option<u64>) -> Option<Vec<(u64, Event)>> {
     let delay_ms = match answer {
         Answer::Respond { delay_ms, .. }
         | Answer::Reset { delay_ms }
@@ -225,7 +234,7 @@ pub fn events(answer: &Answer, now_ms: u64, timeout_ms: Option<u64>) -> Option<(
     };
     // Envoy's own answers reach a gRPC request as a trailers-only 200 (its local reply):
     // UNAVAILABLE with the reason, then its details.
-    let by_envoy = |at_ms: u64, reason: &str| {
+    let by_envoy = |reason: &str| {
         let wire = Wire {
             status: b"200".to_vec(),
             headers: vec![
@@ -236,43 +245,65 @@ pub fn events(answer: &Answer, now_ms: u64, timeout_ms: Option<u64>) -> Option<(
             data: Vec::new(),
             trailers: None,
         };
-        Some((at_ms, receive(&wire, envoy::response_code_details(reason))))
+        receive(&wire, envoy::response_code_details(reason))
     };
+    let deadline = timeout_ms.map(|t| now_ms.saturating_add(t));
     if let Some(timeout) = timeout_ms
         && delay_ms >= timeout
     {
-        return by_envoy(now_ms + timeout, envoy::TIMEOUT);
+        return Some(at(now_ms.saturating_add(timeout), by_envoy(envoy::TIMEOUT)));
     }
     let at_ms = now_ms.checked_add(delay_ms)?;
-    match answer {
+    let events = match answer {
         Answer::Respond { status, .. }
             if status.len() != 3 || !status.iter().all(u8::is_ascii_digit) =>
         {
-            by_envoy(at_ms, envoy::PROTOCOL_ERROR)
+            by_envoy(envoy::PROTOCOL_ERROR)
         }
-        Answer::Respond { .. } => Some((at_ms, receive(&wire(answer)?, envoy::VIA_UPSTREAM))),
-        Answer::Hang => None,
+        Answer::Respond { .. } => receive(&wire(answer)?, envoy::VIA_UPSTREAM),
+        Answer::Hang => return None,
         // Over HTTP/2 the server resets the stream before its headers go out.
-        Answer::Reset { .. } => by_envoy(at_ms, envoy::REMOTE_RESET),
-        Answer::Close { .. } => by_envoy(at_ms, envoy::CONNECTION_TERMINATION),
-        Answer::Unreachable => by_envoy(at_ms, envoy::CONNECTION_FAILURE),
+        Answer::Reset { .. } => by_envoy(envoy::REMOTE_RESET),
+        Answer::Close { .. } => by_envoy(envoy::CONNECTION_TERMINATION),
+        Answer::Unreachable => by_envoy(envoy::CONNECTION_FAILURE),
+    };
+    let mut events = at(at_ms, events);
+    // The call's timeout after the headers (late messages): Envoy resets the stream.
+    if let Some(deadline) = deadline
+        && events.iter().any(|(ms, _)| *ms >= deadline)
+    {
+        events.retain(|(ms, _)| *ms < deadline);
+        let late = stream_error(13, envoy::response_code_details(envoy::TIMEOUT));
+        events.extend(late.map(|e| (deadline, e)));
     }
+    Some(events)
 }
 
-/// What a unary call's filter gets of `events` (Envoy's `AsyncRequestImpl`): the last
-/// message on status 0 (`Ok(reply)`), else the close's status and message; status 0 without
-/// a message is INTERNAL with no message.
-pub fn unary(events: Vec<Event>) -> Result<Vec<u8>, (u32, Vec<u8>)> {
+/// `events`, `at_ms` after their offsets.
+fn at(at_ms: u64, events: Vec<(u64, Event)>) -> Vec<(u64, Event)> {
+    events
+        .into_iter()
+        .map(|(ms, e)| (at_ms.saturating_add(ms), e))
+        .collect()
+}
+
+/// A unary call's outcome: its reply, or the close's status and message.
+pub type Unary = Result<Vec<u8>, (u32, Vec<u8>)>;
+
+/// What a unary call's filter gets of `events` (Envoy's `AsyncRequestImpl`), and when: the
+/// last message on status 0 (`Ok(reply)`), else the close's status and message; status 0
+/// without a message is INTERNAL with no message.
+pub fn unary(events: Vec<(u64, Event)>) -> (u64, Unary) {
     let mut reply = None;
-    for event in events {
+    for (ms, event) in events {
         match event {
             Event::Message(m) => reply = Some(m),
-            Event::Close { status: 0, .. } => return reply.ok_or((13, Vec::new())),
-            Event::Close { status, message } => return Err((status, message)),
+            Event::Close { status: 0, .. } => return (ms, reply.ok_or((13, Vec::new()))),
+            Event::Close { status, message } => return (ms, Err((status, message))),
             _ => {}
         }
     }
-    Err((13, Vec::new()))
+    (0, Err((13, Vec::new())))
 }
 
 #[cfg(test)]
@@ -293,15 +324,21 @@ mod tests {
         map.iter().map(|(k, _)| k.as_slice()).collect()
     }
 
+    fn only(events: Vec<(u64, Event)>) -> Vec<Event> {
+        events.into_iter().map(|(_, e)| e).collect()
+    }
+
     #[test]
     fn a_reply_is_headers_messages_trailers_and_a_unary_call_gets_the_last_message() {
         let reply = GrpcReply {
-            messages: Some(vec![b"a".to_vec(), b"bc".to_vec()]),
+            messages: Some(vec![(0, b"a".to_vec()), (30, b"bc".to_vec())]),
             trailing_metadata: vec![(b"x-t".to_vec(), b"1".to_vec())],
             ..GrpcReply::default()
         };
-        let (at, events) = events(&respond("200", "", Some(reply)), 100, Some(50)).unwrap();
-        assert_eq!(at, 110);
+        let got = events(&respond("200", "", Some(reply)), 100, Some(50)).unwrap();
+        let times: Vec<u64> = got.iter().map(|(ms, _)| *ms).collect();
+        assert_eq!(times, [110, 110, 140, 140, 140]);
+        let events = only(got.clone());
         let Event::InitialMetadata(initial) = &events[0] else {
             panic!("{events:?}")
         };
@@ -322,7 +359,7 @@ mod tests {
             message: b"via_upstream".to_vec(),
         };
         assert_eq!(events[4], close);
-        assert_eq!(unary(events), Ok(b"bc".to_vec()));
+        assert_eq!(unary(got), (140, Ok(b"bc".to_vec())));
     }
 
     #[test]
@@ -332,17 +369,19 @@ mod tests {
             message: Some(b"no".to_vec()),
             ..GrpcReply::default()
         };
-        let (_, got) = events(&respond("200", "", Some(abort)), 0, None).unwrap();
-        assert_eq!(got[0], Event::InitialMetadata(Vec::new()));
-        assert_eq!(unary(got), Err((7, b"no{via_upstream}".to_vec())));
-        let (_, got) = events(&respond("503", "busy", None), 0, None).unwrap();
-        assert_eq!(got[1], Event::TrailingMetadata(Vec::new()));
-        assert_eq!(unary(got), Err((14, b"via_upstream".to_vec())));
+        let got = events(&respond("200", "", Some(abort)), 0, None).unwrap();
+        assert_eq!(got[0], (10, Event::InitialMetadata(Vec::new())));
+        assert_eq!(unary(got).1, Err((7, b"no{via_upstream}".to_vec())));
+        let got = events(&respond("503", "busy", None), 0, None).unwrap();
+        assert_eq!(got[1].1, Event::TrailingMetadata(Vec::new()));
+        assert_eq!(unary(got).1, Err((14, b"via_upstream".to_vec())));
         let late = events(&respond("200", "x", None), 0, Some(5)).unwrap();
-        assert_eq!(late.0, 5);
         assert_eq!(
-            unary(late.1),
-            Err((14, b"upstream request timeout{response_timeout}".to_vec()))
+            unary(late),
+            (
+                5,
+                Err((14, b"upstream request timeout{response_timeout}".to_vec()))
+            )
         );
         assert_eq!(events(&Answer::Hang, 0, None), None);
         let none = GrpcReply {
@@ -350,7 +389,7 @@ mod tests {
             initial_metadata: vec![(b"x-i".to_vec(), b"1".to_vec())],
             ..GrpcReply::default()
         };
-        let (_, got) = events(&respond("200", "", Some(none)), 0, None).unwrap();
-        assert_eq!(unary(got), Err((13, Vec::new())));
+        let got = events(&respond("200", "", Some(none)), 0, None).unwrap();
+        assert_eq!(unary(got).1, Err((13, Vec::new())));
     }
 }

@@ -158,8 +158,10 @@ pub struct AnswerSpec {
     /// (`proxy_on_grpc_receive_initial_metadata`), an object or `[name, value]` pairs.
     #[serde(default)]
     pub grpc_initial_metadata: Headers,
-    /// The messages, each a `proxy_on_grpc_receive` (default: `body` as the one message).
-    pub grpc_messages: Option<Vec<Bytes>>,
+    /// The messages, each a `proxy_on_grpc_receive` (default: `body` as the one message):
+    /// each its bytes, or `{"message": ..., "delay": "1s"}` (sent that long after what went
+    /// before; the trailers follow the last at once).
+    pub grpc_messages: Option<Vec<GrpcMessage>>,
     /// Trailers beyond `grpc-status` and `grpc-message`
     /// (`proxy_on_grpc_receive_trailing_metadata`).
     #[serde(default)]
@@ -169,6 +171,39 @@ pub struct AnswerSpec {
     /// Envoy's 503 `connection termination`), or `unreachable` (Envoy's 503 connection
     /// failure).
     pub fail: Option<String>,
+}
+
+/// One message of a gRPC answer: its bytes, and the time before it is sent.
+#[derive(Clone, Debug)]
+pub struct GrpcMessage {
+    pub message: Bytes,
+    pub delay: Option<String>,
+}
+
+/// A message as written in its object form.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelayedMessage {
+    message: Bytes,
+    delay: Option<String>,
+}
+
+// Hand-written: a plain string or `$bytes` is a message without delay.
+impl<'de> Deserialize<'de> for GrpcMessage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = Value::deserialize(d)?;
+        if value.get("message").is_some() {
+            let DelayedMessage { message, delay } =
+                serde_json::from_value(value).map_err(D::Error::custom)?;
+            return Ok(GrpcMessage { message, delay });
+        }
+        let message = super::bytes::from_json(&value).map_err(D::Error::custom)?;
+        Ok(GrpcMessage {
+            message,
+            delay: None,
+        })
+    }
 }
 
 impl AnswerSpec {

@@ -302,13 +302,10 @@ pub(crate) fn build_routes(
 
 /// The answer `spec` describes (key names resolved from `dir`).
 pub fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answer> {
-    let delay_ms = spec
-        .delay
-        .as_deref()
-        .map(parse_millis)
-        .transpose()?
-        .unwrap_or(0)
-        .max(0) as u64;
+    let millis = |delay: Option<&str>| -> Result<u64> {
+        Ok(delay.map(parse_millis).transpose()?.unwrap_or(0).max(0) as u64)
+    };
+    let delay_ms = millis(spec.delay.as_deref())?;
     match spec.fail.as_deref() {
         Some("hang") => return Ok(Answer::Hang),
         Some("reset") => return Ok(Answer::Reset { delay_ms }),
@@ -330,16 +327,24 @@ pub fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answe
         (None, Some(Body::Json(value))) => (value.to_string().into_bytes(), true),
         (None, None) => (Vec::new(), false),
     };
-    let grpc = spec.is_grpc().then(|| GrpcReply {
-        status: spec.grpc_status,
-        message: spec.grpc_message.clone().map(String::into_bytes),
-        initial_metadata: map(&spec.grpc_initial_metadata),
-        messages: spec
-            .grpc_messages
-            .as_ref()
-            .map(|list| list.iter().map(|m| m.as_slice().to_vec()).collect()),
-        trailing_metadata: map(&spec.grpc_trailing_metadata),
+    let grpc = spec.is_grpc().then(|| -> Result<GrpcReply> {
+        Ok(GrpcReply {
+            status: spec.grpc_status,
+            message: spec.grpc_message.clone().map(String::into_bytes),
+            initial_metadata: map(&spec.grpc_initial_metadata),
+            messages: spec
+                .grpc_messages
+                .as_ref()
+                .map(|list| {
+                    list.iter()
+                        .map(|m| Ok((millis(m.delay.as_deref())?, m.message.as_slice().to_vec())))
+                        .collect::<Result<_>>()
+                })
+                .transpose()?,
+            trailing_metadata: map(&spec.grpc_trailing_metadata),
+        })
     });
+    let grpc = grpc.transpose()?;
     if json && !headers.iter().any(|(k, _)| k == b"content-type") {
         headers.push((b"content-type".to_vec(), b"application/json".to_vec()));
     }

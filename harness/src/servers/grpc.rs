@@ -127,7 +127,7 @@ async fn play(answer: Answer, grpc: bool, mut respond: SendResponse<Bytes>, clos
     tokio::time::sleep(Duration::from_millis(delay_ms)).await;
     match answer {
         Answer::Respond { .. } => {
-            if send(&answer, grpc, &mut respond).is_err() {
+            if send(&answer, grpc, &mut respond).await.is_err() {
                 respond.send_reset(h2::Reason::PROTOCOL_ERROR);
             }
         }
@@ -142,30 +142,26 @@ async fn play(answer: Answer, grpc: bool, mut respond: SendResponse<Bytes>, clos
 }
 
 /// Sends an answer: gRPC framing for a gRPC request, else the status, headers and body.
-fn send(answer: &Answer, grpc: bool, respond: &mut SendResponse<Bytes>) -> Result<()> {
-    let wired = wire(answer).ok_or_else(|| anyhow!("not a response"))?;
-    let (status, headers, data, trailers) = match (grpc, answer) {
-        (true, _) => (wired.status, wired.headers, wired.data, wired.trailers),
-        (
-            false,
-            Answer::Respond {
-                status,
-                headers,
-                body,
-                ..
-            },
-        ) => (status.clone(), headers.clone(), body.clone(), None),
-        (false, _) => return Err(anyhow!("not a response")),
-    };
-    let status = StatusCode::from_bytes(&status)?;
-    let mut head = Response::builder().status(status).body(())?;
-    *head.headers_mut() = header_map(&headers)?;
-    let ends = data.is_empty() && trailers.is_none();
-    let mut stream = respond.send_response(head, ends)?;
-    if !data.is_empty() {
-        stream.send_data(Bytes::from(data), trailers.is_none())?;
+async fn send(answer: &Answer, grpc: bool, respond: &mut SendResponse<Bytes>) -> Result<()> {
+    let mut wired = wire(answer).ok_or_else(|| anyhow!("not a response"))?;
+    if !grpc && let Answer::Respond { headers, body, .. } = answer {
+        wired.headers = headers.clone();
+        wired.data = vec![(0, body.clone())];
+        wired.data.retain(|(_, part)| !part.is_empty());
+        wired.trailers = None;
     }
-    if let Some(trailers) = trailers {
+    let status = StatusCode::from_bytes(&wired.status)?;
+    let mut head = Response::builder().status(status).body(())?;
+    *head.headers_mut() = header_map(&wired.headers)?;
+    let ends = wired.data.is_empty() && wired.trailers.is_none();
+    let mut stream = respond.send_response(head, ends)?;
+    let parts = wired.data.len();
+    for (i, (delay_ms, part)) in wired.data.into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let last = i + 1 == parts && wired.trailers.is_none();
+        stream.send_data(Bytes::from(part), last)?;
+    }
+    if let Some(trailers) = wired.trailers {
         stream.send_trailers(header_map(&trailers)?)?;
     }
     Ok(())

@@ -132,9 +132,9 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
                 let now = world.now_ms;
                 let answer = world.clusters.answer(&cluster, &path);
                 // With a timeout there is always an answer, Envoy's at the latest.
-                let (at_ms, events) =
-                    grpc::events(&answer, now, Some(timeout_ms)).unwrap_or_default();
-                let (delivery, callout) = match grpc::unary(events) {
+                let events = grpc::events(&answer, now, Some(timeout_ms)).unwrap_or_default();
+                let (at_ms, outcome) = grpc::unary(events);
+                let (delivery, callout) = match outcome {
                     Ok(reply) => (
                         Delivery {
                             body: reply,
@@ -193,12 +193,7 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
                 world.grpc_streams.insert(token, GrpcStream::default());
                 let now = world.now_ms;
                 let answer = world.clusters.answer(&cluster, &path);
-                for event in grpc::events(&answer, now, None)
-                    .map(|(at_ms, events)| events.into_iter().map(move |e| (at_ms, e)))
-                    .into_iter()
-                    .flatten()
-                {
-                    let (at_ms, event) = event;
+                for (at_ms, event) in grpc::events(&answer, now, None).unwrap_or_default() {
                     world.schedule_on(id, context, token, at(at_ms), Callout::GrpcStream(event));
                 }
                 token
