@@ -177,3 +177,80 @@ fn header_map(pairs: &HeaderMap) -> Result<http::HeaderMap> {
     }
     Ok(map)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::host::grpc::{GrpcReply, frame};
+
+    /// One request over HTTP/2: status, `content-type`, data, trailers.
+    async fn exchange(port: u16, content_type: &str) -> Result<(u16, String, Vec<u8>, String)> {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+        let (client, connection) = h2::client::handshake(tcp).await?;
+        tokio::spawn(connection);
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://probe:{port}/p.S/M"))
+            .header("content-type", content_type)
+            .body(())?;
+        let (response, _) = client.ready().await?.send_request(request, true)?;
+        let response = response.await?;
+        let status = response.status().as_u16();
+        let content_type = response.headers()["content-type"].to_str()?.to_string();
+        let mut body = response.into_body();
+        let mut data = Vec::new();
+        while let Some(chunk) = body.data().await {
+            data.extend(chunk?);
+        }
+        let trailers = body.trailers().await?.unwrap_or_default();
+        let mut names: Vec<String> = trailers
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.to_str().unwrap_or("?")))
+            .collect();
+        names.sort();
+        Ok((status, content_type, data, names.join(" ")))
+    }
+
+    #[test]
+    fn answers_grpc_with_framing_and_trailers_and_other_requests_plainly() -> Result<()> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seeing = seen.clone();
+        let handler: Arc<Handler> = Arc::new(move |r: &Request| {
+            seeing
+                .lock()
+                .unwrap()
+                .push((r.path.clone(), r.headers[0].clone()));
+            Answer::Respond {
+                status: b"200".to_vec(),
+                headers: vec![(b"content-type".to_vec(), b"text/plain".to_vec())],
+                body: b"plain".to_vec(),
+                delay_ms: 0,
+                grpc: Some(GrpcReply {
+                    messages: Some(vec![(0, b"a".to_vec()), (10, b"bc".to_vec())]),
+                    trailing_metadata: vec![(b"x-t".to_vec(), b"1".to_vec())],
+                    ..GrpcReply::default()
+                }),
+            }
+        });
+        let server = GrpcServer::start(handler)?;
+        let port = server.port;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let grpc = runtime.block_on(exchange(port, "application/grpc"))?;
+        let plain = runtime.block_on(exchange(port, "text/plain"))?;
+        server.stop();
+        let framed = [frame(b"a"), frame(b"bc")].concat();
+        let trailers = "grpc-status=0 x-t=1".to_string();
+        assert_eq!(grpc, (200, "application/grpc".into(), framed, trailers));
+        assert_eq!(
+            plain,
+            (200, "text/plain".into(), b"plain".to_vec(), String::new())
+        );
+        let host = ("host".to_string(), format!("probe:{port}"));
+        assert_eq!(seen.lock().unwrap()[0], ("/p.S/M".to_string(), host));
+        Ok(())
+    }
+}
