@@ -71,7 +71,9 @@ impl EnvoyRunner {
     }
 
     pub fn run(&mut self, loaded: &Loaded) -> Verdict {
-        if let Some(why) = unsupported(&loaded.scenario) {
+        if let Some(why) =
+            unsupported(&loaded.scenario).or_else(|| grpc::unsupported(&loaded.scenario))
+        {
             return Verdict::Skip(why);
         }
         self.runs += 1;

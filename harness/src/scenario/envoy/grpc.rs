@@ -14,7 +14,7 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::{SeenCall, Shared};
-use crate::scenario::model::{Action, Scenario, Script};
+use crate::scenario::model::{Action, Scenario, Script, Status};
 use crate::servers::grpc::{GrpcServer, Handler, Request};
 
 /// Whether `path` is a gRPC method path: `/SERVICE/METHOD`, the service name qualified by its
@@ -54,6 +54,45 @@ pub(super) fn clusters(s: &Scenario) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// Why `s` cannot run with its gRPC clusters played over HTTP/2, if it cannot: a `:status`
+/// that is not three digits (HTTP/2 cannot carry it), or `reset` for an http call (over
+/// HTTP/2 a reset stream, not HTTP/1.1's body cut short).
+pub(super) fn unsupported(s: &Scenario) -> Option<String> {
+    let grpc = clusters(s);
+    let steps = s.steps.iter().filter_map(|step| match &step.action {
+        Some(Action::Upstream(routes)) => Some(routes),
+        _ => None,
+    });
+    for routes in [&s.upstreams].into_iter().chain(steps) {
+        for (path, script) in routes
+            .iter()
+            .filter(|(c, _)| grpc.contains(*c))
+            .flat_map(|(_, p)| p)
+        {
+            let answers = match script {
+                Script::One(a) => std::slice::from_ref(a),
+                Script::Many(list) => list.as_slice(),
+            };
+            for a in answers {
+                if matches!(&a.status, Some(Status::Raw(raw)) if !three_digits(raw.as_slice())) {
+                    return Some("a status that is not three digits on a gRPC cluster (HTTP/2 cannot send it)".into());
+                }
+                if a.fail.as_deref() == Some("reset") && !method_path(path) {
+                    return Some(
+                        "a reset http answer on a gRPC cluster (HTTP/2 resets the stream instead)"
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+    None
+}
+
+fn three_digits(status: &[u8]) -> bool {
+    status.len() == 3 && status.iter().all(u8::is_ascii_digit)
 }
 
 /// Starts the HTTP/2 server of gRPC cluster `cluster`: it records each call and answers from
@@ -107,5 +146,21 @@ mod tests {
         .unwrap();
         let names: Vec<_> = clusters(&s).into_iter().collect();
         assert_eq!(names, ["field", "later", "method"]);
+    }
+
+    #[test]
+    fn what_http2_cannot_play_is_skipped() {
+        let scenario = |upstreams: Value| {
+            parse(json!({"name": "n", "config": "", "steps": [], "upstreams": upstreams})).unwrap()
+        };
+        let ok = scenario(
+            json!({"g": {"/p.S/M": {"fail": "reset"}, "/x": {"status": 200}},
+                                 "http": {"/x": [{"fail": "reset"}, {"status": "2x0"}]}}),
+        );
+        assert_eq!(unsupported(&ok), None);
+        let reset = scenario(json!({"g": {"/p.S/M": {}, "/x": {"fail": "reset"}}}));
+        assert!(unsupported(&reset).is_some_and(|why| why.contains("reset")));
+        let raw = scenario(json!({"g": {"/p.S/M": [{}, {"status": "2x0"}]}}));
+        assert!(unsupported(&raw).is_some_and(|why| why.contains("three digits")));
     }
 }
