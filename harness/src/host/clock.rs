@@ -39,24 +39,34 @@ impl Proxy {
 
     /// An answer arrives: the main upstream's enters its stream's response path; a call's
     /// goes to `proxy_on_http_call_response`, `proxy_on_grpc_receive` or
-    /// `proxy_on_grpc_close` (its headers and body readable during that callback only,
-    /// `proxy_get_status` telling its status).
+    /// `proxy_on_grpc_close`, a gRPC stream's events to their callbacks (headers and body
+    /// readable during that callback only, `proxy_get_status` telling a status).
     pub(super) fn deliver(&mut self, call: PendingCall) {
         let (id, ctx, token) = (call.vm, call.context, call.token);
         let (n_headers, body_len) = (
             call.delivery.headers.as_ref().map_or(0, Vec::len) as u32,
             call.delivery.body.len() as u32,
         );
+        let mut response = CallResponse {
+            headers: call.delivery.headers,
+            body: call.delivery.body,
+            map: 6,
+        };
         let (name, args, status) = match call.callout {
             Callout::Backend => {
                 if let VmId::Worker(w) = id {
-                    self.respond(w, ctx, call.delivery);
+                    let delivery = Delivery {
+                        headers: response.headers,
+                        body: response.body,
+                        ..call.delivery
+                    };
+                    self.respond(w, ctx, delivery);
                 }
                 return;
             }
             Callout::Http => {
                 let args = vec![ctx, token, n_headers, body_len, 0];
-                let failed = call.delivery.headers.is_none();
+                let failed = response.headers.is_none();
                 let status = failed.then(|| (BROKEN_CONNECTION, b"reset".to_vec()));
                 ("proxy_on_http_call_response", args, status)
             }
@@ -70,6 +80,47 @@ impl Proxy {
                 let args = vec![ctx, token, status];
                 ("proxy_on_grpc_close", args, Some((status, message)))
             }
+            Callout::GrpcStream(event) => match event {
+                grpc::Event::InitialMetadata(mut map) => {
+                    // Envoy's router times the answer from the end of the request, if it
+                    // ended.
+                    let world = self.world.borrow();
+                    let ended = world.grpc_streams.get(&token).and_then(|s| s.ended_at_ms);
+                    if let (false, Some(ended)) = (map.is_empty(), ended) {
+                        let ms = world.now_ms.saturating_sub(ended).to_string();
+                        map.push((b"x-envoy-upstream-service-time".to_vec(), ms.into_bytes()));
+                    }
+                    drop(world);
+                    let args = vec![ctx, token, map.len() as u32];
+                    response.headers = Some(map);
+                    response.map = 4;
+                    ("proxy_on_grpc_receive_initial_metadata", args, None)
+                }
+                grpc::Event::Message(message) => {
+                    let args = vec![ctx, token, message.len() as u32];
+                    response.body = message;
+                    ("proxy_on_grpc_receive", args, None)
+                }
+                grpc::Event::TrailingMetadata(map) => {
+                    let args = vec![ctx, token, map.len() as u32];
+                    response.headers = Some(map);
+                    response.map = 5;
+                    ("proxy_on_grpc_receive_trailing_metadata", args, None)
+                }
+                grpc::Event::Close { status, message } => {
+                    // Closed by its server: it goes once the filter closed it too (Envoy's
+                    // `remote_closed_`, then `local_closed_`, then the erase after the call).
+                    let mut world = self.world.borrow_mut();
+                    if let Some(stream) = world.grpc_streams.get_mut(&token) {
+                        stream.remote_closed = true;
+                    }
+                    (
+                        "proxy_on_grpc_close",
+                        vec![ctx, token, status],
+                        Some((status, message)),
+                    )
+                }
+            },
         };
         let Some(vm) = self.vms.get_mut(&id) else {
             return;
@@ -78,15 +129,22 @@ impl Proxy {
         if let Some(status) = status {
             state.status = status;
         }
-        state.call_response = Some(CallResponse {
-            headers: call.delivery.headers,
-            body: call.delivery.body,
-        });
+        state.call_response = Some(response);
         self.call(id, Phase::Callback, ctx, name, &args);
         if let Some(vm) = self.vms.get_mut(&id) {
             let state = vm.store.data_mut();
             state.call_response = None;
             state.status.1.clear();
+        }
+        if name == "proxy_on_grpc_close" {
+            let mut world = self.world.borrow_mut();
+            if world
+                .grpc_streams
+                .get(&token)
+                .is_some_and(|s| s.local_closed)
+            {
+                world.grpc_streams.remove(&token);
+            }
         }
         self.settle_vm(id);
     }

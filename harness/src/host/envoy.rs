@@ -19,6 +19,9 @@ pub const PROTOCOL_ERROR: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: protocol error";
 /// Envoy's body when the upstream does not answer in time.
 pub const TIMEOUT: &str = "upstream request timeout";
+/// Envoy's answer when the upstream reset the stream (HTTP/2 `RST_STREAM`) before answering.
+pub const REMOTE_RESET: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: remote reset";
 
 /// The headers the connection manager adds to a request before the filters see it, after the
 /// client's: `content-length` for a body sent without one, `x-forwarded-proto`, and an
@@ -133,29 +136,33 @@ pub fn failed_vm(now_ms: u64) -> HeaderMap {
     downstream(Vec::new(), &[], now_ms)
 }
 
-/// The response-code details Envoy appends to a failed gRPC call's message (`{...}`), for
-/// an answer Envoy made with `body`, or one from the upstream (`None`).
-pub fn grpc_details(body: Option<&[u8]>) -> &'static str {
-    let Some(body) = body else {
-        return "{via_upstream}";
-    };
+/// The response-code details of an answer from the upstream.
+pub const VIA_UPSTREAM: &str = "via_upstream";
+
+/// The response-code details of an answer Envoy made with `reason` as its body (Envoy adds
+/// them to a gRPC close's message).
+pub fn response_code_details(reason: &str) -> &'static str {
     [
-        (TIMEOUT, "{response_timeout}"),
+        (TIMEOUT, "response_timeout"),
         (
             CONNECTION_FAILURE,
-            "{upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}}",
+            "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}",
         ),
         (
             CONNECTION_TERMINATION,
-            "{upstream_reset_before_response_started{connection_termination}}",
+            "upstream_reset_before_response_started{connection_termination}",
         ),
         (
             PROTOCOL_ERROR,
-            "{upstream_reset_before_response_started{protocol_error}}",
+            "upstream_reset_before_response_started{protocol_error}",
+        ),
+        (
+            REMOTE_RESET,
+            "upstream_reset_before_response_started{remote_reset}",
         ),
     ]
     .into_iter()
-    .find(|(text, _)| text.as_bytes() == body)
+    .find(|(text, _)| *text == reason)
     .map_or("", |(_, details)| details)
 }
 

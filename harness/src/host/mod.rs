@@ -9,6 +9,7 @@ mod abi;
 pub use abi::MISSING_HOST_FUNCTION;
 mod clock;
 pub(crate) mod envoy;
+pub mod grpc;
 mod lifecycle;
 pub mod signature;
 mod stream;

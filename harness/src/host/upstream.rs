@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::grpc::GrpcReply;
 use super::{HeaderMap, envoy};
 
 /// One scripted answer of a cluster route.
@@ -9,12 +10,13 @@ use super::{HeaderMap, envoy};
 pub enum Answer {
     /// An HTTP answer after `delay_ms` of virtual time (Envoy times it out if that is longer
     /// than the call's timeout). `status` is the `:status` value as delivered (one that is
-    /// not three digits is Envoy's 502).
+    /// not three digits is Envoy's 502). `grpc`: what it adds for a gRPC request.
     Respond {
         status: Vec<u8>,
         headers: HeaderMap,
         body: Vec<u8>,
         delay_ms: u64,
+        grpc: Option<GrpcReply>,
     },
     /// Accepts the request and never answers: Envoy answers 504 at the call's timeout.
     Hang,
@@ -79,6 +81,7 @@ impl Answer {
                 headers,
                 body,
                 delay_ms,
+                ..
             } => {
                 let mut all = vec![(b":status".to_vec(), status.clone())];
                 all.extend(headers.iter().cloned());
@@ -178,6 +181,7 @@ impl Clusters {
             headers: Vec::new(),
             body: b"not found".to_vec(),
             delay_ms: 0,
+            grpc: None,
         })
     }
 }
@@ -192,6 +196,7 @@ mod tests {
             headers: vec![],
             body: b"x".to_vec(),
             delay_ms,
+            grpc: None,
         }
     }
 

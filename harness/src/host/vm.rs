@@ -79,12 +79,16 @@ pub struct LocalResponse {
     pub grpc_status: Option<u32>,
 }
 
-/// The answer of an http call, readable only during `proxy_on_http_call_response`.
+/// The answer of an http call (or an event of a gRPC call or stream), readable only during
+/// the callback that delivers it.
 #[derive(Debug, Default)]
 pub struct CallResponse {
     /// `None`: the call failed (reset after the headers had started): there is no header map.
     pub headers: Option<HeaderMap>,
     pub body: Vec<u8>,
+    /// The header map these headers are: 6 (http call), 4 or 5 (gRPC initial or trailing
+    /// metadata).
+    pub map: i32,
 }
 
 /// Which callback the VM is in, for the checks Envoy makes.

@@ -1,10 +1,10 @@
 //! What the VMs of one proxy share: the virtual clock, shared data and queues, metrics, logs,
 //! the simulated clusters and the record of every call.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use super::HeaderMap;
 use super::upstream::{Clusters, Delivery, Routes};
+use super::{HeaderMap, grpc};
 
 /// Which VM. In Envoy's start-up (`startup: envoy`) a base VM is instantiated and never
 /// started, a canary clone is configured and destroyed, then the main-thread VM and the
@@ -65,8 +65,11 @@ impl CallRecord {
 pub enum Callout {
     /// A `proxy_http_call`: `proxy_on_http_call_response`.
     Http,
-    /// A `proxy_grpc_call`: `proxy_on_grpc_call_response` with this gRPC status and message.
+    /// A `proxy_grpc_call`: `proxy_on_grpc_receive` with the reply (the delivery's body) on
+    /// status 0, else `proxy_on_grpc_close` with this status and message.
     Grpc { status: u32, message: Vec<u8> },
+    /// One event of a `proxy_grpc_stream`'s answer.
+    GrpcStream(grpc::Event),
     /// The main route's upstream answering the stream `context`.
     Backend,
 }
@@ -80,6 +83,16 @@ pub struct PendingCall {
     pub seq: u64,
     pub delivery: Delivery,
     pub callout: Callout,
+}
+
+/// How far a gRPC stream is closed: by the filter (`proxy_grpc_close`) and by its server.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcStream {
+    pub local_closed: bool,
+    pub remote_closed: bool,
+    /// When the filter ended its side (`proxy_grpc_close`, or a message sent with
+    /// `end_stream`).
+    pub ended_at_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,9 +142,11 @@ pub struct World {
     pub clusters: Clusters,
     /// The main route's upstream: scripted answers by path (else the JSON echo).
     pub backend: Routes,
-    pub next_token: u32,
-    /// Open gRPC streams, by token (they are never answered).
-    pub grpc_streams: BTreeSet<u32>,
+    /// Callout tokens are `4 * n + kind`, as proxy-wasm-cpp-host numbers them (http calls 0,
+    /// gRPC calls 1, gRPC streams 2; the main upstream's answers 3).
+    next_token: u32,
+    /// gRPC streams by token, until both sides closed them or the filter cancelled them.
+    pub grpc_streams: BTreeMap<u32, GrpcStream>,
     pub next_seq: u64,
     /// Misuses of the ABI that Envoy would not tolerate (they fail the scenario).
     pub violations: Vec<String>,
@@ -149,7 +164,6 @@ impl World {
             now_ms: start_ms,
             next_cas: 1,
             next_queue: 1,
-            next_token: 1,
             verify_signature: true,
             ..World::default()
         }
@@ -169,7 +183,12 @@ impl World {
         self.pending.iter().map(|p| p.delivery.at_ms).min()
     }
 
-    /// Removes and returns the first call due at or before `now_ms`, in time then dispatch order.
+    /// A fresh token of `kind` (see `next_token`).
+    pub fn token(&mut self, kind: u32) -> u32 {
+        self.next_token += 1;
+        4 * self.next_token + kind
+    }
+
     /// Schedules `delivery` for `context` of VM `vm`; returns its token.
     pub fn schedule(
         &mut self,
@@ -178,8 +197,26 @@ impl World {
         delivery: Delivery,
         callout: Callout,
     ) -> u32 {
-        let token = self.next_token;
-        self.next_token += 1;
+        let kind = match callout {
+            Callout::Http => 0,
+            Callout::Grpc { .. } => 1,
+            Callout::GrpcStream(_) => 2,
+            Callout::Backend => 3,
+        };
+        let token = self.token(kind);
+        self.schedule_on(vm, context, token, delivery, callout);
+        token
+    }
+
+    /// Schedules `delivery` for `context` of VM `vm` under an existing `token` (a stream's).
+    pub fn schedule_on(
+        &mut self,
+        vm: VmId,
+        context: u32,
+        token: u32,
+        delivery: Delivery,
+        callout: Callout,
+    ) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.pending.push(PendingCall {
@@ -190,9 +227,9 @@ impl World {
             delivery,
             callout,
         });
-        token
     }
 
+    /// Removes and returns the first call due at or before `now_ms`, in time then dispatch order.
     pub fn take_due(&mut self) -> Option<PendingCall> {
         let now = self.now_ms;
         let i = self

@@ -6,6 +6,8 @@
 //! `/stats` and its log. Virtual time becomes real waits, up to a bound. A scenario that
 //! cannot run this way is skipped with the reason, never passed.
 
+mod grpc;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -72,7 +74,9 @@ impl EnvoyRunner {
     }
 
     pub fn run(&mut self, loaded: &Loaded) -> Verdict {
-        if let Some(why) = unsupported(&loaded.scenario) {
+        if let Some(why) =
+            unsupported(&loaded.scenario).or_else(|| grpc::unsupported(&loaded.scenario))
+        {
             return Verdict::Skip(why);
         }
         self.runs += 1;
@@ -105,9 +109,17 @@ impl EnvoyRunner {
         let refusing = Refusing::new()?;
         let mut servers = Vec::new();
         let mut ports = BTreeMap::new();
+        let grpc_clusters = grpc::clusters(s);
+        let mut grpc_servers = Vec::new();
         for name in names.iter().map(Some).chain([None]) {
             if name.is_some_and(|n| refusals.clusters.contains(n)) {
                 ports.insert(name.cloned(), refusing.port);
+                continue;
+            }
+            if let Some(name) = name.filter(|n| grpc_clusters.contains(*n)) {
+                let server = grpc::server(shared.clone(), name.clone())?;
+                ports.insert(Some(name.clone()), server.port);
+                grpc_servers.push(server);
                 continue;
             }
             let server = Server::start(shared.clone(), name.cloned())?;
@@ -120,7 +132,7 @@ impl EnvoyRunner {
                 Value::String(with_jwks(other.clone(), &mut self.keys, &loaded.dir)?.to_string())
             }
         };
-        let config = envoy_config(
+        let mut config = envoy_config(
             s,
             &plugin_config,
             &self.wasm,
@@ -128,6 +140,7 @@ impl EnvoyRunner {
             &refusals,
             refusing.port,
         )?;
+        grpc::http2(&mut config, &grpc_clusters);
         let config_path = dir.join("envoy.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
         let mut envoy = Envoy::start(&self.envoy, &config_path, dir, s)?;
@@ -150,6 +163,9 @@ impl EnvoyRunner {
         let verdict = run.play();
         envoy.stop();
         for server in servers {
+            server.stop();
+        }
+        for server in grpc_servers {
             server.stop();
         }
         verdict
@@ -181,9 +197,6 @@ fn unsupported(s: &Scenario) -> Option<String> {
             Script::Many(list) => list.as_slice(),
         };
         for a in answers {
-            if a.grpc_status.is_some() || a.grpc_message.is_some() {
-                return Some("gRPC answers (no gRPC server here)".into());
-            }
             let delay = a
                 .delay
                 .as_deref()
@@ -527,6 +540,7 @@ fn answer(shared: &Mutex<Shared>, cluster: Option<&str>, r: &http::Request) -> R
             headers: vec![(b"content-type".to_vec(), b"application/json".to_vec())],
             body: echo.to_string().into_bytes(),
             delay_ms: 0,
+            grpc: None,
         }
     });
     match answer {
@@ -535,6 +549,7 @@ fn answer(shared: &Mutex<Shared>, cluster: Option<&str>, r: &http::Request) -> R
             headers,
             body,
             delay_ms,
+            ..
         } => {
             let mut head = b"HTTP/1.1 ".to_vec();
             head.extend(&status);

@@ -96,6 +96,9 @@ pub enum TokenRef {
 }
 
 /// One answer, or answers taken in turn (the last repeats).
+// A script is read once per scenario: its size does not matter, and unboxed answers keep
+// `Script::One(a)` and `Script::Many(list)` interchangeable as slices.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Script {
     One(AnswerSpec),
@@ -144,16 +147,74 @@ pub struct AnswerSpec {
     pub jwks: Option<Vec<String>>,
     /// Virtual time before the answer (`"2s"`); longer than the call's timeout = a timeout.
     pub delay: Option<String>,
-    /// What a gRPC call answering this gets as its status (default 0, or Envoy's mapping of
-    /// a non-200 `status`: 14 for 429, 502, 503, 504, 16 for 401, 7 for 403, 12 for 404, 13
-    /// for 400, else 2) and as its message (`proxy_get_status`); `body` is the reply message.
+    /// A gRPC answer's `grpc-status` (default 0) and `grpc-message`, in its trailers. The
+    /// filter's close gets them, the message followed by Envoy's details (`no{via_upstream}`).
+    /// A non-200 `status` without them is Envoy's mapping (14 for 429, 502, 503, 504, 16 for
+    /// 401, 7 for 403, 12 for 404, 13 for 400, else 2) with the details alone as message.
+    /// `body` is the reply message (see `grpc_messages`).
     pub grpc_status: Option<u32>,
     pub grpc_message: Option<String>,
+    /// For a gRPC stream (or call): the response headers' metadata
+    /// (`proxy_on_grpc_receive_initial_metadata`), an object or `[name, value]` pairs.
+    #[serde(default)]
+    pub grpc_initial_metadata: Headers,
+    /// The messages, each a `proxy_on_grpc_receive` (default: `body` as the one message):
+    /// each its bytes, or `{"message": ..., "delay": "1s"}` (sent that long after what went
+    /// before; the trailers follow the last at once).
+    pub grpc_messages: Option<Vec<GrpcMessage>>,
+    /// Trailers beyond `grpc-status` and `grpc-message`
+    /// (`proxy_on_grpc_receive_trailing_metadata`).
+    #[serde(default)]
+    pub grpc_trailing_metadata: Headers,
     /// `hang` (no answer: Envoy's 504 at the timeout), `reset` (the connection closes
     /// mid-answer: no headers at all), `close` (the connection closes before any answer:
     /// Envoy's 503 `connection termination`), or `unreachable` (Envoy's 503 connection
     /// failure).
     pub fail: Option<String>,
+}
+
+/// One message of a gRPC answer: its bytes, and the time before it is sent.
+#[derive(Clone, Debug)]
+pub struct GrpcMessage {
+    pub message: Bytes,
+    pub delay: Option<String>,
+}
+
+/// A message as written in its object form.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelayedMessage {
+    message: Bytes,
+    delay: Option<String>,
+}
+
+// Hand-written: a plain string or `$bytes` is a message without delay.
+impl<'de> Deserialize<'de> for GrpcMessage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = Value::deserialize(d)?;
+        if value.get("message").is_some() {
+            let DelayedMessage { message, delay } =
+                serde_json::from_value(value).map_err(D::Error::custom)?;
+            return Ok(GrpcMessage { message, delay });
+        }
+        let message = super::bytes::from_json(&value).map_err(D::Error::custom)?;
+        Ok(GrpcMessage {
+            message,
+            delay: None,
+        })
+    }
+}
+
+impl AnswerSpec {
+    /// Whether a `grpc_*` field is set.
+    pub fn is_grpc(&self) -> bool {
+        self.grpc_status.is_some()
+            || self.grpc_message.is_some()
+            || !self.grpc_initial_metadata.0.is_empty()
+            || self.grpc_messages.is_some()
+            || !self.grpc_trailing_metadata.0.is_empty()
+    }
 }
 
 /// An answer's `:status`: a number, or the header value as written (a string or `$bytes`).

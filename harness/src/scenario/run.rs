@@ -6,12 +6,13 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value};
 
-use super::bytes::{Bytes, actual_json};
+use super::bytes::{Bytes, Headers, actual_json};
 use super::expect::check;
 use super::load::Loaded;
 use super::model::{
     Action, AnswerSpec, Body, Expect, RequestSpec, Script, Status, Step, TokenRef, TokenSpec,
 };
+use crate::host::grpc::GrpcReply;
 use crate::host::upstream::{Answer, Clusters, Routes};
 use crate::host::world::LEVELS;
 use crate::host::{HeaderMap, Outcome, Plugin, Proxy, Request, Setup};
@@ -301,13 +302,10 @@ pub(crate) fn build_routes(
 
 /// The answer `spec` describes (key names resolved from `dir`).
 pub fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answer> {
-    let delay_ms = spec
-        .delay
-        .as_deref()
-        .map(parse_millis)
-        .transpose()?
-        .unwrap_or(0)
-        .max(0) as u64;
+    let millis = |delay: Option<&str>| -> Result<u64> {
+        Ok(delay.map(parse_millis).transpose()?.unwrap_or(0).max(0) as u64)
+    };
+    let delay_ms = millis(spec.delay.as_deref())?;
     match spec.fail.as_deref() {
         Some("hang") => return Ok(Answer::Hang),
         Some("reset") => return Ok(Answer::Reset { delay_ms }),
@@ -316,12 +314,12 @@ pub fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answe
         Some(other) => bail!("fail {other:?}: use hang, reset, close or unreachable"),
         None => {}
     }
-    let mut headers: HeaderMap = spec
-        .headers
-        .0
-        .iter()
-        .map(|(k, v)| (k.as_slice().to_ascii_lowercase(), v.as_slice().to_vec()))
-        .collect();
+    let map = |h: &Headers| -> HeaderMap {
+        h.0.iter()
+            .map(|(k, v)| (k.as_slice().to_ascii_lowercase(), v.as_slice().to_vec()))
+            .collect()
+    };
+    let mut headers = map(&spec.headers);
     let (body, json) = match (&spec.jwks, &spec.body) {
         (Some(_), Some(_)) => bail!("an answer has either jwks or body, not both"),
         (Some(names), None) => (keys.jwks(names, dir)?.to_string().into_bytes(), true),
@@ -329,13 +327,24 @@ pub fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answe
         (None, Some(Body::Json(value))) => (value.to_string().into_bytes(), true),
         (None, None) => (Vec::new(), false),
     };
-    // gRPC carries these in its trailers; the host reads them from there.
-    if let Some(code) = spec.grpc_status {
-        headers.push((b"grpc-status".to_vec(), code.to_string().into_bytes()));
-    }
-    if let Some(message) = &spec.grpc_message {
-        headers.push((b"grpc-message".to_vec(), message.clone().into_bytes()));
-    }
+    let grpc = spec.is_grpc().then(|| -> Result<GrpcReply> {
+        Ok(GrpcReply {
+            status: spec.grpc_status,
+            message: spec.grpc_message.clone().map(String::into_bytes),
+            initial_metadata: map(&spec.grpc_initial_metadata),
+            messages: spec
+                .grpc_messages
+                .as_ref()
+                .map(|list| {
+                    list.iter()
+                        .map(|m| Ok((millis(m.delay.as_deref())?, m.message.as_slice().to_vec())))
+                        .collect::<Result<_>>()
+                })
+                .transpose()?,
+            trailing_metadata: map(&spec.grpc_trailing_metadata),
+        })
+    });
+    let grpc = grpc.transpose()?;
     if json && !headers.iter().any(|(k, _)| k == b"content-type") {
         headers.push((b"content-type".to_vec(), b"application/json".to_vec()));
     }
@@ -349,6 +358,7 @@ pub fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answe
         headers,
         body,
         delay_ms,
+        grpc,
     })
 }
 

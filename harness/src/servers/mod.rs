@@ -1,6 +1,8 @@
 //! Two small loopback demo servers for `make run` and the Envoy end-to-end tests: an identity
-//! provider (`harness idp`) and an echoing upstream (`harness upstream`).
+//! provider (`harness idp`) and an echoing upstream (`harness upstream`); and the HTTP/2
+//! server that plays gRPC clusters for `harness run --envoy`.
 
+pub(crate) mod grpc;
 pub(crate) mod http;
 pub mod idp;
 pub mod upstream;

@@ -1,84 +1,39 @@
-//! gRPC calls: `proxy_grpc_call` answered from the cluster's script (path
-//! `/SERVICE/METHOD`: the answer's `grpc_status`, `grpc_message` and body, or Envoy's mapping
-//! of a failed or non-200 answer) later, to the calling context: `proxy_on_grpc_receive`
-//! with the reply for status 0, else `proxy_on_grpc_close` with the status; `proxy_grpc_cancel` drops a call's answer. Streams
-//! (`proxy_grpc_stream`, `_send`, `_close`) open and take messages but are never answered.
-//! An unknown cluster is PARSE_FAILURE, as in Envoy.
+//! gRPC calls and streams, answered from the cluster's script (path `/SERVICE/METHOD`) as
+//! Envoy's gRPC client hands the answer over (`host::grpc`), later, to the calling context.
+//! A call (`proxy_grpc_call`) gets `proxy_on_grpc_receive` with its reply on status 0, else
+//! `proxy_on_grpc_close` with the status. A stream (`proxy_grpc_stream`) gets
+//! `proxy_on_grpc_receive_initial_metadata`, `proxy_on_grpc_receive` per message,
+//! `proxy_on_grpc_receive_trailing_metadata` and `proxy_on_grpc_close`; it has no timeout.
+//! As in Envoy (`context.cc`): `proxy_grpc_send` takes messages on a stream (its server
+//! answers without waiting for them); `proxy_grpc_close` half-closes a stream (the answer
+//! still arrives; the stream goes once both sides closed) and cancels a call; once the filter
+//! ended its side, Envoy's router adds `x-envoy-upstream-service-time` to the initial
+//! metadata;
+//! `proxy_grpc_cancel` drops a call or stream and all it had still to receive. A token of
+//! the wrong kind is BAD_ARGUMENT, an unknown one NOT_FOUND; an unknown cluster is
+//! PARSE_FAILURE.
 
 use anyhow::Result;
 use wasmtime::Linker;
 
 use super::{
-    C, INTERNAL_FAILURE, NOT_FOUND, OK, decode_map, read, read_string, violation, write_u32,
+    BAD_ARGUMENT, C, INTERNAL_FAILURE, NOT_FOUND, OK, decode_map, read, read_string, violation,
+    write_u32,
 };
+use crate::host::HeaderMap;
+use crate::host::grpc;
 use crate::host::upstream::Delivery;
 use crate::host::vm::{Phase, VmState};
-use crate::host::world::{CallRecord, Callout};
-use crate::host::{HeaderMap, envoy};
+use crate::host::world::{CallRecord, Callout, GrpcStream};
 
 const PARSE_FAILURE: i32 = 4;
 
-/// Envoy's gRPC status for an HTTP status (`Grpc::Utility::httpToGrpcStatus`).
-fn from_http(status: &[u8]) -> u32 {
-    match status {
-        b"200" => 0,
-        b"400" => 13,
-        b"401" => 16,
-        b"403" => 7,
-        b"404" => 12,
-        b"429" | b"502" | b"503" | b"504" => 14,
-        _ => 2,
-    }
-}
+/// The kind in a token's low bits (`World::token`).
+const CALL: u32 = 1;
+const STREAM: u32 = 2;
 
-/// The gRPC status, message and reply of a delivery: a failed call (no headers) is
-/// UNAVAILABLE with Envoy's reason; else `grpc-status` and `grpc-message` if the answer has
-/// them, or the mapping of its HTTP status with its body as the message. A failure's
-/// message ends with Envoy's details (`{via_upstream}`, `{response_timeout}`, ...).
-fn outcome(delivery: Delivery) -> (u32, Vec<u8>, Delivery) {
-    let (code, mut message, delivery) = status(delivery);
-    if code != 0 {
-        let made = delivery.by_envoy.then_some(message.as_slice());
-        let details = envoy::grpc_details(made);
-        message.extend(details.as_bytes());
-    }
-    (code, message, delivery)
-}
-
-fn status(delivery: Delivery) -> (u32, Vec<u8>, Delivery) {
-    let Some(headers) = &delivery.headers else {
-        let reason = envoy::CONNECTION_TERMINATION.as_bytes().to_vec();
-        let failed = Delivery {
-            by_envoy: true,
-            ..delivery
-        };
-        return (14, reason, failed);
-    };
-    let get = |name: &[u8]| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let http = get(b":status").unwrap_or_default();
-    let code = get(b"grpc-status")
-        .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
-        .unwrap_or_else(|| from_http(&http));
-    if code != 0 && get(b"grpc-status").is_none() {
-        let message = delivery.body.clone();
-        return (
-            code,
-            message,
-            Delivery {
-                body: Vec::new(),
-                ..delivery
-            },
-        );
-    }
-    (code, get(b"grpc-message").unwrap_or_default(), delivery)
-}
-
-/// Records a gRPC call or stream to `cluster` and returns the path, or PARSE_FAILURE.
+/// Records a gRPC call or stream to `cluster` `/service/method` and returns the path, or
+/// `None` for an unknown cluster.
 fn open(
     c: &mut C,
     cluster: &str,
@@ -104,6 +59,35 @@ fn open(
     Some(path)
 }
 
+/// Reads the cluster, `/service/method` path and metadata of a call or stream.
+fn target(
+    c: &mut C,
+    [
+        cluster_ptr,
+        cluster_len,
+        service_ptr,
+        service_len,
+        method_ptr,
+        method_len,
+    ]: [i32; 6],
+    (metadata_ptr, metadata_len): (i32, i32),
+) -> Result<(String, String, HeaderMap)> {
+    let cluster = read_string(c, cluster_ptr, cluster_len)?;
+    let service = read_string(c, service_ptr, service_len)?;
+    let method = read_string(c, method_ptr, method_len)?;
+    let metadata = decode_map(&read(c, metadata_ptr, metadata_len)?).unwrap_or_default();
+    Ok((cluster, format!("/{service}/{method}"), metadata))
+}
+
+fn at(at_ms: u64) -> Delivery {
+    Delivery {
+        at_ms,
+        headers: None,
+        body: Vec::new(),
+        by_envoy: false,
+    }
+}
+
 pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap(
         "env",
@@ -126,13 +110,19 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
                 violation(&mut c, "proxy_grpc_call from on_vm_start".into());
                 return Ok(INTERNAL_FAILURE);
             }
-            let cluster = read_string(&mut c, cluster_ptr, cluster_len)?;
-            let service = read_string(&mut c, service_ptr, service_len)?;
-            let method = read_string(&mut c, method_ptr, method_len)?;
-            let metadata =
-                decode_map(&read(&mut c, metadata_ptr, metadata_len)?).unwrap_or_default();
+            let (cluster, path, metadata) = target(
+                &mut c,
+                [
+                    cluster_ptr,
+                    cluster_len,
+                    service_ptr,
+                    service_len,
+                    method_ptr,
+                    method_len,
+                ],
+                (metadata_ptr, metadata_len),
+            )?;
             let timeout_ms = u64::from(timeout_ms as u32);
-            let path = format!("/{service}/{method}");
             let Some(path) = open(&mut c, &cluster, path, metadata, timeout_ms) else {
                 return Ok(PARSE_FAILURE);
             };
@@ -140,12 +130,24 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
             let token = {
                 let mut world = c.data().world.borrow_mut();
                 let now = world.now_ms;
-                let delivery = world
-                    .clusters
-                    .answer(&cluster, &path)
-                    .deliver(now, timeout_ms);
-                let (status, message, delivery) = outcome(delivery);
-                world.schedule(id, context, delivery, Callout::Grpc { status, message })
+                let answer = world.clusters.answer(&cluster, &path);
+                // With a timeout there is always an answer, Envoy's at the latest.
+                let events = grpc::events(&answer, now, Some(timeout_ms)).unwrap_or_default();
+                let (at_ms, outcome) = grpc::unary(events);
+                let (delivery, callout) = match outcome {
+                    Ok(reply) => (
+                        Delivery {
+                            body: reply,
+                            ..at(at_ms)
+                        },
+                        Callout::Grpc {
+                            status: 0,
+                            message: Vec::new(),
+                        },
+                    ),
+                    Err((status, message)) => (at(at_ms), Callout::Grpc { status, message }),
+                };
+                world.schedule(id, context, delivery, callout)
             };
             write_u32(&mut c, token_ptr, token)?;
             Ok(OK)
@@ -165,20 +167,35 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
          metadata_len: i32,
          token_ptr: i32|
          -> Result<i32> {
-            let cluster = read_string(&mut c, cluster_ptr, cluster_len)?;
-            let service = read_string(&mut c, service_ptr, service_len)?;
-            let method = read_string(&mut c, method_ptr, method_len)?;
-            let metadata =
-                decode_map(&read(&mut c, metadata_ptr, metadata_len)?).unwrap_or_default();
-            let path = format!("/{service}/{method}");
-            if open(&mut c, &cluster, path, metadata, 0).is_none() {
-                return Ok(PARSE_FAILURE);
+            if c.data().phase == Phase::VmStart {
+                violation(&mut c, "proxy_grpc_stream from on_vm_start".into());
+                return Ok(INTERNAL_FAILURE);
             }
+            let (cluster, path, metadata) = target(
+                &mut c,
+                [
+                    cluster_ptr,
+                    cluster_len,
+                    service_ptr,
+                    service_len,
+                    method_ptr,
+                    method_len,
+                ],
+                (metadata_ptr, metadata_len),
+            )?;
+            let Some(path) = open(&mut c, &cluster, path, metadata, 0) else {
+                return Ok(PARSE_FAILURE);
+            };
+            let (id, context) = (c.data().id, c.data().effective);
             let token = {
                 let mut world = c.data().world.borrow_mut();
-                let token = world.next_token;
-                world.next_token += 1;
-                world.grpc_streams.insert(token);
+                let token = world.token(STREAM);
+                world.grpc_streams.insert(token, GrpcStream::default());
+                let now = world.now_ms;
+                let answer = world.clusters.answer(&cluster, &path);
+                for (at_ms, event) in grpc::events(&answer, now, None).unwrap_or_default() {
+                    world.schedule_on(id, context, token, at(at_ms), Callout::GrpcStream(event));
+                }
                 token
             };
             write_u32(&mut c, token_ptr, token)?;
@@ -188,27 +205,72 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_grpc_send",
-        |c: C, token: i32, _ptr: i32, _len: i32, _end_stream: i32| -> Result<i32> {
-            let open = c
-                .data()
-                .world
-                .borrow()
-                .grpc_streams
-                .contains(&(token as u32));
-            Ok(if open { OK } else { NOT_FOUND })
+        |c: C, token: i32, _ptr: i32, _len: i32, end_stream: i32| -> Result<i32> {
+            let token = token as u32;
+            if token % 4 != STREAM {
+                return Ok(BAD_ARGUMENT);
+            }
+            let mut world = c.data().world.borrow_mut();
+            let now = world.now_ms;
+            let Some(stream) = world.grpc_streams.get_mut(&token) else {
+                return Ok(NOT_FOUND);
+            };
+            if end_stream != 0 {
+                stream.ended_at_ms.get_or_insert(now);
+            }
+            Ok(OK)
         },
     )?;
-    for name in ["proxy_grpc_cancel", "proxy_grpc_close"] {
-        linker.func_wrap("env", name, |c: C, token: i32| -> Result<i32> {
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_close",
+        |c: C, token: i32| -> Result<i32> {
             let token = token as u32;
             let mut world = c.data().world.borrow_mut();
-            let pending = world.pending.len();
-            world
-                .pending
-                .retain(|p| p.token != token || !matches!(p.callout, Callout::Grpc { .. }));
-            let found = world.grpc_streams.remove(&token) || world.pending.len() < pending;
-            Ok(if found { OK } else { NOT_FOUND })
-        })?;
-    }
+            if token % 4 != STREAM {
+                return Ok(cancel_call(&mut world, token));
+            }
+            let now = world.now_ms;
+            let Some(stream) = world.grpc_streams.get_mut(&token) else {
+                return Ok(NOT_FOUND);
+            };
+            stream.local_closed = true;
+            stream.ended_at_ms.get_or_insert(now);
+            if stream.remote_closed {
+                world.grpc_streams.remove(&token);
+            }
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_cancel",
+        |c: C, token: i32| -> Result<i32> {
+            let token = token as u32;
+            let mut world = c.data().world.borrow_mut();
+            if token % 4 != STREAM {
+                return Ok(cancel_call(&mut world, token));
+            }
+            if world.grpc_streams.remove(&token).is_none() {
+                return Ok(NOT_FOUND);
+            }
+            world.pending.retain(|p| p.token != token);
+            Ok(OK)
+        },
+    )?;
     Ok(())
+}
+
+/// `proxy_grpc_close` or `proxy_grpc_cancel` on a call token: the call's answer is dropped.
+fn cancel_call(world: &mut crate::host::world::World, token: u32) -> i32 {
+    if token % 4 != CALL {
+        return BAD_ARGUMENT;
+    }
+    let before = world.pending.len();
+    world.pending.retain(|p| p.token != token);
+    if world.pending.len() < before {
+        OK
+    } else {
+        NOT_FOUND
+    }
 }

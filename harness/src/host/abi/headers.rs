@@ -1,5 +1,6 @@
-//! Header maps: request (0), response (2), http-call response (6). Trailers and gRPC metadata
-//! are not modelled: they read as empty and writes to them are violations. Names and values
+//! Header maps: request (0), response (2), http-call response (6), a gRPC stream's initial
+//! (4) and trailing (5) metadata. Trailers are not modelled: they read as empty and writes to
+//! them are violations. Names and values
 //! are bytes, handed over as they are (Envoy does not require UTF-8); names compare
 //! ASCII-case-insensitively.
 
@@ -23,7 +24,12 @@ fn map_of(state: &mut VmState, map_type: i32) -> Option<&mut Map> {
                 &mut stream.response_headers
             })
         }
-        6 => state.call_response.as_mut()?.headers.as_mut(),
+        4..=6 => {
+            let response = state.call_response.as_mut()?;
+            (response.map == map_type)
+                .then_some(())
+                .and(response.headers.as_mut())
+        }
         _ => None,
     }
 }

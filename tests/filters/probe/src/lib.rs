@@ -35,6 +35,15 @@
 //!   answer's status, message (`proxy_get_status`) and body length are added as request
 //!   headers `x-probe-grpc-status`, `x-probe-grpc-message`, `x-probe-grpc-body-len`, then
 //!   the request resumes.
+//! - `x-probe-grpc-stream: CLUSTER`: opens a gRPC stream (`probe.Probe/Stream`, metadata
+//!   `x-probe-meta: 1`) and sends `ping`; `x-probe-grpc-stream-mode` then: `send` (the
+//!   default: the stream stays open), `end` (the message ends the stream), `close`
+//!   (`proxy_grpc_close` after it), `cancel` (`proxy_grpc_cancel` after it, then a second
+//!   cancel and a send, and the request goes on at once). What the stream receives is
+//!   written, as it happens, to shared data `grpc_stream` (`initial(NAMES)`,
+//!   `message(TEXT)`, `trailing(NAMES)`, `close(CODE MESSAGE)`, with the results of the
+//!   calls, `cancel=Ok` ...); on close a `send` stream is closed too (`close=RESULT`), and the
+//!   request goes on with request header `x-probe-grpc-stream-events` holding the sequence.
 //! - `x-probe-grpc-local: CODE` (7, 16, else 13): a gRPC local response (`send_grpc_response`, message
 //!   `probe says no`).
 //! - `x-probe-pause-response: CLUSTER PATH`: `on_http_response_headers` makes that http
@@ -133,9 +142,59 @@ struct Probe {
     body_mode: Option<String>,
     /// An `x-probe-call` from the request headers is not answered yet.
     call_pending: bool,
+    /// `x-probe-grpc-stream`: the mode, and what the stream received so far.
+    stream_mode: String,
+    stream_events: Vec<String>,
+}
+
+/// The names of a gRPC stream's metadata map, joined by `,`.
+fn metadata_names(map: Vec<(String, Vec<u8>)>) -> String {
+    let names: Vec<String> = map.into_iter().map(|(name, _)| name).collect();
+    names.join(",")
 }
 
 impl Probe {
+    /// Records what the gRPC stream received, in shared data `grpc_stream`.
+    fn stream_event(&mut self, event: String) {
+        self.stream_events.push(event);
+        let events = self.stream_events.join(" ");
+        let _ = hostcalls::set_shared_data("grpc_stream", Some(events.as_bytes()), None);
+    }
+
+    /// Opens the `x-probe-grpc-stream` stream to `cluster` and sends `ping`.
+    fn open_stream(&mut self, cluster: &str) -> Action {
+        self.stream_mode = self
+            .get_http_request_header("x-probe-grpc-stream-mode")
+            .unwrap_or("send".into());
+        let metadata = vec![("x-probe-meta", &b"1"[..])];
+        let token = match self.open_grpc_stream(cluster, "probe.Probe", "Stream", metadata) {
+            Ok(token) => token,
+            Err(status) => {
+                let body = format!("grpc stream: {status:?}");
+                self.send_http_response(500, vec![], Some(body.as_bytes()));
+                return Action::Pause;
+            }
+        };
+        let end = self.stream_mode == "end";
+        let sent = hostcalls::send_grpc_stream_message(token, Some(b"ping"), end);
+        self.stream_event(format!("send={sent:?}"));
+        match self.stream_mode.as_str() {
+            "close" => {
+                let closed = hostcalls::close_grpc_stream(token);
+                self.stream_event(format!("close={closed:?}"));
+            }
+            "cancel" => {
+                let cancelled = hostcalls::cancel_grpc_stream(token);
+                let again = hostcalls::cancel_grpc_stream(token);
+                let sent = hostcalls::send_grpc_stream_message(token, Some(b"late"), false);
+                self.stream_event(format!("cancel={cancelled:?} cancel={again:?} send={sent:?}"));
+                return Action::Continue;
+            }
+            _ => {}
+        }
+        Action::Pause
+    }
+
     /// Records a callback and stores the sequence so far in shared data.
     fn record(&mut self, event: String) {
         let Some(key) = &self.trace else { return };
@@ -197,6 +256,34 @@ impl Context for Probe {
         self.resume_http_request();
     }
 
+    fn on_grpc_stream_initial_metadata(&mut self, _: u32, _: u32) {
+        let names = metadata_names(self.get_grpc_stream_initial_metadata());
+        self.stream_event(format!("initial({names})"));
+    }
+
+    fn on_grpc_stream_message(&mut self, _: u32, size: usize) {
+        let message = self.get_grpc_stream_message(0, size).unwrap_or_default();
+        self.stream_event(format!("message({})", String::from_utf8_lossy(&message)));
+    }
+
+    fn on_grpc_stream_trailing_metadata(&mut self, _: u32, _: u32) {
+        let names = metadata_names(self.get_grpc_stream_trailing_metadata());
+        self.stream_event(format!("trailing({names})"));
+    }
+
+    fn on_grpc_stream_close(&mut self, token: u32, status_code: u32) {
+        let (_, message) = self.get_grpc_status();
+        let message = message.unwrap_or_default();
+        self.stream_event(format!("close({status_code} {message})"));
+        if self.stream_mode == "send" {
+            let closed = hostcalls::close_grpc_stream(token);
+            self.stream_event(format!("close={closed:?}"));
+        }
+        let events = self.stream_events.join(" ");
+        self.add_http_request_header("x-probe-grpc-stream-events", &events);
+        self.resume_http_request();
+    }
+
     fn on_done(&mut self) -> bool {
         self.record("done".into());
         true
@@ -243,6 +330,9 @@ impl HttpContext for Probe {
             };
             self.send_grpc_response(code, Some("probe says no"), vec![]);
             return Action::Pause;
+        }
+        if let Some(cluster) = self.get_http_request_header("x-probe-grpc-stream") {
+            return self.open_stream(&cluster);
         }
         if let Some(cluster) = self.get_http_request_header("x-probe-grpc") {
             let timeout = Duration::from_secs(2);
