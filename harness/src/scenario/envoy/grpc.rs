@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use super::{SeenCall, Shared};
+use super::loopback::{SeenCall, Shared};
 use crate::scenario::model::{Action, Scenario, Script, Status};
 use crate::servers::grpc::{GrpcServer, Handler, Request};
 

@@ -1,0 +1,163 @@
+//! Envoy's configuration for a scenario: listeners, routes, clusters, the filter.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Result, anyhow};
+use serde_json::{Value, json};
+
+use super::unsupported::{Refusals, route_names};
+use crate::scenario::model::Scenario;
+
+/// The name of the listener for requests with their own route name: this, then the name.
+pub(super) const ROUTE_LISTENER: &str = "route:";
+
+/// Envoy's configuration (JSON, which Envoy reads as YAML): a listener whose route goes to
+/// the main upstream through the filter (paths that refuse connections to the `refusing`
+/// port), the scenario's clusters, admin on port 0.
+pub(super) fn envoy_config(
+    s: &Scenario,
+    plugin_config: &Value,
+    wasm: &Path,
+    ports: &BTreeMap<Option<String>, u16>,
+    refusals: &Refusals,
+    refusing: u16,
+) -> Result<Value> {
+    let cluster = |name: &str, port: u16| {
+        json!({
+            "name": name, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
+        })
+    };
+    let backend_port = ports
+        .get(&None)
+        .copied()
+        .ok_or_else(|| anyhow!("no main upstream"))?;
+    let mut clusters = vec![cluster("harness_backend", backend_port)];
+    let to = |refuses: bool| {
+        if refuses {
+            "harness_refusing"
+        } else {
+            "harness_backend"
+        }
+    };
+    let mut routes: Vec<Value> = refusals
+        .paths
+        .iter()
+        .map(|(path, refuses)| json!({"match": {"path": path}, "route": {"cluster": to(*refuses)}}))
+        .collect();
+    routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": to(refusals.rest)}}));
+    let (main_route, other_routes) = route_names(s).map_err(|why| anyhow!(why))?;
+    if refusals.routes_to_refusal() {
+        clusters.push(cluster("harness_refusing", refusing));
+    }
+    for (name, port) in ports {
+        if let Some(name) = name {
+            clusters.push(cluster(name, *port));
+        }
+    }
+    let text = |v: &Value| match v {
+        Value::String(t) => t.clone(),
+        other => other.to_string(),
+    };
+    let mut vm_config = json!({
+        "vm_id": s.vm_id, "runtime": "envoy.wasm.runtime.v8",
+        "code": {"local": {"filename": wasm}}
+    });
+    if let Some(v) = &s.vm_config {
+        vm_config["configuration"] =
+            json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": text(v)});
+    }
+    let mut plugin = json!({
+        "name": "harness", "root_id": "", "vm_config": vm_config,
+        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": text(plugin_config)}
+    });
+    if s.allow_on_headers_stop_iteration {
+        plugin["allow_on_headers_stop_iteration"] = json!(true);
+    }
+    let filter = json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": plugin
+        }
+    });
+    // The same listener for each route name (the same plugin, so the same root context).
+    let listener = |name: String, route: Option<&String>| {
+        let mut routes = routes.clone();
+        if let Some(route) = route {
+            for r in &mut routes {
+                r["name"] = json!(route);
+            }
+        }
+        let mut listener = json!({
+            "name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+            // Each new connection to a worker with the fewest: see `client::hold`.
+            "connection_balance_config": {"exact_balance": {}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "ingress",
+                    "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"],
+                        "routes": routes}]},
+                    "http_filters": [filter, {"name": "envoy.filters.http.router", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
+                }
+            }]}]
+        });
+        // Its stats as `listener.main.worker_N.*` (else under the configured port, 0).
+        if name == "main" {
+            listener["stat_prefix"] = json!("main");
+        }
+        listener
+    };
+    let listeners: Vec<Value> = std::iter::once(listener("main".into(), main_route.as_ref()))
+        .chain(
+            other_routes
+                .iter()
+                .map(|route| listener(format!("{ROUTE_LISTENER}{route}"), Some(route))),
+        )
+        .collect();
+    Ok(json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {"listeners": listeners, "clusters": clusters}
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::load::parse;
+
+    #[test]
+    fn the_plugin_config_carries_allow_on_headers_stop_iteration_when_set() {
+        let ports = BTreeMap::from([(None, 1000)]);
+        let plugin = |extra: Value| {
+            let mut s = json!({"name": "n", "config": "", "steps": []});
+            s.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let config = envoy_config(
+                &parse(s).unwrap(),
+                &json!(""),
+                Path::new("f.wasm"),
+                &ports,
+                &Refusals::default(),
+                1001,
+            )
+            .unwrap();
+            config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                ["typed_config"]["http_filters"][0]["typed_config"]["config"]
+                .clone()
+        };
+        let on = plugin(json!({"allow_on_headers_stop_iteration": true}));
+        assert_eq!(on["allow_on_headers_stop_iteration"], json!(true));
+        assert_eq!(on["name"], json!("harness"));
+        let off = plugin(json!({}));
+        assert_eq!(off.get("allow_on_headers_stop_iteration"), None);
+        assert_eq!(off["name"], json!("harness"));
+    }
+}

@@ -1,0 +1,387 @@
+//! One scenario's steps played in Envoy, and its expectations checked against what came
+//! back, what the servers saw, Envoy's `/stats` and its log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+
+use super::Verdict;
+use super::client::{exchange, exchange_on, hold};
+use super::loopback::Shared;
+use super::process::Envoy;
+use super::unsupported::ROUTE_NAME;
+use crate::host::{HeaderMap, Outcome};
+use crate::keys::KeyRing;
+use crate::scenario::expect::check;
+use crate::scenario::load::Loaded;
+use crate::scenario::model::{Action, Expect, Step};
+use crate::scenario::run::{build_clusters, build_routes, check_request, request, split_call};
+use crate::time::parse_millis;
+
+/// How long the calls the servers saw may take to match a `calls` expectation.
+const CALL_GRACE: Duration = Duration::from_millis(500);
+
+/// A request sent: still open (its client thread, and how many requests the main upstream
+/// had seen before it), or answered.
+enum Sent {
+    Open(
+        JoinHandle<Result<(u16, HeaderMap, Vec<u8>)>>,
+        usize,
+        Option<usize>,
+    ),
+    Done(Outcome),
+}
+
+/// One scenario's steps in Envoy.
+pub(super) struct Play<'a> {
+    loaded: &'a Loaded,
+    keys: &'a mut KeyRing,
+    shared: Arc<Mutex<Shared>>,
+    tokens: BTreeMap<String, String>,
+    envoy: &'a mut Envoy,
+    /// Requests by id.
+    pending: BTreeMap<String, Sent>,
+    log_seen: usize,
+    /// Clusters at the refusing port: no server sees their calls.
+    refused: BTreeSet<String>,
+    /// With several workers, a connection held open on each (`hold`), by the scenario's
+    /// worker number (`None`: to open again); requests for a worker go on its connection.
+    held: Vec<Option<TcpStream>>,
+    /// Workers whose connection carries a request still open.
+    busy: BTreeSet<usize>,
+}
+
+impl<'a> Play<'a> {
+    pub(super) fn new(
+        loaded: &'a Loaded,
+        keys: &'a mut KeyRing,
+        shared: Arc<Mutex<Shared>>,
+        tokens: BTreeMap<String, String>,
+        envoy: &'a mut Envoy,
+        refused: BTreeSet<String>,
+    ) -> Play<'a> {
+        Play {
+            loaded,
+            keys,
+            shared,
+            tokens,
+            envoy,
+            pending: BTreeMap::new(),
+            log_seen: 0,
+            refused,
+            held: Vec::new(),
+            busy: BTreeSet::new(),
+        }
+    }
+
+    pub(super) fn play(&mut self) -> Result<Verdict> {
+        let s = &self.loaded.scenario;
+        let expects_refusal = s
+            .steps
+            .first()
+            .and_then(|st| st.expect.as_ref())
+            .and_then(|e| e.configured)
+            == Some(false);
+        match (self.envoy.port, expects_refusal) {
+            (None, false) => bail!("configuration: expected accepted, actual Envoy exited"),
+            (None, true) if s.steps.iter().any(|st| st.request().is_some()) => {
+                return Ok(Verdict::Skip(
+                    "Envoy refused the configuration as expected, and exited: no requests to send"
+                        .into(),
+                ));
+            }
+            (None, true) => return Ok(Verdict::Pass),
+            (Some(_), true) => bail!("configuration: expected rejected, actual accepted"),
+            (Some(_), false) => {}
+        }
+        let workers = s.workers.unwrap_or(1);
+        if workers > 1 {
+            self.held = (0..workers).map(|_| None).collect();
+            for w in 0..workers {
+                hold(&mut self.held, w, self.envoy)?;
+            }
+        }
+        for (i, step) in s.steps.iter().enumerate() {
+            if let Some(why) = self.step(step).with_context(|| format!("step {}", i + 1))? {
+                return Ok(Verdict::Skip(format!("step {}: {why}", i + 1)));
+            }
+        }
+        Ok(Verdict::Pass)
+    }
+
+    /// Runs a step; `Some(why)` when it cannot be checked in Envoy.
+    fn step(&mut self, step: &Step) -> Result<Option<String>> {
+        let port = self
+            .envoy
+            .port
+            .ok_or_else(|| anyhow!("Envoy is not running"))?;
+        let mut outcome = None;
+        match &step.action {
+            Some(Action::Request(spec)) => {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_millis() as u64;
+                let r = request(spec, &self.tokens, self.keys, self.loaded, now_ms)?;
+                let padded = |v: &[u8]| {
+                    let outer = |c: Option<&u8>| c.is_some_and(|c| *c == b' ' || *c == b'\t');
+                    outer(v.first()) || outer(v.last())
+                };
+                if r.headers.iter().any(|(_, v)| padded(v)) {
+                    return Ok(Some(
+                        "a header value with outer whitespace (Envoy's codec trims it)".into(),
+                    ));
+                }
+                // A request with a route name of its own goes to that name's listener.
+                let route = spec.properties.get(ROUTE_NAME).map(|v| v.as_slice());
+                let port = route
+                    .and_then(|name| std::str::from_utf8(name).ok())
+                    .and_then(|name| self.envoy.route_ports.get(name).copied())
+                    .unwrap_or(port);
+                let before = self.upstream_count();
+                let worker = (!self.held.is_empty()).then(|| spec.worker.min(self.held.len() - 1));
+                let thread = match worker {
+                    Some(w) => {
+                        if !self.busy.insert(w) {
+                            return Ok(Some(format!(
+                                "two open requests on worker {w} (one connection each)"
+                            )));
+                        }
+                        let stream = hold(&mut self.held, w, self.envoy)?.try_clone()?;
+                        std::thread::spawn(move || exchange_on(stream, &r))
+                    }
+                    None => std::thread::spawn(move || exchange(port, &r)),
+                };
+                if !spec.wait {
+                    // Left paused in the harness: here it may be answered quickly, or wait.
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                let id = spec.id.clone().unwrap_or_default();
+                if spec.wait || thread.is_finished() {
+                    let done = self.outcome(thread, before, worker)?;
+                    self.pending.insert(id, Sent::Done(done.clone()));
+                    outcome = Some(done);
+                } else {
+                    self.pending.insert(id, Sent::Open(thread, before, worker));
+                }
+            }
+            Some(Action::Advance(by)) => {
+                std::thread::sleep(Duration::from_millis(parse_millis(by)?.max(0) as u64));
+            }
+            Some(Action::Upstream(routes)) => {
+                let mut shared = self
+                    .shared
+                    .lock()
+                    .map_err(|_| anyhow!("a server panicked"))?;
+                let current = std::mem::take(&mut shared.clusters);
+                shared.clusters = build_clusters(routes, self.keys, &self.loaded.dir, current)?;
+            }
+            Some(Action::Backend(routes)) => {
+                let mut shared = self
+                    .shared
+                    .lock()
+                    .map_err(|_| anyhow!("a server panicked"))?;
+                build_routes(routes, self.keys, &self.loaded.dir, &mut shared.backend)?;
+            }
+            Some(Action::Await(id)) => {
+                outcome = Some(match self.pending.remove(id) {
+                    Some(Sent::Open(thread, before, worker)) => {
+                        self.outcome(thread, before, worker)?
+                    }
+                    Some(Sent::Done(done)) => done,
+                    None => bail!("no request with id {id:?}"),
+                });
+            }
+            // `unsupported` skips scenarios with these before they start.
+            Some(Action::Cancel(_) | Action::Crash(_) | Action::Reload(_) | Action::Restart) => {
+                bail!("a cancel, crash, reload or restart step cannot run in Envoy")
+            }
+            None => {}
+        }
+        let empty = Expect::default();
+        self.check(step.expect.as_ref().unwrap_or(&empty), outcome.as_ref())
+    }
+
+    fn upstream_count(&self) -> usize {
+        self.shared.lock().map_or(0, |s| s.upstream.len())
+    }
+
+    /// The outcome of a request sent on `thread`, the main upstream having seen `before`
+    /// requests when it was sent.
+    fn outcome(
+        &mut self,
+        thread: JoinHandle<Result<(u16, HeaderMap, Vec<u8>)>>,
+        before: usize,
+        worker: Option<usize>,
+    ) -> Result<Outcome> {
+        let answer = thread
+            .join()
+            .map_err(|_| anyhow!("the client thread panicked"))?;
+        if let Some(w) = worker {
+            self.busy.remove(&w);
+            let closes = answer.as_ref().map_or(true, |(_, headers, _)| {
+                headers
+                    .iter()
+                    .any(|(k, v)| k == b"connection" && v.eq_ignore_ascii_case(b"close"))
+            });
+            if closes {
+                self.held[w] = None;
+            }
+        }
+        let (status, headers, body) = answer?;
+        let (upstream, upstream_body) = self
+            .shared
+            .lock()
+            .ok()
+            .and_then(|s| s.upstream.get(before).cloned())
+            .unzip();
+        Ok(Outcome {
+            status,
+            headers,
+            body,
+            upstream,
+            upstream_body,
+            by: "envoy",
+        })
+    }
+
+    fn check(&mut self, e: &Expect, outcome: Option<&Outcome>) -> Result<Option<String>> {
+        let request_fields = e.status.is_some()
+            || e.headers.is_some()
+            || e.body.is_some()
+            || e.upstream.is_some()
+            || e.upstream_headers.is_some()
+            || e.upstream_body.is_some()
+            || e.pending.is_some();
+        if request_fields && (outcome.is_some() || e.pending != Some(true)) {
+            let outcome = outcome
+                .ok_or_else(|| anyhow!("request expectations need a request or await step"))?;
+            check_request(e, Some(outcome))?;
+        }
+        if let Some(configured) = e.configured
+            && !configured
+        {
+            bail!("configured: expected false, actual true");
+        }
+        let (lines, failures) = self.envoy.log();
+        let new_failures = &failures[self.log_seen.min(failures.len())..];
+        match &e.broken {
+            Some(expected) if expected.is_empty() != failures.is_empty() => {
+                bail!("broken workers: expected {expected:?}, actual VM failures {failures:?}")
+            }
+            None if !new_failures.is_empty() => {
+                bail!("the filter trapped: {}", new_failures.join("; "))
+            }
+            _ => {}
+        }
+        self.log_seen = failures.len();
+        let named = (e.calls.iter().flat_map(|c| c.keys()))
+            .chain(e.call_headers.iter().flat_map(|c| c.keys()));
+        for what in named {
+            if self.refused.contains(split_call(what).0) {
+                return Ok(Some(format!(
+                    "calls {what:?} to a cluster refusing connections (no server sees them)"
+                )));
+            }
+        }
+        if let Some(calls) = &e.calls {
+            // A call the filter made may still be on its way to its server (the harness
+            // counts it when made): the counts get a short while to match.
+            let deadline = Instant::now() + CALL_GRACE;
+            loop {
+                let mismatch = {
+                    let shared = self
+                        .shared
+                        .lock()
+                        .map_err(|_| anyhow!("a server panicked"))?;
+                    calls.iter().find_map(|(what, expected)| {
+                        let (cluster, path) = split_call(what);
+                        let actual = shared
+                            .calls
+                            .iter()
+                            .filter(|c| {
+                                c.cluster == cluster && path.is_none_or(|want| c.target == want)
+                            })
+                            .count();
+                        check(
+                            expected,
+                            Some(&Value::from(actual)),
+                            &format!("calls {what:?}"),
+                        )
+                        .err()
+                    })
+                };
+                match mismatch {
+                    None => break,
+                    Some(m) if Instant::now() >= deadline => bail!(m),
+                    Some(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+        if let Some(expected) = &e.call_headers {
+            let shared = self
+                .shared
+                .lock()
+                .map_err(|_| anyhow!("a server panicked"))?;
+            for (what, headers) in expected {
+                let (cluster, path) = split_call(what);
+                let seen = &shared
+                    .calls
+                    .iter()
+                    .rfind(|c| c.cluster == cluster && path.is_none_or(|want| c.target == want))
+                    .ok_or_else(|| anyhow!("call_headers {what:?}: no such call"))?
+                    .headers;
+                for (name, matcher) in headers {
+                    // HTTP/1.1 carries :authority as host.
+                    let name = if name == ":authority" {
+                        "host"
+                    } else {
+                        name.as_str()
+                    };
+                    let actual = seen
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| Value::from(v.clone()));
+                    check(
+                        matcher,
+                        actual.as_ref(),
+                        &format!("call_headers {what:?} {name}"),
+                    )
+                    .map_err(|m| anyhow!(m))?;
+                }
+            }
+        }
+        if let Some(metrics) = &e.metrics {
+            let actual = self.envoy.metrics()?;
+            for (name, expected) in metrics {
+                let value = match actual.get(name) {
+                    None => None,
+                    Some(Some(v)) => Some(Value::from(*v)),
+                    Some(None) => {
+                        return Ok(Some(format!(
+                            "metric {name} is a histogram: /stats has no count"
+                        )));
+                    }
+                };
+                check(expected, value.as_ref(), &format!("metric {name}"))
+                    .map_err(|m| anyhow!(m))?;
+            }
+        }
+        for wanted in e.logs.iter().flatten() {
+            if !lines.iter().any(|l| l.contains(wanted.as_str())) {
+                let tail: Vec<&String> = lines.iter().rev().take(5).collect();
+                bail!("logs: expected a line containing {wanted:?}, actual last lines {tail:?}");
+            }
+        }
+        for banned in e.no_logs.iter().flatten() {
+            if let Some(line) = lines.iter().find(|l| l.contains(banned.as_str())) {
+                bail!("logs: expected no line containing {banned:?}, actual {line:?}");
+            }
+        }
+        Ok(None)
+    }
+}
