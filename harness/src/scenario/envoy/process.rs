@@ -110,9 +110,15 @@ impl Envoy {
         let text = String::from_utf8_lossy(&text);
         let (mut lines, mut failures) = (Vec::new(), Vec::new());
         for line in text.lines() {
-            if let Some(at) = line.find("wasm log ") {
-                let level = line.split("][").nth(2).unwrap_or("info");
-                let rest = &line[at + "wasm log ".len()..];
+            // A stream's line names the plugin and VM (`wasm log NAME VM_ID: ...`), a root
+            // context's does not (`wasm log: ...`).
+            if let Some(at) = line.find("wasm log") {
+                // Envoy's level names, as proxy-wasm's.
+                let level = match line.split("][").nth(2).unwrap_or("info") {
+                    "warning" => "warn",
+                    level => level,
+                };
+                let rest = &line[at + "wasm log".len()..];
                 let message = rest.split_once(": ").map_or(rest, |(_, m)| m);
                 lines.push(format!("[{level}] {message}"));
             } else if line.contains("Function: ") && line.contains(" failed") {
