@@ -20,7 +20,6 @@ use super::{
     BAD_ARGUMENT, C, INTERNAL_FAILURE, NOT_FOUND, OK, decode_map, read, read_string, violation,
     write_u32,
 };
-use crate::host::HeaderMap;
 use crate::host::grpc;
 use crate::host::upstream::Delivery;
 use crate::host::vm::{Phase, VmState};
@@ -32,36 +31,12 @@ const PARSE_FAILURE: i32 = 4;
 const CALL: u32 = 1;
 const STREAM: u32 = 2;
 
-/// Records a gRPC call or stream to `cluster` `/service/method` and returns the path, or
-/// `None` for an unknown cluster.
-fn open(
+/// Starts a gRPC call or stream (`function` names it in a violation): reads its cluster,
+/// `/service/method` path and metadata and records the call. `Err` is the status to return:
+/// INTERNAL_FAILURE from `on_vm_start`, PARSE_FAILURE for an unknown cluster (as Envoy).
+fn start(
     c: &mut C,
-    cluster: &str,
-    path: String,
-    metadata: HeaderMap,
-    timeout_ms: u64,
-) -> Option<String> {
-    let mut world = c.data().world.borrow_mut();
-    if !world.clusters.knows(cluster) {
-        return None;
-    }
-    let mut headers = vec![(b":path".to_vec(), path.clone().into_bytes())];
-    headers.extend(metadata);
-    let at_ms = world.now_ms;
-    let vm = c.data().id;
-    world.calls.push(CallRecord {
-        vm,
-        cluster: cluster.to_string(),
-        headers,
-        at_ms,
-        timeout_ms,
-    });
-    Some(path)
-}
-
-/// Reads the cluster, `/service/method` path and metadata of a call or stream.
-fn target(
-    c: &mut C,
+    function: &str,
     [
         cluster_ptr,
         cluster_len,
@@ -71,12 +46,33 @@ fn target(
         method_len,
     ]: [i32; 6],
     (metadata_ptr, metadata_len): (i32, i32),
-) -> Result<(String, String, HeaderMap)> {
+    timeout_ms: u64,
+) -> Result<std::result::Result<(String, String), i32>> {
+    if c.data().phase == Phase::VmStart {
+        violation(c, format!("{function} from on_vm_start"));
+        return Ok(Err(INTERNAL_FAILURE));
+    }
     let cluster = read_string(c, cluster_ptr, cluster_len)?;
     let service = read_string(c, service_ptr, service_len)?;
     let method = read_string(c, method_ptr, method_len)?;
     let metadata = decode_map(&read(c, metadata_ptr, metadata_len)?).unwrap_or_default();
-    Ok((cluster, format!("/{service}/{method}"), metadata))
+    let path = format!("/{service}/{method}");
+    let mut world = c.data().world.borrow_mut();
+    if !world.clusters.knows(&cluster) {
+        return Ok(Err(PARSE_FAILURE));
+    }
+    let mut headers = vec![(b":path".to_vec(), path.clone().into_bytes())];
+    headers.extend(metadata);
+    let at_ms = world.now_ms;
+    let vm = c.data().id;
+    world.calls.push(CallRecord {
+        vm,
+        cluster: cluster.clone(),
+        headers,
+        at_ms,
+        timeout_ms,
+    });
+    Ok(Ok((cluster, path)))
 }
 
 fn at(at_ms: u64) -> Delivery {
@@ -106,26 +102,21 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
          timeout_ms: i32,
          token_ptr: i32|
          -> Result<i32> {
-            if c.data().phase == Phase::VmStart {
-                violation(&mut c, "proxy_grpc_call from on_vm_start".into());
-                return Ok(INTERNAL_FAILURE);
-            }
-            let (cluster, path, metadata) = target(
-                &mut c,
-                [
-                    cluster_ptr,
-                    cluster_len,
-                    service_ptr,
-                    service_len,
-                    method_ptr,
-                    method_len,
-                ],
-                (metadata_ptr, metadata_len),
-            )?;
             let timeout_ms = u64::from(timeout_ms as u32);
-            let Some(path) = open(&mut c, &cluster, path, metadata, timeout_ms) else {
-                return Ok(PARSE_FAILURE);
-            };
+            let target = [
+                cluster_ptr,
+                cluster_len,
+                service_ptr,
+                service_len,
+                method_ptr,
+                method_len,
+            ];
+            let metadata = (metadata_ptr, metadata_len);
+            let (cluster, path) =
+                match start(&mut c, "proxy_grpc_call", target, metadata, timeout_ms)? {
+                    Ok(started) => started,
+                    Err(status) => return Ok(status),
+                };
             let (id, context) = (c.data().id, c.data().effective);
             let token = {
                 let mut world = c.data().world.borrow_mut();
@@ -167,24 +158,18 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
          metadata_len: i32,
          token_ptr: i32|
          -> Result<i32> {
-            if c.data().phase == Phase::VmStart {
-                violation(&mut c, "proxy_grpc_stream from on_vm_start".into());
-                return Ok(INTERNAL_FAILURE);
-            }
-            let (cluster, path, metadata) = target(
-                &mut c,
-                [
-                    cluster_ptr,
-                    cluster_len,
-                    service_ptr,
-                    service_len,
-                    method_ptr,
-                    method_len,
-                ],
-                (metadata_ptr, metadata_len),
-            )?;
-            let Some(path) = open(&mut c, &cluster, path, metadata, 0) else {
-                return Ok(PARSE_FAILURE);
+            let target = [
+                cluster_ptr,
+                cluster_len,
+                service_ptr,
+                service_len,
+                method_ptr,
+                method_len,
+            ];
+            let metadata = (metadata_ptr, metadata_len);
+            let (cluster, path) = match start(&mut c, "proxy_grpc_stream", target, metadata, 0)? {
+                Ok(started) => started,
+                Err(status) => return Ok(status),
             };
             let (id, context) = (c.data().id, c.data().effective);
             let token = {
