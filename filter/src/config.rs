@@ -269,6 +269,7 @@ impl FromJson<'_> for ClaimPath {
 
 fn compile(root: &Node) -> Result<Config, ConfigError> {
     let [
+        schema,
         realm,
         cors_preflight,
         resource_metadata,
@@ -282,6 +283,7 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
         providers,
         rules,
     ] = &root.fields(&[
+        "$schema",
         "realm",
         "cors_preflight",
         "resource_metadata",
@@ -295,6 +297,8 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
         "providers",
         "rules",
     ])?;
+    // The JSON Schema the file follows, for editors: read only to refuse a non-string.
+    let _: Option<String> = schema.get()?;
     let realm_text: String = realm.or("api".into())?;
     if realm_text.is_empty() || !realm_text.bytes().all(|b| is_qdtext(b) && b != b'\\') {
         return err(
@@ -537,13 +541,16 @@ fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
         None => None,
         Some(h) => Some(identity_header(&h, &forward_payload_header.path())?),
     };
-    let mut headers = Vec::new();
+    let mut headers: Vec<(ClaimPath, String)> = Vec::new();
     for node in claim_to_headers.or(Vec::<Node>::new())? {
         let [claim, header] = &node.fields(&["claim", "header"])?;
-        headers.push((
-            claim.req()?,
-            identity_header(&header.req::<String>()?, &header.path())?,
-        ));
+        let name = identity_header(&header.req::<String>()?, &header.path())?;
+        // Two values for one header: which one a later filter reads would depend on it.
+        if headers.iter().any(|(_, h)| *h == name) || forward_payload_header.as_ref() == Some(&name)
+        {
+            return err(header.path(), format!("'{name}' is written twice"));
+        }
+        headers.push((claim.req()?, name));
     }
     let mut properties = Vec::new();
     for node in claim_to_properties.or(Vec::<Node>::new())? {
@@ -972,6 +979,15 @@ fn compile_source(node: &Node) -> Result<TokenSource, ConfigError> {
         }
     };
     let given_prefix: Option<String> = prefix.get()?;
+    if given_prefix
+        .as_ref()
+        .is_some_and(|p| p.len() > 64 || !p.bytes().all(|b| (b' '..=b'~').contains(&b)))
+    {
+        return err(
+            prefix.path(),
+            "must be at most 64 printable ASCII characters",
+        );
+    }
     let named = [named(header)?, named(query)?, named(cookie)?, named(body)?];
     match named {
         [Some(h), None, None, None] => {

@@ -40,6 +40,12 @@ const DIFFERENCES: &[(&str, &str)] = &[
          one that some provider's `token_sources` read: a cross-reference between providers",
     ),
     (
+        "identity header written twice",
+        "one provider writes one header twice (two `claim_to_headers` entries, or one and \
+         `forward_payload_header`): JSON Schema cannot compare a field across array items, nor \
+         with a sibling field",
+    ),
+    (
         "key material",
         "`local_jwks` keys must be usable (canonical base64url, points on their curves, RSA \
          2048 to 4096 bits and not weak, no `kid` on two keys, no symmetric and asymmetric keys \
@@ -83,6 +89,8 @@ fn documented(e: &ConfigError) -> Option<&'static str> {
         "unknown provider"
     } else if m.contains("both carries tokens and identity") {
         "identity header that carries tokens"
+    } else if m.ends_with("is written twice") && e.path.contains(".claim_to_headers[") {
+        "identity header written twice"
     } else if in_local_jwks
         && (m.starts_with("unusable key")
             || m.starts_with("no usable key")
@@ -765,6 +773,13 @@ fn handwritten() -> Vec<Case> {
         case("prefix alone", source(json!({"prefix": "B "}))),
         case("empty token source", source(json!({}))),
         case("identity header that carries tokens", provider(json!({"token_sources": [{"header": "x-user"}], "claim_to_headers": [{"claim": "sub", "header": "X-User"}]}))),
+        case("one header from two claims", provider(json!({"claim_to_headers": [{"claim": "sub", "header": "x-user"}, {"claim": "email", "header": "X-User"}]}))),
+        case("one header from a claim and the payload", provider(json!({"forward_payload_header": "x-payload", "claim_to_headers": [{"claim": "sub", "header": "x-payload"}]}))),
+        case("prefix with a tab", source(json!({"header": "x-t", "prefix": "Token\t"}))),
+        case("prefix of 65 characters", source(json!({"header": "x-t", "prefix": "x".repeat(65)}))),
+        case("prefix of 64 characters", source(json!({"header": "x-t", "prefix": "x".repeat(64)}))),
+        case("$schema", q(json!({"$schema": "https://example.test/schema.json"}))),
+        case("$schema not a string", q(json!({"$schema": 5}))),
         case("identity header of another provider's tokens", q(json!({"providers": {
             "auth0": {"forward_payload_header": "x-payload"},
             "other": {"issuer": "o", "audiences": ["a"], "remote_jwks": {"cluster": "c", "uri": "http://o.test/k"}, "token_sources": [{"header": "X-Payload"}]}

@@ -1,5 +1,5 @@
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// The quickstart configuration.
 pub const QUICKSTART: &str = r#"{
@@ -38,6 +38,15 @@ fn error_after(edit: impl FnOnce(&mut Value)) -> String {
     Config::parse(v.to_string().as_bytes())
         .unwrap_err()
         .to_string()
+}
+
+#[test]
+fn a_schema_reference_for_editors_is_accepted_and_changes_nothing() {
+    let mut v: Value = serde_json::from_str(QUICKSTART).unwrap();
+    v["$schema"] = json!("../schema/jwt_filter.schema.json");
+    let with = Config::parse(v.to_string().as_bytes()).unwrap();
+    let without = Config::parse(QUICKSTART.as_bytes()).unwrap();
+    assert_eq!(format!("{with:?}"), format!("{without:?}"));
 }
 
 #[test]
@@ -238,6 +247,41 @@ fn errors_name_the_json_path() {
                     json!([{"claim": "a..b", "header": "x-a"}])
             }),
             "providers.auth0.claim_to_headers[0].claim: claim names must not be empty",
+        ),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]["claim_to_headers"] = json!([
+                    {"claim": "sub", "header": "x-user"},
+                    {"claim": "email", "header": "X-User"}
+                ])
+            }),
+            "providers.auth0.claim_to_headers[1].header: 'x-user' is written twice",
+        ),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]["forward_payload_header"] = json!("x-payload");
+                v["providers"]["auth0"]["claim_to_headers"] =
+                    json!([{"claim": "sub", "header": "x-payload"}]);
+            }),
+            "providers.auth0.claim_to_headers[0].header: 'x-payload' is written twice",
+        ),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]["token_sources"] =
+                    json!([{"header": "x-token", "prefix": "Token\t"}])
+            }),
+            "providers.auth0.token_sources[0].prefix: must be at most 64 printable ASCII characters",
+        ),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]["token_sources"] =
+                    json!([{"header": "x-token", "prefix": "x".repeat(65)}])
+            }),
+            "providers.auth0.token_sources[0].prefix: must be at most 64 printable ASCII characters",
+        ),
+        (
+            Box::new(|v| v["$schema"] = json!(5)),
+            "$schema: invalid type: integer `5`, expected a string",
         ),
         (
             Box::new(|v| {
