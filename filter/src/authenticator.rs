@@ -103,6 +103,8 @@ pub struct Authenticator<V> {
     pub needs_route_name: bool,
     /// Whether some provider reads tokens from a form body.
     reads_bodies: bool,
+    /// The headers some provider reads with an authentication scheme (`authorization`).
+    scheme_headers: Vec<String>,
 }
 
 impl<V: SignatureVerifier> Authenticator<V> {
@@ -158,6 +160,14 @@ impl<V: SignatureVerifier> Authenticator<V> {
             must_decode.push("dpop".to_string());
         }
         let needs_route_name = config.rules.iter().any(|r| !r.matcher.routes.is_empty());
+        let mut scheme_headers: Vec<String> = config
+            .providers
+            .iter()
+            .flat_map(|p| &p.token_sources)
+            .filter_map(|s| s.scheme().map(|(name, _)| name.to_string()))
+            .collect();
+        scheme_headers.sort();
+        scheme_headers.dedup();
         must_decode.sort();
         must_decode.dedup();
         Authenticator {
@@ -166,6 +176,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             must_decode,
             needs_route_name,
             reads_bodies,
+            scheme_headers,
         }
     }
 
@@ -277,7 +288,13 @@ impl<V: SignatureVerifier> Authenticator<V> {
         };
         match outcome {
             Outcome::Pass(verified) => Decision::Allow {
-                changes: self.changes(req, &verified),
+                changes: {
+                    let mut changes = self.changes(req, &verified);
+                    if let Ok(routes) = &found {
+                        self.strip_other_schemes(req, routes, &mut changes);
+                    }
+                    changes
+                },
                 reported: None,
                 proof: verified
                     .iter()
@@ -285,6 +302,47 @@ impl<V: SignatureVerifier> Authenticator<V> {
             },
             Outcome::Pending(need) => Decision::Pending(need),
             Outcome::Fail(failure, provider) => self.refused(req, failure, provider, None),
+        }
+    }
+
+    /// Strips the scheme headers (`Authorization`) that carry a scheme no provider of the
+    /// rules `routes` reads there (`Basic` where `Bearer` is read): such a credential is
+    /// no token to the filter, so the upstream must not act on it (a stack that reads
+    /// `JWT <t>` or `Token <t>` would take an unverified token). Public routes keep them.
+    fn strip_other_schemes(&self, req: &Request, routes: &[Route], changes: &mut HeaderChanges) {
+        for header in &self.scheme_headers {
+            let Some(value) = req.header_values(header).next() else {
+                continue;
+            };
+            if changes.remove.iter().any(|h| h == header) {
+                continue;
+            }
+            let mut schemes: Vec<&str> = Vec::new();
+            let mut dpop = false;
+            for (index, provider) in self.config.providers.iter().enumerate() {
+                let named = routes.iter().any(|route| match route {
+                    Route::Rule(rule, _) => rule
+                        .requires
+                        .as_ref()
+                        .is_some_and(|r| r.names_provider(&|p| p == ProviderId(index))),
+                    Route::Unmatched => false,
+                });
+                if !named {
+                    continue;
+                }
+                for source in &provider.token_sources {
+                    if let Some((name, scheme)) = source.scheme()
+                        && name == header
+                    {
+                        schemes.push(scheme);
+                        dpop |= matches!(source, TokenSource::Header { prefix, .. }
+                            if name == "authorization" && prefix.eq_ignore_ascii_case("Bearer "));
+                    }
+                }
+            }
+            if !schemes.is_empty() && extract::is_other_scheme(value, &schemes, dpop) {
+                changes.remove.push(header.clone());
+            }
         }
     }
 

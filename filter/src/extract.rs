@@ -1,14 +1,35 @@
 //! Token extraction: where a provider looks for its token, and RFC 6750's rule that a
 //! request uses one transmission method only.
+//!
+//! The filter must find every token the upstream behind it could read, or an upstream
+//! could act on a token nobody verified (on an `allow_missing` route, or next to a
+//! verified one). So each source is read the widest way a common stack reads it:
+//! - query, cookie and form field **names** match after `fold`: percent-decoding (`+` is a
+//!   space), ASCII case (nginx's `$arg_` is case-insensitive), PHP's mangling of `.`, ` `
+//!   and an unclosed `[` into `_`, and bracket suffixes (`access_token[]`, `access_token[x]`
+//!   of qs, Rack and PHP);
+//! - query pairs split on `&` and `;` (Rack and Python before 3.10 split on both), cookies
+//!   on `;` and `,` (Rack and RFC 2109 parsers); a token in a piece that the two splits
+//!   read differently is ambiguous, and refused;
+//! - **values** are taken raw: a value that decoding would change (`%`, a quote, `+`) is
+//!   not a `b64token` or not base64url, so it is refused (400 or 401), never read two ways;
+//! - a scheme header (`Authorization: Bearer`) is a singleton: its scheme is followed by
+//!   any run of spaces and tabs; the scheme alone is an empty credential (400); the scheme
+//!   run into other characters (`Bearerx`, `Bearer,x`) is a 400; another scheme (`Basic`)
+//!   is no token here, and the authenticator strips it before the request goes upstream
+//!   on a route that reads the header (`is_other_scheme`).
 
 use crate::binding::Scheme;
+pub use crate::param_names::names;
 use crate::request::{HeaderChanges, Request};
 
 /// Where a token may be carried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
     /// A header whose value starts with `prefix` (compared case-insensitively, so
-    /// `bearer` matches `Bearer `). An empty prefix takes the whole value.
+    /// `bearer` matches `Bearer `). An empty prefix takes the whole value. A prefix that
+    /// ends with a space names an authentication scheme (`scheme`): it is followed by any
+    /// run of spaces and tabs.
     Header { name: String, prefix: String },
     /// A query parameter, e.g. `access_token`.
     Query(String),
@@ -24,6 +45,18 @@ impl TokenSource {
         TokenSource::Header {
             name: "authorization".into(),
             prefix: "Bearer ".into(),
+        }
+    }
+
+    /// The authentication scheme of a header source whose prefix is one (`Bearer ` gives
+    /// `Bearer`), with its header name.
+    pub fn scheme(&self) -> Option<(&str, &str)> {
+        match self {
+            TokenSource::Header { name, prefix } if prefix.ends_with(' ') => {
+                let scheme = prefix.trim_end_matches(' ');
+                (!scheme.is_empty()).then_some((name.as_str(), scheme))
+            }
+            _ => None,
         }
     }
 }
@@ -45,7 +78,16 @@ pub enum Extracted<'r> {
     Invalid(&'static str),
     /// The token is longer than the configured bound; refused before any decoding.
     TooLarge,
+    /// A source reads form bodies and the request's form body is compressed: a token
+    /// may be inside, and the filter does not inflate bodies.
+    EncodedBody,
 }
+
+/// The descriptions of malformed requests (400 `invalid_request`).
+pub const MORE_THAN_ONE: &str = "More than one method used for authentication";
+pub const EMPTY: &str = "Empty access token";
+pub const MALFORMED_SCHEME: &str = "Malformed authorization scheme";
+pub const AMBIGUOUS: &str = "Ambiguous access token parameter";
 
 /// Looks for a token in every source. More than one token, even identical ones, is an
 /// `invalid_request`, as RFC 6750 section 2 requires. Where a source reads
@@ -55,39 +97,57 @@ pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) 
     for (index, source) in sources.iter().enumerate() {
         // Every token-shaped value the source finds; an empty one is an error.
         let mut take = |value: &'r str, scheme| {
-            let token = value.trim_matches(' ');
+            let token = value.trim_matches(WSP);
             if token.is_empty() {
-                return Err("Empty access token");
+                return Err(EMPTY);
             }
             if found.is_some() {
-                return Err("More than one method used for authentication");
+                return Err(MORE_THAN_ONE);
             }
             found = Some((token, index, scheme));
             Ok(())
         };
         let taken = match source {
-            TokenSource::Header { name, prefix } => {
-                let dpop = is_bearer(name, prefix);
-                req.header_values(name).try_for_each(|v| {
-                    if let Some(token) = strip_prefix_ignore_case(v, prefix) {
-                        take(token, Scheme::Bearer)
-                    } else if let Some(token) =
-                        strip_prefix_ignore_case(v, DPOP_PREFIX).filter(|_| dpop)
-                    {
-                        take(token, Scheme::Dpop)
+            TokenSource::Header { name, prefix } => match source.scheme() {
+                Some((_, scheme)) => {
+                    let dpop = is_bearer(name, prefix);
+                    let mut values = req.header_values(name);
+                    let first = values.next();
+                    // The header is a singleton (RFC 9110 section 11.6.2): stacks that
+                    // keep the first and those that keep the last would disagree. Envoy
+                    // joins repeated instances with `,` into one value, so a credential
+                    // of ours after a comma is a second instance too.
+                    let joined = |v: &str| {
+                        v.split(',')
+                            .skip(1)
+                            .any(|p| read_scheme(p, scheme, dpop) != SchemeValue::Other)
+                    };
+                    if first.is_some_and(joined) || (first.is_some() && values.next().is_some()) {
+                        Err(MORE_THAN_ONE)
                     } else {
-                        Ok(())
+                        first.map_or(Ok(()), |v| match read_scheme(v, scheme, dpop) {
+                            SchemeValue::Token(token, scheme) => take(token, scheme),
+                            SchemeValue::Other => Ok(()),
+                            SchemeValue::Malformed => Err(MALFORMED_SCHEME),
+                        })
                     }
-                })
-            }
-            TokenSource::Query(param) => query_pairs(req.query().unwrap_or_default())
-                .filter(|(k, _)| k == param)
-                .try_for_each(|(_, v)| take(v, Scheme::Bearer)),
+                }
+                None => req.header_values(name).try_for_each(|v| {
+                    match strip_prefix_ignore_case(v.trim_start_matches(WSP), prefix) {
+                        Some(token) => take(token, Scheme::Bearer),
+                        None => Ok(()),
+                    }
+                }),
+            },
+            TokenSource::Query(param) => query_tokens(req.query().unwrap_or_default(), param)
+                .try_for_each(|piece| take(piece?, Scheme::Bearer)),
             TokenSource::Cookie(cookie) => req
                 .header_values("cookie")
-                .flat_map(cookie_pairs)
-                .filter(|(k, _)| k == cookie)
-                .try_for_each(|(_, v)| take(v, Scheme::Bearer)),
+                .flat_map(|h| cookie_tokens(h, cookie))
+                .try_for_each(|piece| take(piece?, Scheme::Bearer)),
+            TokenSource::Body(_) if has_form_body(req) && is_encoded(req) => {
+                return Extracted::EncodedBody;
+            }
             TokenSource::Body(field) => req
                 .form_values(field)
                 .try_for_each(|v| take(v, Scheme::Bearer)),
@@ -107,6 +167,9 @@ pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) 
     }
 }
 
+/// Whitespace around credentials: spaces and tabs (RFC 9110's OWS).
+const WSP: [char; 2] = [' ', '\t'];
+
 /// `Authorization: Bearer <token>` (the prefix in any case).
 fn is_bearer(name: &str, prefix: &str) -> bool {
     name == "authorization" && prefix.eq_ignore_ascii_case("Bearer ")
@@ -114,26 +177,127 @@ fn is_bearer(name: &str, prefix: &str) -> bool {
 
 /// The DPoP authentication scheme with its space (RFC 9449 section 7.1).
 pub const DPOP_PREFIX: &str = "DPoP ";
+const DPOP_SCHEME: &str = "DPoP";
+
+/// How a value of a scheme header reads.
+#[derive(Debug, PartialEq, Eq)]
+enum SchemeValue<'v> {
+    /// The scheme the source reads (or DPoP next to Bearer), and what follows it.
+    Token(&'v str, Scheme),
+    /// Another scheme (`Basic ...`): not a token of this source.
+    Other,
+    /// The scheme run into other characters (`Bearerx`, `Bearer,x`): stacks that take
+    /// what follows a prefix would read a token here, so it is refused.
+    Malformed,
+}
+
+/// Reads `value` as `scheme` followed by spaces or tabs and the credentials (RFC 9110
+/// section 11.4: `auth-scheme [ 1*SP token68 ]`, tabs allowed as parsers that split on any
+/// whitespace read them). The scheme alone is an empty credential.
+fn read_scheme<'v>(value: &'v str, scheme: &str, dpop: bool) -> SchemeValue<'v> {
+    let value = value.trim_start_matches(WSP);
+    let (head, rest) = value.find(WSP).map_or((value, ""), |i| value.split_at(i));
+    if head.eq_ignore_ascii_case(scheme) {
+        return SchemeValue::Token(rest, Scheme::Bearer);
+    }
+    if dpop && head.eq_ignore_ascii_case(DPOP_SCHEME) {
+        return SchemeValue::Token(rest, Scheme::Dpop);
+    }
+    let starts = |name: &str| {
+        head.get(..name.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(name))
+    };
+    if starts(scheme) || (dpop && starts(DPOP_SCHEME)) {
+        SchemeValue::Malformed
+    } else {
+        SchemeValue::Other
+    }
+}
 
 pub fn strip_prefix_ignore_case<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
     let head = value.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
-        .then(|| &value[prefix.len()..])
+        .then(|| value.get(prefix.len()..))
+        .flatten()
 }
 
-fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
+/// Whether `value` (a header value) would be stripped as another scheme: a value of a
+/// scheme header that `schemes` (the schemes read on that header) do not read.
+pub fn is_other_scheme(value: &str, schemes: &[&str], dpop: bool) -> bool {
+    schemes
+        .iter()
+        .all(|s| read_scheme(value, s, dpop) == SchemeValue::Other)
 }
 
-fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
-    header
-        .split(';')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
+/// The values of the query pairs whose name reads as `param`. Pairs split on `&` and, as
+/// some stacks read them, on `;`: a pair that only the `;` split finds, or that it reads
+/// with another value, is ambiguous.
+fn query_tokens<'q>(
+    query: &'q str,
+    param: &str,
+) -> impl Iterator<Item = Result<&'q str, &'static str>> {
+    split_tokens(query, '&', ';', param)
+}
+
+/// The values of the cookies whose name reads as `cookie` in one `Cookie` header: split
+/// on `;` and, as Rack and RFC 2109 parsers read them, on `,`.
+fn cookie_tokens<'c>(
+    header: &'c str,
+    cookie: &str,
+) -> impl Iterator<Item = Result<&'c str, &'static str>> {
+    split_tokens(header, ';', ',', cookie)
+}
+
+/// The values of the `name=value` pairs of `text` (split on `outer`) whose name reads as
+/// `wanted`. A piece that splits again on `inner` and holds a pair naming `wanted` is
+/// ambiguous (stacks read different values, or a pair the others do not see).
+fn split_tokens<'t>(
+    text: &'t str,
+    outer: char,
+    inner: char,
+    wanted: &str,
+) -> impl Iterator<Item = Result<&'t str, &'static str>> {
+    text.split(outer).filter_map(move |piece| {
+        if piece.contains(inner) {
+            let named = piece.split(inner).any(|p| names(pair(p).0, wanted));
+            return named.then_some(Err(AMBIGUOUS));
+        }
+        let (name, value) = pair(piece);
+        names(name, wanted).then_some(Ok(value))
+    })
+}
+
+/// One `name=value` (or `name`), with whitespace around the name dropped as cookie
+/// parsers do.
+fn pair(piece: &str) -> (&str, &str) {
+    let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+    (name.trim_matches(WSP), value.trim_matches(WSP))
+}
+
+/// Whether `req` carries a form-encoded body (RFC 6750 section 2.2) that a stack could
+/// read a token from: a method whose body has meaning (not `GET` or `HEAD`) and a
+/// `content-type` of `application/x-www-form-urlencoded` (parameters allowed; any of
+/// several values).
+pub fn has_form_body(req: &Request) -> bool {
+    const FORM: &str = "application/x-www-form-urlencoded";
+    let form = req.header_values("content-type").any(|ct| {
+        let media = ct.split(';').next().unwrap_or_default().trim();
+        media.eq_ignore_ascii_case(FORM)
+    });
+    form && !matches!(req.method(), "GET" | "HEAD")
+}
+
+/// Whether the request body is encoded (`content-encoding` other than `identity`): the
+/// filter does not inflate bodies, so a form body it would have to read is refused (415).
+pub fn is_encoded(req: &Request) -> bool {
+    req.header_values("content-encoding")
+        .any(|e| !e.trim().eq_ignore_ascii_case("identity"))
+}
+
+/// Whether `req` may carry a token in a form body the filter reads: a form body
+/// (`has_form_body`) that is not encoded (an encoded one is refused instead).
+pub fn may_carry_form_body(req: &Request) -> bool {
+    has_form_body(req) && !is_encoded(req)
 }
 
 /// The description of a token with characters outside RFC 6750's `b64token` (400).
@@ -158,22 +322,6 @@ const B64TOKEN_CHARS: [bool; 256] = {
     table
 };
 
-/// Whether `req` may carry a token in a form-encoded body (RFC 6750 section 2.2): a
-/// method whose body has meaning (not `GET` or `HEAD`), `content-type`
-/// `application/x-www-form-urlencoded` (parameters allowed), and no `content-encoding`
-/// other than `identity` (a compressed body is not read).
-pub fn may_carry_form_body(req: &Request) -> bool {
-    const FORM: &str = "application/x-www-form-urlencoded";
-    let form = req.header_values("content-type").next().is_some_and(|ct| {
-        let media = ct.split(';').next().unwrap_or_default().trim();
-        media.eq_ignore_ascii_case(FORM)
-    });
-    let plain = req
-        .header_values("content-encoding")
-        .all(|e| e.trim().eq_ignore_ascii_case("identity"));
-    form && plain && !matches!(req.method(), "GET" | "HEAD")
-}
-
 /// The changes that take the token out of the request: the header is removed, a query
 /// parameter is cut out of `:path`, a cookie is cut out of `cookie`, a form field out of
 /// the body (and `content-length` follows).
@@ -194,22 +342,19 @@ pub fn removal(req: &Request, source: &TokenSource) -> HeaderChanges {
         TokenSource::Header { name, .. } => (vec![name.clone()], vec![]),
         TokenSource::Query(param) => {
             let (path, query) = req.path().split_once('?').unwrap_or((req.path(), ""));
-            let kept: Vec<&str> = query
-                .split('&')
-                .filter(|p| !p.is_empty() && p.split('=').next() != Some(param.as_str()))
-                .collect();
+            let kept = without(query, '&', param);
             let new_path = if kept.is_empty() {
                 path.to_string()
             } else {
-                format!("{path}?{}", kept.join("&"))
+                format!("{path}?{kept}")
             };
             (vec![], vec![(":path".into(), new_path)])
         }
         TokenSource::Cookie(cookie) => {
-            let kept: Vec<&str> = req
+            let kept: Vec<String> = req
                 .header_values("cookie")
-                .flat_map(|h| h.split(';').map(str::trim))
-                .filter(|p| !p.is_empty() && p.split('=').next() != Some(cookie.as_str()))
+                .map(|h| without(h, ';', cookie))
+                .filter(|h| !h.is_empty())
                 .collect();
             if kept.is_empty() {
                 (vec!["cookie".into()], vec![])
@@ -223,6 +368,18 @@ pub fn removal(req: &Request, source: &TokenSource) -> HeaderChanges {
         set,
         ..HeaderChanges::default()
     }
+}
+
+/// `text` (pairs split on `outer`) without the pairs whose name reads as `wanted`; the
+/// other pairs as they came, empty ones dropped. (A piece that also splits another way
+/// and names `wanted` never gets here: extraction refuses it as ambiguous.)
+fn without(text: &str, outer: char, wanted: &str) -> String {
+    let sep = if outer == ';' { "; " } else { "&" };
+    text.split(outer)
+        .map(|p| p.trim_matches(WSP))
+        .filter(|p| !p.is_empty() && !names(pair(p).0, wanted))
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 #[cfg(test)]
@@ -296,20 +453,129 @@ mod tests {
 
     #[test]
     fn other_schemes_are_not_tokens() {
-        let req = Request::new("GET", "/", &[("authorization", "Basic dXNlcjpwYXNz")]);
+        for value in [
+            "Basic dXNlcjpwYXNz",
+            "Negotiate abc",
+            "JWT a.b.c",
+            "Token a.b.c",
+        ] {
+            let req = Request::new("GET", "/", &[("authorization", value)]);
+            assert_eq!(
+                found(&req, &[TokenSource::bearer()]),
+                Extracted::Missing,
+                "{value}"
+            );
+            assert!(is_other_scheme(value, &["Bearer"], true), "{value}");
+        }
+        assert!(!is_other_scheme("Bearer x", &["Bearer"], true));
+        assert!(!is_other_scheme("DPoP x", &["Bearer"], true));
+        assert!(is_other_scheme("DPoP x", &["Bearer"], false));
+        assert!(!is_other_scheme("Token x", &["Bearer", "Token"], false));
+        // Run into other characters, the scheme is read by stacks that take what follows
+        // a prefix (`substring(7)`, `replace(/^Bearer\s*/i, '')`): refused, never "none".
+        for value in [
+            "Bearerabc",
+            "Bearer,a.b.c",
+            "Bearer:a.b.c",
+            "Bearer\u{b}a.b.c",
+            "Bearer\u{a0}a.b.c",
+            "DPoPa.b.c",
+        ] {
+            let req = Request::new("GET", "/", &[("authorization", value)]);
+            assert_eq!(
+                found(&req, &[TokenSource::bearer()]),
+                Extracted::Invalid(MALFORMED_SCHEME),
+                "{value:?}"
+            );
+            assert!(!is_other_scheme(value, &["Bearer"], true), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn the_scheme_is_followed_by_any_spaces_and_tabs() {
+        for value in [
+            "Bearer\ta.b.c",
+            "Bearer \t a.b.c",
+            "\tbearer a.b.c\t",
+            " Bearer a.b.c",
+        ] {
+            let req = Request::new("GET", "/", &[("authorization", value)]);
+            assert_eq!(
+                found(&req, &[TokenSource::bearer()]),
+                Extracted::Found {
+                    token: "a.b.c",
+                    source: 0,
+                    scheme: Scheme::Bearer,
+                },
+                "{value:?}"
+            );
+        }
+        let req = Request::new("GET", "/", &[("authorization", "DPoP\ta.b.c")]);
+        assert_eq!(
+            found(&req, &[TokenSource::bearer()]),
+            Extracted::Found {
+                token: "a.b.c",
+                source: 0,
+                scheme: Scheme::Dpop,
+            }
+        );
+        // A custom scheme reads the same way.
+        let token = TokenSource::Header {
+            name: "x-api-token".into(),
+            prefix: "Token ".into(),
+        };
+        let req = Request::new("GET", "/", &[("x-api-token", "token\ta.b.c")]);
+        assert!(matches!(
+            found(&req, std::slice::from_ref(&token)),
+            Extracted::Found { token: "a.b.c", .. }
+        ));
+        // DPoP rides only on `Authorization: Bearer`.
+        let req = Request::new("GET", "/", &[("x-api-token", "DPoP a.b.c")]);
+        assert_eq!(found(&req, &[token]), Extracted::Missing);
+    }
+
+    #[test]
+    fn a_scheme_header_is_a_singleton() {
+        // Envoy joins repeated headers with `,` into one value.
+        for value in [
+            "Basic dXNlcjpwYXNz,Bearer a.b.c",
+            "Bearer a.b.c, bearer d.e.f",
+            "Negotiate x,\tDPoP a.b.c",
+        ] {
+            let req = Request::new("GET", "/", &[("authorization", value)]);
+            assert_eq!(
+                found(&req, &[TokenSource::bearer()]),
+                Extracted::Invalid(MORE_THAN_ONE),
+                "{value}"
+            );
+        }
+        // Commas inside another scheme's parameters are that scheme's business.
+        let digest = r#"Digest username="u", realm="r", nonce="n""#;
+        let req = Request::new("GET", "/", &[("authorization", digest)]);
         assert_eq!(found(&req, &[TokenSource::bearer()]), Extracted::Missing);
-        let req = Request::new("GET", "/", &[("authorization", "Bearerabc")]);
-        assert_eq!(found(&req, &[TokenSource::bearer()]), Extracted::Missing);
+        for second in ["Bearer a.b.c", "Basic dXNlcjpwYXNz"] {
+            let req = Request::new(
+                "GET",
+                "/",
+                &[("authorization", "Bearer a.b.c"), ("authorization", second)],
+            );
+            assert_eq!(
+                found(&req, &[TokenSource::bearer()]),
+                Extracted::Invalid(MORE_THAN_ONE),
+                "{second}"
+            );
+        }
     }
 
     #[test]
     fn empty_bearer_is_invalid_request_and_bad_characters_are_not_b64token() {
-        for value in ["Bearer ", "Bearer    "] {
+        // Envoy trims the value's trailing whitespace: `Bearer ` arrives as `Bearer`.
+        for value in ["Bearer ", "Bearer    ", "Bearer", "bearer\t", "DPoP"] {
             let req = Request::new("GET", "/", &[("authorization", value)]);
             assert_eq!(
                 found(&req, &[TokenSource::bearer()]),
-                Extracted::Invalid("Empty access token"),
-                "{value}"
+                Extracted::Invalid(EMPTY),
+                "{value:?}"
             );
         }
         for value in ["Bearer a b", "Bearer a.b,c", "Bearer ===", "Bearer a\"b"] {
@@ -487,5 +753,178 @@ mod tests {
         ] {
             assert!(!may_carry_form_body(&req), "{req:?}");
         }
+    }
+
+    #[test]
+    fn every_spelling_of_a_query_name_is_the_source() {
+        let sources = [TokenSource::Query("access_token".into())];
+        for path in [
+            "/?access%5Ftoken=t",
+            "/?access%5ftoken=t",
+            "/?ACCESS_TOKEN=t",
+            "/?Access_Token=t",
+            "/?access.token=t",
+            "/?access+token=t",
+            "/?access%20token=t",
+            "/?access[token=t",
+            "/?access_token[]=t",
+            "/?access_token[0]=t",
+            "/?access_token%5B%5D=t",
+            "/?%61ccess_token=t",
+            "/?access_token%00x=t",
+            "/?+access_token=t",
+            "/?a=1&access%5Ftoken=t&b=2",
+        ] {
+            let req = Request::new("GET", path, &[]);
+            assert!(
+                matches!(found(&req, &sources), Extracted::Found { token: "t", .. }),
+                "{path}"
+            );
+        }
+        for path in ["/?access_tokens=t", "/?access-token=t", "/?xaccess_token=t"] {
+            let req = Request::new("GET", path, &[]);
+            assert_eq!(found(&req, &sources), Extracted::Missing, "{path}");
+        }
+        // Two spellings are two tokens.
+        let req = Request::new("GET", "/?access_token=a&access%5Ftoken=b", &[]);
+        assert_eq!(found(&req, &sources), Extracted::Invalid(MORE_THAN_ONE));
+        let req = Request::new(
+            "GET",
+            "/?access%5Ftoken=a",
+            &[("authorization", "Bearer b")],
+        );
+        assert_eq!(
+            found(&req, &[TokenSource::bearer(), sources[0].clone()]),
+            Extracted::Invalid(MORE_THAN_ONE)
+        );
+        // An empty value under any spelling is an empty token.
+        let req = Request::new("GET", "/?ACCESS.TOKEN=", &[]);
+        assert_eq!(found(&req, &sources), Extracted::Invalid(EMPTY));
+    }
+
+    #[test]
+    fn a_token_that_the_separators_read_two_ways_is_ambiguous() {
+        let sources = [TokenSource::Query("access_token".into())];
+        for path in [
+            "/?x=1;access_token=t",
+            "/?access_token=t;x=1",
+            "/?a=1&b=2;access%5Ftoken=t",
+        ] {
+            let req = Request::new("GET", path, &[]);
+            assert_eq!(
+                found(&req, &sources),
+                Extracted::Invalid(AMBIGUOUS),
+                "{path}"
+            );
+        }
+        // A `;` elsewhere in the query changes nothing.
+        let req = Request::new("GET", "/?q=a;b&access_token=t", &[]);
+        assert!(matches!(
+            found(&req, &sources),
+            Extracted::Found { token: "t", .. }
+        ));
+        let cookie = [TokenSource::Cookie("at".into())];
+        for header in ["x=1, at=t", "at=t,x=1", "a=1; b=2,AT=t"] {
+            let req = Request::new("GET", "/", &[("cookie", header)]);
+            assert_eq!(
+                found(&req, &cookie),
+                Extracted::Invalid(AMBIGUOUS),
+                "{header}"
+            );
+        }
+        let req = Request::new("GET", "/", &[("cookie", "prefs=a,b; at=t")]);
+        assert!(matches!(
+            found(&req, &cookie),
+            Extracted::Found { token: "t", .. }
+        ));
+    }
+
+    #[test]
+    fn every_spelling_of_a_cookie_or_field_name_is_the_source() {
+        let cookie = [TokenSource::Cookie("at".into())];
+        for header in ["AT=t", "a%74=t", "x=1;at=t", " at = t "] {
+            let req = Request::new("GET", "/", &[("cookie", header)]);
+            assert!(
+                matches!(found(&req, &cookie), Extracted::Found { token: "t", .. }),
+                "{header}"
+            );
+        }
+        let req = Request::new("GET", "/", &[("cookie", "at=a"), ("cookie", "A%54=b")]);
+        assert_eq!(found(&req, &cookie), Extracted::Invalid(MORE_THAN_ONE));
+        let body = [TokenSource::Body("access_token".into())];
+        for fields in ["access%5Ftoken=t", "ACCESS.TOKEN=t", "access_token[]=t"] {
+            let req = form("POST", fields, &[]);
+            assert!(
+                matches!(found(&req, &body), Extracted::Found { token: "t", .. }),
+                "{fields}"
+            );
+        }
+    }
+
+    #[test]
+    fn removal_takes_out_every_spelling() {
+        let req = Request::new(
+            "GET",
+            "/p?a=1&ACCESS%5Ftoken=t&b=2",
+            &[("cookie", "x=1; A%54=t")],
+        );
+        let query = removal(&req, &TokenSource::Query("access_token".into()));
+        assert_eq!(query.set, [(":path".to_string(), "/p?a=1&b=2".to_string())]);
+        let cookie = removal(&req, &TokenSource::Cookie("at".into()));
+        assert_eq!(cookie.set, [("cookie".to_string(), "x=1".to_string())]);
+        let posted = form("POST", "a=1&access.token=t", &[]);
+        let body = removal(&posted, &TokenSource::Body("access_token".into()));
+        assert_eq!(body.body.as_deref(), Some("a=1"));
+    }
+
+    #[test]
+    fn a_compressed_form_body_is_refused_where_a_source_reads_bodies() {
+        let ct = ("content-type", "application/x-www-form-urlencoded");
+        let body = [
+            TokenSource::bearer(),
+            TokenSource::Body("access_token".into()),
+        ];
+        for encoding in ["gzip", "deflate", "br", "identity, gzip", ""] {
+            let req = Request::new(
+                "POST",
+                "/",
+                &[
+                    ct,
+                    ("content-encoding", encoding),
+                    ("authorization", "Bearer t"),
+                ],
+            );
+            assert_eq!(found(&req, &body), Extracted::EncodedBody, "{encoding}");
+        }
+        let plain = Request::new("POST", "/", &[ct, ("content-encoding", "Identity")]);
+        assert_eq!(found(&plain, &body), Extracted::Missing);
+        // Not a form, or not a method with a body: nothing a stack reads a token from.
+        for req in [
+            Request::new(
+                "POST",
+                "/",
+                &[
+                    ("content-type", "application/json"),
+                    ("content-encoding", "gzip"),
+                ],
+            ),
+            Request::new("GET", "/", &[ct, ("content-encoding", "gzip")]),
+        ] {
+            assert_eq!(found(&req, &body), Extracted::Missing, "{req:?}");
+        }
+        // Without a body source, a compressed body is none of the filter's business.
+        let req = Request::new("POST", "/", &[ct, ("content-encoding", "gzip")]);
+        assert_eq!(found(&req, &[TokenSource::bearer()]), Extracted::Missing);
+        // Any of several content-type values makes it a form.
+        let two = Request::new(
+            "POST",
+            "/",
+            &[
+                ("content-type", "text/plain"),
+                ct,
+                ("content-encoding", "gzip"),
+            ],
+        );
+        assert_eq!(found(&two, &body), Extracted::EncodedBody);
     }
 }

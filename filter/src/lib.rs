@@ -19,6 +19,7 @@ pub mod json;
 pub mod jwks;
 pub mod jws;
 pub mod key_cache;
+pub mod param_names;
 pub mod path;
 pub mod replay;
 pub mod request;

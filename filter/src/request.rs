@@ -8,6 +8,7 @@
 //! Every name and value is held in one string (this is built for every request: one
 //! allocation, not two per header).
 
+use crate::param_names::names;
 use crate::path::hex_value;
 use std::ops::Range;
 
@@ -27,11 +28,10 @@ pub struct Request {
     form: Vec<FormField>,
 }
 
-/// One `name=value` of a form-encoded body: both percent-decoded (`+` is a space), and the
-/// field's raw text, kept to rebuild the body without it.
+/// One `name=value` of a form-encoded body: the value percent-decoded (`+` is a space), and
+/// the field's raw text, kept to rebuild the body without it and to read its name.
 #[derive(Debug, Clone)]
 struct FormField {
-    name: Range<usize>,
     value: Range<usize>,
     raw: Range<usize>,
 }
@@ -143,34 +143,41 @@ impl Request {
             let start = self.text.len();
             self.text.push_str(&String::from_utf8_lossy(raw));
             let raw_range = start..self.text.len();
-            let (name, value) = raw
+            let value = raw
                 .iter()
                 .position(|b| *b == b'=')
-                .map_or((raw, &[][..]), |i| (&raw[..i], &raw[i + 1..]));
-            let name = self.push(&form_decode(name));
+                .and_then(|i| raw.get(i + 1..))
+                .unwrap_or_default();
             let value = self.push(&form_decode(value));
             self.form.push(FormField {
-                name,
                 value,
                 raw: raw_range,
             });
         }
     }
 
-    /// The decoded values of form field `name`, in order (none without a form body).
+    /// The decoded values of the form fields whose name reads as `name` in some common
+    /// stack (`extract::names`, on the name as sent), in order (none without a form body).
     pub fn form_values<'a: 'n, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + 'n {
         self.form
             .iter()
-            .filter(move |f| self.at(&f.name) == name)
+            .filter(move |f| names(self.raw_name(f), name))
             .map(|f| self.at(&f.value))
     }
 
-    /// The form body without the fields named `name`, each other field as it came.
+    /// A form field's name as sent (before decoding).
+    fn raw_name(&self, field: &FormField) -> &str {
+        let raw = self.at(&field.raw);
+        raw.split_once('=').map_or(raw, |(name, _)| name)
+    }
+
+    /// The form body without the fields whose name reads as `name`, each other field as
+    /// it came.
     pub fn form_without(&self, name: &str) -> String {
         let kept: Vec<&str> = self
             .form
             .iter()
-            .filter(|f| self.at(&f.name) != name)
+            .filter(|f| !names(self.raw_name(f), name))
             .map(|f| self.at(&f.raw))
             .collect();
         kept.join("&")

@@ -77,6 +77,9 @@ pub enum Failure {
     BodyTooLarge,
     /// A form body that may carry the token did not arrive in time (408).
     BodyTimeout,
+    /// A form body that may carry the token is compressed (`content-encoding`), which the
+    /// filter does not inflate (415, with `Accept-Encoding: identity` as RFC 7694 asks).
+    EncodedBody,
 }
 
 /// gRPC status codes the filter answers with.
@@ -89,9 +92,10 @@ impl Failure {
     pub fn reason(&self) -> Reason {
         match self {
             Failure::Missing => Reason::Missing,
-            Failure::InvalidRequest(_) | Failure::BodyTooLarge | Failure::BodyTimeout => {
-                Reason::InvalidRequest
-            }
+            Failure::InvalidRequest(_)
+            | Failure::BodyTooLarge
+            | Failure::BodyTimeout
+            | Failure::EncodedBody => Reason::InvalidRequest,
             Failure::InvalidToken { expired: true, .. } => Reason::Expired,
             Failure::InvalidToken { .. } => Reason::Invalid,
             Failure::InsufficientScope { .. } => Reason::InsufficientScope,
@@ -106,9 +110,10 @@ impl Failure {
             Failure::Missing | Failure::InvalidToken { .. } | Failure::InvalidDpopProof(_) => {
                 GRPC_UNAUTHENTICATED
             }
-            Failure::InvalidRequest(_) | Failure::BodyTooLarge | Failure::BodyTimeout => {
-                GRPC_INVALID_ARGUMENT
-            }
+            Failure::InvalidRequest(_)
+            | Failure::BodyTooLarge
+            | Failure::BodyTimeout
+            | Failure::EncodedBody => GRPC_INVALID_ARGUMENT,
             Failure::InsufficientScope { .. } | Failure::AccessDenied => GRPC_PERMISSION_DENIED,
             Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => GRPC_UNAVAILABLE,
         }
@@ -123,7 +128,10 @@ impl Failure {
             Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => 2,
             Failure::InvalidToken { .. } | Failure::InvalidDpopProof(_) => 3,
             Failure::InsufficientScope { .. } => 4,
-            Failure::InvalidRequest(_) | Failure::BodyTooLarge | Failure::BodyTimeout => 5,
+            Failure::InvalidRequest(_)
+            | Failure::BodyTooLarge
+            | Failure::BodyTimeout
+            | Failure::EncodedBody => 5,
         }
     }
 }
@@ -282,6 +290,12 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Denial {
             "Request body did not arrive in time".to_string(),
             None,
         ),
+        Failure::EncodedBody => (
+            415,
+            "invalid_request",
+            "Compressed form bodies are not read for an access token".to_string(),
+            None,
+        ),
         Failure::InvalidDpopProof(d) => (
             401,
             "invalid_dpop_proof",
@@ -303,6 +317,9 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Denial {
         failure
     {
         headers.push(("retry-after", retry_after_s.to_string()));
+    }
+    if let Failure::EncodedBody = failure {
+        headers.push(("accept-encoding", "identity".to_string()));
     }
     let message = quoted(&message);
     let body = match grpc {

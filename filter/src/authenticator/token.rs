@@ -103,6 +103,7 @@ impl<V: SignatureVerifier> Tokens<V> {
                 Extracted::Missing => return fail(Failure::Missing),
                 Extracted::Invalid(why) => return fail(Failure::InvalidRequest(why.to_string())),
                 Extracted::TooLarge => return fail(invalid_token("Token too large")),
+                Extracted::EncodedBody => return fail(Failure::EncodedBody),
             };
         if let Err(failure) = binding::check_request(scheme, req, &provider.dpop) {
             return fail(failure);

@@ -5,6 +5,7 @@
 pub mod families;
 pub mod host;
 pub mod keys;
+pub mod readers;
 
 use jwt_filter::jwks::{KeySet, Origin};
 use serde_json::{Value, json};
