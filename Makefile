@@ -6,7 +6,7 @@ WASM_TARGET := wasm32-wasip1
 WASM_OUT    := target/$(WASM_TARGET)/wasm-release/jwt_filter.wasm
 DIST_WASM   := dist/jwt_filter.wasm
 
-.PHONY: build test unit lint run bench wasm-target wasm-opt clean dist oci-tools oci-check
+.PHONY: build test check unit unit-fast lint run bench wasm-target wasm-opt clean dist oci-tools oci-check
 
 # The wasm build needs the target and, for ring's C and assembly parts, clang (Debian's).
 wasm-target:
@@ -58,16 +58,26 @@ oci-check: dist oci-tools
 # Native unit tests of the core (and of every other crate), then the wasm build. They
 # include filter/tests/fuzz_replay.rs: the fuzz corpus and every crash found, on stable.
 unit:
-	cargo test --workspace --release
+	cargo test --workspace --release --features jwt_filter/loom-tests
 
+# Everything CI runs (`.ci/run`).
 test: lint unit build scenarios e2e differential
+
+# The everyday tier (about 3 minutes warm, see README "Tests"): formatting, clippy, the unit
+# and integration tests without the loom interleavings, the wasm build and the filter's
+# scenarios in the harness. No Envoy, no e2e, no fuzzing.
+check: lint unit-fast build harness-bin
+	$(HARNESS) run --wasm $(DIST_WASM) tests/scenarios
+
+unit-fast:
+	cargo test --workspace --release
 
 # Formatting, clippy on every crate, and clippy on the filter as it ships (wasm32), which
 # is where clippy.toml's list of SDK calls that can panic and the adapter's deny list apply.
 lint: wasm-target
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets --release -- -D warnings
+	cargo clippy --workspace --all-targets --release --features jwt_filter/loom-tests -- -D warnings
 	cargo clippy -p jwt_filter --target $(WASM_TARGET) --release -- -D warnings
 
 # --- Envoy, the demo and the end-to-end tests -------------------------------------------

@@ -36,7 +36,7 @@ enum Command {
     /// Run scenarios against a filter.
     ///
     /// One line each (the first mismatch as expected vs actual), then
-    /// `N passed, N failed, N skipped`; exit 1 on a failure.
+    /// `N passed, N failed, N skipped`; exit 1 on a failure, or when nothing passed.
     Run {
         /// The filter.
         #[arg(long, value_name = "PATH", default_value = "dist/jwt_filter.wasm")]

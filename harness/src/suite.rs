@@ -79,9 +79,10 @@ fn run_each(
     Ok(results)
 }
 
-/// Prints a line per scenario and the totals; returns whether none failed. A scenario with
-/// an `expected_failure` that fails is skipped (XFAIL); one that passes fails (XPASS), so
-/// that the mark is removed. `logs`: print a failed scenario's log lines.
+/// Prints a line per scenario and the totals; returns whether none failed and at least one
+/// passed (a run that skipped everything checked nothing). A scenario with an
+/// `expected_failure` that fails is skipped (XFAIL); one that passes fails (XPASS), so that
+/// the mark is removed. `logs`: print a failed scenario's log lines.
 pub fn report(results: &[Judged], logs: bool, out: &mut dyn Write) -> Result<bool> {
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for r in results {
@@ -118,7 +119,10 @@ pub fn report(results: &[Judged], logs: bool, out: &mut dyn Write) -> Result<boo
         }
     }
     writeln!(out, "{passed} passed, {failed} failed, {skipped} skipped")?;
-    Ok(failed == 0)
+    if passed == 0 {
+        writeln!(out, "nothing passed: a run that only skips checks nothing")?;
+    }
+    Ok(failed == 0 && passed > 0)
 }
 
 /// `harness negative`: each filter of `wasms` (wrong on purpose) must pass at most
@@ -209,5 +213,19 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("XPASS b"), "{text}");
         assert!(text.contains("FAIL  d: y\n      | [info] a line"), "{text}");
+    }
+
+    #[test]
+    fn a_run_where_nothing_passed_fails() {
+        let mut out = Vec::new();
+        let skipped = [
+            judged("a", None, Verdict::Skip("why".into())),
+            judged("b", Some("bug 1"), Verdict::Fail("x".into())),
+        ];
+        assert!(!report(&skipped, false, &mut out).unwrap());
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("nothing passed: a run that only skips checks nothing\n"), "{text}");
+        let mut out = Vec::new();
+        assert!(!report(&[], false, &mut out).unwrap());
     }
 }
