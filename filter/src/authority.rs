@@ -11,8 +11,7 @@
 //! `:` and one trailing dot. So what all of them read the same way is normalised, and what
 //! they do not is refused (`AuthorityError`), never read as some name that no rule names:
 //! - normalised: the name in lower case; an empty port dropped (RFC 3986 allows it); a port's
-//!   leading zeros; an IPv6 literal in its RFC 5952 form (`[0:0::1]` is `[::1]`). A trailing
-//!   dot is kept: rules.rs reads such a name both ways;
+//!   leading zeros. A trailing dot is kept: rules.rs reads such a name both ways;
 //! - refused: an empty or absent authority; several (a `,`, as Envoy joins two `Host`
 //!   headers; more than one `:authority` or `host` value; a `host` that reads differently
 //!   from `:authority`); userinfo (`@`); percent-encoding; brackets around anything but an
@@ -27,14 +26,13 @@
 //! Pure functions: no panics, nothing logged.
 
 use crate::request::Request;
-use std::net::Ipv6Addr;
 
 /// The longest authority read (a DNS name is at most 253 bytes; this leaves room for a port
 /// and for names that are not DNS names, and bounds the work).
 pub const MAX_AUTHORITY_BYTES: usize = 512;
 
-/// An authority as read: the host (lower case; an IPv6 literal in brackets, RFC 5952 form)
-/// and the port, when one is given.
+/// An authority as read: the host (lower case; an IPv6 literal in its brackets) and the
+/// port, when one is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authority {
     pub host: String,
@@ -150,7 +148,9 @@ pub fn read(text: &str) -> Result<Authority, AuthorityError> {
     let (host, port) = match text.strip_prefix('[') {
         Some(literal) => {
             let (address, after) = literal.split_once(']').ok_or(AuthorityError::Brackets)?;
-            let address: Ipv6Addr = address.parse().map_err(|_| AuthorityError::Brackets)?;
+            if !is_ipv6(address) {
+                return Err(AuthorityError::Brackets);
+            }
             if after.contains(['[', ']']) {
                 return Err(AuthorityError::Brackets);
             }
@@ -158,7 +158,7 @@ pub fn read(text: &str) -> Result<Authority, AuthorityError> {
                 "" => None,
                 after => Some(after.strip_prefix(':').ok_or(AuthorityError::Brackets)?),
             };
-            (format!("[{address}]"), port)
+            (format!("[{}]", address.to_ascii_lowercase()), port)
         }
         None => {
             if text.contains(['[', ']']) {
@@ -239,6 +239,43 @@ fn ends_in_a_number(name: &str) -> bool {
     hex || (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// RFC 3986's `IPv6address`: eight groups of one to four hex digits, the last two of which
+/// may be an IPv4 address in dotted decimal, or fewer around one `::`.
+fn is_ipv6(text: &str) -> bool {
+    let (head, tail, compressed) = match text.split_once("::") {
+        Some((head, tail)) => (head, tail, true),
+        None => (text, "", false),
+    };
+    if tail.contains("::") {
+        return false;
+    }
+    // How many groups `part` holds; an IPv4 address (two groups) only at the very end.
+    let groups = |part: &str, ends: bool| -> Option<usize> {
+        if part.is_empty() {
+            return Some(0);
+        }
+        let mut count = 0;
+        let mut pieces = part.split(':').peekable();
+        while let Some(piece) = pieces.next() {
+            let last = pieces.peek().is_none();
+            if ends && last && piece.contains('.') {
+                count += is_dotted_decimal(piece).then_some(2)?;
+            } else if (1..=4).contains(&piece.len()) && piece.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                count += 1;
+            } else {
+                return None;
+            }
+        }
+        Some(count)
+    };
+    match (groups(head, !compressed), groups(tail, true)) {
+        (Some(h), Some(t)) if compressed => h + t <= 7,
+        (Some(h), _) => h == 8,
+        _ => false,
+    }
+}
+
 /// Four decimal numbers of 0 to 255 without leading zeros, which every reader reads alike.
 fn is_dotted_decimal(name: &str) -> bool {
     let mut parts = 0;
@@ -313,14 +350,61 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_literals_are_read_in_their_canonical_form() {
+    fn ipv6_literals_are_read_in_lower_case() {
         assert_eq!(ok("[::1]:8080"), name("[::1]", Some(8080)));
-        assert_eq!(ok("[0:0:0:0:0:0:0:1]"), name("[::1]", None));
-        assert_eq!(ok("[2001:DB8::0001]"), name("[2001:db8::1]", None));
+        assert_eq!(ok("[0:0:0:0:0:0:0:1]"), name("[0:0:0:0:0:0:0:1]", None));
+        assert_eq!(ok("[2001:DB8::0001]"), name("[2001:db8::0001]", None));
         assert_eq!(
             ok("[::ffff:192.0.2.1]:443"),
             name("[::ffff:192.0.2.1]", Some(443))
         );
+    }
+
+    #[test]
+    fn ipv6_literals_follow_rfc_3986s_grammar() {
+        for good in [
+            "::",
+            "::1",
+            "1::",
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "1::8",
+            "fe80::abcd:EF01",
+            "1:2:3:4:5:6:192.0.2.1",
+            "::192.0.2.1",
+            "1::192.0.2.1",
+        ] {
+            assert!(is_ipv6(good), "{good}");
+            assert_eq!(good.parse::<std::net::Ipv6Addr>().is_ok(), true, "{good}");
+        }
+        for bad in [
+            "",
+            ":",
+            ":1",
+            "1:",
+            ":::",
+            "1:::2",
+            "::1::",
+            "1::2::3",
+            "1:2:3:4:5:6:7",
+            "1:2:3:4:5:6:7:8:9",
+            "1:2:3:4:5:6:7:8::",
+            "::1:2:3:4:5:6:7:8",
+            "12345::",
+            "g::",
+            "1:2:3:4:5:6:7:192.0.2.1",
+            "192.0.2.1::",
+            "::192.0.2.1:1",
+            "::256.0.0.1",
+            "::01.0.0.1",
+            "::1.2.3",
+            "v1.fe",
+            "admin.example.test",
+        ] {
+            assert!(!is_ipv6(bad), "{bad}");
+            assert!(bad.parse::<std::net::Ipv6Addr>().is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -380,6 +464,8 @@ mod tests {
             "a[b].test",
             "[::1]x",
             "[::1]]",
+            "[1:::2]",
+            "[::1::]",
             "[::1]:80]",
             "a.test:[80]",
         ] {

@@ -124,7 +124,7 @@ const CASES: &[(&str, Verdicts)] = &[
     ("[2001:db8::1]:443", PUBLIC),
     ("192.0.2.1:8080", PUBLIC),
     ("localhost", PUBLIC),
-    // Normalised: case, an empty port, a port's leading zeros, an IPv6 literal's form.
+    // Normalised: case, an empty port, a port's leading zeros.
     ("ADMIN.Example.TEST", ADMIN),
     ("admin.example.test:", ADMIN),
     ("Admin.Example.Test:", ADMIN),
