@@ -1093,6 +1093,8 @@ fn undecodable_values_the_filter_reads_or_strips_are_400_on_every_route() {
         (b"x-user-id", b"\x80"),
         (b"x-jwt-payload", b"\xff"),
         (b":authority", b"h\xffst"),
+        // Read next to `:authority` for DPoP proofs (no `dpop.origin` here).
+        (b"host", b"h\xffst"),
         (b":method", b"G\xffT"),
         (b":path", b"/api/public/\xff"),
         (b"x-http-method-override", b"DEL\xffTE"),
@@ -1115,6 +1117,26 @@ fn undecodable_values_the_filter_reads_or_strips_are_400_on_every_route() {
             );
         }
     }
+}
+
+#[test]
+fn an_undecodable_host_header_is_ignored_where_the_authority_is_never_read() {
+    let mut c = config();
+    for provider in c["providers"].as_object_mut().unwrap().values_mut() {
+        provider["dpop"] = json!({"mode": "disabled"});
+    }
+    c["rules"] = json!([{"match": {"prefix": "/api/public"}}]);
+    let req = get_bytes("/api/public", &[(b"host", b"h\xffst")]);
+    assert_eq!(
+        verdict(&authenticator(&c).decide(&req, NOW, &remote_keys())),
+        (200, String::new())
+    );
+    // With a rule that names hosts, it is read.
+    c["rules"] = json!([{"match": {"prefix": "/api/public", "hosts": ["api.test"]}}]);
+    assert_eq!(
+        verdict(&authenticator(&c).decide(&req, NOW, &remote_keys())),
+        (400, UNDECODABLE.to_string())
+    );
 }
 
 #[test]
