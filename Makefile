@@ -109,7 +109,8 @@ run: build harness-bin envoy
 DIFFERENTIAL_SCENARIOS := $(addprefix tests/scenarios/,quickstart.json routes.json tokens.json \
   forwarding.json report.json token-rules.json discovery.json dpop.json form-body.json \
   algorithms.json config.json payloads.json keys.json more-keys.json key-files.json \
-  lifetimes.json metrics.json migration.json host-modes.json agreement-credentials.json)
+  lifetimes.json metrics.json migration.json host-modes.json agreement-credentials.json \
+  authorities.json)
 
 differential: build harness-bin envoy test-filters
 	$(HARNESS) run --envoy --envoy-bin $(ENVOY) --wasm $(TEST_FILTERS)/probe.wasm tests/filters/probe/scenarios

@@ -11,7 +11,7 @@ use crate::jwks::KeySet;
 use crate::path;
 use crate::request::{HeaderChanges, Request};
 use crate::response::{Denial, Failure, Served, deny};
-use crate::rules::{self, METHOD_OVERRIDE_HEADERS, Route};
+use crate::rules::{self, METHOD_OVERRIDE_HEADERS, Route, RouteError};
 use crate::verify::SignatureVerifier;
 use requirements::Outcome;
 use serde_json::Value;
@@ -159,6 +159,16 @@ impl<V: SignatureVerifier> Authenticator<V> {
         {
             must_decode.push("dpop".to_string());
         }
+        // A `host` header is read next to `:authority` where the authority is read: rules
+        // with hosts, and a DPoP proof's `htu` compared with `:authority`.
+        if config.rules.iter().any(|r| !r.matcher.hosts.is_empty())
+            || config
+                .providers
+                .iter()
+                .any(|p| p.dpop.mode != DpopMode::Disabled && p.dpop.origin.is_none())
+        {
+            must_decode.push("host".to_string());
+        }
         let needs_route_name = config.rules.iter().any(|r| !r.matcher.routes.is_empty());
         let mut scheme_headers: Vec<String> = config
             .providers
@@ -283,6 +293,11 @@ impl<V: SignatureVerifier> Authenticator<V> {
                     self.tokens.check(provider, p, captures, &asked)
                 };
                 requirements::evaluate_all(checks, &check)
+            }
+            // An authority that is not one host, where rules name hosts: 400.
+            Err(RouteError::Authority(e)) => {
+                let failure = Failure::InvalidRequest(e.description().into());
+                return self.refused(req, failure, None, Some(e.message()));
             }
             Err(e) => return self.refused(req, Failure::AccessDenied, None, Some(e.message())),
         };

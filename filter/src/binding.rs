@@ -12,6 +12,7 @@
 //! These checks run on every request, cached token or not (the token cache keeps claims,
 //! never a proof).
 
+use crate::authority;
 use crate::dpop::{self, DpopMode, DpopPolicy, ProofUse};
 use crate::extract;
 use crate::request::Request;
@@ -80,9 +81,17 @@ pub fn check_request(scheme: Scheme, req: &Request, policy: &DpopPolicy) -> Resu
         (Scheme::Dpop, _) => {
             let mut proofs = dpop_headers(req);
             match (proofs.next(), proofs.next()) {
-                (None, _) => invalid_request("Missing DPoP proof"),
-                (Some(p), None) if !p.contains(',') => Ok(()),
-                _ => invalid_request("Multiple DPoP proofs"),
+                (None, _) => return invalid_request("Missing DPoP proof"),
+                (Some(p), None) if !p.contains(',') => {}
+                _ => return invalid_request("Multiple DPoP proofs"),
+            }
+            // The proof's `htu` is compared with the request's authority (without an
+            // `origin`): one that is not one host is refused, as where rules name hosts.
+            match policy.origin {
+                None => authority::of_request(req)
+                    .map(|_| ())
+                    .map_err(|e| Failure::InvalidRequest(e.description().into())),
+                Some(_) => Ok(()),
             }
         }
         (Scheme::Bearer, _) => Ok(()),

@@ -5,6 +5,7 @@
 //! empty audiences, unsupported algorithms. A typo must never silently open an endpoint.
 
 use crate::alg::Algorithm;
+use crate::authority;
 use crate::authz::{Authorization, ClaimCheck, ClaimPath, ProviderRequirement, Requirement};
 use crate::binding::MtlsMode;
 use crate::claims::{ClaimRules, Issuers, normalize_typ};
@@ -451,7 +452,9 @@ fn compile_metadata(node: &Node) -> Result<ResourceMetadata, ConfigError> {
     }
     let url: String = resource.req()?;
     let quotable = url.bytes().all(|b| is_qdtext(b) && b != b'\\');
-    if split_uri(&url).is_none() || url.contains(['?', '#']) || !quotable {
+    // Its authority is read as requests' are (`authority::read`).
+    let readable = split_uri(&url).is_some_and(|(a, _)| authority::read(a).is_ok());
+    if !readable || url.contains(['?', '#']) || !quotable {
         return err(
             resource.path(),
             "must be an http(s) URL without query or fragment",
@@ -1159,9 +1162,12 @@ fn host_pattern(text: &str) -> Option<HostPattern> {
         Some((name, port)) => (name, Some(port)),
         None => (lower.as_str(), None),
     };
-    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
-        return None;
-    }
+    // A port as a request's is read (`authority::port_number`): 1 to 65535.
+    let port = match port {
+        Some(digits) if digits.len() <= 5 => Some(authority::port_number(digits)?),
+        Some(_) => return None,
+        None => None,
+    };
     let (wildcard, labels) = match name.strip_prefix("*.") {
         Some(rest) => (true, rest),
         None => (false, name),
@@ -1179,7 +1185,7 @@ fn host_pattern(text: &str) -> Option<HostPattern> {
             labels.to_string()
         },
         wildcard,
-        port: port.map(str::to_string),
+        port,
     })
 }
 

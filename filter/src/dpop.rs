@@ -6,12 +6,14 @@
 //! HMAC or `none`); the `jwk` header is an asymmetric public key that fits `alg` and signed
 //! the proof; `iat` is within `[now - iat_offset_s, now + iat_leeway_s]`; `htm` is the
 //! request's method (exactly; a method override that names another method fails it); `htu`
-//! is the request's URI without query and fragment, both normalised (`normalize_uri`);
+//! is the request's URI without query and fragment, both normalised (`normalize_uri`; both
+//! authorities read by `authority.rs`);
 //! `jti` is present; `ath` is the base64url SHA-256 of the access token. Whether the proof's
 //! key is the token's (`cnf.jkt`) and whether its `jti` was seen before are decided by the
 //! caller (`binding`, `replay`). Server nonces (section 8) are not issued.
 
 use crate::alg::Algorithm;
+use crate::authority::{self, Authority};
 use crate::base64url;
 use crate::jwks;
 use crate::jws;
@@ -264,70 +266,46 @@ pub fn check<V: SignatureVerifier>(
     })
 }
 
-/// The request's URI as clients sign it: `origin` (or `:scheme` and `:authority`) and the
-/// path without its query, normalised.
+/// The request's URI as clients sign it: `origin` (or `:scheme` and the request's authority,
+/// `authority::of_request`) and the path without its query, normalised.
 fn request_uri(req: &Request, origin: Option<&str>) -> Option<String> {
     let path = req.path().split('?').next().unwrap_or_default();
     if !path.starts_with('/') {
         return None;
     }
-    let uri = match origin {
-        Some(origin) => format!("{origin}{path}"),
+    match origin {
+        Some(origin) => normalize_uri(&format!("{origin}{path}")),
         None => {
             let scheme = req.header_values(":scheme").next()?;
-            let authority = req.header_values(":authority").next()?;
-            format!("{scheme}://{authority}{path}")
+            let authority = authority::of_request(req).ok()?;
+            compose(scheme, &authority, path)
         }
-    };
-    normalize_uri(&uri)
+    }
 }
 
 /// An absolute `http`/`https` URI as `scheme://authority/path`, after RFC 3986 syntax- and
 /// scheme-based normalisation: scheme and host lower-case, the scheme's default port (and
 /// an empty one) dropped, percent-encodings of unreserved characters decoded and the others
-/// upper-cased, dot segments removed, an empty path as `/`; query and fragment dropped.
-/// `None` for anything else (user information, a malformed authority or escape).
+/// upper-cased, dot segments removed, an empty path as `/`; query and fragment dropped. The
+/// authority is read as the request's is (`authority::read`). `None` for anything else
+/// (user information, an authority `authority::read` refuses, a malformed escape).
 pub fn normalize_uri(uri: &str) -> Option<String> {
     let uri = uri.split('#').next()?.split('?').next()?;
     let (scheme, rest) = uri.split_once(':')?;
     let rest = rest.strip_prefix("//")?;
+    let (text, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    compose(scheme, &authority::read(text).ok()?, path)
+}
+
+/// `scheme://authority/path` normalised (`normalize_uri`), from an authority already read.
+fn compose(scheme: &str, authority: &Authority, path: &str) -> Option<String> {
     let scheme = scheme.to_ascii_lowercase();
     let default_port = match scheme.as_str() {
-        "http" => "80",
-        "https" => "443",
+        "http" => 80,
+        "https" => 443,
         _ => return None,
     };
-    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
-    let (host, port) = match authority.rfind(':') {
-        // An IPv6 literal's own colons are inside its brackets.
-        Some(i) if !authority[i..].contains(']') => (&authority[..i], &authority[i + 1..]),
-        _ => (authority, ""),
-    };
-    let host_ok = if let Some(inner) = host.strip_prefix('[') {
-        inner.strip_suffix(']').is_some_and(|ip| {
-            !ip.is_empty()
-                && ip
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b))
-        })
-    } else {
-        !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
-    };
-    let port_ok = port.len() <= 5
-        && port.bytes().all(|b| b.is_ascii_digit())
-        && port.bytes().fold(0u32, |n, b| n * 10 + u32::from(b - b'0')) <= 65_535;
-    if !host_ok || !port_ok {
-        return None;
-    }
-    let mut out = format!("{scheme}://{}", host.to_ascii_lowercase());
-    let port = port.trim_start_matches('0');
-    if !port.is_empty() && port != default_port {
-        out.push(':');
-        out.push_str(port);
-    }
+    let mut out = format!("{scheme}://{}", authority.to_text(default_port));
     let path = normalize_escapes(path)?;
     let mut segments: Vec<&str> = Vec::new();
     let mut parts = path.split('/').skip(1).peekable();

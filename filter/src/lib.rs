@@ -6,6 +6,7 @@
 
 pub mod alg;
 pub mod authenticator;
+pub mod authority;
 pub mod authz;
 pub mod base64url;
 pub mod binding;

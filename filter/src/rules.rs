@@ -6,10 +6,12 @@
 //! overridden to. The request must pass the rule of every reading, so that no upstream can
 //! serve a protected route for a request the filter let through as a public one.
 //!
-//! A rule may also name hosts (compared with `:authority`, read with and without a trailing
-//! dot) and Envoy route names (the `route_name` property): those narrow which rules a
-//! request can land on before its path is matched.
+//! A rule may also name hosts (compared with the request's authority as `authority.rs`
+//! reads it, with and without a trailing dot; an authority it refuses refuses the request)
+//! and Envoy route names (the `route_name` property): those narrow which rules a request can
+//! land on before its path is matched.
 
+use crate::authority::{self, Authority, AuthorityError};
 use crate::authz::Requirement;
 use crate::path::{self, PathError, PathParameters, fold, hex_value};
 use crate::request::Request;
@@ -42,11 +44,11 @@ pub struct HostPattern {
     /// Lower case; for a wildcard, the suffix after `*` (starting with `.`).
     pub name: String,
     pub wildcard: bool,
-    pub port: Option<String>,
+    pub port: Option<u16>,
 }
 
 impl HostPattern {
-    fn matches(&self, host: &Authority) -> bool {
+    fn matches(&self, host: &HostReading) -> bool {
         let name_ok = if self.wildcard {
             host.name
                 .strip_suffix(self.name.as_str())
@@ -54,40 +56,25 @@ impl HostPattern {
         } else {
             host.name == self.name
         };
-        name_ok
-            && self
-                .port
-                .as_ref()
-                .is_none_or(|p| host.port == Some(p.as_str()))
+        name_ok && self.port.is_none_or(|p| host.port == Some(p))
     }
 }
 
-/// One reading of the request's `:authority`: its host name (lower case) and port.
+/// One reading of the request's authority (`authority::of_request`): its host (lower case)
+/// and port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Authority<'h> {
+struct HostReading<'h> {
     name: &'h str,
-    port: Option<&'h str>,
+    port: Option<u16>,
 }
 
-/// The readings of a lower-cased `:authority`: as sent, then without a trailing dot
-/// (`api.example.com.` names the same host, and some routers strip the dot). Nothing when
-/// it is not a plain `host[:port]` (userinfo, empty, stray characters).
-fn authorities(authority: &str) -> Vec<Authority<'_>> {
-    let (name, port) = match authority.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') || name.ends_with(']') => (name, Some(port)),
-        _ => (authority, None),
-    };
-    let valid = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
-        && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    if !valid {
-        return Vec::new();
-    }
-    let mut readings = vec![Authority { name, port }];
+/// The readings of an authority: as sent, then without a trailing dot (`api.example.com.`
+/// names the same host, and some routers, nginx among them, strip the dot).
+fn host_readings(authority: &Authority) -> Vec<HostReading<'_>> {
+    let (name, port) = (authority.host.as_str(), authority.port);
+    let mut readings = vec![HostReading { name, port }];
     if let Some(stripped) = name.strip_suffix('.').filter(|n| !n.is_empty()) {
-        readings.push(Authority {
+        readings.push(HostReading {
             name: stripped,
             port,
         });
@@ -129,6 +116,9 @@ pub enum RouteError {
     Path(PathError),
     /// More method overrides than `MAX_METHODS` allows.
     TooManyMethods,
+    /// Some rule names hosts and the request's authority cannot be read as one host
+    /// (`authority::of_request`).
+    Authority(AuthorityError),
 }
 
 impl RouteError {
@@ -136,6 +126,7 @@ impl RouteError {
         match self {
             RouteError::Path(e) => e.message(),
             RouteError::TooManyMethods => "too many method overrides",
+            RouteError::Authority(e) => e.message(),
         }
     }
 }
@@ -191,9 +182,9 @@ impl Matcher {
         self.path.matches(path, case)
     }
 
-    /// Whether a request on `host` (`None`: no usable `:authority`) and Envoy route
-    /// `route` can land on this rule.
-    fn admits(&self, host: Option<Authority>, route: Option<&str>) -> bool {
+    /// Whether a request on `host` (`None`: not read, since no rule names hosts) and Envoy
+    /// route `route` can land on this rule.
+    fn admits(&self, host: Option<HostReading>, route: Option<&str>) -> bool {
         let host_ok =
             self.hosts.is_empty() || host.is_some_and(|h| self.hosts.iter().any(|p| p.matches(&h)));
         let route_ok =
@@ -231,17 +222,18 @@ pub fn find<'a>(
 ) -> Result<Vec<Route<'a>>, RouteError> {
     let readings = path::read(req.path(), parameters).map_err(RouteError::Path)?;
     let methods = method_classes(rules, methods(req)?);
-    // The `:authority` is read only when some rule names hosts.
+    // The authority is read only when some rule names hosts; one that cannot be read as
+    // one host is refused rather than matched with no rule that names hosts.
     let authority = match rules.iter().any(|r| !r.matcher.hosts.is_empty()) {
-        true => only_authority(req),
+        true => Some(authority::of_request(req).map_err(RouteError::Authority)?),
         false => None,
     };
-    let read: Vec<Option<Authority>> = match &authority {
-        Some(a) => authorities(a).into_iter().map(Some).collect(),
+    let read: Vec<Option<HostReading>> = match &authority {
+        Some(a) => host_readings(a).into_iter().map(Some).collect(),
         None => Vec::new(),
     };
-    // Without a readable `:authority`, one reading that no rule naming hosts matches.
-    let hosts: &[Option<Authority>] = if read.is_empty() { &[None] } else { &read };
+    // Without hosts to read, one reading that only rules without `hosts` admit.
+    let hosts: &[Option<HostReading>] = if read.is_empty() { &[None] } else { &read };
     // Where neither the rules' paths nor a reading have a character that folding changes,
     // the case-insensitive match finds what the exact one found.
     let rules_folded = rules.iter().all(|r| r.matcher.path.is_folded());
@@ -277,15 +269,6 @@ pub fn find<'a>(
         }
     }
     Ok(routes)
-}
-
-/// The request's `:authority` in lower case, when it has exactly one.
-fn only_authority(req: &Request) -> Option<String> {
-    let mut values = req.header_values(":authority");
-    match (values.next(), values.next()) {
-        (Some(a), None) => Some(a.to_ascii_lowercase()),
-        _ => None,
-    }
 }
 
 /// Whether `method` is the only method the request may be handled as: it is the request's
@@ -599,7 +582,7 @@ mod tests {
 
     fn host(pattern: &str) -> HostPattern {
         let (name, port) = match pattern.split_once(':') {
-            Some((n, p)) => (n, Some(p.to_string())),
+            Some((n, p)) => (n, Some(p.parse().unwrap())),
             None => (pattern, None),
         };
         match name.strip_prefix('*') {
@@ -616,34 +599,81 @@ mod tests {
         }
     }
 
-    #[test]
-    fn hosts_narrow_the_rules_and_a_trailing_dot_is_read_both_ways() {
+    /// The admin rule (hosts), a catch-all, and where a request on `authority` lands.
+    fn on_admin(headers: &[(&str, &str)]) -> Result<Vec<Option<usize>>, RouteError> {
         let mut admin = rule(prefix("/api"), &[]);
         admin.matcher.hosts = vec![host("admin.example.com"), host("*.admin.test:8443")];
         let rules = vec![admin, rule(prefix("/"), &[])];
-        let on = |authority: &str| {
-            routes(
-                &rules,
-                PathParameters::Reject,
-                "GET",
-                "/api/x",
-                &[(":authority", authority)],
-            )
-        };
+        routes(&rules, PathParameters::Reject, "GET", "/api/x", headers)
+    }
+
+    fn on(authority: &str) -> Result<Vec<Option<usize>>, RouteError> {
+        on_admin(&[(":authority", authority)])
+    }
+
+    #[test]
+    fn hosts_narrow_the_rules_and_a_trailing_dot_is_read_both_ways() {
         assert_eq!(on("admin.example.com"), Ok(vec![Some(0)]));
         assert_eq!(on("admin.example.com:80"), Ok(vec![Some(0)]));
         assert_eq!(on("x.admin.test:8443"), Ok(vec![Some(0)]));
         assert_eq!(on("x.admin.test:443"), Ok(vec![Some(1)]));
         assert_eq!(on("admin.test:8443"), Ok(vec![Some(1)]));
-        assert_eq!(on(".admin.test:8443"), Ok(vec![Some(1)]));
         assert_eq!(on("shop.example.com"), Ok(vec![Some(1)]));
         // As sent it reaches the catch-all; without the dot, the admin rule: both apply.
         assert_eq!(on("admin.example.com."), Ok(vec![Some(1), Some(0)]));
+        assert_eq!(on("x.admin.test.:8443"), Ok(vec![Some(1), Some(0)]));
         assert_eq!(on("[::1]:8080"), Ok(vec![Some(1)]));
+    }
+
+    #[test]
+    fn hosts_are_compared_as_the_authority_is_read() {
+        // Case, an empty port and a port's leading zeros are normalised.
+        assert_eq!(on("ADMIN.Example.COM"), Ok(vec![Some(0)]));
+        assert_eq!(on("admin.example.com:"), Ok(vec![Some(0)]));
+        assert_eq!(on("X.Admin.Test:08443"), Ok(vec![Some(0)]));
+        // The `host` header where there is no `:authority`.
         assert_eq!(
-            routes(&rules, PathParameters::Reject, "GET", "/api/x", &[]),
-            Ok(vec![Some(1)])
+            on_admin(&[("host", "admin.example.com")]),
+            Ok(vec![Some(0)])
         );
+    }
+
+    #[test]
+    fn an_authority_that_is_not_one_host_is_refused_where_rules_name_hosts() {
+        let refused = |e| Err(RouteError::Authority(e));
+        assert_eq!(on("x@admin.example.com"), refused(AuthorityError::Userinfo));
+        assert_eq!(on("admin%2eexample.com"), refused(AuthorityError::Escape));
+        assert_eq!(on("[admin.example.com]"), refused(AuthorityError::Brackets));
+        assert_eq!(
+            on("admin.example.com,shop.example.com"),
+            refused(AuthorityError::Several)
+        );
+        assert_eq!(on("admin.example.com:80:80"), refused(AuthorityError::Port));
+        assert_eq!(
+            on("admin.example.com\\"),
+            refused(AuthorityError::Character)
+        );
+        assert_eq!(on(".admin.test:8443"), refused(AuthorityError::EmptyLabel));
+        assert_eq!(on_admin(&[]), refused(AuthorityError::Missing));
+        assert_eq!(
+            on_admin(&[
+                (":authority", "shop.example.com"),
+                ("host", "admin.example.com")
+            ]),
+            refused(AuthorityError::Several)
+        );
+        assert_eq!(
+            RouteError::Authority(AuthorityError::Userinfo).message(),
+            "authority with userinfo"
+        );
+        // Without a rule that names hosts, the authority is not read.
+        let rules = vec![rule(prefix("/"), &[])];
+        for headers in [&[(":authority", "x@admin.example.com")][..], &[]] {
+            assert_eq!(
+                routes(&rules, PathParameters::Reject, "GET", "/", headers),
+                Ok(vec![Some(0)])
+            );
+        }
     }
 
     #[test]

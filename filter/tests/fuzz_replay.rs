@@ -75,6 +75,8 @@ fn signed_tokens_pass_every_stage() {
             &[
                 (b":method", b"GET"),
                 (b":path", b"/api/private-scoped"),
+                // Configuration 3 names hosts: a request without an authority is refused.
+                (b":authority", b"api.test"),
                 (
                     b"authorization",
                     format!("Bearer {}", token("rsa-a")).as_bytes(),

@@ -1093,6 +1093,8 @@ fn undecodable_values_the_filter_reads_or_strips_are_400_on_every_route() {
         (b"x-user-id", b"\x80"),
         (b"x-jwt-payload", b"\xff"),
         (b":authority", b"h\xffst"),
+        // Read next to `:authority` for DPoP proofs (no `dpop.origin` here).
+        (b"host", b"h\xffst"),
         (b":method", b"G\xffT"),
         (b":path", b"/api/public/\xff"),
         (b"x-http-method-override", b"DEL\xffTE"),
@@ -1115,6 +1117,26 @@ fn undecodable_values_the_filter_reads_or_strips_are_400_on_every_route() {
             );
         }
     }
+}
+
+#[test]
+fn an_undecodable_host_header_is_ignored_where_the_authority_is_never_read() {
+    let mut c = config();
+    for provider in c["providers"].as_object_mut().unwrap().values_mut() {
+        provider["dpop"] = json!({"mode": "disabled"});
+    }
+    c["rules"] = json!([{"match": {"prefix": "/api/public"}}]);
+    let req = get_bytes("/api/public", &[(b"host", b"h\xffst")]);
+    assert_eq!(
+        verdict(&authenticator(&c).decide(&req, NOW, &remote_keys())),
+        (200, String::new())
+    );
+    // With a rule that names hosts, it is read.
+    c["rules"] = json!([{"match": {"prefix": "/api/public", "hosts": ["api.test"]}}]);
+    assert_eq!(
+        verdict(&authenticator(&c).decide(&req, NOW, &remote_keys())),
+        (400, UNDECODABLE.to_string())
+    );
 }
 
 #[test]
@@ -1352,6 +1374,10 @@ fn policy(
     let bearer = format!("Bearer {}", token(&with(claims(), extra_claims)));
     let mut all = vec![("authorization", bearer.as_str())];
     all.extend_from_slice(headers);
+    // Rules name hosts here: a request has an authority (one that no `hosts` names).
+    if !headers.iter().any(|(name, _)| *name == ":authority") {
+        all.push((":authority", "api.test"));
+    }
     let a = authenticator(&policy_config());
     verdict(&a.decide_on_route(&get(path, &all), route, &NoCertificate, NOW, &remote_keys()))
 }
@@ -1383,7 +1409,18 @@ fn hosts_choose_the_rule() {
     assert_eq!(on("admin.example.com.", "admin"), unmatched);
     assert_eq!(on("example.com", "read"), unmatched);
     assert_eq!(on("evilexample.com", "read"), unmatched);
-    assert_eq!(on("user@admin.example.com", "read"), unmatched);
+    // An empty port is dropped; an authority that is not one host is refused (400).
+    assert_eq!(on("admin.example.com:", "read"), scope);
+    let ambiguous = (400, "Ambiguous request authority".to_string());
+    for host in [
+        "user@admin.example.com",
+        "admin%2eexample.com",
+        "[admin.example.com]",
+        "admin.example.com,shop.example.com",
+        "admin.example.com:80:80",
+    ] {
+        assert_eq!(on(host, "read"), ambiguous, "{host}");
+    }
     let two = policy(
         "/api/orders",
         &[
@@ -1393,7 +1430,36 @@ fn hosts_choose_the_rule() {
         json!({}),
         None,
     );
-    assert_eq!(two, unmatched);
+    assert_eq!(two, ambiguous);
+    // No authority at all, where rules name hosts.
+    let a = authenticator(&policy_config());
+    let bare = get("/api/orders", &[]);
+    let decision = a.decide(&bare, NOW, &remote_keys());
+    assert_eq!(
+        verdict(&decision),
+        (400, "Missing request authority".to_string())
+    );
+    match decision {
+        Decision::Deny(refusal) => {
+            assert_eq!(refusal.denial.reason, Reason::InvalidRequest);
+            assert_eq!(refusal.detail, Some("no authority"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_authority_is_read_only_where_rules_name_hosts_or_a_dpop_proof_is_checked() {
+    // The quickstart names no hosts: an authority it cannot read changes nothing.
+    let bearer = format!("Bearer {}", token(&claims()));
+    let a = authenticator(&config());
+    for authority in ["x@api.test", "[api.test]", "a,b"] {
+        let req = get(
+            "/api/private",
+            &[(":authority", authority), ("authorization", &bearer)],
+        );
+        assert_eq!(verdict(&a.decide(&req, NOW, &remote_keys())).0, 200);
+    }
 }
 
 #[test]
@@ -1401,7 +1467,7 @@ fn route_names_choose_the_rule_and_fail_closed_without_one() {
     let bare = |route: Option<&str>| {
         let a = authenticator(&policy_config());
         verdict(&a.decide_on_route(
-            &get("/routed", &[]),
+            &get("/routed", &[(":authority", "api.test")]),
             route,
             &NoCertificate,
             NOW,

@@ -165,6 +165,49 @@ fn request_rules_before_any_token_is_verified() {
 }
 
 #[test]
+fn a_dpop_request_needs_an_authority_read_as_one_host_unless_an_origin_is_set() {
+    let on = |authorities: &[&str], origin: Option<&str>| {
+        let mut headers = vec![(":scheme", "https")];
+        headers.extend(authorities.iter().map(|a| (":authority", *a)));
+        let token = format!("DPoP {TOKEN}");
+        let proof = proof();
+        headers.extend([("authorization", token.as_str()), ("dpop", proof.as_str())]);
+        let req = Request::new("GET", "/x", &headers);
+        let policy = DpopPolicy::new(
+            DpopMode::Allowed,
+            DpopPolicy::algorithms(),
+            300,
+            30,
+            origin.map(String::from),
+        );
+        check_request(Scheme::Dpop, &req, &policy).map_err(description)
+    };
+    assert_eq!(on(&["API.test:"], None), Ok(()));
+    for authorities in [
+        &["x@api.test"][..],
+        &["api%2etest"],
+        &["[api.test]"],
+        &["api.test,api.test"],
+        &["api.test", "api.test"],
+    ] {
+        assert_eq!(
+            on(authorities, None),
+            Err("Ambiguous request authority".to_string()),
+            "{authorities:?}"
+        );
+    }
+    assert_eq!(on(&[], None), Err("Missing request authority".to_string()));
+    // With `dpop.origin`, the request's authority is not compared: not read.
+    assert_eq!(on(&["x@api.test"], Some("https://api.test")), Ok(()));
+    // Bearer requests never read it.
+    let bearer = Request::new("GET", "/x", &[(":authority", "x@api.test")]);
+    assert_eq!(
+        check_request(Scheme::Bearer, &bearer, &policy(DpopMode::Allowed)),
+        Ok(())
+    );
+}
+
+#[test]
 fn a_dpop_bound_token_needs_the_dpop_scheme_and_its_key() {
     let bound = json!({ "jkt": thumbprint() });
     let bearer = request(&format!("Bearer {TOKEN}"), &[]);

@@ -508,6 +508,14 @@ fn policy_fields_refuse_mistakes_with_their_path() {
             "rules[3].match.hosts[0]: must be a host name",
         ),
         (
+            json!({"match": {"prefix": "/a", "hosts": ["a.test:0"]}}),
+            "rules[3].match.hosts[0]: must be a host name",
+        ),
+        (
+            json!({"match": {"prefix": "/a", "hosts": ["a.test:65536"]}}),
+            "rules[3].match.hosts[0]: must be a host name",
+        ),
+        (
             json!({"match": {"prefix": "/a", "route": []}}),
             "rules[3].match.route: must not be empty (leave it out to match any route)",
         ),
@@ -635,7 +643,7 @@ fn policy_fields_compile() {
             HostPattern {
                 name: ".example.com".into(),
                 wildcard: true,
-                port: Some("8443".into())
+                port: Some(8443)
             }
         ]
     );
@@ -749,6 +757,14 @@ fn resource_metadata_fields_are_checked() {
         (
             json!({"resource": "https://a/#x"}),
             "resource_metadata.resource: must be an http(s) URL",
+        ),
+        (
+            json!({"resource": "https://[a]/"}),
+            "resource_metadata.resource: must be an http(s) URL without query or fragment",
+        ),
+        (
+            json!({"resource": "https://a:80:80/"}),
+            "resource_metadata.resource: must be an http(s) URL without query or fragment",
         ),
         (
             json!({"resource": "https://a/", "scopes_suported": []}),

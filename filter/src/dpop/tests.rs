@@ -330,6 +330,50 @@ fn htu_must_be_the_request_uri_after_normalisation() {
 }
 
 #[test]
+fn the_request_authority_is_read_as_the_htu_authority_is() {
+    let proof = ec_proof(&with(json!({"htu": "https://api.test/orders/1"})));
+    let on = |headers: &[(&str, &str)]| {
+        let mut all = vec![(":scheme", "https")];
+        all.extend_from_slice(headers);
+        let req = Request::new("GET", "/orders/1", &all);
+        check_with(&proof, &req, &DpopPolicy::default()).map(|_| ())
+    };
+    for authority in ["api.test", "API.Test:", "api.test:443", "api.test:0443"] {
+        assert_eq!(on(&[(":authority", authority)]), Ok(()), "{authority}");
+    }
+    assert_eq!(on(&[("host", "api.test")]), Ok(()));
+    // What `authority::of_request` refuses matches no `htu` (binding.rs refuses it first).
+    for headers in [
+        &[(":authority", "x@api.test")][..],
+        &[(":authority", "api%2etest")],
+        &[(":authority", "[api.test]")],
+        &[(":authority", "api.test,api.test")],
+        &[(":authority", "api.test:443:443")],
+        &[(":authority", "api.test"), (":authority", "api.test")],
+        &[(":authority", "api.test"), ("host", "other.test")],
+        &[],
+    ] {
+        assert_eq!(on(headers), Err(ProofError::HtuMismatch), "{headers:?}");
+    }
+    for htu in [
+        "https://[api.test]/orders/1",
+        "https://api%2etest/orders/1",
+        "https://api.test:/orders/1:80:80",
+        "https://api.test:80:80/orders/1",
+    ] {
+        let proof = ec_proof(&with(json!({ "htu": htu })));
+        let req = request(&[]);
+        let got = check_with(&proof, &req, &DpopPolicy::default()).map(|_| ());
+        let want = if htu.contains("/orders/1:") {
+            Err(ProofError::HtuMismatch)
+        } else {
+            Err(ProofError::HtuInvalid)
+        };
+        assert_eq!(got, want, "{htu}");
+    }
+}
+
+#[test]
 fn a_configured_origin_replaces_scheme_and_authority() {
     let behind_tls = DpopPolicy::new(
         DpopMode::Allowed,
@@ -413,6 +457,14 @@ fn uris_normalise_as_rfc_3986_says() {
         ("https://a.test/%4", None),
         ("https://user@a.test/", None),
         ("https://a.test:99999/", None),
+        ("https://a.test:0/", None),
+        ("https://[0:0::1]:8443/x", Some("https://[0:0::1]:8443/x")),
+        ("https://[::ABCD]/x", Some("https://[::abcd]/x")),
+        ("https://[a.test]/x", None),
+        ("https://a%2etest/x", None),
+        ("https://a.test,b.test/x", None),
+        ("https://0x7f.1/x", None),
+        ("https://a.test:80:80/x", None),
         ("https://a test/", None),
         ("https:///x", None),
         ("ws://a.test/", None),
