@@ -208,11 +208,12 @@ pub struct LocalKeys {
 
 impl LocalKeys {
     /// Adopts a newer keys record (parsing its JWKS once).
-    pub fn adopt(&mut self, record: KeysRecord) {
+    /// `max_keys`: the provider's limit, which `accept_jwks` applied to the record already.
+    pub fn adopt(&mut self, record: KeysRecord, max_keys: usize) {
         if self.record.as_ref() == Some(&record) {
             return;
         }
-        self.set = KeySet::parse(record.jwks.as_bytes(), Origin::Remote)
+        self.set = KeySet::parse_limited(record.jwks.as_bytes(), Origin::Remote, max_keys)
             .ok()
             .map(|l| l.set);
         self.record = Some(record);
@@ -247,7 +248,7 @@ impl LocalKeys {
 /// Checks a JWKS answer: a 200 with a body within bounds holding at least one usable key.
 pub fn accept_jwks(status: Option<u16>, body: &[u8], fetch: &Fetch) -> Result<Loaded, String> {
     accept_status(status, body, fetch)?;
-    KeySet::parse(body, Origin::Remote)
+    KeySet::parse_limited(body, Origin::Remote, fetch.max_keys)
 }
 
 /// Checks a discovery answer: its `issuer` must be ours exactly, and its `jwks_uri` an
@@ -373,6 +374,7 @@ mod tests {
             cooldown_s: 30,
             stale_max_s: 3600,
             max_body_bytes: 1 << 20,
+            max_keys: 64,
         }
     }
 
@@ -466,7 +468,7 @@ mod tests {
         ));
         assert!(matches!(local.state(1000, &f), KeyState::Loading));
 
-        local.adopt(record(0));
+        local.adopt(record(0), 64);
         assert!(matches!(local.state(10, &f), KeyState::Ready { .. }));
         // Stale keys keep serving through failures, up to cache + stale_max.
         let end = (600 + 3600) * 1000;
@@ -481,7 +483,7 @@ mod tests {
     fn refetch_is_allowed_while_a_fetch_is_in_flight_or_after_the_cooldown() {
         let f = fetch();
         let mut local = LocalKeys::default();
-        local.adopt(record(0));
+        local.adopt(record(0), 64);
         let allowed = |l: &LocalKeys, now| {
             matches!(
                 l.state(now, &f),

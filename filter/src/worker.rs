@@ -658,7 +658,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                         let (fetch, keys) =
                             remote.slots.succeeded(self.host.shared(), number, record);
                         remote.local.fetch = fetch;
-                        remote.local.adopt(keys);
+                        remote.local.adopt(keys, remote.fetch.max_keys);
                     }
                     self.host.count(Metric::FetchOk, 1);
                     self.resume_waiting(None);
@@ -699,7 +699,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         remote.local.fetch = record;
         match remote.slots.keys(self.host.shared()) {
             Some(keys) if newer && ours.is_none_or(|v| v < keys.fetched_at_ms) => {
-                remote.local.adopt(keys);
+                remote.local.adopt(keys, remote.fetch.max_keys);
                 true
             }
             _ => false,
