@@ -219,6 +219,23 @@ impl LocalKeys {
         self.record = Some(record);
     }
 
+    /// Adopts the record of a fetch this worker just made, whose JWKS (`fetched`) it parsed
+    /// into `set` when it accepted it: parsing a large set again would double the cost of
+    /// the callback. A record that holds another JWKS is parsed as `adopt` does.
+    pub fn adopt_fetched(
+        &mut self,
+        record: KeysRecord,
+        fetched: &[u8],
+        set: KeySet,
+        max_keys: usize,
+    ) {
+        if record.jwks.as_bytes() != fetched {
+            return self.adopt(record, max_keys);
+        }
+        self.set = Some(set);
+        self.record = Some(record);
+    }
+
     /// The state the authenticator sees. An unknown `kid` may wait for a fetch while one
     /// is in flight (it may bring the key) or when the cooldown allows a new one.
     pub fn state(&self, now_ms: u64, fetch: &Fetch) -> KeyState<'_> {
@@ -389,6 +406,29 @@ mod tests {
             jwks_uri: None,
             discovered_at_ms: 0,
         }
+    }
+
+    #[test]
+    fn a_fetched_set_is_adopted_as_parsed_and_another_record_is_parsed() {
+        let parsed = |text: &str| KeySet::parse(text.as_bytes(), Origin::Remote).unwrap().set;
+        let kids = |l: &LocalKeys| {
+            l.set
+                .as_ref()
+                .map(|s| s.keys().iter().map(|k| k.kid.clone()).collect::<Vec<_>>())
+        };
+        // The record holds the fetched JWKS: the given set is kept as it is.
+        let mut local = LocalKeys::default();
+        local.adopt_fetched(record(0), jwks().as_bytes(), parsed(&jwks()), 64);
+        assert_eq!(kids(&local), Some(vec![Some("a".to_string())]));
+        assert_eq!(local.record, Some(record(0)));
+        // Another worker's JWKS won the race: the record's own keys, parsed with the limit.
+        let other = json!({"keys": [public_jwk("rsa-b", "b")]}).to_string();
+        let mut local = LocalKeys::default();
+        local.adopt_fetched(record(0), other.as_bytes(), parsed(&other), 64);
+        assert_eq!(kids(&local), Some(vec![Some("a".to_string())]));
+        let mut local = LocalKeys::default();
+        local.adopt_fetched(record(0), other.as_bytes(), parsed(&other), 0);
+        assert!(local.set.is_none());
     }
 
     #[test]

@@ -658,7 +658,8 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                         let (fetch, keys) =
                             remote.slots.succeeded(self.host.shared(), number, record);
                         remote.local.fetch = fetch;
-                        remote.local.adopt(keys, remote.fetch.max_keys);
+                        let max_keys = remote.fetch.max_keys;
+                        remote.local.adopt_fetched(keys, body, loaded.set, max_keys);
                     }
                     self.host.count(Metric::FetchOk, 1);
                     self.resume_waiting(None);

@@ -794,7 +794,7 @@ fn handwritten() -> Vec<Case> {
             "auth0": {"claim_to_headers": [{"claim": "sub", "header": "x-user"}]},
             "other": {"issuer": "o", "audiences": ["a"], "remote_jwks": {"cluster": "c", "uri": "http://o.test/k"}, "claim_to_headers": [{"claim": "sub", "header": "X-User"}]}
         }}))),
-        case("remote_jwks max_keys", provider(json!({"remote_jwks": {"max_keys": 1024}}))),
+        case("remote_jwks max_keys", provider(json!({"remote_jwks": {"max_keys": 256}}))),
         case("discovery max_keys", provider(json!({"remote_jwks": null, "discovery": {"cluster": "c", "max_keys": 1}}))),
         case("prefix with a tab", source(json!({"header": "x-t", "prefix": "Token\t"}))),
         case("prefix of 65 characters", source(json!({"header": "x-t", "prefix": "x".repeat(65)}))),

@@ -302,11 +302,11 @@ fn errors_name_the_json_path() {
         ),
         (
             Box::new(|v| v["providers"]["auth0"]["remote_jwks"]["max_keys"] = json!(0)),
-            "providers.auth0.remote_jwks.max_keys: must be between 1 and 1024",
+            "providers.auth0.remote_jwks.max_keys: must be between 1 and 256",
         ),
         (
-            Box::new(|v| v["providers"]["auth0"]["remote_jwks"]["max_keys"] = json!(1025)),
-            "providers.auth0.remote_jwks.max_keys: must be between 1 and 1024",
+            Box::new(|v| v["providers"]["auth0"]["remote_jwks"]["max_keys"] = json!(257)),
+            "providers.auth0.remote_jwks.max_keys: must be between 1 and 256",
         ),
         (
             Box::new(|v| v["providers"]["auth0"]["remote_jwks"]["max_key"] = json!(10)),
