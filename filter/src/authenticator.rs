@@ -105,6 +105,14 @@ pub struct Authenticator<V> {
     pub needs_route_name: bool,
     /// Whether some provider reads tokens from a form body.
     reads_bodies: bool,
+    /// The lengths of the identity headers' names, as bits (bit 63: 63 bytes or more), so
+    /// that most request headers are passed over without comparing a byte (`is_identity`).
+    identity_lengths: u64,
+}
+
+/// Bit of `Authenticator::identity_lengths` for a name of `len` bytes.
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 impl<V: SignatureVerifier> Authenticator<V> {
@@ -160,6 +168,10 @@ impl<V: SignatureVerifier> Authenticator<V> {
             must_decode.push("dpop".to_string());
         }
         let needs_route_name = config.rules.iter().any(|r| !r.matcher.routes.is_empty());
+        let identity_lengths = config
+            .identity_headers
+            .iter()
+            .fold(0, |bits, h| bits | length_bit(h.len()));
         must_decode.sort();
         must_decode.dedup();
         Authenticator {
@@ -168,6 +180,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             must_decode,
             needs_route_name,
             reads_bodies,
+            identity_lengths,
         }
     }
 
@@ -344,7 +357,8 @@ impl<V: SignatureVerifier> Authenticator<V> {
     /// filter's own spelling, or one that folds into it (`X_User_Id` for `x-user-id`).
     /// Pseudo-headers are the host's, never an identity.
     fn is_identity(&self, name: &str) -> bool {
-        !name.starts_with(':')
+        self.identity_lengths & length_bit(name.len()) != 0
+            && !name.starts_with(':')
             && self
                 .config
                 .identity_headers
@@ -357,7 +371,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
     /// headers; nothing is allocated when none is there.
     fn spoofed_identity(&self, req: &Request) -> Vec<String> {
         let mut found: Vec<String> = Vec::new();
-        if self.config.identity_headers.is_empty() {
+        if self.identity_lengths == 0 {
             return found;
         }
         let names = req

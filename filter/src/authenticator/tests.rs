@@ -1105,6 +1105,26 @@ fn identity_headers_are_stripped_in_every_spelling_an_upstream_folds() {
 }
 
 #[test]
+fn long_identity_names_are_compared_too() {
+    // Names of 63 bytes and more share one length bit: they are compared in full.
+    let long = format!("x-{}", "a".repeat(68));
+    let mut cfg = config();
+    cfg["providers"]["auth0"]["forward_payload_header"] = json!(long);
+    let a = authenticator(&cfg);
+    let folded = long.replace('-', "_");
+    let other = format!("x_{}", "a".repeat(61));
+    let d = a.decide(
+        &get(
+            "/api/public",
+            &[(&folded, "e30"), (&other, "kept"), (&long, "e30")],
+        ),
+        NOW,
+        &remote_keys(),
+    );
+    assert_eq!(changes(&d).remove, vec![folded, long]);
+}
+
+#[test]
 fn an_identity_spelling_whose_value_is_not_utf8_is_refused_like_the_header_itself() {
     let a = authenticator(&config());
     for name in [&b"X-User-Id"[..], b"X_User_Id", b"x.user.id"] {
