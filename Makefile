@@ -107,7 +107,7 @@ run: build harness-bin envoy
 # Left out: bytes.json (Envoy refuses a key server's non-UTF-8 headers itself), policies.json
 # (its host without a route name; Envoy always has one).
 DIFFERENTIAL_SCENARIOS := $(addprefix tests/scenarios/,quickstart.json routes.json tokens.json \
-  forwarding.json report.json token-rules.json discovery.json dpop.json form-body.json \
+  forwarding.json report.json agreement-identity.json token-rules.json discovery.json dpop.json form-body.json \
   algorithms.json config.json payloads.json keys.json more-keys.json key-files.json \
   lifetimes.json metrics.json migration.json host-modes.json agreement-credentials.json \
   authorities.json)

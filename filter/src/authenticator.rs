@@ -4,7 +4,9 @@
 
 use crate::authz::{ClaimCheck, ProviderRequirement, Requirement};
 use crate::binding::{self, Connection, NoCertificate};
-use crate::config::{Config, CorsPreflight, Mode, Provider, ProviderId, Unmatched};
+use crate::config::{
+    Config, CorsPreflight, Mode, Provider, ProviderId, Unmatched, same_upstream_name,
+};
 use crate::dpop::{DpopMode, ProofUse};
 use crate::extract::{self, TokenSource};
 use crate::jwks::KeySet;
@@ -105,6 +107,14 @@ pub struct Authenticator<V> {
     reads_bodies: bool,
     /// The headers some provider reads with an authentication scheme (`authorization`).
     scheme_headers: Vec<String>,
+    /// The lengths of the identity headers' names, as bits (bit 63: 63 bytes or more), so
+    /// that most request headers are passed over without comparing a byte (`is_identity`).
+    identity_lengths: u64,
+}
+
+/// Bit of `Authenticator::identity_lengths` for a name of `len` bytes.
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 impl<V: SignatureVerifier> Authenticator<V> {
@@ -178,6 +188,10 @@ impl<V: SignatureVerifier> Authenticator<V> {
             .collect();
         scheme_headers.sort();
         scheme_headers.dedup();
+        let identity_lengths = config
+            .identity_headers
+            .iter()
+            .fold(0, |bits, h| bits | length_bit(h.len()));
         must_decode.sort();
         must_decode.dedup();
         Authenticator {
@@ -187,6 +201,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             needs_route_name,
             reads_bodies,
             scheme_headers,
+            identity_lengths,
         }
     }
 
@@ -249,7 +264,11 @@ impl<V: SignatureVerifier> Authenticator<V> {
         now: u64,
         keys: &dyn KeyStore,
     ) -> Decision {
-        if req.undecodable.iter().any(|h| self.must_decode.contains(h)) {
+        if req
+            .undecodable
+            .iter()
+            .any(|h| self.must_decode.contains(h) || self.is_identity(h))
+        {
             return self.refused(req, Failure::InvalidRequest(UNDECODABLE.into()), None, None);
         }
         if let Some(m) = &self.config.resource_metadata
@@ -407,18 +426,46 @@ impl<V: SignatureVerifier> Authenticator<V> {
         }
     }
 
-    /// Header changes for a request that goes upstream: identity headers are always
-    /// stripped first; verified tokens add theirs and are removed unless forwarded.
-    fn changes(&self, req: &Request, verified: &[Passed]) -> HeaderChanges {
-        // Only headers the request carries need removing (each removal is a host call).
-        let mut changes = HeaderChanges {
-            remove: self
+    /// Whether header `name` (lower-case) is an identity header to some upstream: the
+    /// filter's own spelling, or one that folds into it (`X_User_Id` for `x-user-id`).
+    /// Pseudo-headers are the host's, never an identity.
+    fn is_identity(&self, name: &str) -> bool {
+        self.identity_lengths & length_bit(name.len()) != 0
+            && !name.starts_with(':')
+            && self
                 .config
                 .identity_headers
                 .iter()
-                .filter(|h| req.has_header(h))
-                .cloned()
-                .collect(),
+                .any(|id| same_upstream_name(id, name))
+    }
+
+    /// The identity headers the request carries, by the names it carries them under (the
+    /// host removes a header by its exact name), each once. One pass over the request's
+    /// headers; nothing is allocated when none is there.
+    fn spoofed_identity(&self, req: &Request) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        if self.identity_lengths == 0 {
+            return found;
+        }
+        let names = req
+            .headers()
+            .map(|(name, _)| name)
+            .chain(req.undecodable.iter().map(String::as_str));
+        for name in names {
+            if self.is_identity(name) && !found.iter().any(|f| f == name) {
+                found.push(name.to_string());
+            }
+        }
+        found
+    }
+
+    /// Header changes for a request that goes upstream: identity headers are always
+    /// stripped first, in every spelling; verified tokens add theirs and are removed
+    /// unless forwarded.
+    fn changes(&self, req: &Request, verified: &[Passed]) -> HeaderChanges {
+        // Only headers the request carries need removing (each removal is a host call).
+        let mut changes = HeaderChanges {
+            remove: self.spoofed_identity(req),
             ..HeaderChanges::default()
         };
         for v in verified {
@@ -456,9 +503,17 @@ impl<V: SignatureVerifier> Authenticator<V> {
 /// Most bytes of a claim written into a header.
 const MAX_HEADER_VALUE: usize = 4096;
 
-/// A claim as a header (or property) value: strings as they are, numbers and booleans printed, arrays
-/// of those joined with `,`. Objects, and values with control characters or too long,
-/// are not written.
+/// A claim as a header (or property) value: strings as they are, numbers and booleans
+/// printed, arrays of those joined with `,`. Objects, and values with control characters
+/// or too long, are not written.
+///
+/// An array is written only when the joined list reads back as the same elements in every
+/// list parser (RFC 9110 section 5.6.1 trims whitespace around elements and drops empty
+/// ones; some parsers honour quoted strings): each element is non-empty, has no `,` and no
+/// `"`, and neither starts nor ends with whitespace. Otherwise `["user", "admin,root"]`
+/// and `["user", "admin", "root"]` would both arrive as `user,admin,root`, and `["a", ""]`
+/// as `["a"]`; such an array is not written at all (the header is absent upstream, as for
+/// a missing claim). A string claim is written as it is, commas included.
 fn header_value(claim: &Value) -> Option<String> {
     let scalar = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
@@ -466,10 +521,18 @@ fn header_value(claim: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     };
+    let list_element = |v: &Value| {
+        scalar(v).filter(|e| {
+            !e.is_empty()
+                && !e.contains([',', '"'])
+                && !e.starts_with(char::is_whitespace)
+                && !e.ends_with(char::is_whitespace)
+        })
+    };
     let value = match claim {
         Value::Array(items) => items
             .iter()
-            .map(scalar)
+            .map(list_element)
             .collect::<Option<Vec<_>>>()?
             .join(","),
         other => scalar(other)?,

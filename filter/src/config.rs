@@ -12,7 +12,7 @@ use crate::claims::{ClaimRules, Issuers, normalize_typ};
 use crate::dpop::{self, DpopMode, DpopPolicy};
 use crate::extract::TokenSource;
 use crate::json;
-use crate::jwks::{KeySet, Origin};
+use crate::jwks::{self, KeySet, Origin};
 use crate::path::{self, PathParameters};
 use crate::rules::{HostPattern, Matcher, PathMatch, Rule};
 use crate::template::Template;
@@ -44,8 +44,9 @@ pub struct Config {
     /// Providers in name order; requirements refer to them by index.
     pub providers: Vec<Provider>,
     pub rules: Vec<Rule>,
-    /// Every header the filter writes on success; removed from every incoming request so
-    /// that no client can forge them.
+    /// Every header the filter writes on success (lower-case); removed from every incoming
+    /// request, in every spelling an upstream reads as the same name (`same_upstream_name`),
+    /// so that no client can forge them.
     pub identity_headers: Vec<String>,
 }
 
@@ -95,6 +96,9 @@ pub struct Fetch {
     pub cooldown_s: u64,
     pub stale_max_s: u64,
     pub max_body_bytes: usize,
+    /// Most keys a fetched set may hold (`jwks::MAX_KEYS` by default, at most
+    /// `jwks::MAX_KEYS_BOUND`); a larger set is refused whole and the last good one serves.
+    pub max_keys: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -549,9 +553,24 @@ fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
         let [claim, header] = &node.fields(&["claim", "header"])?;
         let name = identity_header(&header.req::<String>()?, &header.path())?;
         // Two values for one header: which one a later filter reads would depend on it.
-        if headers.iter().any(|(_, h)| *h == name) || forward_payload_header.as_ref() == Some(&name)
-        {
-            return err(header.path(), format!("'{name}' is written twice"));
+        // Two spellings an upstream folds into one name (`x-user`, `x_user`) are one header.
+        let earlier = forward_payload_header
+            .iter()
+            .chain(headers.iter().map(|(_, h)| h))
+            .find(|h| same_upstream_name(h, &name));
+        match earlier {
+            Some(h) if *h == name => {
+                return err(header.path(), format!("'{name}' is written twice"));
+            }
+            Some(h) => {
+                return err(
+                    header.path(),
+                    format!(
+                        "'{name}' is written twice (as '{h}': upstreams read both as one name)"
+                    ),
+                );
+            }
+            None => {}
         }
         headers.push((claim.req()?, name));
     }
@@ -813,6 +832,7 @@ fn compile_fetch(
         cooldown_s,
         stale_max_s,
         max_body_bytes,
+        max_keys,
         headers,
         metadata_uri,
         jwks_cluster,
@@ -824,6 +844,7 @@ fn compile_fetch(
         "cooldown_s",
         "stale_max_s",
         "max_body_bytes",
+        "max_keys",
         "headers",
         "metadata_uri",
         "jwks_cluster",
@@ -930,6 +951,7 @@ fn compile_fetch(
         cooldown_s: cooldown_s.within(30, 0, 3_600)?,
         stale_max_s: stale_max_s.within(86_400, 0, 7 * 86_400)?,
         max_body_bytes: max_body_bytes.within(1 << 20, 1_024, 16 << 20)?,
+        max_keys: max_keys.within(jwks::MAX_KEYS, 1, jwks::MAX_KEYS_BOUND)?,
     };
     // Discovery only (refused above in remote_jwks): the cluster for the jwks_uri it finds.
     if let Some(name) = jwks_cluster.get::<String>()? {
@@ -1030,13 +1052,15 @@ fn identity_header(name: &str, path: &str) -> Result<String, ConfigError> {
     if lower.is_empty() || !lower.bytes().all(is_tchar) {
         return err(path, "must be a valid header name");
     }
-    if RESERVED.contains(&lower.as_str()) {
+    if RESERVED.iter().any(|r| same_upstream_name(r, &lower)) {
         return err(path, format!("'{lower}' cannot carry identity"));
     }
     Ok(lower)
 }
 
-/// All identity headers, which must not collide with a header carrying a token.
+/// All identity headers, which must not collide with a header carrying a token, nor with
+/// another provider's spelling of the same name (as upstreams fold names:
+/// `same_upstream_name`).
 fn identity_headers(providers: &[Provider]) -> Result<Vec<String>, ConfigError> {
     let mut headers: Vec<String> = Vec::new();
     for p in providers {
@@ -1045,22 +1069,51 @@ fn identity_headers(providers: &[Provider]) -> Result<Vec<String>, ConfigError> 
             .iter()
             .chain(p.claim_to_headers.iter().map(|(_, h)| h));
         for h in written {
-            let carries_token = providers
-                .iter()
-                .flat_map(|q| &q.token_sources)
-                .any(|s| matches!(s, TokenSource::Header { name, .. } if name == h));
+            let carries_token = providers.iter().flat_map(|q| &q.token_sources).any(
+                |s| matches!(s, TokenSource::Header { name, .. } if same_upstream_name(name, h)),
+            );
             if carries_token {
                 return err(
                     format!("providers.{}", p.name),
                     format!("header '{h}' both carries tokens and identity"),
                 );
             }
-            if !headers.contains(h) {
-                headers.push(h.clone());
+            match headers.iter().find(|known| same_upstream_name(known, h)) {
+                None => headers.push(h.clone()),
+                Some(known) if known == h => {}
+                Some(known) => {
+                    return err(
+                        format!("providers.{}", p.name),
+                        format!(
+                            "header '{h}' is spelled '{known}' by another provider (upstreams read both as one name)"
+                        ),
+                    );
+                }
             }
         }
     }
     Ok(headers)
+}
+
+/// A header name's byte as some upstream reads it: ASCII letters without case, and every
+/// other ASCII byte (`-`, `_`, `.`, ...) as `-`. CGI and WSGI servers, Rack and PHP turn
+/// `X-User-Id` and `X_User_Id` into one variable `HTTP_X_USER_ID`; Apache 2.2 and PHP's
+/// variable names also turn `.` (and every other symbol) into `_`. Bytes above ASCII are
+/// left as they are (no stack folds them, and no identity header has them).
+pub fn upstream_name_byte(b: u8) -> u8 {
+    if b.is_ascii_alphanumeric() || !b.is_ascii() {
+        b.to_ascii_lowercase()
+    } else {
+        b'-'
+    }
+}
+
+/// Whether two header names are one name to some upstream (`upstream_name_byte`).
+pub fn same_upstream_name(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| upstream_name_byte(x) == upstream_name_byte(y))
 }
 
 fn compile_match(node: &Node) -> Result<Matcher, ConfigError> {

@@ -4,7 +4,9 @@
 //!
 //! What is checked: `typ` is `dpop+jwt`; `alg` is one the provider allows for proofs (never
 //! HMAC or `none`); the `jwk` header is an asymmetric public key that fits `alg` and signed
-//! the proof; `iat` is within `[now - iat_offset_s, now + iat_leeway_s]`; `htm` is the
+//! the proof; `iat` is within `[now - iat_offset_s, now + iat_leeway_s]`; `exp` and `nbf`,
+//! when present, are numbers and hold at `now` with the same `iat_leeway_s` of clock skew
+//! (as a token's: `now < exp + leeway`, `nbf <= now + leeway`); `htm` is the
 //! request's method (exactly; a method override that names another method fails it); `htu`
 //! is the request's URI without query and fragment, both normalised (`normalize_uri`; both
 //! authorities read by `authority.rs`);
@@ -144,6 +146,10 @@ pub enum ProofError {
     Claims,
     IatMissing,
     IatOutside,
+    /// `exp` or `nbf` is there but not a number.
+    TimeNotNumber(&'static str),
+    Expired,
+    NotYetValid,
     HtmMissing,
     HtmMismatch,
     HtuMissing,
@@ -167,6 +173,9 @@ impl ProofError {
             ProofError::Claims => "Invalid DPoP proof claims",
             ProofError::IatMissing => "Missing 'iat' claim in DPoP proof",
             ProofError::IatOutside => "DPoP proof 'iat' is outside the acceptable range",
+            ProofError::TimeNotNumber(why) => why,
+            ProofError::Expired => "DPoP proof 'exp' claim timestamp check failed",
+            ProofError::NotYetValid => "DPoP proof 'nbf' claim timestamp check failed",
             ProofError::HtmMissing => "Missing 'htm' in DPoP proof",
             ProofError::HtmMismatch => "DPoP Proof htm mismatch",
             ProofError::HtuMissing => "Missing 'htu' in DPoP proof",
@@ -221,6 +230,26 @@ pub fn check<V: SignatureVerifier>(
     let now_f = now as f64;
     if iat < now_f - policy.iat_offset_s as f64 || iat > now_f + policy.iat_leeway_s as f64 {
         return Err(ProofError::IatOutside);
+    }
+    // `exp` and `nbf` are optional in a proof (RFC 9449 names neither) but, when there, are
+    // RFC 7519's: a proof past its `exp` is refused, whatever its `iat` says.
+    let skew = policy.iat_leeway_s as f64;
+    let time = |name: &str, not_number: &'static str| match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .map(Some)
+            .ok_or(ProofError::TimeNotNumber(not_number)),
+        Some(_) => Err(ProofError::TimeNotNumber(not_number)),
+    };
+    if time("exp", "DPoP proof 'exp' claim must be a number")?
+        .is_some_and(|exp| now_f >= exp + skew)
+    {
+        return Err(ProofError::Expired);
+    }
+    if time("nbf", "DPoP proof 'nbf' claim must be a number")?.is_some_and(|nbf| nbf > now_f + skew)
+    {
+        return Err(ProofError::NotYetValid);
     }
     let htm = claims
         .get("htm")

@@ -12,8 +12,16 @@ use crate::spki;
 use serde_json::{Map, Value};
 use std::rc::Rc;
 
-/// Most keys accepted in one set; real issuers publish a handful.
+/// Most keys accepted in one set unless the provider's `max_keys` says otherwise: real
+/// issuers publish a handful (two or three during a rotation).
 pub const MAX_KEYS: usize = 64;
+/// The highest `max_keys` a provider may configure. Every VM checks every key of a set it
+/// adopts, in one callback: measured in the harness's wasm VM, an RSA-2048 key costs at
+/// most 5 million instructions, a P-256 key at most 12 million (`ring` checks the point
+/// with a key agreement), so 256 of them stay under the 5 billion the harness allows one
+/// callback. (A P-384 key costs about 85 million: sets of P-384 keys should stay under 50,
+/// whatever the limit.)
+pub const MAX_KEYS_BOUND: usize = 256;
 /// Longest `kid` kept; longer ones are dropped (no issuer needs them; attackers like them).
 pub const MAX_KID_BYTES: usize = 256;
 const RSA_MIN_BITS: usize = 2048;
@@ -85,24 +93,45 @@ pub struct Loaded {
 impl KeySet {
     /// Parses a JWKS document. Unusable keys are dropped with a reason; a document that is
     /// not a JWKS, mixes symmetric and asymmetric keys, or keeps no usable key is an error.
+    /// At most `MAX_KEYS` entries (`parse_limited` for another bound).
     pub fn parse(bytes: &[u8], origin: Origin) -> Result<Loaded, String> {
-        let doc = json::parse_object(bytes)?;
-        Self::from_object(&doc, origin)
+        Self::parse_limited(bytes, origin, MAX_KEYS)
     }
 
+    /// Parses a JWKS document of at most `max_keys` entries: a larger one is refused whole
+    /// (the error gives the count, never a key).
+    pub fn parse_limited(bytes: &[u8], origin: Origin, max_keys: usize) -> Result<Loaded, String> {
+        let doc = json::parse_object(bytes)?;
+        Self::from_object_limited(&doc, origin, max_keys)
+    }
+
+    /// At most `MAX_KEYS` entries.
     pub fn from_object(doc: &Map<String, Value>, origin: Origin) -> Result<Loaded, String> {
+        Self::from_object_limited(doc, origin, MAX_KEYS)
+    }
+
+    pub fn from_object_limited(
+        doc: &Map<String, Value>,
+        origin: Origin,
+        max_keys: usize,
+    ) -> Result<Loaded, String> {
         let Some(Value::Array(entries)) = doc.get("keys") else {
             return Err("'keys' must be an array".into());
         };
-        if entries.len() > MAX_KEYS {
-            return Err(format!("more than {MAX_KEYS} keys"));
+        if entries.len() > max_keys {
+            return Err(format!(
+                "key set has {} keys, over the limit of {max_keys}",
+                entries.len()
+            ));
         }
         // A `kid` that names two entries (even if one of them is unusable) names no key:
-        // which one the issuer meant is anyone's guess.
+        // which one the issuer meant is anyone's guess. The kids are read once, so that a
+        // large set costs string comparisons, not a member lookup per pair.
         fn kid_of(entry: &Value) -> Option<&str> {
             entry.get("kid").and_then(Value::as_str)
         }
-        let duplicated = |kid: &str| entries.iter().filter(|e| kid_of(e) == Some(kid)).count() > 1;
+        let kids: Vec<&str> = entries.iter().filter_map(kid_of).collect();
+        let duplicated = |kid: &str| kids.iter().filter(|k| **k == kid).nth(1).is_some();
         let (mut keys, mut dropped) = (Vec::new(), Vec::new());
         for (i, entry) in entries.iter().enumerate() {
             match parse_key(entry, origin) {
@@ -778,6 +807,47 @@ mod tests {
             assert!(KeySet::parse(doc, Origin::Remote).is_err());
         }
         let many = json!({"keys": vec![rsa(json!({})); MAX_KEYS + 1]});
-        assert!(KeySet::parse(many.to_string().as_bytes(), Origin::Remote).is_err());
+        assert_eq!(
+            KeySet::parse(many.to_string().as_bytes(), Origin::Remote).err(),
+            Some("key set has 65 keys, over the limit of 64".into())
+        );
+    }
+
+    #[test]
+    fn the_key_limit_is_the_callers_and_refuses_the_whole_set() {
+        let keys: Vec<Value> = (0..5)
+            .map(|i| rsa(json!({ "kid": format!("k{i}") })))
+            .collect();
+        let doc = json!({ "keys": keys }).to_string();
+        let at = |max| KeySet::parse_limited(doc.as_bytes(), Origin::Remote, max);
+        assert_eq!(at(5).map(|l| l.set.keys().len()).ok(), Some(5));
+        assert_eq!(
+            at(4).err(),
+            Some("key set has 5 keys, over the limit of 4".into())
+        );
+        // Above the default, within the bound.
+        let big: Vec<Value> = (0..MAX_KEYS + 1)
+            .map(|i| rsa(json!({ "kid": format!("k{i}") })))
+            .collect();
+        let big = json!({ "keys": big }).to_string();
+        let loaded = KeySet::parse_limited(big.as_bytes(), Origin::Remote, MAX_KEYS_BOUND);
+        assert_eq!(loaded.map(|l| l.set.keys().len()).ok(), Some(MAX_KEYS + 1));
+    }
+
+    #[test]
+    fn a_duplicated_kid_drops_every_key_that_carries_it() {
+        let doc = json!({"keys": [
+            rsa(json!({"kid": "b"})), rsa(json!({"kid": "a"})),
+            rsa(json!({"kid": "b"})), rsa(json!({"kid": "c"})), rsa(json!({}))]});
+        let loaded = KeySet::parse(doc.to_string().as_bytes(), Origin::Remote).unwrap();
+        let kids: Vec<_> = loaded.set.keys().iter().map(|k| k.kid.clone()).collect();
+        assert_eq!(kids, [Some("a".into()), Some("c".into()), None]);
+        assert_eq!(
+            loaded.dropped,
+            [
+                "key 0: 'kid' is shared with another key",
+                "key 2: 'kid' is shared with another key"
+            ]
+        );
     }
 }

@@ -208,13 +208,31 @@ pub struct LocalKeys {
 
 impl LocalKeys {
     /// Adopts a newer keys record (parsing its JWKS once).
-    pub fn adopt(&mut self, record: KeysRecord) {
+    /// `max_keys`: the provider's limit, which `accept_jwks` applied to the record already.
+    pub fn adopt(&mut self, record: KeysRecord, max_keys: usize) {
         if self.record.as_ref() == Some(&record) {
             return;
         }
-        self.set = KeySet::parse(record.jwks.as_bytes(), Origin::Remote)
+        self.set = KeySet::parse_limited(record.jwks.as_bytes(), Origin::Remote, max_keys)
             .ok()
             .map(|l| l.set);
+        self.record = Some(record);
+    }
+
+    /// Adopts the record of a fetch this worker just made, whose JWKS (`fetched`) it parsed
+    /// into `set` when it accepted it: parsing a large set again would double the cost of
+    /// the callback. A record that holds another JWKS is parsed as `adopt` does.
+    pub fn adopt_fetched(
+        &mut self,
+        record: KeysRecord,
+        fetched: &[u8],
+        set: KeySet,
+        max_keys: usize,
+    ) {
+        if record.jwks.as_bytes() != fetched {
+            return self.adopt(record, max_keys);
+        }
+        self.set = Some(set);
         self.record = Some(record);
     }
 
@@ -247,7 +265,7 @@ impl LocalKeys {
 /// Checks a JWKS answer: a 200 with a body within bounds holding at least one usable key.
 pub fn accept_jwks(status: Option<u16>, body: &[u8], fetch: &Fetch) -> Result<Loaded, String> {
     accept_status(status, body, fetch)?;
-    KeySet::parse(body, Origin::Remote)
+    KeySet::parse_limited(body, Origin::Remote, fetch.max_keys)
 }
 
 /// Checks a discovery answer: its `issuer` must be ours exactly, and its `jwks_uri` an
@@ -373,6 +391,7 @@ mod tests {
             cooldown_s: 30,
             stale_max_s: 3600,
             max_body_bytes: 1 << 20,
+            max_keys: 64,
         }
     }
 
@@ -387,6 +406,29 @@ mod tests {
             jwks_uri: None,
             discovered_at_ms: 0,
         }
+    }
+
+    #[test]
+    fn a_fetched_set_is_adopted_as_parsed_and_another_record_is_parsed() {
+        let parsed = |text: &str| KeySet::parse(text.as_bytes(), Origin::Remote).unwrap().set;
+        let kids = |l: &LocalKeys| {
+            l.set
+                .as_ref()
+                .map(|s| s.keys().iter().map(|k| k.kid.clone()).collect::<Vec<_>>())
+        };
+        // The record holds the fetched JWKS: the given set is kept as it is.
+        let mut local = LocalKeys::default();
+        local.adopt_fetched(record(0), jwks().as_bytes(), parsed(&jwks()), 64);
+        assert_eq!(kids(&local), Some(vec![Some("a".to_string())]));
+        assert_eq!(local.record, Some(record(0)));
+        // Another worker's JWKS won the race: the record's own keys, parsed with the limit.
+        let other = json!({"keys": [public_jwk("rsa-b", "b")]}).to_string();
+        let mut local = LocalKeys::default();
+        local.adopt_fetched(record(0), other.as_bytes(), parsed(&other), 64);
+        assert_eq!(kids(&local), Some(vec![Some("a".to_string())]));
+        let mut local = LocalKeys::default();
+        local.adopt_fetched(record(0), other.as_bytes(), parsed(&other), 0);
+        assert!(local.set.is_none());
     }
 
     #[test]
@@ -466,7 +508,7 @@ mod tests {
         ));
         assert!(matches!(local.state(1000, &f), KeyState::Loading));
 
-        local.adopt(record(0));
+        local.adopt(record(0), 64);
         assert!(matches!(local.state(10, &f), KeyState::Ready { .. }));
         // Stale keys keep serving through failures, up to cache + stale_max.
         let end = (600 + 3600) * 1000;
@@ -481,7 +523,7 @@ mod tests {
     fn refetch_is_allowed_while_a_fetch_is_in_flight_or_after_the_cooldown() {
         let f = fetch();
         let mut local = LocalKeys::default();
-        local.adopt(record(0));
+        local.adopt(record(0), 64);
         let allowed = |l: &LocalKeys, now| {
             matches!(
                 l.state(now, &f),

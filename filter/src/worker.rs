@@ -658,7 +658,8 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                         let (fetch, keys) =
                             remote.slots.succeeded(self.host.shared(), number, record);
                         remote.local.fetch = fetch;
-                        remote.local.adopt(keys);
+                        let max_keys = remote.fetch.max_keys;
+                        remote.local.adopt_fetched(keys, body, loaded.set, max_keys);
                     }
                     self.host.count(Metric::FetchOk, 1);
                     self.resume_waiting(None);
@@ -699,7 +700,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         remote.local.fetch = record;
         match remote.slots.keys(self.host.shared()) {
             Some(keys) if newer && ours.is_none_or(|v| v < keys.fetched_at_ms) => {
-                remote.local.adopt(keys);
+                remote.local.adopt(keys, remote.fetch.max_keys);
                 true
             }
             _ => false,

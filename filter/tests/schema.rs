@@ -42,8 +42,13 @@ const DIFFERENCES: &[(&str, &str)] = &[
     (
         "identity header written twice",
         "one provider writes one header twice (two `claim_to_headers` entries, or one and \
-         `forward_payload_header`): JSON Schema cannot compare a field across array items, nor \
-         with a sibling field",
+         `forward_payload_header`, in spellings an upstream folds into one name): JSON Schema \
+         cannot compare a field across array items, nor with a sibling field",
+    ),
+    (
+        "identity header spelled two ways",
+        "two providers write one header in two spellings an upstream folds into one name \
+         (`x-user` and `x_user`): a cross-reference between providers",
     ),
     (
         "key material",
@@ -89,8 +94,10 @@ fn documented(e: &ConfigError) -> Option<&'static str> {
         "unknown provider"
     } else if m.contains("both carries tokens and identity") {
         "identity header that carries tokens"
-    } else if m.ends_with("is written twice") && e.path.contains(".claim_to_headers[") {
+    } else if m.contains("is written twice") && e.path.contains(".claim_to_headers[") {
         "identity header written twice"
+    } else if m.contains("by another provider (upstreams read both as one name)") {
+        "identity header spelled two ways"
     } else if in_local_jwks
         && (m.starts_with("unusable key")
             || m.starts_with("no usable key")
@@ -775,6 +782,20 @@ fn handwritten() -> Vec<Case> {
         case("identity header that carries tokens", provider(json!({"token_sources": [{"header": "x-user"}], "claim_to_headers": [{"claim": "sub", "header": "X-User"}]}))),
         case("one header from two claims", provider(json!({"claim_to_headers": [{"claim": "sub", "header": "x-user"}, {"claim": "email", "header": "X-User"}]}))),
         case("one header from a claim and the payload", provider(json!({"forward_payload_header": "x-payload", "claim_to_headers": [{"claim": "sub", "header": "x-payload"}]}))),
+        case("one header from two claims in two spellings", provider(json!({"claim_to_headers": [{"claim": "sub", "header": "x-user"}, {"claim": "email", "header": "X_User"}]}))),
+        case("a reserved header in another spelling", provider(json!({"claim_to_headers": [{"claim": "sub", "header": "Content_Type"}]}))),
+        case("a reserved header spelled with a dot", provider(json!({"forward_payload_header": "transfer.encoding"}))),
+        case("an identity header in the spelling of a token header", provider(json!({"token_sources": [{"header": "x-user"}], "claim_to_headers": [{"claim": "sub", "header": "x_user"}]}))),
+        case("two providers, one header in two spellings", q(json!({"providers": {
+            "auth0": {"claim_to_headers": [{"claim": "sub", "header": "x-user"}]},
+            "other": {"issuer": "o", "audiences": ["a"], "remote_jwks": {"cluster": "c", "uri": "http://o.test/k"}, "claim_to_headers": [{"claim": "sub", "header": "x.user"}]}
+        }}))),
+        case("two providers, one header in one spelling", q(json!({"providers": {
+            "auth0": {"claim_to_headers": [{"claim": "sub", "header": "x-user"}]},
+            "other": {"issuer": "o", "audiences": ["a"], "remote_jwks": {"cluster": "c", "uri": "http://o.test/k"}, "claim_to_headers": [{"claim": "sub", "header": "X-User"}]}
+        }}))),
+        case("remote_jwks max_keys", provider(json!({"remote_jwks": {"max_keys": 256}}))),
+        case("discovery max_keys", provider(json!({"remote_jwks": null, "discovery": {"cluster": "c", "max_keys": 1}}))),
         case("prefix with a tab", source(json!({"header": "x-t", "prefix": "Token\t"}))),
         case("prefix of 65 characters", source(json!({"header": "x-t", "prefix": "x".repeat(65)}))),
         case("prefix of 64 characters", source(json!({"header": "x-t", "prefix": "x".repeat(64)}))),

@@ -1020,10 +1020,132 @@ fn success_strips_spoofed_identity_and_adds_claims() {
         ("x-user-id", "root"),
     ];
     let d = a.decide(&get("/api/public", &spoofed), NOW, &remote_keys());
+    // In the order the request carries them.
     assert_eq!(
         changes(&d).remove,
-        vec!["x-jwt-payload", "x-user-id", "x-roles"]
+        vec!["x-roles", "x-jwt-payload", "x-user-id"]
     );
+}
+
+#[test]
+fn identity_headers_are_stripped_in_every_spelling_an_upstream_folds() {
+    let a = authenticator(&config());
+    let bearer = format!("Bearer {}", token(&claims()));
+    // Names arrive lower-cased (`Request`); `_`, `.` and other symbols fold into `-`.
+    let spoofed = [
+        ("x_user_id", "admin"),
+        ("x-user_id", "admin"),
+        ("x.user.id", "admin"),
+        ("x_user_id", "root"),
+        ("x_jwt_payload", "e30"),
+        ("x~roles", "admin"),
+        ("x-user-ids", "kept"),
+        ("xuserid", "kept"),
+        ("x-other", "kept"),
+    ];
+    let removed = vec![
+        "x_user_id",
+        "x-user_id",
+        "x.user.id",
+        "x_jwt_payload",
+        "x~roles",
+    ];
+    let mut headers = spoofed.to_vec();
+    headers.push(("authorization", &bearer));
+    for (path, headers) in [
+        ("/api/public", &spoofed[..]),
+        ("/api/private", &headers[..]),
+    ] {
+        let d = a.decide(&get(path, headers), NOW, &remote_keys());
+        let remove = &changes(&d).remove;
+        assert_eq!(remove[..removed.len()], removed[..], "{path}");
+        // What the filter writes is written after the removals, in its own spelling.
+        if path == "/api/private" {
+            assert!(
+                changes(&d)
+                    .set
+                    .contains(&("x-user-id".into(), "user-1".into()))
+            );
+        }
+    }
+    // Report mode, denied: the request goes on, stripped all the same.
+    let report = authenticator(&with(config(), json!({"mode": "report"})));
+    let d = report.decide(&get("/api/private", &spoofed), NOW, &remote_keys());
+    assert!(matches!(
+        &d,
+        Decision::Allow {
+            reported: Some(_),
+            ..
+        }
+    ));
+    assert_eq!(changes(&d).remove, removed);
+    // A CORS preflight passed unchecked strips them too.
+    let pass = authenticator(&with(config(), json!({"cors_preflight": "pass"})));
+    let mut preflight = spoofed.to_vec();
+    preflight.extend([
+        ("origin", "https://app.test"),
+        ("access-control-request-method", "GET"),
+    ]);
+    let d = pass.decide(
+        &Request::new("OPTIONS", "/api/private", &preflight),
+        NOW,
+        &remote_keys(),
+    );
+    assert_eq!(changes(&d).remove, removed);
+    // Without identity headers configured, nothing is removed.
+    let mut bare = config();
+    for p in ["claim_to_headers", "forward_payload_header"] {
+        bare["providers"]["auth0"]
+            .as_object_mut()
+            .unwrap()
+            .remove(p);
+    }
+    let d = authenticator(&bare).decide(&get("/api/public", &spoofed), NOW, &remote_keys());
+    assert!(changes(&d).remove.is_empty());
+}
+
+#[test]
+fn long_identity_names_are_compared_too() {
+    // Names of 63 bytes and more share one length bit: they are compared in full.
+    let long = format!("x-{}", "a".repeat(68));
+    let mut cfg = config();
+    cfg["providers"]["auth0"]["forward_payload_header"] = json!(long);
+    let a = authenticator(&cfg);
+    let folded = long.replace('-', "_");
+    let other = format!("x_{}", "a".repeat(61));
+    let d = a.decide(
+        &get(
+            "/api/public",
+            &[(&folded, "e30"), (&other, "kept"), (&long, "e30")],
+        ),
+        NOW,
+        &remote_keys(),
+    );
+    assert_eq!(changes(&d).remove, vec![folded, long]);
+}
+
+#[test]
+fn an_identity_spelling_whose_value_is_not_utf8_is_refused_like_the_header_itself() {
+    let a = authenticator(&config());
+    for name in [&b"X-User-Id"[..], b"X_User_Id", b"x.user.id"] {
+        let req = get_bytes("/api/public", &[(name, b"\xff")]);
+        assert_eq!(
+            verdict(&a.decide(&req, NOW, &remote_keys())),
+            (400, UNDECODABLE.to_string()),
+            "{}",
+            String::from_utf8_lossy(name)
+        );
+    }
+    // In report mode it goes on, without it.
+    let report = authenticator(&with(config(), json!({"mode": "report"})));
+    let req = get_bytes("/api/public", &[(b"X_User_Id", b"\xff")]);
+    assert_eq!(
+        changes(&report.decide(&req, NOW, &remote_keys())).remove,
+        vec!["x_user_id"]
+    );
+    // A header no upstream reads as an identity is ignored as before.
+    let req = get_bytes("/api/public", &[(b"X-User-Ids", b"\xff")]);
+    assert_eq!(verdict(&a.decide(&req, NOW, &remote_keys())).0, 200);
 }
 
 #[test]
@@ -1050,6 +1172,72 @@ fn forward_keeps_the_token_and_other_sources_are_cut_out() {
             .set
             .contains(&(":path".into(), "/multi/x?a=1".into()))
     );
+}
+
+#[test]
+fn arrays_are_written_only_when_their_list_reads_back_the_same() {
+    let roles = |v: Value| header_value(&v);
+    // Well-formed lists as before: elements joined with `,`.
+    assert_eq!(roles(json!(["admin", "ops"])).as_deref(), Some("admin,ops"));
+    assert_eq!(
+        roles(json!([1, true, "a b"])).as_deref(),
+        Some("1,true,a b")
+    );
+    assert_eq!(roles(json!([])).as_deref(), Some(""));
+    // Any element that a list parser would split, drop, trim or unquote: not written.
+    for ambiguous in [
+        json!(["user", "admin,root"]),
+        json!(["a", ""]),
+        json!([""]),
+        json!([" a"]),
+        json!(["a "]),
+        json!(["a\u{a0}"]),
+        json!(["\"a", "b\""]),
+        json!(["a", null]),
+        json!(["a", ["b"]]),
+    ] {
+        assert_eq!(roles(ambiguous.clone()), None, "{ambiguous}");
+    }
+    // A string claim is written as it is, commas included.
+    assert_eq!(roles(json!("Doe, John")).as_deref(), Some("Doe, John"));
+    // Through a decision: headers and properties alike.
+    let mut cfg = config();
+    cfg["providers"]["auth0"]["claim_to_properties"] =
+        json!([{"claim": ["https://example.com/roles"], "property": "jwt_roles"}]);
+    let a = authenticator(&cfg);
+    for (claim, written) in [
+        (json!(["user", "admin", "root"]), Some("user,admin,root")),
+        (json!(["user", "admin,root"]), None),
+        (json!(["user", ""]), None),
+    ] {
+        let t = token(&with(
+            claims(),
+            json!({ "https://example.com/roles": claim }),
+        ));
+        let bearer = format!("Bearer {t}");
+        let d = a.decide(
+            &get(
+                "/api/private",
+                &[("authorization", &bearer), ("x-roles", "x")],
+            ),
+            NOW,
+            &remote_keys(),
+        );
+        let c = changes(&d);
+        let header = c
+            .set
+            .iter()
+            .find(|(h, _)| h == "x-roles")
+            .map(|(_, v)| v.as_str());
+        let property = c
+            .properties
+            .iter()
+            .find(|(p, _)| p == "jwt_roles")
+            .map(|(_, v)| v.as_str());
+        assert_eq!((header, property), (written, written), "{claim}");
+        // The spoofed one is stripped either way.
+        assert!(c.remove.contains(&"x-roles".to_string()));
+    }
 }
 
 #[test]

@@ -79,6 +79,7 @@ fn the_quickstart_configuration_is_accepted_as_written() {
             cooldown_s: 30,
             stale_max_s: 86_400,
             max_body_bytes: 1 << 20,
+            max_keys: 64,
         }
     );
     assert_eq!(c.rules.len(), 3);
@@ -264,6 +265,52 @@ fn errors_name_the_json_path() {
                     json!([{"claim": "sub", "header": "x-payload"}]);
             }),
             "providers.auth0.claim_to_headers[0].header: 'x-payload' is written twice",
+        ),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]["claim_to_headers"] = json!([
+                    {"claim": "sub", "header": "x-user"},
+                    {"claim": "email", "header": "X_User"}
+                ])
+            }),
+            "providers.auth0.claim_to_headers[1].header: 'x_user' is written twice (as 'x-user': upstreams read both as one name)",
+        ),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]["claim_to_headers"] =
+                    json!([{"claim": "sub", "header": "Content_Type"}])
+            }),
+            "providers.auth0.claim_to_headers[0].header: 'content_type' cannot carry identity",
+        ),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]["token_sources"] = json!([{"header": "x-id"}]);
+                v["providers"]["auth0"]["claim_to_headers"] =
+                    json!([{"claim": "sub", "header": "x_id"}]);
+            }),
+            "providers.auth0: header 'x_id' both carries tokens and identity",
+        ),
+        (
+            Box::new(|v| {
+                v["providers"]["auth0"]["claim_to_headers"] =
+                    json!([{"claim": "sub", "header": "x-user"}]);
+                v["providers"]["other"] = v["providers"]["auth0"].clone();
+                v["providers"]["other"]["claim_to_headers"] =
+                    json!([{"claim": "sub", "header": "x.user"}]);
+            }),
+            "providers.other: header 'x.user' is spelled 'x-user' by another provider (upstreams read both as one name)",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["remote_jwks"]["max_keys"] = json!(0)),
+            "providers.auth0.remote_jwks.max_keys: must be between 1 and 256",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["remote_jwks"]["max_keys"] = json!(257)),
+            "providers.auth0.remote_jwks.max_keys: must be between 1 and 256",
+        ),
+        (
+            Box::new(|v| v["providers"]["auth0"]["remote_jwks"]["max_key"] = json!(10)),
+            "providers.auth0.remote_jwks.max_key: unknown field",
         ),
         (
             Box::new(|v| {

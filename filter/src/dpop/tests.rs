@@ -262,6 +262,71 @@ fn iat_must_be_within_offset_and_leeway() {
 }
 
 #[test]
+fn exp_and_nbf_when_present_hold_with_the_iat_leeway() {
+    // The default policy's leeway is 30 s.
+    for (exp, ok) in [
+        (json!(NOW - 60), false),
+        (json!(NOW - 30), false),
+        (json!(NOW - 29), true),
+        (json!(NOW + 60), true),
+        (json!((NOW - 30) as f64 + 0.5), true),
+    ] {
+        let got = verdict(&ec_proof(&with(json!({ "exp": exp }))));
+        assert_eq!(
+            got.clone().err(),
+            (!ok).then_some(ProofError::Expired),
+            "exp {exp}"
+        );
+    }
+    for (nbf, ok) in [
+        (json!(NOW), true),
+        (json!(NOW - 600), true),
+        (json!(NOW + 30), true),
+        (json!(NOW + 31), false),
+    ] {
+        let got = verdict(&ec_proof(&with(json!({ "nbf": nbf }))));
+        assert_eq!(
+            got.err(),
+            (!ok).then_some(ProofError::NotYetValid),
+            "nbf {nbf}"
+        );
+    }
+    // The leeway is the policy's, not a constant.
+    let strict = DpopPolicy {
+        iat_leeway_s: 0,
+        ..DpopPolicy::default()
+    };
+    let at_now = ec_proof(&with(json!({"exp": NOW})));
+    assert_eq!(
+        check_with(&at_now, &request(&[]), &strict).err(),
+        Some(ProofError::Expired)
+    );
+    let next = ec_proof(&with(json!({"exp": NOW + 1})));
+    assert!(check_with(&next, &request(&[]), &strict).is_ok());
+    // Absent is fine (RFC 9449 requires neither); anything but a number is an invalid proof.
+    assert!(verdict(&ec_proof(&with(json!({"exp": null, "nbf": null})))).is_ok());
+    for bad in [
+        json!(String::from("9999999999")),
+        json!(true),
+        json!([NOW + 60]),
+        json!({}),
+    ] {
+        let exp = err(&ec_proof(&with(json!({ "exp": bad.clone() }))));
+        assert_eq!(exp.message(), "DPoP proof 'exp' claim must be a number");
+        let nbf = err(&ec_proof(&with(json!({ "nbf": bad }))));
+        assert_eq!(nbf.message(), "DPoP proof 'nbf' claim must be a number");
+    }
+    assert_eq!(
+        ProofError::Expired.message(),
+        "DPoP proof 'exp' claim timestamp check failed"
+    );
+    assert_eq!(
+        ProofError::NotYetValid.message(),
+        "DPoP proof 'nbf' claim timestamp check failed"
+    );
+}
+
+#[test]
 fn htm_must_be_the_method_with_no_override() {
     assert_eq!(
         err(&ec_proof(&with(json!({"htm": "POST"})))),
