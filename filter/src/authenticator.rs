@@ -267,7 +267,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
         if req
             .undecodable
             .iter()
-            .any(|h| self.must_decode.contains(h) || self.is_identity(h))
+            .any(|h| self.must_decode_header(h) || self.is_identity(h))
         {
             return self.refused(req, Failure::InvalidRequest(UNDECODABLE.into()), None, None);
         }
@@ -345,10 +345,10 @@ impl<V: SignatureVerifier> Authenticator<V> {
     /// `JWT <t>` or `Token <t>` would take an unverified token). Public routes keep them.
     fn strip_other_schemes(&self, req: &Request, routes: &[Route], changes: &mut HeaderChanges) {
         for header in &self.scheme_headers {
-            let Some(value) = req.header_values(header).next() else {
+            let Some((spelling, value)) = req.header_spellings(header).next() else {
                 continue;
             };
-            if changes.remove.iter().any(|h| h == header) {
+            if changes.remove.iter().any(|h| h == spelling) {
                 continue;
             }
             let mut schemes: Vec<&str> = Vec::new();
@@ -375,7 +375,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 }
             }
             if !schemes.is_empty() && extract::is_other_scheme(value, &schemes, dpop) {
-                changes.remove.push(header.clone());
+                changes.remove.push(spelling.to_string());
             }
         }
     }
@@ -429,6 +429,15 @@ impl<V: SignatureVerifier> Authenticator<V> {
     /// Whether header `name` (lower-case) is an identity header to some upstream: the
     /// filter's own spelling, or one that folds into it (`X_User_Id` for `x-user-id`).
     /// Pseudo-headers are the host's, never an identity.
+    /// Whether a header whose value is not UTF-8 is one the filter reads: a name of
+    /// `must_decode`, under any spelling an upstream folds into it.
+    fn must_decode_header(&self, name: &str) -> bool {
+        self.must_decode.iter().any(|m| {
+            m == name
+                || (!m.starts_with(':') && !name.starts_with(':') && same_upstream_name(m, name))
+        })
+    }
+
     fn is_identity(&self, name: &str) -> bool {
         self.identity_lengths & length_bit(name.len()) != 0
             && !name.starts_with(':')

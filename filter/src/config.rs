@@ -13,6 +13,7 @@ use crate::dpop::{self, DpopMode, DpopPolicy};
 use crate::extract::TokenSource;
 use crate::json;
 use crate::jwks::{self, KeySet, Origin};
+pub use crate::param_names::same_upstream_name;
 use crate::path::{self, PathParameters};
 use crate::rules::{HostPattern, Matcher, PathMatch, Rule};
 use crate::template::Template;
@@ -1093,27 +1094,6 @@ fn identity_headers(providers: &[Provider]) -> Result<Vec<String>, ConfigError> 
         }
     }
     Ok(headers)
-}
-
-/// A header name's byte as some upstream reads it: ASCII letters without case, and every
-/// other ASCII byte (`-`, `_`, `.`, ...) as `-`. CGI and WSGI servers, Rack and PHP turn
-/// `X-User-Id` and `X_User_Id` into one variable `HTTP_X_USER_ID`; Apache 2.2 and PHP's
-/// variable names also turn `.` (and every other symbol) into `_`. Bytes above ASCII are
-/// left as they are (no stack folds them, and no identity header has them).
-pub fn upstream_name_byte(b: u8) -> u8 {
-    if b.is_ascii_alphanumeric() || !b.is_ascii() {
-        b.to_ascii_lowercase()
-    } else {
-        b'-'
-    }
-}
-
-/// Whether two header names are one name to some upstream (`upstream_name_byte`).
-pub fn same_upstream_name(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .all(|(x, y)| upstream_name_byte(x) == upstream_name_byte(y))
 }
 
 fn compile_match(node: &Node) -> Result<Matcher, ConfigError> {

@@ -21,7 +21,7 @@ use crate::jwks;
 use crate::jws;
 use crate::path;
 use crate::request::Request;
-use crate::rules::METHOD_OVERRIDE_HEADERS;
+use crate::rules;
 use crate::verify::{self, SignatureVerifier};
 use serde_json::Value;
 
@@ -255,10 +255,10 @@ pub fn check<V: SignatureVerifier>(
         .get("htm")
         .and_then(Value::as_str)
         .ok_or(ProofError::HtmMissing)?;
-    let overridden = METHOD_OVERRIDE_HEADERS
-        .iter()
-        .flat_map(|h| req.header_values(h))
-        .any(|m| m.trim() != htm);
+    let overridden = req
+        .headers()
+        .filter(|(name, _)| rules::is_method_override(name))
+        .any(|(_, m)| m.trim() != htm);
     if htm != req.method() || overridden {
         return Err(ProofError::HtmMismatch);
     }

@@ -90,7 +90,8 @@ pub const MALFORMED_SCHEME: &str = "Malformed authorization scheme";
 pub const AMBIGUOUS: &str = "Ambiguous access token parameter";
 
 /// Looks for a token in every source. More than one token, even identical ones, is an
-/// `invalid_request`, as RFC 6750 section 2 requires. Where a source reads
+/// `invalid_request`, as RFC 6750 section 2 requires. A header source reads its header
+/// under every spelling an upstream folds into its name (`x_api_token` for `x-api-token`). Where a source reads
 /// `Authorization: Bearer`, it reads `Authorization: DPoP` too (RFC 9449 section 7.1).
 pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) -> Extracted<'r> {
     let mut found: Option<(&'r str, usize, Scheme)> = None;
@@ -111,7 +112,7 @@ pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) 
             TokenSource::Header { name, prefix } => match source.scheme() {
                 Some((_, scheme)) => {
                     let dpop = is_bearer(name, prefix);
-                    let mut values = req.header_values(name);
+                    let mut values = req.header_spellings(name).map(|(_, v)| v);
                     let first = values.next();
                     // The header is a singleton (RFC 9110 section 11.6.2): stacks that
                     // keep the first and those that keep the last would disagree. Envoy
@@ -132,12 +133,14 @@ pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) 
                         })
                     }
                 }
-                None => req.header_values(name).try_for_each(|v| {
-                    match strip_prefix_ignore_case(v.trim_start_matches(WSP), prefix) {
-                        Some(token) => take(token, Scheme::Bearer),
-                        None => Ok(()),
-                    }
-                }),
+                None => {
+                    req.header_spellings(name).try_for_each(
+                        |(_, v)| match strip_prefix_ignore_case(v.trim_start_matches(WSP), prefix) {
+                            Some(token) => take(token, Scheme::Bearer),
+                            None => Ok(()),
+                        },
+                    )
+                }
             },
             TokenSource::Query(param) => query_tokens(req.query().unwrap_or_default(), param)
                 .try_for_each(|piece| take(piece?, Scheme::Bearer)),
@@ -339,7 +342,19 @@ pub fn removal(req: &Request, source: &TokenSource) -> HeaderChanges {
                 ..HeaderChanges::default()
             };
         }
-        TokenSource::Header { name, .. } => (vec![name.clone()], vec![]),
+        TokenSource::Header { name, .. } => {
+            // Under every spelling it came in (the host removes a header by its name).
+            let mut spellings: Vec<String> = Vec::new();
+            for (spelling, _) in req.header_spellings(name) {
+                if !spellings.iter().any(|s| s == spelling) {
+                    spellings.push(spelling.to_string());
+                }
+            }
+            if spellings.is_empty() {
+                spellings.push(name.clone());
+            }
+            (spellings, vec![])
+        }
         TokenSource::Query(param) => {
             let (path, query) = req.path().split_once('?').unwrap_or((req.path(), ""));
             let kept = without(query, '&', param);
@@ -926,5 +941,36 @@ mod tests {
             ],
         );
         assert_eq!(found(&two, &body), Extracted::EncodedBody);
+    }
+
+    #[test]
+    fn a_header_source_reads_every_spelling_of_its_name() {
+        let token = TokenSource::Header {
+            name: "x-api-token".into(),
+            prefix: String::new(),
+        };
+        let sources = [TokenSource::bearer(), token.clone()];
+        for name in ["x_api_token", "X_Api_Token", "x.api.token"] {
+            let req = Request::new("GET", "/", &[(name, "t")]);
+            assert_eq!(
+                found(&req, &sources),
+                Extracted::Found {
+                    token: "t",
+                    source: 1,
+                    scheme: Scheme::Bearer,
+                },
+                "{name}"
+            );
+            let both = Request::new("GET", "/", &[("x-api-token", "t"), (name, "u")]);
+            assert_eq!(
+                found(&both, &sources),
+                Extracted::Invalid(MORE_THAN_ONE),
+                "{name}"
+            );
+            let removed = removal(&Request::new("GET", "/", &[(name, "t")]), &token);
+            assert_eq!(removed.remove, [name.to_ascii_lowercase()], "{name}");
+        }
+        let req = Request::new("GET", "/", &[("x-api-tokens", "t")]);
+        assert_eq!(found(&req, &sources), Extracted::Missing);
     }
 }

@@ -1,7 +1,9 @@
-//! How common stacks read the names of query parameters, cookies and form fields, so that
-//! the filter counts every spelling one of them reads as a token source's name
-//! (`access%5Ftoken`, `ACCESS_TOKEN`, `access.token`, `access_token[]`). Pure functions;
-//! used by the extraction of tokens (`extract`) and the form body reader (`request`).
+//! How common stacks read names: of query parameters, cookies and form fields (`names`),
+//! so that the filter counts every spelling one of them reads as a token source's name
+//! (`access%5Ftoken`, `ACCESS_TOKEN`, `access.token`, `access_token[]`), and of headers
+//! (`same_upstream_name`: `X_User_Id` is `x-user-id` to CGI, WSGI, Rack and PHP). Pure
+//! functions, used by token extraction, the form body reader, the rules' method overrides
+//! and the identity headers.
 use crate::path::hex_value;
 
 /// Whether a raw parameter, cookie or field name reads as `wanted` in some common stack:
@@ -70,4 +72,25 @@ pub fn fold(raw: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A header name's byte as some upstream reads it: ASCII letters without case, and every
+/// other ASCII byte (`-`, `_`, `.`, ...) as `-`. CGI and WSGI servers, Rack and PHP turn
+/// `X-User-Id` and `X_User_Id` into one variable `HTTP_X_USER_ID`; Apache 2.2 and PHP's
+/// variable names also turn `.` (and every other symbol) into `_`. Bytes above ASCII are
+/// left as they are (no stack folds them, and no identity header has them).
+pub fn upstream_name_byte(b: u8) -> u8 {
+    if b.is_ascii_alphanumeric() || !b.is_ascii() {
+        b.to_ascii_lowercase()
+    } else {
+        b'-'
+    }
+}
+
+/// Whether two header names are one name to some upstream (`upstream_name_byte`).
+pub fn same_upstream_name(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| upstream_name_byte(x) == upstream_name_byte(y))
 }

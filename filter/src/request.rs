@@ -8,7 +8,7 @@
 //! Every name and value is held in one string (this is built for every request: one
 //! allocation, not two per header).
 
-use crate::param_names::names;
+use crate::param_names::{names, same_upstream_name};
 use crate::path::hex_value;
 use std::ops::Range;
 
@@ -121,6 +121,19 @@ impl Request {
             .iter()
             .filter(move |(k, _)| self.at(k) == name)
             .map(|(_, v)| self.at(v))
+    }
+
+    /// Every instance of header `name` (lower-case) under every spelling an upstream reads
+    /// as that name (`same_upstream_name`: `x_api_token` for `x-api-token`), with the name
+    /// it came under, in order. Pseudo-headers only as they are.
+    pub fn header_spellings<'a: 'n, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'n {
+        self.headers().filter(move |(k, _)| {
+            *k == name
+                || (!name.starts_with(':') && !k.starts_with(':') && same_upstream_name(k, name))
+        })
     }
 
     /// Whether the request carries header `name` (lower-case), decodable or not.

@@ -13,6 +13,7 @@
 
 use crate::authority::{self, Authority, AuthorityError};
 use crate::authz::Requirement;
+use crate::param_names::{names, same_upstream_name};
 use crate::path::{self, PathError, PathParameters, fold, hex_value};
 use crate::request::Request;
 use crate::template::Template;
@@ -201,6 +202,14 @@ pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
+/// Whether a request header is a method override under some spelling an upstream reads
+/// as one (`x_http_method_override` is `HTTP_X_HTTP_METHOD_OVERRIDE` to CGI stacks).
+pub fn is_method_override(name: &str) -> bool {
+    METHOD_OVERRIDE_HEADERS
+        .iter()
+        .any(|h| same_upstream_name(h, name))
+}
+
 /// The query parameter that Spring's HiddenHttpMethodFilter, Laravel and Express's
 /// method-override (when configured) read as the method.
 pub const METHOD_OVERRIDE_PARAMETER: &str = "_method";
@@ -288,9 +297,7 @@ fn methods(req: &Request) -> Result<Vec<(Cow<'_, str>, bool)>, RouteError> {
     let plain = !method.is_empty()
         && !method.bytes().any(|b| b.is_ascii_lowercase())
         && method != "HEAD"
-        && !req
-            .headers()
-            .any(|(name, _)| METHOD_OVERRIDE_HEADERS.contains(&name))
+        && !req.headers().any(|(name, _)| is_method_override(name))
         && req.query().is_none_or(|q| !q.contains(['_', '%']));
     if plain {
         return Ok(vec![(Cow::Borrowed(method), true)]);
@@ -301,15 +308,15 @@ fn methods(req: &Request) -> Result<Vec<(Cow<'_, str>, bool)>, RouteError> {
         methods.push((Cow::Borrowed("GET"), false));
     }
     methods.push((upper, false));
-    let headers = METHOD_OVERRIDE_HEADERS
-        .iter()
-        .flat_map(|name| req.header_values(name))
-        .flat_map(|v| v.split(','))
+    let headers = req
+        .headers()
+        .filter(|(name, _)| is_method_override(name))
+        .flat_map(|(_, v)| v.split(','))
         .map(|v| upper_case(v.trim()));
     let parameters = req.query().into_iter().flat_map(|q| {
         q.split('&').filter_map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (form_decode(name) == METHOD_OVERRIDE_PARAMETER)
+            names(name, METHOD_OVERRIDE_PARAMETER)
                 .then(|| Cow::Owned(form_decode(value).trim().to_ascii_uppercase()))
         })
     });
@@ -544,6 +551,22 @@ mod tests {
         assert_eq!(
             with("GET", "/x", &[("x-http-method-override", "PUT, DELETE")]),
             Ok(vec![Some(0), Some(1)])
+        );
+        // Under any spelling a CGI stack folds into the header's name.
+        for header in [
+            "x_http_method_override",
+            "X-Http-Method_Override",
+            "x.http.method",
+        ] {
+            assert_eq!(
+                with("GET", "/x", &[(header, "DELETE")]),
+                Ok(vec![Some(0), Some(1)]),
+                "{header}"
+            );
+        }
+        assert_eq!(
+            with("GET", "/x", &[("x-http-methods", "DELETE")]),
+            Ok(vec![Some(0)])
         );
         for query in [
             "_method=DELETE",

@@ -17,7 +17,9 @@ use jwt_filter::request::{HeaderChanges, Request};
 use jwt_filter::verify::InWasm;
 use serde_json::json;
 use support::keys::{self, NOW};
-use support::readers::{AUTHORIZATION_MODELS, COOKIE_MODELS, Forwarded, Model, QUERY_MODELS};
+use support::readers::{
+    AUTHORIZATION_MODELS, COOKIE_MODELS, Forwarded, HEADER_MODELS, Model, QUERY_MODELS,
+};
 
 /// One request: `{V}` is a valid token, `{F}` one signed by another key. `query` is
 /// appended to the route's path; `headers` as they are; and the exact statuses on the
@@ -121,6 +123,17 @@ const CASES: &[Case] = &[
     case("", &[H, ("authorization", "Bearer {F}")], 400, 400),
     case("", &[H, ("authorization", "Basic dXNlcjpwYXNz")], 400, 400),
     case("", &[("authorization", "DPoP {F}")], 400, 400),
+    // A header source under the spellings CGI, WSGI, Rack and PHP fold into its name.
+    case("", &[("x-api-token", "{V}")], 200, 200),
+    case("", &[("x_api_token", "{F}")], 401, 401),
+    case("", &[("X.Api.Token", "{F}")], 401, 401),
+    case("", &[("x_api_token", "{F}"), H], 400, 400),
+    case(
+        "",
+        &[("x-api-token", "{V}"), ("x_api_token", "{F}")],
+        400,
+        400,
+    ),
     // Envoy's join of repeated headers.
     case(
         "",
@@ -137,7 +150,8 @@ fn filter(forward: bool) -> (Authenticator<InWasm>, FixedKeys) {
         "providers": {"auth0": {
             "issuer": "https://issuer.test/", "audiences": ["https://api.test"],
             "remote_jwks": {"cluster": "idp", "uri": "http://idp.test/.well-known/jwks.json"},
-            "token_sources": [{"header": "authorization"}, {"query": "access_token"}, {"cookie": "at"}],
+            "token_sources": [{"header": "authorization"}, {"query": "access_token"}, {"cookie": "at"},
+                              {"header": "x-api-token"}],
             "forward": forward
         }},
         "rules": [
@@ -195,6 +209,7 @@ fn no_stack_reads_a_token_the_filter_did_not_verify() {
         .map(|m| ("access_token", m))
         .chain(COOKIE_MODELS.iter().map(|m| ("at", m)))
         .chain(AUTHORIZATION_MODELS.iter().map(|m| ("", m)))
+        .chain(HEADER_MODELS.iter().map(|m| ("x-api-token", m)))
         .collect();
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -287,6 +302,21 @@ fn every_model_reads_a_plain_token() {
             "{stack}"
         );
     }
+    for (stack, read) in HEADER_MODELS {
+        assert_eq!(
+            read(&plain("/", &[("X-Api-Token", "t")]), "x-api-token"),
+            ["t"],
+            "{stack}"
+        );
+    }
+    let (_, cgi) = HEADER_MODELS
+        .iter()
+        .find(|(s, _)| s.starts_with("cgi"))
+        .unwrap();
+    assert_eq!(
+        cgi(&plain("/", &[("x_api_token", "t")]), "x-api-token"),
+        ["t"]
+    );
     // And each reads some spelling the plain reading does not (what makes it a model).
     let spellings = [
         ("?access%5Ftoken=t", "express qs"),

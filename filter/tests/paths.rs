@@ -291,7 +291,27 @@ fn query_method(query: &str) -> Option<String> {
         .find_map(|p| p.strip_prefix("_method=").map(str::to_uppercase))
 }
 
-const OVERRIDES: [Override; 5] = [
+/// A header as CGI, WSGI, Rack and PHP read it: `X_HTTP_Method-Override` and
+/// `x-http-method-override` are both `HTTP_X_HTTP_METHOD_OVERRIDE`.
+fn cgi_header<'a>(headers: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
+    let fold = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    headers
+        .iter()
+        .find(|(k, _)| fold(k) == fold(name))
+        .map(|(_, v)| *v)
+}
+
+const OVERRIDES: [Override; 6] = [
     // express method-override: the header, on POST, the first of a list.
     ("express method-override", |m, h, _| {
         match (m, header(h, "x-http-method-override")) {
@@ -318,6 +338,14 @@ const OVERRIDES: [Override; 5] = [
     ("asp.net X-HTTP-Method", |m, h, _| {
         header(h, "x-http-method").map_or(m.to_string(), str::to_uppercase)
     }),
+    // Rack::MethodOverride (Rails) and PHP frameworks behind CGI/FastCGI: the header's CGI
+    // variable, so any spelling that folds into it, on POST.
+    ("rack MethodOverride via CGI", |m, h, _| {
+        match (m, cgi_header(h, "x-http-method-override")) {
+            ("POST", Some(v)) => v.trim().to_uppercase(),
+            _ => m.to_string(),
+        }
+    }),
     // Frameworks reading X-Method-Override (e.g. some Go and Python middlewares).
     ("x-method-override", |m, h, _| {
         header(h, "x-method-override").map_or(m.to_string(), str::to_uppercase)
@@ -340,8 +368,22 @@ fn no_method_override_reaches_a_rule_the_request_did_not_pass() {
         (u16, Option<&'a str>),
         u16,
     );
-    let cases: [Case; 14] = [
+    let cases: [Case; 16] = [
         ("GET", "/api/items/1", &[], (200, None), 200),
+        (
+            "POST",
+            "/api/items/1",
+            &[("x_http_method_override", "DELETE")],
+            (401, Some("unauthorized")),
+            200,
+        ),
+        (
+            "GET",
+            "/api/items/1",
+            &[("X.HTTP.Method.Override", "DELETE")],
+            (401, Some("unauthorized")),
+            200,
+        ),
         (
             "DELETE",
             "/api/items/1",

@@ -372,3 +372,39 @@ pub const AUTHORIZATION_MODELS: [Model; 7] = [
     ("wsgi joined headers", wsgi_joined),
     ("last header wins", last_authorization),
 ];
+
+// --- A header source (`x-api-token`) ---------------------------------------------------
+
+fn exact_header(f: &Forwarded, want: &str) -> Vec<String> {
+    // Node, Go, Java: the header by its name, case-insensitively, first instance.
+    f.values(want)
+        .into_iter()
+        .take(1)
+        .map(String::from)
+        .collect()
+}
+
+fn cgi_header(f: &Forwarded, want: &str) -> Vec<String> {
+    // CGI, WSGI, Rack, PHP: `HTTP_` + the name upper-cased with every symbol as `_`.
+    let fold = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    f.headers
+        .iter()
+        .filter(|(n, _)| fold(n) == fold(want))
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+pub const HEADER_MODELS: [Model; 2] = [
+    ("node/go/java header", exact_header),
+    ("cgi HTTP_X_API_TOKEN", cgi_header),
+];
