@@ -4,16 +4,16 @@
 //! without Envoy. Prints a markdown table; numbers are medians of rounds, after enough rounds
 //! for V8 to have optimized the code.
 
-use jwt_filter::alg::Algorithm;
-use jwt_filter::authenticator::{Authenticator, FixedKeys};
 use jwt_filter::config::Config;
-use jwt_filter::header_map;
-use jwt_filter::jwks::Key;
-use jwt_filter::jwks::{KeySet, Origin};
-use jwt_filter::replay;
-use jwt_filter::request::Request;
-use jwt_filter::shared_keys::{SetError, SharedData};
-use jwt_filter::verify::{InWasm, SignatureVerifier};
+use jwt_filter::decision::authenticator::{Authenticator, FixedKeys};
+use jwt_filter::http::header_map;
+use jwt_filter::http::request::Request;
+use jwt_filter::jose::alg::Algorithm;
+use jwt_filter::jose::jwks::Key;
+use jwt_filter::jose::jwks::{KeySet, Origin};
+use jwt_filter::jose::verify::{InWasm, SignatureVerifier};
+use jwt_filter::keys::replay;
+use jwt_filter::keys::shared::{SetError, SharedData};
 use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -122,12 +122,12 @@ fn dpop_requests(n: usize) -> Vec<Request> {
         r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
         jwk["x"].as_str().unwrap()
     );
-    let b64 = |bytes: &[u8]| jwt_filter::base64url::encode(bytes);
-    let jkt = b64(&jwt_filter::jwks::sha256(members.as_bytes()));
+    let b64 = |bytes: &[u8]| jwt_filter::jose::base64url::encode(bytes);
+    let jkt = b64(&jwt_filter::jose::jwks::sha256(members.as_bytes()));
     let claims = json!({"iss": "https://issuer.test/", "aud": "https://api.test", "sub": "user-1",
                         "scope": "openid read:messages", "exp": NOW + 3600, "iat": NOW, "cnf": {"jkt": jkt}});
     let bound = keys::sign("ec256", &json!({"alg": "ES256", "kid": "ec"}), &claims);
-    let ath = b64(&jwt_filter::jwks::sha256(bound.as_bytes()));
+    let ath = b64(&jwt_filter::jose::jwks::sha256(bound.as_bytes()));
     (0..n)
         .map(|i| {
             let proof = keys::sign(
@@ -201,8 +201,8 @@ fn main() {
     let replays = || {
         let data = Memory::default();
         let uses: Vec<_> = (0..200u32)
-            .map(|i| jwt_filter::dpop::ProofUse {
-                id: jwt_filter::jwks::sha256(&i.to_be_bytes()),
+            .map(|i| jwt_filter::policy::dpop::ProofUse {
+                id: jwt_filter::jose::jwks::sha256(&i.to_be_bytes()),
                 until_s: NOW + 300,
             })
             .collect();

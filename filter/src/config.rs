@@ -4,19 +4,22 @@
 //! Everything is checked here, once: unknown fields, wrong types, dangling provider names,
 //! empty audiences, unsupported algorithms. A typo must never silently open an endpoint.
 
-use crate::alg::Algorithm;
-use crate::authority;
-use crate::authz::{Authorization, ClaimCheck, ClaimPath, ProviderRequirement, Requirement};
-use crate::binding::MtlsMode;
-use crate::claims::{ClaimRules, Issuers, normalize_typ};
-use crate::dpop::{self, DpopMode, DpopPolicy};
-use crate::extract::TokenSource;
-use crate::json;
-use crate::jwks::{self, KeySet, Origin};
-pub use crate::param_names::same_upstream_name;
-use crate::path::{self, PathParameters};
-use crate::rules::{HostPattern, Matcher, PathMatch, Rule};
-use crate::template::Template;
+use crate::http::authority;
+use crate::http::path::{self, PathParameters};
+pub use crate::http::spelling::same_upstream_name;
+use crate::jose::alg::Algorithm;
+use crate::jose::claims::{ClaimRules, Issuers, normalize_typ};
+use crate::jose::json;
+use crate::jose::jwks::{self, KeySet, Origin};
+pub use crate::policy::authz::ProviderId;
+use crate::policy::authz::{
+    Authorization, ClaimCheck, ClaimPath, ProviderRequirement, Requirement,
+};
+use crate::policy::binding::MtlsMode;
+use crate::policy::dpop::{self, DpopMode, DpopPolicy};
+use crate::policy::extract::TokenSource;
+use crate::policy::rules::{HostPattern, Matcher, PathMatch, Rule};
+use crate::policy::template::Template;
 use read::{Field, FromJson, Node};
 use serde_json::Value;
 use std::fmt;
@@ -197,17 +200,12 @@ impl Config {
                 p.algorithms
                     .iter()
                     .chain(&p.dpop.algorithms)
-                    .any(|a| !crate::verify::in_wasm(*a))
+                    .any(|a| !crate::jose::verify::in_wasm(*a))
             })
             .map(|p| p.name.clone())
             .collect()
     }
 }
-
-/// A provider's place in `Config::providers`: the one way the core and the adapter name a
-/// provider (its name is for logs and metrics only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProviderId(pub usize);
 
 impl FromJson<'_> for Mode {
     fn from_json(node: &Node) -> Result<Self, ConfigError> {

@@ -1,40 +1,17 @@
 //! A JWT access-token filter for proxy-wasm hosts (Envoy, Istio, ...).
 //!
-//! The modules below are the core: pure functions of the request, the clock and the key
-//! sets, with no proxy-wasm types, so they build and test natively. The proxy-wasm adapter
-//! (built for wasm32 only) moves bytes between the host and the core.
+//! The layers, bottom first; each uses only those above it in this list (checked by
+//! `tests/layers.rs`). All but the adapter are pure functions of the request, the clock and
+//! the key sets, with no proxy-wasm types, so they build and test natively.
 
-pub mod alg;
-pub mod authenticator;
-pub mod authority;
-pub mod authz;
-pub mod base64url;
-pub mod binding;
-pub mod claims;
-pub mod config;
-pub mod dpop;
-pub mod ec_point;
-pub mod extract;
-pub mod header_map;
-pub mod json;
-pub mod jwks;
-pub mod jws;
-pub mod key_cache;
-pub mod param_names;
-pub mod path;
-pub mod replay;
-pub mod request;
-pub mod response;
-pub mod rules;
-pub mod shared_keys;
-pub mod spki;
-pub mod template;
-pub mod token_cache;
-pub mod verify;
-pub mod worker;
-
+pub mod config; // the configuration, read into the policy's types
+pub mod decision; // one request's verdict, one worker's streams and fetches
+pub mod http; // the request as read: headers, path, authority, spellings
+pub mod jose; // JOSE primitives: JSON, base64url, JWS, JWK sets, signatures, claims
+pub mod keys; // key sets and caches, shared between workers
+pub mod policy; // rules, requirements, token sources, bindings, answers
 #[cfg(target_arch = "wasm32")]
-mod proxy;
+mod proxy; // the proxy-wasm adapter: moves bytes between the host and the decision
 
 #[cfg(test)]
 #[path = "../tests/support/keys.rs"]

@@ -10,11 +10,11 @@ mod support;
 #[path = "support/authorities.rs"]
 mod models;
 
-use jwt_filter::authenticator::{Authenticator, Decision, FixedKeys};
 use jwt_filter::config::Config;
-use jwt_filter::jwks::{KeySet, Origin};
-use jwt_filter::request::Request;
-use jwt_filter::verify::InWasm;
+use jwt_filter::decision::authenticator::{Authenticator, Decision, FixedKeys};
+use jwt_filter::http::request::Request;
+use jwt_filter::jose::jwks::{KeySet, Origin};
+use jwt_filter::jose::verify::InWasm;
 use models::HOST_MODELS;
 use serde_json::{Value, json};
 use support::families::Need;

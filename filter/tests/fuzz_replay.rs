@@ -8,7 +8,7 @@ mod support;
 #[path = "../../fuzz/src/lib.rs"]
 mod harness;
 
-use jwt_filter::authenticator::Decision;
+use jwt_filter::decision::authenticator::Decision;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -248,7 +248,7 @@ fn write_seeds() {
                 (b":authority", b"api.test"),
                 (header.as_bytes(), value.as_bytes()),
             ];
-            seeds.push(("header_map", jwt_filter::header_map::encode(&headers)));
+            seeds.push(("header_map", jwt_filter::http::header_map::encode(&headers)));
             for config in 0..harness::CONFIGS.len() as u8 {
                 let (state, clock) = ((i + j) as u8, (i * j) as i8 - 4);
                 let input = harness::decide_input(config, state, clock, jwks.as_bytes(), &headers);

@@ -7,10 +7,10 @@
 
 mod support;
 
-use jwt_filter::alg::Algorithm;
-use jwt_filter::jwks::{KeySet, Origin};
-use jwt_filter::jws;
-use jwt_filter::verify::{HostCrypto, InWasm, SignatureVerifier};
+use jwt_filter::jose::alg::Algorithm;
+use jwt_filter::jose::jwks::{KeySet, Origin};
+use jwt_filter::jose::jws;
+use jwt_filter::jose::verify::{HostCrypto, InWasm, SignatureVerifier};
 use serde_json::json;
 use std::cell::Cell;
 use support::host::native_verify_signature;
@@ -87,7 +87,7 @@ fn both_paths_agree_on_the_projects_keys() {
             &json!({"sub": "x"}),
         );
         let (input, signature) = good.rsplit_once('.').unwrap();
-        let mut raw = jwt_filter::base64url::decode(signature).unwrap();
+        let mut raw = jwt_filter::jose::base64url::decode(signature).unwrap();
         assert_eq!(
             verdicts(&set, &good, &host_calls),
             Some((true, true)),
@@ -95,7 +95,7 @@ fn both_paths_agree_on_the_projects_keys() {
         );
         for i in [0, raw.len() / 2, raw.len() - 1] {
             raw[i] ^= 0x01;
-            let bad = format!("{input}.{}", jwt_filter::base64url::encode(&raw));
+            let bad = format!("{input}.{}", jwt_filter::jose::base64url::encode(&raw));
             assert_eq!(
                 verdicts(&set, &bad, &host_calls),
                 Some((false, false)),
@@ -118,12 +118,12 @@ fn es512_verifies_through_the_host_only() {
         .set;
     let good = keys::sign("p521", &json!({"alg": "ES512"}), &json!({"sub": "x"}));
     let (input, signature) = good.rsplit_once('.').unwrap();
-    let mut raw = jwt_filter::base64url::decode(signature).unwrap();
+    let mut raw = jwt_filter::jose::base64url::decode(signature).unwrap();
     assert_eq!(raw.len(), 132);
     assert_eq!(verdicts(&set, &good, &host_calls), Some((true, false)));
     for i in [0, 65, 66, 131] {
         raw[i] ^= 0x01;
-        let bad = format!("{input}.{}", jwt_filter::base64url::encode(&raw));
+        let bad = format!("{input}.{}", jwt_filter::jose::base64url::encode(&raw));
         assert_eq!(
             verdicts(&set, &bad, &host_calls),
             Some((false, false)),
@@ -135,7 +135,10 @@ fn es512_verifies_through_the_host_only() {
     // without asking the host.
     let asked = host_calls.get();
     for len in [64, 96, 131, 133, 139] {
-        let bad = format!("{input}.{}", jwt_filter::base64url::encode(&vec![1; len]));
+        let bad = format!(
+            "{input}.{}",
+            jwt_filter::jose::base64url::encode(&vec![1; len])
+        );
         assert_eq!(
             verdicts(&set, &bad, &host_calls),
             Some((false, false)),
@@ -160,7 +163,7 @@ fn es512_verifies_through_the_host_only() {
 
 #[test]
 fn without_the_host_function_the_wasm_path_decides() {
-    let doc = json!({"keys": [{"kty": "oct", "k": jwt_filter::base64url::encode(&[1; 32])}]});
+    let doc = json!({"keys": [{"kty": "oct", "k": jwt_filter::jose::base64url::encode(&[1; 32])}]});
     let set = KeySet::from_object(doc.as_object().unwrap(), Origin::Config)
         .unwrap()
         .set;

@@ -16,12 +16,12 @@
 mod support;
 
 use jwt_filter::config::{Config, ProviderId};
-use jwt_filter::key_cache::{FetchRecord, KeysRecord};
-use jwt_filter::request::{HeaderChanges, Request};
-use jwt_filter::response::{Denial, Served};
-use jwt_filter::shared_keys::{Record, SetError, SharedData};
-use jwt_filter::verify::InWasm;
-use jwt_filter::worker::{Host, Level, Metric, Next, Worker};
+use jwt_filter::decision::worker::{Host, Level, Metric, Next, Worker};
+use jwt_filter::http::request::{HeaderChanges, Request};
+use jwt_filter::jose::verify::InWasm;
+use jwt_filter::keys::key_cache::{FetchRecord, KeysRecord};
+use jwt_filter::keys::shared::{Record, SetError, SharedData};
+use jwt_filter::policy::response::{Denial, Served};
 use loom::sync::{Arc, Condvar, Mutex};
 use serde_json::json;
 use std::cell::{Cell, RefCell};

@@ -4,12 +4,12 @@
 
 mod support;
 
-use jwt_filter::authenticator::{Authenticator, Decision, FixedKeys};
-use jwt_filter::binding::NoCertificate;
 use jwt_filter::config::Config;
-use jwt_filter::jwks::{KeySet, Origin};
-use jwt_filter::request::Request;
-use jwt_filter::verify::InWasm;
+use jwt_filter::decision::authenticator::{Authenticator, Decision, FixedKeys};
+use jwt_filter::http::request::Request;
+use jwt_filter::jose::jwks::{KeySet, Origin};
+use jwt_filter::jose::verify::InWasm;
+use jwt_filter::policy::binding::NoCertificate;
 use serde_json::json;
 use support::families::{FAMILIES, Need, Route, family_need};
 use support::keys::{self, NOW};

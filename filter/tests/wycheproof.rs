@@ -8,9 +8,9 @@
 
 mod support;
 
-use jwt_filter::jwks::KeySet;
-use jwt_filter::jws;
-use jwt_filter::verify::{HostCrypto, InWasm, SignatureVerifier};
+use jwt_filter::jose::jwks::KeySet;
+use jwt_filter::jose::jws;
+use jwt_filter::jose::verify::{HostCrypto, InWasm, SignatureVerifier};
 use support::host::native_verify_signature;
 use support::{group_key_set, wycheproof};
 

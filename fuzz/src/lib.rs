@@ -3,17 +3,17 @@
 //! the corpus and of every crash (filter/tests/fuzz_replay.rs, in `make test`). Each one
 //! must not panic, and asserts what must hold of the core's answer beyond that.
 
-use jwt_filter::alg::Algorithm;
-use jwt_filter::authenticator::{Authenticator, Decision, KeyState, KeyStore, NeedKeys};
-use jwt_filter::authz::Requirement;
-use jwt_filter::base64url;
 use jwt_filter::config::{Config, Mode, ProviderId};
-use jwt_filter::header_map;
-use jwt_filter::json;
-use jwt_filter::jwks::{KeySet, MAX_KEYS, MAX_KID_BYTES, Material, Origin};
-use jwt_filter::jws;
-use jwt_filter::request::Request;
-use jwt_filter::verify::{InWasm, SignatureVerifier};
+use jwt_filter::decision::authenticator::{Authenticator, Decision, KeyState, KeyStore, NeedKeys};
+use jwt_filter::http::header_map;
+use jwt_filter::http::request::Request;
+use jwt_filter::jose::alg::Algorithm;
+use jwt_filter::jose::base64url;
+use jwt_filter::jose::json;
+use jwt_filter::jose::jwks::{KeySet, MAX_KEYS, MAX_KID_BYTES, Material, Origin};
+use jwt_filter::jose::jws;
+use jwt_filter::jose::verify::{InWasm, SignatureVerifier};
+use jwt_filter::policy::authz::Requirement;
 use serde_json::Value;
 
 /// The clock of the `decide` target, give or take what its input says (the test keys'

@@ -474,7 +474,7 @@ fn discovery_and_local_keys() {
         other => panic!("{other:?}"),
     }
 
-    let secret = crate::base64url::encode(&[9; 32]);
+    let secret = crate::jose::base64url::encode(&[9; 32]);
     let mut v = quickstart();
     let p = v["providers"]["auth0"].as_object_mut().unwrap();
     p.remove("remote_jwks");

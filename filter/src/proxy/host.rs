@@ -2,9 +2,9 @@
 //! ignored where nothing better can be done, never panics.
 
 use super::abi;
-use crate::header_map;
-use crate::request::{HeaderChanges, Request};
-use crate::response::{Denial, Served};
+use crate::http::header_map;
+use crate::http::request::{HeaderChanges, Request};
+use crate::policy::response::{Denial, Served};
 use proxy_wasm::types::LogLevel;
 use std::time::Duration;
 

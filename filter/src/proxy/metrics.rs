@@ -3,7 +3,7 @@
 
 use super::abi;
 use crate::config::ProviderId;
-use crate::worker::Metric;
+use crate::decision::worker::Metric;
 
 pub struct Metrics {
     counters: Vec<(Metric, Option<u32>)>,

@@ -22,8 +22,8 @@ mod plugin;
 mod shared;
 mod stage;
 
-use crate::response::{Failure, deny};
-use crate::worker::Next;
+use crate::decision::worker::Next;
+use crate::policy::response::{Failure, deny};
 use plugin::Plugin;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};

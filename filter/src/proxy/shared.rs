@@ -1,7 +1,7 @@
 //! The host's shared data as the core's `SharedData`.
 
 use super::abi;
-use crate::shared_keys::{SetError, SharedData};
+use crate::keys::shared::{SetError, SharedData};
 
 pub struct HostSharedData;
 

@@ -7,7 +7,7 @@ pub mod host;
 pub mod keys;
 pub mod readers;
 
-use jwt_filter::jwks::{KeySet, Origin};
+use jwt_filter::jose::jwks::{KeySet, Origin};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 

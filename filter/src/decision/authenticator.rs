@@ -1,0 +1,522 @@
+//! The decision for one request: the rules it lands on, their requirements
+//! (`requirements.rs`), each provider's token (`token.rs`: keys, signature, claims,
+//! authorization), and the header changes or the denial that follow.
+
+use crate::config::{
+    Config, CorsPreflight, Mode, Provider, ProviderId, Unmatched, same_upstream_name,
+};
+use crate::http::path;
+use crate::http::request::METHOD_OVERRIDE_HEADERS;
+use crate::http::request::{HeaderChanges, Request};
+use crate::jose::verify::SignatureVerifier;
+pub use crate::keys::key_cache::{FixedKeys, KeyState, KeyStore};
+use crate::policy::authz::{ClaimCheck, ProviderRequirement, Requirement};
+use crate::policy::binding::{self, Connection, NoCertificate};
+use crate::policy::dpop::{DpopMode, ProofUse};
+use crate::policy::extract::{self, TokenSource};
+use crate::policy::response::{Denial, Failure, Served, deny};
+use crate::policy::rules::{self, Route, RouteError};
+use requirements::Outcome;
+use serde_json::Value;
+use token::{Asked, Passed, Tokens};
+
+/// The verdict for a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward upstream after applying `changes`. In report mode, `reported` carries the
+    /// denial that enforce mode would have sent. `proof`: the DPoP proof the request was
+    /// allowed with (and its provider), which the replay cache must accept first.
+    Allow {
+        changes: HeaderChanges,
+        reported: Option<Refusal>,
+        proof: Option<(ProviderId, ProofUse)>,
+    },
+    Deny(Refusal),
+    /// Keys are needed first: pause the request, fetch, then decide again.
+    Pending(NeedKeys),
+    /// The filter answers the request itself with a document.
+    Serve(Served),
+}
+
+/// A provider's keys are needed before a token can be verified: none are loaded yet, or
+/// the token names a `kid` the set lacks and a fetch may bring it (`unknown_kid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeedKeys {
+    pub provider: ProviderId,
+    pub unknown_kid: bool,
+}
+
+/// A denial with the provider it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub denial: Denial,
+    pub provider: Option<ProviderId>,
+    /// Why the request could not be routed, for the log line (fixed text, no request data).
+    pub detail: Option<&'static str>,
+}
+
+/// The description of a refused request that carries a header the filter must read or
+/// strip with a value that is not UTF-8.
+pub const UNDECODABLE: &str = "Request header value is not valid UTF-8";
+
+pub struct Authenticator<V> {
+    pub config: Config,
+    tokens: Tokens<V>,
+    /// Headers whose value the filter reads or strips: the pseudo-headers, every header a
+    /// token may come from, the identity headers, and the method overrides when a rule
+    /// depends on the method. A request where one of them is not
+    /// UTF-8 is refused, since what it means is unknowable.
+    must_decode: Vec<String>,
+    /// Whether some rule names Envoy routes (only then is the `route_name` property read).
+    pub needs_route_name: bool,
+    /// Whether some provider reads tokens from a form body.
+    reads_bodies: bool,
+    /// The headers some provider reads with an authentication scheme (`authorization`).
+    scheme_headers: Vec<String>,
+    /// The lengths of the identity headers' names, as bits (bit 63: 63 bytes or more), so
+    /// that most request headers are passed over without comparing a byte (`is_identity`).
+    identity_lengths: u64,
+}
+
+/// Bit of `Authenticator::identity_lengths` for a name of `len` bytes.
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
+}
+
+impl<V: SignatureVerifier> Authenticator<V> {
+    pub fn new(config: Config, verifier: V) -> Self {
+        let mut must_decode: Vec<String> = [":method", ":path", ":authority"]
+            .iter()
+            .map(|h| h.to_string())
+            .chain(config.identity_headers.iter().cloned())
+            .chain(config.providers.iter().flat_map(|p| {
+                p.token_sources.iter().filter_map(|s| match s {
+                    TokenSource::Header { name, .. } => Some(name.clone()),
+                    TokenSource::Cookie(_) => Some("cookie".to_string()),
+                    // The query is part of `:path`.
+                    TokenSource::Query(_) => None,
+                    // What says whether the body is a form (`content-length` is rewritten).
+                    TokenSource::Body(_) => Some("content-type".to_string()),
+                })
+            }))
+            .collect();
+        let reads_bodies = config.providers.iter().any(|p| {
+            p.token_sources
+                .iter()
+                .any(|s| matches!(s, TokenSource::Body(_)))
+        });
+        if reads_bodies {
+            must_decode.extend(["content-encoding", "content-length"].map(String::from));
+        }
+        // A method override the filter cannot read could name any method (and make a
+        // preflight that passes unchecked another request).
+        if config.cors_preflight == CorsPreflight::Pass
+            || config.rules.iter().any(|r| !r.matcher.methods.is_empty())
+        {
+            must_decode.extend(METHOD_OVERRIDE_HEADERS.iter().map(|h| h.to_string()));
+        }
+        // A header that a claim must equal.
+        must_decode.extend(
+            config
+                .rules
+                .iter()
+                .filter_map(|r| r.requires.as_ref())
+                .flat_map(Requirement::claim_checks)
+                .filter_map(|check| match check {
+                    ClaimCheck::EqualsHeader(_, header) => Some(header.clone()),
+                    _ => None,
+                }),
+        );
+        // A proof the filter cannot read could be one sent with the wrong scheme.
+        if config
+            .providers
+            .iter()
+            .any(|p| p.dpop.mode != DpopMode::Disabled)
+        {
+            must_decode.push("dpop".to_string());
+        }
+        // A `host` header is read next to `:authority` where the authority is read: rules
+        // with hosts, and a DPoP proof's `htu` compared with `:authority`.
+        if config.rules.iter().any(|r| !r.matcher.hosts.is_empty())
+            || config
+                .providers
+                .iter()
+                .any(|p| p.dpop.mode != DpopMode::Disabled && p.dpop.origin.is_none())
+        {
+            must_decode.push("host".to_string());
+        }
+        let needs_route_name = config.rules.iter().any(|r| !r.matcher.routes.is_empty());
+        let mut scheme_headers: Vec<String> = config
+            .providers
+            .iter()
+            .flat_map(|p| &p.token_sources)
+            .filter_map(|s| s.scheme().map(|(name, _)| name.to_string()))
+            .collect();
+        scheme_headers.sort();
+        scheme_headers.dedup();
+        let identity_lengths = config
+            .identity_headers
+            .iter()
+            .fold(0, |bits, h| bits | length_bit(h.len()));
+        must_decode.sort();
+        must_decode.dedup();
+        Authenticator {
+            tokens: Tokens::new(verifier, config.jwt_cache_size, config.max_token_bytes),
+            config,
+            must_decode,
+            needs_route_name,
+            reads_bodies,
+            scheme_headers,
+            identity_lengths,
+        }
+    }
+
+    /// Whether some provider reads tokens from form bodies.
+    pub fn reads_bodies(&self) -> bool {
+        self.reads_bodies
+    }
+
+    /// Whether `req` must be decided with its body (`Request::set_form_body`): it may carry
+    /// a form body (`extract::may_carry_form_body`) and a rule it lands on requires a
+    /// provider that reads tokens from one. Requests the rules refuse outright are decided
+    /// without it.
+    pub fn wants_body(&self, req: &Request, route_name: Option<&str>) -> bool {
+        if !self.reads_bodies || !extract::may_carry_form_body(req) {
+            return false;
+        }
+        let reads_body = |p: ProviderId| {
+            self.config
+                .provider(p)
+                .token_sources
+                .iter()
+                .any(|s| matches!(s, TokenSource::Body(_)))
+        };
+        let found = rules::find(
+            &self.config.rules,
+            self.config.path_parameters,
+            req,
+            route_name,
+        );
+        found.is_ok_and(|routes| {
+            routes.iter().any(|route| match route {
+                Route::Rule(rule, _) => rule
+                    .requires
+                    .as_ref()
+                    .is_some_and(|r| r.names_provider(&reads_body)),
+                Route::Unmatched => false,
+            })
+        })
+    }
+
+    /// Token-cache hits and misses since the last call.
+    pub fn take_cache_counts(&self) -> (u64, u64) {
+        self.tokens.take_cache_counts()
+    }
+
+    /// Decides `req` at unix time `now` (seconds), on no named Envoy route and a connection
+    /// without client certificate.
+    pub fn decide(&self, req: &Request, now: u64, keys: &dyn KeyStore) -> Decision {
+        self.decide_on_route(req, None, &NoCertificate, now, keys)
+    }
+
+    /// Decides `req` at unix time `now` (seconds) on the Envoy route named `route_name`
+    /// (`None` where the host does not tell; rules that name routes then never match),
+    /// received on `connection`.
+    pub fn decide_on_route(
+        &self,
+        req: &Request,
+        route_name: Option<&str>,
+        connection: &dyn Connection,
+        now: u64,
+        keys: &dyn KeyStore,
+    ) -> Decision {
+        if req
+            .undecodable
+            .iter()
+            .any(|h| self.must_decode_header(h) || self.is_identity(h))
+        {
+            return self.refused(req, Failure::InvalidRequest(UNDECODABLE.into()), None, None);
+        }
+        if let Some(m) = &self.config.resource_metadata
+            && req.method() == "GET"
+            && req.path().split('?').next() == Some(m.path.as_str())
+        {
+            return Decision::Serve(Served::json(&m.document));
+        }
+        if self.config.cors_preflight == CorsPreflight::Pass && self.is_preflight(req) {
+            return Decision::Allow {
+                changes: self.changes(req, &[]),
+                reported: None,
+                proof: None,
+            };
+        }
+        // Every rule some reading of the request lands on must pass (rules.rs).
+        let found = rules::find(
+            &self.config.rules,
+            self.config.path_parameters,
+            req,
+            route_name,
+        );
+        let outcome = match &found {
+            Ok(routes) => {
+                let allow_unmatched = self.config.unmatched == Unmatched::Allow;
+                let checks = routes.iter().filter_map(|route| match route {
+                    Route::Rule(rule, captures) => {
+                        rule.requires.as_ref().map(|r| Ok((r, captures.as_slice())))
+                    }
+                    Route::Unmatched if allow_unmatched => None,
+                    Route::Unmatched => Some(Err(Failure::AccessDenied)),
+                });
+                let asked = Asked {
+                    req,
+                    connection,
+                    now,
+                    keys,
+                };
+                let check = |p: &ProviderRequirement, captures: &[String]| {
+                    let provider = self.config.provider(p.provider);
+                    self.tokens.check(provider, p, captures, &asked)
+                };
+                requirements::evaluate_all(checks, &check)
+            }
+            // An authority that is not one host, where rules name hosts: 400.
+            Err(RouteError::Authority(e)) => {
+                let failure = Failure::InvalidRequest(e.description().into());
+                return self.refused(req, failure, None, Some(e.message()));
+            }
+            Err(e) => return self.refused(req, Failure::AccessDenied, None, Some(e.message())),
+        };
+        match outcome {
+            Outcome::Pass(verified) => Decision::Allow {
+                changes: {
+                    let mut changes = self.changes(req, &verified);
+                    if let Ok(routes) = &found {
+                        self.strip_other_schemes(req, routes, &mut changes);
+                    }
+                    changes
+                },
+                reported: None,
+                proof: verified
+                    .iter()
+                    .find_map(|v| Some((v.provider, v.proof.clone()?))),
+            },
+            Outcome::Pending(need) => Decision::Pending(need),
+            Outcome::Fail(failure, provider) => self.refused(req, failure, provider, None),
+        }
+    }
+
+    /// Strips the scheme headers (`Authorization`) that carry a scheme no provider of the
+    /// rules `routes` reads there (`Basic` where `Bearer` is read): such a credential is
+    /// no token to the filter, so the upstream must not act on it (a stack that reads
+    /// `JWT <t>` or `Token <t>` would take an unverified token). Public routes keep them.
+    fn strip_other_schemes(&self, req: &Request, routes: &[Route], changes: &mut HeaderChanges) {
+        for header in &self.scheme_headers {
+            let Some((spelling, value)) = req.header_spellings(header).next() else {
+                continue;
+            };
+            if changes.remove.iter().any(|h| h == spelling) {
+                continue;
+            }
+            let mut schemes: Vec<&str> = Vec::new();
+            let mut dpop = false;
+            for (index, provider) in self.config.providers.iter().enumerate() {
+                let named = routes.iter().any(|route| match route {
+                    Route::Rule(rule, _) => rule
+                        .requires
+                        .as_ref()
+                        .is_some_and(|r| r.names_provider(&|p| p == ProviderId(index))),
+                    Route::Unmatched => false,
+                });
+                if !named {
+                    continue;
+                }
+                for source in &provider.token_sources {
+                    if let Some((name, scheme)) = source.scheme()
+                        && name == header
+                    {
+                        schemes.push(scheme);
+                        dpop |= matches!(source, TokenSource::Header { prefix, .. }
+                            if name == "authorization" && prefix.eq_ignore_ascii_case("Bearer "));
+                    }
+                }
+            }
+            if !schemes.is_empty() && extract::is_other_scheme(value, &schemes, dpop) {
+                changes.remove.push(spelling.to_string());
+            }
+        }
+    }
+
+    /// A CORS preflight: `OPTIONS` (and no method override), with `Origin` and
+    /// `Access-Control-Request-Method`, on a path the filter can read.
+    fn is_preflight(&self, req: &Request) -> bool {
+        let has = |name: &str| req.header_values(name).next().is_some();
+        has("origin")
+            && has("access-control-request-method")
+            && rules::only_method(req, "OPTIONS")
+            && path::read(req.path(), self.config.path_parameters).is_ok()
+    }
+
+    /// A denial in enforce mode; in report mode, the request goes on with what it would
+    /// have been denied for.
+    pub fn refused(
+        &self,
+        req: &Request,
+        failure: Failure,
+        provider: Option<ProviderId>,
+        detail: Option<&'static str>,
+    ) -> Decision {
+        let mut denial = deny(&self.config.realm, &failure, req);
+        if let Some(m) = &self.config.resource_metadata {
+            denial.add_resource_metadata(&m.url);
+        }
+        if let Some(dpop) = provider
+            .map(|p| &self.config.provider(p).dpop)
+            .filter(|d| d.mode != DpopMode::Disabled)
+        {
+            let error_in_dpop =
+                matches!(failure, Failure::InvalidDpopProof(_)) || binding::uses_dpop_scheme(req);
+            denial.add_dpop_challenge(&dpop.algs, error_in_dpop, dpop.mode == DpopMode::Required);
+        }
+        let refusal = Refusal {
+            denial,
+            provider,
+            detail,
+        };
+        match self.config.mode {
+            Mode::Enforce => Decision::Deny(refusal),
+            Mode::Report => Decision::Allow {
+                changes: self.changes(req, &[]),
+                reported: Some(refusal),
+                proof: None,
+            },
+        }
+    }
+
+    /// Whether header `name` (lower-case) is an identity header to some upstream: the
+    /// filter's own spelling, or one that folds into it (`X_User_Id` for `x-user-id`).
+    /// Pseudo-headers are the host's, never an identity.
+    /// Whether a header whose value is not UTF-8 is one the filter reads: a name of
+    /// `must_decode`, under any spelling an upstream folds into it.
+    fn must_decode_header(&self, name: &str) -> bool {
+        self.must_decode.iter().any(|m| {
+            m == name
+                || (!m.starts_with(':') && !name.starts_with(':') && same_upstream_name(m, name))
+        })
+    }
+
+    fn is_identity(&self, name: &str) -> bool {
+        self.identity_lengths & length_bit(name.len()) != 0
+            && !name.starts_with(':')
+            && self
+                .config
+                .identity_headers
+                .iter()
+                .any(|id| same_upstream_name(id, name))
+    }
+
+    /// The identity headers the request carries, by the names it carries them under (the
+    /// host removes a header by its exact name), each once. One pass over the request's
+    /// headers; nothing is allocated when none is there.
+    fn spoofed_identity(&self, req: &Request) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        if self.identity_lengths == 0 {
+            return found;
+        }
+        let names = req
+            .headers()
+            .map(|(name, _)| name)
+            .chain(req.undecodable.iter().map(String::as_str));
+        for name in names {
+            if self.is_identity(name) && !found.iter().any(|f| f == name) {
+                found.push(name.to_string());
+            }
+        }
+        found
+    }
+
+    /// Header changes for a request that goes upstream: identity headers are always
+    /// stripped first, in every spelling; verified tokens add theirs and are removed
+    /// unless forwarded.
+    fn changes(&self, req: &Request, verified: &[Passed]) -> HeaderChanges {
+        // Only headers the request carries need removing (each removal is a host call).
+        let mut changes = HeaderChanges {
+            remove: self.spoofed_identity(req),
+            ..HeaderChanges::default()
+        };
+        for v in verified {
+            let provider: &Provider = self.config.provider(v.provider);
+            if !provider.forward {
+                let removal = extract::removal(req, &provider.token_sources[v.source]);
+                changes.remove.extend(removal.remove);
+                changes.set.extend(removal.set);
+                changes.body = changes.body.or(removal.body);
+                // The proof only ever meant something with the token.
+                if v.proof.is_some() {
+                    changes.remove.push("dpop".to_string());
+                }
+            }
+            if let Some(header) = &provider.forward_payload_header {
+                changes
+                    .set
+                    .push((header.clone(), v.payload_b64.to_string()));
+            }
+            for (path, header) in &provider.claim_to_headers {
+                if let Some(value) = path.lookup(&v.token.claims).and_then(header_value) {
+                    changes.set.push((header.clone(), value));
+                }
+            }
+            for (path, property) in &provider.claim_to_properties {
+                if let Some(value) = path.lookup(&v.token.claims).and_then(header_value) {
+                    changes.properties.push((property.clone(), value));
+                }
+            }
+        }
+        changes
+    }
+}
+
+/// Most bytes of a claim written into a header.
+const MAX_HEADER_VALUE: usize = 4096;
+
+/// A claim as a header (or property) value: strings as they are, numbers and booleans
+/// printed, arrays of those joined with `,`. Objects, and values with control characters
+/// or too long, are not written.
+///
+/// An array is written only when the joined list reads back as the same elements in every
+/// list parser (RFC 9110 section 5.6.1 trims whitespace around elements and drops empty
+/// ones; some parsers honour quoted strings): each element is non-empty, has no `,` and no
+/// `"`, and neither starts nor ends with whitespace. Otherwise `["user", "admin,root"]`
+/// and `["user", "admin", "root"]` would both arrive as `user,admin,root`, and `["a", ""]`
+/// as `["a"]`; such an array is not written at all (the header is absent upstream, as for
+/// a missing claim). A string claim is written as it is, commas included.
+fn header_value(claim: &Value) -> Option<String> {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let list_element = |v: &Value| {
+        scalar(v).filter(|e| {
+            !e.is_empty()
+                && !e.contains([',', '"'])
+                && !e.starts_with(char::is_whitespace)
+                && !e.ends_with(char::is_whitespace)
+        })
+    };
+    let value = match claim {
+        Value::Array(items) => items
+            .iter()
+            .map(list_element)
+            .collect::<Option<Vec<_>>>()?
+            .join(","),
+        other => scalar(other)?,
+    };
+    let safe = value.len() <= MAX_HEADER_VALUE && !value.chars().any(char::is_control);
+    safe.then_some(value)
+}
+
+mod requirements;
+#[cfg(test)]
+mod tests;
+mod token;

@@ -1,0 +1,290 @@
+//! One token's pipeline for one provider (what Envoy's `jwt_authn` calls an
+//! authenticator): the token from the provider's sources, the scheme its binding needs, the
+//! format and the issuer before any crypto, keys, the signature (or the token cache), the
+//! registered claims, the binding's proof, and last the requirement's authorization.
+
+use super::requirements::Outcome;
+use super::{KeyState, KeyStore, NeedKeys};
+use crate::config::{KeySource, Provider, ProviderId};
+use crate::http::request::Request;
+use crate::jose::claims::ClaimError;
+use crate::jose::jwks::KeyError;
+use crate::jose::jws;
+use crate::jose::verify::SignatureVerifier;
+use crate::keys::token_cache::{TokenCache, Verified};
+use crate::policy::authz::{Bound, Denied, ProviderRequirement};
+use crate::policy::binding::{self, Connection};
+use crate::policy::dpop::ProofUse;
+use crate::policy::extract::{self, Extracted};
+use crate::policy::response::Failure;
+use serde_json::Value;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// A token that passed every check for one provider.
+pub(super) struct Passed<'r> {
+    pub provider: ProviderId,
+    /// Which of the provider's token sources it came from.
+    pub source: usize,
+    pub payload_b64: &'r str,
+    pub token: Rc<Verified>,
+    pub proof: Option<ProofUse>,
+}
+
+/// A request to decide, and what it is decided with.
+#[derive(Clone, Copy)]
+pub(super) struct Asked<'r, 'a> {
+    pub req: &'r Request,
+    pub connection: &'a dyn Connection,
+    /// Unix time, in seconds.
+    pub now: u64,
+    pub keys: &'a dyn KeyStore,
+}
+
+/// Why the signature stage did not produce a verified token.
+enum Stop {
+    Fail(Failure),
+    /// Keys are needed first: none yet, or the token's `kid` is not in the set and a fetch
+    /// may bring it.
+    Keys(NeedKeys),
+}
+
+/// The pipeline's state on this worker: the signature verifier and the verified tokens.
+pub(super) struct Tokens<V> {
+    pub verifier: V,
+    /// Verified tokens of this worker (the core is single-threaded per VM).
+    cache: RefCell<TokenCache>,
+    max_token_bytes: usize,
+}
+
+impl<V: SignatureVerifier> Tokens<V> {
+    pub fn new(verifier: V, cache_size: usize, max_token_bytes: usize) -> Self {
+        Tokens {
+            verifier,
+            cache: RefCell::new(TokenCache::new(cache_size)),
+            max_token_bytes,
+        }
+    }
+
+    /// Token-cache hits and misses since the last call.
+    pub fn take_cache_counts(&self) -> (u64, u64) {
+        let mut cache = self.cache.borrow_mut();
+        let counts = (cache.hits, cache.misses);
+        (cache.hits, cache.misses) = (0, 0);
+        counts
+    }
+
+    /// The token `requirement`'s provider finds in the request, against the requirement;
+    /// `captures` as the rule's path template took them.
+    pub(super) fn check<'r>(
+        &self,
+        provider: &Provider,
+        requirement: &ProviderRequirement,
+        captures: &[String],
+        asked: &Asked<'r, '_>,
+    ) -> Outcome<'r> {
+        let Asked {
+            req,
+            connection,
+            now,
+            keys,
+        } = *asked;
+        let index = requirement.provider;
+        let fail = |f: Failure| Outcome::Fail(f, Some(index));
+
+        let (token, source, scheme) =
+            match extract::extract(req, &provider.token_sources, self.max_token_bytes) {
+                Extracted::Found {
+                    token,
+                    source,
+                    scheme,
+                } => (token, source, scheme),
+                Extracted::Missing if requirement.allow_missing => return Outcome::Pass(Vec::new()),
+                Extracted::Missing => return fail(Failure::Missing),
+                Extracted::Invalid(why) => return fail(Failure::InvalidRequest(why.to_string())),
+                Extracted::TooLarge => return fail(invalid_token("Token too large")),
+                Extracted::EncodedBody => return fail(Failure::EncodedBody),
+            };
+        if let Err(failure) = binding::check_request(scheme, req, &provider.dpop) {
+            return fail(failure);
+        }
+        let verified = match self.verify(index, provider, token, now, keys) {
+            Ok(verified) => verified,
+            Err(Stop::Fail(failure)) => return fail(failure),
+            Err(Stop::Keys(need)) => return Outcome::Pending(need),
+        };
+        if let Err(e) = provider.claims.check(
+            verified.typ.as_deref(),
+            &verified.claims,
+            now,
+            requirement.audiences.as_deref(),
+        ) {
+            return fail(Failure::InvalidToken {
+                description: e.message(),
+                expired: e == ClaimError::Expired,
+            });
+        }
+        let proof = match binding::check_token(
+            &verified.claims,
+            token,
+            scheme,
+            req,
+            &provider.dpop,
+            provider.mtls,
+            connection,
+            now,
+            self.max_token_bytes,
+            &self.verifier,
+        ) {
+            Ok(proof) => proof,
+            Err(failure) => return fail(failure),
+        };
+        let bound = Bound {
+            request: req,
+            captures,
+        };
+        if let Err(denied) = requirement.authorization.check(&verified.claims, bound) {
+            return fail(match denied {
+                Denied::Scope(scopes) => Failure::InsufficientScope {
+                    description: "Insufficient Scope".into(),
+                    scopes: Some(scopes),
+                },
+                Denied::Claim(description) => Failure::InsufficientScope {
+                    description,
+                    scopes: None,
+                },
+            });
+        }
+        Outcome::Pass(vec![Passed {
+            provider: index,
+            source,
+            payload_b64: token.split('.').nth(1).unwrap_or_default(),
+            token: verified,
+            proof,
+        }])
+    }
+
+    /// The format and signature stages for `token`, or their cached result: the token is
+    /// a well-formed JWS for this provider, signed by a key of its current key set.
+    fn verify(
+        &self,
+        index: ProviderId,
+        provider: &Provider,
+        token: &str,
+        now: u64,
+        keys: &dyn KeyStore,
+    ) -> Result<Rc<Verified>, Stop> {
+        let state = key_state(provider, index, keys);
+        let cached = self.cache.borrow_mut().get(index, token, now);
+        if let Some(hit) = cached {
+            let key_kept = match &state {
+                KeyState::Ready { set, .. } => set
+                    .select(hit.kid.as_deref(), hit.alg)
+                    .is_ok_and(|k| Rc::ptr_eq(&k.material, &hit.key) || k.material == hit.key),
+                _ => false,
+            };
+            if key_kept {
+                self.cache.borrow_mut().count(true);
+                return Ok(hit);
+            }
+            self.cache.borrow_mut().remove(token);
+        }
+        self.cache.borrow_mut().count(false);
+
+        if !extract::is_b64token(token) {
+            return Err(Stop::Fail(Failure::InvalidRequest(
+                extract::MALFORMED.into(),
+            )));
+        }
+        let jws = jws::parse(token).map_err(|e| Stop::Fail(invalid_token(e.0)))?;
+        if !provider.algorithms.contains(&jws.alg) {
+            return Err(Stop::Fail(invalid_token("Unexpected 'alg' value")));
+        }
+        let claims = jws.claims().map_err(|e| Stop::Fail(invalid_token(e.0)))?;
+        provider
+            .claims
+            .check_issuer(&claims)
+            .map_err(|e| Stop::Fail(invalid_token(&e.message())))?;
+        let (set, refetch_allowed) = match state {
+            KeyState::Ready {
+                set,
+                refetch_allowed,
+            } => (set, refetch_allowed),
+            KeyState::Loading => {
+                return Err(Stop::Keys(NeedKeys {
+                    provider: index,
+                    unknown_kid: false,
+                }));
+            }
+            KeyState::Unavailable { retry_after_s } => {
+                return Err(Stop::Fail(Failure::Unavailable { retry_after_s }));
+            }
+        };
+        let key = match set.select(jws.kid.as_deref(), jws.alg) {
+            Ok(key) => key,
+            Err(KeyError::UnknownKid) if refetch_allowed => {
+                return Err(Stop::Keys(NeedKeys {
+                    provider: index,
+                    unknown_kid: true,
+                }));
+            }
+            Err(KeyError::UnknownKid | KeyError::NoMatch) => {
+                return Err(Stop::Fail(invalid_token(
+                    "no applicable key found in the JSON Web Key Set",
+                )));
+            }
+            Err(KeyError::Ambiguous) => {
+                return Err(Stop::Fail(invalid_token(
+                    "multiple matching keys found in the JSON Web Key Set",
+                )));
+            }
+        };
+        if !self
+            .verifier
+            .verify(jws.alg, key, jws.signing_input.as_bytes(), &jws.signature)
+        {
+            return Err(Stop::Fail(invalid_token("signature verification failed")));
+        }
+        // Kept while `exp` (with the clock skew) may still pass; the claims are checked anyway.
+        let skew = provider.claims.clock_skew_s as f64;
+        let evict_at = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .map(|exp| exp + skew);
+        let verified = Rc::new(Verified {
+            alg: jws.alg,
+            kid: jws.kid,
+            typ: jws.typ,
+            key: Rc::clone(&key.material),
+            evict_at: evict_at.unwrap_or(f64::NEG_INFINITY),
+            claims,
+        });
+        if evict_at.is_some_and(|at| at > now as f64) {
+            self.cache
+                .borrow_mut()
+                .insert(index, token, Rc::clone(&verified));
+        }
+        Ok(verified)
+    }
+}
+
+fn invalid_token(description: &str) -> Failure {
+    Failure::InvalidToken {
+        description: description.to_string(),
+        expired: false,
+    }
+}
+
+fn key_state<'k>(
+    provider: &'k Provider,
+    index: ProviderId,
+    keys: &'k dyn KeyStore,
+) -> KeyState<'k> {
+    match &provider.keys {
+        KeySource::Local(set) => KeyState::Ready {
+            set,
+            refetch_allowed: false,
+        },
+        KeySource::Remote(_) | KeySource::Discovery(_) => keys.state(index),
+    }
+}

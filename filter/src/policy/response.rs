@@ -1,0 +1,594 @@
+//! Denial responses: RFC 6750 challenges with the Express body shape
+//! `{"error": code, "message": description}`. Descriptions say what failed and never carry
+//! token or key material (they are built from fixed strings and claim names only).
+//!
+//! A gRPC call gets an explicit gRPC status instead, and the description alone as the body,
+//! which Envoy sends as `grpc-message` (in a trailers-only answer with HTTP status 200).
+
+use crate::http::request::Request;
+use std::borrow::Cow;
+
+/// Why a request was refused; also the metric and log label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Missing,
+    Invalid,
+    Expired,
+    InsufficientScope,
+    InvalidRequest,
+    Unavailable,
+    AccessDenied,
+    InvalidDpopProof,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 8] = [
+        Reason::Missing,
+        Reason::Invalid,
+        Reason::Expired,
+        Reason::InsufficientScope,
+        Reason::InvalidRequest,
+        Reason::Unavailable,
+        Reason::AccessDenied,
+        Reason::InvalidDpopProof,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Missing => "missing",
+            Reason::Invalid => "invalid",
+            Reason::Expired => "expired",
+            Reason::InsufficientScope => "insufficient_scope",
+            Reason::InvalidRequest => "invalid_request",
+            Reason::Unavailable => "unavailable",
+            Reason::AccessDenied => "access_denied",
+            Reason::InvalidDpopProof => "invalid_dpop_proof",
+        }
+    }
+}
+
+/// A failed check, before it becomes a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Missing,
+    InvalidRequest(String),
+    InvalidToken {
+        description: String,
+        expired: bool,
+    },
+    /// `scopes` is `Some` for missing scopes (it becomes the `scope` attribute) and `None`
+    /// for a failed claim check.
+    InsufficientScope {
+        description: String,
+        scopes: Option<Vec<String>>,
+    },
+    Unavailable {
+        retry_after_s: u64,
+    },
+    AccessDenied,
+    /// A DPoP proof that fails a check of RFC 9449 (or was seen before).
+    InvalidDpopProof(&'static str),
+    /// The DPoP replay cache cannot take the proof now (full of live proofs, or shared
+    /// data refused the write).
+    ReplayCacheFull {
+        retry_after_s: u64,
+    },
+    /// A form body that may carry the token is larger than the filter reads (413).
+    BodyTooLarge,
+    /// A form body that may carry the token did not arrive in time (408).
+    BodyTimeout,
+    /// A form body that may carry the token is compressed (`content-encoding`), which the
+    /// filter does not inflate (415, with `Accept-Encoding: identity` as RFC 7694 asks).
+    EncodedBody,
+}
+
+/// gRPC status codes the filter answers with.
+pub const GRPC_INVALID_ARGUMENT: u32 = 3;
+pub const GRPC_PERMISSION_DENIED: u32 = 7;
+pub const GRPC_UNAVAILABLE: u32 = 14;
+pub const GRPC_UNAUTHENTICATED: u32 = 16;
+
+impl Failure {
+    pub fn reason(&self) -> Reason {
+        match self {
+            Failure::Missing => Reason::Missing,
+            Failure::InvalidRequest(_)
+            | Failure::BodyTooLarge
+            | Failure::BodyTimeout
+            | Failure::EncodedBody => Reason::InvalidRequest,
+            Failure::InvalidToken { expired: true, .. } => Reason::Expired,
+            Failure::InvalidToken { .. } => Reason::Invalid,
+            Failure::InsufficientScope { .. } => Reason::InsufficientScope,
+            Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => Reason::Unavailable,
+            Failure::AccessDenied => Reason::AccessDenied,
+            Failure::InvalidDpopProof(_) => Reason::InvalidDpopProof,
+        }
+    }
+
+    fn grpc_status(&self) -> u32 {
+        match self {
+            Failure::Missing | Failure::InvalidToken { .. } | Failure::InvalidDpopProof(_) => {
+                GRPC_UNAUTHENTICATED
+            }
+            Failure::InvalidRequest(_)
+            | Failure::BodyTooLarge
+            | Failure::BodyTimeout
+            | Failure::EncodedBody => GRPC_INVALID_ARGUMENT,
+            Failure::InsufficientScope { .. } | Failure::AccessDenied => GRPC_PERMISSION_DENIED,
+            Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => GRPC_UNAVAILABLE,
+        }
+    }
+
+    /// How far the request got: when alternatives all fail, the answer reports the one
+    /// that got furthest (a valid token lacking a scope says more than a missing token).
+    pub fn rank(&self) -> u8 {
+        match self {
+            Failure::Missing => 0,
+            Failure::AccessDenied => 1,
+            Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => 2,
+            Failure::InvalidToken { .. } | Failure::InvalidDpopProof(_) => 3,
+            Failure::InsufficientScope { .. } => 4,
+            Failure::InvalidRequest(_)
+            | Failure::BodyTooLarge
+            | Failure::BodyTimeout
+            | Failure::EncodedBody => 5,
+        }
+    }
+}
+
+/// A local response to send instead of forwarding the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+    pub reason: Reason,
+    /// For a gRPC call: the gRPC status (the body is then the description alone).
+    pub grpc_status: Option<u32>,
+}
+
+impl Denial {
+    /// Adds RFC 9728's `resource_metadata` parameter (the URL of the protected-resource
+    /// metadata) to a 401 challenge.
+    pub fn add_resource_metadata(&mut self, url: &str) {
+        if self.status != 401 {
+            return;
+        }
+        for (name, value) in &mut self.headers {
+            if *name == "www-authenticate" {
+                value.push_str(&format!(", resource_metadata=\"{url}\""));
+            }
+        }
+    }
+
+    /// Adds the DPoP challenge (RFC 9449 section 7.1) naming the proof algorithms `algs`.
+    /// `Bearer` stays first unless `dpop_only`; the error (if any) moves into the DPoP
+    /// challenge when `error_in_dpop` (the request used the DPoP scheme, or its proof
+    /// failed), and stays with `Bearer` otherwise.
+    pub fn add_dpop_challenge(&mut self, algs: &str, error_in_dpop: bool, dpop_only: bool) {
+        for (name, value) in &mut self.headers {
+            if *name != "www-authenticate" {
+                continue;
+            }
+            // The common answer: the Bearer challenge as it is, then DPoP's.
+            if !dpop_only && !error_in_dpop {
+                value.reserve(algs.len() + 13);
+                for part in [", DPoP algs=\"", algs, "\""] {
+                    value.push_str(part);
+                }
+                continue;
+            }
+            // `Bearer realm="..."` and then the error's parameters, if any.
+            let Some(realm_end) = value
+                .find('"')
+                .and_then(|q| value[q + 1..].find('"').map(|e| q + 1 + e + 1))
+            else {
+                continue;
+            };
+            let (bearer, error) = value.split_at(realm_end);
+            let realm = bearer.strip_prefix("Bearer ").unwrap_or(bearer);
+            *value = if dpop_only {
+                format!("DPoP {realm}, algs=\"{algs}\"{error}")
+            } else {
+                format!("{bearer}, DPoP algs=\"{algs}\"{error}")
+            };
+        }
+    }
+}
+
+/// A document the filter serves itself (RFC 9728 protected-resource metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Served {
+    /// A JSON document that clients may cache for an hour.
+    pub fn json(body: &str) -> Served {
+        Served {
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("cache-control", "max-age=3600".into()),
+            ],
+            body: body.to_string(),
+        }
+    }
+}
+
+/// Whether Envoy answers `req` as a gRPC call: its `content-type` is `application/grpc`,
+/// alone or followed by `+` or `;` (gRPC-Web's `application/grpc-web` is plain HTTP).
+pub fn is_grpc(req: &Request) -> bool {
+    const GRPC: &str = "application/grpc";
+    req.header_values("content-type").next().is_some_and(|ct| {
+        ct.get(..GRPC.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(GRPC))
+            && matches!(ct.as_bytes().get(GRPC.len()), None | Some(b'+' | b';'))
+    })
+}
+
+/// The answer to `req` for `failure`.
+pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Denial {
+    let challenge = |code: &str, description: &str| {
+        format!(
+            "Bearer realm=\"{realm}\", error=\"{code}\", error_description=\"{}\"",
+            quoted(description)
+        )
+    };
+    let (status, code, message, www_authenticate) = match failure {
+        Failure::Missing => (
+            401,
+            "unauthorized",
+            "Authentication required".to_string(),
+            Some(format!("Bearer realm=\"{realm}\"")),
+        ),
+        Failure::InvalidRequest(d) => (
+            400,
+            "invalid_request",
+            d.clone(),
+            Some(challenge("invalid_request", d)),
+        ),
+        Failure::InvalidToken { description: d, .. } => (
+            401,
+            "invalid_token",
+            d.clone(),
+            Some(challenge("invalid_token", d)),
+        ),
+        Failure::InsufficientScope {
+            description: d,
+            scopes,
+        } => {
+            let mut value = challenge("insufficient_scope", d);
+            if let Some(scopes) = scopes {
+                value.push_str(&format!(", scope=\"{}\"", quoted(&scopes.join(" "))));
+            }
+            (403, "insufficient_scope", d.clone(), Some(value))
+        }
+        Failure::Unavailable { .. } => (
+            503,
+            "temporarily_unavailable",
+            "Signing keys are not available".to_string(),
+            None,
+        ),
+        Failure::AccessDenied => (403, "access_denied", "Access denied".to_string(), None),
+        Failure::ReplayCacheFull { .. } => (
+            503,
+            "temporarily_unavailable",
+            "DPoP replay cache is full".to_string(),
+            None,
+        ),
+        // Not RFC 6750 errors, so no challenge: the request never got as far as its token.
+        Failure::BodyTooLarge => (
+            413,
+            "invalid_request",
+            "Request body is too large to search for an access token".to_string(),
+            None,
+        ),
+        Failure::BodyTimeout => (
+            408,
+            "invalid_request",
+            "Request body did not arrive in time".to_string(),
+            None,
+        ),
+        Failure::EncodedBody => (
+            415,
+            "invalid_request",
+            "Compressed form bodies are not read for an access token".to_string(),
+            None,
+        ),
+        Failure::InvalidDpopProof(d) => (
+            401,
+            "invalid_dpop_proof",
+            d.to_string(),
+            Some(challenge("invalid_dpop_proof", d)),
+        ),
+    };
+    let grpc = is_grpc(req);
+    let mut headers = Vec::with_capacity(4);
+    // Envoy sets gRPC's own content-type; a second one would confuse clients.
+    if !grpc {
+        headers.push(("content-type", "application/json".to_string()));
+    }
+    headers.push(("cache-control", "no-store".to_string()));
+    if let Some(value) = www_authenticate {
+        headers.push(("www-authenticate", value));
+    }
+    if let Failure::Unavailable { retry_after_s } | Failure::ReplayCacheFull { retry_after_s } =
+        failure
+    {
+        headers.push(("retry-after", retry_after_s.to_string()));
+    }
+    if let Failure::EncodedBody = failure {
+        headers.push(("accept-encoding", "identity".to_string()));
+    }
+    let message = quoted(&message);
+    let body = match grpc {
+        true => message.into_owned(),
+        false => json_body(code, &message),
+    };
+    Denial {
+        status,
+        headers,
+        body,
+        reason: failure.reason(),
+        grpc_status: grpc.then(|| failure.grpc_status()),
+    }
+}
+
+/// The JSON body of a denial, as Express's error handler writes it. Written by hand: the
+/// code is a fixed identifier and a `quoted` message has nothing JSON would escape (no `"`,
+/// `\` or control character), and serde's serializer costs more than the rest of a
+/// missing-token answer.
+fn json_body(code: &str, message: &str) -> String {
+    let mut body = String::with_capacity(message.len() + code.len() + 24);
+    for part in [r#"{"error":""#, code, r#"","message":""#, message, r#""}"#] {
+        body.push_str(part);
+    }
+    body
+}
+
+/// Makes a description safe inside an RFC 7230 quoted-string: `"` becomes `'`, `\` becomes
+/// `/`, control characters are dropped, and the length is bounded.
+fn quoted(text: &str) -> Cow<'_, str> {
+    let safe = |b: u8| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\';
+    if text.len() <= 200 && text.bytes().all(safe) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .filter(|c| !c.is_control())
+            .map(|c| match c {
+                '"' => '\'',
+                '\\' => '/',
+                c => c,
+            })
+            .take(200)
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http() -> Request {
+        Request::default()
+    }
+
+    #[test]
+    fn quoted_strings_replace_quotes_and_backslashes_and_drop_controls() {
+        let every_ascii: String = (0u8..128).map(char::from).collect();
+        let want: String = (0x20u8..0x7f)
+            .map(|b| match b {
+                b'"' => '\'',
+                b'\\' => '/',
+                b => char::from(b),
+            })
+            .collect();
+        assert_eq!(quoted(&every_ascii), want);
+        assert_eq!(quoted("plain text, kept as is"), "plain text, kept as is");
+        assert_eq!(quoted(&"x".repeat(300)).len(), 200);
+        assert_eq!(quoted("é\u{7f}\"e"), "é'e");
+    }
+
+    #[test]
+    fn the_json_body_is_what_a_json_serializer_writes_for_any_quoted_message() {
+        let every_char: String = (0u32..0x800).filter_map(char::from_u32).collect();
+        for message in [
+            every_char.as_str(),
+            "é\u{7f}\"e\\",
+            "Authentication required",
+        ] {
+            let message = quoted(message);
+            let want = serde_json::json!({"error": "invalid_token", "message": message});
+            assert_eq!(json_body("invalid_token", &message), want.to_string());
+        }
+    }
+
+    fn header<'d>(d: &'d Denial, name: &str) -> Option<&'d str> {
+        d.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn missing_token_is_a_bare_challenge() {
+        let d = deny("api", &Failure::Missing, &http());
+        assert_eq!(d.status, 401);
+        assert_eq!(header(&d, "www-authenticate"), Some("Bearer realm=\"api\""));
+        assert_eq!(header(&d, "content-type"), Some("application/json"));
+        assert_eq!(
+            d.body,
+            r#"{"error":"unauthorized","message":"Authentication required"}"#
+        );
+        assert_eq!(d.reason, Reason::Missing);
+    }
+
+    #[test]
+    fn invalid_token_names_the_error_and_sanitises_quotes() {
+        let d = deny(
+            "api",
+            &Failure::InvalidToken {
+                description: "bad \"x\" \\ \r\n".into(),
+                expired: false,
+            },
+            &http(),
+        );
+        assert_eq!(d.status, 401);
+        assert_eq!(
+            header(&d, "www-authenticate"),
+            Some("Bearer realm=\"api\", error=\"invalid_token\", error_description=\"bad 'x' / \"")
+        );
+        assert_eq!(
+            d.body,
+            r#"{"error":"invalid_token","message":"bad 'x' / "}"#
+        );
+        let expired = deny(
+            "api",
+            &Failure::InvalidToken {
+                description: "e".into(),
+                expired: true,
+            },
+            &http(),
+        );
+        assert_eq!(expired.reason, Reason::Expired);
+    }
+
+    #[test]
+    fn insufficient_scope_carries_the_scope_attribute_only_for_scopes() {
+        let scoped = Failure::InsufficientScope {
+            description: "Insufficient Scope".into(),
+            scopes: Some(vec!["read:messages".into(), "write:messages".into()]),
+        };
+        let d = deny("api", &scoped, &http());
+        assert_eq!(d.status, 403);
+        assert_eq!(
+            header(&d, "www-authenticate"),
+            Some(
+                "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"Insufficient Scope\", scope=\"read:messages write:messages\""
+            )
+        );
+        let claim = Failure::InsufficientScope {
+            description: "Unexpected 'role' value".into(),
+            scopes: None,
+        };
+        let d = deny("api", &claim, &http());
+        assert_eq!(d.status, 403);
+        assert!(!header(&d, "www-authenticate").unwrap().contains("scope=\""));
+    }
+
+    #[test]
+    fn other_statuses() {
+        let d = deny(
+            "api",
+            &Failure::InvalidRequest("More than one method used for authentication".into()),
+            &http(),
+        );
+        assert_eq!(d.status, 400);
+        assert!(
+            header(&d, "www-authenticate")
+                .unwrap()
+                .contains("error=\"invalid_request\"")
+        );
+        let d = deny("api", &Failure::AccessDenied, &http());
+        assert_eq!((d.status, header(&d, "www-authenticate")), (403, None));
+        assert_eq!(
+            d.body,
+            r#"{"error":"access_denied","message":"Access denied"}"#
+        );
+        let d = deny("api", &Failure::Unavailable { retry_after_s: 7 }, &http());
+        assert_eq!((d.status, header(&d, "retry-after")), (503, Some("7")));
+        assert!(d.body.contains("temporarily_unavailable"));
+    }
+
+    #[test]
+    fn grpc_calls_get_a_grpc_status_and_the_sentence() {
+        let grpc = |ct: &str| Request::new("POST", "/pkg.Svc/Call", &[("content-type", ct)]);
+        let cases = [
+            (Failure::Missing, 401, 16, "Authentication required"),
+            (
+                Failure::InvalidToken {
+                    description: "Unexpected 'aud' value".into(),
+                    expired: false,
+                },
+                401,
+                16,
+                "Unexpected 'aud' value",
+            ),
+            (
+                Failure::InsufficientScope {
+                    description: "Insufficient Scope".into(),
+                    scopes: Some(vec!["a".into()]),
+                },
+                403,
+                7,
+                "Insufficient Scope",
+            ),
+            (Failure::AccessDenied, 403, 7, "Access denied"),
+            (Failure::InvalidRequest("bad".into()), 400, 3, "bad"),
+            (
+                Failure::Unavailable { retry_after_s: 1 },
+                503,
+                14,
+                "Signing keys are not available",
+            ),
+        ];
+        for (failure, status, code, message) in cases {
+            let d = deny("api", &failure, &grpc("application/grpc"));
+            assert_eq!(
+                (d.status, d.grpc_status, d.body.as_str()),
+                (status, Some(code), message)
+            );
+            assert_eq!(header(&d, "content-type"), None);
+            let http = deny("api", &failure, &http());
+            assert_eq!(http.grpc_status, None);
+            assert!(http.body.starts_with("{\"error\":"));
+        }
+        for ct in ["application/grpc+proto", "Application/GRPC;charset=utf-8"] {
+            assert_eq!(
+                deny("api", &Failure::Missing, &grpc(ct)).grpc_status,
+                Some(16),
+                "{ct}"
+            );
+        }
+        for ct in [
+            "application/grpc-web",
+            "application/grpcx",
+            "application/json",
+        ] {
+            assert_eq!(
+                deny("api", &Failure::Missing, &grpc(ct)).grpc_status,
+                None,
+                "{ct}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_401_challenges_name_the_resource_metadata() {
+        let url = "https://api.test/.well-known/oauth-protected-resource";
+        let mut d = deny("api", &Failure::Missing, &http());
+        d.add_resource_metadata(url);
+        assert_eq!(
+            header(&d, "www-authenticate"),
+            Some(
+                "Bearer realm=\"api\", resource_metadata=\"https://api.test/.well-known/oauth-protected-resource\""
+            )
+        );
+        let mut d = deny("api", &Failure::AccessDenied, &http());
+        d.add_resource_metadata(url);
+        assert_eq!(header(&d, "www-authenticate"), None);
+        let scoped = Failure::InsufficientScope {
+            description: "Insufficient Scope".into(),
+            scopes: None,
+        };
+        let mut d = deny("api", &scoped, &http());
+        d.add_resource_metadata(url);
+        assert!(
+            !header(&d, "www-authenticate")
+                .unwrap()
+                .contains("resource_metadata")
+        );
+    }
+}
