@@ -7,13 +7,13 @@
 use jwt_filter::alg::Algorithm;
 use jwt_filter::authenticator::{Authenticator, FixedKeys};
 use jwt_filter::config::Config;
-use jwt_filter::header_map;
 use jwt_filter::jwks::Key;
 use jwt_filter::jwks::{KeySet, Origin};
 use jwt_filter::replay;
 use jwt_filter::request::Request;
 use jwt_filter::shared_keys::{SetError, SharedData};
 use jwt_filter::verify::{InWasm, SignatureVerifier};
+use proxy_wasm_abi::header_map;
 use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -15,7 +15,6 @@ pub mod config;
 pub mod dpop;
 pub mod ec_point;
 pub mod extract;
-pub mod header_map;
 pub mod json;
 pub mod jwks;
 pub mod jws;

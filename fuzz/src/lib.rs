@@ -8,12 +8,12 @@ use jwt_filter::authenticator::{Authenticator, Decision, KeyState, KeyStore, Nee
 use jwt_filter::authz::Requirement;
 use jwt_filter::base64url;
 use jwt_filter::config::{Config, Mode, ProviderId};
-use jwt_filter::header_map;
 use jwt_filter::json;
 use jwt_filter::jwks::{KeySet, MAX_KEYS, MAX_KID_BYTES, Material, Origin};
 use jwt_filter::jws;
 use jwt_filter::request::Request;
 use jwt_filter::verify::{InWasm, SignatureVerifier};
+use proxy_wasm_abi::header_map;
 use serde_json::Value;
 
 /// The clock of the `decide` target, give or take what its input says (the test keys'
