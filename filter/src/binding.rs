@@ -16,7 +16,7 @@ use crate::authority;
 use crate::dpop::{self, DpopMode, DpopPolicy, ProofUse};
 use crate::extract;
 use crate::request::Request;
-use crate::response::Failure;
+use crate::response::{Failure, invalid_token};
 use crate::verify::SignatureVerifier;
 use serde_json::{Map, Value};
 
@@ -176,13 +176,6 @@ fn confirmation(claims: &Map<String, Value>) -> Result<(Option<&str>, Option<&st
         return Err(invalid_token("Invalid 'cnf' confirmation claim"));
     }
     Ok((jkt, x5t))
-}
-
-fn invalid_token(description: &str) -> Failure {
-    Failure::InvalidToken {
-        description: description.to_string(),
-        expired: false,
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::extract::{self, Extracted};
 use crate::jwks::KeyError;
 use crate::jws;
 use crate::request::Request;
-use crate::response::Failure;
+use crate::response::{Failure, invalid_token};
 use crate::token_cache::{TokenCache, Verified};
 use crate::verify::SignatureVerifier;
 use serde_json::Value;
@@ -265,13 +265,6 @@ impl<V: SignatureVerifier> Tokens<V> {
                 .insert(index, token, Rc::clone(&verified));
         }
         Ok(verified)
-    }
-}
-
-fn invalid_token(description: &str) -> Failure {
-    Failure::InvalidToken {
-        description: description.to_string(),
-        expired: false,
     }
 }
 
