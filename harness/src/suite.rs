@@ -224,7 +224,10 @@ mod tests {
         ];
         assert!(!report(&skipped, false, &mut out).unwrap());
         let text = String::from_utf8(out).unwrap();
-        assert!(text.ends_with("nothing passed: a run that only skips checks nothing\n"), "{text}");
+        assert!(
+            text.ends_with("nothing passed: a run that only skips checks nothing\n"),
+            "{text}"
+        );
         let mut out = Vec::new();
         assert!(!report(&[], false, &mut out).unwrap());
     }
