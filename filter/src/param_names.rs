@@ -52,10 +52,10 @@ pub fn fold(raw: &str) -> Vec<u8> {
     }
     let start = decoded.iter().take_while(|b| **b == b' ').count();
     let mut out = Vec::with_capacity(decoded.len());
-    let mut rest = decoded.get(start..).unwrap_or_default().iter().enumerate();
+    let rest = decoded.get(start..).unwrap_or_default().iter().enumerate();
     let tail = decoded.get(start..).unwrap_or_default();
     let mut bracket_seen = false;
-    while let Some((j, &b)) = rest.next() {
+    for (j, &b) in rest {
         match b {
             b'[' if !bracket_seen => {
                 let closed = tail.get(j + 1..).is_some_and(|t| t.contains(&b']'));
