@@ -6,7 +6,6 @@
 
 use jwt_filter::config::Config;
 use jwt_filter::decision::authenticator::{Authenticator, FixedKeys};
-use jwt_filter::http::header_map;
 use jwt_filter::http::request::Request;
 use jwt_filter::jose::alg::Algorithm;
 use jwt_filter::jose::jwks::Key;
@@ -14,6 +13,7 @@ use jwt_filter::jose::jwks::{KeySet, Origin};
 use jwt_filter::jose::verify::{InWasm, SignatureVerifier};
 use jwt_filter::keys::replay;
 use jwt_filter::keys::shared::{SetError, SharedData};
+use proxy_wasm_abi::header_map;
 use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -248,7 +248,7 @@ fn write_seeds() {
                 (b":authority", b"api.test"),
                 (header.as_bytes(), value.as_bytes()),
             ];
-            seeds.push(("header_map", jwt_filter::http::header_map::encode(&headers)));
+            seeds.push(("header_map", proxy_wasm_abi::header_map::encode(&headers)));
             for config in 0..harness::CONFIGS.len() as u8 {
                 let (state, clock) = ((i + j) as u8, (i * j) as i8 - 4);
                 let input = harness::decide_input(config, state, clock, jwks.as_bytes(), &headers);

@@ -104,13 +104,12 @@ fn graph() -> Graph {
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (module, names) in raw {
         for (first, second) in names {
-            let target = if SINGLE_MODULE.contains(&first.as_str()) || first == module {
-                first
-            } else if second.is_empty() || !layers.contains_key(&second) {
-                first
-            } else {
-                second
-            };
+            // `crate::layer::module::...` names `module`; `crate::config::...` (a
+            // single-module layer) or a layer's own items name the layer.
+            let names_module = !SINGLE_MODULE.contains(&first.as_str())
+                && first != module
+                && layers.contains_key(&second);
+            let target = if names_module { second } else { first };
             if target != module && layers.contains_key(&target) {
                 edges.entry(module.clone()).or_default().insert(target);
             }

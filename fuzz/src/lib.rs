@@ -5,7 +5,6 @@
 
 use jwt_filter::config::{Config, Mode, ProviderId};
 use jwt_filter::decision::authenticator::{Authenticator, Decision, KeyState, KeyStore, NeedKeys};
-use jwt_filter::http::header_map;
 use jwt_filter::http::request::Request;
 use jwt_filter::jose::alg::Algorithm;
 use jwt_filter::jose::base64url;
@@ -14,6 +13,7 @@ use jwt_filter::jose::jwks::{KeySet, MAX_KEYS, MAX_KID_BYTES, Material, Origin};
 use jwt_filter::jose::jws;
 use jwt_filter::jose::verify::{InWasm, SignatureVerifier};
 use jwt_filter::policy::authz::Requirement;
+use proxy_wasm_abi::header_map;
 use serde_json::Value;
 
 /// The clock of the `decide` target, give or take what its input says (the test keys'

@@ -1,9 +1,8 @@
-//! The request as the filter reads it: the host's header map (`header_map`); method, path,
-//! headers and form body (`request`); the path's readings (`path`), the authority
-//! (`authority`), and how upstream stacks spell names (`spelling`). Nothing here is trusted.
+//! The request as the filter reads it: method, path, headers and form body (`request`); the
+//! path's readings (`path`), the authority (`authority`), and how upstream stacks spell
+//! names (`spelling`). Nothing here is trusted.
 
 pub(crate) mod authority;
-pub mod header_map;
 pub mod path;
 pub mod request;
 pub(crate) mod spelling;

@@ -18,7 +18,7 @@ use crate::jose::verify::SignatureVerifier;
 use crate::policy::dpop::{self, DpopMode, DpopPolicy, ProofUse};
 use crate::policy::extract;
 pub use crate::policy::extract::Scheme;
-use crate::policy::response::Failure;
+use crate::policy::response::{Failure, invalid_token};
 use serde_json::{Map, Value};
 
 /// Whether a provider accepts certificate-bound tokens and how.
@@ -170,13 +170,6 @@ fn confirmation(claims: &Map<String, Value>) -> Result<(Option<&str>, Option<&st
         return Err(invalid_token("Invalid 'cnf' confirmation claim"));
     }
     Ok((jkt, x5t))
-}
-
-fn invalid_token(description: &str) -> Failure {
-    Failure::InvalidToken {
-        description: description.to_string(),
-        expired: false,
-    }
 }
 
 #[cfg(test)]

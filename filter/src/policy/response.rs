@@ -82,6 +82,14 @@ pub enum Failure {
     EncodedBody,
 }
 
+/// A token refused for another reason than its age (401 `invalid_token`).
+pub(crate) fn invalid_token(description: &str) -> Failure {
+    Failure::InvalidToken {
+        description: description.to_string(),
+        expired: false,
+    }
+}
+
 /// gRPC status codes the filter answers with.
 pub const GRPC_INVALID_ARGUMENT: u32 = 3;
 pub const GRPC_PERMISSION_DENIED: u32 = 7;

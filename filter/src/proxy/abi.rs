@@ -167,7 +167,7 @@ pub fn replace_buffer(kind: u32, data: &[u8]) -> Result<(), Status> {
     check(unsafe { proxy_set_buffer_bytes(kind, 0, usize::MAX, data.as_ptr(), data.len()) })
 }
 
-/// The encoded pairs of a header map (see `crate::http::header_map`).
+/// The encoded pairs of a header map (see `proxy_wasm_abi::header_map`).
 pub fn header_pairs(kind: u32) -> Result<Vec<u8>, Status> {
     let (mut data, mut size) = (null_mut(), 0);
     let status = unsafe { proxy_get_header_map_pairs(kind, &mut data, &mut size) };

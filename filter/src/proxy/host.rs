@@ -2,10 +2,10 @@
 //! ignored where nothing better can be done, never panics.
 
 use super::abi;
-use crate::http::header_map;
 use crate::http::request::{HeaderChanges, Request};
 use crate::policy::response::{Denial, Served};
 use proxy_wasm::types::LogLevel;
+use proxy_wasm_abi::header_map;
 use std::time::Duration;
 
 pub fn log(level: LogLevel, message: &str) {

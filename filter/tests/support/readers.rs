@@ -232,8 +232,7 @@ fn python_cookie(f: &Forwarded, want: &str) -> Vec<String> {
     // Python `http.cookies.SimpleCookie`: `;`, raw names, last wins, quotes dropped.
     cookie_pairs(f, &[';'])
         .into_iter()
-        .filter(|(k, _)| k == want)
-        .last()
+        .rfind(|(k, _)| k == want)
         .map(|(_, v)| unquote(&v).to_string())
         .into_iter()
         .collect()

@@ -4,7 +4,7 @@
 use super::*;
 use crate::config::ProviderId;
 use crate::jose::base64url;
-use crate::jose::jwks::Origin;
+use crate::jose::jwks::{KeySet, Origin};
 use crate::jose::verify::InWasm;
 use crate::policy::response::Reason;
 use crate::testkit::{NOW, public_jwk, sign};

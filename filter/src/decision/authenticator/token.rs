@@ -16,7 +16,7 @@ use crate::policy::authz::{Bound, Denied, ProviderRequirement};
 use crate::policy::binding::{self, Connection};
 use crate::policy::dpop::ProofUse;
 use crate::policy::extract::{self, Extracted};
-use crate::policy::response::Failure;
+use crate::policy::response::{Failure, invalid_token};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -265,13 +265,6 @@ impl<V: SignatureVerifier> Tokens<V> {
                 .insert(index, token, Rc::clone(&verified));
         }
         Ok(verified)
-    }
-}
-
-fn invalid_token(description: &str) -> Failure {
-    Failure::InvalidToken {
-        description: description.to_string(),
-        expired: false,
     }
 }
 

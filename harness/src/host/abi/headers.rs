@@ -5,11 +5,10 @@
 //! ASCII-case-insensitively.
 
 use anyhow::Result;
+use proxy_wasm_abi::header_map;
 use wasmtime::Linker;
 
-use super::{
-    BAD_ARGUMENT, C, NOT_FOUND, OK, decode_map, encode_map, give, read, violation, write_u32,
-};
+use super::{BAD_ARGUMENT, C, NOT_FOUND, OK, decode_map, give, read, violation, write_u32};
 use crate::host::HeaderMap as Map;
 use crate::host::vm::VmState;
 
@@ -54,7 +53,7 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_header_map_pairs",
         |mut c: C, map_type: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
-            let bytes = encode_map(
+            let bytes = header_map::encode(
                 map_of(c.data_mut(), map_type)
                     .map(|m| m.as_slice())
                     .unwrap_or_default(),
@@ -164,7 +163,7 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_header_map_size",
         |mut c: C, map_type: i32, ret: i32| -> Result<i32> {
-            let size = encode_map(
+            let size = header_map::encode(
                 map_of(c.data_mut(), map_type)
                     .map(|m| m.as_slice())
                     .unwrap_or_default(),

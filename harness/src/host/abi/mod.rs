@@ -17,6 +17,7 @@ mod stream;
 mod wasi;
 
 use anyhow::{Result, anyhow};
+use proxy_wasm_abi::header_map;
 use wasmtime::{Caller, ExternType, Linker, Module};
 
 use super::HeaderMap;
@@ -115,52 +116,24 @@ pub fn violation(c: &mut C, what: String) {
         .push(format!("{id}: {what}"));
 }
 
-/// The header-map wire format: u32 count, (key_len, value_len) pairs, then each key and value
-/// followed by a NUL. Names and values are bytes, as Envoy keeps them.
-pub fn encode_map(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-    for (k, v) in pairs {
-        out.extend((k.len() as u32).to_le_bytes());
-        out.extend((v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend(k);
-        out.push(0);
-        out.extend(v);
-        out.push(0);
-    }
-    out
-}
-
-/// Decodes the header-map wire format; `None` when it is malformed.
+/// Decodes the header-map wire format (`proxy_wasm_abi::header_map`, the encoding the filter
+/// uses too) into owned pairs; `None` when it is malformed (a size beyond the data, a part
+/// without its NUL terminator). Names and values are bytes, as Envoy keeps them.
 pub fn decode_map(bytes: &[u8]) -> Option<HeaderMap> {
-    let u32_at = |i: usize| -> Option<usize> {
-        Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?) as usize)
-    };
-    if bytes.is_empty() {
-        return Some(Vec::new());
-    }
-    let count = u32_at(0)?;
-    let mut sizes = Vec::new();
-    for i in 0..count {
-        sizes.push((u32_at(4 + i * 8)?, u32_at(8 + i * 8)?));
-    }
-    let mut pos = 4 + count * 8;
-    let mut take = |len: usize| -> Option<Vec<u8>> {
-        let s = bytes.get(pos..pos.checked_add(len)?)?.to_vec();
-        pos += len + 1;
-        Some(s)
-    };
-    sizes
-        .into_iter()
-        .map(|(k, v)| Some((take(k)?, take(v)?)))
-        .collect()
+    let pairs = header_map::decode(bytes)?;
+    Some(
+        pairs
+            .into_iter()
+            .map(|(name, value)| (name.to_vec(), value.to_vec()))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The codec itself is tested in `proxy_wasm_abi`; this is the copy into owned pairs.
     #[test]
     fn map_round_trip_and_malformed() {
         let pairs = vec![
@@ -168,7 +141,7 @@ mod tests {
             (b"x\xff".to_vec(), b"\x80\x00".to_vec()),
             (b"x".to_vec(), Vec::new()),
         ];
-        assert_eq!(decode_map(&encode_map(&pairs)).unwrap(), pairs);
+        assert_eq!(decode_map(&header_map::encode(&pairs)).unwrap(), pairs);
         assert_eq!(decode_map(&[]).unwrap(), vec![]);
         assert!(decode_map(&[5, 0, 0, 0]).is_none());
     }
