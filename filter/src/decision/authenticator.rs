@@ -311,6 +311,10 @@ impl<V: SignatureVerifier> Authenticator<V> {
     /// `JWT <t>` or `Token <t>` would take an unverified token). Public routes keep them.
     fn strip_other_schemes(&self, req: &Request, routes: &[Route], changes: &mut HeaderChanges) {
         for header in &self.scheme_headers {
+            // Most often the verified token's header is removed already.
+            if changes.remove.iter().any(|h| h == header) {
+                continue;
+            }
             let Some((spelling, value)) = req.header_spellings(header).next() else {
                 continue;
             };
@@ -446,7 +450,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
         for v in verified {
             let provider: &Provider = self.config.provider(v.provider);
             if !provider.forward {
-                let removal = extract::removal(req, &provider.token_sources[v.source]);
+                let removal = extract::removal(req, &provider.token_sources[v.source], v.header);
                 changes.remove.extend(removal.remove);
                 changes.set.extend(removal.set);
                 changes.body = changes.body.or(removal.body);

@@ -119,7 +119,7 @@ impl Request {
     ) -> impl Iterator<Item = &'a str> + 'n {
         self.headers
             .iter()
-            .filter(move |(k, _)| self.at(k) == name)
+            .filter(move |(k, _)| k.len() == name.len() && self.at(k) == name)
             .map(|(_, v)| self.at(v))
     }
 
@@ -130,10 +130,17 @@ impl Request {
         &'a self,
         name: &'n str,
     ) -> impl Iterator<Item = (&'a str, &'a str)> + 'n {
-        self.headers().filter(move |(k, _)| {
-            *k == name
-                || (!name.starts_with(':') && !k.starts_with(':') && same_upstream_name(k, name))
-        })
+        // Names of another length are passed over before their text is read.
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k.len() == name.len())
+            .map(|(k, v)| (self.at(k), self.at(v)))
+            .filter(move |(k, _)| {
+                *k == name
+                    || (!name.starts_with(':')
+                        && !k.starts_with(':')
+                        && same_upstream_name(k, name))
+            })
     }
 
     /// Whether the request carries header `name` (lower-case), decodable or not.
@@ -232,12 +239,29 @@ pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
+/// The lengths of `METHOD_OVERRIDE_HEADERS`' names, as bits.
+const OVERRIDE_LENGTHS: u64 = {
+    let mut bits = 0u64;
+    let mut i = 0;
+    while i < METHOD_OVERRIDE_HEADERS.len() {
+        bits |= 1 << METHOD_OVERRIDE_HEADERS[i].len();
+        i += 1;
+    }
+    bits
+};
+
 /// Whether a request header is a method override under some spelling an upstream reads
 /// as one (`x_http_method_override` is `HTTP_X_HTTP_METHOD_OVERRIDE` to CGI stacks).
+#[inline]
 pub fn is_method_override(name: &str) -> bool {
-    METHOD_OVERRIDE_HEADERS
-        .iter()
-        .any(|h| same_upstream_name(h, name))
+    // Most names do not start with `x` or have none of their lengths (one bit test); the
+    // request's names are lower case already.
+    name.starts_with('x')
+        && name.len() < 64
+        && OVERRIDE_LENGTHS >> name.len() & 1 == 1
+        && METHOD_OVERRIDE_HEADERS
+            .iter()
+            .any(|h| h.len() == name.len() && same_upstream_name(h, name))
 }
 
 /// Header changes to apply to a request that goes upstream.
@@ -257,6 +281,24 @@ pub struct HeaderChanges {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn method_overrides_are_read_under_every_spelling() {
+        // `is_method_override` passes over names that do not start with `x`.
+        assert!(METHOD_OVERRIDE_HEADERS.iter().all(|h| h.starts_with('x')));
+        for name in METHOD_OVERRIDE_HEADERS {
+            assert!(is_method_override(name));
+            assert!(is_method_override(&name.replace('-', "_")));
+        }
+        for name in [
+            "x-http-methods",
+            "x-forwarded-proto",
+            "http-method",
+            "authorization",
+        ] {
+            assert!(!is_method_override(name), "{name}");
+        }
+    }
 
     #[test]
     fn values_that_are_not_utf8_are_named_not_kept() {

@@ -81,6 +81,9 @@ pub enum Extracted<'r> {
         token: &'r str,
         source: usize,
         scheme: Scheme,
+        /// The header it came in, as spelled (`None`: not a header source). Exactly one
+        /// instance of a header source's header carries a token: the one to remove.
+        header: Option<&'r str>,
     },
     /// A malformed request (RFC 6750 `invalid_request`): the description says why.
     Invalid(&'static str),
@@ -99,13 +102,14 @@ pub const AMBIGUOUS: &str = "Ambiguous access token parameter";
 
 /// Looks for a token in every source. More than one token, even identical ones, is an
 /// `invalid_request`, as RFC 6750 section 2 requires. A header source reads its header
-/// under every spelling an upstream folds into its name (`x_api_token` for `x-api-token`). Where a source reads
-/// `Authorization: Bearer`, it reads `Authorization: DPoP` too (RFC 9449 section 7.1).
+/// under every spelling an upstream folds into its name (`x_api_token` for `x-api-token`).
+/// Where a source reads `Authorization: Bearer`, it reads `Authorization: DPoP` too (RFC 9449
+/// section 7.1).
 pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) -> Extracted<'r> {
-    let mut found: Option<(&'r str, usize, Scheme)> = None;
+    let mut found: Option<Extracted<'r>> = None;
     for (index, source) in sources.iter().enumerate() {
         // Every token-shaped value the source finds; an empty one is an error.
-        let mut take = |value: &'r str, scheme| {
+        let mut take = |value: &'r str, scheme, header| {
             let token = value.trim_matches(WSP);
             if token.is_empty() {
                 return Err(EMPTY);
@@ -113,68 +117,80 @@ pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) 
             if found.is_some() {
                 return Err(MORE_THAN_ONE);
             }
-            found = Some((token, index, scheme));
+            found = Some(Extracted::Found {
+                token,
+                source: index,
+                scheme,
+                header,
+            });
             Ok(())
         };
         let taken = match source {
             TokenSource::Header { name, prefix } => match source.scheme() {
                 Some((_, scheme)) => {
-                    let dpop = is_bearer(name, prefix);
-                    let mut values = req.header_spellings(name).map(|(_, v)| v);
-                    let first = values.next();
-                    // The header is a singleton (RFC 9110 section 11.6.2): stacks that
-                    // keep the first and those that keep the last would disagree. Envoy
-                    // joins repeated instances with `,` into one value, so a credential
-                    // of ours after a comma is a second instance too.
-                    let joined = |v: &str| {
-                        v.split(',')
-                            .skip(1)
-                            .any(|p| read_scheme(p, scheme, dpop) != SchemeValue::Other)
-                    };
-                    if first.is_some_and(joined) || (first.is_some() && values.next().is_some()) {
-                        Err(MORE_THAN_ONE)
-                    } else {
-                        first.map_or(Ok(()), |v| match read_scheme(v, scheme, dpop) {
-                            SchemeValue::Token(token, scheme) => take(token, scheme),
-                            SchemeValue::Other => Ok(()),
-                            SchemeValue::Malformed => Err(MALFORMED_SCHEME),
-                        })
+                    scheme_header(req, name, scheme, is_bearer(name, prefix), &mut take)
+                }
+                None => req.header_spellings(name).try_for_each(|(spelling, v)| {
+                    match strip_prefix_ignore_case(v.trim_start_matches(WSP), prefix) {
+                        Some(token) => take(token, Scheme::Bearer, Some(spelling)),
+                        None => Ok(()),
                     }
-                }
-                None => {
-                    req.header_spellings(name).try_for_each(
-                        |(_, v)| match strip_prefix_ignore_case(v.trim_start_matches(WSP), prefix) {
-                            Some(token) => take(token, Scheme::Bearer),
-                            None => Ok(()),
-                        },
-                    )
-                }
+                }),
             },
             TokenSource::Query(param) => query_tokens(req.query().unwrap_or_default(), param)
-                .try_for_each(|piece| take(piece?, Scheme::Bearer)),
+                .try_for_each(|piece| take(piece?, Scheme::Bearer, None)),
             TokenSource::Cookie(cookie) => req
                 .header_values("cookie")
                 .flat_map(|h| cookie_tokens(h, cookie))
-                .try_for_each(|piece| take(piece?, Scheme::Bearer)),
+                .try_for_each(|piece| take(piece?, Scheme::Bearer, None)),
             TokenSource::Body(_) if has_form_body(req) && is_encoded(req) => {
                 return Extracted::EncodedBody;
             }
             TokenSource::Body(field) => req
                 .form_values(field)
-                .try_for_each(|v| take(v, Scheme::Bearer)),
+                .try_for_each(|v| take(v, Scheme::Bearer, None)),
         };
         if let Err(why) = taken {
             return Extracted::Invalid(why);
         }
     }
     match found {
+        Some(Extracted::Found { token, .. }) if token.len() > max_bytes => Extracted::TooLarge,
+        Some(found) => found,
         None => Extracted::Missing,
-        Some((token, ..)) if token.len() > max_bytes => Extracted::TooLarge,
-        Some((token, source, scheme)) => Extracted::Found {
-            token,
-            source,
-            scheme,
-        },
+    }
+}
+
+/// A scheme header (`Authorization`) read into `take`. It is a singleton (RFC 9110 section
+/// 11.6.2): stacks that keep the first instance and those that keep the last would
+/// disagree, so two are refused. Envoy joins repeated instances with `,` into one value,
+/// so a credential of ours after a comma in another scheme's value is a second instance
+/// too (after our own scheme, a comma is in the token, which is then not a b64token: 400).
+fn scheme_header<'r>(
+    req: &'r Request,
+    name: &str,
+    scheme: &str,
+    dpop: bool,
+    take: &mut impl FnMut(&'r str, Scheme, Option<&'r str>) -> Result<(), &'static str>,
+) -> Result<(), &'static str> {
+    let mut instances = req.header_spellings(name);
+    let Some((spelling, value)) = instances.next() else {
+        return Ok(());
+    };
+    if instances.next().is_some() {
+        return Err(MORE_THAN_ONE);
+    }
+    let joined = || {
+        value
+            .split(',')
+            .skip(1)
+            .any(|p| read_scheme(p, scheme, dpop) != SchemeValue::Other)
+    };
+    match read_scheme(value, scheme, dpop) {
+        SchemeValue::Token(token, scheme) => take(token, scheme, Some(spelling)),
+        _ if joined() => Err(MORE_THAN_ONE),
+        SchemeValue::Other => Ok(()),
+        SchemeValue::Malformed => Err(MALFORMED_SCHEME),
     }
 }
 
@@ -207,7 +223,11 @@ enum SchemeValue<'v> {
 /// whitespace read them). The scheme alone is an empty credential.
 fn read_scheme<'v>(value: &'v str, scheme: &str, dpop: bool) -> SchemeValue<'v> {
     let value = value.trim_start_matches(WSP);
-    let (head, rest) = value.find(WSP).map_or((value, ""), |i| value.split_at(i));
+    let (head, rest) = value
+        .bytes()
+        .position(|b| b == b' ' || b == b'\t')
+        .and_then(|i| Some((value.get(..i)?, value.get(i..)?)))
+        .unwrap_or((value, ""));
     if head.eq_ignore_ascii_case(scheme) {
         return SchemeValue::Token(rest, Scheme::Bearer);
     }
@@ -336,7 +356,8 @@ const B64TOKEN_CHARS: [bool; 256] = {
 /// The changes that take the token out of the request: the header is removed, a query
 /// parameter is cut out of `:path`, a cookie is cut out of `cookie`, a form field out of
 /// the body (and `content-length` follows).
-pub fn removal(req: &Request, source: &TokenSource) -> HeaderChanges {
+/// `header`: the header the token came in, as `Extracted::Found` names it.
+pub fn removal(req: &Request, source: &TokenSource, header: Option<&str>) -> HeaderChanges {
     let (remove, set) = match source {
         TokenSource::Body(field) => {
             let body = req.form_without(field);
@@ -350,19 +371,7 @@ pub fn removal(req: &Request, source: &TokenSource) -> HeaderChanges {
                 ..HeaderChanges::default()
             };
         }
-        TokenSource::Header { name, .. } => {
-            // Under every spelling it came in (the host removes a header by its name).
-            let mut spellings: Vec<String> = Vec::new();
-            for (spelling, _) in req.header_spellings(name) {
-                if !spellings.iter().any(|s| s == spelling) {
-                    spellings.push(spelling.to_string());
-                }
-            }
-            if spellings.is_empty() {
-                spellings.push(name.clone());
-            }
-            (spellings, vec![])
-        }
+        TokenSource::Header { name, .. } => (vec![header.unwrap_or(name).to_string()], vec![]),
         TokenSource::Query(param) => {
             let (path, query) = req.path().split_once('?').unwrap_or((req.path(), ""));
             let kept = without(query, '&', param);
@@ -468,6 +477,7 @@ mod tests {
                     token: "a.b.c",
                     source: 0,
                     scheme: Scheme::Bearer,
+                    header: Some("authorization"),
                 },
                 "{value}"
             );
@@ -529,6 +539,7 @@ mod tests {
                     token: "a.b.c",
                     source: 0,
                     scheme: Scheme::Bearer,
+                    header: Some("authorization"),
                 },
                 "{value:?}"
             );
@@ -540,6 +551,7 @@ mod tests {
                 token: "a.b.c",
                 source: 0,
                 scheme: Scheme::Dpop,
+                header: Some("authorization"),
             }
         );
         // A custom scheme reads the same way.
@@ -562,7 +574,6 @@ mod tests {
         // Envoy joins repeated headers with `,` into one value.
         for value in [
             "Basic dXNlcjpwYXNz,Bearer a.b.c",
-            "Bearer a.b.c, bearer d.e.f",
             "Negotiate x,\tDPoP a.b.c",
         ] {
             let req = Request::new("GET", "/", &[("authorization", value)]);
@@ -572,6 +583,13 @@ mod tests {
                 "{value}"
             );
         }
+        // After our scheme, a comma is in the token, which is then not a b64token (400).
+        let req = Request::new(
+            "GET",
+            "/",
+            &[("authorization", "Bearer a.b.c, bearer d.e.f")],
+        );
+        assert_eq!(malformed(&req, &[TokenSource::bearer()]), Some(true));
         // Commas inside another scheme's parameters are that scheme's business.
         let digest = r#"Digest username="u", realm="r", nonce="n""#;
         let req = Request::new("GET", "/", &[("authorization", digest)]);
@@ -636,6 +654,10 @@ mod tests {
                     token: "t1",
                     source: i,
                     scheme: Scheme::Bearer,
+                    header: [Some("authorization"), Some("x-token")]
+                        .get(i)
+                        .copied()
+                        .flatten(),
                 }
             );
         }
@@ -703,23 +725,26 @@ mod tests {
             body: body.map(str::to_string),
         };
         assert_eq!(
-            removal(&req, &sources[0]),
+            removal(&req, &sources[0], Some("authorization")),
             changes(&["authorization"], &[], None)
         );
         assert_eq!(
-            removal(&req, &sources[2]),
+            removal(&req, &sources[2], None),
             changes(&[], &[(":path", "/p?a=1&b=2")], None)
         );
         assert_eq!(
-            removal(&req, &sources[3]),
+            removal(&req, &sources[3], None),
             changes(&[], &[("cookie", "x=1; y=2")], None)
         );
         let only = Request::new("GET", "/p?access_token=t", &[("cookie", "at=t")]);
         assert_eq!(
-            removal(&only, &sources[2]),
+            removal(&only, &sources[2], None),
             changes(&[], &[(":path", "/p")], None)
         );
-        assert_eq!(removal(&only, &sources[3]), changes(&["cookie"], &[], None));
+        assert_eq!(
+            removal(&only, &sources[3], None),
+            changes(&["cookie"], &[], None)
+        );
         // The other fields stay as they came (still encoded); content-length follows.
         let posted = form(
             "POST",
@@ -727,11 +752,14 @@ mod tests {
             &[("content-length", "25")],
         );
         assert_eq!(
-            removal(&posted, &sources[4]),
+            removal(&posted, &sources[4], None),
             changes(&[], &[("content-length", "9")], Some("a=%41+b&c"))
         );
         let chunked = form("POST", "access_token=t", &[]);
-        assert_eq!(removal(&chunked, &sources[4]), changes(&[], &[], Some("")));
+        assert_eq!(
+            removal(&chunked, &sources[4], None),
+            changes(&[], &[], Some(""))
+        );
     }
 
     #[test]
@@ -891,12 +919,12 @@ mod tests {
             "/p?a=1&ACCESS%5Ftoken=t&b=2",
             &[("cookie", "x=1; A%54=t")],
         );
-        let query = removal(&req, &TokenSource::Query("access_token".into()));
+        let query = removal(&req, &TokenSource::Query("access_token".into()), None);
         assert_eq!(query.set, [(":path".to_string(), "/p?a=1&b=2".to_string())]);
-        let cookie = removal(&req, &TokenSource::Cookie("at".into()));
+        let cookie = removal(&req, &TokenSource::Cookie("at".into()), None);
         assert_eq!(cookie.set, [("cookie".to_string(), "x=1".to_string())]);
         let posted = form("POST", "a=1&access.token=t", &[]);
-        let body = removal(&posted, &TokenSource::Body("access_token".into()));
+        let body = removal(&posted, &TokenSource::Body("access_token".into()), None);
         assert_eq!(body.body.as_deref(), Some("a=1"));
     }
 
@@ -960,12 +988,14 @@ mod tests {
         let sources = [TokenSource::bearer(), token.clone()];
         for name in ["x_api_token", "X_Api_Token", "x.api.token"] {
             let req = Request::new("GET", "/", &[(name, "t")]);
+            let spelled = name.to_ascii_lowercase();
             assert_eq!(
                 found(&req, &sources),
                 Extracted::Found {
                     token: "t",
                     source: 1,
                     scheme: Scheme::Bearer,
+                    header: Some(spelled.as_str()),
                 },
                 "{name}"
             );
@@ -975,8 +1005,9 @@ mod tests {
                 Extracted::Invalid(MORE_THAN_ONE),
                 "{name}"
             );
-            let removed = removal(&Request::new("GET", "/", &[(name, "t")]), &token);
-            assert_eq!(removed.remove, [name.to_ascii_lowercase()], "{name}");
+            // The removal takes it out under the name it came in.
+            let removed = removal(&req, &token, Some(&spelled));
+            assert_eq!(removed.remove, [spelled.clone()], "{name}");
         }
         let req = Request::new("GET", "/", &[("x-api-tokens", "t")]);
         assert_eq!(found(&req, &sources), Extracted::Missing);

@@ -26,6 +26,8 @@ pub(super) struct Passed<'r> {
     pub provider: ProviderId,
     /// Which of the provider's token sources it came from.
     pub source: usize,
+    /// The header it came in, as spelled (header sources only).
+    pub header: Option<&'r str>,
     pub payload_b64: &'r str,
     pub token: Rc<Verified>,
     pub proof: Option<ProofUse>,
@@ -92,13 +94,14 @@ impl<V: SignatureVerifier> Tokens<V> {
         let index = requirement.provider;
         let fail = |f: Failure| Outcome::Fail(f, Some(index));
 
-        let (token, source, scheme) =
+        let (token, source, scheme, header) =
             match extract::extract(req, &provider.token_sources, self.max_token_bytes) {
                 Extracted::Found {
                     token,
                     source,
                     scheme,
-                } => (token, source, scheme),
+                    header,
+                } => (token, source, scheme, header),
                 Extracted::Missing if requirement.allow_missing => return Outcome::Pass(Vec::new()),
                 Extracted::Missing => return fail(Failure::Missing),
                 Extracted::Invalid(why) => return fail(Failure::InvalidRequest(why.to_string())),
@@ -158,6 +161,7 @@ impl<V: SignatureVerifier> Tokens<V> {
         Outcome::Pass(vec![Passed {
             provider: index,
             source,
+            header,
             payload_b64: token.split('.').nth(1).unwrap_or_default(),
             token: verified,
             proof,
