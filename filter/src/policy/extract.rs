@@ -1007,7 +1007,7 @@ mod tests {
             );
             // The removal takes it out under the name it came in.
             let removed = removal(&req, &token, Some(&spelled));
-            assert_eq!(removed.remove, [spelled.clone()], "{name}");
+            assert_eq!(removed.remove, std::slice::from_ref(&spelled), "{name}");
         }
         let req = Request::new("GET", "/", &[("x-api-tokens", "t")]);
         assert_eq!(found(&req, &sources), Extracted::Missing);
