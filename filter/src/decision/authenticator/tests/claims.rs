@@ -1,0 +1,79 @@
+//! Claims and times: `iss`, `aud`, `exp`, `nbf`, `iat` checks, expiry, huge times.
+
+use super::support::*;
+
+#[test]
+fn claim_failures_are_401_invalid_token() {
+    let cases = [
+        (
+            json!({"exp": NOW - 10}),
+            "'exp' claim timestamp check failed",
+        ),
+        (json!({"exp": null}), "Missing 'exp' claim"),
+        (
+            json!({"exp": (NOW + 60).to_string()}),
+            "'exp' claim must be a number",
+        ),
+        (json!({"exp": -1}), "'exp' claim timestamp check failed"),
+        (
+            json!({"nbf": NOW + 60}),
+            "'nbf' claim timestamp check failed",
+        ),
+        (
+            json!({"iat": NOW + 60}),
+            "'iat' claim timestamp check failed",
+        ),
+        (
+            json!({"aud": "https://other.test"}),
+            "Unexpected 'aud' value",
+        ),
+        (json!({"aud": []}), "Unexpected 'aud' value"),
+        (json!({"aud": [1]}), "Unexpected 'aud' value"),
+        (json!({"aud": "https://api.tes"}), "Unexpected 'aud' value"),
+        (
+            json!({"aud": "https://api.test "}),
+            "Unexpected 'aud' value",
+        ),
+        (json!({"aud": null}), "Missing 'aud' claim"),
+        (
+            json!({"iss": "https://issuer.test"}),
+            "Unexpected 'iss' value",
+        ),
+        (json!({"iss": null}), "Missing 'iss' claim"),
+        (json!({"sub": 1}), "'sub' claim must be a string"),
+    ];
+    for (change, want) in cases {
+        let d = decide("/api/private", &token(&with(claims(), change.clone())));
+        assert_eq!(verdict(&d), invalid(want), "{change}");
+        assert!(
+            header(&d, "www-authenticate")
+                .unwrap()
+                .contains("error=\"invalid_token\"")
+        );
+    }
+}
+
+#[test]
+fn expiry_is_reported_as_expired() {
+    let d = decide(
+        "/api/private",
+        &token(&with(claims(), json!({"exp": NOW - 10}))),
+    );
+    let Decision::Deny(r) = d else { panic!() };
+    assert_eq!(r.denial.reason, Reason::Expired);
+}
+
+#[test]
+fn huge_times_do_not_overflow() {
+    for exp in [json!(1e308), json!(18446744073709551616.0), json!(u64::MAX)] {
+        assert_eq!(
+            verdict(&decide(
+                "/api/private",
+                &token(&with(claims(), json!({"exp": exp.clone()})))
+            ))
+            .0,
+            200,
+            "{exp}"
+        );
+    }
+}

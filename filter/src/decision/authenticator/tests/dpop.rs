@@ -1,0 +1,191 @@
+//! Sender-constrained tokens: DPoP proofs and modes, certificate-bound tokens.
+
+use super::support::*;
+
+/// A DPoP proof by test key `ec256` for a GET of `https://api.test{path}` with `token`.
+fn dpop_proof(path: &str, token: &str, jti: &str) -> String {
+    let mut jwk = public_jwk("ec256", "-");
+    jwk.as_object_mut().map(|o| o.remove("kid"));
+    sign(
+        "ec256",
+        &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}),
+        &json!({"htm": "GET", "htu": format!("https://api.test{path}"), "iat": NOW, "jti": jti,
+                "ath": base64url::encode(&crate::jose::jwks::sha256(token.as_bytes()))}),
+    )
+}
+
+fn ec256_thumbprint() -> String {
+    let mut jwk = public_jwk("ec256", "-");
+    jwk.as_object_mut().map(|o| o.remove("kid"));
+    base64url::encode(&crate::jose::jwks::proof_key(&jwk).unwrap().1)
+}
+
+fn dpop_get(path: &str, authorization: &str, proof: Option<&str>) -> Request {
+    let mut headers = vec![
+        (":scheme", "https"),
+        (":authority", "api.test"),
+        ("authorization", authorization),
+    ];
+    headers.extend(proof.map(|p| ("dpop", p)));
+    get(path, &headers)
+}
+
+#[test]
+fn a_dpop_bound_token_passes_with_its_proof_and_never_as_bearer_even_when_cached() {
+    let a = authenticator(&config());
+    let bound = token(&with(claims(), json!({"cnf": {"jkt": ec256_thumbprint()}})));
+    let proof = dpop_proof("/api/private", &bound, "j1");
+    let with_proof = dpop_get("/api/private", &format!("DPoP {bound}"), Some(&proof));
+    let d = a.decide(&with_proof, NOW, &remote_keys());
+    let Decision::Allow {
+        changes,
+        proof: Some((ProviderId(0), seen)),
+        ..
+    } = &d
+    else {
+        panic!("{:?}", verdict(&d));
+    };
+    assert_eq!(seen.until_s, NOW + 301);
+    // Neither the token nor its proof goes upstream.
+    assert!(changes.remove.iter().any(|h| h == "authorization"));
+    assert!(changes.remove.iter().any(|h| h == "dpop"));
+    // The token is now in the cache; as Bearer it is still refused.
+    let stolen = dpop_get("/api/private", &format!("Bearer {bound}"), None);
+    let d = a.decide(&stolen, NOW, &remote_keys());
+    assert_eq!(
+        verdict(&d),
+        (
+            401,
+            "DPoP-bound token requires the DPoP authentication scheme, not Bearer".into()
+        )
+    );
+    assert_eq!(a.take_cache_counts(), (1, 1));
+    // With a proof for another request: refused as an invalid proof, challenge in DPoP.
+    let wrong_path = dpop_get(
+        "/api/private",
+        &format!("DPoP {bound}"),
+        Some(&dpop_proof("/api/other", &bound, "j2")),
+    );
+    let d = a.decide(&wrong_path, NOW, &remote_keys());
+    assert_eq!(verdict(&d), (401, "DPoP Proof htu mismatch".into()));
+    assert_eq!(
+        header(&d, "www-authenticate"),
+        Some(
+            r#"Bearer realm="api", DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 ES256K EdDSA", error="invalid_dpop_proof", error_description="DPoP Proof htu mismatch""#
+        )
+    );
+    let Decision::Deny(r) = &d else {
+        unreachable!()
+    };
+    assert_eq!(r.denial.reason, Reason::InvalidDpopProof);
+}
+
+#[test]
+fn an_unbound_token_passes_with_bearer_and_fails_with_dpop() {
+    let plain = token(&claims());
+    let a = authenticator(&config());
+    let bearer = dpop_get("/api/private", &format!("Bearer {plain}"), None);
+    assert_eq!(verdict(&a.decide(&bearer, NOW, &remote_keys())).0, 200);
+    let proof = dpop_proof("/api/private", &plain, "j1");
+    let dpop = dpop_get("/api/private", &format!("DPoP {plain}"), Some(&proof));
+    let d = a.decide(&dpop, NOW, &remote_keys());
+    assert_eq!(
+        verdict(&d),
+        (401, "JWT Access Token has no jkt confirmation claim".into())
+    );
+    // A request that used the DPoP scheme gets its error in the DPoP challenge.
+    assert_eq!(
+        header(&d, "www-authenticate"),
+        Some(
+            r#"Bearer realm="api", DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 ES256K EdDSA", error="invalid_token", error_description="JWT Access Token has no jkt confirmation claim""#
+        )
+    );
+}
+
+#[test]
+fn dpop_modes_shape_the_challenge() {
+    let with_mode = |mode: &str| {
+        let mut c = config();
+        c["providers"]["auth0"]["dpop"] = json!({"mode": mode, "algorithms": ["ES256", "EdDSA"]});
+        authenticator(&c)
+    };
+    let missing = get("/api/private", &[]);
+    let challenge = |a: &Authenticator<InWasm>, req: &Request| {
+        header(&a.decide(req, NOW, &remote_keys()), "www-authenticate").map(str::to_string)
+    };
+    assert_eq!(
+        challenge(&with_mode("allowed"), &missing).as_deref(),
+        Some(r#"Bearer realm="api", DPoP algs="ES256 EdDSA""#)
+    );
+    assert_eq!(
+        challenge(&with_mode("required"), &missing).as_deref(),
+        Some(r#"DPoP realm="api", algs="ES256 EdDSA""#)
+    );
+    assert_eq!(
+        challenge(&with_mode("disabled"), &missing).as_deref(),
+        Some(r#"Bearer realm="api""#)
+    );
+    // Required: a Bearer token is refused before it is verified.
+    let bearer = get(
+        "/api/private",
+        &[("authorization", &format!("Bearer {}", token(&claims())))],
+    );
+    let d = with_mode("required").decide(&bearer, NOW, &remote_keys());
+    assert_eq!(
+        verdict(&d),
+        (
+            401,
+            "DPoP-bound token required: use the DPoP authentication scheme".into()
+        )
+    );
+    assert_eq!(
+        header(&d, "www-authenticate"),
+        Some(
+            r#"DPoP realm="api", algs="ES256 EdDSA", error="invalid_token", error_description="DPoP-bound token required: use the DPoP authentication scheme""#
+        )
+    );
+    // Disabled: the DPoP scheme is a malformed request.
+    let dpop = dpop_get("/api/private", "DPoP a.b.c", Some("x.y.z"));
+    assert_eq!(
+        verdict(&with_mode("disabled").decide(&dpop, NOW, &remote_keys())),
+        (400, "The DPoP authentication scheme is not accepted".into())
+    );
+}
+
+#[test]
+fn a_certificate_bound_token_is_refused_without_its_certificate() {
+    struct Certificate(Vec<u8>);
+    impl Connection for Certificate {
+        fn peer_certificate_sha256(&self) -> Option<[u8; 32]> {
+            self.0.as_slice().try_into().ok()
+        }
+    }
+    let digest = vec![9u8; 32];
+    let bound = token(&with(
+        claims(),
+        json!({"cnf": {"x5t#S256": base64url::encode(&digest)}}),
+    ));
+    let a = authenticator(&config());
+    let req = get(
+        "/api/private",
+        &[("authorization", &format!("Bearer {bound}"))],
+    );
+    let on = |connection: &dyn Connection| {
+        verdict(&a.decide_on_route(&req, None, connection, NOW, &remote_keys()))
+    };
+    assert_eq!(on(&Certificate(digest.clone())).0, 200);
+    assert_eq!(
+        on(&Certificate(vec![1; 32])),
+        (
+            401,
+            "Certificate-bound token does not match the client certificate".into()
+        )
+    );
+    assert_eq!(
+        on(&NoCertificate),
+        (
+            401,
+            "Certificate-bound token requires a client certificate".into()
+        )
+    );
+}
