@@ -20,10 +20,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Instant;
 
-#[path = "../tests/support/keys.rs"]
-mod keys;
-
-use keys::NOW;
+use jwt_filter_testkit::keys::{self, NOW};
 
 fn jwks() -> Value {
     json!({"keys": [keys::public_jwk("rsa-a", "rsa"), keys::public_jwk("ec256", "ec")]})

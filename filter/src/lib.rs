@@ -14,5 +14,4 @@ pub mod decision; // one request's verdict, one worker's streams and fetches
 mod proxy; // the proxy-wasm adapter: moves bytes between the host and the decision
 
 #[cfg(test)]
-#[path = "../tests/support/keys.rs"]
-mod testkit;
+use jwt_filter_testkit::keys as testkit; // the test keys and signer (testkit/, dev-only)

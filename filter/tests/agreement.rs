@@ -1,5 +1,5 @@
 //! The credentials matrix: requests that carry a token in a query parameter, a cookie or
-//! `Authorization`, spelled every way a common stack reads (tests/support/readers.rs), ×
+//! `Authorization`, spelled every way a common stack reads (testkit/src/readers.rs), ×
 //! those stacks' readings of what the filter forwards × an optional and a required route,
 //! with the token removed upstream (the default) and forwarded (`"forward": true`).
 //!
@@ -8,18 +8,16 @@
 //! removed). Each verdict is exact too, which pins the refusals (400 for two methods,
 //! ambiguous separators, a malformed scheme; 401 for a token that fails).
 
-mod support;
-
 use jwt_filter::config::Config;
 use jwt_filter::decision::authenticator::{Authenticator, Decision, FixedKeys};
 use jwt_filter::http::request::{HeaderChanges, Request};
 use jwt_filter::jose::jwks::{KeySet, Origin};
 use jwt_filter::jose::verify::InWasm;
-use serde_json::json;
-use support::keys::{self, NOW};
-use support::readers::{
+use jwt_filter_testkit::keys::{self, NOW};
+use jwt_filter_testkit::readers::{
     AUTHORIZATION_MODELS, COOKIE_MODELS, Forwarded, HEADER_MODELS, Model, QUERY_MODELS,
 };
+use serde_json::json;
 
 /// One request: `{V}` is a valid token, `{F}` one signed by another key. `query` is
 /// appended to the route's path; `headers` as they are; and the exact statuses on the

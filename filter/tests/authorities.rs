@@ -1,24 +1,19 @@
 //! The authority matrix: tricky `:authority` values × how common upstream stacks read the
-//! host (support/authorities.rs) × the filter's verdict under rules that name hosts (an
+//! host (testkit/src/authorities.rs) × the filter's verdict under rules that name hosts (an
 //! admin host that needs a scope, an API host that needs a token, a public catch-all). No
 //! authority may be allowed at some level of credentials (none, a token, a token with the
 //! scope) while a stack routes it to a host that needs more; each verdict is also exact
 //! (which pins what is normalised and what is refused, 400 `invalid_request`).
-
-mod support;
-
-#[path = "support/authorities.rs"]
-mod models;
 
 use jwt_filter::config::Config;
 use jwt_filter::decision::authenticator::{Authenticator, Decision, FixedKeys};
 use jwt_filter::http::request::Request;
 use jwt_filter::jose::jwks::{KeySet, Origin};
 use jwt_filter::jose::verify::InWasm;
-use models::HOST_MODELS;
+use jwt_filter_testkit::authorities::HOST_MODELS;
+use jwt_filter_testkit::families::Need;
+use jwt_filter_testkit::keys::{self, NOW};
 use serde_json::{Value, json};
-use support::families::Need;
-use support::keys::{self, NOW};
 
 /// The credentials a request carries (a `Need` it satisfies up to).
 const LEVELS: [Need; 3] = [Need::Nothing, Need::Token, Need::Scope];

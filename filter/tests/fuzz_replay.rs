@@ -3,17 +3,15 @@
 //! runs through its target again. `write_seeds` (ignored) wrote the seeds the corpus grew
 //! from: the repository's test data and tokens signed by the test keys.
 
-mod support;
-
 #[path = "../../fuzz/src/lib.rs"]
 mod harness;
 
 use jwt_filter::decision::authenticator::Decision;
+use jwt_filter_testkit::keys::{self, NOW};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use support::keys::{self, NOW};
 
 type Target = fn(&[u8]);
 

@@ -3,7 +3,7 @@
 //! on every Wycheproof JWS vector and on the project's own keys, valid and tampered,
 //! except ES512, which only the host verifies: there the in-wasm path always refuses, and
 //! the host path must give Wycheproof's verdict. The host side is a native stand-in for
-//! Envoy's function (`support::host`).
+//! Envoy's function (`jwt_filter_testkit::host`).
 
 mod support;
 
@@ -11,10 +11,11 @@ use jwt_filter::jose::alg::Algorithm;
 use jwt_filter::jose::jwks::{KeySet, Origin};
 use jwt_filter::jose::jws;
 use jwt_filter::jose::verify::{HostCrypto, InWasm, SignatureVerifier};
+use jwt_filter_testkit::host::native_verify_signature;
+use jwt_filter_testkit::{keys, wycheproof};
 use serde_json::json;
 use std::cell::Cell;
-use support::host::native_verify_signature;
-use support::{group_key_set, keys, wycheproof};
+use support::group_key_set;
 
 /// Both verdicts for one token against one key set; also counts host calls.
 fn verdicts(set: &KeySet, token: &str, host_calls: &Cell<u32>) -> Option<(bool, bool)> {

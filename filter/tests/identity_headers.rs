@@ -1,23 +1,19 @@
 //! The identity-header matrix: spellings of the headers the filter writes (case, `_`/`-`,
 //! other symbols, duplicates, empty values) × how upstream stacks key header names
-//! (support/header_names.rs) × the ways a request goes upstream (a public route, a verified
+//! (testkit/src/header_names.rs) × the ways a request goes upstream (a public route, a verified
 //! token, report mode with a refused token, no rule with `unmatched: allow`, a passed CORS
 //! preflight). No stack may read, under the name of an identity header, a value the filter
 //! did not write; what the filter writes must arrive; and names that no stack reads as an
 //! identity are left alone.
 
-#[path = "support/header_names.rs"]
-mod header_names;
-mod support;
-
-use header_names::{STACKS, forwarded, reads};
 use jwt_filter::config::Config;
 use jwt_filter::decision::authenticator::{Authenticator, Decision, FixedKeys};
 use jwt_filter::http::request::{HeaderChanges, Request};
 use jwt_filter::jose::jwks::{KeySet, Origin};
 use jwt_filter::jose::verify::InWasm;
+use jwt_filter_testkit::header_names::{STACKS, forwarded, reads};
+use jwt_filter_testkit::keys::{self, NOW};
 use serde_json::{Value, json};
-use support::keys::{self, NOW};
 
 /// The headers the filter writes, as configured.
 const IDENTITIES: [&str; 3] = ["x-user-id", "x-roles", "x-jwt-payload"];

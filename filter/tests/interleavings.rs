@@ -13,8 +13,6 @@
 //! - no request waits forever while keys exist, a dead lease expires, a rotation reaches
 //!   every worker: each request ends with the answer its script expects.
 
-mod support;
-
 use jwt_filter::config::{Config, ProviderId};
 use jwt_filter::decision::worker::{Host, Level, Metric, Next, Worker};
 use jwt_filter::http::request::{HeaderChanges, Request};
@@ -22,12 +20,12 @@ use jwt_filter::jose::verify::InWasm;
 use jwt_filter::keys::key_cache::{FetchRecord, KeysRecord};
 use jwt_filter::keys::shared::{Record, SetError, SharedData};
 use jwt_filter::policy::response::{Denial, Served};
+use jwt_filter_testkit::keys::{public_jwk, sign};
 use loom::sync::{Arc, Condvar, Mutex};
 use serde_json::json;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use support::keys::{public_jwk, sign};
 
 const ISSUER: &str = "https://issuer.test/";
 /// The model's clock starts here (unix ms), so tokens are valid throughout.

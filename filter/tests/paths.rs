@@ -1,20 +1,18 @@
 //! The path matrix: tricky request paths (tests/paths/cases.json) × how each upstream family
-//! resolves them (support/families.rs) × the filter's verdict under the quickstart rules.
+//! resolves them (testkit/src/families.rs) × the filter's verdict under the quickstart rules.
 //! No path may be allowed at some level of credentials (none, a token, a token with the
 //! scope) while a family routes it to a route that needs more; each verdict is also exact
 //! (which pins the refusals, and the paths that some family reads as a route no rule names).
 //! The same for method overrides, with the frameworks that honour them.
-
-mod support;
 
 use jwt_filter::config::Config;
 use jwt_filter::decision::authenticator::{Authenticator, Decision, FixedKeys};
 use jwt_filter::http::request::Request;
 use jwt_filter::jose::jwks::{KeySet, Origin};
 use jwt_filter::jose::verify::InWasm;
+use jwt_filter_testkit::families::{FAMILIES, Need, Route, family_need, route};
+use jwt_filter_testkit::keys::{self, NOW};
 use serde_json::{Value, json};
-use support::families::{FAMILIES, Need, Route, family_need, route};
-use support::keys::{self, NOW};
 
 /// The credentials a request carries (a `Need` it satisfies up to).
 const LEVELS: [Need; 3] = [Need::Nothing, Need::Token, Need::Scope];

@@ -2,17 +2,15 @@
 //! worker) and must refuse every altered token. Deterministic pseudo-random mutations of a
 //! valid request, token and configuration exercise that natively, without a fuzzer.
 
-mod support;
-
 use jwt_filter::config::Config;
 use jwt_filter::decision::authenticator::{Authenticator, Decision, FixedKeys};
 use jwt_filter::http::request::Request;
 use jwt_filter::jose::jwks::{KeySet, Origin};
 use jwt_filter::jose::verify::InWasm;
 use jwt_filter::policy::binding::NoCertificate;
+use jwt_filter_testkit::families::{FAMILIES, Need, Route, family_need};
+use jwt_filter_testkit::keys::{self, NOW};
 use serde_json::json;
-use support::families::{FAMILIES, Need, Route, family_need};
-use support::keys::{self, NOW};
 
 /// xorshift64*: reproducible, no dependency.
 struct Rng(u64);

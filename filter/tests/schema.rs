@@ -16,15 +16,13 @@
 //! field must appear in at least one configuration both accept.
 #![cfg(not(target_arch = "wasm32"))]
 
-mod support;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_filter::config::{Config, ConfigError};
+use jwt_filter_testkit::keys::public_jwk;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use support::keys::public_jwk;
 
 /// Refusals of the parser that the schema cannot express, and why. Each must occur in the
 /// corpus (a difference that no longer occurs is stale and fails the test).

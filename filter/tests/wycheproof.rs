@@ -1,7 +1,7 @@
 //! Conformance against Project Wycheproof's JOSE vectors (`tests/wycheproof/`,
 //! or `$WYCHEPROOF_DIR`): the key set of each group is loaded the way the filter loads
 //! keys, and each token goes through the format and signature stages, with the host's
-//! `verify_signature` (a native stand-in for Envoy's, `support::host`) and without it (in
+//! `verify_signature` (a native stand-in for Envoy's, `jwt_filter_testkit::host`) and without it (in
 //! wasm). Every invalid case must be refused; every valid case must pass, except the few
 //! listed in `DIFFERENCES` (both paths) and `IN_WASM_DIFFERENCES` (in wasm only), which the
 //! filter refuses on purpose (the README explains each).
@@ -11,8 +11,9 @@ mod support;
 use jwt_filter::jose::jwks::KeySet;
 use jwt_filter::jose::jws;
 use jwt_filter::jose::verify::{HostCrypto, InWasm, SignatureVerifier};
-use support::host::native_verify_signature;
-use support::{group_key_set, wycheproof};
+use jwt_filter_testkit::host::native_verify_signature;
+use jwt_filter_testkit::wycheproof;
+use support::group_key_set;
 
 /// Valid-labelled vectors the filter refuses, with the reason.
 const DIFFERENCES: &[(u64, &str)] = &[

@@ -1,25 +1,10 @@
-//! Support for the integration tests: the test keys, and Project Wycheproof's vectors
-//! (`tests/wycheproof/` in the repository, or `$WYCHEPROOF_DIR`).
-#![allow(dead_code)] // each test target uses a different part
-
-pub mod families;
-pub mod host;
-pub mod keys;
-pub mod readers;
+//! Support for the integration tests that names the filter's own types: a Project
+//! Wycheproof test group's key set as the filter holds it. Everything else (the test keys, the
+//! native `verify_signature`, the vector files, the models of upstream stacks) is in the
+//! `jwt_filter_testkit` crate (testkit/).
 
 use jwt_filter::jose::jwks::{KeySet, Origin};
 use serde_json::{Value, json};
-use std::path::PathBuf;
-
-/// One Wycheproof vector file, parsed.
-pub fn wycheproof(file: &str) -> Value {
-    let dir = std::env::var_os("WYCHEPROOF_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/wycheproof"));
-    let path = dir.join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
 
 /// A test group's key set as the filter would hold it: public keys as fetched from the
 /// network, symmetric keys as configured.

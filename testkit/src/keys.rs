@@ -1,8 +1,6 @@
-//! Test support, shared by the unit tests (as `crate::testkit`), the integration tests and
-//! the benchmark: the project's fixed test keys (`tests/keys/`), their public JWKs, and a
-//! signer for tokens with any header and claims. It names no item of the filter crate, so
-//! it compiles inside and outside it.
-#![allow(dead_code)] // each test target uses a different part
+//! The project's fixed test keys (`tests/keys/`), their public JWKs, and a signer for tokens
+//! with any header and claims. The filter's unit tests see this module as `crate::testkit`;
+//! the integration tests and the benchmark as `jwt_filter_testkit::keys`.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
