@@ -138,8 +138,9 @@ scenarios: build harness-bin test-filters
 	$(HARNESS) run --wasm $(DIST_WASM) tests/scenarios
 	$(HARNESS) negative --wasm $(TEST_FILTERS)/allow_all.wasm --wasm $(TEST_FILTERS)/deny_all.wasm tests/scenarios
 	$(HARNESS) fuzz --wasm $(DIST_WASM) --seconds 20 --seed 1 --identity-oracle tests/scenarios
-	# The harness tests that need the built filter (a tiny `harness bench` run).
-	cargo test --release -p harness -- --ignored
+	# The harness tests that need the built filter (a tiny `harness bench` run; `check-config`
+	# and the native parser agree, config-agreement/).
+	cargo test --release -p harness -p config_agreement -- --ignored
 
 # Fuzzing (never part of `make test`, whose `scenarios` runs 20 s of it with seed 1): mutated
 # requests, tokens and key-server answers thrown at the built filter in the harness. A trap,

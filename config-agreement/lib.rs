@@ -1,0 +1,1 @@
+//! Nothing but its test: tests/check_config.rs.
