@@ -864,3 +864,113 @@ pub static SHARED: &[(&str, &str)] = &[
         r#"{"title":"scope","description":"A non-empty printable token without spaces, '\"' or '\\'.","type":"string","pattern":"^[!#-\\[\\]-~]+$"}"#,
     ),
 ];
+
+/// The tables against the reader: what they say of defaults and variants is what it does.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::QUICKSTART;
+    use crate::config::{Config, KeySource};
+    use crate::dpop::DpopPolicy;
+    use crate::extract::TokenSource;
+    use serde_json::{Value, json};
+
+    fn parse(edit: impl FnOnce(&mut Value)) -> Result<Config, String> {
+        let mut config: Value = serde_json::from_str(QUICKSTART).unwrap();
+        edit(&mut config);
+        Config::parse(config.to_string().as_bytes()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn names_are_unique_and_bounds_hold_their_defaults() {
+        for object in OBJECTS {
+            for (i, spec) in object.fields.iter().enumerate() {
+                assert!(
+                    object.fields[..i].iter().all(|s| s.name != spec.name),
+                    "{}.{} twice",
+                    object.def,
+                    spec.name
+                );
+                match (spec.about.ty, spec.preset) {
+                    (Ty::Int, Preset::Int { default, min, max }) => {
+                        assert!(min <= default && default <= max, "{}", spec.name)
+                    }
+                    (Ty::Int, _) => panic!("{}: an integer without bounds", spec.name),
+                    (_, Preset::Int { .. }) => panic!("{}: bounds on a non-integer", spec.name),
+                    (Ty::Enum(names), Preset::Text(default)) => {
+                        assert!(names.contains(&default), "{}", spec.name)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The variants each enum field's reader accepts are the table's.
+    #[test]
+    fn enum_variants_are_the_readers() {
+        let places: [(&[Spec], &str); 3] = [
+            (&ROOT, ""),
+            (&DPOP, "/providers/auth0/dpop"),
+            (&MTLS, "/providers/auth0/mtls"),
+        ];
+        let mut seen = 0;
+        for (table, at) in places {
+            for spec in table {
+                let Ty::Enum(names) = spec.about.ty else {
+                    continue;
+                };
+                let error = parse(|c| {
+                    if let Some(object) = at.strip_prefix("/providers/auth0/") {
+                        c["providers"]["auth0"][object] = json!({});
+                    }
+                    c.pointer_mut(at).unwrap()[spec.name] = json!("nonesuch");
+                })
+                .unwrap_err();
+                let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+                assert!(
+                    error.ends_with(&format!(
+                        "unknown variant `nonesuch`, expected one of {}",
+                        quoted.join(", ")
+                    )),
+                    "{}: {error}",
+                    spec.name
+                );
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 6);
+    }
+
+    /// The defaults the reader computes are the ones the tables show.
+    #[test]
+    fn shown_defaults_are_the_readers() {
+        let config = parse(|_| {}).unwrap();
+        let provider = &config.providers[0];
+        let shown = |table: &[Spec], name: &str| -> Value {
+            let spec = table.iter().find(|s| s.name == name).unwrap();
+            serde_json::from_str(spec.about.shown.unwrap()).unwrap()
+        };
+        assert_eq!(
+            shown(&PROVIDER, "token_sources"),
+            json!([{"header": "authorization"}])
+        );
+        assert_eq!(provider.token_sources, [TokenSource::bearer()]);
+        let explicit =
+            parse(|c| c["providers"]["auth0"]["token_sources"] = shown(&PROVIDER, "token_sources"))
+                .unwrap();
+        assert_eq!(explicit.providers[0].token_sources, provider.token_sources);
+        let algorithms: Vec<&str> = DpopPolicy::algorithms()
+            .into_iter()
+            .map(|a| a.name())
+            .collect();
+        assert_eq!(shown(&DPOP, "algorithms"), json!(algorithms));
+        assert_eq!(provider.dpop, DpopPolicy::default());
+        let empty = parse(|c| c["providers"]["auth0"]["dpop"] = json!({})).unwrap();
+        assert_eq!(empty.providers[0].dpop, DpopPolicy::default());
+        let KeySource::Remote(fetch) = &provider.keys else {
+            panic!("remote_jwks")
+        };
+        assert_eq!(fetch.max_keys, crate::jwks::MAX_KEYS);
+    }
+}
