@@ -172,17 +172,17 @@ pub static ROOT: [Spec; 13] = [
     field(
         "max_token_bytes",
         Ty::Int,
-        "Longer tokens are refused before any decoding (256 to 65536).",
+        "Longer tokens are refused before any decoding.",
     ).int(8192, 256, 65536),
     field(
         "max_body_bytes",
         Ty::Int,
-        r#"Most bytes of a form body read for a token ({"body": ...} sources); a larger body is refused with 413 (1024 to 1048576)."#,
+        r#"Most bytes of a form body read for a token ({"body": ...} sources); a larger body is refused with 413."#,
     ).int(65536, 1024, 1048576),
     field(
         "jwt_cache_size",
         Ty::Int,
-        "Verified tokens kept per worker (0 turns the cache off, at most 100000).",
+        "Verified tokens kept per worker (0 turns the cache off).",
     ).int(1000, 0, 100000),
     field(
         "host_crypto",
@@ -315,7 +315,7 @@ pub static PROVIDER: [Spec; 16] = [
     field(
         "clock_skew_s",
         Ty::Int,
-        "Tolerance in seconds for exp, nbf, iat (at most 300).",
+        "Tolerance in seconds for exp, nbf, iat.",
     ).int(5, 0, 300),
     field(
         "max_token_age_s",
@@ -379,32 +379,32 @@ pub static FETCH: [Spec; 11] = [
     field(
         "timeout_ms",
         Ty::Int,
-        "Timeout of one fetch in milliseconds (1 to 60000).",
+        "Timeout of one fetch in milliseconds.",
     ).int(5000, 1, 60000),
     field(
         "cache_duration_s",
         Ty::Int,
-        "How long fetched keys are used before a refresh, in seconds (1 to 604800).",
+        "How long fetched keys are used before a refresh, in seconds.",
     ).int(600, 1, 604800),
     field(
         "cooldown_s",
         Ty::Int,
-        "Least time between two fetches (after a failure, or a refetch for an unknown kid), in seconds (0 to 3600).",
+        "Least time between two fetches (after a failure, or a refetch for an unknown kid), in seconds.",
     ).int(30, 0, 3600),
     field(
         "stale_max_s",
         Ty::Int,
-        "How long expired keys keep serving while the key server fails, in seconds (0 to 604800).",
+        "How long expired keys keep serving while the key server fails, in seconds.",
     ).int(86400, 0, 604800),
     field(
         "max_body_bytes",
         Ty::Int,
-        "Largest key set (or discovery document) accepted, in bytes (1024 to 16777216; default 1 MiB).",
+        "Largest key set (or discovery document) accepted, in bytes.",
     ).int(1048576, 1024, 16777216),
     field(
         "max_keys",
         Ty::Int,
-        "Most keys a fetched key set may hold (1 to 256; default 64). A larger set is refused whole, logged with its count, and the last good set keeps serving: every VM checks every key of a set it adopts in one callback (an RSA-2048 key up to 5 million wasm instructions, a P-256 key up to 12 million, a P-384 key about 85 million).",
+        "Most keys a fetched key set may hold. A larger set is refused whole, logged with its count, and the last good set keeps serving: every VM checks every key of a set it adopts in one callback (an RSA-2048 key up to 5 million wasm instructions, a P-256 key up to 12 million, a P-384 key about 85 million).",
     ).int(jwks::MAX_KEYS as u32, 1, jwks::MAX_KEYS_BOUND as u32),
     field(
         "headers",
@@ -688,7 +688,7 @@ pub static OBJECTS: &[Object] = &[
         doc: r#"The JSON configuration of the jwt_filter proxy-wasm filter (README, "Configuration"). Every object refuses unknown fields and every field has one type. An optional field written as null counts as absent where the filter reads it so (the key sources, require_typ, max_token_age_s, token_sources, forward_payload_header, a token source's names and prefix, match.path/prefix/methods, a rule's requires, the requirement fields other than allow_missing, a claim check's operators); a field with a default refuses null."#,
         fields: &ROOT,
         constraints: Some(
-            r#"{"$comment":"Kept in agreement with the filter's parser (filter/src/config.rs) by filter/tests/schema.rs, which runs both over the same valid and invalid configurations. What this schema cannot express, and the parser refuses: a requirement naming a provider that does not exist; a header written with identity (forward_payload_header, claim_to_headers) that is also a header some provider reads tokens from; one provider writing one header twice (two claim_to_headers entries, or one and forward_payload_header); the key material of local_jwks (every key must be usable: canonical base64url, a point on its curve, RSA 2048 to 4096 bits and not weak, no kid shared by two keys, no symmetric and asymmetric keys together, an oct secret at least as long as its hash, and each key must fit one of the provider's algorithms); a rule path that is not in the form the filter reads requests in (decoded, no '.' or '..' segments, no '//', no ';', no query, nothing path.rs refuses); integers written with a fraction part (5.0 is an integer to JSON Schema, not to the parser); duplicate object keys, nesting deeper than 32 levels and a configuration larger than 1 MiB (refused by the filter's JSON reader before the schema's rules apply)."}"#,
+            r#"{"$comment":"Generated by make schema from filter/src/config/fields.rs, the table the filter's reader takes its fields, defaults and bounds from; filter/tests/schema.rs fails when this file is stale. What this schema cannot express, and the parser refuses: a requirement naming a provider that does not exist; a header written with identity (forward_payload_header, claim_to_headers) that is also a header some provider reads tokens from; one provider writing one header twice (two claim_to_headers entries, or one and forward_payload_header); the key material of local_jwks (every key must be usable: canonical base64url, a point on its curve, RSA 2048 to 4096 bits and not weak, no kid shared by two keys, no symmetric and asymmetric keys together, an oct secret at least as long as its hash, and each key must fit one of the provider's algorithms); a rule path that is not in the form the filter reads requests in (decoded, no '.' or '..' segments, no '//', no ';', no query, nothing path.rs refuses); integers written with a fraction part (5.0 is an integer to JSON Schema, not to the parser); duplicate object keys, nesting deeper than 32 levels and a configuration larger than 1 MiB (refused by the filter's JSON reader before the schema's rules apply)."}"#,
         ),
     },
     Object {
@@ -740,7 +740,7 @@ pub static OBJECTS: &[Object] = &[
     Object {
         def: "dpop",
         title: "dpop",
-        doc: "mode (allowed), algorithms (every public-key one), iat_offset_s (300), iat_leeway_s (30), origin.",
+        doc: "DPoP-bound tokens (RFC 9449): which schemes are accepted, and what a proof may use.",
         fields: &DPOP,
         constraints: None,
     },
@@ -792,7 +792,7 @@ pub static OBJECTS: &[Object] = &[
 pub static SHARED: &[(&str, &str)] = &[
     (
         "remote_jwks",
-        r##"{"title":"remote_jwks","description":"cluster, uri (its path and :authority are used), timeout_ms (5000), cache_duration_s (600), cooldown_s (30), stale_max_s (86400), max_body_bytes (1 MiB).","allOf":[{"$ref":"#/$defs/fetch"}],"required":["uri"],"properties":{"uri":{"title":"uri","description":"Required: the JWKS URI, absolute http(s); its path and :authority are used.","$ref":"#/$defs/http_uri"},"metadata_uri":{"description":"Not allowed: it belongs to discovery; remote_jwks fetches its uri.","type":"null"},"jwks_cluster":{"description":"Not allowed: it belongs to discovery; remote_jwks fetches its uri through cluster.","type":"null"}}}"##,
+        r##"{"title":"remote_jwks","description":"The fields of fetch, with uri required; metadata_uri and jwks_cluster belong to discovery.","allOf":[{"$ref":"#/$defs/fetch"}],"required":["uri"],"properties":{"uri":{"title":"uri","description":"Required: the JWKS URI, absolute http(s); its path and :authority are used.","$ref":"#/$defs/http_uri"},"metadata_uri":{"description":"Not allowed: it belongs to discovery; remote_jwks fetches its uri.","type":"null"},"jwks_cluster":{"description":"Not allowed: it belongs to discovery; remote_jwks fetches its uri through cluster.","type":"null"}}}"##,
     ),
     (
         "discovery",

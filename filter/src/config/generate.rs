@@ -269,12 +269,10 @@ pub fn reference() -> Result<String, String> {
             .iter()
             .find_map(|k| value.get(*k).and_then(Value::as_str))
             .unwrap_or("");
-        let _ = write!(
-            out,
-            "\n### {name}\n\n{}{}\n",
-            escape(about),
-            if about.is_empty() { "" } else { " " }
-        );
+        let _ = write!(out, "\n### {name}\n\n");
+        if !about.is_empty() {
+            let _ = writeln!(out, "{}\n", escape(about));
+        }
         let _ = writeln!(out, "Type: {}.", escape(&describe(&value)));
     }
     Ok(out)
@@ -341,7 +339,12 @@ fn describe(schema: &Value) -> String {
             "string" if schema.get("minLength").and_then(Value::as_u64) == Some(1) => {
                 "non-empty string".into()
             }
-            "object" => "object".into(),
+            "object" => match schema.get("additionalProperties") {
+                Some(Value::Object(values)) => {
+                    format!("object of {}", describe(&Value::Object(values.clone())))
+                }
+                _ => "object".into(),
+            },
             other => other.into(),
         };
         parts.push(word);
