@@ -17,8 +17,9 @@ use crate::jwks;
 pub struct Spec {
     pub name: &'static str,
     /// The value an absent field takes (`Preset::None`: none, or one the reader computes,
-    /// shown natively by `shown`).
-    pub preset: Preset,
+    /// shown natively by `shown`). A reference, so that the many fields without one share
+    /// one `Preset::None` and a line of the table is 12 bytes in the module.
+    pub preset: &'static Preset,
     #[cfg(not(target_arch = "wasm32"))]
     pub about: About,
 }
@@ -79,7 +80,7 @@ pub struct Object {
 const fn field(name: &'static str, ty: Ty, doc: &'static str) -> Spec {
     Spec {
         name,
-        preset: Preset::None,
+        preset: &Preset::None,
         #[cfg(not(target_arch = "wasm32"))]
         about: About {
             ty,
@@ -104,14 +105,10 @@ impl Spec {
         this
     }
 
-    const fn preset(mut self, preset: Preset) -> Spec {
+    /// Its default (for an integer, with its bounds: `int!`).
+    const fn preset(mut self, preset: &'static Preset) -> Spec {
         self.preset = preset;
         self
-    }
-
-    /// An integer field: its default and bounds.
-    const fn int(self, default: u32, min: u32, max: u32) -> Spec {
-        self.preset(Preset::Int { default, min, max })
     }
 
     /// A default the reader computes, as the schema and the reference show it (JSON).
@@ -129,6 +126,17 @@ impl Spec {
     }
 }
 
+/// An integer field's `Preset`: default, least, greatest.
+macro_rules! int {
+    ($default:expr, $min:expr, $max:expr) => {
+        &Preset::Int {
+            default: $default,
+            min: $min,
+            max: $max,
+        }
+    };
+}
+
 /// Where the protected-resource metadata document is served by default.
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
@@ -143,12 +151,12 @@ pub static ROOT: [Spec; 13] = [
         "realm",
         Ty::Json(r#"{"type":"string","pattern":"^[ !#-\\[\\]-~]+$"}"#),
         r#"Realm of the WWW-Authenticate challenges: non-empty printable ASCII without '"' or '\'."#,
-    ).preset(Preset::Text("api")),
+    ).preset(&Preset::Text("api")),
     field(
         "cors_preflight",
         Ty::Enum(&["authenticate", "pass"]),
         r#""authenticate": a CORS preflight is decided like any request. "pass": a preflight (OPTIONS with Origin and Access-Control-Request-Method, no method override naming another method, a path the filter can read) goes upstream unchecked, identity headers still stripped (jwt_authn's bypass_cors_preflight)."#,
-    ).preset(Preset::Text("authenticate")),
+    ).preset(&Preset::Text("authenticate")),
     field(
         "resource_metadata",
         Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/resource_metadata"}]}"##),
@@ -158,37 +166,37 @@ pub static ROOT: [Spec; 13] = [
         "mode",
         Ty::Enum(&["enforce", "report"]),
         r#""enforce": deny what fails. "report": decide and log/count what would be denied (jwt_filter_report_would_deny), but let every request through (identity headers are still stripped)."#,
-    ).preset(Preset::Text("enforce")),
+    ).preset(&Preset::Text("enforce")),
     field(
         "unmatched",
         Ty::Enum(&["deny", "allow"]),
         r#""deny": a request no rule matches (under any of its readings) gets 403 access_denied. "allow": it passes unchecked."#,
-    ).preset(Preset::Text("deny")),
+    ).preset(&Preset::Text("deny")),
     field(
         "path_parameters",
         Ty::Enum(&["reject", "strip"]),
         r#""reject": a path with ';' gets 403 access_denied. "strip": each segment's ';...' is removed before matching (as servlet containers do) and the path forwarded unchanged; '.' or '..' with parameters ('..;') is refused either way."#,
-    ).preset(Preset::Text("reject")),
+    ).preset(&Preset::Text("reject")),
     field(
         "max_token_bytes",
         Ty::Int,
         "Longer tokens are refused before any decoding.",
-    ).int(8192, 256, 65536),
+    ).preset(int!(8192, 256, 65536)),
     field(
         "max_body_bytes",
         Ty::Int,
         r#"Most bytes of a form body read for a token ({"body": ...} sources); a larger body is refused with 413."#,
-    ).int(65536, 1024, 1048576),
+    ).preset(int!(65536, 1024, 1048576)),
     field(
         "jwt_cache_size",
         Ty::Int,
         "Verified tokens kept per worker (0 turns the cache off).",
-    ).int(1000, 0, 100000),
+    ).preset(int!(1000, 0, 100000)),
     field(
         "host_crypto",
         Ty::Bool,
         "Use the host's verify_signature (Envoy) for RS*/ES*; false forces the in-wasm verifiers.",
-    ).preset(Preset::Bool(true)),
+    ).preset(&Preset::Bool(true)),
     field(
         "providers",
         Ty::Json(r##"{"type":"object","minProperties":1,"propertyNames":{"pattern":"^[A-Za-z0-9_-]+$"},"additionalProperties":{"$ref":"#/$defs/provider"}}"##),
@@ -207,7 +215,7 @@ pub static RESOURCE_METADATA: [Spec; 15] = [
         "path",
         Ty::Json(r##"{"$ref":"#/$defs/rule_path"}"##),
         "Where the document is served (GET, any host, query ignored).",
-    ).preset(Preset::Text(METADATA_PATH)),
+    ).preset(&Preset::Text(METADATA_PATH)),
     field(
         "resource",
         Ty::Json(r#"{"type":"string","pattern":"^https?://[A-Za-z0-9._:\\[\\]-]+(/[!$->@-\\[\\]-~]*)?$"}"#),
@@ -311,12 +319,12 @@ pub static PROVIDER: [Spec; 16] = [
         "algorithms",
         Ty::Json(r##"{"type":"array","minItems":1,"items":{"$ref":"#/$defs/algorithm"},"anyOf":[{"items":{"$ref":"#/$defs/public_key_algorithm"}},{"items":{"$ref":"#/$defs/hmac_algorithm"}}]}"##),
         "The only algorithms accepted. HMAC (HS*) only with a local_jwks secret, never mixed with public-key algorithms; 'none' is refused in any spelling. ES512 is verified by the host's verify_signature only: where signatures are verified in wasm, ES512 tokens are refused (the log says so at configure time).",
-    ).preset(Preset::List(&["RS256"])),
+    ).preset(&Preset::List(&["RS256"])),
     field(
         "clock_skew_s",
         Ty::Int,
         "Tolerance in seconds for exp, nbf, iat.",
-    ).int(5, 0, 300),
+    ).preset(int!(5, 0, 300)),
     field(
         "max_token_age_s",
         Ty::Json(r#"{"type":["integer","null"],"minimum":0,"maximum":18446744073709551615}"#),
@@ -336,7 +344,7 @@ pub static PROVIDER: [Spec; 16] = [
         "forward",
         Ty::Bool,
         "Keep the token in the request upstream (default: remove it from its header, query, cookie or form body).",
-    ).preset(Preset::Bool(false)),
+    ).preset(&Preset::Bool(false)),
     field(
         "forward_payload_header",
         Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/identity_header"}]}"##),
@@ -346,12 +354,12 @@ pub static PROVIDER: [Spec; 16] = [
         "claim_to_headers",
         Ty::Json(r##"{"type":"array","items":{"$ref":"#/$defs/claim_to_header"}}"##),
         r#"Claims copied into request headers on success: strings as is, numbers and booleans printed, arrays of those joined with ',' when every element is non-empty, without ',' or '"' and without whitespace at either end (otherwise the array is not written: its list would read back as other elements); objects and values with control characters are not written. The headers are removed from every incoming request first, in every spelling an upstream reads as the same name (case, and '_', '.' or any other symbol for '-')."#,
-    ).preset(Preset::List(&[])),
+    ).preset(&Preset::List(&[])),
     field(
         "claim_to_properties",
         Ty::Json(r##"{"type":"array","items":{"$ref":"#/$defs/claim_to_property"}}"##),
         "Claims copied into stream properties on success (set_property: Envoy's filter state wasm.<property>, for its access log and later filters), written as for claim_to_headers (arrays included).",
-    ).preset(Preset::List(&[])),
+    ).preset(&Preset::List(&[])),
     field(
         "dpop",
         Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/dpop"}]}"##),
@@ -380,32 +388,32 @@ pub static FETCH: [Spec; 11] = [
         "timeout_ms",
         Ty::Int,
         "Timeout of one fetch in milliseconds.",
-    ).int(5000, 1, 60000),
+    ).preset(int!(5000, 1, 60000)),
     field(
         "cache_duration_s",
         Ty::Int,
         "How long fetched keys are used before a refresh, in seconds.",
-    ).int(600, 1, 604800),
+    ).preset(int!(600, 1, 604800)),
     field(
         "cooldown_s",
         Ty::Int,
         "Least time between two fetches (after a failure, or a refetch for an unknown kid), in seconds.",
-    ).int(30, 0, 3600),
+    ).preset(int!(30, 0, 3600)),
     field(
         "stale_max_s",
         Ty::Int,
         "How long expired keys keep serving while the key server fails, in seconds.",
-    ).int(86400, 0, 604800),
+    ).preset(int!(86400, 0, 604800)),
     field(
         "max_body_bytes",
         Ty::Int,
         "Largest key set (or discovery document) accepted, in bytes.",
-    ).int(1048576, 1024, 16777216),
+    ).preset(int!(1048576, 1024, 16777216)),
     field(
         "max_keys",
         Ty::Int,
         "Most keys a fetched key set may hold. A larger set is refused whole, logged with its count, and the last good set keeps serving: every VM checks every key of a set it adopts in one callback (an RSA-2048 key up to 5 million wasm instructions, a P-256 key up to 12 million, a P-384 key about 85 million).",
-    ).int(jwks::MAX_KEYS as u32, 1, jwks::MAX_KEYS_BOUND as u32),
+    ).preset(int!(jwks::MAX_KEYS as u32, 1, jwks::MAX_KEYS_BOUND as u32)),
     field(
         "headers",
         Ty::Json(r#"{"type":["object","null"],"propertyNames":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},"additionalProperties":{"type":"string","pattern":"^[\\t -~]*$"}}"#),
@@ -488,7 +496,7 @@ pub static DPOP: [Spec; 5] = [
         "mode",
         Ty::Enum(&["allowed", "required", "disabled"]),
         "allowed: DPoP and Bearer, challenges offer both; required: DPoP only; disabled: Bearer only (a DPoP-bound token is then always refused).",
-    ).preset(Preset::Text("allowed")),
+    ).preset(&Preset::Text("allowed")),
     field(
         "algorithms",
         Ty::Json(r##"{"type":["array","null"],"minItems":1,"items":{"$ref":"#/$defs/public_key_algorithm"}}"##),
@@ -498,12 +506,12 @@ pub static DPOP: [Spec; 5] = [
         "iat_offset_s",
         Ty::Int,
         "How old a proof's iat may be, in seconds.",
-    ).int(300, 1, 3600),
+    ).preset(int!(300, 1, 3600)),
     field(
         "iat_leeway_s",
         Ty::Int,
         "How far in the future a proof's iat may be, in seconds; also the clock skew for a proof's exp and nbf when it has them (exp must be after now - iat_leeway_s, nbf at most now + iat_leeway_s).",
-    ).int(30, 0, 300),
+    ).preset(int!(30, 0, 300)),
     field(
         "origin",
         Ty::Json(r#"{"type":["string","null"],"pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+$"}"#),
@@ -606,7 +614,7 @@ pub static REQUIREMENT: [Spec; 9] = [
         "scope_claim",
         Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/claim_path"}]}"##),
         r#"The claim holding the scopes ("permissions" is common): a space-separated string or an array."#,
-    ).preset(Preset::Text("scope")),
+    ).preset(&Preset::Text("scope")),
     field(
         "claims",
         Ty::Json(r##"{"type":["array","null"],"items":{"$ref":"#/$defs/claim_check"}}"##),
@@ -616,7 +624,7 @@ pub static REQUIREMENT: [Spec; 9] = [
         "allow_missing",
         Ty::Json(r#"{"type":["boolean","null"]}"#),
         "Optional authentication: a request without a token passes anonymously; a bad token still fails.",
-    ).preset(Preset::Bool(false)),
+    ).preset(&Preset::Bool(false)),
     field(
         "audiences",
         Ty::Json(r#"{"type":["array","null"],"minItems":1,"items":{"type":"string","minLength":1}}"#),
@@ -891,7 +899,7 @@ mod tests {
                     object.def,
                     spec.name
                 );
-                match (spec.about.ty, spec.preset) {
+                match (spec.about.ty, *spec.preset) {
                     (Ty::Int, Preset::Int { default, min, max }) => {
                         assert!(min <= default && default <= max, "{}", spec.name)
                     }

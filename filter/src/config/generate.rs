@@ -107,7 +107,7 @@ fn property(spec: &Spec) -> Result<Vec<(String, J)>, String> {
         Ty::Str => members.push(("type".into(), plain("string"))),
         Ty::Enum(names) => members.push(("enum".into(), plain(names.to_vec()))),
         Ty::Int => {
-            let Preset::Int { min, max, .. } = spec.preset else {
+            let Preset::Int { min, max, .. } = *spec.preset else {
                 return Err(format!("{}: an integer needs its bounds", spec.name));
             };
             members.push(("type".into(), plain("integer")));
@@ -129,7 +129,7 @@ fn property(spec: &Spec) -> Result<Vec<(String, J)>, String> {
 
 /// A field's default as JSON: the table's, or the one the reader computes.
 fn default_value(spec: &Spec) -> Result<Option<Value>, String> {
-    Ok(match spec.preset {
+    Ok(match *spec.preset {
         Preset::Int { default, .. } => Some(default.into()),
         Preset::Bool(b) => Some(b.into()),
         Preset::Text(s) => Some(s.into()),
@@ -283,7 +283,7 @@ fn type_name(spec: &Spec) -> Result<String, String> {
     Ok(match spec.about.ty {
         Ty::Bool => "boolean".into(),
         Ty::Str => "string".into(),
-        Ty::Int => match spec.preset {
+        Ty::Int => match *spec.preset {
             Preset::Int { min, max, .. } => format!("integer, {min} to {max}"),
             _ => "integer".into(),
         },

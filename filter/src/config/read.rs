@@ -177,17 +177,27 @@ impl<'a> Field<'a> {
 
     /// The table's default, read as the field would be.
     pub fn preset<T: for<'b> FromJson<'b>>(&self) -> Result<T, ConfigError> {
-        let value = match self.spec.preset {
-            Preset::None => Value::Null,
-            Preset::Int { default, .. } => Value::from(default),
-            Preset::Bool(b) => Value::Bool(b),
-            Preset::Text(s) => Value::from(s),
-            Preset::List(items) => Value::from(items.to_vec()),
-        };
+        let node = self.preset_node();
         T::from_json(&Node {
-            value: &value,
-            path: self.path(),
+            value: &node.value,
+            path: node.path,
         })
+    }
+
+    /// The table's default as a JSON value at this field's path (apart from `preset`, which
+    /// is instantiated for each type read, to keep the module small).
+    #[inline(never)]
+    fn preset_node(&self) -> PresetNode {
+        PresetNode {
+            value: match *self.spec.preset {
+                Preset::None => Value::Null,
+                Preset::Int { default, .. } => Value::from(default),
+                Preset::Bool(b) => Value::Bool(b),
+                Preset::Text(s) => Value::from(s),
+                Preset::List(items) => Value::from(items.to_vec()),
+            },
+            path: self.path(),
+        }
     }
 
     /// A number field with the table's default, within the table's bounds: "must be
@@ -221,7 +231,7 @@ impl<'a> Field<'a> {
     where
         T: for<'b> FromJson<'b> + Bounded,
     {
-        let Preset::Int { default, min, max } = self.spec.preset else {
+        let Preset::Int { default, min, max } = *self.spec.preset else {
             return err(self.path(), "has no bounds in the table");
         };
         let value = match self.node() {
@@ -230,6 +240,12 @@ impl<'a> Field<'a> {
         };
         Ok((value, T::from_u32(min), T::from_u32(max)))
     }
+}
+
+/// A field's default as JSON, and the field's path.
+struct PresetNode {
+    value: Value,
+    path: String,
 }
 
 /// The integer types of bounded fields (the table holds their bounds as `u32`).
@@ -391,7 +407,7 @@ mod tests {
         fn spec(name: &'static str, preset: Preset) -> Spec {
             Spec {
                 name,
-                preset,
+                preset: Box::leak(Box::new(preset)),
                 #[cfg(not(target_arch = "wasm32"))]
                 about: crate::config::fields::About {
                     ty: Ty::Int,
