@@ -5,19 +5,17 @@
 //! empty audiences, unsupported algorithms. A typo must never silently open an endpoint.
 
 use crate::alg::Algorithm;
-use crate::authority;
-use crate::authz::{Authorization, ClaimCheck, ClaimPath, ProviderRequirement, Requirement};
+use crate::authz::ClaimPath;
 use crate::binding::MtlsMode;
-use crate::claims::{ClaimRules, Issuers, normalize_typ};
+use crate::claims::ClaimRules;
 use crate::dpop::{DpopMode, DpopPolicy};
 use crate::extract::TokenSource;
 use crate::json;
-use crate::jwks::{KeySet, Origin};
+use crate::jwks::KeySet;
 pub use crate::param_names::same_upstream_name;
-use crate::path::{self, PathParameters};
-use crate::rules::{HostPattern, Matcher, PathMatch, Rule};
-use crate::template::Template;
-use read::{Field, FromJson, Node};
+use crate::path::PathParameters;
+use crate::rules::{PathMatch, Rule};
+use read::{FromJson, Node};
 use serde_json::Value;
 use std::fmt;
 
@@ -381,6 +379,9 @@ mod rules;
 mod source;
 #[cfg(test)]
 mod tests;
+// What `tests.rs` (`use super::*`) names besides this file's own imports.
+#[cfg(test)]
+use crate::{authz::Requirement, claims::Issuers, rules::HostPattern};
 
 use dpop::compile_dpop;
 use fetch::compile_fetch;

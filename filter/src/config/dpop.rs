@@ -1,6 +1,8 @@
 //! A provider's `dpop`: DPoP-bound tokens (RFC 9449).
 
-use super::*;
+use super::read::Node;
+use super::{ConfigError, compile_algorithms, err, fields};
+use crate::dpop::DpopPolicy;
 
 pub(super) fn compile_dpop(node: &Node) -> Result<DpopPolicy, ConfigError> {
     let [mode, algorithms, iat_offset_s, iat_leeway_s, origin] = &node.fields(&fields::DPOP)?;

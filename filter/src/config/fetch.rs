@@ -1,6 +1,8 @@
 //! `remote_jwks` and `discovery`: where and how keys (or the discovery document) are fetched.
 
-use super::*;
+use super::read::{Field, Node};
+use super::{ConfigError, Fetch, err, fields, is_tchar};
+use serde_json::Value;
 
 /// `remote_jwks`, or `discovery` (given the provider's `issuer` field and its issuers): they
 /// share their fetch settings, and each refuses the other's own fields with a hint.

@@ -1,6 +1,8 @@
 //! Identity headers: the headers the filter writes on success, checked across providers.
 
-use super::*;
+use super::{ConfigError, Provider, err, is_tchar};
+use crate::extract::TokenSource;
+use crate::param_names::same_upstream_name;
 
 /// A header the filter writes: a lower-case token that no client or proxy relies on.
 pub(super) fn identity_header(name: &str, path: &str) -> Result<String, ConfigError> {

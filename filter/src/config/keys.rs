@@ -1,6 +1,10 @@
 //! A provider's key source: exactly one of `remote_jwks`, `local_jwks`, `discovery`.
 
-use super::*;
+use super::read::{Field, Node};
+use super::{ConfigError, KeySource, compile_fetch, err};
+use crate::alg::Algorithm;
+use crate::jwks::{KeySet, Origin};
+use serde_json::Value;
 
 /// The keys from exactly one of `remote_jwks`, `local_jwks` and `discovery`.
 pub(super) fn compile_keys(

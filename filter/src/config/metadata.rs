@@ -1,6 +1,9 @@
 //! `resource_metadata`: RFC 9728 protected-resource metadata, served by the filter.
 
-use super::*;
+use super::read::Node;
+use super::{ConfigError, ResourceMetadata, canonical_path, err, fields, is_qdtext, split_uri};
+use crate::authority;
+use serde_json::Value;
 
 pub(super) fn compile_metadata(node: &Node) -> Result<ResourceMetadata, ConfigError> {
     let [

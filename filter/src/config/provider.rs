@@ -1,7 +1,18 @@
 //! A provider (`providers.<name>`): its issuers, audiences, algorithms, claims, token
 //! sources and the headers and properties it writes.
 
-use super::*;
+use super::read::{Field, FromJson, Node};
+use super::{
+    ConfigError, Provider, compile_dpop, compile_keys, compile_source, err, fields, identity_header,
+};
+use crate::alg::Algorithm;
+use crate::authz::ClaimPath;
+use crate::binding::MtlsMode;
+use crate::claims::{ClaimRules, Issuers, normalize_typ};
+use crate::dpop::DpopPolicy;
+use crate::extract::TokenSource;
+use crate::param_names::same_upstream_name;
+use serde_json::Value;
 
 pub(super) fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
     if name.is_empty()

@@ -1,6 +1,9 @@
 //! A rule's `requires`: the requirement tree, its authorization and claim checks.
 
-use super::*;
+use super::read::{Field, Node};
+use super::{ConfigError, ProviderId, audience_list, err, fields, is_qdtext, is_tchar};
+use crate::authz::{Authorization, ClaimCheck, ClaimPath, ProviderRequirement, Requirement};
+use serde_json::Value;
 
 pub(super) fn compile_requirement(
     node: &Node,

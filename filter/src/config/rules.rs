@@ -1,6 +1,11 @@
 //! A rule's `match`: path, methods, hosts and route.
 
-use super::*;
+use super::read::{Field, Node};
+use super::{ConfigError, err, fields};
+use crate::authority;
+use crate::path::{self, PathParameters};
+use crate::rules::{HostPattern, Matcher, PathMatch};
+use crate::template::Template;
 
 pub(super) fn compile_match(node: &Node) -> Result<Matcher, ConfigError> {
     let [path, prefix, path_template, methods, hosts, route] = &node.fields(&fields::MATCH)?;

@@ -1,6 +1,8 @@
 //! A provider's `token_sources`: where its tokens are read from.
 
-use super::*;
+use super::read::{Field, Node};
+use super::{ConfigError, err, fields, is_tchar};
+use crate::extract::TokenSource;
 
 pub(super) fn compile_source(node: &Node) -> Result<TokenSource, ConfigError> {
     let [header, prefix, query, cookie, body] = &node.fields(&fields::TOKEN_SOURCE)?;
