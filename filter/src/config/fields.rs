@@ -190,7 +190,7 @@ pub static ROOT: [Spec; 13] = [
     field(
         "jwt_cache_size",
         Ty::Int,
-        "Verified tokens kept per worker (0 turns the cache off).",
+        "Verified tokens kept per worker; 0 turns the cache off.",
     ).preset(int!(1000, 0, 100000)),
     field(
         "host_crypto",

@@ -98,9 +98,16 @@ fn object_schema(object: &Object) -> Result<Vec<(String, J)>, String> {
 
 /// A field: title, description, its type's schema, then its default.
 fn property(spec: &Spec) -> Result<Vec<(String, J)>, String> {
+    // Editors show the description, not the bounds: an integer's are repeated in it.
+    let description = match (spec.about.ty, *spec.preset) {
+        (Ty::Int, Preset::Int { min, max, .. }) => {
+            format!("{} ({min} to {max}).", spec.about.doc.trim_end_matches('.'))
+        }
+        _ => spec.about.doc.to_string(),
+    };
     let mut members = vec![
         ("title".to_string(), plain(spec.name)),
-        ("description".to_string(), plain(spec.about.doc)),
+        ("description".to_string(), plain(description)),
     ];
     match spec.about.ty {
         Ty::Bool => members.push(("type".into(), plain("boolean"))),
