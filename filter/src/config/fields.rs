@@ -364,12 +364,14 @@ pub static PROVIDER: [Spec; 16] = [
         "dpop",
         Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/dpop"}]}"##),
         "DPoP-bound tokens (RFC 9449): the Authorization: DPoP scheme with one DPoP proof header. A token whose cnf.jkt binds it to a key is refused without a proof by that key, whatever the mode.",
-    ),
+    )
+    .shown(r#"{"mode":"allowed"}"#),
     field(
         "mtls",
         Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/mtls"}]}"##),
         r#"Certificate-bound tokens (RFC 8705): a token whose cnf["x5t#S256"] binds it to a client certificate is refused unless the connection presents that certificate, whatever the mode."#,
-    ),
+    )
+    .shown(r#"{"mode":"allowed"}"#),
 ];
 
 /// fetch settings
@@ -1410,6 +1412,12 @@ mod tests {
         assert_eq!(provider.dpop, DpopPolicy::default());
         let empty = parse(|c| c["providers"]["auth0"]["dpop"] = json!({})).unwrap();
         assert_eq!(empty.providers[0].dpop, DpopPolicy::default());
+        for object in ["dpop", "mtls"] {
+            let given =
+                parse(|c| c["providers"]["auth0"][object] = shown(&PROVIDER, object)).unwrap();
+            assert_eq!(given.providers[0].dpop, provider.dpop);
+            assert_eq!(given.providers[0].mtls, provider.mtls);
+        }
         let KeySource::Remote(fetch) = &provider.keys else {
             panic!("remote_jwks")
         };
