@@ -352,3 +352,34 @@ fn both_refuse_a_few_mistakes() {
         assert_eq!(schema, Some(false), "{field}: the schema accepts it");
     }
 }
+
+/// No `$ref` has constraints beside it: 2020-12 applies them, but editors' validators written
+/// for earlier drafts (VS Code's among them) ignore them; `allOf: [{"$ref": ...}]` works in both.
+/// (The tables' fragments could put one there.)
+#[test]
+fn no_constraints_beside_ref() {
+    fn walk(v: &Value, path: &str, found: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                let annotations = ["$ref", "title", "description", "$comment", "default"];
+                if map.contains_key("$ref")
+                    && map.keys().any(|k| !annotations.contains(&k.as_str()))
+                {
+                    found.push(path.to_string());
+                }
+                for (k, x) in map {
+                    walk(x, &format!("{path}/{k}"), found);
+                }
+            }
+            Value::Array(items) => {
+                for (i, x) in items.iter().enumerate() {
+                    walk(x, &format!("{path}/{i}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(&schema(), "#", &mut found);
+    assert!(found.is_empty(), "constraints beside $ref at {found:?}");
+}

@@ -1328,7 +1328,9 @@ mod tests {
     #[test]
     fn names_are_unique_and_bounds_hold_their_defaults() {
         for object in OBJECTS {
+            assert!(!object.doc.is_empty(), "{} has no meaning", object.def);
             for (i, spec) in object.fields.iter().enumerate() {
+                assert!(!spec.about.doc.is_empty(), "{} has no meaning", spec.name);
                 assert!(
                     object.fields[..i].iter().all(|s| s.name != spec.name),
                     "{}.{} twice",
