@@ -7,6 +7,14 @@
 pub mod jose; // JOSE primitives: JSON, base64url, JWS, JWK sets, signatures, claims
 pub mod http; // the request as read: headers, path, authority, spellings
 pub mod policy; // rules, requirements, token sources, bindings, answers
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::panic,
+    reason = "config is being split per object in the shape-config branch; its sites are fixed there"
+)]
 pub mod config; // the configuration, read into the policy's types
 pub mod keys; // key sets and caches, shared between workers
 pub mod decision; // one request's verdict, one worker's streams and fetches

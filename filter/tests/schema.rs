@@ -14,6 +14,15 @@
 //! Fields are checked both ways: the parser's own list of fields for each kind of object
 //! (from its "unknown field" error) must equal the schema's `properties` for it, and every
 //! field must appear in at least one configuration both accept.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::unreachable,
+    reason = "test code: a panic fails the test, and never runs in the VM"
+)]
 #![cfg(not(target_arch = "wasm32"))]
 
 mod support;
