@@ -175,6 +175,11 @@ impl Config {
     }
 
     /// The provider `id` names (ids come from this configuration only).
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "every ProviderId is made from an index into this list (config::requirement, \
+                  the authenticator and the worker enumerate `providers`), which never changes"
+    )]
     pub fn provider(&self, id: ProviderId) -> &Provider {
         &self.providers[id.0]
     }

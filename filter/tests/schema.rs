@@ -5,6 +5,15 @@
 //! that the generated schema is usable: a valid draft 2020-12 schema that accepts every real
 //! configuration the parser accepts (the scenarios', the README's, `envoy.yaml`'s) and refuses,
 //! as the parser does, a handful of wrong ones.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::unreachable,
+    reason = "test code: a panic fails the test, and never runs in the VM"
+)]
 #![cfg(not(target_arch = "wasm32"))]
 
 mod support;

@@ -154,8 +154,9 @@ pub fn split_uri(uri: &str) -> Option<(&str, &str)> {
         .strip_prefix("https://")
         .or_else(|| uri.strip_prefix("http://"))?;
     let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
-        Some(_) => return None,
+        Some(i) => rest
+            .split_at_checked(i)
+            .filter(|(_, p)| p.starts_with('/'))?,
         None => (rest, "/"),
     };
     let valid = !authority.is_empty()

@@ -154,6 +154,16 @@ enum Step {
     },
 }
 
+/// The cells below are borrowed without a panic path, by construction or checked:
+/// `waiting`, `reading`, `bodies` and `calls` only within one statement or block that calls
+/// nothing outside the worker, so no borrow of theirs is alive when the host (or a closure)
+/// could call back. `remotes` is borrowed across host calls (shared data while a fetch is
+/// leased or recorded; properties, logs and the host's `verify_signature` while a request is
+/// decided with its keys), so every access is `try_borrow`/`try_borrow_mut`: a host that
+/// re-entered the filter from inside such a call would find it busy and take the
+/// fail-closed path (no fetch, no keys: the request waits or is refused), never a panic.
+/// Proxy-wasm hosts do not re-enter (Envoy defers callbacks made inside a VM call, and so
+/// does the harness), so that path is never taken in practice.
 pub struct Worker<H, V> {
     host: H,
     /// The root context: fetches started outside a request callback belong to it.
@@ -345,11 +355,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                         return self.handle(context, deadline_ms, fetch_origin);
                     }
                 }
-                let timeout_ms = self
-                    .remotes
-                    .borrow()
-                    .get(r)
-                    .map_or(0, |x| x.fetch.timeout_ms);
+                let timeout_ms = (self.remotes.try_borrow().ok())
+                    .and_then(|remotes| remotes.get(r).map(|x| x.fetch.timeout_ms))
+                    .unwrap_or(0);
                 let deadline = deadline_ms.unwrap_or(now_ms + timeout_ms);
                 if now_ms >= deadline {
                     return self.unavailable(provider);
@@ -384,15 +392,17 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         {
             request.set_form_body(body);
         }
+        let route_name = self.route_name();
         let mut decision = {
-            let remotes = self.remotes.borrow();
+            // Busy only if the host re-entered: then no remote provider has keys (fail closed).
+            let remotes = self.remotes.try_borrow().ok();
             let keys = Keys {
-                remotes: &remotes,
+                remotes: remotes.as_deref().map_or(&[], Vec::as_slice),
                 now_ms,
             };
             self.authenticator.decide_on_route(
                 &request,
-                self.route_name().as_deref(),
+                route_name.as_deref(),
                 &Peer(&self.host),
                 now_ms / 1000,
                 &keys,
@@ -484,8 +494,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     }
 
     fn remote_index(&self, provider: ProviderId) -> Option<usize> {
-        self.remotes
-            .borrow()
+        (self.remotes.try_borrow().ok())?
             .iter()
             .position(|r| r.provider == provider)
     }
@@ -497,7 +506,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     fn start_fetch(&self, r: usize, trigger: Trigger, origin: u32) -> bool {
         let now_ms = self.host.now_ms();
         let number = self.number();
-        let mut remotes = self.remotes.borrow_mut();
+        let Ok(mut remotes) = self.remotes.try_borrow_mut() else {
+            return false;
+        };
         let Some(remote) = remotes.get_mut(r) else {
             return false;
         };
@@ -540,8 +551,11 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     }
 
     fn dispatch(&self, r: usize, origin: u32, step: Step) {
-        let result = {
-            let remotes = self.remotes.borrow();
+        // The call's parts are copied out, so that no borrow is alive during the host call.
+        let request = {
+            let Ok(remotes) = self.remotes.try_borrow() else {
+                return;
+            };
             let Some(f) = remotes.get(r).map(|x| &x.fetch) else {
                 return;
             };
@@ -573,11 +587,17 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                         .filter(|(name, _)| name != "host")
                         .cloned()
                         .collect();
-                    self.host
-                        .dispatch(cluster, authority, path, &headers, f.timeout_ms)
+                    let parts = [cluster, authority, path].map(str::to_string);
+                    Some((parts, headers, f.timeout_ms))
                 }
-                None => Err("bad jwks_uri".to_string()),
+                None => None,
             }
+        };
+        let result = match request {
+            Some(([cluster, authority, path], headers, timeout_ms)) => {
+                (self.host).dispatch(&cluster, &authority, &path, &headers, timeout_ms)
+            }
+            None => Err("bad jwks_uri".to_string()),
         };
         match result {
             Ok(token) => {
@@ -597,9 +617,10 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// The largest body worth reading for the answer to call `token`: one byte more than
     /// its provider accepts, so that a larger one is refused by size.
     pub fn answer_limit(&self, token: u32) -> usize {
-        let calls = self.calls.borrow();
-        let remote = calls.get(&token).map(|c| c.remote);
-        let remotes = self.remotes.borrow();
+        let remote = self.calls.borrow().get(&token).map(|c| c.remote);
+        let Ok(remotes) = self.remotes.try_borrow() else {
+            return 0;
+        };
         remote
             .and_then(|r| remotes.get(r))
             .map_or(0, |r| r.fetch.max_body_bytes.saturating_add(1))
@@ -612,11 +633,8 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             return;
         };
         let r = call.remote;
-        let Some((fetch, issuer)) = self
-            .remotes
-            .borrow()
-            .get(r)
-            .map(|x| (x.fetch.clone(), x.issuer.clone()))
+        let Some((fetch, issuer)) = (self.remotes.try_borrow().ok())
+            .and_then(|remotes| remotes.get(r).map(|x| (x.fetch.clone(), x.issuer.clone())))
         else {
             return;
         };
@@ -657,7 +675,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                         discovered_at_ms,
                     };
                     let number = self.number();
-                    if let Some(remote) = self.remotes.borrow_mut().get_mut(r) {
+                    if let Ok(mut remotes) = self.remotes.try_borrow_mut()
+                        && let Some(remote) = remotes.get_mut(r)
+                    {
                         let (fetch, keys) =
                             remote.slots.succeeded(self.host.shared(), number, record);
                         remote.local.fetch = fetch;
@@ -679,21 +699,26 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         );
         self.host.count(Metric::FetchFailed, 1);
         let (number, now_ms) = (self.number(), self.host.now_ms());
-        if let Some(remote) = self.remotes.borrow_mut().get_mut(r) {
+        if let Ok(mut remotes) = self.remotes.try_borrow_mut()
+            && let Some(remote) = remotes.get_mut(r)
+        {
             remote.local.fetch = remote.slots.failed(self.host.shared(), number, now_ms);
         }
         self.resume_waiting(None);
     }
 
     fn name(&self, r: usize) -> String {
-        let provider = self.remotes.borrow().get(r).map(|x| x.provider);
+        let provider =
+            (self.remotes.try_borrow().ok()).and_then(|remotes| remotes.get(r).map(|x| x.provider));
         provider.map_or_else(String::new, |p| self.config().provider(p).name.clone())
     }
 
     /// Adopts what other workers wrote to shared data: the fetch record, and the keys when
     /// they are newer than ours. Returns whether the keys changed.
     fn sync(&self, r: usize) -> bool {
-        let mut remotes = self.remotes.borrow_mut();
+        let Ok(mut remotes) = self.remotes.try_borrow_mut() else {
+            return false;
+        };
         let Some(remote) = remotes.get_mut(r) else {
             return false;
         };
@@ -714,24 +739,28 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// (or fetch ahead of the first request), and decide waiting requests again.
     pub fn on_tick(&self) {
         let now_ms = self.host.now_ms();
-        let count = self.remotes.borrow().len();
+        let count = self.remotes.try_borrow().map_or(0, |remotes| remotes.len());
         for r in 0..count {
             self.sync(r);
-            let refresh = {
-                let remotes = self.remotes.borrow();
+            let (refresh, age) = {
+                let Ok(remotes) = self.remotes.try_borrow() else {
+                    continue;
+                };
                 let Some(remote) = remotes.get(r) else {
                     continue;
                 };
                 match &remote.local.record {
-                    Some(keys) => {
-                        self.host
-                            .key_age(remote.provider, keys.age_ms(now_ms) / 1000);
+                    Some(keys) => (
                         !keys.usable(now_ms, &remote.fetch)
-                            || keys.wants_refresh(now_ms, &remote.fetch)
-                    }
-                    None => true,
+                            || keys.wants_refresh(now_ms, &remote.fetch),
+                        Some((remote.provider, keys.age_ms(now_ms) / 1000)),
+                    ),
+                    None => (true, None),
                 }
             };
+            if let Some((provider, seconds)) = age {
+                self.host.key_age(provider, seconds);
+            }
             if refresh {
                 self.start_fetch(r, Trigger::Refresh, self.root);
             }
@@ -775,7 +804,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         };
         let number = self.number();
         for r in orphaned {
-            if let Some(remote) = self.remotes.borrow_mut().get_mut(r) {
+            if let Ok(mut remotes) = self.remotes.try_borrow_mut()
+                && let Some(remote) = remotes.get_mut(r)
+            {
                 remote.local.fetch = remote.slots.released(self.host.shared(), number);
             }
         }

@@ -54,7 +54,9 @@ enum Stop {
 /// The pipeline's state on this worker: the signature verifier and the verified tokens.
 pub(super) struct Tokens<V> {
     pub verifier: V,
-    /// Verified tokens of this worker (the core is single-threaded per VM).
+    /// Verified tokens of this worker (the core is single-threaded per VM). Borrowed only
+    /// within one statement that calls nothing outside the cache (never across the
+    /// verifier, which may call the host): no two borrows can overlap.
     cache: RefCell<TokenCache>,
     max_token_bytes: usize,
 }
