@@ -193,7 +193,7 @@ bench: build harness-bin envoy test-filters bench-stages
 	$(HARNESS) bench
 
 # The filter built for the benchmark's cost breakdown only: each variant stops every request
-# after one stage (filter/src/proxy/stage.rs) and lets it through. Never shipped.
+# after one stage (filter/src/proxy/bench_stage.rs) and lets it through. Never shipped.
 BENCH_STAGES     := context time request decision decision-without-signature refusal
 BENCH_STAGES_DIR := target/bench-stages
 

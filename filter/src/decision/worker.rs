@@ -20,7 +20,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 mod body;
-mod stream;
+mod route_name;
 
 /// What the host provides. Stream calls act on the stream made current by `enter` (or
 /// whose callback runs).
@@ -129,6 +129,11 @@ struct Remote {
     slots: Slots,
     local: LocalKeys,
 }
+
+/// How many times one callback may decide a request: a decision is taken again only after
+/// the worker adopted newer keys (another worker's fetch), which happens at most once or
+/// twice in a row.
+const DECISION_ROUNDS: usize = 4;
 
 /// A request waiting for keys.
 struct Waiting {
@@ -296,34 +301,49 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// `fetch_origin` (the context whose callback runs now, which will get the response);
     /// without one, the next tick starts it.
     fn handle(&self, context: u32, deadline_ms: Option<u64>, fetch_origin: Option<u32>) -> Next {
-        let next = self.handle_once(context, deadline_ms, fetch_origin);
+        // A request is decided again only after this worker adopted newer keys from shared
+        // data; the last round takes its decision as it is, so the loop always ends with
+        // one (the paused default below is never the answer).
+        let mut next = Next::Wait;
+        for round in 1..=DECISION_ROUNDS {
+            let may_repeat = round < DECISION_ROUNDS;
+            if let Some(done) = self.decide_and_act(context, deadline_ms, fetch_origin, may_repeat)
+            {
+                next = done;
+                break;
+            }
+        }
         if next != Next::Wait {
             self.bodies.borrow_mut().retain(|(c, _)| *c != context);
         }
         next
     }
 
-    fn handle_once(
+    /// Decides the current stream's request and acts on it: `None` (only when
+    /// `may_repeat`) when the worker adopted newer keys and must decide again.
+    fn decide_and_act(
         &self,
         context: u32,
         deadline_ms: Option<u64>,
         fetch_origin: Option<u32>,
-    ) -> Next {
+        may_repeat: bool,
+    ) -> Option<Next> {
         let now_ms = self.host.now_ms();
-        match self.decide_stream(Some(context), now_ms) {
+        let next = match self.decide_stream(Some(context), now_ms) {
             Decision::Allow {
                 changes, reported, ..
             } => self.allow(&changes, reported.as_ref()),
             Decision::Deny(refusal) => {
                 // An invalid token may only look invalid because another worker has just
                 // fetched newer keys (a rotation): adopt them and decide once more.
-                let stale = refusal.denial.reason == Reason::Invalid
+                let stale = may_repeat
+                    && refusal.denial.reason == Reason::Invalid
                     && refusal
                         .provider
                         .and_then(|p| self.remote_index(p))
                         .is_some_and(|r| self.sync(r));
                 if stale {
-                    return self.handle(context, deadline_ms, fetch_origin);
+                    return None;
                 }
                 self.refuse(&refusal)
             }
@@ -336,11 +356,11 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 unknown_kid,
             }) => {
                 let Some(r) = self.remote_index(provider) else {
-                    return self.unavailable(provider);
+                    return Some(self.unavailable(provider));
                 };
                 // Another worker may have fetched already: adopt that and decide again.
-                if self.sync(r) {
-                    return self.handle(context, deadline_ms, fetch_origin);
+                if may_repeat && self.sync(r) {
+                    return None;
                 }
                 let trigger = if unknown_kid {
                     Trigger::UnknownKid
@@ -351,8 +371,8 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     let adopted = !self.start_fetch(r, trigger, origin) && self.sync(r);
                     self.host.enter(context);
                     // A fetch finished elsewhere since the sync above: decide with its keys.
-                    if adopted {
-                        return self.handle(context, deadline_ms, fetch_origin);
+                    if adopted && may_repeat {
+                        return None;
                     }
                 }
                 let timeout_ms = (self.remotes.try_borrow().ok())
@@ -360,7 +380,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     .unwrap_or(0);
                 let deadline = deadline_ms.unwrap_or(now_ms + timeout_ms);
                 if now_ms >= deadline {
-                    return self.unavailable(provider);
+                    return Some(self.unavailable(provider));
                 }
                 if deadline_ms.is_none() {
                     self.host.count(Metric::Paused, 1);
@@ -371,7 +391,8 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 });
                 Next::Wait
             }
-        }
+        };
+        Some(next)
     }
 
     /// Decides the current stream's request at `now_ms` (and counts the token cache's hits

@@ -10,14 +10,14 @@ mod host;
 mod metrics;
 mod plugin;
 mod shared;
-mod stage;
+mod bench_stage;
 
 use crate::decision::worker::Next;
 use crate::policy::response::{Failure, deny};
+use bench_stage::{STAGE, Stage};
 use plugin::Plugin;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
-use stage::{STAGE, Stage};
 use std::rc::Rc;
 use std::time::Duration;
 
