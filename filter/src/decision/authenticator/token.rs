@@ -129,18 +129,21 @@ impl<V: SignatureVerifier> Tokens<V> {
                 expired: e == ClaimError::Expired,
             });
         }
-        let proof = match binding::check_token(
-            &verified.claims,
+        let presented = binding::Presented {
+            claims: &verified.claims,
             token,
             scheme,
+        };
+        let at = binding::BindingCheck {
             req,
-            &provider.dpop,
-            provider.mtls,
             connection,
             now,
-            self.max_token_bytes,
-            &self.verifier,
-        ) {
+            dpop: &provider.dpop,
+            mtls: provider.mtls,
+            max_proof_bytes: self.max_token_bytes,
+            verifier: &self.verifier,
+        };
+        let proof = match binding::check_token(&presented, &at) {
             Ok(proof) => proof,
             Err(failure) => return fail(failure),
         };
