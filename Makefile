@@ -6,7 +6,7 @@ WASM_TARGET := wasm32-wasip1
 WASM_OUT    := target/$(WASM_TARGET)/wasm-release/jwt_filter.wasm
 DIST_WASM   := dist/jwt_filter.wasm
 
-.PHONY: build test check unit unit-fast lint run bench wasm-target wasm-opt clean dist oci-tools oci-check
+.PHONY: build test check unit unit-fast lint run bench wasm-target wasm-opt clean dist oci-tools oci-check schema
 
 # The wasm build needs the target and, for ring's C and assembly parts, clang (Debian's).
 wasm-target:
@@ -25,6 +25,12 @@ build: wasm-target wasm-opt
 	@mkdir -p dist
 	wasm-opt $(WASM_OPT_FLAGS) $(WASM_OUT) -o $(DIST_WASM)
 	@echo "wrote $(DIST_WASM) ($$(stat -c %s $(DIST_WASM)) bytes)"
+
+# The JSON Schema and the configuration reference, generated from the one description of the
+# configuration (filter/src/config/fields.rs) natively; filter/tests/schema.rs fails when they
+# are stale.
+schema:
+	cargo run -p jwt_filter --release --example schema
 
 # --- Release artefacts (README, "Release artefacts") --------------------------------------
 # dist/jwt_filter.wasm, its sha256 (`sha256sum -c` format: Envoy's `remote` code source), and
@@ -188,7 +194,7 @@ bench: build harness-bin envoy test-filters bench-stages
 	$(HARNESS) bench
 
 # The filter built for the benchmark's cost breakdown only: each variant stops every request
-# after one stage (filter/src/proxy/stage.rs) and lets it through. Never shipped.
+# after one stage (filter/src/proxy/bench_stage.rs) and lets it through. Never shipped.
 BENCH_STAGES     := context time request decision decision-without-signature refusal
 BENCH_STAGES_DIR := target/bench-stages
 

@@ -8,7 +8,7 @@ taskset; idle ones cost nothing): no filter; the do-nothing wasm filter
 `jwt_cache_config`; dist/jwt_filter.wasm with host crypto (Envoy's `verify_signature`) and
 with `"host_crypto": false` (the in-wasm fallback); and the breakdown variants of the filter
 (target/bench-stages/, `make bench-stages`: each stops every request after one stage and lets
-it through, see filter/src/proxy/stage.rs). Every route is a `direct_response` (no upstream);
+it through, see filter/src/proxy/bench_stage.rs). Every route is a `direct_response` (no upstream);
 both filters have the key inline (no fetch). RS256 2048-bit.
 
 Workloads: one token repeated; a pool of distinct valid tokens (default 10,000) cycled, so

@@ -3,6 +3,15 @@
 //! in V8 (bench/core-in-v8.mjs, Node.js), where the filter really runs: the decision's cost
 //! without Envoy. Prints a markdown table; numbers are medians of rounds, after enough rounds
 //! for V8 to have optimized the code.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::unreachable,
+    reason = "test code: a panic fails the test, and never runs in the VM"
+)]
 
 use jwt_filter::config::Config;
 use jwt_filter::decision::authenticator::{Authenticator, FixedKeys};

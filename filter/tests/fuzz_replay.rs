@@ -2,6 +2,15 @@
 //! corpus (fuzz/corpus/<target>/) and every crash a fuzzer found (fuzz/artifacts/<target>/)
 //! runs through its target again. `write_seeds` (ignored) wrote the seeds the corpus grew
 //! from: the repository's test data and tokens signed by the test keys.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::unreachable,
+    reason = "test code: a panic fails the test, and never runs in the VM"
+)]
 
 #[path = "../../fuzz/src/lib.rs"]
 mod harness;

@@ -4,6 +4,15 @@
 //! except ES512, which only the host verifies: there the in-wasm path always refuses, and
 //! the host path must give Wycheproof's verdict. The host side is a native stand-in for
 //! Envoy's function (`jwt_filter_testkit::host`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::unreachable,
+    reason = "test code: a panic fails the test, and never runs in the VM"
+)]
 
 mod support;
 

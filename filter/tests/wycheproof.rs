@@ -5,6 +5,15 @@
 //! wasm). Every invalid case must be refused; every valid case must pass, except the few
 //! listed in `DIFFERENCES` (both paths) and `IN_WASM_DIFFERENCES` (in wasm only), which the
 //! filter refuses on purpose (the README explains each).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::unreachable,
+    reason = "test code: a panic fails the test, and never runs in the VM"
+)]
 
 mod support;
 

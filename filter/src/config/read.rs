@@ -2,6 +2,7 @@
 //! unknown fields and name each field once (`Node::fields`), and typed fields with serde's
 //! wording for type errors (`rules: invalid type: map, expected a sequence`).
 
+use super::fields::{Preset, Spec};
 use super::{ConfigError, err};
 use serde_json::{Map, Value};
 
@@ -55,31 +56,36 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// This value as an object with only the fields `names`, one `Field` for each, in
-    /// order. Callers destructure the array, so that a name listed but never read is an
-    /// unused variable (an error under `-D warnings`): `let [a, b] = &node.fields(&["a",
-    /// "b"])?;`. Both references keep the module small: names passed by value are built on
-    /// the stack at each call (about 1 KB in all), fields copied into their bindings cost
-    /// about 2 KB.
+    /// This value as an object with only the fields of `specs` (a table of `fields.rs`), one
+    /// `Field` for each, in order. Callers destructure the array, so that a field listed but
+    /// never read is an unused variable (an error under `-D warnings`): `let [a, b] =
+    /// &node.fields(&fields::X)?;`.
     pub fn fields<const N: usize>(
         &'a self,
-        names: &'static [&'static str; N],
+        specs: &'static [Spec; N],
     ) -> Result<[Field<'a>; N], ConfigError> {
-        self.only(names)?;
-        Ok(std::array::from_fn(|i| Field {
-            name: names[i],
+        self.only(specs)?;
+        Ok(specs.each_ref().map(|spec| Field {
+            name: spec.name,
+            spec,
             object: self,
         }))
     }
 
-    /// This value as an object without fields other than `names`.
-    fn only(&self, names: &[&str]) -> Result<(), ConfigError> {
+    /// This value as an object without fields other than those of `specs`.
+    fn only(&self, specs: &[Spec]) -> Result<(), ConfigError> {
         let map = self.map()?;
-        match map.keys().find(|k| !names.contains(&k.as_str())) {
-            Some(name) => err(
-                self.child(name),
-                format!("unknown field `{name}`, expected {}", one_of(names)),
-            ),
+        match map
+            .keys()
+            .find(|k| !specs.iter().any(|s| s.name == k.as_str()))
+        {
+            Some(name) => {
+                let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
+                err(
+                    self.child(name),
+                    format!("unknown field `{name}`, expected {}", one_of(&names)),
+                )
+            }
             None => Ok(()),
         }
     }
@@ -112,6 +118,8 @@ impl<'a> Node<'a> {
 /// looked up when read.
 pub struct Field<'a> {
     pub name: &'static str,
+    /// Its line in the table: default and bounds.
+    spec: &'static Spec,
     object: &'a Node<'a>,
 }
 
@@ -158,16 +166,102 @@ impl<'a> Field<'a> {
         self.node().map_or(Ok(default), |node| T::from_json(&node))
     }
 
-    /// A number field with a default, within `min..=max`.
-    pub fn within<T>(&self, default: T, min: T, max: T) -> Result<T, ConfigError>
+    /// A field with the table's default when absent (null is a type error, as for serde's
+    /// defaults).
+    pub fn or_default<T: for<'b> FromJson<'b>>(&self) -> Result<T, ConfigError> {
+        match self.node() {
+            Some(node) => T::from_json(&node),
+            None => self.preset(),
+        }
+    }
+
+    /// The table's default, read as the field would be.
+    pub fn preset<T: for<'b> FromJson<'b>>(&self) -> Result<T, ConfigError> {
+        let node = self.preset_node();
+        T::from_json(&Node {
+            value: &node.value,
+            path: node.path,
+        })
+    }
+
+    /// The table's default as a JSON value at this field's path (apart from `preset`, which
+    /// is instantiated for each type read, to keep the module small).
+    #[inline(never)]
+    fn preset_node(&self) -> PresetNode {
+        PresetNode {
+            value: match *self.spec.preset {
+                Preset::None => Value::Null,
+                Preset::Int { default, .. } => Value::from(default),
+                Preset::Bool(b) => Value::Bool(b),
+                Preset::Text(s) => Value::from(s),
+                Preset::List(items) => Value::from(items.to_vec()),
+            },
+            path: self.path(),
+        }
+    }
+
+    /// A number field with the table's default, within the table's bounds: "must be
+    /// between {min} and {max}".
+    pub fn within<T>(&self) -> Result<T, ConfigError>
     where
-        T: FromJson<'a> + PartialOrd + std::fmt::Display,
+        T: for<'b> FromJson<'b> + Bounded,
     {
-        let value = self.or(default)?;
+        let (value, min, max) = self.bounded()?;
         if value < min || value > max {
             return err(self.path(), format!("must be between {min} and {max}"));
         }
         Ok(value)
+    }
+
+    /// A number field with the table's default, at most the table's bound (its least is
+    /// 0): "must be at most {max}".
+    pub fn at_most<T>(&self) -> Result<T, ConfigError>
+    where
+        T: for<'b> FromJson<'b> + Bounded,
+    {
+        let (value, min, max) = self.bounded()?;
+        if value < min || value > max {
+            return err(self.path(), format!("must be at most {max}"));
+        }
+        Ok(value)
+    }
+
+    /// The value (or the default) and the bounds.
+    fn bounded<T>(&self) -> Result<(T, T, T), ConfigError>
+    where
+        T: for<'b> FromJson<'b> + Bounded,
+    {
+        let Preset::Int { default, min, max } = *self.spec.preset else {
+            return err(self.path(), "has no bounds in the table");
+        };
+        let value = match self.node() {
+            Some(node) => T::from_json(&node)?,
+            None => T::from_u32(default),
+        };
+        Ok((value, T::from_u32(min), T::from_u32(max)))
+    }
+}
+
+/// A field's default as JSON, and the field's path.
+struct PresetNode {
+    value: Value,
+    path: String,
+}
+
+/// The integer types of bounded fields (the table holds their bounds as `u32`).
+pub trait Bounded: PartialOrd + std::fmt::Display + Sized {
+    fn from_u32(n: u32) -> Self;
+}
+
+impl Bounded for u64 {
+    fn from_u32(n: u32) -> Self {
+        n.into()
+    }
+}
+
+impl Bounded for usize {
+    fn from_u32(n: u32) -> Self {
+        usize::try_from(n).unwrap_or(usize::MAX)
     }
 }
 
@@ -309,25 +403,52 @@ mod tests {
 
     #[test]
     fn objects_refuse_unknown_fields_and_name_missing_ones() {
+        use crate::config::fields::Ty;
+        fn spec(name: &'static str, preset: Preset) -> Spec {
+            Spec {
+                name,
+                preset: Box::leak(Box::new(preset)),
+                #[cfg(not(target_arch = "wasm32"))]
+                about: crate::config::fields::About {
+                    ty: Ty::Int,
+                    doc: "",
+                    required: false,
+                    shown: None,
+                },
+            }
+        }
+        let int = |default, min, max| Preset::Int { default, min, max };
+        let only_a: &'static [Spec; 1] = Box::leak(Box::new([spec("a", Preset::None)]));
+        let abc: &'static [Spec; 3] = Box::leak(Box::new([
+            spec("a", int(5, 2, 3)),
+            spec("b", Preset::None),
+            spec("c", int(9, 0, 10)),
+        ]));
         let value = json!({"a": 1, "b": null});
         let node = Node::root(&value);
         assert_eq!(
-            node.fields(&["a"]).err().unwrap().to_string(),
+            node.fields(only_a).err().unwrap().to_string(),
             "b: unknown field `b`, expected one of `a`"
         );
-        let [a, b, c] = &node.fields(&["a", "b", "c"]).unwrap();
+        let [a, b, c] = &node.fields(abc).unwrap();
         assert_eq!(a.req::<u64>(), Ok(1));
         assert_eq!(b.get::<u64>(), Ok(None));
         assert!(!b.has());
         assert_eq!(c.or::<u64>(9), Ok(9));
+        assert_eq!(c.or_default::<u64>(), Ok(9));
+        assert_eq!(c.within::<u64>(), Ok(9));
         assert!(b.or::<u64>(9).is_err());
         assert_eq!(
             c.req::<u64>().unwrap_err().to_string(),
             ".: missing field `c`"
         );
         assert_eq!(
-            a.within::<u64>(5, 2, 3).unwrap_err().to_string(),
+            a.within::<u64>().unwrap_err().to_string(),
             "a: must be between 2 and 3"
+        );
+        assert_eq!(
+            a.at_most::<u64>().unwrap_err().to_string(),
+            "a: must be at most 3"
         );
         assert_eq!(
             node.exactly_one::<()>(&[a, c]).unwrap_err().to_string(),

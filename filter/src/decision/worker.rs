@@ -20,7 +20,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 mod body;
-mod stream;
+mod route_name;
 
 /// What the host provides. Stream calls act on the stream made current by `enter` (or
 /// whose callback runs).
@@ -130,6 +130,11 @@ struct Remote {
     local: LocalKeys,
 }
 
+/// How many times one callback may decide a request: a decision is taken again only after
+/// the worker adopted newer keys (another worker's fetch), which happens at most once or
+/// twice in a row.
+const DECISION_ROUNDS: usize = 4;
+
 /// A request waiting for keys.
 struct Waiting {
     context: u32,
@@ -154,6 +159,16 @@ enum Step {
     },
 }
 
+/// The cells below are borrowed without a panic path, by construction or checked:
+/// `waiting`, `reading`, `bodies` and `calls` only within one statement or block that calls
+/// nothing outside the worker, so no borrow of theirs is alive when the host (or a closure)
+/// could call back. `remotes` is borrowed across host calls (shared data while a fetch is
+/// leased or recorded; properties, logs and the host's `verify_signature` while a request is
+/// decided with its keys), so every access is `try_borrow`/`try_borrow_mut`: a host that
+/// re-entered the filter from inside such a call would find it busy and take the
+/// fail-closed path (no fetch, no keys: the request waits or is refused), never a panic.
+/// Proxy-wasm hosts do not re-enter (Envoy defers callbacks made inside a VM call, and so
+/// does the harness), so that path is never taken in practice.
 pub struct Worker<H, V> {
     host: H,
     /// The root context: fetches started outside a request callback belong to it.
@@ -286,34 +301,49 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// `fetch_origin` (the context whose callback runs now, which will get the response);
     /// without one, the next tick starts it.
     fn handle(&self, context: u32, deadline_ms: Option<u64>, fetch_origin: Option<u32>) -> Next {
-        let next = self.handle_once(context, deadline_ms, fetch_origin);
+        // A request is decided again only after this worker adopted newer keys from shared
+        // data; the last round takes its decision as it is, so the loop always ends with
+        // one (the paused default below is never the answer).
+        let mut next = Next::Wait;
+        for round in 1..=DECISION_ROUNDS {
+            let may_repeat = round < DECISION_ROUNDS;
+            if let Some(done) = self.decide_and_act(context, deadline_ms, fetch_origin, may_repeat)
+            {
+                next = done;
+                break;
+            }
+        }
         if next != Next::Wait {
             self.bodies.borrow_mut().retain(|(c, _)| *c != context);
         }
         next
     }
 
-    fn handle_once(
+    /// Decides the current stream's request and acts on it: `None` (only when
+    /// `may_repeat`) when the worker adopted newer keys and must decide again.
+    fn decide_and_act(
         &self,
         context: u32,
         deadline_ms: Option<u64>,
         fetch_origin: Option<u32>,
-    ) -> Next {
+        may_repeat: bool,
+    ) -> Option<Next> {
         let now_ms = self.host.now_ms();
-        match self.decide_stream(Some(context), now_ms) {
+        let next = match self.decide_stream(Some(context), now_ms) {
             Decision::Allow {
                 changes, reported, ..
             } => self.allow(&changes, reported.as_ref()),
             Decision::Deny(refusal) => {
                 // An invalid token may only look invalid because another worker has just
                 // fetched newer keys (a rotation): adopt them and decide once more.
-                let stale = refusal.denial.reason == Reason::Invalid
+                let stale = may_repeat
+                    && refusal.denial.reason == Reason::Invalid
                     && refusal
                         .provider
                         .and_then(|p| self.remote_index(p))
                         .is_some_and(|r| self.sync(r));
                 if stale {
-                    return self.handle(context, deadline_ms, fetch_origin);
+                    return None;
                 }
                 self.refuse(&refusal)
             }
@@ -326,11 +356,11 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 unknown_kid,
             }) => {
                 let Some(r) = self.remote_index(provider) else {
-                    return self.unavailable(provider);
+                    return Some(self.unavailable(provider));
                 };
                 // Another worker may have fetched already: adopt that and decide again.
-                if self.sync(r) {
-                    return self.handle(context, deadline_ms, fetch_origin);
+                if may_repeat && self.sync(r) {
+                    return None;
                 }
                 let trigger = if unknown_kid {
                     Trigger::UnknownKid
@@ -341,18 +371,16 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     let adopted = !self.start_fetch(r, trigger, origin) && self.sync(r);
                     self.host.enter(context);
                     // A fetch finished elsewhere since the sync above: decide with its keys.
-                    if adopted {
-                        return self.handle(context, deadline_ms, fetch_origin);
+                    if adopted && may_repeat {
+                        return None;
                     }
                 }
-                let timeout_ms = self
-                    .remotes
-                    .borrow()
-                    .get(r)
-                    .map_or(0, |x| x.fetch.timeout_ms);
+                let timeout_ms = (self.remotes.try_borrow().ok())
+                    .and_then(|remotes| remotes.get(r).map(|x| x.fetch.timeout_ms))
+                    .unwrap_or(0);
                 let deadline = deadline_ms.unwrap_or(now_ms + timeout_ms);
                 if now_ms >= deadline {
-                    return self.unavailable(provider);
+                    return Some(self.unavailable(provider));
                 }
                 if deadline_ms.is_none() {
                     self.host.count(Metric::Paused, 1);
@@ -363,7 +391,8 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 });
                 Next::Wait
             }
-        }
+        };
+        Some(next)
     }
 
     /// Decides the current stream's request at `now_ms` (and counts the token cache's hits
@@ -384,15 +413,17 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         {
             request.set_form_body(body);
         }
+        let route_name = self.route_name();
         let mut decision = {
-            let remotes = self.remotes.borrow();
+            // Busy only if the host re-entered: then no remote provider has keys (fail closed).
+            let remotes = self.remotes.try_borrow().ok();
             let keys = Keys {
-                remotes: &remotes,
+                remotes: remotes.as_deref().map_or(&[], Vec::as_slice),
                 now_ms,
             };
             self.authenticator.decide_on_route(
                 &request,
-                self.route_name().as_deref(),
+                route_name.as_deref(),
                 &Peer(&self.host),
                 now_ms / 1000,
                 &keys,
@@ -484,8 +515,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     }
 
     fn remote_index(&self, provider: ProviderId) -> Option<usize> {
-        self.remotes
-            .borrow()
+        (self.remotes.try_borrow().ok())?
             .iter()
             .position(|r| r.provider == provider)
     }
@@ -497,7 +527,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     fn start_fetch(&self, r: usize, trigger: Trigger, origin: u32) -> bool {
         let now_ms = self.host.now_ms();
         let number = self.number();
-        let mut remotes = self.remotes.borrow_mut();
+        let Ok(mut remotes) = self.remotes.try_borrow_mut() else {
+            return false;
+        };
         let Some(remote) = remotes.get_mut(r) else {
             return false;
         };
@@ -540,8 +572,11 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     }
 
     fn dispatch(&self, r: usize, origin: u32, step: Step) {
-        let result = {
-            let remotes = self.remotes.borrow();
+        // The call's parts are copied out, so that no borrow is alive during the host call.
+        let request = {
+            let Ok(remotes) = self.remotes.try_borrow() else {
+                return;
+            };
             let Some(f) = remotes.get(r).map(|x| &x.fetch) else {
                 return;
             };
@@ -573,11 +608,17 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                         .filter(|(name, _)| name != "host")
                         .cloned()
                         .collect();
-                    self.host
-                        .dispatch(cluster, authority, path, &headers, f.timeout_ms)
+                    let parts = [cluster, authority, path].map(str::to_string);
+                    Some((parts, headers, f.timeout_ms))
                 }
-                None => Err("bad jwks_uri".to_string()),
+                None => None,
             }
+        };
+        let result = match request {
+            Some(([cluster, authority, path], headers, timeout_ms)) => {
+                (self.host).dispatch(&cluster, &authority, &path, &headers, timeout_ms)
+            }
+            None => Err("bad jwks_uri".to_string()),
         };
         match result {
             Ok(token) => {
@@ -597,9 +638,10 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// The largest body worth reading for the answer to call `token`: one byte more than
     /// its provider accepts, so that a larger one is refused by size.
     pub fn answer_limit(&self, token: u32) -> usize {
-        let calls = self.calls.borrow();
-        let remote = calls.get(&token).map(|c| c.remote);
-        let remotes = self.remotes.borrow();
+        let remote = self.calls.borrow().get(&token).map(|c| c.remote);
+        let Ok(remotes) = self.remotes.try_borrow() else {
+            return 0;
+        };
         remote
             .and_then(|r| remotes.get(r))
             .map_or(0, |r| r.fetch.max_body_bytes.saturating_add(1))
@@ -612,11 +654,8 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             return;
         };
         let r = call.remote;
-        let Some((fetch, issuer)) = self
-            .remotes
-            .borrow()
-            .get(r)
-            .map(|x| (x.fetch.clone(), x.issuer.clone()))
+        let Some((fetch, issuer)) = (self.remotes.try_borrow().ok())
+            .and_then(|remotes| remotes.get(r).map(|x| (x.fetch.clone(), x.issuer.clone())))
         else {
             return;
         };
@@ -657,7 +696,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                         discovered_at_ms,
                     };
                     let number = self.number();
-                    if let Some(remote) = self.remotes.borrow_mut().get_mut(r) {
+                    if let Ok(mut remotes) = self.remotes.try_borrow_mut()
+                        && let Some(remote) = remotes.get_mut(r)
+                    {
                         let (fetch, keys) =
                             remote.slots.succeeded(self.host.shared(), number, record);
                         remote.local.fetch = fetch;
@@ -679,21 +720,26 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         );
         self.host.count(Metric::FetchFailed, 1);
         let (number, now_ms) = (self.number(), self.host.now_ms());
-        if let Some(remote) = self.remotes.borrow_mut().get_mut(r) {
+        if let Ok(mut remotes) = self.remotes.try_borrow_mut()
+            && let Some(remote) = remotes.get_mut(r)
+        {
             remote.local.fetch = remote.slots.failed(self.host.shared(), number, now_ms);
         }
         self.resume_waiting(None);
     }
 
     fn name(&self, r: usize) -> String {
-        let provider = self.remotes.borrow().get(r).map(|x| x.provider);
+        let provider =
+            (self.remotes.try_borrow().ok()).and_then(|remotes| remotes.get(r).map(|x| x.provider));
         provider.map_or_else(String::new, |p| self.config().provider(p).name.clone())
     }
 
     /// Adopts what other workers wrote to shared data: the fetch record, and the keys when
     /// they are newer than ours. Returns whether the keys changed.
     fn sync(&self, r: usize) -> bool {
-        let mut remotes = self.remotes.borrow_mut();
+        let Ok(mut remotes) = self.remotes.try_borrow_mut() else {
+            return false;
+        };
         let Some(remote) = remotes.get_mut(r) else {
             return false;
         };
@@ -714,24 +760,28 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// (or fetch ahead of the first request), and decide waiting requests again.
     pub fn on_tick(&self) {
         let now_ms = self.host.now_ms();
-        let count = self.remotes.borrow().len();
+        let count = self.remotes.try_borrow().map_or(0, |remotes| remotes.len());
         for r in 0..count {
             self.sync(r);
-            let refresh = {
-                let remotes = self.remotes.borrow();
+            let (refresh, age) = {
+                let Ok(remotes) = self.remotes.try_borrow() else {
+                    continue;
+                };
                 let Some(remote) = remotes.get(r) else {
                     continue;
                 };
                 match &remote.local.record {
-                    Some(keys) => {
-                        self.host
-                            .key_age(remote.provider, keys.age_ms(now_ms) / 1000);
+                    Some(keys) => (
                         !keys.usable(now_ms, &remote.fetch)
-                            || keys.wants_refresh(now_ms, &remote.fetch)
-                    }
-                    None => true,
+                            || keys.wants_refresh(now_ms, &remote.fetch),
+                        Some((remote.provider, keys.age_ms(now_ms) / 1000)),
+                    ),
+                    None => (true, None),
                 }
             };
+            if let Some((provider, seconds)) = age {
+                self.host.key_age(provider, seconds);
+            }
             if refresh {
                 self.start_fetch(r, Trigger::Refresh, self.root);
             }
@@ -775,7 +825,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         };
         let number = self.number();
         for r in orphaned {
-            if let Some(remote) = self.remotes.borrow_mut().get_mut(r) {
+            if let Ok(mut remotes) = self.remotes.try_borrow_mut()
+                && let Some(remote) = remotes.get_mut(r)
+            {
                 remote.local.fetch = remote.slots.released(self.host.shared(), number);
             }
         }

@@ -151,7 +151,7 @@ impl Request {
     /// The query string without the leading `?`, if any.
     pub fn query(&self) -> Option<&str> {
         let path = self.path();
-        let path = path.find('#').map_or(path, |end| &path[..end]);
+        let path = path.split_once('#').map_or(path, |(path, _)| path);
         path.split_once('?').map(|(_, q)| q)
     }
 
@@ -242,10 +242,10 @@ pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
 /// The lengths of `METHOD_OVERRIDE_HEADERS`' names, as bits.
 const OVERRIDE_LENGTHS: u64 = {
     let mut bits = 0u64;
-    let mut i = 0;
-    while i < METHOD_OVERRIDE_HEADERS.len() {
-        bits |= 1 << METHOD_OVERRIDE_HEADERS[i].len();
-        i += 1;
+    let mut names: &[&str] = &METHOD_OVERRIDE_HEADERS;
+    while let [name, rest @ ..] = names {
+        bits |= 1 << name.len();
+        names = rest;
     }
     bits
 };

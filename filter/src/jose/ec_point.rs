@@ -58,9 +58,10 @@ impl Fe {
         if bytes.len() != P521_BYTES {
             return None;
         }
+        // Eight bytes a limb from the least significant end; the top limb takes two.
         let mut limbs = [0u64; 9];
-        for (i, byte) in bytes.iter().rev().enumerate() {
-            limbs[i / 8] |= u64::from(*byte) << (8 * (i % 8));
+        for (limb, chunk) in limbs.iter_mut().zip(bytes.rchunks(8)) {
+            *limb = chunk.iter().fold(0, |n, &b| (n << 8) | u64::from(b));
         }
         let below_p = limbs[8] < TOP_MASK
             || (limbs[8] == TOP_MASK && limbs[..8].iter().any(|l| *l != u64::MAX));
@@ -95,8 +96,8 @@ impl Fe {
     fn add(&self, other: &Fe) -> Fe {
         let mut out = [0u64; 9];
         let mut carry = 0u64;
-        for (i, limb) in out.iter_mut().enumerate() {
-            let sum = u128::from(self.0[i]) + u128::from(other.0[i]) + u128::from(carry);
+        for ((limb, a), b) in out.iter_mut().zip(&self.0).zip(&other.0) {
+            let sum = u128::from(*a) + u128::from(*b) + u128::from(carry);
             *limb = sum as u64;
             carry = (sum >> 64) as u64;
         }
@@ -112,6 +113,10 @@ impl Fe {
         self.add(&Fe(negated))
     }
 
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "i, j and k are below 9 (limb indices): i + j, i + 9 and 8 + k are below 18, the length of `wide`"
+    )]
     fn mul(&self, other: &Fe) -> Fe {
         let mut wide = [0u64; 18];
         for (i, a) in self.0.iter().enumerate() {

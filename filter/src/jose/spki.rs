@@ -39,8 +39,10 @@ pub fn ecdsa_signature(raw: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A non-negative big-endian integer, minimally encoded.
-fn integer(be: &[u8]) -> Vec<u8> {
-    let be = &be[be.iter().take_while(|b| **b == 0).count()..];
+fn integer(mut be: &[u8]) -> Vec<u8> {
+    while let [0, rest @ ..] = be {
+        be = rest;
+    }
     // A leading zero keeps a value with its top bit set positive (and encodes zero).
     let pad = be.first().is_none_or(|b| b & 0x80 != 0);
     tlv(0x02, &[if pad { &[0][..] } else { &[] }, be].concat())
@@ -57,7 +59,10 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
         out.push(len as u8);
     } else {
         let bytes = len.to_be_bytes();
-        let significant = &bytes[bytes.iter().take_while(|b| **b == 0).count()..];
+        let mut significant = &bytes[..];
+        while let [0, rest @ ..] = significant {
+            significant = rest;
+        }
         out.push(0x80 | significant.len() as u8);
         out.extend_from_slice(significant);
     }

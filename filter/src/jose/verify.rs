@@ -181,8 +181,7 @@ pub fn verify_signature_arguments(
 pub fn verify_result(answer: &[u8]) -> bool {
     let mut i = 0;
     let mut result = false;
-    while i < answer.len() {
-        let tag = answer[i];
+    while let Some(&tag) = answer.get(i) {
         i += 1;
         match tag {
             0x08 => {

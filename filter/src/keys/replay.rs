@@ -46,7 +46,8 @@ pub fn record(data: &dyn SharedData, proof: &ProofUse, now_s: u64) -> Seen {
     let written = update_bytes(data, &format!("jwt_filter.dpop.{bucket}"), &[], |record| {
         let entries = record
             .chunks_exact(ENTRY_BYTES)
-            .map(|e| (u64_at(e), u64_at(&e[8..])));
+            .filter_map(|e| e.split_at_checked(8))
+            .map(|(id, until)| (u64_at(id), u64_at(until)));
         let mut live = Vec::with_capacity(record.len() + ENTRY_BYTES);
         let mut soonest = u64::MAX;
         for (entry, until) in entries.filter(|&(_, until)| until > now_s) {

@@ -168,6 +168,7 @@ impl TokenCache {
 }
 
 #[cfg(test)]
+#[allow(clippy::string_slice, reason = "test code")]
 mod tests {
     use super::*;
 

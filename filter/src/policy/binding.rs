@@ -90,21 +90,46 @@ pub fn check_request(scheme: Scheme, req: &Request, policy: &DpopPolicy) -> Resu
     }
 }
 
+/// A verified token as it was presented: its claims, its text and the scheme it came with.
+pub struct Presented<'a> {
+    pub claims: &'a Map<String, Value>,
+    pub token: &'a str,
+    pub scheme: Scheme,
+}
+
+/// What a token's binding is checked against: the request and its connection, the time, the
+/// provider's DPoP and mTLS rules, and the verifier of DPoP proofs.
+pub struct BindingCheck<'a, V> {
+    pub req: &'a Request,
+    pub connection: &'a dyn Connection,
+    /// Unix time, in seconds.
+    pub now: u64,
+    pub dpop: &'a DpopPolicy,
+    pub mtls: MtlsMode,
+    pub max_proof_bytes: usize,
+    pub verifier: &'a V,
+}
+
 /// The rules on a verified token's `cnf`: `Ok(Some(..))` carries the DPoP proof's use,
 /// which the replay cache must still accept.
-#[allow(clippy::too_many_arguments)]
 pub fn check_token<V: SignatureVerifier>(
-    claims: &Map<String, Value>,
-    token: &str,
-    scheme: Scheme,
-    req: &Request,
-    policy: &DpopPolicy,
-    mtls: MtlsMode,
-    connection: &dyn Connection,
-    now: u64,
-    max_proof_bytes: usize,
-    verifier: &V,
+    presented: &Presented<'_>,
+    at: &BindingCheck<'_, V>,
 ) -> Result<Option<ProofUse>, Failure> {
+    let Presented {
+        claims,
+        token,
+        scheme,
+    } = *presented;
+    let BindingCheck {
+        req,
+        connection,
+        now,
+        dpop: policy,
+        mtls,
+        max_proof_bytes,
+        verifier,
+    } = *at;
     let (jkt, x5t) = confirmation(claims)?;
     let seen = match (scheme, jkt) {
         (Scheme::Dpop, None) => {

@@ -363,9 +363,10 @@ fn normalize_escapes(path: &str) -> Option<String> {
     let bytes = path.as_bytes();
     let mut out = String::with_capacity(path.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'%' {
-            let c = path[i..].chars().next()?;
+    while let Some(&b) = bytes.get(i) {
+        if b != b'%' {
+            // `i` is always at a character's start: it moves by whole characters or `%XX`.
+            let c = path.get(i..)?.chars().next()?;
             out.push(c);
             i += c.len_utf8();
             continue;

@@ -188,8 +188,8 @@ impl Denial {
             }
             // `Bearer realm="..."` and then the error's parameters, if any.
             let Some(realm_end) = value
-                .find('"')
-                .and_then(|q| value[q + 1..].find('"').map(|e| q + 1 + e + 1))
+                .split_once('"')
+                .and_then(|(before, rest)| rest.find('"').map(|e| before.len() + 1 + e + 1))
             else {
                 continue;
             };

@@ -1,33 +1,23 @@
 //! The proxy-wasm adapter: moves bytes between the host and the core's `Worker`, which
 //! decides requests and drives key fetches. Nothing here decides.
 //!
-//! A panic here kills the VM and fails every later request on its worker, so the lints
-//! below refuse the constructs that can panic, and `clippy.toml` the SDK calls that can.
-
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::unreachable,
-    clippy::todo,
-    clippy::unimplemented
-)]
+//! A panic here kills the VM and fails every later request on its worker, so the crate's
+//! lints (`[lints.clippy]` in `filter/Cargo.toml`) refuse the constructs that can panic, as
+//! they do in every layer, and `clippy.toml` the SDK calls that can.
 
 mod abi;
 mod host;
 mod metrics;
 mod plugin;
 mod shared;
-mod stage;
+mod bench_stage;
 
 use crate::decision::worker::Next;
 use crate::policy::response::{Failure, deny};
+use bench_stage::{STAGE, Stage};
 use plugin::Plugin;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
-use stage::{STAGE, Stage};
 use std::rc::Rc;
 use std::time::Duration;
 

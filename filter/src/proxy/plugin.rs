@@ -1,9 +1,9 @@
 //! The worker's host: `Host` over proxy-wasm calls, and the signature path this VM uses.
 
+use super::bench_stage::{STAGE, Stage};
 use super::host;
 use super::metrics::Metrics;
 use super::shared::HostSharedData;
-use super::stage::{STAGE, Stage};
 use crate::config::{Config, ConfigError, KeySource, ProviderId};
 use crate::decision::worker::{Host, Level, Metric, Worker};
 use crate::http::request::{HeaderChanges, Request};

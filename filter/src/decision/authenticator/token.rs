@@ -54,7 +54,9 @@ enum Stop {
 /// The pipeline's state on this worker: the signature verifier and the verified tokens.
 pub(super) struct Tokens<V> {
     pub verifier: V,
-    /// Verified tokens of this worker (the core is single-threaded per VM).
+    /// Verified tokens of this worker (the core is single-threaded per VM). Borrowed only
+    /// within one statement that calls nothing outside the cache (never across the
+    /// verifier, which may call the host): no two borrows can overlap.
     cache: RefCell<TokenCache>,
     max_token_bytes: usize,
 }
@@ -127,18 +129,21 @@ impl<V: SignatureVerifier> Tokens<V> {
                 expired: e == ClaimError::Expired,
             });
         }
-        let proof = match binding::check_token(
-            &verified.claims,
+        let presented = binding::Presented {
+            claims: &verified.claims,
             token,
             scheme,
+        };
+        let at = binding::BindingCheck {
             req,
-            &provider.dpop,
-            provider.mtls,
             connection,
             now,
-            self.max_token_bytes,
-            &self.verifier,
-        ) {
+            dpop: &provider.dpop,
+            mtls: provider.mtls,
+            max_proof_bytes: self.max_token_bytes,
+            verifier: &self.verifier,
+        };
+        let proof = match binding::check_token(&presented, &at) {
             Ok(proof) => proof,
             Err(failure) => return fail(failure),
         };

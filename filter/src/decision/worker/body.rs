@@ -37,9 +37,11 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         if declared.is_some_and(|n| n > self.config().max_body_bytes as u64) {
             return self.refuse_body(Failure::BodyTooLarge);
         }
+        // The clock first: no borrow is alive during a host call.
+        let deadline_ms = self.host.now_ms() + BODY_WAIT_MS;
         self.reading.borrow_mut().push(Waiting {
             context,
-            deadline_ms: self.host.now_ms() + BODY_WAIT_MS,
+            deadline_ms,
         });
         Next::ReadBody
     }

@@ -74,17 +74,23 @@ fn token_check(
     mtls: MtlsMode,
     connection: &dyn Connection,
 ) -> Result<Option<ProofUse>, Failure> {
+    let claims = claims(cnf);
+    let dpop = policy(DpopMode::Allowed);
     check_token(
-        &claims(cnf),
-        TOKEN,
-        scheme,
-        req,
-        &policy(DpopMode::Allowed),
-        mtls,
-        connection,
-        NOW,
-        8192,
-        &InWasm,
+        &Presented {
+            claims: &claims,
+            token: TOKEN,
+            scheme,
+        },
+        &BindingCheck {
+            req,
+            connection,
+            now: NOW,
+            dpop: &dpop,
+            mtls,
+            max_proof_bytes: 8192,
+            verifier: &InWasm,
+        },
     )
 }
 
@@ -255,17 +261,23 @@ fn a_dpop_bound_token_needs_the_dpop_scheme_and_its_key() {
     );
     // The proof itself is checked (here: for another token).
     let for_another_token = request("DPoP other.token.here", &[&proof()]);
+    let bound = claims(json!({ "jkt": thumbprint() }));
+    let dpop = policy(DpopMode::Allowed);
     let got = check_token(
-        &claims(json!({ "jkt": thumbprint() })),
-        "other.token.here",
-        Scheme::Dpop,
-        &for_another_token,
-        &policy(DpopMode::Allowed),
-        MtlsMode::Allowed,
-        &NoCertificate,
-        NOW,
-        8192,
-        &InWasm,
+        &Presented {
+            claims: &bound,
+            token: "other.token.here",
+            scheme: Scheme::Dpop,
+        },
+        &BindingCheck {
+            req: &for_another_token,
+            connection: &NoCertificate,
+            now: NOW,
+            dpop: &dpop,
+            mtls: MtlsMode::Allowed,
+            max_proof_bytes: 8192,
+            verifier: &InWasm,
+        },
     );
     assert_eq!(
         got.map_err(description),

@@ -1,0 +1,1428 @@
+//! The configuration described once: every object the reader reads, every field of each
+//! (name, type, default, bounds, meaning), in the order the reader destructures them.
+//!
+//! The reader (`config.rs` and the files beside it) takes its field names, defaults and
+//! bounds from these tables; natively, the JSON Schema (`schema/jwt_filter.schema.json`) and
+//! the configuration reference (`docs/configuration.md`) are generated from them
+//! (`config::generate`, `make schema`), and `filter/tests/schema.rs` fails when the files on
+//! disk are not what they would generate. Types, meanings and the JSON Schema fragments are
+//! native-only: in the wasm build `field` drops them at compile time, so the module carries
+//! names, defaults and bounds only.
+
+use crate::jose::jwks;
+
+/// A field of an object: what the reader needs (name, default, bounds) and, natively, what
+/// the schema and the reference need.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spec {
+    pub name: &'static str,
+    /// The value an absent field takes (`Preset::None`: none, or one the reader computes,
+    /// shown natively by `shown`). A reference, so that the many fields without one share
+    /// one `Preset::None` and a line of the table is 12 bytes in the module.
+    pub preset: &'static Preset,
+    #[cfg(not(target_arch = "wasm32"))]
+    pub about: About,
+}
+
+/// A field's default, and for integers its bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Preset {
+    None,
+    /// An integer: its default, and the least and greatest values accepted.
+    Int {
+        default: u32,
+        min: u32,
+        max: u32,
+    },
+    Bool(bool),
+    /// A string (or the name of an enum's variant).
+    Text(&'static str),
+    List(&'static [&'static str]),
+}
+
+/// What the schema and the reference say of a field (native builds only).
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct About {
+    pub ty: Ty,
+    pub doc: &'static str,
+    pub required: bool,
+    /// The default the reader computes, as JSON, when `preset` cannot hold it.
+    pub shown: Option<&'static str>,
+}
+
+/// A field's type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ty {
+    Bool,
+    /// An integer within the bounds of its `Preset::Int`.
+    Int,
+    Str,
+    /// A string naming one of these.
+    Enum(&'static [&'static str]),
+    /// Anything else, as a JSON Schema fragment (`$ref`s name `$defs`).
+    Json(&'static str),
+}
+
+/// An object read from a table (native builds only): its `$defs` name (empty for the top
+/// level), title, meaning, fields, and the JSON Schema constraints across its fields.
+#[cfg(not(target_arch = "wasm32"))]
+pub struct Object {
+    pub def: &'static str,
+    pub title: &'static str,
+    pub doc: &'static str,
+    pub fields: &'static [Spec],
+    pub constraints: Option<&'static str>,
+}
+
+/// A field: `ty` and `doc` are kept in native builds only.
+#[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
+const fn field(name: &'static str, ty: Ty, doc: &'static str) -> Spec {
+    Spec {
+        name,
+        preset: &Preset::None,
+        #[cfg(not(target_arch = "wasm32"))]
+        about: About {
+            ty,
+            doc,
+            required: false,
+            shown: None,
+        },
+    }
+}
+
+impl Spec {
+    /// The reader refuses the object without it (`missing field`).
+    const fn required(self) -> Spec {
+        #[cfg(not(target_arch = "wasm32"))]
+        let mut this = self;
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            this.about.required = true;
+        }
+        #[cfg(target_arch = "wasm32")]
+        let this = self;
+        this
+    }
+
+    /// Its default (for an integer, with its bounds: `int!`).
+    const fn preset(mut self, preset: &'static Preset) -> Spec {
+        self.preset = preset;
+        self
+    }
+
+    /// A default the reader computes, as the schema and the reference show it (JSON).
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
+    const fn shown(self, json: &'static str) -> Spec {
+        #[cfg(not(target_arch = "wasm32"))]
+        let mut this = self;
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            this.about.shown = Some(json);
+        }
+        #[cfg(target_arch = "wasm32")]
+        let this = self;
+        this
+    }
+}
+
+/// An integer field's `Preset`: default, least, greatest.
+macro_rules! int {
+    ($default:expr, $min:expr, $max:expr) => {
+        &Preset::Int {
+            default: $default,
+            min: $min,
+            max: $max,
+        }
+    };
+}
+
+/// Where the protected-resource metadata document is served by default.
+pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// jwt_filter configuration
+pub static ROOT: [Spec; 13] = [
+    field(
+        "$schema",
+        Ty::Str,
+        "The JSON Schema this file follows, for editors. The filter ignores it.",
+    ),
+    field(
+        "realm",
+        Ty::Json(r#"{"type":"string","pattern":"^[ !#-\\[\\]-~]+$"}"#),
+        r#"Realm of the WWW-Authenticate challenges: non-empty printable ASCII without '"' or '\'."#,
+    ).preset(&Preset::Text("api")),
+    field(
+        "cors_preflight",
+        Ty::Enum(&["authenticate", "pass"]),
+        r#""authenticate": a CORS preflight is decided like any request. "pass": a preflight (OPTIONS with Origin and Access-Control-Request-Method, no method override naming another method, a path the filter can read) goes upstream unchecked, identity headers still stripped (jwt_authn's bypass_cors_preflight)."#,
+    ).preset(&Preset::Text("authenticate")),
+    field(
+        "resource_metadata",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/resource_metadata"}]}"##),
+        r#"RFC 9728 protected-resource metadata: the filter answers GET on path itself (before any rule, on every host) with the document, and every 401 challenge names it (resource_metadata="<resource><path>"). Default: none."#,
+    ),
+    field(
+        "mode",
+        Ty::Enum(&["enforce", "report"]),
+        r#""enforce": deny what fails. "report": decide and log/count what would be denied (jwt_filter_report_would_deny), but let every request through (identity headers are still stripped)."#,
+    ).preset(&Preset::Text("enforce")),
+    field(
+        "unmatched",
+        Ty::Enum(&["deny", "allow"]),
+        r#""deny": a request no rule matches (under any of its readings) gets 403 access_denied. "allow": it passes unchecked."#,
+    ).preset(&Preset::Text("deny")),
+    field(
+        "path_parameters",
+        Ty::Enum(&["reject", "strip"]),
+        r#""reject": a path with ';' gets 403 access_denied. "strip": each segment's ';...' is removed before matching (as servlet containers do) and the path forwarded unchanged; '.' or '..' with parameters ('..;') is refused either way."#,
+    ).preset(&Preset::Text("reject")),
+    field(
+        "max_token_bytes",
+        Ty::Int,
+        "Longer tokens are refused before any decoding.",
+    ).preset(int!(8192, 256, 65536)),
+    field(
+        "max_body_bytes",
+        Ty::Int,
+        r#"Most bytes of a form body read for a token ({"body": ...} sources); a larger body is refused with 413."#,
+    ).preset(int!(65536, 1024, 1048576)),
+    field(
+        "jwt_cache_size",
+        Ty::Int,
+        "Verified tokens kept per worker; 0 turns the cache off.",
+    ).preset(int!(1000, 0, 100000)),
+    field(
+        "host_crypto",
+        Ty::Bool,
+        "Use the host's verify_signature (Envoy) for RS*/ES*; false forces the in-wasm verifiers.",
+    ).preset(&Preset::Bool(true)),
+    field(
+        "providers",
+        Ty::Json(r##"{"type":"object","minProperties":1,"propertyNames":{"pattern":"^[A-Za-z0-9_-]+$"},"additionalProperties":{"$ref":"#/$defs/provider"}}"##),
+        "Required: name -> provider (names: letters, digits, '-', '_'). At least one.",
+    ).required(),
+    field(
+        "rules",
+        Ty::Json(r##"{"type":"array","items":{"$ref":"#/$defs/rule"}}"##),
+        "Required: route rules, first match wins (every rule a request reaches under any of its readings must pass).",
+    ).required(),
+];
+
+/// resource metadata
+pub static RESOURCE_METADATA: [Spec; 15] = [
+    field(
+        "path",
+        Ty::Json(r##"{"$ref":"#/$defs/rule_path"}"##),
+        "Where the document is served (GET, any host, query ignored).",
+    ).preset(&Preset::Text(METADATA_PATH)),
+    field(
+        "resource",
+        Ty::Json(r#"{"type":"string","pattern":"^https?://[A-Za-z0-9._:\\[\\]-]+(/[!$->@-\\[\\]-~]*)?$"}"#),
+        "Required: the resource identifier, an http(s) URL without query or fragment.",
+    ).required(),
+    field(
+        "jwks_uri",
+        Ty::Json(r##"{"$ref":"#/$defs/metadata_string"}"##),
+        "The resource's own JWKS URL.",
+    ),
+    field(
+        "resource_name",
+        Ty::Json(r##"{"$ref":"#/$defs/metadata_string"}"##),
+        "A human-readable name.",
+    ),
+    field(
+        "resource_documentation",
+        Ty::Json(r##"{"$ref":"#/$defs/metadata_string"}"##),
+        "A URL of developer documentation.",
+    ),
+    field(
+        "resource_policy_uri",
+        Ty::Json(r##"{"$ref":"#/$defs/metadata_string"}"##),
+        "A URL of the data-use policy.",
+    ),
+    field(
+        "resource_tos_uri",
+        Ty::Json(r##"{"$ref":"#/$defs/metadata_string"}"##),
+        "A URL of the terms of service.",
+    ),
+    field(
+        "authorization_servers",
+        Ty::Json(r##"{"$ref":"#/$defs/metadata_list"}"##),
+        "Issuer identifiers of the authorization servers.",
+    ),
+    field(
+        "scopes_supported",
+        Ty::Json(r##"{"$ref":"#/$defs/metadata_list"}"##),
+        "Scopes used in authorization requests for this resource.",
+    ),
+    field(
+        "bearer_methods_supported",
+        Ty::Json(r##"{"$ref":"#/$defs/metadata_list"}"##),
+        "How bearer tokens may be sent (header, body, query).",
+    ),
+    field(
+        "resource_signing_alg_values_supported",
+        Ty::Json(r##"{"$ref":"#/$defs/metadata_list"}"##),
+        "Algorithms the resource signs responses with.",
+    ),
+    field(
+        "authorization_details_types_supported",
+        Ty::Json(r##"{"$ref":"#/$defs/metadata_list"}"##),
+        "Rich authorization request types.",
+    ),
+    field(
+        "dpop_signing_alg_values_supported",
+        Ty::Json(r##"{"$ref":"#/$defs/metadata_list"}"##),
+        "DPoP proof algorithms.",
+    ),
+    field(
+        "tls_client_certificate_bound_access_tokens",
+        Ty::Json(r#"{"type":["boolean","null"]}"#),
+        "Whether mTLS-bound tokens are supported.",
+    ),
+    field(
+        "dpop_bound_access_tokens_required",
+        Ty::Json(r#"{"type":["boolean","null"]}"#),
+        "Whether DPoP-bound tokens are required.",
+    ),
+];
+
+/// provider
+pub static PROVIDER: [Spec; 16] = [
+    field(
+        "issuer",
+        Ty::Json(r##"{"anyOf":[{"$ref":"#/$defs/issuer"},{"type":"array","minItems":1,"items":{"$ref":"#/$defs/issuer"}}]}"##),
+        "Required: one issuer or a list; the token's iss must equal one exactly (a trailing slash matters), but for {claim} placeholders, each standing for that string claim of the same token (one non-empty run of characters without '/'). With discovery, one http(s) URL without placeholders.",
+    ).required(),
+    field(
+        "audiences",
+        Ty::Json(r#"{"type":"array","minItems":1,"items":{"type":"string","minLength":1}}"#),
+        "Required, non-empty: the token's aud (a string or an array of strings) must contain one of them, exactly.",
+    ).required(),
+    field(
+        "remote_jwks",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/remote_jwks"}]}"##),
+        "Keys fetched from a JWKS URI through an Envoy cluster, shared by all workers, refreshed, and kept serving (stale) while the key server is down.",
+    ),
+    field(
+        "local_jwks",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/jwks"}]}"##),
+        r#"An inline JWKS {"keys": [...]}, checked at configure time: every key must be usable and fit one of the provider's algorithms. oct keys (HMAC secrets, at least as long as the hash) are accepted only here."#,
+    ),
+    field(
+        "discovery",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/discovery"}]}"##),
+        "OpenID discovery: the filter fetches {issuer}/.well-known/openid-configuration from cluster, requires its issuer to equal the provider's, then fetches its jwks_uri through the same cluster. The same fields as remote_jwks, without uri.",
+    ),
+    field(
+        "algorithms",
+        Ty::Json(r##"{"type":"array","minItems":1,"items":{"$ref":"#/$defs/algorithm"},"anyOf":[{"items":{"$ref":"#/$defs/public_key_algorithm"}},{"items":{"$ref":"#/$defs/hmac_algorithm"}}]}"##),
+        "The only algorithms accepted. HMAC (HS*) only with a local_jwks secret, never mixed with public-key algorithms; 'none' is refused in any spelling. ES512 is verified by the host's verify_signature only: where signatures are verified in wasm, ES512 tokens are refused (the log says so at configure time).",
+    ).preset(&Preset::List(&["RS256"])),
+    field(
+        "clock_skew_s",
+        Ty::Int,
+        "Tolerance in seconds for exp, nbf, iat.",
+    ).preset(int!(5, 0, 300)),
+    field(
+        "max_token_age_s",
+        Ty::Json(r#"{"type":["integer","null"],"minimum":0,"maximum":18446744073709551615}"#),
+        "If set, iat is required and must be within this many seconds. Default: none.",
+    ),
+    field(
+        "require_typ",
+        Ty::Json(r#"{"type":["string","null"],"minLength":1}"#),
+        r#"If set, the header typ must match (case-insensitive, 'application/' optional); "at+jwt" is RFC 9068 strict mode and also requires sub, client_id, jti, iat. Default: none."#,
+    ),
+    field(
+        "token_sources",
+        Ty::Json(r##"{"type":["array","null"],"minItems":1,"items":{"$ref":"#/$defs/token_source"}}"##),
+        "Where the token may be, in order.",
+    ).shown(r#"[{"header":"authorization"}]"#),
+    field(
+        "forward",
+        Ty::Bool,
+        "Keep the token in the request upstream (default: remove it from its header, query, cookie or form body).",
+    ).preset(&Preset::Bool(false)),
+    field(
+        "forward_payload_header",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/identity_header"}]}"##),
+        "Header that receives the token's payload (base64url); removed from every incoming request first, in every spelling an upstream reads as the same name. Default: none.",
+    ),
+    field(
+        "claim_to_headers",
+        Ty::Json(r##"{"type":"array","items":{"$ref":"#/$defs/claim_to_header"}}"##),
+        r#"Claims copied into request headers on success: strings as is, numbers and booleans printed, arrays of those joined with ',' when every element is non-empty, without ',' or '"' and without whitespace at either end (otherwise the array is not written: its list would read back as other elements); objects and values with control characters are not written. The headers are removed from every incoming request first, in every spelling an upstream reads as the same name (case, and '_', '.' or any other symbol for '-')."#,
+    ).preset(&Preset::List(&[])),
+    field(
+        "claim_to_properties",
+        Ty::Json(r##"{"type":"array","items":{"$ref":"#/$defs/claim_to_property"}}"##),
+        "Claims copied into stream properties on success (set_property: Envoy's filter state wasm.<property>, for its access log and later filters), written as for claim_to_headers (arrays included).",
+    ).preset(&Preset::List(&[])),
+    field(
+        "dpop",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/dpop"}]}"##),
+        "DPoP-bound tokens (RFC 9449): the Authorization: DPoP scheme with one DPoP proof header. A token whose cnf.jkt binds it to a key is refused without a proof by that key, whatever the mode.",
+    )
+    .shown(r#"{"mode":"allowed"}"#),
+    field(
+        "mtls",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/mtls"}]}"##),
+        r#"Certificate-bound tokens (RFC 8705): a token whose cnf["x5t#S256"] binds it to a client certificate is refused unless the connection presents that certificate, whatever the mode."#,
+    )
+    .shown(r#"{"mode":"allowed"}"#),
+];
+
+/// fetch settings
+pub static FETCH: [Spec; 11] = [
+    field(
+        "cluster",
+        Ty::Json(r#"{"type":"string","minLength":1}"#),
+        "Required: the Envoy cluster that reaches the key server.",
+    ).required(),
+    field(
+        "uri",
+        Ty::Json(r#"{"type":["string","null"]}"#),
+        "remote_jwks only (required there): the JWKS URI, absolute http(s); its path and :authority are used.",
+    ),
+    field(
+        "timeout_ms",
+        Ty::Int,
+        "Timeout of one fetch in milliseconds.",
+    ).preset(int!(5000, 1, 60000)),
+    field(
+        "cache_duration_s",
+        Ty::Int,
+        "How long fetched keys are used before a refresh, in seconds.",
+    ).preset(int!(600, 1, 604800)),
+    field(
+        "cooldown_s",
+        Ty::Int,
+        "Least time between two fetches (after a failure, or a refetch for an unknown kid), in seconds.",
+    ).preset(int!(30, 0, 3600)),
+    field(
+        "stale_max_s",
+        Ty::Int,
+        "How long expired keys keep serving while the key server fails, in seconds.",
+    ).preset(int!(86400, 0, 604800)),
+    field(
+        "max_body_bytes",
+        Ty::Int,
+        "Largest key set (or discovery document) accepted, in bytes.",
+    ).preset(int!(1048576, 1024, 16777216)),
+    field(
+        "max_keys",
+        Ty::Int,
+        "Most keys a fetched key set may hold. A larger set is refused whole, logged with its count, and the last good set keeps serving: every VM checks every key of a set it adopts in one callback (an RSA-2048 key up to 5 million wasm instructions, a P-256 key up to 12 million, a P-384 key about 85 million).",
+    ).preset(int!(jwks::MAX_KEYS as u32, 1, jwks::MAX_KEYS_BOUND as u32)),
+    field(
+        "headers",
+        Ty::Json(r#"{"type":["object","null"],"propertyNames":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},"additionalProperties":{"type":"string","pattern":"^[\\t -~]*$"}}"#),
+        "Extra request headers on every fetch (name: value), as jwks-rsa's requestHeaders; a host entry replaces :authority; values printable ASCII, never logged; the call's own and framing headers (content-length, transfer-encoding, connection, upgrade, te, keep-alive, accept, pseudo-headers) cannot be set.",
+    ),
+    field(
+        "metadata_uri",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/http_uri"}]}"##),
+        "discovery only: a full metadata URL (absolute http(s)), read instead of the well-known documents.",
+    ),
+    field(
+        "jwks_cluster",
+        Ty::Json(r#"{"type":["string","null"],"minLength":1}"#),
+        "discovery only: the cluster for the jwks_uri the document names (default: cluster).",
+    ),
+];
+
+/// token source
+pub static TOKEN_SOURCE: [Spec; 5] = [
+    field(
+        "header",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/token"}]}"##),
+        "A request header that carries the token (names are case-insensitive).",
+    ),
+    field(
+        "prefix",
+        Ty::Json(r#"{"type":["string","null"],"pattern":"^[ -~]{0,64}$"}"#),
+        r#"With header only: the text before the token, compared case-insensitively, at most 64 printable ASCII characters. Default: "Bearer " for authorization, none otherwise."#,
+    ),
+    field(
+        "query",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/token"}]}"##),
+        "A query parameter that carries the token (e.g. access_token).",
+    ),
+    field(
+        "cookie",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/token"}]}"##),
+        "A cookie that carries the token.",
+    ),
+    field(
+        "body",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/token"}]}"##),
+        "A field of an application/x-www-form-urlencoded request body (not GET or HEAD) that carries the token. The body is read only on routes whose rule requires this provider, up to max_body_bytes; in Envoy the plugin needs allow_on_headers_stop_iteration: true.",
+    ),
+];
+
+/// claim to header
+pub static CLAIM_TO_HEADER: [Spec; 2] = [
+    field(
+        "claim",
+        Ty::Json(r##"{"$ref":"#/$defs/claim_path"}"##),
+        r#"The claim to copy: a dotted path ("org.id") or a list of literal names (["https://example.com/roles"])."#,
+    ).required(),
+    field(
+        "header",
+        Ty::Json(r##"{"$ref":"#/$defs/identity_header"}"##),
+        "The header that receives it (lower-cased).",
+    ).required(),
+];
+
+/// claim to property
+pub static CLAIM_TO_PROPERTY: [Spec; 2] = [
+    field(
+        "claim",
+        Ty::Json(r##"{"$ref":"#/$defs/claim_path"}"##),
+        r#"The claim to copy: a dotted path ("org.id") or a list of literal names."#,
+    )
+    .required(),
+    field(
+        "property",
+        Ty::Json(r#"{"type":"string","pattern":"^[A-Za-z0-9_.-]{1,64}$"}"#),
+        "The stream property that receives it: 1 to 64 letters, digits, '_', '-' or '.'.",
+    )
+    .required(),
+];
+
+/// dpop
+pub static DPOP: [Spec; 5] = [
+    field(
+        "mode",
+        Ty::Enum(&["allowed", "required", "disabled"]),
+        "allowed: DPoP and Bearer, challenges offer both; required: DPoP only; disabled: Bearer only (a DPoP-bound token is then always refused).",
+    ).preset(&Preset::Text("allowed")),
+    field(
+        "algorithms",
+        Ty::Json(r##"{"type":["array","null"],"minItems":1,"items":{"$ref":"#/$defs/public_key_algorithm"}}"##),
+        "Algorithms a proof may use: public-key ones only. The default is every one; where signatures are verified in wasm (no host verify_signature, or host_crypto false), the default leaves out ES512, which only the host verifies.",
+    ).shown(r#"["RS256","RS384","RS512","PS256","PS384","PS512","ES256","ES384","ES512","ES256K","EdDSA"]"#),
+    field(
+        "iat_offset_s",
+        Ty::Int,
+        "How old a proof's iat may be, in seconds.",
+    ).preset(int!(300, 1, 3600)),
+    field(
+        "iat_leeway_s",
+        Ty::Int,
+        "How far in the future a proof's iat may be, in seconds; also the clock skew for a proof's exp and nbf when it has them (exp must be after now - iat_leeway_s, nbf at most now + iat_leeway_s).",
+    ).preset(int!(30, 0, 300)),
+    field(
+        "origin",
+        Ty::Json(r#"{"type":["string","null"],"pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+$"}"#),
+        "scheme://host[:port] that clients sign in htu, when a TLS terminator in front of the proxy makes :scheme and :authority differ; no path.",
+    ),
+];
+
+/// mtls
+pub static MTLS: [Spec; 1] = [
+    field(
+        "mode",
+        Ty::Enum(&["allowed", "required"]),
+        "allowed: certificate-bound tokens need their certificate, others pass; required: only tokens bound to the connection's client certificate.",
+    ).required(),
+];
+
+/// rule
+pub static RULE: [Spec; 2] = [
+    field(
+        "match",
+        Ty::Json(r##"{"$ref":"#/$defs/match"}"##),
+        "Required: which requests the rule is for.",
+    )
+    .required(),
+    field(
+        "requires",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/requirement"}]}"##),
+        "What a request must present on this route. Absent (or null): the route is public.",
+    ),
+];
+
+/// match
+pub static MATCH: [Spec; 6] = [
+    field(
+        "path",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/rule_path"}]}"##),
+        "The exact path, written as the filter reads requests: decoded (/a b, not /a%20b), no '.' or '..' segments, no '//' or ';'.",
+    ),
+    field(
+        "prefix",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/rule_path"}]}"##),
+        "A path prefix, written as the filter reads requests: decoded, no '.' or '..' segments, no '//' or ';'.",
+    ),
+    field(
+        "path_template",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/path_template"}]}"##),
+        "Literal segments, {name} (exactly one non-empty segment) and a final {name=**} or ** (the rest); what it captures can be compared with claims (equals_param, includes_param). Literal segments are written as the filter reads requests.",
+    ),
+    field(
+        "methods",
+        Ty::Json(
+            r#"{"type":["array","null"],"minItems":1,"items":{"type":"string","pattern":"^[A-Z]+$"}}"#,
+        ),
+        "Upper-case method names such as GET. Leave it out to match any method.",
+    ),
+    field(
+        "hosts",
+        Ty::Json(
+            r#"{"type":["array","null"],"minItems":1,"items":{"type":"string","pattern":"^(\\*\\.)?[A-Za-z0-9-]{1,63}(\\.[A-Za-z0-9-]{1,63})*(:[0-9]{1,5})?$"}}"#,
+        ),
+        "Host patterns compared with the request's authority, case-insensitively: api.example.com or *.example.com (one or more labels in front), each with an optional :port (1 to 65535; without one, any port). When some rule has hosts, a request whose authority is not one host (userinfo, percent-encoding, brackets around a name, several values, a bad port...) is refused with 400. Leave it out to match any host.",
+    ),
+    field(
+        "route",
+        Ty::Json(
+            r#"{"type":["array","null"],"minItems":1,"items":{"type":"string","pattern":"^[^\\u0000-\\u001f\\u007f-\\u009f]+$"}}"#,
+        ),
+        "Envoy route names (the route Envoy chose: xds.route_name, else route_name). Where the host tells none, the rule never matches. Leave it out to match any route.",
+    ),
+];
+
+/// requirement
+pub static REQUIREMENT: [Spec; 9] = [
+    field(
+        "provider",
+        Ty::Json(r#"{"type":["string","null"]}"#),
+        "The name of a provider (a key of providers) whose valid token this requirement needs.",
+    ),
+    field(
+        "any",
+        Ty::Json(r##"{"type":["array","null"],"minItems":1,"items":{"$ref":"#/$defs/requirement"}}"##),
+        "One of these must pass (if none does, the answer is the failure that got furthest).",
+    ),
+    field(
+        "all",
+        Ty::Json(r##"{"type":["array","null"],"minItems":1,"items":{"$ref":"#/$defs/requirement"}}"##),
+        "Every one of these must pass.",
+    ),
+    field(
+        "scopes",
+        Ty::Json(r##"{"type":["array","null"],"items":{"$ref":"#/$defs/scope"}}"##),
+        "Scopes the token must all have (in scope_claim).",
+    ),
+    field(
+        "scopes_any",
+        Ty::Json(r##"{"type":["array","null"],"items":{"$ref":"#/$defs/scope"}}"##),
+        "Scopes of which the token must have at least one.",
+    ),
+    field(
+        "scope_claim",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/claim_path"}]}"##),
+        r#"The claim holding the scopes ("permissions" is common): a space-separated string or an array."#,
+    ).preset(&Preset::Text("scope")),
+    field(
+        "claims",
+        Ty::Json(r##"{"type":["array","null"],"items":{"$ref":"#/$defs/claim_check"}}"##),
+        "Claim checks, all of which must pass.",
+    ),
+    field(
+        "allow_missing",
+        Ty::Json(r#"{"type":["boolean","null"]}"#),
+        "Optional authentication: a request without a token passes anonymously; a bad token still fails.",
+    ).preset(&Preset::Bool(false)),
+    field(
+        "audiences",
+        Ty::Json(r#"{"type":["array","null"],"minItems":1,"items":{"type":"string","minLength":1}}"#),
+        "Replaces the provider's audiences for this requirement (Envoy's provider_and_audiences).",
+    ),
+];
+
+/// claim check
+pub static CLAIM_CHECK: [Spec; 10] = [
+    field(
+        "claim",
+        Ty::Json(r##"{"$ref":"#/$defs/claim_path"}"##),
+        r#"The claim checked: a dotted path ("org.id") or a list of literal names."#,
+    )
+    .required(),
+    field(
+        "equals",
+        Ty::Json("{}"),
+        "The claim must equal this JSON value (not null).",
+    ),
+    field(
+        "includes",
+        Ty::Json(r#"{"type":["array","null"],"minItems":1}"#),
+        "The claim (an array, or a string of space-separated words) must include every one of these values.",
+    ),
+    field(
+        "includes_any",
+        Ty::Json(r#"{"type":["array","null"],"minItems":1}"#),
+        "The claim must include at least one of these values.",
+    ),
+    field(
+        "equals_param",
+        Ty::Json(r#"{"type":["string","null"]}"#),
+        "A name the rule's path_template captures: the claim (a string, or a number) must equal the captured value.",
+    ),
+    field(
+        "includes_param",
+        Ty::Json(r#"{"type":["string","null"]}"#),
+        "A name the rule's path_template captures: the claim (an array, or space-separated words) must include the captured value.",
+    ),
+    field(
+        "equals_header",
+        Ty::Json(r#"{"type":["string","null"],"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"}"#),
+        "A header the request must carry exactly once, whose value must equal the claim.",
+    ),
+    field(
+        "present",
+        Ty::Json(r#"{"type":["boolean","null"]}"#),
+        "Whether the claim must be there (not null) or must not.",
+    ),
+    field(
+        "prefix",
+        Ty::Json(r#"{"type":["string","null"],"minLength":1}"#),
+        "The claim must be a string starting with this.",
+    ),
+    field(
+        "not_includes",
+        Ty::Json(r#"{"type":["array","null"],"minItems":1}"#),
+        "The claim must be absent, or an array or string with none of these values.",
+    ),
+];
+
+/// Every object read from a table, with its title, meaning and the constraints across its fields (JSON Schema).
+#[cfg(not(target_arch = "wasm32"))]
+pub static OBJECTS: &[Object] = &[
+    Object {
+        def: "",
+        title: "jwt_filter configuration",
+        doc: r#"The JSON configuration of the jwt_filter proxy-wasm filter (README, "Configuration"). Every object refuses unknown fields and every field has one type. An optional field written as null counts as absent where the filter reads it so (the key sources, require_typ, max_token_age_s, token_sources, forward_payload_header, a token source's names and prefix, match.path/prefix/methods, a rule's requires, the requirement fields other than allow_missing, a claim check's operators); a field with a default refuses null."#,
+        fields: &ROOT,
+        constraints: Some(
+            r#"{
+  "$comment": "Generated by make schema from filter/src/config/fields.rs, the table the filter's reader takes its fields, defaults and bounds from; filter/tests/schema.rs fails when this file is stale. What this schema cannot express, and the parser refuses: a requirement naming a provider that does not exist; a header written with identity (forward_payload_header, claim_to_headers) that is also a header some provider reads tokens from; one provider writing one header twice (two claim_to_headers entries, or one and forward_payload_header); the key material of local_jwks (every key must be usable: canonical base64url, a point on its curve, RSA 2048 to 4096 bits and not weak, no kid shared by two keys, no symmetric and asymmetric keys together, an oct secret at least as long as its hash, and each key must fit one of the provider's algorithms); a rule path that is not in the form the filter reads requests in (decoded, no '.' or '..' segments, no '//', no ';', no query, nothing path.rs refuses); integers written with a fraction part (5.0 is an integer to JSON Schema, not to the parser); duplicate object keys, nesting deeper than 32 levels and a configuration larger than 1 MiB (refused by the filter's JSON reader before the schema's rules apply)."
+}"#,
+        ),
+    },
+    Object {
+        def: "resource_metadata",
+        title: "resource metadata",
+        doc: "RFC 9728 protected-resource metadata: resource (required) and the other RFC 9728 fields, served as a JSON document at path.",
+        fields: &RESOURCE_METADATA,
+        constraints: None,
+    },
+    Object {
+        def: "provider",
+        title: "provider",
+        doc: "An issuer whose tokens are accepted, where its keys come from, and where its tokens are read from. Exactly one of remote_jwks, local_jwks, discovery.",
+        fields: &PROVIDER,
+        constraints: Some(
+            r##"{
+  "allOf": [
+    {
+      "$comment": "Exactly one key source that is not null: one branch per source, each passing when its source is given.",
+      "oneOf": [
+        {
+          "title": "remote_jwks",
+          "required": [
+            "remote_jwks"
+          ],
+          "properties": {
+            "remote_jwks": {
+              "type": "object"
+            }
+          }
+        },
+        {
+          "title": "local_jwks",
+          "required": [
+            "local_jwks"
+          ],
+          "properties": {
+            "local_jwks": {
+              "type": "object"
+            }
+          }
+        },
+        {
+          "title": "discovery",
+          "required": [
+            "discovery"
+          ],
+          "properties": {
+            "discovery": {
+              "type": "object"
+            }
+          }
+        }
+      ]
+    },
+    {
+      "$comment": "HMAC algorithms need their secret in local_jwks.",
+      "if": {
+        "required": [
+          "algorithms"
+        ],
+        "properties": {
+          "algorithms": {
+            "type": "array",
+            "contains": {
+              "$ref": "#/$defs/hmac_algorithm"
+            }
+          }
+        }
+      },
+      "then": {
+        "properties": {
+          "remote_jwks": {
+            "type": "null"
+          },
+          "discovery": {
+            "type": "null"
+          }
+        }
+      }
+    },
+    {
+      "$comment": "Discovery starts from the issuer: {issuer}/.well-known/openid-configuration must be an http(s) URI.",
+      "if": {
+        "required": [
+          "discovery"
+        ],
+        "properties": {
+          "discovery": {
+            "type": "object"
+          }
+        }
+      },
+      "then": {
+        "properties": {
+          "issuer": {
+            "$comment": "Exactly one issuer, without placeholders.",
+            "anyOf": [
+              {
+                "$ref": "#/$defs/discovery_issuer"
+              },
+              {
+                "type": "array",
+                "maxItems": 1,
+                "items": {
+                  "$ref": "#/$defs/discovery_issuer"
+                }
+              }
+            ]
+          }
+        }
+      }
+    }
+  ]
+}"##,
+        ),
+    },
+    Object {
+        def: "fetch",
+        title: "fetch settings",
+        doc: "How keys (or the discovery document) are fetched, shared by remote_jwks and discovery.",
+        fields: &FETCH,
+        constraints: None,
+    },
+    Object {
+        def: "token_source",
+        title: "token source",
+        doc: r#"Exactly one of {"header": name, "prefix": "Bearer "} (prefix compared case-insensitively; default "Bearer " for authorization, none otherwise), {"query": name}, {"cookie": name}, {"body": field} (a form-encoded request body, RFC 6750 section 2.2)."#,
+        fields: &TOKEN_SOURCE,
+        constraints: Some(
+            r#"{
+  "$comment": "Exactly one of header, query, cookie, body that is not null (one branch each); prefix with header only.",
+  "oneOf": [
+    {
+      "title": "header",
+      "required": [
+        "header"
+      ],
+      "properties": {
+        "header": {
+          "type": "string"
+        }
+      }
+    },
+    {
+      "title": "query",
+      "required": [
+        "query"
+      ],
+      "properties": {
+        "query": {
+          "type": "string"
+        },
+        "prefix": {
+          "type": "null"
+        }
+      }
+    },
+    {
+      "title": "cookie",
+      "required": [
+        "cookie"
+      ],
+      "properties": {
+        "cookie": {
+          "type": "string"
+        },
+        "prefix": {
+          "type": "null"
+        }
+      }
+    },
+    {
+      "title": "body",
+      "required": [
+        "body"
+      ],
+      "properties": {
+        "body": {
+          "type": "string"
+        },
+        "prefix": {
+          "type": "null"
+        }
+      }
+    }
+  ]
+}"#,
+        ),
+    },
+    Object {
+        def: "claim_to_header",
+        title: "claim to header",
+        doc: r#"{"claim": "sub", "header": "x-user-id"}."#,
+        fields: &CLAIM_TO_HEADER,
+        constraints: None,
+    },
+    Object {
+        def: "claim_to_property",
+        title: "claim to property",
+        doc: r#"{"claim": "sub", "property": "jwt_sub"}."#,
+        fields: &CLAIM_TO_PROPERTY,
+        constraints: None,
+    },
+    Object {
+        def: "dpop",
+        title: "dpop",
+        doc: "DPoP-bound tokens (RFC 9449): which schemes are accepted, and what a proof may use.",
+        fields: &DPOP,
+        constraints: None,
+    },
+    Object {
+        def: "mtls",
+        title: "mtls",
+        doc: "mode: allowed (bound tokens need their certificate, unbound ones pass) or required (only tokens bound to the connection's certificate).",
+        fields: &MTLS,
+        constraints: None,
+    },
+    Object {
+        def: "rule",
+        title: "rule",
+        doc: r#"{"match": {...}, "requires": {...}}; without requires the route is public."#,
+        fields: &RULE,
+        constraints: None,
+    },
+    Object {
+        def: "match",
+        title: "match",
+        doc: "Exactly one of path (exact), prefix or path_template, and optional methods, hosts and route; all that are given must hold. Like Envoy's prefix, /api/public also matches /api/publicity.",
+        fields: &MATCH,
+        constraints: Some(
+            r#"{"$comment":"Exactly one of path, prefix, path_template that is not null (one branch each).","oneOf":[{"title":"path","required":["path"],"properties":{"path":{"type":"string"}}},{"title":"prefix","required":["prefix"],"properties":{"prefix":{"type":"string"}}},{"title":"path_template","required":["path_template"],"properties":{"path_template":{"type":"string"}}}]}"#,
+        ),
+    },
+    Object {
+        def: "requirement",
+        title: "requirement",
+        doc: r#"Exactly one of: {"provider": name, ...authorization}; {"any": [requirement, ...]} (one must pass); {"all": [requirement, ...]} (every one must pass). Authorization fields belong to provider requirements only."#,
+        fields: &REQUIREMENT,
+        constraints: Some(
+            r##"{
+  "$comment": "Exactly one of provider, any, all that is not null (one branch each); any and all without authorization fields.",
+  "oneOf": [
+    {
+      "title": "provider requirement",
+      "required": [
+        "provider"
+      ],
+      "properties": {
+        "provider": {
+          "type": "string"
+        },
+        "allow_missing": {
+          "type": "boolean"
+        }
+      }
+    },
+    {
+      "title": "any",
+      "required": [
+        "any"
+      ],
+      "properties": {
+        "any": {
+          "type": "array"
+        }
+      },
+      "allOf": [
+        {
+          "$ref": "#/$defs/no_authorization"
+        }
+      ]
+    },
+    {
+      "title": "all",
+      "required": [
+        "all"
+      ],
+      "properties": {
+        "all": {
+          "type": "array"
+        }
+      },
+      "allOf": [
+        {
+          "$ref": "#/$defs/no_authorization"
+        }
+      ]
+    }
+  ]
+}"##,
+        ),
+    },
+    Object {
+        def: "claim_check",
+        title: "claim check",
+        doc: r#"{"claim": c, op: v} with exactly one operator: equals, includes (every value), includes_any (at least one), not_includes, present, prefix, or, bound to the request, equals_param, includes_param (a value the rule's path_template captured), equals_header; a string claim counts as its space-separated words."#,
+        fields: &CLAIM_CHECK,
+        constraints: Some(
+            r#"{"$comment":"Exactly one operator that is not null (one branch each).","oneOf":[{"title":"equals","required":["equals"],"properties":{"equals":{"not":{"type":"null"}}}},{"title":"includes","required":["includes"],"properties":{"includes":{"type":"array"}}},{"title":"includes_any","required":["includes_any"],"properties":{"includes_any":{"type":"array"}}},{"title":"not_includes","required":["not_includes"],"properties":{"not_includes":{"type":"array"}}},{"title":"present","required":["present"],"properties":{"present":{"type":"boolean"}}},{"title":"prefix","required":["prefix"],"properties":{"prefix":{"type":"string"}}},{"title":"equals_param","required":["equals_param"],"properties":{"equals_param":{"type":"string"}}},{"title":"includes_param","required":["includes_param"],"properties":{"includes_param":{"type":"string"}}},{"title":"equals_header","required":["equals_header"],"properties":{"equals_header":{"type":"string"}}}]}"#,
+        ),
+    },
+];
+
+/// The `$defs` that are not objects read from a table: value types shared by several fields, and the key sources' refinements of `fetch`.
+#[cfg(not(target_arch = "wasm32"))]
+pub static SHARED: &[(&str, &str)] = &[
+    (
+        "remote_jwks",
+        r##"{
+  "title": "remote_jwks",
+  "description": "The fields of fetch, with uri required; metadata_uri and jwks_cluster belong to discovery.",
+  "allOf": [
+    {
+      "$ref": "#/$defs/fetch"
+    }
+  ],
+  "required": [
+    "uri"
+  ],
+  "properties": {
+    "uri": {
+      "title": "uri",
+      "description": "Required: the JWKS URI, absolute http(s); its path and :authority are used.",
+      "$ref": "#/$defs/http_uri"
+    },
+    "metadata_uri": {
+      "description": "Not allowed: it belongs to discovery; remote_jwks fetches its uri.",
+      "type": "null"
+    },
+    "jwks_cluster": {
+      "description": "Not allowed: it belongs to discovery; remote_jwks fetches its uri through cluster.",
+      "type": "null"
+    }
+  }
+}"##,
+    ),
+    (
+        "discovery",
+        r##"{
+  "title": "discovery",
+  "description": "The fields of remote_jwks without uri: discovery starts from the issuer.",
+  "allOf": [
+    {
+      "$ref": "#/$defs/fetch"
+    }
+  ],
+  "properties": {
+    "uri": {
+      "description": "Not allowed: discovery starts from the issuer; use remote_jwks for a fixed URI.",
+      "type": "null"
+    }
+  }
+}"##,
+    ),
+    (
+        "http_uri",
+        r#"{
+  "title": "http(s) URI",
+  "description": "An absolute http:// or https:// URI: an authority of letters, digits and '-._:[]', then optionally a path of printable ASCII without spaces (no '?' before the path).",
+  "type": "string",
+  "pattern": "^https?://[A-Za-z0-9._:\\[\\]-]+(/[!-~]*)?$"
+}"#,
+    ),
+    (
+        "jwks",
+        r##"{
+  "title": "JWKS",
+  "description": "A JSON Web Key Set (RFC 7517): {\"keys\": [...]}, 1 to 64 keys, every one usable.",
+  "type": "object",
+  "required": [
+    "keys"
+  ],
+  "properties": {
+    "keys": {
+      "title": "keys",
+      "description": "The keys, 1 to 64; a key that is unusable refuses the configuration (the filter names it and says why).",
+      "type": "array",
+      "minItems": 1,
+      "maxItems": 64,
+      "items": {
+        "$ref": "#/$defs/jwk"
+      }
+    }
+  }
+}"##,
+    ),
+    (
+        "jwk",
+        r##"{
+  "title": "JWK",
+  "description": "A public key (RSA, EC P-256/P-384/P-521/secp256k1, OKP Ed25519) or an HMAC secret (oct). Other members are ignored.",
+  "$comment": "The key material itself is checked by the filter only.",
+  "type": "object",
+  "required": [
+    "kty"
+  ],
+  "properties": {
+    "kty": {
+      "title": "kty",
+      "description": "Key type: RSA (2048 to 4096 bits), EC (crv P-256, P-384, P-521 or secp256k1, with x and y, each exactly the curve's size), OKP (crv Ed25519, with x), oct (an HMAC secret k, at least as long as the hash; local_jwks only).",
+      "enum": [
+        "RSA",
+        "EC",
+        "OKP",
+        "oct"
+      ]
+    },
+    "kid": {
+      "title": "kid",
+      "description": "Key id (at most 256 bytes, unique in the set): a token naming it is verified with this key only.",
+      "type": "string"
+    },
+    "use": {
+      "title": "use",
+      "description": "If present, \"sig\".",
+      "const": "sig"
+    },
+    "key_ops": {
+      "title": "key_ops",
+      "description": "If present, must include \"verify\".",
+      "type": "array",
+      "contains": {
+        "const": "verify"
+      }
+    },
+    "alg": {
+      "title": "alg",
+      "description": "If present, the key verifies this algorithm only, and must fit it. ES521, a common misspelling, reads as ES512 (on keys only).",
+      "anyOf": [
+        {
+          "$ref": "#/$defs/algorithm"
+        },
+        {
+          "const": "ES521"
+        }
+      ]
+    }
+  }
+}"##,
+    ),
+    (
+        "algorithm",
+        r##"{
+  "title": "algorithm",
+  "anyOf": [
+    {
+      "$ref": "#/$defs/public_key_algorithm"
+    },
+    {
+      "$ref": "#/$defs/hmac_algorithm"
+    }
+  ]
+}"##,
+    ),
+    (
+        "public_key_algorithm",
+        r#"{
+  "enum": [
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "ES256K",
+    "EdDSA"
+  ]
+}"#,
+    ),
+    ("hmac_algorithm", r#"{"enum":["HS256","HS384","HS512"]}"#),
+    (
+        "token",
+        r#"{
+  "title": "token",
+  "description": "An HTTP token (RFC 7230 tchar): letters, digits and !#$%&'*+-.^_`|~.",
+  "type": "string",
+  "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+}"#,
+    ),
+    (
+        "identity_header",
+        r##"{
+  "title": "identity header",
+  "description": "A header the filter writes on success: a valid header name, not authorization, cookie, host or another hop-by-hop or framing header (in any spelling: content_type is content-type), nor a header that carries tokens. Removed from every incoming request first, in every spelling an upstream reads as the same name: case, and '_', '.' or any other symbol for '-' (X_User_Id for x-user-id).",
+  "allOf": [
+    {
+      "$ref": "#/$defs/token"
+    }
+  ],
+  "not": {
+    "pattern": "^([Aa][Uu][Tt][Hh][Oo][Rr][Ii][Zz][Aa][Tt][Ii][Oo][Nn]|[Cc][Oo][Oo][Kk][Ii][Ee]|[Hh][Oo][Ss][Tt]|[Cc][Oo][Nn][Tt][Ee][Nn][Tt][-!#$%&'*+.^_`|~][Ll][Ee][Nn][Gg][Tt][Hh]|[Cc][Oo][Nn][Tt][Ee][Nn][Tt][-!#$%&'*+.^_`|~][Tt][Yy][Pp][Ee]|[Tt][Rr][Aa][Nn][Ss][Ff][Ee][Rr][-!#$%&'*+.^_`|~][Ee][Nn][Cc][Oo][Dd][Ii][Nn][Gg]|[Cc][Oo][Nn][Nn][Ee][Cc][Tt][Ii][Oo][Nn]|[Tt][Ee]|[Uu][Pp][Gg][Rr][Aa][Dd][Ee]|[Pp][Rr][Oo][Xx][Yy][-!#$%&'*+.^_`|~][Aa][Uu][Tt][Hh][Oo][Rr][Ii][Zz][Aa][Tt][Ii][Oo][Nn])$"
+  }
+}"##,
+    ),
+    (
+        "claim_path",
+        r#"{
+  "title": "claim",
+  "description": "A dotted path into nested objects (\"org.id\") or a list of literal names, for claims whose names contain dots ([\"https://example.com/roles\"]). No name may be empty.",
+  "anyOf": [
+    {
+      "type": "string",
+      "pattern": "^[^.]+(\\.[^.]+)*$"
+    },
+    {
+      "type": "array",
+      "minItems": 1,
+      "items": {
+        "type": "string",
+        "minLength": 1
+      }
+    }
+  ]
+}"#,
+    ),
+    (
+        "path_template",
+        r#"{
+  "title": "path template",
+  "$comment": "The segments' syntax only; the filter also refuses a name captured twice, more than 16 captures, and literal segments not in canonical form (filter/src/template.rs, path.rs).",
+  "type": "string",
+  "pattern": "^(/([^/{}*]+|\\{[A-Za-z0-9_]+\\}))*(/(\\*\\*|\\{[A-Za-z0-9_]+=\\*\\*\\}))?$",
+  "minLength": 2
+}"#,
+    ),
+    (
+        "discovery_issuer",
+        r##"{"title":"discovery issuer","allOf":[{"$ref":"#/$defs/http_uri"},{"pattern":"^[^{]*$"}]}"##,
+    ),
+    (
+        "issuer",
+        r#"{
+  "title": "issuer",
+  "description": "An issuer: exact, but for {claim} placeholders (claim names: letters, digits, '_').",
+  "type": "string",
+  "minLength": 1,
+  "pattern": "^([^{}]|\\{[A-Za-z0-9_]+\\})*$"
+}"#,
+    ),
+    (
+        "metadata_list",
+        r#"{
+  "title": "metadata list",
+  "type": [
+    "array",
+    "null"
+  ],
+  "minItems": 1,
+  "items": {
+    "type": "string",
+    "minLength": 1
+  }
+}"#,
+    ),
+    (
+        "metadata_string",
+        r#"{"title":"metadata string","type":["string","null"],"minLength":1}"#,
+    ),
+    (
+        "rule_path",
+        r#"{
+  "title": "rule path",
+  "$comment": "Only the start is checked here; the filter also requires the path's canonical form (filter/src/path.rs).",
+  "type": "string",
+  "pattern": "^/([^/][\\s\\S]*)?$"
+}"#,
+    ),
+    (
+        "no_authorization",
+        r#"{
+  "$comment": "'any' and 'all' cannot carry authorization fields: put them on each provider requirement. Every authorization field of a requirement is listed here as null.",
+  "properties": {
+    "scopes": {
+      "type": "null"
+    },
+    "scopes_any": {
+      "type": "null"
+    },
+    "scope_claim": {
+      "type": "null"
+    },
+    "claims": {
+      "type": "null"
+    },
+    "allow_missing": {
+      "type": "null"
+    },
+    "audiences": {
+      "type": "null"
+    }
+  }
+}"#,
+    ),
+    (
+        "scope",
+        r#"{
+  "title": "scope",
+  "description": "A non-empty printable token without spaces, '\"' or '\\'.",
+  "type": "string",
+  "pattern": "^[!#-\\[\\]-~]+$"
+}"#,
+    ),
+];
+
+/// The tables against the reader: what they say of defaults and variants is what it does.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::QUICKSTART;
+    use crate::config::{Config, KeySource};
+    use crate::policy::dpop::DpopPolicy;
+    use crate::policy::extract::TokenSource;
+    use serde_json::{Value, json};
+
+    fn parse(edit: impl FnOnce(&mut Value)) -> Result<Config, String> {
+        let mut config: Value = serde_json::from_str(QUICKSTART).unwrap();
+        edit(&mut config);
+        Config::parse(config.to_string().as_bytes()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn names_are_unique_and_bounds_hold_their_defaults() {
+        for object in OBJECTS {
+            assert!(!object.doc.is_empty(), "{} has no meaning", object.def);
+            for (i, spec) in object.fields.iter().enumerate() {
+                assert!(!spec.about.doc.is_empty(), "{} has no meaning", spec.name);
+                assert!(
+                    object.fields[..i].iter().all(|s| s.name != spec.name),
+                    "{}.{} twice",
+                    object.def,
+                    spec.name
+                );
+                match (spec.about.ty, *spec.preset) {
+                    (Ty::Int, Preset::Int { default, min, max }) => {
+                        assert!(min <= default && default <= max, "{}", spec.name)
+                    }
+                    (Ty::Int, _) => panic!("{}: an integer without bounds", spec.name),
+                    (_, Preset::Int { .. }) => panic!("{}: bounds on a non-integer", spec.name),
+                    (Ty::Enum(names), Preset::Text(default)) => {
+                        assert!(names.contains(&default), "{}", spec.name)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The variants each enum field's reader accepts are the table's.
+    #[test]
+    fn enum_variants_are_the_readers() {
+        let places: [(&[Spec], &str); 3] = [
+            (&ROOT, ""),
+            (&DPOP, "/providers/auth0/dpop"),
+            (&MTLS, "/providers/auth0/mtls"),
+        ];
+        let mut seen = 0;
+        for (table, at) in places {
+            for spec in table {
+                let Ty::Enum(names) = spec.about.ty else {
+                    continue;
+                };
+                let error = parse(|c| {
+                    if let Some(object) = at.strip_prefix("/providers/auth0/") {
+                        c["providers"]["auth0"][object] = json!({});
+                    }
+                    c.pointer_mut(at).unwrap()[spec.name] = json!("nonesuch");
+                })
+                .unwrap_err();
+                let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+                assert!(
+                    error.ends_with(&format!(
+                        "unknown variant `nonesuch`, expected one of {}",
+                        quoted.join(", ")
+                    )),
+                    "{}: {error}",
+                    spec.name
+                );
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 6);
+    }
+
+    /// The defaults the reader computes are the ones the tables show.
+    #[test]
+    fn shown_defaults_are_the_readers() {
+        let config = parse(|_| {}).unwrap();
+        let provider = &config.providers[0];
+        let shown = |table: &[Spec], name: &str| -> Value {
+            let spec = table.iter().find(|s| s.name == name).unwrap();
+            serde_json::from_str(spec.about.shown.unwrap()).unwrap()
+        };
+        assert_eq!(
+            shown(&PROVIDER, "token_sources"),
+            json!([{"header": "authorization"}])
+        );
+        assert_eq!(provider.token_sources, [TokenSource::bearer()]);
+        let explicit =
+            parse(|c| c["providers"]["auth0"]["token_sources"] = shown(&PROVIDER, "token_sources"))
+                .unwrap();
+        assert_eq!(explicit.providers[0].token_sources, provider.token_sources);
+        let algorithms: Vec<&str> = DpopPolicy::algorithms()
+            .into_iter()
+            .map(|a| a.name())
+            .collect();
+        assert_eq!(shown(&DPOP, "algorithms"), json!(algorithms));
+        assert_eq!(provider.dpop, DpopPolicy::default());
+        let empty = parse(|c| c["providers"]["auth0"]["dpop"] = json!({})).unwrap();
+        assert_eq!(empty.providers[0].dpop, DpopPolicy::default());
+        for object in ["dpop", "mtls"] {
+            let given =
+                parse(|c| c["providers"]["auth0"][object] = shown(&PROVIDER, object)).unwrap();
+            assert_eq!(given.providers[0].dpop, provider.dpop);
+            assert_eq!(given.providers[0].mtls, provider.mtls);
+        }
+        let KeySource::Remote(fetch) = &provider.keys else {
+            panic!("remote_jwks")
+        };
+        assert_eq!(fetch.max_keys, crate::jose::jwks::MAX_KEYS);
+    }
+}

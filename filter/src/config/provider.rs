@@ -1,0 +1,235 @@
+//! A provider (`providers.<name>`): its issuers, audiences, algorithms, claims, token
+//! sources and the headers and properties it writes.
+
+use super::read::{Field, FromJson, Node};
+use super::{
+    ConfigError, Provider, compile_dpop, compile_keys, compile_source, err, fields, identity_header,
+};
+use crate::http::spelling::same_upstream_name;
+use crate::jose::alg::Algorithm;
+use crate::jose::claims::{ClaimRules, Issuers, normalize_typ};
+use crate::policy::authz::ClaimPath;
+use crate::policy::binding::MtlsMode;
+use crate::policy::dpop::DpopPolicy;
+use crate::policy::extract::TokenSource;
+use serde_json::Value;
+
+pub(super) fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+    {
+        return node.err("provider names use letters, digits, '-' and '_' only");
+    }
+    let [
+        issuer,
+        audiences,
+        remote_jwks,
+        local_jwks,
+        discovery,
+        algorithms,
+        clock_skew_s,
+        max_token_age_s,
+        require_typ,
+        token_sources,
+        forward,
+        forward_payload_header,
+        claim_to_headers,
+        claim_to_properties,
+        dpop,
+        mtls,
+    ] = &node.fields(&fields::PROVIDER)?;
+    let issuers = compile_issuers(issuer)?;
+    let audiences = audience_list(audiences.req()?, &audiences.path())?;
+    let algorithms =
+        compile_algorithms(&algorithms.or_default::<Vec<String>>()?, &algorithms.path())?;
+    let keys = compile_keys(
+        node,
+        issuer,
+        [remote_jwks, local_jwks, discovery],
+        &issuers.0,
+        &algorithms,
+    )?;
+    let skew = clock_skew_s.at_most()?;
+    let require_typ = match require_typ.get::<String>()? {
+        Some(t) if t.is_empty() => return err(require_typ.path(), "must not be empty"),
+        t => t.as_deref().map(normalize_typ),
+    };
+    let token_sources = match token_sources.get::<Vec<Node>>()? {
+        None => vec![TokenSource::bearer()],
+        Some(list) if list.is_empty() => {
+            return err(token_sources.path(), "must not be empty");
+        }
+        Some(list) => list.iter().map(compile_source).collect::<Result<_, _>>()?,
+    };
+    let forward_payload_header = match forward_payload_header.get::<String>()? {
+        None => None,
+        Some(h) => Some(identity_header(&h, &forward_payload_header.path())?),
+    };
+    let mut headers: Vec<(ClaimPath, String)> = Vec::new();
+    for node in claim_to_headers.or(Vec::<Node>::new())? {
+        let [claim, header] = &node.fields(&fields::CLAIM_TO_HEADER)?;
+        let name = identity_header(&header.req::<String>()?, &header.path())?;
+        // Two values for one header: which one a later filter reads would depend on it.
+        // Two spellings an upstream folds into one name (`x-user`, `x_user`) are one header.
+        let earlier = forward_payload_header
+            .iter()
+            .chain(headers.iter().map(|(_, h)| h))
+            .find(|h| same_upstream_name(h, &name));
+        match earlier {
+            Some(h) if *h == name => {
+                return err(header.path(), format!("'{name}' is written twice"));
+            }
+            Some(h) => {
+                return err(
+                    header.path(),
+                    format!(
+                        "'{name}' is written twice (as '{h}': upstreams read both as one name)"
+                    ),
+                );
+            }
+            None => {}
+        }
+        headers.push((claim.req()?, name));
+    }
+    let mut properties = Vec::new();
+    for node in claim_to_properties.or(Vec::<Node>::new())? {
+        let [claim, property] = &node.fields(&fields::CLAIM_TO_PROPERTY)?;
+        let name: String = property.req()?;
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !valid {
+            return err(
+                property.path(),
+                "must be 1 to 64 letters, digits, '_', '-' or '.'",
+            );
+        }
+        properties.push((claim.req()?, name));
+    }
+    Ok(Provider {
+        name: name.to_string(),
+        algorithms,
+        claims: ClaimRules {
+            issuer: issuers,
+            audiences,
+            clock_skew_s: skew,
+            max_token_age_s: max_token_age_s.get()?,
+            require_typ,
+        },
+        keys,
+        token_sources,
+        forward: forward.or_default()?,
+        forward_payload_header,
+        claim_to_headers: headers,
+        claim_to_properties: properties,
+        dpop: match dpop.get::<Node>()? {
+            None => DpopPolicy::default(),
+            Some(node) => compile_dpop(&node)?,
+        },
+        mtls: match mtls.get::<Node>()? {
+            None => MtlsMode::default(),
+            Some(node) => {
+                let [mode] = &node.fields(&fields::MTLS)?;
+                mode.req()?
+            }
+        },
+    })
+}
+
+/// A list of audiences: not empty, and no empty one.
+pub(super) fn audience_list(
+    audiences: Vec<String>,
+    path: &str,
+) -> Result<Vec<String>, ConfigError> {
+    if audiences.is_empty() {
+        return err(path, "must not be empty");
+    }
+    if let Some(i) = audiences.iter().position(String::is_empty) {
+        return err(format!("{path}[{i}]"), "must not be empty");
+    }
+    Ok(audiences)
+}
+
+pub(super) fn compile_algorithms(
+    names: &[String],
+    path: &str,
+) -> Result<Vec<Algorithm>, ConfigError> {
+    if names.is_empty() {
+        return err(path, "must not be empty");
+    }
+    let mut algorithms = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if name.eq_ignore_ascii_case("none") {
+            return err(format!("{path}[{i}]"), "'none' is never accepted");
+        }
+        let alg = Algorithm::parse(name).map_or_else(
+            || {
+                let supported = Algorithm::ALL.map(Algorithm::name).join(" ");
+                err(
+                    format!("{path}[{i}]"),
+                    format!("unsupported algorithm '{name}' (supported: {supported})"),
+                )
+            },
+            Ok,
+        )?;
+        if !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+    let hmac = algorithms.iter().filter(|a| a.is_hmac()).count();
+    if hmac != 0 && hmac != algorithms.len() {
+        return err(
+            path,
+            "HMAC and public-key algorithms cannot be mixed in one provider",
+        );
+    }
+    Ok(algorithms)
+}
+
+/// `issuer`: one issuer or a list, each an exact URL but for `{claim}` placeholders.
+pub(super) fn compile_issuers(issuer: &Field) -> Result<Issuers, ConfigError> {
+    let node: Node = issuer.req()?;
+    let list: Vec<String> = match node.value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(_) => Vec::from_json(&node)?,
+        _ => return node.invalid_type("a string or a sequence of strings"),
+    };
+    if list.is_empty() {
+        return node.err("must not be empty");
+    }
+    for (i, issuer) in list.iter().enumerate() {
+        let at = || match node.value {
+            Value::String(_) => node.path.clone(),
+            _ => format!("{}[{i}]", node.path),
+        };
+        if issuer.is_empty() {
+            return err(at(), "must not be empty");
+        }
+        if let Some(why) = placeholder_problem(issuer) {
+            return err(at(), why);
+        }
+    }
+    Ok(Issuers(list))
+}
+
+/// What is wrong with the `{claim}` placeholders of an issuer, if anything.
+pub(super) fn placeholder_problem(issuer: &str) -> Option<&'static str> {
+    let mut rest = issuer;
+    while let Some((literal, after)) = rest.split_once('{') {
+        if literal.contains('}') {
+            return Some("has a '}' without '{'");
+        }
+        let Some((name, next)) = after.split_once('}') else {
+            return Some("has a '{' without '}'");
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Some("placeholders are claim names such as {tid}");
+        }
+        rest = next;
+    }
+    rest.contains('}').then_some("has a '}' without '{'")
+}
