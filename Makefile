@@ -69,7 +69,7 @@ unit:
 # Everything CI runs (`.ci/run`).
 test: lint unit build scenarios e2e differential
 
-# The everyday tier (about 3 minutes warm, see README "Tests"): formatting, clippy, the unit
+# The everyday tier (1.5 to 2 minutes warm here, see README "Tests"): formatting, clippy, the unit
 # and integration tests without the loom interleavings, the wasm build and the filter's
 # scenarios in the harness. No Envoy, no e2e, no fuzzing.
 check: lint unit-fast build harness-bin
