@@ -1311,6 +1311,7 @@ pub static SHARED: &[(&str, &str)] = &[
 
 /// The tables against the reader: what they say of defaults and variants is what it does.
 #[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))] // the tables' native-only parts
 mod tests {
     use super::*;
     use crate::config::tests::QUICKSTART;
