@@ -1,25 +1,25 @@
 //! The filter on one worker: decides each request through the authenticator, keeps the
-//! requests that wait for keys, and drives key fetches through the key cache that all
-//! workers share (`shared_keys`). Everything it asks of the host goes through `Host`; the
-//! proxy-wasm adapter implements that trait and only forwards callbacks here.
+//! requests that wait for keys or for their body, and asks its `KeyFetcher` (`fetcher.rs`)
+//! for keys, which fetches them through the key cache that all workers share
+//! (`shared_keys`); when a fetch ends, the waiting requests are decided again. Everything it
+//! asks of the host goes through `Host`; the proxy-wasm adapter implements that trait and
+//! only forwards callbacks here.
 
-use crate::config::{Config, Fetch, KeySource, ProviderId, split_uri};
-use crate::decision::authenticator::{
-    Authenticator, Decision, KeyState, KeyStore, NeedKeys, Refusal,
-};
+use crate::config::{Config, ProviderId};
+use crate::decision::authenticator::{Authenticator, Decision, NeedKeys, Refusal};
 use crate::http::path;
 use crate::http::request::{HeaderChanges, Request};
 use crate::jose::verify::SignatureVerifier;
-use crate::keys::key_cache::{self, KeysRecord, LocalKeys, Trigger};
+use crate::keys::key_cache::Trigger;
 use crate::keys::replay::{self, Seen};
-use crate::keys::shared::{self, SharedData};
-use crate::keys::shared_keys::Slots;
+use crate::keys::shared::SharedData;
 use crate::policy::binding::Connection;
 use crate::policy::response::{Denial, Failure, Reason, Served, deny};
+use fetcher::{KeyFetcher, Start};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 
 mod body;
+mod fetcher;
 mod route_name;
 
 /// What the host provides. Stream calls act on the stream made current by `enter` (or
@@ -120,16 +120,6 @@ pub enum Next {
     ReadBody,
 }
 
-/// A remote provider's runtime state on this worker.
-struct Remote {
-    provider: ProviderId,
-    fetch: Fetch,
-    discovery: bool,
-    issuer: String,
-    slots: Slots,
-    local: LocalKeys,
-}
-
 /// How many times one callback may decide a request: a decision is taken again only after
 /// the worker adopted newer keys (another worker's fetch), which happens at most once or
 /// twice in a row.
@@ -141,67 +131,35 @@ struct Waiting {
     deadline_ms: u64,
 }
 
-/// An http call in flight, by token.
-struct Call {
-    remote: usize,
-    /// The context that dispatched it (the root for background fetches); a stream that
-    /// ends before the answer gives the lease back.
-    origin: u32,
-    step: Step,
+/// The streams this worker holds, in one cell: it is borrowed only within one statement or
+/// block that calls no host function (and nothing that could), so no two borrows of it can
+/// overlap, even when a host calls back into the filter.
+#[derive(Default)]
+struct Streams {
+    /// Requests waiting for keys.
+    waiting: Vec<Waiting>,
+    /// Streams waiting for the body their decision needs (`body.rs`).
+    reading: Vec<Waiting>,
+    /// The form bodies of streams not yet decided, by context.
+    bodies: Vec<(u32, Vec<u8>)>,
 }
 
-enum Step {
-    /// A metadata document: the first one (`fallback` false) or RFC 8414's.
-    Discovery { fallback: bool },
-    Jwks {
-        jwks_uri: Option<String>,
-        discovered_at_ms: u64,
-    },
-}
-
-/// The cells below are borrowed without a panic path, by construction or checked:
-/// `waiting`, `reading`, `bodies` and `calls` only within one statement or block that calls
-/// nothing outside the worker, so no borrow of theirs is alive when the host (or a closure)
-/// could call back. `remotes` is borrowed across host calls (shared data while a fetch is
-/// leased or recorded; properties, logs and the host's `verify_signature` while a request is
-/// decided with its keys), so every access is `try_borrow`/`try_borrow_mut`: a host that
-/// re-entered the filter from inside such a call would find it busy and take the
-/// fail-closed path (no fetch, no keys: the request waits or is refused), never a panic.
-/// Proxy-wasm hosts do not re-enter (Envoy defers callbacks made inside a VM call, and so
-/// does the harness), so that path is never taken in practice.
+/// The filter on one worker: its requests' decisions and streams; the remote key sets are
+/// the fetcher's (`fetcher.rs`), whose state may stay borrowed across host calls and is
+/// therefore only ever borrowed with `try_borrow`, failing closed when busy. Proxy-wasm
+/// hosts do not re-enter (Envoy defers callbacks made inside a VM call, and so does the
+/// harness), so that path is never taken in practice.
 pub struct Worker<H, V> {
     host: H,
     /// The root context: fetches started outside a request callback belong to it.
     root: u32,
-    /// This worker's number among all workers of the VM id: it names the leases it holds.
-    number: Cell<u64>,
     authenticator: Authenticator<V>,
-    remotes: RefCell<Vec<Remote>>,
-    waiting: RefCell<Vec<Waiting>>,
-    /// Streams waiting for the body their decision needs (`body.rs`).
-    reading: RefCell<Vec<Waiting>>,
-    /// The form bodies of streams not yet decided, by context.
-    bodies: RefCell<Vec<(u32, Vec<u8>)>>,
-    calls: RefCell<HashMap<u32, Call>>,
+    fetcher: KeyFetcher,
+    streams: RefCell<Streams>,
     /// Whether the host's lack of a `route_name` property has been logged.
     route_name_missing_logged: Cell<bool>,
     /// Whether a body that never came has been logged.
     body_timeout_logged: Cell<bool>,
-}
-
-/// The core's view of this worker's remote key sets.
-struct Keys<'a> {
-    remotes: &'a [Remote],
-    now_ms: u64,
-}
-
-impl KeyStore for Keys<'_> {
-    fn state(&self, provider: ProviderId) -> KeyState<'_> {
-        match self.remotes.iter().find(|r| r.provider == provider) {
-            Some(r) => r.local.state(self.now_ms, &r.fetch),
-            None => KeyState::Loading,
-        }
-    }
 }
 
 /// The connection of the current stream, as the host's properties tell it.
@@ -230,40 +188,12 @@ impl<H: Host> Connection for Peer<'_, H> {
 
 impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     pub fn new(host: H, root: u32, config: Config, verifier: V) -> Self {
-        let remotes = config
-            .providers
-            .iter()
-            .enumerate()
-            .filter_map(|(index, p)| {
-                let (fetch, discovery) = match &p.keys {
-                    KeySource::Remote(f) => (f.clone(), false),
-                    KeySource::Discovery(f) => (f.clone(), true),
-                    KeySource::Local(_) => return None,
-                };
-                let settings = format!(
-                    "{}|{}|{}|{}|{discovery}",
-                    p.claims.issuer, fetch.cluster, fetch.authority, fetch.path
-                );
-                Some(Remote {
-                    provider: ProviderId(index),
-                    slots: Slots::new(&p.name, &settings),
-                    fetch,
-                    discovery,
-                    issuer: p.claims.issuer.to_string(),
-                    local: LocalKeys::default(),
-                })
-            })
-            .collect();
         Worker {
             host,
             root,
-            number: Cell::new(0),
+            fetcher: KeyFetcher::new(&config),
             authenticator: Authenticator::new(config, verifier),
-            remotes: RefCell::new(remotes),
-            waiting: RefCell::new(Vec::new()),
-            reading: RefCell::new(Vec::new()),
-            bodies: RefCell::new(Vec::new()),
-            calls: RefCell::new(HashMap::new()),
+            streams: RefCell::new(Streams::default()),
             route_name_missing_logged: Cell::new(false),
             body_timeout_logged: Cell::new(false),
         }
@@ -275,16 +205,6 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
 
     pub fn host(&self) -> &H {
         &self.host
-    }
-
-    /// The number naming this worker's leases, drawn from shared data on first use.
-    fn number(&self) -> u64 {
-        if self.number.get() == 0 {
-            // Without shared data there is no lease to name; any non-zero number will do.
-            let n = shared::worker_number(self.host.shared()).unwrap_or(u64::MAX);
-            self.number.set(n.max(1));
-        }
-        self.number.get()
     }
 
     /// A new request on stream `context` (the current one); `end_of_stream` when it has
@@ -314,7 +234,10 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             }
         }
         if next != Next::Wait {
-            self.bodies.borrow_mut().retain(|(c, _)| *c != context);
+            self.streams
+                .borrow_mut()
+                .bodies
+                .retain(|(c, _)| *c != context);
         }
         next
     }
@@ -340,8 +263,8 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     && refusal.denial.reason == Reason::Invalid
                     && refusal
                         .provider
-                        .and_then(|p| self.remote_index(p))
-                        .is_some_and(|r| self.sync(r));
+                        .and_then(|p| self.fetcher.index(p))
+                        .is_some_and(|r| self.fetcher.sync(self.host.shared(), r));
                 if stale {
                     return None;
                 }
@@ -355,11 +278,11 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 provider,
                 unknown_kid,
             }) => {
-                let Some(r) = self.remote_index(provider) else {
+                let Some(r) = self.fetcher.index(provider) else {
                     return Some(self.unavailable(provider));
                 };
                 // Another worker may have fetched already: adopt that and decide again.
-                if may_repeat && self.sync(r) {
+                if may_repeat && self.fetcher.sync(self.host.shared(), r) {
                     return None;
                 }
                 let trigger = if unknown_kid {
@@ -368,16 +291,15 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     Trigger::NoKeys
                 };
                 if let Some(origin) = fetch_origin {
-                    let adopted = !self.start_fetch(r, trigger, origin) && self.sync(r);
+                    let adopted = !self.start_fetch(r, trigger, origin)
+                        && self.fetcher.sync(self.host.shared(), r);
                     self.host.enter(context);
                     // A fetch finished elsewhere since the sync above: decide with its keys.
                     if adopted && may_repeat {
                         return None;
                     }
                 }
-                let timeout_ms = (self.remotes.try_borrow().ok())
-                    .and_then(|remotes| remotes.get(r).map(|x| x.fetch.timeout_ms))
-                    .unwrap_or(0);
+                let timeout_ms = self.fetcher.timeout_ms(r);
                 let deadline = deadline_ms.unwrap_or(now_ms + timeout_ms);
                 if now_ms >= deadline {
                     return Some(self.unavailable(provider));
@@ -385,7 +307,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 if deadline_ms.is_none() {
                     self.host.count(Metric::Paused, 1);
                 }
-                self.waiting.borrow_mut().push(Waiting {
+                self.streams.borrow_mut().waiting.push(Waiting {
                     context,
                     deadline_ms: deadline,
                 });
@@ -405,22 +327,15 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// `decide` for stream `context`, with the form body it waited for, if any.
     fn decide_stream(&self, context: Option<u32>, now_ms: u64) -> Decision {
         let mut request = self.host.request();
-        if let Some((_, body)) = self
-            .bodies
-            .borrow()
-            .iter()
-            .find(|(c, _)| Some(*c) == context)
+        if let Some((_, body)) =
+            (self.streams.borrow().bodies.iter()).find(|(c, _)| Some(*c) == context)
         {
             request.set_form_body(body);
         }
         let route_name = self.route_name();
         let mut decision = {
             // Busy only if the host re-entered: then no remote provider has keys (fail closed).
-            let remotes = self.remotes.try_borrow().ok();
-            let keys = Keys {
-                remotes: remotes.as_deref().map_or(&[], Vec::as_slice),
-                now_ms,
-            };
+            let keys = self.fetcher.keys(now_ms);
             self.authenticator.decide_on_route(
                 &request,
                 route_name.as_deref(),
@@ -514,245 +429,32 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         );
     }
 
-    fn remote_index(&self, provider: ProviderId) -> Option<usize> {
-        (self.remotes.try_borrow().ok())?
-            .iter()
-            .position(|r| r.provider == provider)
-    }
-
-    /// Claims the fetch lease for remote `r` and dispatches, unless a fetch is in flight
-    /// somewhere (then the caller waits for its result) or the rules forbid one now.
-    /// Returns whether a fetch started. When none does, the caller should `sync`: the
-    /// fetch that is in the way may just have finished with new keys.
+    /// Starts a fetch of remote `r`'s keys on behalf of `origin` (see `KeyFetcher::start`)
+    /// and returns whether one started; one that failed at once lets the requests that
+    /// wait for it be decided again.
     fn start_fetch(&self, r: usize, trigger: Trigger, origin: u32) -> bool {
-        let now_ms = self.host.now_ms();
-        let number = self.number();
-        let Ok(mut remotes) = self.remotes.try_borrow_mut() else {
-            return false;
-        };
-        let Some(remote) = remotes.get_mut(r) else {
-            return false;
-        };
-        let known = remote.local.record.as_ref().map_or(0, |k| k.fetched_at_ms);
-        let claim = remote.slots.claim(
-            self.host.shared(),
-            number,
-            (trigger, known),
-            now_ms,
-            &remote.fetch,
-        );
-        let Some(leased) = claim else {
-            return false;
-        };
-        remote.local.fetch = leased;
-        let cached = remote.slots.keys(self.host.shared());
-        let step = match &cached {
-            Some(k) if !remote.discovery || !k.discovery_expired(now_ms, &remote.fetch) => {
-                Step::Jwks {
-                    jwks_uri: k.jwks_uri.clone(),
-                    discovered_at_ms: k.discovered_at_ms,
-                }
+        match self.fetcher.start(&self.host, r, trigger, origin) {
+            Start::None => false,
+            Start::Dispatched => true,
+            Start::Failed => {
+                self.resume_waiting(None);
+                true
             }
-            _ if remote.discovery => Step::Discovery { fallback: false },
-            _ => Step::Jwks {
-                jwks_uri: None,
-                discovered_at_ms: 0,
-            },
-        };
-        drop(remotes);
-        // The call belongs to the context that is made current here (Envoy cancels it
-        // when that context ends) and its answer goes back to the same one.
-        self.host.enter(origin);
-        self.host.log(
-            Level::Debug,
-            format_args!("provider {}: key fetch started ({trigger:?})", self.name(r)),
-        );
-        self.dispatch(r, origin, step);
-        true
-    }
-
-    fn dispatch(&self, r: usize, origin: u32, step: Step) {
-        // The call's parts are copied out, so that no borrow is alive during the host call.
-        let request = {
-            let Ok(remotes) = self.remotes.try_borrow() else {
-                return;
-            };
-            let Some(f) = remotes.get(r).map(|x| &x.fetch) else {
-                return;
-            };
-            let target = match &step {
-                Step::Discovery { fallback: true } => f
-                    .fallback_path
-                    .as_deref()
-                    .map(|path| (f.cluster.as_str(), f.authority.as_str(), path)),
-                Step::Discovery { fallback: false } | Step::Jwks { jwks_uri: None, .. } => {
-                    Some((f.cluster.as_str(), f.authority.as_str(), f.path.as_str()))
-                }
-                Step::Jwks {
-                    jwks_uri: Some(uri),
-                    ..
-                } => split_uri(uri)
-                    .map(|(authority, path)| (f.jwks_cluster.as_str(), authority, path)),
-            };
-            match target {
-                Some((cluster, authority, path)) => {
-                    // A configured `host` header names the authority.
-                    let authority = f
-                        .headers
-                        .iter()
-                        .find(|(name, _)| name == "host")
-                        .map_or(authority, |(_, value)| value.as_str());
-                    let headers: Vec<(String, String)> = f
-                        .headers
-                        .iter()
-                        .filter(|(name, _)| name != "host")
-                        .cloned()
-                        .collect();
-                    let parts = [cluster, authority, path].map(str::to_string);
-                    Some((parts, headers, f.timeout_ms))
-                }
-                None => None,
-            }
-        };
-        let result = match request {
-            Some(([cluster, authority, path], headers, timeout_ms)) => {
-                (self.host).dispatch(&cluster, &authority, &path, &headers, timeout_ms)
-            }
-            None => Err("bad jwks_uri".to_string()),
-        };
-        match result {
-            Ok(token) => {
-                self.calls.borrow_mut().insert(
-                    token,
-                    Call {
-                        remote: r,
-                        origin,
-                        step,
-                    },
-                );
-            }
-            Err(why) => self.fetch_failed(r, &why),
         }
     }
 
     /// The largest body worth reading for the answer to call `token`: one byte more than
     /// its provider accepts, so that a larger one is refused by size.
     pub fn answer_limit(&self, token: u32) -> usize {
-        let remote = self.calls.borrow().get(&token).map(|c| c.remote);
-        let Ok(remotes) = self.remotes.try_borrow() else {
-            return 0;
-        };
-        remote
-            .and_then(|r| remotes.get(r))
-            .map_or(0, |r| r.fetch.max_body_bytes.saturating_add(1))
+        self.fetcher.answer_limit(token)
     }
 
     /// An http call answered (`status` is `None` when it failed without an answer): the
-    /// next discovery step, or the end of a fetch.
+    /// next discovery step, or the end of a fetch, after which the requests that wait for
+    /// keys are decided again.
     pub fn on_call_response(&self, token: u32, status: Option<u16>, body: &[u8]) {
-        let Some(call) = self.calls.borrow_mut().remove(&token) else {
-            return;
-        };
-        let r = call.remote;
-        let Some((fetch, issuer)) = (self.remotes.try_borrow().ok())
-            .and_then(|remotes| remotes.get(r).map(|x| (x.fetch.clone(), x.issuer.clone())))
-        else {
-            return;
-        };
-        let now_ms = self.host.now_ms();
-        match call.step {
-            Step::Discovery { fallback } => {
-                match key_cache::accept_discovery(status, body, &issuer, &fetch) {
-                    Ok(uri) => self.dispatch(
-                        r,
-                        call.origin,
-                        Step::Jwks {
-                            jwks_uri: Some(uri),
-                            discovered_at_ms: now_ms,
-                        },
-                    ),
-                    // As Express: any failure of the first document tries RFC 8414's.
-                    Err(_) if !fallback && fetch.fallback_path.is_some() => {
-                        self.dispatch(r, call.origin, Step::Discovery { fallback: true })
-                    }
-                    Err(why) => self.fetch_failed(r, &format!("discovery: {why}")),
-                }
-            }
-            Step::Jwks {
-                jwks_uri,
-                discovered_at_ms,
-            } => match key_cache::accept_jwks(status, body, &fetch) {
-                Ok(loaded) => {
-                    for why in &loaded.dropped {
-                        self.host.log(
-                            Level::Warn,
-                            format_args!("provider {}: dropped {why}", self.name(r)),
-                        );
-                    }
-                    let record = KeysRecord {
-                        fetched_at_ms: now_ms,
-                        jwks: String::from_utf8_lossy(body).into_owned(),
-                        jwks_uri,
-                        discovered_at_ms,
-                    };
-                    let number = self.number();
-                    if let Ok(mut remotes) = self.remotes.try_borrow_mut()
-                        && let Some(remote) = remotes.get_mut(r)
-                    {
-                        let (fetch, keys) =
-                            remote.slots.succeeded(self.host.shared(), number, record);
-                        remote.local.fetch = fetch;
-                        let max_keys = remote.fetch.max_keys;
-                        remote.local.adopt_fetched(keys, body, loaded.set, max_keys);
-                    }
-                    self.host.count(Metric::FetchOk, 1);
-                    self.resume_waiting(None);
-                }
-                Err(why) => self.fetch_failed(r, &format!("jwks: {why}")),
-            },
-        }
-    }
-
-    fn fetch_failed(&self, r: usize, why: &str) {
-        self.host.log(
-            Level::Warn,
-            format_args!("provider {}: key fetch failed: {why}", self.name(r)),
-        );
-        self.host.count(Metric::FetchFailed, 1);
-        let (number, now_ms) = (self.number(), self.host.now_ms());
-        if let Ok(mut remotes) = self.remotes.try_borrow_mut()
-            && let Some(remote) = remotes.get_mut(r)
-        {
-            remote.local.fetch = remote.slots.failed(self.host.shared(), number, now_ms);
-        }
-        self.resume_waiting(None);
-    }
-
-    fn name(&self, r: usize) -> String {
-        let provider =
-            (self.remotes.try_borrow().ok()).and_then(|remotes| remotes.get(r).map(|x| x.provider));
-        provider.map_or_else(String::new, |p| self.config().provider(p).name.clone())
-    }
-
-    /// Adopts what other workers wrote to shared data: the fetch record, and the keys when
-    /// they are newer than ours. Returns whether the keys changed.
-    fn sync(&self, r: usize) -> bool {
-        let Ok(mut remotes) = self.remotes.try_borrow_mut() else {
-            return false;
-        };
-        let Some(remote) = remotes.get_mut(r) else {
-            return false;
-        };
-        let record = remote.slots.fetch(self.host.shared());
-        let ours = remote.local.record.as_ref().map(|k| k.fetched_at_ms);
-        let newer = record.keys_version != 0 && ours.is_none_or(|v| v < record.keys_version);
-        remote.local.fetch = record;
-        match remote.slots.keys(self.host.shared()) {
-            Some(keys) if newer && ours.is_none_or(|v| v < keys.fetched_at_ms) => {
-                remote.local.adopt(keys, remote.fetch.max_keys);
-                true
-            }
-            _ => false,
+        if self.fetcher.on_answer(&self.host, token, status, body) {
+            self.resume_waiting(None);
         }
     }
 
@@ -760,30 +462,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// (or fetch ahead of the first request), and decide waiting requests again.
     pub fn on_tick(&self) {
         let now_ms = self.host.now_ms();
-        let count = self.remotes.try_borrow().map_or(0, |remotes| remotes.len());
-        for r in 0..count {
-            self.sync(r);
-            let (refresh, age) = {
-                let Ok(remotes) = self.remotes.try_borrow() else {
-                    continue;
-                };
-                let Some(remote) = remotes.get(r) else {
-                    continue;
-                };
-                match &remote.local.record {
-                    Some(keys) => (
-                        !keys.usable(now_ms, &remote.fetch)
-                            || keys.wants_refresh(now_ms, &remote.fetch),
-                        Some((remote.provider, keys.age_ms(now_ms) / 1000)),
-                    ),
-                    None => (true, None),
-                }
-            };
-            if let Some((provider, seconds)) = age {
-                self.host.key_age(provider, seconds);
-            }
-            if refresh {
-                self.start_fetch(r, Trigger::Refresh, self.root);
+        for r in 0..self.fetcher.len() {
+            if self.fetcher.tick(&self.host, r, now_ms, self.root) == Start::Failed {
+                self.resume_waiting(None);
             }
         }
         self.resume_waiting(Some(self.root));
@@ -794,7 +475,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// `fetch_origin` as for `handle`: the root on ticks, none from a call response (the
     /// current context may be a stream that is about to end).
     fn resume_waiting(&self, fetch_origin: Option<u32>) {
-        let waiting = std::mem::take(&mut *self.waiting.borrow_mut());
+        let waiting = std::mem::take(&mut self.streams.borrow_mut().waiting);
         for w in waiting {
             if !self.host.enter(w.context) {
                 continue;
@@ -807,34 +488,17 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
 
     /// A stream ended: forget it, and give back a lease it held (its call dies with it).
     pub fn on_stream_done(&self, context: u32) {
-        self.waiting.borrow_mut().retain(|w| w.context != context);
-        self.reading.borrow_mut().retain(|w| w.context != context);
-        self.bodies.borrow_mut().retain(|(c, _)| *c != context);
-        let orphaned: Vec<usize> = {
-            let mut calls = self.calls.borrow_mut();
-            let tokens: Vec<u32> = calls
-                .iter()
-                .filter(|(_, c)| c.origin == context)
-                .map(|(t, _)| *t)
-                .collect();
-            tokens
-                .iter()
-                .filter_map(|t| calls.remove(t))
-                .map(|c| c.remote)
-                .collect()
-        };
-        let number = self.number();
-        for r in orphaned {
-            if let Ok(mut remotes) = self.remotes.try_borrow_mut()
-                && let Some(remote) = remotes.get_mut(r)
-            {
-                remote.local.fetch = remote.slots.released(self.host.shared(), number);
-            }
+        {
+            let mut streams = self.streams.borrow_mut();
+            streams.waiting.retain(|w| w.context != context);
+            streams.reading.retain(|w| w.context != context);
+            streams.bodies.retain(|(c, _)| *c != context);
         }
+        self.fetcher.forget(self.host.shared(), context);
     }
 
     /// How many requests wait for keys.
     pub fn waiting(&self) -> usize {
-        self.waiting.borrow().len()
+        self.streams.borrow().waiting.len()
     }
 }

@@ -39,7 +39,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         }
         // The clock first: no borrow is alive during a host call.
         let deadline_ms = self.host.now_ms() + BODY_WAIT_MS;
-        self.reading.borrow_mut().push(Waiting {
+        self.streams.borrow_mut().reading.push(Waiting {
             context,
             deadline_ms,
         });
@@ -50,35 +50,36 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// `end_of_stream`). A stream that waits for keys stays paused; one whose decision is
     /// made goes on.
     pub fn on_request_body(&self, context: u32, size: usize, end_of_stream: bool) -> Next {
-        if self.waiting.borrow().iter().any(|w| w.context == context) {
+        if (self.streams.borrow().waiting.iter()).any(|w| w.context == context) {
             return Next::Wait;
         }
-        if !self.reading.borrow().iter().any(|w| w.context == context) {
+        if !(self.streams.borrow().reading.iter()).any(|w| w.context == context) {
             return Next::Continue;
         }
         if size > self.config().max_body_bytes {
-            self.reading.borrow_mut().retain(|w| w.context != context);
+            (self.streams.borrow_mut().reading).retain(|w| w.context != context);
             return self.refuse_body(Failure::BodyTooLarge);
         }
         if !end_of_stream {
             return Next::ReadBody;
         }
-        self.reading.borrow_mut().retain(|w| w.context != context);
+        (self.streams.borrow_mut().reading).retain(|w| w.context != context);
         let body = self.host.request_body(size);
-        self.bodies.borrow_mut().push((context, body));
+        self.streams.borrow_mut().bodies.push((context, body));
         self.handle(context, None, Some(context))
     }
 
     /// Ends the streams whose body did not come in time (408).
     pub(super) fn end_slow_bodies(&self, now_ms: u64) {
         let late: Vec<u32> = {
-            let mut reading = self.reading.borrow_mut();
-            let late = reading
+            let mut streams = self.streams.borrow_mut();
+            let late = streams
+                .reading
                 .iter()
                 .filter(|w| now_ms >= w.deadline_ms)
                 .map(|w| w.context)
                 .collect();
-            reading.retain(|w| now_ms < w.deadline_ms);
+            streams.reading.retain(|w| now_ms < w.deadline_ms);
             late
         };
         for context in late {

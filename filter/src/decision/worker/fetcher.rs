@@ -1,0 +1,485 @@
+//! The remote key sets of one worker and their fetches, through the key cache that all
+//! workers share (`shared_keys`): who fetches (a lease in shared data), the http calls of a
+//! fetch (discovery, then the key set), and adopting what this or another worker fetched.
+//! It knows nothing of requests: the worker asks it for keys and, when a fetch ends,
+//! decides the requests that wait again.
+
+use super::{Host, Level, Metric};
+use crate::config::{Config, Fetch, KeySource, ProviderId, split_uri};
+use crate::decision::authenticator::{KeyState, KeyStore};
+use crate::keys::key_cache::{self, KeysRecord, LocalKeys, Trigger};
+use crate::keys::shared::{self, SharedData};
+use crate::keys::shared_keys::Slots;
+use std::cell::{Cell, Ref, RefCell};
+use std::collections::HashMap;
+
+/// A remote provider's runtime state on this worker.
+struct Remote {
+    provider: ProviderId,
+    /// The provider's name, for the log.
+    name: String,
+    fetch: Fetch,
+    discovery: bool,
+    issuer: String,
+    slots: Slots,
+    local: LocalKeys,
+}
+
+/// An http call in flight, by token.
+struct Call {
+    remote: usize,
+    /// The context that dispatched it (the root for background fetches); a stream that
+    /// ends before the answer gives the lease back.
+    origin: u32,
+    step: Step,
+}
+
+enum Step {
+    /// A metadata document: the first one (`fallback` false) or RFC 8414's.
+    Discovery { fallback: bool },
+    Jwks {
+        jwks_uri: Option<String>,
+        discovered_at_ms: u64,
+    },
+}
+
+/// What the fetcher holds, in one cell.
+struct FetchState {
+    remotes: Vec<Remote>,
+    calls: HashMap<u32, Call>,
+}
+
+/// What became of a fetch the worker asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Start {
+    /// None started: one is in flight somewhere, or the rules forbid one now.
+    None,
+    /// Its first call is on its way.
+    Dispatched,
+    /// It failed at once (the call could not be made): the requests that wait for it
+    /// should be decided again.
+    Failed,
+}
+
+/// The remote key sets and their fetches. `state` is borrowed across host calls (shared
+/// data while a fetch is leased or recorded; the host's properties, logs and signature
+/// checks while a request is decided with `keys`), so every access is `try_borrow` or
+/// `try_borrow_mut`: a host that re-entered the filter from inside such a call would find
+/// it busy and take the fail-closed path (no fetch, no keys: the request waits or is
+/// refused), never a panic.
+pub(super) struct KeyFetcher {
+    /// This worker's number among all workers of the VM id: it names the leases it holds.
+    number: Cell<u64>,
+    state: RefCell<FetchState>,
+}
+
+/// The core's view of this worker's remote key sets (none while the fetcher is busy).
+pub(super) struct Keys<'a> {
+    state: Option<Ref<'a, FetchState>>,
+    now_ms: u64,
+}
+
+impl KeyStore for Keys<'_> {
+    fn state(&self, provider: ProviderId) -> KeyState<'_> {
+        let remote = (self.state.as_deref())
+            .and_then(|state| state.remotes.iter().find(|r| r.provider == provider));
+        match remote {
+            Some(r) => r.local.state(self.now_ms, &r.fetch),
+            None => KeyState::Loading,
+        }
+    }
+}
+
+impl KeyFetcher {
+    pub(super) fn new(config: &Config) -> Self {
+        let remotes = config
+            .providers
+            .iter()
+            .enumerate()
+            .filter_map(|(index, p)| {
+                let (fetch, discovery) = match &p.keys {
+                    KeySource::Remote(f) => (f.clone(), false),
+                    KeySource::Discovery(f) => (f.clone(), true),
+                    KeySource::Local(_) => return None,
+                };
+                let settings = format!(
+                    "{}|{}|{}|{}|{discovery}",
+                    p.claims.issuer, fetch.cluster, fetch.authority, fetch.path
+                );
+                Some(Remote {
+                    provider: ProviderId(index),
+                    name: p.name.clone(),
+                    slots: Slots::new(&p.name, &settings),
+                    fetch,
+                    discovery,
+                    issuer: p.claims.issuer.to_string(),
+                    local: LocalKeys::default(),
+                })
+            })
+            .collect();
+        KeyFetcher {
+            number: Cell::new(0),
+            state: RefCell::new(FetchState {
+                remotes,
+                calls: HashMap::new(),
+            }),
+        }
+    }
+
+    /// The number naming this worker's leases, drawn from shared data on first use.
+    fn number(&self, shared: &dyn SharedData) -> u64 {
+        if self.number.get() == 0 {
+            // Without shared data there is no lease to name; any non-zero number will do.
+            let n = shared::worker_number(shared).unwrap_or(u64::MAX);
+            self.number.set(n.max(1));
+        }
+        self.number.get()
+    }
+
+    /// The key sets at `now_ms`, for one decision.
+    pub(super) fn keys(&self, now_ms: u64) -> Keys<'_> {
+        Keys {
+            state: self.state.try_borrow().ok(),
+            now_ms,
+        }
+    }
+
+    /// How many remote providers there are (none while busy).
+    pub(super) fn len(&self) -> usize {
+        self.state
+            .try_borrow()
+            .map_or(0, |state| state.remotes.len())
+    }
+
+    /// The remote of `provider`, if its keys are fetched.
+    pub(super) fn index(&self, provider: ProviderId) -> Option<usize> {
+        (self.state.try_borrow().ok())?
+            .remotes
+            .iter()
+            .position(|r| r.provider == provider)
+    }
+
+    /// How long a request may wait for remote `r`'s keys.
+    pub(super) fn timeout_ms(&self, r: usize) -> u64 {
+        (self.state.try_borrow().ok())
+            .and_then(|state| state.remotes.get(r).map(|x| x.fetch.timeout_ms))
+            .unwrap_or(0)
+    }
+
+    fn name(&self, r: usize) -> String {
+        (self.state.try_borrow().ok())
+            .and_then(|state| state.remotes.get(r).map(|x| x.name.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Claims the fetch lease for remote `r` and dispatches on behalf of `origin`, unless a
+    /// fetch is in flight somewhere (then the caller waits for its result) or the rules
+    /// forbid one now. When none starts, the caller should `sync`: the fetch that is in
+    /// the way may just have finished with new keys.
+    pub(super) fn start<H: Host>(
+        &self,
+        host: &H,
+        r: usize,
+        trigger: Trigger,
+        origin: u32,
+    ) -> Start {
+        let now_ms = host.now_ms();
+        let number = self.number(host.shared());
+        let Ok(mut state) = self.state.try_borrow_mut() else {
+            return Start::None;
+        };
+        let Some(remote) = state.remotes.get_mut(r) else {
+            return Start::None;
+        };
+        let known = remote.local.record.as_ref().map_or(0, |k| k.fetched_at_ms);
+        let claim = remote.slots.claim(
+            host.shared(),
+            number,
+            (trigger, known),
+            now_ms,
+            &remote.fetch,
+        );
+        let Some(leased) = claim else {
+            return Start::None;
+        };
+        remote.local.fetch = leased;
+        let cached = remote.slots.keys(host.shared());
+        let step = match &cached {
+            Some(k) if !remote.discovery || !k.discovery_expired(now_ms, &remote.fetch) => {
+                Step::Jwks {
+                    jwks_uri: k.jwks_uri.clone(),
+                    discovered_at_ms: k.discovered_at_ms,
+                }
+            }
+            _ if remote.discovery => Step::Discovery { fallback: false },
+            _ => Step::Jwks {
+                jwks_uri: None,
+                discovered_at_ms: 0,
+            },
+        };
+        drop(state);
+        // The call belongs to the context that is made current here (Envoy cancels it
+        // when that context ends) and its answer goes back to the same one.
+        host.enter(origin);
+        host.log(
+            Level::Debug,
+            format_args!("provider {}: key fetch started ({trigger:?})", self.name(r)),
+        );
+        if self.dispatch(host, r, origin, step) {
+            Start::Dispatched
+        } else {
+            Start::Failed
+        }
+    }
+
+    /// Makes the call of `step`; false when it could not be made (the fetch failed).
+    fn dispatch<H: Host>(&self, host: &H, r: usize, origin: u32, step: Step) -> bool {
+        // The call's parts are copied out, so that no borrow is alive during the host call.
+        let request = {
+            let Ok(state) = self.state.try_borrow() else {
+                return true;
+            };
+            let Some(f) = state.remotes.get(r).map(|x| &x.fetch) else {
+                return true;
+            };
+            let target = match &step {
+                Step::Discovery { fallback: true } => f
+                    .fallback_path
+                    .as_deref()
+                    .map(|path| (f.cluster.as_str(), f.authority.as_str(), path)),
+                Step::Discovery { fallback: false } | Step::Jwks { jwks_uri: None, .. } => {
+                    Some((f.cluster.as_str(), f.authority.as_str(), f.path.as_str()))
+                }
+                Step::Jwks {
+                    jwks_uri: Some(uri),
+                    ..
+                } => split_uri(uri)
+                    .map(|(authority, path)| (f.jwks_cluster.as_str(), authority, path)),
+            };
+            match target {
+                Some((cluster, authority, path)) => {
+                    // A configured `host` header names the authority.
+                    let authority = f
+                        .headers
+                        .iter()
+                        .find(|(name, _)| name == "host")
+                        .map_or(authority, |(_, value)| value.as_str());
+                    let headers: Vec<(String, String)> = f
+                        .headers
+                        .iter()
+                        .filter(|(name, _)| name != "host")
+                        .cloned()
+                        .collect();
+                    let parts = [cluster, authority, path].map(str::to_string);
+                    Some((parts, headers, f.timeout_ms))
+                }
+                None => None,
+            }
+        };
+        let result = match request {
+            Some(([cluster, authority, path], headers, timeout_ms)) => {
+                host.dispatch(&cluster, &authority, &path, &headers, timeout_ms)
+            }
+            None => Err("bad jwks_uri".to_string()),
+        };
+        match result {
+            Ok(token) => {
+                if let Ok(mut state) = self.state.try_borrow_mut() {
+                    let call = Call {
+                        remote: r,
+                        origin,
+                        step,
+                    };
+                    state.calls.insert(token, call);
+                }
+                true
+            }
+            Err(why) => {
+                self.failed(host, r, &why);
+                false
+            }
+        }
+    }
+
+    /// The largest body worth reading for the answer to call `token`: one byte more than
+    /// its provider accepts, so that a larger one is refused by size.
+    pub(super) fn answer_limit(&self, token: u32) -> usize {
+        let Ok(state) = self.state.try_borrow() else {
+            return 0;
+        };
+        (state.calls.get(&token))
+            .and_then(|c| state.remotes.get(c.remote))
+            .map_or(0, |r| r.fetch.max_body_bytes.saturating_add(1))
+    }
+
+    /// An http call answered (`status` is `None` when it failed without an answer): the
+    /// next discovery step, or the end of a fetch with new keys or a failure. Returns
+    /// whether a fetch ended, so that the requests waiting for it are decided again.
+    pub(super) fn on_answer<H: Host>(
+        &self,
+        host: &H,
+        token: u32,
+        status: Option<u16>,
+        body: &[u8],
+    ) -> bool {
+        let Some((call, fetch, issuer)) = self.state.try_borrow_mut().ok().and_then(|mut state| {
+            let call = state.calls.remove(&token)?;
+            let remote = state.remotes.get(call.remote)?;
+            let (fetch, issuer) = (remote.fetch.clone(), remote.issuer.clone());
+            Some((call, fetch, issuer))
+        }) else {
+            return false;
+        };
+        let r = call.remote;
+        let now_ms = host.now_ms();
+        match call.step {
+            Step::Discovery { fallback } => {
+                match key_cache::accept_discovery(status, body, &issuer, &fetch) {
+                    Ok(uri) => {
+                        let step = Step::Jwks {
+                            jwks_uri: Some(uri),
+                            discovered_at_ms: now_ms,
+                        };
+                        !self.dispatch(host, r, call.origin, step)
+                    }
+                    // As Express: any failure of the first document tries RFC 8414's.
+                    Err(_) if !fallback && fetch.fallback_path.is_some() => {
+                        let step = Step::Discovery { fallback: true };
+                        !self.dispatch(host, r, call.origin, step)
+                    }
+                    Err(why) => {
+                        self.failed(host, r, &format!("discovery: {why}"));
+                        true
+                    }
+                }
+            }
+            Step::Jwks {
+                jwks_uri,
+                discovered_at_ms,
+            } => match key_cache::accept_jwks(status, body, &fetch) {
+                Ok(loaded) => {
+                    for why in &loaded.dropped {
+                        host.log(
+                            Level::Warn,
+                            format_args!("provider {}: dropped {why}", self.name(r)),
+                        );
+                    }
+                    let record = KeysRecord {
+                        fetched_at_ms: now_ms,
+                        jwks: String::from_utf8_lossy(body).into_owned(),
+                        jwks_uri,
+                        discovered_at_ms,
+                    };
+                    let number = self.number(host.shared());
+                    if let Ok(mut state) = self.state.try_borrow_mut()
+                        && let Some(remote) = state.remotes.get_mut(r)
+                    {
+                        let (fetch, keys) = remote.slots.succeeded(host.shared(), number, record);
+                        remote.local.fetch = fetch;
+                        let max_keys = remote.fetch.max_keys;
+                        remote.local.adopt_fetched(keys, body, loaded.set, max_keys);
+                    }
+                    host.count(Metric::FetchOk, 1);
+                    true
+                }
+                Err(why) => {
+                    self.failed(host, r, &format!("jwks: {why}"));
+                    true
+                }
+            },
+        }
+    }
+
+    /// The fetch of remote `r` failed: logged, counted and recorded for all workers.
+    fn failed<H: Host>(&self, host: &H, r: usize, why: &str) {
+        host.log(
+            Level::Warn,
+            format_args!("provider {}: key fetch failed: {why}", self.name(r)),
+        );
+        host.count(Metric::FetchFailed, 1);
+        let (number, now_ms) = (self.number(host.shared()), host.now_ms());
+        if let Ok(mut state) = self.state.try_borrow_mut()
+            && let Some(remote) = state.remotes.get_mut(r)
+        {
+            remote.local.fetch = remote.slots.failed(host.shared(), number, now_ms);
+        }
+    }
+
+    /// Adopts what other workers wrote to shared data: the fetch record, and the keys when
+    /// they are newer than ours. Returns whether the keys changed.
+    pub(super) fn sync(&self, shared: &dyn SharedData, r: usize) -> bool {
+        let Ok(mut state) = self.state.try_borrow_mut() else {
+            return false;
+        };
+        let Some(remote) = state.remotes.get_mut(r) else {
+            return false;
+        };
+        let record = remote.slots.fetch(shared);
+        let ours = remote.local.record.as_ref().map(|k| k.fetched_at_ms);
+        let newer = record.keys_version != 0 && ours.is_none_or(|v| v < record.keys_version);
+        remote.local.fetch = record;
+        match remote.slots.keys(shared) {
+            Some(keys) if newer && ours.is_none_or(|v| v < keys.fetched_at_ms) => {
+                remote.local.adopt(keys, remote.fetch.max_keys);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A tick for remote `r`: adopt what other workers fetched, report the keys' age, and
+    /// refresh them before they expire (or fetch ahead of the first request) on behalf of
+    /// `root`.
+    pub(super) fn tick<H: Host>(&self, host: &H, r: usize, now_ms: u64, root: u32) -> Start {
+        self.sync(host.shared(), r);
+        let (refresh, age) = {
+            let Ok(state) = self.state.try_borrow() else {
+                return Start::None;
+            };
+            let Some(remote) = state.remotes.get(r) else {
+                return Start::None;
+            };
+            match &remote.local.record {
+                Some(keys) => (
+                    !keys.usable(now_ms, &remote.fetch)
+                        || keys.wants_refresh(now_ms, &remote.fetch),
+                    Some((remote.provider, keys.age_ms(now_ms) / 1000)),
+                ),
+                None => (true, None),
+            }
+        };
+        if let Some((provider, seconds)) = age {
+            host.key_age(provider, seconds);
+        }
+        if refresh {
+            self.start(host, r, Trigger::Refresh, root)
+        } else {
+            Start::None
+        }
+    }
+
+    /// Stream `context` ended: its calls die with it, and the leases they held go back.
+    pub(super) fn forget(&self, shared: &dyn SharedData, context: u32) {
+        let orphaned: Vec<usize> = match self.state.try_borrow_mut() {
+            Ok(mut state) => {
+                let tokens: Vec<u32> = (state.calls.iter())
+                    .filter(|(_, c)| c.origin == context)
+                    .map(|(t, _)| *t)
+                    .collect();
+                (tokens.iter())
+                    .filter_map(|t| state.calls.remove(t))
+                    .map(|c| c.remote)
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        let number = self.number(shared);
+        for r in orphaned {
+            if let Ok(mut state) = self.state.try_borrow_mut()
+                && let Some(remote) = state.remotes.get_mut(r)
+            {
+                remote.local.fetch = remote.slots.released(shared, number);
+            }
+        }
+    }
+}
