@@ -339,8 +339,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
                         && name == header
                     {
                         schemes.push(scheme);
-                        dpop |= matches!(source, TokenSource::Header { prefix, .. }
-                            if name == "authorization" && prefix.eq_ignore_ascii_case("Bearer "));
+                        dpop |= source.reads_dpop();
                     }
                 }
             }
@@ -402,15 +401,11 @@ impl<V: SignatureVerifier> Authenticator<V> {
     /// Whether a header whose value is not UTF-8 is one the filter reads: a name of
     /// `must_decode`, under any spelling an upstream folds into it.
     fn must_decode_header(&self, name: &str) -> bool {
-        self.must_decode.iter().any(|m| {
-            m == name
-                || (!m.starts_with(':') && !name.starts_with(':') && same_upstream_name(m, name))
-        })
+        self.must_decode.iter().any(|m| same_upstream_name(m, name))
     }
 
     fn is_identity(&self, name: &str) -> bool {
         self.identity_lengths & length_bit(name.len()) != 0
-            && !name.starts_with(':')
             && self
                 .config
                 .identity_headers

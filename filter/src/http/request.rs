@@ -8,8 +8,7 @@
 //! Every name and value is held in one string (this is built for every request: one
 //! allocation, not two per header).
 
-use crate::http::path::hex_value;
-use crate::http::spelling::{names, same_upstream_name};
+use crate::http::spelling::{self, names, same_upstream_name};
 use std::ops::Range;
 
 #[derive(Debug, Clone, Default)]
@@ -135,12 +134,7 @@ impl Request {
             .iter()
             .filter(move |(k, _)| k.len() == name.len())
             .map(|(k, v)| (self.at(k), self.at(v)))
-            .filter(move |(k, _)| {
-                *k == name
-                    || (!name.starts_with(':')
-                        && !k.starts_with(':')
-                        && same_upstream_name(k, name))
-            })
+            .filter(move |(k, _)| *k == name || same_upstream_name(k, name))
     }
 
     /// Whether the request carries header `name` (lower-case), decodable or not.
@@ -204,31 +198,10 @@ impl Request {
     }
 }
 
-/// Percent-decodes one form component, `+` meaning a space (a `%` without two hex digits
-/// stays as it is, as WHATWG's form parser keeps it).
+/// A form component decoded (`spelling::form_decode`); bytes that are not UTF-8 become
+/// U+FFFD, so a token with them is malformed, never silently something else.
 fn form_decode(raw: &[u8]) -> String {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        let escaped = (b == b'%')
-            .then(|| Some(hex_value(*raw.get(i + 1)?)? << 4 | hex_value(*raw.get(i + 2)?)?))
-            .flatten();
-        match (b, escaped) {
-            (_, Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b'+', None) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, None) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&spelling::form_decode(raw)).into_owned()
 }
 
 /// Headers through which frameworks let a client replace the method (Express's

@@ -6,6 +6,31 @@
 //! and the identity headers.
 use crate::http::path::hex_value;
 
+/// Percent-decodes one form or query component, `+` meaning a space; a `%` without two hex
+/// digits stays as it is, as WHATWG's form parser keeps it. The one decoder of names and
+/// values of forms and queries (`fold`, the form body, the `_method` parameter).
+pub fn form_decode(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        let escaped = match (b, raw.get(i + 1..i + 3)) {
+            (b'%', Some([hi, lo])) => hex_value(*hi).zip(hex_value(*lo)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match escaped {
+            Some(value) => {
+                out.push(value);
+                i += 3;
+            }
+            None => {
+                out.push(if b == b'+' { b' ' } else { b });
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Whether a raw parameter, cookie or field name reads as `wanted` in some common stack:
 /// the two are equal after `fold`. Plain names (the usual case) are compared as they are.
 pub fn names(raw: &str, wanted: &str) -> bool {
@@ -27,28 +52,7 @@ pub fn names(raw: &str, wanted: &str) -> bool {
 /// dropped and `.`, ` ` and an unclosed `[` turned into `_` (PHP), cut before a bracket
 /// suffix `[...]` (qs, Rack, PHP arrays and hashes), and in lower case (nginx's `$arg_`).
 pub fn fold(raw: &str) -> Vec<u8> {
-    let mut decoded = Vec::with_capacity(raw.len());
-    let bytes = raw.as_bytes();
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let escaped = (b == b'%')
-            .then(|| {
-                let hi = hex_value(*bytes.get(i + 1)?)?;
-                let lo = hex_value(*bytes.get(i + 2)?)?;
-                Some(hi << 4 | lo)
-            })
-            .flatten();
-        match escaped {
-            Some(byte) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            None => {
-                decoded.push(if b == b'+' { b' ' } else { b });
-                i += 1;
-            }
-        }
-    }
+    let mut decoded = form_decode(raw.as_bytes());
     if let Some(nul) = decoded.iter().position(|b| *b == 0) {
         decoded.truncate(nul);
     }
@@ -86,10 +90,36 @@ pub fn upstream_name_byte(b: u8) -> u8 {
     }
 }
 
-/// Whether two header names are one name to some upstream (`upstream_name_byte`).
+/// Whether two header names are one name to some upstream (`upstream_name_byte`). A
+/// pseudo-header (`:path`) is only ever itself.
 pub fn same_upstream_name(a: &str, b: &str) -> bool {
+    if a.starts_with(':') || b.starts_with(':') {
+        return a == b;
+    }
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
             .all(|(x, y)| upstream_name_byte(x) == upstream_name_byte(y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_fold_but_pseudo_headers_are_only_themselves() {
+        assert!(same_upstream_name("x-user-id", "X_User.Id"));
+        assert!(!same_upstream_name("x-user-id", "x-user-ids"));
+        assert!(same_upstream_name(":path", ":path"));
+        for (a, b) in [(":path", "-path"), ("_path", ":path"), (":path", ":PATH")] {
+            assert!(!same_upstream_name(a, b), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn form_components_decode_as_form_parsers_read_them() {
+        assert_eq!(form_decode(b"a%5Fb+c%zz%4"), b"a_b c%zz%4");
+        assert_eq!(fold("+ACCESS%2etoken[x]"), b"access_token");
+        assert_eq!(fold("access[token"), b"access_token");
+    }
 }

@@ -56,6 +56,13 @@ impl TokenSource {
         }
     }
 
+    /// Whether the source reads `Authorization: DPoP` beside its `Bearer` (RFC 9449
+    /// section 7.1): only `Authorization: Bearer` does.
+    pub fn reads_dpop(&self) -> bool {
+        matches!(self, TokenSource::Header { name, prefix }
+            if name == "authorization" && prefix.eq_ignore_ascii_case("Bearer "))
+    }
+
     /// The authentication scheme of a header source whose prefix is one (`Bearer ` gives
     /// `Bearer`), with its header name.
     pub fn scheme(&self) -> Option<(&str, &str)> {
@@ -128,7 +135,7 @@ pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) 
         let taken = match source {
             TokenSource::Header { name, prefix } => match source.scheme() {
                 Some((_, scheme)) => {
-                    scheme_header(req, name, scheme, is_bearer(name, prefix), &mut take)
+                    scheme_header(req, name, scheme, source.reads_dpop(), &mut take)
                 }
                 None => req.header_spellings(name).try_for_each(|(spelling, v)| {
                     match strip_prefix_ignore_case(v.trim_start_matches(WSP), prefix) {
@@ -196,11 +203,6 @@ fn scheme_header<'r>(
 
 /// Whitespace around credentials: spaces and tabs (RFC 9110's OWS).
 const WSP: [char; 2] = [' ', '\t'];
-
-/// `Authorization: Bearer <token>` (the prefix in any case).
-fn is_bearer(name: &str, prefix: &str) -> bool {
-    name == "authorization" && prefix.eq_ignore_ascii_case("Bearer ")
-}
 
 /// The DPoP authentication scheme with its space (RFC 9449 section 7.1).
 pub const DPOP_PREFIX: &str = "DPoP ";

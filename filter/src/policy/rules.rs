@@ -12,9 +12,9 @@
 //! land on before its path is matched.
 
 use crate::http::authority::{self, Authority, AuthorityError};
-use crate::http::path::{self, PathError, PathParameters, fold, hex_value};
+use crate::http::path::{self, PathError, PathParameters, fold};
 use crate::http::request::{Request, is_method_override};
-use crate::http::spelling::names;
+use crate::http::spelling::{self, names};
 use crate::policy::authz::Requirement;
 pub use crate::policy::template::Case;
 use crate::policy::template::Template;
@@ -349,28 +349,9 @@ fn add_method<'m>(list: &mut Vec<(Cow<'m, str>, bool)>, method: Cow<'m, str>, bi
     }
 }
 
-/// A query-string component as form decoders read it (`+` is a space, bad escapes kept).
+/// A query-string component as form decoders read it (`spelling::form_decode`).
 fn form_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let escaped = match (b, bytes.get(i + 1..i + 3)) {
-            (b'%', Some([hi, lo])) => hex_value(*hi).zip(hex_value(*lo)).map(|(h, l)| h << 4 | l),
-            _ => None,
-        };
-        match escaped {
-            Some(value) => {
-                out.push(value);
-                i += 3;
-            }
-            None => {
-                out.push(if b == b'+' { b' ' } else { b });
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&spelling::form_decode(text.as_bytes())).into_owned()
 }
 
 #[cfg(test)]
