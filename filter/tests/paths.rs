@@ -20,6 +20,7 @@ use jwt_filter::http::request::Request;
 use jwt_filter::jose::jwks::{KeySet, Origin};
 use jwt_filter::jose::verify::InWasm;
 use jwt_filter_testkit::families::{FAMILIES, Need, Route, family_need, route};
+use jwt_filter_testkit::header_names::cgi_variable;
 use jwt_filter_testkit::keys::{self, NOW};
 use serde_json::{Value, json};
 
@@ -301,17 +302,7 @@ fn query_method(query: &str) -> Option<String> {
 /// A header as CGI, WSGI, Rack and PHP read it: `X_HTTP_Method-Override` and
 /// `x-http-method-override` are both `HTTP_X_HTTP_METHOD_OVERRIDE`.
 fn cgi_header<'a>(headers: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
-    let fold = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
+    let fold = cgi_variable;
     headers
         .iter()
         .find(|(k, _)| fold(k) == fold(name))

@@ -36,7 +36,9 @@ fn cgi(name: &str) -> Option<String> {
     Some(format!("HTTP_{upper}"))
 }
 
-fn apache22_php(name: &str) -> Option<String> {
+/// The variable Apache 2.2 and PHP make of a header name (every symbol as `_`): the widest
+/// folding of the stacks here, which the other models of CGI-style stacks use too.
+pub fn cgi_variable(name: &str) -> String {
     let upper: String = name
         .chars()
         .map(|c| {
@@ -47,7 +49,11 @@ fn apache22_php(name: &str) -> Option<String> {
             }
         })
         .collect();
-    Some(format!("HTTP_{upper}"))
+    format!("HTTP_{upper}")
+}
+
+fn apache22_php(name: &str) -> Option<String> {
+    Some(cgi_variable(name))
 }
 
 fn node(name: &str) -> Option<String> {

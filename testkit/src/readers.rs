@@ -385,17 +385,7 @@ fn exact_header(f: &Forwarded, want: &str) -> Vec<String> {
 
 fn cgi_header(f: &Forwarded, want: &str) -> Vec<String> {
     // CGI, WSGI, Rack, PHP: `HTTP_` + the name upper-cased with every symbol as `_`.
-    let fold = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
+    let fold = crate::header_names::cgi_variable;
     f.headers
         .iter()
         .filter(|(n, _)| fold(n) == fold(want))
