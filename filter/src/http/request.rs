@@ -171,7 +171,7 @@ impl Request {
     }
 
     /// The decoded values of the form fields whose name reads as `name` in some common
-    /// stack (`extract::names`, on the name as sent), in order (none without a form body).
+    /// stack (`spelling::names`, on the name as sent), in order (none without a form body).
     pub fn form_values<'a: 'n, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + 'n {
         self.form
             .iter()

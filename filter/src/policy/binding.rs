@@ -54,7 +54,7 @@ fn dpop_headers(req: &Request) -> impl Iterator<Item = &str> {
 /// Whether the request sends its token with the `DPoP` scheme (for the challenge).
 pub fn uses_dpop_scheme(req: &Request) -> bool {
     req.header_values("authorization")
-        .any(|v| extract::strip_prefix_ignore_case(v, extract::DPOP_PREFIX).is_some())
+        .any(extract::is_dpop_scheme)
 }
 
 /// The rules that need no token verified: run as soon as the token is found.

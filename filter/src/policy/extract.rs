@@ -20,7 +20,7 @@
 //!   on a route that reads the header (`is_other_scheme`).
 
 use crate::http::request::{HeaderChanges, Request};
-pub use crate::http::spelling::names;
+use crate::http::spelling::names;
 
 /// How the token was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,8 +204,7 @@ fn scheme_header<'r>(
 /// Whitespace around credentials: spaces and tabs (RFC 9110's OWS).
 const WSP: [char; 2] = [' ', '\t'];
 
-/// The DPoP authentication scheme with its space (RFC 9449 section 7.1).
-pub const DPOP_PREFIX: &str = "DPoP ";
+/// The DPoP authentication scheme (RFC 9449 section 7.1).
 const DPOP_SCHEME: &str = "DPoP";
 
 /// How a value of a scheme header reads.
@@ -247,7 +246,16 @@ fn read_scheme<'v>(value: &'v str, scheme: &str, dpop: bool) -> SchemeValue<'v> 
     }
 }
 
-pub fn strip_prefix_ignore_case<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
+/// Whether an `Authorization` value uses the DPoP scheme, read as a source of
+/// `Authorization: Bearer` reads it (`DPoP` and any spaces or tabs).
+pub fn is_dpop_scheme(value: &str) -> bool {
+    matches!(
+        read_scheme(value, "Bearer", true),
+        SchemeValue::Token(_, Scheme::Dpop)
+    )
+}
+
+fn strip_prefix_ignore_case<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
     let head = value.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| value.get(prefix.len()..))

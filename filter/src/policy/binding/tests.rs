@@ -387,4 +387,6 @@ fn the_dpop_scheme_is_recognised_in_any_case() {
     assert!(uses_dpop_scheme(&request("DPoP x", &[])));
     assert!(!uses_dpop_scheme(&request("Bearer x", &[])));
     assert!(!uses_dpop_scheme(&request("DPoPx", &[])));
+    // The scheme reads as extraction reads it: a tab after it too.
+    assert!(uses_dpop_scheme(&request("DPoP\tx", &[])));
 }
