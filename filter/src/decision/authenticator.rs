@@ -8,6 +8,7 @@ use crate::config::{
 use crate::http::path;
 use crate::http::request::METHOD_OVERRIDE_HEADERS;
 use crate::http::request::{HeaderChanges, Request};
+use crate::http::spelling::length_bit;
 use crate::jose::verify::SignatureVerifier;
 pub use crate::keys::key_cache::{FixedKeys, KeyState, KeyStore};
 use crate::policy::authz::{ClaimCheck, ProviderRequirement, Requirement};
@@ -76,11 +77,6 @@ pub struct Authenticator<V> {
     /// The lengths of the identity headers' names, as bits (bit 63: 63 bytes or more), so
     /// that most request headers are passed over without comparing a byte (`is_identity`).
     identity_lengths: u64,
-}
-
-/// Bit of `Authenticator::identity_lengths` for a name of `len` bytes.
-fn length_bit(len: usize) -> u64 {
-    1 << len.min(63)
 }
 
 impl<V: SignatureVerifier> Authenticator<V> {

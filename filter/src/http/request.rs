@@ -217,7 +217,7 @@ const OVERRIDE_LENGTHS: u64 = {
     let mut bits = 0u64;
     let mut names: &[&str] = &METHOD_OVERRIDE_HEADERS;
     while let [name, rest @ ..] = names {
-        bits |= 1 << name.len();
+        bits |= spelling::length_bit(name.len());
         names = rest;
     }
     bits
@@ -230,8 +230,7 @@ pub fn is_method_override(name: &str) -> bool {
     // Most names do not start with `x` or have none of their lengths (one bit test); the
     // request's names are lower case already.
     name.starts_with('x')
-        && name.len() < 64
-        && OVERRIDE_LENGTHS >> name.len() & 1 == 1
+        && OVERRIDE_LENGTHS & spelling::length_bit(name.len()) != 0
         && METHOD_OVERRIDE_HEADERS
             .iter()
             .any(|h| h.len() == name.len() && same_upstream_name(h, name))

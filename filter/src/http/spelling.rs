@@ -90,6 +90,12 @@ pub fn upstream_name_byte(b: u8) -> u8 {
     }
 }
 
+/// A header name's length as one bit of a set of lengths (bit 63: 63 bytes or more), so
+/// that a name none of a few headers can be is passed over with one test.
+pub const fn length_bit(len: usize) -> u64 {
+    1 << if len < 63 { len } else { 63 }
+}
+
 /// Whether two header names are one name to some upstream (`upstream_name_byte`). A
 /// pseudo-header (`:path`) is only ever itself.
 pub fn same_upstream_name(a: &str, b: &str) -> bool {
