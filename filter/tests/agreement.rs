@@ -18,7 +18,7 @@
 )]
 
 use jwt_filter::config::Config;
-use jwt_filter::decision::authenticator::{Authenticator, Decision, FixedKeys};
+use jwt_filter::decision::authenticator::{Authenticator, FixedKeys, Pass, Stop};
 use jwt_filter::http::request::{HeaderChanges, Request};
 use jwt_filter::jose::jwks::{KeySet, Origin};
 use jwt_filter::jose::verify::InWasm;
@@ -240,8 +240,8 @@ fn no_stack_reads_a_token_the_filter_did_not_verify() {
                     case.query, case.headers
                 );
                 let (status, changes) = match authenticator.decide(&req, NOW, &keys) {
-                    Decision::Allow { changes, .. } => (200, Some(changes)),
-                    Decision::Deny(refusal) => (refusal.denial.status, None),
+                    Ok(Pass::Forward { changes, .. }) => (200, Some(changes)),
+                    Err(Stop::Refuse(refusal)) => (refusal.failure.status(), None),
                     other => panic!("{label}: {other:?}"),
                 };
                 checked += 1;

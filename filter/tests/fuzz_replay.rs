@@ -15,7 +15,7 @@
 #[path = "../../fuzz/src/lib.rs"]
 mod harness;
 
-use jwt_filter::decision::authenticator::Decision;
+use jwt_filter::decision::authenticator::Pass;
 use jwt_filter_testkit::keys::{self, NOW};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -90,9 +90,9 @@ fn signed_tokens_pass_every_stage() {
                 ),
             ],
         );
-        let Some(Decision::Allow {
+        let Some(Ok(Pass::Forward {
             changes, reported, ..
-        }) = harness::decide(&input)
+        })) = harness::decide(&input)
         else {
             panic!("configuration {config}: not allowed");
         };

@@ -16,7 +16,7 @@
 )]
 
 use jwt_filter::config::Config;
-use jwt_filter::decision::authenticator::{Authenticator, Decision, FixedKeys};
+use jwt_filter::decision::authenticator::{Authenticator, FixedKeys, Pass};
 use jwt_filter::http::request::{HeaderChanges, Request};
 use jwt_filter::jose::jwks::{KeySet, Origin};
 use jwt_filter::jose::verify::InWasm;
@@ -108,7 +108,7 @@ impl Filter {
             .authenticator
             .decide(&Request::new(method, path, &pairs), NOW, &self.keys)
         {
-            Decision::Allow { changes, .. } => Some(changes),
+            Ok(Pass::Forward { changes, .. }) => Some(changes),
             _ => None,
         }
     }

@@ -28,7 +28,7 @@ use jwt_filter::http::request::{HeaderChanges, Request};
 use jwt_filter::jose::verify::InWasm;
 use jwt_filter::keys::key_cache::{FetchRecord, KeysRecord};
 use jwt_filter::keys::shared::{Record, SetError, SharedData};
-use jwt_filter::policy::response::{Denial, Served};
+use jwt_filter::policy::response::Reply;
 use jwt_filter_testkit::keys::{public_jwk, sign};
 use loom::sync::{Arc, Condvar, Mutex};
 use serde_json::json;
@@ -340,11 +340,10 @@ impl Host for ModelHost {
     fn property(&self, _: &[&str]) -> Option<Vec<u8>> {
         None
     }
-    fn serve(&self, _: &Served) {}
-    fn send(&self, denial: &Denial) {
+    fn reply(&self, reply: &Reply) {
         self.answers
             .borrow_mut()
-            .insert(self.current.get(), denial.status);
+            .insert(self.current.get(), reply.status);
     }
     fn resume(&self) {
         self.answers.borrow_mut().insert(self.current.get(), 200);

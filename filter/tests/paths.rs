@@ -15,7 +15,7 @@
 )]
 
 use jwt_filter::config::Config;
-use jwt_filter::decision::authenticator::{Authenticator, Decision, FixedKeys};
+use jwt_filter::decision::authenticator::{Authenticator, FixedKeys, Pass, Stop};
 use jwt_filter::http::request::Request;
 use jwt_filter::jose::jwks::{KeySet, Origin};
 use jwt_filter::jose::verify::InWasm;
@@ -113,16 +113,14 @@ impl Filter {
         }
         let req = Request::new(method, path, &all);
         match self.authenticator.decide(&req, NOW, &self.keys) {
-            Decision::Allow { .. } => (200, None),
-            Decision::Deny(refusal) => {
-                let body: Value = serde_json::from_str(&refusal.denial.body).unwrap();
-                (
-                    refusal.denial.status,
-                    body["error"].as_str().map(String::from),
-                )
+            Ok(Pass::Forward { .. }) => (200, None),
+            Err(Stop::Refuse(refusal)) => {
+                let reply = self.authenticator.reply(&req, &refusal);
+                let body: Value = serde_json::from_str(&reply.body).unwrap();
+                (reply.status, body["error"].as_str().map(String::from))
             }
-            Decision::Pending(_) => panic!("keys are always ready here"),
-            Decision::Serve(_) => panic!("no document is configured here"),
+            Err(Stop::Keys(_)) => panic!("keys are always ready here"),
+            Ok(Pass::Serve(_)) => panic!("no document is configured here"),
         }
     }
 }

@@ -18,7 +18,7 @@ use jwt_filter::decision::worker::{Host, Level, Metric, Next, Worker};
 use jwt_filter::http::request::{HeaderChanges, Request};
 use jwt_filter::jose::verify::InWasm;
 use jwt_filter::keys::shared::{SetError, SharedData};
-use jwt_filter::policy::response::{Denial, Served};
+use jwt_filter::policy::response::Reply;
 use jwt_filter_testkit::keys::{public_jwk, sign};
 use serde_json::json;
 use std::cell::{Cell, RefCell};
@@ -111,12 +111,9 @@ impl Host for Reentrant {
         self.reenter();
         None
     }
-    fn send(&self, denial: &Denial) {
+    fn reply(&self, reply: &Reply) {
         self.reenter();
-        self.answers.borrow_mut().push(denial.status);
-    }
-    fn serve(&self, _: &Served) {
-        self.reenter();
+        self.answers.borrow_mut().push(reply.status);
     }
     fn resume(&self) {
         self.reenter();

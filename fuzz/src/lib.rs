@@ -4,7 +4,9 @@
 //! must not panic, and asserts what must hold of the core's answer beyond that.
 
 use jwt_filter::config::{Config, Mode, ProviderId};
-use jwt_filter::decision::authenticator::{Authenticator, Decision, KeyState, KeyStore, NeedKeys};
+use jwt_filter::decision::authenticator::{
+    Authenticator, Decision, KeyState, KeyStore, NeedKeys, Pass, Stop,
+};
 use jwt_filter::http::request::Request;
 use jwt_filter::jose::alg::Algorithm;
 use jwt_filter::jose::base64url;
@@ -125,7 +127,7 @@ pub fn config(data: &[u8]) {
         let authenticator = Authenticator::new(config.clone(), InWasm);
         for path in ["/", "/api/private?access_token=x"] {
             let req = Request::new("GET", path, &[("authorization", "Bearer a.b.c")]);
-            authenticator.decide(&req, NOW, &Store::loading());
+            let _ = authenticator.decide(&req, NOW, &Store::loading());
         }
     }
     if let Ok(value) = json::parse(data)
@@ -284,24 +286,24 @@ pub fn decide(data: &[u8]) -> Option<Decision> {
     let decision = authenticator.decide(&req, now, &store);
     assert_eq!(authenticator.decide(&req, now, &store), decision, "cached");
     match &decision {
-        Decision::Allow {
+        Ok(Pass::Forward {
             changes, reported, ..
-        } => {
+        }) => {
             for header in config.identity_headers.iter().filter(|h| req.has_header(h)) {
                 assert!(changes.remove.contains(header), "{header} kept");
             }
             if config.mode == Mode::Enforce {
                 assert!(reported.is_none());
-                if !matches!(without_keys, Decision::Allow { .. }) {
+                if !matches!(without_keys, Ok(Pass::Forward { .. })) {
                     let set = set.as_ref().expect("allowed with keys");
                     assert!(signed_token_in(&req, set), "allowed without a signed token");
                 }
             }
         }
-        Decision::Pending(NeedKeys {
+        Err(Stop::Keys(NeedKeys {
             provider,
             unknown_kid,
-        }) => {
+        })) => {
             assert!(provider.0 < config.providers.len());
             let expected = if *unknown_kid {
                 Store::READY_REFETCH
@@ -310,8 +312,8 @@ pub fn decide(data: &[u8]) -> Option<Decision> {
             };
             assert_eq!(store.kind, expected);
         }
-        Decision::Deny(_) => assert_eq!(config.mode, Mode::Enforce),
-        Decision::Serve(_) => assert!(config.resource_metadata.is_some()),
+        Err(Stop::Refuse(_)) => assert_eq!(config.mode, Mode::Enforce),
+        Ok(Pass::Serve(_)) => assert!(config.resource_metadata.is_some()),
     }
     Some(decision)
 }

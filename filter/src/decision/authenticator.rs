@@ -5,6 +5,7 @@
 use crate::config::{
     Config, CorsPreflight, Mode, Provider, ProviderId, Unmatched, same_upstream_name,
 };
+pub use crate::decision::outcome::{Decision, NeedKeys, Pass, Refusal, Stop};
 use crate::http::path;
 use crate::http::request::METHOD_OVERRIDE_HEADERS;
 use crate::http::request::{HeaderChanges, Request};
@@ -13,48 +14,12 @@ use crate::jose::verify::SignatureVerifier;
 pub use crate::keys::key_cache::{FixedKeys, KeyState, KeyStore};
 use crate::policy::authz::{ClaimCheck, ProviderRequirement, Requirement};
 use crate::policy::binding::{self, Connection, NoCertificate};
-use crate::policy::dpop::{DpopMode, ProofUse};
+use crate::policy::dpop::DpopMode;
 use crate::policy::extract::{self, TokenSource};
-use crate::policy::response::{Denial, Failure, Served, deny};
+use crate::policy::response::{Failure, Reply, deny};
 use crate::policy::rules::{self, Route, RouteError};
-use requirements::Outcome;
 use serde_json::Value;
 use token::{Asked, Passed, Tokens};
-
-/// The verdict for a request.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Forward upstream after applying `changes`. In report mode, `reported` carries the
-    /// denial that enforce mode would have sent. `proof`: the DPoP proof the request was
-    /// allowed with (and its provider), which the replay cache must accept first.
-    Allow {
-        changes: HeaderChanges,
-        reported: Option<Refusal>,
-        proof: Option<(ProviderId, ProofUse)>,
-    },
-    Deny(Refusal),
-    /// Keys are needed first: pause the request, fetch, then decide again.
-    Pending(NeedKeys),
-    /// The filter answers the request itself with a document.
-    Serve(Served),
-}
-
-/// A provider's keys are needed before a token can be verified: none are loaded yet, or
-/// the token names a `kid` the set lacks and a fetch may bring it (`unknown_kid`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NeedKeys {
-    pub provider: ProviderId,
-    pub unknown_kid: bool,
-}
-
-/// A denial with the provider it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub denial: Denial,
-    pub provider: Option<ProviderId>,
-    /// Why the request could not be routed, for the log line (fixed text, no request data).
-    pub detail: Option<&'static str>,
-}
 
 /// The description of a refused request that carries a header the filter must read or
 /// strip with a value that is not UTF-8.
@@ -231,20 +196,21 @@ impl<V: SignatureVerifier> Authenticator<V> {
             .iter()
             .any(|h| self.must_decode_header(h) || self.is_identity(h))
         {
-            return self.refused(req, Failure::InvalidRequest(UNDECODABLE.into()), None, None);
+            let failure = Failure::InvalidRequest(UNDECODABLE.into());
+            return self.refused(req, Stop::refuse(failure, None));
         }
         if let Some(m) = &self.config.resource_metadata
             && req.method() == "GET"
             && req.path().split('?').next() == Some(m.path.as_str())
         {
-            return Decision::Serve(Served::json(&m.document));
+            return Ok(Pass::Serve(Reply::json(&m.document)));
         }
         if self.config.cors_preflight == CorsPreflight::Pass && self.is_preflight(req) {
-            return Decision::Allow {
+            return Ok(Pass::Forward {
                 changes: self.changes(req, &[]),
                 reported: None,
                 proof: None,
-            };
+            });
         }
         // Every rule some reading of the request lands on must pass (rules.rs).
         let found = rules::find(
@@ -253,7 +219,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             req,
             route_name,
         );
-        let outcome = match &found {
+        let checked = match &found {
             Ok(routes) => {
                 let allow_unmatched = self.config.unmatched == Unmatched::Allow;
                 let checks = routes.iter().filter_map(|route| match route {
@@ -276,14 +242,23 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 requirements::evaluate_all(checks, &check)
             }
             // An authority that is not one host, where rules name hosts: 400.
-            Err(RouteError::Authority(e)) => {
-                let failure = Failure::InvalidRequest(e.description().into());
-                return self.refused(req, failure, None, Some(e.message()));
+            Err(e) => {
+                let failure = match e {
+                    RouteError::Authority(e) => Failure::InvalidRequest(e.description().into()),
+                    _ => Failure::AccessDenied,
+                };
+                return self.refused(
+                    req,
+                    Stop::Refuse(Refusal {
+                        failure,
+                        provider: None,
+                        detail: Some(e.message()),
+                    }),
+                );
             }
-            Err(e) => return self.refused(req, Failure::AccessDenied, None, Some(e.message())),
         };
-        match outcome {
-            Outcome::Pass(verified) => Decision::Allow {
+        match checked {
+            Ok(verified) => Ok(Pass::Forward {
                 changes: {
                     let mut changes = self.changes(req, &verified);
                     if let Ok(routes) = &found {
@@ -295,9 +270,8 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 proof: verified
                     .iter()
                     .find_map(|v| Some((v.provider, v.proof.clone()?))),
-            },
-            Outcome::Pending(need) => Decision::Pending(need),
-            Outcome::Fail(failure, provider) => self.refused(req, failure, provider, None),
+            }),
+            Err(stop) => self.refused(req, stop),
         }
     }
 
@@ -355,40 +329,37 @@ impl<V: SignatureVerifier> Authenticator<V> {
             && path::read(req.path(), self.config.path_parameters).is_ok()
     }
 
-    /// A denial in enforce mode; in report mode, the request goes on with what it would
-    /// have been denied for.
-    pub fn refused(
-        &self,
-        req: &Request,
-        failure: Failure,
-        provider: Option<ProviderId>,
-        detail: Option<&'static str>,
-    ) -> Decision {
-        let mut denial = deny(&self.config.realm, &failure, req);
-        if let Some(m) = &self.config.resource_metadata {
-            denial.add_resource_metadata(&m.url);
+    /// A refusal stands in enforce mode; in report mode, the request goes on with what it
+    /// would have been refused for. Waiting for keys stays waiting.
+    pub fn refused(&self, req: &Request, stop: Stop) -> Decision {
+        match (stop, self.config.mode) {
+            (Stop::Refuse(refusal), Mode::Report) => Ok(Pass::Forward {
+                changes: self.changes(req, &[]),
+                reported: Some(refusal),
+                proof: None,
+            }),
+            (stop, _) => Err(stop),
         }
-        if let Some(dpop) = provider
+    }
+
+    /// The reply that refuses `req` for `refusal`: the policy's answer for its failure,
+    /// with the resource metadata and the DPoP challenge the configuration adds.
+    pub fn reply(&self, req: &Request, refusal: &Refusal) -> Reply {
+        let failure = &refusal.failure;
+        let mut reply = deny(&self.config.realm, failure, req);
+        if let Some(m) = &self.config.resource_metadata {
+            reply.add_resource_metadata(&m.url);
+        }
+        if let Some(dpop) = refusal
+            .provider
             .map(|p| &self.config.provider(p).dpop)
             .filter(|d| d.mode != DpopMode::Disabled)
         {
             let error_in_dpop =
                 matches!(failure, Failure::InvalidDpopProof(_)) || binding::uses_dpop_scheme(req);
-            denial.add_dpop_challenge(&dpop.algs, error_in_dpop, dpop.mode == DpopMode::Required);
+            reply.add_dpop_challenge(&dpop.algs, error_in_dpop, dpop.mode == DpopMode::Required);
         }
-        let refusal = Refusal {
-            denial,
-            provider,
-            detail,
-        };
-        match self.config.mode {
-            Mode::Enforce => Decision::Deny(refusal),
-            Mode::Report => Decision::Allow {
-                changes: self.changes(req, &[]),
-                reported: Some(refusal),
-                proof: None,
-            },
-        }
+        reply
     }
 
     /// Whether header `name` (lower-case) is an identity header to some upstream: the

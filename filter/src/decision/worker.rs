@@ -6,7 +6,8 @@
 //! only forwards callbacks here.
 
 use crate::config::{Config, ProviderId};
-use crate::decision::authenticator::{Authenticator, Decision, NeedKeys, Refusal};
+use crate::decision::authenticator::Authenticator;
+use crate::decision::outcome::{Decision, NeedKeys, Pass, Refusal, Stop};
 use crate::http::path;
 use crate::http::request::{HeaderChanges, Request};
 use crate::jose::verify::SignatureVerifier;
@@ -14,7 +15,7 @@ use crate::keys::key_cache::Trigger;
 use crate::keys::replay::{self, Seen};
 use crate::keys::shared::SharedData;
 use crate::policy::binding::Connection;
-use crate::policy::response::{Denial, Failure, Reason, Served, deny};
+use crate::policy::response::{Failure, Reason, Reply};
 use fetcher::{KeyFetcher, Start};
 use std::cell::{Cell, RefCell};
 
@@ -39,9 +40,8 @@ pub trait Host {
     fn apply(&self, changes: &HeaderChanges);
     /// A property of the current stream (path segments), `None` when the host has none.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
-    fn send(&self, denial: &Denial);
-    /// Answers the current stream with a document.
-    fn serve(&self, document: &Served);
+    /// Answers the current stream with a local reply (a denial or a document).
+    fn reply(&self, reply: &Reply);
     /// Lets the current (paused) stream's request go on upstream.
     fn resume(&self);
     /// The current stream's request body as received so far, at most `size` bytes.
@@ -252,15 +252,20 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         may_repeat: bool,
     ) -> Option<Next> {
         let now_ms = self.host.now_ms();
-        let next = match self.decide_stream(Some(context), now_ms) {
-            Decision::Allow {
+        let (request, decision) = self.decide_stream(Some(context), now_ms);
+        let next = match decision {
+            Ok(Pass::Forward {
                 changes, reported, ..
-            } => self.allow(&changes, reported.as_ref()),
-            Decision::Deny(refusal) => {
+            }) => self.allow(&changes, reported.as_ref()),
+            Ok(Pass::Serve(document)) => {
+                self.host.reply(&document);
+                Next::Answered
+            }
+            Err(Stop::Refuse(refusal)) => {
                 // An invalid token may only look invalid because another worker has just
                 // fetched newer keys (a rotation): adopt them and decide once more.
                 let stale = may_repeat
-                    && refusal.denial.reason == Reason::Invalid
+                    && refusal.failure.reason() == Reason::Invalid
                     && refusal
                         .provider
                         .and_then(|p| self.fetcher.index(p))
@@ -268,16 +273,12 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 if stale {
                     return None;
                 }
-                self.refuse(&refusal)
+                self.refuse(&request, &refusal)
             }
-            Decision::Serve(document) => {
-                self.host.serve(&document);
-                Next::Answered
-            }
-            Decision::Pending(NeedKeys {
+            Err(Stop::Keys(NeedKeys {
                 provider,
                 unknown_kid,
-            }) => {
+            })) => {
                 let Some(r) = self.fetcher.index(provider) else {
                     return Some(self.unavailable(provider));
                 };
@@ -321,11 +322,12 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// and misses). The one thing it records: the DPoP proof of a request it allows, in
     /// the replay cache all workers share; a proof seen before is refused.
     pub fn decide(&self, now_ms: u64) -> Decision {
-        self.decide_stream(None, now_ms)
+        self.decide_stream(None, now_ms).1
     }
 
-    /// `decide` for stream `context`, with the form body it waited for, if any.
-    fn decide_stream(&self, context: Option<u32>, now_ms: u64) -> Decision {
+    /// `decide` for stream `context`, with the form body it waited for, if any; with the
+    /// request as read.
+    fn decide_stream(&self, context: Option<u32>, now_ms: u64) -> (Request, Decision) {
         let mut request = self.host.request();
         if let Some((_, body)) =
             (self.streams.borrow().bodies.iter()).find(|(c, _)| Some(*c) == context)
@@ -344,10 +346,10 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 &keys,
             )
         };
-        if let Decision::Allow {
+        if let Ok(Pass::Forward {
             proof: Some((provider, proof)),
             ..
-        } = &decision
+        }) = &decision
         {
             let failure = match replay::record(self.host.shared(), proof, now_ms / 1000) {
                 Seen::First => None,
@@ -358,9 +360,8 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 Seen::Unavailable => Some(Failure::ReplayCacheFull { retry_after_s: 1 }),
             };
             if let Some(failure) = failure {
-                decision = self
-                    .authenticator
-                    .refused(&request, failure, Some(*provider), None);
+                let stop = Stop::refuse(failure, Some(*provider));
+                decision = self.authenticator.refused(&request, stop);
             }
         }
         let (hits, misses) = self.authenticator.take_cache_counts();
@@ -369,11 +370,11 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 self.host.count(metric, n);
             }
         }
-        decision
+        (request, decision)
     }
 
     /// Lets the current stream's request go on with `changes`; `reported` is what report
-    /// mode would have denied it for.
+    /// mode would have refused it for.
     fn allow(&self, changes: &HeaderChanges, reported: Option<&Refusal>) -> Next {
         self.host.apply(changes);
         match reported {
@@ -389,23 +390,19 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// The answer for a request that waited for keys as long as it may (read again: a
     /// gRPC call gets a gRPC status).
     fn unavailable(&self, provider: ProviderId) -> Next {
-        let request = self.host.request();
-        let config = self.config();
-        self.refuse(&Refusal {
-            denial: deny(
-                &config.realm,
-                &Failure::Unavailable { retry_after_s: 1 },
-                &request,
-            ),
+        let refusal = Refusal {
+            failure: Failure::Unavailable { retry_after_s: 1 },
             provider: Some(provider),
             detail: None,
-        })
+        };
+        self.refuse(&self.host.request(), &refusal)
     }
 
-    fn refuse(&self, refusal: &Refusal) -> Next {
-        self.host.count(Metric::Denied(refusal.denial.reason), 1);
+    /// Refuses the current stream's request `req` for `refusal`.
+    fn refuse(&self, req: &Request, refusal: &Refusal) -> Next {
+        self.host.count(Metric::Denied(refusal.failure.reason()), 1);
         self.log_refusal("denied", refusal);
-        self.host.send(&refusal.denial);
+        self.host.reply(&self.authenticator.reply(req, refusal));
         Next::Answered
     }
 
@@ -414,11 +411,11 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             Level::Debug,
             format_args!(
                 "{what} reason={} provider={} status={}{}{}",
-                refusal.denial.reason.as_str(),
+                refusal.failure.reason().as_str(),
                 refusal
                     .provider
                     .map_or("-", |p| self.config().provider(p).name.as_str()),
-                refusal.denial.status,
+                refusal.failure.status(),
                 if refusal.detail.is_some() {
                     " detail="
                 } else {

@@ -21,6 +21,7 @@
 
 use crate::http::request::{HeaderChanges, Request};
 use crate::http::spelling::names;
+use crate::policy::response::{Failure, invalid_token};
 
 /// How the token was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,30 +77,22 @@ impl TokenSource {
     }
 }
 
-/// The outcome of looking for a token.
+/// The one token a request carries for a provider; `source` is the index into the
+/// provider's sources. Its characters are not checked yet (`is_b64token`): a token the
+/// token cache holds passed that check when it was verified, so only the others need it.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Extracted<'r> {
-    /// No source carried a token.
-    Missing,
-    /// Exactly one token; `source` is the index into the provider's sources. Its
-    /// characters are not checked yet (`is_b64token`): a token the token cache holds
-    /// passed that check when it was verified, so only the others need it.
-    Found {
-        token: &'r str,
-        source: usize,
-        scheme: Scheme,
-        /// The header it came in, as spelled (`None`: not a header source). Exactly one
-        /// instance of a header source's header carries a token: the one to remove.
-        header: Option<&'r str>,
-    },
-    /// A malformed request (RFC 6750 `invalid_request`): the description says why.
-    Invalid(&'static str),
-    /// The token is longer than the configured bound; refused before any decoding.
-    TooLarge,
-    /// A source reads form bodies and the request's form body is compressed: a token
-    /// may be inside, and the filter does not inflate bodies.
-    EncodedBody,
+pub struct Found<'r> {
+    pub token: &'r str,
+    pub source: usize,
+    pub scheme: Scheme,
+    /// The header it came in, as spelled (`None`: not a header source). Exactly one
+    /// instance of a header source's header carries a token: the one to remove.
+    pub header: Option<&'r str>,
 }
+
+/// The description of a token longer than the configured bound (refused before any
+/// decoding).
+pub const TOO_LARGE: &str = "Token too large";
 
 /// The descriptions of malformed requests (400 `invalid_request`).
 pub const MORE_THAN_ONE: &str = "More than one method used for authentication";
@@ -107,13 +100,20 @@ pub const EMPTY: &str = "Empty access token";
 pub const MALFORMED_SCHEME: &str = "Malformed authorization scheme";
 pub const AMBIGUOUS: &str = "Ambiguous access token parameter";
 
-/// Looks for a token in every source. More than one token, even identical ones, is an
-/// `invalid_request`, as RFC 6750 section 2 requires. A header source reads its header
+/// Looks for a token in every source: `None` when no source carries one. More than one
+/// token, even identical ones, is an `invalid_request`, as RFC 6750 section 2 requires; so
+/// is any other malformed request (the description says why). A source that reads form
+/// bodies refuses a compressed one: a token may be inside, and the filter does not
+/// inflate bodies. A header source reads its header
 /// under every spelling an upstream folds into its name (`x_api_token` for `x-api-token`).
 /// Where a source reads `Authorization: Bearer`, it reads `Authorization: DPoP` too (RFC 9449
 /// section 7.1).
-pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) -> Extracted<'r> {
-    let mut found: Option<Extracted<'r>> = None;
+pub fn extract<'r>(
+    req: &'r Request,
+    sources: &[TokenSource],
+    max_bytes: usize,
+) -> Result<Option<Found<'r>>, Failure> {
+    let mut found: Option<Found<'r>> = None;
     for (index, source) in sources.iter().enumerate() {
         // Every token-shaped value the source finds; an empty one is an error.
         let mut take = |value: &'r str, scheme, header| {
@@ -124,7 +124,7 @@ pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) 
             if found.is_some() {
                 return Err(MORE_THAN_ONE);
             }
-            found = Some(Extracted::Found {
+            found = Some(Found {
                 token,
                 source: index,
                 scheme,
@@ -151,20 +151,19 @@ pub fn extract<'r>(req: &'r Request, sources: &[TokenSource], max_bytes: usize) 
                 .flat_map(|h| cookie_tokens(h, cookie))
                 .try_for_each(|piece| take(piece?, Scheme::Bearer, None)),
             TokenSource::Body(_) if has_form_body(req) && is_encoded(req) => {
-                return Extracted::EncodedBody;
+                return Err(Failure::EncodedBody);
             }
             TokenSource::Body(field) => req
                 .form_values(field)
                 .try_for_each(|v| take(v, Scheme::Bearer, None)),
         };
         if let Err(why) = taken {
-            return Extracted::Invalid(why);
+            return Err(Failure::InvalidRequest(why.to_string()));
         }
     }
     match found {
-        Some(Extracted::Found { token, .. }) if token.len() > max_bytes => Extracted::TooLarge,
-        Some(found) => found,
-        None => Extracted::Missing,
+        Some(Found { token, .. }) if token.len() > max_bytes => Err(invalid_token(TOO_LARGE)),
+        found => Ok(found),
     }
 }
 
@@ -373,7 +372,7 @@ const B64TOKEN_CHARS: [bool; 256] = {
 /// The changes that take the token out of the request: the header is removed, a query
 /// parameter is cut out of `:path`, a cookie is cut out of `cookie`, a form field out of
 /// the body (and `content-length` follows).
-/// `header`: the header the token came in, as `Extracted::Found` names it.
+/// `header`: the header the token came in, as `Found` names it.
 pub fn removal(req: &Request, source: &TokenSource, header: Option<&str>) -> HeaderChanges {
     let (remove, set) = match source {
         TokenSource::Body(field) => {
@@ -475,7 +474,7 @@ mod tests {
         req
     }
 
-    fn found<'r>(req: &'r Request, sources: &[TokenSource]) -> Extracted<'r> {
+    fn found<'r>(req: &'r Request, sources: &[TokenSource]) -> Result<Option<Found<'r>>, Failure> {
         extract(req, sources, MAX)
     }
 
@@ -490,12 +489,12 @@ mod tests {
             let req = Request::new("GET", "/", &[("Authorization", value)]);
             assert_eq!(
                 found(&req, &[TokenSource::bearer()]),
-                Extracted::Found {
+                Ok(Some(Found {
                     token: "a.b.c",
                     source: 0,
                     scheme: Scheme::Bearer,
                     header: Some("authorization"),
-                },
+                })),
                 "{value}"
             );
         }
@@ -510,11 +509,7 @@ mod tests {
             "Token a.b.c",
         ] {
             let req = Request::new("GET", "/", &[("authorization", value)]);
-            assert_eq!(
-                found(&req, &[TokenSource::bearer()]),
-                Extracted::Missing,
-                "{value}"
-            );
+            assert_eq!(found(&req, &[TokenSource::bearer()]), Ok(None), "{value}");
             assert!(is_other_scheme(value, &["Bearer"], true), "{value}");
         }
         assert!(!is_other_scheme("Bearer x", &["Bearer"], true));
@@ -534,7 +529,7 @@ mod tests {
             let req = Request::new("GET", "/", &[("authorization", value)]);
             assert_eq!(
                 found(&req, &[TokenSource::bearer()]),
-                Extracted::Invalid(MALFORMED_SCHEME),
+                Err(Failure::InvalidRequest(MALFORMED_SCHEME.into())),
                 "{value:?}"
             );
             assert!(!is_other_scheme(value, &["Bearer"], true), "{value:?}");
@@ -552,24 +547,24 @@ mod tests {
             let req = Request::new("GET", "/", &[("authorization", value)]);
             assert_eq!(
                 found(&req, &[TokenSource::bearer()]),
-                Extracted::Found {
+                Ok(Some(Found {
                     token: "a.b.c",
                     source: 0,
                     scheme: Scheme::Bearer,
                     header: Some("authorization"),
-                },
+                })),
                 "{value:?}"
             );
         }
         let req = Request::new("GET", "/", &[("authorization", "DPoP\ta.b.c")]);
         assert_eq!(
             found(&req, &[TokenSource::bearer()]),
-            Extracted::Found {
+            Ok(Some(Found {
                 token: "a.b.c",
                 source: 0,
                 scheme: Scheme::Dpop,
                 header: Some("authorization"),
-            }
+            }))
         );
         // A custom scheme reads the same way.
         let token = TokenSource::Header {
@@ -579,11 +574,11 @@ mod tests {
         let req = Request::new("GET", "/", &[("x-api-token", "token\ta.b.c")]);
         assert!(matches!(
             found(&req, std::slice::from_ref(&token)),
-            Extracted::Found { token: "a.b.c", .. }
+            Ok(Some(Found { token: "a.b.c", .. }))
         ));
         // DPoP rides only on `Authorization: Bearer`.
         let req = Request::new("GET", "/", &[("x-api-token", "DPoP a.b.c")]);
-        assert_eq!(found(&req, &[token]), Extracted::Missing);
+        assert_eq!(found(&req, &[token]), Ok(None));
     }
 
     #[test]
@@ -596,7 +591,7 @@ mod tests {
             let req = Request::new("GET", "/", &[("authorization", value)]);
             assert_eq!(
                 found(&req, &[TokenSource::bearer()]),
-                Extracted::Invalid(MORE_THAN_ONE),
+                Err(Failure::InvalidRequest(MORE_THAN_ONE.into())),
                 "{value}"
             );
         }
@@ -610,7 +605,7 @@ mod tests {
         // Commas inside another scheme's parameters are that scheme's business.
         let digest = r#"Digest username="u", realm="r", nonce="n""#;
         let req = Request::new("GET", "/", &[("authorization", digest)]);
-        assert_eq!(found(&req, &[TokenSource::bearer()]), Extracted::Missing);
+        assert_eq!(found(&req, &[TokenSource::bearer()]), Ok(None));
         for second in ["Bearer a.b.c", "Basic dXNlcjpwYXNz"] {
             let req = Request::new(
                 "GET",
@@ -619,7 +614,7 @@ mod tests {
             );
             assert_eq!(
                 found(&req, &[TokenSource::bearer()]),
-                Extracted::Invalid(MORE_THAN_ONE),
+                Err(Failure::InvalidRequest(MORE_THAN_ONE.into())),
                 "{second}"
             );
         }
@@ -632,7 +627,7 @@ mod tests {
             let req = Request::new("GET", "/", &[("authorization", value)]);
             assert_eq!(
                 found(&req, &[TokenSource::bearer()]),
-                Extracted::Invalid(EMPTY),
+                Err(Failure::InvalidRequest(EMPTY.into())),
                 "{value:?}"
             );
         }
@@ -649,7 +644,7 @@ mod tests {
     /// Whether the one token found is outside `b64token` (`None`: no single token).
     fn malformed(req: &Request, sources: &[TokenSource]) -> Option<bool> {
         match found(req, sources) {
-            Extracted::Found { token, .. } => Some(!is_b64token(token)),
+            Ok(Some(Found { token, .. })) => Some(!is_b64token(token)),
             _ => None,
         }
     }
@@ -667,7 +662,7 @@ mod tests {
         for (i, req) in cases.iter().enumerate() {
             assert_eq!(
                 found(req, &sources),
-                Extracted::Found {
+                Ok(Some(Found {
                     token: "t1",
                     source: i,
                     scheme: Scheme::Bearer,
@@ -675,7 +670,7 @@ mod tests {
                         .get(i)
                         .copied()
                         .flatten(),
-                }
+                }))
             );
         }
     }
@@ -699,7 +694,9 @@ mod tests {
         for req in &cases {
             assert_eq!(
                 found(req, &sources),
-                Extracted::Invalid("More than one method used for authentication"),
+                Err(Failure::InvalidRequest(
+                    "More than one method used for authentication".into()
+                )),
                 "{req:?}"
             );
         }
@@ -708,19 +705,22 @@ mod tests {
     #[test]
     fn only_configured_sources_count() {
         let req = Request::new("GET", "/?access_token=t", &[]);
-        assert_eq!(found(&req, &[TokenSource::bearer()]), Extracted::Missing);
+        assert_eq!(found(&req, &[TokenSource::bearer()]), Ok(None));
     }
 
     #[test]
     fn oversized_tokens_are_refused_before_decoding() {
         let big = format!("Bearer {}", "a".repeat(MAX + 1));
         let req = Request::new("GET", "/", &[("authorization", &big)]);
-        assert_eq!(found(&req, &[TokenSource::bearer()]), Extracted::TooLarge);
+        assert_eq!(
+            found(&req, &[TokenSource::bearer()]),
+            Err(invalid_token(TOO_LARGE))
+        );
         let ok = format!("Bearer {}", "a".repeat(MAX));
         let req = Request::new("GET", "/", &[("authorization", &ok)]);
         assert!(matches!(
             found(&req, &[TokenSource::bearer()]),
-            Extracted::Found { .. }
+            Ok(Some(Found { .. }))
         ));
     }
 
@@ -845,17 +845,20 @@ mod tests {
         ] {
             let req = Request::new("GET", path, &[]);
             assert!(
-                matches!(found(&req, &sources), Extracted::Found { token: "t", .. }),
+                matches!(found(&req, &sources), Ok(Some(Found { token: "t", .. }))),
                 "{path}"
             );
         }
         for path in ["/?access_tokens=t", "/?access-token=t", "/?xaccess_token=t"] {
             let req = Request::new("GET", path, &[]);
-            assert_eq!(found(&req, &sources), Extracted::Missing, "{path}");
+            assert_eq!(found(&req, &sources), Ok(None), "{path}");
         }
         // Two spellings are two tokens.
         let req = Request::new("GET", "/?access_token=a&access%5Ftoken=b", &[]);
-        assert_eq!(found(&req, &sources), Extracted::Invalid(MORE_THAN_ONE));
+        assert_eq!(
+            found(&req, &sources),
+            Err(Failure::InvalidRequest(MORE_THAN_ONE.into()))
+        );
         let req = Request::new(
             "GET",
             "/?access%5Ftoken=a",
@@ -863,11 +866,14 @@ mod tests {
         );
         assert_eq!(
             found(&req, &[TokenSource::bearer(), sources[0].clone()]),
-            Extracted::Invalid(MORE_THAN_ONE)
+            Err(Failure::InvalidRequest(MORE_THAN_ONE.into()))
         );
         // An empty value under any spelling is an empty token.
         let req = Request::new("GET", "/?ACCESS.TOKEN=", &[]);
-        assert_eq!(found(&req, &sources), Extracted::Invalid(EMPTY));
+        assert_eq!(
+            found(&req, &sources),
+            Err(Failure::InvalidRequest(EMPTY.into()))
+        );
     }
 
     #[test]
@@ -881,7 +887,7 @@ mod tests {
             let req = Request::new("GET", path, &[]);
             assert_eq!(
                 found(&req, &sources),
-                Extracted::Invalid(AMBIGUOUS),
+                Err(Failure::InvalidRequest(AMBIGUOUS.into())),
                 "{path}"
             );
         }
@@ -889,21 +895,21 @@ mod tests {
         let req = Request::new("GET", "/?q=a;b&access_token=t", &[]);
         assert!(matches!(
             found(&req, &sources),
-            Extracted::Found { token: "t", .. }
+            Ok(Some(Found { token: "t", .. }))
         ));
         let cookie = [TokenSource::Cookie("at".into())];
         for header in ["x=1, at=t", "at=t,x=1", "a=1; b=2,AT=t"] {
             let req = Request::new("GET", "/", &[("cookie", header)]);
             assert_eq!(
                 found(&req, &cookie),
-                Extracted::Invalid(AMBIGUOUS),
+                Err(Failure::InvalidRequest(AMBIGUOUS.into())),
                 "{header}"
             );
         }
         let req = Request::new("GET", "/", &[("cookie", "prefs=a,b; at=t")]);
         assert!(matches!(
             found(&req, &cookie),
-            Extracted::Found { token: "t", .. }
+            Ok(Some(Found { token: "t", .. }))
         ));
     }
 
@@ -913,17 +919,20 @@ mod tests {
         for header in ["AT=t", "a%74=t", "x=1;at=t", " at = t "] {
             let req = Request::new("GET", "/", &[("cookie", header)]);
             assert!(
-                matches!(found(&req, &cookie), Extracted::Found { token: "t", .. }),
+                matches!(found(&req, &cookie), Ok(Some(Found { token: "t", .. }))),
                 "{header}"
             );
         }
         let req = Request::new("GET", "/", &[("cookie", "at=a"), ("cookie", "A%54=b")]);
-        assert_eq!(found(&req, &cookie), Extracted::Invalid(MORE_THAN_ONE));
+        assert_eq!(
+            found(&req, &cookie),
+            Err(Failure::InvalidRequest(MORE_THAN_ONE.into()))
+        );
         let body = [TokenSource::Body("access_token".into())];
         for fields in ["access%5Ftoken=t", "ACCESS.TOKEN=t", "access_token[]=t"] {
             let req = form("POST", fields, &[]);
             assert!(
-                matches!(found(&req, &body), Extracted::Found { token: "t", .. }),
+                matches!(found(&req, &body), Ok(Some(Found { token: "t", .. }))),
                 "{fields}"
             );
         }
@@ -962,10 +971,10 @@ mod tests {
                     ("authorization", "Bearer t"),
                 ],
             );
-            assert_eq!(found(&req, &body), Extracted::EncodedBody, "{encoding}");
+            assert_eq!(found(&req, &body), Err(Failure::EncodedBody), "{encoding}");
         }
         let plain = Request::new("POST", "/", &[ct, ("content-encoding", "Identity")]);
-        assert_eq!(found(&plain, &body), Extracted::Missing);
+        assert_eq!(found(&plain, &body), Ok(None));
         // Not a form, or not a method with a body: nothing a stack reads a token from.
         for req in [
             Request::new(
@@ -978,11 +987,11 @@ mod tests {
             ),
             Request::new("GET", "/", &[ct, ("content-encoding", "gzip")]),
         ] {
-            assert_eq!(found(&req, &body), Extracted::Missing, "{req:?}");
+            assert_eq!(found(&req, &body), Ok(None), "{req:?}");
         }
         // Without a body source, a compressed body is none of the filter's business.
         let req = Request::new("POST", "/", &[ct, ("content-encoding", "gzip")]);
-        assert_eq!(found(&req, &[TokenSource::bearer()]), Extracted::Missing);
+        assert_eq!(found(&req, &[TokenSource::bearer()]), Ok(None));
         // Any of several content-type values makes it a form.
         let two = Request::new(
             "POST",
@@ -993,7 +1002,7 @@ mod tests {
                 ("content-encoding", "gzip"),
             ],
         );
-        assert_eq!(found(&two, &body), Extracted::EncodedBody);
+        assert_eq!(found(&two, &body), Err(Failure::EncodedBody));
     }
 
     #[test]
@@ -1008,18 +1017,18 @@ mod tests {
             let spelled = name.to_ascii_lowercase();
             assert_eq!(
                 found(&req, &sources),
-                Extracted::Found {
+                Ok(Some(Found {
                     token: "t",
                     source: 1,
                     scheme: Scheme::Bearer,
                     header: Some(spelled.as_str()),
-                },
+                })),
                 "{name}"
             );
             let both = Request::new("GET", "/", &[("x-api-token", "t"), (name, "u")]);
             assert_eq!(
                 found(&both, &sources),
-                Extracted::Invalid(MORE_THAN_ONE),
+                Err(Failure::InvalidRequest(MORE_THAN_ONE.into())),
                 "{name}"
             );
             // The removal takes it out under the name it came in.
@@ -1027,6 +1036,6 @@ mod tests {
             assert_eq!(removed.remove, std::slice::from_ref(&spelled), "{name}");
         }
         let req = Request::new("GET", "/", &[("x-api-tokens", "t")]);
-        assert_eq!(found(&req, &sources), Extracted::Missing);
+        assert_eq!(found(&req, &sources), Ok(None));
     }
 }

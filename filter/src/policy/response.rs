@@ -1,5 +1,5 @@
-//! Denial responses: RFC 6750 challenges with the Express body shape
-//! `{"error": code, "message": description}`. Descriptions say what failed and never carry
+//! The filter's local replies: denials (RFC 6750 challenges with the Express body shape
+//! `{"error": code, "message": description}`) and the documents it serves. Descriptions say what failed and never carry
 //! token or key material (they are built from fixed strings and claim names only).
 //!
 //! A gRPC call gets an explicit gRPC status instead, and the description alone as the body,
@@ -47,7 +47,8 @@ impl Reason {
     }
 }
 
-/// A failed check, before it becomes a response.
+/// Why a check failed: what every policy check returns, and what a refusal carries up to
+/// the reply (`deny`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     Missing,
@@ -113,6 +114,19 @@ impl Failure {
         }
     }
 
+    /// The HTTP status of the reply (a gRPC call gets it as well, next to its gRPC status).
+    pub fn status(&self) -> u16 {
+        match self {
+            Failure::Missing | Failure::InvalidToken { .. } | Failure::InvalidDpopProof(_) => 401,
+            Failure::InvalidRequest(_) => 400,
+            Failure::InsufficientScope { .. } | Failure::AccessDenied => 403,
+            Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => 503,
+            Failure::BodyTooLarge => 413,
+            Failure::BodyTimeout => 408,
+            Failure::EncodedBody => 415,
+        }
+    }
+
     fn grpc_status(&self) -> u32 {
         match self {
             Failure::Missing | Failure::InvalidToken { .. } | Failure::InvalidDpopProof(_) => {
@@ -144,18 +158,31 @@ impl Failure {
     }
 }
 
-/// A local response to send instead of forwarding the request.
+/// A local reply: what the filter answers instead of forwarding the request (a denial, or
+/// a document it serves).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial {
+pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
-    pub reason: Reason,
     /// For a gRPC call: the gRPC status (the body is then the description alone).
     pub grpc_status: Option<u32>,
 }
 
-impl Denial {
+impl Reply {
+    /// A JSON document that clients may cache for an hour.
+    pub fn json(body: &str) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("cache-control", "max-age=3600".into()),
+            ],
+            body: body.to_string(),
+            grpc_status: None,
+        }
+    }
+
     /// Adds RFC 9728's `resource_metadata` parameter (the URL of the protected-resource
     /// metadata) to a 401 challenge.
     pub fn add_resource_metadata(&mut self, url: &str) {
@@ -204,26 +231,6 @@ impl Denial {
     }
 }
 
-/// A document the filter serves itself (RFC 9728 protected-resource metadata).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Served {
-    pub headers: Vec<(&'static str, String)>,
-    pub body: String,
-}
-
-impl Served {
-    /// A JSON document that clients may cache for an hour.
-    pub fn json(body: &str) -> Served {
-        Served {
-            headers: vec![
-                ("content-type", "application/json".into()),
-                ("cache-control", "max-age=3600".into()),
-            ],
-            body: body.to_string(),
-        }
-    }
-}
-
 /// Whether Envoy answers `req` as a gRPC call: its `content-type` is `application/grpc`,
 /// alone or followed by `+` or `;` (gRPC-Web's `application/grpc-web` is plain HTTP).
 pub fn is_grpc(req: &Request) -> bool {
@@ -236,28 +243,25 @@ pub fn is_grpc(req: &Request) -> bool {
 }
 
 /// The answer to `req` for `failure`.
-pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Denial {
+pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Reply {
     let challenge = |code: &str, description: &str| {
         format!(
             "Bearer realm=\"{realm}\", error=\"{code}\", error_description=\"{}\"",
             quoted(description)
         )
     };
-    let (status, code, message, www_authenticate) = match failure {
+    let (code, message, www_authenticate) = match failure {
         Failure::Missing => (
-            401,
             "unauthorized",
             "Authentication required".to_string(),
             Some(format!("Bearer realm=\"{realm}\"")),
         ),
         Failure::InvalidRequest(d) => (
-            400,
             "invalid_request",
             d.clone(),
             Some(challenge("invalid_request", d)),
         ),
         Failure::InvalidToken { description: d, .. } => (
-            401,
             "invalid_token",
             d.clone(),
             Some(challenge("invalid_token", d)),
@@ -270,42 +274,36 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Denial {
             if let Some(scopes) = scopes {
                 value.push_str(&format!(", scope=\"{}\"", quoted(&scopes.join(" "))));
             }
-            (403, "insufficient_scope", d.clone(), Some(value))
+            ("insufficient_scope", d.clone(), Some(value))
         }
         Failure::Unavailable { .. } => (
-            503,
             "temporarily_unavailable",
             "Signing keys are not available".to_string(),
             None,
         ),
-        Failure::AccessDenied => (403, "access_denied", "Access denied".to_string(), None),
+        Failure::AccessDenied => ("access_denied", "Access denied".to_string(), None),
         Failure::ReplayCacheFull { .. } => (
-            503,
             "temporarily_unavailable",
             "DPoP replay cache is full".to_string(),
             None,
         ),
         // Not RFC 6750 errors, so no challenge: the request never got as far as its token.
         Failure::BodyTooLarge => (
-            413,
             "invalid_request",
             "Request body is too large to search for an access token".to_string(),
             None,
         ),
         Failure::BodyTimeout => (
-            408,
             "invalid_request",
             "Request body did not arrive in time".to_string(),
             None,
         ),
         Failure::EncodedBody => (
-            415,
             "invalid_request",
             "Compressed form bodies are not read for an access token".to_string(),
             None,
         ),
         Failure::InvalidDpopProof(d) => (
-            401,
             "invalid_dpop_proof",
             d.to_string(),
             Some(challenge("invalid_dpop_proof", d)),
@@ -334,11 +332,10 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Denial {
         true => message.into_owned(),
         false => json_body(code, &message),
     };
-    Denial {
-        status,
+    Reply {
+        status: failure.status(),
         headers,
         body,
-        reason: failure.reason(),
         grpc_status: grpc.then(|| failure.grpc_status()),
     }
 }
@@ -413,7 +410,7 @@ mod tests {
         }
     }
 
-    fn header<'d>(d: &'d Denial, name: &str) -> Option<&'d str> {
+    fn header<'d>(d: &'d Reply, name: &str) -> Option<&'d str> {
         d.headers
             .iter()
             .find(|(k, _)| *k == name)
@@ -430,7 +427,6 @@ mod tests {
             d.body,
             r#"{"error":"unauthorized","message":"Authentication required"}"#
         );
-        assert_eq!(d.reason, Reason::Missing);
     }
 
     #[test]
@@ -452,15 +448,12 @@ mod tests {
             d.body,
             r#"{"error":"invalid_token","message":"bad 'x' / "}"#
         );
-        let expired = deny(
-            "api",
-            &Failure::InvalidToken {
-                description: "e".into(),
-                expired: true,
-            },
-            &http(),
-        );
-        assert_eq!(expired.reason, Reason::Expired);
+        let expired = Failure::InvalidToken {
+            description: "e".into(),
+            expired: true,
+        };
+        assert_eq!(expired.reason(), Reason::Expired);
+        assert_eq!(deny("api", &expired, &http()).status, 401);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::abi;
 use crate::http::request::{HeaderChanges, Request};
-use crate::policy::response::{Denial, Served};
+use crate::policy::response::Reply;
 use proxy_wasm::types::LogLevel;
 use proxy_wasm_abi::header_map;
 use std::time::Duration;
@@ -64,20 +64,18 @@ pub fn request_body(size: usize) -> Vec<u8> {
     abi::buffer(abi::REQUEST_BODY, size).unwrap_or_default()
 }
 
-pub fn send(denial: &Denial) {
-    let grpc_status = denial
+/// Answers the current stream with `reply` (a gRPC status when it has one).
+pub fn reply(reply: &Reply) {
+    let grpc_status = reply
         .grpc_status
         .map_or(-1, |s| i32::try_from(s).unwrap_or(-1));
-    respond(denial.status, &denial.headers, &denial.body, grpc_status);
-}
-
-pub fn serve(document: &Served) {
-    respond(200, &document.headers, &document.body, -1);
-}
-
-fn respond(status: u16, headers: &[(&str, String)], body: &str, grpc_status: i32) {
-    let headers = header_map::encode(headers);
-    let _ = abi::send_local_response(u32::from(status), &headers, body.as_bytes(), grpc_status);
+    let headers = header_map::encode(&reply.headers);
+    let _ = abi::send_local_response(
+        u32::from(reply.status),
+        &headers,
+        reply.body.as_bytes(),
+        grpc_status,
+    );
 }
 
 /// Makes `context_id` the stream that later host calls act on; false if it is gone.

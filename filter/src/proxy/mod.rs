@@ -145,13 +145,13 @@ impl HttpContext for Stream {
                 return Action::Continue;
             }
             Stage::Decision | Stage::DecisionWithoutSignature => {
-                std::hint::black_box(self.plugin.decide(host::now_ms()));
+                let _ = std::hint::black_box(self.plugin.decide(host::now_ms()));
                 return Action::Continue;
             }
             Stage::Refusal => {
                 let request = host::request();
                 std::hint::black_box(host::now_ms());
-                host::send(&deny(
+                host::reply(&deny(
                     &self.plugin.config().realm,
                     &Failure::Missing,
                     &request,

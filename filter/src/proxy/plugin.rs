@@ -11,7 +11,7 @@ use crate::jose::alg::Algorithm;
 use crate::jose::jwks::Key;
 use crate::jose::verify::{HostCrypto, InWasm, SignatureVerifier};
 use crate::keys::shared::SharedData;
-use crate::policy::response::{Denial, Served};
+use crate::policy::response::Reply;
 use proxy_wasm::types::LogLevel;
 use std::cell::Cell;
 
@@ -153,12 +153,8 @@ impl Host for ProxyHost {
         host::property(path)
     }
 
-    fn send(&self, denial: &Denial) {
-        host::send(denial);
-    }
-
-    fn serve(&self, document: &Served) {
-        host::serve(document);
+    fn reply(&self, reply: &Reply) {
+        host::reply(reply);
     }
 
     fn resume(&self) {

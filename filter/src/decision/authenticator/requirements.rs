@@ -1,59 +1,59 @@
 //! The requirement tree (what Envoy's `jwt_authn` calls the verifier): the tokens a rule
 //! needs, combined with `any` and `all`. Each provider requirement is checked by the token
-//! pipeline (`token.rs`); here outcomes are only combined.
+//! pipeline (`token.rs`); here its results are only combined.
 
-use super::NeedKeys;
 use super::token::Passed;
-use crate::config::ProviderId;
+use crate::decision::outcome::{Refusal, Stop};
 use crate::policy::authz::{ProviderRequirement, Requirement};
 use crate::policy::response::Failure;
 
-/// What checking a requirement came to.
-pub(super) enum Outcome<'r> {
-    /// Passed; empty when it passed anonymously (`allow_missing`).
-    Pass(Vec<Passed<'r>>),
-    Fail(Failure, Option<ProviderId>),
-    /// Keys are needed first.
-    Pending(NeedKeys),
-}
+/// What checking a requirement came to: the tokens it passed with (none when it passed
+/// anonymously, `allow_missing`), or why it stopped.
+pub(super) type Checked<'r> = Result<Vec<Passed<'r>>, Stop>;
 
-/// Checks one provider requirement, with what the rule's path template captured.
-pub(super) type Check<'c, 'r> = dyn Fn(&ProviderRequirement, &[String]) -> Outcome<'r> + 'c;
+/// Checks one provider requirement, with what the rule's path template captured: `None`
+/// when it passed without a token.
+pub(super) type Check<'c, 'r> =
+    dyn Fn(&ProviderRequirement, &[String]) -> Result<Option<Passed<'r>>, Stop> + 'c;
 
 /// `requirement`, with the captures of its rule. `any` passes with the first that passes
 /// with a token (anonymously if one passed without); otherwise it waits for keys if one
-/// does, and else fails as the one that got furthest.
+/// does, and else is refused as the one that got furthest.
 pub(super) fn evaluate<'r>(
     requirement: &Requirement,
     captures: &[String],
     check: &Check<'_, 'r>,
-) -> Outcome<'r> {
+) -> Checked<'r> {
     match requirement {
-        Requirement::Provider(p) => check(p, captures),
+        Requirement::Provider(p) => check(p, captures).map(|passed| passed.into_iter().collect()),
         Requirement::Any(list) => {
-            let (mut anonymous, mut pending, mut worst) =
-                (false, None, None::<(Failure, Option<ProviderId>)>);
+            let (mut anonymous, mut pending, mut worst) = (false, None, None::<Refusal>);
             for r in list {
                 match evaluate(r, captures, check) {
-                    Outcome::Pass(v) if !v.is_empty() => return Outcome::Pass(v),
-                    Outcome::Pass(_) => anonymous = true,
-                    Outcome::Pending(need) => {
+                    Ok(v) if !v.is_empty() => return Ok(v),
+                    Ok(_) => anonymous = true,
+                    Err(Stop::Keys(need)) => {
                         pending.get_or_insert(need);
                     }
-                    Outcome::Fail(f, p) => {
-                        if worst.as_ref().is_none_or(|(w, _)| f.rank() > w.rank()) {
-                            worst = Some((f, p));
+                    Err(Stop::Refuse(refusal)) => {
+                        if worst
+                            .as_ref()
+                            .is_none_or(|w| refusal.failure.rank() > w.failure.rank())
+                        {
+                            worst = Some(refusal);
                         }
                     }
                 }
             }
             if anonymous {
-                Outcome::Pass(Vec::new())
+                Ok(Vec::new())
             } else if let Some(need) = pending {
-                Outcome::Pending(need)
+                Err(Stop::Keys(need))
             } else {
-                let (f, p) = worst.unwrap_or((Failure::AccessDenied, None));
-                Outcome::Fail(f, p)
+                Err(match worst {
+                    Some(refusal) => Stop::Refuse(refusal),
+                    None => Stop::refuse(Failure::AccessDenied, None),
+                })
             }
         }
         Requirement::All(list) => evaluate_all(list.iter().map(|r| Ok((r, captures))), check),
@@ -61,20 +61,17 @@ pub(super) fn evaluate<'r>(
 }
 
 /// Every check (a requirement with its rule's captures) must pass (an `Err` is a failure
-/// already decided); the first failure decides; a pending one waits for keys unless a
-/// later one fails.
+/// already decided); the first refusal decides; a pending one waits for keys unless a
+/// later one is refused.
 pub(super) fn evaluate_all<'q, 'r>(
     checks: impl IntoIterator<Item = Result<(&'q Requirement, &'q [String]), Failure>>,
     check: &Check<'_, 'r>,
-) -> Outcome<'r> {
+) -> Checked<'r> {
     let (mut passed, mut pending): (Vec<Passed>, _) = (Vec::new(), None);
     for item in checks {
-        let (requirement, captures) = match item {
-            Ok(item) => item,
-            Err(failure) => return Outcome::Fail(failure, None),
-        };
+        let (requirement, captures) = item.map_err(|failure| Stop::refuse(failure, None))?;
         match evaluate(requirement, captures, check) {
-            Outcome::Pass(v) => {
+            Ok(v) => {
                 for p in v {
                     // One token that passed two checks changes the headers once.
                     if !passed
@@ -85,14 +82,14 @@ pub(super) fn evaluate_all<'q, 'r>(
                     }
                 }
             }
-            fail @ Outcome::Fail(..) => return fail,
-            Outcome::Pending(need) => {
+            Err(Stop::Keys(need)) => {
                 pending.get_or_insert(need);
             }
+            refused @ Err(Stop::Refuse(_)) => return refused,
         }
     }
     match pending {
-        Some(need) => Outcome::Pending(need),
-        None => Outcome::Pass(passed),
+        Some(need) => Err(Stop::Keys(need)),
+        None => Ok(passed),
     }
 }

@@ -3,9 +3,9 @@
 //! format and the issuer before any crypto, keys, the signature (or the token cache), the
 //! registered claims, the binding's proof, and last the requirement's authorization.
 
-use super::requirements::Outcome;
-use super::{KeyState, KeyStore, NeedKeys};
+use super::{KeyState, KeyStore};
 use crate::config::{KeySource, Provider, ProviderId};
+use crate::decision::outcome::{NeedKeys, Stop};
 use crate::http::request::Request;
 use crate::jose::claims::ClaimError;
 use crate::jose::jwks::KeyError;
@@ -15,7 +15,7 @@ use crate::keys::token_cache::{TokenCache, Verified};
 use crate::policy::authz::{Bound, Denied, ProviderRequirement};
 use crate::policy::binding::{self, Connection};
 use crate::policy::dpop::ProofUse;
-use crate::policy::extract::{self, Extracted};
+use crate::policy::extract::{self, Found};
 use crate::policy::response::{Failure, invalid_token};
 use serde_json::Value;
 use std::cell::RefCell;
@@ -41,14 +41,6 @@ pub(super) struct Asked<'r, 'a> {
     /// Unix time, in seconds.
     pub now: u64,
     pub keys: &'a dyn KeyStore,
-}
-
-/// Why the signature stage did not produce a verified token.
-enum Stop {
-    Fail(Failure),
-    /// Keys are needed first: none yet, or the token's `kid` is not in the set and a fetch
-    /// may bring it.
-    Keys(NeedKeys),
 }
 
 /// The pipeline's state on this worker: the signature verifier and the verified tokens.
@@ -79,14 +71,15 @@ impl<V: SignatureVerifier> Tokens<V> {
     }
 
     /// The token `requirement`'s provider finds in the request, against the requirement;
-    /// `captures` as the rule's path template took them.
+    /// `captures` as the rule's path template took them. `None`: no token, and the
+    /// requirement allows that (`allow_missing`).
     pub(super) fn check<'r>(
         &self,
         provider: &Provider,
         requirement: &ProviderRequirement,
         captures: &[String],
         asked: &Asked<'r, '_>,
-    ) -> Outcome<'r> {
+    ) -> Result<Option<Passed<'r>>, Stop> {
         let Asked {
             req,
             connection,
@@ -94,41 +87,38 @@ impl<V: SignatureVerifier> Tokens<V> {
             keys,
         } = *asked;
         let index = requirement.provider;
-        let fail = |f: Failure| Outcome::Fail(f, Some(index));
+        let refuse = |f: Failure| Stop::refuse(f, Some(index));
 
-        let (token, source, scheme, header) =
-            match extract::extract(req, &provider.token_sources, self.max_token_bytes) {
-                Extracted::Found {
-                    token,
-                    source,
-                    scheme,
-                    header,
-                } => (token, source, scheme, header),
-                Extracted::Missing if requirement.allow_missing => return Outcome::Pass(Vec::new()),
-                Extracted::Missing => return fail(Failure::Missing),
-                Extracted::Invalid(why) => return fail(Failure::InvalidRequest(why.to_string())),
-                Extracted::TooLarge => return fail(invalid_token("Token too large")),
-                Extracted::EncodedBody => return fail(Failure::EncodedBody),
+        let found =
+            extract::extract(req, &provider.token_sources, self.max_token_bytes).map_err(refuse)?;
+        let Some(Found {
+            token,
+            source,
+            scheme,
+            header,
+        }) = found
+        else {
+            return match requirement.allow_missing {
+                true => Ok(None),
+                false => Err(refuse(Failure::Missing)),
             };
-        if let Err(failure) = binding::check_request(scheme, req, &provider.dpop) {
-            return fail(failure);
-        }
-        let verified = match self.verify(index, provider, token, now, keys) {
-            Ok(verified) => verified,
-            Err(Stop::Fail(failure)) => return fail(failure),
-            Err(Stop::Keys(need)) => return Outcome::Pending(need),
         };
-        if let Err(e) = provider.claims.check(
-            verified.typ.as_deref(),
-            &verified.claims,
-            now,
-            requirement.audiences.as_deref(),
-        ) {
-            return fail(Failure::InvalidToken {
-                description: e.message(),
-                expired: e == ClaimError::Expired,
-            });
-        }
+        binding::check_request(scheme, req, &provider.dpop).map_err(refuse)?;
+        let verified = self.verify(index, provider, token, now, keys)?;
+        provider
+            .claims
+            .check(
+                verified.typ.as_deref(),
+                &verified.claims,
+                now,
+                requirement.audiences.as_deref(),
+            )
+            .map_err(|e| {
+                refuse(Failure::InvalidToken {
+                    description: e.message(),
+                    expired: e == ClaimError::Expired,
+                })
+            })?;
         let presented = binding::Presented {
             claims: &verified.claims,
             token,
@@ -143,16 +133,13 @@ impl<V: SignatureVerifier> Tokens<V> {
             max_proof_bytes: self.max_token_bytes,
             verifier: &self.verifier,
         };
-        let proof = match binding::check_token(&presented, &at) {
-            Ok(proof) => proof,
-            Err(failure) => return fail(failure),
-        };
+        let proof = binding::check_token(&presented, &at).map_err(refuse)?;
         let bound = Bound {
             request: req,
             captures,
         };
-        if let Err(denied) = requirement.authorization.check(&verified.claims, bound) {
-            return fail(match denied {
+        (requirement.authorization.check(&verified.claims, bound)).map_err(|denied| {
+            refuse(match denied {
                 Denied::Scope(scopes) => Failure::InsufficientScope {
                     description: "Insufficient Scope".into(),
                     scopes: Some(scopes),
@@ -161,16 +148,16 @@ impl<V: SignatureVerifier> Tokens<V> {
                     description,
                     scopes: None,
                 },
-            });
-        }
-        Outcome::Pass(vec![Passed {
+            })
+        })?;
+        Ok(Some(Passed {
             provider: index,
             source,
             header,
             payload_b64: token.split('.').nth(1).unwrap_or_default(),
             token: verified,
             proof,
-        }])
+        }))
     }
 
     /// The format and signature stages for `token`, or their cached result: the token is
@@ -200,20 +187,19 @@ impl<V: SignatureVerifier> Tokens<V> {
         }
         self.cache.borrow_mut().count(false);
 
+        let refuse = |f: Failure| Stop::refuse(f, Some(index));
         if !extract::is_b64token(token) {
-            return Err(Stop::Fail(Failure::InvalidRequest(
-                extract::MALFORMED.into(),
-            )));
+            return Err(refuse(Failure::InvalidRequest(extract::MALFORMED.into())));
         }
-        let jws = jws::parse(token).map_err(|e| Stop::Fail(invalid_token(e.0)))?;
+        let jws = jws::parse(token).map_err(|e| refuse(invalid_token(e.0)))?;
         if !provider.algorithms.contains(&jws.alg) {
-            return Err(Stop::Fail(invalid_token("Unexpected 'alg' value")));
+            return Err(refuse(invalid_token("Unexpected 'alg' value")));
         }
-        let claims = jws.claims().map_err(|e| Stop::Fail(invalid_token(e.0)))?;
+        let claims = jws.claims().map_err(|e| refuse(invalid_token(e.0)))?;
         provider
             .claims
             .check_issuer(&claims)
-            .map_err(|e| Stop::Fail(invalid_token(&e.message())))?;
+            .map_err(|e| refuse(invalid_token(&e.message())))?;
         let (set, refetch_allowed) = match state {
             KeyState::Ready {
                 set,
@@ -226,7 +212,7 @@ impl<V: SignatureVerifier> Tokens<V> {
                 }));
             }
             KeyState::Unavailable { retry_after_s } => {
-                return Err(Stop::Fail(Failure::Unavailable { retry_after_s }));
+                return Err(refuse(Failure::Unavailable { retry_after_s }));
             }
         };
         let key = match set.select(jws.kid.as_deref(), jws.alg) {
@@ -238,12 +224,12 @@ impl<V: SignatureVerifier> Tokens<V> {
                 }));
             }
             Err(KeyError::UnknownKid | KeyError::NoMatch) => {
-                return Err(Stop::Fail(invalid_token(
+                return Err(refuse(invalid_token(
                     "no applicable key found in the JSON Web Key Set",
                 )));
             }
             Err(KeyError::Ambiguous) => {
-                return Err(Stop::Fail(invalid_token(
+                return Err(refuse(invalid_token(
                     "multiple matching keys found in the JSON Web Key Set",
                 )));
             }
@@ -252,7 +238,7 @@ impl<V: SignatureVerifier> Tokens<V> {
             .verifier
             .verify(jws.alg, key, jws.signing_input.as_bytes(), &jws.signature)
         {
-            return Err(Stop::Fail(invalid_token("signature verification failed")));
+            return Err(refuse(invalid_token("signature verification failed")));
         }
         // Kept while `exp` (with the clock skew) may still pass; the claims are checked anyway.
         let skew = provider.claims.clock_skew_s as f64;

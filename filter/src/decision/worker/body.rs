@@ -8,7 +8,7 @@
 //! requests end with 408 after `BODY_WAIT_MS`, and the log says why.
 
 use super::{Host, Level, Next, Waiting, Worker};
-use crate::decision::authenticator::Decision;
+use crate::decision::outcome::{Pass, Stop};
 use crate::jose::verify::SignatureVerifier;
 use crate::policy::response::Failure;
 
@@ -104,13 +104,16 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// going on with what it would have been refused for (report mode).
     fn refuse_body(&self, failure: Failure) -> Next {
         let request = self.host.request();
-        match self.authenticator.refused(&request, failure, None, None) {
-            Decision::Allow {
+        match self
+            .authenticator
+            .refused(&request, Stop::refuse(failure, None))
+        {
+            Ok(Pass::Forward {
                 changes, reported, ..
-            } => self.allow(&changes, reported.as_ref()),
-            Decision::Deny(refusal) => self.refuse(&refusal),
-            // `refused` only allows (report mode) or denies.
-            Decision::Pending { .. } | Decision::Serve(_) => Next::Answered,
+            }) => self.allow(&changes, reported.as_ref()),
+            Err(Stop::Refuse(refusal)) => self.refuse(&request, &refusal),
+            // `refused` only lets a refusal through (report mode) or keeps it.
+            Ok(Pass::Serve(_)) | Err(Stop::Keys(_)) => Next::Answered,
         }
     }
 }

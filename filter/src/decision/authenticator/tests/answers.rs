@@ -10,15 +10,15 @@ fn report_mode_lets_denials_through_and_reports_them() {
         NOW,
         &remote_keys(),
     );
-    let Decision::Allow {
+    let Ok(Pass::Forward {
         changes,
         reported: Some(r),
         ..
-    } = d
+    }) = d
     else {
         panic!("{d:?}")
     };
-    assert_eq!(r.denial.reason, Reason::Missing);
+    assert_eq!(r.failure.reason(), Reason::Missing);
     assert!(changes.remove.contains(&"x-user-id".to_string()));
 
     // An identity header the filter cannot read is still stripped.
@@ -27,15 +27,15 @@ fn report_mode_lets_denials_through_and_reports_them() {
         NOW,
         &remote_keys(),
     );
-    let Decision::Allow {
+    let Ok(Pass::Forward {
         changes,
         reported: Some(r),
         ..
-    } = d
+    }) = d
     else {
         panic!("{d:?}")
     };
-    assert_eq!(r.denial.reason, Reason::InvalidRequest);
+    assert_eq!(r.failure.reason(), Reason::InvalidRequest);
     assert_eq!(changes.remove, vec!["x-user-id"]);
 }
 
@@ -49,7 +49,7 @@ fn protected_resource_metadata_is_served_and_named_in_401_challenges() {
     let a = authenticator(&cfg);
     let run =
         |method: &str, path: &str| a.decide(&Request::new(method, path, &[]), NOW, &remote_keys());
-    let Decision::Serve(doc) = run("GET", "/.well-known/oauth-protected-resource?x=1") else {
+    let Ok(Pass::Serve(doc)) = run("GET", "/.well-known/oauth-protected-resource?x=1") else {
         panic!("not served");
     };
     assert_eq!(
@@ -73,12 +73,13 @@ fn protected_resource_metadata_is_served_and_named_in_401_challenges() {
         verdict(&run("GET", "/.well-known/oauth-protected-resource/x")).0,
         403
     );
-    let d = run("GET", "/api/private");
+    let private = Request::new("GET", "/api/private", &[]);
+    let d = a.decide(&private, NOW, &remote_keys());
     assert_eq!(
-        header(&d, "www-authenticate"),
+        header(&a, &private, &d, "www-authenticate"),
         Some(format!(
             "Bearer realm=\"api\", resource_metadata=\"https://api.test/.well-known/oauth-protected-resource\", {DPOP_ALGS}"
-        ).as_str())
+        ))
     );
     // Without it, nothing is served and challenges are as before.
     assert_eq!(

@@ -106,20 +106,16 @@ fn bodies_too_large_or_too_slow_are_not_token_errors() {
             "Request body did not arrive in time",
         ),
     ] {
-        let Decision::Deny(r) = a.refused(&req, failure, None, None) else {
+        let Err(Stop::Refuse(r)) = a.refused(&req, Stop::refuse(failure, None)) else {
             panic!("not denied");
         };
-        assert_eq!(r.denial.status, status);
-        let body: Value = serde_json::from_str(&r.denial.body).unwrap();
+        let reply = a.reply(&req, &r);
+        assert_eq!(reply.status, status);
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
         assert_eq!(
             body,
             json!({"error": "invalid_request", "message": message})
         );
-        assert!(
-            r.denial
-                .headers
-                .iter()
-                .all(|(n, _)| *n != "www-authenticate")
-        );
+        assert!(reply.headers.iter().all(|(n, _)| *n != "www-authenticate"));
     }
 }

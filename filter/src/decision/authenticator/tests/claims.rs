@@ -43,10 +43,14 @@ fn claim_failures_are_401_invalid_token() {
         (json!({"sub": 1}), "'sub' claim must be a string"),
     ];
     for (change, want) in cases {
-        let d = decide("/api/private", &token(&with(claims(), change.clone())));
-        assert_eq!(verdict(&d), invalid(want), "{change}");
+        let t = token(&with(claims(), change.clone()));
+        assert_eq!(
+            verdict(&decide("/api/private", &t)),
+            invalid(want),
+            "{change}"
+        );
         assert!(
-            header(&d, "www-authenticate")
+            decided_header("/api/private", &t, "www-authenticate")
                 .unwrap()
                 .contains("error=\"invalid_token\"")
         );
@@ -59,8 +63,8 @@ fn expiry_is_reported_as_expired() {
         "/api/private",
         &token(&with(claims(), json!({"exp": NOW - 10}))),
     );
-    let Decision::Deny(r) = d else { panic!() };
-    assert_eq!(r.denial.reason, Reason::Expired);
+    let Err(Stop::Refuse(r)) = d else { panic!() };
+    assert_eq!(r.failure.reason(), Reason::Expired);
 }
 
 #[test]

@@ -37,11 +37,11 @@ fn a_dpop_bound_token_passes_with_its_proof_and_never_as_bearer_even_when_cached
     let proof = dpop_proof("/api/private", &bound, "j1");
     let with_proof = dpop_get("/api/private", &format!("DPoP {bound}"), Some(&proof));
     let d = a.decide(&with_proof, NOW, &remote_keys());
-    let Decision::Allow {
+    let Ok(Pass::Forward {
         changes,
         proof: Some((ProviderId(0), seen)),
         ..
-    } = &d
+    }) = &d
     else {
         panic!("{:?}", verdict(&d));
     };
@@ -69,15 +69,15 @@ fn a_dpop_bound_token_passes_with_its_proof_and_never_as_bearer_even_when_cached
     let d = a.decide(&wrong_path, NOW, &remote_keys());
     assert_eq!(verdict(&d), (401, "DPoP Proof htu mismatch".into()));
     assert_eq!(
-        header(&d, "www-authenticate"),
+        header(&a, &wrong_path, &d, "www-authenticate").as_deref(),
         Some(
             r#"Bearer realm="api", DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 ES256K EdDSA", error="invalid_dpop_proof", error_description="DPoP Proof htu mismatch""#
         )
     );
-    let Decision::Deny(r) = &d else {
+    let Err(Stop::Refuse(r)) = &d else {
         unreachable!()
     };
-    assert_eq!(r.denial.reason, Reason::InvalidDpopProof);
+    assert_eq!(r.failure.reason(), Reason::InvalidDpopProof);
 }
 
 #[test]
@@ -95,7 +95,7 @@ fn an_unbound_token_passes_with_bearer_and_fails_with_dpop() {
     );
     // A request that used the DPoP scheme gets its error in the DPoP challenge.
     assert_eq!(
-        header(&d, "www-authenticate"),
+        header(&a, &dpop, &d, "www-authenticate").as_deref(),
         Some(
             r#"Bearer realm="api", DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 ES256K EdDSA", error="invalid_token", error_description="JWT Access Token has no jkt confirmation claim""#
         )
@@ -111,7 +111,12 @@ fn dpop_modes_shape_the_challenge() {
     };
     let missing = get("/api/private", &[]);
     let challenge = |a: &Authenticator<InWasm>, req: &Request| {
-        header(&a.decide(req, NOW, &remote_keys()), "www-authenticate").map(str::to_string)
+        header(
+            a,
+            req,
+            &a.decide(req, NOW, &remote_keys()),
+            "www-authenticate",
+        )
     };
     assert_eq!(
         challenge(&with_mode("allowed"), &missing).as_deref(),
@@ -130,7 +135,8 @@ fn dpop_modes_shape_the_challenge() {
         "/api/private",
         &[("authorization", &format!("Bearer {}", token(&claims())))],
     );
-    let d = with_mode("required").decide(&bearer, NOW, &remote_keys());
+    let required = with_mode("required");
+    let d = required.decide(&bearer, NOW, &remote_keys());
     assert_eq!(
         verdict(&d),
         (
@@ -139,7 +145,7 @@ fn dpop_modes_shape_the_challenge() {
         )
     );
     assert_eq!(
-        header(&d, "www-authenticate"),
+        header(&required, &bearer, &d, "www-authenticate").as_deref(),
         Some(
             r#"DPoP realm="api", algs="ES256 EdDSA", error="invalid_token", error_description="DPoP-bound token required: use the DPoP authentication scheme""#
         )

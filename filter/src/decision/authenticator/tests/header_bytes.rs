@@ -35,8 +35,10 @@ fn undecodable_values_the_filter_reads_or_strips_are_400_on_every_route() {
                 String::from_utf8_lossy(name)
             );
             assert_eq!(
-                header(&d, "www-authenticate"),
-                Some(format!(r#"Bearer realm="api", error="invalid_request", error_description="{UNDECODABLE}""#).as_str())
+                header(&a, &req, &d, "www-authenticate"),
+                Some(format!(
+                    r#"Bearer realm="api", error="invalid_request", error_description="{UNDECODABLE}""#
+                ))
             );
         }
     }

@@ -14,10 +14,10 @@ fn missing_keys_pause_or_fail_closed_with_503() {
     };
     assert_eq!(
         a.decide(&req, NOW, &loading),
-        Decision::Pending(NeedKeys {
+        Err(Stop::Keys(NeedKeys {
             provider: ProviderId(0),
             unknown_kid: false
-        })
+        }))
     );
     let down = Keys {
         set: None,
@@ -26,11 +26,12 @@ fn missing_keys_pause_or_fail_closed_with_503() {
     };
     let d = a.decide(&req, NOW, &down);
     assert_eq!(verdict(&d).0, 503);
-    let Decision::Deny(r) = &d else {
+    let Err(Stop::Refuse(r)) = &d else {
         unreachable!()
     };
-    assert!(r.denial.headers.contains(&("retry-after", "30".into())));
-    assert!(r.denial.body.contains("temporarily_unavailable"));
+    let reply = a.reply(&req, r);
+    assert!(reply.headers.contains(&("retry-after", "30".into())));
+    assert!(reply.body.contains("temporarily_unavailable"));
     // Public routes and missing tokens never wait for keys.
     assert_eq!(
         verdict(&a.decide(&get("/api/public", &[]), NOW, &loading)).0,

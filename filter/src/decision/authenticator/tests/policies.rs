@@ -110,8 +110,8 @@ fn hosts_choose_the_rule() {
         (400, "Missing request authority".to_string())
     );
     match decision {
-        Decision::Deny(refusal) => {
-            assert_eq!(refusal.denial.reason, Reason::InvalidRequest);
+        Err(Stop::Refuse(refusal)) => {
+            assert_eq!(refusal.failure.reason(), Reason::InvalidRequest);
             assert_eq!(refusal.detail, Some("no authority"));
         }
         other => panic!("{other:?}"),

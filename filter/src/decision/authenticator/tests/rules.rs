@@ -26,51 +26,50 @@ fn quickstart_public_private_scoped() {
 
 #[test]
 fn missing_token_gets_a_bare_challenge() {
-    let d = authenticator(&config()).decide(&get("/api/private", &[]), NOW, &remote_keys());
+    let (a, req) = (authenticator(&config()), get("/api/private", &[]));
+    let d = a.decide(&req, NOW, &remote_keys());
     assert_eq!(verdict(&d), (401, "Authentication required".into()));
     assert_eq!(
-        header(&d, "www-authenticate"),
-        Some(format!("Bearer realm=\"api\", {DPOP_ALGS}").as_str())
+        header(&a, &req, &d, "www-authenticate"),
+        Some(format!("Bearer realm=\"api\", {DPOP_ALGS}"))
     );
-    let Decision::Deny(r) = &d else {
+    let Err(Stop::Refuse(r)) = &d else {
         unreachable!()
     };
     // Providers are in name order: `auth0` is the first.
     assert_eq!(
-        (r.denial.reason, r.provider),
+        (r.failure.reason(), r.provider),
         (Reason::Missing, Some(ProviderId(0)))
     );
 }
 
 #[test]
 fn missing_scope_is_403_with_the_scope_attribute() {
-    let d = decide(
-        "/api/private-scoped",
-        &token(&with(claims(), json!({"scope": "read:other"}))),
-    );
-    assert_eq!(verdict(&d), (403, "Insufficient Scope".into()));
+    let t = token(&with(claims(), json!({"scope": "read:other"})));
     assert_eq!(
-        header(&d, "www-authenticate"),
+        verdict(&decide("/api/private-scoped", &t)),
+        (403, "Insufficient Scope".into())
+    );
+    assert_eq!(
+        decided_header("/api/private-scoped", &t, "www-authenticate"),
         Some(format!(
             "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"Insufficient Scope\", scope=\"read:messages\", {DPOP_ALGS}"
-        ).as_str())
+        ))
     );
 }
 
 #[test]
 fn failed_claim_check_is_403_without_scope_attribute() {
-    let d = decide(
-        "/api/admin",
-        &token(&with(
-            claims(),
-            json!({"https://example.com/roles": ["ops"]}),
-        )),
-    );
+    let t = token(&with(
+        claims(),
+        json!({"https://example.com/roles": ["ops"]}),
+    ));
     assert_eq!(
-        verdict(&d),
+        verdict(&decide("/api/admin", &t)),
         (403, "Unexpected 'https://example.com/roles' value".into())
     );
-    assert!(!header(&d, "www-authenticate").unwrap().contains("scope=\""));
+    let challenge = decided_header("/api/admin", &t, "www-authenticate");
+    assert!(!challenge.unwrap().contains("scope=\""));
     assert_eq!(verdict(&decide("/api/admin", &token(&claims()))).0, 200);
 }
 
@@ -122,18 +121,20 @@ fn paths_are_normalised_before_matching() {
 #[test]
 fn an_unreadable_path_is_403_and_says_why_for_the_log_only() {
     let a = authenticator(&config());
-    let Decision::Deny(refusal) =
+    let Err(Stop::Refuse(refusal)) =
         a.decide(&get("/api/public/..;/private", &[]), NOW, &remote_keys())
     else {
         panic!("not denied")
     };
     assert_eq!(
-        verdict(&Decision::Deny(refusal.clone())),
+        verdict(&Err(Stop::Refuse(refusal.clone()))),
         (403, "Access denied".to_string())
     );
     assert_eq!(refusal.detail, Some("'.' or '..' with path parameters"));
-    assert!(!refusal.denial.body.contains("parameters"));
-    let Decision::Deny(refusal) = a.decide(&get("/api/nothing", &[]), NOW, &remote_keys()) else {
+    let reply = a.reply(&get("/api/public/..;/private", &[]), &refusal);
+    assert!(!reply.body.contains("parameters"));
+    let Err(Stop::Refuse(refusal)) = a.decide(&get("/api/nothing", &[]), NOW, &remote_keys())
+    else {
         panic!("not denied")
     };
     assert_eq!(refusal.detail, None);
@@ -243,9 +244,9 @@ fn all_needs_every_provider() {
     assert_eq!(verdict(&a.decide(&one, NOW, &loading)).0, 401);
     assert_eq!(
         a.decide(&both, NOW, &loading),
-        Decision::Pending(NeedKeys {
+        Err(Stop::Keys(NeedKeys {
             provider: ProviderId(0),
             unknown_kid: false
-        })
+        }))
     );
 }

@@ -107,10 +107,10 @@ fn kid_tricks() {
         // An unknown kid may trigger one refetch (the host enforces the cooldown).
         assert_eq!(
             a.decide(&req, NOW, &keys_with_refetch),
-            Decision::Pending(NeedKeys {
+            Err(Stop::Keys(NeedKeys {
                 provider: ProviderId(0),
                 unknown_kid: true
-            })
+            }))
         );
     }
     for kid in [json!(1), json!(["a"]), json!({"k": "a"}), json!(null)] {

@@ -6,7 +6,7 @@ pub(super) use crate::decision::authenticator::*;
 pub(super) use crate::jose::base64url;
 pub(super) use crate::jose::jwks::{KeySet, Origin};
 pub(super) use crate::jose::verify::InWasm;
-pub(super) use crate::policy::response::Reason;
+pub(super) use crate::policy::response::{Reason, Reply, deny};
 pub(super) use crate::testkit::{NOW, public_jwk, sign};
 pub(super) use serde_json::json;
 
@@ -133,19 +133,34 @@ pub(super) fn decide(path: &str, token: &str) -> Decision {
     )
 }
 
+/// Header `name` of the reply to `decide(path, token)`.
+pub(super) fn decided_header(path: &str, token: &str, name: &str) -> Option<String> {
+    let bearer = format!("Bearer {token}");
+    let req = get(path, &[("authorization", &bearer)]);
+    let a = authenticator(&config());
+    header(&a, &req, &a.decide(&req, NOW, &remote_keys()), name)
+}
+
+/// The reply the worker sends for a refused decision `d` of `a` on `req`.
+pub(super) fn reply(a: &Authenticator<InWasm>, req: &Request, d: &Decision) -> Option<Reply> {
+    match d {
+        Err(Stop::Refuse(r)) => Some(a.reply(req, r)),
+        _ => None,
+    }
+}
+
 /// Status and description (or 200 with no description) of a decision.
 pub(super) fn verdict(d: &Decision) -> (u16, String) {
     match d {
-        Decision::Allow { .. } => (200, String::new()),
-        Decision::Deny(r) => {
-            let body: Value = serde_json::from_str(&r.denial.body).unwrap();
-            (
-                r.denial.status,
-                body["message"].as_str().unwrap().to_string(),
-            )
+        Ok(Pass::Forward { .. }) => (200, String::new()),
+        Err(Stop::Refuse(r)) => {
+            // Status and message do not depend on the configuration or the request.
+            let reply = deny("api", &r.failure, &Request::default());
+            let body: Value = serde_json::from_str(&reply.body).unwrap();
+            (reply.status, body["message"].as_str().unwrap().to_string())
         }
-        Decision::Pending(_) => (0, "pending".into()),
-        Decision::Serve(doc) => (200, doc.body.clone()),
+        Err(Stop::Keys(_)) => (0, "pending".into()),
+        Ok(Pass::Serve(doc)) => (200, doc.body.clone()),
     }
 }
 
@@ -155,21 +170,21 @@ pub(super) fn invalid(description: &str) -> (u16, String) {
 
 pub(super) fn changes(d: &Decision) -> &HeaderChanges {
     match d {
-        Decision::Allow { changes, .. } => changes,
+        Ok(Pass::Forward { changes, .. }) => changes,
         other => panic!("not allowed: {other:?}"),
     }
 }
 
-pub(super) fn header<'d>(d: &'d Decision, name: &str) -> Option<&'d str> {
-    match d {
-        Decision::Deny(r) => r
-            .denial
-            .headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str()),
-        _ => None,
-    }
+/// Header `name` of the reply to refused decision `d` of `a` on `req`.
+pub(super) fn header(
+    a: &Authenticator<InWasm>,
+    req: &Request,
+    d: &Decision,
+    name: &str,
+) -> Option<String> {
+    let reply = reply(a, req, d)?;
+    let found = reply.headers.iter().find(|(k, _)| *k == name);
+    found.map(|(_, v)| v.clone())
 }
 
 /// A GET of `path` as the host hands it over: `extra` pairs as raw bytes.

@@ -158,7 +158,7 @@ fn more_than_one_token_is_400() {
         (400, "More than one method used for authentication".into())
     );
     assert!(
-        header(&d, "www-authenticate")
+        header(&authenticator(&config()), &req, &d, "www-authenticate")
             .unwrap()
             .contains("error=\"invalid_request\"")
     );

@@ -1,0 +1,63 @@
+//! What deciding a request comes to, in the same types from one token's checks up to the
+//! worker: a step passes with what it passed with (`Ok`), or it stops (`Stop`), refused
+//! or waiting for keys. A refusal carries the policy's `Failure` up unchanged; it becomes
+//! the reply (`policy::response::deny`) only when it is sent.
+
+use crate::http::request::HeaderChanges;
+use crate::policy::authz::ProviderId;
+use crate::policy::dpop::ProofUse;
+use crate::policy::response::{Failure, Reply};
+
+/// The verdict for a request: it passes, or it stops.
+pub type Decision = Result<Pass, Stop>;
+
+/// A request that passes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Forward upstream after applying `changes`. In report mode, `reported` carries the
+    /// refusal that enforce mode would have sent. `proof`: the DPoP proof the request was
+    /// allowed with (and its provider), which the replay cache must accept first.
+    Forward {
+        changes: HeaderChanges,
+        reported: Option<Refusal>,
+        proof: Option<(ProviderId, ProofUse)>,
+    },
+    /// The filter answers the request itself with a document.
+    Serve(Reply),
+}
+
+/// Why a step, and so the request, did not pass (yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    Refuse(Refusal),
+    /// Keys are needed first: pause the request, fetch, then decide again.
+    Keys(NeedKeys),
+}
+
+impl Stop {
+    /// A refusal for `failure`, concerning `provider`.
+    pub fn refuse(failure: Failure, provider: Option<ProviderId>) -> Stop {
+        Stop::Refuse(Refusal {
+            failure,
+            provider,
+            detail: None,
+        })
+    }
+}
+
+/// A provider's keys are needed before a token can be verified: none are loaded yet, or
+/// the token names a `kid` the set lacks and a fetch may bring it (`unknown_kid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeedKeys {
+    pub provider: ProviderId,
+    pub unknown_kid: bool,
+}
+
+/// A refused request: why, and the provider it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub failure: Failure,
+    pub provider: Option<ProviderId>,
+    /// Why the request could not be routed, for the log line (fixed text, no request data).
+    pub detail: Option<&'static str>,
+}
