@@ -62,7 +62,7 @@ oci-check: dist oci-tools
 	OCI_TOOLS_REQUIRED=1 python3 tests/e2e/run.py -k OciImage
 
 # Native unit tests of the core (and of every other crate), then the wasm build. They
-# include filter/tests/fuzz_replay.rs: the fuzz corpus and every crash found, on stable.
+# include fuzz-harness/tests/replay.rs: the fuzz corpus and every crash found, on stable.
 unit:
 	cargo test --workspace --release --features jwt_filter/loom-tests
 

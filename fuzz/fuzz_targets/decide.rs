@@ -1,5 +1,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    jwt_filter_fuzz::decide(data);
+    jwt_filter_fuzz_harness::decide(data);
 });

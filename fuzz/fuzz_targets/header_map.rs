@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| jwt_filter_fuzz::header_map(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| jwt_filter_fuzz_harness::header_map(data));

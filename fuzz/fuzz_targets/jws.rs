@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| jwt_filter_fuzz::jws(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| jwt_filter_fuzz_harness::jws(data));

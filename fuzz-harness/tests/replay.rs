@@ -1,4 +1,4 @@
-//! The fuzz targets' harnesses (fuzz/src/lib.rs), on stable: every input of the committed
+//! The fuzz targets' harnesses (this crate), on stable: every input of the committed
 //! corpus (fuzz/corpus/<target>/) and every crash a fuzzer found (fuzz/artifacts/<target>/)
 //! runs through its target again. `write_seeds` (ignored) wrote the seeds the corpus grew
 //! from: the repository's test data and tokens signed by the test keys.
@@ -12,10 +12,8 @@
     reason = "test code: a panic fails the test, and never runs in the VM"
 )]
 
-#[path = "../../fuzz/src/lib.rs"]
-mod harness;
-
 use jwt_filter::decision::authenticator::Pass;
+use jwt_filter_fuzz_harness as harness;
 use jwt_filter_testkit::keys::{self, NOW};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};

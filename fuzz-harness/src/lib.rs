@@ -1,6 +1,6 @@
 //! The harness of each fuzz target: one plain function of the input bytes, called by the
-//! libFuzzer target of the same name (fuzz_targets/, nightly) and by the stable replay of
-//! the corpus and of every crash (filter/tests/fuzz_replay.rs, in `make test`). Each one
+//! libFuzzer target of the same name (fuzz/fuzz_targets/, nightly) and by the stable replay
+//! of the corpus and of every crash (tests/replay.rs, in `make test`). Each one
 //! must not panic, and asserts what must hold of the core's answer beyond that.
 
 use jwt_filter::config::{Config, Mode, ProviderId};
