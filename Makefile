@@ -40,7 +40,9 @@ VERSION  := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' filter/Cargo.toml | he
 DIST_OCI := dist/oci
 
 dist: build
-	cd dist && sha256sum jwt_filter.wasm > jwt_filter.wasm.sha256
+	cp $(DIST_WASM) dist/jwt_filter-$(VERSION).wasm
+	cd dist && sha256sum jwt_filter.wasm > jwt_filter.wasm.sha256 && \
+	  sha256sum jwt_filter-$(VERSION).wasm > jwt_filter-$(VERSION).wasm.sha256
 	python3 scripts/oci_layout.py $(DIST_WASM) $(DIST_OCI) --tag $(VERSION)
 	python3 scripts/oci_layout.py --check $(DIST_WASM) $(DIST_OCI) --tag $(VERSION)
 	@cat dist/jwt_filter.wasm.sha256

@@ -20,6 +20,7 @@
 import hashlib
 import http.server
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -165,6 +166,16 @@ class RemoteCode(E2E):
         self.assertEqual(stats.get("wasm.remote_load_fetch_failures"), 1, self.ctx())
         self.assertEqual(stats.get("cluster.upstream.upstream_rq_total", 0), 0, self.ctx())
         self.assertEqual(len(server.gets), 1 + NUM_RETRIES, "no fetch after giving up")
+
+    def test_the_versioned_artefact_is_the_module(self):
+        version = re.search(r'(?m)^version = "([^"]+)"$',
+                            (js.ROOT / "filter" / "Cargo.toml").read_text()).group(1)
+        named = js.WASM.with_name(f"jwt_filter-{version}.wasm")
+        if not named.exists():
+            raise unittest.SkipTest(f"missing {named}: run `make dist`")
+        self.assertEqual(named.read_bytes(), js.WASM.read_bytes())
+        digest, name = named.with_name(named.name + ".sha256").read_text().split()
+        self.assertEqual((digest, name), (dist_sha256(), named.name))
 
     def test_wrong_sha256_fails_closed(self):
         wrong = hashlib.sha256(b"not the module").hexdigest()

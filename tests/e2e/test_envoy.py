@@ -7,6 +7,7 @@ pid in its cleanup, whatever happens. Logs of a run stay in target/e2e/<test>/.
 import base64
 import copy
 import json
+import re
 import shutil
 import socket
 import tempfile
@@ -268,6 +269,14 @@ class Quickstart(ClassStack):
         prom = self.envoy.prometheus()
         self.assertRegex(prom, r"(?m)^jwt_filter_allowed\{\} [1-9]")
         self.assertRegex(prom, r"(?m)^# TYPE jwt_filter_jwks_age_s_auth0 gauge$")
+
+    def test_version_in_a_gauge_and_the_configure_log(self):
+        version = re.search(r'(?m)^version = "(\d+)\.(\d+)\.(\d+)"$',
+                            (js.ROOT / "filter" / "Cargo.toml").read_text())
+        major, minor, patch = (int(p) for p in version.groups())
+        self.assertEqual(self.envoy.stats().get("wasmcustom.jwt_filter_version"),
+                         major * 1_000_000 + minor * 1_000 + patch)
+        self.assertIn(f"jwt_filter {major}.{minor}.{patch} configured:", self.envoy.proc.log_text())
 
     def test_one_jwks_fetch_serves_everything(self):
         for _ in range(5):

@@ -65,6 +65,26 @@ pub enum Level {
     Warn,
 }
 
+/// The module's version (filter/Cargo.toml): in the configure-time log line, the
+/// `jwt_filter_version` gauge (`version_number`) and the release artefacts' names.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The name of the gauge that reports `version_number()`.
+pub const VERSION_GAUGE: &str = "jwt_filter_version";
+
+/// `VERSION` as one number, `major * 1,000,000 + minor * 1,000 + patch` (0.1.0 is 1000), for
+/// a gauge; a part that is not a number below 1,000 counts as 0.
+pub fn version_number() -> u64 {
+    let part = |p: &str| p.parse::<u64>().ok().filter(|n| *n < 1000).unwrap_or(0);
+    [
+        env!("CARGO_PKG_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MINOR"),
+        env!("CARGO_PKG_VERSION_PATCH"),
+    ]
+    .iter()
+    .fold(0, |n, p| n * 1000 + part(p))
+}
+
 /// The filter's counters (their names: `Metric::name`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
@@ -252,8 +272,8 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         may_repeat: bool,
     ) -> Option<Next> {
         let now_ms = self.host.now_ms();
-        let (request, decision) = self.decide_stream(Some(context), now_ms);
-        let next = match decision {
+        let request = self.request(Some(context));
+        let next = match self.decide_request(&request, now_ms) {
             Ok(Pass::Forward {
                 changes, reported, ..
             }) => self.allow(&changes, reported.as_ref()),
@@ -322,24 +342,29 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// and misses). The one thing it records: the DPoP proof of a request it allows, in
     /// the replay cache all workers share; a proof seen before is refused.
     pub fn decide(&self, now_ms: u64) -> Decision {
-        self.decide_stream(None, now_ms).1
+        self.decide_request(&self.request(None), now_ms)
     }
 
-    /// `decide` for stream `context`, with the form body it waited for, if any; with the
-    /// request as read.
-    fn decide_stream(&self, context: Option<u32>, now_ms: u64) -> (Request, Decision) {
+    /// The current stream's request, with the form body stream `context` waited for, if
+    /// any.
+    fn request(&self, context: Option<u32>) -> Request {
         let mut request = self.host.request();
         if let Some((_, body)) =
             (self.streams.borrow().bodies.iter()).find(|(c, _)| Some(*c) == context)
         {
             request.set_form_body(body);
         }
+        request
+    }
+
+    /// `decide` for the current stream's `request`.
+    fn decide_request(&self, request: &Request, now_ms: u64) -> Decision {
         let route_name = self.route_name();
         let mut decision = {
             // Busy only if the host re-entered: then no remote provider has keys (fail closed).
             let keys = self.fetcher.keys(now_ms);
             self.authenticator.decide_on_route(
-                &request,
+                request,
                 route_name.as_deref(),
                 &Peer(&self.host),
                 now_ms / 1000,
@@ -361,7 +386,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             };
             if let Some(failure) = failure {
                 let stop = Stop::refuse(failure, Some(*provider));
-                decision = self.authenticator.refused(&request, stop);
+                decision = self.authenticator.refused(request, stop);
             }
         }
         let (hits, misses) = self.authenticator.take_cache_counts();
@@ -370,7 +395,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 self.host.count(metric, n);
             }
         }
-        (request, decision)
+        decision
     }
 
     /// Lets the current stream's request go on with `changes`; `reported` is what report
@@ -497,5 +522,19 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// How many requests wait for keys.
     pub fn waiting(&self) -> usize {
         self.streams.borrow().waiting.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_gauge_encodes_the_crate_version() {
+        let parts: Vec<u64> = VERSION.split('.').map(|p| p.parse().unwrap()).collect();
+        assert_eq!(
+            version_number(),
+            parts[0] * 1_000_000 + parts[1] * 1_000 + parts[2]
+        );
     }
 }

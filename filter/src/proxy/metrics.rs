@@ -3,7 +3,7 @@
 
 use super::abi;
 use crate::config::ProviderId;
-use crate::decision::worker::Metric;
+use crate::decision::worker::{Metric, VERSION_GAUGE, version_number};
 
 pub struct Metrics {
     counters: Vec<(Metric, Option<u32>)>,
@@ -17,7 +17,11 @@ fn define(kind: u32, name: &str) -> Option<u32> {
 
 impl Metrics {
     /// `gauges` names the remote providers that get a key-age gauge.
+    /// Also defines and sets the version gauge.
     pub fn define(providers: usize, gauges: &[(ProviderId, String)]) -> Self {
+        if let Some(id) = define(abi::GAUGE, VERSION_GAUGE) {
+            let _ = abi::record_metric(id, version_number());
+        }
         Metrics {
             counters: Metric::all()
                 .into_iter()

@@ -5,7 +5,7 @@ use super::host;
 use super::metrics::Metrics;
 use super::shared::HostSharedData;
 use crate::config::{Config, ConfigError, KeySource, ProviderId};
-use crate::decision::worker::{Host, Level, Metric, Worker};
+use crate::decision::worker::{Host, Level, Metric, VERSION, Worker};
 use crate::http::request::{HeaderChanges, Request};
 use crate::jose::alg::Algorithm;
 use crate::jose::jwks::Key;
@@ -32,7 +32,7 @@ pub fn configure(root: u32, bytes: &[u8]) -> Result<Plugin, ConfigError> {
     host::log(
         LogLevel::Info,
         &format!(
-            "configured: {} providers, {} rules, signatures: {which}",
+            "jwt_filter {VERSION} configured: {} providers, {} rules, signatures: {which}",
             config.providers.len(),
             config.rules.len()
         ),

@@ -25,7 +25,10 @@ pub(super) fn evaluate<'r>(
     check: &Check<'_, 'r>,
 ) -> Checked<'r> {
     match requirement {
-        Requirement::Provider(p) => check(p, captures).map(|passed| passed.into_iter().collect()),
+        Requirement::Provider(p) => check(p, captures).map(|passed| match passed {
+            Some(passed) => vec![passed],
+            None => Vec::new(),
+        }),
         Requirement::Any(list) => {
             let (mut anonymous, mut pending, mut worst) = (false, None, None::<Refusal>);
             for r in list {
