@@ -9,6 +9,7 @@
   at that `jwks_uri`'s path. The keys are `harness idp`'s (fetched from it on every request),
   so the tokens `harness idp` signs verify and its key rotation shows through. It records
   the SNI of every handshake, every GET (with its `Host`), and every failed handshake.
+  It can also serve fixed files (`blobs`: path -> bytes), such as a Wasm module.
 
 Tokens come from `harness idp` (`Idp.token(iss=..., aud=...)`). Python 3.11 standard
 library and the `openssl` command only.
@@ -88,9 +89,11 @@ class HttpsIdp:
 
     HANDSHAKE_TIMEOUT_S = 10.0
 
-    def __init__(self, pki: Pki, keys_port: int, providers: list[Provider]):
+    def __init__(self, pki: Pki, keys_port: int, providers: list[Provider],
+                 blobs: dict[str, bytes] | None = None):
         self.keys_port = keys_port
-        self.routes: dict[str, tuple[str, bytes | None]] = {}
+        self.routes: dict[str, tuple[str, bytes | None]] = {
+            path: ("blob", body) for path, body in (blobs or {}).items()}
         for p in providers:
             disco = {"issuer": p.issuer, "jwks_uri": p.jwks_uri,
                      "response_types_supported": ["code"],
@@ -174,7 +177,7 @@ class HttpsIdp:
             conn.close()
 
     def served(self, kind: str) -> int:
-        """How many GETs of `kind` ("discovery", "jwks", "missing") were answered."""
+        """How many GETs of `kind` ("discovery", "jwks", "blob", "missing") were answered."""
         with self.lock:
             return sum(1 for _, path in self.gets
                        if self.routes.get(path, ("missing",))[0] == kind)
