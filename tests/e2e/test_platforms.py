@@ -28,6 +28,7 @@ examples checked.
 
 import copy
 import hashlib
+import os
 from decimal import Decimal
 import json
 import math
@@ -39,7 +40,7 @@ from pathlib import Path
 import jwtstack as js
 import oci_layout  # scripts/oci_layout.py (run.py puts scripts/ on the path)
 import tlsidp
-from test_envoy import WORK, E2E, ClassStack, CHALLENGE
+from test_envoy import WORK, E2E, ClassStack, CHALLENGE, eventually
 
 sys.path.insert(0, str(js.ROOT / "tests" / "platforms"))
 import manifests  # noqa: E402  tests/platforms/manifests.py
@@ -372,7 +373,8 @@ class IstioShaped(PlatformStack):
         module.write_bytes(self.wasm)
         sent = istiod_extension_config(wp, istio, resource_version="4711")
         received = agent_rewrite(sent, module)
-        ecds = work / "ecds.json"
+        ecds = work / "ecds" / "ecds.json"
+        ecds.parent.mkdir(exist_ok=True)
         ecds.write_text(json.dumps({"version_info": "1", "resources": [received]}, indent=1))
         sds = work / "sds.json"
         sds.write_text(json.dumps({"version_info": "1", "resources": [{
@@ -381,7 +383,8 @@ class IstioShaped(PlatformStack):
             "validation_context": {"trusted_ca": {"filename": str(self.pki.ca)}}}]}))
         resource = received["name"]
         http_filter = {"name": resource, "config_discovery": {
-            "config_source": {"path_config_source": {"path": str(ecds)},
+            "config_source": {"path_config_source": {
+                                  "path": str(ecds), "watched_directory": {"path": str(ecds.parent)}},
                               "resource_api_version": "V3", "initial_fetch_timeout": "0s"},
             "type_urls": [WASM_TYPE, RBAC_TYPE]}}
         config = bootstrap([http_filter],
@@ -389,7 +392,24 @@ class IstioShaped(PlatformStack):
                             istio_keycloak_cluster(self.https.port, sds)],
                            upstream_route())
         (work / "what-istiod-sent.json").write_text(json.dumps(sent, indent=1))
+        self.ecds, self.ecds_module = ecds, module
         return self.start_config(config), sent, received
+
+    def push(self, envoy: js.Envoy, wp: dict, version: str) -> dict:
+        """A new version of the ECDS resource (what istiod sends after an edit of the
+        WasmPlugin), written beside the file and renamed over it; waits (bounded) until Envoy
+        took or refused it; the extension-config stats."""
+        resource = agent_rewrite(istiod_extension_config(wp, "1.30", version), self.ecds_module)
+        name = resource["name"]
+        prefix = f"extension_config_discovery.http_filter.{name}."
+        before = envoy.stats().get(prefix + "update_attempt", 0)
+        tmp = self.ecds.parent / f".ecds.{version}.tmp"
+        tmp.write_text(json.dumps({"version_info": version, "resources": [resource]}))
+        os.replace(tmp, self.ecds)
+        return eventually(lambda: {k[len(prefix):]: v for k, v in envoy.stats().items()
+                                   if k.startswith(prefix)},
+                          lambda s: s.get("update_attempt", 0) > before, timeout=15,
+                          what="Envoy reading the new ECDS file")
 
     def check_istio(self, istio: str):
         before = len(self.https.gets)
@@ -431,6 +451,44 @@ class IstioShaped(PlatformStack):
         self.assertIn('"max_token_bytes":16384', text)
         self.upstream_saw(envoy.get("/api/admin", token=self.token(org="<Müller & Söhne>")))
         self.assertEqual(envoy.get("/api/admin", token=self.token(org="Müller")).status, 403)
+
+    def test_refused_configuration_fails_closed(self):
+        # A pluginConfig the filter refuses: Envoy does not exit (as it does with a static
+        # configuration); the ECDS update is rejected, the listener still starts, and every
+        # request through it, public routes too, gets an empty 500; nothing reaches the API.
+        pc = manifest_doc(ISTIO_MANIFEST, "WasmPlugin")["spec"]["pluginConfig"]
+        pc["providers"]["keycloak"]["audiences"] = []
+        envoy, _, received = self.start_istio("1.30", plugin_config=pc)
+        for path in ("/api/public", "/api/messages"):
+            r = envoy.get(path, token=self.token(scope="read:messages"))
+            self.assertEqual((r.status, r.body), (500, b""), self.ctx(r))
+            self.assertNotIn("content-type", r.headers)
+        prefix = f"extension_config_discovery.http_filter.{received['name']}."
+        stats = envoy.stats()
+        self.assertEqual(stats.get(prefix + "update_rejected"), 1, self.ctx())
+        self.assertEqual(stats.get("cluster.upstream.upstream_rq_total", 0), 0)
+        log = envoy.proc.log_text()
+        self.assertIn("invalid configuration: providers.keycloak.audiences: must not be empty", log)
+        self.assertIn("Filesystem config update rejected", log)
+
+    def test_refused_update_keeps_the_last_good_configuration(self):
+        # An edit of the WasmPlugin that the filter refuses: Envoy rejects that version and
+        # keeps serving the last good one; a good edit after it is taken.
+        envoy, _, _ = self.start_istio("1.30")
+        good = self.token(scope="read:messages")
+        self.upstream_saw(envoy.get("/api/messages", token=good))
+        wp = manifest_doc(ISTIO_MANIFEST, "WasmPlugin")
+        wp["spec"]["pluginConfig"]["providers"]["keycloak"]["audiences"] = []
+        s = self.push(envoy, wp, "2")
+        self.assertEqual((s.get("update_rejected"), s.get("update_success", 0)), (1, 1), s)
+        self.upstream_saw(envoy.get("/api/messages", token=good))
+        self.expect(envoy.get("/api/messages"), 401)
+        wp = manifest_doc(ISTIO_MANIFEST, "WasmPlugin")
+        wp["spec"]["pluginConfig"]["providers"]["keycloak"]["audiences"] = ["other"]
+        s = self.push(envoy, wp, "3")
+        self.assertEqual(s.get("update_success"), 2, s)
+        eventually(lambda: envoy.get("/api/messages", token=good).status, lambda st: st == 401,
+                   timeout=10, what="the new audience refusing the old token")
 
     def test_go_number_and_string_forms(self):
         # The serialiser against what Go's encoding/json prints (from its source; not run here).
