@@ -77,7 +77,7 @@ def _once(text: str, old: str, new: str, file: str) -> str:
 
 
 def render_recipe(recipe: Recipe, *, upstream: int, key_server: int, ca: Path,
-                  san: str | None = None) -> str:
+                  san: str | None = None, sni: str | None = None) -> str:
     """The recipe's file with loopback ports, the module's absolute path, the key server at
     127.0.0.1:key_server and `ca` as the trusted CA; `san` replaces the subject alternative
     name Envoy expects (the wrong-name case)."""
@@ -92,6 +92,12 @@ def render_recipe(recipe: Recipe, *, upstream: int, key_server: int, ca: Path,
     text = _once(text, f"trusted_ca: {{ filename: {SYSTEM_CA} }}", f"trusted_ca: {{ filename: {ca} }}", f)
     if san is not None:
         text = _once(text, f"matcher: {{ exact: {recipe.host} }}", f"matcher: {{ exact: {san} }}", f)
+        if san == "":   # no name check at all
+            text = _once(text, "            match_typed_subject_alt_names:\n"
+                               "            - san_type: DNS\n"
+                               "              matcher: { exact:  }\n", "", f)
+    if sni is not None:
+        text = _once(text, f"sni: {recipe.host}", f"sni: {sni}", f)
     return text
 
 
@@ -232,3 +238,17 @@ class HttpsKeyServerRefused(HttpsStack):
 
     def test_cluster_expecting_another_name_fails_closed(self):
         self.refused(RECIPES["auth0"], "fail_verify_san", san="other-tenant.eu.auth0.com")
+
+
+class HttpsWithoutNameCheck(HttpsStack):
+    """Why the recipes list the subject alternative name: `trusted_ca` alone checks the
+    chain, not the name. Without `match_typed_subject_alt_names`, a cluster whose `sni` names
+    another host takes any certificate the CA signed (here: keycloak.example.com's for
+    other.example.net), and the keys it serves are used."""
+
+    def test_without_a_name_check_the_certificate_of_another_host_is_taken(self):
+        recipe = RECIPES["keycloak"]
+        envoy = self.envoy_for(recipe, san="", sni="other.example.net")
+        self.assertNotIn("san_type", envoy.config_path.read_text())
+        self.upstream_saw(envoy.get("/api/other", token=self.token(recipe)))
+        self.assertIn("other.example.net", self.https.sni)

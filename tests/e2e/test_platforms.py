@@ -418,7 +418,7 @@ class IstioShaped(PlatformStack):
         # The shape under test, as read from istiod and istio-agent.
         self.assertEqual(cfg["root_id"], "jwt_filter")
         self.assertNotIn("vm_id", cfg["vm_config"])
-        self.assertEqual(cfg["failure_policy"], "FAIL_CLOSED")
+        self.assertEqual(cfg["failure_policy"], "FAIL_RELOAD")
         self.assertNotIn("allow_on_headers_stop_iteration", cfg)
         self.assertEqual(set(sent["typed_config"]["config"]["vm_config"]["environment_variables"]
                              ["key_values"]),
