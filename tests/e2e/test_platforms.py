@@ -24,6 +24,8 @@ examples checked.
 - EnvoyExamples: every Envoy configuration in docs/examples/ passes `envoy --mode validate`
   (which also runs the filter's own configuration check), and its filter configuration fits
   schema/jwt_filter.schema.json.
+- PageExamples: the examples written into docs/istio.md, envoy-gateway.md and
+  identity-providers.md (JSON configurations, Kubernetes excerpts, an Envoy cluster excerpt).
 """
 
 import copy
@@ -668,6 +670,58 @@ class EnvoyExamples(unittest.TestCase):
                         json.loads(manifests.FILTER_SCHEMA.read_text()))
                 for c in configs:
                     self.assertEqual([e.message for e in validator.iter_errors(c)], [])
+
+
+PAGES = [js.ROOT / "docs" / n for n in ("istio.md", "envoy-gateway.md", "identity-providers.md")]
+
+
+def fenced(text: str, lang: str) -> list[str]:
+    return [b.split("```", 1)[0] for b in text.split(f"```{lang}\n")[1:]]
+
+
+class PageExamples(unittest.TestCase):
+    """The examples written into docs/istio.md, envoy-gateway.md and identity-providers.md:
+    JSON configurations fit the schema and the filter accepts them (`harness check-config`);
+    Kubernetes excerpts fit the CRD schemas (their filter configuration is abridged); an Envoy
+    cluster excerpt is a verbatim part of an example file that passes `envoy --mode validate`."""
+
+    def test_json_configurations(self):
+        _, jsonschema, _ = manifests.import_deps()
+        validator = jsonschema.Draft202012Validator(json.loads(manifests.FILTER_SCHEMA.read_text()))
+        n = 0
+        work = WORK / "PageExamples"
+        work.mkdir(parents=True, exist_ok=True)
+        for page in PAGES:
+            for i, block in enumerate(fenced(page.read_text(), "json")):
+                value = json.loads(block)
+                if "providers" not in value:
+                    continue
+                n += 1
+                with self.subTest(f"{page.name} json block {i}"):
+                    self.assertEqual([e.message for e in validator.iter_errors(value)], [])
+                    f = work / f"{page.stem}-{i}.json"
+                    f.write_text(block)
+                    p = subprocess.run([str(js.HARNESS), "check-config", "--wasm", str(js.WASM), str(f)],
+                                       capture_output=True, text=True, timeout=60)
+                    self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertGreaterEqual(n, 1)
+
+    def test_yaml_excerpts(self):
+        checker = manifests.Checker()
+        examples = "\n".join(p.read_text() for p in EXAMPLES.rglob("*.yaml"))
+        kinds = []
+        for page in PAGES:
+            for i, block in enumerate(fenced(page.read_text(), "yaml")):
+                with self.subTest(f"{page.name} yaml block {i}"):
+                    if block.startswith("  - name: "):
+                        self.assertIn(block, examples, "not a verbatim part of an example file")
+                        kinds.append("cluster")
+                        continue
+                    for doc in checker.yaml.safe_load_all(block):
+                        r = checker.check(doc, f"{page.name} yaml block {i}", filter_configs=False)
+                        self.assertEqual((r.errors, r.cel_unevaluated), ([], []))
+                        kinds.append(doc["kind"])
+        self.assertEqual(sorted(kinds), ["EnvoyExtensionPolicy", "WasmPlugin", "cluster"])
 
 
 def js_value_blocks(path: Path) -> list[str]:

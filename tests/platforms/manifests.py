@@ -190,7 +190,7 @@ class Checker:
         for e in sorted(v.iter_errors(config), key=lambda e: list(e.absolute_path)):
             res.errors.append(f"{where}: filter configuration: {e.json_path}: {e.message}")
 
-    def check(self, doc: dict, where: str) -> Result:
+    def check(self, doc: dict, where: str, filter_configs: bool = True) -> Result:
         res = Result(where)
         api, kind = doc.get("apiVersion", ""), doc.get("kind", "")
         group, _, version = api.rpartition("/")
@@ -215,6 +215,8 @@ class Checker:
             res.errors.append(f"{e.json_path}: {e.message}")
         self._rules(schema, doc, "$", res)
         spec = doc.get("spec") or {}
+        if not filter_configs:
+            return res
         if kind == "WasmPlugin" and "pluginConfig" in spec:
             self.filter_config(spec["pluginConfig"], "spec.pluginConfig", res)
         if kind == "EnvoyExtensionPolicy":
