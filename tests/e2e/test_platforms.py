@@ -30,13 +30,14 @@ examples checked.
 
 import copy
 import hashlib
-import os
-from decimal import Decimal
 import json
 import math
+import os
+import re
 import subprocess
 import sys
 import unittest
+from decimal import Decimal
 from pathlib import Path
 
 import jwtstack as js
@@ -332,7 +333,9 @@ class PlatformStack(ClassStack):
         prefix: the plugin's name for a stream, then root_id, then vm_id when there is one)."""
         log = envoy.proc.log_text()
         vm = f" {vm_id}" if vm_id else ""
-        self.assertIn(f"wasm log jwt_filter{vm}: configured: 1 providers, 4 rules", log, self.ctx())
+        # (The configure-time line may name the module's version first: `jwt_filter 0.1.0 configured`.)
+        self.assertRegex(log, rf"wasm log jwt_filter{re.escape(vm)}: (jwt_filter \S+ )?configured: "
+                              "1 providers, 4 rules", self.ctx())
         self.assertIn(f"wasm log {plugin} jwt_filter{vm}: denied reason=missing provider=keycloak",
                       log, self.ctx())
 
@@ -661,7 +664,7 @@ class EnvoyExamples(unittest.TestCase):
                 log = p.stdout + p.stderr
                 self.assertEqual(p.returncode, 0, log[-3000:])
                 self.assertIn(f"configuration '{path}' OK", log)
-                self.assertIn("jwt_filter: configured:", log)
+                self.assertRegex(log, r"jwt_filter: (jwt_filter \S+ )?configured: ")
                 configs = [json.loads(b) for b in js_value_blocks(path)]
                 self.assertTrue(configs)
                 if validator is None:
