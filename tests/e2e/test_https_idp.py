@@ -26,7 +26,7 @@ from pathlib import Path
 
 import jwtstack as js
 import tlsidp
-from test_envoy import WORK, E2E, ClassStack, REALM
+from test_envoy import ClassStack, REALM
 
 EXAMPLES = js.ROOT / "docs" / "examples" / "identity-providers"
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"

@@ -43,7 +43,7 @@ from pathlib import Path
 import jwtstack as js
 import oci_layout  # scripts/oci_layout.py (run.py puts scripts/ on the path)
 import tlsidp
-from test_envoy import WORK, E2E, ClassStack, CHALLENGE, eventually
+from test_envoy import WORK, ClassStack, CHALLENGE, eventually
 
 sys.path.insert(0, str(js.ROOT / "tests" / "platforms"))
 import manifests  # noqa: E402  tests/platforms/manifests.py

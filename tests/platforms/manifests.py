@@ -23,7 +23,6 @@ running Python lacks them, `import_deps()` adds .venv's site-packages to the pat
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import sys
