@@ -275,6 +275,15 @@ class ConfigurationFields(unittest.TestCase):
                              f"docs/policies.md, object {obj}: missing {sorted(set(fields) - set(got))}, "
                              f"not in the schema {sorted(set(got) - set(fields))}")
 
+    def test_the_quickstart_is_the_scenarios(self):
+        text = (ROOT / "docs" / "policies.md").read_text()
+        section = text.split("\n## The quickstart\n", 1)[1]
+        _, info, lines = fenced_blocks(section)[0]
+        self.assertEqual(info, "json")
+        fragment = ROOT / "tests" / "scenarios" / "_fragments" / "quickstart-config.json"
+        self.assertEqual(json.loads("\n".join(lines)), json.loads(fragment.read_text()),
+                         f"docs/policies.md's quickstart is not {rel(fragment)}")
+
     def test_the_reference_has_every_object(self):
         have = anchors(ROOT / "docs" / "configuration.md")
         for obj in OBJECTS:
