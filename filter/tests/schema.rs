@@ -3,8 +3,9 @@
 //! from which the parser also takes its field names, defaults and bounds. These tests fail
 //! when the files on disk are not what the tables generate (run `make schema`), and check
 //! that the generated schema is usable: a valid draft 2020-12 schema that accepts every real
-//! configuration the parser accepts (the scenarios', the README's, `envoy.yaml`'s) and refuses,
-//! as the parser does, a handful of wrong ones.
+//! configuration the parser accepts (the scenarios', the docs', `envoy.yaml`'s) and refuses,
+//! as the parser does, a handful of wrong ones. Every JSON example of the docs is checked
+//! against the schema, and the parser where it is a whole configuration.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -171,19 +172,101 @@ fn scenario_cases() -> Vec<Case> {
     cases
 }
 
-/// The README's ```json blocks that are configurations.
-fn readme_cases() -> Vec<Case> {
-    let text = read(&root().join("README.md"));
-    let mut cases = Vec::new();
-    for (i, block) in text.split("```json\n").skip(1).enumerate() {
-        let block = block.split("```").next().unwrap();
-        if let Ok(value) = serde_json::from_str::<Value>(block)
-            && value.get("providers").is_some()
-        {
-            cases.push(case(format!("README.md json block {i}"), value));
+/// The documentation's pages: the ones at the top, everything under `docs/`, the harness's
+/// guide.
+fn doc_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                out.push(path);
+            }
         }
     }
-    cases
+    let mut files: Vec<PathBuf> = [
+        "README.md",
+        "ARCHITECTURE.md",
+        "CONTRIBUTING.md",
+        "SECURITY.md",
+        "CHANGELOG.md",
+        "harness/README.md",
+    ]
+    .iter()
+    .map(|f| root().join(f))
+    .filter(|p| p.exists())
+    .collect();
+    let mut pages = Vec::new();
+    walk(&root().join("docs"), &mut pages);
+    pages.sort();
+    files.extend(pages);
+    files
+}
+
+/// A fenced code block: the file and line it starts on, its info string, its text.
+struct Block {
+    place: String,
+    info: String,
+    text: String,
+}
+
+/// The fenced blocks of a Markdown text: a fence is a line of three or more backticks
+/// (after indentation) and an info string without backticks.
+fn fenced_blocks(name: &str, text: &str) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(usize, usize, String, Vec<&str>)> = None;
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let ticks = trimmed.len() - trimmed.trim_start_matches('`').len();
+        let rest = &trimmed[ticks..];
+        match &mut open {
+            Some((_, width, _, _)) if ticks >= *width && rest.trim().is_empty() => {
+                let (start, _, info, lines) = open.take().unwrap();
+                blocks.push(Block {
+                    place: format!("{name}:{}", start + 1),
+                    info,
+                    text: lines.join("\n"),
+                });
+            }
+            Some((_, _, _, lines)) => lines.push(line),
+            None if ticks >= 3 && !rest.contains('`') => {
+                open = Some((n, ticks, rest.trim().to_string(), Vec::new()));
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// The docs' ```json blocks (info string `json` alone): each a complete configuration.
+fn doc_json_blocks() -> Vec<Block> {
+    doc_files()
+        .iter()
+        .flat_map(|file| {
+            let name = file.strip_prefix(root()).unwrap().display().to_string();
+            fenced_blocks(&name, &read(file))
+        })
+        .filter(|b| b.info == "json" || b.info.starts_with("json "))
+        .collect()
+}
+
+/// The docs' configurations (```json blocks without a marker), as cases.
+fn docs_cases() -> Vec<Case> {
+    doc_json_blocks()
+        .into_iter()
+        .filter(|b| b.info == "json")
+        .map(|b| match serde_json::from_str::<Value>(&b.text) {
+            Ok(value) => case(b.place, value),
+            Err(e) => panic!(
+                "{}: a ```json block that is not JSON ({e}); mark it",
+                b.place
+            ),
+        })
+        .collect()
 }
 
 /// `envoy.yaml`'s filter configuration (the `value: |` block of the StringValue).
@@ -265,7 +348,7 @@ fn real_configurations_fit_the_schema() {
     let validator = jsonschema::draft202012::new(&schema()).unwrap();
     let cases: Vec<Case> = scenario_cases()
         .into_iter()
-        .chain(readme_cases())
+        .chain(docs_cases())
         .chain(envoy_yaml_cases())
         .collect();
     let mut accepted = 0;
@@ -279,9 +362,10 @@ fn real_configurations_fit_the_schema() {
             (Err(_), _) => {}
         }
     }
-    // The quickstart (README), envoy.yaml and the scenarios' many configurations.
+    // The docs' configurations, envoy.yaml and the scenarios' many configurations.
     assert!(accepted >= 100, "only {accepted} configurations accepted");
     assert!(cases.iter().any(|c| c.name.starts_with("README.md")));
+    assert!(cases.iter().any(|c| c.name.starts_with("docs/policies.md")));
     assert!(cases.iter().any(|c| c.name.starts_with("envoy.yaml")));
 }
 
@@ -289,13 +373,13 @@ fn real_configurations_fit_the_schema() {
 #[test]
 fn both_refuse_a_few_mistakes() {
     let validator = jsonschema::draft202012::new(&schema()).unwrap();
-    let quickstart = readme_cases()
+    let quickstart = docs_cases()
         .into_iter()
         .find_map(|c| match c.input {
             Input::Value(v) if v["providers"]["auth0"].is_object() => Some(v),
             _ => None,
         })
-        .expect("the README's quickstart");
+        .expect("a configuration of the docs with providers.auth0");
     let provider = "/providers/auth0";
     let fetch = "/providers/auth0/remote_jwks";
     let mistakes: &[(&str, &str, Value, &str)] = &[
@@ -358,6 +442,85 @@ fn both_refuse_a_few_mistakes() {
         assert!(refusal.starts_with(message), "{field}: {refusal}");
         assert_eq!(schema, Some(false), "{field}: the schema accepts it");
     }
+}
+
+/// Every JSON block of the docs says what it is, and is that: ```` ```json ```` a complete
+/// configuration that the parser and the schema accept; ```` ```json <object> ```` (a name
+/// under the schema's `$defs`, such as `provider` or `rule`) a fragment the schema accepts as
+/// that object; ```` ```json scenario ```` a harness scenario (JSON); ```` ```json no-check ````
+/// anything else.
+#[test]
+fn docs_json_examples_are_what_they_say() {
+    let schema = schema();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let defs = schema["$defs"].as_object().unwrap();
+    let mut configurations = 0;
+    for block in doc_json_blocks() {
+        let kind = block.info.strip_prefix("json").unwrap().trim();
+        if kind == "no-check" {
+            continue;
+        }
+        let value: Value = serde_json::from_str(&block.text).unwrap_or_else(|e| {
+            panic!("{}: ```{} block is not JSON: {e}", block.place, block.info)
+        });
+        match kind {
+            "" => {
+                if let Err(e) = Config::parse(block.text.as_bytes()) {
+                    panic!(
+                        "{}: the filter refuses this configuration: {e}",
+                        block.place
+                    );
+                }
+                assert!(
+                    validator.is_valid(&value),
+                    "{}: the schema refuses this configuration",
+                    block.place
+                );
+                configurations += 1;
+            }
+            "scenario" => assert!(
+                value.is_object() || value.is_array(),
+                "{}: a scenario is an object or a list",
+                block.place
+            ),
+            def if defs.contains_key(def) => {
+                let mut fragment = schema.clone();
+                let object = fragment.as_object_mut().unwrap();
+                for key in [
+                    "properties",
+                    "required",
+                    "additionalProperties",
+                    "type",
+                    "title",
+                    "description",
+                    "$comment",
+                ] {
+                    object.remove(key);
+                }
+                object.insert("$ref".into(), json!(format!("#/$defs/{def}")));
+                let fragment = jsonschema::draft202012::new(&fragment).unwrap();
+                let errors: Vec<String> = fragment
+                    .iter_errors(&value)
+                    .map(|e| e.to_string())
+                    .collect();
+                assert!(
+                    errors.is_empty(),
+                    "{}: not a valid {def}: {errors:?}",
+                    block.place
+                );
+            }
+            other => panic!(
+                "{}: ```json {other}: unknown marker (a complete configuration is ```json; \
+                 a fragment names its object under the schema's $defs; else `scenario` or \
+                 `no-check`)",
+                block.place
+            ),
+        }
+    }
+    assert!(
+        configurations >= 5,
+        "only {configurations} configurations in the docs"
+    );
 }
 
 /// No `$ref` has constraints beside it: 2020-12 applies them, but editors' validators written

@@ -4,7 +4,7 @@
 //! `verify_signature` (a native stand-in for Envoy's, `jwt_filter_testkit::host`) and without it (in
 //! wasm). Every invalid case must be refused; every valid case must pass, except the few
 //! listed in `DIFFERENCES` (both paths) and `IN_WASM_DIFFERENCES` (in wasm only), which the
-//! filter refuses on purpose (the README explains each).
+//! filter refuses on purpose (docs/security.md, "Conformance", explains each).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -1,4 +1,4 @@
-"""End-to-end: the release artefacts of `make dist` (README, "Release artefacts").
+"""End-to-end: what `make dist` writes (docs/getting-started.md, "Release artefacts").
 
 - RemoteCode: Envoy loads dist/jwt_filter.wasm through the `remote` code source (`http_uri` +
   `sha256` from dist/jwt_filter.wasm.sha256), served by a loopback HTTP server this test

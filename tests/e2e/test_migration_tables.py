@@ -1,10 +1,8 @@
-"""The README's migration tables (section "Migrating from Express, Envoy's jwt_authn or
-Istio") point at real checks: every `FILE.json "scenario name"` in a "checked by" cell names a
-scenario in tests/scenarios/FILE.json (a name ending in " ..." is a prefix), every
-`Class.test_name` an end-to-end test here; and every row that maps an option onto a field
-("here" does not start with "not supported") has such a check, or says it is not tested.
-No Envoy is started.
-"""
+"""The migration tables (docs/migrating.md) point at real checks: every `FILE.json "scenario
+name"` in a "checked by" cell names a scenario in tests/scenarios/FILE.json (a name ending in
+" ..." is a prefix), every `Class.test_name` an end-to-end test here; and every row that maps
+an option onto a field ("here" does not start with "not supported") has such a check, or says
+it is not tested. No Envoy is started."""
 
 import ast
 import json
@@ -13,7 +11,7 @@ import unittest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-SECTION = "## Migrating from"
+PAGE = ROOT / "docs" / "migrating.md"
 
 
 def scenario_names() -> dict[str, list[str]]:
@@ -36,11 +34,8 @@ def e2e_tests() -> set[str]:
 
 
 def rows() -> list[tuple[str, str, str]]:
-    text = (ROOT / "README.md").read_text()
-    start = text.index(SECTION)
-    end = text.index("\n## ", start + 1)
     out = []
-    for line in text[start:end].splitlines():
+    for line in PAGE.read_text().splitlines():
         if not line.startswith("| ") or line.startswith("|---"):
             continue
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
