@@ -15,7 +15,7 @@
 )]
 #![cfg(not(target_arch = "wasm32"))]
 
-use jwt_filter::decision::worker::Metric;
+use jwt_filter::decision::worker::{Metric, VERSION_GAUGE};
 use jwt_filter::policy::response::Reason;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -107,6 +107,7 @@ fn the_metrics_table_is_the_code() {
     assert_eq!(unique.len(), documented.len(), "a metric listed twice");
     let mut expected = counters();
     expected.insert(gauge());
+    expected.insert(VERSION_GAUGE.to_string());
     let missing: Vec<_> = expected.difference(&unique).collect();
     let extra: Vec<_> = unique.difference(&expected).collect();
     assert!(
@@ -171,6 +172,7 @@ fn every_metric_named_in_the_docs_exists() {
             let ellipsis = name == "jwt_filter_" && after[len..].starts_with("...");
             let ok = ellipsis
                 || counters.contains(name)
+                || name == VERSION_GAUGE
                 || name == "jwt_filter_denied_<reason>"
                 || name == "jwt_filter_jwks_age_s_<provider>"
                 || name

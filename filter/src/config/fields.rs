@@ -695,7 +695,7 @@ pub static OBJECTS: &[Object] = &[
     Object {
         def: "",
         title: "jwt_filter configuration",
-        doc: r#"The JSON configuration of the jwt_filter proxy-wasm filter (README, "Configuration"). Every object refuses unknown fields and every field has one type. An optional field written as null counts as absent where the filter reads it so (the key sources, require_typ, max_token_age_s, token_sources, forward_payload_header, a token source's names and prefix, match.path/prefix/methods, a rule's requires, the requirement fields other than allow_missing, a claim check's operators); a field with a default refuses null."#,
+        doc: r#"The JSON configuration of the jwt_filter proxy-wasm filter (docs/configuration.md; how the fields work together: docs/policies.md). Every object refuses unknown fields and every field has one type. An optional field written as null counts as absent where the filter reads it so (the key sources, require_typ, max_token_age_s, token_sources, forward_payload_header, a token source's names and prefix, match.path/prefix/methods, a rule's requires, the requirement fields other than allow_missing, a claim check's operators); a field with a default refuses null."#,
         fields: &ROOT,
         constraints: Some(
             r#"{

@@ -240,7 +240,7 @@ pub fn reference() -> Result<String, String> {
          filter reads its defaults and bounds from the same table (`filter/src/config/fields.rs`) \
          that this page and the JSON Schema (`schema/jwt_filter.schema.json`) are generated from. \
          Every object refuses unknown fields; the first problem is reported with its JSON path. \
-         The README (\"Configuration\") explains how the fields work together.\n",
+         docs/policies.md explains how the fields work together.\n",
     );
     for object in OBJECTS {
         let heading = if object.def.is_empty() {

@@ -1,4 +1,4 @@
-//! The scenario file format (JSON). See README.md, "The harness", for a guided tour.
+//! The scenario file format (JSON). See harness/README.md for a guided tour.
 
 use std::collections::BTreeMap;
 
