@@ -37,6 +37,8 @@ pub struct Config {
     /// Use the host's `verify_signature` where it exists (Envoy); false forces the
     /// in-wasm verifiers.
     pub host_crypto: bool,
+    /// The prefix of the per-provider counters, when they are on.
+    pub provider_stats: Option<String>,
     /// Path parameters (`;x`): refused, or stripped before matching.
     pub path_parameters: PathParameters,
     pub cors_preflight: CorsPreflight,
@@ -283,6 +285,7 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
         max_body_bytes,
         jwt_cache_size,
         host_crypto,
+        provider_stats,
         providers,
         rules,
     ] = &root.fields(&fields::ROOT)?;
@@ -307,6 +310,28 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
     let max_body_bytes = max_body_bytes.within()?;
     let cache_size: usize = jwt_cache_size.at_most()?;
     let host_crypto = host_crypto.or_default()?;
+    let provider_stats = match provider_stats.get::<Node>()? {
+        None => None,
+        Some(node) => {
+            let [prefix] = &node.fields(&fields::PROVIDER_STATS)?;
+            let prefix: String = prefix.or_default()?;
+            let valid = prefix.len() <= 32
+                && prefix
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_lowercase())
+                && prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                return err(
+                    node.child("prefix"),
+                    "must be a lower-case letter, then up to 31 lower-case letters, digits or '_'",
+                );
+            }
+            Some(prefix)
+        }
+    };
     // serde_json's map (without its `preserve_order` feature) keeps keys in order: providers
     // come in name order.
     let listed: Node = providers.req()?;
@@ -346,6 +371,7 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
         max_body_bytes,
         jwt_cache_size: cache_size,
         host_crypto,
+        provider_stats,
         path_parameters,
         cors_preflight,
         resource_metadata,

@@ -15,7 +15,7 @@
 )]
 #![cfg(not(target_arch = "wasm32"))]
 
-use jwt_filter::decision::worker::{Metric, VERSION_GAUGE};
+use jwt_filter::decision::worker::{Metric, VERSION_GAUGE, provider_metric_name};
 use jwt_filter::policy::response::Reason;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -77,6 +77,40 @@ fn gauge() -> String {
     "jwt_filter_jwks_age_s_<provider>".to_string()
 }
 
+/// The per-provider counters' names as `provider_metric_name` builds them, with their
+/// placeholders written as the docs write them.
+fn provider_counters() -> [String; 2] {
+    let placeholders = |name: String| {
+        name.replace("PREFIX", "<prefix>")
+            .replace("PROVIDER", "<provider>")
+    };
+    let verified = provider_metric_name("PREFIX", "PROVIDER", None);
+    let denied = provider_metric_name("PREFIX", "PROVIDER", Some(Reason::Missing));
+    let denied = denied
+        .strip_suffix(Reason::Missing.as_str())
+        .expect("the reason ends the name")
+        .to_string()
+        + "<reason>";
+    [placeholders(verified), placeholders(denied)]
+}
+
+/// A per-provider counter written out or with placeholders: `jwt_filter_edge_auth0_verified`,
+/// `jwt_filter_<prefix>_<provider>_denied_<reason>`.
+fn is_provider_counter(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("jwt_filter_") else {
+        return false;
+    };
+    let middle = rest.strip_suffix("_verified").or_else(|| {
+        let (middle, reason) = rest.rsplit_once("_denied_")?;
+        (reason == "<reason>" || reasons().contains(reason)).then_some(middle)
+    });
+    middle.is_some_and(|m| {
+        m.contains('_')
+            && m.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_<>-".contains(&b))
+    })
+}
+
 fn counters() -> BTreeSet<String> {
     Metric::all().into_iter().map(Metric::name).collect()
 }
@@ -108,6 +142,7 @@ fn the_metrics_table_is_the_code() {
     let mut expected = counters();
     expected.insert(gauge());
     expected.insert(VERSION_GAUGE.to_string());
+    expected.extend(provider_counters());
     let missing: Vec<_> = expected.difference(&unique).collect();
     let extra: Vec<_> = unique.difference(&expected).collect();
     assert!(
@@ -182,7 +217,8 @@ fn every_metric_named_in_the_docs_exists() {
                     })
                 || name
                     .strip_suffix('*')
-                    .is_some_and(|prefix| counters.iter().any(|c| c.starts_with(prefix)));
+                    .is_some_and(|prefix| counters.iter().any(|c| c.starts_with(prefix)))
+                || is_provider_counter(name);
             if !ok {
                 problems.push(format!("{}: {name}", file.display()));
             }

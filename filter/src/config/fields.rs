@@ -141,7 +141,7 @@ macro_rules! int {
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
 /// jwt_filter configuration
-pub static ROOT: [Spec; 13] = [
+pub static ROOT: [Spec; 14] = [
     field(
         "$schema",
         Ty::Str,
@@ -197,6 +197,11 @@ pub static ROOT: [Spec; 13] = [
         Ty::Bool,
         "Use the host's verify_signature (Envoy) for RS*/ES*; false forces the in-wasm verifiers.",
     ).preset(&Preset::Bool(true)),
+    field(
+        "provider_stats",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/provider_stats"}]}"##),
+        "Counters per provider besides the filter's own (which stay as they are): jwt_filter_<prefix>_<provider>_verified for each request a provider's token passed, jwt_filter_<prefix>_<provider>_denied_<reason> for each refusal concerning it. Default: none (each adds a host call per request).",
+    ),
     field(
         "providers",
         Ty::Json(r##"{"type":"object","minProperties":1,"propertyNames":{"pattern":"^[A-Za-z0-9_-]+$"},"additionalProperties":{"$ref":"#/$defs/provider"}}"##),
@@ -474,6 +479,15 @@ pub static CLAIM_TO_HEADER: [Spec; 2] = [
         Ty::Json(r##"{"$ref":"#/$defs/identity_header"}"##),
         "The header that receives it (lower-cased).",
     ).required(),
+];
+
+/// provider stats
+pub static PROVIDER_STATS: [Spec; 1] = [
+    field(
+        "prefix",
+        Ty::Json(r#"{"type":"string","pattern":"^[a-z][a-z0-9_]{0,31}$"}"#),
+        "The word that follows jwt_filter in the counters' names, before the provider's name: a lower-case letter, then up to 31 lower-case letters, digits or '_'. One per filter configuration in an Envoy, so that two filters' counters stay apart.",
+    ).preset(&Preset::Text("provider")),
 ];
 
 /// claim to property
@@ -896,6 +910,13 @@ pub static OBJECTS: &[Object] = &[
         title: "claim to header",
         doc: r#"{"claim": "sub", "header": "x-user-id"}."#,
         fields: &CLAIM_TO_HEADER,
+        constraints: None,
+    },
+    Object {
+        def: "provider_stats",
+        title: "provider stats",
+        doc: r#"{"prefix": "edge"}: per-provider counters named jwt_filter_edge_<provider>_verified and jwt_filter_edge_<provider>_denied_<reason>; {} names them jwt_filter_provider_<provider>_verified and jwt_filter_provider_<provider>_denied_<reason>."#,
+        fields: &PROVIDER_STATS,
         constraints: None,
     },
     Object {

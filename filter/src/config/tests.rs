@@ -793,6 +793,34 @@ fn cors_preflight_is_authenticate_or_pass() {
 }
 
 #[test]
+fn provider_stats_are_off_by_default_and_take_a_checked_prefix() {
+    let parse = |v: &Value| Config::parse(v.to_string().as_bytes()).unwrap();
+    assert_eq!(parse(&quickstart()).provider_stats, None);
+    let mut v = quickstart();
+    v["provider_stats"] = json!({});
+    assert_eq!(parse(&v).provider_stats.as_deref(), Some("provider"));
+    v["provider_stats"] = json!({"prefix": "edge_2"});
+    assert_eq!(parse(&v).provider_stats.as_deref(), Some("edge_2"));
+    v["provider_stats"] = json!(null);
+    assert_eq!(parse(&v).provider_stats, None);
+    let longest = format!("a{}", "b".repeat(31));
+    v["provider_stats"] = json!({"prefix": longest});
+    assert_eq!(parse(&v).provider_stats, Some(longest));
+    for bad in ["", "Edge", "1x", "_x", "a-b", "a.b", &"a".repeat(33)] {
+        assert_eq!(
+            error_after(|v| v["provider_stats"] = json!({"prefix": bad})),
+            "provider_stats.prefix: must be a lower-case letter, then up to 31 lower-case \
+             letters, digits or '_'",
+            "{bad:?}"
+        );
+    }
+    assert!(
+        error_after(|v| v["provider_stats"] = json!({"prefixe": "x"}))
+            .starts_with("provider_stats.prefixe: unknown field `prefixe`")
+    );
+}
+
+#[test]
 fn resource_metadata_fields_are_checked() {
     let with_metadata = |m: Value| error_after(|v| v["resource_metadata"] = m);
     for (m, want) in [

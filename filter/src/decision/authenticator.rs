@@ -210,6 +210,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 changes: self.changes(req, &[]),
                 reported: None,
                 proof: None,
+                verified: Vec::new(),
             });
         }
         // Every rule some reading of the request lands on must pass (rules.rs).
@@ -270,6 +271,10 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 proof: verified
                     .iter()
                     .find_map(|v| Some((v.provider, v.proof.clone()?))),
+                verified: match self.config.provider_stats {
+                    Some(_) => verified.iter().map(|v| v.provider).collect(),
+                    None => Vec::new(),
+                },
             }),
             Err(stop) => self.refused(req, stop),
         }
@@ -337,6 +342,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 changes: self.changes(req, &[]),
                 reported: Some(refusal),
                 proof: None,
+                verified: Vec::new(),
             }),
             (stop, _) => Err(stop),
         }

@@ -17,10 +17,13 @@ pub enum Pass {
     /// Forward upstream after applying `changes`. In report mode, `reported` carries the
     /// refusal that enforce mode would have sent. `proof`: the DPoP proof the request was
     /// allowed with (and its provider), which the replay cache must accept first.
+    /// `verified`: the providers whose tokens passed, listed only for per-provider counters
+    /// (`provider_stats`).
     Forward {
         changes: HeaderChanges,
         reported: Option<Refusal>,
         proof: Option<(ProviderId, ProofUse)>,
+        verified: Vec<ProviderId>,
     },
     /// The filter answers the request itself with a document.
     Serve(Reply),

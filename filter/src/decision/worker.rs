@@ -30,6 +30,11 @@ pub trait Host {
     /// Formats and logs `message` only when the host keeps messages at `level`.
     fn log(&self, level: Level, message: std::fmt::Arguments<'_>);
     fn count(&self, metric: Metric, n: u64);
+    /// Counts a request for `provider` under its per-provider counters (`provider_stats`):
+    /// verified (`denied` is `None`) or refused for `denied`.
+    fn count_provider(&self, provider: ProviderId, denied: Option<Reason>) {
+        let _ = (provider, denied);
+    }
     /// Seconds since `provider`'s key set was fetched, for its gauge.
     fn key_age(&self, provider: ProviderId, seconds: u64);
     fn shared(&self) -> &dyn SharedData;
@@ -83,6 +88,15 @@ pub fn version_number() -> u64 {
     ]
     .iter()
     .fold(0, |n, p| n * 1000 + part(p))
+}
+
+/// The name of a per-provider counter (`provider_stats`): `jwt_filter_<prefix>_<provider>_verified`,
+/// or `..._denied_<reason>` for `denied`.
+pub fn provider_metric_name(prefix: &str, provider: &str, denied: Option<Reason>) -> String {
+    match denied {
+        None => format!("jwt_filter_{prefix}_{provider}_verified"),
+        Some(reason) => format!("jwt_filter_{prefix}_{provider}_denied_{}", reason.as_str()),
+    }
 }
 
 /// The filter's counters (their names: `Metric::name`).
@@ -275,8 +289,16 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         let request = self.request(Some(context));
         let next = match self.decide_request(&request, now_ms) {
             Ok(Pass::Forward {
-                changes, reported, ..
-            }) => self.allow(&changes, reported.as_ref()),
+                changes,
+                reported,
+                verified,
+                ..
+            }) => {
+                for provider in verified {
+                    self.host.count_provider(provider, None);
+                }
+                self.allow(&changes, reported.as_ref())
+            }
             Ok(Pass::Serve(document)) => {
                 self.host.reply(&document);
                 Next::Answered
@@ -426,6 +448,12 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// Refuses the current stream's request `req` for `refusal`.
     fn refuse(&self, req: &Request, refusal: &Refusal) -> Next {
         self.host.count(Metric::Denied(refusal.failure.reason()), 1);
+        if let Some(provider) = refusal.provider
+            && self.config().provider_stats.is_some()
+        {
+            self.host
+                .count_provider(provider, Some(refusal.failure.reason()));
+        }
         self.log_refusal("denied", refusal);
         self.host.reply(&self.authenticator.reply(req, refusal));
         Next::Answered

@@ -3,12 +3,15 @@
 
 use super::abi;
 use crate::config::ProviderId;
-use crate::decision::worker::{Metric, VERSION_GAUGE, version_number};
+use crate::decision::worker::{Metric, VERSION_GAUGE, provider_metric_name, version_number};
+use crate::policy::response::Reason;
 
 pub struct Metrics {
     counters: Vec<(Metric, Option<u32>)>,
     /// The key-set age gauge of each remote provider, by provider.
     key_age: Vec<Option<u32>>,
+    /// Per provider (`provider_stats`): its verified counter, then one per `Reason::ALL`.
+    per_provider: Vec<Vec<Option<u32>>>,
 }
 
 fn define(kind: u32, name: &str) -> Option<u32> {
@@ -33,6 +36,34 @@ impl Metrics {
                     define(abi::GAUGE, &format!("jwt_filter_jwks_age_s_{name}"))
                 })
                 .collect(),
+            per_provider: Vec::new(),
+        }
+    }
+
+    /// Defines the per-provider counters of `providers` (by name, in provider order).
+    pub fn define_per_provider(&mut self, prefix: &str, providers: &[&str]) {
+        self.per_provider = providers
+            .iter()
+            .map(|name| {
+                std::iter::once(None)
+                    .chain(Reason::ALL.iter().map(|r| Some(*r)))
+                    .map(|denied| define(abi::COUNTER, &provider_metric_name(prefix, name, denied)))
+                    .collect()
+            })
+            .collect();
+    }
+
+    pub fn count_provider(&self, provider: ProviderId, denied: Option<Reason>) {
+        let index = match denied {
+            None => Some(0),
+            Some(reason) => Reason::ALL.iter().position(|r| *r == reason).map(|i| i + 1),
+        };
+        let id = (self.per_provider.get(provider.0))
+            .and_then(|ids| ids.get(index?))
+            .copied()
+            .flatten();
+        if let Some(id) = id {
+            let _ = abi::increment_metric(id, 1);
         }
     }
 

@@ -11,6 +11,7 @@ use crate::jose::alg::Algorithm;
 use crate::jose::jwks::Key;
 use crate::jose::verify::{HostCrypto, InWasm, SignatureVerifier};
 use crate::keys::shared::SharedData;
+use crate::policy::response::Reason;
 use crate::policy::response::Reply;
 use proxy_wasm::types::LogLevel;
 use std::cell::Cell;
@@ -69,7 +70,11 @@ pub fn configure(root: u32, bytes: &[u8]) -> Result<Plugin, ConfigError> {
         .filter(|(_, p)| !matches!(p.keys, KeySource::Local(_)))
         .map(|(i, p)| (ProviderId(i), p.name.clone()))
         .collect();
-    let metrics = Metrics::define(config.providers.len(), &gauges);
+    let mut metrics = Metrics::define(config.providers.len(), &gauges);
+    if let Some(prefix) = &config.provider_stats {
+        let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+        metrics.define_per_provider(prefix, &names);
+    }
     let host = ProxyHost {
         metrics,
         log_level: Cell::new(host::log_level()),
@@ -131,6 +136,10 @@ impl Host for ProxyHost {
 
     fn key_age(&self, provider: ProviderId, seconds: u64) {
         self.metrics.key_age(provider, seconds);
+    }
+
+    fn count_provider(&self, provider: ProviderId, denied: Option<Reason>) {
+        self.metrics.count_provider(provider, denied);
     }
 
     fn shared(&self) -> &dyn SharedData {
