@@ -600,7 +600,7 @@ pub static MATCH: [Spec; 6] = [
 ];
 
 /// requirement
-pub static REQUIREMENT: [Spec; 9] = [
+pub static REQUIREMENT: [Spec; 11] = [
     field(
         "provider",
         Ty::Json(r#"{"type":["string","null"]}"#),
@@ -645,6 +645,16 @@ pub static REQUIREMENT: [Spec; 9] = [
         "audiences",
         Ty::Json(r#"{"type":["array","null"],"minItems":1,"items":{"type":"string","minLength":1}}"#),
         "Replaces the provider's audiences for this requirement (Envoy's provider_and_audiences).",
+    ),
+    field(
+        "acr_values",
+        Ty::Json(r##"{"type":["array","null"],"minItems":1,"maxItems":16,"items":{"$ref":"#/$defs/scope"}}"##),
+        "Step-up (RFC 9470): the token's acr claim must be one of these, else 401 insufficient_user_authentication with acr_values in the challenge. Values: non-empty printable, no spaces, '\"' or '\\'.",
+    ),
+    field(
+        "max_age_s",
+        Ty::Json(r#"{"type":["integer","null"],"minimum":0,"maximum":31536000}"#),
+        "Step-up (RFC 9470): the token's auth_time must be at most this many seconds old (with the provider's clock skew), else 401 insufficient_user_authentication with max_age in the challenge.",
     ),
 ];
 

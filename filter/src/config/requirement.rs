@@ -3,7 +3,7 @@
 use super::read::{Field, Node};
 use super::{ConfigError, ProviderId, audience_list, err, fields, is_qdtext, is_tchar};
 use crate::policy::authz::{
-    Authorization, ClaimCheck, ClaimPath, ProviderRequirement, Requirement,
+    Authorization, ClaimCheck, ClaimPath, ProviderRequirement, Requirement, StepUp,
 };
 use serde_json::Value;
 
@@ -23,6 +23,8 @@ pub(super) fn compile_requirement(
         claims,
         allow_missing,
         audiences,
+        acr_values,
+        max_age_s,
     ] = authorization;
     let group = |list: Vec<Node>, kind: &Field| -> Result<Vec<Requirement>, ConfigError> {
         if has_authz {
@@ -51,6 +53,20 @@ pub(super) fn compile_requirement(
                     .get::<Vec<String>>()?
                     .map(|list| audience_list(list, &audiences.path()))
                     .transpose()?,
+                step_up: StepUp {
+                    acr_values: match token_list(acr_values, "an acr value")? {
+                        list if list.is_empty() && acr_values.has() => {
+                            return err(acr_values.path(), "must not be empty");
+                        }
+                        list => list,
+                    },
+                    max_age_s: match max_age_s.get::<u64>()? {
+                        Some(s) if s > 31_536_000 => {
+                            return err(max_age_s.path(), "must be at most 31536000");
+                        }
+                        s => s,
+                    },
+                },
                 authorization: compile_authorization(
                     [scopes, scopes_any, scope_claim, claims],
                     captures,
@@ -63,22 +79,25 @@ pub(super) fn compile_requirement(
     }
 }
 
+/// A list of space-free printable tokens (scopes, acr values), each non-empty; absent: none.
+fn token_list(field: &Field, what: &str) -> Result<Vec<String>, ConfigError> {
+    let list: Vec<String> = field.get()?.unwrap_or_default();
+    if let Some(i) = list
+        .iter()
+        .position(|s| s.is_empty() || !s.bytes().all(|b| is_qdtext(b) && b != b' ' && b != b'\\'))
+    {
+        return err(
+            format!("{}[{i}]", field.path()),
+            format!("{what} is a non-empty printable token without spaces, '\"' or '\\'"),
+        );
+    }
+    Ok(list)
+}
+
 pub(super) fn compile_authorization(
     [scopes, scopes_any, scope_claim, claims]: [&Field; 4],
     captures: &[String],
 ) -> Result<Authorization, ConfigError> {
-    let scope_list = |field: &Field| -> Result<Vec<String>, ConfigError> {
-        let list: Vec<String> = field.get()?.unwrap_or_default();
-        if let Some(i) = list.iter().position(|s| {
-            s.is_empty() || !s.bytes().all(|b| is_qdtext(b) && b != b' ' && b != b'\\')
-        }) {
-            return err(
-                format!("{}[{i}]", field.path()),
-                "a scope is a non-empty printable token without spaces, '\"' or '\\'",
-            );
-        }
-        Ok(list)
-    };
     let scope_claim = match scope_claim.get()? {
         Some(claim) => claim,
         None => scope_claim.preset()?,
@@ -91,8 +110,8 @@ pub(super) fn compile_authorization(
         .collect::<Result<_, _>>()?;
     Ok(Authorization {
         scope_claim,
-        scopes: scope_list(scopes)?,
-        scopes_any: scope_list(scopes_any)?,
+        scopes: token_list(scopes, "a scope")?,
+        scopes_any: token_list(scopes_any, "a scope")?,
         claims,
     })
 }

@@ -793,6 +793,40 @@ fn cors_preflight_is_authenticate_or_pass() {
 }
 
 #[test]
+fn step_up_fields_are_read_and_checked() {
+    let mut v = quickstart();
+    v["rules"][1]["requires"]["acr_values"] = json!(["mfa", "urn:x:phr"]);
+    v["rules"][1]["requires"]["max_age_s"] = json!(300);
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    let Some(Requirement::Provider(p)) = &c.rules[1].requires else {
+        panic!("not a provider requirement")
+    };
+    assert_eq!(p.step_up.acr_values, ["mfa", "urn:x:phr"]);
+    assert_eq!(p.step_up.max_age_s, Some(300));
+    for (edit, want) in [
+        (
+            json!({"acr_values": []}),
+            "rules[1].requires.acr_values: must not be empty",
+        ),
+        (
+            json!({"acr_values": ["a b"]}),
+            "rules[1].requires.acr_values[0]: an acr value is a non-empty printable token without spaces, '\"' or '\\'",
+        ),
+        (
+            json!({"max_age_s": 31_536_001}),
+            "rules[1].requires.max_age_s: must be at most 31536000",
+        ),
+    ] {
+        let got = error_after(|v| {
+            for (k, value) in edit.as_object().unwrap() {
+                v["rules"][1]["requires"][k] = value.clone();
+            }
+        });
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
 fn provider_stats_are_off_by_default_and_take_a_checked_prefix() {
     let parse = |v: &Value| Config::parse(v.to_string().as_bytes()).unwrap();
     assert_eq!(parse(&quickstart()).provider_stats, None);

@@ -28,7 +28,51 @@ pub struct ProviderRequirement {
     /// Replaces the provider's audiences for this requirement (Envoy's
     /// `provider_and_audiences`).
     pub audiences: Option<Vec<String>>,
+    /// How the user must have authenticated (RFC 9470), checked before `authorization`.
+    pub step_up: StepUp,
     pub authorization: Authorization,
+}
+
+/// RFC 9470 step-up: how, and how recently, the user must have authenticated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepUp {
+    /// The `acr` values accepted (empty: any).
+    pub acr_values: Vec<String>,
+    /// Most seconds since `auth_time` (with the provider's clock skew).
+    pub max_age_s: Option<u64>,
+}
+
+/// The descriptions of tokens short of a step-up requirement.
+pub const ACR_SHORT: &str = "A different authentication level is required";
+pub const AUTH_TIME_SHORT: &str = "More recent authentication is required";
+
+impl StepUp {
+    /// Whether the token's `acr` is one of `acr_values` and its `auth_time` at most
+    /// `max_age_s` old and not in the future (both give or take `skew_s`); a missing or
+    /// mistyped claim falls short. `Err`: the description of the first shortfall.
+    pub fn check(
+        &self,
+        claims: &Map<String, Value>,
+        now: u64,
+        skew_s: u64,
+    ) -> Result<(), &'static str> {
+        if !self.acr_values.is_empty() {
+            let acr = claims.get("acr").and_then(Value::as_str);
+            if !acr.is_some_and(|acr| self.acr_values.iter().any(|v| v == acr)) {
+                return Err(ACR_SHORT);
+            }
+        }
+        if let Some(max_age) = self.max_age_s {
+            let (now, skew) = (now as f64, skew_s as f64);
+            let fresh = (claims.get("auth_time").and_then(Value::as_f64)).is_some_and(|at| {
+                at.is_finite() && at <= now + skew && now - at <= max_age as f64 + skew
+            });
+            if !fresh {
+                return Err(AUTH_TIME_SHORT);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -235,6 +279,71 @@ fn member(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_up_checks_acr_and_auth_time_and_nothing_when_empty() {
+        let claims = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+        let now = 1_700_000_000u64;
+        assert_eq!(StepUp::default().check(&claims(json!({})), now, 5), Ok(()));
+        let acr = StepUp {
+            acr_values: vec!["mfa".into(), "phr".into()],
+            max_age_s: None,
+        };
+        assert_eq!(acr.check(&claims(json!({"acr": "phr"})), now, 5), Ok(()));
+        for short in [
+            json!({}),
+            json!({"acr": "pwd"}),
+            json!({"acr": 1}),
+            json!({"acr": ["mfa"]}),
+        ] {
+            assert_eq!(
+                acr.check(&claims(short.clone()), now, 5),
+                Err(ACR_SHORT),
+                "{short}"
+            );
+        }
+        let age = StepUp {
+            acr_values: Vec::new(),
+            max_age_s: Some(300),
+        };
+        let at = |t: f64| claims(json!({"auth_time": t}));
+        let n = now as f64;
+        // Up to max_age plus the skew in the past, up to the skew in the future.
+        for fresh in [n, n - 305.0, n + 5.0, n - 100.5] {
+            assert_eq!(age.check(&at(fresh), now, 5), Ok(()), "{fresh}");
+        }
+        for stale in [n - 305.5, n + 5.5] {
+            assert_eq!(
+                age.check(&at(stale), now, 5),
+                Err(AUTH_TIME_SHORT),
+                "{stale}"
+            );
+        }
+        for bad in [
+            json!({}),
+            json!({"auth_time": "1700000000"}),
+            json!({"auth_time": null}),
+        ] {
+            assert_eq!(
+                age.check(&claims(bad.clone()), now, 5),
+                Err(AUTH_TIME_SHORT),
+                "{bad}"
+            );
+        }
+        // acr is checked first.
+        let both = StepUp {
+            acr_values: vec!["mfa".into()],
+            max_age_s: Some(0),
+        };
+        assert_eq!(
+            both.check(&claims(json!({"acr": "pwd"})), now, 0),
+            Err(ACR_SHORT)
+        );
+        assert_eq!(
+            both.check(&claims(json!({"acr": "mfa", "auth_time": n - 1.0})), now, 0),
+            Err(AUTH_TIME_SHORT)
+        );
+    }
     use serde_json::json;
 
     fn claims(v: Value) -> Map<String, Value> {

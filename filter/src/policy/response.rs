@@ -19,10 +19,11 @@ pub enum Reason {
     Unavailable,
     AccessDenied,
     InvalidDpopProof,
+    InsufficientUserAuthentication,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Missing,
         Reason::Invalid,
         Reason::Expired,
@@ -31,6 +32,7 @@ impl Reason {
         Reason::Unavailable,
         Reason::AccessDenied,
         Reason::InvalidDpopProof,
+        Reason::InsufficientUserAuthentication,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +45,7 @@ impl Reason {
             Reason::Unavailable => "unavailable",
             Reason::AccessDenied => "access_denied",
             Reason::InvalidDpopProof => "invalid_dpop_proof",
+            Reason::InsufficientUserAuthentication => "insufficient_user_authentication",
         }
     }
 }
@@ -67,6 +70,13 @@ pub enum Failure {
         retry_after_s: u64,
     },
     AccessDenied,
+    /// A valid token whose user did not authenticate as the requirement asks (RFC 9470):
+    /// 401 with the `acr_values` and `max_age` the client must meet.
+    InsufficientUserAuthentication {
+        description: &'static str,
+        acr_values: Vec<String>,
+        max_age_s: Option<u64>,
+    },
     /// A DPoP proof that fails a check of RFC 9449 (or was seen before).
     InvalidDpopProof(&'static str),
     /// The DPoP replay cache cannot take the proof now (full of live proofs, or shared
@@ -111,13 +121,19 @@ impl Failure {
             Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => Reason::Unavailable,
             Failure::AccessDenied => Reason::AccessDenied,
             Failure::InvalidDpopProof(_) => Reason::InvalidDpopProof,
+            Failure::InsufficientUserAuthentication { .. } => {
+                Reason::InsufficientUserAuthentication
+            }
         }
     }
 
     /// The HTTP status of the reply (a gRPC call gets it as well, next to its gRPC status).
     pub fn status(&self) -> u16 {
         match self {
-            Failure::Missing | Failure::InvalidToken { .. } | Failure::InvalidDpopProof(_) => 401,
+            Failure::Missing
+            | Failure::InvalidToken { .. }
+            | Failure::InvalidDpopProof(_)
+            | Failure::InsufficientUserAuthentication { .. } => 401,
             Failure::InvalidRequest(_) => 400,
             Failure::InsufficientScope { .. } | Failure::AccessDenied => 403,
             Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => 503,
@@ -129,9 +145,10 @@ impl Failure {
 
     fn grpc_status(&self) -> u32 {
         match self {
-            Failure::Missing | Failure::InvalidToken { .. } | Failure::InvalidDpopProof(_) => {
-                GRPC_UNAUTHENTICATED
-            }
+            Failure::Missing
+            | Failure::InvalidToken { .. }
+            | Failure::InvalidDpopProof(_)
+            | Failure::InsufficientUserAuthentication { .. } => GRPC_UNAUTHENTICATED,
             Failure::InvalidRequest(_)
             | Failure::BodyTooLarge
             | Failure::BodyTimeout
@@ -149,7 +166,7 @@ impl Failure {
             Failure::AccessDenied => 1,
             Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => 2,
             Failure::InvalidToken { .. } | Failure::InvalidDpopProof(_) => 3,
-            Failure::InsufficientScope { .. } => 4,
+            Failure::InsufficientScope { .. } | Failure::InsufficientUserAuthentication { .. } => 4,
             Failure::InvalidRequest(_)
             | Failure::BodyTooLarge
             | Failure::BodyTimeout
@@ -303,6 +320,27 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Reply {
             "Compressed form bodies are not read for an access token".to_string(),
             None,
         ),
+        Failure::InsufficientUserAuthentication {
+            description: d,
+            acr_values,
+            max_age_s,
+        } => {
+            let mut value = challenge("insufficient_user_authentication", d);
+            if !acr_values.is_empty() {
+                value.push_str(&format!(
+                    ", acr_values=\"{}\"",
+                    quoted(&acr_values.join(" "))
+                ));
+            }
+            if let Some(max_age) = max_age_s {
+                value.push_str(&format!(", max_age=\"{max_age}\""));
+            }
+            (
+                "insufficient_user_authentication",
+                d.to_string(),
+                Some(value),
+            )
+        }
         Failure::InvalidDpopProof(d) => (
             "invalid_dpop_proof",
             d.to_string(),

@@ -134,6 +134,14 @@ impl<V: SignatureVerifier> Tokens<V> {
             verifier: &self.verifier,
         };
         let proof = binding::check_token(&presented, &at).map_err(refuse)?;
+        let step_up = &requirement.step_up;
+        (step_up.check(&verified.claims, now, provider.claims.clock_skew_s)).map_err(|d| {
+            refuse(Failure::InsufficientUserAuthentication {
+                description: d,
+                acr_values: step_up.acr_values.clone(),
+                max_age_s: step_up.max_age_s,
+            })
+        })?;
         let bound = Bound {
             request: req,
             captures,
