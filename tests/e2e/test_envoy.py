@@ -181,9 +181,11 @@ class Quickstart(ClassStack):
         self.assertTrue(r.headers["content-type"].startswith("application/json"))
 
     def test_scoped_no_token(self):
+        # The challenge names the scopes the route asks for (RFC 6750 section 3, MCP).
         r = self.envoy.get("/api/private-scoped")
         self.expect(r, 401)
-        self.assertEqual(r.headers["www-authenticate"], CHALLENGE)
+        self.assertEqual(r.headers["www-authenticate"],
+                         f'{REALM}, scope="read:messages", {DPOP_ALGS}')
 
     def test_private_good_token(self):
         seen = self.upstream_saw(self.envoy.get("/api/private", token=self.good))

@@ -254,6 +254,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
                         failure,
                         provider: None,
                         detail: Some(e.message()),
+                        scopes: Vec::new(),
                     }),
                 );
             }
@@ -353,6 +354,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
     pub fn reply(&self, req: &Request, refusal: &Refusal) -> Reply {
         let failure = &refusal.failure;
         let mut reply = deny(&self.config.realm, failure, req);
+        reply.add_scope(&refusal.scopes);
         if let Some(m) = &self.config.resource_metadata {
             reply.add_resource_metadata(&m.url);
         }

@@ -44,6 +44,7 @@ impl Stop {
             failure,
             provider,
             detail: None,
+            scopes: Vec::new(),
         })
     }
 }
@@ -63,4 +64,7 @@ pub struct Refusal {
     pub provider: Option<ProviderId>,
     /// Why the request could not be routed, for the log line (fixed text, no request data).
     pub detail: Option<&'static str>,
+    /// The scopes the refused requirement asks for, named in a 401 challenge's `scope`
+    /// (RFC 6750 section 3; the MCP authorization spec asks resource servers for it).
+    pub scopes: Vec<String>,
 }

@@ -441,6 +441,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             failure: Failure::Unavailable { retry_after_s: 1 },
             provider: Some(provider),
             detail: None,
+            scopes: Vec::new(),
         };
         self.refuse(&self.host.request(), &refusal)
     }

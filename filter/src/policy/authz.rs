@@ -171,6 +171,13 @@ impl fmt::Display for ClaimPath {
 }
 
 impl Authorization {
+    /// The scopes a token must show: every one of `scopes`, then `scopes_any`.
+    pub fn wanted_scopes(&self) -> Vec<String> {
+        let mut wanted = self.scopes.clone();
+        wanted.extend(self.scopes_any.iter().cloned());
+        wanted
+    }
+
     pub fn check(&self, claims: &Map<String, Value>, bound: Bound) -> Result<(), Denied> {
         if !self.scopes.is_empty() || !self.scopes_any.is_empty() {
             let granted = self.scope_claim.lookup(claims);
@@ -178,9 +185,7 @@ impl Authorization {
             let all = self.scopes.iter().all(has);
             let any = self.scopes_any.is_empty() || self.scopes_any.iter().any(has);
             if !(all && any) {
-                let mut wanted = self.scopes.clone();
-                wanted.extend(self.scopes_any.iter().cloned());
-                return Err(Denied::Scope(wanted));
+                return Err(Denied::Scope(self.wanted_scopes()));
             }
         }
         self.claims

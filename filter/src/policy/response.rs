@@ -200,6 +200,19 @@ impl Reply {
         }
     }
 
+    /// Adds the `scope` attribute naming `scopes` (RFC 6750 section 3) to a 401 challenge
+    /// that has none; nothing when `scopes` is empty.
+    pub fn add_scope(&mut self, scopes: &[String]) {
+        if self.status != 401 || scopes.is_empty() {
+            return;
+        }
+        for (name, value) in &mut self.headers {
+            if *name == "www-authenticate" && !value.contains(" scope=\"") {
+                value.push_str(&format!(", scope=\"{}\"", quoted(&scopes.join(" "))));
+            }
+        }
+    }
+
     /// Adds RFC 9728's `resource_metadata` parameter (the URL of the protected-resource
     /// metadata) to a 401 challenge.
     pub fn add_resource_metadata(&mut self, url: &str) {

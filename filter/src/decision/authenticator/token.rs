@@ -5,7 +5,7 @@
 
 use super::{KeyState, KeyStore};
 use crate::config::{KeySource, Provider, ProviderId};
-use crate::decision::outcome::{NeedKeys, Stop};
+use crate::decision::outcome::{NeedKeys, Refusal, Stop};
 use crate::http::request::Request;
 use crate::jose::claims::ClaimError;
 use crate::jose::jwks::KeyError;
@@ -87,7 +87,16 @@ impl<V: SignatureVerifier> Tokens<V> {
             keys,
         } = *asked;
         let index = requirement.provider;
-        let refuse = |f: Failure| Stop::refuse(f, Some(index));
+        let refuse = |f: Failure| match f.status() {
+            // A client that must (re)authenticate learns the scopes to ask for.
+            401 => Stop::Refuse(Refusal {
+                failure: f,
+                provider: Some(index),
+                detail: None,
+                scopes: requirement.authorization.wanted_scopes(),
+            }),
+            _ => Stop::refuse(f, Some(index)),
+        };
 
         let found =
             extract::extract(req, &provider.token_sources, self.max_token_bytes).map_err(refuse)?;
