@@ -341,7 +341,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
         match (stop, self.config.mode) {
             (Stop::Refuse(refusal), Mode::Report) => Ok(Pass::Forward {
                 changes: self.changes(req, &[]),
-                reported: Some(refusal),
+                reported: Some(Box::new(refusal)),
                 proof: None,
                 verified: Vec::new(),
             }),

@@ -21,7 +21,7 @@ pub enum Pass {
     /// (`provider_stats`).
     Forward {
         changes: HeaderChanges,
-        reported: Option<Refusal>,
+        reported: Option<Box<Refusal>>,
         proof: Option<(ProviderId, ProofUse)>,
         verified: Vec<ProviderId>,
     },

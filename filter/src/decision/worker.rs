@@ -297,7 +297,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 for provider in verified {
                     self.host.count_provider(provider, None);
                 }
-                self.allow(&changes, reported.as_ref())
+                self.allow(&changes, reported.as_deref())
             }
             Ok(Pass::Serve(document)) => {
                 self.host.reply(&document);

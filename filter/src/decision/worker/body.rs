@@ -110,7 +110,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         {
             Ok(Pass::Forward {
                 changes, reported, ..
-            }) => self.allow(&changes, reported.as_ref()),
+            }) => self.allow(&changes, reported.as_deref()),
             Err(Stop::Refuse(refusal)) => self.refuse(&request, &refusal),
             // `refused` only lets a refusal through (report mode) or keeps it.
             Ok(Pass::Serve(_)) | Err(Stop::Keys(_)) => Next::Answered,
