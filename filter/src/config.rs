@@ -9,7 +9,7 @@ pub use crate::http::spelling::same_upstream_name;
 use crate::jose::alg::Algorithm;
 use crate::jose::claims::ClaimRules;
 use crate::jose::json;
-use crate::jose::jwks::KeySet;
+use crate::jose::jwks::{Accept, KeySet};
 use crate::policy::authz::ClaimPath;
 pub use crate::policy::authz::ProviderId;
 use crate::policy::binding::MtlsMode;
@@ -57,7 +57,9 @@ pub struct Provider {
     pub name: String,
     pub algorithms: Vec<Algorithm>,
     pub claims: ClaimRules,
-    pub keys: KeySource,
+    /// Where its keys come from: one source, or several (`key_sources`) whose keys are all
+    /// trusted, each fetched and cached on its own (at most `keys::MAX_KEY_SOURCES`).
+    pub keys: Vec<KeySource>,
     pub token_sources: Vec<TokenSource>,
     pub forward: bool,
     pub forward_payload_header: Option<String>,
@@ -101,6 +103,19 @@ pub struct Fetch {
     /// Most keys a fetched set may hold (`jwks::MAX_KEYS` by default, at most
     /// `jwks::MAX_KEYS_BOUND`); a larger set is refused whole and the last good one serves.
     pub max_keys: usize,
+    /// Keys published for JWT-SVIDs (`use: "jwt-svid"`) are accepted: the provider's
+    /// `jwt_svid`.
+    pub jwt_svid: bool,
+}
+
+impl Fetch {
+    /// What a key set fetched here may hold.
+    pub fn accept(&self) -> Accept {
+        Accept {
+            max_keys: self.max_keys,
+            jwt_svid: self.jwt_svid,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -164,8 +179,14 @@ fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Conf
 // ---- Compilation: each JSON object is read (unknown fields refused) and checked at once. ----
 
 impl Config {
-    /// Parses and validates a configuration.
+    /// Parses and validates a configuration; `{"env": NAME}` secrets come from the VM's
+    /// environment (`secret::process_env`).
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        Self::parse_with_env(bytes, &secret::process_env)
+    }
+
+    /// Parses and validates a configuration whose `{"env": NAME}` secrets `env` looks up.
+    pub fn parse_with_env(bytes: &[u8], env: &Env) -> Result<Config, ConfigError> {
         if bytes.len() > MAX_CONFIG_BYTES {
             return err(
                 ".",
@@ -173,7 +194,7 @@ impl Config {
             );
         }
         let value = json::parse(bytes).or_else(|e| err(".", e))?;
-        compile(&Node::root(&value))
+        compile(&Node::root(&value), env)
     }
 
     /// The provider `id` names (ids come from this configuration only).
@@ -272,7 +293,7 @@ impl FromJson<'_> for ClaimPath {
     }
 }
 
-fn compile(root: &Node) -> Result<Config, ConfigError> {
+fn compile(root: &Node, env: &Env) -> Result<Config, ConfigError> {
     let [
         schema,
         realm,
@@ -346,7 +367,7 @@ fn compile(root: &Node) -> Result<Config, ConfigError> {
             value,
             path: listed.child(name),
         };
-        providers.push(compile_provider(name, &node)?);
+        providers.push(compile_provider(name, &node, env)?);
     }
     let identity_headers = identity_headers(&providers)?;
     let mut compiled_rules = Vec::new();
@@ -403,6 +424,7 @@ mod provider;
 mod read;
 mod requirement;
 mod rules;
+pub mod secret;
 mod source;
 #[cfg(test)]
 mod tests;
@@ -415,6 +437,8 @@ use fetch::compile_fetch;
 pub use fetch::split_uri;
 use identity::{identity_header, identity_headers};
 use keys::compile_keys;
+pub use keys::MAX_KEY_SOURCES;
+pub use secret::Env;
 use metadata::compile_metadata;
 use provider::{audience_list, compile_algorithms, compile_provider};
 use requirement::compile_requirement;

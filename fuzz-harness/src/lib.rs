@@ -302,9 +302,13 @@ pub fn decide(data: &[u8]) -> Option<Decision> {
         }
         Err(Stop::Keys(NeedKeys {
             provider,
+            sources,
             unknown_kid,
         })) => {
             assert!(provider.0 < config.providers.len());
+            // Some source of the provider is named, and only its own.
+            let all = (1u16 << config.providers[provider.0].keys.len()) - 1;
+            assert!(*sources != 0 && u16::from(*sources) & !all == 0);
             let expected = if *unknown_kid {
                 Store::READY_REFETCH
             } else {
@@ -376,7 +380,7 @@ impl<'k> Store<'k> {
 }
 
 impl KeyStore for Store<'_> {
-    fn state(&self, _: ProviderId) -> KeyState<'_> {
+    fn state(&self, _: ProviderId, _: usize) -> KeyState<'_> {
         match (self.set, self.kind) {
             (Some(set), Self::READY_REFETCH | Self::READY) => KeyState::Ready {
                 set,

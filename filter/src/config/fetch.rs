@@ -1,6 +1,7 @@
 //! `remote_jwks` and `discovery`: where and how keys (or the discovery document) are fetched.
 
 use super::read::{Field, Node};
+use super::secret::{Env, Given, given};
 use super::{ConfigError, Fetch, err, fields, is_tchar};
 use serde_json::Value;
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 pub(super) fn compile_fetch(
     node: &Node,
     discovery: Option<(&Field, &[String])>,
+    env: &Env,
 ) -> Result<Fetch, ConfigError> {
     let [
         cluster,
@@ -101,16 +103,26 @@ pub(super) fn compile_fetch(
                     "must be a header name other than the request's own (:method, :path, content-length, ...)",
                 );
             }
-            let Value::String(value) = value else {
-                return err(at, "must be a string");
+            // A value may come from the environment (an API key): errors never show it.
+            let node = Node { value, path: at };
+            let (value, at, from) = match given(&node, env)? {
+                Given::Inline(node) => match node.value {
+                    Value::String(value) => (value.clone(), node.path, String::new()),
+                    _ => return node.err("must be a string or {\"env\": NAME}"),
+                },
+                Given::Env { name: var, text } => (
+                    text,
+                    format!("{}.env", node.path),
+                    format!("environment variable {var} "),
+                ),
             };
             if !value
                 .bytes()
                 .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
             {
-                return err(at, "must be printable ASCII");
+                return err(at, format!("{from}must be printable ASCII"));
             }
-            extra_headers.push((name, value.clone()));
+            extra_headers.push((name, value));
         }
     }
     let mut fetch = Fetch {
@@ -126,6 +138,7 @@ pub(super) fn compile_fetch(
         stale_max_s: stale_max_s.within()?,
         max_body_bytes: max_body_bytes.within()?,
         max_keys: max_keys.within()?,
+        jwt_svid: false,
     };
     // Discovery only (refused above in remote_jwks): the cluster for the jwks_uri it finds.
     if let Some(name) = jwks_cluster.get::<String>()? {

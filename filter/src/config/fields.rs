@@ -294,7 +294,7 @@ pub static RESOURCE_METADATA: [Spec; 15] = [
 ];
 
 /// provider
-pub static PROVIDER: [Spec; 16] = [
+pub static PROVIDER: [Spec; 20] = [
     field(
         "issuer",
         Ty::Json(r##"{"anyOf":[{"$ref":"#/$defs/issuer"},{"type":"array","minItems":1,"items":{"$ref":"#/$defs/issuer"}}]}"##),
@@ -312,8 +312,8 @@ pub static PROVIDER: [Spec; 16] = [
     ),
     field(
         "local_jwks",
-        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/jwks"}]}"##),
-        r#"An inline JWKS {"keys": [...]}, checked at configure time: every key must be usable and fit one of the provider's algorithms. oct keys (HMAC secrets, at least as long as the hash) are accepted only here."#,
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/local_jwks"}]}"##),
+        r#"An inline JWKS {"keys": [...]}, the same as JSON text, or {"env": "NAME"}: the JSON text in that environment variable of the VM, read at configure time (Envoy's vm_config.environment_variables; a file path is not offered: Envoy gives a wasm VM no filesystem). Checked at configure time: every key must be usable and fit one of the provider's algorithms. oct keys (HMAC secrets, at least as long as the hash) are accepted only here."#,
     ),
     field(
         "discovery",
@@ -377,6 +377,83 @@ pub static PROVIDER: [Spec; 16] = [
         r#"Certificate-bound tokens (RFC 8705): a token whose cnf["x5t#S256"] binds it to a client certificate is refused unless the connection presents that certificate, whatever the mode."#,
     )
     .shown(r#"{"mode":"allowed"}"#),
+    field(
+        "max_lifetime_s",
+        Ty::Json(r#"{"type":["integer","null"],"minimum":1,"maximum":18446744073709551615}"#),
+        "jwt_authn's max_lifetime: exp must be less than this many seconds from now (exp - now < max_lifetime_s, without clock skew, as jwt_authn), so that no token stays usable longer. Unlike max_token_age_s, which bounds now - iat. Default: none.",
+    ),
+    field(
+        "subjects",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/subject"},{"type":"array","minItems":1,"items":{"$ref":"#/$defs/subject"}}]}"##),
+        "jwt_authn's subjects: the token's sub must be a string that matches this pattern (or one of these): exact, prefix, suffix or contains, optionally ignore_case. No regex. Default: none (any sub).",
+    ),
+    field(
+        "jwt_svid",
+        Ty::Bool,
+        r#"SPIFFE JWT-SVIDs: keys published with use "jwt-svid" (a SPIFFE bundle's JWT authorities, each with a kid) verify tokens too, and every token must be a JWT-SVID: sub a SPIFFE ID (spiffe://trust-domain/path, the SPIFFE ID syntax), typ JWT or JOSE when present (aud and exp are required anyway). algorithms may then name RS*, PS*, ES256, ES384, ES512 only."#,
+    ).preset(&Preset::Bool(false)),
+    field(
+        "key_sources",
+        Ty::Json(r##"{"type":["array","null"],"minItems":1,"maxItems":8,"items":{"$ref":"#/$defs/key_source"}}"##),
+        "Several key sources whose keys are all trusted, instead of one remote_jwks, local_jwks or discovery (key rollover across two key servers): each is fetched, cached and refreshed on its own. A token's kid is looked up in every source's keys; an unknown kid refetches every remote source whose cooldown allows; while a source is down, the keys of the others still verify (a token whose key is in none of the sources that answer is refused 503 while a source is down, else 401). 1 to 8 sources, no two fetching the same document.",
+    ),
+];
+
+/// key source (an element of key_sources)
+pub static KEY_SOURCE: [Spec; 3] = [
+    field(
+        "remote_jwks",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/remote_jwks"}]}"##),
+        "Keys fetched from a JWKS URI, as the provider's remote_jwks.",
+    ),
+    field(
+        "local_jwks",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/local_jwks"}]}"##),
+        "An inline key set, as the provider's local_jwks.",
+    ),
+    field(
+        "discovery",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/discovery"}]}"##),
+        "OpenID discovery from the provider's issuer, as the provider's discovery.",
+    ),
+];
+
+/// subject pattern
+pub static SUBJECT: [Spec; 5] = [
+    field(
+        "exact",
+        Ty::Json(r#"{"type":["string","null"],"minLength":1}"#),
+        "sub equals this.",
+    ),
+    field(
+        "prefix",
+        Ty::Json(r#"{"type":["string","null"],"minLength":1}"#),
+        "sub starts with this.",
+    ),
+    field(
+        "suffix",
+        Ty::Json(r#"{"type":["string","null"],"minLength":1}"#),
+        "sub ends with this.",
+    ),
+    field(
+        "contains",
+        Ty::Json(r#"{"type":["string","null"],"minLength":1}"#),
+        "sub contains this.",
+    ),
+    field(
+        "ignore_case",
+        Ty::Bool,
+        "Compare ASCII letters without regard to case.",
+    ).preset(&Preset::Bool(false)),
+];
+
+/// secret from the environment
+pub static SECRET: [Spec; 1] = [
+    field(
+        "env",
+        Ty::Json(r#"{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"}"#),
+        "Required: the name of an environment variable of the VM (Envoy's vm_config.environment_variables), read once at configure time. Unset or empty, it refuses the configuration (the error names the variable, never a value).",
+    ).required(),
 ];
 
 /// fetch settings
@@ -423,8 +500,8 @@ pub static FETCH: [Spec; 11] = [
     ).preset(int!(jwks::MAX_KEYS as u32, 1, jwks::MAX_KEYS_BOUND as u32)),
     field(
         "headers",
-        Ty::Json(r#"{"type":["object","null"],"propertyNames":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},"additionalProperties":{"type":"string","pattern":"^[\\t -~]*$"}}"#),
-        "Extra request headers on every fetch (name: value), as jwks-rsa's requestHeaders; a host entry replaces :authority; values printable ASCII, never logged; the call's own and framing headers (content-length, transfer-encoding, connection, upgrade, te, keep-alive, accept, pseudo-headers) cannot be set.",
+        Ty::Json(r##"{"type":["object","null"],"propertyNames":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},"additionalProperties":{"anyOf":[{"type":"string","pattern":"^[\\t -~]*$"},{"$ref":"#/$defs/env"}]}}"##),
+        r#"Extra request headers on every fetch (name: value), as jwks-rsa's requestHeaders; a value may be {"env": "NAME"} (an API key from the VM's environment, read at configure time); a host entry replaces :authority; values printable ASCII, never logged; the call's own and framing headers (content-length, transfer-encoding, connection, upgrade, te, keep-alive, accept, pseudo-headers) cannot be set."#,
     ),
     field(
         "metadata_uri",
@@ -737,7 +814,7 @@ pub static OBJECTS: &[Object] = &[
     Object {
         def: "provider",
         title: "provider",
-        doc: "An issuer whose tokens are accepted, where its keys come from, and where its tokens are read from. Exactly one of remote_jwks, local_jwks, discovery.",
+        doc: "An issuer whose tokens are accepted, where its keys come from, and where its tokens are read from. Exactly one of remote_jwks, local_jwks, discovery, key_sources.",
         fields: &PROVIDER,
         constraints: Some(
             r##"{
@@ -775,6 +852,17 @@ pub static OBJECTS: &[Object] = &[
           "properties": {
             "discovery": {
               "type": "object"
+            }
+          }
+        },
+        {
+          "title": "key_sources",
+          "required": [
+            "key_sources"
+          ],
+          "properties": {
+            "key_sources": {
+              "type": "array"
             }
           }
         }
@@ -841,6 +929,31 @@ pub static OBJECTS: &[Object] = &[
   ]
 }"##,
         ),
+    },
+    Object {
+        def: "key_source",
+        title: "key source",
+        doc: "One of a provider's key_sources: exactly one of remote_jwks, local_jwks, discovery, each as the provider's own field of that name.",
+        fields: &KEY_SOURCE,
+        constraints: Some(
+            r#"{"$comment":"Exactly one source that is not null (one branch each).","oneOf":[{"title":"remote_jwks","required":["remote_jwks"],"properties":{"remote_jwks":{"type":"object"}}},{"title":"local_jwks","required":["local_jwks"],"properties":{"local_jwks":{"type":["object","string"]}}},{"title":"discovery","required":["discovery"],"properties":{"discovery":{"type":"object"}}}]}"#,
+        ),
+    },
+    Object {
+        def: "subject",
+        title: "subject pattern",
+        doc: r#"Exactly one of {"exact": s}, {"prefix": s}, {"suffix": s}, {"contains": s} (Envoy's StringMatcher without safe_regex: the module has no regex engine), and optionally "ignore_case": true."#,
+        fields: &SUBJECT,
+        constraints: Some(
+            r#"{"$comment":"Exactly one pattern that is not null (one branch each).","oneOf":[{"title":"exact","required":["exact"],"properties":{"exact":{"type":"string"}}},{"title":"prefix","required":["prefix"],"properties":{"prefix":{"type":"string"}}},{"title":"suffix","required":["suffix"],"properties":{"suffix":{"type":"string"}}},{"title":"contains","required":["contains"],"properties":{"contains":{"type":"string"}}}]}"#,
+        ),
+    },
+    Object {
+        def: "env",
+        title: "secret from the environment",
+        doc: r#"{"env": "NAME"} in place of a secret (local_jwks, a fetch header's value): the value of that environment variable of the VM, read once at configure time through WASI environ_get. In Envoy, the plugin's vm_config.environment_variables gives them: host_env_keys (copied from Envoy's own environment) or key_values; Istio's WasmPlugin vmConfig.env likewise."#,
+        fields: &SECRET,
+        constraints: None,
     },
     Object {
         def: "fetch",
@@ -1120,6 +1233,25 @@ pub static SHARED: &[(&str, &str)] = &[
 }"##,
     ),
     (
+        "local_jwks",
+        r##"{
+  "title": "local_jwks",
+  "description": "A JWKS object, the same as JSON text, or {\"env\": \"NAME\"} (the JSON text in that environment variable).",
+  "anyOf": [
+    {
+      "$ref": "#/$defs/jwks"
+    },
+    {
+      "type": "string",
+      "minLength": 1
+    },
+    {
+      "$ref": "#/$defs/env"
+    }
+  ]
+}"##,
+    ),
+    (
         "jwk",
         r##"{
   "title": "JWK",
@@ -1147,8 +1279,11 @@ pub static SHARED: &[(&str, &str)] = &[
     },
     "use": {
       "title": "use",
-      "description": "If present, \"sig\".",
-      "const": "sig"
+      "description": "If present, \"sig\" (or \"jwt-svid\" with a kid, where the provider sets jwt_svid).",
+      "enum": [
+        "sig",
+        "jwt-svid"
+      ]
     },
     "key_ops": {
       "title": "key_ops",
@@ -1452,7 +1587,7 @@ mod tests {
             assert_eq!(given.providers[0].dpop, provider.dpop);
             assert_eq!(given.providers[0].mtls, provider.mtls);
         }
-        let KeySource::Remote(fetch) = &provider.keys else {
+        let [KeySource::Remote(fetch)] = provider.keys.as_slice() else {
             panic!("remote_jwks")
         };
         assert_eq!(fetch.max_keys, crate::jose::jwks::MAX_KEYS);

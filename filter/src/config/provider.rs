@@ -1,20 +1,22 @@
 //! A provider (`providers.<name>`): its issuers, audiences, algorithms, claims, token
 //! sources and the headers and properties it writes.
 
+use super::keys::KeyRules;
 use super::read::{Field, FromJson, Node};
+use super::secret::Env;
 use super::{
     ConfigError, Provider, compile_dpop, compile_keys, compile_source, err, fields, identity_header,
 };
 use crate::http::spelling::same_upstream_name;
 use crate::jose::alg::Algorithm;
-use crate::jose::claims::{ClaimRules, Issuers, normalize_typ};
+use crate::jose::claims::{ClaimRules, Compare, Issuers, Subject, normalize_typ};
 use crate::policy::authz::ClaimPath;
 use crate::policy::binding::MtlsMode;
 use crate::policy::dpop::DpopPolicy;
 use crate::policy::extract::TokenSource;
 use serde_json::Value;
 
-pub(super) fn compile_provider(name: &str, node: &Node) -> Result<Provider, ConfigError> {
+pub(super) fn compile_provider(name: &str, node: &Node, env: &Env) -> Result<Provider, ConfigError> {
     if name.is_empty()
         || !name
             .bytes()
@@ -39,18 +41,55 @@ pub(super) fn compile_provider(name: &str, node: &Node) -> Result<Provider, Conf
         claim_to_properties,
         dpop,
         mtls,
+        max_lifetime_s,
+        subjects,
+        jwt_svid,
+        key_sources,
     ] = &node.fields(&fields::PROVIDER)?;
     let issuers = compile_issuers(issuer)?;
     let audiences = audience_list(audiences.req()?, &audiences.path())?;
     let algorithms =
         compile_algorithms(&algorithms.or_default::<Vec<String>>()?, &algorithms.path())?;
+    let jwt_svid: bool = jwt_svid.or_default()?;
+    // JWT-SVID section 2.1: RS*, ES256/384/512 and PS* only.
+    if jwt_svid
+        && let Some(alg) = algorithms
+            .iter()
+            .find(|a| a.is_hmac() || matches!(a, Algorithm::ES256K | Algorithm::EdDSA))
+    {
+        return err(
+            format!("{}.algorithms", node.path),
+            format!("{alg} is not a JWT-SVID algorithm (RS*, PS*, ES256, ES384, ES512)"),
+        );
+    }
     let keys = compile_keys(
         node,
-        issuer,
-        [remote_jwks, local_jwks, discovery],
-        &issuers.0,
-        &algorithms,
+        [remote_jwks, local_jwks, discovery, key_sources],
+        &KeyRules {
+            issuer,
+            issuers: &issuers.0,
+            algorithms: &algorithms,
+            jwt_svid,
+            env,
+        },
     )?;
+    let lifetime: Option<u64> = max_lifetime_s.get()?;
+    if lifetime == Some(0) {
+        return err(max_lifetime_s.path(), "must be at least 1");
+    }
+    let subjects = match subjects.get::<Node>()? {
+        None => Vec::new(),
+        Some(given) => match given.value {
+            Value::Array(_) => {
+                let items = Vec::<Node>::from_json(&given)?;
+                if items.is_empty() {
+                    return given.err("must not be empty");
+                }
+                items.iter().map(compile_subject).collect::<Result<_, _>>()?
+            }
+            _ => vec![compile_subject(&given)?],
+        },
+    };
     let skew = clock_skew_s.at_most()?;
     let require_typ = match require_typ.get::<String>()? {
         Some(t) if t.is_empty() => return err(require_typ.path(), "must not be empty"),
@@ -119,6 +158,9 @@ pub(super) fn compile_provider(name: &str, node: &Node) -> Result<Provider, Conf
             clock_skew_s: skew,
             max_token_age_s: max_token_age_s.get()?,
             require_typ,
+            max_lifetime_s: lifetime,
+            subjects,
+            jwt_svid,
         },
         keys,
         token_sources,
@@ -138,6 +180,43 @@ pub(super) fn compile_provider(name: &str, node: &Node) -> Result<Provider, Conf
             }
         },
     })
+}
+
+/// A `subjects` pattern: exactly one of `exact`, `prefix`, `suffix`, `contains`, not empty.
+fn compile_subject(node: &Node) -> Result<Subject, ConfigError> {
+    let [exact, prefix, suffix, contains, ignore_case] = &node.fields(&fields::SUBJECT)?;
+    let ignore_case: bool = ignore_case.or_default()?;
+    let mut found = None;
+    for (field, how) in [
+        (exact, Compare::Exact),
+        (prefix, Compare::Prefix),
+        (suffix, Compare::Suffix),
+        (contains, Compare::Contains),
+    ] {
+        let Some(text) = field.get::<String>()? else {
+            continue;
+        };
+        if text.is_empty() {
+            return err(field.path(), "must not be empty");
+        }
+        if found.is_some() {
+            return node.exactly_one(&[exact, prefix, suffix, contains]);
+        }
+        let text = if ignore_case {
+            text.to_ascii_lowercase()
+        } else {
+            text
+        };
+        found = Some(Subject {
+            how,
+            text,
+            ignore_case,
+        });
+    }
+    match found {
+        Some(subject) => Ok(subject),
+        None => node.exactly_one(&[exact, prefix, suffix, contains]),
+    }
 }
 
 /// A list of audiences: not empty, and no empty one.

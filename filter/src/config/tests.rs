@@ -62,7 +62,7 @@ fn the_quickstart_configuration_is_accepted_as_written() {
     assert_eq!(p.algorithms, vec![Algorithm::RS256]);
     assert_eq!(p.token_sources, vec![TokenSource::bearer()]);
     assert_eq!(c.max_body_bytes, 65_536);
-    let KeySource::Remote(fetch) = &p.keys else {
+    let [KeySource::Remote(fetch)] = p.keys.as_slice() else {
         panic!("remote_jwks compiles to a remote key source");
     };
     assert_eq!(
@@ -80,6 +80,7 @@ fn the_quickstart_configuration_is_accepted_as_written() {
             stale_max_s: 86_400,
             max_body_bytes: 1 << 20,
             max_keys: 64,
+            jwt_svid: false,
         }
     );
     assert_eq!(c.rules.len(), 3);
@@ -464,8 +465,8 @@ fn discovery_and_local_keys() {
         json!({"cluster": "idp", "cache_duration_s": 60}),
     );
     let c = Config::parse(v.to_string().as_bytes()).unwrap();
-    match &c.providers[0].keys {
-        KeySource::Discovery(f) => {
+    match c.providers[0].keys.as_slice() {
+        [KeySource::Discovery(f)] => {
             assert_eq!(
                 (f.authority.as_str(), f.path.as_str()),
                 ("issuer.test", "/.well-known/openid-configuration")
@@ -484,7 +485,7 @@ fn discovery_and_local_keys() {
         json!({"keys": [{"kty": "oct", "k": secret}]}),
     );
     let c = Config::parse(v.to_string().as_bytes()).unwrap();
-    assert!(matches!(&c.providers[0].keys, KeySource::Local(_)));
+    assert!(matches!(c.providers[0].keys.as_slice(), [KeySource::Local(_)]));
 
     v["providers"]["auth0"]["algorithms"] = json!(["HS512"]);
     let e = Config::parse(v.to_string().as_bytes())
@@ -1067,8 +1068,8 @@ fn discovery_reads_metadata_uri_jwks_cluster_and_headers() {
         v["providers"]["auth0"]["issuer"] = json!(issuer);
         v["providers"]["auth0"]["remote_jwks"] = Value::Null;
         v["providers"]["auth0"]["discovery"] = d;
-        Config::parse(v.to_string().as_bytes()).map(|c| match &c.providers[0].keys {
-            KeySource::Discovery(f) => f.clone(),
+        Config::parse(v.to_string().as_bytes()).map(|c| match c.providers[0].keys.as_slice() {
+            [KeySource::Discovery(f)] => f.clone(),
             _ => panic!("a discovery key source"),
         })
     };

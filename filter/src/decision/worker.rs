@@ -308,10 +308,13 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 // fetched newer keys (a rotation): adopt them and decide once more.
                 let stale = may_repeat
                     && refusal.failure.reason() == Reason::Invalid
-                    && refusal
-                        .provider
-                        .and_then(|p| self.fetcher.index(p))
-                        .is_some_and(|r| self.fetcher.sync(self.host.shared(), r));
+                    && refusal.provider.is_some_and(|p| {
+                        let remotes = self.fetcher.remotes_of(p, u8::MAX);
+                        // Every source adopts what is newer (no short-circuit).
+                        (remotes.iter()).fold(false, |changed, r| {
+                            self.fetcher.sync(self.host.shared(), *r) | changed
+                        })
+                    });
                 if stale {
                     return None;
                 }
@@ -319,13 +322,17 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             }
             Err(Stop::Keys(NeedKeys {
                 provider,
+                sources,
                 unknown_kid,
             })) => {
-                let Some(r) = self.fetcher.index(provider) else {
+                let remotes = self.fetcher.remotes_of(provider, sources);
+                if remotes.is_empty() {
                     return Some(self.unavailable(provider));
-                };
+                }
                 // Another worker may have fetched already: adopt that and decide again.
-                if may_repeat && self.fetcher.sync(self.host.shared(), r) {
+                let synced = (remotes.iter())
+                    .fold(false, |changed, r| self.fetcher.sync(self.host.shared(), *r) | changed);
+                if may_repeat && synced {
                     return None;
                 }
                 let trigger = if unknown_kid {
@@ -334,15 +341,22 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     Trigger::NoKeys
                 };
                 if let Some(origin) = fetch_origin {
-                    let adopted = !self.start_fetch(r, trigger, origin)
-                        && self.fetcher.sync(self.host.shared(), r);
+                    let mut adopted = false;
+                    for r in &remotes {
+                        adopted |= !self.start_fetch(*r, trigger, origin)
+                            && self.fetcher.sync(self.host.shared(), *r);
+                    }
                     self.host.enter(context);
                     // A fetch finished elsewhere since the sync above: decide with its keys.
                     if adopted && may_repeat {
                         return None;
                     }
                 }
-                let timeout_ms = self.fetcher.timeout_ms(r);
+                // As long as the slowest of the fetches it waits for may take.
+                let timeout_ms = (remotes.iter())
+                    .map(|r| self.fetcher.timeout_ms(*r))
+                    .max()
+                    .unwrap_or(0);
                 let deadline = deadline_ms.unwrap_or(now_ms + timeout_ms);
                 if now_ms >= deadline {
                     return Some(self.unavailable(provider));

@@ -14,6 +14,72 @@ pub struct ClaimRules {
     pub max_token_age_s: Option<u64>,
     /// Normalised (lower case, no `application/` prefix).
     pub require_typ: Option<String>,
+    /// `jwt_authn`'s `max_lifetime`: `exp` must be less than this many seconds from now
+    /// (no clock skew, as there).
+    pub max_lifetime_s: Option<u64>,
+    /// `jwt_authn`'s `subjects`: `sub` must match one of these.
+    pub subjects: Vec<Subject>,
+    /// SPIFFE JWT-SVID rules: `sub` a SPIFFE ID, `typ` (when present) `JWT` or `JOSE`.
+    pub jwt_svid: bool,
+}
+
+/// A pattern the `sub` claim is compared with (Envoy's `StringMatcher` without regex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub how: Compare,
+    /// Non-empty; lower-cased when `ignore_case`.
+    pub text: String,
+    /// ASCII case-insensitive.
+    pub ignore_case: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    Exact,
+    Prefix,
+    Suffix,
+    Contains,
+}
+
+impl Subject {
+    pub fn matches(&self, sub: &str) -> bool {
+        let lowered;
+        let sub = if self.ignore_case {
+            lowered = sub.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            sub
+        };
+        let text = self.text.as_str();
+        match self.how {
+            Compare::Exact => sub == text,
+            Compare::Prefix => sub.starts_with(text),
+            Compare::Suffix => sub.ends_with(text),
+            Compare::Contains => sub.contains(text),
+        }
+    }
+}
+
+/// Whether `id` is a SPIFFE ID (SPIFFE-ID.md, sections 2.1 and 2.2): `spiffe://`, a trust
+/// domain of `[a-z0-9._-]` (no port, no userinfo, no percent-encoding), then a path of
+/// segments of `[A-Za-z0-9._-]`, none empty, `.` or `..`, without a trailing `/`, query or
+/// fragment.
+pub fn is_spiffe_id(id: &str) -> bool {
+    let Some(rest) = id.strip_prefix("spiffe://") else {
+        return false;
+    };
+    let (domain, path) = rest.split_once('/').map_or((rest, None), |(d, p)| (d, Some(p)));
+    let domain_ok = !domain.is_empty()
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    let segment_ok = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    domain_ok && path.is_none_or(|p| p.split('/').all(segment_ok))
 }
 
 /// A failed check of a registered claim. Each names the claim, never its value.
@@ -30,6 +96,8 @@ pub enum ClaimError {
     IssuedInTheFuture,
     /// `iat` is older than `max_token_age_s`.
     TooOld,
+    /// `exp` is `max_lifetime_s` or more from now.
+    TooLong,
     NotANumber(&'static str),
     NotAString(&'static str),
 }
@@ -44,6 +112,7 @@ impl ClaimError {
             ClaimError::NotYetValid => "'nbf' claim timestamp check failed".into(),
             ClaimError::IssuedInTheFuture => "'iat' claim timestamp check failed".into(),
             ClaimError::TooOld => "'iat' claim timestamp check failed (too far in the past)".into(),
+            ClaimError::TooLong => "'exp' claim timestamp check failed (too far in the future)".into(),
             ClaimError::NotANumber(claim) => format!("'{claim}' claim must be a number"),
             ClaimError::NotAString(claim) => format!("'{claim}' claim must be a string"),
         }
@@ -130,10 +199,18 @@ impl ClaimRules {
         {
             return Err(ClaimError::Unexpected("typ"));
         }
+        // JWT-SVID section 2.3: `typ` is optional, and then `JWT` or `JOSE`.
+        if self.jwt_svid && typ.is_some_and(|t| t != "JWT" && t != "JOSE") {
+            return Err(ClaimError::Unexpected("typ"));
+        }
 
         let exp = number(claims, "exp")?.ok_or(ClaimError::Missing("exp"))?;
         if now >= exp + skew {
             return Err(ClaimError::Expired);
+        }
+        // As `jwt_authn`: the remaining lifetime, `exp - now`, must be under the bound.
+        if self.max_lifetime_s.is_some_and(|max| exp - now >= max as f64) {
+            return Err(ClaimError::TooLong);
         }
         if number(claims, "nbf")?.is_some_and(|nbf| nbf > now + skew) {
             return Err(ClaimError::NotYetValid);
@@ -153,6 +230,13 @@ impl ClaimRules {
 
         for name in ["sub", "jti", "client_id"] {
             string(claims, name)?;
+        }
+        if self.jwt_svid || !self.subjects.is_empty() {
+            let sub = string(claims, "sub")?.ok_or(ClaimError::Missing("sub"))?;
+            let subject_ok = self.subjects.is_empty() || self.subjects.iter().any(|s| s.matches(sub));
+            if !subject_ok || (self.jwt_svid && !is_spiffe_id(sub)) {
+                return Err(ClaimError::Unexpected("sub"));
+            }
         }
         // RFC 9068 section 2.2: access tokens carry these; strict mode insists.
         if self.require_typ.as_deref() == Some("at+jwt") {
@@ -212,6 +296,9 @@ mod tests {
             clock_skew_s: 5,
             max_token_age_s: None,
             require_typ: None,
+            max_lifetime_s: None,
+            subjects: Vec::new(),
+            jwt_svid: false,
         }
     }
 
@@ -436,6 +523,183 @@ mod tests {
         assert_eq!(
             ClaimError::Missing("client_id").message(),
             "Missing 'client_id' claim"
+        );
+    }
+
+    #[test]
+    fn max_lifetime_bounds_exp_from_now_as_jwt_authn() {
+        let r = ClaimRules {
+            max_lifetime_s: Some(3600),
+            ..rules()
+        };
+        // exp - now < max_lifetime_s: one second under passes, the bound itself does not.
+        assert_eq!(check(&r, json!({"exp": NOW + 3599})), Ok(()));
+        assert_eq!(
+            check(&r, json!({"exp": NOW + 3600})),
+            Err("'exp' claim timestamp check failed (too far in the future)".into())
+        );
+        assert_eq!(
+            r.check(None, &with(json!({"exp": NOW + 3600})), NOW, None),
+            Err(ClaimError::TooLong)
+        );
+        assert!(check(&r, json!({"exp": 1e308})).is_err());
+        // iat plays no part (max_token_age_s is the iat bound).
+        assert_eq!(
+            check(&r, json!({"exp": NOW + 60, "iat": NOW - 86_400})),
+            Ok(())
+        );
+        assert_eq!(
+            check(&r, json!({"exp": null})),
+            Err("Missing 'exp' claim".into())
+        );
+        // Without the bound, a far exp passes.
+        assert_eq!(
+            check(&rules(), json!({"exp": NOW + 10 * 365 * 86_400})),
+            Ok(())
+        );
+    }
+
+    fn subject(how: Compare, text: &str, ignore_case: bool) -> Subject {
+        Subject {
+            how,
+            text: text.into(),
+            ignore_case,
+        }
+    }
+
+    #[test]
+    fn subjects_match_exact_prefix_suffix_or_contains() {
+        let cases = [
+            (Compare::Exact, "user-1", "user-1", true),
+            (Compare::Exact, "user-1", "user-10", false),
+            (Compare::Prefix, "spiffe://a.test/", "spiffe://a.test/web", true),
+            (Compare::Prefix, "spiffe://a.test/", "spiffe://a.test.evil/web", false),
+            (Compare::Suffix, "@example.com", "me@example.com", true),
+            (Compare::Suffix, "@example.com", "me@example.com.evil", false),
+            (Compare::Contains, "/ns/prod/", "spiffe://a/ns/prod/sa/x", true),
+            (Compare::Contains, "/ns/prod/", "spiffe://a/ns/production/sa", false),
+        ];
+        for (how, text, sub, expected) in cases {
+            let r = ClaimRules {
+                subjects: vec![subject(how, text, false)],
+                ..rules()
+            };
+            let got = check(&r, json!({ "sub": sub }));
+            assert_eq!(got.is_ok(), expected, "{how:?} {text} {sub}: {got:?}");
+            if !expected {
+                assert_eq!(got, Err("Unexpected 'sub' value".into()));
+            }
+        }
+        // Several: any one passes.
+        let r = ClaimRules {
+            subjects: vec![
+                subject(Compare::Prefix, "a-", false),
+                subject(Compare::Prefix, "b-", false),
+            ],
+            ..rules()
+        };
+        assert_eq!(check(&r, json!({"sub": "b-1"})), Ok(()));
+        assert!(check(&r, json!({"sub": "c-1"})).is_err());
+        // A missing or non-string sub never matches.
+        assert_eq!(
+            check(&r, json!({"sub": null})),
+            Err("Missing 'sub' claim".into())
+        );
+        assert_eq!(
+            check(&r, json!({"sub": ["a-1"]})),
+            Err("'sub' claim must be a string".into())
+        );
+        // ignore_case: the pattern is kept lower-case, the claim compared lower-cased.
+        let r = ClaimRules {
+            subjects: vec![subject(Compare::Suffix, "@example.com", true)],
+            ..rules()
+        };
+        assert_eq!(check(&r, json!({"sub": "Me@EXAMPLE.com"})), Ok(()));
+        let exact_case = ClaimRules {
+            subjects: vec![subject(Compare::Suffix, "@example.com", false)],
+            ..rules()
+        };
+        assert!(check(&exact_case, json!({"sub": "Me@EXAMPLE.com"})).is_err());
+    }
+
+    #[test]
+    fn spiffe_ids_follow_the_spec_syntax() {
+        for good in [
+            "spiffe://example.org",
+            "spiffe://example.org/web",
+            "spiffe://k8s-west.example.com/ns/staging/sa/default",
+            "spiffe://a_b.c-d.0/A.b-C_9/..x/x..",
+            "spiffe://10.0.0.1/svc",
+        ] {
+            assert!(is_spiffe_id(good), "{good}");
+        }
+        for bad in [
+            "",
+            "spiffe://",
+            "spiffe:///path",
+            "SPIFFE://example.org/web",
+            "https://example.org/web",
+            "spiffe://Example.org/web",
+            "spiffe://example.org:8080/web",
+            "spiffe://user@example.org/web",
+            "spiffe://exa%6dple.org/web",
+            "spiffe://example.org/",
+            "spiffe://example.org/web/",
+            "spiffe://example.org//web",
+            "spiffe://example.org/./web",
+            "spiffe://example.org/a/../web",
+            "spiffe://example.org/we%20b",
+            "spiffe://example.org/web?x=1",
+            "spiffe://example.org/web#f",
+            "spiffe://[::1]/web",
+            "spiffe://example.org/w\u{e9}b",
+        ] {
+            assert!(!is_spiffe_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn jwt_svid_needs_a_spiffe_subject_and_a_jwt_or_jose_typ() {
+        let r = ClaimRules {
+            jwt_svid: true,
+            ..rules()
+        };
+        let svid = json!({"sub": "spiffe://example.org/web"});
+        assert_eq!(check(&r, svid.clone()), Ok(()));
+        for typ in ["JWT", "JOSE"] {
+            assert_eq!(r.check(Some(typ), &with(svid.clone()), NOW, None), Ok(()));
+        }
+        for typ in ["jwt", "at+jwt", "application/jwt"] {
+            assert_eq!(
+                r.check(Some(typ), &with(svid.clone()), NOW, None),
+                Err(ClaimError::Unexpected("typ")),
+                "{typ}"
+            );
+        }
+        assert_eq!(
+            check(&r, json!({"sub": "u"})),
+            Err("Unexpected 'sub' value".into())
+        );
+        assert_eq!(
+            check(&r, json!({"sub": null})),
+            Err("Missing 'sub' claim".into())
+        );
+        // aud and exp stay required, as for every provider.
+        let no_aud = json!({"sub": "spiffe://example.org/web", "aud": null});
+        assert_eq!(check(&r, no_aud), Err("Missing 'aud' claim".into()));
+        let no_exp = json!({"sub": "spiffe://example.org/web", "exp": null});
+        assert_eq!(check(&r, no_exp), Err("Missing 'exp' claim".into()));
+        // With subjects too, both hold.
+        let both = ClaimRules {
+            subjects: vec![subject(Compare::Prefix, "spiffe://example.org/", false)],
+            ..r
+        };
+        assert_eq!(check(&both, svid), Ok(()));
+        assert!(check(&both, json!({"sub": "spiffe://other.org/web"})).is_err());
+        // Without jwt_svid, any typ and subject pass.
+        assert_eq!(
+            rules().check(Some("at+jwt"), &with(json!({})), NOW, None),
+            Ok(())
         );
     }
 }

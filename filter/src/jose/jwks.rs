@@ -83,6 +83,26 @@ pub enum Origin {
     Remote,
 }
 
+/// What a key set may hold, beyond where it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accept {
+    /// Most entries: a larger set is refused whole.
+    pub max_keys: usize,
+    /// Keys a SPIFFE bundle publishes for JWT-SVIDs (`use: "jwt-svid"`, each with a `kid`)
+    /// verify tokens too; otherwise a `use` other than `sig` drops the key.
+    pub jwt_svid: bool,
+}
+
+impl Accept {
+    /// Signature keys only (`use` absent or `sig`), at most `max_keys` entries.
+    pub fn signing(max_keys: usize) -> Self {
+        Accept {
+            max_keys,
+            jwt_svid: false,
+        }
+    }
+}
+
 /// A key set and the reasons why some of its entries were dropped (for logs).
 #[derive(Debug)]
 pub struct Loaded {
@@ -101,8 +121,13 @@ impl KeySet {
     /// Parses a JWKS document of at most `max_keys` entries: a larger one is refused whole
     /// (the error gives the count, never a key).
     pub fn parse_limited(bytes: &[u8], origin: Origin, max_keys: usize) -> Result<Loaded, String> {
+        Self::parse_accepting(bytes, origin, Accept::signing(max_keys))
+    }
+
+    /// Parses a JWKS document with what `accept` says.
+    pub fn parse_accepting(bytes: &[u8], origin: Origin, accept: Accept) -> Result<Loaded, String> {
         let doc = json::parse_object(bytes)?;
-        Self::from_object_limited(&doc, origin, max_keys)
+        Self::from_object_accepting(&doc, origin, accept)
     }
 
     /// At most `MAX_KEYS` entries.
@@ -114,6 +139,14 @@ impl KeySet {
         doc: &Map<String, Value>,
         origin: Origin,
         max_keys: usize,
+    ) -> Result<Loaded, String> {
+        Self::from_object_accepting(doc, origin, Accept::signing(max_keys))
+    }
+
+    pub fn from_object_accepting(
+        doc: &Map<String, Value>,
+        origin: Origin,
+        Accept { max_keys, jwt_svid }: Accept,
     ) -> Result<Loaded, String> {
         let Some(Value::Array(entries)) = doc.get("keys") else {
             return Err("'keys' must be an array".into());
@@ -134,7 +167,7 @@ impl KeySet {
         let duplicated = |kid: &str| kids.iter().filter(|k| **k == kid).nth(1).is_some();
         let (mut keys, mut dropped) = (Vec::new(), Vec::new());
         for (i, entry) in entries.iter().enumerate() {
-            match parse_key(entry, origin) {
+            match parse_key(entry, origin, jwt_svid) {
                 Ok(_) if kid_of(entry).is_some_and(duplicated) => {
                     dropped.push(format!("key {i}: 'kid' is shared with another key"));
                 }
@@ -212,16 +245,23 @@ fn hmac_min_bytes(alg: Algorithm) -> Option<usize> {
     }
 }
 
-fn parse_key(entry: &Value, origin: Origin) -> Result<Key, String> {
+fn parse_key(entry: &Value, origin: Origin, jwt_svid: bool) -> Result<Key, String> {
     let jwk = entry.as_object().ok_or("not a JSON object")?;
     let kid = optional_str(jwk, "kid")?;
     if kid.is_some_and(|k| k.len() > MAX_KID_BYTES) {
         return Err(format!("'kid' longer than {MAX_KID_BYTES} bytes"));
     }
-    if let Some(usage) = optional_str(jwk, "use")?
-        && usage != "sig"
-    {
-        return Err(format!("'use' is '{usage}', not 'sig'"));
+    match optional_str(jwk, "use")? {
+        None | Some("sig") => {}
+        // The SPIFFE bundle format: a JWT-SVID authority, which must carry its `kid`.
+        Some("jwt-svid") if jwt_svid && kid.is_none() => {
+            return Err("'use' is 'jwt-svid' without a 'kid'".into());
+        }
+        Some("jwt-svid") if jwt_svid => {}
+        Some("jwt-svid") => {
+            return Err("'use' is 'jwt-svid', not 'sig' (jwt_svid is off)".into());
+        }
+        Some(usage) => return Err(format!("'use' is '{usage}', not 'sig'")),
     }
     if let Some(ops) = jwk.get("key_ops") {
         let ops = ops.as_array().ok_or("'key_ops' must be an array")?;
@@ -277,7 +317,7 @@ pub fn proof_key(jwk: &Value) -> Result<(Key, [u8; 32]), &'static str> {
         return Err("'jwk' header holds a private key");
     }
     let key = match optional_str(map, "kty") {
-        Ok(Some("RSA" | "EC" | "OKP")) => parse_key(jwk, Origin::Remote),
+        Ok(Some("RSA" | "EC" | "OKP")) => parse_key(jwk, Origin::Remote, false),
         _ => return Err("'jwk' header is not an asymmetric public key"),
     }
     .map_err(|_| "'jwk' header is not a usable public key")?;
@@ -847,6 +887,41 @@ mod tests {
             [
                 "key 0: 'kid' is shared with another key",
                 "key 2: 'kid' is shared with another key"
+            ]
+        );
+    }
+
+    #[test]
+    fn jwt_svid_keys_only_where_accepted_and_with_a_kid() {
+        let svid = |extra: Value| rsa(with(json!({"use": "jwt-svid"}), extra));
+        let doc = json!({"keys": [svid(json!({"kid": "a"})), rsa(json!({"kid": "b"}))]});
+        let doc = doc.as_object().unwrap();
+        // Off (the default): the jwt-svid key is dropped, the signature key kept.
+        let off = KeySet::from_object(doc, Origin::Remote).unwrap();
+        assert_eq!(off.set.keys().len(), 1);
+        assert_eq!(
+            off.dropped,
+            ["key 0: 'use' is 'jwt-svid', not 'sig' (jwt_svid is off)"]
+        );
+        // On: both verify.
+        let on = Accept {
+            max_keys: MAX_KEYS,
+            jwt_svid: true,
+        };
+        let both = KeySet::from_object_accepting(doc, Origin::Remote, on).unwrap();
+        assert!(both.dropped.is_empty(), "{:?}", both.dropped);
+        assert!(both.set.select(Some("a"), Algorithm::RS256).is_ok());
+        // A SPIFFE bundle's other entries stay dropped, and a jwt-svid key needs its kid.
+        let bundle = json!({"spiffe_sequence": 1, "keys": [
+            svid(json!({})), rsa(json!({"use": "x509-svid"})), svid(json!({"kid": "k"}))]});
+        let loaded = KeySet::from_object_accepting(bundle.as_object().unwrap(), Origin::Remote, on)
+            .unwrap();
+        assert_eq!(loaded.set.keys().len(), 1);
+        assert_eq!(
+            loaded.dropped,
+            [
+                "key 0: 'use' is 'jwt-svid' without a 'kid'",
+                "key 1: 'use' is 'x509-svid', not 'sig'"
             ]
         );
     }

@@ -12,7 +12,7 @@
 use crate::config::ProviderId;
 use crate::config::{Fetch, split_uri};
 use crate::jose::json;
-use crate::jose::jwks::{KeySet, Loaded, Origin};
+use crate::jose::jwks::{Accept, KeySet, Loaded, Origin};
 use crate::keys::shared::Record;
 use serde::Serialize;
 use serde_json::Value;
@@ -31,9 +31,10 @@ pub enum KeyState<'k> {
     Unavailable { retry_after_s: u64 },
 }
 
-/// Key sets fetched by the host side, by provider.
+/// Key sets fetched by the host side, by provider and key source (the index of the source
+/// in the provider's `keys`).
 pub trait KeyStore {
-    fn state(&self, provider: ProviderId) -> KeyState<'_>;
+    fn state(&self, provider: ProviderId, source: usize) -> KeyState<'_>;
 }
 
 /// A key store that always holds one set, for every provider: for tests, benchmarks and
@@ -44,7 +45,7 @@ pub struct FixedKeys {
 }
 
 impl KeyStore for FixedKeys {
-    fn state(&self, _provider: ProviderId) -> KeyState<'_> {
+    fn state(&self, _provider: ProviderId, _source: usize) -> KeyState<'_> {
         KeyState::Ready {
             set: &self.set,
             refetch_allowed: self.refetch_allowed,
@@ -243,12 +244,13 @@ pub struct LocalKeys {
 
 impl LocalKeys {
     /// Adopts a newer keys record (parsing its JWKS once).
-    /// `max_keys`: the provider's limit, which `accept_jwks` applied to the record already.
-    pub fn adopt(&mut self, record: KeysRecord, max_keys: usize) {
+    /// `accept`: the source's limit and key uses, which `accept_jwks` applied to the record
+    /// already.
+    pub fn adopt(&mut self, record: KeysRecord, accept: Accept) {
         if self.record.as_ref() == Some(&record) {
             return;
         }
-        self.set = KeySet::parse_limited(record.jwks.as_bytes(), Origin::Remote, max_keys)
+        self.set = KeySet::parse_accepting(record.jwks.as_bytes(), Origin::Remote, accept)
             .ok()
             .map(|l| l.set);
         self.record = Some(record);
@@ -262,10 +264,10 @@ impl LocalKeys {
         record: KeysRecord,
         fetched: &[u8],
         set: KeySet,
-        max_keys: usize,
+        accept: Accept,
     ) {
         if record.jwks.as_bytes() != fetched {
-            return self.adopt(record, max_keys);
+            return self.adopt(record, accept);
         }
         self.set = Some(set);
         self.record = Some(record);
@@ -300,7 +302,7 @@ impl LocalKeys {
 /// Checks a JWKS answer: a 200 with a body within bounds holding at least one usable key.
 pub fn accept_jwks(status: Option<u16>, body: &[u8], fetch: &Fetch) -> Result<Loaded, String> {
     accept_status(status, body, fetch)?;
-    KeySet::parse_limited(body, Origin::Remote, fetch.max_keys)
+    KeySet::parse_accepting(body, Origin::Remote, fetch.accept())
 }
 
 /// Checks a discovery answer: its `issuer` must be ours exactly, and its `jwks_uri` an
@@ -427,7 +429,12 @@ mod tests {
             stale_max_s: 3600,
             max_body_bytes: 1 << 20,
             max_keys: 64,
+            jwt_svid: false,
         }
+    }
+
+    fn limit(max_keys: usize) -> Accept {
+        Accept::signing(max_keys)
     }
 
     fn jwks() -> String {
@@ -453,16 +460,16 @@ mod tests {
         };
         // The record holds the fetched JWKS: the given set is kept as it is.
         let mut local = LocalKeys::default();
-        local.adopt_fetched(record(0), jwks().as_bytes(), parsed(&jwks()), 64);
+        local.adopt_fetched(record(0), jwks().as_bytes(), parsed(&jwks()), limit(64));
         assert_eq!(kids(&local), Some(vec![Some("a".to_string())]));
         assert_eq!(local.record, Some(record(0)));
         // Another worker's JWKS won the race: the record's own keys, parsed with the limit.
         let other = json!({"keys": [public_jwk("rsa-b", "b")]}).to_string();
         let mut local = LocalKeys::default();
-        local.adopt_fetched(record(0), other.as_bytes(), parsed(&other), 64);
+        local.adopt_fetched(record(0), other.as_bytes(), parsed(&other), limit(64));
         assert_eq!(kids(&local), Some(vec![Some("a".to_string())]));
         let mut local = LocalKeys::default();
-        local.adopt_fetched(record(0), other.as_bytes(), parsed(&other), 0);
+        local.adopt_fetched(record(0), other.as_bytes(), parsed(&other), limit(0));
         assert!(local.set.is_none());
     }
 
@@ -543,7 +550,7 @@ mod tests {
         ));
         assert!(matches!(local.state(1000, &f), KeyState::Loading));
 
-        local.adopt(record(0), 64);
+        local.adopt(record(0), limit(64));
         assert!(matches!(local.state(10, &f), KeyState::Ready { .. }));
         // Stale keys keep serving through failures, up to cache + stale_max.
         let end = (600 + 3600) * 1000;
@@ -558,7 +565,7 @@ mod tests {
     fn refetch_is_allowed_while_a_fetch_is_in_flight_or_after_the_cooldown() {
         let f = fetch();
         let mut local = LocalKeys::default();
-        local.adopt(record(0), 64);
+        local.adopt(record(0), limit(64));
         let allowed = |l: &LocalKeys, now| {
             matches!(
                 l.state(now, &f),

@@ -4,7 +4,7 @@ use super::bench_stage::{STAGE, Stage};
 use super::host;
 use super::metrics::Metrics;
 use super::shared::HostSharedData;
-use crate::config::{Config, ConfigError, KeySource, ProviderId};
+use crate::config::{Config, ConfigError, ProviderId};
 use crate::decision::worker::{Host, Level, Metric, VERSION, Worker};
 use crate::http::request::{HeaderChanges, Request};
 use crate::jose::alg::Algorithm;
@@ -67,7 +67,7 @@ pub fn configure(root: u32, bytes: &[u8]) -> Result<Plugin, ConfigError> {
         .providers
         .iter()
         .enumerate()
-        .filter(|(_, p)| !matches!(p.keys, KeySource::Local(_)))
+        .filter(|(_, p)| p.keys.iter().any(|k| k.fetch().is_some()))
         .map(|(i, p)| (ProviderId(i), p.name.clone()))
         .collect();
     let mut metrics = Metrics::define(config.providers.len(), &gauges);

@@ -8,7 +8,8 @@ use crate::config::{KeySource, Provider, ProviderId};
 use crate::decision::outcome::{NeedKeys, Refusal, Stop};
 use crate::http::request::Request;
 use crate::jose::claims::ClaimError;
-use crate::jose::jwks::KeyError;
+use crate::jose::alg::Algorithm;
+use crate::jose::jwks::{Key, KeyError};
 use crate::jose::jws;
 use crate::jose::verify::SignatureVerifier;
 use crate::keys::token_cache::{TokenCache, Verified};
@@ -178,7 +179,7 @@ impl<V: SignatureVerifier> Tokens<V> {
     }
 
     /// The format and signature stages for `token`, or their cached result: the token is
-    /// a well-formed JWS for this provider, signed by a key of its current key set.
+    /// a well-formed JWS for this provider, signed by a key of one of its current key sets.
     fn verify(
         &self,
         index: ProviderId,
@@ -187,15 +188,12 @@ impl<V: SignatureVerifier> Tokens<V> {
         now: u64,
         keys: &dyn KeyStore,
     ) -> Result<Rc<Verified>, Stop> {
-        let state = key_state(provider, index, keys);
         let cached = self.cache.borrow_mut().get(index, token, now);
         if let Some(hit) = cached {
-            let key_kept = match &state {
-                KeyState::Ready { set, .. } => set
-                    .select(hit.kid.as_deref(), hit.alg)
-                    .is_ok_and(|k| Rc::ptr_eq(&k.material, &hit.key) || k.material == hit.key),
-                _ => false,
-            };
+            let found = KeyLookup::look(provider, index, keys, hit.kid.as_deref(), hit.alg);
+            let key_kept = found
+                .key
+                .is_some_and(|k| k.is_ok_and(|k| Rc::ptr_eq(&k.material, &hit.key) || k.material == hit.key));
             if key_kept {
                 self.cache.borrow_mut().count(true);
                 return Ok(hit);
@@ -217,37 +215,36 @@ impl<V: SignatureVerifier> Tokens<V> {
             .claims
             .check_issuer(&claims)
             .map_err(|e| refuse(invalid_token(&e.message())))?;
-        let (set, refetch_allowed) = match state {
-            KeyState::Ready {
-                set,
-                refetch_allowed,
-            } => (set, refetch_allowed),
-            KeyState::Loading => {
-                return Err(Stop::Keys(NeedKeys {
-                    provider: index,
-                    unknown_kid: false,
-                }));
-            }
-            KeyState::Unavailable { retry_after_s } => {
-                return Err(refuse(Failure::Unavailable { retry_after_s }));
-            }
+        let found = KeyLookup::look(provider, index, keys, jws.kid.as_deref(), jws.alg);
+        let need = |sources: u8, unknown_kid: bool| {
+            Stop::Keys(NeedKeys {
+                provider: index,
+                sources,
+                unknown_kid,
+            })
         };
-        let key = match set.select(jws.kid.as_deref(), jws.alg) {
-            Ok(key) => key,
-            Err(KeyError::UnknownKid) if refetch_allowed => {
-                return Err(Stop::Keys(NeedKeys {
-                    provider: index,
-                    unknown_kid: true,
-                }));
-            }
-            Err(KeyError::UnknownKid | KeyError::NoMatch) => {
-                return Err(refuse(invalid_token(
-                    "no applicable key found in the JSON Web Key Set",
-                )));
-            }
-            Err(KeyError::Ambiguous) => {
+        // A key found is used whatever the other sources' state; without one, the sources
+        // that may still bring it are waited for (or refetched), and only then does a
+        // source that is down answer for all.
+        let key = match found.key {
+            Some(Ok(key)) => key,
+            Some(Err(KeyError::Ambiguous)) => {
                 return Err(refuse(invalid_token(
                     "multiple matching keys found in the JSON Web Key Set",
+                )));
+            }
+            missing => {
+                if found.loading != 0 {
+                    return Err(need(found.loading, false));
+                }
+                if matches!(missing, Some(Err(KeyError::UnknownKid))) && found.refetch != 0 {
+                    return Err(need(found.refetch, true));
+                }
+                if let Some(retry_after_s) = found.unavailable {
+                    return Err(refuse(Failure::Unavailable { retry_after_s }));
+                }
+                return Err(refuse(invalid_token(
+                    "no applicable key found in the JSON Web Key Set",
                 )));
             }
         };
@@ -280,16 +277,77 @@ impl<V: SignatureVerifier> Tokens<V> {
     }
 }
 
-fn key_state<'k>(
-    provider: &'k Provider,
-    index: ProviderId,
-    keys: &'k dyn KeyStore,
-) -> KeyState<'k> {
-    match &provider.keys {
-        KeySource::Local(set) => KeyState::Ready {
-            set,
-            refetch_allowed: false,
-        },
-        KeySource::Remote(_) | KeySource::Discovery(_) => keys.state(index),
+/// A token's key among the key sets of its provider's sources (all trusted alike), and the
+/// state of the sources that could not answer.
+struct KeyLookup<'k> {
+    /// The key the ready sets choose (`None` when no set is ready). Each set chooses as
+    /// `KeySet::select`; several sets choosing the same key material choose one key, two
+    /// different keys are ambiguous.
+    key: Option<Result<&'k Key, KeyError>>,
+    /// Sources with no key set yet (bit `i`: source `i`).
+    loading: u8,
+    /// Ready remote sources that may refetch for an unknown `kid` now.
+    refetch: u8,
+    /// The shortest wait of the sources that are down, if any is.
+    unavailable: Option<u64>,
+}
+
+impl<'k> KeyLookup<'k> {
+    fn look(
+        provider: &'k Provider,
+        index: ProviderId,
+        keys: &'k dyn KeyStore,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> KeyLookup<'k> {
+        let mut found = KeyLookup {
+            key: None,
+            loading: 0,
+            refetch: 0,
+            unavailable: None,
+        };
+        for (i, source) in provider.keys.iter().enumerate() {
+            // At most `MAX_KEY_SOURCES` (8) sources: each has its bit.
+            let bit = u32::try_from(i).ok().and_then(|i| 1u8.checked_shl(i)).unwrap_or(0);
+            let state = match source {
+                KeySource::Local(set) => KeyState::Ready {
+                    set,
+                    refetch_allowed: false,
+                },
+                KeySource::Remote(_) | KeySource::Discovery(_) => keys.state(index, i),
+            };
+            let set = match state {
+                KeyState::Ready {
+                    set,
+                    refetch_allowed,
+                } => {
+                    if refetch_allowed {
+                        found.refetch |= bit;
+                    }
+                    set
+                }
+                KeyState::Loading => {
+                    found.loading |= bit;
+                    continue;
+                }
+                KeyState::Unavailable { retry_after_s } => {
+                    let shortest = found.unavailable.map_or(retry_after_s, |r| r.min(retry_after_s));
+                    found.unavailable = Some(shortest);
+                    continue;
+                }
+            };
+            found.key = Some(match (found.key, set.select(kid, alg)) {
+                (None | Some(Err(KeyError::UnknownKid)), chosen) => chosen,
+                (Some(Err(KeyError::NoMatch)), Err(KeyError::UnknownKid)) => Err(KeyError::NoMatch),
+                (Some(Err(KeyError::NoMatch)), chosen) => chosen,
+                (Some(Err(KeyError::Ambiguous)), _) | (_, Err(KeyError::Ambiguous)) => {
+                    Err(KeyError::Ambiguous)
+                }
+                (Some(Ok(a)), Ok(b)) if Rc::ptr_eq(&a.material, &b.material) || a.material == b.material => Ok(a),
+                (Some(Ok(_)), Ok(_)) => Err(KeyError::Ambiguous),
+                (Some(Ok(a)), Err(_)) => Ok(a),
+            });
+        }
+        found
     }
 }

@@ -13,9 +13,11 @@ use crate::keys::shared_keys::Slots;
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashMap;
 
-/// A remote provider's runtime state on this worker.
+/// A remote key source's runtime state on this worker.
 struct Remote {
     provider: ProviderId,
+    /// Its index in the provider's `keys`.
+    source: usize,
     /// The provider's name, for the log.
     name: String,
     fetch: Fetch,
@@ -80,9 +82,10 @@ pub(super) struct Keys<'a> {
 }
 
 impl KeyStore for Keys<'_> {
-    fn state(&self, provider: ProviderId) -> KeyState<'_> {
-        let remote = (self.state.as_deref())
-            .and_then(|state| state.remotes.iter().find(|r| r.provider == provider));
+    fn state(&self, provider: ProviderId, source: usize) -> KeyState<'_> {
+        let remote = (self.state.as_deref()).and_then(|state| {
+            (state.remotes.iter()).find(|r| r.provider == provider && r.source == source)
+        });
         match remote {
             Some(r) => r.local.state(self.now_ms, &r.fetch),
             None => KeyState::Loading,
@@ -92,23 +95,31 @@ impl KeyStore for Keys<'_> {
 
 impl KeyFetcher {
     pub(super) fn new(config: &Config) -> Self {
-        let remotes = config
-            .providers
-            .iter()
-            .enumerate()
-            .filter_map(|(index, p)| {
-                let (fetch, discovery) = match &p.keys {
+        let sources = (config.providers.iter().enumerate())
+            .flat_map(|(index, p)| p.keys.iter().enumerate().map(move |s| (index, p, s)));
+        let remotes = sources
+            .filter_map(|(index, p, (source, keys))| {
+                let (fetch, discovery) = match keys {
                     KeySource::Remote(f) => (f.clone(), false),
                     KeySource::Discovery(f) => (f.clone(), true),
                     KeySource::Local(_) => return None,
                 };
-                let settings = format!(
+                // Each source its own records in shared data (a provider's first source
+                // keeps the names it had before key_sources existed).
+                let mut settings = format!(
                     "{}|{}|{}|{}|{discovery}",
                     p.claims.issuer, fetch.cluster, fetch.authority, fetch.path
                 );
+                if source > 0 {
+                    settings.push_str(&format!("|{source}"));
+                }
                 Some(Remote {
                     provider: ProviderId(index),
-                    name: p.name.clone(),
+                    source,
+                    name: match p.keys.len() {
+                        1 => p.name.clone(),
+                        _ => format!("{} (key source {source})", p.name),
+                    },
                     slots: Slots::new(&p.name, &settings),
                     fetch,
                     discovery,
@@ -151,12 +162,19 @@ impl KeyFetcher {
             .map_or(0, |state| state.remotes.len())
     }
 
-    /// The remote of `provider`, if its keys are fetched.
-    pub(super) fn index(&self, provider: ProviderId) -> Option<usize> {
-        (self.state.try_borrow().ok())?
-            .remotes
-            .iter()
-            .position(|r| r.provider == provider)
+    /// The remotes of `provider` among its key sources `sources` (bit `i`: source `i`; all
+    /// of them: `u8::MAX`).
+    pub(super) fn remotes_of(&self, provider: ProviderId, sources: u8) -> Vec<usize> {
+        let Ok(state) = self.state.try_borrow() else {
+            return Vec::new();
+        };
+        (state.remotes.iter().enumerate())
+            .filter(|(_, r)| {
+                let bit = u32::try_from(r.source).ok().and_then(|s| 1u8.checked_shl(s));
+                r.provider == provider && bit.is_some_and(|b| sources & b != 0)
+            })
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// How long a request may wait for remote `r`'s keys.
@@ -376,8 +394,8 @@ impl KeyFetcher {
                     {
                         let (fetch, keys) = remote.slots.succeeded(host.shared(), number, record);
                         remote.local.fetch = fetch;
-                        let max_keys = remote.fetch.max_keys;
-                        remote.local.adopt_fetched(keys, body, loaded.set, max_keys);
+                        let accept = remote.fetch.accept();
+                        remote.local.adopt_fetched(keys, body, loaded.set, accept);
                     }
                     host.count(Metric::FetchOk, 1);
                     true
@@ -420,7 +438,7 @@ impl KeyFetcher {
         remote.local.fetch = record;
         match remote.slots.keys(shared) {
             Some(keys) if newer && ours.is_none_or(|v| v < keys.fetched_at_ms) => {
-                remote.local.adopt(keys, remote.fetch.max_keys);
+                remote.local.adopt(keys, remote.fetch.accept());
                 true
             }
             _ => false,
@@ -439,13 +457,20 @@ impl KeyFetcher {
             let Some(remote) = state.remotes.get(r) else {
                 return Start::None;
             };
+            // The provider's gauge shows its oldest key set (one per remote source).
+            let oldest = (state.remotes.iter())
+                .filter(|other| other.provider == remote.provider)
+                .filter_map(|other| other.local.record.as_ref())
+                .map(|keys| keys.age_ms(now_ms) / 1000)
+                .max()
+                .map(|seconds| (remote.provider, seconds));
             match &remote.local.record {
                 Some(keys) => (
                     !keys.usable(now_ms, &remote.fetch)
                         || keys.wants_refresh(now_ms, &remote.fetch),
-                    Some((remote.provider, keys.age_ms(now_ms) / 1000)),
+                    oldest,
                 ),
-                None => (true, None),
+                None => (true, oldest),
             }
         };
         if let Some((provider, seconds)) = age {

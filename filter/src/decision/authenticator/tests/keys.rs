@@ -16,6 +16,7 @@ fn missing_keys_pause_or_fail_closed_with_503() {
         a.decide(&req, NOW, &loading),
         Err(Stop::Keys(NeedKeys {
             provider: ProviderId(0),
+            sources: 1,
             unknown_kid: false
         }))
     );

@@ -246,6 +246,7 @@ fn all_needs_every_provider() {
         a.decide(&both, NOW, &loading),
         Err(Stop::Keys(NeedKeys {
             provider: ProviderId(0),
+            sources: 1,
             unknown_kid: false
         }))
     );

@@ -109,6 +109,7 @@ fn kid_tricks() {
             a.decide(&req, NOW, &keys_with_refetch),
             Err(Stop::Keys(NeedKeys {
                 provider: ProviderId(0),
+                sources: 1,
                 unknown_kid: true
             }))
         );

@@ -71,7 +71,7 @@ pub(super) struct Keys {
 }
 
 impl KeyStore for Keys {
-    fn state(&self, _provider: ProviderId) -> KeyState<'_> {
+    fn state(&self, _provider: ProviderId, _source: usize) -> KeyState<'_> {
         match (&self.set, self.unavailable) {
             (Some(set), _) => KeyState::Ready {
                 set,
