@@ -137,7 +137,8 @@ run: build harness-bin envoy
 DIFFERENTIAL_SCENARIOS := $(addprefix tests/scenarios/,quickstart.json routes.json tokens.json \
   forwarding.json report.json agreement-identity.json token-rules.json discovery.json dpop.json form-body.json \
   algorithms.json config.json payloads.json keys.json more-keys.json key-files.json \
-  lifetimes.json metrics.json migration.json host-modes.json agreement-credentials.json \
+  lifetimes.json metrics.json migration.json host-modes.json agreement-credentials.json env.json \
+  constraints.json key-sources.json \
   authorities.json step-up.json mcp.json)
 
 differential: build harness-bin envoy test-filters

@@ -51,17 +51,21 @@ enum Input {
 struct Case {
     name: String,
     input: Input,
+    /// The VM's environment variables (a scenario's `env`) for `{"env": NAME}` secrets.
+    env: Vec<(String, String)>,
 }
 
 fn case(name: impl Into<String>, value: Value) -> Case {
     Case {
         name: name.into(),
         input: Input::Value(value),
+        env: Vec::new(),
     }
 }
 
 /// The scenarios' `$include` (relative to the including file, the rest deep-merged over it,
-/// `null` removing a field) and `{"$jwks": [names]}`, as the harness resolves them.
+/// `null` removing a field), `{"$jwks": [names]}` and `{"$spiffe_bundle": [names]}`, as the
+/// harness resolves them.
 fn resolve(value: Value, dir: &Path) -> Value {
     match value {
         Value::Object(mut map) => {
@@ -73,6 +77,21 @@ fn resolve(value: Value, dir: &Path) -> Value {
                     .map(|n| jwk_for_spec(n.as_str().unwrap()))
                     .collect();
                 return json!({ "keys": keys });
+            }
+            // A SPIFFE bundle: the same keys as JWT-SVID authorities.
+            if let Some(Value::Array(names)) = map.get("$spiffe_bundle")
+                && map.len() == 1
+            {
+                let keys: Vec<Value> = names
+                    .iter()
+                    .map(|n| {
+                        let mut jwk = jwk_for_spec(n.as_str().unwrap());
+                        jwk.as_object_mut().unwrap().remove("alg");
+                        jwk["use"] = json!("jwt-svid");
+                        jwk
+                    })
+                    .collect();
+                return json!({ "keys": keys, "spiffe_sequence": 1 });
             }
             match map.remove("$include") {
                 Some(Value::String(rel)) => {
@@ -160,12 +179,20 @@ fn scenario_cases() -> Vec<Case> {
                 None => continue,
             };
             let name = format!("{rel}[{i}] {}", name.unwrap_or_default());
+            // The scenario's environment, as the harness gives it to the VM.
+            let env = (item.get("env").and_then(Value::as_object).into_iter().flatten())
+                .map(|(k, v)| match v {
+                    Value::String(text) => (k.clone(), text.clone()),
+                    other => (k.clone(), other.to_string()),
+                })
+                .collect();
             cases.push(Case {
                 name,
                 input: match config {
                     Value::String(text) => Input::Text(text),
                     value => Input::Value(value),
                 },
+                env,
             });
         }
     }
@@ -285,6 +312,7 @@ fn envoy_yaml_cases() -> Vec<Case> {
             cases.push(Case {
                 name: format!("envoy.yaml line {}", i + 1),
                 input: Input::Text(block.join("\n")),
+                env: Vec::new(),
             });
         }
     }
@@ -303,12 +331,14 @@ fn hmac_secret() -> String {
 fn verdicts(
     validator: &jsonschema::Validator,
     input: &Input,
+    env: &[(String, String)],
 ) -> (Result<(), String>, Option<bool>) {
     let text = match input {
         Input::Value(value) => value.to_string(),
         Input::Text(text) => text.clone(),
     };
-    let parsed = Config::parse(text.as_bytes())
+    let lookup = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let parsed = Config::parse_with_env(text.as_bytes(), &lookup)
         .map(|_| ())
         .map_err(|e| e.to_string());
     // Text that is not JSON is the JSON reader's to refuse; the schema has no say.
@@ -353,7 +383,7 @@ fn real_configurations_fit_the_schema() {
         .collect();
     let mut accepted = 0;
     for case in &cases {
-        match verdicts(&validator, &case.input) {
+        match verdicts(&validator, &case.input, &case.env) {
             (Ok(()), Some(true)) => accepted += 1,
             (Ok(()), schema) => panic!(
                 "{}: the parser accepts it, the schema does not ({schema:?})",
@@ -437,7 +467,7 @@ fn both_refuse_a_few_mistakes() {
     for (object, field, value, message) in mistakes {
         let mut config = quickstart.clone();
         config.pointer_mut(object).unwrap()[*field] = value.clone();
-        let (parsed, schema) = verdicts(&validator, &Input::Value(config));
+        let (parsed, schema) = verdicts(&validator, &Input::Value(config), &[]);
         let refusal = parsed.expect_err(field);
         assert!(refusal.starts_with(message), "{field}: {refusal}");
         assert_eq!(schema, Some(false), "{field}: the schema accepts it");

@@ -253,6 +253,7 @@ fn start(
         log_level: LOG_LEVEL,
         properties: Default::default(),
         allow_on_headers_stop_iteration: false,
+        env: Vec::new(),
     };
     let proxy = Proxy::start(plugin, setup)?;
     if !proxy.configured {

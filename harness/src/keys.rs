@@ -245,6 +245,24 @@ impl KeyRing {
             .collect::<Result<Vec<_>>>()?;
         Ok(json!({ "keys": keys }))
     }
+
+    /// A SPIFFE trust bundle of these keys as JWT-SVID authorities: each public JWK with
+    /// `use` `jwt-svid` (and its `kid`, without `alg`, as SPIRE publishes them), and the
+    /// bundle's own `spiffe_sequence` and `spiffe_refresh_hint`.
+    pub fn spiffe_bundle(&mut self, specs: &[String], base: &Path) -> Result<Value> {
+        let keys = specs
+            .iter()
+            .map(|s| {
+                let mut jwk = self.get(s, base)?.public_jwk();
+                if let Some(members) = jwk.as_object_mut() {
+                    members.remove("alg");
+                    members.insert("use".into(), json!("jwt-svid"));
+                }
+                Ok(jwk)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(json!({"keys": keys, "spiffe_sequence": 1, "spiffe_refresh_hint": 300}))
+    }
 }
 
 fn is_file_spec(spec: &str) -> bool {

@@ -840,7 +840,10 @@ pub static OBJECTS: &[Object] = &[
           ],
           "properties": {
             "local_jwks": {
-              "type": "object"
+              "type": [
+                "object",
+                "string"
+              ]
             }
           }
         },

@@ -65,6 +65,7 @@ impl Case {
             "backend",
             "properties",
             "allow_on_headers_stop_iteration",
+            "env",
         ] {
             if let Some(v) = base.get(key) {
                 s.insert(key.into(), v.clone());

@@ -53,6 +53,7 @@ impl Proxy {
             pending_output: Default::default(),
             rng_state: 0x9e37_79b9_7f4a_7c15 ^ (id_seed(id) << 1),
             status: (0, Vec::new()),
+            env: self.boot.env.clone(),
         };
         Vm::new(&self.plugin.linker, &self.plugin.module, state)
     }

@@ -88,6 +88,9 @@ pub struct Setup {
     /// headers callbacks is a real StopIteration (the headers are held while the body goes
     /// through the filter), not StopAllIterationAndWatermark (everything held).
     pub allow_on_headers_stop_iteration: bool,
+    /// The VMs' environment variables (`environ_get`), as Envoy's
+    /// `vm_config.environment_variables` gives them.
+    pub env: Vec<(String, String)>,
 }
 
 /// A request as the client sends it, in bytes.
@@ -149,6 +152,7 @@ struct Boot {
     vm_config: Vec<u8>,
     /// `Setup::allow_on_headers_stop_iteration`.
     stop_iteration: bool,
+    env: Vec<(String, String)>,
 }
 
 /// Several VMs of one filter sharing a world.
@@ -197,6 +201,7 @@ impl Proxy {
                 plugin_config: setup.plugin_config,
                 vm_config: setup.vm_config,
                 stop_iteration: setup.allow_on_headers_stop_iteration,
+                env: setup.env,
             },
             vms: BTreeMap::new(),
             requests: Vec::new(),

@@ -120,6 +120,9 @@ pub struct VmState {
     /// Text written to stdout/stderr not yet ended by a newline.
     pub pending_output: [Vec<u8>; 2],
     pub rng_state: u64,
+    /// The VM's environment variables (`environ_get`), in order: Envoy's
+    /// `vm_config.environment_variables`.
+    pub env: Vec<(String, String)>,
     /// What `proxy_get_status` answers: a code and a message. Envoy keeps the code of the
     /// last failed call (11, `BrokenConnection`) and its message only during that callback.
     pub status: (u32, Vec<u8>),

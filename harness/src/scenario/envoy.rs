@@ -22,7 +22,7 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::Value;
 
 use super::load::Loaded;
-use super::run::{build_clusters, build_routes, mint_tokens, with_jwks};
+use super::run::{build_clusters, build_routes, environment, mint_tokens, with_jwks};
 use crate::host::upstream::{Clusters, Routes};
 use crate::keys::KeyRing;
 use config::envoy_config;
@@ -121,9 +121,11 @@ impl EnvoyRunner {
                 Value::String(with_jwks(other.clone(), &mut self.keys, &loaded.dir)?.to_string())
             }
         };
+        let env = environment(&s.env, &mut self.keys, &loaded.dir)?;
         let mut config = envoy_config(
             s,
             &plugin_config,
+            &env,
             &self.wasm,
             &ports,
             &refusals,

@@ -59,6 +59,11 @@ pub struct Scenario {
     /// Properties the host serves (`proxy_get_property`): path segments joined by `.` → value.
     #[serde(default)]
     pub properties: BTreeMap<String, Bytes>,
+    /// The VMs' environment variables (WASI `environ_get`), as Envoy's
+    /// `vm_config.environment_variables.key_values` gives them: name → a string, or any
+    /// other JSON value sent serialized (`{"$jwks": [...]}` becomes the JWKS text).
+    #[serde(default)]
+    pub env: BTreeMap<String, Value>,
     pub steps: Vec<Step>,
 }
 
@@ -145,6 +150,8 @@ pub struct AnswerSpec {
     pub body: Option<Body>,
     /// A JWKS body made of these keys' public JWKs.
     pub jwks: Option<Vec<String>>,
+    /// A SPIFFE trust bundle of these keys as JWT-SVID authorities (`use` `jwt-svid`).
+    pub spiffe_bundle: Option<Vec<String>>,
     /// Virtual time before the answer (`"2s"`); longer than the call's timeout = a timeout.
     pub delay: Option<String>,
     /// A gRPC answer's `grpc-status` (default 0) and `grpc-message`, in its trailers. The

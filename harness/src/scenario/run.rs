@@ -129,6 +129,7 @@ impl Runner {
             }
         }
         let properties = properties(&s.properties);
+        let env = environment(&s.env, &mut self.keys, &loaded.dir)?;
         let mut backend = Routes::default();
         build_routes(&s.backend, &mut self.keys, &loaded.dir, &mut backend)?;
         let setup = Setup {
@@ -144,6 +145,7 @@ impl Runner {
             log_level,
             properties,
             allow_on_headers_stop_iteration: s.allow_on_headers_stop_iteration,
+            env,
         };
         let proxy = Proxy::start(&self.plugin, setup)?;
         let mut run = Run {
@@ -233,13 +235,37 @@ fn describe(step: &Step) -> String {
     }
 }
 
-/// Replaces every `{"$jwks": [key specs]}` in `value` by the JWKS of those keys.
+/// The scenario's `env` as the VM sees it: strings as they are, other values serialized
+/// (after `$jwks`).
+pub(crate) fn environment(
+    env: &BTreeMap<String, Value>,
+    keys: &mut KeyRing,
+    dir: &Path,
+) -> Result<Vec<(String, String)>> {
+    env.iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(text) => text.clone(),
+                other => with_jwks(other.clone(), keys, dir)?.to_string(),
+            };
+            Ok((name.clone(), text))
+        })
+        .collect()
+}
+
+/// Replaces every `{"$jwks": [key specs]}` in `value` by the JWKS of those keys, and every
+/// `{"$spiffe_bundle": [key specs]}` by a SPIFFE bundle of them (`use` `jwt-svid`).
 pub(crate) fn with_jwks(value: Value, keys: &mut KeyRing, dir: &Path) -> Result<Value> {
     Ok(match value {
         Value::Object(map) if map.len() == 1 && map.contains_key("$jwks") => {
             let names: Vec<String> = serde_json::from_value(map["$jwks"].clone())
                 .context("$jwks: a list of key names")?;
             keys.jwks(&names, dir)?
+        }
+        Value::Object(map) if map.len() == 1 && map.contains_key("$spiffe_bundle") => {
+            let names: Vec<String> = serde_json::from_value(map["$spiffe_bundle"].clone())
+                .context("$spiffe_bundle: a list of key names")?;
+            keys.spiffe_bundle(&names, dir)?
         }
         Value::Object(map) => Value::Object(
             map.into_iter()
@@ -320,9 +346,15 @@ pub fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answe
             .collect()
     };
     let mut headers = map(&spec.headers);
-    let (body, json) = match (&spec.jwks, &spec.body) {
+    let jwks = match (&spec.jwks, &spec.spiffe_bundle) {
+        (Some(_), Some(_)) => bail!("an answer has either jwks or spiffe_bundle, not both"),
+        (Some(names), None) => Some(keys.jwks(names, dir)?),
+        (None, Some(names)) => Some(keys.spiffe_bundle(names, dir)?),
+        (None, None) => None,
+    };
+    let (body, json) = match (jwks, &spec.body) {
         (Some(_), Some(_)) => bail!("an answer has either jwks or body, not both"),
-        (Some(names), None) => (keys.jwks(names, dir)?.to_string().into_bytes(), true),
+        (Some(doc), None) => (doc.to_string().into_bytes(), true),
         (None, Some(Body::Bytes(bytes))) => (bytes.as_slice().to_vec(), false),
         (None, Some(Body::Json(value))) => (value.to_string().into_bytes(), true),
         (None, None) => (Vec::new(), false),

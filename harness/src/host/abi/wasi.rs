@@ -1,6 +1,8 @@
 //! The WASI preview1 calls a Rust filter imports: `fd_write` (stdout = info log, stderr = error
 //! log, line by line), `clock_time_get` (the virtual clock), `random_get` (deterministic),
-//! `environ_*` and `args_*` (empty), `proc_exit` (a trap), `sched_yield`.
+//! `environ_*` (the scenario's `env`, as Envoy's `vm_config.environment_variables`: each
+//! `NAME=value` and a NUL, in the order given), `args_*` (empty), `proc_exit` (a trap),
+//! `sched_yield`.
 
 use anyhow::{Result, anyhow};
 use wasmtime::Linker;
@@ -11,6 +13,8 @@ use crate::host::vm::VmState;
 const WASI: &str = "wasi_snapshot_preview1";
 const ERRNO_SUCCESS: i32 = 0;
 const ERRNO_BADF: i32 = 8;
+/// What proxy-wasm-cpp-host answers when a pointer is out of the module's memory.
+const ERRNO_FAULT: i32 = 21;
 
 pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap(
@@ -69,22 +73,50 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
             Ok(ERRNO_SUCCESS)
         },
     )?;
-    for name in ["environ_sizes_get", "args_sizes_get"] {
-        linker.func_wrap(
-            WASI,
-            name,
-            |mut c: C, count: i32, size: i32| -> Result<i32> {
-                write_u32(&mut c, count, 0)?;
-                write_u32(&mut c, size, 0)?;
-                Ok(ERRNO_SUCCESS)
-            },
-        )?;
-    }
-    for name in ["environ_get", "args_get"] {
-        linker.func_wrap(WASI, name, |_c: C, _a: i32, _b: i32| -> Result<i32> {
+    linker.func_wrap(
+        WASI,
+        "environ_sizes_get",
+        |mut c: C, count: i32, size: i32| -> Result<i32> {
+            let entries = environ(&c);
+            let total: usize = entries.iter().map(Vec::len).sum();
+            let written = write_u32(&mut c, count, entries.len() as u32)
+                .and_then(|()| write_u32(&mut c, size, total as u32));
+            Ok(if written.is_ok() {
+                ERRNO_SUCCESS
+            } else {
+                ERRNO_FAULT
+            })
+        },
+    )?;
+    linker.func_wrap(
+        WASI,
+        "environ_get",
+        |mut c: C, pointers: i32, buffer: i32| -> Result<i32> {
+            let (mut at, mut text) = (pointers as u32, buffer as u32);
+            for entry in environ(&c) {
+                let written = write_u32(&mut c, at as i32, text)
+                    .and_then(|()| write(&mut c, text, &entry));
+                if written.is_err() {
+                    return Ok(ERRNO_FAULT);
+                }
+                at = at.wrapping_add(4);
+                text = text.wrapping_add(entry.len() as u32);
+            }
             Ok(ERRNO_SUCCESS)
-        })?;
-    }
+        },
+    )?;
+    linker.func_wrap(
+        WASI,
+        "args_sizes_get",
+        |mut c: C, count: i32, size: i32| -> Result<i32> {
+            write_u32(&mut c, count, 0)?;
+            write_u32(&mut c, size, 0)?;
+            Ok(ERRNO_SUCCESS)
+        },
+    )?;
+    linker.func_wrap(WASI, "args_get", |_c: C, _a: i32, _b: i32| -> Result<i32> {
+        Ok(ERRNO_SUCCESS)
+    })?;
     linker.func_wrap(WASI, "proc_exit", |_c: C, code: i32| -> Result<()> {
         Err(anyhow!("proc_exit({code})"))
     })?;
@@ -92,4 +124,11 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         Ok(ERRNO_SUCCESS)
     })?;
     Ok(())
+}
+
+/// The VM's environment as `environ_get` lays it out: `NAME=value` and a NUL, each.
+fn environ(c: &C) -> Vec<Vec<u8>> {
+    (c.data().env.iter())
+        .map(|(name, value)| [name.as_bytes(), b"=", value.as_bytes(), b"\0"].concat())
+        .collect()
 }

@@ -18,6 +18,7 @@ pub(super) const ROUTE_LISTENER: &str = "route:";
 pub(super) fn envoy_config(
     s: &Scenario,
     plugin_config: &Value,
+    env: &[(String, String)],
     wasm: &Path,
     ports: &BTreeMap<Option<String>, u16>,
     refusals: &Refusals,
@@ -68,6 +69,13 @@ pub(super) fn envoy_config(
     if let Some(v) = &s.vm_config {
         vm_config["configuration"] =
             json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": text(v)});
+    }
+    // The scenario's environment, as literal pairs (host_env_keys would copy Envoy's own).
+    if !env.is_empty() {
+        let pairs: serde_json::Map<String, Value> = (env.iter())
+            .map(|(name, value)| (name.clone(), json!(value)))
+            .collect();
+        vm_config["environment_variables"] = json!({ "key_values": pairs });
     }
     let mut plugin = json!({
         "name": "harness", "root_id": "", "vm_config": vm_config,
@@ -143,6 +151,7 @@ mod tests {
             let config = envoy_config(
                 &parse(s).unwrap(),
                 &json!(""),
+                &[],
                 Path::new("f.wasm"),
                 &ports,
                 &Refusals::default(),
@@ -159,5 +168,32 @@ mod tests {
         let off = plugin(json!({}));
         assert_eq!(off.get("allow_on_headers_stop_iteration"), None);
         assert_eq!(off["name"], json!("harness"));
+    }
+
+    #[test]
+    fn the_scenario_env_becomes_key_values_of_the_vm_config() {
+        let s = parse(json!({"name": "n", "config": "", "steps": []})).unwrap();
+        let ports = BTreeMap::from([(None, 1000)]);
+        let vm = |env: &[(String, String)]| {
+            let config = envoy_config(
+                &s,
+                &json!(""),
+                env,
+                Path::new("f.wasm"),
+                &ports,
+                &Refusals::default(),
+                1001,
+            )
+            .unwrap();
+            config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                ["typed_config"]["http_filters"][0]["typed_config"]["config"]["vm_config"]
+                .clone()
+        };
+        assert_eq!(vm(&[]).get("environment_variables"), None);
+        let env = [("JWKS".to_string(), "{\"keys\":[]}".to_string())];
+        assert_eq!(
+            vm(&env)["environment_variables"],
+            json!({"key_values": {"JWKS": "{\"keys\":[]}"}})
+        );
     }
 }

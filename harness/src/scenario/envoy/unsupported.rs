@@ -313,6 +313,7 @@ mod tests {
         let config = envoy_config(
             &parse(json!({"name": "n", "config": "", "steps": []})).unwrap(),
             &json!(""),
+            &[],
             Path::new("f.wasm"),
             &BTreeMap::from([(None, 1000)]),
             &refusals_of(json!({"backend": {"/down": down}})).unwrap(),
