@@ -180,12 +180,16 @@ fn scenario_cases() -> Vec<Case> {
             };
             let name = format!("{rel}[{i}] {}", name.unwrap_or_default());
             // The scenario's environment, as the harness gives it to the VM.
-            let env = (item.get("env").and_then(Value::as_object).into_iter().flatten())
-                .map(|(k, v)| match v {
-                    Value::String(text) => (k.clone(), text.clone()),
-                    other => (k.clone(), other.to_string()),
-                })
-                .collect();
+            let env = (item
+                .get("env")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten())
+            .map(|(k, v)| match v {
+                Value::String(text) => (k.clone(), text.clone()),
+                other => (k.clone(), other.to_string()),
+            })
+            .collect();
             cases.push(Case {
                 name,
                 input: match config {

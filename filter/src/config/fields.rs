@@ -444,7 +444,8 @@ pub static SUBJECT: [Spec; 5] = [
         "ignore_case",
         Ty::Bool,
         "Compare ASCII letters without regard to case.",
-    ).preset(&Preset::Bool(false)),
+    )
+    .preset(&Preset::Bool(false)),
 ];
 
 /// secret from the environment

@@ -16,7 +16,11 @@ use crate::policy::dpop::DpopPolicy;
 use crate::policy::extract::TokenSource;
 use serde_json::Value;
 
-pub(super) fn compile_provider(name: &str, node: &Node, env: &Env) -> Result<Provider, ConfigError> {
+pub(super) fn compile_provider(
+    name: &str,
+    node: &Node,
+    env: &Env,
+) -> Result<Provider, ConfigError> {
     if name.is_empty()
         || !name
             .bytes()
@@ -85,7 +89,10 @@ pub(super) fn compile_provider(name: &str, node: &Node, env: &Env) -> Result<Pro
                 if items.is_empty() {
                     return given.err("must not be empty");
                 }
-                items.iter().map(compile_subject).collect::<Result<_, _>>()?
+                items
+                    .iter()
+                    .map(compile_subject)
+                    .collect::<Result<_, _>>()?
             }
             _ => vec![compile_subject(&given)?],
         },

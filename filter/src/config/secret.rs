@@ -24,7 +24,10 @@ pub fn process_env(name: &str) -> Option<String> {
 pub(super) enum Given<'a> {
     Inline(Node<'a>),
     /// The variable's name (for errors) and its text (never shown).
-    Env { name: String, text: String },
+    Env {
+        name: String,
+        text: String,
+    },
 }
 
 /// `node` as given: `{"env": NAME}` (an object with an `env` member, and no other) is the

@@ -485,7 +485,10 @@ fn discovery_and_local_keys() {
         json!({"keys": [{"kty": "oct", "k": secret}]}),
     );
     let c = Config::parse(v.to_string().as_bytes()).unwrap();
-    assert!(matches!(c.providers[0].keys.as_slice(), [KeySource::Local(_)]));
+    assert!(matches!(
+        c.providers[0].keys.as_slice(),
+        [KeySource::Local(_)]
+    ));
 
     v["providers"]["auth0"]["algorithms"] = json!(["HS512"]);
     let e = Config::parse(v.to_string().as_bytes())
@@ -1170,5 +1173,391 @@ fn form_body_sources_and_their_bound_are_read() {
             TokenSource::bearer(),
             TokenSource::Body("access_token".into())
         ]
+    );
+}
+
+// ---- Secrets from the environment, max_lifetime_s, subjects, jwt_svid, key_sources ----
+
+/// The quickstart after `edit`, read with `env` as the VM's environment.
+fn parse_in(env: &[(&str, &str)], edit: impl FnOnce(&mut Value)) -> Result<Config, String> {
+    let mut v = quickstart();
+    edit(&mut v);
+    let lookup = |name: &str| {
+        (env.iter())
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    };
+    Config::parse_with_env(v.to_string().as_bytes(), &lookup).map_err(|e| e.to_string())
+}
+
+/// A JWKS holding one HMAC secret made of `byte`.
+fn hmac_jwks(byte: u8) -> String {
+    let k = crate::jose::base64url::encode(&[byte; 32]);
+    json!({"keys": [{"kty": "oct", "kid": "s", "k": k}]}).to_string()
+}
+
+fn local_from_env(v: &mut Value) {
+    let p = &mut v["providers"]["auth0"];
+    p["remote_jwks"] = Value::Null;
+    p["algorithms"] = json!(["HS256"]);
+    p["local_jwks"] = json!({"env": "JWKS"});
+}
+
+#[test]
+fn local_jwks_from_the_environment_is_the_variables_key_set() {
+    let jwks = hmac_jwks(7);
+    let c = parse_in(&[("JWKS", &jwks)], local_from_env).unwrap();
+    let [KeySource::Local(set)] = c.providers[0].keys.as_slice() else {
+        panic!("a local key set")
+    };
+    assert_eq!(set.keys()[0].kid.as_deref(), Some("s"));
+    // The same text inline is the same set.
+    let inline = parse_in(&[], |v| {
+        local_from_env(v);
+        v["providers"]["auth0"]["local_jwks"] = json!(jwks);
+    })
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", inline.providers),
+        format!("{:?}", c.providers)
+    );
+}
+
+#[test]
+fn an_unset_empty_or_misnamed_variable_names_itself_and_its_path() {
+    assert_eq!(
+        parse_in(&[], local_from_env).unwrap_err(),
+        "providers.auth0.local_jwks.env: environment variable JWKS is not set in the VM (or not \
+         UTF-8); in Envoy, list it in vm_config.environment_variables"
+    );
+    assert_eq!(
+        parse_in(&[("JWKS", "")], local_from_env).unwrap_err(),
+        "providers.auth0.local_jwks.env: environment variable JWKS is empty"
+    );
+    for name in ["", "1ABC", "A-B", "A B", "A=B"] {
+        let e = parse_in(&[], |v| {
+            local_from_env(v);
+            v["providers"]["auth0"]["local_jwks"] = json!({ "env": name });
+        })
+        .unwrap_err();
+        assert!(
+            e.starts_with("providers.auth0.local_jwks.env: must be an environment variable name"),
+            "{name}: {e}"
+        );
+    }
+    let e = parse_in(&[("JWKS", "x")], |v| {
+        local_from_env(v);
+        v["providers"]["auth0"]["local_jwks"] = json!({"env": "JWKS", "path": "/etc/jwks"});
+    })
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "providers.auth0.local_jwks.path: unknown field `path`, expected one of `env`"
+    );
+}
+
+/// No error ever shows what a variable holds, however wrong it is.
+#[test]
+fn a_secrets_value_never_appears_in_an_error() {
+    let marker = "S3CR3T";
+    let k = crate::jose::base64url::encode(marker.repeat(6).as_bytes());
+    let wrong = [
+        marker.to_string(),
+        format!("{{\"{marker}\": 1}}"),
+        format!("{{\"keys\": \"{marker}\"}}"),
+        format!("{{\"keys\": [{{\"kty\": \"oct\", \"k\": \"{marker}\"}}]}}"),
+        format!("{{\"keys\": [{{\"kty\": \"oct\", \"k\": \"{k}\", \"kid\": 5}}]}}"),
+        format!("{{\"keys\": [{{\"kty\": \"oct\", \"k\": \"{k}\"}}], \"keys\": []}}"),
+        format!("{{\"keys\": [{{\"kty\": \"oct\", \"k\": \"{k}\", \"alg\": \"HS512\"}}]}}"),
+        format!("[\"{marker}\"]"),
+        format!("{{\"keys\": [{{\"kty\": \"RSA\", \"n\": \"{marker}\", \"e\": \"AQAB\"}}]}}"),
+    ];
+    for value in &wrong {
+        let e = parse_in(&[("JWKS", value)], local_from_env).unwrap_err();
+        assert!(e.starts_with("providers.auth0.local_jwks.env"), "{e}");
+        assert!(e.contains("environment variable JWKS"), "{e}");
+        assert!(!e.contains(marker) && !e.contains(&k), "{value}: {e}");
+    }
+    // The secret of a key that fits none of the provider's algorithms (too short for HS512).
+    let e = parse_in(&[("JWKS", &hmac_jwks(9))], |v| {
+        local_from_env(v);
+        v["providers"]["auth0"]["algorithms"] = json!(["HS512"]);
+    })
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "providers.auth0.local_jwks.env: environment variable JWKS: key 0 fits none of the \
+         provider's algorithms"
+    );
+    // A fetch header's value: not printable, never shown.
+    let e = parse_in(&[("API_KEY", "S3CR3T\n")], |v| {
+        v["providers"]["auth0"]["remote_jwks"]["headers"] =
+            json!({"x-api-key": {"env": "API_KEY"}});
+    })
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "providers.auth0.remote_jwks.headers.x-api-key.env: environment variable API_KEY must \
+         be printable ASCII"
+    );
+}
+
+#[test]
+fn a_fetch_header_value_may_come_from_the_environment() {
+    let c = parse_in(&[("API_KEY", "k-123")], |v| {
+        v["providers"]["auth0"]["remote_jwks"]["headers"] =
+            json!({"x-api-key": {"env": "API_KEY"}, "x-plain": "p"});
+    })
+    .unwrap();
+    let [KeySource::Remote(f)] = c.providers[0].keys.as_slice() else {
+        panic!("remote")
+    };
+    assert_eq!(
+        f.headers,
+        [
+            ("x-api-key".to_string(), "k-123".to_string()),
+            ("x-plain".to_string(), "p".to_string())
+        ]
+    );
+    let e = parse_in(&[], |v| {
+        v["providers"]["auth0"]["remote_jwks"]["headers"] = json!({"x-api-key": 5});
+    })
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "providers.auth0.remote_jwks.headers.x-api-key: must be a string or {\"env\": NAME}"
+    );
+}
+
+#[test]
+fn local_jwks_as_text_is_read_as_json() {
+    let e = parse_in(&[], |v| {
+        local_from_env(v);
+        v["providers"]["auth0"]["local_jwks"] = json!("{\"keys\": ");
+    })
+    .unwrap_err();
+    assert!(
+        e.starts_with("providers.auth0.local_jwks: not a JWKS: "),
+        "{e}"
+    );
+    let e = parse_in(&[], |v| {
+        local_from_env(v);
+        v["providers"]["auth0"]["local_jwks"] = json!(5);
+    })
+    .unwrap_err();
+    assert!(
+        e.starts_with("providers.auth0.local_jwks: must be a JWKS object"),
+        "{e}"
+    );
+}
+
+#[test]
+fn max_lifetime_s_subjects_and_jwt_svid_compile() {
+    use crate::jose::claims::{Compare, Subject};
+    let c = parse_in(&[], |v| {
+        let p = &mut v["providers"]["auth0"];
+        p["max_lifetime_s"] = json!(86_400);
+        p["subjects"] = json!({"suffix": "@Example.com", "ignore_case": true});
+        p["jwt_svid"] = json!(true);
+    })
+    .unwrap();
+    let claims = &c.providers[0].claims;
+    assert_eq!(claims.max_lifetime_s, Some(86_400));
+    assert_eq!(
+        claims.subjects,
+        [Subject {
+            how: Compare::Suffix,
+            text: "@example.com".into(),
+            ignore_case: true
+        }]
+    );
+    assert!(claims.jwt_svid);
+    let [KeySource::Remote(f)] = c.providers[0].keys.as_slice() else {
+        panic!("remote")
+    };
+    assert!(f.jwt_svid, "fetched sets accept jwt-svid keys");
+    // Defaults: none of them.
+    let plain = parse_in(&[], |_| {}).unwrap();
+    let claims = &plain.providers[0].claims;
+    assert_eq!(
+        (
+            claims.max_lifetime_s,
+            claims.subjects.len(),
+            claims.jwt_svid
+        ),
+        (None, 0, false)
+    );
+    // A list: each pattern in order.
+    let list = parse_in(&[], |v| {
+        v["providers"]["auth0"]["subjects"] = json!([{"exact": "a"}, {"contains": "b"}]);
+    })
+    .unwrap();
+    let hows: Vec<Compare> = list.providers[0]
+        .claims
+        .subjects
+        .iter()
+        .map(|s| s.how)
+        .collect();
+    assert_eq!(hows, [Compare::Exact, Compare::Contains]);
+}
+
+#[test]
+fn max_lifetime_s_subjects_and_jwt_svid_refuse_mistakes() {
+    let cases: [(Value, &str); 9] = [
+        (
+            json!({"max_lifetime_s": 0}),
+            "providers.auth0.max_lifetime_s: must be at least 1",
+        ),
+        (
+            json!({"max_lifetime_s": -1}),
+            "providers.auth0.max_lifetime_s: invalid value: integer `-1`, expected u64",
+        ),
+        (
+            json!({"subjects": {}}),
+            "providers.auth0.subjects: needs exactly one of exact, prefix, suffix, contains",
+        ),
+        (
+            json!({"subjects": {"exact": "a", "prefix": "b"}}),
+            "providers.auth0.subjects: needs exactly one of exact, prefix, suffix, contains",
+        ),
+        (
+            json!({"subjects": {"prefix": ""}}),
+            "providers.auth0.subjects.prefix: must not be empty",
+        ),
+        (
+            json!({"subjects": []}),
+            "providers.auth0.subjects: must not be empty",
+        ),
+        (
+            json!({"subjects": [{"prefix": "a"}, {"regex": ".*"}]}),
+            "providers.auth0.subjects[1].regex: unknown field `regex`, expected one of `exact`, \
+             `prefix`, `suffix`, `contains`, `ignore_case`",
+        ),
+        (
+            json!({"jwt_svid": true, "algorithms": ["RS256", "ES256K"]}),
+            "providers.auth0.algorithms: ES256K is not a JWT-SVID algorithm (RS*, PS*, ES256, \
+             ES384, ES512)",
+        ),
+        (
+            json!({"jwt_svid": "yes"}),
+            "providers.auth0.jwt_svid: invalid type: string \"yes\", expected a boolean",
+        ),
+    ];
+    for (fields, expected) in cases {
+        let e = parse_in(&[], |v| {
+            for (k, val) in fields.as_object().unwrap() {
+                v["providers"]["auth0"][k] = val.clone();
+            }
+        })
+        .unwrap_err();
+        assert_eq!(e, expected, "{fields}");
+    }
+}
+
+#[test]
+fn jwt_svid_keys_in_a_local_set_need_jwt_svid() {
+    let mut jwk = crate::testkit::public_jwk("rsa-a", "a");
+    jwk["use"] = json!("jwt-svid");
+    let bundle = json!({"keys": [jwk], "spiffe_sequence": 3});
+    let local = |svid: bool| {
+        let bundle = bundle.clone();
+        parse_in(&[], move |v| {
+            let p = &mut v["providers"]["auth0"];
+            p["remote_jwks"] = Value::Null;
+            p["local_jwks"] = bundle;
+            p["jwt_svid"] = json!(svid);
+        })
+    };
+    assert!(local(true).is_ok());
+    assert_eq!(
+        local(false).unwrap_err(),
+        "providers.auth0.local_jwks: no usable key (key 0: 'use' is 'jwt-svid', not 'sig' \
+         (jwt_svid is off))"
+    );
+}
+
+/// A remote source on `cluster`.
+fn remote_source(cluster: &str) -> Value {
+    json!({"remote_jwks": {"cluster": cluster, "uri": format!("http://{cluster}.test/keys")}})
+}
+
+#[test]
+fn key_sources_compile_in_order_each_its_own_kind() {
+    let jwks = json!({"keys": [crate::testkit::public_jwk("rsa-b", "b")]}).to_string();
+    let c = parse_in(&[("JWKS", &jwks)], |v| {
+        let p = &mut v["providers"]["auth0"];
+        p["remote_jwks"] = Value::Null;
+        p["key_sources"] = json!([
+            remote_source("idp"),
+            {"local_jwks": {"env": "JWKS"}},
+            {"discovery": {"cluster": "idp"}},
+            remote_source("idp2")
+        ]);
+    })
+    .unwrap();
+    let kinds: Vec<&str> = (c.providers[0].keys.iter())
+        .map(|k| match k {
+            KeySource::Remote(_) => "remote",
+            KeySource::Local(_) => "local",
+            KeySource::Discovery(_) => "discovery",
+        })
+        .collect();
+    assert_eq!(kinds, ["remote", "local", "discovery", "remote"]);
+}
+
+#[test]
+fn key_sources_refuse_mistakes_with_their_path() {
+    let nine: Vec<Value> = (0..9).map(|i| remote_source(&format!("c{i}"))).collect();
+    let cases: [(Value, &str); 6] = [
+        (json!([]), "providers.auth0.key_sources: must not be empty"),
+        (
+            Value::Array(nine),
+            "providers.auth0.key_sources: at most 8 key sources",
+        ),
+        (
+            json!([{}]),
+            "providers.auth0.key_sources[0]: needs exactly one of remote_jwks, local_jwks, discovery",
+        ),
+        (
+            json!([remote_source("idp"), {"remote_jwks": {"cluster": "idp", "uri": "http://idp.test/keys", "timeout_ms": 9}}]),
+            "providers.auth0.key_sources[1]: fetches the same document as an earlier key source",
+        ),
+        (
+            json!([remote_source("idp"), {"remote": {}}]),
+            "providers.auth0.key_sources[1].remote: unknown field `remote`, expected one of \
+             `remote_jwks`, `local_jwks`, `discovery`",
+        ),
+        (
+            json!([{"remote_jwks": {"cluster": "idp"}}]),
+            "providers.auth0.key_sources[0].remote_jwks.uri: missing",
+        ),
+    ];
+    for (sources, expected) in cases {
+        let e = parse_in(&[], |v| {
+            v["providers"]["auth0"]["remote_jwks"] = Value::Null;
+            v["providers"]["auth0"]["key_sources"] = sources.clone();
+        })
+        .unwrap_err();
+        assert_eq!(e, expected, "{sources}");
+    }
+    // Beside a single source, or HMAC with a remote one.
+    let e = parse_in(&[], |v| {
+        v["providers"]["auth0"]["key_sources"] = json!([remote_source("idp2")]);
+    })
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "providers.auth0: needs exactly one of remote_jwks, local_jwks, discovery, key_sources"
+    );
+    let e = parse_in(&[], |v| {
+        let p = &mut v["providers"]["auth0"];
+        p["remote_jwks"] = Value::Null;
+        p["algorithms"] = json!(["HS256"]);
+        p["key_sources"] = json!([{"local_jwks": hmac_jwks(3)}, remote_source("idp")]);
+    })
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "providers.auth0.key_sources[1].remote_jwks: HMAC algorithms need their secret in local_jwks"
     );
 }

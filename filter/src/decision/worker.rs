@@ -330,8 +330,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     return Some(self.unavailable(provider));
                 }
                 // Another worker may have fetched already: adopt that and decide again.
-                let synced = (remotes.iter())
-                    .fold(false, |changed, r| self.fetcher.sync(self.host.shared(), *r) | changed);
+                let synced = (remotes.iter()).fold(false, |changed, r| {
+                    self.fetcher.sync(self.host.shared(), *r) | changed
+                });
                 if may_repeat && synced {
                     return None;
                 }

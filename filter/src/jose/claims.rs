@@ -68,7 +68,9 @@ pub fn is_spiffe_id(id: &str) -> bool {
     let Some(rest) = id.strip_prefix("spiffe://") else {
         return false;
     };
-    let (domain, path) = rest.split_once('/').map_or((rest, None), |(d, p)| (d, Some(p)));
+    let (domain, path) = rest
+        .split_once('/')
+        .map_or((rest, None), |(d, p)| (d, Some(p)));
     let domain_ok = !domain.is_empty()
         && domain
             .bytes()
@@ -77,7 +79,8 @@ pub fn is_spiffe_id(id: &str) -> bool {
         !s.is_empty()
             && s != "."
             && s != ".."
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     };
     domain_ok && path.is_none_or(|p| p.split('/').all(segment_ok))
 }
@@ -112,7 +115,9 @@ impl ClaimError {
             ClaimError::NotYetValid => "'nbf' claim timestamp check failed".into(),
             ClaimError::IssuedInTheFuture => "'iat' claim timestamp check failed".into(),
             ClaimError::TooOld => "'iat' claim timestamp check failed (too far in the past)".into(),
-            ClaimError::TooLong => "'exp' claim timestamp check failed (too far in the future)".into(),
+            ClaimError::TooLong => {
+                "'exp' claim timestamp check failed (too far in the future)".into()
+            }
             ClaimError::NotANumber(claim) => format!("'{claim}' claim must be a number"),
             ClaimError::NotAString(claim) => format!("'{claim}' claim must be a string"),
         }
@@ -209,7 +214,10 @@ impl ClaimRules {
             return Err(ClaimError::Expired);
         }
         // As `jwt_authn`: the remaining lifetime, `exp - now`, must be under the bound.
-        if self.max_lifetime_s.is_some_and(|max| exp - now >= max as f64) {
+        if self
+            .max_lifetime_s
+            .is_some_and(|max| exp - now >= max as f64)
+        {
             return Err(ClaimError::TooLong);
         }
         if number(claims, "nbf")?.is_some_and(|nbf| nbf > now + skew) {
@@ -233,7 +241,8 @@ impl ClaimRules {
         }
         if self.jwt_svid || !self.subjects.is_empty() {
             let sub = string(claims, "sub")?.ok_or(ClaimError::Missing("sub"))?;
-            let subject_ok = self.subjects.is_empty() || self.subjects.iter().any(|s| s.matches(sub));
+            let subject_ok =
+                self.subjects.is_empty() || self.subjects.iter().any(|s| s.matches(sub));
             if !subject_ok || (self.jwt_svid && !is_spiffe_id(sub)) {
                 return Err(ClaimError::Unexpected("sub"));
             }
@@ -572,12 +581,37 @@ mod tests {
         let cases = [
             (Compare::Exact, "user-1", "user-1", true),
             (Compare::Exact, "user-1", "user-10", false),
-            (Compare::Prefix, "spiffe://a.test/", "spiffe://a.test/web", true),
-            (Compare::Prefix, "spiffe://a.test/", "spiffe://a.test.evil/web", false),
+            (
+                Compare::Prefix,
+                "spiffe://a.test/",
+                "spiffe://a.test/web",
+                true,
+            ),
+            (
+                Compare::Prefix,
+                "spiffe://a.test/",
+                "spiffe://a.test.evil/web",
+                false,
+            ),
             (Compare::Suffix, "@example.com", "me@example.com", true),
-            (Compare::Suffix, "@example.com", "me@example.com.evil", false),
-            (Compare::Contains, "/ns/prod/", "spiffe://a/ns/prod/sa/x", true),
-            (Compare::Contains, "/ns/prod/", "spiffe://a/ns/production/sa", false),
+            (
+                Compare::Suffix,
+                "@example.com",
+                "me@example.com.evil",
+                false,
+            ),
+            (
+                Compare::Contains,
+                "/ns/prod/",
+                "spiffe://a/ns/prod/sa/x",
+                true,
+            ),
+            (
+                Compare::Contains,
+                "/ns/prod/",
+                "spiffe://a/ns/production/sa",
+                false,
+            ),
         ];
         for (how, text, sub, expected) in cases {
             let r = ClaimRules {

@@ -914,8 +914,8 @@ mod tests {
         // A SPIFFE bundle's other entries stay dropped, and a jwt-svid key needs its kid.
         let bundle = json!({"spiffe_sequence": 1, "keys": [
             svid(json!({})), rsa(json!({"use": "x509-svid"})), svid(json!({"kid": "k"}))]});
-        let loaded = KeySet::from_object_accepting(bundle.as_object().unwrap(), Origin::Remote, on)
-            .unwrap();
+        let loaded =
+            KeySet::from_object_accepting(bundle.as_object().unwrap(), Origin::Remote, on).unwrap();
         assert_eq!(loaded.set.keys().len(), 1);
         assert_eq!(
             loaded.dropped,

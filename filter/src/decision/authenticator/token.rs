@@ -7,8 +7,8 @@ use super::{KeyState, KeyStore};
 use crate::config::{KeySource, Provider, ProviderId};
 use crate::decision::outcome::{NeedKeys, Refusal, Stop};
 use crate::http::request::Request;
-use crate::jose::claims::ClaimError;
 use crate::jose::alg::Algorithm;
+use crate::jose::claims::ClaimError;
 use crate::jose::jwks::{Key, KeyError};
 use crate::jose::jws;
 use crate::jose::verify::SignatureVerifier;
@@ -191,9 +191,9 @@ impl<V: SignatureVerifier> Tokens<V> {
         let cached = self.cache.borrow_mut().get(index, token, now);
         if let Some(hit) = cached {
             let found = KeyLookup::look(provider, index, keys, hit.kid.as_deref(), hit.alg);
-            let key_kept = found
-                .key
-                .is_some_and(|k| k.is_ok_and(|k| Rc::ptr_eq(&k.material, &hit.key) || k.material == hit.key));
+            let key_kept = found.key.is_some_and(|k| {
+                k.is_ok_and(|k| Rc::ptr_eq(&k.material, &hit.key) || k.material == hit.key)
+            });
             if key_kept {
                 self.cache.borrow_mut().count(true);
                 return Ok(hit);
@@ -308,7 +308,10 @@ impl<'k> KeyLookup<'k> {
         };
         for (i, source) in provider.keys.iter().enumerate() {
             // At most `MAX_KEY_SOURCES` (8) sources: each has its bit.
-            let bit = u32::try_from(i).ok().and_then(|i| 1u8.checked_shl(i)).unwrap_or(0);
+            let bit = u32::try_from(i)
+                .ok()
+                .and_then(|i| 1u8.checked_shl(i))
+                .unwrap_or(0);
             let state = match source {
                 KeySource::Local(set) => KeyState::Ready {
                     set,
@@ -331,7 +334,9 @@ impl<'k> KeyLookup<'k> {
                     continue;
                 }
                 KeyState::Unavailable { retry_after_s } => {
-                    let shortest = found.unavailable.map_or(retry_after_s, |r| r.min(retry_after_s));
+                    let shortest = found
+                        .unavailable
+                        .map_or(retry_after_s, |r| r.min(retry_after_s));
                     found.unavailable = Some(shortest);
                     continue;
                 }
@@ -343,7 +348,11 @@ impl<'k> KeyLookup<'k> {
                 (Some(Err(KeyError::Ambiguous)), _) | (_, Err(KeyError::Ambiguous)) => {
                     Err(KeyError::Ambiguous)
                 }
-                (Some(Ok(a)), Ok(b)) if Rc::ptr_eq(&a.material, &b.material) || a.material == b.material => Ok(a),
+                (Some(Ok(a)), Ok(b))
+                    if Rc::ptr_eq(&a.material, &b.material) || a.material == b.material =>
+                {
+                    Ok(a)
+                }
                 (Some(Ok(_)), Ok(_)) => Err(KeyError::Ambiguous),
                 (Some(Ok(a)), Err(_)) => Ok(a),
             });

@@ -170,7 +170,9 @@ impl KeyFetcher {
         };
         (state.remotes.iter().enumerate())
             .filter(|(_, r)| {
-                let bit = u32::try_from(r.source).ok().and_then(|s| 1u8.checked_shl(s));
+                let bit = u32::try_from(r.source)
+                    .ok()
+                    .and_then(|s| 1u8.checked_shl(s));
                 r.provider == provider && bit.is_some_and(|b| sources & b != 0)
             })
             .map(|(i, _)| i)

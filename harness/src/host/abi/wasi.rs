@@ -94,8 +94,8 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         |mut c: C, pointers: i32, buffer: i32| -> Result<i32> {
             let (mut at, mut text) = (pointers as u32, buffer as u32);
             for entry in environ(&c) {
-                let written = write_u32(&mut c, at as i32, text)
-                    .and_then(|()| write(&mut c, text, &entry));
+                let written =
+                    write_u32(&mut c, at as i32, text).and_then(|()| write(&mut c, text, &entry));
                 if written.is_err() {
                     return Ok(ERRNO_FAULT);
                 }

@@ -345,6 +345,7 @@ mod tests {
         let config = envoy_config(
             &scenario,
             &json!(""),
+            &[],
             Path::new("f.wasm"),
             &BTreeMap::from([(None, 1000)]),
             &Refusals::default(),

@@ -9,6 +9,7 @@ mod claims;
 mod signatures;
 mod token_format;
 mod keys;
+mod key_sources;
 mod forwarding;
 mod header_bytes;
 mod answers;
