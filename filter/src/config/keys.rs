@@ -118,32 +118,31 @@ fn compile_source(
 fn compile_local(local: &Node, rules: &KeyRules) -> Result<KeySet, ConfigError> {
     // The document, where errors point, what they begin with, and whether its keys have
     // their own paths (an inline object's do).
-    let (doc, at, from, inline): (Map<String, Value>, String, String, bool) = match given(
-        local, rules.env,
-    )? {
-        Given::Inline(node) => match node.value {
-            Value::Object(map) => (map.clone(), node.path.clone(), String::new(), true),
-            Value::String(text) => (
-                json::parse_object(text.as_bytes())
-                    .or_else(|e| node.err(format!("not a JWKS: {e}")))?,
-                node.path.clone(),
-                String::new(),
-                false,
-            ),
-            _ => {
-                return node.err(
+    let (doc, at, from, inline): (Map<String, Value>, String, String, bool) =
+        match given(local, rules.env)? {
+            Given::Inline(node) => match node.value {
+                Value::Object(map) => (map.clone(), node.path.clone(), String::new(), true),
+                Value::String(text) => (
+                    json::parse_object(text.as_bytes())
+                        .or_else(|e| node.err(format!("not a JWKS: {e}")))?,
+                    node.path.clone(),
+                    String::new(),
+                    false,
+                ),
+                _ => {
+                    return node.err(
                     "must be a JWKS object {\"keys\": [...]}, its JSON text, or {\"env\": NAME}",
                 );
+                }
+            },
+            Given::Env { name, text } => {
+                let at = format!("{}.env", local.path);
+                let from = format!("environment variable {name}: ");
+                let doc = json::parse_object(text.as_bytes())
+                    .or_else(|e| err(&at, format!("{from}not a JWKS: {e}")))?;
+                (doc, at, from, false)
             }
-        },
-        Given::Env { name, text } => {
-            let at = format!("{}.env", local.path);
-            let from = format!("environment variable {name}: ");
-            let doc = json::parse_object(text.as_bytes())
-                .or_else(|e| err(&at, format!("{from}not a JWKS: {e}")))?;
-            (doc, at, from, false)
-        }
-    };
+        };
     let accept = Accept {
         max_keys: MAX_KEYS,
         jwt_svid: rules.jwt_svid,
