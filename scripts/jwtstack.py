@@ -258,7 +258,7 @@ class Proc:
     """One child process, logging to a file, stopped by pid."""
 
     def __init__(self, name: str, argv: list[str], log: Path, cwd: Path = ROOT,
-                 ready_line: re.Pattern | None = None):
+                 ready_line: re.Pattern | None = None, env: dict[str, str] | None = None):
         self.name = name
         self.argv = argv
         self.log = log
@@ -267,6 +267,7 @@ class Proc:
         self._logf = open(log, "wb")
         self.popen = subprocess.Popen(
             argv, cwd=cwd, stdin=subprocess.DEVNULL,
+            env=None if env is None else {**os.environ, **env},
             stdout=subprocess.PIPE if ready_line else self._logf,
             stderr=subprocess.STDOUT)
         self.pid = self.popen.pid
@@ -476,8 +477,10 @@ class Stack:
         return argv + self.envoy_args
 
     def start_envoy(self, *, upstream: int, idp: int, filter_config: dict | str | None = None,
-                    concurrency: int = 1, config_text: str | None = None) -> Envoy:
-        """Envoy from envoy.yaml rendered with free ports; waits until /ready is LIVE."""
+                    concurrency: int = 1, config_text: str | None = None,
+                    env: dict[str, str] | None = None) -> Envoy:
+        """Envoy from envoy.yaml rendered with free ports; waits until /ready is LIVE. `env`
+        adds variables to Envoy's own environment (for `host_env_keys`)."""
         self._n += 1
         cfg = self.workdir / f"envoy-{self._n:02d}.yaml"
         admin_path = self.workdir / f"envoy-{self._n:02d}.admin"
@@ -486,7 +489,7 @@ class Stack:
                                             filter_config=filter_config)
         cfg.write_text(config_text)
         admin_path.unlink(missing_ok=True)  # never read a previous Envoy's address
-        p = self._spawn("envoy", self.envoy_argv(cfg, concurrency, admin_path))
+        p = self._spawn("envoy", self.envoy_argv(cfg, concurrency, admin_path), env=env)
         admin, port = wait_for_envoy(p, admin_path, READY_TIMEOUT_S)
         return Envoy(p, admin, port, cfg)
 
@@ -527,13 +530,17 @@ class Stack:
             raise StackError(f"LDS listener on {lport}, expected {port}")
         return LdsEnvoy(p, admin, port, cfg, lds_dir, lambda c: render(c)[1])
 
-    def run_envoy_to_exit(self, filter_config: dict | str, timeout: float = 30.0) -> tuple[int, str]:
+    def run_envoy_to_exit(self, filter_config: dict | str, timeout: float = 30.0,
+                          config_text: str | None = None,
+                          env: dict[str, str] | None = None) -> tuple[int, str]:
         """Start Envoy with a configuration expected to be refused; (exit status, log)."""
         self._n += 1
         cfg = self.workdir / f"envoy-{self._n:02d}.yaml"
-        cfg.write_text(render_envoy_yaml(admin=0, listener=0, upstream=9, idp=9,
-                                         filter_config=filter_config))
-        p = self._spawn("envoy-refused", self.envoy_argv(cfg, 1, None))
+        if config_text is None:
+            config_text = render_envoy_yaml(admin=0, listener=0, upstream=9, idp=9,
+                                            filter_config=filter_config)
+        cfg.write_text(config_text)
+        p = self._spawn("envoy-refused", self.envoy_argv(cfg, 1, None), env=env)
         try:
             p.popen.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -110,17 +110,13 @@ pub(super) fn compile_fetch(
                     Value::String(value) => (value.clone(), node.path, String::new()),
                     _ => return node.err("must be a string or {\"env\": NAME}"),
                 },
-                Given::Env { name: var, text } => (
-                    text,
-                    format!("{}.env", node.path),
-                    format!("environment variable {var} "),
-                ),
+                Given::Env { text, at, from } => (text, at, from),
             };
             if !value
                 .bytes()
                 .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
             {
-                return err(at, format!("{from}must be printable ASCII"));
+                return err(at, from + "must be printable ASCII");
             }
             extra_headers.push((name, value));
         }

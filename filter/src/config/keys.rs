@@ -81,95 +81,84 @@ fn compile_source(
     [remote_jwks, local_jwks, discovery]: [&Field; 3],
     rules: &KeyRules,
 ) -> Result<KeySource, ConfigError> {
-    let hmac = rules.algorithms.iter().any(|a| a.is_hmac());
     let given = (
         remote_jwks.get::<Node>()?,
         local_jwks.get::<Node>()?,
         discovery.get::<Node>()?,
     );
-    let mut fetch = match given {
-        (Some(remote), None, None) => {
-            if hmac {
-                return remote.err("HMAC algorithms need their secret in local_jwks");
-            }
-            KeySource::Remote(compile_fetch(&remote, None, rules.env)?)
-        }
+    let (fetched, discovered) = match given {
         (None, Some(local), None) => return compile_local(&local, rules).map(KeySource::Local),
-        (None, None, Some(found)) => {
-            if hmac {
-                return found.err("HMAC algorithms need their secret in local_jwks");
-            }
-            KeySource::Discovery(compile_fetch(
-                &found,
-                Some((rules.issuer, rules.issuers)),
-                rules.env,
-            )?)
-        }
+        (Some(remote), None, None) => (remote, false),
+        (None, None, Some(found)) => (found, true),
         _ => return node.exactly_one(&[remote_jwks, local_jwks, discovery]),
     };
-    if let KeySource::Remote(f) | KeySource::Discovery(f) = &mut fetch {
-        f.jwt_svid = rules.jwt_svid;
+    if rules.algorithms.iter().any(|a| a.is_hmac()) {
+        return fetched.err("HMAC algorithms need their secret in local_jwks");
     }
-    Ok(fetch)
+    let issuer = discovered.then_some((rules.issuer, rules.issuers));
+    let mut fetch = compile_fetch(&fetched, issuer, rules.env)?;
+    fetch.jwt_svid = rules.jwt_svid;
+    Ok(match discovered {
+        true => KeySource::Discovery(fetch),
+        false => KeySource::Remote(fetch),
+    })
 }
 
 /// `local_jwks`: a JWKS object, the same as JSON text, or `{"env": NAME}` holding the text.
 /// Every key must be usable and fit one of the provider's algorithms.
 fn compile_local(local: &Node, rules: &KeyRules) -> Result<KeySet, ConfigError> {
-    // The document, where errors point, what they begin with, and whether its keys have
-    // their own paths (an inline object's do).
-    let (doc, at, from, inline): (Map<String, Value>, String, String, bool) =
-        match given(local, rules.env)? {
-            Given::Inline(node) => match node.value {
-                Value::Object(map) => (map.clone(), node.path.clone(), String::new(), true),
-                Value::String(text) => (
-                    json::parse_object(text.as_bytes())
-                        .or_else(|e| node.err(format!("not a JWKS: {e}")))?,
-                    node.path.clone(),
-                    String::new(),
-                    false,
-                ),
-                _ => {
-                    return node.err(
+    // The document's text (none for an object), where errors point and what they begin with.
+    let (text, at, from) = match given(local, rules.env)? {
+        Given::Inline(node) => match node.value {
+            Value::Object(map) => return local_set(map, &node.path, "", true, rules),
+            Value::String(text) => (text.clone(), node.path, String::new()),
+            _ => {
+                return node.err(
                     "must be a JWKS object {\"keys\": [...]}, its JSON text, or {\"env\": NAME}",
                 );
-                }
-            },
-            Given::Env { name, text } => {
-                let at = format!("{}.env", local.path);
-                let from = format!("environment variable {name}: ");
-                let doc = json::parse_object(text.as_bytes())
-                    .or_else(|e| err(&at, format!("{from}not a JWKS: {e}")))?;
-                (doc, at, from, false)
             }
-        };
+        },
+        Given::Env { text, at, from } => (text, at, from),
+    };
+    match json::parse_object(text.as_bytes()) {
+        Ok(doc) => local_set(&doc, &at, &from, false, rules),
+        Err(e) => err(at, format!("{from}not a JWKS: {e}")),
+    }
+}
+
+/// The key set of a local JWKS document `doc`, which errors place at `at` and begin with
+/// `from`; `inline`: its keys have their own paths (`<at>.keys[i]`).
+fn local_set(
+    doc: &Map<String, Value>,
+    at: &str,
+    from: &str,
+    inline: bool,
+    rules: &KeyRules,
+) -> Result<KeySet, ConfigError> {
     let accept = Accept {
         max_keys: MAX_KEYS,
         jwt_svid: rules.jwt_svid,
     };
-    let loaded = KeySet::from_object_accepting(&doc, Origin::Config, accept)
-        .or_else(|e| err(&at, format!("{from}{e}")))?;
+    let fail = |message: String| ConfigError {
+        path: at.to_string(),
+        message: format!("{from}{message}"),
+    };
+    let loaded = KeySet::from_object_accepting(doc, Origin::Config, accept).map_err(fail)?;
     if let Some(why) = loaded.dropped.first() {
-        return err(&at, format!("{from}unusable {why}"));
+        return Err(fail(format!("unusable {why}")));
     }
     let set = loaded.set;
-    if let Some(i) = set
-        .keys()
-        .iter()
-        .position(|k| !rules.algorithms.iter().any(|a| k.fits(*a)))
-    {
-        return match inline {
-            true => err(
-                format!("{at}.keys[{i}]"),
-                "fits none of the provider's algorithms",
-            ),
-            false => err(
-                at,
-                format!("{from}key {i} fits none of the provider's algorithms"),
-            ),
-        };
+    let unfit = (set.keys().iter()).position(|k| !rules.algorithms.iter().any(|a| k.fits(*a)));
+    match unfit {
+        Some(i) if inline => err(
+            format!("{at}.keys[{i}]"),
+            "fits none of the provider's algorithms",
+        ),
+        Some(i) => Err(fail(format!(
+            "key {i} fits none of the provider's algorithms"
+        ))),
+        None => Ok(set),
     }
-    Ok(set)
 }
 
 impl KeySource {

@@ -89,10 +89,11 @@ pub(super) fn compile_provider(
                 if items.is_empty() {
                     return given.err("must not be empty");
                 }
-                items
-                    .iter()
-                    .map(compile_subject)
-                    .collect::<Result<_, _>>()?
+                let mut subjects = Vec::new();
+                for item in &items {
+                    subjects.push(compile_subject(item)?);
+                }
+                subjects
             }
             _ => vec![compile_subject(&given)?],
         },

@@ -23,10 +23,12 @@ pub fn process_env(name: &str) -> Option<String> {
 /// A value given inline, or the text of an environment variable.
 pub(super) enum Given<'a> {
     Inline(Node<'a>),
-    /// The variable's name (for errors) and its text (never shown).
+    /// The variable's text (never shown), the path of its `env` field and what errors about
+    /// the text begin with (`environment variable NAME: `).
     Env {
-        name: String,
         text: String,
+        at: String,
+        from: String,
     },
 }
 
@@ -52,18 +54,18 @@ pub(super) fn given<'a>(node: &Node<'a>, env: &Env) -> Result<Given<'a>, ConfigE
             "must be an environment variable name: letters, digits and '_', not starting with a digit",
         );
     }
+    let (at, from) = (field.path(), format!("environment variable {name}"));
     match env(&name) {
-        Some(text) if !text.is_empty() => Ok(Given::Env { name, text }),
-        Some(_) => err(
-            field.path(),
-            format!("environment variable {name} is empty"),
-        ),
+        Some(text) if !text.is_empty() => Ok(Given::Env {
+            text,
+            at,
+            from: from + ": ",
+        }),
+        Some(_) => err(at, from + " is empty"),
         None => err(
-            field.path(),
-            format!(
-                "environment variable {name} is not set in the VM (or not UTF-8); in Envoy, \
-                 list it in vm_config.environment_variables"
-            ),
+            at,
+            from + " is not set in the VM (or not UTF-8); in Envoy, list it in \
+                    vm_config.environment_variables",
         ),
     }
 }

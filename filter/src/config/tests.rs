@@ -1297,7 +1297,7 @@ fn a_secrets_value_never_appears_in_an_error() {
     .unwrap_err();
     assert_eq!(
         e,
-        "providers.auth0.remote_jwks.headers.x-api-key.env: environment variable API_KEY must \
+        "providers.auth0.remote_jwks.headers.x-api-key.env: environment variable API_KEY: must \
          be printable ASCII"
     );
 }

@@ -308,13 +308,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 // fetched newer keys (a rotation): adopt them and decide once more.
                 let stale = may_repeat
                     && refusal.failure.reason() == Reason::Invalid
-                    && refusal.provider.is_some_and(|p| {
-                        let remotes = self.fetcher.remotes_of(p, u8::MAX);
-                        // Every source adopts what is newer (no short-circuit).
-                        (remotes.iter()).fold(false, |changed, r| {
-                            self.fetcher.sync(self.host.shared(), *r) | changed
-                        })
-                    });
+                    && refusal
+                        .provider
+                        .is_some_and(|p| self.sync_all(&self.fetcher.remotes_of(p, u8::MAX)));
                 if stale {
                     return None;
                 }
@@ -330,10 +326,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     return Some(self.unavailable(provider));
                 }
                 // Another worker may have fetched already: adopt that and decide again.
-                let synced = (remotes.iter()).fold(false, |changed, r| {
-                    self.fetcher.sync(self.host.shared(), *r) | changed
-                });
-                if may_repeat && synced {
+                if may_repeat && self.sync_all(&remotes) {
                     return None;
                 }
                 let trigger = if unknown_kid {
@@ -354,10 +347,10 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     }
                 }
                 // As long as the slowest of the fetches it waits for may take.
-                let timeout_ms = (remotes.iter())
-                    .map(|r| self.fetcher.timeout_ms(*r))
-                    .max()
-                    .unwrap_or(0);
+                let mut timeout_ms = 0;
+                for r in &remotes {
+                    timeout_ms = timeout_ms.max(self.fetcher.timeout_ms(*r));
+                }
                 let deadline = deadline_ms.unwrap_or(now_ms + timeout_ms);
                 if now_ms >= deadline {
                     return Some(self.unavailable(provider));
@@ -373,6 +366,16 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             }
         };
         Some(next)
+    }
+
+    /// Adopts what other workers fetched for each of `remotes` (every one, no short-cut);
+    /// whether any keys changed.
+    fn sync_all(&self, remotes: &[usize]) -> bool {
+        let mut changed = false;
+        for r in remotes {
+            changed |= self.fetcher.sync(self.host.shared(), *r);
+        }
+        changed
     }
 
     /// Decides the current stream's request at `now_ms` (and counts the token cache's hits

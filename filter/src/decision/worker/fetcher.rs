@@ -95,14 +95,13 @@ impl KeyStore for Keys<'_> {
 
 impl KeyFetcher {
     pub(super) fn new(config: &Config) -> Self {
-        let sources = (config.providers.iter().enumerate())
-            .flat_map(|(index, p)| p.keys.iter().enumerate().map(move |s| (index, p, s)));
-        let remotes = sources
-            .filter_map(|(index, p, (source, keys))| {
+        let mut remotes = Vec::new();
+        for (index, p) in config.providers.iter().enumerate() {
+            for (source, keys) in p.keys.iter().enumerate() {
                 let (fetch, discovery) = match keys {
                     KeySource::Remote(f) => (f.clone(), false),
                     KeySource::Discovery(f) => (f.clone(), true),
-                    KeySource::Local(_) => return None,
+                    KeySource::Local(_) => continue,
                 };
                 // Each source its own records in shared data (a provider's first source
                 // keeps the names it had before key_sources existed).
@@ -110,24 +109,30 @@ impl KeyFetcher {
                     "{}|{}|{}|{}|{discovery}",
                     p.claims.issuer, fetch.cluster, fetch.authority, fetch.path
                 );
+                // At most 8 sources: one digit.
+                let digit = char::from(b'0'.saturating_add(u8::try_from(source).unwrap_or(9)));
+                let mut name = p.name.clone();
                 if source > 0 {
-                    settings.push_str(&format!("|{source}"));
+                    settings.push('|');
+                    settings.push(digit);
                 }
-                Some(Remote {
+                if p.keys.len() > 1 {
+                    name.push_str(" (key source ");
+                    name.push(digit);
+                    name.push(')');
+                }
+                remotes.push(Remote {
                     provider: ProviderId(index),
                     source,
-                    name: match p.keys.len() {
-                        1 => p.name.clone(),
-                        _ => format!("{} (key source {source})", p.name),
-                    },
+                    name,
                     slots: Slots::new(&p.name, &settings),
                     fetch,
                     discovery,
                     issuer: p.claims.issuer.to_string(),
                     local: LocalKeys::default(),
-                })
-            })
-            .collect();
+                });
+            }
+        }
         KeyFetcher {
             number: Cell::new(0),
             state: RefCell::new(FetchState {
@@ -165,18 +170,18 @@ impl KeyFetcher {
     /// The remotes of `provider` among its key sources `sources` (bit `i`: source `i`; all
     /// of them: `u8::MAX`).
     pub(super) fn remotes_of(&self, provider: ProviderId, sources: u8) -> Vec<usize> {
-        let Ok(state) = self.state.try_borrow() else {
-            return Vec::new();
-        };
-        (state.remotes.iter().enumerate())
-            .filter(|(_, r)| {
+        let mut found = Vec::new();
+        if let Ok(state) = self.state.try_borrow() {
+            for (i, r) in state.remotes.iter().enumerate() {
                 let bit = u32::try_from(r.source)
                     .ok()
                     .and_then(|s| 1u8.checked_shl(s));
-                r.provider == provider && bit.is_some_and(|b| sources & b != 0)
-            })
-            .map(|(i, _)| i)
-            .collect()
+                if r.provider == provider && bit.is_some_and(|b| sources & b != 0) {
+                    found.push(i);
+                }
+            }
+        }
+        found
     }
 
     /// How long a request may wait for remote `r`'s keys.
@@ -460,12 +465,18 @@ impl KeyFetcher {
                 return Start::None;
             };
             // The provider's gauge shows its oldest key set (one per remote source).
-            let oldest = (state.remotes.iter())
-                .filter(|other| other.provider == remote.provider)
-                .filter_map(|other| other.local.record.as_ref())
-                .map(|keys| keys.age_ms(now_ms) / 1000)
-                .max()
-                .map(|seconds| (remote.provider, seconds));
+            let mut oldest = None;
+            for other in &state.remotes {
+                if let Some(keys) = &other.local.record
+                    && other.provider == remote.provider
+                {
+                    let seconds = keys.age_ms(now_ms) / 1000;
+                    oldest = Some((
+                        remote.provider,
+                        oldest.map_or(seconds, |(_, s)| seconds.max(s)),
+                    ));
+                }
+            }
             match &remote.local.record {
                 Some(keys) => (
                     !keys.usable(now_ms, &remote.fetch)
