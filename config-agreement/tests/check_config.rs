@@ -42,9 +42,26 @@ fn the_module_and_the_native_parser_agree() {
     }
     cases.push(b"not json".to_vec());
     cases.push(vec![0xff, 0xfe]);
-    for config in cases {
-        let native = jwt_filter::config::Config::parse(&config).map_err(|e| e.to_string());
-        let checked = check(&plugin, &config).unwrap();
+    let mut cases: Vec<(Vec<u8>, Vec<(String, String)>)> =
+        cases.into_iter().map(|c| (c, Vec::new())).collect();
+    // A key set from the VM's environment (WASI environ_get in the module): set, unset, empty,
+    // not a key set.
+    let mut from_env = demo();
+    let p = &mut from_env["providers"]["auth0"];
+    p["remote_jwks"] = Value::Null;
+    p["discovery"] = Value::Null;
+    p["local_jwks"] = json!({"env": "JWKS"});
+    let from_env = from_env.to_string().into_bytes();
+    let jwks = json!({"keys": [jwt_filter_testkit::keys::public_jwk("rsa-a", "a")]}).to_string();
+    for value in [Some(jwks.as_str()), None, Some(""), Some("{\"keys\": 1}")] {
+        let env = value.map(|v| ("JWKS".to_string(), v.to_string()));
+        cases.push((from_env.clone(), env.into_iter().collect()));
+    }
+    for (config, env) in cases {
+        let lookup = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        let native =
+            jwt_filter::config::Config::parse_with_env(&config, &lookup).map_err(|e| e.to_string());
+        let checked = check(&plugin, &config, &env).unwrap();
         let text = String::from_utf8_lossy(&config).into_owned();
         assert_eq!(checked.accepted, native.is_ok(), "{text}");
         if let Err(why) = native {

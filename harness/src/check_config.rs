@@ -19,13 +19,27 @@ pub struct Checked {
     pub lines: Vec<String>,
 }
 
-/// Configures `plugin` with `config` (one main VM, one worker), as Envoy would.
-pub fn check(plugin: &Plugin, config: &[u8]) -> Result<Checked> {
+/// The VM's environment from `--env` arguments: `NAME=VALUE` as given (Envoy's
+/// `key_values`), `NAME` alone from this process's environment when it is set there
+/// (`host_env_keys`: Envoy skips a name it does not have).
+pub fn environment(args: &[String]) -> Vec<(String, String)> {
+    args.iter()
+        .filter_map(|arg| match arg.split_once('=') {
+            Some((name, value)) => Some((name.to_string(), value.to_string())),
+            None => std::env::var(arg).ok().map(|value| (arg.clone(), value)),
+        })
+        .collect()
+}
+
+/// Configures `plugin` with `config` (one main VM, one worker) in a VM with environment
+/// `env`, as Envoy would.
+pub fn check(plugin: &Plugin, config: &[u8], env: &[(String, String)]) -> Result<Checked> {
     let setup = Setup {
         workers: 1,
         plugin_config: config.to_vec(),
         verify_signature: true,
         start_ms: DEFAULT_START_S * 1000,
+        env: env.to_vec(),
         ..Setup::default()
     };
     let proxy = Proxy::start(plugin, setup)?;
@@ -44,7 +58,7 @@ pub fn check(plugin: &Plugin, config: &[u8]) -> Result<Checked> {
 
 /// Checks every file (`-` is standard input), prints `FILE: ok` or `FILE: refused` with the
 /// filter's explanation, and returns whether all were accepted.
-pub fn check_files(wasm: &Path, files: &[PathBuf]) -> Result<bool> {
+pub fn check_files(wasm: &Path, files: &[PathBuf], env: &[(String, String)]) -> Result<bool> {
     let plugin = Plugin::load(wasm)?;
     let mut all = true;
     for file in files {
@@ -55,7 +69,7 @@ pub fn check_files(wasm: &Path, files: &[PathBuf]) -> Result<bool> {
         } else {
             std::fs::read(file).with_context(|| format!("reading {}", file.display()))?
         };
-        let checked = check(&plugin, &config)?;
+        let checked = check(&plugin, &config, env)?;
         if checked.accepted {
             println!("{}: ok", file.display());
         } else {

@@ -128,6 +128,11 @@ enum Command {
         /// The filter.
         #[arg(long, value_name = "PATH", default_value = "dist/jwt_filter.wasm")]
         wasm: PathBuf,
+        /// An environment variable of the VM, for `{"env": NAME}` secrets: `NAME=VALUE`
+        /// (Envoy's `key_values`), or `NAME` alone to copy it from this process's
+        /// environment (`host_env_keys`). Repeatable.
+        #[arg(long, value_name = "NAME[=VALUE]")]
+        env: Vec<String>,
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
     },
@@ -202,8 +207,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 token::mint(&key, &header, &claims, servers::idp::unix_now(), None)?
             );
         }
-        Command::CheckConfig { wasm, files } => {
-            if !harness::check_config::check_files(&wasm, &files)? {
+        Command::CheckConfig { wasm, env, files } => {
+            let env = harness::check_config::environment(&env);
+            if !harness::check_config::check_files(&wasm, &files, &env)? {
                 return Ok(ExitCode::FAILURE);
             }
         }
