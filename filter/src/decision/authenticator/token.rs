@@ -190,10 +190,18 @@ impl<V: SignatureVerifier> Tokens<V> {
     ) -> Result<Rc<Verified>, Stop> {
         let cached = self.cache.borrow_mut().get(index, token, now);
         if let Some(hit) = cached {
-            let found = KeyLookup::look(provider, index, keys, hit.kid.as_deref(), hit.alg);
-            let key_kept = found.key.is_some_and(|k| {
-                k.is_ok_and(|k| Rc::ptr_eq(&k.material, &hit.key) || k.material == hit.key)
-            });
+            let (kid, alg) = (hit.kid.as_deref(), hit.alg);
+            // One source, as nearly every provider has: its set alone, as a single set
+            // always chose (the hit path stays as short as it was).
+            let chosen = match provider.keys.as_slice() {
+                [only] => match source_state(only, index, 0, keys) {
+                    KeyState::Ready { set, .. } => set.select(kid, alg).ok(),
+                    _ => None,
+                },
+                _ => (KeyLookup::look(provider, index, keys, kid, alg).key).and_then(Result::ok),
+            };
+            let key_kept =
+                chosen.is_some_and(|k| Rc::ptr_eq(&k.material, &hit.key) || k.material == hit.key);
             if key_kept {
                 self.cache.borrow_mut().count(true);
                 return Ok(hit);
@@ -312,14 +320,7 @@ impl<'k> KeyLookup<'k> {
                 .ok()
                 .and_then(|i| 1u8.checked_shl(i))
                 .unwrap_or(0);
-            let state = match source {
-                KeySource::Local(set) => KeyState::Ready {
-                    set,
-                    refetch_allowed: false,
-                },
-                KeySource::Remote(_) | KeySource::Discovery(_) => keys.state(index, i),
-            };
-            let set = match state {
+            let set = match source_state(source, index, i, keys) {
                 KeyState::Ready {
                     set,
                     refetch_allowed,
@@ -358,5 +359,21 @@ impl<'k> KeyLookup<'k> {
             });
         }
         found
+    }
+}
+
+/// The state of source `i` of provider `index`: a local set is always ready.
+fn source_state<'k>(
+    source: &'k KeySource,
+    index: ProviderId,
+    i: usize,
+    keys: &'k dyn KeyStore,
+) -> KeyState<'k> {
+    match source {
+        KeySource::Local(set) => KeyState::Ready {
+            set,
+            refetch_allowed: false,
+        },
+        KeySource::Remote(_) | KeySource::Discovery(_) => keys.state(index, i),
     }
 }
