@@ -7,6 +7,9 @@ use harness::host::Plugin;
 use serde_json::{Value, json};
 use std::path::Path;
 
+/// The VM's environment variables.
+type Env = Vec<(String, String)>;
+
 /// The demo's configuration (envoy.yaml's `value: |` block), as JSON.
 fn demo() -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -42,8 +45,7 @@ fn the_module_and_the_native_parser_agree() {
     }
     cases.push(b"not json".to_vec());
     cases.push(vec![0xff, 0xfe]);
-    let mut cases: Vec<(Vec<u8>, Vec<(String, String)>)> =
-        cases.into_iter().map(|c| (c, Vec::new())).collect();
+    let mut cases: Vec<(Vec<u8>, Env)> = cases.into_iter().map(|c| (c, Vec::new())).collect();
     // A key set from the VM's environment (WASI environ_get in the module): set, unset, empty,
     // not a key set.
     let mut from_env = demo();
