@@ -4,7 +4,15 @@
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> Result<(), String> {
     use jwt_filter::http::generate::{FOLD_TABLE_FILE, fold_table};
+    use jwt_filter::http::path::FOLD_UNICODE_VERSION;
     use std::path::Path;
+    if char::UNICODE_VERSION < FOLD_UNICODE_VERSION {
+        return Err(format!(
+            "not written: this toolchain's Unicode version, {:?}, is older than the table's, {:?}",
+            char::UNICODE_VERSION,
+            FOLD_UNICODE_VERSION
+        ));
+    }
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(FOLD_TABLE_FILE);

@@ -3,6 +3,9 @@
 //! that `path::fold` changes (1553, in 209 runs); `path/tests.rs` checks `fold`
 //! against the standard library for every character.
 
+/// The Unicode version of the standard library that generated the table.
+pub const UNICODE_VERSION: (u8, u8, u8) = (17, 0, 0);
+
 /// Characters `start`, `start + stride`, ... (`count` of them, a stride of 1 or 2) that
 /// fold to themselves plus `delta`, by start:
 /// `(start << 8 | (count - 1) << 1 | (stride == 2), delta)`.

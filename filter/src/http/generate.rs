@@ -1,9 +1,12 @@
 //! The table of `path::fold` (`fold_table.rs`), generated from the standard library's case
 //! conversions (native builds only), so that the module carries neither those conversions'
-//! tables (about 24 KB) nor their code. `make unicode` writes it (`filter/examples/fold_table.rs`);
-//! `filter/tests/unicode.rs` fails when the file on disk differs from what `fold_table` returns
-//! with the toolchain at hand (a new Unicode version: run `make unicode`), and
-//! `path/tests.rs` checks `path::fold` against the standard library for every character.
+//! tables (about 24 KB) nor their code. `make unicode` writes it
+//! (`filter/examples/fold_table.rs`). `filter/tests/unicode.rs` fails when the file on disk
+//! differs from what `fold_table` returns with the toolchain at hand (a toolchain with a newer
+//! Unicode: run `make unicode`), and `path/tests.rs` checks `path::fold` against the standard
+//! library for every character. A toolchain whose Unicode is older than the table's (Rust
+//! 1.88 to 1.93 have 16.0.0) can check neither: both tests say so and pass, and
+//! `make unicode` refuses to write an older table.
 
 use std::fmt::Write;
 
@@ -98,6 +101,9 @@ pub fn fold_table() -> String {
          //! conversions, Unicode {major}.{minor}.{update}: do not edit. Every character other than ASCII\n\
          //! that `path::fold` changes ({characters}, in {} runs); `path/tests.rs` checks `fold`\n\
          //! against the standard library for every character.\n\
+         \n\
+         /// The Unicode version of the standard library that generated the table.\n\
+         pub const UNICODE_VERSION: (u8, u8, u8) = ({major}, {minor}, {update});\n\
          \n\
          /// Characters `start`, `start + stride`, ... (`count` of them, a stride of 1 or 2) that\n\
          /// fold to themselves plus `delta`, by start:\n\

@@ -8,6 +8,8 @@
 //! or double encoding, look-alikes of separators, `..;`) is a `PathError`: refused.
 
 use super::fold_table::FOLDS;
+/// The Unicode version `fold` follows (`fold_table.rs`'s).
+pub use super::fold_table::UNICODE_VERSION as FOLD_UNICODE_VERSION;
 
 /// What to do with path parameters (`/api/x;jsessionid=1`), which servlet containers strip
 /// before routing and most other upstreams keep as part of the segment.

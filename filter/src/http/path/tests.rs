@@ -270,10 +270,20 @@ fn fold_with_std(c: char) -> char {
 }
 
 /// The proof that the table is the definition: every character, surrogates aside (no
-/// `char`), folds as the standard library folds it with the toolchain at hand (a new Unicode
-/// version fails here and in `tests/unicode.rs` until `make unicode` runs).
+/// `char`), folds as the standard library folds it with the toolchain at hand (a newer
+/// Unicode version fails here and in `tests/unicode.rs` until `make unicode` runs; an older
+/// one cannot check the table).
 #[test]
 fn folding_is_the_standard_librarys_for_every_character() {
+    if char::UNICODE_VERSION < FOLD_UNICODE_VERSION {
+        // The table is newer than this toolchain's case conversions: nothing to compare with.
+        eprintln!(
+            "not checked: fold_table.rs is Unicode {FOLD_UNICODE_VERSION:?}, this toolchain's \
+             is older, {:?}",
+            char::UNICODE_VERSION
+        );
+        return;
+    }
     let (mut checked, mut changed) = (0u32, 0u32);
     for c in (0..=0x10FFFF).filter_map(char::from_u32) {
         let want = fold_with_std(c);
