@@ -6,7 +6,7 @@ WASM_TARGET := wasm32-wasip1
 WASM_OUT    := target/$(WASM_TARGET)/wasm-release/jwt_filter.wasm
 DIST_WASM   := dist/jwt_filter.wasm
 
-.PHONY: build test check unit unit-fast lint run bench wasm-target wasm-opt clean dist oci-tools oci-check schema docs-check
+.PHONY: build test check unit unit-fast lint run bench wasm-target wasm-opt clean dist oci-tools oci-check schema unicode docs-check
 
 # The wasm build needs the target and, for ring's C and assembly parts, clang (Debian's).
 wasm-target:
@@ -31,6 +31,13 @@ build: wasm-target wasm-opt
 # are stale.
 schema:
 	cargo run -p jwt_filter --release --example schema
+
+# The table of case-insensitive path matching (`path::fold`), generated from the standard
+# library's case conversions natively (filter/src/http/generate.rs), so that the module carries
+# neither their tables nor their code; filter/tests/unicode.rs fails when it is stale (a
+# toolchain with a new Unicode version), and path/tests.rs checks it for every character.
+unicode:
+	cargo run -p jwt_filter --release --example fold_table
 
 # --- Release artefacts (docs/getting-started.md, "Release artefacts") ---------------------
 # dist/jwt_filter.wasm, its sha256 (`sha256sum -c` format: Envoy's `remote` code source), and

@@ -81,9 +81,15 @@ pub(super) fn compile_metadata(node: &Node) -> Result<ResourceMetadata, ConfigEr
     }
     let served: String = path.or_default()?;
     canonical_path(&served, path.path())?;
+    // Written by the serializer that writes the key cache's records (`serde_json::to_vec`):
+    // `Value`'s `Display` (`to_string`) would bring a second writer, the pretty printer and
+    // an `io::Error` with a message into the module (2.6 KB). It cannot fail.
+    let Ok(document) = serde_json::to_string(&Value::Object(document)) else {
+        return err(node.path.clone(), "cannot be written as JSON");
+    };
     Ok(ResourceMetadata {
         url: format!("{}{served}", url.trim_end_matches('/')),
         path: served,
-        document: Value::Object(document).to_string(),
+        document,
     })
 }

@@ -4,6 +4,7 @@
 
 use super::fields::{Preset, Spec};
 use super::{ConfigError, err};
+use crate::jose::json::Quoted;
 use serde_json::{Map, Value};
 
 /// A JSON value and its path in the configuration (`providers.auth0.audiences[0]`; empty at
@@ -351,7 +352,7 @@ fn unexpected(value: &Value) -> String {
         Value::Bool(b) => format!("boolean `{b}`"),
         Value::Number(n) if n.is_f64() => format!("floating point `{n}`"),
         Value::Number(n) => format!("integer `{n}`"),
-        Value::String(s) => format!("string {s:?}"),
+        Value::String(s) => format!("string {}", Quoted(s)),
         Value::Array(_) => "sequence".into(),
         Value::Object(_) => "map".into(),
     }

@@ -7,6 +7,10 @@
 //! each of them. What no reading can describe safely (encoded separators, controls, malformed
 //! or double encoding, look-alikes of separators, `..;`) is a `PathError`: refused.
 
+use super::fold_table::FOLDS;
+/// The Unicode version `fold` follows (`fold_table.rs`'s).
+pub use super::fold_table::UNICODE_VERSION as FOLD_UNICODE_VERSION;
+
 /// What to do with path parameters (`/api/x;jsessionid=1`), which servlet containers strip
 /// before routing and most other upstreams keep as part of the segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -479,25 +483,32 @@ fn is_lookalike(c: char) -> bool {
 /// A character as case-insensitive routers compare it: fullwidth ASCII forms as ASCII, then
 /// the lower case of the upper case (Java's `equalsIgnoreCase`: `ſ` is `s`, the Kelvin sign
 /// is `k`, dotted `İ` is `i`).
+///
+/// Read from `fold_table.rs`, generated from the standard library's case conversions by
+/// `make unicode` (`http::generate`, which holds the definition with them): the conversions'
+/// own tables would weigh 24 KB in the module. `path/tests.rs` checks that this is that
+/// definition for every character.
 pub fn fold(c: char) -> char {
     if c.is_ascii() {
         return c.to_ascii_lowercase();
     }
-    let c = match c {
-        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-        '\u{130}' => 'i',
-        _ => c,
+    let n = u32::from(c);
+    // The last run starting at or before `c`; `c` folds by its delta if it is one of the
+    // run's characters (runs do not overlap).
+    let run = FOLDS
+        .partition_point(|&(key, _)| key >> 8 <= n)
+        .checked_sub(1)
+        .and_then(|i| FOLDS.get(i));
+    let Some(&(key, delta)) = run else {
+        return c;
     };
-    let upper = single(c.to_uppercase(), c);
-    single(upper.to_lowercase(), upper)
-}
-
-/// The only character of `chars`, or `fallback` when there are several.
-fn single(mut chars: impl Iterator<Item = char>, fallback: char) -> char {
-    match (chars.next(), chars.next()) {
-        (Some(c), None) => c,
-        _ => fallback,
+    let offset = n.wrapping_sub(key >> 8);
+    let stride = 1 + (key & 1);
+    let count = (key >> 1 & 0x7F) + 1;
+    if offset % stride != 0 || offset / stride >= count {
+        return c;
     }
+    char::from_u32(n.wrapping_add_signed(delta)).unwrap_or(c)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
-use std::fmt;
+use std::fmt::{self, Write};
 
 /// Deepest nesting accepted (objects and arrays). Tokens and key sets are flat; 32 leaves
 /// room for configurations and nested claims.
@@ -59,6 +59,31 @@ fn nesting_depth(bytes: &[u8]) -> usize {
         }
     }
     max
+}
+
+/// A string as error messages show it: in double quotes, with `"`, `\` and control
+/// characters escaped as Rust's `{:?}` escapes them (`\"`, `\n`, `\u{1}`), and every
+/// character beyond ASCII as `\u{e9}`. Unlike `{:?}`, which keeps the printable ones as they
+/// are, it needs no Unicode tables (which characters are printable) in the module.
+pub struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                '\0' => f.write_str("\\0")?,
+                '\t' => f.write_str("\\t")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                ' '..='~' => f.write_char(c)?,
+                _ => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+            }
+        }
+        f.write_char('"')
+    }
 }
 
 struct StrictValue(Value);
@@ -156,5 +181,21 @@ mod tests {
         assert_eq!(v["a"].as_f64(), Some(1e308));
         assert!(v["b"].as_f64().unwrap() > 1.8e19);
         assert_eq!(v["c"].as_i64(), Some(-1));
+    }
+
+    #[test]
+    fn quoted_is_debug_for_ascii_and_escapes_the_rest() {
+        // Every ASCII character, alone and in text, as `{:?}` writes it.
+        for c in (0u8..128).map(char::from) {
+            let text = format!("a{c}b");
+            assert_eq!(Quoted(&text).to_string(), format!("{text:?}"), "{c:?}");
+        }
+        assert_eq!(Quoted(r#"say "hi"\"#).to_string(), r#""say \"hi\"\\""#);
+        assert_eq!(Quoted("").to_string(), r#""""#);
+        // Beyond ASCII, printable or not, as `\u{..}`.
+        assert_eq!(
+            Quoted("é\u{200b}\u{10ffff}x").to_string(),
+            r#""\u{e9}\u{200b}\u{10ffff}x""#
+        );
     }
 }

@@ -7,7 +7,7 @@
 use crate::jose::alg::{Algorithm, Family};
 use crate::jose::base64url;
 use crate::jose::ec_point;
-use crate::jose::json;
+use crate::jose::json::{self, Quoted};
 use crate::jose::spki;
 use serde_json::{Map, Value};
 use std::rc::Rc;
@@ -406,7 +406,8 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
         Some("P-384") => (Curve::P384, 48),
         Some("P-521") => (Curve::P521, 66),
         Some("secp256k1") => (Curve::Secp256k1, 32),
-        other => return Err(format!("unsupported EC curve {other:?}")),
+        Some(other) => return Err(format!("unsupported EC curve {}", Quoted(other))),
+        None => return Err("'crv' missing".into()),
     };
     let (x, y) = (bytes(jwk, "x")?, bytes(jwk, "y")?);
     // Coordinates are exactly the field's size, leading zeros kept (RFC 7518 6.2.1.2,
@@ -793,8 +794,22 @@ mod tests {
         for crv in ["p-521", "SECP256K1", "P-521 ", "P-512"] {
             let bad = with(jwk("p521"), json!({"crv": crv}));
             let err = load(json!([bad]), Origin::Remote).unwrap_err();
-            assert!(err.contains("unsupported EC curve"), "{err}");
+            assert!(
+                err.contains(&format!("unsupported EC curve \"{crv}\"")),
+                "{err}"
+            );
         }
+        // Named as the key server wrote it, escaped; or missing.
+        let bad = with(jwk("p521"), json!({"crv": "P-\"256\"\u{2011}"}));
+        let err = load(json!([bad]), Origin::Remote).unwrap_err();
+        assert!(
+            err.contains(r#"unsupported EC curve "P-\"256\"\u{2011}""#),
+            "{err}"
+        );
+        let mut bad = jwk("p521");
+        bad.as_object_mut().unwrap().remove("crv");
+        let err = load(json!([bad]), Origin::Remote).unwrap_err();
+        assert!(err.contains("'crv' missing"), "{err}");
     }
 
     #[test]
