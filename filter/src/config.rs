@@ -141,11 +141,34 @@ pub enum Unmatched {
     Allow,
 }
 
-/// A configuration error: the JSON path and what is wrong there.
+/// A configuration error: the JSON path and what is wrong there. Boxed, so that the
+/// `Result`s the reader passes up are one word wider than their value, not six (moving
+/// them is most of the reader's code in the module).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub struct ConfigError(Box<ErrorAt>);
+
+/// Where a configuration error is, and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorAt {
     pub path: String,
     pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError(Box::new(ErrorAt {
+            path: path.into(),
+            message: message.into(),
+        }))
+    }
+}
+
+impl std::ops::Deref for ConfigError {
+    type Target = ErrorAt;
+
+    fn deref(&self) -> &ErrorAt {
+        &self.0
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -155,11 +178,9 @@ impl fmt::Display for ConfigError {
 }
 
 fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError {
-        path: path.into(),
-        message: message.into(),
-    })
+    Err(ConfigError::new(path, message))
 }
+
 
 // ---- Compilation: each JSON object is read (unknown fields refused) and checked at once. ----
 
