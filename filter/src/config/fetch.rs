@@ -1,8 +1,7 @@
 //! `remote_jwks` and `discovery`: where and how keys (or the discovery document) are fetched.
 
 use super::read::{Field, Node};
-use super::{ConfigError, Fetch, err, fields, is_tchar};
-use serde_json::Value;
+use super::{ConfigError, Fetch, err, fields};
 
 /// `remote_jwks`, or `discovery` (given the provider's `issuer` field and its issuers): they
 /// share their fetch settings, and each refuses the other's own fields with a hint.
@@ -87,32 +86,15 @@ pub(super) fn compile_fetch(
     if cluster_name.is_empty() {
         return err(cluster.path(), "must not be empty");
     }
-    let mut extra_headers = Vec::new();
-    if let Some(listed) = headers.get::<Node>()? {
-        for (name, value) in listed.map()? {
-            let at = listed.child(name);
-            let name = name.to_ascii_lowercase();
-            if name.is_empty()
-                || !name.bytes().all(is_tchar)
-                || RESERVED_FETCH_HEADERS.contains(&name.as_str())
-            {
-                return err(
-                    at,
-                    "must be a header name other than the request's own (:method, :path, content-length, ...)",
-                );
-            }
-            let Value::String(value) = value else {
-                return err(at, "must be a string");
-            };
-            if !value
-                .bytes()
-                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
-            {
-                return err(at, "must be printable ASCII");
-            }
-            extra_headers.push((name, value.clone()));
-        }
-    }
+    let extra_headers = match headers.get::<Node>()? {
+        None => Vec::new(),
+        Some(listed) => listed.header_map(
+            &RESERVED_FETCH_HEADERS,
+            "must be a header name other than the request's own (:method, :path, content-length, ...)",
+            usize::MAX,
+            usize::MAX,
+        )?,
+    };
     let mut fetch = Fetch {
         jwks_cluster: cluster_name.clone(),
         cluster: cluster_name,

@@ -15,3 +15,4 @@ mod answers;
 mod policies;
 mod dpop;
 mod bodies;
+mod denials;
