@@ -138,7 +138,7 @@ DIFFERENTIAL_SCENARIOS := $(addprefix tests/scenarios/,quickstart.json routes.js
   forwarding.json report.json agreement-identity.json token-rules.json discovery.json dpop.json form-body.json \
   algorithms.json config.json payloads.json keys.json more-keys.json key-files.json \
   lifetimes.json metrics.json migration.json host-modes.json agreement-credentials.json \
-  authorities.json step-up.json mcp.json)
+  authorities.json step-up.json mcp.json denials.json)
 
 differential: build harness-bin envoy test-filters
 	$(HARNESS) run --envoy --envoy-bin $(ENVOY) --wasm $(TEST_FILTERS)/probe.wasm tests/filters/probe/scenarios
