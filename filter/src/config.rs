@@ -13,6 +13,7 @@ use crate::jose::jwks::{Accept, KeySet};
 use crate::policy::authz::ClaimPath;
 pub use crate::policy::authz::ProviderId;
 use crate::policy::binding::MtlsMode;
+use crate::policy::denials::Denials;
 use crate::policy::dpop::{DpopMode, DpopPolicy};
 use crate::policy::extract::TokenSource;
 use crate::policy::rules::{PathMatch, Rule};
@@ -50,6 +51,14 @@ pub struct Config {
     /// request, in every spelling an upstream reads as the same name (`same_upstream_name`),
     /// so that no client can forge them.
     pub identity_headers: Vec<String>,
+    /// Denials of the operator's own shape (`None`: the standard answers).
+    pub denials: Option<Denials>,
+    /// The stream property that receives each refusal (`policy::denials::failure_record`).
+    pub failure_property: Option<String>,
+    /// The stream property and the request header that receive the names of the providers
+    /// whose tokens a request passed with (the header is an identity header).
+    pub provider_property: Option<String>,
+    pub provider_header: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -156,11 +165,34 @@ pub enum Unmatched {
     Allow,
 }
 
-/// A configuration error: the JSON path and what is wrong there.
+/// A configuration error: the JSON path and what is wrong there. Boxed, so that the
+/// `Result`s the reader passes up are one word wider than their value, not six (moving
+/// them is most of the reader's code in the module).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub struct ConfigError(Box<ErrorAt>);
+
+/// Where a configuration error is, and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorAt {
     pub path: String,
     pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError(Box::new(ErrorAt {
+            path: path.into(),
+            message: message.into(),
+        }))
+    }
+}
+
+impl std::ops::Deref for ConfigError {
+    type Target = ErrorAt;
+
+    fn deref(&self) -> &ErrorAt {
+        &self.0
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -170,10 +202,7 @@ impl fmt::Display for ConfigError {
 }
 
 fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError {
-        path: path.into(),
-        message: message.into(),
-    })
+    Err(ConfigError::new(path, message))
 }
 
 // ---- Compilation: each JSON object is read (unknown fields refused) and checked at once. ----
@@ -309,6 +338,10 @@ fn compile(root: &Node, env: &Env) -> Result<Config, ConfigError> {
         provider_stats,
         providers,
         rules,
+        denials,
+        failure_property,
+        provider_property,
+        provider_header,
     ] = &root.fields(&fields::ROOT)?;
     // The JSON Schema the file follows, for editors: read only to refuse a non-string.
     let _: Option<String> = schema.get()?;
@@ -369,7 +402,20 @@ fn compile(root: &Node, env: &Env) -> Result<Config, ConfigError> {
         };
         providers.push(compile_provider(name, &node, env)?);
     }
-    let identity_headers = identity_headers(&providers)?;
+    let provider_header = provider_header
+        .get::<String>()?
+        .map(|h| identity_header(&h, &provider_header.path()))
+        .transpose()?;
+    let identity_headers = identity_headers(&providers, provider_header.as_deref())?;
+    // A redirect's original URL never carries a token read from the query.
+    let keep_query = !providers
+        .iter()
+        .flat_map(|p| &p.token_sources)
+        .any(|s| matches!(s, TokenSource::Query(_)));
+    let denials = denials
+        .get::<Node>()?
+        .map(|node| compile_denials(&node, keep_query))
+        .transpose()?;
     let mut compiled_rules = Vec::new();
     for node in rules.req::<Vec<Node>>()? {
         let [r#match, requires] = &node.fields(&fields::RULE)?;
@@ -399,6 +445,10 @@ fn compile(root: &Node, env: &Env) -> Result<Config, ConfigError> {
         providers,
         rules: compiled_rules,
         identity_headers,
+        denials,
+        failure_property: property(failure_property)?,
+        provider_property: property(provider_property)?,
+        provider_header,
     })
 }
 
@@ -412,6 +462,7 @@ fn is_qdtext(b: u8) -> bool {
     (0x20..0x7f).contains(&b) && b != b'"'
 }
 
+mod denials;
 mod dpop;
 mod fetch;
 pub mod fields;
@@ -432,6 +483,7 @@ mod tests;
 #[cfg(test)]
 use crate::{jose::claims::Issuers, policy::authz::Requirement, policy::rules::HostPattern};
 
+use denials::{compile_denials, is_property_name, property};
 use dpop::compile_dpop;
 use fetch::compile_fetch;
 pub use fetch::split_uri;

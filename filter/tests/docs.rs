@@ -16,7 +16,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use jwt_filter::decision::worker::{Metric, VERSION_GAUGE, provider_metric_name};
-use jwt_filter::policy::response::Reason;
+use jwt_filter::policy::response::{METADATA_DETAILS, Reason};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -177,7 +177,8 @@ fn crate_names() -> BTreeSet<String> {
 }
 
 /// Every `jwt_filter_...` name in the docs is a metric (or a pattern of them): the crate
-/// names (`jwt_filter_testkit`, ...) aside.
+/// names (`jwt_filter_testkit`, ...) aside. Followed by `{`, it is response-code details
+/// (`Reason::details`, `METADATA_DETAILS`), which must be the filter's.
 #[test]
 fn every_metric_named_in_the_docs_exists() {
     let counters = counters();
@@ -203,6 +204,19 @@ fn every_metric_named_in_the_docs_exists() {
                 continue;
             }
             seen += 1;
+            // Response-code details: `jwt_filter_denied{<reason>}` (or a reason of the code),
+            // `jwt_filter_served{resource_metadata}`.
+            if let Some(braced) = after[len..].strip_prefix('{') {
+                let inner = &braced[..braced.find('}').unwrap_or(0)];
+                let details = format!("{name}{{{inner}}}");
+                let known = Reason::ALL.iter().any(|r| r.details() == details)
+                    || details == "jwt_filter_denied{<reason>}"
+                    || details == METADATA_DETAILS;
+                if !known {
+                    problems.push(format!("{}: {details} (details)", file.display()));
+                }
+                continue;
+            }
             // `jwt_filter_...`: any of them.
             let ellipsis = name == "jwt_filter_" && after[len..].starts_with("...");
             let ok = ellipsis

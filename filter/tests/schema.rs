@@ -467,6 +467,48 @@ fn both_refuse_a_few_mistakes() {
             json!({"iat_offset_s": 0}),
             "providers.auth0.dpop.iat_offset_s: must be between 1 and 3600",
         ),
+        (
+            "",
+            "denials",
+            json!({"kinds": {"missing": {"status": 403}}}),
+            "denials.kinds.missing.status: must be the kind's own status",
+        ),
+        (
+            "",
+            "denials",
+            json!({"kinds": {"access_denied": {"status": 200}}}),
+            "denials.kinds.access_denied.status: must be the kind's own status",
+        ),
+        (
+            "",
+            "denials",
+            json!({"format": "html"}),
+            "denials.template: is required with format html or text",
+        ),
+        (
+            "",
+            "denials",
+            json!({"redirect": "//evil.test/"}),
+            "denials.redirect: must be an absolute http(s) URL or a path",
+        ),
+        (
+            "",
+            "denials",
+            json!({"headers": {"location": "/"}}),
+            "denials.headers.location: must be a header name",
+        ),
+        (
+            "",
+            "denials",
+            json!({"kinds": {"expird": {}}}),
+            "denials.kinds.expird: unknown field",
+        ),
+        (
+            "",
+            "provider_property",
+            json!("a b"),
+            "provider_property: must be 1 to 64 letters",
+        ),
     ];
     for (object, field, value, message) in mistakes {
         let mut config = quickstart.clone();
@@ -474,7 +516,11 @@ fn both_refuse_a_few_mistakes() {
         let (parsed, schema) = verdicts(&validator, &Input::Value(config), &[]);
         let refusal = parsed.expect_err(field);
         assert!(refusal.starts_with(message), "{field}: {refusal}");
-        assert_eq!(schema, Some(false), "{field}: the schema accepts it");
+        assert_eq!(
+            schema,
+            Some(false),
+            "{field}: the schema accepts it ({message})"
+        );
     }
 }
 

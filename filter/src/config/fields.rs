@@ -141,7 +141,7 @@ macro_rules! int {
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
 /// jwt_filter configuration
-pub static ROOT: [Spec; 14] = [
+pub static ROOT: [Spec; 18] = [
     field(
         "$schema",
         Ty::Str,
@@ -212,6 +212,26 @@ pub static ROOT: [Spec; 14] = [
         Ty::Json(r##"{"type":"array","items":{"$ref":"#/$defs/rule"}}"##),
         "Required: route rules, first match wins (every rule a request reaches under any of its readings must pass).",
     ).required(),
+    field(
+        "denials",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/denials"}]}"##),
+        "Denials of your own shape (docs/denials.md): a body (problem+json or a template), extra headers, per kind of refusal a status where the standards allow one, and a redirect to log in for browsers. The WWW-Authenticate challenge, Retry-After and gRPC answers stay as they are. Default: the Express JSON body.",
+    ),
+    field(
+        "failure_property",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/property"}]}"##),
+        r#"A stream property (Envoy's filter state wasm.<name>) that receives each refusal, also in report mode, as JSON: {"reason", "error", "message", "status", "provider"} (the reason is the metric label; no token or claim value). Default: none."#,
+    ),
+    field(
+        "provider_property",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/property"}]}"##),
+        "A stream property (Envoy's filter state wasm.<name>) that receives the name of the provider whose token the request passed with (names joined with ',' when a rule needed several). Default: none.",
+    ),
+    field(
+        "provider_header",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/identity_header"}]}"##),
+        "A request header that receives the same names upstream; an identity header: removed from every incoming request first, in every spelling an upstream reads as the same name. Default: none.",
+    ),
 ];
 
 /// resource metadata
@@ -791,6 +811,137 @@ pub static CLAIM_CHECK: [Spec; 10] = [
     ),
 ];
 
+/// denials
+pub static DENIALS: [Spec; 5] = [
+    field(
+        "format",
+        Ty::Enum(&["json", "problem+json", "html", "text"]),
+        r#"The body's content type and escaping. "json" (application/json): the Express body {"error", "message"}, or template. "problem+json" (application/problem+json): RFC 9457 {"type": "about:blank", "title": the status's phrase, "status", "detail": the description, "error": the error code}, or template. "html" (text/html; charset=utf-8) and "text" (text/plain; charset=utf-8): template, required."#,
+    ).preset(&Preset::Text("json")),
+    field(
+        "template",
+        Ty::Json(r#"{"type":["string","null"],"maxLength":4096}"#),
+        "A body of your own, at most 4096 bytes, with up to 16 placeholders: {error} (the error code), {description}, {realm}, {request_id} (the request's x-request-id, at most 128 bytes, else empty), {status}. Values are escaped for format: as a JSON string's characters for json and problem+json (the template must be JSON once filled: placeholders but {status} go between quotes), as HTML entities for html, control characters dropped for text. Any other {name} is refused; other braces are text.",
+    ),
+    field(
+        "headers",
+        Ty::Json(r##"{"$ref":"#/$defs/denial_headers"}"##),
+        "Extra headers on every denial (name: value).",
+    ),
+    field(
+        "redirect",
+        Ty::Json(r#"{"type":["string","null"],"pattern":"^(https?://[!-~]+|/([!-.0-~][!-~]*)?)$","maxLength":4096}"#),
+        "For a browser's page request (GET or HEAD whose Accept names text/html) refused as missing, invalid or expired: a 302 to this Location instead (with the challenge, cache-control: no-store and the extra headers, no body); never for gRPC. An absolute http(s) URL or a path (not //), printable ASCII without spaces; {url} in it is the original URL (scheme, authority, path; the query too unless a provider reads tokens from the query), percent-encoded.",
+    ),
+    field(
+        "kinds",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/denial_kinds"}]}"##),
+        "Per kind of refusal: what differs from the above.",
+    ),
+];
+
+/// denial
+pub static DENIAL: [Spec; 4] = [
+    field(
+        "status",
+        Ty::Json(r#"{"type":["integer","null"],"enum":[null,400,401,403,404,408,413,415,503]}"#),
+        "The status: only access_denied has a choice (403, or 404 to hide that the resource exists); every other kind keeps its own, which may be written (a 401 carries the challenge and makes clients authenticate again, RFC 6750 asks 403 and 400, a 503 with Retry-After is what clients retry).",
+    ),
+    field(
+        "format",
+        Ty::Json(r#"{"type":["string","null"],"enum":[null,"json","problem+json","html","text"]}"#),
+        "As denials.format, for this kind (default: the top level's). With format or template, the kind's body is its own (format's own body, or template); without, the top level's.",
+    ),
+    field(
+        "template",
+        Ty::Json(r#"{"type":["string","null"],"maxLength":4096}"#),
+        "As denials.template, for this kind.",
+    ),
+    field(
+        "headers",
+        Ty::Json(r##"{"$ref":"#/$defs/denial_headers"}"##),
+        "Extra headers for this kind; they replace the top level's of the same name.",
+    ),
+];
+
+/// denial kinds
+pub static DENIAL_KINDS: [Spec; 12] = [
+    field(
+        "missing",
+        Ty::Json(r##"{"$ref":"#/$defs/denial_401"}"##),
+        "No token (401).",
+    ),
+    field(
+        "invalid",
+        Ty::Json(r##"{"$ref":"#/$defs/denial_401"}"##),
+        "A token refused for another reason than its age (401 invalid_token).",
+    ),
+    field(
+        "expired",
+        Ty::Json(r##"{"$ref":"#/$defs/denial_401"}"##),
+        "An expired token (401 invalid_token).",
+    ),
+    field(
+        "insufficient_scope",
+        Ty::Json(
+            r##"{"anyOf":[{"type":"null"},{"allOf":[{"$ref":"#/$defs/denial"}],"properties":{"status":{"enum":[null,403]}}}]}"##,
+        ),
+        "A missing scope or a failed claim check (403).",
+    ),
+    field(
+        "invalid_request",
+        Ty::Json(
+            r##"{"anyOf":[{"type":"null"},{"allOf":[{"$ref":"#/$defs/denial"}],"properties":{"status":{"enum":[null,400]}}}]}"##,
+        ),
+        "A malformed request (400 invalid_request).",
+    ),
+    field(
+        "unavailable",
+        Ty::Json(
+            r##"{"anyOf":[{"type":"null"},{"allOf":[{"$ref":"#/$defs/denial"}],"properties":{"status":{"enum":[null,503]}}}]}"##,
+        ),
+        "No keys, or the DPoP replay cache full (503, Retry-After).",
+    ),
+    field(
+        "access_denied",
+        Ty::Json(
+            r##"{"anyOf":[{"type":"null"},{"allOf":[{"$ref":"#/$defs/denial"}],"properties":{"status":{"enum":[null,403,404]}}}]}"##,
+        ),
+        "No rule matches, or an unsafe path (403, or 404).",
+    ),
+    field(
+        "invalid_dpop_proof",
+        Ty::Json(r##"{"$ref":"#/$defs/denial_401"}"##),
+        "A bad or replayed DPoP proof (401).",
+    ),
+    field(
+        "body_too_large",
+        Ty::Json(
+            r##"{"anyOf":[{"type":"null"},{"allOf":[{"$ref":"#/$defs/denial"}],"properties":{"status":{"enum":[null,413]}}}]}"##,
+        ),
+        "A form body that may carry the token is over max_body_bytes (413).",
+    ),
+    field(
+        "body_timeout",
+        Ty::Json(
+            r##"{"anyOf":[{"type":"null"},{"allOf":[{"$ref":"#/$defs/denial"}],"properties":{"status":{"enum":[null,408]}}}]}"##,
+        ),
+        "A form body that may carry the token did not arrive in time (408).",
+    ),
+    field(
+        "encoded_body",
+        Ty::Json(
+            r##"{"anyOf":[{"type":"null"},{"allOf":[{"$ref":"#/$defs/denial"}],"properties":{"status":{"enum":[null,415]}}}]}"##,
+        ),
+        "A compressed form body that may carry the token (415).",
+    ),
+    field(
+        "insufficient_user_authentication",
+        Ty::Json(r##"{"$ref":"#/$defs/denial_401"}"##),
+        "A token whose user did not authenticate as the requirement asks (401, RFC 9470 step-up).",
+    ),
+];
+
 /// Every object read from a table, with its title, meaning and the constraints across its fields (JSON Schema).
 #[cfg(not(target_arch = "wasm32"))]
 pub static OBJECTS: &[Object] = &[
@@ -1151,6 +1302,29 @@ pub static OBJECTS: &[Object] = &[
             r#"{"$comment":"Exactly one operator that is not null (one branch each).","oneOf":[{"title":"equals","required":["equals"],"properties":{"equals":{"not":{"type":"null"}}}},{"title":"includes","required":["includes"],"properties":{"includes":{"type":"array"}}},{"title":"includes_any","required":["includes_any"],"properties":{"includes_any":{"type":"array"}}},{"title":"not_includes","required":["not_includes"],"properties":{"not_includes":{"type":"array"}}},{"title":"present","required":["present"],"properties":{"present":{"type":"boolean"}}},{"title":"prefix","required":["prefix"],"properties":{"prefix":{"type":"string"}}},{"title":"equals_param","required":["equals_param"],"properties":{"equals_param":{"type":"string"}}},{"title":"includes_param","required":["includes_param"],"properties":{"includes_param":{"type":"string"}}},{"title":"equals_header","required":["equals_header"],"properties":{"equals_header":{"type":"string"}}}]}"#,
         ),
     },
+    Object {
+        def: "denials",
+        title: "denials",
+        doc: r#"Denials of your own shape (docs/denials.md). What no configuration changes: the WWW-Authenticate challenge, Retry-After, a 401 or a 503 status, the answer to a gRPC call."#,
+        fields: &DENIALS,
+        constraints: Some(
+            r#"{"$comment":"html and text need a template.","if":{"required":["format"],"properties":{"format":{"enum":["html","text"]}}},"then":{"required":["template"],"properties":{"template":{"type":"string"}}}}"#,
+        ),
+    },
+    Object {
+        def: "denial",
+        title: "denial",
+        doc: "What differs for one kind of refusal: its status (access_denied only), body, headers.",
+        fields: &DENIAL,
+        constraints: None,
+    },
+    Object {
+        def: "denial_kinds",
+        title: "denial kinds",
+        doc: "Kinds of refusal, each named as its metric but body_too_large, body_timeout and encoded_body (counted as invalid_request).",
+        fields: &DENIAL_KINDS,
+        constraints: None,
+    },
 ];
 
 /// The `$defs` that are not objects read from a table: value types shared by several fields, and the key sources' refinements of `fetch`.
@@ -1467,6 +1641,36 @@ pub static SHARED: &[(&str, &str)] = &[
     }
   }
 }"#,
+    ),
+    (
+        "property",
+        r#"{
+  "title": "property",
+  "description": "A stream property name: 1 to 64 letters, digits, '_', '-' or '.'.",
+  "type": "string",
+  "pattern": "^[A-Za-z0-9_.-]{1,64}$"
+}"#,
+    ),
+    (
+        "denial_headers",
+        r#"{
+  "title": "denial headers",
+  "description": "Up to 16 headers (name: value): valid names, not one the filter or the host sets on a denial (content-type, content-length, cache-control, www-authenticate, retry-after, location, accept-encoding, grpc-status, grpc-message, hop-by-hop); values printable ASCII (or tab), at most 1024 bytes.",
+  "type": ["object", "null"],
+  "maxProperties": 16,
+  "propertyNames": {"pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", "not": {"pattern": "^([Cc][Oo][Nn][Tt][Ee][Nn][Tt]-[Tt][Yy][Pp][Ee]|[Cc][Oo][Nn][Tt][Ee][Nn][Tt]-[Ll][Ee][Nn][Gg][Tt][Hh]|[Cc][Aa][Cc][Hh][Ee]-[Cc][Oo][Nn][Tt][Rr][Oo][Ll]|[Ww][Ww][Ww]-[Aa][Uu][Tt][Hh][Ee][Nn][Tt][Ii][Cc][Aa][Tt][Ee]|[Rr][Ee][Tt][Rr][Yy]-[Aa][Ff][Tt][Ee][Rr]|[Ll][Oo][Cc][Aa][Tt][Ii][Oo][Nn]|[Aa][Cc][Cc][Ee][Pp][Tt]-[Ee][Nn][Cc][Oo][Dd][Ii][Nn][Gg]|[Gg][Rr][Pp][Cc]-[Ss][Tt][Aa][Tt][Uu][Ss]|[Gg][Rr][Pp][Cc]-[Mm][Ee][Ss][Ss][Aa][Gg][Ee]|[Tt][Rr][Aa][Nn][Ss][Ff][Ee][Rr]-[Ee][Nn][Cc][Oo][Dd][Ii][Nn][Gg]|[Cc][Oo][Nn][Nn][Ee][Cc][Tt][Ii][Oo][Nn]|[Uu][Pp][Gg][Rr][Aa][Dd][Ee]|[Tt][Ee]|[Kk][Ee][Ee][Pp]-[Aa][Ll][Ii][Vv][Ee]|[Tt][Rr][Aa][Ii][Ll][Ee][Rr]|[Pp][Rr][Oo][Xx][Yy]-[Cc][Oo][Nn][Nn][Ee][Cc][Tt][Ii][Oo][Nn])$"}},
+  "additionalProperties": {"type": "string", "maxLength": 1024, "pattern": "^[\\t -~]*$"}
+}"#,
+    ),
+    (
+        "denial_401",
+        r##"{
+  "title": "a 401 denial",
+  "anyOf": [
+    {"type": "null"},
+    {"allOf": [{"$ref": "#/$defs/denial"}], "properties": {"status": {"enum": [null, 401]}}}
+  ]
+}"##,
     ),
     (
         "scope",

@@ -30,19 +30,26 @@ pub(super) fn identity_header(name: &str, path: &str) -> Result<String, ConfigEr
 
 /// All identity headers, which must not collide with a header carrying a token, nor with
 /// another provider's spelling of the same name (as upstreams fold names:
-/// `same_upstream_name`).
-pub(super) fn identity_headers(providers: &[Provider]) -> Result<Vec<String>, ConfigError> {
+/// `same_upstream_name`). `provider_header`, written for every provider, must also be a
+/// header no provider writes a claim into.
+pub(super) fn identity_headers(
+    providers: &[Provider],
+    provider_header: Option<&str>,
+) -> Result<Vec<String>, ConfigError> {
     let mut headers: Vec<String> = Vec::new();
+    let carries_token = |h: &str| {
+        providers
+            .iter()
+            .flat_map(|q| &q.token_sources)
+            .any(|s| matches!(s, TokenSource::Header { name, .. } if same_upstream_name(name, h)))
+    };
     for p in providers {
         let written = p
             .forward_payload_header
             .iter()
             .chain(p.claim_to_headers.iter().map(|(_, h)| h));
         for h in written {
-            let carries_token = providers.iter().flat_map(|q| &q.token_sources).any(
-                |s| matches!(s, TokenSource::Header { name, .. } if same_upstream_name(name, h)),
-            );
-            if carries_token {
+            if carries_token(h) {
                 return err(
                     format!("providers.{}", p.name),
                     format!("header '{h}' both carries tokens and identity"),
@@ -61,6 +68,21 @@ pub(super) fn identity_headers(providers: &[Provider]) -> Result<Vec<String>, Co
                 }
             }
         }
+    }
+    if let Some(h) = provider_header {
+        if carries_token(h) {
+            return err(
+                "provider_header",
+                format!("header '{h}' both carries tokens and identity"),
+            );
+        }
+        if let Some(known) = headers.iter().find(|known| same_upstream_name(known, h)) {
+            return err(
+                "provider_header",
+                format!("header '{h}' is also written by a provider (as '{known}')"),
+            );
+        }
+        headers.push(h.to_string());
     }
     Ok(headers)
 }

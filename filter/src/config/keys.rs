@@ -139,10 +139,7 @@ fn local_set(
         max_keys: MAX_KEYS,
         jwt_svid: rules.jwt_svid,
     };
-    let fail = |message: String| ConfigError {
-        path: at.to_string(),
-        message: format!("{from}{message}"),
-    };
+    let fail = |message: String| ConfigError::new(at.to_string(), format!("{from}{message}"));
     let loaded = KeySet::from_object_accepting(doc, Origin::Config, accept).map_err(fail)?;
     if let Some(why) = loaded.dropped.first() {
         return Err(fail(format!("unusable {why}")));

@@ -5,7 +5,8 @@ use super::keys::KeyRules;
 use super::read::{Field, FromJson, Node};
 use super::secret::Env;
 use super::{
-    ConfigError, Provider, compile_dpop, compile_keys, compile_source, err, fields, identity_header,
+    ConfigError, Provider, compile_dpop, compile_keys, compile_source, err, fields,
+    identity_header, is_property_name,
 };
 use crate::http::spelling::same_upstream_name;
 use crate::jose::alg::Algorithm;
@@ -144,12 +145,7 @@ pub(super) fn compile_provider(
     for node in claim_to_properties.or(Vec::<Node>::new())? {
         let [claim, property] = &node.fields(&fields::CLAIM_TO_PROPERTY)?;
         let name: String = property.req()?;
-        let valid = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-        if !valid {
+        if !is_property_name(&name) {
             return err(
                 property.path(),
                 "must be 1 to 64 letters, digits, '_', '-' or '.'",

@@ -91,6 +91,45 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// This value as an object of headers (name: value, in name order): names are tokens
+    /// (lower-cased here), none of `reserved` (lower-case; refused with `name_error`), at
+    /// most `max` of them; values printable ASCII or tab, at most `max_value` bytes.
+    pub fn header_map(
+        &self,
+        reserved: &[&str],
+        name_error: &'static str,
+        max: usize,
+        max_value: usize,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
+        let map = self.map()?;
+        if map.len() > max {
+            return self.err(format!("at most {max} headers"));
+        }
+        let mut out = Vec::with_capacity(map.len());
+        for (name, value) in map {
+            let at = self.child(name);
+            let name = name.to_ascii_lowercase();
+            if name.is_empty()
+                || !name.bytes().all(super::is_tchar)
+                || reserved.contains(&name.as_str())
+            {
+                return err(at, name_error);
+            }
+            let Value::String(value) = value else {
+                return err(at, "must be a string");
+            };
+            if value.len() > max_value
+                || !value
+                    .bytes()
+                    .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+            {
+                return err(at, "must be printable ASCII");
+            }
+            out.push((name, value.clone()));
+        }
+        Ok(out)
+    }
+
     /// The error for an object that does not give exactly one of `fields`.
     pub fn exactly_one<T>(&self, fields: &[&Field]) -> Result<T, ConfigError> {
         let names: Vec<&str> = fields.iter().map(|f| f.name).collect();

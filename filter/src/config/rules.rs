@@ -40,9 +40,11 @@ pub(super) fn compile_match(node: &Node) -> Result<Matcher, ConfigError> {
         .iter()
         .enumerate()
         .map(|(i, h)| {
-            host_pattern(h).ok_or_else(|| ConfigError {
-                path: format!("{}[{i}]", hosts.path()),
-                message: "must be a host name such as api.example.com or *.example.com, with an optional :port".into(),
+            host_pattern(h).ok_or_else(|| {
+                ConfigError::new(
+                    format!("{}[{i}]", hosts.path()),
+                    "must be a host name such as api.example.com or *.example.com, with an optional :port",
+                )
             })
         })
         .collect::<Result<_, _>>()?;

@@ -14,9 +14,10 @@ use crate::jose::verify::SignatureVerifier;
 pub use crate::keys::key_cache::{FixedKeys, KeyState, KeyStore};
 use crate::policy::authz::{ClaimCheck, ProviderRequirement, Requirement};
 use crate::policy::binding::{self, Connection, NoCertificate};
+use crate::policy::denials::failure_record;
 use crate::policy::dpop::DpopMode;
 use crate::policy::extract::{self, TokenSource};
-use crate::policy::response::{Failure, Reply, deny};
+use crate::policy::response::{Failure, METADATA_DETAILS, Reply, deny};
 use crate::policy::rules::{self, Route, RouteError};
 use serde_json::Value;
 use token::{Asked, Passed, Tokens};
@@ -203,7 +204,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             && req.method() == "GET"
             && req.path().split('?').next() == Some(m.path.as_str())
         {
-            return Ok(Pass::Serve(Reply::json(&m.document)));
+            return Ok(Pass::Serve(Reply::json(&m.document, METADATA_DETAILS)));
         }
         if self.config.cors_preflight == CorsPreflight::Pass && self.is_preflight(req) {
             return Ok(Pass::Forward {
@@ -340,7 +341,13 @@ impl<V: SignatureVerifier> Authenticator<V> {
     pub fn refused(&self, req: &Request, stop: Stop) -> Decision {
         match (stop, self.config.mode) {
             (Stop::Refuse(refusal), Mode::Report) => Ok(Pass::Forward {
-                changes: self.changes(req, &[]),
+                changes: {
+                    let mut changes = self.changes(req, &[]);
+                    changes
+                        .properties
+                        .extend(self.failure_property(&refusal, refusal.failure.status()));
+                    changes
+                },
                 reported: Some(Box::new(refusal)),
                 proof: None,
                 verified: Vec::new(),
@@ -349,8 +356,21 @@ impl<V: SignatureVerifier> Authenticator<V> {
         }
     }
 
+    /// The `failure_property` record of `refusal`, answered with `status`, if configured.
+    fn failure_property(&self, refusal: &Refusal, status: u16) -> Option<(String, String)> {
+        let name = self.config.failure_property.as_ref()?;
+        let provider = refusal
+            .provider
+            .map(|p| self.config.provider(p).name.as_str());
+        Some((
+            name.clone(),
+            failure_record(&refusal.failure, status, provider),
+        ))
+    }
+
     /// The reply that refuses `req` for `refusal`: the policy's answer for its failure,
-    /// with the resource metadata and the DPoP challenge the configuration adds.
+    /// with the resource metadata and the DPoP challenge the configuration adds, in the
+    /// shape of `denials`, with the `failure_property` record.
     pub fn reply(&self, req: &Request, refusal: &Refusal) -> Reply {
         let failure = &refusal.failure;
         let mut reply = deny(&self.config.realm, failure, req);
@@ -367,6 +387,12 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 matches!(failure, Failure::InvalidDpopProof(_)) || binding::uses_dpop_scheme(req);
             reply.add_dpop_challenge(&dpop.algs, error_in_dpop, dpop.mode == DpopMode::Required);
         }
+        if let Some(denials) = &self.config.denials {
+            denials.shape(&mut reply, failure, &self.config.realm, req);
+        }
+        reply
+            .properties
+            .extend(self.failure_property(refusal, reply.status));
         reply
     }
 
@@ -446,6 +472,24 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 if let Some(value) = path.lookup(&v.token.claims).and_then(header_value) {
                     changes.properties.push((property.clone(), value));
                 }
+            }
+        }
+        if !verified.is_empty()
+            && (self.config.provider_property.is_some() || self.config.provider_header.is_some())
+        {
+            let mut names: Vec<&str> = Vec::with_capacity(verified.len());
+            for v in verified {
+                let name = self.config.provider(v.provider).name.as_str();
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            let names = names.join(",");
+            if let Some(header) = &self.config.provider_header {
+                changes.set.push((header.clone(), names.clone()));
+            }
+            if let Some(property) = &self.config.provider_property {
+                changes.properties.push((property.clone(), names));
             }
         }
         changes

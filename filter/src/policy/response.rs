@@ -48,7 +48,31 @@ impl Reason {
             Reason::InsufficientUserAuthentication => "insufficient_user_authentication",
         }
     }
+
+    /// The response-code details of a refusal for this reason (Envoy's
+    /// `%RESPONSE_CODE_DETAILS%`): `jwt_filter_denied{<label>}`, as `jwt_authn` writes
+    /// `jwt_authn_access_denied{<message>}`, with the metric label (no whitespace, which
+    /// Envoy would turn into `_`) so that the access log and the counters name a refusal
+    /// alike.
+    pub fn details(self) -> &'static str {
+        match self {
+            Reason::Missing => "jwt_filter_denied{missing}",
+            Reason::Invalid => "jwt_filter_denied{invalid}",
+            Reason::Expired => "jwt_filter_denied{expired}",
+            Reason::InsufficientScope => "jwt_filter_denied{insufficient_scope}",
+            Reason::InvalidRequest => "jwt_filter_denied{invalid_request}",
+            Reason::Unavailable => "jwt_filter_denied{unavailable}",
+            Reason::AccessDenied => "jwt_filter_denied{access_denied}",
+            Reason::InvalidDpopProof => "jwt_filter_denied{invalid_dpop_proof}",
+            Reason::InsufficientUserAuthentication => {
+                "jwt_filter_denied{insufficient_user_authentication}"
+            }
+        }
+    }
 }
+
+/// The response-code details of the protected-resource metadata document the filter serves.
+pub const METADATA_DETAILS: &str = "jwt_filter_served{resource_metadata}";
 
 /// Why a check failed: what every policy check returns, and what a refusal carries up to
 /// the reply (`deny`).
@@ -180,23 +204,33 @@ impl Failure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    /// Header names are lower-case: the filter's own are static, configured ones
+    /// (`denials.headers`) owned.
+    pub headers: Vec<(Cow<'static, str>, String)>,
     pub body: String,
     /// For a gRPC call: the gRPC status (the body is then the description alone).
     pub grpc_status: Option<u32>,
+    /// The response-code details the host records (Envoy's `%RESPONSE_CODE_DETAILS%`):
+    /// `Reason::details`, or `METADATA_DETAILS`. Never whitespace.
+    pub details: &'static str,
+    /// Stream properties to set before the reply is sent (`failure_property`): Envoy's
+    /// filter state, which its access log reads after the reply.
+    pub properties: Vec<(String, String)>,
 }
 
 impl Reply {
-    /// A JSON document that clients may cache for an hour.
-    pub fn json(body: &str) -> Reply {
+    /// A JSON document that clients may cache for an hour, recorded with `details`.
+    pub fn json(body: &str, details: &'static str) -> Reply {
         Reply {
             status: 200,
             headers: vec![
-                ("content-type", "application/json".into()),
-                ("cache-control", "max-age=3600".into()),
+                ("content-type".into(), "application/json".into()),
+                ("cache-control".into(), "max-age=3600".into()),
             ],
             body: body.to_string(),
             grpc_status: None,
+            details,
+            properties: Vec::new(),
         }
     }
 
@@ -213,6 +247,14 @@ impl Reply {
         }
     }
 
+    /// The value of header `name`, if the reply has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Adds RFC 9728's `resource_metadata` parameter (the URL of the protected-resource
     /// metadata) to a 401 challenge.
     pub fn add_resource_metadata(&mut self, url: &str) {
@@ -220,7 +262,7 @@ impl Reply {
             return;
         }
         for (name, value) in &mut self.headers {
-            if *name == "www-authenticate" {
+            if name == "www-authenticate" {
                 value.push_str(&format!(", resource_metadata=\"{url}\""));
             }
         }
@@ -232,7 +274,7 @@ impl Reply {
     /// failed), and stays with `Bearer` otherwise.
     pub fn add_dpop_challenge(&mut self, algs: &str, error_in_dpop: bool, dpop_only: bool) {
         for (name, value) in &mut self.headers {
-            if *name != "www-authenticate" {
+            if name != "www-authenticate" {
                 continue;
             }
             // The common answer: the Bearer challenge as it is, then DPoP's.
@@ -272,73 +314,65 @@ pub fn is_grpc(req: &Request) -> bool {
     })
 }
 
+impl Failure {
+    /// The answer's error code and description: the body's `error` and `message`, the
+    /// challenge's `error` and `error_description` (the description made safe for a
+    /// quoted-string and bounded: `quoted`).
+    pub fn error_and_message(&self) -> (&'static str, Cow<'_, str>) {
+        let (code, message): (&'static str, &str) = match self {
+            Failure::Missing => ("unauthorized", "Authentication required"),
+            Failure::InvalidRequest(d) => ("invalid_request", d),
+            Failure::InvalidToken { description: d, .. } => ("invalid_token", d),
+            Failure::InsufficientScope { description: d, .. } => ("insufficient_scope", d),
+            Failure::Unavailable { .. } => {
+                ("temporarily_unavailable", "Signing keys are not available")
+            }
+            Failure::AccessDenied => ("access_denied", "Access denied"),
+            Failure::ReplayCacheFull { .. } => {
+                ("temporarily_unavailable", "DPoP replay cache is full")
+            }
+            // Not RFC 6750 errors, so no challenge: the request never got as far as its token.
+            Failure::BodyTooLarge => (
+                "invalid_request",
+                "Request body is too large to search for an access token",
+            ),
+            Failure::BodyTimeout => ("invalid_request", "Request body did not arrive in time"),
+            Failure::EncodedBody => (
+                "invalid_request",
+                "Compressed form bodies are not read for an access token",
+            ),
+            Failure::InvalidDpopProof(d) => ("invalid_dpop_proof", d),
+            Failure::InsufficientUserAuthentication { description: d, .. } => {
+                ("insufficient_user_authentication", d)
+            }
+        };
+        (code, quoted(message))
+    }
+}
+
 /// The answer to `req` for `failure`.
 pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Reply {
-    let challenge = |code: &str, description: &str| {
-        format!(
-            "Bearer realm=\"{realm}\", error=\"{code}\", error_description=\"{}\"",
-            quoted(description)
-        )
-    };
-    let (code, message, www_authenticate) = match failure {
-        Failure::Missing => (
-            "unauthorized",
-            "Authentication required".to_string(),
-            Some(format!("Bearer realm=\"{realm}\"")),
-        ),
-        Failure::InvalidRequest(d) => (
-            "invalid_request",
-            d.clone(),
-            Some(challenge("invalid_request", d)),
-        ),
-        Failure::InvalidToken { description: d, .. } => (
-            "invalid_token",
-            d.clone(),
-            Some(challenge("invalid_token", d)),
-        ),
-        Failure::InsufficientScope {
-            description: d,
-            scopes,
-        } => {
-            let mut value = challenge("insufficient_scope", d);
+    let (code, message) = failure.error_and_message();
+    let challenge =
+        || format!("Bearer realm=\"{realm}\", error=\"{code}\", error_description=\"{message}\"");
+    let www_authenticate = match failure {
+        Failure::Missing => Some(format!("Bearer realm=\"{realm}\"")),
+        Failure::InvalidRequest(_)
+        | Failure::InvalidToken { .. }
+        | Failure::InvalidDpopProof(_) => Some(challenge()),
+        Failure::InsufficientScope { scopes, .. } => {
+            let mut value = challenge();
             if let Some(scopes) = scopes {
                 value.push_str(&format!(", scope=\"{}\"", quoted(&scopes.join(" "))));
             }
-            ("insufficient_scope", d.clone(), Some(value))
+            Some(value)
         }
-        Failure::Unavailable { .. } => (
-            "temporarily_unavailable",
-            "Signing keys are not available".to_string(),
-            None,
-        ),
-        Failure::AccessDenied => ("access_denied", "Access denied".to_string(), None),
-        Failure::ReplayCacheFull { .. } => (
-            "temporarily_unavailable",
-            "DPoP replay cache is full".to_string(),
-            None,
-        ),
-        // Not RFC 6750 errors, so no challenge: the request never got as far as its token.
-        Failure::BodyTooLarge => (
-            "invalid_request",
-            "Request body is too large to search for an access token".to_string(),
-            None,
-        ),
-        Failure::BodyTimeout => (
-            "invalid_request",
-            "Request body did not arrive in time".to_string(),
-            None,
-        ),
-        Failure::EncodedBody => (
-            "invalid_request",
-            "Compressed form bodies are not read for an access token".to_string(),
-            None,
-        ),
         Failure::InsufficientUserAuthentication {
-            description: d,
             acr_values,
             max_age_s,
+            ..
         } => {
-            let mut value = challenge("insufficient_user_authentication", d);
+            let mut value = challenge();
             if !acr_values.is_empty() {
                 value.push_str(&format!(
                     ", acr_values=\"{}\"",
@@ -348,37 +382,33 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Reply {
             if let Some(max_age) = max_age_s {
                 value.push_str(&format!(", max_age=\"{max_age}\""));
             }
-            (
-                "insufficient_user_authentication",
-                d.to_string(),
-                Some(value),
-            )
+            Some(value)
         }
-        Failure::InvalidDpopProof(d) => (
-            "invalid_dpop_proof",
-            d.to_string(),
-            Some(challenge("invalid_dpop_proof", d)),
-        ),
+        Failure::Unavailable { .. }
+        | Failure::AccessDenied
+        | Failure::ReplayCacheFull { .. }
+        | Failure::BodyTooLarge
+        | Failure::BodyTimeout
+        | Failure::EncodedBody => None,
     };
     let grpc = is_grpc(req);
-    let mut headers = Vec::with_capacity(4);
+    let mut headers: Vec<(Cow<'static, str>, String)> = Vec::with_capacity(4);
     // Envoy sets gRPC's own content-type; a second one would confuse clients.
     if !grpc {
-        headers.push(("content-type", "application/json".to_string()));
+        headers.push(("content-type".into(), "application/json".to_string()));
     }
-    headers.push(("cache-control", "no-store".to_string()));
+    headers.push(("cache-control".into(), "no-store".to_string()));
     if let Some(value) = www_authenticate {
-        headers.push(("www-authenticate", value));
+        headers.push(("www-authenticate".into(), value));
     }
     if let Failure::Unavailable { retry_after_s } | Failure::ReplayCacheFull { retry_after_s } =
         failure
     {
-        headers.push(("retry-after", retry_after_s.to_string()));
+        headers.push(("retry-after".into(), retry_after_s.to_string()));
     }
     if let Failure::EncodedBody = failure {
-        headers.push(("accept-encoding", "identity".to_string()));
+        headers.push(("accept-encoding".into(), "identity".to_string()));
     }
-    let message = quoted(&message);
     let body = match grpc {
         true => message.into_owned(),
         false => json_body(code, &message),
@@ -388,6 +418,8 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Reply {
         headers,
         body,
         grpc_status: grpc.then(|| failure.grpc_status()),
+        details: failure.reason().details(),
+        properties: Vec::new(),
     }
 }
 
@@ -462,10 +494,7 @@ mod tests {
     }
 
     fn header<'d>(d: &'d Reply, name: &str) -> Option<&'d str> {
-        d.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        d.header(name)
     }
 
     #[test]

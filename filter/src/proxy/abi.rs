@@ -8,7 +8,7 @@
 //! must record the call's token to deliver its answer; it panics only on a status outside
 //! those the ABI defines for that call.
 
-use std::ptr::{null, null_mut};
+use std::ptr::null_mut;
 
 /// A host status other than `Ok`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,10 +203,12 @@ pub fn remove_header(kind: u32, name: &str) -> Result<(), Status> {
     check(unsafe { proxy_remove_header_map_value(kind, name.as_ptr(), name.len()) })
 }
 
-/// A local reply; `headers` encoded as a header map.
+/// A local reply; `headers` encoded as a header map, `details` the response-code details
+/// (Envoy's `%RESPONSE_CODE_DETAILS%`).
 /// `grpc_status` -1: none (Envoy maps the HTTP status for gRPC calls).
 pub fn send_local_response(
     status: u32,
+    details: &str,
     headers: &[u8],
     body: &[u8],
     grpc_status: i32,
@@ -214,8 +216,8 @@ pub fn send_local_response(
     check(unsafe {
         proxy_send_local_response(
             status,
-            null(),
-            0,
+            details.as_ptr(),
+            details.len(),
             body.as_ptr(),
             body.len(),
             headers.as_ptr(),

@@ -64,14 +64,22 @@ pub fn request_body(size: usize) -> Vec<u8> {
     abi::buffer(abi::REQUEST_BODY, size).unwrap_or_default()
 }
 
-/// Answers the current stream with `reply` (a gRPC status when it has one).
+/// Answers the current stream with `reply` (a gRPC status when it has one), after setting
+/// the properties it carries.
 pub fn reply(reply: &Reply) {
+    for (name, value) in &reply.properties {
+        let _ = abi::set_property(name.as_bytes(), value.as_bytes());
+    }
     let grpc_status = reply
         .grpc_status
         .map_or(-1, |s| i32::try_from(s).unwrap_or(-1));
-    let headers = header_map::encode(&reply.headers);
+    let pairs: Vec<(&str, &str)> = (reply.headers.iter())
+        .map(|(n, v)| (n.as_ref(), v.as_str()))
+        .collect();
+    let headers = header_map::encode(&pairs);
     let _ = abi::send_local_response(
         u32::from(reply.status),
+        reply.details,
         &headers,
         reply.body.as_bytes(),
         grpc_status,

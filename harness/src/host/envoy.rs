@@ -136,6 +136,19 @@ pub fn failed_vm(now_ms: u64) -> HeaderMap {
     downstream(Vec::new(), &[], now_ms)
 }
 
+/// The response-code details of a local reply the filter sent with `details`: Envoy's wasm
+/// host turns every whitespace character (space, tab, form feed, vertical tab, CR, LF) into
+/// `_` (`StringUtil::replaceAllEmptySpace`) before the stream records them.
+pub fn local_reply_details(details: &str) -> String {
+    details
+        .chars()
+        .map(|c| match c {
+            ' ' | '\t' | '\u{c}' | '\u{b}' | '\n' | '\r' => '_',
+            c => c,
+        })
+        .collect()
+}
+
 /// The response-code details of an answer from the upstream.
 pub const VIA_UPSTREAM: &str = "via_upstream";
 
@@ -253,5 +266,18 @@ mod tests {
             ("content-length", "0"),
         ]);
         assert_eq!(failed_vm(1_767_225_600_000), failed);
+    }
+
+    #[test]
+    fn local_reply_details_have_whitespace_as_underscores() {
+        assert_eq!(
+            local_reply_details("jwt_filter_denied{expired}"),
+            "jwt_filter_denied{expired}"
+        );
+        assert_eq!(
+            local_reply_details("a b\tc\nd\re\u{b}f\u{c}g\u{a0}h"),
+            "a_b_c_d_e_f_g\u{a0}h"
+        );
+        assert_eq!(local_reply_details(""), "");
     }
 }

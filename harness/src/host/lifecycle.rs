@@ -189,5 +189,6 @@ pub(super) fn broken_outcome(now_ms: u64) -> Outcome {
         upstream: None,
         upstream_body: None,
         by: "broken",
+        details: None,
     }
 }

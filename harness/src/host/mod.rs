@@ -118,6 +118,10 @@ pub struct Outcome {
     /// Who answered: `upstream`, `local` (the filter), `envoy` (Envoy's 503 or 504 for the
     /// main upstream), `broken` (fail closed), `reset`, `cancelled`.
     pub by: &'static str,
+    /// The response-code details Envoy records (`%RESPONSE_CODE_DETAILS%`): a local reply's
+    /// as the filter gave them (whitespace as `_`, as Envoy's wasm host writes them),
+    /// `via_upstream`, or Envoy's own for its answers; `None` where unknown.
+    pub details: Option<String>,
 }
 
 impl Outcome {
@@ -131,6 +135,7 @@ impl Outcome {
             upstream: None,
             upstream_body: None,
             by,
+            details: None,
         }
     }
 }

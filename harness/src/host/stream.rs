@@ -142,6 +142,7 @@ impl Proxy {
         );
         stream.stage[Direction::Request as usize] = Stage::Passed;
         stream.by = "local";
+        stream.details = Some(envoy::local_reply_details(&local.details));
         if stream.stage[Direction::Response as usize] == Stage::NotStarted {
             stream.response_headers = headers;
             stream.response_body = body;
@@ -154,6 +155,7 @@ impl Proxy {
             upstream: stream.upstream.take(),
             upstream_body: stream.upstream_body.take(),
             by: "local",
+            details: stream.details.take(),
         };
         self.finish(worker, ctx, outcome);
     }
@@ -303,6 +305,7 @@ impl Proxy {
             upstream: s.upstream.take(),
             upstream_body: s.upstream_body.take(),
             by: s.by,
+            details: s.details.take(),
         };
         self.finish(worker, ctx, outcome);
     }
@@ -419,6 +422,13 @@ impl Proxy {
         } else {
             "upstream"
         };
+        stream.details = Some(
+            match delivery.by_envoy {
+                true => envoy::response_code_details(&String::from_utf8_lossy(&delivery.body)),
+                false => envoy::VIA_UPSTREAM,
+            }
+            .to_string(),
+        );
         stream.response_headers = delivery.headers.unwrap_or_default();
         stream.response_body = delivery.body;
         self.headers(worker, ctx, Direction::Response);

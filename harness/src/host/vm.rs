@@ -65,6 +65,8 @@ pub struct Stream {
     pub client_framed: bool,
     /// Who made the response: `upstream`, `envoy` or `local` (the filter).
     pub by: &'static str,
+    /// Its response-code details (`Outcome::details`).
+    pub details: Option<String>,
     /// Properties of this request (NUL-joined path → value), over the scenario's.
     pub properties: BTreeMap<Vec<u8>, Vec<u8>>,
 }

@@ -130,6 +130,7 @@ impl EnvoyRunner {
             &ports,
             &refusals,
             refusing.port,
+            &dir.join("access.log"),
         )?;
         grpc::http2(&mut config, &grpc_clusters);
         let config_path = dir.join("envoy.json");

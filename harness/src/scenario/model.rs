@@ -422,6 +422,11 @@ pub struct Expect {
     pub pending: Option<bool>,
     /// Virtual milliseconds the request took (matcher), e.g. `{"$lte": 5000}`.
     pub took_ms: Option<Value>,
+    /// The response-code details (matcher): what Envoy's `%RESPONSE_CODE_DETAILS%` shows for
+    /// the request. A local reply's as the filter gave them (whitespace as `_`, as Envoy's
+    /// wasm host writes them), `via_upstream` for the upstream's answer, Envoy's own for its
+    /// 503 and 504. Under `--envoy`, read from an access log.
+    pub details: Option<Value>,
     /// Calls seen by simulated clusters: `"cluster"` or `"cluster /path"` → count matcher.
     pub calls: Option<BTreeMap<String, Value>>,
     /// The request headers of the last call to `"cluster"` or `"cluster /path"`: name →

@@ -684,10 +684,11 @@ impl Run<'_> {
             || e.upstream.is_some()
             || e.upstream_headers.is_some()
             || e.upstream_body.is_some()
+            || e.details.is_some()
             || e.pending.is_some()
             || e.took_ms.is_some();
         if request_fields {
-            let index = request.ok_or_else(|| anyhow!("request expectations (status, headers, body, upstream, upstream_headers, upstream_body, pending, took_ms) need a request or await step"))?;
+            let index = request.ok_or_else(|| anyhow!("request expectations (status, headers, body, upstream, upstream_headers, upstream_body, details, pending, took_ms) need a request or await step"))?;
             let outcome = self.proxy.outcome(index).cloned();
             check_request(e, outcome.as_ref())?;
             if let Some(expected) = &e.took_ms {
@@ -921,6 +922,10 @@ pub(crate) fn check_request(e: &Expect, outcome: Option<&Outcome>) -> Result<()>
         let actual = serde_json::from_slice::<Value>(&o.body).unwrap_or(actual_json(&o.body));
         check(expected, Some(&actual), "body").map_err(|m| anyhow!(m))?;
     }
+    if let Some(expected) = &e.details {
+        let actual = o.details.clone().map(Value::from);
+        check(expected, actual.as_ref(), "details").map_err(|m| anyhow!(m))?;
+    }
     Ok(())
 }
 
@@ -942,6 +947,7 @@ mod tests {
             upstream: upstream_body.map(|_| Vec::new()),
             upstream_body: upstream_body.map(<[u8]>::to_vec),
             by: "upstream",
+            details: Some("via_upstream".into()),
         }
     }
 

@@ -12,9 +12,18 @@ use crate::scenario::model::Scenario;
 /// The name of the listener for requests with their own route name: this, then the name.
 pub(super) const ROUTE_LISTENER: &str = "route:";
 
+/// The access log's format: the request's `x-request-id` (which the harness sends with
+/// each request), then the response-code details.
+pub(super) const ACCESS_LOG_FORMAT: &str = "%REQ(X-REQUEST-ID)% %RESPONSE_CODE_DETAILS%\n";
+
 /// Envoy's configuration (JSON, which Envoy reads as YAML): a listener whose route goes to
 /// the main upstream through the filter (paths that refuse connections to the `refusing`
-/// port), the scenario's clusters, admin on port 0.
+/// port), the scenario's clusters, admin on port 0, and an access log at `access_log`
+/// (`ACCESS_LOG_FORMAT`).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the replay's inputs (scenario, plugin configuration, environment, module, ports, refusals, access log), each read once"
+)]
 pub(super) fn envoy_config(
     s: &Scenario,
     plugin_config: &Value,
@@ -23,6 +32,7 @@ pub(super) fn envoy_config(
     ports: &BTreeMap<Option<String>, u16>,
     refusals: &Refusals,
     refusing: u16,
+    access_log: &Path,
 ) -> Result<Value> {
     let cluster = |name: &str, port: u16| {
         json!({
@@ -109,6 +119,10 @@ pub(super) fn envoy_config(
                 "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                     "stat_prefix": "ingress",
+                    "access_log": [{"name": "envoy.access_loggers.file", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                        "path": access_log,
+                        "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}}}}],
                     "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"],
                         "routes": routes}]},
                     "http_filters": [filter, {"name": "envoy.filters.http.router", "typed_config": {
@@ -156,12 +170,31 @@ mod tests {
                 &ports,
                 &Refusals::default(),
                 1001,
+                Path::new("access.log"),
             )
             .unwrap();
             config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
                 ["typed_config"]["http_filters"][0]["typed_config"]["config"]
                 .clone()
         };
+        let config = envoy_config(
+            &parse(json!({"name": "n", "config": "", "steps": []})).unwrap(),
+            &json!(""),
+            &[],
+            Path::new("f.wasm"),
+            &ports,
+            &Refusals::default(),
+            1001,
+            Path::new("/w/access.log"),
+        )
+        .unwrap();
+        let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        let log = &hcm["access_log"][0]["typed_config"];
+        assert_eq!(log["path"], json!("/w/access.log"));
+        assert_eq!(
+            log["log_format"]["text_format_source"]["inline_string"],
+            json!("%REQ(X-REQUEST-ID)% %RESPONSE_CODE_DETAILS%\n")
+        );
         let on = plugin(json!({"allow_on_headers_stop_iteration": true}));
         assert_eq!(on["allow_on_headers_stop_iteration"], json!(true));
         assert_eq!(on["name"], json!("harness"));
@@ -183,6 +216,7 @@ mod tests {
                 &ports,
                 &Refusals::default(),
                 1001,
+                Path::new("/w/access.log"),
             )
             .unwrap();
             config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]

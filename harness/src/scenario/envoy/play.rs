@@ -26,6 +26,9 @@ use crate::time::parse_millis;
 /// How long the calls the servers saw may take to match a `calls` expectation.
 const CALL_GRACE: Duration = Duration::from_millis(500);
 
+/// How long Envoy may take to write a request's access log line (flushed every 20 ms).
+const DETAILS_GRACE: Duration = Duration::from_secs(2);
+
 /// A request sent: still open (its client thread, and how many requests the main upstream
 /// had seen before it), or answered.
 enum Sent {
@@ -54,6 +57,10 @@ pub(super) struct Play<'a> {
     held: Vec<Option<TcpStream>>,
     /// Workers whose connection carries a request still open.
     busy: BTreeSet<usize>,
+    /// Requests sent so far: the next one's `x-request-id` is the harness's for this number.
+    sent: u64,
+    /// The `x-request-id` of each request with an `id`, for the details of an `await`.
+    request_ids: BTreeMap<String, String>,
 }
 
 impl<'a> Play<'a> {
@@ -76,6 +83,8 @@ impl<'a> Play<'a> {
             refused,
             held: Vec::new(),
             busy: BTreeSet::new(),
+            sent: 0,
+            request_ids: BTreeMap::new(),
         }
     }
 
@@ -121,12 +130,32 @@ impl<'a> Play<'a> {
             .port
             .ok_or_else(|| anyhow!("Envoy is not running"))?;
         let mut outcome = None;
+        // The `x-request-id` of the request the step's expectations are about.
+        let mut request_id = None;
         match &step.action {
             Some(Action::Request(spec)) => {
                 let now_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)?
                     .as_millis() as u64;
-                let r = request(spec, &self.tokens, self.keys, self.loaded, now_ms)?;
+                let mut r = request(spec, &self.tokens, self.keys, self.loaded, now_ms)?;
+                // The id the harness's host gives a request that has none, so that both
+                // read the same and the access log names the request.
+                let id = match (r.headers.iter())
+                    .find(|(k, _)| k.eq_ignore_ascii_case(b"x-request-id"))
+                {
+                    Some((_, v)) => String::from_utf8_lossy(v).into_owned(),
+                    None => {
+                        let id = crate::host::envoy::request_id(self.sent);
+                        r.headers
+                            .push((b"x-request-id".to_vec(), id.clone().into_bytes()));
+                        id
+                    }
+                };
+                self.sent += 1;
+                if let Some(name) = &spec.id {
+                    self.request_ids.insert(name.clone(), id.clone());
+                }
+                request_id = Some(id);
                 let padded = |v: &[u8]| {
                     let outer = |c: Option<&u8>| c.is_some_and(|c| *c == b' ' || *c == b'\t');
                     outer(v.first()) || outer(v.last())
@@ -188,6 +217,7 @@ impl<'a> Play<'a> {
                 build_routes(routes, self.keys, &self.loaded.dir, &mut shared.backend)?;
             }
             Some(Action::Await(id)) => {
+                request_id = self.request_ids.get(id).cloned();
                 outcome = Some(match self.pending.remove(id) {
                     Some(Sent::Open(thread, before, worker)) => {
                         self.outcome(thread, before, worker)?
@@ -203,7 +233,11 @@ impl<'a> Play<'a> {
             None => {}
         }
         let empty = Expect::default();
-        self.check(step.expect.as_ref().unwrap_or(&empty), outcome.as_ref())
+        let expect = step.expect.as_ref().unwrap_or(&empty);
+        if let (Some(o), Some(id), Some(_)) = (outcome.as_mut(), &request_id, &expect.details) {
+            o.details = self.envoy.details(id, DETAILS_GRACE);
+        }
+        self.check(expect, outcome.as_ref())
     }
 
     fn upstream_count(&self) -> usize {
@@ -246,6 +280,7 @@ impl<'a> Play<'a> {
             upstream,
             upstream_body,
             by: "envoy",
+            details: None,
         })
     }
 
@@ -256,6 +291,7 @@ impl<'a> Play<'a> {
             || e.upstream.is_some()
             || e.upstream_headers.is_some()
             || e.upstream_body.is_some()
+            || e.details.is_some()
             || e.pending.is_some();
         if request_fields && (outcome.is_some() || e.pending != Some(true)) {
             let outcome = outcome

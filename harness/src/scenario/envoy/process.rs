@@ -20,6 +20,8 @@ pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) struct Envoy {
     child: Child,
     log: PathBuf,
+    /// The access log (`config::ACCESS_LOG_FORMAT`).
+    access_log: PathBuf,
     admin: u16,
     /// The listener's port; `None` when Envoy refused the configuration and exited.
     pub(super) port: Option<u16>,
@@ -40,6 +42,8 @@ impl Envoy {
             .arg(s.workers.unwrap_or(1).to_string())
             .arg("--admin-address-path")
             .arg(&admin_path)
+            // The access log is read back for response-code details: flushed at once.
+            .args(["--file-flush-interval-msec", "20"])
             .args(["-l", "info", "--component-log-level"])
             .arg(format!("wasm:{level}"))
             .stdout(Stdio::null())
@@ -49,6 +53,7 @@ impl Envoy {
         let mut envoy = Envoy {
             child,
             log,
+            access_log: dir.join("access.log"),
             admin: 0,
             port: None,
             route_ports: BTreeMap::new(),
@@ -102,6 +107,27 @@ impl Envoy {
     pub(super) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The response-code details the access log shows for the request sent with
+    /// `x-request-id: request_id` (the last such line), waiting up to `wait` for Envoy to
+    /// write it.
+    pub(super) fn details(&self, request_id: &str, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let text = std::fs::read(&self.access_log).unwrap_or_default();
+            let found = String::from_utf8_lossy(&text)
+                .lines()
+                .rev()
+                .find_map(|line| {
+                    let (id, details) = line.split_once(' ')?;
+                    (id == request_id).then(|| details.to_string())
+                });
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The filter's log lines as `[level] message`, and the VM failures Envoy logged.

@@ -318,6 +318,7 @@ mod tests {
             &BTreeMap::from([(None, 1000)]),
             &refusals_of(json!({"backend": {"/down": down}})).unwrap(),
             1001,
+            Path::new("access.log"),
         )
         .unwrap();
         let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
@@ -350,6 +351,7 @@ mod tests {
             &BTreeMap::from([(None, 1000)]),
             &Refusals::default(),
             1001,
+            Path::new("access.log"),
         )
         .unwrap();
         let listeners = &config["static_resources"]["listeners"];

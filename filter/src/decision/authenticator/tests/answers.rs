@@ -60,8 +60,8 @@ fn protected_resource_metadata_is_served_and_named_in_401_challenges() {
     assert_eq!(
         doc.headers,
         vec![
-            ("content-type", "application/json".to_string()),
-            ("cache-control", "max-age=3600".to_string())
+            ("content-type".into(), "application/json".to_string()),
+            ("cache-control".into(), "max-age=3600".to_string())
         ]
     );
     // Only GET on exactly that path; no rule names it, so anything else is unmatched.

@@ -110,7 +110,7 @@ fn a_key_in_no_source_waits_refetches_then_fails_by_whether_a_source_is_down() {
     assert!(
         a.reply(&req, r)
             .headers
-            .contains(&("retry-after", "7".into()))
+            .contains(&("retry-after".into(), "7".into()))
     );
     // ...else the token is refused.
     let store = Sources(vec![

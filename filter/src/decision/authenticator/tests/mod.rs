@@ -16,3 +16,4 @@ mod answers;
 mod policies;
 mod dpop;
 mod bodies;
+mod denials;
