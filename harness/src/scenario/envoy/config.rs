@@ -13,7 +13,7 @@ use crate::scenario::model::Scenario;
 pub(super) const ROUTE_LISTENER: &str = "route:";
 
 /// The access log's format: the request's `x-request-id` (which the harness sends with
-/// each request), then the response-code details.
+/// each request whose details are expected), then the response-code details.
 pub(super) const ACCESS_LOG_FORMAT: &str = "%REQ(X-REQUEST-ID)% %RESPONSE_CODE_DETAILS%\n";
 
 /// Envoy's configuration (JSON, which Envoy reads as YAML): a listener whose route goes to

@@ -61,6 +61,8 @@ pub(super) struct Play<'a> {
     sent: u64,
     /// The `x-request-id` of each request with an `id`, for the details of an `await`.
     request_ids: BTreeMap<String, String>,
+    /// The ids of requests whose `await` expects `details`.
+    awaited_details: BTreeSet<String>,
 }
 
 impl<'a> Play<'a> {
@@ -85,6 +87,13 @@ impl<'a> Play<'a> {
             busy: BTreeSet::new(),
             sent: 0,
             request_ids: BTreeMap::new(),
+            awaited_details: (loaded.scenario.steps.iter())
+                .filter(|s| s.expect.as_ref().is_some_and(|e| e.details.is_some()))
+                .filter_map(|s| match &s.action {
+                    Some(Action::Await(id)) => Some(id.clone()),
+                    _ => None,
+                })
+                .collect(),
         }
     }
 
@@ -138,24 +147,33 @@ impl<'a> Play<'a> {
                     .duration_since(std::time::UNIX_EPOCH)?
                     .as_millis() as u64;
                 let mut r = request(spec, &self.tokens, self.keys, self.loaded, now_ms)?;
-                // The id the harness's host gives a request that has none, so that both
-                // read the same and the access log names the request.
-                let id = match (r.headers.iter())
+                // A request whose details are expected goes with the id the harness's host
+                // gives it (unless it has its own), so that the access log names it and both
+                // read the same id. Others go as they are: the header the client sends comes
+                // before those Envoy adds, where the filter would see it.
+                let wants_details = step.expect.as_ref().is_some_and(|e| e.details.is_some())
+                    || spec
+                        .id
+                        .as_ref()
+                        .is_some_and(|i| self.awaited_details.contains(i));
+                let own = (r.headers.iter())
                     .find(|(k, _)| k.eq_ignore_ascii_case(b"x-request-id"))
-                {
-                    Some((_, v)) => String::from_utf8_lossy(v).into_owned(),
-                    None => {
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+                let id = match own {
+                    Some(id) => Some(id),
+                    None if wants_details => {
                         let id = crate::host::envoy::request_id(self.sent);
                         r.headers
                             .push((b"x-request-id".to_vec(), id.clone().into_bytes()));
-                        id
+                        Some(id)
                     }
+                    None => None,
                 };
                 self.sent += 1;
-                if let Some(name) = &spec.id {
+                if let (Some(name), Some(id)) = (&spec.id, &id) {
                     self.request_ids.insert(name.clone(), id.clone());
                 }
-                request_id = Some(id);
+                request_id = id;
                 let padded = |v: &[u8]| {
                     let outer = |c: Option<&u8>| c.is_some_and(|c| *c == b' ' || *c == b'\t');
                     outer(v.first()) || outer(v.last())
