@@ -43,7 +43,7 @@ from pathlib import Path
 import jwtstack as js
 import oci_layout  # scripts/oci_layout.py (run.py puts scripts/ on the path)
 import tlsidp
-from test_envoy import WORK, ClassStack, CHALLENGE, eventually
+from test_envoy import WORK, ClassStack, REALM, DPOP_ALGS, eventually
 
 sys.path.insert(0, str(js.ROOT / "tests" / "platforms"))
 import manifests  # noqa: E402  tests/platforms/manifests.py
@@ -342,7 +342,9 @@ class PlatformStack(ClassStack):
     def check_keycloak_recipe(self, envoy: js.Envoy, before: int):
         r = envoy.get("/api/messages")
         self.expect(r, 401)
-        self.assertEqual(r.headers["www-authenticate"], CHALLENGE)
+        # The route needs read:messages, so the challenge names it (MCP 2025-11-25: 401s too).
+        self.assertEqual(r.headers["www-authenticate"],
+                         f'{REALM}, scope="read:messages", {DPOP_ALGS}')
         self.assertEqual(r.json(), {"error": "unauthorized", "message": "Authentication required"})
         good = self.token(scope="read:messages")
         seen = self.upstream_saw(envoy.get("/api/messages", token=good,
