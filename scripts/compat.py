@@ -91,6 +91,8 @@ SMOKE = [
      ["test_bytes."]),
     ("reload", "Configuration reloads under traffic (listener from a watched file)",
      ["test_reload."]),
+    ("routing", "Claim-based routing: a header written from a claim picks Envoy's route (route cache cleared)",
+     ["test_routing."]),
 ]
 DIFF_ROWS = [
     ("probe", "Host probe through Envoy: Envoy's ABI answers, exactly as pinned (`tests/filters/probe/scenarios/`)"),
