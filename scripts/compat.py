@@ -263,10 +263,15 @@ def row_cells(result: dict) -> dict:
     """row key -> (state, text) for one version: `pass`, `fail`, `skip`, `none`."""
     out = {}
     tests = result.get("e2e", {}).get("tests", {})
+    # A class's or module's tear-down that failed (its tests had passed): the row fails too.
+    teardowns = [hid for hid in result.get("e2e", {}).get("other_errors", {})
+                 if hid.startswith("tearDown")]
     for k, _, _ in SMOKE:
         mine = {t: r for t, r in tests.items() if row_of(t) == k}
         n = len(mine)
         bad = [r for r in mine.values() if r["outcome"] in ("fail", "error", "not run")]
+        bad += [h for h in teardowns if any(row_of(t) == k for t in mine
+                                            if t.startswith(h.split(" (", 1)[1].rstrip(")") + "."))]
         skipped = [r for r in mine.values() if r["outcome"] == "skip"]
         if n == 0:
             out[k] = ("none", "not run")
@@ -404,6 +409,9 @@ def details(results: list[dict]) -> list[str]:
             for tid, t in sorted(e.get("tests", {}).items()):
                 if t["outcome"] in ("fail", "error", "not run", "skip"):
                     items.append(f"- `{tid.split('.', 1)[1]}` ({t['outcome']}): {short(t['reason'], 240)}")
+            for hid, h in sorted(e.get("other_errors", {}).items()):
+                if hid.startswith("tearDown"):
+                    items.append(f"- `{hid}` ({h['outcome']}): {short(h['reason'], 240)}")
             for k, _ in DIFF_ROWS:
                 d = r.get("differential", {}).get(k)
                 for f in (d or {}).get("failures", []):

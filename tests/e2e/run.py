@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 import os
+import traceback
 import unittest
 from pathlib import Path
 
@@ -37,11 +38,16 @@ def _term(*_):
     raise KeyboardInterrupt()
 
 
-def _last_line(text: str) -> str:
-    """The exception line of a traceback (the last non-empty line), shortened."""
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    line = lines[-1] if lines else ""
-    return line if len(line) <= 300 else line[:297] + "..."
+def _reason(err) -> str:
+    """One line for a failure: the exception's type and the first line of its message, and
+    the line of a test file that raised it (or called what did)."""
+    etype, value, tb = err
+    lines = [ln.strip() for ln in str(value).splitlines() if ln.strip()]
+    frames = [f for f in traceback.extract_tb(tb) if Path(f.filename).name.startswith("test_")]
+    where = f" (at `{frames[-1].line}`)" if frames and frames[-1].line else ""
+    line = f"{etype.__name__}: {lines[0] if lines else ''}"
+    line = line if len(line) <= 240 else line[:237] + "..."
+    return line + where
 
 
 class Result(unittest.TextTestResult):
@@ -71,11 +77,11 @@ class Result(unittest.TextTestResult):
 
     def addFailure(self, test, err):
         super().addFailure(test, err)
-        self._record(test, "fail", _last_line(self.failures[-1][1]))
+        self._record(test, "fail", _reason(err))
 
     def addError(self, test, err):
         super().addError(test, err)
-        self._record(test, "error", _last_line(self.errors[-1][1]))
+        self._record(test, "error", _reason(err))
 
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
@@ -87,7 +93,7 @@ class Result(unittest.TextTestResult):
             kind = "fail" if issubclass(err[0], test.failureException) else "error"
             self.outcomes.setdefault(test.id(), {
                 "outcome": kind, "seconds": 0.0,
-                "reason": f"{subtest._subDescription()}: {_last_line(self._exc_info_to_string(err, test))}"})
+                "reason": f"{subtest._subDescription()}: {_reason(err)}"})
 
     def addExpectedFailure(self, test, err):
         super().addExpectedFailure(test, err)
