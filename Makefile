@@ -159,8 +159,10 @@ differential: build harness-bin envoy test-filters
 # harness's differential runs (the host probe's scenarios and DIFFERENTIAL_SCENARIOS) through
 # that Envoy; writes the table into docs/compatibility.md. About 40 minutes here.
 # COMPAT_ARGS="--quick" leaves out the filter's scenarios (about 4 minutes a version);
-# COMPAT_ARGS="--versions 1.36.4,1.40.0" measures those only; COMPAT_ARGS=--resume goes on
-# after an interruption (each version's result is kept in target/compat/<version>/result.json).
+# COMPAT_ARGS="--versions 1.40.0" measures those only and writes target/compat/compatibility.md
+# (add --merge to put them into the page beside the others measured with this module);
+# COMPAT_ARGS=--resume goes on after an interruption (each version's result is kept in
+# target/compat/<version>/result.json). Every process a step starts is stopped after it.
 COMPAT_ARGS ?=
 
 compat: dist harness-bin py-deps test-filters

@@ -459,6 +459,32 @@ class Layout(unittest.TestCase):
         for layer in layers:
             self.assertTrue(f"{layer}/" in text, f"ARCHITECTURE.md does not name the layer {layer}/")
 
+    def test_compat_is_in_no_test_tier(self):
+        """`make compat` (every PyPI Envoy, about 40 minutes) stays out of `make check` and
+        `make test` (CONTRIBUTING.md): neither reaches it through its prerequisites."""
+        rules, recipes, target = {}, {}, None
+        for line in (ROOT / "Makefile").read_text().splitlines():
+            m = re.match(r"^([\w./-]+):(?![=:])(.*)$", line)
+            if m:
+                target = m[1]
+                rules[target] = m[2].split("#")[0].split()
+            elif line.startswith("\t") and target:
+                recipes.setdefault(target, []).append(line)
+            elif line.strip() and not line.startswith("#"):
+                target = None
+        self.assertIn("compat", rules)
+        for tier in ("check", "test"):
+            seen, todo = set(), [tier]
+            while todo:
+                t = todo.pop()
+                if t not in seen:
+                    seen.add(t)
+                    todo += [p for p in rules.get(t, []) if not p.startswith("$")]
+            self.assertNotIn("compat", seen, f"make {tier} reaches make compat")
+            for t in seen:
+                for line in recipes.get(t, []):
+                    self.assertNotIn("compat.py", line, f"make {tier} runs scripts/compat.py ({t})")
+
     def test_readme_is_short(self):
         lines = (ROOT / "README.md").read_text().count("\n")
         self.assertLessEqual(lines, 250, "README.md: at most 250 lines; move detail into docs/")
