@@ -26,7 +26,7 @@ from pathlib import Path
 
 import jwtstack as js
 import tlsidp
-from test_envoy import ClassStack, REALM
+from test_envoy import ClassStack, REALM, eventually
 
 EXAMPLES = js.ROOT / "docs" / "examples" / "identity-providers"
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -229,7 +229,10 @@ class HttpsKeyServerRefused(HttpsStack):
                                 {k: v for k, v in stats.items() if ".ssl." in k})
         # The key server answered nothing: Envoy broke off every handshake.
         self.assertEqual(self.https.gets[served:], [])
-        self.assertGreaterEqual(len(self.https.handshake_failures) - failures, 1)
+        # The server records a broken-off handshake in its own thread, which may come after
+        # Envoy's 503 (seen on a loaded machine): waited for, bounded.
+        eventually(lambda: len(self.https.handshake_failures) - failures, lambda n: n >= 1,
+                   timeout=10.0, what="a handshake broken off at the key server")
         # Unchanged on the next request (within the cooldown): still closed.
         self.expect(envoy.get("/api/other", token=self.token(recipe)), 503)
 
