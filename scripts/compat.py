@@ -13,7 +13,8 @@ For each version (the latest patch of each minor, found with `pip index versions
 4. runs the harness's differential mode through it (`harness run --envoy --envoy-bin`): the
    host probe's scenarios (Envoy's own behaviour, exactly) and the filter's
    DIFFERENTIAL_SCENARIOS (the Makefile passes them), unless --quick;
-5. keeps that version's result in target/compat/<version>/result.json.
+5. keeps that version's result in target/compat/<version>/result.json (result-quick.json
+   for --quick).
 Then writes target/compat/results.json and the generated part of the page (between its
 `compat:begin` and `compat:end` comments): the table, the supported range as the results say,
 what failed and why, the machine. Logs: target/compat/<version>/*.log.
@@ -187,7 +188,7 @@ def run(argv, *, timeout: float, env=None, out: Path | None = None) -> tuple[int
             code = None
             note = stop_group(proc, f"timed out after {timeout:.0f} s")
         except BaseException:  # Ctrl-C, SIGTERM: stop it before going
-            stop_group(proc, "interrupted")
+            sink.write(stop_group(proc, "interrupted").encode())
             raise
         sink.write(note.encode())
         sink.seek(0)
@@ -628,9 +629,15 @@ def module_digest() -> str:
     return hashlib.sha256(WASM.read_bytes()).hexdigest()
 
 
+def result_file(version: str, quick: bool) -> Path:
+    """Where a version's result is kept: one file per mode, so that a --quick run does not
+    replace a full one."""
+    return WORK / version / ("result-quick.json" if quick else "result.json")
+
+
 def saved_result(version: str, digest: str, quick: bool) -> dict | None:
     """A version's result from an earlier run with the same module and mode, if any."""
-    f = WORK / version / "result.json"
+    f = result_file(version, quick)
     if not f.exists():
         return None
     r = json.loads(f.read_text())
@@ -638,8 +645,8 @@ def saved_result(version: str, digest: str, quick: bool) -> dict | None:
 
 
 def measure_all(versions: dict, fallback: bool, digest: str, args) -> list[dict]:
-    """Each minor's versions in turn; each result kept in target/compat/<version>/result.json
-    as soon as it is known, so that --resume can go on after an interruption."""
+    """Each minor's versions in turn; each result kept (result_file) as soon as it is known,
+    so that --resume can go on after an interruption."""
     results = []
     for candidates in versions.values():
         for i, version in enumerate(candidates):
@@ -649,7 +656,7 @@ def measure_all(versions: dict, fallback: bool, digest: str, args) -> list[dict]
             else:
                 r = measure(version, args)
                 r.update(digest=digest, quick=args.quick)
-                (WORK / version / "result.json").write_text(json.dumps(r, indent=1) + "\n")
+                result_file(version, args.quick).write_text(json.dumps(r, indent=1) + "\n")
             results.append(r)
             # The latest patch of a minor decides, unless its build cannot load the filter at
             # all: then the previous patch is measured too.
@@ -661,8 +668,8 @@ def measure_all(versions: dict, fallback: bool, digest: str, args) -> list[dict]
 def merge_saved(results: list[dict], digest: str, quick: bool) -> list[dict]:
     """These results and every other version's saved result measured with this module (--merge)."""
     mine = {r["version"] for r in results}
-    others = [saved_result(f.parent.name, digest, quick) for f in sorted(WORK.glob("*/result.json"))
-              if f.parent.name not in mine]
+    others = [saved_result(d.name, digest, quick) for d in sorted(WORK.iterdir())
+              if d.is_dir() and d.name not in mine]
     return results + [r for r in others if r is not None]
 
 
@@ -738,7 +745,12 @@ def main() -> int:
 
     versions, fallback = plan(args)
     log("versions: " + ", ".join(f"{m[0]}.{m[1]}: {' '.join(vs)}" for m, vs in versions.items()))
-    results = measure_all(versions, fallback, digest, args)
+    try:
+        results = measure_all(versions, fallback, digest, args)
+    except KeyboardInterrupt:
+        log("interrupted; what was running is stopped. The versions finished are kept: "
+            "--resume goes on from there")
+        return 130
     if args.merge:
         results = merge_saved(results, digest, args.quick)
     results = in_order(results)
