@@ -86,12 +86,14 @@ check: lint unit-fast build harness-bin docs-check
 
 # The documentation agrees with the code (CONTRIBUTING.md, "Documentation"): the metrics'
 # and the configuration's names, the harness's commands, flags and idp modes, links, anchors
-# and paths (tests/docs/), and the migration tables name real checks. Python's standard
-# library and the built harness only; a few seconds. (The Rust side, filter/tests/docs.rs and
+# and paths (tests/docs/), and the migration tables name real checks; and scripts/compat.py's
+# own logic (tests/scripts/; `make compat` itself is in no tier). Python's standard library
+# and the built harness only; a few seconds. (The Rust side, filter/tests/docs.rs and
 # filter/tests/schema.rs, runs with the unit tests.)
 docs-check: harness-bin
 	HARNESS=$(HARNESS) python3 tests/docs/test_docs.py
 	python3 tests/e2e/test_migration_tables.py
+	python3 tests/scripts/test_compat.py
 
 unit-fast:
 	cargo test --workspace --release

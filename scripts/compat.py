@@ -399,10 +399,14 @@ def harness_failure(line: str) -> str:
 
 
 def passes(result: dict) -> bool:
-    """Whether a version passed the smoke suite: every row passed or skipped. A row with no
-    result (a test added after the run) is neither passed nor failed."""
+    """Whether a version passed the smoke suite: its e2e run gave results, and every row passed
+    or skipped. A row with no result (a test added after the run) is neither passed nor failed;
+    an e2e run with no results at all (it crashed, or hung past its bound) fails."""
+    e2e_run = result.get("e2e", {})
+    if not result.get("usable", True) or e2e_run.get("error") or not e2e_run.get("tests"):
+        return False
     cells = row_cells(result)
-    return result.get("usable", True) and all(cells[k][0] in ("pass", "skip", "none") for k, _, _ in SMOKE)
+    return all(cells[k][0] in ("pass", "skip", "none") for k, _, _ in SMOKE)
 
 
 def row_cells(result: dict) -> dict:
@@ -518,9 +522,13 @@ def statement(results: list[dict]) -> list[str]:
         if not r.get("usable", True):
             lines.append(f"- **{r['version']}**: not usable as packaged: {r['why_unusable']}.")
             continue
+        e2e_run = r.get("e2e", {})
         bad = [title for k, title, _ in SMOKE if cells[k][0] == "fail"]
         diffs = [k for k, _ in DIFF_ROWS if cells[k][0] == "fail"]
-        if bad:
+        if e2e_run.get("error") or not e2e_run.get("tests"):
+            lines.append(f"- **{r['version']}**: the smoke suite gave no results: "
+                         f"{short(e2e_run.get('error') or 'no test ran', 200)}.")
+        elif bad:
             lines.append(f"- **{r['version']}**: fails {len(bad)} of {len(SMOKE)} rows: "
                          + "; ".join(bad) + ".")
         elif diffs:
