@@ -4,6 +4,7 @@
 //! Everything is checked here, once: unknown fields, wrong types, dangling provider names,
 //! empty audiences, unsupported algorithms. A typo must never silently open an endpoint.
 
+use crate::http::authority::Authority;
 use crate::http::path::PathParameters;
 pub use crate::http::spelling::same_upstream_name;
 use crate::jose::alg::Algorithm;
@@ -43,7 +44,8 @@ pub struct Config {
     /// Path parameters (`;x`): refused, or stripped before matching.
     pub path_parameters: PathParameters,
     pub cors_preflight: CorsPreflight,
-    pub resource_metadata: Option<ResourceMetadata>,
+    /// RFC 9728 documents (none, one for every host, or one per resource).
+    pub resource_metadata: Vec<ResourceMetadata>,
     /// Providers in name order; requirements refer to them by index.
     pub providers: Vec<Provider>,
     pub rules: Vec<Rule>,
@@ -138,12 +140,42 @@ pub enum Mode {
 /// RFC 9728 protected-resource metadata, served by the filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceMetadata {
-    /// Where it is served (`GET`, any host).
+    /// Where it is served (`GET`, query ignored).
     pub path: String,
     /// The JSON document.
     pub document: String,
-    /// Its URL, for 401 challenges: the resource without a trailing slash, then the path.
+    /// Its URL, for 401 challenges: the resource's scheme and authority, then the path.
     pub url: String,
+    /// The resource's authority, the one host it is served and named on (the list form);
+    /// `None` for every host (the one-document form).
+    pub authority: Option<Authority>,
+    /// The port `authority` means when it names none (443 for https, 80 for http).
+    pub default_port: u16,
+    /// The resource's path without a trailing `/` (empty for a whole host): a 401 on a
+    /// request under it names this document.
+    pub prefix: String,
+}
+
+impl ResourceMetadata {
+    /// Whether this document is served on, and named for, a request to `to` (the
+    /// request's authority, when it has one that reads as one host).
+    pub fn on_host(&self, to: Option<&Authority>) -> bool {
+        match (&self.authority, to) {
+            (None, _) => true,
+            (Some(ours), Some(to)) => {
+                ours.host == to.host
+                    && ours.port.unwrap_or(self.default_port)
+                        == to.port.unwrap_or(self.default_port)
+            }
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Whether `path` (without its query) is this document's resource or under it.
+    pub fn covers(&self, path: &str) -> bool {
+        path.strip_prefix(self.prefix.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
 }
 
 /// What happens to a CORS preflight (`OPTIONS` with `Origin` and
@@ -356,10 +388,10 @@ fn compile(root: &Node, env: &Env) -> Result<Config, ConfigError> {
     let unmatched = unmatched.or_default()?;
     let path_parameters = path_parameters.or_default()?;
     let cors_preflight = cors_preflight.or_default()?;
-    let resource_metadata = resource_metadata
-        .get::<Node>()?
-        .map(|node| compile_metadata(&node))
-        .transpose()?;
+    let resource_metadata = match resource_metadata.get::<Node>()? {
+        Some(node) => compile_metadata(&node)?,
+        None => Vec::new(),
+    };
     let max_token_bytes = max_token_bytes.within()?;
     let max_body_bytes = max_body_bytes.within()?;
     let cache_size: usize = jwt_cache_size.at_most()?;

@@ -317,7 +317,7 @@ pub fn decide(data: &[u8]) -> Option<Decision> {
             assert_eq!(store.kind, expected);
         }
         Err(Stop::Refuse(_)) => assert_eq!(config.mode, Mode::Enforce),
-        Ok(Pass::Serve(_)) => assert!(config.resource_metadata.is_some()),
+        Ok(Pass::Serve(_)) => assert!(!config.resource_metadata.is_empty()),
     }
     Some(decision)
 }

@@ -159,8 +159,8 @@ pub static ROOT: [Spec; 18] = [
     ).preset(&Preset::Text("authenticate")),
     field(
         "resource_metadata",
-        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/resource_metadata"}]}"##),
-        r#"RFC 9728 protected-resource metadata: the filter answers GET on path itself (before any rule, on every host) with the document, and every 401 challenge names it (resource_metadata="<resource><path>"). Default: none."#,
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/resource_metadata"},{"type":"array","minItems":1,"maxItems":64,"items":{"$ref":"#/$defs/resource_metadata"}}]}"##),
+        r#"RFC 9728 protected-resource metadata. One document (an object): the filter answers GET on its path itself (before any rule, on every host), and every 401 challenge names it (resource_metadata="<scheme>://<authority><path>"). A list of 1 to 64 documents, one per resource (per host, or per path prefix of a host, as MCP servers need): each is served on its resource's host only, and a 401 names the document of the request's host whose resource is the longest prefix of the request's path (none if no resource covers it). Default: none."#,
     ),
     field(
         "mode",
@@ -239,8 +239,8 @@ pub static RESOURCE_METADATA: [Spec; 15] = [
     field(
         "path",
         Ty::Json(r##"{"$ref":"#/$defs/rule_path"}"##),
-        "Where the document is served (GET, any host, query ignored).",
-    ).preset(&Preset::Text(METADATA_PATH)),
+        "Where the document is served (GET, query ignored). Default: /.well-known/oauth-protected-resource followed by the resource's path, as RFC 9728 section 3.1 builds the URL (https://api.example.com/mcp is served at /.well-known/oauth-protected-resource/mcp).",
+    ),
     field(
         "resource",
         Ty::Json(r#"{"type":"string","pattern":"^https?://[A-Za-z0-9._:\\[\\]-]+(/[!$->@-\\[\\]-~]*)?$"}"#),

@@ -1,11 +1,50 @@
-//! `resource_metadata`: RFC 9728 protected-resource metadata, served by the filter.
+//! `resource_metadata`: RFC 9728 protected-resource metadata, served by the filter: one
+//! document for every host (an object), or one per resource (a list), each served on its
+//! resource's host at its path-suffixed well-known URL (RFC 9728 section 3.1).
 
 use super::read::Node;
 use super::{ConfigError, ResourceMetadata, canonical_path, err, fields, is_qdtext, split_uri};
 use crate::http::authority;
 use serde_json::Value;
 
-pub(super) fn compile_metadata(node: &Node) -> Result<ResourceMetadata, ConfigError> {
+/// The most documents in the list form.
+pub const MAX_DOCUMENTS: usize = 64;
+
+pub(super) fn compile_metadata(node: &Node) -> Result<Vec<ResourceMetadata>, ConfigError> {
+    let Value::Array(items) = node.value else {
+        return Ok(vec![compile_document(node, false)?]);
+    };
+    if items.is_empty() || items.len() > MAX_DOCUMENTS {
+        return node.err(format!(
+            "must be one document or a list of 1 to {MAX_DOCUMENTS}"
+        ));
+    }
+    let mut documents: Vec<ResourceMetadata> = Vec::with_capacity(items.len());
+    for (i, value) in items.iter().enumerate() {
+        let node = Node {
+            value,
+            path: format!("{}[{i}]", node.path),
+        };
+        let document = compile_document(&node, true)?;
+        if documents
+            .iter()
+            .any(|d| d.authority == document.authority && d.prefix == document.prefix)
+        {
+            return node.err("names the same resource as an earlier document");
+        }
+        if documents
+            .iter()
+            .any(|d| d.authority == document.authority && d.path == document.path)
+        {
+            return node.err("is served at the same path on the same host as an earlier document");
+        }
+        documents.push(document);
+    }
+    Ok(documents)
+}
+
+/// One document; `per_host`: served and named on its resource's host only.
+fn compile_document(node: &Node, per_host: bool) -> Result<ResourceMetadata, ConfigError> {
     let [
         path,
         resource,
@@ -72,15 +111,35 @@ pub(super) fn compile_metadata(node: &Node) -> Result<ResourceMetadata, ConfigEr
     let url: String = resource.req()?;
     let quotable = url.bytes().all(|b| is_qdtext(b) && b != b'\\');
     // Its authority is read as requests' are (`authority::read`).
-    let readable = split_uri(&url).is_some_and(|(a, _)| authority::read(a).is_ok());
-    if !readable || url.contains(['?', '#']) || !quotable {
+    let parts = split_uri(&url)
+        .and_then(|(a, p)| Some((authority::read(a).ok()?, a, p)))
+        .filter(|_| !url.contains(['?', '#']) && quotable);
+    let Some((read_authority, written_authority, resource_path)) = parts else {
         return err(
             resource.path(),
             "must be an http(s) URL without query or fragment",
         );
-    }
-    let served: String = path.or_default()?;
+    };
+    // RFC 9728 section 3.1: the well-known path, then the resource's path (none for a host).
+    let prefix = resource_path.trim_end_matches('/');
+    canonical_path(
+        if prefix.is_empty() { "/" } else { prefix },
+        resource.path(),
+    )?;
+    let served = match path.get::<String>()? {
+        Some(served) => served,
+        None => format!("{}{prefix}", fields::METADATA_PATH),
+    };
     canonical_path(&served, path.path())?;
+    let (scheme, default_port) = match url.starts_with("https://") {
+        true => ("https://", 443),
+        false => ("http://", 80),
+    };
+    // `https://a:443` is `https://a`.
+    let read_authority = authority::Authority {
+        port: read_authority.port.filter(|p| *p != default_port),
+        ..read_authority
+    };
     // Written by the serializer that writes the key cache's records (`serde_json::to_vec`):
     // `Value`'s `Display` (`to_string`) would bring a second writer, the pretty printer and
     // an `io::Error` with a message into the module (2.6 KB). It cannot fail.
@@ -88,8 +147,11 @@ pub(super) fn compile_metadata(node: &Node) -> Result<ResourceMetadata, ConfigEr
         return err(node.path.clone(), "cannot be written as JSON");
     };
     Ok(ResourceMetadata {
-        url: format!("{}{served}", url.trim_end_matches('/')),
+        url: format!("{scheme}{written_authority}{served}"),
         path: served,
         document,
+        authority: per_host.then_some(read_authority),
+        default_port,
+        prefix: prefix.into(),
     })
 }

@@ -910,16 +910,122 @@ fn resource_metadata_fields_are_checked() {
     let mut v = quickstart();
     v["resource_metadata"] = json!({"resource": "https://api.test/v1/", "path": "/meta",
                                     "dpop_bound_access_tokens_required": false});
-    let m = Config::parse(v.to_string().as_bytes())
+    let list = Config::parse(v.to_string().as_bytes())
         .unwrap()
-        .resource_metadata
-        .unwrap();
-    assert_eq!(m.url, "https://api.test/v1/meta");
+        .resource_metadata;
+    let [m] = list.as_slice() else {
+        panic!("one document: {list:?}")
+    };
+    // The URL is where it is served: the resource's scheme and authority, then the path.
+    assert_eq!(m.url, "https://api.test/meta");
     assert_eq!(m.path, "/meta");
+    assert_eq!(m.prefix, "/v1");
+    assert_eq!(m.authority, None);
     assert_eq!(
         m.document,
         r#"{"dpop_bound_access_tokens_required":false,"resource":"https://api.test/v1/"}"#
     );
+}
+
+#[test]
+fn resource_metadata_paths_default_to_rfc_9728_well_known_urls() {
+    for (resource, path, url) in [
+        (
+            "https://api.test",
+            "/.well-known/oauth-protected-resource",
+            "https://api.test/.well-known/oauth-protected-resource",
+        ),
+        (
+            "https://api.test/",
+            "/.well-known/oauth-protected-resource",
+            "https://api.test/.well-known/oauth-protected-resource",
+        ),
+        (
+            "https://API.test:8443/mcp/",
+            "/.well-known/oauth-protected-resource/mcp",
+            "https://API.test:8443/.well-known/oauth-protected-resource/mcp",
+        ),
+        (
+            "http://api.test/a/b",
+            "/.well-known/oauth-protected-resource/a/b",
+            "http://api.test/.well-known/oauth-protected-resource/a/b",
+        ),
+    ] {
+        let mut v = quickstart();
+        v["resource_metadata"] = json!({"resource": resource});
+        let c = Config::parse(v.to_string().as_bytes()).unwrap();
+        let [m] = c.resource_metadata.as_slice() else {
+            panic!("one document for {resource}")
+        };
+        assert_eq!((m.path.as_str(), m.url.as_str()), (path, url), "{resource}");
+    }
+}
+
+#[test]
+fn resource_metadata_lists_are_one_document_per_resource() {
+    let with_metadata = |m: Value| error_after(|v| v["resource_metadata"] = m);
+    let mut v = quickstart();
+    v["resource_metadata"] = json!([
+        {"resource": "https://api.test/mcp"},
+        {"resource": "https://api.test/", "scopes_supported": ["a"]},
+        {"resource": "https://other.test:8443/mcp", "path": "/meta"}
+    ]);
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    let read: Vec<_> = c
+        .resource_metadata
+        .iter()
+        .map(|m| {
+            let a = m.authority.as_ref().unwrap();
+            (a.host.as_str(), a.port, m.prefix.as_str(), m.path.as_str())
+        })
+        .collect();
+    assert_eq!(
+        read,
+        [
+            (
+                "api.test",
+                None,
+                "/mcp",
+                "/.well-known/oauth-protected-resource/mcp"
+            ),
+            (
+                "api.test",
+                None,
+                "",
+                "/.well-known/oauth-protected-resource"
+            ),
+            ("other.test", Some(8443), "/mcp", "/meta"),
+        ]
+    );
+    for (list, want) in [
+        (
+            json!([]),
+            "resource_metadata: must be one document or a list of 1 to 64",
+        ),
+        (
+            json!([{"resource": "https://a/"}, {"resource": "https://A:443"}]),
+            "resource_metadata[1]: names the same resource as an earlier document",
+        ),
+        (
+            json!([{"resource": "https://a/x"}, {"resource": "https://a/y", "path": "/.well-known/oauth-protected-resource/x"}]),
+            "resource_metadata[1]: is served at the same path on the same host as an earlier document",
+        ),
+        (
+            json!([{"resource": "https://a/"}, {"resource": "https://a/", "typo": 1}]),
+            "resource_metadata[1].typo: unknown field",
+        ),
+        (
+            json!([{"resource": "https://a/x/../y"}]),
+            "resource_metadata[0].resource: is not normalised",
+        ),
+    ] {
+        let got = with_metadata(list);
+        assert!(got.starts_with(want), "want {want:?}\n got {got:?}");
+    }
+    let too_many: Vec<_> = (0..65)
+        .map(|i| json!({"resource": format!("https://a/{i}")}))
+        .collect();
+    assert!(with_metadata(json!(too_many)).starts_with("resource_metadata: must be one document"));
 }
 
 #[test]
@@ -1560,4 +1666,25 @@ fn key_sources_refuse_mistakes_with_their_path() {
         e,
         "providers.auth0.key_sources[1].remote_jwks: HMAC algorithms need their secret in local_jwks"
     );
+}
+
+#[test]
+fn a_resource_covers_its_path_and_the_paths_under_it() {
+    let mut v = quickstart();
+    v["resource_metadata"] = json!([{"resource": "https://a/api"}, {"resource": "https://a"}]);
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    let [api, root] = c.resource_metadata.as_slice() else {
+        panic!("two documents")
+    };
+    for (path, by_api) in [
+        ("/api", true),
+        ("/api/", true),
+        ("/api/x", true),
+        ("/apix", false),
+        ("/", false),
+        ("/ap", false),
+    ] {
+        assert_eq!(api.covers(path), by_api, "{path}");
+        assert!(root.covers(path), "{path}");
+    }
 }

@@ -3,9 +3,11 @@
 //! authorization), and the header changes or the denial that follow.
 
 use crate::config::{
-    Config, CorsPreflight, Mode, Provider, ProviderId, Unmatched, same_upstream_name,
+    Config, CorsPreflight, Mode, Provider, ProviderId, ResourceMetadata, Unmatched,
+    same_upstream_name,
 };
 pub use crate::decision::outcome::{Decision, NeedKeys, Pass, Refusal, Stop};
+use crate::http::authority;
 use crate::http::path;
 use crate::http::request::METHOD_OVERRIDE_HEADERS;
 use crate::http::request::{HeaderChanges, Request};
@@ -200,10 +202,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
             let failure = Failure::InvalidRequest(UNDECODABLE.into());
             return self.refused(req, Stop::refuse(failure, None));
         }
-        if let Some(m) = &self.config.resource_metadata
-            && req.method() == "GET"
-            && req.path().split('?').next() == Some(m.path.as_str())
-        {
+        if let Some(m) = self.metadata_served(req) {
             return Ok(Pass::Serve(Reply::json(&m.document, METADATA_DETAILS)));
         }
         if self.config.cors_preflight == CorsPreflight::Pass && self.is_preflight(req) {
@@ -368,6 +367,36 @@ impl<V: SignatureVerifier> Authenticator<V> {
         ))
     }
 
+    /// The RFC 9728 document `req` asks for: a `GET` on its path, on its host (read only
+    /// when some document is served at the request's path).
+    fn metadata_served(&self, req: &Request) -> Option<&ResourceMetadata> {
+        let path = req.path().split('?').next()?;
+        if req.method() != "GET" || !self.config.resource_metadata.iter().any(|m| m.path == path) {
+            return None;
+        }
+        let to = authority::of_request(req).ok();
+        self.config
+            .resource_metadata
+            .iter()
+            .find(|m| m.path == path && m.on_host(to.as_ref()))
+    }
+
+    /// The RFC 9728 document a 401 to `req` names: the one document, or the list's document
+    /// for the request's host whose resource is the longest prefix of its path (none when
+    /// no resource of that host covers it, or the authority does not read as one host).
+    fn metadata_named(&self, req: &Request) -> Option<&ResourceMetadata> {
+        let documents = &self.config.resource_metadata;
+        if documents.iter().all(|m| m.authority.is_none()) {
+            return documents.first();
+        }
+        let to = authority::of_request(req).ok();
+        let path = req.path().split('?').next().unwrap_or_default();
+        documents
+            .iter()
+            .filter(|m| m.on_host(to.as_ref()) && m.covers(path))
+            .max_by_key(|m| m.prefix.len())
+    }
+
     /// The reply that refuses `req` for `refusal`: the policy's answer for its failure,
     /// with the resource metadata and the DPoP challenge the configuration adds, in the
     /// shape of `denials`, with the `failure_property` record.
@@ -375,7 +404,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
         let failure = &refusal.failure;
         let mut reply = deny(&self.config.realm, failure, req);
         reply.add_scope(&refusal.scopes);
-        if let Some(m) = &self.config.resource_metadata {
+        if let Some(m) = self.metadata_named(req) {
             reply.add_resource_metadata(&m.url);
         }
         if let Some(dpop) = refusal
