@@ -54,6 +54,14 @@ enum Command {
         /// The Envoy binary for --envoy.
         #[arg(long, value_name = "PATH", default_value = ".venv/bin/envoy")]
         envoy_bin: PathBuf,
+        /// Run only the scenarios whose name matches this regular expression (searched,
+        /// unanchored: `rotation` picks every name containing it, `^keys: ` those starting so).
+        #[arg(long, value_name = "PATTERN")]
+        only: Option<String>,
+        /// Also write the results as JUnit XML to FILE: a test suite per scenario file, a test
+        /// case per scenario.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
         /// Scenario files and directories (default tests/scenarios/).
         #[arg(value_name = "FILES|DIRS")]
         paths: Vec<PathBuf>,
@@ -247,14 +255,23 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             logs,
             envoy,
             envoy_bin,
+            only,
+            junit,
             paths,
         } => {
             let files = suite::scenario_files(&paths)?;
+            let selection = suite::Selection::only(only.as_deref())?;
             let results = if envoy {
-                suite::run_in_envoy(&wasm, &envoy_bin, &files)?
+                suite::run_in_envoy(&wasm, &envoy_bin, &files, &selection)?
             } else {
-                suite::run_in_harness(&wasm, workers, &files)?
+                suite::run_in_harness(&wasm, workers, &files, &selection)?
             };
+            if let Some(path) = junit {
+                let mut xml = Vec::new();
+                suite::junit(&results, &mut xml)?;
+                std::fs::write(&path, xml)
+                    .with_context(|| format!("--junit {}", path.display()))?;
+            }
             if !suite::report(&results, logs, &mut std::io::stdout())? {
                 return Ok(ExitCode::FAILURE);
             }
@@ -340,9 +357,23 @@ mod tests {
             wasm,
             workers,
             logs,
+            only,
+            junit,
             paths,
             ..
-        }) = parse(&["run", "--wasm=f.wasm", "--workers", "2", "--logs", "a", "b"])
+        }) = parse(&[
+            "run",
+            "--wasm=f.wasm",
+            "--workers",
+            "2",
+            "--logs",
+            "--only",
+            "^keys: ",
+            "--junit",
+            "r.xml",
+            "a",
+            "b",
+        ])
         else {
             panic!("run did not parse");
         };
@@ -350,6 +381,14 @@ mod tests {
         assert_eq!(
             (wasm.to_str(), workers, logs, paths),
             (Some("f.wasm"), 2, true, vec!["a", "b"])
+        );
+        assert_eq!(
+            (only.as_deref(), junit.as_deref().and_then(Path::to_str)),
+            (Some("^keys: "), Some("r.xml"))
+        );
+        assert_eq!(
+            parse(&["run", "--only"]).err(),
+            Some(ErrorKind::InvalidValue)
         );
         let Ok(Command::Negative { wasm, max_pass, .. }) =
             parse(&["negative", "--wasm", "a", "--wasm", "b", "--max-pass", "40"])

@@ -11,6 +11,10 @@ use super::{HeaderMap, envoy};
 /// `grpc_*`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GrpcReply {
+    /// Not a gRPC answer at all (scenario field `plain_http`): the status, headers and body
+    /// go as written, without framing, `content-type: application/grpc` or `grpc-status`, as
+    /// a plain HTTP server answers a gRPC request. The other fields are unset.
+    pub plain: bool,
     /// `grpc-status` (default 0).
     pub status: Option<u32>,
     pub message: Option<Vec<u8>>,
@@ -56,10 +60,14 @@ pub fn frame(message: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The messages of `data`, or `None` if it is not whole frames (Envoy: INTERNAL).
+/// The messages of `data`, or `None` if it is not whole frames, or a frame's flags are not 0
+/// or 1 (compressed) (Envoy's `Grpc::Decoder`: INTERNAL).
 fn unframe(mut data: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     while !data.is_empty() {
+        if data.first().is_some_and(|flags| flags & !1 != 0) {
+            return None;
+        }
         let length = u32::from_be_bytes(data.get(1..5)?.try_into().ok()?) as usize;
         out.push(data.get(5..5 + length)?.to_vec());
         data = &data[5 + length..];
@@ -83,6 +91,15 @@ pub fn wire(answer: &Answer) -> Option<Wire> {
         return None;
     };
     let reply = grpc.clone().unwrap_or_default();
+    if reply.plain {
+        let data = (!body.is_empty()).then(|| (0, body.clone()));
+        return Some(Wire {
+            status: status.clone(),
+            headers: headers.clone(),
+            data: data.into_iter().collect(),
+            trailers: None,
+        });
+    }
     let mut end = vec![(
         b"grpc-status".to_vec(),
         reply.status.unwrap_or(0).to_string().into_bytes(),
@@ -391,5 +408,31 @@ mod tests {
         };
         let got = events(&respond("200", "", Some(none)), 0, None).unwrap();
         assert_eq!(unary(got).1, Err((13, Vec::new())));
+    }
+
+    #[test]
+    fn a_plain_http_answer_to_a_grpc_call_fails_it() {
+        let plain = || GrpcReply {
+            plain: true,
+            ..GrpcReply::default()
+        };
+        // As sent: no framing, no content-type or grpc-status added.
+        let wired = wire(&respond("200", "not grpc", Some(plain()))).unwrap();
+        assert_eq!(wired.data, [(0, b"not grpc".to_vec())]);
+        assert_eq!((wired.headers.len(), wired.trailers), (0, None));
+        // A body that is not gRPC frames: INTERNAL.
+        let got = events(&respond("200", "not grpc", Some(plain())), 0, None).unwrap();
+        assert_eq!(unary(got).1, Err((13, b"via_upstream".to_vec())));
+        // Headers alone, no grpc-status: UNKNOWN.
+        let got = events(&respond("200", "", Some(plain())), 0, None).unwrap();
+        assert_eq!(unary(got).1, Err((2, b"via_upstream".to_vec())));
+        // A frame with flags other than compression: INTERNAL.
+        let mut framed = frame(b"ok");
+        framed[0] = 0x80;
+        assert_eq!(unframe(&framed), None);
+        assert_eq!(unframe(&frame(b"ok")), Some(vec![b"ok".to_vec()]));
+        // Without it the same answer is a gRPC success carrying the body.
+        let got = events(&respond("200", "not grpc", None), 0, None).unwrap();
+        assert_eq!(unary(got).1, Ok(b"not grpc".to_vec()));
     }
 }

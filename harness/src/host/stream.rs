@@ -66,6 +66,12 @@ impl Proxy {
         if created.is_some() {
             self.headers(worker, ctx, Direction::Request);
             self.settle(worker);
+        } else {
+            // The filter failed to make the stream's context (the Rust SDK panics when the
+            // root context makes no HTTP context): the VM has failed, and Envoy's
+            // `onRequestHeaders` answers the request with its empty 503 (`CHECK_FAIL_HTTP`),
+            // as it does every later one on this worker.
+            self.fail_request(worker, ctx);
         }
         id
     }

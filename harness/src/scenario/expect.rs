@@ -2,8 +2,11 @@
 //! equal (numbers by value), objects match as subsets, arrays element by element, `null` means
 //! absent, and these operator objects test instead: `{"$contains": "text"}`,
 //! `{"$not_contains": "text"}`, `{"$present": true}`, `{"$gte": n}`, `{"$lte": n}`,
-//! `{"$any": [matchers]}`, `{"$bytes": "<base64>"}` (exactly these bytes). Actual values that
-//! are not UTF-8 show as `{"$bytes": ...}`; `$contains` reads them as lossy text.
+//! `{"$any": [matchers]}`, `{"$bytes": "<base64>"}` (exactly these bytes), `{"$regex": "re"}`
+//! (the `regex` crate's syntax, linear time; it searches the value, unanchored like
+//! `$contains`: write `^...$` to match the whole value). Actual values that are not UTF-8 show
+//! as `{"$bytes": ...}`; `$contains` and `$regex` read them as lossy text, and read other
+//! JSON values (numbers, objects) as their JSON text.
 
 use serde_json::Value;
 
@@ -51,6 +54,13 @@ pub fn check(expected: &Value, actual: Option<&Value>, path: &str) -> Result<(),
                 "$any" => arg
                     .as_array()
                     .is_some_and(|all| all.iter().any(|m| check(m, actual, path).is_ok())),
+                "$regex" => {
+                    let pattern = arg
+                        .as_str()
+                        .ok_or_else(|| format!("{path}: $regex takes a string"))?;
+                    let re = regex(pattern).map_err(|e| format!("{path}: $regex: {e}"))?;
+                    text.is_some_and(|t| re.is_match(&t))
+                }
                 "$bytes" => {
                     let wanted = unescape(expected)
                         .unwrap_or(Err(String::new()))
@@ -94,6 +104,14 @@ pub fn check(expected: &Value, actual: Option<&Value>, path: &str) -> Result<(),
             }
         }
     }
+}
+
+/// A compiled `$regex`, bounded in size (a scenario is trusted, but a typo should not build
+/// a huge automaton).
+pub fn regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
 }
 
 fn compact(v: &Value) -> String {
@@ -153,6 +171,26 @@ mod tests {
         assert!(check(&json!({"$present": true}), None, "h").is_err());
         assert!(check(&json!({"$any": [401, 403]}), Some(&json!(403)), "s").is_ok());
         assert!(check(&json!({"$bogus": 1}), Some(&json!(1)), "s").is_err());
+    }
+
+    #[test]
+    fn regex_matcher_searches_unanchored_and_reports_bad_patterns() {
+        let www = json!(r#"Bearer realm="api", error="invalid_token""#);
+        let m = |re: &str| json!({"$regex": re});
+        assert!(check(&m(r#"error="invalid_[a-z]+""#), Some(&www), "h").is_ok());
+        assert!(check(&m("^Bearer "), Some(&www), "h").is_ok());
+        assert!(check(&m("^realm"), Some(&www), "h").is_err());
+        assert!(check(&m("^Bearer$"), Some(&www), "h").is_err());
+        assert!(check(&m("x"), None, "h").is_err());
+        // Numbers and objects are read as their JSON text; bytes as lossy text.
+        assert!(check(&m("^40[13]$"), Some(&json!(403)), "n").is_ok());
+        assert!(check(&m("^.x$"), Some(&json!({"$bytes": "/3g="})), "b").is_ok());
+        let err = check(&m("("), Some(&www), "headers.x").unwrap_err();
+        assert!(err.starts_with("headers.x: $regex: "), "{err}");
+        let err = check(&json!({"$regex": 1}), Some(&www), "h").unwrap_err();
+        assert_eq!(err, "h: $regex takes a string");
+        let err = check(&m("nope"), Some(&www), "h").unwrap_err();
+        assert!(err.starts_with(r#"h: expected {"$regex":"nope"}, actual"#), "{err}");
     }
 
     #[test]

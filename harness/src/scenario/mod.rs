@@ -5,4 +5,5 @@ pub mod envoy;
 pub mod expect;
 pub mod load;
 pub mod model;
+pub mod property;
 pub mod run;

@@ -178,6 +178,13 @@ pub struct AnswerSpec {
     /// Envoy's 503 `connection termination`), or `unreachable` (Envoy's 503 connection
     /// failure).
     pub fail: Option<String>,
+    /// Sent as a plain HTTP answer even to a gRPC call or stream (default false): `status`,
+    /// `headers` and `body` as written, no gRPC framing and no `grpc-status`, as a server
+    /// that does not speak gRPC answers. Envoy's gRPC client then fails the call: UNKNOWN (2)
+    /// for a 200 without a body, INTERNAL (13) for a body that is not gRPC frames. No
+    /// `grpc_*` field goes with it.
+    #[serde(default)]
+    pub plain_http: bool,
 }
 
 /// One message of a gRPC answer: its bytes, and the time before it is sent.

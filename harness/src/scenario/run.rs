@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::bytes::{Bytes, Headers, actual_json};
 use super::expect::check;
 use super::load::Loaded;
+use super::property;
 use super::model::{
     Action, AnswerSpec, Body, Expect, RequestSpec, Script, Status, Step, TokenRef, TokenSpec,
 };
@@ -128,7 +129,7 @@ impl Runner {
                 );
             }
         }
-        let properties = properties(&s.properties);
+        let properties = properties(&s.properties).context("properties")?;
         let env = environment(&s.env, &mut self.keys, &loaded.dir)?;
         let mut backend = Routes::default();
         build_routes(&s.backend, &mut self.keys, &loaded.dir, &mut backend)?;
@@ -282,14 +283,13 @@ pub(crate) fn with_jwks(value: Value, keys: &mut KeyRing, dir: &Path) -> Result<
     })
 }
 
-/// Properties as the host keys them: `.`-joined paths become NUL-joined.
-fn properties(spec: &BTreeMap<String, Bytes>) -> BTreeMap<Vec<u8>, Vec<u8>> {
+/// Properties as the host keys them: paths as written (`.`-joined, `["a.b"]` for a segment
+/// with dots, see `property.rs`) become NUL-joined.
+pub(crate) fn properties(spec: &BTreeMap<String, Bytes>) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
     spec.iter()
         .map(|(path, value)| {
-            (
-                path.replace('.', "\0").into_bytes(),
-                value.as_slice().to_vec(),
-            )
+            let key = property::host_key(path).map_err(|e| anyhow!(e))?;
+            Ok((key, value.as_slice().to_vec()))
         })
         .collect()
 }
@@ -361,6 +361,7 @@ pub fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answe
     };
     let grpc = spec.is_grpc().then(|| -> Result<GrpcReply> {
         Ok(GrpcReply {
+            plain: false,
             status: spec.grpc_status,
             message: spec.grpc_message.clone().map(String::into_bytes),
             initial_metadata: map(&spec.grpc_initial_metadata),
@@ -376,7 +377,16 @@ pub fn answer(spec: &AnswerSpec, keys: &mut KeyRing, dir: &Path) -> Result<Answe
             trailing_metadata: map(&spec.grpc_trailing_metadata),
         })
     });
-    let grpc = grpc.transpose()?;
+    let mut grpc = grpc.transpose()?;
+    if spec.plain_http {
+        if grpc.is_some() {
+            bail!("plain_http: an answer that is not gRPC has no grpc_* fields");
+        }
+        grpc = Some(GrpcReply {
+            plain: true,
+            ..GrpcReply::default()
+        });
+    }
     if json && !headers.iter().any(|(k, _)| k == b"content-type") {
         headers.push((b"content-type".to_vec(), b"application/json".to_vec()));
     }
@@ -456,7 +466,7 @@ pub(crate) fn request(
         authority: spec.authority.as_slice().to_vec(),
         headers,
         body: spec.body.as_ref().map(resolve).transpose()?,
-        properties: properties(&spec.properties),
+        properties: properties(&spec.properties).context("request.properties")?,
     })
 }
 
@@ -787,9 +797,10 @@ impl Run<'_> {
             }
         }
         for (path, expected) in e.properties.iter().flatten() {
+            let key = property::host_key(path).map_err(|e| anyhow!(e))?;
             let actual = world
                 .properties
-                .get(path.replace('.', "\0").as_bytes())
+                .get(&key)
                 .map(|v| Value::from(String::from_utf8_lossy(v).into_owned()));
             check(expected, actual.as_ref(), &format!("property {path}"))
                 .map_err(|m| anyhow!(m))?;
@@ -919,7 +930,11 @@ pub(crate) fn check_request(e: &Expect, outcome: Option<&Outcome>) -> Result<()>
         }
     }
     if let Some(expected) = &e.body {
-        let actual = serde_json::from_slice::<Value>(&o.body).unwrap_or(actual_json(&o.body));
+        // A `$regex` reads the body as it came; other matchers read it as JSON when it is.
+        let actual = match expected {
+            Value::Object(m) if m.len() == 1 && m.contains_key("$regex") => actual_json(&o.body),
+            _ => serde_json::from_slice::<Value>(&o.body).unwrap_or(actual_json(&o.body)),
+        };
         check(expected, Some(&actual), "body").map_err(|m| anyhow!(m))?;
     }
     if let Some(expected) = &e.details {
@@ -976,5 +991,30 @@ mod tests {
             err,
             r#"upstream_body: expected {"$bytes":"/w=="}, actual """#
         );
+    }
+
+    #[test]
+    fn regex_expectations_read_headers_and_the_body_as_sent() {
+        let mut o = outcome(None);
+        o.body = br#"{"error":  "invalid_token"}"#.to_vec();
+        o.headers = vec![(b"www-authenticate".to_vec(), b"Bearer error=\"x\"".to_vec())];
+        let expect: Expect = serde_json::from_value(serde_json::json!({
+            "body": {"$regex": r#"^\{"error":  "invalid_[a-z]+"\}$"#},
+            "headers": {"WWW-Authenticate": {"$regex": "^Bearer error="}}
+        }))
+        .unwrap();
+        assert!(check_request(&expect, Some(&o)).is_ok());
+        // The body as sent, not as re-serialized JSON (which has no double space).
+        let expect: Expect = serde_json::from_value(serde_json::json!({
+            "body": {"$regex": r#"^\{"error":"invalid_token"\}$"#}
+        }))
+        .unwrap();
+        assert!(check_request(&expect, Some(&o)).is_err());
+        let expect: Expect = serde_json::from_value(serde_json::json!({
+            "headers": {"www-authenticate": {"$regex": "^Basic"}}
+        }))
+        .unwrap();
+        let err = check_request(&expect, Some(&o)).unwrap_err().to_string();
+        assert!(err.starts_with("headers.www-authenticate: expected"), "{err}");
     }
 }
