@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Result, anyhow};
 use serde_json::{Value, json};
 
-use super::unsupported::{Refusals, route_names};
+use super::unsupported::{Refusals, filter_metadata, route_names};
 use crate::scenario::model::Scenario;
 
 /// The name of the listener for requests with their own route name: this, then the name.
@@ -101,6 +101,24 @@ pub(super) fn envoy_config(
             "config": plugin
         }
     });
+    // Filter metadata the scenario gives as properties: written before the wasm filter runs.
+    let metadata = filter_metadata(s).map_err(|why| anyhow!(why))?;
+    let mut http_filters = Vec::new();
+    if !metadata.is_empty() {
+        let entries: Vec<Value> = (metadata.iter())
+            .map(|(namespace, values)| json!({"metadata_namespace": namespace, "value": values}))
+            .collect();
+        http_filters.push(json!({
+            "name": "envoy.filters.http.set_metadata",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.set_metadata.v3.Config",
+                "metadata": entries
+            }
+        }));
+    }
+    http_filters.push(filter);
+    http_filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
     // The same listener for each route name (the same plugin, so the same root context).
     let listener = |name: String, route: Option<&String>| {
         let mut routes = routes.clone();
@@ -125,8 +143,7 @@ pub(super) fn envoy_config(
                         "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}}}}],
                     "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"],
                         "routes": routes}]},
-                    "http_filters": [filter, {"name": "envoy.filters.http.router", "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
+                    "http_filters": http_filters
                 }
             }]}]
         });

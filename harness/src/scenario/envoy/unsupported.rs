@@ -19,6 +19,9 @@ pub(super) fn unsupported(s: &Scenario) -> Option<String> {
     if let Err(why) = route_names(s) {
         return Some(why);
     }
+    if let Err(why) = filter_metadata(s) {
+        return Some(why);
+    }
     if !s.verify_signature {
         return Some("verify_signature false (Envoy always offers it)".into());
     }
@@ -99,8 +102,11 @@ pub(super) const ROUTE_NAME: &str = "xds.route_name";
 /// and those of single requests, each served by a listener of its own whose routes carry it.
 /// Envoy serves every other property itself (tests/e2e/ENVOY-FACTS.md): `Err` with why.
 pub(super) fn route_names(s: &Scenario) -> Result<(Option<String>, BTreeSet<String>), String> {
-    let name = |properties: &BTreeMap<String, Bytes>| {
-        if properties.keys().any(|k| k != ROUTE_NAME) {
+    let name = |properties: &BTreeMap<String, Bytes>, scenario: bool| {
+        let served = |k: &String| {
+            k == ROUTE_NAME || (scenario && metadata_segments(k).is_some())
+        };
+        if !properties.keys().all(served) {
             return Err(format!(
                 "properties other than {ROUTE_NAME} (Envoy serves its own: the connection's, its node's; route_name only after routing; no custom names)"
             ));
@@ -113,16 +119,48 @@ pub(super) fn route_names(s: &Scenario) -> Result<(Option<String>, BTreeSet<Stri
             })
             .transpose()
     };
-    let main = name(&s.properties)?;
+    let main = name(&s.properties, true)?;
     let mut others = BTreeSet::new();
     for r in s.steps.iter().filter_map(Step::request) {
-        if let Some(route) = name(&r.properties)?
+        if let Some(route) = name(&r.properties, false)?
             && Some(&route) != main.as_ref()
         {
             others.insert(route);
         }
     }
     Ok((main, others))
+}
+
+/// Dynamic metadata by namespace, then key: what Envoy's `set_metadata` filter, before the
+/// wasm filter, writes for every request, and the filter reads as
+/// `metadata.filter_metadata[NAMESPACE].KEY` (Envoy serves a string value as its bytes).
+pub(super) type FilterMetadata = BTreeMap<String, BTreeMap<String, String>>;
+
+/// A path `metadata` `filter_metadata` NAMESPACE KEY: the namespace and key.
+fn metadata_segments(path: &str) -> Option<(String, String)> {
+    let segments = crate::scenario::property::segments(path).ok()?;
+    match <[String; 4]>::try_from(segments).ok()? {
+        [m, f, namespace, key] if m == "metadata" && f == "filter_metadata" => {
+            Some((namespace, key))
+        }
+        _ => None,
+    }
+}
+
+/// The scenario's properties that are filter metadata (`route_names` refuses any other but
+/// the route name): values must be UTF-8, and only the scenario's, not a request's (the
+/// `set_metadata` filter writes the same for every request of a listener).
+pub(super) fn filter_metadata(s: &Scenario) -> Result<FilterMetadata, String> {
+    let mut out = FilterMetadata::new();
+    for (path, value) in &s.properties {
+        let Some((namespace, key)) = metadata_segments(path) else {
+            continue;
+        };
+        let value = String::from_utf8(value.as_slice().to_vec())
+            .map_err(|_| format!("a filter metadata property that is not UTF-8 ({path})"))?;
+        out.entry(namespace).or_default().insert(key, value);
+    }
+    Ok(out)
 }
 
 /// Whether every answer of `script` is `unreachable` (`Some(true)`), none is
@@ -373,10 +411,68 @@ mod tests {
         for properties in [
             json!({"route_name": "main"}),
             json!({"xds.route_name": {"$bytes": "/w=="}}),
+            json!({r#"metadata.filter_metadata["a.b"].k"#: "v"}),
         ] {
             let s = json!({"name": "n", "config": "", "steps": [
                 {"request": {"path": "/", "properties": properties}}]});
             assert!(route_names(&parse(s).unwrap()).is_err(), "{properties}");
+        }
+    }
+
+    #[test]
+    fn filter_metadata_properties_are_played_by_set_metadata() {
+        let scenario = parse(json!({
+            "name": "n", "config": "",
+            "properties": {
+                r#"metadata.filter_metadata["envoy.filters.http.lua"].user"#: "alice",
+                r#"metadata.filter_metadata["envoy.filters.http.lua"]["x.y"]"#: "1",
+                "xds.route_name": "main"
+            },
+            "steps": [{"request": {"path": "/"}}]
+        }))
+        .unwrap();
+        assert_eq!(unsupported(&scenario), None);
+        let metadata = filter_metadata(&scenario).unwrap();
+        assert_eq!(
+            metadata,
+            BTreeMap::from([(
+                "envoy.filters.http.lua".to_string(),
+                BTreeMap::from([
+                    ("user".to_string(), "alice".to_string()),
+                    ("x.y".to_string(), "1".to_string())
+                ])
+            )])
+        );
+        let config = envoy_config(
+            &scenario,
+            &json!(""),
+            &[],
+            Path::new("f.wasm"),
+            &BTreeMap::from([(None, 1000)]),
+            &Refusals::default(),
+            1001,
+            Path::new("access.log"),
+        )
+        .unwrap();
+        let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        let filters = &hcm["http_filters"];
+        assert_eq!(filters[0]["name"], json!("envoy.filters.http.set_metadata"));
+        assert_eq!(
+            filters[0]["typed_config"]["metadata"],
+            json!([{"metadata_namespace": "envoy.filters.http.lua",
+                    "value": {"user": "alice", "x.y": "1"}}])
+        );
+        assert_eq!(filters[1]["name"], json!("envoy.filters.http.wasm"));
+        // Other metadata paths, bytes, and a request's own are skipped.
+        for properties in [
+            json!({"metadata.filter_metadata.lua": "v"}),
+            json!({r#"metadata.filter_metadata["a.b"].k"#: {"$bytes": "/w=="}}),
+        ] {
+            let s = parse(json!({"name": "n", "config": "", "properties": properties,
+                                 "steps": [{"request": {"path": "/"}}]}))
+            .unwrap();
+            assert!(unsupported(&s).is_some(), "{properties}");
         }
     }
 }

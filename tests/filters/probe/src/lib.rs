@@ -10,7 +10,7 @@
 //!   `on_queue_ready` moves it to shared data `queue_last`.
 //! - `x-probe-property`: adds `x-probe-url-path` from the `request.url_path` property;
 //!   `x-probe-get-property: A.B`: adds `x-probe-property-hex`, the bytes of property `A.B`
-//!   in hex.
+//!   in hex (segments joined by `|` instead when one holds a dot: `A|B.C|D`).
 //! - `x-probe-verify: garbage|empty`: calls `verify_signature`; adds `x-probe-verified`.
 //! - `x-probe-local: STATUS` (`x-probe-twice: 1` sends a second one), `x-probe-panic: 1`.
 //! - `x-probe-trace: KEY`: the stream's callbacks (with sizes and `end_of_stream`) are
@@ -53,7 +53,9 @@
 //!   (one value per request), adds `x-probe-added`, removes
 //!   `x-probe-remove-me`, adds response header `x-probe-response`, logs the path at debug.
 //!
-//! Root: plugin configuration `reject` refuses it; `tick` sets a 1 s tick that counts
+//! Root: plugin configuration `reject` refuses it; `no-http-context`: the root makes no HTTP
+//! context (`create_http_context` returns `None`: the SDK panics in `proxy_on_context_create`);
+//! `tick` sets a 1 s tick that counts
 //! `probe_ticks` and, on the first tick, calls `idp /root` from the root context, storing the
 //! answer's status in shared data `root_status`.
 
@@ -65,11 +67,13 @@ use proxy_wasm::types::{Action, ContextType, GrpcStatusCode, LogLevel, MapType, 
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { ticks: 0 }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { ticks: 0, no_http_context: false }) });
 }}
 
 struct Root {
     ticks: u32,
+    /// Plugin configuration `no-http-context`.
+    no_http_context: bool,
 }
 
 fn status_of(ctx: &dyn Context) -> String {
@@ -100,6 +104,7 @@ impl RootContext for Root {
             self.set_tick_period(Duration::from_secs(1));
         }
         self.register_shared_queue("q");
+        self.no_http_context = config.contains("no-http-context");
         !config.contains("reject")
     }
     fn on_queue_ready(&mut self, queue: u32) {
@@ -123,6 +128,9 @@ impl RootContext for Root {
         Some(ContextType::HttpContext)
     }
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+        if self.no_http_context {
+            return None;
+        }
         Some(Box::new(Probe::default()))
     }
 }
@@ -377,7 +385,10 @@ impl HttpContext for Probe {
             self.add_http_request_header("x-probe-url-path", &String::from_utf8_lossy(&path));
         }
         if let Some(path) = self.get_http_request_header("x-probe-get-property") {
-            let value = self.get_property(path.split('.').collect()).unwrap_or_default();
+            // Segments joined by `|` when one holds a dot (`metadata|filter_metadata|a.b|k`).
+            let separator = if path.contains('|') { '|' } else { '.' };
+            let segments = path.split(separator).collect();
+            let value = self.get_property(segments).unwrap_or_default();
             let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
             self.add_http_request_header("x-probe-property-hex", &hex);
         }
