@@ -82,8 +82,13 @@ pub fn parse(value: Value) -> Result<Scenario> {
 
 /// The scenarios of `file` as JSON, with every `$include` resolved.
 pub fn resolved(file: &Path) -> Result<Vec<Value>> {
-    let value = resolve(read_json(file)?, file.parent().unwrap_or(Path::new(".")), 0)?;
-    Ok(match value {
+    resolved_value(read_json(file)?, file.parent().unwrap_or(Path::new(".")))
+}
+
+/// Scenarios written as JSON (one or a list) as if in a file in `dir`: `$include`s resolved
+/// from there. For scenarios that are not files (the guide's examples).
+pub fn resolved_value(value: Value, dir: &Path) -> Result<Vec<Value>> {
+    Ok(match resolve(value, dir, 0)? {
         Value::Array(items) => items,
         other => vec![other],
     })

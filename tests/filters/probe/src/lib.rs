@@ -195,7 +195,9 @@ impl Probe {
                 let cancelled = hostcalls::cancel_grpc_stream(token);
                 let again = hostcalls::cancel_grpc_stream(token);
                 let sent = hostcalls::send_grpc_stream_message(token, Some(b"late"), false);
-                self.stream_event(format!("cancel={cancelled:?} cancel={again:?} send={sent:?}"));
+                self.stream_event(format!(
+                    "cancel={cancelled:?} cancel={again:?} send={sent:?}"
+                ));
                 return Action::Continue;
             }
             _ => {}
@@ -237,7 +239,9 @@ impl Context for Probe {
             return;
         }
         self.call_pending = false;
-        let read_anyway = self.get_http_request_header("x-probe-read-failed").is_some();
+        let read_anyway = self
+            .get_http_request_header("x-probe-read-failed")
+            .is_some();
         let status = if headers == 0 && !read_anyway {
             "failed".to_string()
         } else {
@@ -504,7 +508,10 @@ impl HttpContext for Probe {
             let (cluster, path) = target.split_once(' ').unwrap_or((&target, "/"));
             let headers = vec![(":method", "GET"), (":path", path), (":authority", "probe")];
             let timeout = Duration::from_secs(2);
-            if self.dispatch_http_call(cluster, headers, None, vec![], timeout).is_ok() {
+            if self
+                .dispatch_http_call(cluster, headers, None, vec![], timeout)
+                .is_ok()
+            {
                 self.response_paused = true;
                 return Action::Pause;
             }
