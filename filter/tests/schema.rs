@@ -565,7 +565,7 @@ fn docs_json_examples_are_what_they_say() {
                 || kind.starts_with("scenario:") =>
             {
                 assert!(
-                value.is_object() || value.is_array(),
+                    value.is_object() || value.is_array(),
                     "{}: a scenario is an object or a list",
                     block.place
                 )

@@ -171,7 +171,10 @@ pub fn report(results: &[Judged], logs: bool, out: &mut dyn Write) -> Result<boo
         (x, 0) => format!(" ({x} expected failure{})", plural(x)),
         (x, n) => format!(" ({n} could not run, {x} expected failure{})", plural(x)),
     };
-    writeln!(out, "{passed} passed, {failed} failed, {skipped} skipped{why}")?;
+    writeln!(
+        out,
+        "{passed} passed, {failed} failed, {skipped} skipped{why}"
+    )?;
     if passed == 0 {
         writeln!(out, "nothing passed: a run that only skips checks nothing")?;
     }
@@ -435,9 +438,14 @@ mod tests {
         let mut out = Vec::new();
         junit(&results, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with(r#"<?xml version="1.0" encoding="UTF-8"?>"#), "{text}");
         assert!(
-            text.contains(r#"<testsuites name="harness" tests="5" failures="2" errors="0" skipped="2""#),
+            text.starts_with(r#"<?xml version="1.0" encoding="UTF-8"?>"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"<testsuites name="harness" tests="5" failures="2" errors="0" skipped="2""#
+            ),
             "{text}"
         );
         assert!(
@@ -468,13 +476,18 @@ mod tests {
             text.contains("<system-out>[info] a line</system-out>"),
             "{text}"
         );
-        assert!(text.contains(r#"<skipped message="no &amp; way"/>"#), "{text}");
+        assert!(
+            text.contains(r#"<skipped message="no &amp; way"/>"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"<skipped message="known bug: bug (x)"/>"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"type="mismatch">passes now; remove its expected_failure (bug)</failure>"#),
+            text.contains(
+                r#"type="mismatch">passes now; remove its expected_failure (bug)</failure>"#
+            ),
             "{text}"
         );
         assert!(text.ends_with("  </testsuite>\n</testsuites>\n"), "{text}");
@@ -506,5 +519,43 @@ mod tests {
         assert!(!word.selects("keys: refetch"));
         let bad = Selection::only(Some("(")).unwrap_err();
         assert!(format!("{bad:#}").starts_with("--only \"(\""), "{bad:#}");
+    }
+
+    #[test]
+    fn only_runs_the_selected_scenarios_and_reports_files_that_do_not_load() {
+        let dir = std::env::temp_dir().join(format!("harness-suite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("a.json");
+        let scenario = |name: &str| format!(r#"{{"name": "{name}", "config": "", "steps": []}}"#);
+        std::fs::write(
+            &good,
+            format!("[{}, {}]", scenario("keys: one"), scenario("routes: two")),
+        )
+        .unwrap();
+        let bad = dir.join("b.json");
+        std::fs::write(&bad, "{").unwrap();
+        let files = [good.clone(), bad.clone()];
+        let mut ran = Vec::new();
+        let only = Selection::only(Some("^keys: ")).unwrap();
+        let results = run_each(&files, &only, |loaded| {
+            ran.push(loaded.scenario.name.clone());
+            (Verdict::Pass, Vec::new())
+        })
+        .unwrap();
+        assert_eq!(ran, ["keys: one"]);
+        let names: Vec<(&str, bool)> = results
+            .iter()
+            .map(|r| (r.name.as_str(), r.verdict == Verdict::Pass))
+            .collect();
+        assert_eq!(names, [("keys: one", true), (bad.to_str().unwrap(), false)]);
+        assert_eq!(results[0].file, good);
+        let mut ran = 0;
+        let all = run_each(&files[..1], &Selection::default(), |_| {
+            ran += 1;
+            (Verdict::Pass, Vec::new())
+        })
+        .unwrap();
+        assert_eq!((ran, all.len()), (2, 2));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -190,7 +190,10 @@ mod tests {
         let err = check(&json!({"$regex": 1}), Some(&www), "h").unwrap_err();
         assert_eq!(err, "h: $regex takes a string");
         let err = check(&m("nope"), Some(&www), "h").unwrap_err();
-        assert!(err.starts_with(r#"h: expected {"$regex":"nope"}, actual"#), "{err}");
+        assert!(
+            err.starts_with(r#"h: expected {"$regex":"nope"}, actual"#),
+            "{err}"
+        );
     }
 
     #[test]

@@ -65,14 +65,25 @@ mod tests {
         assert_eq!(host_key("a..b").unwrap(), b"a\0\0b");
         assert_eq!(
             segments(r#"metadata.filter_metadata["envoy.filters.http.lua"].user"#).unwrap(),
-            ["metadata", "filter_metadata", "envoy.filters.http.lua", "user"]
+            [
+                "metadata",
+                "filter_metadata",
+                "envoy.filters.http.lua",
+                "user"
+            ]
         );
         assert_eq!(
             segments(r#"a["b.c"]["d\"]"]"#).unwrap(),
             ["a", "b.c", "d\"]"]
         );
         assert_eq!(segments(r#"["x.y"]"#).unwrap(), ["x.y"]);
-        for bad in [r#"a["b"#, r#"a[b]"#, r#"a["b"]c"#, r#"a["b"]."#, r#"a]["b"]"#] {
+        for bad in [
+            r#"a["b"#,
+            r#"a[b]"#,
+            r#"a["b"]c"#,
+            r#"a["b"]."#,
+            r#"a]["b"]"#,
+        ] {
             let err = segments(bad).unwrap_err();
             assert!(err.starts_with("property path"), "{bad}: {err}");
         }

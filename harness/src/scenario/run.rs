@@ -9,10 +9,10 @@ use serde_json::{Map, Value};
 use super::bytes::{Bytes, Headers, actual_json};
 use super::expect::check;
 use super::load::Loaded;
-use super::property;
 use super::model::{
     Action, AnswerSpec, Body, Expect, RequestSpec, Script, Status, Step, TokenRef, TokenSpec,
 };
+use super::property;
 use crate::host::grpc::GrpcReply;
 use crate::host::upstream::{Answer, Clusters, Routes};
 use crate::host::world::LEVELS;
@@ -1015,6 +1015,9 @@ mod tests {
         }))
         .unwrap();
         let err = check_request(&expect, Some(&o)).unwrap_err().to_string();
-        assert!(err.starts_with("headers.www-authenticate: expected"), "{err}");
+        assert!(
+            err.starts_with("headers.www-authenticate: expected"),
+            "{err}"
+        );
     }
 }

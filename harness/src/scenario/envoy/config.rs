@@ -117,8 +117,10 @@ pub(super) fn envoy_config(
         }));
     }
     http_filters.push(filter);
-    http_filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
+    http_filters.push(
+        json!({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}),
+    );
     // The same listener for each route name (the same plugin, so the same root context).
     let listener = |name: String, route: Option<&String>| {
         let mut routes = routes.clone();

@@ -103,9 +103,7 @@ pub(super) const ROUTE_NAME: &str = "xds.route_name";
 /// Envoy serves every other property itself (tests/e2e/ENVOY-FACTS.md): `Err` with why.
 pub(super) fn route_names(s: &Scenario) -> Result<(Option<String>, BTreeSet<String>), String> {
     let name = |properties: &BTreeMap<String, Bytes>, scenario: bool| {
-        let served = |k: &String| {
-            k == ROUTE_NAME || (scenario && metadata_segments(k).is_some())
-        };
+        let served = |k: &String| k == ROUTE_NAME || (scenario && metadata_segments(k).is_some());
         if !properties.keys().all(served) {
             return Err(format!(
                 "properties other than {ROUTE_NAME} (Envoy serves its own: the connection's, its node's; route_name only after routing; no custom names)"
@@ -454,8 +452,7 @@ mod tests {
             Path::new("access.log"),
         )
         .unwrap();
-        let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-            ["typed_config"];
+        let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
         let filters = &hcm["http_filters"];
         assert_eq!(filters[0]["name"], json!("envoy.filters.http.set_metadata"));
         assert_eq!(
