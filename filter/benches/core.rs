@@ -212,9 +212,10 @@ fn main() {
                 until_s: NOW + 300,
             })
             .collect();
+        let cache = replay::ReplayCache::new(replay::Geometry::for_span(331));
         let start = Instant::now();
         for u in &uses {
-            black_box(replay::record(&data, u, NOW));
+            black_box(cache.record(&data, u, NOW));
         }
         start.elapsed().as_secs_f64() * 1e6 / 200.0
     };

@@ -268,6 +268,16 @@ impl Config {
         &self.providers[id.0]
     }
 
+    /// The longest a DPoP proof stays in the replay cache, over the providers that accept
+    /// proofs (the cache's geometry covers it).
+    pub fn replay_span_s(&self) -> u64 {
+        (self.providers.iter())
+            .filter(|p| p.dpop.mode != crate::policy::dpop::DpopMode::Disabled)
+            .map(|p| p.dpop.replay_span_s())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Adapts the configuration to a VM that verifies every signature in wasm (the host has
     /// no `verify_signature`, or `host_crypto` is false): default DPoP lists lose ES512
     /// (`DpopPolicy::for_wasm_verifier`). Returns the providers that still allow an

@@ -12,7 +12,7 @@ use crate::http::path;
 use crate::http::request::{HeaderChanges, Request};
 use crate::jose::verify::SignatureVerifier;
 use crate::keys::key_cache::Trigger;
-use crate::keys::replay::{self, Seen};
+use crate::keys::replay::{Geometry, ReplayCache, Seen};
 use crate::keys::shared::SharedData;
 use crate::policy::binding::Connection;
 use crate::policy::response::{Failure, Reason, Reply};
@@ -189,6 +189,8 @@ pub struct Worker<H, V> {
     root: u32,
     authenticator: Authenticator<V>,
     fetcher: KeyFetcher,
+    /// The DPoP replay cache all workers share.
+    replay: ReplayCache,
     streams: RefCell<Streams>,
     /// Whether the host's lack of a `route_name` property has been logged.
     route_name_missing_logged: Cell<bool>,
@@ -226,6 +228,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             host,
             root,
             fetcher: KeyFetcher::new(&config),
+            replay: ReplayCache::new(Geometry::for_span(config.replay_span_s())),
             authenticator: Authenticator::new(config, verifier),
             streams: RefCell::new(Streams::default()),
             route_name_missing_logged: Cell::new(false),
@@ -416,7 +419,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             ..
         }) = &decision
         {
-            let failure = match replay::record(self.host.shared(), proof, now_ms / 1000) {
+            let failure = match self.replay.record(self.host.shared(), proof, now_ms / 1000) {
                 Seen::First => None,
                 Seen::Replayed => Some(Failure::InvalidDpopProof(
                     "DPoP proof 'jti' was used before",

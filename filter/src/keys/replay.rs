@@ -1,22 +1,50 @@
 //! DPoP proofs already used, in the host's shared data so that a proof replayed to another
 //! worker is refused too (RFC 9449 section 11.1). Every write is a compare-and-swap retried
-//! from a fresh read (`shared_keys::update`).
+//! from a fresh read (`shared::update_bytes`).
 //!
-//! Bounded: proofs are kept until their `iat` window closes, in `BUCKETS` records of at most
-//! `PER_BUCKET` entries (65,536 proofs in all). Which record a proof goes to is a keyed hash
-//! (a random salt kept in shared data), so a client cannot aim its proofs at one record. A
-//! record that is full of live proofs refuses new ones (the request gets 503 with
-//! `Retry-After`): the filter never forgets a live proof to make room. Only requests that
-//! passed every other check (a valid bound token and proof) add entries.
+//! Sized for a busy gateway (docs/security.md, "The DPoP replay cache"): records are
+//! time-sliced. A proof belongs to the slot of `SLOT_S` seconds in which its window closes
+//! (`ProofUse::until_s`), and within it to one of `BUCKETS` records, chosen by a keyed hash
+//! (a random salt kept in shared data, so a client cannot aim its proofs at one record).
+//! A record is a header (its slot) and at most `PER_RECORD` 8-byte fingerprints of the same
+//! keyed hash, nothing else: expiry drops whole slots (a record whose slot has ended is
+//! started afresh by the next proof that lands there), so no entry carries a time. `RING`
+//! slots cover the longest window; a slot's records reuse the keys of the slot `RING`
+//! before it, so the number of keys and the memory are fixed:
+//! `RING x BUCKETS` records of at most `8 + 8 x PER_RECORD` bytes (49,152 keys, 50.7 MB of
+//! values at most, ~59 MB with Envoy's own per-key cost).
+//!
+//! Within a slot a record only grows, so a full record stays full until its slot ends: a
+//! proof whose record is full goes to the next one (linear probing, up to `PROBES` records),
+//! and a lookup walks on only past full records. That keeps the cache exact: the same proof
+//! always walks the same records, so it is found wherever it went. When all `PROBES`
+//! records are full the proof is refused (503 with `Retry-After`: fail closed, nothing live
+//! is forgotten). Only requests that passed every other check add entries.
+//!
+//! Exactness: a replay is never accepted (same proof, same hash, same records). A new proof
+//! is refused as a replay only if its 64-bit fingerprint equals one of the at most 128 in
+//! its record: 128 / 2^64 = 7e-18 per request, under a secret salt a client cannot aim at.
 
 use crate::jose::jwks;
 use crate::keys::shared::{SharedData, update_bytes};
 use crate::policy::dpop::ProofUse;
 use std::cell::Cell;
 
-const BUCKETS: u64 = 1024;
-const PER_BUCKET: usize = 64;
+/// Records per slot.
+pub const BUCKETS: u64 = 1024;
+/// Fingerprints per record.
+pub const PER_RECORD: usize = 128;
+/// Slots whose records exist at once: the live ones and one just ended (a grace slot
+/// against clocks that differ by less than a slot between workers).
+pub const RING: u64 = 48;
+/// Records a proof may try within its slot.
+pub const PROBES: u64 = 8;
+/// The shortest slot, in seconds (`Geometry::for_span`).
+pub const SLOT_S: u64 = 8;
+
 const SALT_KEY: &str = "jwt_filter.dpop.salt";
+const HEADER: usize = 8;
+const ENTRY: usize = 8;
 
 /// What the replay cache says of a proof.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,62 +53,170 @@ pub enum Seen {
     First,
     /// Used before, inside its window.
     Replayed,
-    /// Its record is full of live proofs; the oldest leaves in `retry_after_s`.
+    /// Its records are full of live proofs; new proofs go to the next slot in
+    /// `retry_after_s`.
     Full { retry_after_s: u64 },
     /// Shared data refused the write, or no salt could be drawn.
     Unavailable,
 }
 
-/// One entry of a record: the first 8 bytes of a proof's id, then until when it is kept
-/// (unix seconds, big-endian).
-const ENTRY_BYTES: usize = 16;
+/// How time is sliced: `slot_s` seconds per slot, so that `RING` slots cover a window of
+/// `span_s` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub slot_s: u64,
+}
 
-/// Records `proof` at unix time `now_s` unless it was used before.
-pub fn record(data: &dyn SharedData, proof: &ProofUse, now_s: u64) -> Seen {
-    let Some(salt) = salt(data) else {
-        return Seen::Unavailable;
-    };
-    let bucket = bucket(&salt, &proof.id);
-    let id = u64_at(&proof.id);
-    let seen = Cell::new(Seen::Unavailable);
-    let written = update_bytes(data, &format!("jwt_filter.dpop.{bucket}"), &[], |record| {
-        let entries = record
-            .chunks_exact(ENTRY_BYTES)
-            .filter_map(|e| e.split_at_checked(8))
-            .map(|(id, until)| (u64_at(id), u64_at(until)));
-        let mut live = Vec::with_capacity(record.len() + ENTRY_BYTES);
-        let mut soonest = u64::MAX;
-        for (entry, until) in entries.filter(|&(_, until)| until > now_s) {
-            if entry == id {
-                seen.set(Seen::Replayed);
-                return None;
+impl Geometry {
+    /// The slots for proofs whose window closes at most `span_s` seconds from now: `SLOT_S`
+    /// seconds (any window up to 368 s), doubled until `RING - 2` slots cover `span_s`. One
+    /// geometry for every window up to 368 s, so that a configuration change between such
+    /// windows keeps the proofs already recorded.
+    pub fn for_span(span_s: u64) -> Geometry {
+        let mut slot_s = SLOT_S;
+        while slot_s.saturating_mul(RING - 2) < span_s {
+            slot_s = slot_s.saturating_mul(2);
+        }
+        Geometry { slot_s }
+    }
+
+    /// Proofs per second the cache takes sustained, at `fill` of its capacity per slot.
+    pub fn rate(&self, fill: f64) -> f64 {
+        (BUCKETS as f64) * (PER_RECORD as f64) * fill / (self.slot_s as f64)
+    }
+}
+
+/// The replay cache as one worker sees it: the geometry, and the salt once read.
+#[derive(Debug)]
+pub struct ReplayCache {
+    geometry: Geometry,
+    /// The salt of the keyed hash: it never changes while this VM lives (shared data is
+    /// dropped only with the last VM of the VM id).
+    salt: Cell<Option<[u8; 16]>>,
+}
+
+/// Where a proof goes: its slot, first record and fingerprint.
+struct Place {
+    slot: u64,
+    bucket: u64,
+    fingerprint: [u8; ENTRY],
+}
+
+/// What one record said.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Recorded,
+    Replayed,
+    /// Full: the proof walks on.
+    Next,
+    /// Another slot's live record, or shared data failed.
+    Refused,
+}
+
+impl ReplayCache {
+    pub fn new(geometry: Geometry) -> Self {
+        ReplayCache {
+            geometry,
+            salt: Cell::new(None),
+        }
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    /// Records `proof` at unix time `now_s` unless it was used before.
+    pub fn record(&self, data: &dyn SharedData, proof: &ProofUse, now_s: u64) -> Seen {
+        let Some(salt) = self.salt(data) else {
+            return Seen::Unavailable;
+        };
+        let slot_s = self.geometry.slot_s;
+        let place = place(&salt, proof, slot_s);
+        let current = now_s / slot_s;
+        // A window longer than the ring covers (never with `for_span`'s geometry).
+        if place.slot > current + (RING - 2) {
+            return Seen::Unavailable;
+        }
+        let position = place.slot % RING;
+        for probe in 0..PROBES {
+            let bucket = (place.bucket + probe) % BUCKETS;
+            let key = format!("jwt_filter.replay.{slot_s}.{position}.{bucket}");
+            match step(data, &key, &place, current) {
+                Step::Recorded => return Seen::First,
+                Step::Replayed => return Seen::Replayed,
+                Step::Refused => return Seen::Unavailable,
+                Step::Next => {}
             }
-            soonest = soonest.min(until);
-            live.extend_from_slice(&entry.to_be_bytes());
-            live.extend_from_slice(&until.to_be_bytes());
         }
-        if live.len() >= PER_BUCKET * ENTRY_BYTES {
-            seen.set(Seen::Full {
-                retry_after_s: soonest.saturating_sub(now_s).max(1),
-            });
-            return None;
+        let next_slot_s = (place.slot + 1).saturating_mul(slot_s);
+        Seen::Full {
+            retry_after_s: next_slot_s.saturating_sub(proof.until_s).max(1),
         }
-        live.extend_from_slice(&id.to_be_bytes());
-        live.extend_from_slice(&proof.until_s.to_be_bytes());
-        seen.set(Seen::First);
-        Some(live)
+    }
+
+    /// The salt, drawn once per VM id by whichever worker needs it first.
+    fn salt(&self, data: &dyn SharedData) -> Option<[u8; 16]> {
+        if let Some(salt) = self.salt.get() {
+            return Some(salt);
+        }
+        let salt: [u8; 16] = shared_salt(data)?.try_into().ok()?;
+        self.salt.set(Some(salt));
+        Some(salt)
+    }
+}
+
+/// One record's part of `record`: the proof is found, added, or walks on.
+fn step(data: &dyn SharedData, key: &str, place: &Place, current: u64) -> Step {
+    let said = Cell::new(Step::Refused);
+    let written = update_bytes(data, key, &[], |record| {
+        said.set(Step::Refused);
+        let (header, entries) = record.split_at_checked(HEADER).unwrap_or((&[], &[]));
+        let slot = (header.len() == HEADER).then(|| u64_at(header));
+        let mut next = match slot {
+            Some(s) if s == place.slot => {
+                if entries.chunks_exact(ENTRY).any(|e| e == place.fingerprint) {
+                    said.set(Step::Replayed);
+                    return None;
+                }
+                if entries.len() >= PER_RECORD * ENTRY {
+                    said.set(Step::Next);
+                    return None;
+                }
+                record.to_vec()
+            }
+            // A record of a slot that ended (a slot of grace before), or none yet: it
+            // starts afresh for this slot.
+            Some(s) if s.saturating_add(2) <= current => place.slot.to_be_bytes().to_vec(),
+            None => place.slot.to_be_bytes().to_vec(),
+            // A live record of another slot at this position: only a clock far off or a
+            // geometry that does not cover the window gets here. Fail closed.
+            Some(_) => return None,
+        };
+        next.extend_from_slice(&place.fingerprint);
+        said.set(Step::Recorded);
+        Some(next)
     });
-    match (written, seen.get()) {
-        (Some(_), _) => Seen::First,
+    match (written, said.get()) {
+        (Some(_), _) => Step::Recorded,
         // The last attempt decided; a write that never went through is no record.
-        (None, Seen::First) => Seen::Unavailable,
+        (None, Step::Recorded) => Step::Refused,
         (None, other) => other,
     }
 }
 
-/// The salt of the bucket hash (16 bytes): drawn once per VM id by whichever worker needs
-/// it first.
-fn salt(data: &dyn SharedData) -> Option<Vec<u8>> {
+/// The keyed hash of a proof's id: its slot, first record and fingerprint.
+fn place(salt: &[u8], proof: &ProofUse, slot_s: u64) -> Place {
+    let hash = jwks::sha256(&[salt, &proof.id[..]].concat());
+    let (fingerprint, rest) = hash.split_at_checked(ENTRY).unwrap_or_default();
+    Place {
+        slot: proof.until_s / slot_s.max(1),
+        bucket: u64_at(rest) % BUCKETS,
+        fingerprint: fingerprint.try_into().unwrap_or_default(),
+    }
+}
+
+/// The salt in shared data (16 bytes), drawn by whichever worker needs it first.
+fn shared_salt(data: &dyn SharedData) -> Option<Vec<u8>> {
     let stored = Cell::new(None::<Vec<u8>>);
     let written = update_bytes(data, SALT_KEY, &[], |current| {
         stored.set(None);
@@ -93,11 +229,6 @@ fn salt(data: &dyn SharedData) -> Option<Vec<u8>> {
         Some(bytes)
     });
     written.or_else(|| stored.take())
-}
-
-/// The record a proof goes to.
-fn bucket(salt: &[u8], id: &[u8; 32]) -> u64 {
-    u64_at(&jwks::sha256(&[salt, id].concat())) % BUCKETS
 }
 
 fn u64_at(bytes: &[u8]) -> u64 {

@@ -76,6 +76,23 @@ impl DpopPolicy {
     }
 }
 
+impl DpopPolicy {
+    /// Until when (unix seconds) a proof issued at `iat_s` could still pass, so a replay
+    /// must be refused: while its `iat` is within `iat_offset_s`, plus one second for the
+    /// fraction `iat` may carry. When server nonces are required (RFC 9449 section 9), a
+    /// proof's window is its nonce's lifetime instead: this is where that goes, and
+    /// `replay_span_s` with it.
+    pub fn replay_until_s(&self, iat_s: u64) -> u64 {
+        iat_s.saturating_add(self.iat_offset_s + 1)
+    }
+
+    /// The longest a proof stays in the replay cache from now: one whose `iat` is as far in
+    /// the future as `iat_leeway_s` allows.
+    pub fn replay_span_s(&self) -> u64 {
+        self.replay_until_s(self.iat_leeway_s)
+    }
+}
+
 /// `algorithms` as a challenge names them (`ES256 EdDSA`).
 fn names(algorithms: &[Algorithm]) -> String {
     algorithms
@@ -123,9 +140,10 @@ pub struct Proven {
     pub seen: ProofUse,
 }
 
-/// One use of a proof: its identity (SHA-256 of the key's thumbprint and the `jti`, so
-/// that clients cannot collide with each other's proofs) and until when (unix seconds) a
-/// replay would still be inside its `iat` window.
+/// One use of a proof: its identity (SHA-256 of the key's thumbprint, the `iat` in whole
+/// seconds and the `jti`: clients cannot collide with each other's proofs, and a replay,
+/// the same proof, has the same identity on every gateway) and until when (unix seconds) a
+/// replay would still be inside its window (`DpopPolicy::replay_until_s`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProofUse {
     pub id: [u8; 32],
@@ -284,10 +302,9 @@ pub fn check<V: SignatureVerifier>(
     if !verifier.verify(jws.alg, &key, jws.signing_input.as_bytes(), &jws.signature) {
         return Err(ProofError::Signature);
     }
-    let id = jwks::sha256(&[&jkt[..], jti.as_bytes()].concat());
-    // A replay is refused while the proof's `iat` could still pass (plus one second for
-    // the fraction `iat` may carry).
-    let until_s = (iat.max(0.0) as u64).saturating_add(policy.iat_offset_s + 1);
+    let iat_s = iat.max(0.0) as u64;
+    let id = jwks::sha256(&[&jkt[..], &iat_s.to_be_bytes(), jti.as_bytes()].concat());
+    let until_s = policy.replay_until_s(iat_s);
     Ok(Proven {
         jkt,
         seen: ProofUse { id, until_s },
