@@ -605,7 +605,7 @@ pub static CLAIM_TO_PROPERTY: [Spec; 2] = [
 ];
 
 /// dpop
-pub static DPOP: [Spec; 5] = [
+pub static DPOP: [Spec; 6] = [
     field(
         "mode",
         Ty::Enum(&["allowed", "required", "disabled"]),
@@ -631,6 +631,52 @@ pub static DPOP: [Spec; 5] = [
         Ty::Json(r#"{"type":["string","null"],"pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+$"}"#),
         "scheme://host[:port] that clients sign in htu, when a TLS terminator in front of the proxy makes :scheme and :authority differ; no path.",
     ),
+    field(
+        "replay_store",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/replay_store"}]}"##),
+        "A replay store every gateway of a fleet shares, asked after the replay cache of this Envoy: a proof accepted by one gateway is then refused by all. Default: none (each Envoy's own cache only).",
+    ),
+];
+
+/// replay store
+pub static REPLAY_STORE: [Spec; 1] = [field(
+    "etcd",
+    Ty::Json(r##"{"$ref":"#/$defs/etcd"}"##),
+    "Required: etcd (v3.4 or later) through its HTTP/JSON gateway.",
+)
+.required()];
+
+/// etcd
+pub static ETCD: [Spec; 5] = [
+    field(
+        "cluster",
+        Ty::Json(r#"{"type":"string","minLength":1}"#),
+        "Required: the Envoy cluster that reaches etcd's client URLs (every member; HTTP/1.1 or HTTP/2, TLS and client certificates in its transport socket).",
+    )
+    .required(),
+    field(
+        "authority",
+        Ty::Json(r#"{"type":["string","null"],"pattern":"^[!-~]{1,255}$"}"#),
+        "The :authority of the calls to etcd. Default: the cluster's name.",
+    ),
+    field(
+        "prefix",
+        Ty::Json(r#"{"type":"string","pattern":"^[!-~]{1,128}$"}"#),
+        "Prepended to every key the filter writes (printable ASCII, no spaces): one prefix per fleet, or per etcd shared with other applications.",
+    )
+    .preset(&Preset::Text("/jwt_filter/dpop/")),
+    field(
+        "timeout_ms",
+        Ty::Int,
+        "How long a request waits for etcd's answer, in milliseconds (a lease grant, when one is needed, gets as long again).",
+    )
+    .preset(int!(1000, 10, 10000)),
+    field(
+        "on_unavailable",
+        Ty::Enum(&["deny", "local_only"]),
+        "When etcd does not answer in time, answers an error or has no quorum: deny refuses the request (503 temporarily_unavailable with Retry-After, fail closed); local_only lets it through on this Envoy's replay cache alone (a replay to another gateway then passes) and counts it in jwt_filter_dpop_store_failed.",
+    )
+    .preset(&Preset::Text("deny")),
 ];
 
 /// mtls
@@ -1209,6 +1255,20 @@ pub static OBJECTS: &[Object] = &[
         title: "dpop",
         doc: "DPoP-bound tokens (RFC 9449): which schemes are accepted, and what a proof may use.",
         fields: &DPOP,
+        constraints: None,
+    },
+    Object {
+        def: "replay_store",
+        title: "replay store",
+        doc: r#"{"etcd": {...}}: the store every gateway of a fleet shares (docs/security.md, "The fleet-wide replay store")."#,
+        fields: &REPLAY_STORE,
+        constraints: None,
+    },
+    Object {
+        def: "etcd",
+        title: "etcd",
+        doc: "etcd's HTTP/JSON gateway: each proof is written once (a transaction that creates its key only if it has no create_revision yet, under a lease that outlives the proof's window); a proof whose key exists is a replay.",
+        fields: &ETCD,
         constraints: None,
     },
     Object {

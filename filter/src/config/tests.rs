@@ -1171,6 +1171,74 @@ fn dpop_and_mtls_are_read_with_their_defaults_and_bounds() {
 }
 
 #[test]
+fn dpop_replay_store_etcd_is_read_with_its_defaults_and_bounds() {
+    use crate::policy::dpop::EtcdStore;
+    let store = |value: Value| {
+        let mut v = quickstart();
+        v["providers"]["auth0"]["dpop"] = json!({"replay_store": value});
+        Config::parse(v.to_string().as_bytes()).map(|c| c.providers[0].dpop.store.clone())
+    };
+    assert_eq!(store(Value::Null).unwrap(), None);
+    assert_eq!(
+        store(json!({"etcd": {"cluster": "etcd"}})).unwrap(),
+        Some(EtcdStore {
+            cluster: "etcd".into(),
+            authority: "etcd".into(),
+            prefix: "/jwt_filter/dpop/".into(),
+            timeout_ms: 1000,
+            local_only: false,
+        })
+    );
+    let given = json!({"etcd": {"cluster": "etcd", "authority": "etcd.internal:2379",
+        "prefix": "/fleet-a/", "timeout_ms": 250, "on_unavailable": "local_only"}});
+    assert_eq!(
+        store(given).unwrap(),
+        Some(EtcdStore {
+            cluster: "etcd".into(),
+            authority: "etcd.internal:2379".into(),
+            prefix: "/fleet-a/".into(),
+            timeout_ms: 250,
+            local_only: true,
+        })
+    );
+    let at = "providers.auth0.dpop.replay_store";
+    for (value, want) in [
+        (json!({}), format!("{at}: missing field `etcd`")),
+        (
+            json!({"redis": {}}),
+            format!("{at}.redis: unknown field `redis`"),
+        ),
+        (
+            json!({"etcd": {}}),
+            format!("{at}.etcd: missing field `cluster`"),
+        ),
+        (
+            json!({"etcd": {"cluster": ""}}),
+            format!("{at}.etcd.cluster: must not be empty"),
+        ),
+        (
+            json!({"etcd": {"cluster": "e", "prefix": "a b"}}),
+            format!("{at}.etcd.prefix: must be 1 to 128 printable ASCII"),
+        ),
+        (
+            json!({"etcd": {"cluster": "e", "authority": ""}}),
+            format!("{at}.etcd.authority: must be 1 to 255"),
+        ),
+        (
+            json!({"etcd": {"cluster": "e", "timeout_ms": 5}}),
+            format!("{at}.etcd.timeout_ms: must be between 10 and 10000"),
+        ),
+        (
+            json!({"etcd": {"cluster": "e", "on_unavailable": "allow"}}),
+            format!("{at}.etcd.on_unavailable: unknown variant `allow`"),
+        ),
+    ] {
+        let got = store(value.clone()).unwrap_err().to_string();
+        assert!(got.starts_with(&want), "{value}: {got}");
+    }
+}
+
+#[test]
 fn discovery_reads_metadata_uri_jwks_cluster_and_headers() {
     let discovery = |d: Value, issuer: &str| {
         let mut v = quickstart();

@@ -42,6 +42,24 @@ pub struct DpopPolicy {
     pub origin: Option<String>,
     /// `algorithms` as the challenge names them (`ES256 EdDSA`).
     pub algs: String,
+    /// The fleet-wide replay store, asked after the local cache (`dpop.replay_store`).
+    pub store: Option<EtcdStore>,
+}
+
+/// etcd as the replay store every gateway of a fleet shares: each proof is written there
+/// once, create-only, and a proof already there is a replay
+/// (`decision/worker/replay_store.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdStore {
+    /// The Envoy cluster of etcd's HTTP/JSON gateway (its client URLs).
+    pub cluster: String,
+    pub authority: String,
+    /// Prepended to every key the filter writes.
+    pub prefix: String,
+    pub timeout_ms: u64,
+    /// When etcd does not answer: let the request through on the local cache's word
+    /// (`local_only`), or refuse it with 503 (`deny`, the default).
+    pub local_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +137,7 @@ impl DpopPolicy {
             iat_leeway_s,
             origin,
             algs,
+            store: None,
         }
     }
 }
