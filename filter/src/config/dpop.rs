@@ -1,6 +1,6 @@
 //! A provider's `dpop`: DPoP-bound tokens (RFC 9449).
 
-use super::read::{FromJson, Node};
+use super::read::Node;
 use super::{ConfigError, compile_algorithms, err, fields};
 use crate::policy::dpop::{DpopPolicy, EtcdStore};
 
@@ -70,46 +70,38 @@ pub(super) fn compile_dpop(node: &Node) -> Result<DpopPolicy, ConfigError> {
 /// `dpop.replay_store.etcd`.
 fn compile_etcd(node: &Node) -> Result<EtcdStore, ConfigError> {
     let [cluster, authority, prefix, timeout_ms, on_unavailable] = &node.fields(&fields::ETCD)?;
-    let visible = |s: &str, max: usize| {
-        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
-    };
     let cluster: String = cluster.req()?;
-    if cluster.is_empty() {
-        return err(node.child("cluster"), "must not be empty");
-    }
-    let authority = match authority.get::<String>()? {
-        None => cluster.clone(),
-        Some(a) if visible(&a, 255) => a,
-        Some(_) => {
+    let authority = authority
+        .get::<String>()?
+        .unwrap_or_else(|| cluster.clone());
+    let prefix: String = prefix.or_default()?;
+    for (value, name) in [
+        (&cluster, "cluster"),
+        (&authority, "authority"),
+        (&prefix, "prefix"),
+    ] {
+        if value.is_empty() || value.len() > 255 || !value.bytes().all(|b| b.is_ascii_graphic()) {
             return err(
-                authority.path(),
+                node.child(name),
                 "must be 1 to 255 printable ASCII characters, no spaces",
             );
         }
-    };
-    let key_prefix: String = prefix.or_default()?;
-    if !visible(&key_prefix, 128) {
-        return err(
-            prefix.path(),
-            "must be 1 to 128 printable ASCII characters, no spaces",
-        );
     }
-    let LocalOnly(local_only) = on_unavailable.or_default()?;
+    let local_only = match on_unavailable.or_default::<String>()?.as_str() {
+        "deny" => false,
+        "local_only" => true,
+        other => {
+            return err(
+                on_unavailable.path(),
+                format!("unknown variant `{other}`, expected `deny` or `local_only`"),
+            );
+        }
+    };
     Ok(EtcdStore {
         cluster,
         authority,
-        prefix: key_prefix,
+        prefix,
         timeout_ms: timeout_ms.within()?,
         local_only,
     })
-}
-
-/// `on_unavailable`: whether the local cache alone decides when etcd does not answer.
-#[derive(Clone, Copy)]
-struct LocalOnly(bool);
-
-impl FromJson<'_> for LocalOnly {
-    fn from_json(node: &Node) -> Result<Self, ConfigError> {
-        node.variant(&[("deny", LocalOnly(false)), ("local_only", LocalOnly(true))])
-    }
 }

@@ -650,7 +650,7 @@ pub static REPLAY_STORE: [Spec; 1] = [field(
 pub static ETCD: [Spec; 5] = [
     field(
         "cluster",
-        Ty::Json(r#"{"type":"string","minLength":1}"#),
+        Ty::Json(r#"{"type":"string","pattern":"^[!-~]{1,255}$"}"#),
         "Required: the Envoy cluster that reaches etcd's client URLs (every member; HTTP/1.1 or HTTP/2, TLS and client certificates in its transport socket).",
     )
     .required(),
@@ -661,7 +661,7 @@ pub static ETCD: [Spec; 5] = [
     ),
     field(
         "prefix",
-        Ty::Json(r#"{"type":"string","pattern":"^[!-~]{1,128}$"}"#),
+        Ty::Json(r#"{"type":"string","pattern":"^[!-~]{1,255}$"}"#),
         "Prepended to every key the filter writes (printable ASCII, no spaces): one prefix per fleet, or per etcd shared with other applications.",
     )
     .preset(&Preset::Text("/jwt_filter/dpop/")),

@@ -1214,11 +1214,11 @@ fn dpop_replay_store_etcd_is_read_with_its_defaults_and_bounds() {
         ),
         (
             json!({"etcd": {"cluster": ""}}),
-            format!("{at}.etcd.cluster: must not be empty"),
+            format!("{at}.etcd.cluster: must be 1 to 255"),
         ),
         (
             json!({"etcd": {"cluster": "e", "prefix": "a b"}}),
-            format!("{at}.etcd.prefix: must be 1 to 128 printable ASCII"),
+            format!("{at}.etcd.prefix: must be 1 to 255 printable ASCII"),
         ),
         (
             json!({"etcd": {"cluster": "e", "authority": ""}}),

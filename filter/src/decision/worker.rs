@@ -15,12 +15,14 @@ use crate::keys::key_cache::Trigger;
 use crate::keys::replay::{Geometry, ReplayCache, Seen};
 use crate::keys::shared::SharedData;
 use crate::policy::binding::Connection;
-use crate::policy::response::{Failure, Reason, Reply};
+use crate::policy::response::{Failure, REPLAY_CACHE_FULL, Reason, Reply};
 use fetcher::{KeyFetcher, Start};
+use replay_store::{Allowing, Stores};
 use std::cell::{Cell, RefCell};
 
 mod body;
 mod fetcher;
+mod replay_store;
 mod route_name;
 
 /// What the host provides. Stream calls act on the stream made current by `enter` (or
@@ -61,6 +63,19 @@ pub trait Host {
         headers: &[(String, String)],
         timeout_ms: u64,
     ) -> Result<u32, String>;
+    /// Starts an http POST of the JSON `body` (the DPoP replay store's calls); otherwise as
+    /// `dispatch`.
+    fn post(
+        &self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, String> {
+        let _ = (cluster, authority, path, body, timeout_ms);
+        Err("this host makes no POST calls".to_string())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +125,8 @@ pub enum Metric {
     ReportWouldDeny,
     CacheHit,
     CacheMiss,
+    /// The DPoP replay store did not answer, or failed (`replay_store.rs`).
+    StoreFailed,
 }
 
 impl Metric {
@@ -123,6 +140,7 @@ impl Metric {
             Metric::ReportWouldDeny,
             Metric::CacheHit,
             Metric::CacheMiss,
+            Metric::StoreFailed,
         ]);
         all
     }
@@ -137,6 +155,7 @@ impl Metric {
             Metric::ReportWouldDeny => "report_would_deny",
             Metric::CacheHit => "jwt_cache_hit",
             Metric::CacheMiss => "jwt_cache_miss",
+            Metric::StoreFailed => "dpop_store_failed",
         };
         format!("jwt_filter_{name}")
     }
@@ -191,6 +210,8 @@ pub struct Worker<H, V> {
     fetcher: KeyFetcher,
     /// The DPoP replay cache all workers share.
     replay: ReplayCache,
+    /// The fleet's DPoP replay stores and the requests that wait for them.
+    stores: Stores,
     streams: RefCell<Streams>,
     /// Whether the host's lack of a `route_name` property has been logged.
     route_name_missing_logged: Cell<bool>,
@@ -229,6 +250,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             root,
             fetcher: KeyFetcher::new(&config),
             replay: ReplayCache::new(Geometry::for_span(config.replay_span_s())),
+            stores: Stores::new(&config),
             authenticator: Authenticator::new(config, verifier),
             streams: RefCell::new(Streams::default()),
             route_name_missing_logged: Cell::new(false),
@@ -295,12 +317,20 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 changes,
                 reported,
                 verified,
-                ..
+                proof,
             }) => {
-                for provider in verified {
-                    self.host.count_provider(provider, None);
+                let allowing = Allowing {
+                    changes,
+                    reported,
+                    verified,
+                };
+                match proof {
+                    // New to this Envoy: the fleet's store, if any, has its say.
+                    Some((provider, proof)) => {
+                        self.check_store(context, provider, &proof, allowing)
+                    }
+                    None => self.pass(allowing),
                 }
-                self.allow(&changes, reported.as_deref())
             }
             Ok(Pass::Serve(document)) => {
                 self.host.reply(&document);
@@ -424,8 +454,14 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 Seen::Replayed => Some(Failure::InvalidDpopProof(
                     "DPoP proof 'jti' was used before",
                 )),
-                Seen::Full { retry_after_s } => Some(Failure::ReplayCacheFull { retry_after_s }),
-                Seen::Unavailable => Some(Failure::ReplayCacheFull { retry_after_s: 1 }),
+                Seen::Full { retry_after_s } => Some(Failure::ReplayCacheFull {
+                    retry_after_s,
+                    message: REPLAY_CACHE_FULL,
+                }),
+                Seen::Unavailable => Some(Failure::ReplayCacheFull {
+                    retry_after_s: 1,
+                    message: REPLAY_CACHE_FULL,
+                }),
             };
             if let Some(failure) = failure {
                 let stop = Stop::refuse(failure, Some(*provider));
@@ -518,14 +554,19 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// The largest body worth reading for the answer to call `token`: one byte more than
     /// its provider accepts, so that a larger one is refused by size.
     pub fn answer_limit(&self, token: u32) -> usize {
-        self.fetcher.answer_limit(token)
+        match self.stores.owns(token) {
+            true => crate::keys::etcd::MAX_ANSWER_BYTES,
+            false => self.fetcher.answer_limit(token),
+        }
     }
 
     /// An http call answered (`status` is `None` when it failed without an answer): the
     /// next discovery step, or the end of a fetch, after which the requests that wait for
     /// keys are decided again.
     pub fn on_call_response(&self, token: u32, status: Option<u16>, body: &[u8]) {
-        if self.fetcher.on_answer(&self.host, token, status, body) {
+        if self.stores.owns(token) {
+            self.on_store_answer(token, status, body);
+        } else if self.fetcher.on_answer(&self.host, token, status, body) {
             self.resume_waiting(None);
         }
     }
@@ -541,6 +582,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         }
         self.resume_waiting(Some(self.root));
         self.end_slow_bodies(now_ms);
+        self.store_tick(now_ms);
     }
 
     /// Decides every waiting request again; those still waiting stay in the list.
@@ -567,6 +609,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             streams.bodies.retain(|(c, _)| *c != context);
         }
         self.fetcher.forget(self.host.shared(), context);
+        self.stores.forget(context);
     }
 
     /// How many requests wait for keys.

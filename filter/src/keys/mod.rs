@@ -3,6 +3,7 @@
 //! (`shared_keys`), the DPoP replay cache (`replay`) and the verified-token cache
 //! (`token_cache`).
 
+pub mod etcd;
 pub mod key_cache;
 pub mod replay;
 pub mod shared;

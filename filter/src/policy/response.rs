@@ -104,9 +104,11 @@ pub enum Failure {
     /// A DPoP proof that fails a check of RFC 9449 (or was seen before).
     InvalidDpopProof(&'static str),
     /// The DPoP replay cache cannot take the proof now (full of live proofs, or shared
-    /// data refused the write).
+    /// data refused the write), or the fleet's replay store did not answer: `message` says
+    /// which.
     ReplayCacheFull {
         retry_after_s: u64,
+        message: &'static str,
     },
     /// A form body that may carry the token is larger than the filter reads (413).
     BodyTooLarge,
@@ -124,6 +126,11 @@ pub(crate) fn invalid_token(description: &str) -> Failure {
         expired: false,
     }
 }
+
+/// The message of a 503 for a DPoP proof the replay cache cannot take.
+pub const REPLAY_CACHE_FULL: &str = "DPoP replay cache is full";
+/// The message of a 503 for a DPoP proof the fleet's replay store did not answer for.
+pub const REPLAY_STORE_UNAVAILABLE: &str = "DPoP replay store is unavailable";
 
 /// gRPC status codes the filter answers with.
 pub const GRPC_INVALID_ARGUMENT: u32 = 3;
@@ -328,9 +335,7 @@ impl Failure {
                 ("temporarily_unavailable", "Signing keys are not available")
             }
             Failure::AccessDenied => ("access_denied", "Access denied"),
-            Failure::ReplayCacheFull { .. } => {
-                ("temporarily_unavailable", "DPoP replay cache is full")
-            }
+            Failure::ReplayCacheFull { message, .. } => ("temporarily_unavailable", message),
             // Not RFC 6750 errors, so no challenge: the request never got as far as its token.
             Failure::BodyTooLarge => (
                 "invalid_request",
@@ -401,7 +406,7 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Reply {
     if let Some(value) = www_authenticate {
         headers.push(("www-authenticate".into(), value));
     }
-    if let Failure::Unavailable { retry_after_s } | Failure::ReplayCacheFull { retry_after_s } =
+    if let Failure::Unavailable { retry_after_s } | Failure::ReplayCacheFull { retry_after_s, .. } =
         failure
     {
         headers.push(("retry-after".into(), retry_after_s.to_string()));

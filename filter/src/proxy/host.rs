@@ -108,9 +108,7 @@ pub fn call_response(headers: usize, max_body: usize) -> (Option<u16>, Vec<u8>) 
     (status, body)
 }
 
-/// Starts an http call; the response comes back to the context running now.
-// The one SDK host call kept (see `abi`): its dispatcher routes the answer by token.
-#[allow(clippy::disallowed_methods)]
+/// Starts an http GET; the response comes back to the context running now.
 pub fn dispatch(
     cluster: &str,
     authority: &str,
@@ -118,17 +116,49 @@ pub fn dispatch(
     extra: &[(String, String)],
     timeout_ms: u64,
 ) -> Result<u32, String> {
+    let extra: Vec<(&str, &str)> = extra
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    call(("GET", cluster, authority, path), &extra, None, timeout_ms)
+}
+
+/// Starts an http POST of a JSON `body`; the response comes back to the context running now.
+pub fn post(
+    cluster: &str,
+    authority: &str,
+    path: &str,
+    body: &[u8],
+    timeout_ms: u64,
+) -> Result<u32, String> {
+    let json = [("content-type", "application/json")];
+    call(
+        ("POST", cluster, authority, path),
+        &json,
+        Some(body),
+        timeout_ms,
+    )
+}
+
+// The one SDK host call kept (see `abi`): its dispatcher routes the answer by token.
+#[allow(clippy::disallowed_methods)]
+fn call(
+    (method, cluster, authority, path): (&str, &str, &str, &str),
+    extra: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout_ms: u64,
+) -> Result<u32, String> {
     let mut headers = vec![
-        (":method", "GET"),
+        (":method", method),
         (":path", path),
         (":authority", authority),
         ("accept", "application/json"),
     ];
-    headers.extend(extra.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    headers.extend_from_slice(extra);
     proxy_wasm::hostcalls::dispatch_http_call(
         cluster,
         headers,
-        None,
+        body,
         vec![],
         Duration::from_millis(timeout_ms),
     )

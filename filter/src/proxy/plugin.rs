@@ -184,4 +184,15 @@ impl Host for ProxyHost {
     ) -> Result<u32, String> {
         host::dispatch(cluster, authority, path, headers, timeout_ms)
     }
+
+    fn post(
+        &self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, String> {
+        host::post(cluster, authority, path, body, timeout_ms)
+    }
 }

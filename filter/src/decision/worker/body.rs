@@ -8,6 +8,7 @@
 //! requests end with 408 after `BODY_WAIT_MS`, and the log says why.
 
 use super::{Host, Level, Next, Waiting, Worker};
+use crate::config::ProviderId;
 use crate::decision::outcome::{Pass, Stop};
 use crate::jose::verify::SignatureVerifier;
 use crate::policy::response::Failure;
@@ -35,7 +36,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             .next()
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.config().max_body_bytes as u64) {
-            return self.refuse_body(Failure::BodyTooLarge);
+            return self.refuse_body(Failure::BodyTooLarge, None);
         }
         // The clock first: no borrow is alive during a host call.
         let deadline_ms = self.host.now_ms() + BODY_WAIT_MS;
@@ -50,7 +51,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// `end_of_stream`). A stream that waits for keys stays paused; one whose decision is
     /// made goes on.
     pub fn on_request_body(&self, context: u32, size: usize, end_of_stream: bool) -> Next {
-        if (self.streams.borrow().waiting.iter()).any(|w| w.context == context) {
+        if (self.streams.borrow().waiting.iter()).any(|w| w.context == context)
+            || self.stores.waits(context)
+        {
             return Next::Wait;
         }
         if !(self.streams.borrow().reading.iter()).any(|w| w.context == context) {
@@ -58,7 +61,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         }
         if size > self.config().max_body_bytes {
             (self.streams.borrow_mut().reading).retain(|w| w.context != context);
-            return self.refuse_body(Failure::BodyTooLarge);
+            return self.refuse_body(Failure::BodyTooLarge, None);
         }
         if !end_of_stream {
             return Next::ReadBody;
@@ -93,20 +96,22 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     ),
                 );
             }
-            if self.host.enter(context) && self.refuse_body(Failure::BodyTimeout) == Next::Continue
+            if self.host.enter(context)
+                && self.refuse_body(Failure::BodyTimeout, None) == Next::Continue
             {
                 self.host.resume();
             }
         }
     }
 
-    /// The answer for a body the filter will not read (enforce mode), or the request
-    /// going on with what it would have been refused for (report mode).
-    fn refuse_body(&self, failure: Failure) -> Next {
+    /// The answer for a body the filter will not read, or a proof the replay store refused
+    /// (enforce mode), or the request going on with what it would have been refused for
+    /// (report mode).
+    pub(super) fn refuse_body(&self, failure: Failure, provider: Option<ProviderId>) -> Next {
         let request = self.host.request();
         match self
             .authenticator
-            .refused(&request, Stop::refuse(failure, None))
+            .refused(&request, Stop::refuse(failure, provider))
         {
             Ok(Pass::Forward {
                 changes, reported, ..

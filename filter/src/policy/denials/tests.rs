@@ -102,7 +102,10 @@ fn kinds_are_the_failures_and_their_statuses_are_their_own_first() {
         assert_eq!(kind.statuses().first(), Some(&failure.status()), "{kind:?}");
     }
     assert_eq!(
-        Kind::of(&Failure::ReplayCacheFull { retry_after_s: 1 }),
+        Kind::of(&Failure::ReplayCacheFull {
+            retry_after_s: 1,
+            message: crate::policy::response::REPLAY_CACHE_FULL,
+        }),
         Kind::Unavailable
     );
     let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
