@@ -175,9 +175,18 @@ compat: dist harness-bin py-deps test-filters
 # End-to-end tests through real Envoy (tests/e2e/); every process they start, they stop.
 # They include the release artefacts (tests/e2e/test_dist.py): the module through Envoy's
 # `remote` code source, and the OCI image through skopeo and a loopback registry.
-e2e: dist harness-bin envoy py-deps test-filters oci-tools
+e2e: dist harness-bin envoy py-deps test-filters oci-tools etcd
 	@command -v openssl >/dev/null || apt-get install -y openssl || (apt-get update && apt-get install -y openssl)
-	OCI_TOOLS_REQUIRED=1 python3 tests/e2e/run.py
+	OCI_TOOLS_REQUIRED=1 ETCD_REQUIRED=1 python3 tests/e2e/run.py
+
+# The DPoP replay store's tests and soak: etcd from Debian's etcd-server (3.4, /usr/bin/etcd;
+# never started as a service: the tests run their own members on loopback ports), and
+# Python's cryptography (Debian's python3-cryptography) to sign DPoP proofs
+# (scripts/dpop_load.py).
+.PHONY: etcd
+etcd:
+	@command -v etcd >/dev/null || (apt-get update && apt-get install -y etcd-server)
+	@python3 -c 'import cryptography' 2>/dev/null || (apt-get update && apt-get install -y python3-cryptography)
 
 # --- The harness: scenarios and the negative self-test (tests/scenarios, tests/filters) -----
 TEST_FILTERS := target/test-filters/$(WASM_TARGET)/release
@@ -267,6 +276,13 @@ clean:
 # every way between rotations; fails on a wrong verdict, a 5xx, a VM failure or memory growth.
 SOAK_SECONDS ?= 600
 
-.PHONY: soak
+.PHONY: soak soak-dpop
 soak: build harness-bin envoy
 	SOAK_SECONDS=$(SOAK_SECONDS) python3 scripts/soak.py
+
+# The DPoP soak (scripts/soak_dpop.py; never part of `make test`): DPoP traffic as fast as
+# this machine goes for SOAK_SECONDS through two Envoys sharing a replay store on a
+# three-member loopback etcd; fails on a proof accepted twice, a first use refused, a replay
+# let through, a store failure or a VM failure.
+soak-dpop: build harness-bin envoy etcd
+	SOAK_SECONDS=$(SOAK_SECONDS) python3 scripts/soak_dpop.py
