@@ -241,13 +241,15 @@ fuzz: build harness-bin fuzz-tools
 # bench/run.py --help). Then the micro-benchmark of the core, natively and built as shipped
 # (wasm, opt-level z) in V8 (bench/core-in-v8.mjs), and `harness bench` (us per request
 # inside wasmtime, cached and uncached, both signature paths, worker linear memory).
-# V8 runs with TurboFan only (--no-liftoff), as in Envoy.
-bench: build harness-bin envoy test-filters bench-stages
+# V8 runs with TurboFan only (--no-liftoff), as in Envoy. bench/dpop.py: the DPoP row, Bearer vs
+# DPoP vs DPoP with the etcd replay store, as Envoy CPU per request and latency.
+bench: build harness-bin envoy test-filters bench-stages etcd
 	@command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	@command -v taskset >/dev/null || (apt-get update && apt-get install -y util-linux)
 	@command -v node >/dev/null || apt-get install -y nodejs || (apt-get update && apt-get install -y nodejs)
 	@.venv/bin/python -c 'import matplotlib' 2>/dev/null || .venv/bin/pip install --quiet --disable-pip-version-check matplotlib
 	python3 bench/run.py $(BENCH_ARGS)
+	python3 bench/dpop.py
 	cargo bench -p jwt_filter --bench core
 	CARGO_PROFILE_BENCH_OPT_LEVEL=z CARGO_PROFILE_BENCH_LTO=true CARGO_PROFILE_BENCH_CODEGEN_UNITS=1 \
 	  cargo bench -p jwt_filter --bench core --no-run --target $(WASM_TARGET) --target-dir target/bench-core-wasm

@@ -39,7 +39,11 @@ class Client:
     e.g. `Idp.token`), and proofs for `method htu`."""
 
     def __init__(self, token_for=None, htu: str = "http://api.test/api/private",
-                 method: str = "GET", key_pem: bytes | None = None, token: str | None = None):
+                 method: str = "GET", key_pem: bytes | None = None, token: str | None = None,
+                 bearer: bool = False):
+        # bearer: requests carry the token alone, as a plain Bearer token (the bench's
+        # baseline); proofs are neither made nor sent.
+        self.bearer = bearer
         self.key = (serialization.load_pem_private_key(key_pem, None) if key_pem
                     else ec.generate_private_key(ec.SECP256R1()))
         numbers = self.key.public_key().public_numbers()
@@ -67,6 +71,9 @@ class Client:
         return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
     def request(self, proof: str, path: str = "/api/private") -> bytes:
+        if self.bearer:
+            return (f"{self.method} {path} HTTP/1.1\r\nhost: api.test\r\n"
+                    f"authorization: Bearer {self.token}\r\n\r\n").encode()
         return (f"{self.method} {path} HTTP/1.1\r\nhost: api.test\r\n"
                 f"authorization: DPoP {self.token}\r\ndpop: {proof}\r\n\r\n").encode()
 
@@ -100,7 +107,7 @@ async def _connection(client: Client, ports: list[int], first_port: int, deadlin
             await rate_gate()
             n += 1
             jti = f"{prefix}-{n}"
-            proof = client.proof(jti)
+            proof = "" if client.bearer else client.proof(jti)
             t0 = time.monotonic()
             status = await _exchange(*conns[first_port], client.request(proof))
             stats["latency_ms"].append((time.monotonic() - t0) * 1000)
@@ -120,8 +127,9 @@ async def _connection(client: Client, ports: list[int], first_port: int, deadlin
 
 
 def _worker(args) -> dict:
-    (key_pem, token, htu, ports, seconds, connections, rate, replay_every, index, run_id) = args
-    client = Client(htu=htu, key_pem=key_pem, token=token)
+    (key_pem, token, htu, ports, seconds, connections, rate, replay_every, index, run_id,
+     bearer) = args
+    client = Client(htu=htu, key_pem=key_pem, token=token, bearer=bearer)
     stats = {"first": {}, "replay": {}, "double_accepts": 0, "latency_ms": []}
 
     async def main():
@@ -160,7 +168,7 @@ def run(client: Client, ports: list[int], seconds: float, processes: int = 2,
     run_id = uuid.uuid4().hex[:8]
     per_process_rate = rate / processes if rate else 0.0
     jobs = [(client.key_pem(), client.token, client.htu, ports, seconds, connections,
-             per_process_rate, replay_every, i, run_id) for i in range(processes)]
+             per_process_rate, replay_every, i, run_id, client.bearer) for i in range(processes)]
     t0 = time.monotonic()
     with multiprocessing.get_context("fork").Pool(processes) as pool:
         results = pool.map(_worker, jobs)

@@ -6,13 +6,14 @@
 //! time-sliced. A proof belongs to the slot of `SLOT_S` seconds in which its window closes
 //! (`ProofUse::until_s`), and within it to one of `BUCKETS` records, chosen by a keyed hash
 //! (a random salt kept in shared data, so a client cannot aim its proofs at one record).
-//! A record is a header (its slot) and at most `PER_RECORD` 8-byte fingerprints of the same
+//! A record is a header (its slot, 4 bytes) and at most `PER_RECORD` 8-byte fingerprints of the same
 //! keyed hash, nothing else: expiry drops whole slots (a record whose slot has ended is
 //! started afresh by the next proof that lands there), so no entry carries a time. `RING`
 //! slots cover the longest window; a slot's records reuse the keys of the slot `RING`
 //! before it, so the number of keys and the memory are fixed:
-//! `RING x BUCKETS` records of at most `8 + 8 x PER_RECORD` bytes (49,152 keys, 50.7 MB of
-//! values at most, ~59 MB with Envoy's own per-key cost).
+//! `RING x BUCKETS` records of at most `4 + 8 x PER_RECORD` bytes (49,152 keys, 50.1 MB of
+//! values at most, ~57 MB with Envoy's own per-key cost: a record and its terminating NUL
+//! fit the allocator's 1,024-byte size class).
 //!
 //! Within a slot a record only grows, so a full record stays full until its slot ends: a
 //! proof whose record is full goes to the next one (linear probing, up to `PROBES` records),
@@ -22,8 +23,8 @@
 //! is forgotten). Only requests that passed every other check add entries.
 //!
 //! Exactness: a replay is never accepted (same proof, same hash, same records). A new proof
-//! is refused as a replay only if its 64-bit fingerprint equals one of the at most 128 in
-//! its record: 128 / 2^64 = 7e-18 per request, under a secret salt a client cannot aim at.
+//! is refused as a replay only if its 64-bit fingerprint equals one of the at most 127 in
+//! its record: 127 / 2^64 = 7e-18 per request, under a secret salt a client cannot aim at.
 
 use crate::jose::jwks;
 use crate::keys::shared::{SharedData, update_bytes};
@@ -33,7 +34,7 @@ use std::cell::Cell;
 /// Records per slot.
 pub const BUCKETS: u64 = 1024;
 /// Fingerprints per record.
-pub const PER_RECORD: usize = 128;
+pub const PER_RECORD: usize = 127;
 /// Slots whose records exist at once: the live ones and one just ended (a grace slot
 /// against clocks that differ by less than a slot between workers).
 pub const RING: u64 = 48;
@@ -43,7 +44,7 @@ pub const PROBES: u64 = 8;
 pub const SLOT_S: u64 = 8;
 
 const SALT_KEY: &str = "jwt_filter.dpop.salt";
-const HEADER: usize = 8;
+const HEADER: usize = 4;
 const ENTRY: usize = 8;
 
 /// What the replay cache says of a proof.
@@ -186,8 +187,8 @@ fn step(data: &dyn SharedData, key: &str, place: &Place, current: u64) -> Step {
             }
             // A record of a slot that ended (a slot of grace before), or none yet: it
             // starts afresh for this slot.
-            Some(s) if s.saturating_add(2) <= current => place.slot.to_be_bytes().to_vec(),
-            None => place.slot.to_be_bytes().to_vec(),
+            Some(s) if s.saturating_add(2) <= current => header_of(place.slot)?,
+            None => header_of(place.slot)?,
             // A live record of another slot at this position: only a clock far off or a
             // geometry that does not cover the window gets here. Fail closed.
             Some(_) => return None,
@@ -202,6 +203,11 @@ fn step(data: &dyn SharedData, key: &str, place: &Place, current: u64) -> Step {
         (None, Step::Recorded) => Step::Refused,
         (None, other) => other,
     }
+}
+
+/// A record's header: its slot (a slot number that does not fit fails closed).
+fn header_of(slot: u64) -> Option<Vec<u8>> {
+    Some(u32::try_from(slot).ok()?.to_be_bytes().to_vec())
 }
 
 /// The keyed hash of a proof's id: its slot, first record and fingerprint.
