@@ -31,8 +31,9 @@ pub const TXN_PATH: &str = "/v3/kv/txn";
 pub const GRANT_PATH: &str = "/v3/lease/grant";
 /// The largest answer read (etcd's are a few hundred bytes).
 pub const MAX_ANSWER_BYTES: usize = 4096;
-/// Leases kept per store in shared data (live slots: a window of 3,901 s at most is 66).
-const MAX_LEASES: usize = 80;
+/// Lease records per etcd namespace in shared data, reused in turn: more than the slots a
+/// window of 3,901 s (the longest) spans, 66.
+const LEASE_RING: u64 = 128;
 
 /// A proof's key in etcd: the prefix and 16 bytes of its id in hex.
 pub fn key(store: &EtcdStore, proof: &ProofUse) -> String {
@@ -159,50 +160,40 @@ fn object(body: &[u8]) -> Option<serde_json::Map<String, Value>> {
     crate::jose::json::parse_object(body).ok()
 }
 
-/// The shared-data key of `store`'s leases: one per etcd namespace (cluster and prefix),
-/// whichever providers use it.
-pub fn leases_key(store: &EtcdStore) -> String {
-    format!("jwt_filter.etcd.{}.{}", store.cluster, store.prefix)
+/// The shared-data key of `store`'s lease for `slot`: one etcd namespace (cluster and
+/// prefix) has a ring of `LEASE_RING` of them, whichever providers use it.
+pub fn lease_key(store: &EtcdStore, slot: u64) -> String {
+    format!(
+        "jwt_filter.etcd.{}.{}.{}",
+        store.cluster,
+        store.prefix,
+        slot % LEASE_RING
+    )
 }
 
-/// The leases of a record: pairs of big-endian slot and id.
-fn pairs(record: &[u8]) -> impl Iterator<Item = (u64, u64)> + '_ {
-    record
-        .chunks_exact(16)
-        .map(|pair| (u64_at(pair), u64_at(pair.get(8..).unwrap_or_default())))
-}
-
-fn u64_at(bytes: &[u8]) -> u64 {
-    (bytes.iter().take(8)).fold(0, |n, &b| (n << 8) | u64::from(b))
+/// The lease a record under a `lease_key` holds for `slot`: big-endian slot and id.
+fn lease_in(record: &[u8], slot: u64) -> Option<u64> {
+    let (s, id) = record.split_at_checked(8)?;
+    let id = u64::from_be_bytes(id.try_into().ok()?);
+    (u64::from_be_bytes(s.try_into().ok()?) == slot).then_some(id)
 }
 
 /// The lease of `slot` the workers recorded under `key`.
 pub fn shared_lease(data: &dyn SharedData, key: &str, slot: u64) -> Option<u64> {
-    let (record, _) = data.get(key)?;
-    pairs(&record).find(|(s, _)| *s == slot).map(|(_, id)| id)
+    lease_in(&data.get(key)?.0, slot)
 }
 
-/// Records `id` as the lease of `slot` unless another is recorded (a grant of another
-/// worker: it stays); with `gone`, that lease is forgotten first (etcd no longer has it),
-/// and `id` 0 records none. Leases of slots that ended by `now_s` go.
-pub fn remember_lease(data: &dyn SharedData, key: &str, slot: u64, id: u64, gone: u64, now_s: u64) {
-    let current = now_s / LEASE_SLOT_S;
+/// Records `id` as the lease of `slot` under `key`, unless another worker recorded one
+/// (it stays); a lease `gone` (etcd no longer has it) is replaced, by none when `id` is 0.
+pub fn remember_lease(data: &dyn SharedData, key: &str, slot: u64, id: u64, gone: u64) {
     update_bytes(data, key, &[], |record| {
-        let mut next: Vec<u8> = Vec::with_capacity(record.len() + 16);
-        for (s, i) in pairs(record).take(MAX_LEASES - 1) {
-            if s == slot && i != gone {
-                return None;
-            }
-            if s != slot && s.saturating_add(1) >= current {
-                next.extend_from_slice(&s.to_be_bytes());
-                next.extend_from_slice(&i.to_be_bytes());
-            }
+        if lease_in(record, slot).is_some_and(|other| other != gone) {
+            return None;
         }
-        if id != 0 {
-            next.extend_from_slice(&slot.to_be_bytes());
-            next.extend_from_slice(&id.to_be_bytes());
-        }
-        Some(next)
+        Some(match id {
+            0 => Vec::new(),
+            _ => [slot.to_be_bytes(), id.to_be_bytes()].concat(),
+        })
     });
 }
 

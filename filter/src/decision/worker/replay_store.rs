@@ -30,10 +30,10 @@ use std::cell::{Cell, RefCell};
 /// How often a tick looks for leases to grant ahead of need.
 const AHEAD_EVERY_MS: u64 = 1000;
 
-/// The replay store of each provider and the requests that wait for them.
+/// The requests that wait for the providers' replay stores.
 pub(super) struct Stores {
-    /// By provider index: its store, its leases' key in shared data, its longest window.
-    stores: Vec<Option<(EtcdStore, String, u64)>>,
+    /// By provider index: with a replay store, its longest window.
+    spans: Vec<Option<u64>>,
     state: RefCell<State>,
     /// When leases were last looked at ahead of need.
     ahead_at_ms: Cell<u64>,
@@ -73,26 +73,17 @@ type Verdict = Result<bool, &'static str>;
 
 impl Stores {
     pub(super) fn new(config: &Config) -> Self {
-        let stores = (config.providers.iter())
+        let spans = (config.providers.iter())
             .map(|p| {
-                let store = p
-                    .dpop
-                    .store
-                    .clone()
-                    .filter(|_| p.dpop.mode != DpopMode::Disabled)?;
-                let key = etcd::leases_key(&store);
-                Some((store, key, p.dpop.replay_span_s()))
+                let with = p.dpop.store.is_some() && p.dpop.mode != DpopMode::Disabled;
+                with.then(|| p.dpop.replay_span_s())
             })
             .collect();
         Stores {
-            stores,
+            spans,
             state: RefCell::new(State::default()),
             ahead_at_ms: Cell::new(0),
         }
-    }
-
-    fn of(&self, provider: ProviderId) -> Option<&(EtcdStore, String, u64)> {
-        self.stores.get(provider.0)?.as_ref()
     }
 
     /// Whether call `token` is one of the stores'.
@@ -133,6 +124,12 @@ impl Stores {
 }
 
 impl<H: Host, V: SignatureVerifier> Worker<H, V> {
+    /// `provider`'s replay store, if it has one.
+    fn store(&self, provider: ProviderId) -> Option<&EtcdStore> {
+        self.stores.spans.get(provider.0).copied().flatten()?;
+        self.config().provider(provider).dpop.store.as_ref()
+    }
+
     /// The current stream's request passed with `proof`, new to this Envoy: with a store
     /// for `provider`, it waits for the store's word; without one, it goes on.
     pub(super) fn check_store(
@@ -142,7 +139,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         proof: &ProofUse,
         allowing: Allowing,
     ) -> Next {
-        let Some((store, ..)) = self.stores.of(provider) else {
+        let Some(store) = self.store(provider) else {
             return self.pass(allowing);
         };
         let checking = Checking {
@@ -173,8 +170,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             let c = state.checking.iter().find(|c| c.context == context)?;
             (c.provider, c.slot, c.key.clone())
         };
-        let (store, leases, _) = self.stores.of(provider)?;
-        let Some(lease) = etcd::shared_lease(self.host.shared(), leases, slot) else {
+        let store = self.store(provider)?;
+        let leases = etcd::lease_key(store, slot);
+        let Some(lease) = etcd::shared_lease(self.host.shared(), &leases, slot) else {
             return (!self.grant(provider, slot, context)).then_some(Err("no lease grant sent"));
         };
         let Some(token) = self.post(store, etcd::TXN_PATH, &etcd::txn_body(&key, lease)) else {
@@ -192,7 +190,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     fn grant(&self, provider: ProviderId, slot: u64, back: u32) -> bool {
         let pending = (self.stores.state.try_borrow().ok())
             .is_some_and(|s| s.grants.iter().any(|g| (g.1, g.2) == (provider, slot)));
-        let Some((store, ..)) = self.stores.of(provider).filter(|_| !pending) else {
+        let Some(store) = self.store(provider).filter(|_| !pending) else {
             return pending;
         };
         let body = etcd::grant_body(etcd::lease_ttl_s(slot, self.host.now_ms() / 1000));
@@ -232,15 +230,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         });
         if let Some((_, provider, slot)) = grant {
             let granted = etcd::read_grant(status, body);
-            if let (Some(id), Some((_, leases, _))) = (granted, self.stores.of(provider)) {
-                etcd::remember_lease(
-                    self.host.shared(),
-                    leases,
-                    slot,
-                    id,
-                    0,
-                    self.host.now_ms() / 1000,
-                );
+            if let (Some(id), Some(store)) = (granted, self.store(provider)) {
+                let leases = etcd::lease_key(store, slot);
+                etcd::remember_lease(self.host.shared(), &leases, slot, id, 0);
             }
             // The requests that waited for this lease: their transactions, or 503.
             let waiting = self
@@ -287,10 +279,10 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             Some((c.provider, c.slot, c.txn?.1))
         });
         if let Some((provider, slot, lease)) = found
-            && let Some((_, leases, _)) = self.stores.of(provider)
+            && let Some(store) = self.store(provider)
         {
-            let now_s = self.host.now_ms() / 1000;
-            etcd::remember_lease(self.host.shared(), leases, slot, 0, lease, now_s);
+            let leases = etcd::lease_key(store, slot);
+            etcd::remember_lease(self.host.shared(), &leases, slot, 0, lease);
         }
     }
 
@@ -326,8 +318,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             Ok(false) => Failure::InvalidDpopProof("DPoP proof 'jti' was used before"),
             Err(why) => {
                 self.host.count(Metric::StoreFailed, 1);
-                let local_only =
-                    (self.stores.of(checking.provider)).is_some_and(|s| s.0.local_only);
+                let local_only = (self.store(checking.provider)).is_some_and(|s| s.local_only);
                 self.host.log(
                     Level::Debug,
                     format_args!("dpop replay store unavailable ({why}), local_only={local_only}"),
@@ -362,11 +353,13 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             return;
         }
         self.stores.ahead_at_ms.set(now_ms + AHEAD_EVERY_MS);
-        for (index, store) in self.stores.stores.iter().enumerate() {
-            if let Some((_, leases, span_s)) = store {
+        for (index, span_s) in self.stores.spans.iter().enumerate() {
+            let provider = ProviderId(index);
+            if let (Some(span_s), Some(store)) = (span_s, self.store(provider)) {
                 let slot = etcd::lease_slot(now_ms / 1000 + span_s + etcd::LEASE_AHEAD_S);
-                if etcd::shared_lease(self.host.shared(), leases, slot).is_none() {
-                    self.grant(ProviderId(index), slot, self.root);
+                let leases = etcd::lease_key(store, slot);
+                if etcd::shared_lease(self.host.shared(), &leases, slot).is_none() {
+                    self.grant(provider, slot, self.root);
                 }
             }
         }

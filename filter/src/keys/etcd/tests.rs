@@ -136,35 +136,43 @@ impl SharedData for Memory {
 }
 
 #[test]
-fn leases_are_shared_the_first_recorded_wins_and_ended_slots_go() {
+fn leases_are_shared_the_first_recorded_wins_and_a_slot_reuses_its_record() {
     let data = Memory::default();
-    let key = leases_key(&store());
-    assert_eq!(key, "jwt_filter.etcd.etcd./jwt_filter/dpop/");
     let now = 1_700_000_000;
     let slot = lease_slot(now + 301);
+    let key = lease_key(&store(), slot);
+    assert_eq!(
+        key,
+        format!(
+            "jwt_filter.etcd.etcd./jwt_filter/dpop/.{}",
+            slot % LEASE_RING
+        )
+    );
     assert_eq!(shared_lease(&data, &key, slot), None);
-    remember_lease(&data, &key, slot, 11, 0, now);
+    remember_lease(&data, &key, slot, 11, 0);
     // Another worker's grant for the same slot: the recorded one is kept.
-    remember_lease(&data, &key, slot, 12, 0, now);
+    remember_lease(&data, &key, slot, 12, 0);
     assert_eq!(shared_lease(&data, &key, slot), Some(11));
-    remember_lease(&data, &key, slot + 1, 13, 0, now);
-    // etcd lost lease 11: forgotten (not a lease that replaced it), and replaced.
-    remember_lease(&data, &key, slot, 0, 99, now);
+    // etcd lost lease 11: forgotten (not a lease that replaced it), then replaced.
+    remember_lease(&data, &key, slot, 0, 99);
     assert_eq!(shared_lease(&data, &key, slot), Some(11));
-    remember_lease(&data, &key, slot, 0, 11, now);
+    remember_lease(&data, &key, slot, 0, 11);
     assert_eq!(shared_lease(&data, &key, slot), None);
-    assert_eq!(shared_lease(&data, &key, slot + 1), Some(13));
-    remember_lease(&data, &key, slot, 15, 11, now);
+    remember_lease(&data, &key, slot, 15, 0);
     assert_eq!(shared_lease(&data, &key, slot), Some(15));
-    // Much later, a new lease pushes out the slots that ended.
-    let later = now + 10 * LEASE_SLOT_S + 400;
-    remember_lease(&data, &key, lease_slot(later + 301), 14, 0, later);
-    assert_eq!(shared_lease(&data, &key, slot + 1), None);
-    assert_eq!(data.get(&key).unwrap().0.len(), 16);
+    // The slot LEASE_RING later has the same record: the old lease is not its.
+    let later = slot + LEASE_RING;
+    assert_eq!(lease_key(&store(), later), key);
+    assert_eq!(shared_lease(&data, &key, later), None);
+    remember_lease(&data, &key, later, 16, 0);
+    assert_eq!(shared_lease(&data, &key, later), Some(16));
+    assert_eq!(shared_lease(&data, &key, slot), None);
+    // The longest window fits the ring.
+    assert!(LEASE_RING * LEASE_SLOT_S > 3901 + LEASE_SLOT_S + LEASE_AHEAD_S);
     // Another namespace keeps its own leases.
     let other = EtcdStore {
         prefix: "/other/".into(),
         ..store()
     };
-    assert_ne!(leases_key(&other), key);
+    assert_ne!(lease_key(&other, slot), key);
 }
