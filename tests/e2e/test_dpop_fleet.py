@@ -106,12 +106,23 @@ class DpopFleet(ClassStack):
             for envoy in (self.a, self.b):
                 eventually(lambda: self.healthy_members(envoy), lambda n: n == 2, timeout=10,
                            what="Envoy's health checks drop the stopped member")
-            # A new leader may take an election: wait until proofs pass again (bounded).
-            eventually(lambda: self.send(self.a, self.client.proof()).status,
-                       lambda s: s == 200, timeout=10, what="the store answers with 2 of 3")
+            # A new leader may take an election, and each Envoy's workers learn of the health
+            # check's verdict a moment after its main thread: wait until fresh proofs pass on
+            # both, three in a row (bounded).
+            for envoy in (self.a, self.b):
+                eventually(lambda: [self.send(envoy, self.client.proof()).status
+                                    for _ in range(3)],
+                           lambda s: s == [200] * 3, timeout=10,
+                           what="the store answers with 2 of 3")
+            exact = 0
             for _ in range(20):
                 statuses = sorted(r.status for r in self.both_at_once(self.client.proof()))
-                self.assertEqual(statuses, [200, 401])
+                # Never accepted twice. A call that meets a connection etcd or the stopped
+                # member just closed is Envoy's 503 at once (fail closed, never retried: a
+                # retried create could find its own key and refuse a first use).
+                self.assertIn(statuses, ([200, 401], [200, 503], [401, 503], [503, 503]))
+                exact += statuses == [200, 401]
+            self.assertGreaterEqual(exact, 18)
         finally:
             self.etcd.start_member(0)
             for envoy in (self.a, self.b):
