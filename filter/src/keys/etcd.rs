@@ -14,14 +14,17 @@
 //! first request that needs it or ahead of time on a tick, for long enough that it outlives
 //! every window ending in its slot, and shared by all workers through shared data. etcd
 //! never expires a lease before its TTL (a new leader extends them), so a key lives at least
-//! as long as its proof could pass.
+//! as long as its proof could pass. Slots are short because etcd deletes a lease's keys in
+//! one step that holds up its other writes: the keys of a 60 s slot (18,000 at 300 proofs
+//! per second) stalled a loaded three-member cluster for up to 2.2 s in `make soak-dpop`,
+//! past the requests' timeout; a 5 s slot's are a twelfth of that.
 
 use crate::keys::shared::{SharedData, update_bytes};
 use crate::policy::dpop::{EtcdStore, ProofUse};
 use serde_json::Value;
 
 /// Window ends that share a lease, in seconds.
-pub const LEASE_SLOT_S: u64 = 60;
+pub const LEASE_SLOT_S: u64 = 5;
 /// How much longer than its slot a lease is granted for: the time from its grant to the
 /// first key written under it, and clocks that differ.
 const LEASE_MARGIN_S: u64 = 30;
@@ -32,8 +35,8 @@ pub const GRANT_PATH: &str = "/v3/lease/grant";
 /// The largest answer read (etcd's are a few hundred bytes).
 pub const MAX_ANSWER_BYTES: usize = 4096;
 /// Lease records per etcd namespace in shared data, reused in turn: more than the slots a
-/// window of 3,901 s (the longest) spans, 66.
-const LEASE_RING: u64 = 128;
+/// window of 3,901 s (the longest) spans, 781.
+const LEASE_RING: u64 = 1024;
 
 /// A proof's key in etcd: the prefix and 16 bytes of its id in hex.
 pub fn key(store: &EtcdStore, proof: &ProofUse) -> String {
