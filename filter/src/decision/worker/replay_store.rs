@@ -23,16 +23,19 @@ use crate::decision::outcome::Refusal;
 use crate::http::request::HeaderChanges;
 use crate::jose::verify::SignatureVerifier;
 use crate::keys::etcd::{self, Txn};
+use crate::keys::shared;
 use crate::policy::dpop::{DpopMode, EtcdStore, ProofUse};
 use crate::policy::response::{Failure, REPLAY_STORE_UNAVAILABLE};
 use std::cell::{Cell, RefCell};
 
-/// How often a tick looks for leases to grant ahead of need.
+/// How often a tick looks for leases to grant ahead of need, and how many it asks for at
+/// most each time, per provider.
 const AHEAD_EVERY_MS: u64 = 1000;
+const AHEAD_GRANTS: usize = 4;
 
 /// The requests that wait for the providers' replay stores.
 pub(super) struct Stores {
-    /// By provider index: with a replay store, its longest window.
+    /// By provider index: with a replay store, the window of a proof issued now.
     spans: Vec<Option<u64>>,
     state: RefCell<State>,
     /// When leases were last looked at ahead of need.
@@ -76,7 +79,7 @@ impl Stores {
         let spans = (config.providers.iter())
             .map(|p| {
                 let with = p.dpop.store.is_some() && p.dpop.mode != DpopMode::Disabled;
-                with.then(|| p.dpop.replay_span_s())
+                with.then(|| p.dpop.replay_until_s(0))
             })
             .collect();
         Stores {
@@ -344,22 +347,42 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     }
 
     /// A tick: requests that waited too long get the unavailable answer (Envoy's own call
-    /// timeout normally comes first), and the leases needed soon are granted ahead.
+    /// timeout normally comes first), and the leases needed soon are granted ahead: those
+    /// of the slots from the window of a proof issued now to `LEASE_AHEAD_S` later (after a
+    /// start, the slot proofs need now first; then one slot every `LEASE_SLOT_S`). Each VM
+    /// looks at its own phase of the second (from its worker number), so that one grants
+    /// and the others find its lease recorded.
     pub(super) fn store_tick(&self, now_ms: u64) {
         for context in self.stores.waiting(&|c| now_ms >= c.deadline_ms) {
             self.conclude_async(context, Err("no answer in time"));
         }
-        if now_ms < self.stores.ahead_at_ms.get() {
+        let at = self.stores.ahead_at_ms.get();
+        if at == 0 {
+            let n = shared::worker_number(self.host.shared()).unwrap_or(0);
+            self.stores
+                .ahead_at_ms
+                .set(now_ms + n % 10 * (AHEAD_EVERY_MS / 10) + 1);
+            return;
+        }
+        if now_ms < at {
             return;
         }
         self.stores.ahead_at_ms.set(now_ms + AHEAD_EVERY_MS);
-        for (index, span_s) in self.stores.spans.iter().enumerate() {
+        let now_s = now_ms / 1000;
+        for (index, spans) in self.stores.spans.iter().enumerate() {
             let provider = ProviderId(index);
-            if let (Some(span_s), Some(store)) = (span_s, self.store(provider)) {
-                let slot = etcd::lease_slot(now_ms / 1000 + span_s + etcd::LEASE_AHEAD_S);
+            let (Some(now_until), Some(store)) = (spans, self.store(provider)) else {
+                continue;
+            };
+            let first = etcd::lease_slot(now_s + now_until);
+            let last = etcd::lease_slot(now_s + now_until + etcd::LEASE_AHEAD_S);
+            let mut granted = 0;
+            for slot in first..=last {
                 let leases = etcd::lease_key(store, slot);
-                if etcd::shared_lease(self.host.shared(), &leases, slot).is_none() {
-                    self.grant(provider, slot, self.root);
+                if granted < AHEAD_GRANTS
+                    && etcd::shared_lease(self.host.shared(), &leases, slot).is_none()
+                {
+                    granted += usize::from(self.grant(provider, slot, self.root));
                 }
             }
         }
