@@ -210,6 +210,7 @@ fn main() {
             .map(|i| jwt_filter::policy::dpop::ProofUse {
                 id: jwt_filter::jose::jwks::sha256(&i.to_be_bytes()),
                 until_s: NOW + 300,
+                nonce: None,
             })
             .collect();
         let cache = replay::ReplayCache::new(replay::Geometry::for_span(331));

@@ -18,11 +18,12 @@ impl FromJson<'_> for Format {
 
 /// Headers `denials.headers` may not set: those the filter sets on a denial, those the
 /// host makes of its status and body, and hop-by-hop ones.
-const RESERVED: [&str; 16] = [
+const RESERVED: [&str; 17] = [
     "content-type",
     "content-length",
     "cache-control",
     "www-authenticate",
+    "dpop-nonce",
     "retry-after",
     "location",
     "accept-encoding",

@@ -1,10 +1,39 @@
 //! A provider's `dpop`: DPoP-bound tokens (RFC 9449).
 
 use super::read::Node;
+use super::secret::{Env, Given, given};
 use super::{ConfigError, compile_algorithms, err, fields};
-use crate::policy::dpop::{DpopPolicy, EtcdStore};
+use crate::policy::dpop::nonce::{MAX_SECRETS, MIN_SECRET_BYTES, Nonces};
+use crate::policy::dpop::{DpopMode, DpopPolicy, EtcdStore};
 
-pub(super) fn compile_dpop(node: &Node) -> Result<DpopPolicy, ConfigError> {
+/// `dpop.nonce`: its secrets (inline or from the environment), never shown in an error.
+fn compile_nonce(node: &Node, env: &Env) -> Result<Nonces, ConfigError> {
+    let [secrets, lifetime_s] = &node.fields(&fields::NONCE)?;
+    let list: Vec<Node> = secrets.req()?;
+    if list.is_empty() || list.len() > MAX_SECRETS {
+        return err(secrets.path(), "must list 1 to 4 secrets");
+    }
+    let mut keys = Vec::with_capacity(list.len());
+    for item in &list {
+        let (text, at, from) = match given(item, env)? {
+            Given::Inline(node) => match node.value {
+                serde_json::Value::String(text) => (text.clone(), node.path, String::new()),
+                _ => return node.err("must be a string or {\"env\": NAME}"),
+            },
+            Given::Env { text, at, from } => (text, at, from),
+        };
+        if text.len() < MIN_SECRET_BYTES {
+            return err(
+                at,
+                from + "must be at least 32 bytes (HMAC-SHA256's key length)",
+            );
+        }
+        keys.push(text.into_bytes());
+    }
+    Ok(Nonces::new(keys, lifetime_s.within()?))
+}
+
+pub(super) fn compile_dpop(node: &Node, env: &Env) -> Result<DpopPolicy, ConfigError> {
     let [
         mode,
         algorithms,
@@ -12,6 +41,7 @@ pub(super) fn compile_dpop(node: &Node) -> Result<DpopPolicy, ConfigError> {
         iat_leeway_s,
         origin,
         replay_store,
+        nonce,
     ] = &node.fields(&fields::DPOP)?;
     let default_algorithms = !algorithms.has();
     // The default, every public-key algorithm, is `DpopPolicy`'s own (the table shows it).
@@ -54,11 +84,20 @@ pub(super) fn compile_dpop(node: &Node) -> Result<DpopPolicy, ConfigError> {
             Some(compile_etcd(&etcd.req()?)?)
         }
     };
+    let mode = mode.or_default()?;
+    let nonce = match nonce.get::<Node>()? {
+        None => None,
+        Some(_) if mode == DpopMode::Disabled => {
+            return err(nonce.path(), "nonces need DPoP: mode is disabled");
+        }
+        Some(node) => Some(compile_nonce(&node, env)?),
+    };
     Ok(DpopPolicy {
         default_algorithms,
         store,
+        nonce,
         ..DpopPolicy::new(
-            mode.or_default()?,
+            mode,
             algorithms,
             iat_offset_s.within()?,
             iat_leeway_s.within()?,

@@ -605,7 +605,7 @@ pub static CLAIM_TO_PROPERTY: [Spec; 2] = [
 ];
 
 /// dpop
-pub static DPOP: [Spec; 6] = [
+pub static DPOP: [Spec; 7] = [
     field(
         "mode",
         Ty::Enum(&["allowed", "required", "disabled"]),
@@ -636,6 +636,25 @@ pub static DPOP: [Spec; 6] = [
         Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/replay_store"}]}"##),
         "A replay store every gateway of a fleet shares, asked after the replay cache of this Envoy: a proof accepted by one gateway is then refused by all. Default: none (each Envoy's own cache only).",
     ),
+    field(
+        "nonce",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/nonce"}]}"##),
+        "Server nonces (RFC 9449 sections 8 and 9): every proof must carry a nonce this provider issued (401 use_dpop_nonce with a fresh one in DPoP-Nonce otherwise), and a proof's replay window ends with its nonce's. Default: none (no nonce asked for).",
+    ),
+];
+
+/// nonce
+pub static NONCE: [Spec; 2] = [
+    field(
+        "secrets",
+        Ty::Json(r##"{"type":"array","minItems":1,"maxItems":4,"items":{"anyOf":[{"type":"string","minLength":32},{"$ref":"#/$defs/env"}]}}"##),
+        r#"Required: 1 to 4 secrets of at least 32 bytes each (HMAC-SHA256's key length), inline or {"env": "NAME"}; the first signs the nonces, every one is accepted (a rollover). Gateways with the same secrets and lifetime_s accept each other's nonces, with no shared state."#,
+    ).required(),
+    field(
+        "lifetime_s",
+        Ty::Int,
+        "The longest a nonce is accepted, in seconds: nonces are issued per slot of lifetime_s / 2 and accepted in their slot and the next, so for between lifetime_s / 2 and lifetime_s after their issue (plus iat_leeway_s for a gateway whose clock runs ahead).",
+    ).preset(int!(60, 10, 3600)),
 ];
 
 /// replay store
@@ -1255,6 +1274,13 @@ pub static OBJECTS: &[Object] = &[
         title: "dpop",
         doc: "DPoP-bound tokens (RFC 9449): which schemes are accepted, and what a proof may use.",
         fields: &DPOP,
+        constraints: None,
+    },
+    Object {
+        def: "nonce",
+        title: "nonce",
+        doc: "Stateless server nonces: the base64url of a time slot and a truncated HMAC-SHA256 of it under the first secret (docs/security.md, \"Server nonces\").",
+        fields: &NONCE,
         constraints: None,
     },
     Object {

@@ -174,7 +174,7 @@ pub(super) fn compile_provider(
         claim_to_properties: properties,
         dpop: match dpop.get::<Node>()? {
             None => DpopPolicy::default(),
-            Some(node) => compile_dpop(&node)?,
+            Some(node) => compile_dpop(&node, env)?,
         },
         mtls: match mtls.get::<Node>()? {
             None => MtlsMode::default(),

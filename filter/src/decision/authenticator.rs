@@ -412,8 +412,10 @@ impl<V: SignatureVerifier> Authenticator<V> {
             .map(|p| &self.config.provider(p).dpop)
             .filter(|d| d.mode != DpopMode::Disabled)
         {
-            let error_in_dpop =
-                matches!(failure, Failure::InvalidDpopProof(_)) || binding::uses_dpop_scheme(req);
+            let error_in_dpop = matches!(
+                failure,
+                Failure::InvalidDpopProof(_) | Failure::UseDpopNonce { .. }
+            ) || binding::uses_dpop_scheme(req);
             reply.add_dpop_challenge(&dpop.algs, error_in_dpop, dpop.mode == DpopMode::Required);
         }
         if let Some(denials) = &self.config.denials {
@@ -486,6 +488,10 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 if v.proof.is_some() {
                     changes.remove.push("dpop".to_string());
                 }
+            }
+            // The proof's server nonce has rolled: the answer carries the current one.
+            if let Some(nonce) = v.proof.as_ref().and_then(|p| p.nonce.clone()) {
+                changes.response.push(("dpop-nonce".to_string(), nonce));
             }
             if let Some(header) = &provider.forward_payload_header {
                 changes

@@ -195,6 +195,8 @@ struct Streams {
     reading: Vec<Waiting>,
     /// The form bodies of streams not yet decided, by context.
     bodies: Vec<(u32, Vec<u8>)>,
+    /// Headers for the responses of streams let through (a fresh `DPoP-Nonce`), by context.
+    responding: Vec<(u32, Vec<(String, String)>)>,
 }
 
 /// The filter on one worker: its requests' decisions and streams; the remote key sets are
@@ -329,7 +331,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     Some((provider, proof)) => {
                         self.check_store(context, provider, &proof, allowing)
                     }
-                    None => self.pass(allowing),
+                    None => self.pass(context, allowing),
                 }
             }
             Ok(Pass::Serve(document)) => {
@@ -607,9 +609,19 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             streams.waiting.retain(|w| w.context != context);
             streams.reading.retain(|w| w.context != context);
             streams.bodies.retain(|(c, _)| *c != context);
+            streams.responding.retain(|(c, _)| *c != context);
         }
         self.fetcher.forget(self.host.shared(), context);
         self.stores.forget(context);
+    }
+
+    /// The headers to add to stream `context`'s response (once).
+    pub fn response_headers(&self, context: u32) -> Vec<(String, String)> {
+        let mut streams = self.streams.borrow_mut();
+        match streams.responding.iter().position(|(c, _)| *c == context) {
+            Some(i) => streams.responding.swap_remove(i).1,
+            None => Vec::new(),
+        }
     }
 
     /// How many requests wait for keys.

@@ -248,6 +248,8 @@ pub struct HeaderChanges {
     /// The request body to send instead of the one received (a form body without its
     /// token); `content-length`, if the request has one, is among `set`.
     pub body: Option<String>,
+    /// Headers to add to the response the upstream sends back (a fresh `DPoP-Nonce`).
+    pub response: Vec<(String, String)>,
 }
 
 #[cfg(test)]

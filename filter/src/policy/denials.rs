@@ -75,7 +75,7 @@ impl Kind {
             Failure::InvalidRequest(_) => Kind::InvalidRequest,
             Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => Kind::Unavailable,
             Failure::AccessDenied => Kind::AccessDenied,
-            Failure::InvalidDpopProof(_) => Kind::InvalidDpopProof,
+            Failure::InvalidDpopProof(_) | Failure::UseDpopNonce { .. } => Kind::InvalidDpopProof,
             Failure::BodyTooLarge => Kind::BodyTooLarge,
             Failure::BodyTimeout => Kind::BodyTimeout,
             Failure::EncodedBody => Kind::EncodedBody,

@@ -12,7 +12,9 @@
 //! authorities read by `authority.rs`);
 //! `jti` is present; `ath` is the base64url SHA-256 of the access token. Whether the proof's
 //! key is the token's (`cnf.jkt`) and whether its `jti` was seen before are decided by the
-//! caller (`binding`, `replay`). Server nonces (section 8) are not issued.
+//! caller (`binding`, `replay`). With server nonces (`nonce.rs`, sections 8 and 9), the
+//! proof's `nonce` must be one of the provider's, checked last: a proof refused for its
+//! nonce alone is one the client can send again with a fresh nonce.
 
 use crate::http::authority::{self, Authority};
 use crate::http::path;
@@ -22,7 +24,10 @@ use crate::jose::base64url;
 use crate::jose::jwks;
 use crate::jose::jws;
 use crate::jose::verify::{self, SignatureVerifier};
+use nonce::{NonceError, Nonces};
 use serde_json::Value;
+
+pub mod nonce;
 
 /// Whether a provider accepts DPoP-bound tokens and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +49,8 @@ pub struct DpopPolicy {
     pub algs: String,
     /// The fleet-wide replay store, asked after the local cache (`dpop.replay_store`).
     pub store: Option<EtcdStore>,
+    /// Server nonces every proof must carry (`dpop.nonce`), when configured.
+    pub nonce: Option<Nonces>,
 }
 
 /// etcd as the replay store every gateway of a fleet shares: each proof is written there
@@ -97,17 +104,24 @@ impl DpopPolicy {
 impl DpopPolicy {
     /// Until when (unix seconds) a proof issued at `iat_s` could still pass, so a replay
     /// must be refused: while its `iat` is within `iat_offset_s`, plus one second for the
-    /// fraction `iat` may carry. When server nonces are required (RFC 9449 section 9), a
-    /// proof's window is its nonce's lifetime instead: this is where that goes, and
-    /// `replay_span_s` with it.
-    pub fn replay_until_s(&self, iat_s: u64) -> u64 {
-        iat_s.saturating_add(self.iat_offset_s + 1)
+    /// fraction `iat` may carry; and, when server nonces are required (RFC 9449 section 9),
+    /// no later than its nonce is accepted (`nonce_until_s`).
+    pub fn replay_until_s(&self, iat_s: u64, nonce_until_s: Option<u64>) -> u64 {
+        let by_iat = iat_s.saturating_add(self.iat_offset_s + 1);
+        nonce_until_s.map_or(by_iat, |n| by_iat.min(n))
+    }
+
+    /// How long a proof's window lasts: `replay_until_s` of a proof issued at 0 whose
+    /// nonce, if nonces are required, lives its whole lifetime.
+    pub fn window_s(&self) -> u64 {
+        self.replay_until_s(0, self.nonce.as_ref().map(|n| n.lifetime_s))
     }
 
     /// The longest a proof stays in the replay cache from now: one whose `iat` is as far in
-    /// the future as `iat_leeway_s` allows.
+    /// the future as `iat_leeway_s` allows, or whose nonce's slot begins that far ahead.
     pub fn replay_span_s(&self) -> u64 {
-        self.replay_until_s(self.iat_leeway_s)
+        let nonce = (self.nonce.as_ref()).map(|n| n.lifetime_s.saturating_add(self.iat_leeway_s));
+        self.replay_until_s(self.iat_leeway_s, nonce)
     }
 }
 
@@ -138,6 +152,7 @@ impl DpopPolicy {
             origin,
             algs,
             store: None,
+            nonce: None,
         }
     }
 }
@@ -167,6 +182,9 @@ pub struct Proven {
 pub struct ProofUse {
     pub id: [u8; 32],
     pub until_s: u64,
+    /// A fresh server nonce for the answer (its `DPoP-Nonce` header), when the proof's has
+    /// rolled and will soon be refused (`nonce::Accepted::rolled`).
+    pub nonce: Option<String>,
 }
 
 /// Why a proof is refused (`invalid_dpop_proof`).
@@ -194,6 +212,9 @@ pub enum ProofError {
     JtiMissing,
     AthMissing,
     AthMismatch,
+    /// Server nonces are required and the proof's is missing or not accepted: 401
+    /// `use_dpop_nonce` with a fresh one.
+    Nonce(NonceError),
 }
 
 impl ProofError {
@@ -220,6 +241,7 @@ impl ProofError {
             ProofError::JtiMissing => "Missing 'jti' in DPoP proof",
             ProofError::AthMissing => "Missing 'ath' claim in DPoP proof",
             ProofError::AthMismatch => "DPoP Proof 'ath' mismatch",
+            ProofError::Nonce(e) => e.message(),
         }
     }
 }
@@ -321,12 +343,23 @@ pub fn check<V: SignatureVerifier>(
     if !verifier.verify(jws.alg, &key, jws.signing_input.as_bytes(), &jws.signature) {
         return Err(ProofError::Signature);
     }
+    // Last: a proof refused for its nonce alone is good to send again with a fresh one.
+    let accepted = match (&policy.nonce, claims.get("nonce")) {
+        (None, _) => None,
+        (Some(nonces), Some(Value::String(given))) => {
+            Some((nonces.check(given, now, policy.iat_leeway_s)).map_err(ProofError::Nonce)?)
+        }
+        (Some(_), _) => return Err(ProofError::Nonce(NonceError::Missing)),
+    };
     let iat_s = iat.max(0.0) as u64;
     let id = jwks::sha256(&[&jkt[..], &iat_s.to_be_bytes(), jti.as_bytes()].concat());
-    let until_s = policy.replay_until_s(iat_s);
+    let until_s = policy.replay_until_s(iat_s, accepted.map(|a| a.until_s));
+    let nonce = (policy.nonce.as_ref())
+        .filter(|_| accepted.is_some_and(|a| a.rolled))
+        .map(|n| n.issue(now));
     Ok(Proven {
         jkt,
-        seen: ProofUse { id, until_s },
+        seen: ProofUse { id, until_s, nonce },
     })
 }
 

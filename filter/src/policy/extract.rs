@@ -740,6 +740,7 @@ mod tests {
                 .collect(),
             properties: vec![],
             body: body.map(str::to_string),
+            response: vec![],
         };
         assert_eq!(
             removal(&req, &sources[0], Some("authorization")),

@@ -20,10 +20,11 @@ pub enum Reason {
     AccessDenied,
     InvalidDpopProof,
     InsufficientUserAuthentication,
+    UseDpopNonce,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::Missing,
         Reason::Invalid,
         Reason::Expired,
@@ -33,6 +34,7 @@ impl Reason {
         Reason::AccessDenied,
         Reason::InvalidDpopProof,
         Reason::InsufficientUserAuthentication,
+        Reason::UseDpopNonce,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +48,7 @@ impl Reason {
             Reason::AccessDenied => "access_denied",
             Reason::InvalidDpopProof => "invalid_dpop_proof",
             Reason::InsufficientUserAuthentication => "insufficient_user_authentication",
+            Reason::UseDpopNonce => "use_dpop_nonce",
         }
     }
 
@@ -67,6 +70,7 @@ impl Reason {
             Reason::InsufficientUserAuthentication => {
                 "jwt_filter_denied{insufficient_user_authentication}"
             }
+            Reason::UseDpopNonce => "jwt_filter_denied{use_dpop_nonce}",
         }
     }
 }
@@ -103,6 +107,13 @@ pub enum Failure {
     },
     /// A DPoP proof that fails a check of RFC 9449 (or was seen before).
     InvalidDpopProof(&'static str),
+    /// A DPoP proof without the server nonce it needs, or with one no longer (or never)
+    /// accepted (RFC 9449 section 9): 401 `use_dpop_nonce` with `nonce`, a fresh one, in
+    /// `DPoP-Nonce`.
+    UseDpopNonce {
+        description: &'static str,
+        nonce: String,
+    },
     /// The DPoP replay cache cannot take the proof now (full of live proofs, or shared
     /// data refused the write), or the fleet's replay store did not answer: `message` says
     /// which.
@@ -152,6 +163,7 @@ impl Failure {
             Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => Reason::Unavailable,
             Failure::AccessDenied => Reason::AccessDenied,
             Failure::InvalidDpopProof(_) => Reason::InvalidDpopProof,
+            Failure::UseDpopNonce { .. } => Reason::UseDpopNonce,
             Failure::InsufficientUserAuthentication { .. } => {
                 Reason::InsufficientUserAuthentication
             }
@@ -164,6 +176,7 @@ impl Failure {
             Failure::Missing
             | Failure::InvalidToken { .. }
             | Failure::InvalidDpopProof(_)
+            | Failure::UseDpopNonce { .. }
             | Failure::InsufficientUserAuthentication { .. } => 401,
             Failure::InvalidRequest(_) => 400,
             Failure::InsufficientScope { .. } | Failure::AccessDenied => 403,
@@ -179,6 +192,7 @@ impl Failure {
             Failure::Missing
             | Failure::InvalidToken { .. }
             | Failure::InvalidDpopProof(_)
+            | Failure::UseDpopNonce { .. }
             | Failure::InsufficientUserAuthentication { .. } => GRPC_UNAUTHENTICATED,
             Failure::InvalidRequest(_)
             | Failure::BodyTooLarge
@@ -196,7 +210,9 @@ impl Failure {
             Failure::Missing => 0,
             Failure::AccessDenied => 1,
             Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => 2,
-            Failure::InvalidToken { .. } | Failure::InvalidDpopProof(_) => 3,
+            Failure::InvalidToken { .. }
+            | Failure::InvalidDpopProof(_)
+            | Failure::UseDpopNonce { .. } => 3,
             Failure::InsufficientScope { .. } | Failure::InsufficientUserAuthentication { .. } => 4,
             Failure::InvalidRequest(_)
             | Failure::BodyTooLarge
@@ -347,6 +363,7 @@ impl Failure {
                 "Compressed form bodies are not read for an access token",
             ),
             Failure::InvalidDpopProof(d) => ("invalid_dpop_proof", d),
+            Failure::UseDpopNonce { description: d, .. } => ("use_dpop_nonce", d),
             Failure::InsufficientUserAuthentication { description: d, .. } => {
                 ("insufficient_user_authentication", d)
             }
@@ -364,7 +381,8 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Reply {
         Failure::Missing => Some(format!("Bearer realm=\"{realm}\"")),
         Failure::InvalidRequest(_)
         | Failure::InvalidToken { .. }
-        | Failure::InvalidDpopProof(_) => Some(challenge()),
+        | Failure::InvalidDpopProof(_)
+        | Failure::UseDpopNonce { .. } => Some(challenge()),
         Failure::InsufficientScope { scopes, .. } => {
             let mut value = challenge();
             if let Some(scopes) = scopes {
@@ -411,8 +429,10 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Reply {
     {
         headers.push(("retry-after".into(), retry_after_s.to_string()));
     }
-    if let Failure::EncodedBody = failure {
-        headers.push(("accept-encoding".into(), "identity".to_string()));
+    match failure {
+        Failure::EncodedBody => headers.push(("accept-encoding".into(), "identity".to_string())),
+        Failure::UseDpopNonce { nonce, .. } => headers.push(("dpop-nonce".into(), nonce.clone())),
+        _ => {}
     }
     let body = match grpc {
         true => message.into_owned(),

@@ -19,6 +19,7 @@ pub const CAS_MISMATCH: Status = Status(8);
 
 /// Enum values of the ABI.
 pub const REQUEST_HEADERS: u32 = 0;
+pub const RESPONSE_HEADERS: u32 = 2;
 pub const REQUEST_BODY: u32 = 0;
 pub const CALL_RESPONSE_HEADERS: u32 = 6;
 pub const CALL_RESPONSE_BODY: u32 = 4;

@@ -59,6 +59,11 @@ pub fn apply(changes: &HeaderChanges) {
     }
 }
 
+/// Sets header `name` of the current stream's response (replacing any instance).
+pub fn add_response_header(name: &str, value: &str) {
+    let _ = abi::replace_header(abi::RESPONSE_HEADERS, name, value);
+}
+
 /// The current stream's request body as buffered so far, at most `size` bytes.
 pub fn request_body(size: usize) -> Vec<u8> {
     abi::buffer(abi::REQUEST_BODY, size).unwrap_or_default()

@@ -171,4 +171,11 @@ impl HttpContext for Stream {
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
         self.on_request_data(true)
     }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        for (name, value) in self.plugin.response_headers(self.id) {
+            host::add_response_header(&name, &value);
+        }
+        Action::Continue
+    }
 }

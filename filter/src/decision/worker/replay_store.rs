@@ -79,7 +79,7 @@ impl Stores {
         let spans = (config.providers.iter())
             .map(|p| {
                 let with = p.dpop.store.is_some() && p.dpop.mode != DpopMode::Disabled;
-                with.then(|| p.dpop.replay_until_s(0))
+                with.then(|| p.dpop.window_s())
             })
             .collect();
         Stores {
@@ -143,7 +143,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         allowing: Allowing,
     ) -> Next {
         let Some(store) = self.store(provider) else {
-            return self.pass(allowing);
+            return self.pass(context, allowing);
         };
         let checking = Checking {
             context,
@@ -317,7 +317,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// The current stream's answer for `checking`'s `verdict`.
     fn conclude(&self, checking: Checking, verdict: Verdict) -> Next {
         let failure = match verdict {
-            Ok(true) => return self.pass(checking.allowing),
+            Ok(true) => return self.pass(checking.context, checking.allowing),
             Ok(false) => Failure::InvalidDpopProof("DPoP proof 'jti' was used before"),
             Err(why) => {
                 self.host.count(Metric::StoreFailed, 1);
@@ -327,7 +327,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                     format_args!("dpop replay store unavailable ({why}), local_only={local_only}"),
                 );
                 if local_only {
-                    return self.pass(checking.allowing);
+                    return self.pass(checking.context, checking.allowing);
                 }
                 Failure::ReplayCacheFull {
                     retry_after_s: 1,
@@ -338,8 +338,13 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         self.refuse_body(failure, Some(checking.provider))
     }
 
-    /// Lets the current stream's request go on as it was decided.
-    pub(super) fn pass(&self, allowing: Allowing) -> Next {
+    /// Lets the current stream `context`'s request go on as it was decided.
+    pub(super) fn pass(&self, context: u32, mut allowing: Allowing) -> Next {
+        let response = std::mem::take(&mut allowing.changes.response);
+        if !response.is_empty() {
+            let mut streams = self.streams.borrow_mut();
+            streams.responding.push((context, response));
+        }
         for provider in allowing.verified {
             self.host.count_provider(provider, None);
         }

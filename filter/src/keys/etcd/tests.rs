@@ -18,6 +18,7 @@ fn a_proofs_key_is_the_prefix_and_16_bytes_of_its_id() {
     let proof = ProofUse {
         id: [7; 32],
         until_s: 1_700_000_301,
+        nonce: None,
     };
     assert_eq!(
         key(&store(), &proof),

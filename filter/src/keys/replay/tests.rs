@@ -66,6 +66,7 @@ fn proof(n: u64, until_s: u64) -> ProofUse {
     ProofUse {
         id: digest.as_ref().try_into().unwrap(),
         until_s,
+        nonce: None,
     }
 }
 
