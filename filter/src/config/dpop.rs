@@ -16,11 +16,12 @@ fn compile_nonce(node: &Node, env: &Env) -> Result<Nonces, ConfigError> {
     let mut keys = Vec::with_capacity(list.len());
     for item in &list {
         let (text, at, from) = match given(item, env)? {
-            Given::Inline(node) => match node.value {
-                serde_json::Value::String(text) => (text.clone(), node.path, String::new()),
-                _ => return node.err("must be a string or {\"env\": NAME}"),
-            },
             Given::Env { text, at, from } => (text, at, from),
+            Given::Inline(Node {
+                value: serde_json::Value::String(text),
+                path,
+            }) => (text.clone(), path, String::new()),
+            Given::Inline(node) => return node.err("must be a string or {\"env\": NAME}"),
         };
         if text.len() < MIN_SECRET_BYTES {
             return err(

@@ -141,8 +141,8 @@ pub fn check_token<V: SignatureVerifier>(
             let proof = dpop_headers(req).next().unwrap_or_default();
             let proven = dpop::check(proof, token, req, policy, now, max_proof_bytes, verifier)
                 .map_err(|e| match (e, &policy.nonce) {
-                    (dpop::ProofError::Nonce(why), Some(nonces)) => Failure::UseDpopNonce {
-                        description: why.message(),
+                    (dpop::ProofError::Nonce(_), Some(nonces)) => Failure::UseDpopNonce {
+                        description: e.message(),
                         nonce: nonces.issue(now),
                     },
                     _ => Failure::InvalidDpopProof(e.message()),

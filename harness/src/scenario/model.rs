@@ -455,4 +455,7 @@ pub struct Expect {
     /// Each must be a substring of some host-detected ABI misuse. Misuse not expected here
     /// fails the step.
     pub violations: Option<Vec<String>>,
+    /// Variable → response header name: the header's value (it must be there) becomes
+    /// `${variable}` for the steps after this one, as a later DPoP proof's `nonce`.
+    pub save: Option<BTreeMap<String, String>>,
 }

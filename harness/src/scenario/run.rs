@@ -470,7 +470,75 @@ pub(crate) fn request(
     })
 }
 
-/// Mints every token of `tokens` at `now_ms`: the DPoP proofs after the tokens they name.
+/// The `${name}`s a DPoP proof's claims name: such a proof is minted when they are all
+/// known (`mint_deferred`), at its first request after that, not at the start.
+fn deferred_names(spec: &TokenSpec) -> Vec<String> {
+    let mut names = Vec::new();
+    for value in spec.claims.values() {
+        let mut rest = value.as_str().unwrap_or_default();
+        while let Some(start) = rest.find("${") {
+            let Some(end) = rest[start..].find('}') else {
+                break;
+            };
+            names.push(rest[start + 2..start + end].to_string());
+            rest = &rest[start + end + 1..];
+        }
+    }
+    names
+}
+
+/// Mints, at `now_ms`, each deferred DPoP proof (one whose claims name `${variables}`) not
+/// minted yet whose variables are all known now, with them in its claims.
+pub(crate) fn mint_deferred(
+    keys: &mut KeyRing,
+    loaded: &Loaded,
+    tokens: &mut BTreeMap<String, String>,
+    now_ms: u64,
+) -> Result<()> {
+    for (name, spec) in &loaded.scenario.tokens {
+        let names = deferred_names(spec);
+        if spec.dpop_for.is_none()
+            || names.is_empty()
+            || tokens.contains_key(name)
+            || !names.iter().all(|n| tokens.contains_key(n))
+        {
+            continue;
+        }
+        let mut spec = spec.clone();
+        for value in spec.claims.values_mut() {
+            if let Some(text) = value.as_str() {
+                *value = Value::String(interpolate(text, tokens)?);
+            }
+        }
+        let proof = mint_proof(keys, loaded, name, &spec, tokens, now_ms)
+            .with_context(|| format!("token {name:?}"))?;
+        tokens.insert(name.clone(), proof);
+    }
+    Ok(())
+}
+
+/// `expect.save`: each named response header's value of `outcome`, under its variable.
+pub(crate) fn save(
+    e: &Expect,
+    outcome: Option<&Outcome>,
+    tokens: &mut BTreeMap<String, String>,
+) -> Result<()> {
+    let Some(save) = &e.save else {
+        return Ok(());
+    };
+    let outcome = outcome.ok_or_else(|| anyhow!("save: the request has no answer"))?;
+    for (variable, header) in save {
+        let value = (outcome.headers.iter())
+            .find(|(k, _)| k.eq_ignore_ascii_case(header.as_bytes()))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .ok_or_else(|| anyhow!("save: the answer has no {header:?} header"))?;
+        tokens.insert(variable.clone(), value);
+    }
+    Ok(())
+}
+
+/// Mints every token of `tokens` at `now_ms`: the DPoP proofs after the tokens they name
+/// (but the deferred ones: `mint_deferred`).
 pub(crate) fn mint_tokens(
     keys: &mut KeyRing,
     loaded: &Loaded,
@@ -481,6 +549,7 @@ pub(crate) fn mint_tokens(
         .scenario
         .tokens
         .iter()
+        .filter(|(_, spec)| spec.dpop_for.is_none() || deferred_names(spec).is_empty())
         .partition(|(_, spec)| spec.dpop_for.is_some());
     for (name, spec) in plain {
         let token = mint(keys, loaded, spec, now_ms).with_context(|| format!("token {name:?}"))?;
@@ -671,6 +740,7 @@ impl Run<'_> {
 
     fn request(&mut self, spec: &RequestSpec) -> Result<usize> {
         let now_ms = self.now_ms();
+        mint_deferred(self.keys, self.loaded, &mut self.tokens, now_ms)?;
         let request = request(spec, &self.tokens, self.keys, self.loaded, now_ms)?;
         let index = self.proxy.send(spec.worker, &request);
         if spec.wait {
@@ -701,6 +771,7 @@ impl Run<'_> {
             let index = request.ok_or_else(|| anyhow!("request expectations (status, headers, body, upstream, upstream_headers, upstream_body, details, pending, took_ms) need a request or await step"))?;
             let outcome = self.proxy.outcome(index).cloned();
             check_request(e, outcome.as_ref())?;
+            save(e, outcome.as_ref(), &mut self.tokens)?;
             if let Some(expected) = &e.took_ms {
                 let took = self.proxy.took_ms(index).map(Value::from);
                 check(expected, took.as_ref(), "took_ms").map_err(|m| anyhow!(m))?;

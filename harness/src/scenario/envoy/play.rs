@@ -20,7 +20,9 @@ use crate::keys::KeyRing;
 use crate::scenario::expect::check;
 use crate::scenario::load::Loaded;
 use crate::scenario::model::{Action, Expect, Step};
-use crate::scenario::run::{build_clusters, build_routes, check_request, request, split_call};
+use crate::scenario::run::{
+    build_clusters, build_routes, check_request, mint_deferred, request, save, split_call,
+};
 use crate::time::parse_millis;
 
 /// How long the calls the servers saw may take to match a `calls` expectation.
@@ -146,6 +148,7 @@ impl<'a> Play<'a> {
                 let now_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)?
                     .as_millis() as u64;
+                mint_deferred(self.keys, self.loaded, &mut self.tokens, now_ms)?;
                 let mut r = request(spec, &self.tokens, self.keys, self.loaded, now_ms)?;
                 // A request whose details are expected goes with the id the harness's host
                 // gives it (unless it has its own), so that the access log names it and both
@@ -255,7 +258,11 @@ impl<'a> Play<'a> {
         if let (Some(o), Some(id), Some(_)) = (outcome.as_mut(), &request_id, &expect.details) {
             o.details = self.envoy.details(id, DETAILS_GRACE);
         }
-        self.check(expect, outcome.as_ref())
+        let verdict = self.check(expect, outcome.as_ref())?;
+        if verdict.is_none() {
+            save(expect, outcome.as_ref(), &mut self.tokens)?;
+        }
+        Ok(verdict)
     }
 
     fn upstream_count(&self) -> usize {
