@@ -1756,3 +1756,91 @@ fn a_resource_covers_its_path_and_the_paths_under_it() {
         assert!(root.covers(path), "{path}");
     }
 }
+
+#[test]
+fn dpop_nonce_secrets_come_inline_or_from_the_environment_and_are_long_enough() {
+    use crate::policy::dpop::nonce::Nonces;
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    let nonce = |value: Value| {
+        move |v: &mut Value| v["providers"]["auth0"]["dpop"] = json!({"nonce": value})
+    };
+    let read = |env: &[(&str, &str)], value: Value| {
+        parse_in(env, nonce(value)).map(|c| c.providers[0].dpop.nonce.clone())
+    };
+    let inline = read(&[], json!({"secrets": [SECRET]})).unwrap();
+    assert_eq!(inline, Some(Nonces::new(vec![SECRET.into()], 60)));
+    let from_env = read(
+        &[("NONCE", SECRET)],
+        json!({"secrets": [{"env": "NONCE"}, "an older secret, 32 bytes or more"], "lifetime_s": 120}),
+    )
+    .unwrap();
+    assert_eq!(
+        from_env,
+        Some(Nonces::new(
+            vec![SECRET.into(), "an older secret, 32 bytes or more".into()],
+            120
+        ))
+    );
+    // Nonces shorten the replay window: the nonce's lifetime, not iat_offset_s (300 s).
+    let c = parse_in(&[], nonce(json!({"secrets": [SECRET]}))).unwrap();
+    assert_eq!(c.providers[0].dpop.window_s(), 60);
+    assert_eq!(c.replay_span_s(), 90);
+    let at = "providers.auth0.dpop.nonce";
+    let short = SECRET.get(1..).unwrap();
+    for (env, value, want) in [
+        (vec![], json!({}), format!("{at}: missing field `secrets`")),
+        (
+            vec![],
+            json!({"secrets": []}),
+            format!("{at}.secrets: must list 1 to 4"),
+        ),
+        (
+            vec![],
+            json!({"secrets": [SECRET, SECRET, SECRET, SECRET, SECRET]}),
+            format!("{at}.secrets: must list 1 to 4"),
+        ),
+        (
+            vec![],
+            json!({"secrets": [short]}),
+            format!("{at}.secrets[0]: must be at least 32 bytes"),
+        ),
+        (
+            vec![("NONCE", short)],
+            json!({"secrets": [SECRET, {"env": "NONCE"}]}),
+            format!("{at}.secrets[1].env: environment variable NONCE: must be at least 32 bytes"),
+        ),
+        (
+            vec![],
+            json!({"secrets": [{"env": "NONCE"}]}),
+            format!("{at}.secrets[0].env: environment variable NONCE is not set"),
+        ),
+        (
+            vec![],
+            json!({"secrets": [7]}),
+            format!("{at}.secrets[0]: must be a string or {{\"env\": NAME}}"),
+        ),
+        (
+            vec![],
+            json!({"secrets": [SECRET], "lifetime_s": 9}),
+            format!("{at}.lifetime_s: must be between 10 and 3600"),
+        ),
+        (
+            vec![],
+            json!({"secrets": [SECRET], "lifetime": 60}),
+            format!("{at}.lifetime: unknown field `lifetime`"),
+        ),
+    ] {
+        let got = read(&env, value.clone()).unwrap_err();
+        assert!(got.starts_with(&want), "{value}: {got}");
+        assert!(!got.contains(short), "no error shows a secret: {got}");
+    }
+    let disabled = parse_in(&[], |v| {
+        v["providers"]["auth0"]["dpop"] =
+            json!({"mode": "disabled", "nonce": {"secrets": [SECRET]}})
+    })
+    .unwrap_err();
+    assert_eq!(
+        disabled,
+        format!("{at}: nonces need DPoP: mode is disabled")
+    );
+}

@@ -195,3 +195,127 @@ fn a_certificate_bound_token_is_refused_without_its_certificate() {
         )
     );
 }
+
+/// `dpop_proof` with a `nonce` claim (none when `None`).
+fn dpop_proof_with_nonce(token: &str, jti: &str, nonce: Option<&str>, iat: u64) -> String {
+    let mut jwk = public_jwk("ec256", "-");
+    jwk.as_object_mut().map(|o| o.remove("kid"));
+    let mut claims = json!({"htm": "GET", "htu": "https://api.test/api/private", "iat": iat,
+        "jti": jti, "ath": base64url::encode(&crate::jose::jwks::sha256(token.as_bytes()))});
+    if let Some(n) = nonce {
+        claims["nonce"] = json!(n);
+    }
+    sign(
+        "ec256",
+        &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}),
+        &claims,
+    )
+}
+
+const NONCE_SECRET: &str = "a nonce secret of at least 32 bytes";
+
+#[test]
+fn with_server_nonces_a_proof_needs_a_current_one_and_its_replay_window_is_the_nonces() {
+    use crate::policy::dpop::nonce::Nonces;
+    let mut c = config();
+    c["providers"]["auth0"]["dpop"] = json!({"nonce": {"secrets": [NONCE_SECRET]}});
+    let a = authenticator(&c);
+    let nonces = Nonces::new(vec![NONCE_SECRET.into()], 60);
+    let bound = token(&with(claims(), json!({"cnf": {"jkt": ec256_thumbprint()}})));
+    let request = |proof: &str| dpop_get("/api/private", &format!("DPoP {bound}"), Some(proof));
+    // No nonce: 401 use_dpop_nonce, the challenge in DPoP, and the current nonce to use.
+    let first = request(&dpop_proof_with_nonce(&bound, "j1", None, NOW));
+    let d = a.decide(&first, NOW, &remote_keys());
+    assert_eq!(
+        verdict(&d),
+        (401, "Resource server requires nonce in DPoP proof".into())
+    );
+    let Err(Stop::Refuse(r)) = &d else {
+        unreachable!()
+    };
+    assert_eq!(r.failure.reason(), Reason::UseDpopNonce);
+    let answer = reply(&a, &first, &d).unwrap();
+    assert_eq!(answer.details, "jwt_filter_denied{use_dpop_nonce}");
+    assert_eq!(
+        answer.header("www-authenticate"),
+        Some(
+            r#"Bearer realm="api", DPoP algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 ES256K EdDSA", error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#
+        )
+    );
+    let nonce = answer.header("dpop-nonce").unwrap().to_string();
+    assert_eq!(nonce, nonces.issue(NOW));
+    // With it: passes, the replay window ends with the nonce's (NOW + 301 without).
+    let d = a.decide(
+        &request(&dpop_proof_with_nonce(&bound, "j2", Some(&nonce), NOW)),
+        NOW,
+        &remote_keys(),
+    );
+    let Ok(Pass::Forward {
+        changes,
+        proof: Some((_, seen)),
+        ..
+    }) = &d
+    else {
+        panic!("{:?}", verdict(&d));
+    };
+    let slot_end = (NOW / 30 + 2) * 30;
+    assert_eq!(seen.until_s, slot_end);
+    assert!(seen.until_s <= NOW + 60);
+    assert_eq!(seen.nonce, None, "not rolled: no nonce on the answer");
+    assert!(changes.response.is_empty());
+    // The slot rolled: still accepted, and the answer carries the current nonce.
+    let later = slot_end - 1;
+    let d = a.decide(
+        &request(&dpop_proof_with_nonce(&bound, "j3", Some(&nonce), later)),
+        later,
+        &remote_keys(),
+    );
+    assert_eq!(
+        changes_of(&d).response,
+        [("dpop-nonce".to_string(), nonces.issue(later))]
+    );
+    assert_ne!(nonces.issue(later), nonce);
+    // Past its slot and the next: refused, with a fresh one.
+    let d = a.decide(
+        &request(&dpop_proof_with_nonce(&bound, "j4", Some(&nonce), slot_end)),
+        slot_end,
+        &remote_keys(),
+    );
+    assert_eq!(
+        verdict(&d),
+        (401, "DPoP proof nonce is invalid or expired".into())
+    );
+    let answer = reply(&a, &first, &d).unwrap();
+    assert_eq!(answer.header("dpop-nonce"), Some(&*nonces.issue(slot_end)));
+    // Another gateway's secret: refused.
+    let other = Nonces::new(vec![b"another secret, also 32 bytes long".to_vec()], 60);
+    let d = a.decide(
+        &request(&dpop_proof_with_nonce(
+            &bound,
+            "j5",
+            Some(&other.issue(NOW)),
+            NOW,
+        )),
+        NOW,
+        &remote_keys(),
+    );
+    assert_eq!(
+        verdict(&d),
+        (401, "DPoP proof nonce is invalid or expired".into())
+    );
+    // A bad proof is invalid_dpop_proof, nonce or not: the nonce is checked last.
+    let wrong = request(&dpop_proof("/api/other", &bound, "j6"));
+    let d = a.decide(&wrong, NOW, &remote_keys());
+    assert_eq!(verdict(&d), (401, "DPoP Proof htu mismatch".into()));
+    let Err(Stop::Refuse(r)) = &d else {
+        unreachable!()
+    };
+    assert_eq!(r.failure.reason(), Reason::InvalidDpopProof);
+}
+
+fn changes_of(d: &Decision) -> &HeaderChanges {
+    match d {
+        Ok(Pass::Forward { changes, .. }) => changes,
+        other => panic!("{:?}", verdict(other)),
+    }
+}
