@@ -62,9 +62,13 @@ class Client:
                                       serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption())
 
-    def proof(self, jti: str | None = None, iat: int | None = None) -> str:
+    def proof(self, jti: str | None = None, iat: int | None = None,
+              nonce: str | None = None) -> str:
+        """A fresh proof; with `nonce`, the server nonce (RFC 9449 section 8) it carries."""
         claims = {"jti": jti or str(uuid.uuid4()), "htm": self.method, "htu": self.htu,
                   "iat": int(time.time()) if iat is None else iat, "ath": self._ath}
+        if nonce is not None:
+            claims["nonce"] = nonce
         signing_input = f"{self._header}.{b64url(_json(claims))}"
         r, s = decode_dss_signature(self.key.sign(signing_input.encode(),
                                                   ec.ECDSA(hashes.SHA256())))
