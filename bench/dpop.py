@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""The DPoP row of `make bench`: Bearer vs DPoP vs DPoP with the fleet's replay store (etcd),
-side by side in one run, as Envoy's CPU time per request and the latency the client sees.
+"""The DPoP row of `make bench`: Bearer vs DPoP vs DPoP with server nonces vs DPoP with the
+fleet's replay store (etcd), side by side in one run, as Envoy's CPU time per request and the
+latency the client sees.
 
 One Envoy (one worker) per setup, the same idp token (RS256, repeated: the token cache
 holds it, as for a client that keeps its token), the same load (scripts/dpop_load.py, two
 processes of keep-alive connections, as fast as it goes): `bearer` sends the token alone;
 `dpop` a DPoP-bound token with a fresh ES256 proof per request (verified by the host's
-`verify_signature`, recorded in the replay cache); `dpop+etcd` the same with
+`verify_signature`, recorded in the replay cache); `dpop+nonce` the same with `dpop.nonce`
+(every proof carries the nonce the client got from a 401 `use_dpop_nonce` before the round:
+one HMAC-SHA256 more per request); `dpop+etcd` the same as `dpop` with
 `dpop.replay_store` on a three-member etcd on loopback (tmpfs). Rounds interleave the setups
 (`--rounds`, default 2, `--seconds` each, default 8). What the load generator can send on
 this machine bounds the request rate, so the comparison is Envoy's CPU microseconds per
@@ -29,6 +32,7 @@ from dpop_load import Client, run  # noqa: E402
 from etcdstack import EtcdCluster, with_cluster  # noqa: E402
 
 ORIGIN = "http://api.test"
+NONCE_SECRET = "the bench's nonce secret, 32 bytes or more"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -51,6 +55,8 @@ def main() -> int:
         envoys = {}
         for name, dpop in (("bearer", {"origin": ORIGIN}),
                            ("dpop", {"origin": ORIGIN}),
+                           ("dpop+nonce", {"origin": ORIGIN, "nonce": {
+                               "secrets": [NONCE_SECRET], "lifetime_s": 600}}),
                            ("dpop+etcd", {"origin": ORIGIN, "replay_store": {"etcd": {
                                "cluster": "etcd", "prefix": "/jwt_filter/dpop/bench/"}}})):
             config = js.demo_filter_config()
@@ -61,17 +67,30 @@ def main() -> int:
             envoys[name] = stack.start_envoy(upstream=upstream, idp=idp.port, config_text=text)
         dpop_client = Client(token_for=idp.token, htu=f"{ORIGIN}/api/private")
         bearer_client = Client(token=idp.token(), htu=f"{ORIGIN}/api/private", bearer=True)
+        nonce_client = Client(token_for=idp.token, htu=f"{ORIGIN}/api/private")
+        clients = {"bearer": bearer_client, "dpop+nonce": nonce_client}
+
+        def get_nonce():
+            """The current nonce, as a client gets it: a proof without one, 401."""
+            nonce_client.nonce = None
+            r = js.http(envoys["dpop+nonce"].port, "GET", "/api/private", {
+                "authorization": f"DPoP {nonce_client.token}", "dpop": nonce_client.proof()})
+            if r.status != 401 or "dpop-nonce" not in r.headers:
+                raise js.StackError(f"dpop+nonce: no nonce ({r.status})")
+            nonce_client.nonce = r.headers["dpop-nonce"]
         results = {name: [] for name in envoys}
+        get_nonce()
         for name, e in envoys.items():  # warm: keys fetched, leases granted
-            client = bearer_client if name == "bearer" else dpop_client
+            client = clients.get(name, dpop_client)
             r = js.http(e.port, "GET", "/api/private", {
                 "authorization": f"{'Bearer' if name == 'bearer' else 'DPoP'} {client.token}",
                 **({} if name == "bearer" else {"dpop": client.proof()})})
             if r.status != 200:
                 raise js.StackError(f"{name}: warm-up answered {r.status}")
         for rnd in range(args.rounds):
+            get_nonce()  # a fresh one for the round (lifetime_s 600: good for 300 s at least)
             for name, e in envoys.items():
-                client = bearer_client if name == "bearer" else dpop_client
+                client = clients.get(name, dpop_client)
                 c0 = cpu_s(e.proc.pid)
                 stats = run(client, ports=[e.port], seconds=args.seconds, processes=2,
                             connections=8, replay_every=0)

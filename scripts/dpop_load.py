@@ -44,6 +44,8 @@ class Client:
         # bearer: requests carry the token alone, as a plain Bearer token (the bench's
         # baseline); proofs are neither made nor sent.
         self.bearer = bearer
+        # The server nonce every proof carries (`dpop.nonce`), once the client has one.
+        self.nonce: str | None = None
         self.key = (serialization.load_pem_private_key(key_pem, None) if key_pem
                     else ec.generate_private_key(ec.SECP256R1()))
         numbers = self.key.public_key().public_numbers()
@@ -67,6 +69,7 @@ class Client:
         """A fresh proof; with `nonce`, the server nonce (RFC 9449 section 8) it carries."""
         claims = {"jti": jti or str(uuid.uuid4()), "htm": self.method, "htu": self.htu,
                   "iat": int(time.time()) if iat is None else iat, "ath": self._ath}
+        nonce = self.nonce if nonce is None else nonce
         if nonce is not None:
             claims["nonce"] = nonce
         signing_input = f"{self._header}.{b64url(_json(claims))}"
@@ -132,8 +135,9 @@ async def _connection(client: Client, ports: list[int], first_port: int, deadlin
 
 def _worker(args) -> dict:
     (key_pem, token, htu, ports, seconds, connections, rate, replay_every, index, run_id,
-     bearer) = args
+     bearer, nonce) = args
     client = Client(htu=htu, key_pem=key_pem, token=token, bearer=bearer)
+    client.nonce = nonce
     stats = {"first": {}, "replay": {}, "double_accepts": 0, "latency_ms": []}
 
     async def main():
@@ -172,7 +176,8 @@ def run(client: Client, ports: list[int], seconds: float, processes: int = 2,
     run_id = uuid.uuid4().hex[:8]
     per_process_rate = rate / processes if rate else 0.0
     jobs = [(client.key_pem(), client.token, client.htu, ports, seconds, connections,
-             per_process_rate, replay_every, i, run_id, client.bearer) for i in range(processes)]
+             per_process_rate, replay_every, i, run_id, client.bearer, client.nonce)
+            for i in range(processes)]
     t0 = time.monotonic()
     with multiprocessing.get_context("fork").Pool(processes) as pool:
         results = pool.map(_worker, jobs)
