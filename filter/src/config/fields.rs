@@ -1171,7 +1171,7 @@ pub static OBJECTS: &[Object] = &[
     Object {
         def: "env",
         title: "secret from the environment",
-        doc: r#"{"env": "NAME"} in place of a secret (local_jwks, a fetch header's value): the value of that environment variable of the VM, read once at configure time through WASI environ_get. In Envoy, the plugin's vm_config.environment_variables gives them: host_env_keys (copied from Envoy's own environment) or key_values; Istio's WasmPlugin vmConfig.env likewise."#,
+        doc: r#"{"env": "NAME"} in place of a secret (local_jwks, a fetch header's value, a DPoP nonce secret): the value of that environment variable of the VM, read once at configure time through WASI environ_get. In Envoy, the plugin's vm_config.environment_variables gives them: host_env_keys (copied from Envoy's own environment) or key_values; Istio's WasmPlugin vmConfig.env likewise."#,
         fields: &SECRET,
         constraints: None,
     },

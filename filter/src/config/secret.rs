@@ -1,6 +1,6 @@
 //! Secrets given by reference: `{"env": "NAME"}` in place of an inline secret (`local_jwks`,
-//! a fetch header's value) is the text of that environment variable of the VM, read once at
-//! configure time. In a wasm VM `std::env::var` is WASI's `environ_get`, which Envoy answers
+//! a fetch header's value, a DPoP nonce secret) is the text of that environment variable of
+//! the VM, read once at configure time. In a wasm VM `std::env::var` is WASI's `environ_get`, which Envoy answers
 //! from the plugin's `vm_config.environment_variables` (`host_env_keys`, `key_values`).
 //!
 //! A secret's value never appears in an error: errors name the variable and the JSON path.
