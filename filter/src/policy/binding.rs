@@ -140,12 +140,15 @@ pub fn check_token<V: SignatureVerifier>(
         (Scheme::Dpop, Some(jkt)) => {
             let proof = dpop_headers(req).next().unwrap_or_default();
             let proven = dpop::check(proof, token, req, policy, now, max_proof_bytes, verifier)
-                .map_err(|e| match (e, &policy.nonce) {
-                    (dpop::ProofError::Nonce(_), Some(nonces)) => Failure::UseDpopNonce {
-                        description: e.message(),
-                        nonce: nonces.issue(now),
-                    },
-                    _ => Failure::InvalidDpopProof(e.message()),
+                .map_err(|e| {
+                    let description = e.message();
+                    match (e, &policy.nonce) {
+                        (dpop::ProofError::Nonce(_), Some(nonces)) => Failure::UseDpopNonce {
+                            description,
+                            nonce: nonces.issue(now),
+                        },
+                        _ => Failure::InvalidDpopProof(description),
+                    }
                 })?;
             if crate::jose::base64url::decode(jkt).as_deref() != Some(&proven.jkt[..]) {
                 return Err(invalid_token("JWT Access Token confirmation mismatch"));

@@ -130,13 +130,15 @@ impl Nonces {
 
 /// The first `MAC_BYTES` of HMAC-SHA256(secret, label || lifetime || slot).
 fn mac(secret: &[u8], lifetime_s: u64, slot: u64) -> [u8; MAC_BYTES] {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut context = hmac::Context::with_key(&key);
-    context.update(b"jwt_filter DPoP nonce\0");
-    context.update(&lifetime_s.to_be_bytes());
-    context.update(&slot.to_be_bytes());
+    let message = [
+        &b"jwt_filter DPoP nonce\0"[..],
+        &lifetime_s.to_be_bytes(),
+        &slot.to_be_bytes(),
+    ]
+    .concat();
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), &message);
     let mut out = [0u8; MAC_BYTES];
-    for (o, b) in out.iter_mut().zip(context.sign().as_ref()) {
+    for (o, b) in out.iter_mut().zip(tag.as_ref()) {
         *o = *b;
     }
     out
