@@ -19,12 +19,16 @@ WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrappin
 wasm-opt:
 	@command -v wasm-opt >/dev/null || apt-get install -y binaryen || (apt-get update && apt-get install -y binaryen)
 
+# The shipped module's hard size budget, 512 KiB: `make build` fails over it.
+MODULE_BUDGET := 524288
+
 # Never a benchmark variant (bench-stages): those let every request through.
 build: wasm-target wasm-opt
 	env -u JWT_FILTER_BENCH_STAGE cargo build -p jwt_filter --target $(WASM_TARGET) --profile wasm-release
 	@mkdir -p dist
 	wasm-opt $(WASM_OPT_FLAGS) $(WASM_OUT) -o $(DIST_WASM)
-	@echo "wrote $(DIST_WASM) ($$(stat -c %s $(DIST_WASM)) bytes)"
+	@size=$$(stat -c %s $(DIST_WASM)); echo "wrote $(DIST_WASM) ($$size bytes, budget $(MODULE_BUDGET))"; \
+	  if [ $$size -gt $(MODULE_BUDGET) ]; then echo "$(DIST_WASM) is over the module budget by $$((size - $(MODULE_BUDGET))) bytes (docs/performance.md, Module size)"; rm -f $(DIST_WASM); exit 1; fi
 
 # The JSON Schema and the configuration reference, generated from the one description of the
 # configuration (filter/src/config/fields.rs) natively; filter/tests/schema.rs fails when they
