@@ -123,6 +123,10 @@ enum Command {
         /// claim_to_headers) reaches the upstream.
         #[arg(long)]
         identity_oracle: bool,
+        /// Start fresh VMs for every case (slow) instead of restoring a snapshot of the
+        /// configured ones.
+        #[arg(long)]
+        fresh_vms: bool,
         /// Scenario files and directories (default tests/scenarios/).
         #[arg(value_name = "FILES|DIRS")]
         paths: Vec<PathBuf>,
@@ -283,6 +287,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             cases,
             out,
             identity_oracle,
+            fresh_vms,
             paths,
         } => {
             let options = fuzz::Options {
@@ -293,6 +298,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 cases,
                 out,
                 identity_oracle,
+                fresh_vms,
             };
             let summary = fuzz::run(&options, &mut std::io::stdout())?;
             summary.print(options.seed, &mut std::io::stdout())?;

@@ -37,6 +37,8 @@ pub struct Options {
     /// header the client sent (this project's filter strips `forward_payload_header` and
     /// `claim_to_headers` targets from every request; other filters promise nothing).
     pub identity_oracle: bool,
+    /// Start fresh VMs for every case instead of restoring snapshots of configured ones.
+    pub fresh_vms: bool,
 }
 
 /// A distinct failure and the file that reproduces it.
@@ -119,6 +121,9 @@ struct Fuzzer<'a> {
 /// prints each finding to `log` as it is written.
 pub fn run(options: &Options, log: &mut dyn Write) -> Result<Summary> {
     let mut runner = Runner::new(&options.wasm, 1)?;
+    if !options.fresh_vms {
+        runner.reuse_vms();
+    }
     let corpus = Corpus::load(&options.scenarios, &mut runner)?;
     if corpus.bases.is_empty() {
         bail!("no usable scenario to start from ({:?})", corpus.skipped);
@@ -365,6 +370,7 @@ mod tests {
             cases: Some(500),
             out: out.clone(),
             identity_oracle,
+            fresh_vms: false,
         };
         (options, out)
     }

@@ -55,7 +55,12 @@ impl Proxy {
             status: (0, Vec::new()),
             env: self.boot.env.clone(),
         };
-        Vm::new(&self.plugin.linker, &self.plugin.module, state)
+        Vm::new(
+            &self.plugin.linker,
+            &self.plugin.module,
+            &self.plugin.globals,
+            state,
+        )
     }
 
     /// Starts VM `id`'s root context: `on_context_create`, `on_vm_start`, `on_configure`.

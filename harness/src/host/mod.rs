@@ -11,6 +11,7 @@ mod clock;
 pub(crate) mod envoy;
 pub mod grpc;
 mod lifecycle;
+pub mod snapshot;
 pub mod signature;
 mod stream;
 pub mod upstream;
@@ -35,6 +36,9 @@ use world::{Callout, PendingCall, VmId, World};
 pub struct Plugin {
     module: Module,
     linker: Linker<VmState>,
+    /// The export names of the module's mutable globals (a VM snapshot's state besides its
+    /// memory): see `snapshot::export_globals`.
+    globals: std::sync::Arc<Vec<String>>,
 }
 
 impl Plugin {
@@ -43,11 +47,17 @@ impl Plugin {
         config.consume_fuel(true);
         let engine = Engine::new(&config)?;
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let (bytes, globals) = snapshot::export_globals(&bytes)
+            .with_context(|| format!("reading the globals of {}", path.display()))?;
         let module =
             Module::new(&engine, bytes).with_context(|| format!("compiling {}", path.display()))?;
         let mut linker = Linker::new(&engine);
         abi::link(&mut linker, &module)?;
-        Ok(Plugin { module, linker })
+        Ok(Plugin {
+            module,
+            linker,
+            globals: std::sync::Arc::new(globals),
+        })
     }
 }
 
@@ -149,6 +159,7 @@ struct Tracked {
 }
 
 /// What starting the VMs again needs.
+#[derive(Clone, Debug)]
 struct Boot {
     workers: usize,
     startup: Startup,

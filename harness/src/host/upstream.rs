@@ -114,7 +114,7 @@ impl Answer {
 }
 
 /// Answers given in turn; the last one repeats.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct Script {
     answers: Vec<Answer>,
     used: usize,
@@ -145,6 +145,24 @@ impl Routes {
         script.used += 1;
         script.answers.get(i).cloned()
     }
+
+    /// These routes (a setup's) as they stand after a start with `boot` left `after`: the
+    /// scripts the start took answers from keep their place. `None` when that start is not
+    /// this one's: other paths (another route would match), or other answers on a path the
+    /// start used.
+    pub fn resume(&self, boot: &Routes, after: &Routes) -> Option<Routes> {
+        if !self.scripts.keys().eq(boot.scripts.keys()) {
+            return None;
+        }
+        let mut routes = self.clone();
+        for (path, used) in after.scripts.iter().filter(|(_, s)| s.used > 0) {
+            if self.scripts.get(path)?.answers != boot.scripts.get(path)?.answers {
+                return None;
+            }
+            routes.scripts.insert(path.clone(), used.clone());
+        }
+        Some(routes)
+    }
 }
 
 /// The clusters a filter may call, each with its routes.
@@ -167,6 +185,19 @@ impl Clusters {
     /// The clusters' names.
     pub fn names(&self) -> Vec<String> {
         self.routes.keys().cloned().collect()
+    }
+
+    /// [`Routes::resume`] for every cluster (the same clusters, or `None`).
+    pub fn resume(&self, boot: &Clusters, after: &Clusters) -> Option<Clusters> {
+        if !self.routes.keys().eq(boot.routes.keys()) {
+            return None;
+        }
+        let mut clusters = Clusters::default();
+        for (name, routes) in &self.routes {
+            let resumed = routes.resume(boot.routes.get(name)?, after.routes.get(name)?)?;
+            clusters.routes.insert(name.clone(), resumed);
+        }
+        Some(clusters)
     }
 
     pub fn knows(&self, cluster: &str) -> bool {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use anyhow::{Result, anyhow};
-use wasmtime::{Func, Instance, Linker, Memory, Module, Store, TypedFunc, Val};
+use wasmtime::{Func, Global, Instance, Linker, Memory, Module, Store, TypedFunc, Val};
 
 use super::HeaderMap;
 use super::world::{VmId, World};
@@ -35,7 +35,7 @@ pub enum Stage {
 }
 
 /// The ABI's header maps and buffers for one HTTP stream.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Stream {
     pub request_headers: HeaderMap,
     /// The request body buffer (what the filter reads now).
@@ -83,7 +83,7 @@ pub struct LocalResponse {
 
 /// The answer of an http call (or an event of a gRPC call or stream), readable only during
 /// the callback that delivers it.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct CallResponse {
     /// `None`: the call failed (reset after the headers had started): there is no header map.
     pub headers: Option<HeaderMap>,
@@ -103,6 +103,7 @@ pub enum Phase {
 }
 
 /// The wasmtime store data of one VM.
+#[derive(Clone)]
 pub struct VmState {
     pub id: VmId,
     /// The plugin's `vm_id`: the namespace of its shared data and queues.
@@ -142,12 +143,43 @@ pub struct Vm {
     /// The tick period `next_tick_ms` was scheduled with (0: none).
     pub scheduled_period_ms: u64,
     pub next_tick_ms: Option<u64>,
+    /// The module's mutable globals (what a snapshot holds besides the memory).
+    globals: Vec<Global>,
+    /// The image this VM is an exact copy of, until its next callback.
+    clean: Option<u64>,
 }
+
+/// A VM's state at one moment: its linear memory, its mutable globals and the host's state
+/// of it. Restoring it into any instance of the same module gives that VM back.
+pub struct VmImage {
+    id: u64,
+    memory: Vec<u8>,
+    globals: Vec<Val>,
+    state: VmState,
+    broken: Option<String>,
+    next_context: u32,
+    scheduled_period_ms: u64,
+    next_tick_ms: Option<u64>,
+}
+
+impl VmImage {
+    /// The bytes of its linear memory.
+    pub fn memory_len(&self) -> usize {
+        self.memory.len()
+    }
+}
+
+static NEXT_IMAGE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Vm {
     /// Instantiates `module` and runs `_initialize` (and `main` if exported). The VM counts
     /// as alive for its `vm_id` until it is dropped.
-    pub fn new(linker: &Linker<VmState>, module: &Module, state: VmState) -> Result<Vm> {
+    pub fn new(
+        linker: &Linker<VmState>,
+        module: &Module,
+        globals: &[String],
+        state: VmState,
+    ) -> Result<Vm> {
         let mut store = Store::new(module.engine(), state);
         store.set_fuel(FUEL_PER_CALLBACK)?;
         let instance = linker.instantiate(&mut store, module)?;
@@ -162,6 +194,14 @@ impl Vm {
             })?;
         store.data_mut().memory = Some(memory);
         store.data_mut().alloc = Some(alloc);
+        let globals = globals
+            .iter()
+            .map(|name| {
+                instance
+                    .get_global(&mut store, name)
+                    .ok_or_else(|| anyhow!("no global {name}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut vm = Vm {
             store,
             instance,
@@ -170,6 +210,8 @@ impl Vm {
             next_context: 2,
             scheduled_period_ms: 0,
             next_tick_ms: None,
+            globals,
+            clean: None,
         };
         {
             let data = vm.store.data();
@@ -217,6 +259,7 @@ impl Vm {
             ));
         }
         let mut results = vec![Val::I32(0); results];
+        self.clean = None;
         self.store.set_fuel(FUEL_PER_CALLBACK)?;
         func.call(&mut self.store, args, &mut results)?;
         Ok(results
@@ -263,6 +306,65 @@ impl Vm {
             self.broken = Some(why.clone());
             why
         })
+    }
+
+    /// This VM's state now (taken between callbacks).
+    pub fn image(&mut self) -> Result<VmImage> {
+        let memory = self
+            .store
+            .data()
+            .memory
+            .ok_or_else(|| anyhow!("no memory"))?;
+        let id = NEXT_IMAGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let image = VmImage {
+            id,
+            memory: memory.data(&self.store).to_vec(),
+            globals: self.globals.iter().map(|g| g.get(&mut self.store)).collect(),
+            state: self.store.data().clone(),
+            broken: self.broken.clone(),
+            next_context: self.next_context,
+            scheduled_period_ms: self.scheduled_period_ms,
+            next_tick_ms: self.next_tick_ms,
+        };
+        self.clean = Some(id);
+        Ok(image)
+    }
+
+    /// Makes this VM `image` again: memory (grown to its size), globals and host state.
+    /// `false` when it cannot be: its memory grew beyond the image's (wasm memories do not
+    /// shrink), so the caller needs a fresh instance. A VM that ran no callback since it was
+    /// made from this image keeps its memory as it is (it is the image's).
+    pub fn restore(&mut self, image: &VmImage) -> Result<bool> {
+        let data = self.store.data();
+        let (memory, alloc, world) = (data.memory, data.alloc.clone(), data.world.clone());
+        let memory = memory.ok_or_else(|| anyhow!("no memory"))?;
+        if self.clean != Some(image.id) {
+            let size = memory.data_size(&self.store);
+            if size > image.memory.len() {
+                return Ok(false);
+            }
+            if size < image.memory.len() {
+                let pages = (image.memory.len() - size) / 65536;
+                memory.grow(&mut self.store, pages as u64)?;
+            }
+            memory
+                .data_mut(&mut self.store)
+                .copy_from_slice(&image.memory);
+            for (g, v) in self.globals.iter().zip(&image.globals) {
+                g.set(&mut self.store, *v)?;
+            }
+        }
+        let state = self.store.data_mut();
+        *state = image.state.clone();
+        state.memory = Some(memory);
+        state.alloc = alloc;
+        state.world = world;
+        self.broken = image.broken.clone();
+        self.next_context = image.next_context;
+        self.scheduled_period_ms = image.scheduled_period_ms;
+        self.next_tick_ms = image.next_tick_ms;
+        self.clean = Some(image.id);
+        Ok(true)
     }
 
     /// Logs any unterminated stdout/stderr text (a panic message, typically).

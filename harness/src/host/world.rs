@@ -110,7 +110,7 @@ pub struct Metric {
     pub value: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Queue {
     pub vm_id: String,
     pub name: String,
@@ -119,7 +119,7 @@ pub struct Queue {
     pub owner: Option<(VmId, u32)>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct World {
     /// Virtual Unix time in milliseconds.
     pub now_ms: u64,

@@ -34,6 +34,8 @@ pub struct Runner {
     pub logs: Vec<String>,
     /// What else the last scenario run left.
     pub record: Record,
+    /// With [`Runner::reuse_vms`]: configured proxies restored instead of started.
+    pub pool: Option<crate::host::snapshot::Pool>,
 }
 
 /// What a scenario run left besides pass or fail, for callers that look deeper (the fuzzer).
@@ -69,7 +71,14 @@ impl Runner {
             default_workers,
             logs: Vec::new(),
             record: Record::default(),
+            pool: None,
         })
+    }
+
+    /// From now on, a scenario whose setup ran before starts from a snapshot of the proxy
+    /// that setup configured (`harness fuzz`): the same VMs, restored, not new ones.
+    pub fn reuse_vms(&mut self) {
+        self.pool.get_or_insert_default();
     }
 
     /// The scenario's named tokens, minted at its start time (what `${name}` stands for).
@@ -148,7 +157,10 @@ impl Runner {
             allow_on_headers_stop_iteration: s.allow_on_headers_stop_iteration,
             env,
         };
-        let proxy = Proxy::start(&self.plugin, setup)?;
+        let proxy = match &mut self.pool {
+            Some(pool) => pool.proxy(&self.plugin, setup)?,
+            None => Proxy::start(&self.plugin, setup)?,
+        };
         let mut run = Run {
             loaded,
             keys: &mut self.keys,
@@ -176,7 +188,11 @@ impl Runner {
             failed_step: run.failed_step,
         };
         drop(world);
-        drop(run);
+        if let Some(pool) = &mut self.pool {
+            pool.give_back(run.proxy);
+        } else {
+            drop(run);
+        }
         self.logs = lines;
         self.record = record;
         result

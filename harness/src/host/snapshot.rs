@@ -1,0 +1,258 @@
+//! Configured proxies kept and put back (`harness fuzz`): a proxy started and configured once
+//! per setup is captured ([`Snapshot`]: every VM's linear memory, mutable globals and host
+//! state, and the world's: shared data, queues, metrics, pending calls, timers, logs) and
+//! restored before each case that starts from the same setup, into the VMs the previous case
+//! used. A restored proxy is the one a fresh start would give: a case never sees what the
+//! one before it left.
+
+use std::collections::HashMap;
+
+use super::*;
+use vm::VmImage;
+
+/// Snapshots kept at most (bytes of linear memory): beyond, new setups start fresh each time.
+const MAX_SNAPSHOT_BYTES: usize = 768 << 20;
+
+/// The module `bytes` with each mutable global it defines exported (as `harness:global:N`
+/// unless it already is), and the export names of those globals, in index order. Globals are
+/// the only guest state outside the linear memory that a module changes as it runs (its
+/// shadow stack pointer, an allocator's heap top).
+pub fn export_globals(bytes: &[u8]) -> Result<(Vec<u8>, Vec<String>)> {
+    use wasmparser::{ExternalKind, Parser, Payload, TypeRef};
+    let mut imported = 0u32;
+    let mut mutable = Vec::new();
+    let mut exported: HashMap<u32, String> = HashMap::new();
+    // Where the export section's header starts, and its content.
+    let mut exports = None;
+    let mut end = 8;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload?;
+        match &payload {
+            Payload::ImportSection(r) => {
+                for import in r.clone() {
+                    if matches!(import?.ty, TypeRef::Global(_)) {
+                        imported += 1;
+                    }
+                }
+            }
+            Payload::GlobalSection(r) => {
+                for (i, g) in r.clone().into_iter().enumerate() {
+                    if g?.ty.mutable {
+                        mutable.push(imported + i as u32);
+                    }
+                }
+            }
+            Payload::ExportSection(r) => {
+                for e in r.clone() {
+                    let e = e?;
+                    if e.kind == ExternalKind::Global {
+                        exported.insert(e.index, e.name.to_string());
+                    }
+                }
+                exports = Some((end, r.range(), r.count()));
+            }
+            _ => {}
+        }
+        if let Some((_, range)) = payload.as_section() {
+            end = range.end;
+        }
+    }
+    let mut names = Vec::new();
+    let mut added = Vec::new();
+    let mut added_count = 0;
+    for index in mutable {
+        match exported.get(&index) {
+            Some(name) => names.push(name.clone()),
+            None => {
+                let name = format!("harness:global:{index}");
+                leb(&mut added, name.len() as u32);
+                added.extend_from_slice(name.as_bytes());
+                added.push(0x03);
+                leb(&mut added, index);
+                names.push(name);
+                added_count += 1;
+            }
+        }
+    }
+    if added.is_empty() {
+        return Ok((bytes.to_vec(), names));
+    }
+    let Some((start, range, count)) = exports else {
+        bail!("the module exports nothing");
+    };
+    // The section's content: its entry count (a LEB128), then the entries.
+    let content = bytes.get(range.clone()).context("export section")?;
+    let skip = content.iter().position(|b| b & 0x80 == 0).context("count")? + 1;
+    let mut section = Vec::new();
+    leb(&mut section, count + added_count);
+    section.extend_from_slice(content.get(skip..).context("entries")?);
+    section.extend_from_slice(&added);
+    let mut out = bytes.get(..start).context("header")?.to_vec();
+    out.push(7);
+    leb(&mut out, section.len() as u32);
+    out.extend_from_slice(&section);
+    out.extend_from_slice(bytes.get(range.end..).context("tail")?);
+    Ok((out, names))
+}
+
+fn leb(out: &mut Vec<u8>, mut v: u32) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A started proxy's whole state.
+pub struct Snapshot {
+    boot: Boot,
+    world: World,
+    vms: Vec<(VmId, VmImage)>,
+    configured: bool,
+    traps: Vec<String>,
+    /// The setup's clusters and main upstream before the start (what it was captured with).
+    boot_clusters: Clusters,
+    boot_backend: Routes,
+}
+
+impl Snapshot {
+    fn bytes(&self) -> usize {
+        self.vms.iter().map(|(_, i)| i.memory_len()).sum()
+    }
+
+    /// The clusters and main upstream `setup` has after this snapshot's start, if its start
+    /// is this one (see [`Routes::resume`]).
+    fn resume(&self, setup: &Setup) -> Option<(Clusters, Routes)> {
+        let world = &self.world;
+        Some((
+            setup.clusters.resume(&self.boot_clusters, &world.clusters)?,
+            setup.backend.resume(&self.boot_backend, &world.backend)?,
+        ))
+    }
+}
+
+impl Proxy {
+    /// This proxy's state now: between steps, with no request sent yet.
+    pub fn snapshot(&mut self, boot_clusters: Clusters, boot_backend: Routes) -> Result<Snapshot> {
+        if !self.requests.is_empty() {
+            bail!("a proxy is captured before its first request");
+        }
+        let mut vms = Vec::new();
+        for (id, vm) in &mut self.vms {
+            vms.push((*id, vm.image()?));
+        }
+        Ok(Snapshot {
+            boot: self.boot.clone(),
+            world: self.world.borrow().clone(),
+            vms,
+            configured: self.configured,
+            traps: self.traps.clone(),
+            boot_clusters,
+            boot_backend,
+        })
+    }
+
+    /// Makes this proxy (of the same plugin, any setup) the snapshot's, with `clusters` and
+    /// `backend` as the world's: the VMs it has are reused where their memory fits, the
+    /// others made anew.
+    pub fn restore(&mut self, snapshot: &Snapshot, clusters: Clusters, backend: Routes) -> Result<()> {
+        self.boot = snapshot.boot.clone();
+        let mut old = std::mem::take(&mut self.vms);
+        for (id, image) in &snapshot.vms {
+            let mut reused = old.remove(id);
+            if let Some(vm) = &mut reused
+                && !vm.restore(image)?
+            {
+                reused = None;
+            }
+            let vm = match reused {
+                Some(vm) => vm,
+                None => {
+                    let mut vm = self.new_vm(*id)?;
+                    if !vm.restore(image)? {
+                        bail!("a fresh {id} has more memory than its snapshot");
+                    }
+                    vm
+                }
+            };
+            self.vms.insert(*id, vm);
+        }
+        // The VMs not in the snapshot go before the world is put back (they count themselves
+        // out of it).
+        drop(old);
+        let mut world = snapshot.world.clone();
+        world.clusters = clusters;
+        world.backend = backend;
+        *self.world.borrow_mut() = world;
+        self.requests.clear();
+        self.configured = snapshot.configured;
+        self.traps = snapshot.traps.clone();
+        Ok(())
+    }
+}
+
+/// Snapshots by setup and the proxy the last case used, for [`Pool::proxy`].
+#[derive(Default)]
+pub struct Pool {
+    snapshots: HashMap<String, Snapshot>,
+    spare: Option<Proxy>,
+    bytes: usize,
+    /// Proxies restored from a snapshot, and started afresh.
+    pub restored: u64,
+    pub started: u64,
+}
+
+impl Pool {
+    /// A proxy started with `setup`: restored from the snapshot of the same setup when there
+    /// is one (and its start consulted no route `setup` answers otherwise), else started and,
+    /// the first time, captured.
+    pub fn proxy(&mut self, plugin: &Plugin, setup: Setup) -> Result<Proxy> {
+        let key = format!(
+            "{:?}",
+            (
+                setup.workers.max(1),
+                setup.startup,
+                &setup.vm_id,
+                &setup.plugin_config,
+                &setup.vm_config,
+                setup.start_ms,
+                setup.verify_signature,
+                setup.log_level,
+                &setup.properties,
+                setup.allow_on_headers_stop_iteration,
+                &setup.env,
+            )
+        );
+        if let Some(snapshot) = self.snapshots.get(&key) {
+            if let Some((clusters, backend)) = snapshot.resume(&setup) {
+                let mut proxy = match self.spare.take() {
+                    Some(proxy) => proxy,
+                    None => Proxy::start(plugin, setup)?,
+                };
+                proxy.restore(snapshot, clusters, backend)?;
+                self.restored += 1;
+                return Ok(proxy);
+            }
+            self.started += 1;
+            return Proxy::start(plugin, setup);
+        }
+        let (clusters, backend) = (setup.clusters.clone(), setup.backend.clone());
+        self.started += 1;
+        let mut proxy = Proxy::start(plugin, setup)?;
+        if self.bytes < MAX_SNAPSHOT_BYTES {
+            let snapshot = proxy.snapshot(clusters, backend)?;
+            self.bytes += snapshot.bytes();
+            self.snapshots.insert(key, snapshot);
+        }
+        Ok(proxy)
+    }
+
+    /// The proxy a run is done with: its VMs serve the next restore.
+    pub fn give_back(&mut self, proxy: Proxy) {
+        self.spare = Some(proxy);
+    }
+}
