@@ -45,6 +45,10 @@ pub struct Case {
     /// Answers replaced before the start: (cluster, path, answer); the cluster `BACKEND`
     /// is the main route's upstream (the scenario's `backend`).
     pub routes: Vec<(String, String, Value)>,
+    /// The configuration instead of the base's (a mutated one).
+    pub config: Option<Value>,
+    /// Property values replaced: (scenario property name, value as scenario JSON).
+    pub properties: Vec<(String, Value)>,
     pub actions: Vec<Action>,
 }
 
@@ -72,6 +76,13 @@ impl Case {
             }
         }
         s.insert("workers".into(), json!(self.workers));
+        if let Some(config) = &self.config {
+            s.insert("config".into(), config.clone());
+        }
+        for (name, value) in &self.properties {
+            let properties = s.entry("properties").or_insert_with(|| json!({}));
+            properties[name.as_str()] = value.clone();
+        }
         for (cluster, path, answer) in &self.routes {
             let (field, cluster) = match cluster.as_str() {
                 BACKEND => ("backend", None),
@@ -209,6 +220,8 @@ mod tests {
                     json!({"body": {"$bytes": "/w=="}}),
                 ),
             ],
+            config: None,
+            properties: vec![("source.address".into(), json!("10.0.0.1:5"))],
             actions: vec![
                 Action::Request {
                     worker: 1,
@@ -227,6 +240,7 @@ mod tests {
         assert_eq!(written["upstreams"]["idp"]["/j"], json!({"status": 500}));
         // The main upstream's answer goes to `backend`, never to a cluster.
         assert_eq!(written["backend"]["*"], json!({"body": {"$bytes": "/w=="}}));
+        assert_eq!(written["properties"]["source.address"], json!("10.0.0.1:5"));
         assert_eq!(written["upstreams"].get(BACKEND), None);
         assert_eq!(
             written["steps"][0]["request"]["path"],

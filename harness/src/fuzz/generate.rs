@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::case::{Action, BACKEND, Case};
+use crate::scenario::bytes::Bytes;
 use super::corpus::{Base, Corpus};
 use super::mutate::{self, Rng};
 use crate::host::Request;
@@ -20,6 +21,9 @@ const METHODS: &[&[u8]] = &[
 /// are rare: every tick on the way runs (this filter ticks every 100 ms per worker).
 const JUMPS_MS: &[u64] = &[0, 1, 100, 999, 4_999, 5_000, 5_001, 30_000, 31_000, 120_000];
 const LONG_JUMPS_MS: &[u64] = &[600_001, 3_600_000];
+
+/// The share of cases whose configuration is mutated.
+pub const CONFIG_PERCENT: usize = 10;
 
 /// Case `n` of `seed`: the same numbers always give the same case.
 pub fn case(corpus: &Corpus, seed: u64, n: u64) -> Case {
@@ -41,6 +45,24 @@ pub fn case(corpus: &Corpus, seed: u64, n: u64) -> Case {
     if rng.chance(25) {
         let answer = mutate::answer(&mut rng, br#"{"message":"ok"}"#, &corpus.dict);
         routes.push((BACKEND.into(), "*".into(), answer));
+    }
+    // Near-valid configurations (a member dropped, duplicated or retyped), and the host's
+    // property values.
+    let config = match base.json.get("config") {
+        Some(c) if rng.chance(CONFIG_PERCENT) => mutate::config(&mut rng, c).map(|(c, _)| c),
+        _ => None,
+    };
+    let mut properties = Vec::new();
+    if let Some(Value::Object(given)) = base.json.get("properties") {
+        for (name, value) in given {
+            if rng.chance(15) {
+                let Ok(bytes) = crate::scenario::bytes::from_json(value) else {
+                    continue;
+                };
+                let mutated = mutate::bytes(&mut rng, bytes.as_slice(), &corpus.dict);
+                properties.push((name.clone(), Bytes::to_json(&mutated)));
+            }
+        }
     }
     let mut actions = Vec::new();
     let mut open: Vec<String> = Vec::new();
@@ -87,6 +109,8 @@ pub fn case(corpus: &Corpus, seed: u64, n: u64) -> Case {
         base: base_index,
         workers,
         routes,
+        config,
+        properties,
         actions,
     }
 }
@@ -94,7 +118,7 @@ pub fn case(corpus: &Corpus, seed: u64, n: u64) -> Case {
 /// A hostile answer, or now and then the good one again (recovery after garbage).
 fn answer_or_good(rng: &mut Rng, good: &[u8], corpus: &Corpus) -> Value {
     if rng.chance(30) {
-        serde_json::json!({"body": crate::scenario::bytes::Bytes::to_json(good)})
+        serde_json::json!({"body": Bytes::to_json(good)})
     } else {
         mutate::answer(rng, good, &corpus.dict)
     }

@@ -64,6 +64,11 @@ pub struct Summary {
     pub bases: usize,
     /// Scenarios the corpus left out, with the reason.
     pub skipped: Vec<String>,
+    /// Cases with a mutated configuration, and how many of those the filter refused.
+    pub configs: (u64, u64),
+    /// Proxies restored from a snapshot, and started afresh (`--fresh-vms`: all).
+    pub restored: u64,
+    pub started: u64,
 }
 
 impl Summary {
@@ -79,6 +84,12 @@ impl Summary {
                 .first()
                 .map(|s| format!(", e.g. {s}"))
                 .unwrap_or_default()
+        )?;
+        writeln!(
+            out,
+            "{} cases with a mutated configuration, {} of them refused (failing closed); \
+             proxies: {} restored from a snapshot, {} started",
+            self.configs.0, self.configs.1, self.restored, self.started
         )?;
         if let (n, Some(why)) = &self.unrunnable {
             writeln!(out, "{n} cases could not run (not findings), e.g.: {why}")?;
@@ -109,6 +120,8 @@ enum Verdict {
     LateCancel(usize),
     /// The case could not run (configuration refused, ...): not the filter's fault here.
     Unrunnable(String),
+    /// The case's mutated configuration was refused (the plugin fails closed).
+    Refused,
 }
 
 struct Fuzzer<'a> {
@@ -143,6 +156,9 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Summary> {
         unrunnable: (0, None),
         bases: fuzzer.corpus.bases.len(),
         skipped: Vec::new(),
+        configs: (0, 0),
+        restored: 0,
+        started: 0,
     };
     let mut seen = BTreeSet::new();
     while started.elapsed() < budget
@@ -154,6 +170,9 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Summary> {
         let verdict = fuzzer.settle(&mut case)?;
         summary.cases += 1;
         summary.requests += fuzzer.runner.record.outcomes.len() as u64;
+        if case.config.is_some() {
+            summary.configs.0 += 1;
+        }
         match verdict {
             Verdict::Found(signature, detail) if seen.insert(signature.clone()) => {
                 let finding = fuzzer.report(case, &signature, detail, n)?;
@@ -172,6 +191,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Summary> {
                 )?;
                 summary.findings.push(finding);
             }
+            Verdict::Refused => summary.configs.1 += 1,
             Verdict::Unrunnable(why) => {
                 summary.unrunnable.0 += 1;
                 summary.unrunnable.1.get_or_insert(why);
@@ -180,6 +200,11 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Summary> {
         }
     }
     summary.elapsed = started.elapsed();
+    if let Some(pool) = &fuzzer.runner.pool {
+        (summary.restored, summary.started) = (pool.restored, pool.started);
+    } else {
+        (summary.restored, summary.started) = (0, summary.cases);
+    }
     summary.skipped = std::mem::take(&mut fuzzer.corpus.skipped);
     Ok(summary)
 }
@@ -217,6 +242,10 @@ impl Fuzzer<'_> {
     fn verdict(&mut self, case: &Case) -> Result<Verdict> {
         let (_, result) = self.execute(case, "fuzz case", "")?;
         let record = &self.runner.record;
+        // A mutated configuration the filter refused: the plugin is refused (Envoy rejects
+        // it), no request reaches it, which is failing closed. Traps and violations while
+        // refusing still count.
+        let refused = case.config.is_some() && !record.configured;
         if let Some(trap) = record.traps.first() {
             // A host function the harness lacks is a gap of the host here.
             if trap.contains(crate::host::MISSING_HOST_FUNCTION) {
@@ -233,6 +262,9 @@ impl Fuzzer<'_> {
                 format!("identity oracle: a client's {name} header reached the upstream"),
                 format!("the upstream received the client's {name} (fuzz-spoof...)"),
             ));
+        }
+        if refused {
+            return Ok(Verdict::Refused);
         }
         let Err(why) = result else {
             return Ok(Verdict::Pass);

@@ -1,4 +1,5 @@
-//! The seeded random source and the mutations: bytes, tokens and call answers.
+//! The seeded random source and the mutations: bytes, tokens, call answers and
+//! configurations.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -255,5 +256,170 @@ pub fn answer(rng: &mut Rng, good: &[u8], dict: &[Vec<u8>]) -> Value {
             }
             answer
         }
+    }
+}
+
+/// What [`config`] did to a configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigMutation {
+    /// A member removed.
+    Drop,
+    /// A member written twice (the document becomes text: the second value is a mutated one).
+    Duplicate,
+    /// A member's value replaced by one of another JSON type.
+    Retype,
+}
+
+/// A near-valid configuration from `config`: one member somewhere in it (any depth) dropped,
+/// duplicated or given another type. `None` when it has no member. A document with `$`
+/// placeholders (keys the runner fills in) is not turned into text, so it is never
+/// duplicated.
+pub fn config(rng: &mut Rng, config: &Value) -> Option<(Value, ConfigMutation)> {
+    let mut paths = Vec::new();
+    members(config, &mut Vec::new(), &mut paths);
+    let path = rng.pick(&paths)?.clone();
+    let placeholders = config.to_string().contains("\"$");
+    let kind = match rng.below(3) {
+        0 => ConfigMutation::Drop,
+        1 if !placeholders => ConfigMutation::Duplicate,
+        _ => ConfigMutation::Retype,
+    };
+    let mut out = config.clone();
+    let (last, parents) = path.split_last()?;
+    let mut at = &mut out;
+    for step in parents {
+        at = match step {
+            Step::Key(k) => at.get_mut(k)?,
+            Step::Index(i) => at.get_mut(*i)?,
+        };
+    }
+    let Step::Key(key) = last else {
+        return None;
+    };
+    let object = at.as_object_mut()?;
+    match kind {
+        ConfigMutation::Drop => {
+            object.remove(key);
+        }
+        ConfigMutation::Retype => {
+            let old = object.get(key).cloned().unwrap_or(Value::Null);
+            object.insert(key.clone(), retyped(rng, &old));
+        }
+        ConfigMutation::Duplicate => {
+            // The member again, last in its object: JSON text with the key twice.
+            let old = object.get(key).cloned().unwrap_or(Value::Null);
+            let marker = "\u{1}fuzz-duplicate\u{1}";
+            object.insert(marker.into(), Value::Null);
+            let value = if rng.chance(50) { retyped(rng, &old) } else { old };
+            let twice = format!(
+                "{}:{}",
+                Value::String(key.clone()),
+                serde_json::to_string(&value).ok()?
+            );
+            let text = out
+                .to_string()
+                .replace(&format!("{}:null", Value::String(marker.into())), &twice);
+            return Some((Value::String(text), kind));
+        }
+    }
+    Some((out, kind))
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// The paths of every object member in `v`.
+fn members(v: &Value, at: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                at.push(Step::Key(k.clone()));
+                out.push(at.clone());
+                members(child, at, out);
+                at.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                at.push(Step::Index(i));
+                members(child, at, out);
+                at.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A value of another type than `old` (a string's text as a number, a list of it, ...).
+fn retyped(rng: &mut Rng, old: &Value) -> Value {
+    let candidates = [
+        Value::Null,
+        json!(true),
+        json!(0),
+        json!(-1),
+        json!(1e300),
+        json!(""),
+        json!("1"),
+        json!([]),
+        json!({}),
+        json!([old]),
+    ];
+    let kind = |v: &Value| std::mem::discriminant(v);
+    let others: Vec<&Value> = candidates
+        .iter()
+        .filter(|c| kind(c) != kind(old))
+        .collect();
+    rng.pick(&others).map_or(Value::Null, |v| (*v).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaves(v: &Value) -> usize {
+        let mut paths = Vec::new();
+        members(v, &mut Vec::new(), &mut paths);
+        paths.len()
+    }
+
+    #[test]
+    fn configurations_are_dropped_duplicated_and_retyped() {
+        let base = json!({"providers": {"a": {"issuer": "https://i", "audiences": ["x"]}},
+                          "rules": [{"match": {"prefix": "/"}, "requires": "a"}]});
+        let mut seen = Vec::new();
+        for n in 0..200 {
+            let mut rng = Rng::new(7, n);
+            let (out, kind) = config(&mut rng, &base).unwrap();
+            match kind {
+                ConfigMutation::Drop => assert_eq!(leaves(&out) + 1, leaves(&base), "{out}"),
+                ConfigMutation::Retype => {
+                    assert_ne!(out, base);
+                }
+                ConfigMutation::Duplicate => {
+                    let text = out.as_str().unwrap();
+                    let keys = ["\"providers\":", "\"a\":", "\"issuer\":", "\"audiences\":"];
+                    let twice = keys.iter().chain(&["\"rules\":", "\"match\":"]).any(|k| {
+                        text.matches(k).count() == 2
+                    }) || text.matches("\"prefix\":").count() == 2
+                        || text.matches("\"requires\":").count() == 2;
+                    assert!(twice, "{text}");
+                }
+            }
+            seen.push(kind);
+        }
+        for kind in [ConfigMutation::Drop, ConfigMutation::Duplicate, ConfigMutation::Retype] {
+            assert!(seen.contains(&kind), "{kind:?} never made");
+        }
+        // Keys the runner fills in stay JSON: no duplicate then.
+        let keyed = json!({"providers": {"a": {"jwks": {"$jwks": ["k"]}}}});
+        for n in 0..100 {
+            let (out, kind) = config(&mut Rng::new(7, n), &keyed).unwrap();
+            assert_ne!(kind, ConfigMutation::Duplicate);
+            assert!(out.is_object());
+        }
+        assert!(config(&mut Rng::new(1, 1), &json!([1, 2])).is_none());
     }
 }

@@ -1,4 +1,5 @@
-//! Minimising a failing case: drop actions, answer overrides, workers, headers and bodies,
+//! Minimising a failing case: drop actions, answer overrides, the mutated configuration and
+//! property values, workers, headers and bodies,
 //! plain method, path and authority, halve header names and values and the path; keep each
 //! change that still fails the same way, until none does or the budget of runs is spent.
 
@@ -33,6 +34,17 @@ fn candidates(case: &Case) -> Vec<Case> {
     for i in 0..case.routes.len() {
         let mut c = case.clone();
         c.routes.remove(i);
+        out.push(c);
+    }
+    if case.config.is_some() {
+        out.push(Case {
+            config: None,
+            ..case.clone()
+        });
+    }
+    for i in 0..case.properties.len() {
+        let mut c = case.clone();
+        c.properties.remove(i);
         out.push(c);
     }
     if case.workers > 1 {
@@ -137,6 +149,8 @@ mod tests {
             base: 0,
             workers: 3,
             routes: vec![("idp".into(), "/".into(), serde_json::json!({"status": 500}))],
+            config: Some(serde_json::json!({"a": 1})),
+            properties: vec![("a.b".into(), serde_json::json!("x"))],
             actions: vec![
                 request(&[(b"x-a", b"1")]),
                 Action::Advance { ms: 10 },
@@ -148,6 +162,7 @@ mod tests {
         let small = shrink(case, 1000, has_ff);
         assert_eq!(small.workers, 1);
         assert!(small.routes.is_empty());
+        assert!(small.config.is_none() && small.properties.is_empty());
         assert_eq!(small.actions.len(), 1);
         let Action::Request {
             request, worker, ..
@@ -173,6 +188,8 @@ mod tests {
             base: 0,
             workers: 1,
             routes: Vec::new(),
+            config: None,
+            properties: Vec::new(),
             actions: vec![request(&[(b"x", b"\xff")]), Action::Advance { ms: 1 }],
         };
         let mut runs = 0;

@@ -256,3 +256,125 @@ impl Pool {
         self.spare = Some(proxy);
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use wasm_encoder::{
+        CodeSection, ConstExpr, DataSection, EntityType, ExportKind, ExportSection, Function,
+        FunctionSection, GlobalSection, GlobalType, ImportSection, Instruction as I, MemArg,
+        MemorySection, MemoryType, Module as Encoded, TypeSection, ValType,
+    };
+
+    /// A filter that counts its requests twice, in a byte of its memory and in a global it
+    /// does not export, and logs both as letters (the first request logs `aB`).
+    pub(crate) fn counting_filter() -> Vec<u8> {
+        let i = ValType::I32;
+        let mut types = TypeSection::new();
+        types.ty().function([i, i, i], [i]); // 0: proxy_log, request headers
+        types.ty().function([i], [i]); // 1: allocate
+        types.ty().function([i, i], []); // 2: context create
+        types.ty().function([i, i], [i]); // 3: vm start, configure
+        let mut imports = ImportSection::new();
+        imports.import("env", "proxy_log", EntityType::Function(0));
+        let mut functions = FunctionSection::new();
+        for ty in [1, 2, 3, 3, 0] {
+            functions.function(ty);
+        }
+        let mut memories = MemorySection::new();
+        memories.memory(MemoryType {
+            minimum: 1,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+        let mut globals = GlobalSection::new();
+        globals.global(
+            GlobalType {
+                val_type: i,
+                mutable: true,
+                shared: false,
+            },
+            &ConstExpr::i32_const(0),
+        );
+        let mut exports = ExportSection::new();
+        exports.export("memory", ExportKind::Memory, 0);
+        let names = [
+            "proxy_on_memory_allocate",
+            "proxy_on_context_create",
+            "proxy_on_vm_start",
+            "proxy_on_configure",
+            "proxy_on_request_headers",
+        ];
+        for (n, name) in names.iter().enumerate() {
+            exports.export(name, ExportKind::Func, n as u32 + 1);
+        }
+        let byte = MemArg {
+            offset: 0,
+            align: 0,
+            memory_index: 0,
+        };
+        let mut code = CodeSection::new();
+        let body = |ins: &[I]| {
+            let mut f = Function::new([]);
+            for x in ins {
+                f.instruction(x);
+            }
+            f.instruction(&I::End);
+            f
+        };
+        code.function(&body(&[I::I32Const(1024)]));
+        code.function(&body(&[]));
+        code.function(&body(&[I::I32Const(1)]));
+        code.function(&body(&[I::I32Const(1)]));
+        code.function(&body(&[
+            // memory[16] += 1
+            I::I32Const(16),
+            I::I32Const(16),
+            I::I32Load8U(byte),
+            I::I32Const(1),
+            I::I32Add,
+            I::I32Store8(byte),
+            // global += 1; memory[17] = 'A' + global
+            I::GlobalGet(0),
+            I::I32Const(1),
+            I::I32Add,
+            I::GlobalSet(0),
+            I::I32Const(17),
+            I::GlobalGet(0),
+            I::I32Const(65),
+            I::I32Add,
+            I::I32Store8(byte),
+            // proxy_log(info, 16, 2)
+            I::I32Const(2),
+            I::I32Const(16),
+            I::I32Const(2),
+            I::Call(0),
+            I::Drop,
+            I::I32Const(0),
+        ]));
+        let mut data = DataSection::new();
+        data.active(0, &ConstExpr::i32_const(16), b"`".iter().copied());
+        let mut module = Encoded::new();
+        module
+            .section(&types)
+            .section(&imports)
+            .section(&functions)
+            .section(&memories)
+            .section(&globals)
+            .section(&exports)
+            .section(&code)
+            .section(&data);
+        module.finish()
+    }
+
+    #[test]
+    fn mutable_globals_are_exported_once() {
+        let (bytes, names) = export_globals(&counting_filter()).unwrap();
+        assert_eq!(names, ["harness:global:0"]);
+        let (again, names) = export_globals(&bytes).unwrap();
+        assert_eq!(names, ["harness:global:0"], "an exported global keeps its name");
+        assert_eq!(again, bytes);
+    }
+}

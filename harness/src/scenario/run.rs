@@ -49,6 +49,8 @@ pub struct Record {
     pub outcomes: Vec<Option<Outcome>>,
     /// The index of the step that failed, if one did.
     pub failed_step: Option<usize>,
+    /// Whether every VM accepted its configuration (`on_vm_start`, `on_configure`).
+    pub configured: bool,
 }
 
 struct Run<'a> {
@@ -186,6 +188,7 @@ impl Runner {
                 .map(|i| run.proxy.outcome(i).cloned())
                 .collect(),
             failed_step: run.failed_step,
+            configured: run.proxy.configured,
         };
         drop(world);
         if let Some(pool) = &mut self.pool {
@@ -1040,6 +1043,41 @@ pub fn split_call(what: &str) -> (&str, Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each run of a scenario starts from the snapshot of its configured proxy: a filter
+    /// that counts its requests in memory and in a global says the same every time.
+    #[test]
+    fn a_restored_proxy_keeps_nothing_of_the_run_before() {
+        use serde_json::json;
+        use std::path::PathBuf;
+        let wasm = std::env::temp_dir().join(format!("counting-{}.wasm", std::process::id()));
+        std::fs::write(&wasm, crate::host::snapshot::tests::counting_filter()).unwrap();
+        let mut runner = Runner::new(&wasm, 1).unwrap();
+        std::fs::remove_file(&wasm).unwrap();
+        runner.reuse_vms();
+        let request = json!({"request": {"path": "/"}, "expect": {"status": 200}});
+        let scenario = |workers: usize| Loaded {
+            scenario: crate::scenario::load::parse(json!({
+                "name": "counting", "config": {}, "workers": workers,
+                "steps": [request, request]
+            }))
+            .unwrap(),
+            file: PathBuf::from("counting.json"),
+            dir: PathBuf::from("."),
+        };
+        // Another setup in between: its VMs are the ones the next restore reuses.
+        for workers in [1, 1, 2, 1, 2, 1] {
+            runner.run(&scenario(workers)).unwrap();
+            let counted: Vec<&String> = runner
+                .logs
+                .iter()
+                .filter(|l| l.starts_with("worker 0 [info]"))
+                .collect();
+            assert_eq!(counted, ["worker 0 [info] aB", "worker 0 [info] bC"]);
+        }
+        let pool = runner.pool.as_ref().unwrap();
+        assert_eq!((pool.started, pool.restored), (2, 4));
+    }
 
     fn outcome(upstream_body: Option<&[u8]>) -> Outcome {
         Outcome {
