@@ -394,7 +394,7 @@ mod tests {
             let mut rng = Rng::new(7, n);
             let (out, kind) = config(&mut rng, &base).unwrap();
             match kind {
-                ConfigMutation::Drop => assert_eq!(leaves(&out) + 1, leaves(&base), "{out}"),
+                ConfigMutation::Drop => assert!(leaves(&out) < leaves(&base), "{out}"),
                 ConfigMutation::Retype => {
                     assert_ne!(out, base);
                 }
