@@ -5,10 +5,10 @@
 use serde_json::Value;
 
 use super::case::{Action, BACKEND, Case};
-use crate::scenario::bytes::Bytes;
 use super::corpus::{Base, Corpus};
 use super::mutate::{self, Rng};
 use crate::host::Request;
+use crate::scenario::bytes::Bytes;
 
 /// The marker value of spoofed identity headers (the identity oracle looks for it upstream).
 pub const SPOOF: &[u8] = b"fuzz-spoof";

@@ -310,7 +310,11 @@ pub fn config(rng: &mut Rng, config: &Value) -> Option<(Value, ConfigMutation)> 
             let old = object.get(key).cloned().unwrap_or(Value::Null);
             let marker = "\u{1}fuzz-duplicate\u{1}";
             object.insert(marker.into(), Value::Null);
-            let value = if rng.chance(50) { retyped(rng, &old) } else { old };
+            let value = if rng.chance(50) {
+                retyped(rng, &old)
+            } else {
+                old
+            };
             let twice = format!(
                 "{}:{}",
                 Value::String(key.clone()),
@@ -368,10 +372,7 @@ fn retyped(rng: &mut Rng, old: &Value) -> Value {
         json!([old]),
     ];
     let kind = |v: &Value| std::mem::discriminant(v);
-    let others: Vec<&Value> = candidates
-        .iter()
-        .filter(|c| kind(c) != kind(old))
-        .collect();
+    let others: Vec<&Value> = candidates.iter().filter(|c| kind(c) != kind(old)).collect();
     rng.pick(&others).map_or(Value::Null, |v| (*v).clone())
 }
 
@@ -401,16 +402,22 @@ mod tests {
                 ConfigMutation::Duplicate => {
                     let text = out.as_str().unwrap();
                     let keys = ["\"providers\":", "\"a\":", "\"issuer\":", "\"audiences\":"];
-                    let twice = keys.iter().chain(&["\"rules\":", "\"match\":"]).any(|k| {
-                        text.matches(k).count() == 2
-                    }) || text.matches("\"prefix\":").count() == 2
+                    let twice = keys
+                        .iter()
+                        .chain(&["\"rules\":", "\"match\":"])
+                        .any(|k| text.matches(k).count() == 2)
+                        || text.matches("\"prefix\":").count() == 2
                         || text.matches("\"requires\":").count() == 2;
                     assert!(twice, "{text}");
                 }
             }
             seen.push(kind);
         }
-        for kind in [ConfigMutation::Drop, ConfigMutation::Duplicate, ConfigMutation::Retype] {
+        for kind in [
+            ConfigMutation::Drop,
+            ConfigMutation::Duplicate,
+            ConfigMutation::Retype,
+        ] {
             assert!(seen.contains(&kind), "{kind:?} never made");
         }
         // Keys the runner fills in stay JSON: no duplicate then.

@@ -11,7 +11,7 @@ use super::*;
 use vm::VmImage;
 
 /// Snapshots kept at most (bytes of linear memory): beyond, new setups start fresh each time.
-const MAX_SNAPSHOT_BYTES: usize = 768 << 20;
+const MAX_SNAPSHOT_BYTES: usize = 256 << 20;
 
 /// The module `bytes` with each mutable global it defines exported (as `harness:global:N`
 /// unless it already is), and the export names of those globals, in index order. Globals are
@@ -82,7 +82,11 @@ pub fn export_globals(bytes: &[u8]) -> Result<(Vec<u8>, Vec<String>)> {
     };
     // The section's content: its entry count (a LEB128), then the entries.
     let content = bytes.get(range.clone()).context("export section")?;
-    let skip = content.iter().position(|b| b & 0x80 == 0).context("count")? + 1;
+    let skip = content
+        .iter()
+        .position(|b| b & 0x80 == 0)
+        .context("count")?
+        + 1;
     let mut section = Vec::new();
     leb(&mut section, count + added_count);
     section.extend_from_slice(content.get(skip..).context("entries")?);
@@ -129,7 +133,9 @@ impl Snapshot {
     fn resume(&self, setup: &Setup) -> Option<(Clusters, Routes)> {
         let world = &self.world;
         Some((
-            setup.clusters.resume(&self.boot_clusters, &world.clusters)?,
+            setup
+                .clusters
+                .resume(&self.boot_clusters, &world.clusters)?,
             setup.backend.resume(&self.boot_backend, &world.backend)?,
         ))
     }
@@ -159,7 +165,12 @@ impl Proxy {
     /// Makes this proxy (of the same plugin, any setup) the snapshot's, with `clusters` and
     /// `backend` as the world's: the VMs it has are reused where their memory fits, the
     /// others made anew.
-    pub fn restore(&mut self, snapshot: &Snapshot, clusters: Clusters, backend: Routes) -> Result<()> {
+    pub fn restore(
+        &mut self,
+        snapshot: &Snapshot,
+        clusters: Clusters,
+        backend: Routes,
+    ) -> Result<()> {
         self.boot = snapshot.boot.clone();
         let mut old = std::mem::take(&mut self.vms);
         for (id, image) in &snapshot.vms {
@@ -374,7 +385,11 @@ pub(crate) mod tests {
         let (bytes, names) = export_globals(&counting_filter()).unwrap();
         assert_eq!(names, ["harness:global:0"]);
         let (again, names) = export_globals(&bytes).unwrap();
-        assert_eq!(names, ["harness:global:0"], "an exported global keeps its name");
+        assert_eq!(
+            names,
+            ["harness:global:0"],
+            "an exported global keeps its name"
+        );
         assert_eq!(again, bytes);
     }
 }

@@ -319,7 +319,11 @@ impl Vm {
         let image = VmImage {
             id,
             memory: memory.data(&self.store).to_vec(),
-            globals: self.globals.iter().map(|g| g.get(&mut self.store)).collect(),
+            globals: self
+                .globals
+                .iter()
+                .map(|g| g.get(&mut self.store))
+                .collect(),
             state: self.store.data().clone(),
             broken: self.broken.clone(),
             next_context: self.next_context,
