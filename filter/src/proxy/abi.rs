@@ -4,9 +4,7 @@
 //! The SDK's `hostcalls` panic on any status they do not expect, and convert header values
 //! with `String::from_utf8(..).unwrap()`: one byte that is not UTF-8 in a client's header
 //! would kill the VM. `clippy.toml` forbids them (and the trait methods built on them) in
-//! this crate. The one SDK call kept is `dispatch_http_call`, because the SDK's dispatcher
-//! must record the call's token to deliver its answer; it panics only on a status outside
-//! those the ABI defines for that call.
+//! this crate; the module no longer links the SDK at all (`exports.rs` is its dispatcher).
 
 use std::ptr::null_mut;
 
@@ -15,7 +13,9 @@ use std::ptr::null_mut;
 pub struct Status(pub u32);
 
 pub const NOT_FOUND: Status = Status(1);
+pub const BAD_ARGUMENT: Status = Status(2);
 pub const CAS_MISMATCH: Status = Status(8);
+pub const INTERNAL_FAILURE: Status = Status(10);
 
 /// Enum values of the ABI.
 pub const REQUEST_HEADERS: u32 = 0;
@@ -109,6 +109,18 @@ unsafe extern "C" {
         path_size: usize,
         value: *const u8,
         value_size: usize,
+    ) -> u32;
+    fn proxy_http_call(
+        upstream: *const u8,
+        upstream_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        body: *const u8,
+        body_size: usize,
+        trailers: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        token: *mut u32,
     ) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
@@ -278,4 +290,30 @@ pub fn increment_metric(id: u32, offset: i64) -> Result<(), Status> {
 
 pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
     check(unsafe { proxy_record_metric(id, value) })
+}
+
+/// Dispatches an http call without trailers to `upstream` (a cluster); its token.
+pub fn http_call(
+    upstream: &str,
+    headers: &[u8],
+    body: Option<&[u8]>,
+    timeout_ms: u32,
+) -> Result<u32, Status> {
+    let mut token = 0;
+    let no_trailers = 0u32.to_le_bytes();
+    check(unsafe {
+        proxy_http_call(
+            upstream.as_ptr(),
+            upstream.len(),
+            headers.as_ptr(),
+            headers.len(),
+            body.map_or(std::ptr::null(), <[u8]>::as_ptr),
+            body.map_or(0, <[u8]>::len),
+            no_trailers.as_ptr(),
+            no_trailers.len(),
+            timeout_ms,
+            &mut token,
+        )
+    })?;
+    Ok(token)
 }

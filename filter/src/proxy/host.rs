@@ -4,9 +4,20 @@
 use super::abi;
 use crate::http::request::{HeaderChanges, Request};
 use crate::policy::response::Reply;
-use proxy_wasm::types::LogLevel;
 use proxy_wasm_abi::header_map;
 use std::time::Duration;
+
+/// The ABI's log levels.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u32)]
+pub enum LogLevel {
+    Trace = 0,
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Critical = 5,
+}
 
 pub fn log(level: LogLevel, message: &str) {
     let _ = abi::log(level as u32, message);
@@ -145,8 +156,7 @@ pub fn post(
     )
 }
 
-// The one SDK host call kept (see `abi`): its dispatcher routes the answer by token.
-#[allow(clippy::disallowed_methods)]
+/// An http call through `abi::http_call`; `exports` records its token, to deliver the answer.
 fn call(
     (method, cluster, authority, path): (&str, &str, &str, &str),
     extra: &[(&str, &str)],
@@ -160,14 +170,22 @@ fn call(
         ("accept", "application/json"),
     ];
     headers.extend_from_slice(extra);
-    proxy_wasm::hostcalls::dispatch_http_call(
-        cluster,
-        headers,
-        body,
-        vec![],
-        Duration::from_millis(timeout_ms),
-    )
-    .map_err(|status| format!("dispatch to cluster '{cluster}' refused: {status:?}"))
+    // The timeout as the SDK passed it (`as u32`: milliseconds modulo 2^32).
+    let timeout = timeout_ms as u32;
+    match abi::http_call(cluster, &header_map::encode(&headers), body, timeout) {
+        Ok(token) => {
+            super::exports::register_call(token);
+            Ok(token)
+        }
+        Err(status) => Err(format!(
+            "dispatch to cluster '{cluster}' refused: {}",
+            match status {
+                abi::BAD_ARGUMENT => "BadArgument",
+                abi::INTERNAL_FAILURE => "InternalFailure",
+                _ => "an unknown status",
+            }
+        )),
+    }
 }
 
 /// Calls the host's `verify_signature` foreign function. `None` when the host has none

@@ -15,16 +15,20 @@ mod bench_stage;
 use crate::decision::worker::Next;
 use crate::policy::response::{Failure, deny};
 use bench_stage::{STAGE, Stage};
+use host::LogLevel;
 use plugin::Plugin;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
 use std::time::Duration;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root { id, plugin: None }) });
-}}
+mod exports;
+
+/// What a stream callback tells the host: go on, or hold the stream.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u32)]
+pub enum Action {
+    Continue = 0,
+    Pause = 1,
+}
 
 /// How often each worker syncs keys from shared data, resumes waiting requests and
 /// refreshes aging key sets.
@@ -35,8 +39,8 @@ struct Root {
     plugin: Option<Rc<Plugin>>,
 }
 
-impl Context for Root {
-    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _trailers: usize) {
+impl Root {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize) {
         if let Some(plugin) = &self.plugin {
             call_response(plugin, token, headers, body);
         }
@@ -50,8 +54,8 @@ fn call_response(plugin: &Plugin, token: u32, headers: usize, body_size: usize) 
     plugin.on_call_response(token, status, &body);
 }
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
+impl Root {
+    fn on_configure(&mut self) -> bool {
         let bytes = host::plugin_configuration();
         match plugin::configure(self.id, &bytes) {
             Ok(plugin) => {
@@ -73,18 +77,14 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Stream> {
         let plugin = self.plugin.clone()?;
-        Some(Box::new(Stream {
+        Some(Stream {
             id: context_id,
             plugin,
             headers: Next::Continue,
             body_size: 0,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        })
     }
 }
 
@@ -120,8 +120,8 @@ fn action(next: Next) -> Action {
     }
 }
 
-impl Context for Stream {
-    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _trailers: usize) {
+impl Stream {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize) {
         call_response(&self.plugin, token, headers, body);
     }
 
@@ -129,9 +129,7 @@ impl Context for Stream {
         self.plugin.on_stream_done(self.id);
         true
     }
-}
 
-impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         match STAGE {
             Stage::Everything => {}
@@ -168,7 +166,7 @@ impl HttpContext for Stream {
         self.on_request_data(end_of_stream)
     }
 
-    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+    fn on_http_request_trailers(&mut self) -> Action {
         self.on_request_data(true)
     }
 

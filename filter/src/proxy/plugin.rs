@@ -2,6 +2,7 @@
 
 use super::bench_stage::{STAGE, Stage};
 use super::host;
+use super::host::LogLevel;
 use super::metrics::Metrics;
 use super::shared::HostSharedData;
 use crate::config::{Config, ConfigError, ProviderId};
@@ -13,7 +14,6 @@ use crate::jose::verify::{HostCrypto, InWasm, SignatureVerifier};
 use crate::keys::shared::SharedData;
 use crate::policy::response::Reason;
 use crate::policy::response::Reply;
-use proxy_wasm::types::LogLevel;
 use std::cell::Cell;
 
 pub type Plugin = Worker<ProxyHost, Crypto>;
