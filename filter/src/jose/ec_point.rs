@@ -2,6 +2,10 @@
 //! P-521 (ES512) by its curve equation, secp256k1 (ES256K) with the `k256` crate, which
 //! verifies ES256K signatures too. (P-256 and P-384 points: `jwks::on_curve`, with `ring`.)
 //!
+//! Ed25519 points are checked here too (`ed25519_valid`), with the 256-bit arithmetic of
+//! `crypto-bigint` the module already has, rather than with `ed25519-dalek`, whose
+//! decompression weighed about 10 KB in the module for this alone.
+//!
 //! P-521 is checked here rather than with the `p521` crate, which would add about 60 KB to
 //! the module for this alone (ES512 signatures are the host's work, `verify`). Both curves
 //! have cofactor 1, so a point on the curve (and never the point at infinity, which the
@@ -29,6 +33,50 @@ pub fn p521_on_curve(point: &[u8]) -> bool {
 /// Whether `point` (uncompressed SEC1, 32-byte coordinates) is a valid secp256k1 point.
 pub fn secp256k1_valid(point: &[u8]) -> bool {
     point.len() == 65 && k256::PublicKey::from_sec1_bytes(point).is_ok()
+}
+
+/// Whether `bytes` is an Ed25519 public key as `ed25519-dalek`'s `VerifyingKey::from_bytes`
+/// reads it (which this module called until 2026-12): y is the low 255 bits, taken modulo
+/// p = 2^255 - 19 (a y at or above p is not refused), and a point with that y exists iff
+/// x^2 = (y^2 - 1) / (d y^2 + 1) has a solution, that is iff (y^2 - 1)(d y^2 + 1) is zero or
+/// a square modulo p: by Euler's criterion, iff its (p - 1)/2-th power is not p - 1. The
+/// sign bit picks x or -x and refuses nothing (not even x = 0 with the bit set).
+pub fn ed25519_valid(bytes: &[u8; 32]) -> bool {
+    use crypto_bigint::{Limb, U256};
+    // Arithmetic modulo 2p = 2^256 - 38, the special form `crypto-bigint` reduces by (every
+    // result below 2p); the last power is reduced modulo p.
+    const C: Limb = Limb(38);
+    const P: U256 =
+        U256::from_be_hex("7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed");
+    const P_MINUS_1: U256 =
+        U256::from_be_hex("7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffec");
+    const HALF_P_MINUS_1: U256 =
+        U256::from_be_hex("3ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff6");
+    // d = -121665/121666 (mod p), RFC 8032 5.1.
+    const D: U256 =
+        U256::from_be_hex("52036cee2b6ffe738cc740797779e89800700a4d4141d8ab75eb4dca135978a3");
+    let mut le = *bytes;
+    if let Some(top) = le.last_mut() {
+        *top &= 0x7f;
+    }
+    let y = U256::from_le_slice(&le);
+    let yy = y.mul_mod_special(&y, C);
+    let u = yy.sub_mod_special(&U256::ONE, C);
+    let v = yy.mul_mod_special(&D, C).add_mod_special(&U256::ONE, C);
+    let uv = u.mul_mod_special(&v, C);
+    let mut power = U256::ONE;
+    for bit in (0..256).rev() {
+        power = power.mul_mod_special(&power, C);
+        if HALF_P_MINUS_1.bit_vartime(bit) {
+            power = power.mul_mod_special(&uv, C);
+        }
+    }
+    let power = if power >= P {
+        power.wrapping_sub(&P)
+    } else {
+        power
+    };
+    power != P_MINUS_1
 }
 
 const P521_BYTES: usize = 66;
@@ -143,6 +191,63 @@ impl Fe {
 
 #[cfg(test)]
 mod tests {
+
+    /// `ed25519_valid` against `ed25519-dalek`: every y near 0, near p and near 2^255 with
+    /// both sign bits, and many others, valid and not.
+    #[test]
+    fn ed25519_points_are_read_as_ed25519_dalek_reads_them() {
+        let dalek = |b: &[u8; 32]| ed25519_dalek::VerifyingKey::from_bytes(b).is_ok();
+        let mut cases: Vec<[u8; 32]> = Vec::new();
+        let p: [u8; 32] = {
+            let mut p = [0xff; 32];
+            p[0] = 0xed;
+            p[31] = 0x7f;
+            p
+        };
+        for k in 0u8..64 {
+            let mut low = [0u8; 32];
+            low[0] = k;
+            cases.push(low);
+            // p - 32 .. p + 31 and 2^255 - 64 .. 2^255 - 1.
+            let mut near_p = p;
+            near_p[0] = 0xed_u8.wrapping_sub(32).wrapping_add(k);
+            cases.push(near_p);
+            let mut top = [0xff; 32];
+            top[31] = 0x7f;
+            top[0] = 0xff - k;
+            cases.push(top);
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..3000 {
+            let mut b = [0u8; 32];
+            for byte in &mut b {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                *byte = seed as u8;
+            }
+            cases.push(b);
+        }
+        let signed: Vec<[u8; 32]> = (cases.iter())
+            .map(|c| {
+                let mut c = *c;
+                c[31] ^= 0x80;
+                c
+            })
+            .collect();
+        cases.extend(signed);
+        let (mut valid, mut invalid) = (0, 0);
+        for case in &cases {
+            let expected = dalek(case);
+            assert_eq!(ed25519_valid(case), expected, "{case:02x?}");
+            if expected { valid += 1 } else { invalid += 1 }
+        }
+        // Both answers are exercised, each many times.
+        assert!(
+            valid > 1000 && invalid > 1000,
+            "{valid} valid, {invalid} invalid"
+        );
+    }
     use super::*;
 
     /// Uncompressed P-521 points of fixed keys, from the `p521` crate (a dev-dependency).

@@ -468,7 +468,7 @@ fn okp_key(jwk: &Map<String, Value>) -> Result<Parts, String> {
         .as_slice()
         .try_into()
         .map_err(|_| "Ed25519 key must be 32 bytes")?;
-    if ed25519_dalek::VerifyingKey::from_bytes(&point).is_err() {
+    if !ec_point::ed25519_valid(&point) {
         return Err("Ed25519 key is not a valid point".into());
     }
     Ok((Material::Ed25519(x), None))
