@@ -33,20 +33,36 @@ fn value(c: u8) -> Option<u32> {
 
 pub fn decode(input: &str) -> Option<Vec<u8>> {
     let input = input.as_bytes();
-    let mut out = Vec::with_capacity(input.len() / 4 * 3 + 2);
-    for chunk in input.chunks(4) {
+    // Whole groups of 4 characters carry 3 bytes; a last group of 2 or 3 characters carries
+    // 1 or 2 bytes and its spare low bits must be zero; a last group of 1 carries none.
+    let (groups, rest) = (input.chunks_exact(4), input.chunks_exact(4).remainder());
+    let tail = match rest.len() {
+        0 => 0,
+        2 => 1,
+        3 => 2,
+        _ => return None,
+    };
+    let mut out = vec![0u8; input.len() / 4 * 3 + tail];
+    let (whole, last) = out.split_at_mut(input.len() / 4 * 3);
+    for (group, bytes) in groups.zip(whole.chunks_exact_mut(3)) {
         let mut bits = 0u32;
-        for &c in chunk {
+        for &c in group {
             bits = bits << 6 | value(c)?;
         }
-        // A last group of 2 or 3 characters carries 1 or 2 bytes; its spare low bits must
-        // be zero. A group of 1 carries none: refused.
-        match chunk.len() {
-            4 => out.extend_from_slice(&[(bits >> 16) as u8, (bits >> 8) as u8, bits as u8]),
-            3 if bits & 0x3 == 0 => out.extend_from_slice(&[(bits >> 10) as u8, (bits >> 2) as u8]),
-            2 if bits & 0xf == 0 => out.push((bits >> 4) as u8),
-            _ => return None,
+        bytes.copy_from_slice(&[(bits >> 16) as u8, (bits >> 8) as u8, bits as u8]);
+    }
+    let mut bits = 0u32;
+    for &c in rest {
+        bits = bits << 6 | value(c)?;
+    }
+    match (rest.len(), last) {
+        (0, []) => {}
+        (2, [a]) if bits & 0xf == 0 => *a = (bits >> 4) as u8,
+        (3, [a, b]) if bits & 0x3 == 0 => {
+            *a = (bits >> 10) as u8;
+            *b = (bits >> 2) as u8;
         }
+        _ => return None,
     }
     Some(out)
 }
