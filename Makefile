@@ -158,7 +158,7 @@ DIFFERENTIAL_SCENARIOS := $(addprefix tests/scenarios/,quickstart.json routes.js
   forwarding.json report.json agreement-identity.json token-rules.json discovery.json dpop.json form-body.json \
   algorithms.json config.json payloads.json keys.json more-keys.json key-files.json \
   lifetimes.json metrics.json migration.json host-modes.json agreement-credentials.json env.json \
-  constraints.json key-sources.json \
+  constraints.json key-sources.json revocation.json \
   authorities.json step-up.json mcp.json denials.json dpop-store.json dpop-nonce.json)
 
 differential: build harness-bin envoy test-filters

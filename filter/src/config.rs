@@ -81,6 +81,15 @@ pub struct Provider {
     pub dpop: DpopPolicy,
     /// Certificate-bound tokens (RFC 8705).
     pub mtls: MtlsMode,
+    /// Revoked tokens: a list, pushed revocations (`None`: nothing is looked up).
+    pub revocation: Option<Revocation>,
+}
+
+impl Provider {
+    /// Where pushed revocations for this provider are received, if anywhere.
+    pub fn receiver(&self) -> Option<&Receiver> {
+        self.revocation.as_ref()?.receiver.as_ref()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -442,7 +451,23 @@ fn compile(root: &Node, env: &Env) -> Result<Config, ConfigError> {
             value,
             path: listed.child(name),
         };
-        providers.push(compile_provider(name, &node, env)?);
+        let provider = compile_provider(name, &node, env)?;
+        // A receiver's path is one provider's, and not the metadata document's.
+        if let Some(r) = provider
+            .revocation
+            .as_ref()
+            .and_then(|r| r.receiver.as_ref())
+            && (providers
+                .iter()
+                .any(|p: &Provider| p.receiver().is_some_and(|o| o.path == r.path))
+                || resource_metadata.iter().any(|m| m.path == r.path))
+        {
+            return err(
+                node.child("revocation") + "/receiver/path",
+                "is another provider's receiver or the resource metadata path",
+            );
+        }
+        providers.push(provider);
     }
     let provider_header = provider_header
         .get::<String>()?
@@ -516,6 +541,7 @@ mod metadata;
 mod provider;
 mod read;
 mod requirement;
+mod revocation;
 mod rules;
 pub mod secret;
 mod source;
@@ -535,6 +561,8 @@ use keys::compile_keys;
 use metadata::compile_metadata;
 use provider::{audience_list, compile_algorithms, compile_provider};
 use requirement::compile_requirement;
+use revocation::compile_revocation;
+pub use revocation::{Receiver, Revocation, RevocationList};
 use rules::{canonical_path, compile_match};
 pub use secret::Env;
 use source::compile_source;

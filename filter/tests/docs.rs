@@ -16,7 +16,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use jwt_filter::decision::worker::{Metric, VERSION_GAUGE, provider_metric_name};
-use jwt_filter::policy::response::{METADATA_DETAILS, Reason};
+use jwt_filter::policy::response::{
+    METADATA_DETAILS, PUSH_RECEIVED_DETAILS, PUSH_REFUSED_DETAILS, Reason,
+};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -178,7 +180,8 @@ fn crate_names() -> BTreeSet<String> {
 
 /// Every `jwt_filter_...` name in the docs is a metric (or a pattern of them): the crate
 /// names (`jwt_filter_testkit`, ...) aside. Followed by `{`, it is response-code details
-/// (`Reason::details`, `METADATA_DETAILS`), which must be the filter's.
+/// (`Reason::details`, `METADATA_DETAILS`, the revocation receiver's), which must be the
+/// filter's.
 #[test]
 fn every_metric_named_in_the_docs_exists() {
     let counters = counters();
@@ -211,7 +214,9 @@ fn every_metric_named_in_the_docs_exists() {
                 let details = format!("{name}{{{inner}}}");
                 let known = Reason::ALL.iter().any(|r| r.details() == details)
                     || details == "jwt_filter_denied{<reason>}"
-                    || details == METADATA_DETAILS;
+                    || details == METADATA_DETAILS
+                    || details == PUSH_RECEIVED_DETAILS
+                    || details == PUSH_REFUSED_DETAILS;
                 if !known {
                     problems.push(format!("{}: {details} (details)", file.display()));
                 }

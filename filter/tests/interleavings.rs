@@ -432,7 +432,7 @@ fn run(worker: &ModelWorker, event: Event) -> bool {
                         .answer(world.server, world.answers.fetch_add(1, SeqCst))
                 };
                 host.current.set(origin);
-                worker.on_call_response(token, status, body.as_bytes());
+                worker.on_call_response(token, status, body.as_bytes(), None);
             }
         }
         EndStream { ctx } => {

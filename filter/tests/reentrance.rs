@@ -54,7 +54,7 @@ impl Reentrant {
             let token = self.next_token.get();
             let limit = worker.answer_limit(token);
             let body = &self.jwks.as_bytes()[..self.jwks.len().min(limit)];
-            worker.on_call_response(token, Some(200), body);
+            worker.on_call_response(token, Some(200), body, None);
             worker.on_stream_done(7);
         }
         self.inside.set(false);
@@ -185,7 +185,7 @@ fn callbacks_from_inside_host_calls_never_panic() {
         let first = w.on_request(7, true);
         let jwks = w.host().jwks.clone();
         let token = w.host().next_token.get();
-        w.on_call_response(token, Some(200), jwks.as_bytes());
+        w.on_call_response(token, Some(200), jwks.as_bytes(), None);
         for _ in 0..3 {
             w.on_tick();
         }

@@ -89,6 +89,38 @@ pub(super) fn compile_fetch(
     if cluster_name.is_empty() {
         return err(cluster.path(), "must not be empty");
     }
+    let extra_headers = compile_fetch_headers(headers, env)?;
+    let mut fetch = Fetch {
+        jwks_cluster: cluster_name.clone(),
+        cluster: cluster_name,
+        authority,
+        path,
+        fallback_path,
+        headers: extra_headers,
+        timeout_ms: timeout_ms.within()?,
+        cache_duration_s: cache_duration_s.within()?,
+        cooldown_s: cooldown_s.within()?,
+        stale_max_s: stale_max_s.within()?,
+        max_body_bytes: max_body_bytes.within()?,
+        max_keys: max_keys.within()?,
+        jwt_svid: false,
+    };
+    // Discovery only (refused above in remote_jwks): the cluster for the jwks_uri it finds.
+    if let Some(name) = jwks_cluster.get::<String>()? {
+        if name.is_empty() {
+            return err(jwks_cluster.path(), "must not be empty");
+        }
+        fetch.jwks_cluster = name;
+    }
+    Ok(fetch)
+}
+
+/// A fetch's `headers` (a key set's, a revocation list's): names that are not the call's
+/// own, values printable ASCII, inline or `{"env": NAME}`.
+pub(super) fn compile_fetch_headers(
+    headers: &Field,
+    env: &Env,
+) -> Result<Vec<(String, String)>, ConfigError> {
     let mut extra_headers = Vec::new();
     if let Some(listed) = headers.get::<Node>()? {
         for (name, value) in listed.map()? {
@@ -121,29 +153,7 @@ pub(super) fn compile_fetch(
             extra_headers.push((name, value));
         }
     }
-    let mut fetch = Fetch {
-        jwks_cluster: cluster_name.clone(),
-        cluster: cluster_name,
-        authority,
-        path,
-        fallback_path,
-        headers: extra_headers,
-        timeout_ms: timeout_ms.within()?,
-        cache_duration_s: cache_duration_s.within()?,
-        cooldown_s: cooldown_s.within()?,
-        stale_max_s: stale_max_s.within()?,
-        max_body_bytes: max_body_bytes.within()?,
-        max_keys: max_keys.within()?,
-        jwt_svid: false,
-    };
-    // Discovery only (refused above in remote_jwks): the cluster for the jwks_uri it finds.
-    if let Some(name) = jwks_cluster.get::<String>()? {
-        if name.is_empty() {
-            return err(jwks_cluster.path(), "must not be empty");
-        }
-        fetch.jwks_cluster = name;
-    }
-    Ok(fetch)
+    Ok(extra_headers)
 }
 
 /// Headers a fetch's `headers` may not set: the call's own, and framing.

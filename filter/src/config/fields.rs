@@ -314,7 +314,7 @@ pub static RESOURCE_METADATA: [Spec; 15] = [
 ];
 
 /// provider
-pub static PROVIDER: [Spec; 20] = [
+pub static PROVIDER: [Spec; 21] = [
     field(
         "issuer",
         Ty::Json(r##"{"anyOf":[{"$ref":"#/$defs/issuer"},{"type":"array","minItems":1,"items":{"$ref":"#/$defs/issuer"}}]}"##),
@@ -417,6 +417,103 @@ pub static PROVIDER: [Spec; 20] = [
         Ty::Json(r##"{"type":["array","null"],"minItems":1,"maxItems":8,"items":{"$ref":"#/$defs/key_source"}}"##),
         "Several key sources whose keys are all trusted, instead of one remote_jwks, local_jwks or discovery (key rollover across two key servers): each is fetched, cached and refreshed on its own. A token's kid is looked up in every source's keys; an unknown kid refetches every remote source whose cooldown allows; while a source is down, the keys of the others still verify (a token whose key is in none of the sources that answer is refused 503 while a source is down, else 401). 1 to 8 sources, no two fetching the same document.",
     ),
+    field(
+        "revocation",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/revocation"}]}"##),
+        "Revoked tokens of this provider (docs/revocation.md): a revocation list fetched through a cluster and shared by all workers, and a receiver path for pushed revocations (OpenID back-channel logout tokens, RFC 8417 Security Event Tokens). Checked after the signature, on every request, verified-token cache hits included. Default: none (nothing is looked up).",
+    ),
+];
+
+/// revocation (a provider's `revocation`; its own tables, read by `config/revocation.rs`)
+pub static REVOCATION: [Spec; 3] = [
+    field(
+        "list",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/revocation_list"}]}"##),
+        "A revocation list (its JSON format: docs/revocation.md) fetched through a cluster, refreshed, conditionally (ETag, If-None-Match), parsed by the worker that fetches it and shared with all workers.",
+    ),
+    field(
+        "on_unavailable",
+        Ty::Enum(&["deny", "allow"]),
+        "What a token of this provider gets while no list is loaded yet, or the list is older than list.max_age_s: deny (503 with Retry-After, as keys that are not available) or allow (the weaker mode: tokens are accepted unchecked against the list; pushed revocations still apply).",
+    ).preset(&Preset::Text("deny")),
+    field(
+        "receiver",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/revocation_receiver"}]}"##),
+        "A path the filter answers itself for pushed revocations: POSTs of OpenID back-channel logout tokens (form logout_token=...) and RFC 8935 pushed Security Event Tokens (application/secevent+jwt, CAEP session-revoked and credential-change), signed by this provider's keys.",
+    ),
+];
+
+/// revocation list
+pub static REVOCATION_LIST: [Spec; 8] = [
+    field(
+        "cluster",
+        Ty::Json(r#"{"type":"string","minLength":1}"#),
+        "Required: the Envoy cluster that reaches the list's server.",
+    ).required(),
+    field(
+        "uri",
+        Ty::Json(r##"{"$ref":"#/$defs/http_uri"}"##),
+        "Required: the list's URI, absolute http(s); its path and :authority are used.",
+    ).required(),
+    field(
+        "headers",
+        Ty::Json(r##"{"type":["object","null"],"propertyNames":{"pattern":"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},"additionalProperties":{"anyOf":[{"type":"string","pattern":"^[\\t -~]*$"},{"$ref":"#/$defs/env"}]}}"##),
+        "Extra request headers on every fetch, as remote_jwks.headers.",
+    ),
+    field(
+        "timeout_ms",
+        Ty::Int,
+        "Timeout of one fetch in milliseconds.",
+    ).preset(int!(5000, 1, 60000)),
+    field(
+        "refresh_s",
+        Ty::Int,
+        "How often the list is fetched again, in seconds (with If-None-Match when the server sent an ETag; a 304 keeps the list and counts as fresh). A revocation reaches every worker within about this long.",
+    ).preset(int!(30, 1, 86400)),
+    field(
+        "max_age_s",
+        Ty::Int,
+        "How long a list stays usable since it was last fetched or confirmed (304), in seconds; past it, on_unavailable applies.",
+    ).preset(int!(300, 1, 604800)),
+    field(
+        "max_entries",
+        Ty::Int,
+        "Most entries a list may hold. A larger list is refused whole, logged with its count, and the last good list keeps serving.",
+    ).preset(int!(10000, 1, 100000)),
+    field(
+        "max_bytes",
+        Ty::Int,
+        "Largest list accepted, in bytes; a larger one is refused whole, and the last good list keeps serving.",
+    ).preset(int!(1048576, 1024, 8388608)),
+];
+
+/// revocation receiver
+pub static REVOCATION_RECEIVER: [Spec; 5] = [
+    field(
+        "path",
+        Ty::Json(r#"{"type":"string","pattern":"^/[!-~]*$"}"#),
+        "Required: the request path (without query) whose POSTs the filter answers itself; unique among providers, and not the resource metadata path.",
+    ).required(),
+    field(
+        "audiences",
+        Ty::Json(r#"{"type":["array","null"],"minItems":1,"items":{"type":"string","minLength":1}}"#),
+        "The aud a pushed token must name (one of these): the client id the identity provider sends logouts for. Default: the provider's audiences.",
+    ),
+    field(
+        "iat_window_s",
+        Ty::Int,
+        "How far a pushed token's iat may be from now, either way, in seconds; its jti is remembered that long (and refused if seen again).",
+    ).preset(int!(300, 1, 3600)),
+    field(
+        "max_entries",
+        Ty::Int,
+        "Most pushed revocations and remembered jtis kept at once (shared by all workers); when full, a push is answered 503 and not recorded.",
+    ).preset(int!(10000, 1, 100000)),
+    field(
+        "entry_lifetime_s",
+        Ty::Int,
+        "How long a pushed revocation is kept, in seconds: the longest lifetime of this provider's tokens (a token issued before the revocation expires before it is forgotten).",
+    ).preset(int!(86400, 60, 2592000)),
 ];
 
 /// key source (an element of key_sources)
@@ -1295,6 +1392,27 @@ pub static OBJECTS: &[Object] = &[
         title: "etcd",
         doc: "etcd's HTTP/JSON gateway: each proof is written once (a transaction that creates its key only if it has no create_revision yet, under a lease that outlives the proof's window); a proof whose key exists is a replay.",
         fields: &ETCD,
+        constraints: None,
+    },
+    Object {
+        def: "revocation",
+        title: "revocation",
+        doc: "A provider's revoked tokens: a list fetched through a cluster, pushed revocations received on a path, or both (docs/revocation.md).",
+        fields: &REVOCATION,
+        constraints: None,
+    },
+    Object {
+        def: "revocation_list",
+        title: "revocation list",
+        doc: "Where the revocation list is fetched, how often, and its bounds.",
+        fields: &REVOCATION_LIST,
+        constraints: None,
+    },
+    Object {
+        def: "revocation_receiver",
+        title: "revocation receiver",
+        doc: "The path that receives pushed revocations, and how pushed tokens are checked and kept.",
+        fields: &REVOCATION_RECEIVER,
         constraints: None,
     },
     Object {

@@ -5,8 +5,8 @@ use super::keys::KeyRules;
 use super::read::{Field, FromJson, Node};
 use super::secret::Env;
 use super::{
-    ConfigError, Provider, compile_dpop, compile_keys, compile_source, err, fields,
-    identity_header, is_property_name,
+    ConfigError, Provider, compile_dpop, compile_keys, compile_revocation, compile_source, err,
+    fields, identity_header, is_property_name,
 };
 use crate::http::spelling::same_upstream_name;
 use crate::jose::alg::Algorithm;
@@ -50,6 +50,7 @@ pub(super) fn compile_provider(
         subjects,
         jwt_svid,
         key_sources,
+        revocation,
     ] = &node.fields(&fields::PROVIDER)?;
     let issuers = compile_issuers(issuer)?;
     let audiences = audience_list(audiences.req()?, &audiences.path())?;
@@ -153,6 +154,10 @@ pub(super) fn compile_provider(
         }
         properties.push((claim.req()?, name));
     }
+    let revocation = match revocation.get::<Node>()? {
+        None => None,
+        Some(node) => Some(compile_revocation(&node, &audiences, env)?),
+    };
     Ok(Provider {
         name: name.to_string(),
         algorithms,
@@ -183,6 +188,7 @@ pub(super) fn compile_provider(
                 mode.req()?
             }
         },
+        revocation,
     })
 }
 

@@ -22,6 +22,7 @@ use crate::policy::extract::{self, TokenSource};
 use crate::policy::response::{Failure, METADATA_DETAILS, Reply, deny};
 use crate::policy::rules::{self, Route, RouteError};
 use serde_json::Value;
+pub use token::PushedToken;
 use token::{Asked, Passed, Tokens};
 
 /// The description of a refused request that carries a header the filter must read or
@@ -170,6 +171,19 @@ impl<V: SignatureVerifier> Authenticator<V> {
                 Route::Unmatched => false,
             })
         })
+    }
+
+    /// A token pushed to `provider`'s revocation receiver, verified with its keys: its
+    /// claims (`token::verify_pushed`).
+    pub fn verify_pushed(
+        &self,
+        provider: ProviderId,
+        token: &str,
+        now: u64,
+        keys: &dyn KeyStore,
+    ) -> Result<std::rc::Rc<crate::keys::token_cache::Verified>, PushedToken> {
+        let p = self.config.provider(provider);
+        self.tokens.verify_pushed(provider, p, token, now, keys)
     }
 
     /// Token-cache hits and misses since the last call.

@@ -18,11 +18,13 @@ use crate::policy::binding::Connection;
 use crate::policy::response::{Failure, REPLAY_CACHE_FULL, Reason, Reply};
 use fetcher::{KeyFetcher, Start};
 use replay_store::{Allowing, Stores};
+use revocations::Revocations;
 use std::cell::{Cell, RefCell};
 
 mod body;
 mod fetcher;
 mod replay_store;
+mod revocations;
 mod route_name;
 
 /// What the host provides. Stream calls act on the stream made current by `enter` (or
@@ -127,6 +129,10 @@ pub enum Metric {
     CacheMiss,
     /// The DPoP replay store did not answer, or failed (`replay_store.rs`).
     StoreFailed,
+    RevocationFetchOk,
+    RevocationFetchFailed,
+    RevocationPushed,
+    RevocationPushRefused,
 }
 
 impl Metric {
@@ -141,6 +147,10 @@ impl Metric {
             Metric::CacheHit,
             Metric::CacheMiss,
             Metric::StoreFailed,
+            Metric::RevocationFetchOk,
+            Metric::RevocationFetchFailed,
+            Metric::RevocationPushed,
+            Metric::RevocationPushRefused,
         ]);
         all
     }
@@ -156,6 +166,10 @@ impl Metric {
             Metric::CacheHit => "jwt_cache_hit",
             Metric::CacheMiss => "jwt_cache_miss",
             Metric::StoreFailed => "dpop_store_failed",
+            Metric::RevocationFetchOk => "revocation_fetch_ok",
+            Metric::RevocationFetchFailed => "revocation_fetch_failed",
+            Metric::RevocationPushed => "revocation_pushed",
+            Metric::RevocationPushRefused => "revocation_push_refused",
         };
         format!("jwt_filter_{name}")
     }
@@ -214,6 +228,8 @@ pub struct Worker<H, V> {
     replay: ReplayCache,
     /// The fleet's DPoP replay stores and the requests that wait for them.
     stores: Stores,
+    /// Revocation lists and pushed revocations (`revocations.rs`).
+    revocations: Revocations,
     streams: RefCell<Streams>,
     /// Whether the host's lack of a `route_name` property has been logged.
     route_name_missing_logged: Cell<bool>,
@@ -253,6 +269,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             fetcher: KeyFetcher::new(&config),
             replay: ReplayCache::new(Geometry::for_span(config.replay_span_s())),
             stores: Stores::new(&config),
+            revocations: Revocations::new(&config),
             authenticator: Authenticator::new(config, verifier),
             streams: RefCell::new(Streams::default()),
             route_name_missing_logged: Cell::new(false),
@@ -271,6 +288,12 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// A new request on stream `context` (the current one); `end_of_stream` when it has
     /// no body.
     pub fn on_request(&self, context: u32, end_of_stream: bool) -> Next {
+        if let Some(provider) = self.receiver() {
+            return match end_of_stream {
+                true => self.receive(context, provider),
+                false => self.read_body(context),
+            };
+        }
         if !end_of_stream && self.wants_body() {
             return self.read_body(context);
         }
@@ -282,6 +305,10 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// `fetch_origin` (the context whose callback runs now, which will get the response);
     /// without one, the next tick starts it.
     fn handle(&self, context: u32, deadline_ms: Option<u64>, fetch_origin: Option<u32>) -> Next {
+        // A push whose body was read: the receiver answers it.
+        if let Some(provider) = self.receiver() {
+            return self.receive(context, provider);
+        }
         // A request is decided again only after this worker adopted newer keys from shared
         // data; the last round takes its decision as it is, so the loop always ends with
         // one (the paused default below is never the answer).
@@ -435,9 +462,12 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// `decide` for the current stream's `request`.
     fn decide_request(&self, request: &Request, now_ms: u64) -> Decision {
         let route_name = self.route_name();
+        self.revocations.sync_pushed(self.host.shared());
         let mut decision = {
             // Busy only if the host re-entered: then no remote provider has keys (fail closed).
-            let keys = self.fetcher.keys(now_ms);
+            let keys = self
+                .fetcher
+                .keys(now_ms, self.revocations.state.try_borrow().ok());
             self.authenticator.decide_on_route(
                 request,
                 route_name.as_deref(),
@@ -564,11 +594,20 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
 
     /// An http call answered (`status` is `None` when it failed without an answer): the
     /// next discovery step, or the end of a fetch, after which the requests that wait for
-    /// keys are decided again.
-    pub fn on_call_response(&self, token: u32, status: Option<u16>, body: &[u8]) {
+    /// keys are decided again. `etag`: the answer's `ETag` (revocation lists keep it).
+    pub fn on_call_response(
+        &self,
+        token: u32,
+        status: Option<u16>,
+        body: &[u8],
+        etag: Option<&str>,
+    ) {
         if self.stores.owns(token) {
             self.on_store_answer(token, status, body);
-        } else if self.fetcher.on_answer(&self.host, token, status, body) {
+        } else if self
+            .fetcher
+            .on_answer(&self.host, token, status, body, etag)
+        {
             self.resume_waiting(None);
         }
     }

@@ -260,7 +260,10 @@ impl ClaimRules {
 
 /// `aud` is a string or a non-empty array of strings, and one of them is ours. Exact
 /// comparison: a prefix, a suffix or a trailing space is another audience.
-fn check_audience(audiences: &[String], claims: &Map<String, Value>) -> Result<(), ClaimError> {
+pub(crate) fn check_audience(
+    audiences: &[String],
+    claims: &Map<String, Value>,
+) -> Result<(), ClaimError> {
     let ours = |a: &Value| a.as_str().is_some_and(|a| audiences.iter().any(|x| x == a));
     match claims.get("aud") {
         None => Err(ClaimError::Missing("aud")),

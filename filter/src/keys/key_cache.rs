@@ -13,9 +13,10 @@ use crate::config::ProviderId;
 use crate::config::{Fetch, split_uri};
 use crate::jose::json;
 use crate::jose::jwks::{Accept, KeySet, Loaded, Origin};
+use crate::keys::revocation::Check;
 use crate::keys::shared::Record;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// What the host side knows about a provider's remote key set.
 pub enum KeyState<'k> {
@@ -35,6 +36,13 @@ pub enum KeyState<'k> {
 /// in the provider's `keys`).
 pub trait KeyStore {
     fn state(&self, provider: ProviderId, source: usize) -> KeyState<'_>;
+
+    /// Whether a verified token of `provider` (with a `revocation`) is revoked: asked only
+    /// for providers that configure one. None is, by default.
+    fn revocation(&self, provider: ProviderId, claims: &Map<String, Value>) -> Check {
+        let _ = (provider, claims);
+        Check::Clear
+    }
 }
 
 /// A key store that always holds one set, for every provider: for tests, benchmarks and

@@ -1,11 +1,12 @@
 //! State kept between requests: each worker's key sets and their fetch schedule
 //! (`key_cache`), the records all workers share through the host's shared data
-//! (`shared_keys`), the DPoP replay cache (`replay`) and the verified-token cache
+//! (`shared_keys`), the DPoP replay cache (`replay`), revoked tokens (`revocation`) and the verified-token cache
 //! (`token_cache`).
 
 pub mod etcd;
 pub mod key_cache;
 pub mod replay;
+pub mod revocation;
 pub mod shared;
 pub mod shared_keys;
 pub(crate) mod token_cache;

@@ -70,10 +70,12 @@ impl Kind {
         match failure {
             Failure::Missing => Kind::Missing,
             Failure::InvalidToken { expired: true, .. } => Kind::Expired,
-            Failure::InvalidToken { .. } => Kind::Invalid,
+            Failure::InvalidToken { .. } | Failure::Revoked => Kind::Invalid,
             Failure::InsufficientScope { .. } => Kind::InsufficientScope,
             Failure::InvalidRequest(_) => Kind::InvalidRequest,
-            Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => Kind::Unavailable,
+            Failure::Unavailable { .. }
+            | Failure::ReplayCacheFull { .. }
+            | Failure::RevocationUnavailable { .. } => Kind::Unavailable,
             Failure::AccessDenied => Kind::AccessDenied,
             Failure::InvalidDpopProof(_) | Failure::UseDpopNonce { .. } => Kind::InvalidDpopProof,
             Failure::BodyTooLarge => Kind::BodyTooLarge,

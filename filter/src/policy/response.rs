@@ -21,10 +21,11 @@ pub enum Reason {
     InvalidDpopProof,
     InsufficientUserAuthentication,
     UseDpopNonce,
+    Revoked,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Missing,
         Reason::Invalid,
         Reason::Expired,
@@ -35,6 +36,7 @@ impl Reason {
         Reason::InvalidDpopProof,
         Reason::InsufficientUserAuthentication,
         Reason::UseDpopNonce,
+        Reason::Revoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +51,7 @@ impl Reason {
             Reason::InvalidDpopProof => "invalid_dpop_proof",
             Reason::InsufficientUserAuthentication => "insufficient_user_authentication",
             Reason::UseDpopNonce => "use_dpop_nonce",
+            Reason::Revoked => "token_revoked",
         }
     }
 
@@ -71,12 +74,17 @@ impl Reason {
                 "jwt_filter_denied{insufficient_user_authentication}"
             }
             Reason::UseDpopNonce => "jwt_filter_denied{use_dpop_nonce}",
+            Reason::Revoked => "jwt_filter_denied{token_revoked}",
         }
     }
 }
 
 /// The response-code details of the protected-resource metadata document the filter serves.
 pub const METADATA_DETAILS: &str = "jwt_filter_served{resource_metadata}";
+
+/// The response-code details of a revocation receiver's answers: a push recorded, or not.
+pub const PUSH_RECEIVED_DETAILS: &str = "jwt_filter_revocation{received}";
+pub const PUSH_REFUSED_DETAILS: &str = "jwt_filter_revocation{refused}";
 
 /// Why a check failed: what every policy check returns, and what a refusal carries up to
 /// the reply (`deny`).
@@ -121,6 +129,14 @@ pub enum Failure {
         retry_after_s: u64,
         message: &'static str,
     },
+    /// A valid token that its provider's revocation list or a pushed revocation revokes
+    /// (401 `invalid_token`; the description never says which entry matched).
+    Revoked,
+    /// The provider's revocation list is not usable (none yet, or too old) and its
+    /// `on_unavailable` is `deny`.
+    RevocationUnavailable {
+        retry_after_s: u64,
+    },
     /// A form body that may carry the token is larger than the filter reads (413).
     BodyTooLarge,
     /// A form body that may carry the token did not arrive in time (408).
@@ -160,7 +176,10 @@ impl Failure {
             Failure::InvalidToken { expired: true, .. } => Reason::Expired,
             Failure::InvalidToken { .. } => Reason::Invalid,
             Failure::InsufficientScope { .. } => Reason::InsufficientScope,
-            Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => Reason::Unavailable,
+            Failure::Unavailable { .. }
+            | Failure::ReplayCacheFull { .. }
+            | Failure::RevocationUnavailable { .. } => Reason::Unavailable,
+            Failure::Revoked => Reason::Revoked,
             Failure::AccessDenied => Reason::AccessDenied,
             Failure::InvalidDpopProof(_) => Reason::InvalidDpopProof,
             Failure::UseDpopNonce { .. } => Reason::UseDpopNonce,
@@ -175,12 +194,15 @@ impl Failure {
         match self {
             Failure::Missing
             | Failure::InvalidToken { .. }
+            | Failure::Revoked
             | Failure::InvalidDpopProof(_)
             | Failure::UseDpopNonce { .. }
             | Failure::InsufficientUserAuthentication { .. } => 401,
             Failure::InvalidRequest(_) => 400,
             Failure::InsufficientScope { .. } | Failure::AccessDenied => 403,
-            Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => 503,
+            Failure::Unavailable { .. }
+            | Failure::ReplayCacheFull { .. }
+            | Failure::RevocationUnavailable { .. } => 503,
             Failure::BodyTooLarge => 413,
             Failure::BodyTimeout => 408,
             Failure::EncodedBody => 415,
@@ -191,6 +213,7 @@ impl Failure {
         match self {
             Failure::Missing
             | Failure::InvalidToken { .. }
+            | Failure::Revoked
             | Failure::InvalidDpopProof(_)
             | Failure::UseDpopNonce { .. }
             | Failure::InsufficientUserAuthentication { .. } => GRPC_UNAUTHENTICATED,
@@ -199,7 +222,9 @@ impl Failure {
             | Failure::BodyTimeout
             | Failure::EncodedBody => GRPC_INVALID_ARGUMENT,
             Failure::InsufficientScope { .. } | Failure::AccessDenied => GRPC_PERMISSION_DENIED,
-            Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => GRPC_UNAVAILABLE,
+            Failure::Unavailable { .. }
+            | Failure::ReplayCacheFull { .. }
+            | Failure::RevocationUnavailable { .. } => GRPC_UNAVAILABLE,
         }
     }
 
@@ -209,8 +234,11 @@ impl Failure {
         match self {
             Failure::Missing => 0,
             Failure::AccessDenied => 1,
-            Failure::Unavailable { .. } | Failure::ReplayCacheFull { .. } => 2,
+            Failure::Unavailable { .. }
+            | Failure::ReplayCacheFull { .. }
+            | Failure::RevocationUnavailable { .. } => 2,
             Failure::InvalidToken { .. }
+            | Failure::Revoked
             | Failure::InvalidDpopProof(_)
             | Failure::UseDpopNonce { .. } => 3,
             Failure::InsufficientScope { .. } | Failure::InsufficientUserAuthentication { .. } => 4,
@@ -352,6 +380,11 @@ impl Failure {
             }
             Failure::AccessDenied => ("access_denied", "Access denied"),
             Failure::ReplayCacheFull { message, .. } => ("temporarily_unavailable", message),
+            Failure::Revoked => ("invalid_token", "Token has been revoked"),
+            Failure::RevocationUnavailable { .. } => (
+                "temporarily_unavailable",
+                "Revocation list is not available",
+            ),
             // Not RFC 6750 errors, so no challenge: the request never got as far as its token.
             Failure::BodyTooLarge => (
                 "invalid_request",
@@ -381,6 +414,7 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Reply {
         Failure::Missing => Some(format!("Bearer realm=\"{realm}\"")),
         Failure::InvalidRequest(_)
         | Failure::InvalidToken { .. }
+        | Failure::Revoked
         | Failure::InvalidDpopProof(_)
         | Failure::UseDpopNonce { .. } => Some(challenge()),
         Failure::InsufficientScope { scopes, .. } => {
@@ -410,6 +444,7 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Reply {
         Failure::Unavailable { .. }
         | Failure::AccessDenied
         | Failure::ReplayCacheFull { .. }
+        | Failure::RevocationUnavailable { .. }
         | Failure::BodyTooLarge
         | Failure::BodyTimeout
         | Failure::EncodedBody => None,
@@ -424,8 +459,9 @@ pub fn deny(realm: &str, failure: &Failure, req: &Request) -> Reply {
     if let Some(value) = www_authenticate {
         headers.push(("www-authenticate".into(), value));
     }
-    if let Failure::Unavailable { retry_after_s } | Failure::ReplayCacheFull { retry_after_s, .. } =
-        failure
+    if let Failure::Unavailable { retry_after_s }
+    | Failure::ReplayCacheFull { retry_after_s, .. }
+    | Failure::RevocationUnavailable { retry_after_s } = failure
     {
         headers.push(("retry-after".into(), retry_after_s.to_string()));
     }

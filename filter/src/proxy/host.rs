@@ -111,17 +111,36 @@ pub fn resume() {
     let _ = abi::continue_request();
 }
 
-/// `:status` and the first `max_body` bytes of the body of the http-call response being
-/// delivered; `None` status when the call failed (no headers) or the status is not a number.
-pub fn call_response(headers: usize, max_body: usize) -> (Option<u16>, Vec<u8>) {
+/// The http-call response being delivered.
+pub struct CallResponse {
+    /// `None` when the call failed (no headers) or the status is not a number.
+    pub status: Option<u16>,
+    /// Its first `max_body` bytes.
+    pub body: Vec<u8>,
+    /// Its `ETag`, when printable ASCII.
+    pub etag: Option<String>,
+}
+
+/// `:status`, `etag` and the first `max_body` bytes of the body of the http-call response
+/// being delivered.
+pub fn call_response(headers: usize, max_body: usize) -> CallResponse {
     if headers == 0 {
-        return (None, Vec::new());
+        return CallResponse {
+            status: None,
+            body: Vec::new(),
+            etag: None,
+        };
     }
-    let status = abi::header_value(abi::CALL_RESPONSE_HEADERS, ":status")
-        .ok()
-        .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok());
-    let body = abi::buffer(abi::CALL_RESPONSE_BODY, max_body).unwrap_or_default();
-    (status, body)
+    let text = |name: &str| {
+        let bytes = abi::header_value(abi::CALL_RESPONSE_HEADERS, name).ok()?;
+        String::from_utf8(bytes).ok()
+    };
+    CallResponse {
+        status: text(":status").and_then(|s| s.parse().ok()),
+        body: abi::buffer(abi::CALL_RESPONSE_BODY, max_body).unwrap_or_default(),
+        etag: text("etag")
+            .filter(|e| !e.is_empty() && e.bytes().all(|b| (b' '..=b'~').contains(&b))),
+    }
 }
 
 /// Starts an http GET; the response comes back to the context running now.

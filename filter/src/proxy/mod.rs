@@ -50,8 +50,8 @@ impl Root {
 /// Hands the answer to call `token` to the worker, read no further than it needs.
 fn call_response(plugin: &Plugin, token: u32, headers: usize, body_size: usize) {
     let limit = plugin.answer_limit(token);
-    let (status, body) = host::call_response(headers, body_size.min(limit));
-    plugin.on_call_response(token, status, &body);
+    let answer = host::call_response(headers, body_size.min(limit));
+    plugin.on_call_response(token, answer.status, &answer.body, answer.etag.as_deref());
 }
 
 impl Root {

@@ -12,12 +12,13 @@ use crate::jose::claims::ClaimError;
 use crate::jose::jwks::{Key, KeyError};
 use crate::jose::jws;
 use crate::jose::verify::SignatureVerifier;
+use crate::keys::revocation::Check;
 use crate::keys::token_cache::{TokenCache, Verified};
 use crate::policy::authz::{Bound, Denied, ProviderRequirement};
 use crate::policy::binding::{self, Connection};
 use crate::policy::dpop::ProofUse;
 use crate::policy::extract::{self, Found};
-use crate::policy::response::{Failure, invalid_token};
+use crate::policy::response::{Failure, Reason, invalid_token};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -115,6 +116,16 @@ impl<V: SignatureVerifier> Tokens<V> {
         };
         binding::check_request(scheme, req, &provider.dpop).map_err(refuse)?;
         let verified = self.verify(index, provider, token, now, keys)?;
+        // After the signature, cached or not: a revocation reaches tokens already verified.
+        if provider.revocation.is_some() {
+            match keys.revocation(index, &verified.claims) {
+                Check::Clear => {}
+                Check::Revoked => return Err(refuse(Failure::Revoked)),
+                Check::Unavailable { retry_after_s } => {
+                    return Err(refuse(Failure::RevocationUnavailable { retry_after_s }));
+                }
+            }
+        }
         provider
             .claims
             .check(
@@ -282,6 +293,41 @@ impl<V: SignatureVerifier> Tokens<V> {
                 .insert(index, token, Rc::clone(&verified));
         }
         Ok(verified)
+    }
+}
+
+/// Why a pushed token (a logout token, a SET) is not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushedToken {
+    /// The provider's keys are not loaded (yet, or the key server is down), or the token
+    /// names a `kid` they lack and a refetch is allowed (`true`).
+    NoKeys(bool),
+    /// Not a token of the provider (format, `alg`, `iss`), or its signature fails.
+    Invalid,
+}
+
+impl<V: SignatureVerifier> Tokens<V> {
+    /// A pushed token's format, algorithm, issuer and signature, checked as an access
+    /// token's are (`verify`, the token cache included): its claims.
+    pub(super) fn verify_pushed(
+        &self,
+        index: ProviderId,
+        provider: &Provider,
+        token: &str,
+        now: u64,
+        keys: &dyn KeyStore,
+    ) -> Result<Rc<Verified>, PushedToken> {
+        if token.len() > self.max_token_bytes {
+            return Err(PushedToken::Invalid);
+        }
+        self.verify(index, provider, token, now, keys)
+            .map_err(|stop| match stop {
+                Stop::Keys(need) => PushedToken::NoKeys(need.unknown_kid),
+                Stop::Refuse(r) if r.failure.reason() == Reason::Unavailable => {
+                    PushedToken::NoKeys(false)
+                }
+                Stop::Refuse(_) => PushedToken::Invalid,
+            })
     }
 }
 

@@ -4,12 +4,15 @@
 //! It knows nothing of requests: the worker asks it for keys and, when a fetch ends,
 //! decides the requests that wait again.
 
+use super::revocations::RevocationState;
 use super::{Host, Level, Metric};
-use crate::config::{Config, Fetch, KeySource, ProviderId, split_uri};
+use crate::config::{Config, Fetch, KeySource, ProviderId, RevocationList, split_uri};
 use crate::decision::authenticator::{KeyState, KeyStore};
 use crate::keys::key_cache::{self, KeysRecord, LocalKeys, Trigger};
+use crate::keys::revocation::{self, Check, Revoked};
 use crate::keys::shared::{self, SharedData};
 use crate::keys::shared_keys::Slots;
+use serde_json::{Map, Value};
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashMap;
 
@@ -25,7 +28,33 @@ struct Remote {
     issuer: String,
     slots: Slots,
     local: LocalKeys,
+    /// A revocation list (fetched as a key set is, `source` `LIST`), not keys: its bound,
+    /// and the list parsed from `local.record` (whose `jwks` holds the list as served and
+    /// `jwks_uri` its `ETag`).
+    list: Option<(RevocationList, Option<Revoked>)>,
 }
+
+impl Remote {
+    /// Adopts a newer record: a key set's JWKS parsed, or a revocation list parsed (only
+    /// when it is not the one held: a 304 moves the time alone).
+    fn adopt(&mut self, record: KeysRecord) {
+        match &mut self.list {
+            None => self.local.adopt(record, self.fetch.accept()),
+            Some((list, revoked)) => {
+                let same = revoked.is_some()
+                    && (self.local.record.as_ref()).is_some_and(|r| r.jwks == record.jwks);
+                if !same {
+                    *revoked =
+                        revocation::parse_list(record.jwks.as_bytes(), list.max_entries).ok();
+                }
+                self.local.record = Some(record);
+            }
+        }
+    }
+}
+
+/// The `source` of a revocation list's remote: no key source's index.
+const LIST: usize = usize::MAX;
 
 /// An http call in flight, by token.
 struct Call {
@@ -43,6 +72,8 @@ enum Step {
         jwks_uri: Option<String>,
         discovered_at_ms: u64,
     },
+    /// A revocation list, conditionally on the `ETag` of the one held.
+    List { etag: Option<String> },
 }
 
 /// What the fetcher holds, in one cell.
@@ -79,6 +110,9 @@ pub(super) struct KeyFetcher {
 pub(super) struct Keys<'a> {
     state: Option<Ref<'a, FetchState>>,
     now_ms: u64,
+    /// The revocations to check verified tokens against (`None`: none, or busy, which
+    /// fails closed where a provider has a revocation).
+    revocations: Option<Ref<'a, RevocationState>>,
 }
 
 impl KeyStore for Keys<'_> {
@@ -89,6 +123,38 @@ impl KeyStore for Keys<'_> {
         match remote {
             Some(r) => r.local.state(self.now_ms, &r.fetch),
             None => KeyState::Loading,
+        }
+    }
+
+    fn revocation(&self, provider: ProviderId, claims: &Map<String, Value>) -> Check {
+        let (Some(pushed), Some(state)) = (&self.revocations, &self.state) else {
+            return Check::Unavailable { retry_after_s: 1 };
+        };
+        let (revoked, allow) = pushed.check(provider, claims);
+        if revoked {
+            return Check::Revoked;
+        }
+        let Some(remote) =
+            (state.remotes.iter()).find(|r| r.provider == provider && r.source == LIST)
+        else {
+            return Check::Clear;
+        };
+        let now_ms = self.now_ms;
+        let fresh = |max_age_s: u64| {
+            (remote.local.record.as_ref())
+                .is_some_and(|r| r.age_ms(now_ms) < max_age_s.saturating_mul(1000))
+        };
+        match &remote.list {
+            Some((list, Some(revoked))) if fresh(list.max_age_s) => match revoked.matches(claims) {
+                true => Check::Revoked,
+                false => Check::Clear,
+            },
+            _ if allow => Check::Clear,
+            _ => Check::Unavailable {
+                retry_after_s: (remote.local.fetch.retry_at_ms.saturating_sub(now_ms))
+                    .div_ceil(1000)
+                    .max(1),
+            },
         }
     }
 }
@@ -130,6 +196,24 @@ impl KeyFetcher {
                     discovery,
                     issuer: p.claims.issuer.to_string(),
                     local: LocalKeys::default(),
+                    list: None,
+                });
+            }
+            if let Some(list) = p.revocation.as_ref().and_then(|r| r.list.as_ref()) {
+                let f = &list.fetch;
+                remotes.push(Remote {
+                    provider: ProviderId(index),
+                    source: LIST,
+                    name: format!("{} (revocation list)", p.name),
+                    slots: Slots::new(
+                        &p.name,
+                        &format!("revocation|{}|{}|{}", f.cluster, f.authority, f.path),
+                    ),
+                    fetch: f.clone(),
+                    discovery: false,
+                    issuer: String::new(),
+                    local: LocalKeys::default(),
+                    list: Some((list.clone(), None)),
                 });
             }
         }
@@ -153,10 +237,15 @@ impl KeyFetcher {
     }
 
     /// The key sets at `now_ms`, for one decision.
-    pub(super) fn keys(&self, now_ms: u64) -> Keys<'_> {
+    pub(super) fn keys<'a>(
+        &'a self,
+        now_ms: u64,
+        revocations: Option<Ref<'a, RevocationState>>,
+    ) -> Keys<'a> {
         Keys {
             state: self.state.try_borrow().ok(),
             now_ms,
+            revocations,
         }
     }
 
@@ -230,6 +319,9 @@ impl KeyFetcher {
         remote.local.fetch = leased;
         let cached = remote.slots.keys(host.shared());
         let step = match &cached {
+            _ if remote.list.is_some() => Step::List {
+                etag: (remote.local.record.as_ref()).and_then(|r| r.jwks_uri.clone()),
+            },
             Some(k) if !remote.discovery || !k.discovery_expired(now_ms, &remote.fetch) => {
                 Step::Jwks {
                     jwks_uri: k.jwks_uri.clone(),
@@ -272,7 +364,9 @@ impl KeyFetcher {
                     .fallback_path
                     .as_deref()
                     .map(|path| (f.cluster.as_str(), f.authority.as_str(), path)),
-                Step::Discovery { fallback: false } | Step::Jwks { jwks_uri: None, .. } => {
+                Step::Discovery { fallback: false }
+                | Step::Jwks { jwks_uri: None, .. }
+                | Step::List { .. } => {
                     Some((f.cluster.as_str(), f.authority.as_str(), f.path.as_str()))
                 }
                 Step::Jwks {
@@ -289,12 +383,15 @@ impl KeyFetcher {
                         .iter()
                         .find(|(name, _)| name == "host")
                         .map_or(authority, |(_, value)| value.as_str());
-                    let headers: Vec<(String, String)> = f
+                    let mut headers: Vec<(String, String)> = f
                         .headers
                         .iter()
                         .filter(|(name, _)| name != "host")
                         .cloned()
                         .collect();
+                    if let Step::List { etag: Some(etag) } = &step {
+                        headers.push(("if-none-match".to_string(), etag.clone()));
+                    }
                     let parts = [cluster, authority, path].map(str::to_string);
                     Some((parts, headers, f.timeout_ms))
                 }
@@ -346,13 +443,17 @@ impl KeyFetcher {
         token: u32,
         status: Option<u16>,
         body: &[u8],
+        etag: Option<&str>,
     ) -> bool {
-        let Some((call, fetch, issuer)) = self.state.try_borrow_mut().ok().and_then(|mut state| {
-            let call = state.calls.remove(&token)?;
-            let remote = state.remotes.get(call.remote)?;
-            let (fetch, issuer) = (remote.fetch.clone(), remote.issuer.clone());
-            Some((call, fetch, issuer))
-        }) else {
+        let Some((call, fetch, issuer, bound)) =
+            self.state.try_borrow_mut().ok().and_then(|mut state| {
+                let call = state.calls.remove(&token)?;
+                let remote = state.remotes.get(call.remote)?;
+                let (fetch, issuer) = (remote.fetch.clone(), remote.issuer.clone());
+                let bound = remote.list.as_ref().map_or(0, |(l, _)| l.max_entries);
+                Some((call, fetch, issuer, bound))
+            })
+        else {
             return false;
         };
         let r = call.remote;
@@ -412,6 +513,64 @@ impl KeyFetcher {
                     true
                 }
             },
+            Step::List { .. } => {
+                let answer = match status {
+                    Some(200) if body.len() > fetch.max_body_bytes => {
+                        Err(format!("larger than max_bytes {}", fetch.max_body_bytes))
+                    }
+                    Some(200) => revocation::parse_list(body, bound).map(|parsed| {
+                        let record = KeysRecord {
+                            fetched_at_ms: now_ms,
+                            jwks: String::from_utf8_lossy(body).into_owned(),
+                            jwks_uri: etag.map(str::to_string),
+                            discovered_at_ms: 0,
+                        };
+                        (record, Some(parsed))
+                    }),
+                    // The list held, confirmed: fresh again.
+                    Some(304) => match self
+                        .state
+                        .try_borrow()
+                        .ok()
+                        .and_then(|state| state.remotes.get(r)?.slots.keys(host.shared()))
+                    {
+                        Some(kept) => Ok((
+                            KeysRecord {
+                                fetched_at_ms: now_ms,
+                                ..kept
+                            },
+                            None,
+                        )),
+                        None => Err("304 without a list to keep".to_string()),
+                    },
+                    Some(other) => Err(format!("status {other}")),
+                    None => Err("no response (timeout or connection failure)".to_string()),
+                };
+                match answer {
+                    Ok((record, parsed)) => {
+                        let number = self.number(host.shared());
+                        if let Ok(mut state) = self.state.try_borrow_mut()
+                            && let Some(remote) = state.remotes.get_mut(r)
+                        {
+                            // `succeeded` writes this record (its version moved up if
+                            // needed): a list parsed here is the one it holds.
+                            let (fetch, kept) =
+                                remote.slots.succeeded(host.shared(), number, record);
+                            remote.local.fetch = fetch;
+                            match (parsed, &mut remote.list) {
+                                (Some(parsed), Some((_, revoked))) => {
+                                    *revoked = Some(parsed);
+                                    remote.local.record = Some(kept);
+                                }
+                                _ => remote.adopt(kept),
+                            }
+                        }
+                        host.count(Metric::RevocationFetchOk, 1);
+                    }
+                    Err(why) => self.failed(host, r, &format!("revocation list: {why}")),
+                }
+                true
+            }
         }
     }
 
@@ -421,7 +580,15 @@ impl KeyFetcher {
             Level::Warn,
             format_args!("provider {}: key fetch failed: {why}", self.name(r)),
         );
-        host.count(Metric::FetchFailed, 1);
+        let list = (self.state.try_borrow().ok())
+            .is_some_and(|s| s.remotes.get(r).is_some_and(|x| x.list.is_some()));
+        host.count(
+            match list {
+                true => Metric::RevocationFetchFailed,
+                false => Metric::FetchFailed,
+            },
+            1,
+        );
         let (number, now_ms) = (self.number(host.shared()), host.now_ms());
         if let Ok(mut state) = self.state.try_borrow_mut()
             && let Some(remote) = state.remotes.get_mut(r)
@@ -445,7 +612,7 @@ impl KeyFetcher {
         remote.local.fetch = record;
         match remote.slots.keys(shared) {
             Some(keys) if newer && ours.is_none_or(|v| v < keys.fetched_at_ms) => {
-                remote.local.adopt(keys, remote.fetch.accept());
+                remote.adopt(keys);
                 true
             }
             _ => false,
@@ -469,6 +636,7 @@ impl KeyFetcher {
             for other in &state.remotes {
                 if let Some(keys) = &other.local.record
                     && other.provider == remote.provider
+                    && other.list.is_none()
                 {
                     let seconds = keys.age_ms(now_ms) / 1000;
                     oldest = Some((
