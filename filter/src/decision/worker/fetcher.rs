@@ -227,7 +227,7 @@ impl KeyFetcher {
     }
 
     /// The number naming this worker's leases, drawn from shared data on first use.
-    fn number(&self, shared: &dyn SharedData) -> u64 {
+    pub(super) fn number(&self, shared: &dyn SharedData) -> u64 {
         if self.number.get() == 0 {
             // Without shared data there is no lease to name; any non-zero number will do.
             let n = shared::worker_number(shared).unwrap_or(u64::MAX);

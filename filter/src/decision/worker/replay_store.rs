@@ -23,7 +23,6 @@ use crate::decision::outcome::Refusal;
 use crate::http::request::HeaderChanges;
 use crate::jose::verify::SignatureVerifier;
 use crate::keys::etcd::{self, Txn};
-use crate::keys::shared;
 use crate::policy::dpop::{DpopMode, EtcdStore, ProofUse};
 use crate::policy::response::{Failure, REPLAY_STORE_UNAVAILABLE};
 use std::cell::{Cell, RefCell};
@@ -363,7 +362,8 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         }
         let at = self.stores.ahead_at_ms.get();
         if at == 0 {
-            let n = shared::worker_number(self.host.shared()).unwrap_or(0);
+            // The number the worker's key leases carry: one draw per worker.
+            let n = self.fetcher.number(self.host.shared());
             self.stores
                 .ahead_at_ms
                 .set(now_ms + n % 10 * (AHEAD_EVERY_MS / 10) + 1);
