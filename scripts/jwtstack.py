@@ -356,6 +356,14 @@ class Idp:
     def jwks_fetches(self) -> int:
         return int(self.stats()["jwks_fetches"])
 
+    def set_realms(self, realms: dict[str, list[str]]):
+        """Serves each realm as an issuer of its own (`<issuer>/realms/<name>`) with these keys."""
+        self._admin("POST", "/admin/realms", realms)
+
+    def realm_stats(self) -> dict:
+        """Requests per `<realm>/discovery` and `<realm>/certs`."""
+        return self._admin("GET", "/admin/realm_stats").json()
+
     def token(self, key: str = "k1", header: dict | None = None, **claims) -> str:
         """A token signed with `key`; claims default to a valid demo access token."""
         body = {"iss": self.issuer, "aud": AUDIENCE, "sub": "user-123",

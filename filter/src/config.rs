@@ -18,6 +18,7 @@ use crate::policy::denials::Denials;
 use crate::policy::dpop::{DpopMode, DpopPolicy};
 use crate::policy::extract::TokenSource;
 use crate::policy::rules::{PathMatch, Rule};
+use crate::policy::tenants::Tenants;
 use read::{FromJson, Node};
 use serde_json::Value;
 use std::fmt;
@@ -81,6 +82,8 @@ pub struct Provider {
     pub dpop: DpopPolicy,
     /// Certificate-bound tokens (RFC 8705).
     pub mtls: MtlsMode,
+    /// Issuers with their own keys (`tenants`): each tenant its own key set.
+    pub tenants: Option<Tenants>,
     /// Revoked tokens: a list, pushed revocations (`None`: nothing is looked up).
     pub revocation: Option<Revocation>,
 }
@@ -545,6 +548,7 @@ mod revocation;
 mod rules;
 pub mod secret;
 mod source;
+mod tenants;
 #[cfg(test)]
 mod tests;
 // What `tests.rs` (`use super::*`) names besides this file's own imports.

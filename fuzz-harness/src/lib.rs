@@ -304,6 +304,7 @@ pub fn decide(data: &[u8]) -> Option<Decision> {
             provider,
             sources,
             unknown_kid,
+            ..
         })) => {
             assert!(provider.0 < config.providers.len());
             // Some source of the provider is named, and only its own.

@@ -9,7 +9,7 @@ use serde_json::Value;
 /// share their fetch settings, and each refuses the other's own fields with a hint.
 pub(super) fn compile_fetch(
     node: &Node,
-    discovery: Option<(&Field, &[String])>,
+    discovery: Option<(&Field, &[String], bool)>,
     env: &Env,
 ) -> Result<Fetch, ConfigError> {
     let [
@@ -43,11 +43,11 @@ pub(super) fn compile_fetch(
             };
             (authority.to_string(), path.to_string(), None)
         }
-        Some((issuer, issuers)) => {
+        Some((issuer, issuers, templated)) => {
             let [literal] = issuers else {
                 return err(issuer.path(), "discovery needs exactly one issuer");
             };
-            if literal.contains('{') {
+            if literal.contains('{') && !templated {
                 return err(
                     issuer.path(),
                     "discovery needs a literal issuer, without placeholders",

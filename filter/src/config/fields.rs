@@ -314,7 +314,7 @@ pub static RESOURCE_METADATA: [Spec; 15] = [
 ];
 
 /// provider
-pub static PROVIDER: [Spec; 21] = [
+pub static PROVIDER: [Spec; 22] = [
     field(
         "issuer",
         Ty::Json(r##"{"anyOf":[{"$ref":"#/$defs/issuer"},{"type":"array","minItems":1,"items":{"$ref":"#/$defs/issuer"}}]}"##),
@@ -422,6 +422,11 @@ pub static PROVIDER: [Spec; 21] = [
         Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/revocation"}]}"##),
         "Revoked tokens of this provider (docs/revocation.md): a revocation list fetched through a cluster and shared by all workers, and a receiver path for pushed revocations (OpenID back-channel logout tokens, RFC 8417 Security Event Tokens). Checked after the signature, on every request, verified-token cache hits included. Default: none (nothing is looked up).",
     ),
+    field(
+        "tenants",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/tenants"}]}"##),
+        "Issuers with their own keys: the issuer is one template with one {name} placeholder (https://kc.example.com/realms/{realm}), and each tenant the token's iss names there has its own key set, fetched on first use through the one remote_jwks or discovery whose path holds the same {name} (discovery: {issuer}/.well-known/openid-configuration of the tenant's issuer). A tenant that is not allowed is refused (401, Unexpected 'iss' value) before any fetch. Default: none (one key set for all issuers).",
+    ),
 ];
 
 /// revocation (a provider's `revocation`; its own tables, read by `config/revocation.rs`)
@@ -514,6 +519,25 @@ pub static REVOCATION_RECEIVER: [Spec; 5] = [
         Ty::Int,
         "How long a pushed revocation is kept, in seconds: the longest lifetime of this provider's tokens (a token issued before the revocation expires before it is forgotten).",
     ).preset(int!(86400, 60, 2592000)),
+];
+
+/// tenants
+pub static TENANTS: [Spec; 3] = [
+    field(
+        "allow",
+        Ty::Json(r#"{"type":["array","null"],"minItems":1,"items":{"type":"string","minLength":1}}"#),
+        "The tenants allowed, exactly (case matters). Default: none (any tenant: anyone can then make the filter fetch any tenant's documents; a worker holds max_tenants at once). Every tenant, listed or not, is 1 to max_length unreserved URI characters (letters, digits, '-', '.', '_', '~'), never '.' or '..': one literal path segment, without '/', percent-encoding or dot segments.",
+    ),
+    field(
+        "max_length",
+        Ty::Int,
+        "The longest tenant, in bytes.",
+    ).preset(int!(64, 1, 255)),
+    field(
+        "max_tenants",
+        Ty::Int,
+        "Most tenants whose key sets one worker holds at once; one more evicts the least recently used (its shared record stays until it expires and is re-adopted if the tenant comes back).",
+    ).preset(int!(16, 1, 256)),
 ];
 
 /// key source (an element of key_sources)
@@ -1212,7 +1236,7 @@ pub static OBJECTS: &[Object] = &[
       }
     },
     {
-      "$comment": "Discovery starts from the issuer: {issuer}/.well-known/openid-configuration must be an http(s) URI.",
+      "$comment": "Discovery starts from the issuer: {issuer}/.well-known/openid-configuration must be an http(s) URI (with tenants, the issuer is a template: the parser checks it).",
       "if": {
         "required": [
           "discovery"
@@ -1220,6 +1244,9 @@ pub static OBJECTS: &[Object] = &[
         "properties": {
           "discovery": {
             "type": "object"
+          },
+          "tenants": {
+            "type": "null"
           }
         }
       },
@@ -1246,6 +1273,13 @@ pub static OBJECTS: &[Object] = &[
   ]
 }"##,
         ),
+    },
+    Object {
+        def: "tenants",
+        title: "tenants",
+        doc: "A provider's tenants: which values of its issuer's {name} placeholder are issuers with their own keys, and how many key sets a worker holds.",
+        fields: &TENANTS,
+        constraints: None,
     },
     Object {
         def: "key_source",

@@ -22,6 +22,8 @@ pub(super) struct KeyRules<'c, 'e> {
     /// Keys published for JWT-SVIDs are accepted (the provider's `jwt_svid`).
     pub jwt_svid: bool,
     pub env: &'c Env<'e>,
+    /// The issuer is a template for `tenants`: discovery starts from each tenant's issuer.
+    pub templated: bool,
 }
 
 /// The key sources of a provider: one of `remote_jwks`, `local_jwks`, `discovery`, or the
@@ -95,7 +97,7 @@ fn compile_source(
     if rules.algorithms.iter().any(|a| a.is_hmac()) {
         return fetched.err("HMAC algorithms need their secret in local_jwks");
     }
-    let issuer = discovered.then_some((rules.issuer, rules.issuers));
+    let issuer = discovered.then_some((rules.issuer, rules.issuers, rules.templated));
     let mut fetch = compile_fetch(&fetched, issuer, rules.env)?;
     fetch.jwt_svid = rules.jwt_svid;
     Ok(match discovered {

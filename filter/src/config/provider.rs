@@ -4,6 +4,7 @@
 use super::keys::KeyRules;
 use super::read::{Field, FromJson, Node};
 use super::secret::Env;
+use super::tenants::{check_tenant_keys, compile_tenants};
 use super::{
     ConfigError, Provider, compile_dpop, compile_keys, compile_revocation, compile_source, err,
     fields, identity_header, is_property_name,
@@ -51,8 +52,13 @@ pub(super) fn compile_provider(
         jwt_svid,
         key_sources,
         revocation,
+        tenants,
     ] = &node.fields(&fields::PROVIDER)?;
     let issuers = compile_issuers(issuer)?;
+    let tenants = match tenants.get::<Node>()? {
+        None => None,
+        Some(given) => Some(compile_tenants(&given, issuer, &issuers.0)?),
+    };
     let audiences = audience_list(audiences.req()?, &audiences.path())?;
     let algorithms =
         compile_algorithms(&algorithms.or_default::<Vec<String>>()?, &algorithms.path())?;
@@ -77,8 +83,12 @@ pub(super) fn compile_provider(
             algorithms: &algorithms,
             jwt_svid,
             env,
+            templated: tenants.is_some(),
         },
     )?;
+    if let Some(tenants) = &tenants {
+        check_tenant_keys(node, tenants, &keys)?;
+    }
     let lifetime: Option<u64> = max_lifetime_s.get()?;
     if lifetime == Some(0) {
         return err(max_lifetime_s.path(), "must be at least 1");
@@ -189,6 +199,7 @@ pub(super) fn compile_provider(
             }
         },
         revocation,
+        tenants,
     })
 }
 

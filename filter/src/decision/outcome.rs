@@ -51,13 +51,15 @@ impl Stop {
 
 /// A provider's keys are needed before a token can be verified: none are loaded yet, or
 /// the token names a `kid` the sets lack and a fetch may bring it (`unknown_kid`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NeedKeys {
     pub provider: ProviderId,
     /// The key sources to fetch (or wait for): bit `i` is source `i` of the provider's
     /// `keys` (a provider with one source: 1).
     pub sources: u8,
     pub unknown_kid: bool,
+    /// The tenant whose key set it is, for a provider with `tenants`.
+    pub tenant: Option<String>,
 }
 
 /// A refused request: why, and the provider it concerns.

@@ -133,6 +133,7 @@ pub enum Metric {
     RevocationFetchFailed,
     RevocationPushed,
     RevocationPushRefused,
+    TenantEvicted,
 }
 
 impl Metric {
@@ -151,6 +152,7 @@ impl Metric {
             Metric::RevocationFetchFailed,
             Metric::RevocationPushed,
             Metric::RevocationPushRefused,
+            Metric::TenantEvicted,
         ]);
         all
     }
@@ -170,6 +172,7 @@ impl Metric {
             Metric::RevocationFetchFailed => "revocation_fetch_failed",
             Metric::RevocationPushed => "revocation_pushed",
             Metric::RevocationPushRefused => "revocation_push_refused",
+            Metric::TenantEvicted => "tenant_evicted",
         };
         format!("jwt_filter_{name}")
     }
@@ -382,8 +385,20 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 provider,
                 sources,
                 unknown_kid,
+                tenant,
             })) => {
-                let remotes = self.fetcher.remotes_of(provider, sources);
+                let remotes = match tenant {
+                    None => self.fetcher.remotes_of(provider, sources),
+                    Some(t) => match self.fetcher.tenant_remote(provider, &t) {
+                        Some((r, evicted)) => {
+                            if evicted {
+                                self.host.count(Metric::TenantEvicted, 1);
+                            }
+                            vec![r]
+                        }
+                        None => Vec::new(),
+                    },
+                };
                 if remotes.is_empty() {
                     return Some(self.unavailable(provider));
                 }

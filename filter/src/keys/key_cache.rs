@@ -43,6 +43,13 @@ pub trait KeyStore {
         let _ = (provider, claims);
         Check::Clear
     }
+
+    /// The key set of `tenant` of a provider with `tenants` (its one remote source). A
+    /// store without tenants answers with the provider's set.
+    fn tenant(&self, provider: ProviderId, tenant: &str) -> KeyState<'_> {
+        let _ = tenant;
+        self.state(provider, 0)
+    }
 }
 
 /// A key store that always holds one set, for every provider: for tests, benchmarks and

@@ -11,3 +11,4 @@ pub(crate) mod extract;
 pub mod response;
 pub(crate) mod rules;
 pub(crate) mod template;
+pub mod tenants;

@@ -83,6 +83,13 @@ struct Idp {
     /// Whether the OpenID Connect document is served (`POST /admin/openid`, `on`/`off`);
     /// off, it is 404 and only RFC 8414's document is left.
     openid: bool,
+    /// Realms, each an issuer of its own with its own keys (`POST /admin/realms`):
+    /// `/realms/<name>/.well-known/openid-configuration` and `/realms/<name>/certs`.
+    realms: Map<String, Value>,
+    /// Requests to each realm's documents, by `<name>/discovery` and `<name>/certs`.
+    realm_fetches: Map<String, Value>,
+    /// `http://<listen address>`, for the realms' `jwks_uri`.
+    base: String,
 }
 
 impl Idp {
@@ -139,6 +146,24 @@ impl Idp {
                 }
                 other => Reply::text(400, &format!("openid {other:?}: use on or off")),
             },
+            ("POST", "/admin/realms") => match serde_json::from_str::<Map<String, Value>>(body) {
+                Ok(realms) => {
+                    for keys in realms.values() {
+                        let names: Vec<String> =
+                            serde_json::from_value(keys.clone()).unwrap_or_default();
+                        if let Err(e) = self.ring.jwks(&names, Path::new(".")) {
+                            return Reply::text(400, &e.to_string());
+                        }
+                    }
+                    self.realms = realms;
+                    Reply::text(200, "ok")
+                }
+                Err(e) => Reply::text(400, &format!("expected {{realm: [key names]}}: {e}")),
+            },
+            ("GET", "/admin/realm_stats") => {
+                Reply::json(200, &Value::Object(self.realm_fetches.clone()))
+            }
+            ("GET", _) if path.starts_with("/realms/") => self.realm(path),
             ("GET", "/admin/stats") => Reply::json(
                 200,
                 &json!({
@@ -170,6 +195,39 @@ impl Idp {
         }
     }
 
+    /// A realm's discovery document or key set (404 for an unknown realm or path).
+    fn realm(&mut self, path: &str) -> Reply {
+        let rest = path.strip_prefix("/realms/").unwrap_or_default();
+        let Some((name, what)) = rest.split_once('/') else {
+            return Reply::text(404, "not found");
+        };
+        let kind = match what {
+            ".well-known/openid-configuration" => "discovery",
+            "certs" => "certs",
+            _ => return Reply::text(404, "not found"),
+        };
+        let counter = format!("{name}/{kind}");
+        let n = self
+            .realm_fetches
+            .get(&counter)
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        self.realm_fetches.insert(counter, json!(n + 1));
+        let Some(keys) = self.realms.get(name) else {
+            return Reply::text(404, "no such realm");
+        };
+        if kind == "certs" {
+            let names: Vec<String> = serde_json::from_value(keys.clone()).unwrap_or_default();
+            return match self.ring.jwks(&names, Path::new(".")) {
+                Ok(jwks) => Reply::json(200, &jwks),
+                Err(e) => Reply::text(500, &e.to_string()),
+            };
+        }
+        let issuer = format!("{}/realms/{name}", self.issuer.trim_end_matches('/'));
+        let jwks_uri = format!("{}/realms/{name}/certs", self.base);
+        Reply::json(200, &json!({"issuer": issuer, "jwks_uri": jwks_uri}))
+    }
+
     fn mint(&mut self, body: &str) -> Result<String> {
         let req: TokenRequest = serde_json::from_str(body)?;
         let key = self.ring.get(&req.key, Path::new("."))?;
@@ -193,6 +251,9 @@ pub fn serve(listen: &str, issuer: &str, keys: Vec<String>) -> Result<()> {
     let idp = Mutex::new(Idp {
         issuer: issuer.to_string(),
         jwks_uri: format!("http://{}{JWKS}", listener.local_addr()?),
+        base: format!("http://{}", listener.local_addr()?),
+        realms: Map::new(),
+        realm_fetches: Map::new(),
         keys,
         ring,
         mode: Mode::Ok,
@@ -229,7 +290,30 @@ mod tests {
             discovery_fetches: 0,
             metadata_fetches: 0,
             openid: true,
+            realms: Map::new(),
+            realm_fetches: Map::new(),
+            base: "http://127.0.0.1:1".into(),
         }
+    }
+
+    #[test]
+    fn realms_are_issuers_with_their_own_keys() {
+        let mut idp = idp();
+        let set = r#"{"alpha": ["ec256:a"], "beta": ["ec256:b"]}"#;
+        assert_eq!(json_of(idp.handle("POST", "/admin/realms", set)).0, 200);
+        let (s, doc) =
+            json_of(idp.handle("GET", "/realms/beta/.well-known/openid-configuration", ""));
+        assert_eq!(s, 200);
+        assert_eq!(doc["issuer"], "https://issuer.test/realms/beta");
+        assert_eq!(doc["jwks_uri"], "http://127.0.0.1:1/realms/beta/certs");
+        let (_, jwks) = json_of(idp.handle("GET", "/realms/alpha/certs", ""));
+        assert_eq!(jwks["keys"][0]["kid"], "a");
+        assert_eq!(json_of(idp.handle("GET", "/realms/gamma/certs", "")).0, 404);
+        let (_, stats) = json_of(idp.handle("GET", "/admin/realm_stats", ""));
+        assert_eq!(
+            stats,
+            json!({"beta/discovery": 1, "alpha/certs": 1, "gamma/certs": 1})
+        );
     }
 
     #[test]

@@ -204,12 +204,14 @@ impl<V: SignatureVerifier> Tokens<V> {
             let (kid, alg) = (hit.kid.as_deref(), hit.alg);
             // One source, as nearly every provider has: its set alone, as a single set
             // always chose (the hit path stays as short as it was).
+            let tenant = (provider.tenants.as_ref()).and_then(|t| t.select(&hit.claims).ok());
             let chosen = match provider.keys.as_slice() {
-                [only] => match source_state(only, index, 0, keys) {
+                [only] => match source_state(only, index, 0, tenant, keys) {
                     KeyState::Ready { set, .. } => set.select(kid, alg).ok(),
                     _ => None,
                 },
-                _ => (KeyLookup::look(provider, index, keys, kid, alg).key).and_then(Result::ok),
+                _ => (KeyLookup::look(provider, index, keys, None, kid, alg).key)
+                    .and_then(Result::ok),
             };
             let key_kept =
                 chosen.is_some_and(|k| Rc::ptr_eq(&k.material, &hit.key) || k.material == hit.key);
@@ -230,16 +232,21 @@ impl<V: SignatureVerifier> Tokens<V> {
             return Err(refuse(invalid_token("Unexpected 'alg' value")));
         }
         let claims = jws.claims().map_err(|e| refuse(invalid_token(e.0)))?;
-        provider
-            .claims
-            .check_issuer(&claims)
-            .map_err(|e| refuse(invalid_token(&e.message())))?;
-        let found = KeyLookup::look(provider, index, keys, jws.kid.as_deref(), jws.alg);
+        // With tenants, the issuer the token names selects the tenant, whose keys alone
+        // may verify it; a tenant that is not allowed is refused before any fetch.
+        let tenant = match &provider.tenants {
+            None => provider.claims.check_issuer(&claims).map(|()| None),
+            Some(tenants) => tenants.select(&claims).map(Some),
+        }
+        .map_err(|e| refuse(invalid_token(&e.message())))?;
+        let kid = jws.kid.as_deref();
+        let found = KeyLookup::look(provider, index, keys, tenant, kid, jws.alg);
         let need = |sources: u8, unknown_kid: bool| {
             Stop::Keys(NeedKeys {
                 provider: index,
                 sources,
                 unknown_kid,
+                tenant: tenant.map(str::to_string),
             })
         };
         // A key found is used whatever the other sources' state; without one, the sources
@@ -351,6 +358,7 @@ impl<'k> KeyLookup<'k> {
         provider: &'k Provider,
         index: ProviderId,
         keys: &'k dyn KeyStore,
+        tenant: Option<&str>,
         kid: Option<&str>,
         alg: Algorithm,
     ) -> KeyLookup<'k> {
@@ -366,7 +374,7 @@ impl<'k> KeyLookup<'k> {
                 .ok()
                 .and_then(|i| 1u8.checked_shl(i))
                 .unwrap_or(0);
-            let set = match source_state(source, index, i, keys) {
+            let set = match source_state(source, index, i, tenant, keys) {
                 KeyState::Ready {
                     set,
                     refetch_allowed,
@@ -408,18 +416,21 @@ impl<'k> KeyLookup<'k> {
     }
 }
 
-/// The state of source `i` of provider `index`: a local set is always ready.
+/// The state of source `i` of provider `index` (of `tenant`'s set, for a provider with
+/// tenants): a local set is always ready.
 fn source_state<'k>(
     source: &'k KeySource,
     index: ProviderId,
     i: usize,
+    tenant: Option<&str>,
     keys: &'k dyn KeyStore,
 ) -> KeyState<'k> {
-    match source {
-        KeySource::Local(set) => KeyState::Ready {
+    match (source, tenant) {
+        (KeySource::Local(set), _) => KeyState::Ready {
             set,
             refetch_allowed: false,
         },
-        KeySource::Remote(_) | KeySource::Discovery(_) => keys.state(index, i),
+        (KeySource::Remote(_) | KeySource::Discovery(_), None) => keys.state(index, i),
+        (KeySource::Remote(_) | KeySource::Discovery(_), Some(t)) => keys.tenant(index, t),
     }
 }

@@ -12,6 +12,7 @@ use crate::keys::key_cache::{self, KeysRecord, LocalKeys, Trigger};
 use crate::keys::revocation::{self, Check, Revoked};
 use crate::keys::shared::{self, SharedData};
 use crate::keys::shared_keys::Slots;
+use crate::policy::tenants::{Tenants, fill};
 use serde_json::{Map, Value};
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashMap;
@@ -32,6 +33,23 @@ struct Remote {
     /// and the list parsed from `local.record` (whose `jwks` holds the list as served and
     /// `jwks_uri` its `ETag`).
     list: Option<(RevocationList, Option<Revoked>)>,
+    /// The tenant whose set it is, for a provider with `tenants`.
+    tenant: Option<String>,
+    /// The use count at which a decision last asked for it (tenants only: the least
+    /// recently used goes).
+    used: Cell<u64>,
+}
+
+/// A provider with `tenants`: what each tenant's remote is made from.
+struct Template {
+    provider: ProviderId,
+    name: String,
+    fetch: Fetch,
+    discovery: bool,
+    /// The issuer template, and the settings naming the records (before the tenant).
+    issuer: String,
+    settings: String,
+    tenants: Tenants,
 }
 
 impl Remote {
@@ -80,6 +98,9 @@ enum Step {
 struct FetchState {
     remotes: Vec<Remote>,
     calls: HashMap<u32, Call>,
+    templates: Vec<Template>,
+    /// Counts the decisions that asked for a tenant's keys (an order, where clocks tie).
+    uses: Cell<u64>,
 }
 
 /// What became of a fetch the worker asked for.
@@ -157,11 +178,29 @@ impl KeyStore for Keys<'_> {
             },
         }
     }
+
+    fn tenant(&self, provider: ProviderId, tenant: &str) -> KeyState<'_> {
+        let remote = (self.state.as_deref()).and_then(|state| {
+            (state.remotes.iter())
+                .find(|r| r.provider == provider && r.tenant.as_deref() == Some(tenant))
+        });
+        match remote {
+            Some(r) => {
+                let state = self.state.as_deref();
+                let uses = state.map_or(0, |s| s.uses.get().wrapping_add(1));
+                state.inspect(|s| s.uses.set(uses));
+                r.used.set(uses);
+                r.local.state(self.now_ms, &r.fetch)
+            }
+            None => KeyState::Loading,
+        }
+    }
 }
 
 impl KeyFetcher {
     pub(super) fn new(config: &Config) -> Self {
         let mut remotes = Vec::new();
+        let mut templates = Vec::new();
         for (index, p) in config.providers.iter().enumerate() {
             for (source, keys) in p.keys.iter().enumerate() {
                 let (fetch, discovery) = match keys {
@@ -175,6 +214,19 @@ impl KeyFetcher {
                     "{}|{}|{}|{}|{discovery}",
                     p.claims.issuer, fetch.cluster, fetch.authority, fetch.path
                 );
+                // With tenants, each tenant's remote is made on first use (`tenant_remote`).
+                if let Some(tenants) = &p.tenants {
+                    templates.push(Template {
+                        provider: ProviderId(index),
+                        name: p.name.clone(),
+                        fetch,
+                        discovery,
+                        issuer: p.claims.issuer.to_string(),
+                        settings,
+                        tenants: tenants.clone(),
+                    });
+                    continue;
+                }
                 // At most 8 sources: one digit.
                 let digit = char::from(b'0'.saturating_add(u8::try_from(source).unwrap_or(9)));
                 let mut name = p.name.clone();
@@ -197,6 +249,8 @@ impl KeyFetcher {
                     issuer: p.claims.issuer.to_string(),
                     local: LocalKeys::default(),
                     list: None,
+                    tenant: None,
+                    used: Cell::new(0),
                 });
             }
             if let Some(list) = p.revocation.as_ref().and_then(|r| r.list.as_ref()) {
@@ -214,6 +268,8 @@ impl KeyFetcher {
                     issuer: String::new(),
                     local: LocalKeys::default(),
                     list: Some((list.clone(), None)),
+                    tenant: None,
+                    used: Cell::new(0),
                 });
             }
         }
@@ -222,7 +278,69 @@ impl KeyFetcher {
             state: RefCell::new(FetchState {
                 remotes,
                 calls: HashMap::new(),
+                templates,
+                uses: Cell::new(0),
             }),
+        }
+    }
+
+    /// The remote of `tenant` of `provider` (a provider with `tenants`), made on first use
+    /// from its template (the caller's `sync` adopts what shared data holds for it). When
+    /// the worker holds `max_tenants` of the provider's tenants already, the least recently
+    /// used one whose fetch is not under way makes room, and the answer says `true`: its
+    /// shared records stay (they expire as any set does, and a tenant that comes back adopts
+    /// them again without a fetch). `None` when every one is fetching.
+    pub(super) fn tenant_remote(
+        &self,
+        provider: ProviderId,
+        tenant: &str,
+    ) -> Option<(usize, bool)> {
+        {
+            let mut state = self.state.try_borrow_mut().ok()?;
+            let found = (state.remotes.iter())
+                .position(|r| r.provider == provider && r.tenant.as_deref() == Some(tenant));
+            if let Some(r) = found {
+                return Some((r, false));
+            }
+            let template = state.templates.iter().find(|t| t.provider == provider)?;
+            // Only a tenant the template allows (the decision checked it already).
+            if !template.tenants.allows(tenant) {
+                return None;
+            }
+            let mut fetch = template.fetch.clone();
+            fetch.path = fill(&fetch.path, tenant);
+            fetch.fallback_path = (fetch.fallback_path.as_deref()).map(|p| fill(p, tenant));
+            let remote = Remote {
+                provider,
+                source: 0,
+                // The tenant comes from a token: the log does not name it.
+                name: template.name.clone() + " (a tenant)",
+                discovery: template.discovery,
+                issuer: fill(&template.issuer, tenant),
+                slots: Slots::new(&template.name, &format!("{}|{tenant}", template.settings)),
+                fetch,
+                local: LocalKeys::default(),
+                list: None,
+                tenant: Some(tenant.to_string()),
+                used: Cell::new(state.uses.get()),
+            };
+            let max = template.tenants.max_tenants;
+            let held = (state.remotes.iter())
+                .filter(|r| r.provider == provider && r.tenant.is_some())
+                .count();
+            if held < max {
+                state.remotes.push(remote);
+                Some((state.remotes.len().checked_sub(1)?, false))
+            } else {
+                let busy = |i: usize| state.calls.values().any(|c| c.remote == i);
+                let evict = (state.remotes.iter().enumerate())
+                    .filter(|(i, r)| r.provider == provider && r.tenant.is_some() && !busy(*i))
+                    .min_by_key(|(_, r)| r.used.get())
+                    .map(|(i, _)| i)?;
+                let slot = state.remotes.get_mut(evict)?;
+                *slot = remote;
+                Some((evict, true))
+            }
         }
     }
 
@@ -257,7 +375,8 @@ impl KeyFetcher {
     }
 
     /// The remotes of `provider` among its key sources `sources` (bit `i`: source `i`; all
-    /// of them: `u8::MAX`).
+    /// of them: `u8::MAX`). Not its tenants' (`tenant_remote`): a refused token never
+    /// makes the worker read every tenant's records; the tick adopts them.
     pub(super) fn remotes_of(&self, provider: ProviderId, sources: u8) -> Vec<usize> {
         let mut found = Vec::new();
         if let Ok(state) = self.state.try_borrow() {
@@ -265,7 +384,10 @@ impl KeyFetcher {
                 let bit = u32::try_from(r.source)
                     .ok()
                     .and_then(|s| 1u8.checked_shl(s));
-                if r.provider == provider && bit.is_some_and(|b| sources & b != 0) {
+                if r.provider == provider
+                    && r.tenant.is_none()
+                    && bit.is_some_and(|b| sources & b != 0)
+                {
                     found.push(i);
                 }
             }
@@ -651,7 +773,8 @@ impl KeyFetcher {
                         || keys.wants_refresh(now_ms, &remote.fetch),
                     oldest,
                 ),
-                None => (true, oldest),
+                // A tenant's set is fetched when a request first needs it, not ahead.
+                None => (remote.tenant.is_none(), oldest),
             }
         };
         if let Some((provider, seconds)) = age {

@@ -58,6 +58,7 @@ fn need(sources: u8, unknown_kid: bool) -> Decision {
         provider: ProviderId(0),
         sources,
         unknown_kid,
+        tenant: None,
     }))
 }
 

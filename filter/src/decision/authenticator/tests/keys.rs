@@ -17,7 +17,8 @@ fn missing_keys_pause_or_fail_closed_with_503() {
         Err(Stop::Keys(NeedKeys {
             provider: ProviderId(0),
             sources: 1,
-            unknown_kid: false
+            unknown_kid: false,
+            tenant: None,
         }))
     );
     let down = Keys {

@@ -10,6 +10,7 @@ mod signatures;
 mod token_format;
 mod keys;
 mod key_sources;
+mod tenants;
 mod forwarding;
 mod header_bytes;
 mod answers;

@@ -247,7 +247,8 @@ fn all_needs_every_provider() {
         Err(Stop::Keys(NeedKeys {
             provider: ProviderId(0),
             sources: 1,
-            unknown_kid: false
+            unknown_kid: false,
+            tenant: None,
         }))
     );
 }

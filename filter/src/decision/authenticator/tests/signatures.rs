@@ -110,7 +110,8 @@ fn kid_tricks() {
             Err(Stop::Keys(NeedKeys {
                 provider: ProviderId(0),
                 sources: 1,
-                unknown_kid: true
+                unknown_kid: true,
+                tenant: None,
             }))
         );
     }
