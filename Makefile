@@ -159,7 +159,8 @@ DIFFERENTIAL_SCENARIOS := $(addprefix tests/scenarios/,quickstart.json routes.js
   algorithms.json config.json payloads.json keys.json more-keys.json key-files.json \
   lifetimes.json metrics.json migration.json host-modes.json agreement-credentials.json env.json \
   constraints.json key-sources.json revocation.json \
-  authorities.json step-up.json mcp.json denials.json dpop-store.json dpop-nonce.json tenants.json)
+  authorities.json step-up.json mcp.json denials.json dpop-store.json dpop-nonce.json tenants.json \
+  introspection.json)
 
 differential: build harness-bin envoy test-filters
 	$(HARNESS) run --envoy --envoy-bin $(ENVOY) --wasm $(TEST_FILTERS)/probe.wasm tests/filters/probe/scenarios

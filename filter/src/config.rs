@@ -72,6 +72,8 @@ pub struct Provider {
     /// Where its keys come from: one source, or several (`key_sources`) whose keys are all
     /// trusted, each fetched and cached on its own (at most `keys::MAX_KEY_SOURCES`).
     pub keys: Vec<KeySource>,
+    /// Opaque tokens checked at an RFC 7662 endpoint (then `keys` is empty).
+    pub introspection: Option<Box<Introspection>>,
     pub token_sources: Vec<TokenSource>,
     pub forward: bool,
     pub forward_payload_header: Option<String>,
@@ -539,6 +541,7 @@ pub mod fields;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod generate;
 mod identity;
+mod introspection;
 mod keys;
 mod metadata;
 mod provider;
@@ -560,6 +563,8 @@ use dpop::compile_dpop;
 use fetch::compile_fetch;
 pub use fetch::split_uri;
 use identity::{identity_header, identity_headers};
+use introspection::compile_introspection;
+pub use introspection::{Introspection, form_encode};
 pub use keys::MAX_KEY_SOURCES;
 use keys::compile_keys;
 use metadata::compile_metadata;

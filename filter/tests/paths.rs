@@ -119,7 +119,7 @@ impl Filter {
                 let body: Value = serde_json::from_str(&reply.body).unwrap();
                 (reply.status, body["error"].as_str().map(String::from))
             }
-            Err(Stop::Keys(_)) => panic!("keys are always ready here"),
+            Err(Stop::Keys(_) | Stop::Introspect(_)) => panic!("keys are always ready here"),
             Ok(Pass::Serve(_)) => panic!("no document is configured here"),
         }
     }

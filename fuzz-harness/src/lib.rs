@@ -318,6 +318,8 @@ pub fn decide(data: &[u8]) -> Option<Decision> {
             assert_eq!(store.kind, expected);
         }
         Err(Stop::Refuse(_)) => assert_eq!(config.mode, Mode::Enforce),
+        // The fuzz configurations have no introspection provider.
+        Err(Stop::Introspect(_)) => panic!("an introspection answer wanted without a provider"),
         Ok(Pass::Serve(_)) => assert!(!config.resource_metadata.is_empty()),
     }
     Some(decision)

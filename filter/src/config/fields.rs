@@ -314,7 +314,7 @@ pub static RESOURCE_METADATA: [Spec; 15] = [
 ];
 
 /// provider
-pub static PROVIDER: [Spec; 22] = [
+pub static PROVIDER: [Spec; 23] = [
     field(
         "issuer",
         Ty::Json(r##"{"anyOf":[{"$ref":"#/$defs/issuer"},{"type":"array","minItems":1,"items":{"$ref":"#/$defs/issuer"}}]}"##),
@@ -427,6 +427,60 @@ pub static PROVIDER: [Spec; 22] = [
         Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/tenants"}]}"##),
         "Issuers with their own keys: the issuer is one template with one {name} placeholder (https://kc.example.com/realms/{realm}), and each tenant the token's iss names there has its own key set, fetched on first use through the one remote_jwks or discovery whose path holds the same {name} (discovery: {issuer}/.well-known/openid-configuration of the tenant's issuer). A tenant that is not allowed is refused (401, Unexpected 'iss' value) before any fetch. Default: none (one key set for all issuers).",
     ),
+    field(
+        "introspection",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"$ref":"#/$defs/introspection"}]}"##),
+        "Opaque tokens checked by OAuth 2.0 token introspection (RFC 7662) instead of keys: the filter POSTs the token to the endpoint and accepts it only if the answer says active: true and its claims pass the provider's checks (exp required and in the future, iss if present equal to an issuer, aud, then the rule's scopes and claims). A token shaped as a JWS (three base64url parts) is never sent: such a provider refuses it, and a JWT provider on the same route takes it. Answers are cached for all workers by a keyed hash of the token (never the token).",
+    ),
+];
+
+/// introspection (a provider's `introspection`)
+pub static INTROSPECTION: [Spec; 9] = [
+    field(
+        "cluster",
+        Ty::Json(r#"{"type":"string","minLength":1}"#),
+        "Required: the Envoy cluster that reaches the introspection endpoint.",
+    ).required(),
+    field(
+        "uri",
+        Ty::Json(r##"{"$ref":"#/$defs/http_uri"}"##),
+        "Required: the introspection endpoint, absolute http(s); its path and :authority are used.",
+    ).required(),
+    field(
+        "client_id",
+        Ty::Json(r#"{"type":["string","null"],"minLength":1}"#),
+        "With client_secret: HTTP Basic client authentication (RFC 6749 section 2.3.1: both form-urlencoded, then base64).",
+    ),
+    field(
+        "client_secret",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"type":"string","minLength":1},{"$ref":"#/$defs/env"}]}"##),
+        r#"The client's secret, or {"env": "NAME"}; never logged."#,
+    ),
+    field(
+        "bearer",
+        Ty::Json(r##"{"anyOf":[{"type":"null"},{"type":"string","pattern":"^[A-Za-z0-9._~+/=-]+$"},{"$ref":"#/$defs/env"}]}"##),
+        r#"Instead of client_id and client_secret: a bearer token sent as Authorization: Bearer, or {"env": "NAME"}; never logged."#,
+    ),
+    field(
+        "timeout_ms",
+        Ty::Int,
+        "Timeout of one introspection call in milliseconds; a request waits at most this long (plus one second on other workers), then gets 503.",
+    ).preset(int!(2000, 1, 60000)),
+    field(
+        "cache_ttl_s",
+        Ty::Int,
+        "Longest time an active answer is used, in seconds; never past the answer's exp.",
+    ).preset(int!(300, 1, 86400)),
+    field(
+        "inactive_ttl_s",
+        Ty::Int,
+        "How long an inactive answer is used, in seconds (keep it short: a token may become active only by being issued, which gives a new token).",
+    ).preset(int!(10, 1, 3600)),
+    field(
+        "max_body_bytes",
+        Ty::Int,
+        "Largest introspection answer accepted, in bytes; a larger one is a failure (503).",
+    ).preset(int!(16384, 256, 1048576)),
 ];
 
 /// revocation (a provider's `revocation`; its own tables, read by `config/revocation.rs`)
@@ -1152,7 +1206,7 @@ pub static OBJECTS: &[Object] = &[
     Object {
         def: "provider",
         title: "provider",
-        doc: "An issuer whose tokens are accepted, where its keys come from, and where its tokens are read from. Exactly one of remote_jwks, local_jwks, discovery, key_sources.",
+        doc: "An issuer whose tokens are accepted, where its keys come from (or its introspection endpoint), and where its tokens are read from. Exactly one of remote_jwks, local_jwks, discovery, key_sources, introspection.",
         fields: &PROVIDER,
         constraints: Some(
             r##"{
@@ -1204,6 +1258,17 @@ pub static OBJECTS: &[Object] = &[
           "properties": {
             "key_sources": {
               "type": "array"
+            }
+          }
+        },
+        {
+          "title": "introspection",
+          "required": [
+            "introspection"
+          ],
+          "properties": {
+            "introspection": {
+              "type": "object"
             }
           }
         }
@@ -1455,6 +1520,48 @@ pub static OBJECTS: &[Object] = &[
         doc: "mode: allowed (bound tokens need their certificate, unbound ones pass) or required (only tokens bound to the connection's certificate).",
         fields: &MTLS,
         constraints: None,
+    },
+    Object {
+        def: "introspection",
+        title: "introspection",
+        doc: "RFC 7662 token introspection for opaque tokens: where the endpoint is, how the filter authenticates to it (client_id and client_secret, or bearer, or neither), and how long answers are cached.",
+        fields: &INTROSPECTION,
+        constraints: Some(
+            r##"{
+  "$comment": "client_id and client_secret go together; bearer excludes them.",
+  "dependentRequired": {
+    "client_id": [
+      "client_secret"
+    ],
+    "client_secret": [
+      "client_id"
+    ]
+  },
+  "if": {
+    "required": [
+      "bearer"
+    ],
+    "properties": {
+      "bearer": {
+        "type": [
+          "string",
+          "object"
+        ]
+      }
+    }
+  },
+  "then": {
+    "properties": {
+      "client_id": {
+        "type": "null"
+      },
+      "client_secret": {
+        "type": "null"
+      }
+    }
+  }
+}"##,
+        ),
     },
     Object {
         def: "rule",

@@ -6,7 +6,8 @@ use super::read::{Field, FromJson, Node};
 use super::secret::Env;
 use super::tenants::{check_tenant_keys, compile_tenants};
 use super::{
-    ConfigError, Provider, compile_dpop, compile_keys, compile_revocation, compile_source, err,
+    ConfigError, Provider, compile_dpop, compile_introspection, compile_keys, compile_revocation,
+    compile_source, err,
     fields, identity_header, is_property_name,
 };
 use crate::http::spelling::same_upstream_name;
@@ -53,6 +54,7 @@ pub(super) fn compile_provider(
         key_sources,
         revocation,
         tenants,
+        introspection,
     ] = &node.fields(&fields::PROVIDER)?;
     let issuers = compile_issuers(issuer)?;
     let tenants = match tenants.get::<Node>()? {
@@ -74,18 +76,34 @@ pub(super) fn compile_provider(
             format!("{alg} is not a JWT-SVID algorithm (RS*, PS*, ES256, ES384, ES512)"),
         );
     }
-    let keys = compile_keys(
-        node,
-        [remote_jwks, local_jwks, discovery, key_sources],
-        &KeyRules {
-            issuer,
-            issuers: &issuers.0,
-            algorithms: &algorithms,
-            jwt_svid,
-            env,
-            templated: tenants.is_some(),
-        },
-    )?;
+    // An introspection provider has no keys: its tokens are opaque.
+    let introspection = match introspection.get::<Node>()? {
+        Some(given) => {
+            if let Some(other) = [remote_jwks, local_jwks, discovery, key_sources]
+                .into_iter()
+                .find(|f| f.has())
+            {
+                return err(other.path(), "a provider with introspection has no keys");
+            }
+            Some(Box::new(compile_introspection(&given, env)?))
+        }
+        None => None,
+    };
+    let keys = match introspection {
+        Some(_) => Vec::new(),
+        None => compile_keys(
+            node,
+            [remote_jwks, local_jwks, discovery, key_sources],
+            &KeyRules {
+                issuer,
+                issuers: &issuers.0,
+                algorithms: &algorithms,
+                jwt_svid,
+                env,
+                templated: tenants.is_some(),
+            },
+        )?,
+    };
     if let Some(tenants) = &tenants {
         check_tenant_keys(node, tenants, &keys)?;
     }
@@ -182,6 +200,7 @@ pub(super) fn compile_provider(
             jwt_svid,
         },
         keys,
+        introspection,
         token_sources,
         forward: forward.or_default()?,
         forward_payload_header,

@@ -1844,3 +1844,87 @@ fn dpop_nonce_secrets_come_inline_or_from_the_environment_and_are_long_enough() 
         format!("{at}: nonces need DPoP: mode is disabled")
     );
 }
+
+#[test]
+fn introspection_replaces_the_key_source_and_checks_its_client_authentication() {
+    let opaque = |introspection: Value| {
+        let mut v = quickstart();
+        v["providers"]["auth0"]["remote_jwks"] = Value::Null;
+        v["providers"]["auth0"]["introspection"] = introspection;
+        v
+    };
+    let v = opaque(json!({"cluster": "as", "uri": "https://as.test/introspect",
+                           "client_id": "gw", "client_secret": "a b:c"}));
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    let i = c.providers[0].introspection.as_deref().unwrap();
+    assert!(c.providers[0].keys.is_empty());
+    assert_eq!(
+        (i.cluster.as_str(), i.authority.as_str(), i.path.as_str()),
+        ("as", "as.test", "/introspect")
+    );
+    // base64("gw:a+b%3Ac"): both parts form-urlencoded first (RFC 6749 2.3.1).
+    assert_eq!(i.authorization.as_deref(), Some("Basic Z3c6YStiJTNBYw=="));
+    assert_eq!(
+        (
+            i.timeout_ms,
+            i.cache_ttl_s,
+            i.inactive_ttl_s,
+            i.max_body_bytes
+        ),
+        (2000, 300, 10, 16384)
+    );
+    let v = opaque(json!({"cluster": "as", "uri": "https://as.test/i", "bearer": "t0k.en"}));
+    let c = Config::parse(v.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        c.providers[0]
+            .introspection
+            .as_deref()
+            .unwrap()
+            .authorization
+            .as_deref(),
+        Some("Bearer t0k.en")
+    );
+    for (given, want) in [
+        (
+            json!({"cluster": "as", "uri": "https://as.test/i", "client_id": "gw"}),
+            "providers.auth0.introspection.client_secret: missing (client_id needs it)",
+        ),
+        (
+            json!({"cluster": "as", "uri": "https://as.test/i", "client_secret": "s"}),
+            "providers.auth0.introspection.client_id: missing (client_secret needs it)",
+        ),
+        (
+            json!({"cluster": "as", "uri": "https://as.test/i", "bearer": "b", "client_id": "gw", "client_secret": "s"}),
+            "providers.auth0.introspection.bearer: excludes client_id and client_secret",
+        ),
+        (
+            json!({"cluster": "as", "uri": "https://as.test/i", "bearer": "a b"}),
+            "providers.auth0.introspection.bearer: must be a token68 (RFC 9110 section 11.2)",
+        ),
+        (
+            json!({"cluster": "as", "uri": "as.test/i"}),
+            "providers.auth0.introspection.uri: must be an absolute http(s) URI",
+        ),
+        (
+            json!({"cluster": "as", "uri": "https://as.test/i", "cache_ttl_s": 0}),
+            "providers.auth0.introspection.cache_ttl_s: must be between 1 and 86400",
+        ),
+        (
+            json!({"cluster": "as", "uri": "https://as.test/i", "timout_ms": 5}),
+            "providers.auth0.introspection.timout_ms: unknown field",
+        ),
+    ] {
+        let got = Config::parse(opaque(given).to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(got.starts_with(want), "{got}");
+    }
+    let got = error_after(|v| {
+        v["providers"]["auth0"]["introspection"] =
+            json!({"cluster": "as", "uri": "https://as.test/i"});
+    });
+    assert_eq!(
+        got,
+        "providers.auth0.remote_jwks: a provider with introspection has no keys"
+    );
+}

@@ -269,6 +269,7 @@ impl<V: SignatureVerifier> Authenticator<V> {
                         provider: None,
                         detail: Some(e.message()),
                         scopes: Vec::new(),
+                        foreign: false,
                     }),
                 );
             }
@@ -513,12 +514,12 @@ impl<V: SignatureVerifier> Authenticator<V> {
                     .push((header.clone(), v.payload_b64.to_string()));
             }
             for (path, header) in &provider.claim_to_headers {
-                if let Some(value) = path.lookup(&v.token.claims).and_then(header_value) {
+                if let Some(value) = path.lookup(v.token.claims()).and_then(header_value) {
                     changes.set.push((header.clone(), value));
                 }
             }
             for (path, property) in &provider.claim_to_properties {
-                if let Some(value) = path.lookup(&v.token.claims).and_then(header_value) {
+                if let Some(value) = path.lookup(v.token.claims()).and_then(header_value) {
                     changes.properties.push((property.clone(), value));
                 }
             }

@@ -35,6 +35,9 @@ pub enum Stop {
     Refuse(Refusal),
     /// Keys are needed first: pause the request, fetch, then decide again.
     Keys(NeedKeys),
+    /// An opaque token's introspection answer is needed first: pause the request, call
+    /// the endpoint (or wait for the call that is pending), then decide again.
+    Introspect(NeedIntrospection),
 }
 
 impl Stop {
@@ -45,7 +48,20 @@ impl Stop {
             provider,
             detail: None,
             scopes: Vec::new(),
+            foreign: false,
         })
+    }
+
+    /// This stop, for a token its provider does not take (a JWT provider given a token
+    /// that is not shaped as a JWS, an introspection provider given one that is).
+    pub fn foreign(self) -> Stop {
+        match self {
+            Stop::Refuse(refusal) => Stop::Refuse(Refusal {
+                foreign: true,
+                ..refusal
+            }),
+            other => other,
+        }
     }
 }
 
@@ -62,6 +78,14 @@ pub struct NeedKeys {
     pub tenant: Option<String>,
 }
 
+/// An introspection provider's answer for `token` is needed (`keys::introspection`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeedIntrospection {
+    pub provider: ProviderId,
+    /// The token to send; never logged.
+    pub token: String,
+}
+
 /// A refused request: why, and the provider it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -72,4 +96,7 @@ pub struct Refusal {
     /// The scopes the refused requirement asks for, named in a 401 challenge's `scope`
     /// (RFC 6750 section 3; the MCP authorization spec asks resource servers for it).
     pub scopes: Vec<String>,
+    /// The token was not of this provider's kind (`Stop::foreign`): among the alternatives
+    /// of an `any`, such a refusal is reported only when every one is.
+    pub foreign: bool,
 }

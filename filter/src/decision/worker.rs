@@ -7,22 +7,26 @@
 
 use crate::config::{Config, ProviderId};
 use crate::decision::authenticator::Authenticator;
-use crate::decision::outcome::{Decision, NeedKeys, Pass, Refusal, Stop};
+use crate::decision::authenticator::{KeyState, KeyStore};
+use crate::decision::outcome::{Decision, NeedIntrospection, NeedKeys, Pass, Refusal, Stop};
 use crate::http::path;
 use crate::http::request::{HeaderChanges, Request};
 use crate::jose::verify::SignatureVerifier;
+use crate::keys::introspection::Lookup;
 use crate::keys::key_cache::Trigger;
 use crate::keys::replay::{Geometry, ReplayCache, Seen};
 use crate::keys::shared::SharedData;
 use crate::policy::binding::Connection;
 use crate::policy::response::{Failure, REPLAY_CACHE_FULL, Reason, Reply};
-use fetcher::{KeyFetcher, Start};
+use fetcher::{KeyFetcher, Keys, Start};
+use introspector::{Introspector, Started};
 use replay_store::{Allowing, Stores};
 use revocations::Revocations;
 use std::cell::{Cell, RefCell};
 
 mod body;
 mod fetcher;
+mod introspector;
 mod replay_store;
 mod revocations;
 mod route_name;
@@ -65,17 +69,18 @@ pub trait Host {
         headers: &[(String, String)],
         timeout_ms: u64,
     ) -> Result<u32, String>;
-    /// Starts an http POST of the JSON `body` (the DPoP replay store's calls); otherwise as
-    /// `dispatch`.
+    /// Starts an http POST of `body` with `headers` besides its own (none: a JSON body,
+    /// the DPoP replay store's calls; introspection's are forms); otherwise as `dispatch`.
     fn post(
         &self,
         cluster: &str,
         authority: &str,
         path: &str,
+        headers: &[(String, String)],
         body: &[u8],
         timeout_ms: u64,
     ) -> Result<u32, String> {
-        let _ = (cluster, authority, path, body, timeout_ms);
+        let _ = (cluster, authority, path, headers, body, timeout_ms);
         Err("this host makes no POST calls".to_string())
     }
 }
@@ -134,6 +139,9 @@ pub enum Metric {
     RevocationPushed,
     RevocationPushRefused,
     TenantEvicted,
+    IntrospectionCall,
+    IntrospectionHit,
+    IntrospectionFailed,
 }
 
 impl Metric {
@@ -153,6 +161,9 @@ impl Metric {
             Metric::RevocationPushed,
             Metric::RevocationPushRefused,
             Metric::TenantEvicted,
+            Metric::IntrospectionCall,
+            Metric::IntrospectionHit,
+            Metric::IntrospectionFailed,
         ]);
         all
     }
@@ -173,6 +184,9 @@ impl Metric {
             Metric::RevocationPushed => "revocation_pushed",
             Metric::RevocationPushRefused => "revocation_push_refused",
             Metric::TenantEvicted => "tenant_evicted",
+            Metric::IntrospectionCall => "introspection_calls",
+            Metric::IntrospectionHit => "introspection_cache_hit",
+            Metric::IntrospectionFailed => "introspection_failed",
         };
         format!("jwt_filter_{name}")
     }
@@ -233,6 +247,8 @@ pub struct Worker<H, V> {
     stores: Stores,
     /// Revocation lists and pushed revocations (`revocations.rs`).
     revocations: Revocations,
+    /// Introspection calls and the answers' cache (`introspector.rs`).
+    introspector: Introspector,
     streams: RefCell<Streams>,
     /// Whether the host's lack of a `route_name` property has been logged.
     route_name_missing_logged: Cell<bool>,
@@ -273,6 +289,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             replay: ReplayCache::new(Geometry::for_span(config.replay_span_s())),
             stores: Stores::new(&config),
             revocations: Revocations::new(&config),
+            introspector: Introspector::default(),
             authenticator: Authenticator::new(config, verifier),
             streams: RefCell::new(Streams::default()),
             route_name_missing_logged: Cell::new(false),
@@ -381,6 +398,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
                 }
                 self.refuse(&request, &refusal)
             }
+            Err(Stop::Introspect(need)) => {
+                self.introspect(context, &need, deadline_ms, fetch_origin, may_repeat)?
+            }
             Err(Stop::Keys(NeedKeys {
                 provider,
                 sources,
@@ -445,6 +465,52 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         Some(next)
     }
 
+    /// A request that waits for the introspection answer for `need`'s token: the call is
+    /// made on behalf of `fetch_origin` unless one is pending; `None` (only when
+    /// `may_repeat`) when an answer is there already and the request must be decided again.
+    fn introspect(
+        &self,
+        context: u32,
+        need: &NeedIntrospection,
+        deadline_ms: Option<u64>,
+        fetch_origin: Option<u32>,
+        may_repeat: bool,
+    ) -> Option<Next> {
+        let now_ms = self.host.now_ms();
+        let provider = self.config().provider(need.provider);
+        let Some(settings) = provider.introspection.as_deref() else {
+            return Some(self.unavailable(need.provider));
+        };
+        if let Some(origin) = fetch_origin {
+            let started = self.introspector.start(
+                &self.host,
+                need.provider,
+                &provider.name,
+                settings,
+                &need.token,
+                origin,
+                now_ms,
+            );
+            self.host.enter(context);
+            if started == Started::Recorded && may_repeat {
+                return None;
+            }
+        }
+        // Other workers see the answer on their next tick: a second more than the call.
+        let deadline = deadline_ms.unwrap_or(now_ms + settings.timeout_ms + 1000);
+        if now_ms >= deadline {
+            return Some(self.unavailable(need.provider));
+        }
+        if deadline_ms.is_none() {
+            self.host.count(Metric::Paused, 1);
+        }
+        self.streams.borrow_mut().waiting.push(Waiting {
+            context,
+            deadline_ms: deadline,
+        });
+        Some(Next::Wait)
+    }
+
     /// Adopts what other workers fetched for each of `remotes` (every one, no short-cut);
     /// whether any keys changed.
     fn sync_all(&self, remotes: &[usize]) -> bool {
@@ -480,9 +546,13 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         self.revocations.sync_pushed(self.host.shared());
         let mut decision = {
             // Busy only if the host re-entered: then no remote provider has keys (fail closed).
-            let keys = self
-                .fetcher
-                .keys(now_ms, self.revocations.state.try_borrow().ok());
+            let keys = Store {
+                keys: self
+                    .fetcher
+                    .keys(now_ms, self.revocations.state.try_borrow().ok()),
+                worker: self,
+                now_ms,
+            };
             self.authenticator.decide_on_route(
                 request,
                 route_name.as_deref(),
@@ -516,7 +586,12 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             }
         }
         let (hits, misses) = self.authenticator.take_cache_counts();
-        for (metric, n) in [(Metric::CacheHit, hits), (Metric::CacheMiss, misses)] {
+        let introspected = self.introspector.take_hits();
+        for (metric, n) in [
+            (Metric::CacheHit, hits),
+            (Metric::CacheMiss, misses),
+            (Metric::IntrospectionHit, introspected),
+        ] {
             if n > 0 {
                 self.host.count(metric, n);
             }
@@ -546,6 +621,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             provider: Some(provider),
             detail: None,
             scopes: Vec::new(),
+            foreign: false,
         };
         self.refuse(&self.host.request(), &refusal)
     }
@@ -601,10 +677,10 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// The largest body worth reading for the answer to call `token`: one byte more than
     /// its provider accepts, so that a larger one is refused by size.
     pub fn answer_limit(&self, token: u32) -> usize {
-        match self.stores.owns(token) {
-            true => crate::keys::etcd::MAX_ANSWER_BYTES,
-            false => self.fetcher.answer_limit(token),
+        if self.stores.owns(token) {
+            return crate::keys::etcd::MAX_ANSWER_BYTES;
         }
+        (self.introspector.answer_limit(token)).unwrap_or_else(|| self.fetcher.answer_limit(token))
     }
 
     /// An http call answered (`status` is `None` when it failed without an answer): the
@@ -617,11 +693,15 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         body: &[u8],
         etag: Option<&str>,
     ) {
+        let config = self.config();
+        let settings = |p: ProviderId| {
+            let provider = config.providers.get(p.0)?;
+            Some((provider.name.as_str(), provider.introspection.as_deref()?))
+        };
         if self.stores.owns(token) {
             self.on_store_answer(token, status, body);
-        } else if self
-            .fetcher
-            .on_answer(&self.host, token, status, body, etag)
+        } else if (self.introspector).on_answer(&self.host, token, status, body, settings)
+            || self.fetcher.on_answer(&self.host, token, status, body, etag)
         {
             self.resume_waiting(None);
         }
@@ -666,6 +746,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             streams.responding.retain(|(c, _)| *c != context);
         }
         self.fetcher.forget(self.host.shared(), context);
+        self.introspector.forget(self.host.shared(), context);
         self.stores.forget(context);
     }
 
@@ -681,6 +762,37 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
     /// How many requests wait for keys.
     pub fn waiting(&self) -> usize {
         self.streams.borrow().waiting.len()
+    }
+}
+
+/// What one decision reads of this worker's state: its key sets, and the introspection
+/// answers all workers share.
+struct Store<'a, H, V> {
+    keys: Keys<'a>,
+    worker: &'a Worker<H, V>,
+    now_ms: u64,
+}
+
+impl<H: Host, V: SignatureVerifier> KeyStore for Store<'_, H, V> {
+    fn state(&self, provider: ProviderId, source: usize) -> KeyState<'_> {
+        self.keys.state(provider, source)
+    }
+
+    fn revocation(
+        &self,
+        provider: ProviderId,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> crate::keys::revocation::Check {
+        self.keys.revocation(provider, claims)
+    }
+
+    fn tenant(&self, provider: ProviderId, tenant: &str) -> KeyState<'_> {
+        self.keys.tenant(provider, tenant)
+    }
+
+    fn introspected(&self, provider: ProviderId, token: &str) -> Lookup {
+        let name = &self.worker.config().provider(provider).name;
+        (self.worker.introspector).lookup(self.worker.host.shared(), name, token, self.now_ms)
     }
 }
 

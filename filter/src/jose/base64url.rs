@@ -82,9 +82,35 @@ pub fn encode(bytes: &[u8]) -> String {
     out
 }
 
+/// Standard base64 with padding (RFC 4648 section 4), as HTTP Basic credentials are written:
+/// the URL-safe encoding with its two characters swapped back and `=` to a multiple of 4.
+pub fn encode_padded(bytes: &[u8]) -> String {
+    let mut out: String = (encode(bytes).chars())
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    while out.len() % 4 != 0 {
+        out.push('=');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encode_padded_is_the_base64_crates_standard() {
+        use base64::Engine;
+        let bytes: Vec<u8> = (0..=255u8).rev().chain(0..=255).collect();
+        for len in 0..bytes.len() {
+            let expected = base64::engine::general_purpose::STANDARD.encode(&bytes[..len]);
+            assert_eq!(encode_padded(&bytes[..len]), expected, "{len}");
+        }
+    }
 
     #[test]
     fn only_canonical_base64url_decodes() {

@@ -14,6 +14,7 @@ use crate::config::{Fetch, split_uri};
 use crate::jose::json;
 use crate::jose::jwks::{Accept, KeySet, Loaded, Origin};
 use crate::keys::revocation::Check;
+use crate::keys::introspection::Lookup;
 use crate::keys::shared::Record;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -49,6 +50,13 @@ pub trait KeyStore {
     fn tenant(&self, provider: ProviderId, tenant: &str) -> KeyState<'_> {
         let _ = tenant;
         self.state(provider, 0)
+    }
+
+    /// What the introspection cache holds for `token` of introspection provider
+    /// `provider` (`keys::introspection`); none by default.
+    fn introspected(&self, provider: ProviderId, token: &str) -> Lookup {
+        let _ = (provider, token);
+        Lookup::Missing
     }
 }
 

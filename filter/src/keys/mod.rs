@@ -1,9 +1,10 @@
 //! State kept between requests: each worker's key sets and their fetch schedule
 //! (`key_cache`), the records all workers share through the host's shared data
-//! (`shared_keys`), the DPoP replay cache (`replay`), revoked tokens (`revocation`) and the verified-token cache
-//! (`token_cache`).
+//! (`shared_keys`), the DPoP replay cache (`replay`), revoked tokens (`revocation`), the
+//! verified-token cache (`token_cache`) and introspection answers (`introspection`).
 
 pub mod etcd;
+pub mod introspection;
 pub mod key_cache;
 pub mod replay;
 pub mod revocation;

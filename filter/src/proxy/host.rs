@@ -149,6 +149,7 @@ pub fn dispatch(
     authority: &str,
     path: &str,
     extra: &[(String, String)],
+    body: Option<&[u8]>,
     timeout_ms: u64,
 ) -> Result<u32, String> {
     let extra: Vec<(&str, &str)> = extra
@@ -158,18 +159,25 @@ pub fn dispatch(
     call(("GET", cluster, authority, path), &extra, None, timeout_ms)
 }
 
-/// Starts an http POST of a JSON `body`; the response comes back to the context running now.
+/// Starts an http POST of `body` with `extra` headers (none: a JSON body); the response
+/// comes back to the context running now.
 pub fn post(
     cluster: &str,
     authority: &str,
     path: &str,
+    extra: &[(String, String)],
     body: &[u8],
     timeout_ms: u64,
 ) -> Result<u32, String> {
     let json = [("content-type", "application/json")];
+    let given: Vec<(&str, &str)> = extra
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let headers: &[(&str, &str)] = if given.is_empty() { &json } else { &given };
     call(
         ("POST", cluster, authority, path),
-        &json,
+        headers,
         Some(body),
         timeout_ms,
     )

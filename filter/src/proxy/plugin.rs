@@ -190,9 +190,10 @@ impl Host for ProxyHost {
         cluster: &str,
         authority: &str,
         path: &str,
+        headers: &[(String, String)],
         body: &[u8],
         timeout_ms: u64,
     ) -> Result<u32, String> {
-        host::post(cluster, authority, path, body, timeout_ms)
+        host::post(cluster, authority, path, headers, body, timeout_ms)
     }
 }

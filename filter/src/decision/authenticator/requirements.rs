@@ -18,7 +18,7 @@ pub(super) type Check<'c, 'r> =
 
 /// `requirement`, with the captures of its rule. `any` passes with the first that passes
 /// with a token (anonymously if one passed without); otherwise it waits for keys if one
-/// does, and else is refused as the one that got furthest.
+/// does (or for an introspection answer), and else is refused as the one that got furthest.
 pub(super) fn evaluate<'r>(
     requirement: &Requirement,
     captures: &[String],
@@ -35,23 +35,21 @@ pub(super) fn evaluate<'r>(
                 match evaluate(r, captures, check) {
                     Ok(v) if !v.is_empty() => return Ok(v),
                     Ok(_) => anonymous = true,
-                    Err(Stop::Keys(need)) => {
-                        pending.get_or_insert(need);
-                    }
                     Err(Stop::Refuse(refusal)) => {
-                        if worst
-                            .as_ref()
-                            .is_none_or(|w| refusal.failure.rank() > w.failure.rank())
-                        {
+                        let weight = |r: &Refusal| (!r.foreign, r.failure.rank());
+                        if worst.as_ref().is_none_or(|w| weight(&refusal) > weight(w)) {
                             worst = Some(refusal);
                         }
+                    }
+                    Err(need) => {
+                        pending.get_or_insert(need);
                     }
                 }
             }
             if anonymous {
                 Ok(Vec::new())
             } else if let Some(need) = pending {
-                Err(Stop::Keys(need))
+                Err(need)
             } else {
                 Err(match worst {
                     Some(refusal) => Stop::Refuse(refusal),
@@ -64,8 +62,8 @@ pub(super) fn evaluate<'r>(
 }
 
 /// Every check (a requirement with its rule's captures) must pass (an `Err` is a failure
-/// already decided); the first refusal decides; a pending one waits for keys unless a
-/// later one is refused.
+/// already decided); the first refusal decides; a pending one waits for keys (or an
+/// introspection answer) unless a later one is refused.
 pub(super) fn evaluate_all<'q, 'r>(
     checks: impl IntoIterator<Item = Result<(&'q Requirement, &'q [String]), Failure>>,
     check: &Check<'_, 'r>,
@@ -85,14 +83,14 @@ pub(super) fn evaluate_all<'q, 'r>(
                     }
                 }
             }
-            Err(Stop::Keys(need)) => {
+            refused @ Err(Stop::Refuse(_)) => return refused,
+            Err(need) => {
                 pending.get_or_insert(need);
             }
-            refused @ Err(Stop::Refuse(_)) => return refused,
         }
     }
     match pending {
-        Some(need) => Err(Stop::Keys(need)),
+        Some(need) => Err(need),
         None => Ok(passed),
     }
 }

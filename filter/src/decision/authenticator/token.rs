@@ -5,7 +5,7 @@
 
 use super::{KeyState, KeyStore};
 use crate::config::{KeySource, Provider, ProviderId};
-use crate::decision::outcome::{NeedKeys, Refusal, Stop};
+use crate::decision::outcome::{NeedIntrospection, NeedKeys, Refusal, Stop};
 use crate::http::request::Request;
 use crate::jose::alg::Algorithm;
 use crate::jose::claims::ClaimError;
@@ -13,13 +13,14 @@ use crate::jose::jwks::{Key, KeyError};
 use crate::jose::jws;
 use crate::jose::verify::SignatureVerifier;
 use crate::keys::revocation::Check;
+use crate::keys::introspection::{FAILURE_HOLD_S, Lookup};
 use crate::keys::token_cache::{TokenCache, Verified};
 use crate::policy::authz::{Bound, Denied, ProviderRequirement};
 use crate::policy::binding::{self, Connection};
 use crate::policy::dpop::ProofUse;
 use crate::policy::extract::{self, Found};
 use crate::policy::response::{Failure, Reason, invalid_token};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -31,8 +32,23 @@ pub(super) struct Passed<'r> {
     /// The header it came in, as spelled (header sources only).
     pub header: Option<&'r str>,
     pub payload_b64: &'r str,
-    pub token: Rc<Verified>,
+    pub token: Claims,
     pub proof: Option<ProofUse>,
+}
+
+/// The claims a token passed with: a verified JWT's, or an introspection answer's members.
+pub(super) enum Claims {
+    Jwt(Rc<Verified>),
+    Opaque(Map<String, Value>),
+}
+
+impl Claims {
+    pub fn claims(&self) -> &Map<String, Value> {
+        match self {
+            Claims::Jwt(verified) => &verified.claims,
+            Claims::Opaque(claims) => claims,
+        }
+    }
 }
 
 /// A request to decide, and what it is decided with.
@@ -96,6 +112,7 @@ impl<V: SignatureVerifier> Tokens<V> {
                 provider: Some(index),
                 detail: None,
                 scopes: requirement.authorization.wanted_scopes(),
+                foreign: false,
             }),
             _ => Stop::refuse(f, Some(index)),
         };
@@ -115,10 +132,27 @@ impl<V: SignatureVerifier> Tokens<V> {
             };
         };
         binding::check_request(scheme, req, &provider.dpop).map_err(refuse)?;
-        let verified = self.verify(index, provider, token, now, keys)?;
+        // The token's shape says which kind of provider it is for: one refused by the
+        // other kind is foreign to it (an `any` of both reports the other's refusal).
+        let jws_shaped = token.bytes().filter(|b| *b == b'.').count() == 2;
+        let verified = match provider.introspection {
+            None => Claims::Jwt(
+                (self.verify(index, provider, token, now, keys))
+                    .map_err(|stop| if jws_shaped { stop } else { stop.foreign() })?,
+            ),
+            Some(_) if jws_shaped => {
+                let stop = Stop::refuse(invalid_token("a JWT is not introspected"), Some(index));
+                return Err(stop.foreign());
+            }
+            Some(_) => Claims::Opaque(introspected(index, provider, token, keys)?),
+        };
+        let typ = match &verified {
+            Claims::Jwt(jwt) => jwt.typ.as_deref(),
+            Claims::Opaque(_) => None,
+        };
         // After the signature, cached or not: a revocation reaches tokens already verified.
         if provider.revocation.is_some() {
-            match keys.revocation(index, &verified.claims) {
+            match keys.revocation(index, verified.claims()) {
                 Check::Clear => {}
                 Check::Revoked => return Err(refuse(Failure::Revoked)),
                 Check::Unavailable { retry_after_s } => {
@@ -129,8 +163,8 @@ impl<V: SignatureVerifier> Tokens<V> {
         provider
             .claims
             .check(
-                verified.typ.as_deref(),
-                &verified.claims,
+                typ,
+                verified.claims(),
                 now,
                 requirement.audiences.as_deref(),
             )
@@ -141,7 +175,7 @@ impl<V: SignatureVerifier> Tokens<V> {
                 })
             })?;
         let presented = binding::Presented {
-            claims: &verified.claims,
+            claims: verified.claims(),
             token,
             scheme,
         };
@@ -156,7 +190,7 @@ impl<V: SignatureVerifier> Tokens<V> {
         };
         let proof = binding::check_token(&presented, &at).map_err(refuse)?;
         let step_up = &requirement.step_up;
-        (step_up.check(&verified.claims, now, provider.claims.clock_skew_s)).map_err(|d| {
+        (step_up.check(verified.claims(), now, provider.claims.clock_skew_s)).map_err(|d| {
             refuse(Failure::InsufficientUserAuthentication {
                 description: d,
                 acr_values: step_up.acr_values.clone(),
@@ -167,7 +201,7 @@ impl<V: SignatureVerifier> Tokens<V> {
             request: req,
             captures,
         };
-        (requirement.authorization.check(&verified.claims, bound)).map_err(|denied| {
+        (requirement.authorization.check(verified.claims(), bound)).map_err(|denied| {
             refuse(match denied {
                 Denied::Scope(scopes) => Failure::InsufficientScope {
                     description: "Insufficient Scope".into(),
@@ -333,8 +367,37 @@ impl<V: SignatureVerifier> Tokens<V> {
                 Stop::Refuse(r) if r.failure.reason() == Reason::Unavailable => {
                     PushedToken::NoKeys(false)
                 }
-                Stop::Refuse(_) => PushedToken::Invalid,
+                Stop::Refuse(_) | Stop::Introspect(_) => PushedToken::Invalid,
             })
+    }
+}
+
+/// An opaque token's introspection answer, from the cache all workers share: its members
+/// (the claims checked next) when active.
+fn introspected(
+    index: ProviderId,
+    provider: &Provider,
+    token: &str,
+    keys: &dyn KeyStore,
+) -> Result<Map<String, Value>, Stop> {
+    let refuse = |f: Failure| Stop::refuse(f, Some(index));
+    match keys.introspected(index, token) {
+        Lookup::Active(claims) => {
+            // RFC 7662: `iss` is optional; when present it must be the provider's.
+            if claims.contains_key("iss") {
+                (provider.claims.check_issuer(&claims))
+                    .map_err(|e| refuse(invalid_token(&e.message())))?;
+            }
+            Ok(claims)
+        }
+        Lookup::Inactive => Err(refuse(invalid_token("token is not active"))),
+        Lookup::Failed => Err(refuse(Failure::Unavailable {
+            retry_after_s: FAILURE_HOLD_S,
+        })),
+        Lookup::Missing => Err(Stop::Introspect(NeedIntrospection {
+            provider: index,
+            token: token.to_string(),
+        })),
     }
 }
 

@@ -118,7 +118,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             }) => self.allow(&changes, reported.as_deref()),
             Err(Stop::Refuse(refusal)) => self.refuse(&request, &refusal),
             // `refused` only lets a refusal through (report mode) or keeps it.
-            Ok(Pass::Serve(_)) | Err(Stop::Keys(_)) => Next::Answered,
+            Ok(Pass::Serve(_)) | Err(Stop::Keys(_) | Stop::Introspect(_)) => Next::Answered,
         }
     }
 }

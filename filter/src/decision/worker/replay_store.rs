@@ -214,6 +214,7 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
             &store.cluster,
             &store.authority,
             path,
+            &[],
             body.as_bytes(),
             store.timeout_ms,
         );

@@ -159,7 +159,7 @@ pub(super) fn verdict(d: &Decision) -> (u16, String) {
             let body: Value = serde_json::from_str(&reply.body).unwrap();
             (reply.status, body["message"].as_str().unwrap().to_string())
         }
-        Err(Stop::Keys(_)) => (0, "pending".into()),
+        Err(Stop::Keys(_) | Stop::Introspect(_)) => (0, "pending".into()),
         Ok(Pass::Serve(doc)) => (200, doc.body.clone()),
     }
 }
