@@ -149,7 +149,6 @@ pub fn dispatch(
     authority: &str,
     path: &str,
     extra: &[(String, String)],
-    body: Option<&[u8]>,
     timeout_ms: u64,
 ) -> Result<u32, String> {
     let extra: Vec<(&str, &str)> = extra
