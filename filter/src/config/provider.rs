@@ -7,8 +7,7 @@ use super::secret::Env;
 use super::tenants::{check_tenant_keys, compile_tenants};
 use super::{
     ConfigError, Provider, compile_dpop, compile_introspection, compile_keys, compile_revocation,
-    compile_source, err,
-    fields, identity_header, is_property_name,
+    compile_source, err, fields, identity_header, is_property_name,
 };
 use crate::http::spelling::same_upstream_name;
 use crate::jose::alg::Algorithm;

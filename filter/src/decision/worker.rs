@@ -701,7 +701,9 @@ impl<H: Host, V: SignatureVerifier> Worker<H, V> {
         if self.stores.owns(token) {
             self.on_store_answer(token, status, body);
         } else if (self.introspector).on_answer(&self.host, token, status, body, settings)
-            || self.fetcher.on_answer(&self.host, token, status, body, etag)
+            || self
+                .fetcher
+                .on_answer(&self.host, token, status, body, etag)
         {
             self.resume_waiting(None);
         }
