@@ -134,13 +134,14 @@ impl<V: SignatureVerifier> Tokens<V> {
         binding::check_request(scheme, req, &provider.dpop).map_err(refuse)?;
         // The token's shape says which kind of provider it is for: one refused by the
         // other kind is foreign to it (an `any` of both reports the other's refusal).
-        let jws_shaped = token.bytes().filter(|b| *b == b'.').count() == 2;
+        // Counted only when needed: a JWT provider's accepted token never pays the scan.
+        let jws_shaped = || token.bytes().filter(|b| *b == b'.').count() == 2;
         let verified = match provider.introspection {
             None => Claims::Jwt(
                 (self.verify(index, provider, token, now, keys))
-                    .map_err(|stop| if jws_shaped { stop } else { stop.foreign() })?,
+                    .map_err(|stop| if jws_shaped() { stop } else { stop.foreign() })?,
             ),
-            Some(_) if jws_shaped => {
+            Some(_) if jws_shaped() => {
                 let stop = Stop::refuse(invalid_token("a JWT is not introspected"), Some(index));
                 return Err(stop.foreign());
             }
