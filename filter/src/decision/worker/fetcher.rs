@@ -732,8 +732,13 @@ impl KeyFetcher {
         let ours = remote.local.record.as_ref().map(|k| k.fetched_at_ms);
         let newer = record.keys_version != 0 && ours.is_none_or(|v| v < record.keys_version);
         remote.local.fetch = record;
+        // The keys record (the whole key set) is read only when the fetch record announces a
+        // newer one: most ticks find nothing new and copy a few bytes, not the set.
+        if !newer {
+            return false;
+        }
         match remote.slots.keys(shared) {
-            Some(keys) if newer && ours.is_none_or(|v| v < keys.fetched_at_ms) => {
+            Some(keys) if ours.is_none_or(|v| v < keys.fetched_at_ms) => {
                 remote.adopt(keys);
                 true
             }
