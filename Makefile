@@ -255,12 +255,18 @@ fuzz: build harness-bin fuzz-tools
 # inside wasmtime, cached and uncached, both signature paths, worker linear memory).
 # V8 runs with TurboFan only (--no-liftoff), as in Envoy. bench/dpop.py: the DPoP row, Bearer vs
 # DPoP vs DPoP with the etcd replay store, as Envoy CPU per request and latency.
+# The other algorithms' rows (issue 27): the same keys for both filters, one run each.
+BENCH_KEYS := ec256:bench ed25519:bench ps256:bench
 bench: build harness-bin envoy test-filters bench-stages etcd
 	@command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	@command -v taskset >/dev/null || (apt-get update && apt-get install -y util-linux)
 	@command -v node >/dev/null || apt-get install -y nodejs || (apt-get update && apt-get install -y nodejs)
 	@.venv/bin/python -c 'import matplotlib' 2>/dev/null || .venv/bin/pip install --quiet --disable-pip-version-check matplotlib
 	python3 bench/run.py $(BENCH_ARGS)
+	for k in $(BENCH_KEYS); do \
+	  python3 bench/run.py --key $$k --setups none,floor,jwt_authn,jwt_authn_cache,wasm_host \
+	    --workloads single,pool,expired $(BENCH_ARGS) || exit 1; \
+	done
 	python3 bench/dpop.py
 	cargo bench -p jwt_filter --bench core
 	CARGO_PROFILE_BENCH_OPT_LEVEL=z CARGO_PROFILE_BENCH_LTO=true CARGO_PROFILE_BENCH_CODEGEN_UNITS=1 \

@@ -9,11 +9,13 @@ taskset; idle ones cost nothing): no filter; the do-nothing wasm filter
 with `"host_crypto": false` (the in-wasm fallback); and the breakdown variants of the filter
 (target/bench-stages/, `make bench-stages`: each stops every request after one stage and lets
 it through, see filter/src/proxy/bench_stage.rs). Every route is a `direct_response` (no upstream);
-both filters have the key inline (no fetch). RS256 2048-bit.
+both filters have the key inline (no fetch). RS256 2048-bit by default; `--key` signs with
+another `harness keys` key (`ps256:bench`, `ec256:bench`, `ed25519:bench`), both filters
+verifying it.
 
 Workloads: one token repeated; a pool of distinct valid tokens (default 10,000) cycled, so
 no verified-token cache can help; no token; a malformed token (`alg` none, refused before any
-crypto). `wrk -t1 -c8` pinned to CPU 1, one Lua script for all (bench/wrk/tokens.lua) so the
+crypto); a token for another audience and an expired token (refused after the signature). `wrk -t1 -c8` pinned to CPU 1, one Lua script for all (bench/wrk/tokens.lua) so the
 client does the same work in each.
 
 Rounds are interleaved (round r: every workload, every setup, the setup order rotated each
@@ -61,13 +63,28 @@ RESULTS = BENCH / "results"
 WASM = ROOT / "dist" / "jwt_filter.wasm"
 ENVOY = jwtstack.ENVOY
 HARNESS = jwtstack.HARNESS
-ISSUER, AUDIENCE, KEY = "https://issuer.test/", "https://api.test", "bench"
+ISSUER, AUDIENCE = "https://issuer.test/", "https://api.test"
+# The signing key, a `harness keys` spec (--key): RS256 by default. Its algorithm is the only
+# one the filter's provider accepts.
+KEY = "bench"
+KEY_ALGS = {"": "RS256", "rsa2048": "RS256", "ps256": "PS256", "ec256": "ES256",
+            "ec384": "ES384", "ed25519": "EdDSA"}
+
+
+def key_alg(spec: str) -> str:
+    kind = spec.split(":", 1)[0] if ":" in spec else ""
+    if kind not in KEY_ALGS:
+        raise SystemExit(f"bench: --key {spec!r}: use NAME (RS256) or one of "
+                         + ", ".join(f"{k}:NAME" for k in KEY_ALGS if k))
+    return KEY_ALGS[kind]
 
 FLOOR_WASM = ROOT / "target" / "test-filters" / "wasm32-wasip1" / "release" / "allow_all.wasm"
 STAGES_DIR = ROOT / "target" / "bench-stages"
 
 
-ALL = ("single", "pool", "missing", "malformed")
+ALL = ("single", "pool", "missing", "malformed", "wrong_aud", "expired")
+# Workloads every answer of which is a refusal (by a filter that authenticates).
+DENIALS = ("missing", "malformed", "wrong_aud", "expired")
 ALLOWED = ("single", "pool")
 
 
@@ -126,6 +143,9 @@ WORKLOADS = [
     # Denials: a flood of bad requests, against the filter's cache hit and the native filter.
     Workload("missing", "no token"),
     Workload("malformed", "malformed token"),
+    # Refused after the signature: checks that cost a verification (or a cache hit) first.
+    Workload("wrong_aud", "token for another audience"),
+    Workload("expired", "expired token"),
 ]
 
 
@@ -147,30 +167,36 @@ def mint_pool(n: int, workdir: Path, valid_s: int) -> list[str]:
 
     Cached in bench/.cache while they stay valid for at least another hour."""
     CACHE.mkdir(exist_ok=True)
-    path, meta_path = CACHE / f"tokens-{n}.txt", CACHE / f"tokens-{n}.json"
+    tag = "" if KEY == "bench" else "-" + re.sub(r"[^A-Za-z0-9]", "_", KEY)
+    path, meta_path = CACHE / f"tokens-{n}{tag}.txt", CACHE / f"tokens-{n}{tag}.json"
     now = int(time.time())
     try:
         meta = json.loads(meta_path.read_text())
         toks = path.read_text().split()
-        if (meta.get("key") == KEY and meta.get("issuer") == ISSUER and len(toks) == n
-                and meta.get("exp", 0) > now + 3600):
+        if (meta.get("key") == KEY and meta.get("issuer") == ISSUER and len(toks) == n + 2
+                and meta.get("exp", 0) > now + 3600 and meta.get("denials") == 2):
             log(f"{n} tokens from {path.relative_to(ROOT)} (valid until {meta['exp']})")
             return toks
     except (OSError, ValueError):
         pass
-    log(f"minting {n} distinct RS256 tokens with `harness idp` ...")
+    log(f"minting {n} distinct {key_alg(KEY)} tokens ({KEY}) with `harness idp` ...")
     t0 = time.monotonic()
     stack = jwtstack.Stack(workdir / "mint")
     try:
         idp = stack.start_idp(keys=(KEY,), issuer=ISSUER)
         toks = [idp.token(KEY, sub=f"bench-user-{i}", jti=f"bench-{now}-{i}", scope=None,
                           exp=f"+{valid_s}s") for i in range(n)]
+        # The two refused after their signature: another audience, and expired an hour ago.
+        toks += [idp.token(KEY, sub="bench-other", aud="https://other.test", scope=None,
+                           exp=f"+{valid_s}s"),
+                 idp.token(KEY, sub="bench-late", scope=None, iat="-2h", exp="-1h")]
     finally:
         stack.stop()
-    if len(set(toks)) != n:
+    if len(set(toks)) != n + 2:
         raise SystemExit("bench: minted tokens are not distinct")
     path.write_text("\n".join(toks) + "\n")
-    meta_path.write_text(json.dumps({"key": KEY, "issuer": ISSUER, "exp": now + valid_s}))
+    meta_path.write_text(json.dumps({"key": KEY, "issuer": ISSUER, "exp": now + valid_s,
+                                     "denials": 2}))
     log(f"minted {n} tokens in {time.monotonic() - t0:.1f} s")
     return toks
 
@@ -186,7 +212,8 @@ def malformed(token: str) -> str:
 
 def filter_config(keys: dict) -> dict:
     """The filter's configuration: one provider with the key inline, every path requiring it."""
-    return {"providers": {"p": {"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": keys}},
+    return {"providers": {"p": {"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": keys,
+                                "algorithms": [key_alg(KEY)]}},
             "rules": [{"match": {"prefix": "/"}, "requires": {"provider": "p"}}]}
 
 
@@ -239,7 +266,7 @@ def start_envoy(setup, cfg: Path, workdir: Path, cpu: str | None) -> BenchEnvoy:
     return BenchEnvoy(setup, proc, admin, port)
 
 
-def preflight(e: BenchEnvoy, token: str) -> str | None:
+def preflight(e: BenchEnvoy, token: str, refused: dict[str, str]) -> str | None:
     """None if the setup answers as it must, else what went wrong."""
     def get(tok):
         h = {"authorization": f"Bearer {tok}"} if tok is not None else {}
@@ -251,6 +278,12 @@ def preflight(e: BenchEnvoy, token: str) -> str | None:
             "tampered": bad}
     got = {"valid": get(token), "none": get(None), "malformed": get(malformed(token)),
            "tampered": get(tampered)}
+    # Tokens refused only after their signature (another audience, expired).
+    for name, tok in refused.items():
+        want[name], got[name] = bad, get(tok)
+    # jwt_authn answers another audience with 403 (its `audience not allowed`).
+    if "wrong_aud" in want and e.setup.snippet.startswith("filter-jwt_authn"):
+        want["wrong_aud"] = 403
     return None if got == want else f"expected {want}, got {got}"
 
 
@@ -550,11 +583,12 @@ def goals(runs: list[dict], summary: dict, wasm_size: int, pool: int) -> list[st
     x = (summary.get("pool/wasm_nohost") or {}).get("x_none")
     line("distinct tokens, host_crypto: false", f"{fmt_int(r)} req/s ({fmt_x(x)} no filter)",
          "reported; not slower", None)
-    for w in ("missing", "malformed"):
+    for w in DENIALS:
         x = per_round(runs, w, "wasm_host", "wasm_host", lambda r, b: r["rps"] / b["rps"],
                       base_w="single")
-        line(f"{w} token vs a cache hit, host crypto (req/s ratio)", fmt_x(x), ">= 1.00x",
-             None if x is None else x >= 1.0)
+        # Issue 27: a denial costs at most 1.05x a hit, so its rate is at least 1/1.05 of it.
+        line(f"{w} vs a cache hit, host crypto (req/s ratio)", fmt_x(x),
+             ">= 0.95x (cost <= 1.05x)", None if x is None else x >= 1 / 1.05)
     line("dist/jwt_filter.wasm size", f"{wasm_size / 1024:.0f} KiB", "<= 512 KiB",
          wasm_size <= 512 * 1024)
     return ["| goal | this run | target | |", "|---|---:|---|---|"] + out
@@ -600,11 +634,17 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--setups", default=",".join(s.id for s in SETUPS))
     ap.add_argument("--workloads", default=",".join(w.id for w in WORKLOADS))
+    ap.add_argument("--key", default=os.environ.get("BENCH_KEY", "bench"),
+                    help="the signing key, a `harness keys` spec: bench (RS256, the default), "
+                         "ps256:bench, ec256:bench, ed25519:bench; both filters get the same")
     ap.add_argument("--no-write", action="store_true", help="print only, write no results")
     ap.add_argument("--baseline", type=Path, metavar="WASM",
                     help="also run this build of the filter (an older one, say), host crypto, "
                          "on every workload: before and after in one run")
     args = ap.parse_args()
+    global KEY
+    KEY = args.key
+    key_alg(KEY)
 
     setups = SETUPS
     if args.baseline:
@@ -625,7 +665,7 @@ def main() -> int:
 
     labels = {s.id: s.label for s in setups}
     started = dt.datetime.now()
-    stamp = started.strftime("%Y-%m-%d-%H%M")
+    stamp = started.strftime("%Y-%m-%d-%H%M") + ("" if KEY == "bench" else "-" + key_alg(KEY))
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"jwt-bench-{stamp}-{os.getpid()}"
     workdir.mkdir(parents=True)
     # Envoy loads private copies: the size and hash reported are those of the module measured,
@@ -645,16 +685,19 @@ def main() -> int:
         "settings": {"rounds": args.rounds, "duration_s": args.duration,
                      "warmup_s": args.warmup, "tokens": args.tokens,
                      "wrk": f"-t1 -c{args.connections}", "envoy_cpu": envoy_cpu,
-                     "wrk_cpu": wrk_cpu, "envoy": "--concurrency 1 -l warn"},
+                     "wrk_cpu": wrk_cpu, "envoy": "--concurrency 1 -l warn",
+                     "key": KEY, "alg": key_alg(KEY)},
         "notes": [],
     }
     log(f"envoy {info['envoy']}; wasm {len(wasm_bytes)} bytes; load {info['loadavg_start']}")
 
     keys = jwks()
-    pool = mint_pool(args.tokens, workdir, valid_s=12 * 3600)
+    minted = mint_pool(args.tokens, workdir, valid_s=12 * 3600)
+    pool, (other_aud, expired) = minted[:-2], minted[-2:]
     # One token per line; `-` sends no Authorization header (bench/wrk/tokens.lua).
     token_lines = {"single": [pool[0]], "pool": pool, "missing": ["-"],
-                   "malformed": [malformed(pool[0])]}
+                   "malformed": [malformed(pool[0])], "wrong_aud": [other_aud],
+                   "expired": [expired]}
     token_files = {}
     for w in workloads:
         token_files[w.id] = workdir / f"{w.id}.txt"
@@ -671,7 +714,7 @@ def main() -> int:
                 raise SystemExit(f"bench: Envoy refuses {cfg}:\n{out}")
             e = start_envoy(setup, cfg, workdir, envoy_cpu)
             envoys.append(e)
-            bad = preflight(e, pool[0])
+            bad = preflight(e, pool[0], {"wrong_aud": other_aud, "expired": expired})
             if bad:
                 raise SystemExit(f"bench: {setup.id} preflight failed: {bad}\n{e.proc.tail()}")
             log(f"{setup.id}: pid {e.proc.pid}, port {e.port}, preflight ok")
@@ -693,7 +736,7 @@ def main() -> int:
                 k = (rnd - 1) % len(mine)
                 for e in mine[k:] + mine[:k]:
                     d = run_wrk(e, token_files[w.id], args.duration, args.connections, wrk_cpu)
-                    denied = e.setup.refuses_all or (w.id in ("missing", "malformed")
+                    denied = e.setup.refuses_all or (w.id in DENIALS
                                                      and e.setup.auth)
                     d.update(round=rnd, workload=w.id, setup=e.id,
                              wrong=wrong_answers(d, denied))
@@ -724,7 +767,8 @@ def main() -> int:
           f"- Envoy `{info['envoy']}`, `--concurrency 1` on CPU {envoy_cpu}; "
           f"`wrk -t1 -c{args.connections}` on CPU {wrk_cpu} ({info['wrk'].split(' [')[0]})",
           f"- {args.rounds} rounds x {args.duration:g} s per setup and workload, interleaved "
-          f"(+{args.warmup:g} s warm-up each); direct_response route; RS256 2048-bit; "
+          f"(+{args.warmup:g} s warm-up each); direct_response route; {key_alg(KEY)} "
+          f"(`harness keys {KEY}`); "
           "keys inline in both filters",
           f"- `dist/jwt_filter.wasm`: {len(wasm_bytes):,} bytes ({len(wasm_bytes) / 1024:.0f} KiB), "
           f"sha256 {info['wasm']['sha256'][:16]}..., git {info['git']}",

@@ -187,6 +187,16 @@ impl ClaimRules {
         }
     }
 
+    /// Whether `exp` has passed, with the clock skew: the one rule read before the signature
+    /// too (a token whose `exp` is not a number is left to `check`, which names the error).
+    pub fn expired(&self, claims: &Map<String, Value>, now: u64) -> bool {
+        matches!(number(claims, "exp"), Ok(Some(exp)) if self.past(exp, now as f64))
+    }
+
+    fn past(&self, exp: f64, now: f64) -> bool {
+        now >= exp + self.clock_skew_s as f64
+    }
+
     /// Every other registered-claim rule, for a token whose signature is valid. `audiences`
     /// replaces the provider's own list where a rule names its own.
     pub fn check(
@@ -210,7 +220,7 @@ impl ClaimRules {
         }
 
         let exp = number(claims, "exp")?.ok_or(ClaimError::Missing("exp"))?;
-        if now >= exp + skew {
+        if self.past(exp, now) {
             return Err(ClaimError::Expired);
         }
         // As `jwt_authn`: the remaining lifetime, `exp - now`, must be under the bound.

@@ -68,6 +68,35 @@ fn expiry_is_reported_as_expired() {
 }
 
 #[test]
+fn an_expired_token_is_refused_before_its_signature_and_never_cached() {
+    let calls = std::cell::Cell::new(0);
+    let a = counting(&calls);
+    let keys = remote_keys();
+    let expired = token(&with(claims(), json!({"exp": NOW - 10})));
+    let bearer = format!("Bearer {expired}");
+    let req = get("/api/private", &[("authorization", &bearer)]);
+    for _ in 0..3 {
+        assert_eq!(
+            verdict(&a.decide(&req, NOW, &keys)),
+            invalid("'exp' claim timestamp check failed")
+        );
+    }
+    assert_eq!(calls.get(), 0, "no signature was checked");
+    // Within the clock skew (5 s) it is still verified, once, and then cached.
+    let fresh = format!("Bearer {}", token(&with(claims(), json!({"exp": NOW - 4}))));
+    let req = get("/api/private", &[("authorization", &fresh)]);
+    assert_eq!(verdict(&a.decide(&req, NOW, &keys)).0, 200);
+    assert_eq!(verdict(&a.decide(&req, NOW, &keys)).0, 200);
+    assert_eq!(calls.get(), 1);
+    // A forged signature on an expired token is refused as expired: nothing is accepted.
+    let (head, sig) = expired.rsplit_once('.').unwrap();
+    let forged = format!("Bearer {head}.{}", sig.chars().rev().collect::<String>());
+    let req = get("/api/private", &[("authorization", &forged)]);
+    assert_eq!(verdict(&a.decide(&req, NOW, &keys)).0, 401);
+    assert_eq!(calls.get(), 1);
+}
+
+#[test]
 fn huge_times_do_not_overflow() {
     for exp in [json!(1e308), json!(18446744073709551616.0), json!(u64::MAX)] {
         assert_eq!(
