@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value};
 
-use super::model::Scenario;
+use super::model::{Action, Scenario};
 
 /// A scenario with the directory its relative paths (key files) start from.
 pub struct Loaded {
@@ -74,10 +74,28 @@ pub fn load(file: &Path) -> Result<Vec<Loaded>> {
 /// A scenario from its JSON; an error names the JSON path of the problem
 /// (`steps[2].request.headers: ...`).
 pub fn parse(value: Value) -> Result<Scenario> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    let scenario: Scenario = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         anyhow::anyhow!("{path}: {}", e.into_inner())
-    })
+    })?;
+    // A scenario is HTTP or TCP: its steps drive one kind of listener.
+    let tcp = scenario
+        .steps
+        .iter()
+        .position(|s| matches!(s.action, Some(Action::Tcp(_))));
+    let http = scenario.steps.iter().position(|s| {
+        matches!(
+            s.action,
+            Some(Action::Request(_) | Action::Await(_) | Action::Cancel(_))
+        )
+    });
+    if let (Some(t), Some(h)) = (tcp, http) {
+        bail!(
+            "steps[{}]: a scenario is HTTP or TCP: this one has a tcp step (steps[{t}]) and a request",
+            h
+        );
+    }
+    Ok(scenario)
 }
 
 /// The scenarios of `file` as JSON, with every `$include` resolved.

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use wasmtime::Linker;
 
-use super::{BAD_ARGUMENT, C, OK, decode_map, read, read_string, violation};
+use super::{BAD_ARGUMENT, C, OK, UNIMPLEMENTED, decode_map, read, read_string, violation};
 use crate::host::vm::{LocalResponse, VmState};
 
 pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
@@ -28,6 +28,24 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         |mut c: C, stream_type: i32| -> Result<i32> {
             let effective = c.data().effective;
             match c.data_mut().streams.get_mut(&effective) {
+                // A TCP connection: Downstream (2) continues reading (after the callback);
+                // Upstream (3) is `Unimplemented` in Envoy (`Context::continueStream`), on
+                // which the Rust SDK panics.
+                Some(s) if s.tcp.is_some() => match stream_type {
+                    2 => {
+                        if let Some(t) = s.tcp.as_mut() {
+                            t.continue_downstream = true;
+                        }
+                    }
+                    3 => {
+                        violation(
+                            &mut c,
+                            "continue_stream(Upstream): Envoy answers Unimplemented".into(),
+                        );
+                        return Ok(UNIMPLEMENTED);
+                    }
+                    _ => return Ok(BAD_ARGUMENT),
+                },
                 Some(s) if (0..2).contains(&stream_type) => {
                     s.continue_requested[stream_type as usize] = true
                 }

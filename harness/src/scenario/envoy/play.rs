@@ -251,6 +251,7 @@ impl<'a> Play<'a> {
             Some(Action::Cancel(_) | Action::Crash(_) | Action::Reload(_) | Action::Restart) => {
                 bail!("a cancel, crash, reload or restart step cannot run in Envoy")
             }
+            Some(Action::Tcp(_)) => bail!("tcp steps: not yet"),
             None => {}
         }
         let empty = Expect::default();
