@@ -71,6 +71,13 @@ fn yes() -> bool {
     true
 }
 
+impl Scenario {
+    /// Whether its steps drive a TCP connection (a network filter) rather than requests.
+    pub fn is_tcp(&self) -> bool {
+        (self.steps.iter()).any(|s| matches!(s.action, Some(Action::Tcp(_))))
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSpec {

@@ -94,6 +94,9 @@ pub(super) fn envoy_config(
     if s.allow_on_headers_stop_iteration {
         plugin["allow_on_headers_stop_iteration"] = json!(true);
     }
+    if s.is_tcp() {
+        return Ok(tcp_config(plugin, backend_port));
+    }
     let filter = json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -166,6 +169,34 @@ pub(super) fn envoy_config(
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {"listeners": listeners, "clusters": clusters}
     }))
+}
+
+/// A TCP scenario's configuration: one listener, `main`, whose filter chain is the filter
+/// as `envoy.filters.network.wasm`, then `tcp_proxy` to the loopback upstream at `port`.
+fn tcp_config(plugin: Value, port: u16) -> Value {
+    json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "main",
+                "stat_prefix": "main",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                "filter_chains": [{"filters": [
+                    {"name": "envoy.filters.network.wasm", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
+                        "config": plugin}},
+                    {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                        "stat_prefix": "tcp", "cluster": "harness_tcp"}}
+                ]}]
+            }],
+            "clusters": [{
+                "name": "harness_tcp", "type": "STATIC", "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": "harness_tcp", "endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
+            }]
+        }
+    })
 }
 
 #[cfg(test)]
