@@ -77,6 +77,11 @@ pub struct Stream {
 /// Envoy's connection and `tcp_proxy` know of its state.
 #[derive(Clone, Debug, Default)]
 pub struct Tcp {
+    /// What the client sent that Envoy has not read: `tcp_proxy` disables reading until it
+    /// has started (and connected its upstream), so a paused new connection reads nothing.
+    pub unread: Vec<u8>,
+    /// The client's FIN, not read yet.
+    pub unread_eos: bool,
     /// Buffer 2 (DownstreamData): the connection's read buffer. Data a pause left here is
     /// delivered again, with what arrives next, in one `proxy_on_downstream_data`.
     pub downstream: Vec<u8>,

@@ -7,6 +7,9 @@
 //! - `min=N`: client data is held (paused) until N bytes have come (or the client's FIN);
 //! - `prefix=TEXT`: TEXT is prepended to the first data passed upstream;
 //! - `upper=true`: the upstream's data reaches the client upper-cased;
+//! - `min_up=N`: the upstream's data is held (paused) until N bytes have come;
+//! - `pause_new=true`: the new connection is paused until the root's next tick, which
+//!   resumes it with `proxy_continue_stream(Downstream)`;
 //! - `hold=WORD`: client data starting with WORD is held until the root's next tick (every
 //!   second), which resumes it with `proxy_continue_stream(Downstream)`.
 //!
@@ -34,6 +37,8 @@ struct Config {
     min: usize,
     prefix: Option<String>,
     upper: bool,
+    min_up: usize,
+    pause_new: bool,
     hold: Option<String>,
 }
 
@@ -90,6 +95,14 @@ impl RootContext for Root {
                 },
                 "prefix" => config.prefix = Some(value.to_string()),
                 "upper" => config.upper = value == "true",
+                "pause_new" => config.pause_new = value == "true",
+                "min_up" => match value.parse() {
+                    Ok(n) => config.min_up = n,
+                    Err(_) => {
+                        log("refused: min_up is not a number");
+                        return false;
+                    }
+                },
                 "hold" => config.hold = Some(value.to_string()),
                 other => {
                     log(&format!("refused: unknown key {other:?}"));
@@ -97,7 +110,7 @@ impl RootContext for Root {
                 }
             }
         }
-        if config.hold.is_some() {
+        if config.hold.is_some() || config.pause_new {
             self.set_tick_period(Duration::from_secs(1));
         }
         self.config = Rc::new(config);
@@ -149,6 +162,11 @@ impl StreamContext for Gate {
     fn on_new_connection(&mut self) -> Action {
         count("tcp_gate_connections", 1);
         log(&format!("new connection from {}", ip_of(&["source", "address"])));
+        if self.config.pause_new {
+            log("pausing the new connection");
+            self.held.borrow_mut().push(self.id);
+            return Action::Pause;
+        }
         Action::Continue
     }
 
@@ -198,6 +216,10 @@ impl StreamContext for Gate {
             "upstream {size} bytes end_of_stream={end_of_stream} from {}",
             ip_of(&["upstream", "address"])
         ));
+        if size < self.config.min_up && !end_of_stream {
+            log(&format!("holding {size} of {} upstream bytes", self.config.min_up));
+            return Action::Pause;
+        }
         if self.config.upper && size > 0 {
             let data = hostcalls::get_buffer(BufferType::UpstreamData, 0, size)
                 .ok()
