@@ -423,3 +423,123 @@ fn connection_properties(id: usize) -> BTreeMap<Vec<u8>, Vec<u8>> {
     ];
     entries.into_iter().map(|(k, v)| (k.to_vec(), v)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_encoder::{
+        CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction as I,
+        MemorySection, MemoryType, Module as Encoded, TypeSection, ValType,
+    };
+
+    /// A network filter that pauses client data under 5 bytes and upstream data under 3.
+    fn threshold_filter() -> Vec<u8> {
+        let i = ValType::I32;
+        let mut types = TypeSection::new();
+        types.ty().function([i], [i]); // 0: allocate, new connection
+        types.ty().function([i, i], []); // 1: context create
+        types.ty().function([i, i], [i]); // 2: vm start, configure
+        types.ty().function([i, i, i], [i]); // 3: downstream, upstream data
+        let mut functions = FunctionSection::new();
+        for ty in [0, 1, 2, 2, 0, 3, 3] {
+            functions.function(ty);
+        }
+        let mut memories = MemorySection::new();
+        memories.memory(MemoryType {
+            minimum: 1,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+        let mut exports = ExportSection::new();
+        exports.export("memory", ExportKind::Memory, 0);
+        let names = [
+            "proxy_on_memory_allocate",
+            "proxy_on_context_create",
+            "proxy_on_vm_start",
+            "proxy_on_configure",
+            "proxy_on_new_connection",
+            "proxy_on_downstream_data",
+            "proxy_on_upstream_data",
+        ];
+        for (n, name) in names.iter().enumerate() {
+            exports.export(name, ExportKind::Func, n as u32);
+        }
+        let body = |ins: &[I]| {
+            let mut f = Function::new([]);
+            for x in ins {
+                f.instruction(x);
+            }
+            f.instruction(&I::End);
+            f
+        };
+        let mut code = CodeSection::new();
+        code.function(&body(&[I::I32Const(1024)]));
+        code.function(&body(&[]));
+        code.function(&body(&[I::I32Const(1)]));
+        code.function(&body(&[I::I32Const(1)]));
+        code.function(&body(&[I::I32Const(0)]));
+        // Pause (1) while size < threshold.
+        code.function(&body(&[I::LocalGet(1), I::I32Const(5), I::I32LtU]));
+        code.function(&body(&[I::LocalGet(1), I::I32Const(3), I::I32LtU]));
+        let mut module = Encoded::new();
+        module
+            .section(&types)
+            .section(&functions)
+            .section(&memories)
+            .section(&exports)
+            .section(&code);
+        module.finish()
+    }
+
+    fn proxy(test: &str) -> Proxy {
+        let wasm = std::env::temp_dir().join(format!("{test}-{}.wasm", std::process::id()));
+        std::fs::write(&wasm, threshold_filter()).unwrap();
+        let plugin = Plugin::load(&wasm).unwrap();
+        std::fs::remove_file(&wasm).unwrap();
+        Proxy::start(
+            &plugin,
+            Setup {
+                workers: 1,
+                ..Setup::default()
+            },
+        )
+        .unwrap()
+    }
+
+    /// Envoy leaves data a pause held in the connection's read buffer and hands the filter
+    /// all of it with the next read: neither lost nor delivered alone.
+    #[test]
+    fn data_held_by_a_pause_comes_again_with_the_next() {
+        let mut proxy = proxy("tcp-held");
+        let id = proxy.connect(0, BTreeMap::new());
+        proxy.client_sends(id, b"ab", false).unwrap();
+        assert_eq!(proxy.connection(id).unwrap().upstream_received, b"");
+        proxy.client_sends(id, b"cde", false).unwrap();
+        assert_eq!(proxy.connection(id).unwrap().upstream_received, b"abcde");
+        proxy.upstream_sends(id, b"xy", false).unwrap();
+        assert_eq!(proxy.connection(id).unwrap().client_received, b"");
+        proxy.upstream_sends(id, b"z", false).unwrap();
+        assert_eq!(proxy.connection(id).unwrap().client_received, b"xyz");
+        assert!(proxy.traps.is_empty(), "{:?}", proxy.traps);
+    }
+
+    /// Each side's FIN closes the client's connection: the side whose FIN came last names
+    /// the close type, and the connection is gone.
+    #[test]
+    fn both_fins_end_the_connection() {
+        let mut proxy = proxy("tcp-fins");
+        let id = proxy.connect(0, BTreeMap::new());
+        proxy.client_sends(id, b"hello", true).unwrap();
+        let c = proxy.connection(id).unwrap();
+        assert_eq!(
+            (c.upstream_eof, c.client_eof, c.closed),
+            (true, false, None)
+        );
+        proxy.upstream_sends(id, b"bye", true).unwrap();
+        let c = proxy.connection(id).unwrap();
+        assert_eq!((c.client_eof, c.closed), (true, Some("both")));
+        assert!(proxy.client_sends(id, b"more", false).is_err());
+    }
+}

@@ -258,4 +258,28 @@ mod tests {
             err(json!({"name": "n", "config": "", "steps": [{"expect": {"upstream_body": 3}}]}));
         assert!(bad.starts_with("steps[0].expect.upstream_body"), "{bad}");
     }
+
+    #[test]
+    fn a_scenario_is_http_or_tcp_and_a_tcp_step_does_one_thing() {
+        use serde_json::json;
+        let scenario = |steps: Value| json!({"name": "n", "config": "", "steps": steps});
+        let tcp = parse(scenario(json!([
+            {"tcp": {"connect": {}}},
+            {"tcp": {"downstream": "a", "end_of_stream": true}, "expect": {"upstream_received": "a"}},
+            {"tcp": {"close": "upstream"}, "expect": {"client_eof": true}}
+        ])))
+        .unwrap();
+        assert!(tcp.is_tcp());
+        let err = |steps: Value| parse(scenario(steps)).unwrap_err().to_string();
+        let mixed = err(json!([{"tcp": {"connect": {}}}, {"request": {"path": "/"}}]));
+        assert!(mixed.contains("a scenario is HTTP or TCP"), "{mixed}");
+        let two = err(json!([{"tcp": {"downstream": "a", "upstream": "b"}}]));
+        assert!(two.contains("a tcp step does one thing"), "{two}");
+        let fin = err(json!([{"tcp": {"close": "downstream", "end_of_stream": true}}]));
+        assert!(fin.contains("end_of_stream goes with"), "{fin}");
+        let side = err(json!([{"tcp": {"close": "both"}}]));
+        assert!(side.contains("use downstream or upstream"), "{side}");
+        let typo = err(json!([{"tcp": {"downstrem": "a"}}]));
+        assert!(typo.contains("downstrem"), "{typo}");
+    }
 }

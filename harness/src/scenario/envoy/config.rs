@@ -280,4 +280,38 @@ mod tests {
             json!({"key_values": {"JWKS": "{\"keys\":[]}"}})
         );
     }
+
+    #[test]
+    fn a_tcp_scenario_is_the_network_filter_before_tcp_proxy() {
+        let s = parse(json!({"name": "n", "config": "min=1", "steps": [{"tcp": {"connect": {}}}]}))
+            .unwrap();
+        let ports = BTreeMap::from([(None, 1234)]);
+        let config = envoy_config(
+            &s,
+            &json!("min=1"),
+            &[],
+            Path::new("f.wasm"),
+            &ports,
+            &Refusals::default(),
+            1001,
+            Path::new("access.log"),
+        )
+        .unwrap();
+        let listener = &config["static_resources"]["listeners"][0];
+        assert_eq!(listener["name"], json!("main"));
+        let filters = &listener["filter_chains"][0]["filters"];
+        assert_eq!(filters[0]["name"], json!("envoy.filters.network.wasm"));
+        assert_eq!(
+            filters[0]["typed_config"]["config"]["configuration"]["value"],
+            json!("min=1")
+        );
+        assert_eq!(filters[1]["name"], json!("envoy.filters.network.tcp_proxy"));
+        assert_eq!(filters[1]["typed_config"]["cluster"], json!("harness_tcp"));
+        let cluster = &config["static_resources"]["clusters"][0];
+        assert_eq!(
+            cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["port_value"],
+            json!(1234)
+        );
+    }
 }
