@@ -156,6 +156,8 @@ impl Proxy {
     ) -> Result<(), String> {
         let (worker, ctx) = self.open(id)?;
         let Some(tcp) = self.tcp(worker, ctx) else {
+            // Its VM was replaced (reload, restart): the connection fails closed.
+            self.end_connection(worker, ctx, "broken", None);
             return Ok(());
         };
         if tcp.read_eos || tcp.unread_eos {
@@ -204,6 +206,8 @@ impl Proxy {
     ) -> Result<(), String> {
         let (worker, ctx) = self.open(id)?;
         let Some(tcp) = self.tcp(worker, ctx) else {
+            // Its VM was replaced (reload, restart): the connection fails closed.
+            self.end_connection(worker, ctx, "broken", None);
             return Ok(());
         };
         if !tcp.proxying {
@@ -267,6 +271,9 @@ impl Proxy {
         let Some(stream) = self.stream(worker, ctx) else {
             return;
         };
+        // HTTP's requests on a connection: Envoy has no HTTP callbacks there and ignores them.
+        stream.local_response = None;
+        stream.continue_requested = [false; 2];
         if stream.closed {
             return self.end_connection(worker, ctx, "filter", Some(LOCAL));
         }
@@ -359,6 +366,8 @@ impl Proxy {
     /// `proxy_on_downstream_connection_close`, then `on_done`, `on_log`, `on_delete`.
     fn end_connection(&mut self, worker: usize, ctx: u32, by: &'static str, peer: Option<u32>) {
         let index = self.connection_of(worker, ctx);
+        // A VM replaced since (reload, restart) has no such context: it hears nothing.
+        let present = self.tcp(worker, ctx).is_some();
         let proxying = self.tcp(worker, ctx).is_some_and(|t| t.proxying);
         if let Some(c) = self.connections.get_mut(index) {
             c.closed = Some(by);
@@ -375,7 +384,7 @@ impl Proxy {
             .borrow_mut()
             .pending
             .retain(|p| p.vm != VmId::Worker(worker) || p.context != ctx);
-        if let Some(peer) = peer {
+        if let Some(peer) = peer.filter(|_| present) {
             let names = [
                 "proxy_on_downstream_connection_close",
                 "proxy_on_done",

@@ -44,6 +44,9 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
                         );
                         return Ok(UNIMPLEMENTED);
                     }
+                    // The HTTP stream types: Envoy has no such callbacks here, and does
+                    // nothing.
+                    0 | 1 => {}
                     _ => return Ok(BAD_ARGUMENT),
                 },
                 Some(s) if (0..2).contains(&stream_type) => {
@@ -61,9 +64,16 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_close_stream",
-        |mut c: C, _stream_type: i32| -> Result<i32> {
+        |mut c: C, stream_type: i32| -> Result<i32> {
             let effective = c.data().effective;
             match c.data_mut().streams.get_mut(&effective) {
+                // A TCP connection: Downstream (2) and Upstream (3) both close the client's
+                // connection (`Context::closeStream`); the HTTP types do nothing there.
+                Some(s) if s.tcp.is_some() => match stream_type {
+                    2 | 3 => s.closed = true,
+                    0 | 1 => {}
+                    _ => return Ok(BAD_ARGUMENT),
+                },
                 Some(s) => s.closed = true,
                 None => violation(
                     &mut c,
