@@ -3,15 +3,19 @@
 //! comes back, holds data until its next tick, and closes a connection on a forbidden word.
 //!
 //! Plugin configuration: `key=value` lines (unknown keys are refused):
-//! - `forbidden=WORD`: client data containing WORD closes the connection (not passed on);
+//! - `forbidden=WORD`: client data containing WORD closes the connection (not passed on),
+//!   with `proxy_close_stream(Downstream)`, or `(Upstream)` with `close_with=upstream`;
 //! - `min=N`: client data is held (paused) until N bytes have come (or the client's FIN);
 //! - `prefix=TEXT`: TEXT is prepended to the first data passed upstream;
 //! - `upper=true`: the upstream's data reaches the client upper-cased;
 //! - `min_up=N`: the upstream's data is held (paused) until N bytes have come;
-//! - `pause_new=true`: the new connection is paused until the root's next tick, which
-//!   resumes it with `proxy_continue_stream(Downstream)`;
-//! - `hold=WORD`: client data starting with WORD is held until the root's next tick (every
-//!   second), which resumes it with `proxy_continue_stream(Downstream)`.
+//! - `pause_new=true`: the new connection is paused until the root's second tick after it
+//!   (ticks every second: one to two seconds), which resumes it with
+//!   `proxy_continue_stream(Downstream)`;
+//! - `hold=WORD`: client data starting with WORD is held until the root's second tick after
+//!   it, which resumes it with `proxy_continue_stream(Downstream)` (two ticks, so that the
+//!   hold lasts at least a second whenever it starts: a scenario through Envoy, whose ticks
+//!   run on the real clock, checks what is held before it is resumed).
 //!
 //! Logs each callback at info (`tcp_gate: ...`); counts `tcp_gate_connections`,
 //! `tcp_gate_downstream_bytes` and `tcp_gate_upstream_bytes` (bytes passed on).
@@ -34,6 +38,7 @@ proxy_wasm::main! {{
 #[derive(Default)]
 struct Config {
     forbidden: Option<String>,
+    close_upstream: bool,
     min: usize,
     prefix: Option<String>,
     upper: bool,
@@ -65,8 +70,8 @@ fn ip_of(path: &[&str]) -> String {
 
 struct Root {
     config: Rc<Config>,
-    /// Connections held until the next tick.
-    held: Rc<RefCell<Vec<u32>>>,
+    /// Connections held, with the ticks seen since.
+    held: Rc<RefCell<Vec<(u32, u32)>>>,
 }
 
 impl Context for Root {}
@@ -86,6 +91,7 @@ impl RootContext for Root {
             };
             match key {
                 "forbidden" => config.forbidden = Some(value.to_string()),
+                "close_with" => config.close_upstream = value == "upstream",
                 "min" => match value.parse() {
                     Ok(n) => config.min = n,
                     Err(_) => {
@@ -118,8 +124,15 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let held: Vec<u32> = self.held.borrow_mut().drain(..).collect();
-        for ctx in held {
+        let mut due = Vec::new();
+        self.held.borrow_mut().retain_mut(|(ctx, ticks)| {
+            *ticks += 1;
+            if *ticks >= 2 {
+                due.push(*ctx);
+            }
+            *ticks < 2
+        });
+        for ctx in due {
             if hostcalls::set_effective_context(ctx).is_ok() {
                 log("tick: resuming a held connection");
                 let _ = hostcalls::resume_downstream();
@@ -145,7 +158,7 @@ impl RootContext for Root {
 struct Gate {
     id: u32,
     config: Rc<Config>,
-    held: Rc<RefCell<Vec<u32>>>,
+    held: Rc<RefCell<Vec<(u32, u32)>>>,
     prefixed: bool,
     done: bool,
 }
@@ -164,7 +177,7 @@ impl StreamContext for Gate {
         log(&format!("new connection from {}", ip_of(&["source", "address"])));
         if self.config.pause_new {
             log("pausing the new connection");
-            self.held.borrow_mut().push(self.id);
+            self.held.borrow_mut().push((self.id, 0));
             return Action::Pause;
         }
         Action::Continue
@@ -181,14 +194,17 @@ impl StreamContext for Gate {
             && text.contains(word.as_str())
         {
             log("forbidden word: closing the connection");
-            let _ = hostcalls::close_downstream();
+            let _ = match self.config.close_upstream {
+                true => hostcalls::close_upstream(),
+                false => hostcalls::close_downstream(),
+            };
             return Action::Pause;
         }
         if let Some(word) = &self.config.hold
             && text.starts_with(word.as_str())
         {
-            log("holding until the next tick");
-            self.held.borrow_mut().push(self.id);
+            log("holding until the second tick");
+            self.held.borrow_mut().push((self.id, 0));
             return Action::Pause;
         }
         if size < self.config.min && !end_of_stream {
@@ -207,7 +223,7 @@ impl StreamContext for Gate {
     }
 
     fn on_downstream_close(&mut self, peer: PeerType) {
-        self.held.borrow_mut().retain(|c| *c != self.id);
+        self.held.borrow_mut().retain(|(c, _)| *c != self.id);
         log(&format!("downstream closed peer={peer:?}"));
     }
 
