@@ -165,6 +165,7 @@ DIFFERENTIAL_SCENARIOS := $(addprefix tests/scenarios/,quickstart.json routes.js
 differential: build harness-bin envoy test-filters
 	$(HARNESS) run --envoy --envoy-bin $(ENVOY) --wasm $(TEST_FILTERS)/probe.wasm tests/filters/probe/scenarios
 	$(HARNESS) run --envoy --envoy-bin $(ENVOY) --wasm $(TEST_FILTERS)/hello.wasm tests/filters/hello/scenarios
+	$(HARNESS) run --envoy --envoy-bin $(ENVOY) --wasm $(TEST_FILTERS)/tcp_gate.wasm tests/filters/tcp_gate/scenarios
 	$(HARNESS) run --envoy --envoy-bin $(ENVOY) $(DIFFERENTIAL_SCENARIOS)
 
 # Compatibility (docs/compatibility.md; never part of `make test`, which keeps Envoy
@@ -205,8 +206,8 @@ TEST_FILTERS := target/test-filters/$(WASM_TARGET)/release
 
 .PHONY: test-filters scenarios fuzz fuzz-tools
 
-# allow_all, deny_all (the wrong filters the suite must fail against), the host probe and
-# hello (the harness guide's example).
+# allow_all, deny_all (the wrong filters the suite must fail against), the host probe,
+# hello (the harness guide's example) and tcp_gate (a network filter: the TCP steps).
 test-filters: wasm-target
 	CARGO_TARGET_DIR=target/test-filters cargo build --release --target $(WASM_TARGET) --manifest-path tests/filters/Cargo.toml
 
@@ -214,6 +215,7 @@ test-filters: wasm-target
 scenarios: build harness-bin test-filters
 	$(HARNESS) run --wasm $(TEST_FILTERS)/probe.wasm tests/filters/probe/scenarios
 	$(HARNESS) run --wasm $(TEST_FILTERS)/hello.wasm tests/filters/hello/scenarios
+	$(HARNESS) run --wasm $(TEST_FILTERS)/tcp_gate.wasm tests/filters/tcp_gate/scenarios
 	$(HARNESS) run --wasm $(DIST_WASM) tests/scenarios
 	$(HARNESS) negative --wasm $(TEST_FILTERS)/allow_all.wasm --wasm $(TEST_FILTERS)/deny_all.wasm tests/scenarios
 	$(HARNESS) fuzz --wasm $(DIST_WASM) --seconds 20 --seed 1 --identity-oracle tests/scenarios

@@ -156,8 +156,9 @@ impl Proxy {
             r.outcome = Some(broken_outcome(now));
             r.done_ms = now;
         }
+        // A TCP connection stays until its next callback, which closes it (`tcp.rs`).
         if let Some(vm) = self.vms.get_mut(&VmId::Worker(worker)) {
-            vm.store.data_mut().streams.clear();
+            vm.store.data_mut().streams.retain(|_, s| s.tcp.is_some());
         }
     }
 

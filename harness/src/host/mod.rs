@@ -14,6 +14,8 @@ mod lifecycle;
 pub mod snapshot;
 pub mod signature;
 mod stream;
+mod tcp;
+pub use tcp::{Connection, Peer};
 pub mod upstream;
 mod vm;
 pub mod world;
@@ -28,7 +30,7 @@ use serde::Deserialize;
 use wasmtime::{Config, Engine, Linker, Module};
 
 use upstream::{Answer, Clusters, Delivery, Routes};
-use vm::{CallResponse, Direction, LocalResponse, Phase, Stage, Stream, Vm, VmState};
+use vm::{CallResponse, Direction, LocalResponse, Phase, Stage, Stream, Tcp, Vm, VmState};
 use world::{Callout, PendingCall, VmId, World};
 
 /// A compiled filter, ready to be instantiated any number of times.
@@ -179,6 +181,8 @@ pub struct Proxy {
     /// The VMs alive now.
     vms: BTreeMap<VmId, Vm>,
     requests: Vec<Tracked>,
+    /// TCP connections, in the order they were made.
+    connections: Vec<Connection>,
     /// `on_vm_start` and `on_configure` returned true on every VM started.
     pub configured: bool,
     /// Every trap, as "worker N trapped in CALLBACK: message".
@@ -221,6 +225,7 @@ impl Proxy {
             },
             vms: BTreeMap::new(),
             requests: Vec::new(),
+            connections: Vec::new(),
             configured: true,
             traps: Vec::new(),
         };

@@ -104,12 +104,17 @@ impl Proxy {
                     s.local_response.is_some()
                         || s.closed
                         || s.continue_requested.iter().any(|c| *c)
+                        || s.tcp.as_ref().is_some_and(|t| t.continue_downstream)
                 })
                 .map(|(ctx, _)| *ctx);
             let Some(ctx) = next else { return };
             let Some(stream) = self.stream(worker, ctx) else {
                 return;
             };
+            if stream.tcp.is_some() {
+                self.settle_tcp(worker, ctx);
+                continue;
+            }
             if let Some(local) = stream.local_response.take() {
                 self.local_reply(worker, ctx, local);
             } else if stream.closed {

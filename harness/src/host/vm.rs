@@ -69,6 +69,34 @@ pub struct Stream {
     pub details: Option<String>,
     /// Properties of this request (NUL-joined path → value), over the scenario's.
     pub properties: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Set when this stream is a TCP connection through a network filter (`tcp.rs`).
+    pub tcp: Option<Tcp>,
+}
+
+/// The network filter's side of a TCP connection: the buffers the ABI lends it and what
+/// Envoy's connection and `tcp_proxy` know of its state.
+#[derive(Clone, Debug, Default)]
+pub struct Tcp {
+    /// What the client sent that Envoy has not read: `tcp_proxy` disables reading until it
+    /// has started (and connected its upstream), so a paused new connection reads nothing.
+    pub unread: Vec<u8>,
+    /// The client's FIN, not read yet.
+    pub unread_eos: bool,
+    /// Buffer 2 (DownstreamData): the connection's read buffer. Data a pause left here is
+    /// delivered again, with what arrives next, in one `proxy_on_downstream_data`.
+    pub downstream: Vec<u8>,
+    /// The client's FIN was read (Envoy's `read_end_stream_`).
+    pub read_eos: bool,
+    /// The FIN went on to `tcp_proxy` (the upstream saw its end).
+    pub read_eos_passed: bool,
+    /// Buffer 3 (UpstreamData): the upstream connection's read buffer, kept the same way.
+    pub upstream: Vec<u8>,
+    /// The upstream's FIN reached the client (Envoy's `write_end_stream_`).
+    pub write_eos: bool,
+    /// `tcp_proxy` started (its `onNewConnection` ran): the upstream connection exists.
+    pub proxying: bool,
+    /// `proxy_continue_stream(Downstream)`, acted on after the callback returns.
+    pub continue_downstream: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

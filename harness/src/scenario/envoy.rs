@@ -12,6 +12,7 @@ mod grpc;
 mod loopback;
 mod play;
 mod process;
+mod tcp;
 mod unsupported;
 
 use std::collections::BTreeMap;
@@ -98,6 +99,14 @@ impl EnvoyRunner {
         let refusing = Refusing::new()?;
         let mut servers = Vec::new();
         let mut ports = BTreeMap::new();
+        // A TCP scenario's upstream is a loopback TCP peer the steps script.
+        let tcp_upstream = match s.is_tcp() {
+            true => Some(tcp::Upstream::start()?),
+            false => None,
+        };
+        if let Some(upstream) = &tcp_upstream {
+            ports.insert(None, upstream.port);
+        }
         let grpc_clusters = grpc::clusters(s);
         let mut grpc_servers = Vec::new();
         for name in names.iter().map(Some).chain([None]) {
@@ -109,6 +118,9 @@ impl EnvoyRunner {
                 let server = grpc::server(shared.clone(), name.clone())?;
                 ports.insert(Some(name.clone()), server.port);
                 grpc_servers.push(server);
+                continue;
+            }
+            if name.is_none() && tcp_upstream.is_some() {
                 continue;
             }
             let server = Server::start(shared.clone(), name.cloned())?;
@@ -147,9 +159,13 @@ impl EnvoyRunner {
             tokens,
             &mut envoy,
             refusals.clusters,
+            tcp_upstream.as_ref(),
         );
         let verdict = run.play();
         envoy.stop();
+        if let Some(upstream) = tcp_upstream {
+            upstream.stop();
+        }
         for server in servers {
             server.stop();
         }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value};
 
-use super::model::Scenario;
+use super::model::{Action, Scenario};
 
 /// A scenario with the directory its relative paths (key files) start from.
 pub struct Loaded {
@@ -74,10 +74,28 @@ pub fn load(file: &Path) -> Result<Vec<Loaded>> {
 /// A scenario from its JSON; an error names the JSON path of the problem
 /// (`steps[2].request.headers: ...`).
 pub fn parse(value: Value) -> Result<Scenario> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    let scenario: Scenario = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         anyhow::anyhow!("{path}: {}", e.into_inner())
-    })
+    })?;
+    // A scenario is HTTP or TCP: its steps drive one kind of listener.
+    let tcp = scenario
+        .steps
+        .iter()
+        .position(|s| matches!(s.action, Some(Action::Tcp(_))));
+    let http = scenario.steps.iter().position(|s| {
+        matches!(
+            s.action,
+            Some(Action::Request(_) | Action::Await(_) | Action::Cancel(_))
+        )
+    });
+    if let (Some(t), Some(h)) = (tcp, http) {
+        bail!(
+            "steps[{}]: a scenario is HTTP or TCP: this one has a tcp step (steps[{t}]) and a request",
+            h
+        );
+    }
+    Ok(scenario)
 }
 
 /// The scenarios of `file` as JSON, with every `$include` resolved.
@@ -239,5 +257,29 @@ mod tests {
         let bad =
             err(json!({"name": "n", "config": "", "steps": [{"expect": {"upstream_body": 3}}]}));
         assert!(bad.starts_with("steps[0].expect.upstream_body"), "{bad}");
+    }
+
+    #[test]
+    fn a_scenario_is_http_or_tcp_and_a_tcp_step_does_one_thing() {
+        use serde_json::json;
+        let scenario = |steps: Value| json!({"name": "n", "config": "", "steps": steps});
+        let tcp = parse(scenario(json!([
+            {"tcp": {"connect": {}}},
+            {"tcp": {"downstream": "a", "end_of_stream": true}, "expect": {"upstream_received": "a"}},
+            {"tcp": {"close": "upstream"}, "expect": {"client_eof": true}}
+        ])))
+        .unwrap();
+        assert!(tcp.is_tcp());
+        let err = |steps: Value| parse(scenario(steps)).unwrap_err().to_string();
+        let mixed = err(json!([{"tcp": {"connect": {}}}, {"request": {"path": "/"}}]));
+        assert!(mixed.contains("a scenario is HTTP or TCP"), "{mixed}");
+        let two = err(json!([{"tcp": {"downstream": "a", "upstream": "b"}}]));
+        assert!(two.contains("a tcp step does one thing"), "{two}");
+        let fin = err(json!([{"tcp": {"close": "downstream", "end_of_stream": true}}]));
+        assert!(fin.contains("end_of_stream goes with"), "{fin}");
+        let side = err(json!([{"tcp": {"close": "both"}}]));
+        assert!(side.contains("use downstream or upstream"), "{side}");
+        let typo = err(json!([{"tcp": {"downstrem": "a"}}]));
+        assert!(typo.contains("downstrem"), "{typo}");
     }
 }

@@ -71,6 +71,13 @@ fn yes() -> bool {
     true
 }
 
+impl Scenario {
+    /// Whether its steps drive a TCP connection (a network filter) rather than requests.
+    pub fn is_tcp(&self) -> bool {
+        (self.steps.iter()).any(|s| matches!(s.action, Some(Action::Tcp(_))))
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSpec {
@@ -304,6 +311,60 @@ pub enum Action {
     /// Every VM goes (taking the `vm_id`'s shared data and queues with it) and they start
     /// again as at the start.
     Restart,
+    /// Something happens on a TCP connection through a network filter.
+    Tcp(Box<TcpStep>),
+}
+
+/// A TCP step: exactly one of `connect`, `downstream`, `upstream`, `close`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpStep {
+    /// A client connects (a connection made before must be closed first).
+    pub connect: Option<Connect>,
+    /// The client sends these bytes (`""` with `end_of_stream`: its FIN alone).
+    pub downstream: Option<Bytes>,
+    /// The upstream sends these bytes.
+    pub upstream: Option<Bytes>,
+    /// With `downstream` or `upstream`: the sender's FIN follows (a half-close).
+    #[serde(default)]
+    pub end_of_stream: bool,
+    /// `downstream` (the client) or `upstream` aborts the connection (a reset).
+    pub close: Option<String>,
+}
+
+/// A connection's details.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connect {
+    /// The worker it goes to (default 0).
+    #[serde(default)]
+    pub worker: usize,
+    /// Properties of this connection (`proxy_get_property`), over the harness's
+    /// `source.*`, `destination.*`, `connection.*` and `upstream.*` and the scenario's.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Bytes>,
+}
+
+impl TcpStep {
+    /// The step's one action, checked.
+    pub fn check(&self) -> Result<(), String> {
+        let given = [
+            self.connect.is_some(),
+            self.downstream.is_some(),
+            self.upstream.is_some(),
+            self.close.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err("a tcp step does one thing: connect, downstream, upstream or close".into());
+        }
+        if self.end_of_stream && self.downstream.is_none() && self.upstream.is_none() {
+            return Err("end_of_stream goes with downstream or upstream".into());
+        }
+        match self.close.as_deref() {
+            None | Some("downstream" | "upstream") => Ok(()),
+            Some(other) => Err(format!("close {other:?}: use downstream or upstream")),
+        }
+    }
 }
 
 /// A step as written: one field per action (the file format), of which at most one.
@@ -322,6 +383,7 @@ struct StepFields {
     reload: Option<usize>,
     /// `true` only.
     restart: Option<bool>,
+    tcp: Option<TcpStep>,
     expect: Option<Expect>,
 }
 
@@ -329,6 +391,9 @@ impl TryFrom<StepFields> for Step {
     type Error = String;
 
     fn try_from(f: StepFields) -> Result<Self, String> {
+        if let Some(tcp) = &f.tcp {
+            tcp.check().map_err(|e| format!("tcp: {e}"))?;
+        }
         if f.restart == Some(false) {
             return Err("restart: write true, or leave it out".into());
         }
@@ -342,13 +407,14 @@ impl TryFrom<StepFields> for Step {
             f.crash.map(Action::Crash),
             f.reload.map(Action::Reload),
             f.restart.map(|_| Action::Restart),
+            f.tcp.map(|t| Action::Tcp(Box::new(t))),
         ];
         let mut given = actions.into_iter().flatten();
         let action = given.next();
         if given.next().is_some() {
             return Err(
                 "a step does one thing: request, advance, upstream, backend, await, \
-                        cancel, crash, reload or restart"
+                        cancel, crash, reload, restart or tcp"
                     .into(),
             );
         }
@@ -455,6 +521,14 @@ pub struct Expect {
     /// Each must be a substring of some host-detected ABI misuse. Misuse not expected here
     /// fails the step.
     pub violations: Option<Vec<String>>,
+    /// TCP: the exact bytes the upstream received on the connection so far.
+    pub upstream_received: Option<Bytes>,
+    /// TCP: the exact bytes the client received on the connection so far.
+    pub client_received: Option<Bytes>,
+    /// TCP: whether the upstream saw its connection end (a FIN or a close).
+    pub upstream_eof: Option<bool>,
+    /// TCP: whether the client saw its connection end (a FIN or a close).
+    pub client_eof: Option<bool>,
     /// Variable → response header name: the header's value (it must be there) becomes
     /// `${variable}` for the steps after this one, as a later DPoP proof's `nonce`.
     pub save: Option<BTreeMap<String, String>>,

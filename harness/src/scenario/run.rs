@@ -10,7 +10,8 @@ use super::bytes::{Bytes, Headers, actual_json};
 use super::expect::check;
 use super::load::Loaded;
 use super::model::{
-    Action, AnswerSpec, Body, Expect, RequestSpec, Script, Status, Step, TokenRef, TokenSpec,
+    Action, AnswerSpec, Body, Expect, RequestSpec, Script, Status, Step, TcpStep, TokenRef,
+    TokenSpec,
 };
 use super::property;
 use crate::host::grpc::GrpcReply;
@@ -60,6 +61,8 @@ struct Run<'a> {
     tokens: BTreeMap<String, String>,
     requests: BTreeMap<String, usize>,
     last_request: Option<usize>,
+    /// The TCP connection the steps act on (the last one made).
+    connection: Option<usize>,
     traps_seen: usize,
     violations_seen: usize,
     failed_step: Option<usize>,
@@ -130,13 +133,15 @@ impl Runner {
             .map(|v| v.to_string().into_bytes())
             .unwrap_or_default();
         for (i, step) in s.steps.iter().enumerate() {
-            if let Some(r) = step.request()
-                && r.worker >= workers
-            {
+            let worker = match &step.action {
+                Some(Action::Request(r)) => r.worker,
+                Some(Action::Tcp(t)) => t.connect.as_ref().map_or(0, |c| c.worker),
+                _ => 0,
+            };
+            if worker >= workers {
                 bail!(
-                    "step {}: worker {} but the scenario has {workers} worker(s)",
+                    "step {}: worker {worker} but the scenario has {workers} worker(s)",
                     i + 1,
-                    r.worker
                 );
             }
         }
@@ -170,6 +175,7 @@ impl Runner {
             tokens: BTreeMap::new(),
             requests: BTreeMap::new(),
             last_request: None,
+            connection: None,
             traps_seen: 0,
             violations_seen: 0,
             failed_step: None,
@@ -247,11 +253,25 @@ fn describe(step: &Step) -> String {
         Some(Action::Crash(w)) => format!("crash worker {w}"),
         Some(Action::Reload(w)) => format!("reload worker {w}"),
         Some(Action::Restart) => "restart".into(),
+        Some(Action::Tcp(t)) => describe_tcp(t),
         None => "expect".into(),
     };
     match &step.note {
         Some(note) => format!("{what}: {note}"),
         None => what,
+    }
+}
+
+/// A TCP step in a failure message.
+pub(crate) fn describe_tcp(t: &TcpStep) -> String {
+    let text = |b: &Bytes| actual_json(b.as_slice()).to_string();
+    let fin = if t.end_of_stream { " then FIN" } else { "" };
+    match (&t.connect, &t.downstream, &t.upstream, &t.close) {
+        (Some(c), ..) => format!("tcp connect on worker {}", c.worker),
+        (_, Some(d), ..) => format!("tcp client sends {}{fin}", text(d)),
+        (_, _, Some(u), _) => format!("tcp upstream sends {}{fin}", text(u)),
+        (.., Some(side)) => format!("tcp {side} aborts"),
+        _ => "tcp".into(),
     }
 }
 
@@ -743,6 +763,10 @@ impl Run<'_> {
                 self.proxy.restart().context("restart")?;
                 None
             }
+            Some(Action::Tcp(t)) => {
+                self.tcp(t)?;
+                None
+            }
             None => None,
         };
         let empty = Expect::default();
@@ -755,6 +779,38 @@ impl Run<'_> {
             .get(id)
             .copied()
             .ok_or_else(|| anyhow!("no request with id {id:?}"))
+    }
+
+    /// Plays a TCP step on the current connection (a `connect` makes the next one).
+    fn tcp(&mut self, t: &TcpStep) -> Result<()> {
+        use crate::host::Peer;
+        if let Some(connect) = &t.connect {
+            if let Some(open) = self.connection.and_then(|c| self.proxy.connection(c))
+                && open.closed.is_none()
+            {
+                bail!("connect: the connection before is still open (close it first)");
+            }
+            let props = properties(&connect.properties).context("connect.properties")?;
+            self.connection = Some(self.proxy.connect(connect.worker, props));
+            self.proxy.run_due();
+            return Ok(());
+        }
+        let id = self
+            .connection
+            .ok_or_else(|| anyhow!("no connection: connect first"))?;
+        let result = match (&t.downstream, &t.upstream, t.close.as_deref()) {
+            (Some(data), ..) => self
+                .proxy
+                .client_sends(id, data.as_slice(), t.end_of_stream),
+            (_, Some(data), _) => self
+                .proxy
+                .upstream_sends(id, data.as_slice(), t.end_of_stream),
+            (.., Some("upstream")) => self.proxy.abort(id, Peer::Upstream),
+            _ => self.proxy.abort(id, Peer::Client),
+        };
+        result.map_err(|e| anyhow!(e))?;
+        self.proxy.run_due();
+        Ok(())
     }
 
     fn request(&mut self, spec: &RequestSpec) -> Result<usize> {
@@ -795,6 +851,13 @@ impl Run<'_> {
                 let took = self.proxy.took_ms(index).map(Value::from);
                 check(expected, took.as_ref(), "took_ms").map_err(|m| anyhow!(m))?;
             }
+        }
+        if let Some(c) = self.connection.and_then(|c| self.proxy.connection(c)) {
+            check_connection(e, &TcpSeen::from(c))?;
+        } else if tcp_fields(e) {
+            bail!(
+                "tcp expectations (upstream_received, client_received, upstream_eof, client_eof) need a connection"
+            );
         }
         self.check_world(e)
     }
@@ -1030,6 +1093,68 @@ pub(crate) fn check_request(e: &Expect, outcome: Option<&Outcome>) -> Result<()>
     if let Some(expected) = &e.details {
         let actual = o.details.clone().map(Value::from);
         check(expected, actual.as_ref(), "details").map_err(|m| anyhow!(m))?;
+    }
+    Ok(())
+}
+
+/// Whether `e` has TCP expectations.
+pub(crate) fn tcp_fields(e: &Expect) -> bool {
+    e.upstream_received.is_some()
+        || e.client_received.is_some()
+        || e.upstream_eof.is_some()
+        || e.client_eof.is_some()
+}
+
+/// What a TCP connection's peers saw, as the TCP expectations read it.
+pub(crate) struct TcpSeen {
+    pub upstream_received: Vec<u8>,
+    pub client_received: Vec<u8>,
+    pub upstream_eof: bool,
+    pub client_eof: bool,
+}
+
+impl From<&crate::host::Connection> for TcpSeen {
+    fn from(c: &crate::host::Connection) -> TcpSeen {
+        TcpSeen {
+            upstream_received: c.upstream_received.clone(),
+            client_received: c.client_received.clone(),
+            upstream_eof: c.upstream_eof,
+            client_eof: c.client_eof,
+        }
+    }
+}
+
+/// The TCP expectations of `e` against what the peers saw.
+pub(crate) fn check_connection(e: &Expect, seen: &TcpSeen) -> Result<()> {
+    let bytes = [
+        (
+            "upstream_received",
+            &e.upstream_received,
+            &seen.upstream_received,
+        ),
+        ("client_received", &e.client_received, &seen.client_received),
+    ];
+    for (what, expected, actual) in bytes {
+        if let Some(expected) = expected
+            && expected.as_slice() != actual.as_slice()
+        {
+            bail!(
+                "{what}: expected {}, actual {}",
+                actual_json(expected.as_slice()),
+                actual_json(actual)
+            );
+        }
+    }
+    let flags = [
+        ("upstream_eof", e.upstream_eof, seen.upstream_eof),
+        ("client_eof", e.client_eof, seen.client_eof),
+    ];
+    for (what, expected, actual) in flags {
+        if let Some(expected) = expected
+            && expected != actual
+        {
+            bail!("{what}: expected {expected}, actual {actual}");
+        }
     }
     Ok(())
 }

@@ -31,6 +31,7 @@ pub const BAD_ARGUMENT: i32 = 2;
 pub const EMPTY: i32 = 7;
 pub const CAS_MISMATCH: i32 = 8;
 pub const INTERNAL_FAILURE: i32 = 10;
+pub const UNIMPLEMENTED: i32 = 12;
 
 /// The end of the trap message of a host function the harness does not provide.
 pub const MISSING_HOST_FUNCTION: &str = "a host function the harness does not provide";

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use wasmtime::Linker;
 
-use super::{BAD_ARGUMENT, C, OK, decode_map, read, read_string, violation};
+use super::{BAD_ARGUMENT, C, OK, UNIMPLEMENTED, decode_map, read, read_string, violation};
 use crate::host::vm::{LocalResponse, VmState};
 
 pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
@@ -28,6 +28,27 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
         |mut c: C, stream_type: i32| -> Result<i32> {
             let effective = c.data().effective;
             match c.data_mut().streams.get_mut(&effective) {
+                // A TCP connection: Downstream (2) continues reading (after the callback);
+                // Upstream (3) is `Unimplemented` in Envoy (`Context::continueStream`), on
+                // which the Rust SDK panics.
+                Some(s) if s.tcp.is_some() => match stream_type {
+                    2 => {
+                        if let Some(t) = s.tcp.as_mut() {
+                            t.continue_downstream = true;
+                        }
+                    }
+                    3 => {
+                        violation(
+                            &mut c,
+                            "continue_stream(Upstream): Envoy answers Unimplemented".into(),
+                        );
+                        return Ok(UNIMPLEMENTED);
+                    }
+                    // The HTTP stream types: Envoy has no such callbacks here, and does
+                    // nothing.
+                    0 | 1 => {}
+                    _ => return Ok(BAD_ARGUMENT),
+                },
                 Some(s) if (0..2).contains(&stream_type) => {
                     s.continue_requested[stream_type as usize] = true
                 }
@@ -43,9 +64,16 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_close_stream",
-        |mut c: C, _stream_type: i32| -> Result<i32> {
+        |mut c: C, stream_type: i32| -> Result<i32> {
             let effective = c.data().effective;
             match c.data_mut().streams.get_mut(&effective) {
+                // A TCP connection: Downstream (2) and Upstream (3) both close the client's
+                // connection (`Context::closeStream`); the HTTP types do nothing there.
+                Some(s) if s.tcp.is_some() => match stream_type {
+                    2 | 3 => s.closed = true,
+                    0 | 1 => {}
+                    _ => return Ok(BAD_ARGUMENT),
+                },
                 Some(s) => s.closed = true,
                 None => violation(
                     &mut c,

@@ -94,6 +94,9 @@ pub(super) fn envoy_config(
     if s.allow_on_headers_stop_iteration {
         plugin["allow_on_headers_stop_iteration"] = json!(true);
     }
+    if s.is_tcp() {
+        return Ok(tcp_config(plugin, backend_port));
+    }
     let filter = json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -166,6 +169,34 @@ pub(super) fn envoy_config(
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {"listeners": listeners, "clusters": clusters}
     }))
+}
+
+/// A TCP scenario's configuration: one listener, `main`, whose filter chain is the filter
+/// as `envoy.filters.network.wasm`, then `tcp_proxy` to the loopback upstream at `port`.
+fn tcp_config(plugin: Value, port: u16) -> Value {
+    json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "main",
+                "stat_prefix": "main",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                "filter_chains": [{"filters": [
+                    {"name": "envoy.filters.network.wasm", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
+                        "config": plugin}},
+                    {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                        "stat_prefix": "tcp", "cluster": "harness_tcp"}}
+                ]}]
+            }],
+            "clusters": [{
+                "name": "harness_tcp", "type": "STATIC", "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": "harness_tcp", "endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
+            }]
+        }
+    })
 }
 
 #[cfg(test)]
@@ -247,6 +278,40 @@ mod tests {
         assert_eq!(
             vm(&env)["environment_variables"],
             json!({"key_values": {"JWKS": "{\"keys\":[]}"}})
+        );
+    }
+
+    #[test]
+    fn a_tcp_scenario_is_the_network_filter_before_tcp_proxy() {
+        let s = parse(json!({"name": "n", "config": "min=1", "steps": [{"tcp": {"connect": {}}}]}))
+            .unwrap();
+        let ports = BTreeMap::from([(None, 1234)]);
+        let config = envoy_config(
+            &s,
+            &json!("min=1"),
+            &[],
+            Path::new("f.wasm"),
+            &ports,
+            &Refusals::default(),
+            1001,
+            Path::new("access.log"),
+        )
+        .unwrap();
+        let listener = &config["static_resources"]["listeners"][0];
+        assert_eq!(listener["name"], json!("main"));
+        let filters = &listener["filter_chains"][0]["filters"];
+        assert_eq!(filters[0]["name"], json!("envoy.filters.network.wasm"));
+        assert_eq!(
+            filters[0]["typed_config"]["config"]["configuration"]["value"],
+            json!("min=1")
+        );
+        assert_eq!(filters[1]["name"], json!("envoy.filters.network.tcp_proxy"));
+        assert_eq!(filters[1]["typed_config"]["cluster"], json!("harness_tcp"));
+        let cluster = &config["static_resources"]["clusters"][0];
+        assert_eq!(
+            cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["port_value"],
+            json!(1234)
         );
     }
 }

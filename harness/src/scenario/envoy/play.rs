@@ -14,14 +14,16 @@ use super::Verdict;
 use super::client::{exchange, exchange_on, hold};
 use super::loopback::Shared;
 use super::process::Envoy;
+use super::tcp::End;
 use super::unsupported::ROUTE_NAME;
 use crate::host::{HeaderMap, Outcome};
 use crate::keys::KeyRing;
 use crate::scenario::expect::check;
 use crate::scenario::load::Loaded;
-use crate::scenario::model::{Action, Expect, Step};
+use crate::scenario::model::{Action, Expect, Step, TcpStep};
 use crate::scenario::run::{
-    build_clusters, build_routes, check_request, mint_deferred, request, save, split_call,
+    TcpSeen, build_clusters, build_routes, check_connection, check_request, mint_deferred, request,
+    save, split_call, tcp_fields,
 };
 use crate::time::parse_millis;
 
@@ -30,6 +32,10 @@ const CALL_GRACE: Duration = Duration::from_millis(500);
 
 /// How long Envoy may take to write a request's access log line (flushed every 20 ms).
 const DETAILS_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a TCP step's expectations may take to hold in Envoy, and Envoy to make an
+/// upstream connection an `upstream` step writes to.
+const TCP_GRACE: Duration = Duration::from_secs(3);
 
 /// A request sent: still open (its client thread, and how many requests the main upstream
 /// had seen before it), or answered.
@@ -65,6 +71,11 @@ pub(super) struct Play<'a> {
     request_ids: BTreeMap<String, String>,
     /// The ids of requests whose `await` expects `details`.
     awaited_details: BTreeSet<String>,
+    /// A TCP scenario's upstream.
+    tcp_upstream: Option<&'a super::tcp::Upstream>,
+    /// A TCP scenario's connection: the client's end, and the index of its upstream
+    /// connection among those the upstream accepted.
+    tcp: Option<(super::tcp::End, usize)>,
 }
 
 impl<'a> Play<'a> {
@@ -75,6 +86,7 @@ impl<'a> Play<'a> {
         tokens: BTreeMap<String, String>,
         envoy: &'a mut Envoy,
         refused: BTreeSet<String>,
+        tcp_upstream: Option<&'a super::tcp::Upstream>,
     ) -> Play<'a> {
         Play {
             loaded,
@@ -96,6 +108,8 @@ impl<'a> Play<'a> {
                     _ => None,
                 })
                 .collect(),
+            tcp_upstream,
+            tcp: None,
         }
     }
 
@@ -251,10 +265,14 @@ impl<'a> Play<'a> {
             Some(Action::Cancel(_) | Action::Crash(_) | Action::Reload(_) | Action::Restart) => {
                 bail!("a cancel, crash, reload or restart step cannot run in Envoy")
             }
+            Some(Action::Tcp(t)) => self.tcp_step(t, port)?,
             None => {}
         }
         let empty = Expect::default();
         let expect = step.expect.as_ref().unwrap_or(&empty);
+        if self.tcp_upstream.is_some() {
+            return self.check_tcp(expect);
+        }
         if let (Some(o), Some(id), Some(_)) = (outcome.as_mut(), &request_id, &expect.details) {
             o.details = self.envoy.details(id, DETAILS_GRACE);
         }
@@ -263,6 +281,60 @@ impl<'a> Play<'a> {
             save(expect, outcome.as_ref(), &mut self.tokens)?;
         }
         Ok(verdict)
+    }
+
+    /// Plays a TCP step: the client or the upstream writes, sends its FIN or aborts.
+    fn tcp_step(&mut self, t: &TcpStep, port: u16) -> Result<()> {
+        let upstream = self
+            .tcp_upstream
+            .ok_or_else(|| anyhow!("a tcp step in a scenario without a TCP listener"))?;
+        if t.connect.is_some() {
+            let before = upstream.accepted();
+            self.tcp = Some((End::connect(port)?, before));
+            return Ok(());
+        }
+        let (client, index) = self
+            .tcp
+            .as_mut()
+            .ok_or_else(|| anyhow!("no connection: connect first"))?;
+        match (&t.downstream, &t.upstream, t.close.as_deref()) {
+            (Some(data), ..) => client.send(data.as_slice(), t.end_of_stream),
+            (_, Some(data), _) => upstream.with(*index, TCP_GRACE, |end| {
+                end.send(data.as_slice(), t.end_of_stream)
+            }),
+            (.., Some("upstream")) => upstream.with(*index, TCP_GRACE, End::abort),
+            _ => client.abort(),
+        }
+    }
+
+    /// A TCP step's expectations: checked until they hold (Envoy works on its own time),
+    /// up to `TCP_GRACE`.
+    fn check_tcp(&mut self, e: &Expect) -> Result<Option<String>> {
+        let deadline = Instant::now() + TCP_GRACE;
+        loop {
+            let result = self.check(e, None).and_then(|verdict| {
+                if let (Some((client, index)), Some(upstream)) = (&self.tcp, self.tcp_upstream) {
+                    let (client_received, client_eof) = client.seen();
+                    let (upstream_received, upstream_eof) = upstream.seen(*index);
+                    let seen = TcpSeen {
+                        upstream_received,
+                        client_received,
+                        upstream_eof,
+                        client_eof,
+                    };
+                    check_connection(e, &seen)?;
+                } else if tcp_fields(e) {
+                    bail!("tcp expectations need a connection");
+                }
+                Ok(verdict)
+            });
+            match result {
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                result => return result,
+            }
+        }
     }
 
     fn upstream_count(&self) -> usize {

@@ -59,6 +59,21 @@ pub(super) fn unsupported(s: &Scenario) -> Option<String> {
     }) {
         return Some("a hanging main upstream (Envoy's 15 s route timeout)".into());
     }
+    if s.is_tcp() {
+        if s.workers.unwrap_or(1) > 1 {
+            return Some(
+                "a TCP scenario with several workers (its connections' workers are Envoy's choice)"
+                    .into(),
+            );
+        }
+        let own_properties = (s.steps.iter()).any(|st| match &st.action {
+            Some(Action::Tcp(t)) => t.connect.as_ref().is_some_and(|c| !c.properties.is_empty()),
+            _ => false,
+        });
+        if own_properties || !s.properties.is_empty() {
+            return Some("properties given to a TCP connection (Envoy has its own)".into());
+        }
+    }
     let mut waited = 0;
     let workers = s.workers.unwrap_or(1);
     for step in &s.steps {
