@@ -92,8 +92,9 @@ test: lint unit build scenarios e2e differential docs-check
 # The everyday tier (1.5 to 2 minutes warm here, see CONTRIBUTING.md, "Test tiers"): formatting,
 # clippy, the unit and integration tests without the loom interleavings, the wasm build, the
 # filter's scenarios in the harness and the docs checks. No Envoy, no e2e, no fuzzing.
-check: lint unit-fast build harness-bin docs-check
+check: lint unit-fast build harness-bin docs-check as-filter
 	$(HARNESS) run --wasm $(DIST_WASM) tests/scenarios
+	$(HARNESS) run --wasm $(HELLO_AS) tests/filters/hello_as/scenarios
 
 # The documentation agrees with the code (CONTRIBUTING.md, "Documentation"): the metrics'
 # and the configuration's names, the harness's commands, flags and idp modes, links, anchors
@@ -166,6 +167,7 @@ differential: build harness-bin envoy test-filters
 	$(HARNESS) run --envoy --envoy-bin $(ENVOY) --wasm $(TEST_FILTERS)/probe.wasm tests/filters/probe/scenarios
 	$(HARNESS) run --envoy --envoy-bin $(ENVOY) --wasm $(TEST_FILTERS)/hello.wasm tests/filters/hello/scenarios
 	$(HARNESS) run --envoy --envoy-bin $(ENVOY) --wasm $(TEST_FILTERS)/tcp_gate.wasm tests/filters/tcp_gate/scenarios
+	$(HARNESS) run --envoy --envoy-bin $(ENVOY) --wasm $(HELLO_AS) tests/filters/hello_as/scenarios
 	$(HARNESS) run --envoy --envoy-bin $(ENVOY) $(DIFFERENTIAL_SCENARIOS)
 
 # Compatibility (docs/compatibility.md; never part of `make test`, which keeps Envoy
@@ -204,18 +206,34 @@ etcd:
 # --- The harness: scenarios and the negative self-test (tests/scenarios, tests/filters) -----
 TEST_FILTERS := target/test-filters/$(WASM_TARGET)/release
 
-.PHONY: test-filters scenarios fuzz fuzz-tools
+.PHONY: test-filters scenarios fuzz fuzz-tools as-filter
 
 # allow_all, deny_all (the wrong filters the suite must fail against), the host probe,
-# hello (the harness guide's example) and tcp_gate (a network filter: the TCP steps).
-test-filters: wasm-target
+# hello (the harness guide's example) and tcp_gate (a network filter: the TCP steps); and
+# hello_as, a filter of another SDK.
+test-filters: wasm-target as-filter
 	CARGO_TARGET_DIR=target/test-filters cargo build --release --target $(WASM_TARGET) --manifest-path tests/filters/Cargo.toml
+
+# hello_as (tests/filters/hello_as/): a filter written with the AssemblyScript SDK, npm's
+# @solo-io/proxy-runtime 0.1.8 with assemblyscript 0.14.13 (pinned by its package-lock.json).
+# Node and npm from Debian when absent; `npm ci` into its folder when the lock is newer than
+# what is installed; then its build.sh (asc). About 2 s.
+HELLO_AS    := target/test-filters/hello_as.wasm
+HELLO_AS_SRC := tests/filters/hello_as
+
+as-filter: $(HELLO_AS)
+
+$(HELLO_AS): $(HELLO_AS_SRC)/assembly/index.ts $(HELLO_AS_SRC)/package-lock.json $(HELLO_AS_SRC)/build.sh
+	@command -v npm >/dev/null || apt-get install -y nodejs npm || (apt-get update && apt-get install -y nodejs npm)
+	cd $(HELLO_AS_SRC) && { test node_modules/.package-lock.json -nt package-lock.json || npm ci --no-audit --no-fund; }
+	sh $(HELLO_AS_SRC)/build.sh $(CURDIR)/$(HELLO_AS)
 
 # The host's own scenarios (probe), the filter's scenarios, then the negative self-test.
 scenarios: build harness-bin test-filters
 	$(HARNESS) run --wasm $(TEST_FILTERS)/probe.wasm tests/filters/probe/scenarios
 	$(HARNESS) run --wasm $(TEST_FILTERS)/hello.wasm tests/filters/hello/scenarios
 	$(HARNESS) run --wasm $(TEST_FILTERS)/tcp_gate.wasm tests/filters/tcp_gate/scenarios
+	$(HARNESS) run --wasm $(HELLO_AS) tests/filters/hello_as/scenarios
 	$(HARNESS) run --wasm $(DIST_WASM) tests/scenarios
 	$(HARNESS) negative --wasm $(TEST_FILTERS)/allow_all.wasm --wasm $(TEST_FILTERS)/deny_all.wasm tests/scenarios
 	$(HARNESS) fuzz --wasm $(DIST_WASM) --seconds 20 --seed 1 --identity-oracle tests/scenarios

@@ -65,7 +65,7 @@ impl Proxy {
                 return;
             }
             Callout::Http => {
-                let args = vec![ctx, token, n_headers, body_len, 0];
+                let args = vec![ROOT, token, n_headers, body_len, 0];
                 let failed = response.headers.is_none();
                 let status = failed.then(|| (BROKEN_CONNECTION, b"reset".to_vec()));
                 ("proxy_on_http_call_response", args, status)
@@ -73,11 +73,11 @@ impl Proxy {
             // A unary call's reply is a message (`proxy_on_grpc_receive`), its failure a
             // close with the status (`proxy_on_grpc_close`), as proxy-wasm-cpp-host calls them.
             Callout::Grpc { status: 0, message } => {
-                let args = vec![ctx, token, body_len];
+                let args = vec![ROOT, token, body_len];
                 ("proxy_on_grpc_receive", args, Some((0, message)))
             }
             Callout::Grpc { status, message } => {
-                let args = vec![ctx, token, status];
+                let args = vec![ROOT, token, status];
                 ("proxy_on_grpc_close", args, Some((status, message)))
             }
             Callout::GrpcStream(event) => match event {
@@ -91,18 +91,18 @@ impl Proxy {
                         map.push((b"x-envoy-upstream-service-time".to_vec(), ms.into_bytes()));
                     }
                     drop(world);
-                    let args = vec![ctx, token, map.len() as u32];
+                    let args = vec![ROOT, token, map.len() as u32];
                     response.headers = Some(map);
                     response.map = 4;
                     ("proxy_on_grpc_receive_initial_metadata", args, None)
                 }
                 grpc::Event::Message(message) => {
-                    let args = vec![ctx, token, message.len() as u32];
+                    let args = vec![ROOT, token, message.len() as u32];
                     response.body = message;
                     ("proxy_on_grpc_receive", args, None)
                 }
                 grpc::Event::TrailingMetadata(map) => {
-                    let args = vec![ctx, token, map.len() as u32];
+                    let args = vec![ROOT, token, map.len() as u32];
                     response.headers = Some(map);
                     response.map = 5;
                     ("proxy_on_grpc_receive_trailing_metadata", args, None)
@@ -116,7 +116,7 @@ impl Proxy {
                     }
                     (
                         "proxy_on_grpc_close",
-                        vec![ctx, token, status],
+                        vec![ROOT, token, status],
                         Some((status, message)),
                     )
                 }
@@ -130,7 +130,11 @@ impl Proxy {
             state.status = status;
         }
         state.call_response = Some(response);
-        self.call(id, Phase::Callback, ctx, name, &args);
+        // proxy-wasm-cpp-host makes every call on the root context
+        // (`contextOrEffectiveContext()->root_context()` in `http_call`, `grpc_call`,
+        // `grpc_stream`), so its answers come to the root context, not to the stream that
+        // was effective when it was made.
+        self.call(id, Phase::Callback, ROOT, name, &args);
         if let Some(vm) = self.vms.get_mut(&id) {
             let state = vm.store.data_mut();
             state.call_response = None;

@@ -1,6 +1,8 @@
 //! `proxy_http_call` with Envoy's checks: a known cluster and `:method`, `:path`, `:authority`
-//! present, else BAD_ARGUMENT. The answer comes from the cluster's script and is delivered
-//! later (never inside the dispatching callback) to the context that made the call.
+//! present, else BAD_ARGUMENT. The answer (with `x-envoy-upstream-service-time` when the
+//! upstream sent it) comes from the cluster's script and is delivered
+//! later (never inside the dispatching callback) to the root context, as Envoy does (the
+//! call belongs to the root context whichever context was effective when it was made).
 //! `proxy_get_status`: the VM's last call status (see `VmState::status`).
 
 use anyhow::Result;
@@ -56,10 +58,16 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
                     .unwrap_or_default();
                 let timeout_ms = u64::from(timeout_ms as u32);
                 let now = world.now_ms;
-                let delivery = world
+                let mut delivery = world
                     .clusters
                     .answer(&cluster, &path)
                     .deliver(now, timeout_ms);
+                // Envoy's router adds the upstream's time to an answer the upstream sent (not
+                // to one Envoy made itself: a timeout, a failed or closed connection).
+                if let (false, Some(headers)) = (delivery.by_envoy, delivery.headers.as_mut()) {
+                    let ms = delivery.at_ms.saturating_sub(now).to_string();
+                    headers.push((b"x-envoy-upstream-service-time".to_vec(), ms.into_bytes()));
+                }
                 world.calls.push(CallRecord {
                     vm: id,
                     cluster,

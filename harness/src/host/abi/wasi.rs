@@ -2,7 +2,7 @@
 //! log, line by line), `clock_time_get` (the virtual clock), `random_get` (deterministic),
 //! `environ_*` (the scenario's `env`, as Envoy's `vm_config.environment_variables`: each
 //! `NAME=value` and a NUL, in the order given), `args_*` (empty), `proc_exit` (a trap),
-//! `sched_yield`.
+//! `sched_yield`; each under `wasi_unstable` too, as proxy-wasm-cpp-host registers them.
 
 use anyhow::{Result, anyhow};
 use wasmtime::Linker;
@@ -123,6 +123,9 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap(WASI, "sched_yield", |_c: C| -> Result<i32> {
         Ok(ERRNO_SUCCESS)
     })?;
+    // proxy-wasm-cpp-host registers each WASI function under the older module name too
+    // (`wasi_unstable`, which AssemblyScript's runtime imports `proc_exit` from).
+    linker.alias_module(WASI, "wasi_unstable")?;
     Ok(())
 }
 
