@@ -4,14 +4,16 @@
 //
 // Configuration (the plugin configuration, as text): `key=value` items separated by `;` or
 // new lines; unknown keys are refused (on_configure answers false).
-//   header=NAME    the response header it adds (default x-hello-as): "hello <user>"
+//   header=NAME    the response header it adds (default x-hello-as): "<greeting> <user>"
 //   deny=PREFIX    paths that start with it get a local 403 (default /admin)
 //   cluster=NAME   paths that start with /check ask that cluster first: GET /allow with
 //                  x-user; a 200 lets the request go on with x-checked (the answer's body),
 //                  anything else (or no answer) gets a local 401
+// The greeting is the VM's environment variable HELLO_AS_GREETING, else "hello".
 // Every request: the `x-user` request header is read (`anonymous` without one), the
 // counter `hello_as_requests` goes up, and the shared-data key `hello_as.count` (all
 // workers) is incremented with compare-and-swap; the response gets `x-hello-as-count`.
+// A request with the header `x-hello-as-abort` makes the module abort (its VM fails).
 export * from "@solo-io/proxy-runtime/proxy";
 import {
   RootContext, Context, BaseContext, registerRootContext, log, LogLevelValues,
@@ -20,6 +22,7 @@ import {
 } from "@solo-io/proxy-runtime";
 import * as imports from "@solo-io/proxy-runtime/imports";
 import { free } from "@solo-io/proxy-runtime/malloc";
+import { environ_get, environ_sizes_get } from "bindings/wasi_unstable";
 
 const COUNT_KEY = "hello_as.count";
 
@@ -41,6 +44,44 @@ function takeText(): string {
   memory.copy(changetype<usize>(copy), ptr, size);
   free(ptr);
   return String.UTF8.decode(copy);
+}
+
+// A variable of the VM's environment (Envoy's vm_config.environment_variables), through
+// WASI's environ calls under their older module name, `wasi_unstable`, as AssemblyScript
+// 0.14 binds them; "" when absent.
+function readEnv(name: string): string {
+  let sizes = new ArrayBuffer(8);
+  let at = changetype<usize>(sizes);
+  if (environ_sizes_get(at, at + 4) != 0) {
+    return "";
+  }
+  let count = load<u32>(at);
+  let size = load<u32>(at + 4);
+  if (count == 0 || size == 0) {
+    return "";
+  }
+  let pointers = new ArrayBuffer(count * 4);
+  let text = new ArrayBuffer(size);
+  let start = changetype<usize>(text);
+  if (environ_get(changetype<usize>(pointers), start) != 0) {
+    return "";
+  }
+  let prefix = name + "=";
+  for (let i: u32 = 0; i < count; i++) {
+    let p = <usize>load<u32>(changetype<usize>(pointers) + i * 4);
+    if (p < start || p >= start + size) {
+      continue;
+    }
+    let end = p;
+    while (end < start + size && load<u8>(end) != 0) {
+      end++;
+    }
+    let entry = String.UTF8.decodeUnsafe(p, end - p);
+    if (entry.startsWith(prefix)) {
+      return entry.substring(prefix.length);
+    }
+  }
+  return "";
 }
 
 function buf(s: string): ArrayBuffer {
@@ -87,6 +128,7 @@ class HelloAsRoot extends RootContext {
   header: string = "x-hello-as";
   deny: string = "/admin";
   cluster: string = "";
+  greeting: string = "hello";
   requests: Counter | null = null;
 
   createContext(context_id: u32): Context {
@@ -130,6 +172,10 @@ class HelloAsRoot extends RootContext {
         return false;
       }
     }
+    let greeting = readEnv("HELLO_AS_GREETING");
+    if (greeting.length > 0) {
+      this.greeting = greeting;
+    }
     this.requests = new Counter("hello_as_requests");
     let cluster = "";
     if (this.cluster.length > 0) {
@@ -158,6 +204,11 @@ class HelloAs extends Context {
     let user = stream_context.headers.request.get("x-user");
     if (user.length > 0) {
       this.user = user;
+    }
+    if (stream_context.headers.request.get("x-hello-as-abort").length > 0) {
+      // The SDK's abort (--use abort=abort_proc_exit): a critical log line, then WASI's
+      // proc_exit(255): the VM fails.
+      throw new Error("hello_as: asked to abort");
     }
     let path = stream_context.headers.request.get(":path");
     if (path.startsWith(root.deny)) {
@@ -208,7 +259,7 @@ class HelloAs extends Context {
 
   onResponseHeaders(headers: u32, end_of_stream: bool): FilterHeadersStatusValues {
     let root = this.root_context as HelloAsRoot;
-    stream_context.headers.response.add(root.header, "hello " + this.user);
+    stream_context.headers.response.add(root.header, root.greeting + " " + this.user);
     stream_context.headers.response.add("x-hello-as-count", this.count.toString());
     return FilterHeadersStatusValues.Continue;
   }
