@@ -218,7 +218,7 @@ test-filters: wasm-target as-filter
 # @solo-io/proxy-runtime 0.1.8 with assemblyscript 0.14.13 (pinned by its package-lock.json).
 # Node and npm from Debian when absent; `npm ci` into its folder when the lock is newer than
 # what is installed; then its build.sh (asc). About 2 s.
-HELLO_AS    := target/test-filters/hello_as.wasm
+HELLO_AS     := $(TEST_FILTERS)/hello_as.wasm
 HELLO_AS_SRC := tests/filters/hello_as
 
 as-filter: $(HELLO_AS)
