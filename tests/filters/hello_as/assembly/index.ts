@@ -1,6 +1,9 @@
 // hello_as: a test filter written with the AssemblyScript proxy-wasm SDK
 // (@solo-io/proxy-runtime, npm), to run a filter of another SDK than Rust's in the harness
-// and through Envoy (harness/README.md, "Filters of other SDKs").
+// and through Envoy (harness/README.md, "Filters of other SDKs"). Written for this project
+// (Apache-2.0, as the repository); the SDK is solo.io's proxy-runtime
+// (github.com/solo-io/proxy-runtime, Apache-2.0) and the compiler AssemblyScript
+// (Apache-2.0), both from npm at the versions package-lock.json pins, never vendored.
 //
 // Configuration (the plugin configuration, as text): `key=value` items separated by `;` or
 // new lines; unknown keys are refused (on_configure answers false).
