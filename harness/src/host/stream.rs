@@ -445,7 +445,8 @@ impl Proxy {
         self.headers(worker, ctx, Direction::Response);
     }
 
-    /// The stream ends: its outcome is recorded, its http calls are cancelled, and the filter
+    /// The stream ends: its outcome is recorded, what was on the way to it is dropped (not its
+    /// http calls, which belong to the root context), and the filter
     /// hears `on_log`, `on_done`, `on_delete`, in that order (as Envoy calls them).
     pub(super) fn finish(&mut self, worker: usize, ctx: u32, outcome: Outcome) {
         let now = self.world.borrow().now_ms;
@@ -460,11 +461,12 @@ impl Proxy {
             r.outcome = Some(outcome);
             r.done_ms = now;
         }
-        // Envoy cancels the http calls of a stream that ends: their answers never arrive.
-        self.world
-            .borrow_mut()
-            .pending
-            .retain(|p| p.vm != VmId::Worker(worker) || p.context != ctx);
+        // What was on the way to this stream goes with it: its upstream's answer, its gRPC
+        // calls. Not its http calls: Envoy makes them on the root context, which keeps them,
+        // and their answers come there (the Rust SDK finds no caller and drops them).
+        self.world.borrow_mut().pending.retain(|p| {
+            p.vm != VmId::Worker(worker) || p.context != ctx || matches!(p.callout, Callout::Http)
+        });
         for name in ["proxy_on_log", "proxy_on_done", "proxy_on_delete"] {
             if self
                 .call(VmId::Worker(worker), Phase::Callback, ctx, name, &[ctx])

@@ -11,7 +11,8 @@
 //   deny=PREFIX    paths that start with it get a local 403 (default /admin)
 //   cluster=NAME   paths that start with /check ask that cluster first: GET /allow with
 //                  x-user; a 200 lets the request go on with x-checked (the answer's body),
-//                  anything else (or no answer) gets a local 401
+//                  anything else (or no answer) gets a local 401; paths that start with
+//                  /peek make the same call but go on at once (its answer is only logged)
 // The greeting is the VM's environment variable HELLO_AS_GREETING, else "hello".
 // Every request: the `x-user` request header is read (`anonymous` without one), the
 // counter `hello_as_requests` goes up, and the shared-data key `hello_as.count` (all
@@ -192,6 +193,7 @@ class HelloAsRoot extends RootContext {
 class HelloAs extends Context {
   user: string = "anonymous";
   count: u32 = 0;
+  waiting: bool = false;
 
   constructor(context_id: u32, root_context: HelloAsRoot) {
     super(context_id, root_context);
@@ -220,7 +222,9 @@ class HelloAs extends Context {
         [pair("x-denied-by", "hello_as")], GrpcStatusValues.InvalidCode);
       return FilterHeadersStatusValues.StopIteration;
     }
-    if (root.cluster.length > 0 && path.startsWith("/check")) {
+    let peek = path.startsWith("/peek");
+    if (root.cluster.length > 0 && (peek || path.startsWith("/check"))) {
+      this.waiting = !peek;
       let r = root.httpCall(root.cluster,
         [pair(":method", "GET"), pair(":path", "/allow"), pair(":authority", root.cluster), pair("x-user", this.user)],
         new ArrayBuffer(0), [], 1000, this,
@@ -229,7 +233,10 @@ class HelloAs extends Context {
           if (headers != 0) {
             status = stream_context.headers.http_callback.get(":status");
           }
-          if (status == "200") {
+          let context = origin as HelloAs;
+          if (!context.waiting) {
+            log(LogLevelValues.info, "hello_as: late answer " + status + " for a request that went on");
+          } else if (status == "200") {
             store<u32>(outPtr(0), 0);
             store<u32>(outPtr(1), 0);
             imports.proxy_get_buffer_bytes(4, 0, <u32>body_size, outPtr(0), outPtr(1));
@@ -253,8 +260,11 @@ class HelloAs extends Context {
       if (r != WasmResultValues.Ok) {
         log(LogLevelValues.error, "hello_as: http call failed: " + r.toString());
         send_local_response(503, "hello_as_no_check", buf("no check\n"), [], GrpcStatusValues.InvalidCode);
+        return FilterHeadersStatusValues.StopIteration;
       }
-      return FilterHeadersStatusValues.StopIteration;
+      if (!peek) {
+        return FilterHeadersStatusValues.StopIteration;
+      }
     }
     stream_context.headers.request.add("x-hello-as-user", this.user);
     return FilterHeadersStatusValues.Continue;
