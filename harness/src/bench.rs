@@ -244,6 +244,7 @@ fn start(
         workers: 1,
         startup: Startup::Plain,
         vm_id: String::new(),
+        root_id: String::new(),
         plugin_config: config.to_string().into_bytes(),
         vm_config: Vec::new(),
         start_ms: START_S as u64 * 1000,

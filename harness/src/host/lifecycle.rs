@@ -40,6 +40,7 @@ impl Proxy {
             vm_id: self.boot.vm_id.clone(),
             world: self.world.clone(),
             root_id: ROOT,
+            plugin_root_id: self.boot.root_id.clone(),
             effective: ROOT,
             phase: Phase::Idle,
             streams: Default::default(),

@@ -86,6 +86,8 @@ pub struct Setup {
     pub startup: Startup,
     /// The namespace of the plugin's shared data and queues (Envoy's `vm_config.vm_id`).
     pub vm_id: String,
+    /// The plugin's `root_id` (the property `plugin_root_id`).
+    pub root_id: String,
     pub plugin_config: Vec<u8>,
     pub vm_config: Vec<u8>,
     pub start_ms: u64,
@@ -166,6 +168,7 @@ struct Boot {
     workers: usize,
     startup: Startup,
     vm_id: String,
+    root_id: String,
     plugin_config: Vec<u8>,
     vm_config: Vec<u8>,
     /// `Setup::allow_on_headers_stop_iteration`.
@@ -218,6 +221,7 @@ impl Proxy {
                 workers: setup.workers.max(1),
                 startup: setup.startup,
                 vm_id: setup.vm_id,
+                root_id: setup.root_id,
                 plugin_config: setup.plugin_config,
                 vm_config: setup.vm_config,
                 stop_iteration: setup.allow_on_headers_stop_iteration,

@@ -138,6 +138,9 @@ pub struct VmState {
     pub vm_id: String,
     pub world: Rc<RefCell<World>>,
     pub root_id: u32,
+    /// The plugin's `root_id` (Envoy's `PluginConfig.root_id`): the property
+    /// `plugin_root_id`.
+    pub plugin_root_id: String,
     pub effective: u32,
     pub phase: Phase,
     pub streams: BTreeMap<u32, Stream>,

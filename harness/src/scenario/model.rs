@@ -27,6 +27,11 @@ pub struct Scenario {
     /// shared data and queues.
     #[serde(default)]
     pub vm_id: String,
+    /// The plugin's `root_id` (Envoy's `PluginConfig.root_id`, default empty): what the
+    /// property `plugin_root_id` answers, by which SDKs such as AssemblyScript's and C++'s
+    /// pick the root context a filter registered under that name.
+    #[serde(default)]
+    pub root_id: String,
     /// The plugin configuration: any JSON value (sent serialized), or a string sent as is.
     /// `{"$jwks": ["k1", ...]}` anywhere in it becomes the public JWKS of those keys.
     pub config: Value,

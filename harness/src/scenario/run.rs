@@ -153,6 +153,7 @@ impl Runner {
             workers,
             startup: s.startup,
             vm_id: s.vm_id.clone(),
+            root_id: s.root_id.clone(),
             plugin_config,
             vm_config,
             start_ms,

@@ -47,7 +47,8 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
                     .ok()
                     .and_then(|name| request_property(c.data(), name)),
                 [b"plugin_name"] => Some(b"harness".to_vec()),
-                [b"plugin_root_id" | b"plugin_vm_id"] => Some(Vec::new()),
+                [b"plugin_root_id"] => Some(c.data().plugin_root_id.as_bytes().to_vec()),
+                [b"plugin_vm_id"] => Some(Vec::new()),
                 _ => {
                     let state = c.data();
                     let stream = state.streams.get(&state.effective);

@@ -88,7 +88,7 @@ pub(super) fn envoy_config(
         vm_config["environment_variables"] = json!({ "key_values": pairs });
     }
     let mut plugin = json!({
-        "name": "harness", "root_id": "", "vm_config": vm_config,
+        "name": "harness", "root_id": s.root_id, "vm_config": vm_config,
         "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": text(plugin_config)}
     });
     if s.allow_on_headers_stop_iteration {

@@ -13,7 +13,8 @@
 //                  x-user; a 200 lets the request go on with x-checked (the answer's body),
 //                  anything else (or no answer) gets a local 401; paths that start with
 //                  /peek make the same call but go on at once (its answer is only logged)
-// The greeting is the VM's environment variable HELLO_AS_GREETING, else "hello".
+// The greeting is the VM's environment variable HELLO_AS_GREETING, else "hello"; in capitals
+// when the plugin's root_id is `loud`.
 // Every request: the `x-user` request header is read (`anonymous` without one), the
 // counter `hello_as_requests` goes up, and the shared-data key `hello_as.count` (all
 // workers) is incremented with compare-and-swap; the response gets `x-hello-as-count`.
@@ -133,6 +134,7 @@ class HelloAsRoot extends RootContext {
   deny: string = "/admin";
   cluster: string = "";
   greeting: string = "hello";
+  loud: bool = false;
   requests: Counter | null = null;
 
   createContext(context_id: u32): Context {
@@ -272,7 +274,11 @@ class HelloAs extends Context {
 
   onResponseHeaders(headers: u32, end_of_stream: bool): FilterHeadersStatusValues {
     let root = this.root_context as HelloAsRoot;
-    stream_context.headers.response.add(root.header, root.greeting + " " + this.user);
+    let greeting = root.greeting + " " + this.user;
+    if (root.loud) {
+      greeting = greeting.toUpperCase();
+    }
+    stream_context.headers.response.add(root.header, greeting);
     stream_context.headers.response.add("x-hello-as-count", this.count.toString());
     return FilterHeadersStatusValues.Continue;
   }
@@ -281,3 +287,9 @@ class HelloAs extends Context {
 // Envoy passes the plugin's root_id (the harness's Envoy configuration leaves it empty), and
 // the SDK finds the root context by it.
 registerRootContext((context_id: u32): RootContext => { return new HelloAsRoot(context_id); }, "");
+// The same filter under the root_id `loud`: its greeting in capitals.
+registerRootContext((context_id: u32): RootContext => {
+  let root = new HelloAsRoot(context_id);
+  root.loud = true;
+  return root;
+}, "loud");
