@@ -91,7 +91,8 @@ test: lint unit build scenarios e2e differential docs-check
 
 # The everyday tier (1.5 to 2 minutes warm here, see CONTRIBUTING.md, "Test tiers"): formatting,
 # clippy, the unit and integration tests without the loom interleavings, the wasm build, the
-# filter's scenarios in the harness and the docs checks. No Envoy, no e2e, no fuzzing.
+# filter's scenarios in the harness (and those of hello_as, the AssemblyScript test filter) and the
+# docs checks. No Envoy, no e2e, no fuzzing.
 check: lint unit-fast build harness-bin docs-check as-filter
 	$(HARNESS) run --wasm $(DIST_WASM) tests/scenarios
 	$(HARNESS) run --wasm $(HELLO_AS) tests/filters/hello_as/scenarios
