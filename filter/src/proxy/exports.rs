@@ -11,9 +11,14 @@
 //!   `proxy_set_effective_context` to it, and is dropped if that context is gone;
 //! - where the SDK panicked (and so killed the VM) on a stream the module does not have, a
 //!   request callback still fails the VM (`fail`): fail closed, never a request let through
-//!   unchecked. Callbacks it panicked on that decide nothing (`proxy_on_log`,
-//!   `proxy_on_delete`, an unknown call token, ...) are ignored instead;
-//! - a panic is logged at critical level before the VM aborts, as the SDK's hook did.
+//!   unchecked. Callbacks it panicked on that decide nothing (`proxy_on_delete`,
+//!   an unknown call token, ...) are ignored instead;
+//! - a panic is logged at critical level before the VM aborts, as the SDK's hook did;
+//! - callbacks it has nothing to do in are not exported, unlike the SDK's (`proxy_on_log`,
+//!   `proxy_on_response_body`, `proxy_on_response_trailers`): the host then makes no call
+//!   into the VM for them (proxy-wasm-cpp-host's `ContextBase::onLog`, `onResponseBody` and
+//!   `onResponseTrailers` return at once when the export is missing), which spares every
+//!   request two or three VM entries.
 
 use super::host::{self, LogLevel};
 use super::{Action, Root, Stream};
@@ -172,16 +177,6 @@ pub extern "C" fn proxy_on_response_headers(
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn proxy_on_response_body(context_id: u32, _: usize, _: u32) -> Action {
-    with_stream(context_id, |_| Action::Continue)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn proxy_on_response_trailers(context_id: u32, _: usize) -> Action {
-    with_stream(context_id, |_| Action::Continue)
-}
-
-#[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_http_call_response(
     _context_id: u32,
     token: u32,
@@ -221,9 +216,6 @@ pub extern "C" fn proxy_on_done(context_id: u32) -> bool {
         }
     })
 }
-
-#[unsafe(no_mangle)]
-pub extern "C" fn proxy_on_log(_context_id: u32) {}
 
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_delete(context_id: u32) {
