@@ -15,10 +15,11 @@
 //!   an unknown call token, ...) are ignored instead;
 //! - a panic is logged at critical level before the VM aborts, as the SDK's hook did;
 //! - callbacks it has nothing to do in are not exported, unlike the SDK's (`proxy_on_log`,
-//!   `proxy_on_response_body`, `proxy_on_response_trailers`): the host then makes no call
+//!   `proxy_on_response_body`, `proxy_on_response_trailers`, and `proxy_on_done`, whose
+//!   work `proxy_on_delete` does): the host then makes no call
 //!   into the VM for them (proxy-wasm-cpp-host's `ContextBase::onLog`, `onResponseBody` and
-//!   `onResponseTrailers` return at once when the export is missing), which spares every
-//!   request two or three VM entries.
+//!   `onResponseTrailers`, `onDone` return at once when the export is missing), which
+//!   spares every request three or four VM entries.
 
 use super::host::{self, LogLevel};
 use super::{Action, Root, Stream};
@@ -206,22 +207,18 @@ pub extern "C" fn proxy_on_http_call_response(
     }
 }
 
-#[unsafe(no_mangle)]
-pub extern "C" fn proxy_on_done(context_id: u32) -> bool {
-    CONTEXTS.with(|c| {
-        c.active.set(context_id);
-        match c.streams.borrow_mut().get_mut(&context_id) {
-            Some(stream) => stream.on_done(),
-            None => true,
-        }
-    })
-}
-
+/// A stream's end: its state goes, and the plugin forgets it (waits, leases, calls). Envoy
+/// calls `proxy_on_done` and then at once `proxy_on_delete` (`Context::onDestroy`), both
+/// skipped for a failed VM; so the work of both is done here and `proxy_on_done` is not
+/// exported, one VM entry less per request.
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_delete(context_id: u32) {
     CONTEXTS.with(|c| {
-        if c.streams.borrow_mut().remove(&context_id).is_none() {
-            c.roots.borrow_mut().retain(|r| r.id != context_id);
+        c.active.set(context_id);
+        let stream = c.streams.borrow_mut().remove(&context_id);
+        match stream {
+            Some(mut stream) => stream.on_done(),
+            None => c.roots.borrow_mut().retain(|r| r.id != context_id),
         }
     })
 }
