@@ -125,9 +125,8 @@ impl Stream {
         call_response(&self.plugin, token, headers, body);
     }
 
-    fn on_done(&mut self) -> bool {
+    fn on_done(&mut self) {
         self.plugin.on_stream_done(self.id);
-        true
     }
 
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
