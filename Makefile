@@ -295,6 +295,14 @@ bench: build harness-bin envoy test-filters bench-stages etcd
 	node --no-warnings --no-liftoff bench/core-in-v8.mjs $$(ls -t target/bench-core-wasm/$(WASM_TARGET)/release/deps/core-*.wasm | head -1)
 	$(HARNESS) bench
 
+# The long-lived run (bench/drift.py; never part of `make test`): one token repeated against
+# the do-nothing filter, then DRIFT_MINUTES of 10,000 distinct tokens, then the first again,
+# on the same VMs: the hit rate's drift.
+DRIFT_MINUTES ?= 10
+drift: build harness-bin envoy test-filters
+	@command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+	python3 bench/drift.py --minutes $(DRIFT_MINUTES)
+
 # The filter built for the benchmark's cost breakdown only: each variant stops every request
 # after one stage (filter/src/proxy/bench_stage.rs) and lets it through. Never shipped.
 BENCH_STAGES     := context time request decision decision-without-signature refusal
@@ -317,7 +325,7 @@ clean:
 # every way between rotations; fails on a wrong verdict, a 5xx, a VM failure or memory growth.
 SOAK_SECONDS ?= 600
 
-.PHONY: soak soak-dpop
+.PHONY: soak soak-dpop drift
 soak: build harness-bin envoy
 	SOAK_SECONDS=$(SOAK_SECONDS) python3 scripts/soak.py
 
