@@ -5,7 +5,7 @@
 
 use super::{KeyState, KeyStore};
 use crate::config::{KeySource, Provider, ProviderId};
-use crate::decision::outcome::{NeedIntrospection, NeedKeys, Refusal, Stop};
+use crate::decision::outcome::{NeedIntrospection, NeedKeys, Stop};
 use crate::http::request::Request;
 use crate::jose::alg::Algorithm;
 use crate::jose::claims::ClaimError;
@@ -105,17 +105,17 @@ impl<V: SignatureVerifier> Tokens<V> {
             keys,
         } = *asked;
         let index = requirement.provider;
-        let refuse = |f: Failure| match f.status() {
-            // A client that must (re)authenticate learns the scopes to ask for.
-            401 => Stop::Refuse(Refusal {
-                failure: f,
-                provider: Some(index),
-                detail: None,
-                scopes: requirement.authorization.wanted_scopes(),
-                foreign: false,
-            }),
-            _ => Stop::refuse(f, Some(index)),
+        // A client that must (re)authenticate learns the scopes to ask for: every 401 of this
+        // requirement names them, whichever stage refused (format, keys, signature, expiry,
+        // introspection, the claims).
+        let scoped = |stop: Stop| match stop {
+            Stop::Refuse(mut r) if r.failure.status() == 401 && r.scopes.is_empty() => {
+                r.scopes = requirement.authorization.wanted_scopes();
+                Stop::Refuse(r)
+            }
+            other => other,
         };
+        let refuse = |f: Failure| scoped(Stop::refuse(f, Some(index)));
 
         let found =
             extract::extract(req, &provider.token_sources, self.max_token_bytes).map_err(refuse)?;
@@ -136,15 +136,6 @@ impl<V: SignatureVerifier> Tokens<V> {
         // other kind is foreign to it (an `any` of both reports the other's refusal).
         // Counted only when needed: a JWT provider's accepted token never pays the scan.
         let jws_shaped = || token.bytes().filter(|b| *b == b'.').count() == 2;
-        // A 401 from the token's own stages (format, keys, signature, expiry, introspection)
-        // names the requirement's scopes too, as every other 401 of it does.
-        let scoped = |stop: Stop| match stop {
-            Stop::Refuse(mut r) if r.failure.status() == 401 && r.scopes.is_empty() => {
-                r.scopes = requirement.authorization.wanted_scopes();
-                Stop::Refuse(r)
-            }
-            other => other,
-        };
         let verified = match provider.introspection {
             None => Claims::Jwt((self.verify(index, provider, token, now, keys)).map_err(
                 |stop| match jws_shaped() {
