@@ -4,7 +4,8 @@
 //! This replaces the proxy-wasm Rust SDK's dispatcher, which weighed about 30 KB in the
 //! module (its trait objects keep every default method and the host call behind it, its
 //! `log` logger, its hash maps and thread-local accessors: docs/performance.md, "Module
-//! size"). It does what that dispatcher did for an HTTP filter, with the same exports:
+//! size"). It does what that dispatcher did for an HTTP filter, with the exports an HTTP
+//! filter needs (those it has nothing to do in are left out, below):
 //! - a context whose parent is 0 is a root (one per plugin configuration), any other an
 //!   HTTP stream of its root, made by `Root::create_http_context`;
 //! - an http call's answer goes to the context that made the call, after
