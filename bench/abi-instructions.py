@@ -9,7 +9,8 @@ too, the same for every build: compare builds, not absolute numbers.
     python3 bench/abi-instructions.py NAME=MODULE.wasm...
 
 The configuration and tokens are the benchmark's (bench/run.py: RS256 key `bench`, one rule
-requiring the provider): one valid token (a token-cache hit), no token, a malformed token.
+requiring the provider): one valid token (a token-cache hit), no token, a malformed token, a
+token for another audience, an expired token.
 Each build takes about 3 minutes. Needs valgrind and node (`make bench` installs node;
 `apt-get install valgrind`).
 """
@@ -48,8 +49,9 @@ def main() -> int:
     modules = sys.argv[1:]
     if not modules or not all("=" in m for m in modules):
         raise SystemExit(__doc__)
-    token = bench.mint_pool(1, Path(tempfile.gettempdir()), valid_s=12 * 3600)[0]
-    workloads = {"single": token, "missing": "-", "malformed": bench.malformed(token)}
+    token, wrong_aud, expired = bench.mint_pool(1, Path(tempfile.gettempdir()), valid_s=12 * 3600)
+    workloads = {"single": token, "missing": "-", "malformed": bench.malformed(token),
+                 "wrong_aud": wrong_aud, "expired": expired}
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.json"
         config.write_text(json.dumps(bench.filter_config(bench.jwks())))

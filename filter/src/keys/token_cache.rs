@@ -7,7 +7,7 @@ use crate::config::ProviderId;
 use crate::jose::alg::Algorithm;
 use crate::jose::jwks::Material;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::rc::Rc;
 
@@ -29,17 +29,24 @@ pub struct Verified {
 /// An entry is found by a hash of the token's last `HASHED_BYTES` bytes (the signature's,
 /// unpredictable for any token that was ever verified, so hashing the rest adds nothing) and
 /// accepted only when the whole token is equal. A token crafted to share a cached token's
-/// tail costs one comparison, like a hit. When full, the least recently used entry goes:
-/// `order` keeps the entries by last use, so eviction is a logarithmic step, not a scan.
+/// tail costs one comparison, like a hit.
+///
+/// When full, an entry not used since the last sweep goes (the CLOCK algorithm, a "second
+/// chance" approximation of least recently used): a hit only sets its entry's `used` bit,
+/// where keeping an exact last-use order cost an ordered map's removal and insertion on
+/// every hit; an insertion into a full cache sweeps `hand` round the slots, clearing bits,
+/// to the first entry whose bit is clear (at most one turn: after it every bit is clear).
 #[derive(Debug, Default)]
 pub struct TokenCache {
     capacity: usize,
     hasher: RandomState,
-    /// By the hash of the token's tail.
-    entries: HashMap<u64, Entry>,
-    /// Last-use stamp -> the entry's hash, for eviction (each entry once, under `used`).
-    order: BTreeMap<u64, u64>,
-    clock: u64,
+    /// By the hash of the token's tail: the entry's slot.
+    index: HashMap<u64, usize>,
+    /// At most `capacity` slots.
+    slots: Vec<Option<Entry>>,
+    /// The empty slots (their entries were removed), taken before any entry is evicted.
+    free: Vec<usize>,
+    hand: usize,
     pub hits: u64,
     pub misses: u64,
 }
@@ -49,10 +56,12 @@ const HASHED_BYTES: usize = 32;
 
 #[derive(Debug)]
 struct Entry {
+    hash: u64,
     token: Box<str>,
     provider: ProviderId,
     verified: Rc<Verified>,
-    used: u64,
+    /// Used since the sweep last passed.
+    used: bool,
 }
 
 impl TokenCache {
@@ -69,13 +78,17 @@ impl TokenCache {
             .hash_one(bytes.get(bytes.len().saturating_sub(HASHED_BYTES)..))
     }
 
+    /// The slot of `token`'s entry, when the whole token is equal.
+    fn find(&self, token: &str) -> Option<usize> {
+        let at = *self.index.get(&self.hash(token))?;
+        let entry = self.slots.get(at)?.as_ref()?;
+        same(&entry.token, token).then_some(at)
+    }
+
     /// The cached verification of `token` for `provider`, if it has not expired at `now`.
     pub fn get(&mut self, provider: ProviderId, token: &str, now: u64) -> Option<Rc<Verified>> {
-        let hash = self.hash(token);
-        let entry = self.entries.get_mut(&hash)?;
-        if !same(&entry.token, token) {
-            return None;
-        }
+        let at = self.find(token)?;
+        let entry = self.slots.get_mut(at)?.as_mut()?;
         if entry.verified.evict_at <= now as f64 {
             self.remove(token);
             return None;
@@ -83,10 +96,7 @@ impl TokenCache {
         if entry.provider != provider {
             return None;
         }
-        self.clock += 1;
-        self.order.remove(&entry.used);
-        entry.used = self.clock;
-        self.order.insert(self.clock, hash);
+        entry.used = true;
         Some(Rc::clone(&entry.verified))
     }
 
@@ -96,23 +106,44 @@ impl TokenCache {
             return;
         }
         let hash = self.hash(token);
-        if let Some(old) = self.entries.remove(&hash) {
-            self.order.remove(&old.used);
-        }
-        if self.entries.len() >= self.capacity
-            && let Some((_, oldest)) = self.order.pop_first()
-        {
-            self.entries.remove(&oldest);
-        }
-        self.clock += 1;
-        self.order.insert(self.clock, hash);
         let entry = Entry {
+            hash,
             token: token.into(),
             provider,
             verified,
-            used: self.clock,
+            used: false,
         };
-        self.entries.insert(hash, entry);
+        let at = match self.index.get(&hash) {
+            Some(&at) => at,
+            None if let Some(at) = self.free.pop() => at,
+            None if self.slots.len() < self.capacity => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+            None => self.victim(),
+        };
+        if let Some(slot) = self.slots.get_mut(at) {
+            if let Some(old) = slot.replace(entry) {
+                self.index.remove(&old.hash);
+            }
+            self.index.insert(hash, at);
+        }
+    }
+
+    /// The slot the next entry takes in a full cache: the first, from `hand`, that is empty
+    /// or whose entry was not used since the sweep last passed (whose bit it clears).
+    fn victim(&mut self) -> usize {
+        let n = self.slots.len();
+        for _ in 0..=n {
+            let at = self.hand;
+            self.hand = (self.hand + 1) % n.max(1);
+            match self.slots.get_mut(at) {
+                Some(Some(entry)) if entry.used => entry.used = false,
+                _ => return at,
+            }
+        }
+        // Unreachable (a turn clears every bit); any slot keeps the bound.
+        self.hand
     }
 
     /// Counts a lookup: a hit only when the cached verification was used. Nothing is
@@ -127,14 +158,11 @@ impl TokenCache {
 
     /// Forgets `token`'s entry (its key left the key set, or it expired).
     pub fn remove(&mut self, token: &str) {
-        let hash = self.hash(token);
-        if self
-            .entries
-            .get(&hash)
-            .is_some_and(|e| same(&e.token, token))
-            && let Some(entry) = self.entries.remove(&hash)
+        if let Some(at) = self.find(token)
+            && let Some(Some(entry)) = self.slots.get_mut(at).map(Option::take)
         {
-            self.order.remove(&entry.used);
+            self.index.remove(&entry.hash);
+            self.free.push(at);
         }
     }
 }
@@ -154,16 +182,19 @@ fn same(a: &str, b: &str) -> bool {
 #[cfg(test)]
 impl TokenCache {
     pub fn len(&self) -> usize {
+        let kept = self.slots.iter().flatten().count();
+        assert_eq!(self.index.len(), kept, "the index and the slots agree");
+        assert!(self.slots.len() <= self.capacity);
         assert_eq!(
-            self.entries.len(),
-            self.order.len(),
-            "the two indexes agree"
+            self.slots.len() - kept,
+            self.free.len(),
+            "every empty slot is free"
         );
-        self.entries.len()
+        kept
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 }
 
@@ -233,12 +264,12 @@ mod tests {
     }
 
     #[test]
-    fn bounded_with_least_recently_used_eviction() {
+    fn bounded_with_second_chance_eviction() {
         let mut c = TokenCache::new(3);
         for t in ["a", "b", "c"] {
             c.insert(ProviderId(0), t, verified(1e9));
         }
-        assert!(c.get(ProviderId(0), "a", 0).is_some()); // "b" is now the oldest
+        assert!(c.get(ProviderId(0), "a", 0).is_some()); // "a" gets a second chance
         c.insert(ProviderId(0), "d", verified(1e9));
         assert_eq!(c.len(), 3);
         assert!(c.get(ProviderId(0), "b", 0).is_none());
@@ -250,11 +281,23 @@ mod tests {
     }
 
     #[test]
-    fn the_least_recently_used_goes_under_any_sequence() {
-        // A model: a list in last-use order, bounded at 5.
+    fn a_token_in_use_outlives_a_flood_of_tokens_seen_once() {
+        let mut c = TokenCache::new(4);
+        c.insert(ProviderId(0), "hot", verified(1e9));
+        for i in 0..100 {
+            assert!(c.get(ProviderId(0), "hot", 0).is_some(), "{i}");
+            c.insert(ProviderId(0), &format!("once{i}"), verified(1e9));
+            assert_eq!(c.len(), 4.min(i + 2));
+        }
+    }
+
+    #[test]
+    fn bounded_and_exact_under_any_sequence() {
+        // A model of what is kept: an insertion into a full cache evicts exactly one other
+        // entry, and nothing else ever goes unless removed or expired.
         let (mut c, mut model) = (TokenCache::new(5), Vec::<String>::new());
         let mut x = 7u64;
-        for _ in 0..2000 {
+        for _ in 0..4000 {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
@@ -262,19 +305,23 @@ mod tests {
             match (x >> 20) % 3 {
                 0 => {
                     c.insert(ProviderId(0), &token, verified(1e9));
-                    model.retain(|t| *t != token);
-                    if model.len() == 5 {
-                        model.remove(0);
+                    if !model.contains(&token) {
+                        if model.len() == 5 {
+                            let kept: Vec<String> = model
+                                .iter()
+                                .filter(|t| c.find(t).is_some())
+                                .cloned()
+                                .collect();
+                            assert_eq!(kept.len(), 4, "one entry evicted");
+                            model = kept;
+                        }
+                        model.push(token.clone());
                     }
-                    model.push(token);
+                    assert!(c.get(ProviderId(0), &token, 0).is_some());
                 }
                 1 => {
                     let hit = c.get(ProviderId(0), &token, 0).is_some();
                     assert_eq!(hit, model.contains(&token));
-                    if hit {
-                        model.retain(|t| *t != token);
-                        model.push(token);
-                    }
                 }
                 _ => {
                     c.remove(&token);

@@ -13,6 +13,7 @@ use crate::jose::jwks::{Key, KeyError};
 use crate::jose::jws;
 use crate::jose::verify::SignatureVerifier;
 use crate::keys::introspection::{FAILURE_HOLD_S, Lookup};
+use crate::keys::refusal_cache::RefusalCache;
 use crate::keys::revocation::Check;
 use crate::keys::token_cache::{TokenCache, Verified};
 use crate::policy::authz::{Bound, Denied, ProviderRequirement};
@@ -68,6 +69,9 @@ pub(super) struct Tokens<V> {
     /// within one statement that calls nothing outside the cache (never across the
     /// verifier, which may call the host): no two borrows can overlap.
     cache: RefCell<TokenCache>,
+    /// Tokens refused for a lasting reason (format, algorithm, issuer, expiry), under the
+    /// same rule as `cache`.
+    refused: RefCell<RefusalCache>,
     max_token_bytes: usize,
 }
 
@@ -76,8 +80,15 @@ impl<V: SignatureVerifier> Tokens<V> {
         Tokens {
             verifier,
             cache: RefCell::new(TokenCache::new(cache_size)),
+            refused: RefCell::default(),
             max_token_bytes,
         }
+    }
+
+    /// How many refusals the refused-token cache has answered.
+    #[cfg(test)]
+    pub fn refused_hits(&self) -> u64 {
+        self.refused.borrow().hits
     }
 
     /// Token-cache hits and misses since the last call.
@@ -261,27 +272,37 @@ impl<V: SignatureVerifier> Tokens<V> {
         self.cache.borrow_mut().count(false);
 
         let refuse = |f: Failure| Stop::refuse(f, Some(index));
+        // Up to the key lookup, every refusal is lasting (the token's bytes, the provider's
+        // configuration and a clock that only moves forward decide it): kept, so the same
+        // token again is refused without being decoded and parsed again.
+        if let Some(failure) = self.refused.borrow_mut().get(index, token) {
+            return Err(refuse(failure));
+        }
+        let lasting = |f: Failure| {
+            self.refused.borrow_mut().insert(index, token, &f);
+            refuse(f)
+        };
         if !extract::is_b64token(token) {
-            return Err(refuse(Failure::InvalidRequest(extract::MALFORMED.into())));
+            return Err(lasting(Failure::InvalidRequest(extract::MALFORMED.into())));
         }
-        let jws = jws::parse(token).map_err(|e| refuse(invalid_token(e.0)))?;
+        let jws = jws::parse(token).map_err(|e| lasting(invalid_token(e.0)))?;
         if !provider.algorithms.contains(&jws.alg) {
-            return Err(refuse(invalid_token("Unexpected 'alg' value")));
+            return Err(lasting(invalid_token("Unexpected 'alg' value")));
         }
-        let claims = jws.claims().map_err(|e| refuse(invalid_token(e.0)))?;
+        let claims = jws.claims().map_err(|e| lasting(invalid_token(e.0)))?;
         // With tenants, the issuer the token names selects the tenant, whose keys alone
         // may verify it; a tenant that is not allowed is refused before any fetch.
         let tenant = match &provider.tenants {
             None => provider.claims.check_issuer(&claims).map(|()| None),
             Some(tenants) => tenants.select(&claims).map(Some),
         }
-        .map_err(|e| refuse(invalid_token(&e.message())))?;
+        .map_err(|e| lasting(invalid_token(&e.message())))?;
         // Past its `exp`, a token is refused before its key is looked up and its signature
         // checked, as `jwt_authn` does: it is never cached, so a client sending one again and
         // again would cost a signature each time (0.07x to 0.16x a hit's rate in `make
         // bench`), and claims not yet verified can only refuse here, never accept.
         if provider.claims.expired(&claims, now) {
-            return Err(refuse(Failure::InvalidToken {
+            return Err(lasting(Failure::InvalidToken {
                 description: ClaimError::Expired.message(),
                 expired: true,
             }));

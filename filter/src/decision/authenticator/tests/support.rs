@@ -142,7 +142,11 @@ pub(super) fn decided_header(path: &str, token: &str, name: &str) -> Option<Stri
 }
 
 /// The reply the worker sends for a refused decision `d` of `a` on `req`.
-pub(super) fn reply(a: &Authenticator<InWasm>, req: &Request, d: &Decision) -> Option<Reply> {
+pub(super) fn reply<V: SignatureVerifier>(
+    a: &Authenticator<V>,
+    req: &Request,
+    d: &Decision,
+) -> Option<Reply> {
     match d {
         Err(Stop::Refuse(r)) => Some(a.reply(req, r)),
         _ => None,

@@ -163,3 +163,45 @@ fn more_than_one_token_is_400() {
             .contains("error=\"invalid_request\"")
     );
 }
+
+#[test]
+fn lasting_refusals_are_answered_again_without_a_parse() {
+    let b64 = |v: &Value| base64url::encode(v.to_string().as_bytes());
+    let good = token(&claims());
+    let (head, rest) = good.split_once('.').unwrap();
+    let sig = rest.rsplit_once('.').unwrap().1;
+    let expired = token(&with(claims(), json!({"exp": NOW - 10})));
+    let foreign = token(&with(claims(), json!({"iss": "https://issuer.test"})));
+    let cases = [
+        ("a=b.c.d".to_string(), 400),
+        (format!("{head}.{}.{sig}", b64(&json!([1]))), 401),
+        (
+            format!("{}.{}.{sig}", b64(&json!({"alg": "none"})), b64(&claims())),
+            401,
+        ),
+        (expired, 401),
+        (foreign, 401),
+    ];
+    let calls = std::cell::Cell::new(0);
+    let a = counting(&calls);
+    for (i, (t, status)) in cases.iter().enumerate() {
+        let bearer = format!("Bearer {t}");
+        let req = get("/api/private", &[("authorization", &bearer)]);
+        let first = a.decide(&req, NOW, &remote_keys());
+        let first_reply = reply(&a, &req, &first).unwrap();
+        assert_eq!(first_reply.status, *status, "{t}");
+        assert_eq!(a.tokens.refused_hits(), i as u64, "{t}: first time parsed");
+        // The same token again: the same answer, byte for byte, from the cache.
+        let again = a.decide(&req, NOW + 3600, &remote_keys());
+        assert_eq!(verdict(&again), verdict(&first), "{t}");
+        assert_eq!(reply(&a, &req, &again).unwrap(), first_reply, "{t}");
+        assert_eq!(a.tokens.refused_hits(), i as u64 + 1, "{t}: answered kept");
+    }
+    assert_eq!(calls.get(), 0, "no signature was checked");
+    // A valid token is never answered from it; neither is a token that its keys refused
+    // (keys.rs: a rotated key set refuses, then accepts the same token again).
+    let bearer = format!("Bearer {good}");
+    let req = get("/api/private", &[("authorization", &bearer)]);
+    assert_eq!(verdict(&a.decide(&req, NOW, &remote_keys())).0, 200);
+    assert_eq!(a.tokens.refused_hits(), cases.len() as u64);
+}
