@@ -147,6 +147,17 @@ impl Proxy {
         }
     }
 
+    /// Open connection `id`'s worker and context while its VM still holds it; `None` once
+    /// its VM was replaced (reload, restart), which fails the connection closed.
+    fn live(&mut self, id: usize) -> Result<Option<(usize, u32)>, String> {
+        let (worker, ctx) = self.open(id)?;
+        if self.tcp(worker, ctx).is_none() {
+            self.end_connection(worker, ctx, "broken", None);
+            return Ok(None);
+        }
+        Ok(Some((worker, ctx)))
+    }
+
     /// The client sends `data` (and its FIN with `end_of_stream`).
     pub fn client_sends(
         &mut self,
@@ -154,10 +165,10 @@ impl Proxy {
         data: &[u8],
         end_of_stream: bool,
     ) -> Result<(), String> {
-        let (worker, ctx) = self.open(id)?;
+        let Some((worker, ctx)) = self.live(id)? else {
+            return Ok(());
+        };
         let Some(tcp) = self.tcp(worker, ctx) else {
-            // Its VM was replaced (reload, restart): the connection fails closed.
-            self.end_connection(worker, ctx, "broken", None);
             return Ok(());
         };
         if tcp.read_eos || tcp.unread_eos {
@@ -204,10 +215,10 @@ impl Proxy {
         data: &[u8],
         end_of_stream: bool,
     ) -> Result<(), String> {
-        let (worker, ctx) = self.open(id)?;
+        let Some((worker, ctx)) = self.live(id)? else {
+            return Ok(());
+        };
         let Some(tcp) = self.tcp(worker, ctx) else {
-            // Its VM was replaced (reload, restart): the connection fails closed.
-            self.end_connection(worker, ctx, "broken", None);
             return Ok(());
         };
         if !tcp.proxying {
