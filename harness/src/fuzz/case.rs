@@ -17,7 +17,13 @@ pub enum Action {
         request: Request,
         check: Option<Value>,
     },
+    /// The clock moves `ms`, every tick and answer on the way running at its time.
     Advance {
+        ms: u64,
+    },
+    /// The event loop stalls for `ms` (a scenario's `stall`): the clock jumps, then what fell
+    /// due runs and each VM ticks once.
+    Stall {
         ms: u64,
     },
     /// Replaces the answers of one route.
@@ -136,6 +142,7 @@ impl Case {
                 }
             }
             Action::Advance { ms } => json!({"advance": format!("{ms}ms")}),
+            Action::Stall { ms } => json!({"stall": format!("{ms}ms")}),
             Action::Upstream {
                 cluster,
                 path,

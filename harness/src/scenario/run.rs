@@ -247,6 +247,7 @@ fn describe(step: &Step) -> String {
             )
         }
         Some(Action::Advance(a)) => format!("advance {a}"),
+        Some(Action::Stall(a)) => format!("stall {a}"),
         Some(Action::Upstream(_)) => "upstream change".into(),
         Some(Action::Backend(_)) => "backend change".into(),
         Some(Action::Await(id)) => format!("await {id}"),
@@ -720,6 +721,15 @@ impl Run<'_> {
                 }
                 let to = self.now_ms() + ms as u64;
                 self.proxy.advance_to(to);
+                None
+            }
+            Some(Action::Stall(by)) => {
+                let ms = parse_millis(by)?;
+                if ms < 0 {
+                    bail!("stall {by:?}: the clock only moves forward");
+                }
+                let to = self.now_ms() + ms as u64;
+                self.proxy.stall_to(to);
                 None
             }
             Some(Action::Upstream(routes)) => {
