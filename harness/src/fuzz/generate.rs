@@ -283,6 +283,31 @@ mod tests {
     }
 
     #[test]
+    fn long_jumps_are_stalls_and_short_ones_advances() {
+        let corpus = corpus();
+        let (mut advances, mut stalls) = (0, 0);
+        for n in 0..2_000 {
+            for a in case(&corpus, 1, n).actions {
+                match a {
+                    Action::Advance { ms } => {
+                        assert!(ms < STALL_FROM_MS, "advance {ms}");
+                        advances += 1;
+                    }
+                    Action::Stall { ms } => {
+                        assert!(ms >= STALL_FROM_MS, "stall {ms}");
+                        stalls += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(
+            advances > 100 && stalls > 50,
+            "{advances} advances, {stalls} stalls"
+        );
+    }
+
+    #[test]
     fn every_paused_request_is_awaited_or_cancelled() {
         let corpus = corpus();
         for n in 0..200 {

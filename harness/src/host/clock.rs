@@ -273,7 +273,12 @@ mod tests {
         code.function(&body(&[I::I32Const(1024)]));
         code.function(&body(&[]));
         code.function(&body(&[I::I32Const(1)]));
-        code.function(&body(&[I::I32Const(100), I::Call(1), I::Drop, I::I32Const(1)]));
+        code.function(&body(&[
+            I::I32Const(100),
+            I::Call(1),
+            I::Drop,
+            I::I32Const(1),
+        ]));
         let log = [I::I32Const(2), I::I32Const(16), I::I32Const(1), I::Call(0)];
         code.function(&body(&[&log[..], &[I::Drop]].concat()));
         let mut data = DataSection::new();
