@@ -565,6 +565,32 @@ mod tests {
         std::fs::remove_dir_all(&out).unwrap();
     }
 
+    /// The same seed and number of cases give the same cases whatever the jobs: the same
+    /// requests in all, and the same findings.
+    #[test]
+    #[ignore = "needs target/test-filters (make test-filters)"]
+    fn jobs_share_out_the_same_cases() {
+        let (mut options, out) =
+            test_filter("hello", "tests/filters/hello/scenarios/first.json", false);
+        options.cases = Some(300);
+        let one = run(&options, &mut Vec::new()).unwrap();
+        options.jobs = 2;
+        let two = run(&options, &mut Vec::new()).unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        assert_eq!((one.cases, two.cases), (300, 300));
+        assert_eq!(one.requests, two.requests);
+        assert!(one.requests >= one.cases);
+        let signatures = |s: &Summary| {
+            let mut v: Vec<String> = s.findings.iter().map(|f| f.signature.clone()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(signatures(&one), signatures(&two));
+        assert_eq!(two.jobs.len(), 2);
+        assert_eq!(two.jobs[0].0 + two.jobs[1].0, 300);
+        assert_eq!(two.jobs[0].0, 150, "job 0 runs the even cases");
+    }
+
     #[test]
     fn signatures_name_the_bug_not_the_instance() {
         let a = "worker 1 trapped in proxy_on_request_headers: wasm trap: wasm `unreachable` instruction executed (last error log: panicked at src/hostcalls.rs:1322:52:\ncalled `Result::unwrap()` on an `Err` value)";
