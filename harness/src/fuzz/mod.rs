@@ -177,15 +177,14 @@ pub fn run(options: &Options, log: &mut (dyn Write + Send)) -> Result<Summary> {
         log: Mutex::new(log),
         files: Mutex::new(()),
     };
-    let started = Instant::now();
     let results: Vec<Result<Summary>> = if jobs == 1 {
-        vec![job(options, 0, 1, &shared, started)]
+        vec![job(options, 0, 1, &shared)]
     } else {
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..jobs)
                 .map(|j| {
                     let shared = &shared;
-                    scope.spawn(move || job(options, j as u64, jobs as u64, shared, started))
+                    scope.spawn(move || job(options, j as u64, jobs as u64, shared))
                 })
                 .collect();
             handles
@@ -219,12 +218,13 @@ pub fn run(options: &Options, log: &mut (dyn Write + Send)) -> Result<Summary> {
     }
     let mut total = total.context("no fuzz job ran")?;
     total.findings.sort_by_key(|f| f.case);
-    total.elapsed = started.elapsed();
+    total.elapsed = total.jobs.iter().map(|j| j.2).max().unwrap_or_default();
     Ok(total)
 }
 
-/// Job `j` of `jobs`: cases `j`, `j + jobs`, ... with its own runner (VMs, snapshots).
-fn job(options: &Options, j: u64, jobs: u64, shared: &Shared, started: Instant) -> Result<Summary> {
+/// Job `j` of `jobs`: cases `j`, `j + jobs`, ... with its own runner (VMs, snapshots), for
+/// `options.seconds` from when its corpus is loaded (the module compiled, the tokens minted).
+fn job(options: &Options, j: u64, jobs: u64, shared: &Shared) -> Result<Summary> {
     let mut runner = Runner::new(&options.wasm, 1)?;
     if !options.fresh_vms {
         runner.reuse_vms();
@@ -239,6 +239,7 @@ fn job(options: &Options, j: u64, jobs: u64, shared: &Shared, started: Instant) 
         corpus,
         shared,
     };
+    let started = Instant::now();
     let budget = Duration::from_secs(options.seconds);
     let mut summary = Summary {
         cases: 0,

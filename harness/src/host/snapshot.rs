@@ -178,7 +178,7 @@ impl Proxy {
         self.boot = snapshot.boot.clone();
         let mut old = std::mem::take(&mut self.vms);
         for (id, image) in &snapshot.vms {
-            let mut reused = old.remove(id);
+            let mut reused = old.remove(id).or_else(|| self.parked.remove(id));
             if let Some(vm) = &mut reused
                 && !vm.restore(image)?
             {
@@ -196,9 +196,9 @@ impl Proxy {
             };
             self.vms.insert(*id, vm);
         }
-        // The VMs not in the snapshot go before the world is put back (they count themselves
-        // out of it).
-        drop(old);
+        // The VMs not in the snapshot wait, out of the proxy, for a snapshot that has them
+        // (the world put back next is the snapshot's, whatever they did in it).
+        self.parked.extend(old);
         let mut world = snapshot.world.clone();
         world.clusters = clusters;
         world.backend = backend;
