@@ -225,6 +225,7 @@ pub fn run(options: &Options, log: &mut (dyn Write + Send)) -> Result<Summary> {
 /// Job `j` of `jobs`: cases `j`, `j + jobs`, ... with its own runner (VMs, snapshots), for
 /// `options.seconds` from when its corpus is loaded (the module compiled, the tokens minted).
 fn job(options: &Options, j: u64, jobs: u64, shared: &Shared) -> Result<Summary> {
+    crate::host::signature::memoize_on_this_thread();
     let mut runner = Runner::new(&options.wasm, 1)?;
     if !options.fresh_vms {
         runner.reuse_vms();
