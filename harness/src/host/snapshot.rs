@@ -213,7 +213,7 @@ impl Proxy {
 /// Snapshots by setup and the proxy the last case used, for [`Pool::proxy`].
 #[derive(Default)]
 pub struct Pool {
-    snapshots: HashMap<String, Snapshot>,
+    snapshots: HashMap<Vec<u8>, Snapshot>,
     spare: Option<Proxy>,
     bytes: usize,
     /// The setups started once and not captured (their keys' hashes): a setup is captured
@@ -230,14 +230,14 @@ impl Pool {
     /// is one (and its start consulted no route `setup` answers otherwise), else started and,
     /// the second time, captured.
     pub fn proxy(&mut self, plugin: &Plugin, setup: Setup) -> Result<Proxy> {
-        let key = format!(
+        // The configurations as they are, after the rest as text (written with `{:?}`, a
+        // configuration's bytes made a key four times its size, and formatting it cost).
+        let mut key = format!(
             "{:?}",
             (
                 setup.workers.max(1),
                 setup.startup,
                 &setup.vm_id,
-                &setup.plugin_config,
-                &setup.vm_config,
                 setup.start_ms,
                 setup.verify_signature,
                 setup.log_level,
@@ -245,7 +245,12 @@ impl Pool {
                 setup.allow_on_headers_stop_iteration,
                 &setup.env,
             )
-        );
+        )
+        .into_bytes();
+        for bytes in [&setup.plugin_config, &setup.vm_config] {
+            key.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            key.extend_from_slice(bytes);
+        }
         if let Some(snapshot) = self.snapshots.get(&key) {
             if let Some((clusters, backend)) = snapshot.resume(&setup) {
                 let mut proxy = match self.spare.take() {
