@@ -159,11 +159,14 @@ pub fn verify(args: &Arguments) -> Option<(bool, &'static str)> {
 /// Verifications kept by [`verify_memoized`], at most (then it starts again).
 const MEMO_ENTRIES: usize = 4096;
 
+/// What [`verify`] gives.
+type Verified = Option<(bool, &'static str)>;
+
 thread_local! {
     /// Whether [`verify_memoized`] keeps results on this thread (`harness fuzz`'s runners).
     static MEMOIZE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Results by the whole arguments, protobuf as received.
-    static MEMO: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Option<(bool, &'static str)>>> =
+    static MEMO: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Verified>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
@@ -178,7 +181,7 @@ pub fn memoize_on_this_thread() {
 
 /// [`verify`] of the protobuf `bytes`, from the results kept when memoizing; `None` when they
 /// do not parse.
-pub fn verify_memoized(bytes: &[u8]) -> Option<(bool, &'static str)> {
+pub fn verify_memoized(bytes: &[u8]) -> Verified {
     let verify = || verify(&parse_arguments(bytes)?);
     if !MEMOIZE.with(|m| m.get()) {
         return verify();
