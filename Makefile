@@ -246,8 +246,11 @@ scenarios: build harness-bin test-filters
 # requests, tokens and key-server answers thrown at the built filter in the harness. A trap,
 # ABI violation, hang or spoofed identity header is minimised into a scenario file under
 # target/fuzz/ and fails the run. FUZZ_SEED defaults to the clock (printed at the end).
+# FUZZ_JOBS threads share the harness's cases (one per free core; the same seed gives the same
+# cases whatever the jobs).
 FUZZ_SECONDS ?= 300
 FUZZ_SEED    ?= $(shell date +%s)
+FUZZ_JOBS    ?= 1
 
 # Then the core's coverage-guided targets (fuzz/, cargo-fuzz and libFuzzer on nightly), one
 # after the other, each for FUZZ_SECONDS (so 6 x FUZZ_SECONDS in all): new inputs go to
@@ -260,7 +263,7 @@ fuzz-tools:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 fuzz: build harness-bin fuzz-tools
-	$(HARNESS) fuzz --wasm $(DIST_WASM) --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED) --identity-oracle tests/scenarios
+	$(HARNESS) fuzz --wasm $(DIST_WASM) --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED) --jobs $(FUZZ_JOBS) --identity-oracle tests/scenarios
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 -print_final_stats=1 || exit 1; \
 	done

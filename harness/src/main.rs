@@ -127,6 +127,9 @@ enum Command {
         /// configured ones.
         #[arg(long)]
         fresh_vms: bool,
+        /// Threads: job J of N runs cases J, J+N, J+2N, ... (same seed, same cases).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        jobs: usize,
         /// Scenario files and directories (default tests/scenarios/).
         #[arg(value_name = "FILES|DIRS")]
         paths: Vec<PathBuf>,
@@ -288,6 +291,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             out,
             identity_oracle,
             fresh_vms,
+            jobs,
             paths,
         } => {
             let options = fuzz::Options {
@@ -299,6 +303,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 out,
                 identity_oracle,
                 fresh_vms,
+                jobs,
             };
             let summary = fuzz::run(&options, &mut std::io::stdout())?;
             summary.print(options.seed, &mut std::io::stdout())?;

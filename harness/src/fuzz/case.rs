@@ -17,7 +17,13 @@ pub enum Action {
         request: Request,
         check: Option<Value>,
     },
+    /// The clock moves `ms`, every tick and answer on the way running at its time.
     Advance {
+        ms: u64,
+    },
+    /// The event loop stalls for `ms` (a scenario's `stall`): the clock jumps, then what fell
+    /// due runs and each VM ticks once.
+    Stall {
         ms: u64,
     },
     /// Replaces the answers of one route.
@@ -136,6 +142,7 @@ impl Case {
                 }
             }
             Action::Advance { ms } => json!({"advance": format!("{ms}ms")}),
+            Action::Stall { ms } => json!({"stall": format!("{ms}ms")}),
             Action::Upstream {
                 cluster,
                 path,
@@ -230,6 +237,7 @@ mod tests {
                     check: Some(json!({"upstream_headers": {"x-a": null}})),
                 },
                 Action::Advance { ms: 5 },
+                Action::Stall { ms: 600_001 },
                 Action::Cancel { id: "r0".into() },
                 Action::Await { id: "r0".into() },
             ],
@@ -247,13 +255,22 @@ mod tests {
             json!({"$bytes": "L2Eke3h9"})
         );
         assert_eq!(
-            written["steps"][3]["expect"]["upstream_headers"],
+            written["steps"][4]["expect"]["upstream_headers"],
             json!({"x-a": null})
         );
+        // A stall replays as a stall (one tick per VM), an advance as an advance.
+        assert_eq!(written["steps"][1], json!({"advance": "5ms"}));
+        assert_eq!(written["steps"][2], json!({"stall": "600001ms"}));
         let parsed = load::parse(written).unwrap();
-        assert_eq!(parsed.steps.len(), 4);
+        assert_eq!(parsed.steps.len(), 5);
+        assert!(
+            matches!(&parsed.steps[2].action, Some(crate::scenario::model::Action::Stall(s)) if s == "600001ms")
+        );
         assert_eq!(parsed.workers, Some(2));
         let fewer = case.without(0);
-        assert_eq!(fewer.actions, vec![Action::Advance { ms: 5 }]);
+        assert_eq!(
+            fewer.actions,
+            vec![Action::Advance { ms: 5 }, Action::Stall { ms: 600_001 }]
+        );
     }
 }

@@ -18,9 +18,20 @@ const METHODS: &[&[u8]] = &[
 ];
 
 /// Virtual time jumps: around the usual timeouts, cooldowns and cache lifetimes. Long ones
-/// are rare: every tick on the way runs (this filter ticks every 100 ms per worker).
+/// are rare.
 const JUMPS_MS: &[u64] = &[0, 1, 100, 999, 4_999, 5_000, 5_001, 30_000, 31_000, 120_000];
 const LONG_JUMPS_MS: &[u64] = &[600_001, 3_600_000];
+
+/// Jumps from this long on are stalls (the event loop stuck, or the clock stepping forward:
+/// one tick per VM at the end, as Envoy does), shorter ones advances (every tick on the way,
+/// and this filter ticks every 100 ms on every VM: an hour's advance is 36,000 ticks a VM,
+/// which made the fuzzer spend nine tenths of its time ticking). 10 s is above every default
+/// deadline the filter keeps by its ticks (a fetch's 5 s `timeout_ms`, an introspection's
+/// 2 s, etcd's 1 s), so the jumps around those (999 ms, 4,999 to 5,001 ms) still see each
+/// tick on the way, as in a live Envoy; the jumps beyond (a 30 s cooldown, cache lifetimes,
+/// an hour) are the scale of a suspended worker or a clock step, where the filter sees the
+/// whole jump on one tick. Requests awaited still run every tick while they wait.
+pub const STALL_FROM_MS: u64 = 10_000;
 
 /// The share of cases whose configuration is mutated.
 pub const CONFIG_PERCENT: usize = 10;
@@ -87,7 +98,11 @@ pub fn case(corpus: &Corpus, seed: u64, n: u64) -> Case {
                 JUMPS_MS
             };
             let ms = jumps[rng.below(jumps.len())];
-            actions.push(Action::Advance { ms });
+            actions.push(if ms >= STALL_FROM_MS {
+                Action::Stall { ms }
+            } else {
+                Action::Advance { ms }
+            });
         } else if roll < 85 && !base.routes.is_empty() {
             let (cluster, path, good) = &base.routes[rng.below(base.routes.len())];
             actions.push(Action::Upstream {
@@ -265,6 +280,31 @@ mod tests {
         let other: Vec<Case> = (0..50).map(|n| case(&corpus, 8, n)).collect();
         assert_ne!(first, other);
         assert_ne!(first[0], first[1], "cases of one seed differ");
+    }
+
+    #[test]
+    fn long_jumps_are_stalls_and_short_ones_advances() {
+        let corpus = corpus();
+        let (mut advances, mut stalls) = (0, 0);
+        for n in 0..2_000 {
+            for a in case(&corpus, 1, n).actions {
+                match a {
+                    Action::Advance { ms } => {
+                        assert!(ms < STALL_FROM_MS, "advance {ms}");
+                        advances += 1;
+                    }
+                    Action::Stall { ms } => {
+                        assert!(ms >= STALL_FROM_MS, "stall {ms}");
+                        stalls += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(
+            advances > 100 && stalls > 50,
+            "{advances} advances, {stalls} stalls"
+        );
     }
 
     #[test]

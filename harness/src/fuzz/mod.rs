@@ -13,6 +13,8 @@ mod shrink;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -39,6 +41,9 @@ pub struct Options {
     pub identity_oracle: bool,
     /// Start fresh VMs for every case instead of restoring snapshots of configured ones.
     pub fresh_vms: bool,
+    /// Threads running cases: job `j` of `N` runs cases `j`, `j + N`, `j + 2N`, ... (the
+    /// same seed gives the same cases whatever `N`).
+    pub jobs: usize,
 }
 
 /// A distinct failure and the file that reproduces it.
@@ -69,6 +74,13 @@ pub struct Summary {
     /// Proxies restored from a snapshot, and started afresh (`--fresh-vms`: all).
     pub restored: u64,
     pub started: u64,
+    /// Each job's cases, requests and time.
+    pub jobs: Vec<(u64, u64, Duration)>,
+}
+
+/// `n` things in `elapsed`, per second.
+fn rate(n: u64, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
 impl Summary {
@@ -94,12 +106,27 @@ impl Summary {
         if let (n, Some(why)) = &self.unrunnable {
             writeln!(out, "{n} cases could not run (not findings), e.g.: {why}")?;
         }
+        if self.jobs.len() > 1 {
+            for (j, (cases, requests, elapsed)) in self.jobs.iter().enumerate() {
+                writeln!(
+                    out,
+                    "job {j}: {cases} cases, {requests} requests in {:.1} s ({:.0} cases/s, \
+                     {:.0} requests/s)",
+                    elapsed.as_secs_f64(),
+                    rate(*cases, *elapsed),
+                    rate(*requests, *elapsed),
+                )?;
+            }
+        }
         writeln!(
             out,
-            "fuzz: {} cases, {} requests in {secs:.1} s ({:.0} requests/s), seed {seed}, {} findings",
+            "fuzz: {} cases, {} requests in {secs:.1} s ({:.0} cases/s, {:.0} requests/s, \
+             {} jobs), seed {seed}, {} findings",
             self.cases,
             self.requests,
-            self.requests as f64 / secs.max(1e-9),
+            rate(self.cases, self.elapsed),
+            rate(self.requests, self.elapsed),
+            self.jobs.len().max(1),
             self.findings.len()
         )?;
         Ok(())
@@ -124,15 +151,81 @@ enum Verdict {
     Refused,
 }
 
-struct Fuzzer<'a> {
+struct Fuzzer<'a, 'log> {
     options: &'a Options,
     runner: Runner,
     corpus: Corpus,
+    shared: &'a Shared<'log>,
 }
 
-/// Runs cases until `options.seconds` pass (or `options.cases` ran, or enough findings);
-/// prints each finding to `log` as it is written.
-pub fn run(options: &Options, log: &mut dyn Write) -> Result<Summary> {
+/// What the jobs share: the signatures found (a finding is reported by the first job that
+/// meets it), the findings' count, the log, and the writing of reproduction files.
+struct Shared<'a> {
+    seen: Mutex<BTreeSet<String>>,
+    findings: AtomicUsize,
+    log: Mutex<&'a mut (dyn Write + Send)>,
+    files: Mutex<()>,
+}
+
+/// Runs cases until `options.seconds` pass (or `options.cases` ran, or enough findings), on
+/// `options.jobs` threads; prints each finding to `log` as it is written.
+pub fn run(options: &Options, log: &mut (dyn Write + Send)) -> Result<Summary> {
+    let jobs = options.jobs.max(1);
+    let shared = Shared {
+        seen: Mutex::new(BTreeSet::new()),
+        findings: AtomicUsize::new(0),
+        log: Mutex::new(log),
+        files: Mutex::new(()),
+    };
+    let results: Vec<Result<Summary>> = if jobs == 1 {
+        vec![job(options, 0, 1, &shared)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..jobs)
+                .map(|j| {
+                    let shared = &shared;
+                    scope.spawn(move || job(options, j as u64, jobs as u64, shared))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a fuzz job panicked")))
+                })
+                .collect()
+        })
+    };
+    let mut total: Option<Summary> = None;
+    for result in results {
+        let one = result?;
+        let Some(t) = &mut total else {
+            total = Some(one);
+            continue;
+        };
+        t.cases += one.cases;
+        t.requests += one.requests;
+        t.findings.extend(one.findings);
+        t.unrunnable.0 += one.unrunnable.0;
+        if t.unrunnable.1.is_none() {
+            t.unrunnable.1 = one.unrunnable.1;
+        }
+        t.configs.0 += one.configs.0;
+        t.configs.1 += one.configs.1;
+        t.restored += one.restored;
+        t.started += one.started;
+        t.jobs.extend(one.jobs);
+    }
+    let mut total = total.context("no fuzz job ran")?;
+    total.findings.sort_by_key(|f| f.case);
+    total.elapsed = total.jobs.iter().map(|j| j.2).max().unwrap_or_default();
+    Ok(total)
+}
+
+/// Job `j` of `jobs`: cases `j`, `j + jobs`, ... with its own runner (VMs, snapshots), for
+/// `options.seconds` from when its corpus is loaded (the module compiled, the tokens minted).
+fn job(options: &Options, j: u64, jobs: u64, shared: &Shared) -> Result<Summary> {
+    crate::host::signature::memoize_on_this_thread();
     let mut runner = Runner::new(&options.wasm, 1)?;
     if !options.fresh_vms {
         runner.reuse_vms();
@@ -145,6 +238,7 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Summary> {
         options,
         runner,
         corpus,
+        shared,
     };
     let started = Instant::now();
     let budget = Duration::from_secs(options.seconds);
@@ -159,13 +253,13 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Summary> {
         configs: (0, 0),
         restored: 0,
         started: 0,
+        jobs: Vec::new(),
     };
-    let mut seen = BTreeSet::new();
+    let mut n = j;
     while started.elapsed() < budget
-        && options.cases.is_none_or(|c| summary.cases < c)
-        && summary.findings.len() < MAX_FINDINGS
+        && options.cases.is_none_or(|c| n < c)
+        && shared.findings.load(Ordering::Relaxed) < MAX_FINDINGS
     {
-        let n = summary.cases;
         let mut case = generate::case(&fuzzer.corpus, options.seed, n);
         let verdict = fuzzer.settle(&mut case)?;
         summary.cases += 1;
@@ -174,8 +268,10 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Summary> {
             summary.configs.0 += 1;
         }
         match verdict {
-            Verdict::Found(signature, detail) if seen.insert(signature.clone()) => {
+            Verdict::Found(signature, detail) if shared.first(&signature) => {
                 let finding = fuzzer.report(case, &signature, detail, n)?;
+                shared.findings.fetch_add(1, Ordering::Relaxed);
+                let mut log = shared.log.lock().unwrap_or_else(|e| e.into_inner());
                 writeln!(
                     log,
                     "FOUND {}\n      {}\n      wrote {} ({} steps, case {n}{})",
@@ -198,8 +294,10 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Summary> {
             }
             _ => {}
         }
+        n += jobs;
     }
     summary.elapsed = started.elapsed();
+    summary.jobs = vec![(summary.cases, summary.requests, summary.elapsed)];
     if let Some(pool) = &fuzzer.runner.pool {
         (summary.restored, summary.started) = (pool.restored, pool.started);
     } else {
@@ -209,7 +307,15 @@ pub fn run(options: &Options, log: &mut dyn Write) -> Result<Summary> {
     Ok(summary)
 }
 
-impl Fuzzer<'_> {
+impl Shared<'_> {
+    /// Whether `signature` is met here for the first time (in any job).
+    fn first(&self, signature: &str) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(signature.to_string())
+    }
+}
+
+impl Fuzzer<'_, '_> {
     /// Runs `case`, dropping cancels of requests that had already finished, until its verdict
     /// is something else.
     fn settle(&mut self, case: &mut Case) -> Result<Verdict> {
@@ -337,6 +443,8 @@ impl Fuzzer<'_> {
             base.name
         );
         let (json, _) = self.execute(&small, &format!("fuzz: {signature}"), &description)?;
+        // One job at a time picks a file name and writes it.
+        let _writing = self.shared.files.lock().unwrap_or_else(|e| e.into_inner());
         std::fs::create_dir_all(&self.options.out)
             .with_context(|| format!("creating {}", self.options.out.display()))?;
         let stem = self
@@ -416,6 +524,7 @@ mod tests {
             out: out.clone(),
             identity_oracle,
             fresh_vms: false,
+            jobs: 1,
         };
         (options, out)
     }
@@ -456,6 +565,32 @@ mod tests {
             std::fs::read_to_string(&spoof.file).unwrap_or_default()
         );
         std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    /// The same seed and number of cases give the same cases whatever the jobs: the same
+    /// requests in all, and the same findings.
+    #[test]
+    #[ignore = "needs target/test-filters (make test-filters)"]
+    fn jobs_share_out_the_same_cases() {
+        let (mut options, out) =
+            test_filter("hello", "tests/filters/hello/scenarios/first.json", false);
+        options.cases = Some(300);
+        let one = run(&options, &mut Vec::new()).unwrap();
+        options.jobs = 2;
+        let two = run(&options, &mut Vec::new()).unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        assert_eq!((one.cases, two.cases), (300, 300));
+        assert_eq!(one.requests, two.requests);
+        assert!(one.requests >= one.cases);
+        let signatures = |s: &Summary| {
+            let mut v: Vec<String> = s.findings.iter().map(|f| f.signature.clone()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(signatures(&one), signatures(&two));
+        assert_eq!(two.jobs.len(), 2);
+        assert_eq!(two.jobs[0].0 + two.jobs[1].0, 300);
+        assert_eq!(two.jobs[0].0, 150, "job 0 runs the even cases");
     }
 
     #[test]

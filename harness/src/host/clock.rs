@@ -186,6 +186,19 @@ impl Proxy {
         self.run_due();
     }
 
+    /// The event loop stalls (a suspended or starved worker, or the host's clock stepping
+    /// forward) until `to_ms`: the clock jumps there, then what fell due on the way runs at
+    /// once (call answers in their order) and each VM ticks once. Envoy re-arms a VM's tick
+    /// timer only after `onTick` returns (`Wasm::tickHandler` in Envoy's
+    /// `source/extensions/common/wasm/wasm.cc`: `tick(root_context_id)`, then
+    /// `timer->enableTimer(tick_period)`), so the periods missed while the loop was stuck are
+    /// not made up: one tick fires at resumption, the next a period after it.
+    pub fn stall_to(&mut self, to_ms: u64) {
+        self.run_due();
+        self.set_clock(to_ms);
+        self.run_due();
+    }
+
     /// Runs events until request `id` has an outcome or `max_ms` of virtual time passed.
     pub fn wait_for(&mut self, id: usize, max_ms: u64) {
         let limit = self.world.borrow().now_ms + max_ms;
@@ -199,5 +212,122 @@ impl Proxy {
                 None => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_encoder::{
+        CodeSection, ConstExpr, DataSection, EntityType, ExportKind, ExportSection, Function,
+        FunctionSection, ImportSection, Instruction as I, MemorySection, MemoryType,
+        Module as Encoded, TypeSection, ValType,
+    };
+
+    /// A filter that ticks every 100 ms and logs `t` on each tick.
+    fn ticking_filter() -> Vec<u8> {
+        let i = ValType::I32;
+        let mut types = TypeSection::new();
+        types.ty().function([i, i, i], [i]); // 0: proxy_log
+        types.ty().function([i], [i]); // 1: set tick period, allocate
+        types.ty().function([i, i], []); // 2: context create
+        types.ty().function([i, i], [i]); // 3: vm start, configure
+        types.ty().function([i], []); // 4: tick
+        let mut imports = ImportSection::new();
+        imports.import("env", "proxy_log", EntityType::Function(0));
+        let period = "proxy_set_tick_period_milliseconds";
+        imports.import("env", period, EntityType::Function(1));
+        let mut functions = FunctionSection::new();
+        for ty in [1, 2, 3, 3, 4] {
+            functions.function(ty);
+        }
+        let mut memories = MemorySection::new();
+        memories.memory(MemoryType {
+            minimum: 1,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+        let mut exports = ExportSection::new();
+        exports.export("memory", ExportKind::Memory, 0);
+        let names = [
+            "proxy_on_memory_allocate",
+            "proxy_on_context_create",
+            "proxy_on_vm_start",
+            "proxy_on_configure",
+            "proxy_on_tick",
+        ];
+        for (n, name) in names.iter().enumerate() {
+            exports.export(name, ExportKind::Func, n as u32 + 2);
+        }
+        let body = |ins: &[I]| {
+            let mut f = Function::new([]);
+            for x in ins {
+                f.instruction(x);
+            }
+            f.instruction(&I::End);
+            f
+        };
+        let mut code = CodeSection::new();
+        code.function(&body(&[I::I32Const(1024)]));
+        code.function(&body(&[]));
+        code.function(&body(&[I::I32Const(1)]));
+        code.function(&body(&[
+            I::I32Const(100),
+            I::Call(1),
+            I::Drop,
+            I::I32Const(1),
+        ]));
+        let log = [I::I32Const(2), I::I32Const(16), I::I32Const(1), I::Call(0)];
+        code.function(&body(&[&log[..], &[I::Drop]].concat()));
+        let mut data = DataSection::new();
+        data.active(0, &ConstExpr::i32_const(16), b"t".iter().copied());
+        let mut module = Encoded::new();
+        module
+            .section(&types)
+            .section(&imports)
+            .section(&functions)
+            .section(&memories)
+            .section(&exports)
+            .section(&code)
+            .section(&data);
+        module.finish()
+    }
+
+    /// The ticks each VM ran, in VM order.
+    fn ticks(proxy: &Proxy) -> Vec<usize> {
+        let world = proxy.world.borrow();
+        let mut vms: Vec<VmId> = proxy.vms.keys().copied().collect();
+        vms.sort();
+        vms.iter()
+            .map(|vm| world.logs.iter().filter(|l| l.vm == *vm).count())
+            .collect()
+    }
+
+    /// An advance runs every tick on the way; a stall one per VM at its end (Envoy's
+    /// `Wasm::tickHandler` re-arms the timer after the tick), and the next a period later.
+    #[test]
+    fn a_stall_ticks_once_where_an_advance_ticks_every_period() {
+        let wasm = std::env::temp_dir().join(format!("ticking-{}.wasm", std::process::id()));
+        std::fs::write(&wasm, ticking_filter()).unwrap();
+        let plugin = Plugin::load(&wasm).unwrap();
+        std::fs::remove_file(&wasm).unwrap();
+        let setup = Setup {
+            workers: 2,
+            ..Setup::default()
+        };
+        let mut proxy = Proxy::start(&plugin, setup).unwrap();
+        let vms = proxy.vms.len();
+        assert!(vms >= 2, "{vms} VMs");
+        let start = proxy.world.borrow().now_ms;
+        proxy.advance_to(start + 1_000);
+        assert_eq!(ticks(&proxy), vec![10; vms]);
+        proxy.stall_to(start + 1_000 + 3_600_000);
+        assert_eq!(ticks(&proxy), vec![11; vms]);
+        proxy.advance_to(start + 1_000 + 3_600_000 + 99);
+        assert_eq!(ticks(&proxy), vec![11; vms]);
+        proxy.advance_to(start + 1_000 + 3_600_000 + 100);
+        assert_eq!(ticks(&proxy), vec![12; vms]);
     }
 }

@@ -183,6 +183,9 @@ pub struct Proxy {
     boot: Boot,
     /// The VMs alive now.
     vms: BTreeMap<VmId, Vm>,
+    /// VMs a restore left out (the snapshot has fewer workers), kept for a later restore
+    /// that needs them: instances made anew cost their memory's page faults again.
+    parked: BTreeMap<VmId, Vm>,
     requests: Vec<Tracked>,
     /// TCP connections, in the order they were made.
     connections: Vec<Connection>,
@@ -232,6 +235,7 @@ impl Proxy {
             connections: Vec::new(),
             configured: true,
             traps: Vec::new(),
+            parked: BTreeMap::new(),
         };
         proxy.start_vms()?;
         Ok(proxy)

@@ -156,6 +156,50 @@ pub fn verify(args: &Arguments) -> Option<(bool, &'static str)> {
     })
 }
 
+/// Verifications kept by [`verify_memoized`], at most (then it starts again).
+const MEMO_ENTRIES: usize = 4096;
+
+/// What [`verify`] gives.
+type Verified = Option<(bool, &'static str)>;
+
+thread_local! {
+    /// Whether [`verify_memoized`] keeps results on this thread (`harness fuzz`'s runners).
+    static MEMOIZE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Results by the whole arguments, protobuf as received.
+    static MEMO: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Verified>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// From now on, [`verify_memoized`] on this thread keeps its results: the fuzzer's cases send
+/// the same tokens again and again, to VMs restored without their verified-token caches, and
+/// an RSA verification in the host (`num-bigint-dig`) cost about 5% of a case. A
+/// verification is a function of its arguments, so a kept result is the one it would give.
+/// Not for `harness run` or `harness bench` (whose time must be the host's real cost).
+pub fn memoize_on_this_thread() {
+    MEMOIZE.with(|m| m.set(true));
+}
+
+/// [`verify`] of the protobuf `bytes`, from the results kept when memoizing; `None` when they
+/// do not parse.
+pub fn verify_memoized(bytes: &[u8]) -> Verified {
+    let verify = || verify(&parse_arguments(bytes)?);
+    if !MEMOIZE.with(|m| m.get()) {
+        return verify();
+    }
+    if let Some(kept) = MEMO.with(|m| m.borrow().get(bytes).copied()) {
+        return kept;
+    }
+    let result = verify();
+    MEMO.with(|m| {
+        let mut memo = m.borrow_mut();
+        if memo.len() >= MEMO_ENTRIES {
+            memo.clear();
+        }
+        memo.insert(bytes.to_vec(), result);
+    });
+    result
+}
+
 fn ecdsa_digest(hash: &str, text: &[u8]) -> Option<Vec<u8>> {
     use sha2::Digest;
     match hash {
@@ -228,6 +272,33 @@ mod tests {
         ]
         .concat();
         verify(&parse_arguments(&bytes).unwrap()).unwrap()
+    }
+
+    /// Kept results are the ones verifying gives, per whole arguments (the text included).
+    #[test]
+    fn memoized_verifications_are_the_verifications() {
+        let key = KeyRing::default().get("memo", Path::new(".")).unwrap();
+        let sig = key.sign("RS256", b"signed").unwrap();
+        let args = |text: &[u8]| {
+            [
+                length_delimited(1, b"sha256"),
+                length_delimited(2, &der("memo")),
+                length_delimited(3, &sig),
+                length_delimited(4, text),
+            ]
+            .concat()
+        };
+        let (good, bad) = (args(b"signed"), args(b"signed!"));
+        memoize_on_this_thread();
+        for _ in 0..2 {
+            assert_eq!(verify_memoized(&good), Some((true, "")));
+            assert_eq!(
+                verify_memoized(&bad),
+                Some((false, "Failed to verify digest. Error code: 0"))
+            );
+            assert_eq!(verify_memoized(b"\xff"), None);
+        }
+        MEMO.with(|m| assert_eq!(m.borrow().len(), 3));
     }
 
     #[test]

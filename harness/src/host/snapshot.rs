@@ -5,13 +5,17 @@
 //! used. A restored proxy is the one a fresh start would give: a case never sees what the
 //! one before it left.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use super::*;
 use vm::VmImage;
 
-/// Snapshots kept at most (bytes of linear memory): beyond, new setups start fresh each time.
+/// Snapshots kept at most (bytes of linear memory, its pages of zeros not counted): beyond,
+/// new setups start fresh each time.
 const MAX_SNAPSHOT_BYTES: usize = 256 << 20;
+/// Setups remembered as started once (by hash), at most: beyond, the list starts again.
+const MAX_SEEN: usize = 1 << 20;
 
 /// The module `bytes` with each mutable global it defines exported (as `harness:global:N`
 /// unless it already is), and the export names of those globals, in index order. Globals are
@@ -174,7 +178,7 @@ impl Proxy {
         self.boot = snapshot.boot.clone();
         let mut old = std::mem::take(&mut self.vms);
         for (id, image) in &snapshot.vms {
-            let mut reused = old.remove(id);
+            let mut reused = old.remove(id).or_else(|| self.parked.remove(id));
             if let Some(vm) = &mut reused
                 && !vm.restore(image)?
             {
@@ -192,9 +196,9 @@ impl Proxy {
             };
             self.vms.insert(*id, vm);
         }
-        // The VMs not in the snapshot go before the world is put back (they count themselves
-        // out of it).
-        drop(old);
+        // The VMs not in the snapshot wait, out of the proxy, for a snapshot that has them
+        // (the world put back next is the snapshot's, whatever they did in it).
+        self.parked.extend(old);
         let mut world = snapshot.world.clone();
         world.clusters = clusters;
         world.backend = backend;
@@ -209,9 +213,13 @@ impl Proxy {
 /// Snapshots by setup and the proxy the last case used, for [`Pool::proxy`].
 #[derive(Default)]
 pub struct Pool {
-    snapshots: HashMap<String, Snapshot>,
+    snapshots: HashMap<Vec<u8>, Snapshot>,
     spare: Option<Proxy>,
     bytes: usize,
+    /// The setups started once and not captured (their keys' hashes): a setup is captured
+    /// the second time it starts, so the one-off setups (a mutated configuration or property
+    /// value, nearly never drawn again) do not fill the snapshots' budget.
+    seen: HashSet<u64>,
     /// Proxies restored from a snapshot, and started afresh.
     pub restored: u64,
     pub started: u64,
@@ -220,16 +228,16 @@ pub struct Pool {
 impl Pool {
     /// A proxy started with `setup`: restored from the snapshot of the same setup when there
     /// is one (and its start consulted no route `setup` answers otherwise), else started and,
-    /// the first time, captured.
+    /// the second time, captured.
     pub fn proxy(&mut self, plugin: &Plugin, setup: Setup) -> Result<Proxy> {
-        let key = format!(
+        // The configurations as they are, after the rest as text (written with `{:?}`, a
+        // configuration's bytes made a key four times its size, and formatting it cost).
+        let mut key = format!(
             "{:?}",
             (
                 setup.workers.max(1),
                 setup.startup,
                 &setup.vm_id,
-                &setup.plugin_config,
-                &setup.vm_config,
                 setup.start_ms,
                 setup.verify_signature,
                 setup.log_level,
@@ -237,7 +245,12 @@ impl Pool {
                 setup.allow_on_headers_stop_iteration,
                 &setup.env,
             )
-        );
+        )
+        .into_bytes();
+        for bytes in [&setup.plugin_config, &setup.vm_config] {
+            key.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            key.extend_from_slice(bytes);
+        }
         if let Some(snapshot) = self.snapshots.get(&key) {
             if let Some((clusters, backend)) = snapshot.resume(&setup) {
                 let mut proxy = match self.spare.take() {
@@ -251,14 +264,26 @@ impl Pool {
             self.started += 1;
             return Proxy::start(plugin, setup);
         }
-        let (clusters, backend) = (setup.clusters.clone(), setup.backend.clone());
         self.started += 1;
-        let mut proxy = Proxy::start(plugin, setup)?;
-        if self.bytes < MAX_SNAPSHOT_BYTES {
-            let snapshot = proxy.snapshot(clusters, backend)?;
-            self.bytes += snapshot.bytes();
-            self.snapshots.insert(key, snapshot);
+        let hash = {
+            let mut h = std::hash::DefaultHasher::new();
+            key.hash(&mut h);
+            h.finish()
+        };
+        if self.bytes >= MAX_SNAPSHOT_BYTES || !self.seen.remove(&hash) {
+            if self.seen.len() >= MAX_SEEN {
+                self.seen.clear();
+            }
+            if self.bytes < MAX_SNAPSHOT_BYTES {
+                self.seen.insert(hash);
+            }
+            return Proxy::start(plugin, setup);
         }
+        let (clusters, backend) = (setup.clusters.clone(), setup.backend.clone());
+        let mut proxy = Proxy::start(plugin, setup)?;
+        let snapshot = proxy.snapshot(clusters, backend)?;
+        self.bytes += snapshot.bytes();
+        self.snapshots.insert(key, snapshot);
         Ok(proxy)
     }
 

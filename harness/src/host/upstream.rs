@@ -124,6 +124,8 @@ struct Script {
 #[derive(Clone, Debug, Default)]
 pub struct Routes {
     scripts: BTreeMap<String, Script>,
+    /// Answers asked for, scripted or not.
+    asked: usize,
 }
 
 impl Routes {
@@ -136,6 +138,7 @@ impl Routes {
     /// The next answer for `path` (exact path, then without the query, then `*`), if one is
     /// scripted.
     pub fn next(&mut self, path: &str) -> Option<Answer> {
+        self.asked += 1;
         let bare = path.split('?').next().unwrap_or(path);
         let key = [path, bare, "*"]
             .into_iter()
@@ -149,8 +152,11 @@ impl Routes {
     /// These routes (a setup's) as they stand after a start with `boot` left `after`: the
     /// scripts the start took answers from keep their place. `None` when that start is not
     /// this one's: other paths (another route would match), or other answers on a path the
-    /// start used.
+    /// start used. A start that asked these routes nothing goes with any.
     pub fn resume(&self, boot: &Routes, after: &Routes) -> Option<Routes> {
+        if after.asked == boot.asked {
+            return Some(self.clone());
+        }
         if !self.scripts.keys().eq(boot.scripts.keys()) {
             return None;
         }
@@ -247,6 +253,28 @@ mod tests {
         assert_eq!(status(c.answer("idp", "/b")), b"201");
         assert_eq!(status(c.answer("empty", "/b")), b"404");
         assert!(c.knows("empty") && !c.knows("other"));
+    }
+
+    #[test]
+    fn a_start_resumes_with_other_routes_only_where_it_asked_nothing() {
+        let mut boot = Routes::default();
+        boot.set("/k", vec![ok(200, 0)]);
+        let mut other = boot.clone();
+        other.set("*", vec![ok(500, 0)]);
+        other.set("/k", vec![ok(503, 0)]);
+        // A start that asked nothing: any routes go, as they are.
+        let resumed = other.resume(&boot, &boot.clone()).unwrap();
+        assert_eq!(resumed.scripts, other.scripts);
+        // A start that asked (even a path without a script): the paths must be the same and
+        // the answers it took too.
+        let mut after = boot.clone();
+        assert_eq!(after.next("/x"), None);
+        assert!(other.resume(&boot, &after).is_none());
+        let mut same_paths = boot.clone();
+        same_paths.set("/k", vec![ok(503, 0)]);
+        assert!(same_paths.resume(&boot, &after).is_some());
+        assert!(after.next("/k").is_some());
+        assert!(same_paths.resume(&boot, &after).is_none());
     }
 
     #[test]

@@ -301,6 +301,10 @@ pub enum Action {
     Request(Box<RequestSpec>),
     /// Move the virtual clock (`"10m"`), running ticks and call answers on the way.
     Advance(String),
+    /// The event loop stalls for this long (`"1h"`), or the host's clock steps forward: the
+    /// clock jumps, then what fell due runs at once and each VM ticks once (not once per
+    /// period missed, as Envoy re-arms its tick timer after each tick).
+    Stall(String),
     /// Replace routes of simulated clusters.
     Upstream(BTreeMap<String, BTreeMap<String, Script>>),
     /// Replace routes of the main route's upstream.
@@ -379,6 +383,7 @@ struct StepFields {
     note: Option<String>,
     request: Option<RequestSpec>,
     advance: Option<String>,
+    stall: Option<String>,
     upstream: Option<BTreeMap<String, BTreeMap<String, Script>>>,
     backend: Option<BTreeMap<String, Script>>,
     #[serde(rename = "await")]
@@ -405,6 +410,7 @@ impl TryFrom<StepFields> for Step {
         let actions = [
             f.request.map(|r| Action::Request(Box::new(r))),
             f.advance.map(Action::Advance),
+            f.stall.map(Action::Stall),
             f.upstream.map(Action::Upstream),
             f.backend.map(Action::Backend),
             f.await_id.map(Action::Await),
@@ -418,8 +424,8 @@ impl TryFrom<StepFields> for Step {
         let action = given.next();
         if given.next().is_some() {
             return Err(
-                "a step does one thing: request, advance, upstream, backend, await, \
-                        cancel, crash, reload, restart or tcp"
+                "a step does one thing: request, advance, stall, upstream, backend, \
+                        await, cancel, crash, reload, restart or tcp"
                     .into(),
             );
         }

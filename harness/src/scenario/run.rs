@@ -247,6 +247,7 @@ fn describe(step: &Step) -> String {
             )
         }
         Some(Action::Advance(a)) => format!("advance {a}"),
+        Some(Action::Stall(a)) => format!("stall {a}"),
         Some(Action::Upstream(_)) => "upstream change".into(),
         Some(Action::Backend(_)) => "backend change".into(),
         Some(Action::Await(id)) => format!("await {id}"),
@@ -722,6 +723,15 @@ impl Run<'_> {
                 self.proxy.advance_to(to);
                 None
             }
+            Some(Action::Stall(by)) => {
+                let ms = parse_millis(by)?;
+                if ms < 0 {
+                    bail!("stall {by:?}: the clock only moves forward");
+                }
+                let to = self.now_ms() + ms as u64;
+                self.proxy.stall_to(to);
+                None
+            }
             Some(Action::Upstream(routes)) => {
                 let current = std::mem::take(&mut self.proxy.world.borrow_mut().clusters);
                 let updated = build_clusters(routes, self.keys, &self.loaded.dir, current)?;
@@ -1191,8 +1201,9 @@ mod tests {
             file: PathBuf::from("counting.json"),
             dir: PathBuf::from("."),
         };
-        // Another setup in between: its VMs are the ones the next restore reuses.
-        for workers in [1, 1, 2, 1, 2, 1] {
+        // Another setup in between: its VMs are the ones the next restore reuses. A setup is
+        // captured the second time it starts.
+        for workers in [1, 1, 2, 1, 2, 1, 2, 1] {
             runner.run(&scenario(workers)).unwrap();
             let counted: Vec<&String> = runner
                 .logs
@@ -1202,7 +1213,7 @@ mod tests {
             assert_eq!(counted, ["worker 0 [info] aB", "worker 0 [info] bC"]);
         }
         let pool = runner.pool.as_ref().unwrap();
-        assert_eq!((pool.started, pool.restored), (2, 4));
+        assert_eq!((pool.started, pool.restored), (4, 4));
     }
 
     fn outcome(upstream_body: Option<&[u8]>) -> Outcome {

@@ -24,10 +24,7 @@ pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
             if name != "verify_signature" || !c.data().world.borrow().verify_signature {
                 return Ok(NOT_FOUND);
             }
-            let Some(args) = signature::parse_arguments(&args) else {
-                return Ok(BAD_ARGUMENT);
-            };
-            let Some((ok, error)) = signature::verify(&args) else {
+            let Some((ok, error)) = signature::verify_memoized(&args) else {
                 return Ok(BAD_ARGUMENT);
             };
             give(

@@ -236,6 +236,10 @@ impl<'a> Play<'a> {
             Some(Action::Advance(by)) => {
                 std::thread::sleep(Duration::from_millis(parse_millis(by)?.max(0) as u64));
             }
+            Some(Action::Stall(by)) => {
+                let ms = parse_millis(by)?.max(0) as u64;
+                self.envoy.stall(Duration::from_millis(ms))?;
+            }
             Some(Action::Upstream(routes)) => {
                 let mut shared = self
                     .shared

@@ -104,6 +104,26 @@ impl Envoy {
         bail!("Envoy was not ready within {READY_TIMEOUT:?}")
     }
 
+    /// Envoy's whole process stops (SIGSTOP) for `by` of real time, then goes on (SIGCONT):
+    /// a `stall` step, the one way to stall a real Envoy's event loops. The monotonic clock
+    /// Envoy's timers run on keeps going while it is stopped.
+    pub(super) fn stall(&mut self, by: Duration) -> Result<()> {
+        let pid = self.child.id().to_string();
+        let signal = |name: &str| -> Result<()> {
+            let status = Command::new("kill")
+                .args([name, pid.as_str()])
+                .status()
+                .with_context(|| format!("kill {name} {pid}"))?;
+            if !status.success() {
+                bail!("kill {name} {pid}: {status}");
+            }
+            Ok(())
+        };
+        signal("-STOP")?;
+        std::thread::sleep(by);
+        signal("-CONT")
+    }
+
     pub(super) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

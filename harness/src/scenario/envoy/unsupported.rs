@@ -8,7 +8,7 @@ use crate::scenario::bytes::Bytes;
 use crate::scenario::model::{Action, RequestSpec, Scenario, Script, Step};
 use crate::time::parse_millis;
 
-/// The most real time a scenario may ask to wait (advances, answer delays).
+/// The most real time a scenario may ask to wait (advances, stalls, answer delays).
 const MAX_WAIT_MS: i64 = 3_000;
 
 /// Why `s` cannot run in Envoy, if it cannot.
@@ -93,7 +93,7 @@ pub(super) fn unsupported(s: &Scenario) -> Option<String> {
                 return Some(format!("{ROUTE_NAME} of a request with several workers"));
             }
         }
-        if let Some(Action::Advance(by)) = &step.action {
+        if let Some(Action::Advance(by) | Action::Stall(by)) = &step.action {
             waited += parse_millis(by).unwrap_or(i64::MAX);
             if waited > MAX_WAIT_MS {
                 return Some(format!("advancing beyond {MAX_WAIT_MS} ms of real time"));
