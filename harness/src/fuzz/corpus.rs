@@ -177,7 +177,7 @@ fn words(config: &Value, out: &mut Vec<Vec<u8>>) {
 
 /// The identity headers this project's filter writes: `providers.*.forward_payload_header`
 /// and `providers.*.claim_to_headers[*].header`, lower-cased.
-fn identity_headers(config: &Value) -> Vec<Vec<u8>> {
+pub(super) fn identity_headers(config: &Value) -> Vec<Vec<u8>> {
     let mut names = Vec::new();
     let providers = config.get("providers").and_then(Value::as_object);
     for provider in providers.into_iter().flat_map(|p| p.values()) {

@@ -133,6 +133,16 @@ impl Summary {
     }
 }
 
+/// The identity headers of the configuration `case` ran (`base`'s, unless it is mutated): a
+/// mutated configuration may write fewer, and a header it does not write is the upstream's
+/// to read, not a spoof.
+fn identity_of<'a>(case: &Case, base: &'a [Vec<u8>]) -> std::borrow::Cow<'a, [Vec<u8>]> {
+    match &case.config {
+        Some(config) => std::borrow::Cow::Owned(corpus::identity_headers(config)),
+        None => std::borrow::Cow::Borrowed(base),
+    }
+}
+
 /// Distinct findings after which the run stops.
 const MAX_FINDINGS: usize = 10;
 /// Candidate runs spent minimising one finding.
@@ -394,7 +404,7 @@ impl Fuzzer<'_, '_> {
         if !self.options.identity_oracle {
             return None;
         }
-        let identity = &self.corpus.bases[case.base].identity;
+        let identity = identity_of(case, &self.corpus.bases[case.base].identity);
         let requests = case.request_actions();
         let record: &Record = &self.runner.record;
         record.outcomes.iter().enumerate().find_map(|(n, outcome)| {
@@ -543,6 +553,26 @@ mod tests {
             .expect("the probe panics on x-probe-panic and on bytes that are not UTF-8");
         assert!(trap.reproduced && trap.steps <= 2, "{}", trap.detail);
         assert!(summary.requests >= summary.cases);
+    }
+
+    #[test]
+    fn the_identity_oracle_reads_the_configuration_the_case_ran() {
+        let base = vec![b"x-user-id".to_vec(), b"x-jwt-payload".to_vec()];
+        let mut case = Case {
+            base: 0,
+            workers: 1,
+            routes: Vec::new(),
+            config: None,
+            properties: Vec::new(),
+            actions: Vec::new(),
+        };
+        assert_eq!(identity_of(&case, &base).as_ref(), base.as_slice());
+        // A mutation dropped `claim_to_headers` and renamed the payload header.
+        case.config = Some(json!({"providers": {"p": {"forward_payload_header": "X-Payload"}}}));
+        assert_eq!(
+            identity_of(&case, &base).as_ref(),
+            [b"x-payload".to_vec()].as_slice()
+        );
     }
 
     #[test]
