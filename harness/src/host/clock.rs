@@ -219,9 +219,8 @@ impl Proxy {
 mod tests {
     use super::*;
     use wasm_encoder::{
-        CodeSection, ConstExpr, DataSection, EntityType, ExportKind, ExportSection, Function,
-        FunctionSection, ImportSection, Instruction as I, MemorySection, MemoryType,
-        Module as Encoded, TypeSection, ValType,
+        CodeSection, ConstExpr, DataSection, EntityType, FunctionSection, ImportSection,
+        Instruction as I, Module as Encoded, TypeSection, ValType,
     };
 
     /// A filter that ticks every 100 ms and logs `t` on each tick.
@@ -241,46 +240,29 @@ mod tests {
         for ty in [1, 2, 3, 3, 4] {
             functions.function(ty);
         }
-        let mut memories = MemorySection::new();
-        memories.memory(MemoryType {
-            minimum: 1,
-            maximum: None,
-            memory64: false,
-            shared: false,
-            page_size_log2: None,
-        });
-        let mut exports = ExportSection::new();
-        exports.export("memory", ExportKind::Memory, 0);
-        let names = [
-            "proxy_on_memory_allocate",
-            "proxy_on_context_create",
-            "proxy_on_vm_start",
-            "proxy_on_configure",
-            "proxy_on_tick",
-        ];
-        for (n, name) in names.iter().enumerate() {
-            exports.export(name, ExportKind::Func, n as u32 + 2);
-        }
-        let body = |ins: &[I]| {
-            let mut f = Function::new([]);
-            for x in ins {
-                f.instruction(x);
-            }
-            f.instruction(&I::End);
-            f
-        };
+        let memories = test_wasm::one_page();
+        let exports = test_wasm::exports(
+            2,
+            &[
+                "proxy_on_memory_allocate",
+                "proxy_on_context_create",
+                "proxy_on_vm_start",
+                "proxy_on_configure",
+                "proxy_on_tick",
+            ],
+        );
         let mut code = CodeSection::new();
-        code.function(&body(&[I::I32Const(1024)]));
-        code.function(&body(&[]));
-        code.function(&body(&[I::I32Const(1)]));
-        code.function(&body(&[
+        code.function(&test_wasm::body(&[I::I32Const(1024)]));
+        code.function(&test_wasm::body(&[]));
+        code.function(&test_wasm::body(&[I::I32Const(1)]));
+        code.function(&test_wasm::body(&[
             I::I32Const(100),
             I::Call(1),
             I::Drop,
             I::I32Const(1),
         ]));
         let log = [I::I32Const(2), I::I32Const(16), I::I32Const(1), I::Call(0)];
-        code.function(&body(&[&log[..], &[I::Drop]].concat()));
+        code.function(&test_wasm::body(&[&log[..], &[I::Drop]].concat()));
         let mut data = DataSection::new();
         data.active(0, &ConstExpr::i32_const(16), b"t".iter().copied());
         let mut module = Encoded::new();

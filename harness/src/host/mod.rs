@@ -15,6 +15,8 @@ pub mod snapshot;
 pub mod signature;
 mod stream;
 mod tcp;
+#[cfg(test)]
+pub(crate) mod test_wasm;
 pub use tcp::{Connection, Peer};
 pub mod upstream;
 mod vm;

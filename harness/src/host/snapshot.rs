@@ -297,9 +297,9 @@ impl Pool {
 pub(crate) mod tests {
     use super::*;
     use wasm_encoder::{
-        CodeSection, ConstExpr, DataSection, EntityType, ExportKind, ExportSection, Function,
-        FunctionSection, GlobalSection, GlobalType, ImportSection, Instruction as I, MemArg,
-        MemorySection, MemoryType, Module as Encoded, TypeSection, ValType,
+        CodeSection, ConstExpr, DataSection, EntityType, FunctionSection, GlobalSection,
+        GlobalType, ImportSection, Instruction as I, MemArg, Module as Encoded, TypeSection,
+        ValType,
     };
 
     /// A filter that counts its requests twice, in a byte of its memory and in a global it
@@ -317,14 +317,7 @@ pub(crate) mod tests {
         for ty in [1, 2, 3, 3, 0] {
             functions.function(ty);
         }
-        let mut memories = MemorySection::new();
-        memories.memory(MemoryType {
-            minimum: 1,
-            maximum: None,
-            memory64: false,
-            shared: false,
-            page_size_log2: None,
-        });
+        let memories = test_wasm::one_page();
         let mut globals = GlobalSection::new();
         globals.global(
             GlobalType {
@@ -334,37 +327,27 @@ pub(crate) mod tests {
             },
             &ConstExpr::i32_const(0),
         );
-        let mut exports = ExportSection::new();
-        exports.export("memory", ExportKind::Memory, 0);
-        let names = [
-            "proxy_on_memory_allocate",
-            "proxy_on_context_create",
-            "proxy_on_vm_start",
-            "proxy_on_configure",
-            "proxy_on_request_headers",
-        ];
-        for (n, name) in names.iter().enumerate() {
-            exports.export(name, ExportKind::Func, n as u32 + 1);
-        }
+        let exports = test_wasm::exports(
+            1,
+            &[
+                "proxy_on_memory_allocate",
+                "proxy_on_context_create",
+                "proxy_on_vm_start",
+                "proxy_on_configure",
+                "proxy_on_request_headers",
+            ],
+        );
         let byte = MemArg {
             offset: 0,
             align: 0,
             memory_index: 0,
         };
         let mut code = CodeSection::new();
-        let body = |ins: &[I]| {
-            let mut f = Function::new([]);
-            for x in ins {
-                f.instruction(x);
-            }
-            f.instruction(&I::End);
-            f
-        };
-        code.function(&body(&[I::I32Const(1024)]));
-        code.function(&body(&[]));
-        code.function(&body(&[I::I32Const(1)]));
-        code.function(&body(&[I::I32Const(1)]));
-        code.function(&body(&[
+        code.function(&test_wasm::body(&[I::I32Const(1024)]));
+        code.function(&test_wasm::body(&[]));
+        code.function(&test_wasm::body(&[I::I32Const(1)]));
+        code.function(&test_wasm::body(&[I::I32Const(1)]));
+        code.function(&test_wasm::body(&[
             // memory[16] += 1
             I::I32Const(16),
             I::I32Const(16),

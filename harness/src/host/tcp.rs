@@ -448,8 +448,7 @@ fn connection_properties(id: usize) -> BTreeMap<Vec<u8>, Vec<u8>> {
 mod tests {
     use super::*;
     use wasm_encoder::{
-        CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction as I,
-        MemorySection, MemoryType, Module as Encoded, TypeSection, ValType,
+        CodeSection, FunctionSection, Instruction as I, Module as Encoded, TypeSection, ValType,
     };
 
     /// A network filter that pauses client data under 5 bytes and upstream data under 3.
@@ -464,45 +463,36 @@ mod tests {
         for ty in [0, 1, 2, 2, 0, 3, 3] {
             functions.function(ty);
         }
-        let mut memories = MemorySection::new();
-        memories.memory(MemoryType {
-            minimum: 1,
-            maximum: None,
-            memory64: false,
-            shared: false,
-            page_size_log2: None,
-        });
-        let mut exports = ExportSection::new();
-        exports.export("memory", ExportKind::Memory, 0);
-        let names = [
-            "proxy_on_memory_allocate",
-            "proxy_on_context_create",
-            "proxy_on_vm_start",
-            "proxy_on_configure",
-            "proxy_on_new_connection",
-            "proxy_on_downstream_data",
-            "proxy_on_upstream_data",
-        ];
-        for (n, name) in names.iter().enumerate() {
-            exports.export(name, ExportKind::Func, n as u32);
-        }
-        let body = |ins: &[I]| {
-            let mut f = Function::new([]);
-            for x in ins {
-                f.instruction(x);
-            }
-            f.instruction(&I::End);
-            f
-        };
+        let memories = test_wasm::one_page();
+        let exports = test_wasm::exports(
+            0,
+            &[
+                "proxy_on_memory_allocate",
+                "proxy_on_context_create",
+                "proxy_on_vm_start",
+                "proxy_on_configure",
+                "proxy_on_new_connection",
+                "proxy_on_downstream_data",
+                "proxy_on_upstream_data",
+            ],
+        );
         let mut code = CodeSection::new();
-        code.function(&body(&[I::I32Const(1024)]));
-        code.function(&body(&[]));
-        code.function(&body(&[I::I32Const(1)]));
-        code.function(&body(&[I::I32Const(1)]));
-        code.function(&body(&[I::I32Const(0)]));
+        code.function(&test_wasm::body(&[I::I32Const(1024)]));
+        code.function(&test_wasm::body(&[]));
+        code.function(&test_wasm::body(&[I::I32Const(1)]));
+        code.function(&test_wasm::body(&[I::I32Const(1)]));
+        code.function(&test_wasm::body(&[I::I32Const(0)]));
         // Pause (1) while size < threshold.
-        code.function(&body(&[I::LocalGet(1), I::I32Const(5), I::I32LtU]));
-        code.function(&body(&[I::LocalGet(1), I::I32Const(3), I::I32LtU]));
+        code.function(&test_wasm::body(&[
+            I::LocalGet(1),
+            I::I32Const(5),
+            I::I32LtU,
+        ]));
+        code.function(&test_wasm::body(&[
+            I::LocalGet(1),
+            I::I32Const(3),
+            I::I32LtU,
+        ]));
         let mut module = Encoded::new();
         module
             .section(&types)
