@@ -711,24 +711,25 @@ impl Run<'_> {
         }
     }
 
+    /// The virtual time `by` from now, for step `what` (the clock only moves forward).
+    fn later(&self, what: &str, by: &str) -> Result<u64> {
+        let ms = parse_millis(by)?;
+        if ms < 0 {
+            bail!("{what} {by:?}: the clock only moves forward");
+        }
+        Ok(self.now_ms() + ms as u64)
+    }
+
     fn step(&mut self, step: &Step) -> Result<()> {
         let request = match &step.action {
             Some(Action::Request(spec)) => Some(self.request(spec)?),
             Some(Action::Advance(by)) => {
-                let ms = parse_millis(by)?;
-                if ms < 0 {
-                    bail!("advance {by:?}: the clock only moves forward");
-                }
-                let to = self.now_ms() + ms as u64;
+                let to = self.later("advance", by)?;
                 self.proxy.advance_to(to);
                 None
             }
             Some(Action::Stall(by)) => {
-                let ms = parse_millis(by)?;
-                if ms < 0 {
-                    bail!("stall {by:?}: the clock only moves forward");
-                }
-                let to = self.now_ms() + ms as u64;
+                let to = self.later("stall", by)?;
                 self.proxy.stall_to(to);
                 None
             }
