@@ -90,7 +90,7 @@ impl TokenCache {
         let at = self.find(token)?;
         let entry = self.slots.get_mut(at)?.as_mut()?;
         if entry.verified.evict_at <= now as f64 {
-            self.remove(token);
+            self.empty(at);
             return None;
         }
         if entry.provider != provider {
@@ -158,9 +158,14 @@ impl TokenCache {
 
     /// Forgets `token`'s entry (its key left the key set, or it expired).
     pub fn remove(&mut self, token: &str) {
-        if let Some(at) = self.find(token)
-            && let Some(Some(entry)) = self.slots.get_mut(at).map(Option::take)
-        {
+        if let Some(at) = self.find(token) {
+            self.empty(at);
+        }
+    }
+
+    /// Empties slot `at` (found by `find`) and makes it free.
+    fn empty(&mut self, at: usize) {
+        if let Some(Some(entry)) = self.slots.get_mut(at).map(Option::take) {
             self.index.remove(&entry.hash);
             self.free.push(at);
         }
