@@ -48,8 +48,9 @@ pub struct Plugin {
 impl Plugin {
     pub fn load(path: &Path) -> Result<Plugin> {
         let mut config = Config::new();
-        config.consume_fuel(true);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
+        vm::watch(&engine);
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let (bytes, globals) = snapshot::export_globals(&bytes)
             .with_context(|| format!("reading the globals of {}", path.display()))?;
