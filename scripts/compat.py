@@ -51,6 +51,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import jwtstack  # cpu_model, mem_total_kb: the machine line, as bench/run.py writes it
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "target" / "compat"
 HARNESS = Path(os.environ.get("HARNESS", ROOT / "target" / "release" / "harness"))
@@ -450,14 +452,7 @@ def row_cells(result: dict) -> dict:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = jwtstack.cpu_model() or "unknown CPU"
     osname = platform.system()
     try:
         for line in Path("/etc/os-release").read_text().splitlines():
@@ -465,12 +460,8 @@ def machine() -> str:
                 osname = line.split("=", 1)[1].strip('"')
     except OSError:
         pass
-    mem = ""
-    try:
-        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())[1])
-        mem = f", {kb / 1024 / 1024:.0f} GiB"
-    except (OSError, TypeError):
-        pass
+    kb = jwtstack.mem_total_kb()
+    mem = f", {kb / 1024 / 1024:.0f} GiB" if kb else ""
     return (f"{osname}, {platform.machine()}, {os.cpu_count()} cores ({cpu}){mem}, "
             f"Linux {platform.release()}, Python {platform.python_version()}")
 

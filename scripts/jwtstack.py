@@ -47,6 +47,26 @@ class StackError(Exception):
 _VALUE_RE = re.compile(r"^(?P<indent>[ ]*)value: \|[ ]*$")
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (`/proc/cpuinfo`), for the machine line of a report."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def mem_total_kb() -> int | None:
+    """The machine's memory in kB (`MemTotal` of `/proc/meminfo`)."""
+    try:
+        found = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+    except OSError:
+        return None
+    return int(found[1]) if found else None
+
+
 def _config_block(lines: list[str]) -> tuple[int, int, str]:
     """(first line of the JSON block, end (exclusive), indentation of the block)."""
     starts = [i for i, line in enumerate(lines) if _VALUE_RE.match(line)]
