@@ -269,7 +269,6 @@ impl<V: SignatureVerifier> Tokens<V> {
             }
             self.cache.borrow_mut().remove(token);
         }
-        self.cache.borrow_mut().count(false);
 
         let refuse = |f: Failure| Stop::refuse(f, Some(index));
         // Up to the key lookup, every refusal is lasting (the token's bytes, the provider's
@@ -342,6 +341,9 @@ impl<V: SignatureVerifier> Tokens<V> {
                 )));
             }
         };
+        // A miss is a token verified in full (`jwt_filter_jwt_cache_miss`): one refused
+        // before its signature is neither (and costs no counter's host call).
+        self.cache.borrow_mut().count(false);
         if !self
             .verifier
             .verify(jws.alg, key, jws.signing_input.as_bytes(), &jws.signature)

@@ -198,10 +198,13 @@ fn lasting_refusals_are_answered_again_without_a_parse() {
         assert_eq!(a.tokens.refused_hits(), i as u64 + 1, "{t}: answered kept");
     }
     assert_eq!(calls.get(), 0, "no signature was checked");
+    // `jwt_filter_jwt_cache_miss` counts tokens verified in full: none of these was.
+    assert_eq!(a.take_cache_counts(), (0, 0));
     // A valid token is never answered from it; neither is a token that its keys refused
     // (keys.rs: a rotated key set refuses, then accepts the same token again).
     let bearer = format!("Bearer {good}");
     let req = get("/api/private", &[("authorization", &bearer)]);
     assert_eq!(verdict(&a.decide(&req, NOW, &remote_keys())).0, 200);
     assert_eq!(a.tokens.refused_hits(), cases.len() as u64);
+    assert_eq!(a.take_cache_counts(), (0, 1), "a signature checked is a miss");
 }
