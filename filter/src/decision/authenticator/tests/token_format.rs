@@ -206,5 +206,9 @@ fn lasting_refusals_are_answered_again_without_a_parse() {
     let req = get("/api/private", &[("authorization", &bearer)]);
     assert_eq!(verdict(&a.decide(&req, NOW, &remote_keys())).0, 200);
     assert_eq!(a.tokens.refused_hits(), cases.len() as u64);
-    assert_eq!(a.take_cache_counts(), (0, 1), "a signature checked is a miss");
+    assert_eq!(
+        a.take_cache_counts(),
+        (0, 1),
+        "a signature checked is a miss"
+    );
 }
