@@ -291,10 +291,7 @@ mod tests {
     /// `Wasm::tickHandler` re-arms the timer after the tick), and the next a period later.
     #[test]
     fn a_stall_ticks_once_where_an_advance_ticks_every_period() {
-        let wasm = std::env::temp_dir().join(format!("ticking-{}.wasm", std::process::id()));
-        std::fs::write(&wasm, ticking_filter()).unwrap();
-        let plugin = Plugin::load(&wasm).unwrap();
-        std::fs::remove_file(&wasm).unwrap();
+        let plugin = test_wasm::plugin("ticking", &ticking_filter());
         let setup = Setup {
             workers: 2,
             ..Setup::default()

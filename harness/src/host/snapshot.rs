@@ -411,10 +411,7 @@ pub(crate) mod tests {
     /// and gives it the VMs it lacks, moved into the spare's world.
     #[test]
     fn a_started_proxy_given_back_lends_its_missing_vms_to_the_spare() {
-        let wasm = std::env::temp_dir().join(format!("lending-{}.wasm", std::process::id()));
-        std::fs::write(&wasm, counting_filter()).unwrap();
-        let plugin = Plugin::load(&wasm).unwrap();
-        std::fs::remove_file(&wasm).unwrap();
+        let plugin = test_wasm::plugin("lending", &counting_filter());
         let mut pool = Pool::default();
         let one = pool.proxy(&plugin, Setup::default()).unwrap();
         let ids: Vec<VmId> = one.vms.keys().copied().collect();

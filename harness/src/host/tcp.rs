@@ -504,10 +504,7 @@ mod tests {
     }
 
     fn proxy(test: &str) -> Proxy {
-        let wasm = std::env::temp_dir().join(format!("{test}-{}.wasm", std::process::id()));
-        std::fs::write(&wasm, threshold_filter()).unwrap();
-        let plugin = Plugin::load(&wasm).unwrap();
-        std::fs::remove_file(&wasm).unwrap();
+        let plugin = test_wasm::plugin(test, &threshold_filter());
         Proxy::start(
             &plugin,
             Setup {

@@ -3,6 +3,17 @@
 
 use wasm_encoder::{ExportKind, ExportSection, Function, Instruction, MemorySection, MemoryType};
 
+use super::Plugin;
+
+/// `bytes` loaded as a plugin (through a file of `name`, this process's, removed at once).
+pub(crate) fn plugin(name: &str, bytes: &[u8]) -> Plugin {
+    let wasm = std::env::temp_dir().join(format!("{name}-{}.wasm", std::process::id()));
+    std::fs::write(&wasm, bytes).unwrap();
+    let plugin = Plugin::load(&wasm).unwrap();
+    std::fs::remove_file(&wasm).unwrap();
+    plugin
+}
+
 /// One page of memory, no maximum.
 pub(crate) fn one_page() -> MemorySection {
     let mut memories = MemorySection::new();

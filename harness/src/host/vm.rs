@@ -536,7 +536,7 @@ fn root_cause(e: &anyhow::Error) -> String {
 mod tests {
     use super::*;
     use crate::host::test_wasm;
-    use crate::host::{Plugin, Proxy, Setup};
+    use crate::host::{Proxy, Setup};
     use wasm_encoder::{
         CodeSection, FunctionSection, Instruction as I, Module as Encoded, TypeSection, ValType,
     };
@@ -579,10 +579,7 @@ mod tests {
 
     #[test]
     fn an_endless_callback_traps_at_its_deadline() {
-        let wasm = std::env::temp_dir().join(format!("looping-{}.wasm", std::process::id()));
-        std::fs::write(&wasm, looping_filter()).unwrap();
-        let plugin = Plugin::load(&wasm).unwrap();
-        std::fs::remove_file(&wasm).unwrap();
+        let plugin = test_wasm::plugin("looping", &looping_filter());
         let started = std::time::Instant::now();
         let proxy = Proxy::start(&plugin, Setup::default()).unwrap();
         let waited = started.elapsed();
